@@ -1,0 +1,41 @@
+"""Measure neuron redundancy in trained Keras models.
+
+The numeric core (:func:`pearson_matrix`, :func:`mad_matrix`, :func:`find_groups`) is pure
+numpy/scipy; :func:`load_model` and :func:`analyze_model` bring in Keras only when called.
+"""
+
+from .errors import WeightkitError
+from .groups import DEFAULT_THRESHOLDS, METRICS, cluster_linkage, cluster_order, find_groups, removable_count
+from .loading import LoadedModel, is_saved_model_dir, load_model, walk_layers
+from .matrices import mad_matrix, pearson_matrix
+from .model_analysis import analyze_model, analyze_rows, iter_layer_analyses
+from .results import LayerAnalysis, LayerMatrices, ModelAnalysis, SkippedLayer
+from .rows import NeuronRows, layer_neuron_rows, supported_layer_types
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "METRICS",
+    "LayerAnalysis",
+    "LayerMatrices",
+    "LoadedModel",
+    "ModelAnalysis",
+    "NeuronRows",
+    "SkippedLayer",
+    "WeightkitError",
+    "analyze_model",
+    "analyze_rows",
+    "cluster_linkage",
+    "cluster_order",
+    "find_groups",
+    "is_saved_model_dir",
+    "iter_layer_analyses",
+    "layer_neuron_rows",
+    "load_model",
+    "mad_matrix",
+    "pearson_matrix",
+    "removable_count",
+    "supported_layer_types",
+    "walk_layers",
+]

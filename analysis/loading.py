@@ -1,0 +1,322 @@
+"""Load a saved Keras model safely, with one clear line for every way it can fail.
+
+Formats: ``.keras`` (Keras 3 zip archives) and legacy ``.h5`` (Keras 2 or 3). Before Keras sees
+a file we read its configuration ourselves, so that a Lambda layer or an unknown custom class is
+refused by name *before* any code from the file could run; ``unsafe=True`` lifts that.
+"""
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+from ._tf import import_keras, silenced_stderr
+from .errors import WeightkitError
+
+__all__ = ["LoadedModel", "load_model", "is_saved_model_dir", "walk_layers", "read_model_config"]
+
+_UNSAFE_HINT = "pass --unsafe (unsafe=True) only if you trust the file"
+
+
+@dataclass
+class LoadedModel:
+    """A loaded model and what loading it had to do.
+
+    Attributes
+    ----------
+    model : keras.Model
+    path : str
+    format : {"keras", "h5"}
+    notes : list of str
+        Things the user should know (e.g. "loaded without its compiled settings").
+    compiled : bool
+        Whether the optimizer, loss and metrics saved with the model were restored.
+    """
+
+    model: object
+    path: str
+    format: str
+    notes: list = field(default_factory=list)
+    compiled: bool = False
+
+
+def is_saved_model_dir(path):
+    """True when ``path`` is a TensorFlow SavedModel directory."""
+    return os.path.isdir(path) and os.path.isfile(os.path.join(path, "saved_model.pb"))
+
+
+def _check_path(path):
+    if not os.path.exists(path):
+        raise WeightkitError(f"{path}: no such file; check the path to the model (.keras or .h5).")
+    if is_saved_model_dir(path):
+        raise WeightkitError(
+            f"{path}: is a TensorFlow SavedModel directory, which Keras 3 cannot load as a model; "
+            "load it where it was made and save it with model.save('model.keras')."
+        )
+    if os.path.isdir(path):
+        raise WeightkitError(f"{path}: is a directory, expected a model file (.keras or .h5).")
+    if not os.access(path, os.R_OK):
+        raise WeightkitError(f"{path}: cannot be read (permission denied); fix its permissions.")
+    if os.path.getsize(path) == 0:
+        raise WeightkitError(f"{path}: is an empty file, not a model; save the model again.")
+
+
+def _sniff_format(path):
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if head.startswith(b"PK"):
+        return "keras"
+    if head == b"\x89HDF\r\n\x1a\n":
+        return "h5"
+    suffix = os.path.splitext(path)[1].lower()
+    what = {".keras": "a .keras zip archive", ".h5": "an HDF5 file", ".hdf5": "an HDF5 file"}
+    expected = what.get(suffix, "a .keras or .h5 model file")
+    raise WeightkitError(
+        f"{path}: is not {expected} (unrecognized content); check that the file is a saved "
+        "Keras model and was copied completely."
+    )
+
+
+def read_model_config(path):
+    """Read a model file's architecture configuration without loading the model.
+
+    Parameters
+    ----------
+    path : str
+        A ``.keras`` or ``.h5`` file.
+
+    Returns
+    -------
+    fmt : {"keras", "h5"}
+    config : dict
+        The model's serialized configuration.
+
+    Raises
+    ------
+    WeightkitError
+        If the file is missing, empty, truncated, not a model, or unsafe to extract.
+    """
+    _check_path(path)
+    fmt = _sniff_format(path)
+    return fmt, (_keras_config(path) if fmt == "keras" else _h5_config(path))
+
+
+def _keras_config(path):
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            for name in names:
+                parts = PurePosixPath(name).parts
+                if name.startswith(("/", "\\")) or ".." in parts or ":" in name:
+                    raise WeightkitError(
+                        f"{path}: archive member {name!r} points outside the archive; refusing to "
+                        "read it. Re-save the model with model.save('model.keras')."
+                    )
+            if "config.json" not in names:
+                raise WeightkitError(
+                    f"{path}: zip archive without config.json, so not a Keras model file; save the "
+                    "model with model.save('model.keras')."
+                )
+            if archive.testzip() is not None:
+                raise zipfile.BadZipFile("CRC check failed")
+            return json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, EOFError, OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise WeightkitError(
+            f"{path}: corrupt or truncated .keras archive ({_first_line(error)}); copy or save the "
+            "model again."
+        ) from error
+
+
+def _h5_config(path):
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            raw = handle.attrs.get("model_config")
+    except (OSError, ValueError) as error:
+        raise WeightkitError(
+            f"{path}: corrupt or truncated HDF5 file ({_first_line(error)}); copy or save the "
+            "model again."
+        ) from error
+    if raw is None:
+        raise WeightkitError(
+            f"{path}: HDF5 file with weights but no model configuration (written by "
+            "save_weights?); build the model in code, call load_weights, then model.save('model.keras')."
+        )
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8")
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise WeightkitError(f"{path}: its model configuration is not valid JSON; save the model again.") from error
+
+
+def _first_line(error):
+    text = str(error).strip().splitlines()
+    return text[0][:200] if text else type(error).__name__
+
+
+def _known_class_names():
+    keras = import_keras()
+    names = {"Functional", "Sequential", "Model", "InputLayer", "TFOpLambda"} - {"TFOpLambda"}
+    for module in (
+        keras.layers,
+        keras.initializers,
+        keras.regularizers,
+        keras.constraints,
+        keras.optimizers,
+        keras.losses,
+        keras.metrics,
+        keras.activations,
+        keras.dtype_policies,
+        keras.models,
+    ):
+        names.update(name for name in dir(module) if not name.startswith("_"))
+    names.update({"DTypePolicy", "Policy", "FloatDTypePolicy", "__tensor__", "__numpy__"})
+    return names
+
+
+def _config_objects(config):
+    """Every ``{"class_name": ..., "config": ...}`` object in a serialized config."""
+    stack = [config]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if isinstance(item.get("class_name"), str):
+                yield item
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def _unsafe_objects(config):
+    """(kind, class_name, layer_name) for Lambda layers and classes Keras does not know."""
+    keras = import_keras()
+    known = _known_class_names()
+    found = []
+    for item in _config_objects(config):
+        class_name = item["class_name"]
+        inner = item.get("config") if isinstance(item.get("config"), dict) else {}
+        layer_name = inner.get("name", "?")
+        if class_name == "Lambda":
+            found.append(("a Lambda layer", class_name, layer_name))
+            continue
+        module = item.get("module")
+        registered = item.get("registered_name") or class_name
+        if isinstance(module, str) and (module == "keras" or module.startswith("keras.")):
+            continue
+        if keras.saving.get_registered_object(registered) is not None:
+            continue
+        if module is None and class_name in known:
+            continue
+        if module is None and registered == class_name and class_name in known:
+            continue
+        found.append(("an unknown custom object", registered, layer_name))
+    return found
+
+
+def load_model(path, *, unsafe=False, compile=True):
+    """Load a ``.keras`` or ``.h5`` model, refusing embedded code unless ``unsafe``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The model file.
+    unsafe : bool, default=False
+        Allow Lambda layers and custom classes whose code would run while loading.
+    compile : bool, default=True
+        Restore the saved optimizer, loss and metrics when possible. A Keras 2 file whose
+        training settings Keras 3 rejects is loaded with ``compile=False`` and a note says so.
+
+    Returns
+    -------
+    LoadedModel
+
+    Raises
+    ------
+    WeightkitError
+        Missing, empty, corrupt, truncated, unsupported or unsafe files, each in one line.
+    """
+    path = os.fspath(path)
+    fmt, config = read_model_config(path)
+    if not unsafe:
+        unsafe_items = _unsafe_objects(config)
+        if unsafe_items:
+            kind, class_name, layer_name = unsafe_items[0]
+            raise WeightkitError(
+                f"{path}: layer {layer_name!r} is {kind} ({class_name}), whose code would run "
+                f"while loading; refused in safe mode: {_UNSAFE_HINT}."
+            )
+    keras = import_keras()
+    notes = []
+    loaded = _keras_load(keras, path, fmt, unsafe, compile, notes)
+    model, compiled = loaded
+    return LoadedModel(model=model, path=path, format=fmt, notes=notes, compiled=compiled)
+
+
+def _keras_load(keras, path, fmt, unsafe, compile, notes):
+    def attempt(with_compile):
+        with silenced_stderr():
+            if fmt == "keras":
+                return keras.models.load_model(
+                    path, compile=with_compile, safe_mode=not unsafe
+                )
+            if unsafe:
+                keras.config.enable_unsafe_deserialization()
+            return keras.models.load_model(path, compile=with_compile)
+
+    first_error = None
+    if compile:
+        try:
+            model = attempt(True)
+            return model, _is_compiled(model)
+        except Exception as error:  # noqa: BLE001 - retried without compile, then reported
+            first_error = error
+    try:
+        model = attempt(False)
+    except Exception as error:  # noqa: BLE001 - any Keras failure becomes one line
+        raise WeightkitError(
+            f"{path}: Keras could not load the model ({type(error).__name__}: "
+            f"{_first_line(error)}); check that it was saved by Keras with model.save()."
+        ) from error
+    if first_error is not None:
+        notes.append(
+            "loaded without its training settings (optimizer, loss): Keras 3 rejected them "
+            f"({_first_line(first_error)[:120]})"
+        )
+    return model, False
+
+
+def _is_compiled(model):
+    return getattr(model, "compiled", False) and getattr(model, "loss", None) is not None
+
+
+def walk_layers(model):
+    """Every layer of a model, nested models expanded, each layer once.
+
+    Parameters
+    ----------
+    model : keras.Model
+
+    Returns
+    -------
+    layers : list of keras.layers.Layer
+        In model order. A layer shared by several places appears once.
+    """
+    keras = import_keras()
+    seen = set()
+    ordered = []
+
+    def visit(container):
+        for layer in container.layers:
+            if id(layer) in seen:
+                continue
+            seen.add(id(layer))
+            if isinstance(layer, keras.Model) or isinstance(layer, keras.Sequential):
+                visit(layer)
+            else:
+                ordered.append(layer)
+
+    visit(model)
+    return ordered

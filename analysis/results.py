@@ -1,0 +1,155 @@
+"""The analysis result: a small dataclass tree that reports render and ``to_dict`` serializes."""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["LayerMatrices", "LayerAnalysis", "SkippedLayer", "ModelAnalysis"]
+
+
+@dataclass
+class LayerMatrices:
+    """The full matrices of one layer, kept only while a layer is being reported.
+
+    Attributes
+    ----------
+    rows : ndarray of shape (n_neurons, fan_in)
+        The rows that were compared (bias appended when requested).
+    pearson : ndarray of shape (n_neurons, n_neurons)
+    mad : ndarray of shape (n_neurons, n_neurons)
+    linkage : ndarray of shape (n_neurons - 1, 4)
+        Complete-linkage tree on the chosen metric.
+    order : ndarray of shape (n_neurons,)
+        Leaf order of that tree: redundant neurons are contiguous in it.
+    """
+
+    rows: np.ndarray
+    pearson: np.ndarray
+    mad: np.ndarray
+    linkage: np.ndarray
+    order: np.ndarray
+
+
+@dataclass
+class LayerAnalysis:
+    """Redundancy of one layer (or one part of a layer: ``sep/pointwise``, ``lstm/forget``)."""
+
+    name: str
+    layer_name: str
+    type: str
+    neurons: int
+    fan_in: int
+    params: int
+    macs: int
+    groups: list
+    removable: int
+    pearson_mean_abs_offdiag: float
+    pearson_max_offdiag: float
+    mad_median_offdiag: float
+    mad_min_offdiag: float
+    threshold_value: float
+    matrices: LayerMatrices = None
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def removable_params(self):
+        """Parameters of this layer's own that merging its groups would remove."""
+        return int(round(self.removable * self.params / max(self.neurons, 1)))
+
+    def to_dict(self):
+        document = {
+            "name": self.name,
+            "layer": self.layer_name,
+            "type": self.type,
+            "neurons": self.neurons,
+            "fan_in": self.fan_in,
+            "params": self.params,
+            "macs": self.macs,
+            "groups": [list(map(int, group)) for group in self.groups],
+            "removable": self.removable,
+            "removable_params": self.removable_params,
+            "pearson": {
+                "mean_abs_offdiag": self.pearson_mean_abs_offdiag,
+                "max_offdiag": self.pearson_max_offdiag,
+            },
+            "mad": {
+                "median_offdiag": self.mad_median_offdiag,
+                "min_offdiag": self.mad_min_offdiag,
+            },
+            "threshold_value": self.threshold_value,
+        }
+        document.update(self.extras)
+        return document
+
+
+@dataclass
+class SkippedLayer:
+    """A layer with weights that was not analyzed, and why."""
+
+    name: str
+    type: str
+    reason: str
+
+    def to_dict(self):
+        return {"name": self.name, "type": self.type, "reason": self.reason}
+
+
+@dataclass
+class ModelAnalysis:
+    """Redundancy of a whole model.
+
+    Attributes
+    ----------
+    model : str
+        The model's name.
+    path : str or None
+        The file it was loaded from.
+    metric : {"pearson", "mad"}
+        The metric the groups were found with.
+    threshold : float
+        Pearson r, or the fraction of each layer's median MAD.
+    include_bias : bool
+    layers : list of LayerAnalysis
+    skipped : list of SkippedLayer
+    total_params : int
+    notes : list of str
+    """
+
+    model: str
+    path: str
+    metric: str
+    threshold: float
+    include_bias: bool
+    layers: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    total_params: int = 0
+    notes: list = field(default_factory=list)
+
+    @property
+    def removable(self):
+        return int(sum(layer.removable for layer in self.layers))
+
+    def layer(self, name):
+        """The analysis of the entry called ``name``."""
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    def to_dict(self):
+        return {
+            "model": self.model,
+            "path": self.path,
+            "metric": self.metric,
+            "threshold": self.threshold,
+            "include_bias": self.include_bias,
+            "layers": [layer.to_dict() for layer in self.layers],
+            "skipped": [layer.to_dict() for layer in self.skipped],
+            "totals": {
+                "params": self.total_params,
+                "analyzed_params": int(sum(layer.params for layer in self.layers)),
+                "removable": self.removable,
+                "removable_params": int(sum(layer.removable_params for layer in self.layers)),
+            },
+            "notes": list(self.notes),
+        }

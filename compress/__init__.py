@@ -1,0 +1,3 @@
+"""Shrink trained Keras models: decorrelation regularizer, neuron merging, quantization."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""Render analysis results: figures and self-contained HTML reports."""
+
+__all__ = []

@@ -1,0 +1,54 @@
+"""Terminal rendering of an analysis result (rich tables)."""
+
+__all__ = ["analysis_table", "print_analysis", "format_groups"]
+
+
+def _count(value):
+    return f"{value:,}"
+
+
+def format_groups(groups, limit=12):
+    """Groups as text: ``[0, 4] [1, 6, 7]``, cut after ``limit`` groups."""
+    shown = " ".join("[" + ", ".join(map(str, group)) + "]" for group in groups[:limit])
+    if len(groups) > limit:
+        shown += f" … and {len(groups) - limit} more"
+    return shown
+
+
+def analysis_table(result):
+    """A rich Table with one row per analyzed layer entry.
+
+    Parameters
+    ----------
+    result : analysis.ModelAnalysis
+
+    Returns
+    -------
+    rich.table.Table
+    """
+    from rich.table import Table
+
+    metric = "r ≥" if result.metric == "pearson" else "MAD ≤ median ×"
+    table = Table(title=f"{result.model}: redundant neurons ({metric} {result.threshold:g})",
+                  title_justify="left")
+    for header in ("layer", "type", "neurons", "fan-in", "params", "MACs", "mean |r|", "groups", "removable"):
+        table.add_column(header, justify="left" if header in ("layer", "type") else "right")
+    for layer in result.layers:
+        table.add_row(layer.name, layer.type, _count(layer.neurons), _count(layer.fan_in),
+                      _count(layer.params), _count(layer.macs), f"{layer.pearson_mean_abs_offdiag:.3f}",
+                      _count(len(layer.groups)), _count(layer.removable))
+    return table
+
+
+def print_analysis(result, console):
+    """Print the table, each layer's groups, the skipped layers and the totals."""
+    console.print(analysis_table(result))
+    for layer in result.layers:
+        if layer.groups:
+            console.print(f"[bold]{layer.name}[/bold]: {len(layer.groups)} group(s): {format_groups(layer.groups)}")
+    for skipped in result.skipped:
+        console.print(f"skipped {skipped.name} ({skipped.type}): {skipped.reason}")
+    total = result.to_dict()["totals"]
+    console.print(f"total: {total['params']:,} parameters; {total['removable']:,} removable neurons "
+                  f"in {len(result.layers)} analyzed layer entries "
+                  f"({total['removable_params']:,} of their own parameters)")

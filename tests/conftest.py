@@ -1,0 +1,74 @@
+"""Shared fixtures: small models trained once per session on scikit-learn's digits.
+
+Models are built from code and trained for a few epochs (seconds); nothing is downloaded.
+Modules add their own fixtures beside their tests; shared ones live here.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def keras():
+    from analysis._tf import import_keras
+
+    return import_keras()
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """scikit-learn's digits as a Dataset: x of shape (n, 64) in [0, 1], integer labels."""
+    from analysis.data import load_data
+
+    return load_data("sklearn:digits", seed=0)
+
+
+@pytest.fixture(scope="session")
+def digits_images(digits):
+    """The same split with x reshaped to (n, 8, 8, 1) images."""
+    from analysis.data import Dataset
+
+    return Dataset(digits.x_train.reshape(-1, 8, 8, 1), digits.y_train, digits.x_test.reshape(-1, 8, 8, 1),
+                   digits.y_test, "sklearn:digits", "classification")
+
+
+@pytest.fixture(scope="session")
+def trained_mlp(keras, digits):
+    """A 64-64-64-10 ReLU MLP trained with weight decay: has redundant groups. (model, accuracy)."""
+    from analysis.examples import build_wide_mlp, train_example
+
+    return train_example(build_wide_mlp((64, 64), name="test_mlp"), digits, epochs=15, seed=0)
+
+
+@pytest.fixture(scope="session")
+def trained_cnn(keras, digits_images):
+    """A small conv net on 8×8×1 digits. (model, accuracy)."""
+    from analysis.examples import build_small_cnn, train_example
+
+    return train_example(build_small_cnn(filters=(8, 16)), digits_images, epochs=8, seed=0)
+
+
+@pytest.fixture(scope="session")
+def mlp_path(trained_mlp, tmp_path_factory):
+    """The trained MLP saved as .keras (compiled). Treat as read-only."""
+    path = tmp_path_factory.mktemp("models") / "mlp.keras"
+    trained_mlp[0].save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def cnn_path(trained_cnn, tmp_path_factory):
+    """The trained CNN saved as .keras (compiled). Treat as read-only."""
+    path = tmp_path_factory.mktemp("models") / "cnn.keras"
+    trained_cnn[0].save(path)
+    return str(path)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

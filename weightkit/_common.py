@@ -1,0 +1,169 @@
+"""What every command shares: options, error handling, output consoles and progress."""
+
+import os
+import sys
+import traceback
+
+import click
+
+__all__ = ["debug_option", "unsafe_option", "force_option", "quiet_option", "model_argument",
+           "run_cli", "load_model_or_exit", "stdout_console", "stderr_console", "progress_reporter",
+           "note"]
+
+_STATE = {"debug": bool(os.environ.get("WEIGHTKIT_DEBUG")), "quiet": False}
+
+
+def _set_state(key):
+    def callback(ctx, param, value):
+        if value:
+            _STATE[key] = True
+        return value
+
+    return callback
+
+
+def debug_option(function):
+    return click.option("--debug", is_flag=True, expose_value=False, is_eager=True,
+                        callback=_set_state("debug"),
+                        help="Show full tracebacks instead of one-line errors.")(function)
+
+
+def quiet_option(function):
+    return click.option("--quiet", "-q", is_flag=True, expose_value=False,
+                        callback=_set_state("quiet"),
+                        help="No progress display.")(function)
+
+
+def unsafe_option(function):
+    return click.option("--unsafe", is_flag=True,
+                        help="Allow Lambda layers and custom classes to run code while loading. "
+                             "Only for files you trust.")(function)
+
+
+def force_option(function):
+    return click.option("--force", is_flag=True, help="Replace an existing output.")(function)
+
+
+def model_argument(function):
+    return click.argument("model", type=click.Path(dir_okay=True, path_type=str))(function)
+
+
+def stdout_console():
+    from rich.console import Console
+
+    return Console(file=sys.stdout, highlight=False, soft_wrap=False,
+                   width=None if sys.stdout.isatty() else 160)
+
+
+def stderr_console():
+    from rich.console import Console
+
+    return Console(file=sys.stderr, highlight=False)
+
+
+def note(message):
+    """One informational line on stderr (suppressed by --quiet)."""
+    if not _STATE["quiet"]:
+        click.echo(f"weightkit: {message}", err=True)
+
+
+def load_model_or_exit(path, *, unsafe=False, compile=True):
+    """Load a model through :func:`analysis.load_model`, printing its notes."""
+    from analysis import load_model
+
+    if unsafe:
+        click.echo("weightkit: warning: --unsafe: code stored in the model file may run while loading.",
+                   err=True)
+    loaded = load_model(path, unsafe=unsafe, compile=compile)
+    for text in loaded.notes:
+        note(f"{path}: {text}")
+    return loaded
+
+
+class progress_reporter:
+    """A rich progress bar on stderr, shown only for a terminal and without --quiet.
+
+    Use as a context manager; call the instance as ``progress(done, total, name)``.
+    """
+
+    def __init__(self, description):
+        self.description = description
+        self._progress = None
+        self._task = None
+
+    def __enter__(self):
+        if sys.stderr.isatty() and not _STATE["quiet"]:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TextColumn("{task.fields[item]}"), TimeElapsedColumn(),
+                                      console=stderr_console(), transient=True)
+            self._progress.__enter__()
+            self._task = self._progress.add_task(self.description, total=None, item="")
+        return self
+
+    def __call__(self, done, total, name=""):
+        if self._progress is not None:
+            self._progress.update(self._task, completed=done, total=total, item=name)
+
+    def __exit__(self, *exc):
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+        return False
+
+
+def _command_name(argv):
+    for word in argv:
+        if not word.startswith("-"):
+            return f"weightkit {word}"
+    return "weightkit"
+
+
+def run_cli(group, argv=None):
+    """Run the click group; turn user errors into one line on stderr and exit status 2.
+
+    Returns
+    -------
+    int
+        The exit status: 0 on success, 2 for a user error, 1 for an internal error, 130 when
+        interrupted.
+    """
+    from analysis.errors import WeightkitError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in argv:
+        _STATE["debug"] = True
+    prog = _command_name(argv)
+    try:
+        group.main(args=argv, prog_name="weightkit", standalone_mode=False)
+        return 0
+    except click.exceptions.Exit as exit_:
+        return exit_.exit_code
+    except click.exceptions.Abort:
+        click.echo(f"{prog}: aborted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        click.echo(f"{prog}: interrupted; no output was left half-written", err=True)
+        return 130
+    except click.ClickException as error:
+        if _STATE["debug"]:
+            traceback.print_exc()
+        message = " ".join(error.format_message().split())
+        click.echo(f"{prog}: error: {message} (see '{prog} --help')", err=True)
+        return 2
+    except WeightkitError as error:
+        if _STATE["debug"]:
+            traceback.print_exc()
+        click.echo(f"{prog}: error: {error}", err=True)
+        return error.exit_code
+    except MemoryError:
+        click.echo(f"{prog}: error: out of memory; analyze fewer layers (--layers) or a smaller model", err=True)
+        return 1
+    except Exception as error:  # noqa: BLE001 - last resort: one line, traceback with --debug
+        if _STATE["debug"]:
+            traceback.print_exc()
+        else:
+            text = " ".join(str(error).split())[:300]
+            click.echo(f"{prog}: internal error: {type(error).__name__}: {text} "
+                       "(rerun with --debug for the traceback and report it)", err=True)
+        return 1

@@ -1,0 +1,37 @@
+"""``weightkit analyze``: which neurons of each layer duplicate each other."""
+
+import click
+
+from .._common import (debug_option, load_model_or_exit, model_argument, progress_reporter,
+                       quiet_option, stdout_console, unsafe_option)
+
+
+@click.command()
+@model_argument
+@click.option("--metric", type=click.Choice(["pearson", "mad"]), default="pearson", show_default=True,
+              help="Similarity that defines a redundant group.")
+@click.option("--threshold", type=float, default=None,
+              help="Pearson: minimum r (default 0.9). MAD: maximum fraction of the layer's median MAD (default 0.2).")
+@click.option("--layers", multiple=True, metavar="NAME", help="Analyze only these layers (repeatable).")
+@click.option("--include-bias", is_flag=True, help="Append each neuron's bias to its weight row.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="Also write the result as JSON to this file.")
+@click.option("--force", is_flag=True, help="Replace an existing --json file.")
+@unsafe_option
+@quiet_option
+@debug_option
+def analyze(model, metric, threshold, layers, include_bias, json_path, force, unsafe):
+    """Find groups of redundant neurons in every layer of MODEL (.keras or .h5)."""
+    from analysis import analyze_model
+    from analysis.io import atomic_write_json, check_output
+    from reports.console import print_analysis
+
+    if json_path:
+        check_output(json_path, force=force)
+    loaded = load_model_or_exit(model, unsafe=unsafe, compile=False)
+    with progress_reporter("analyzing") as progress:
+        result = analyze_model(loaded.model, metric=metric, threshold=threshold, layers=list(layers) or None,
+                               include_bias=include_bias, progress=progress, path=model, notes=loaded.notes)
+    print_analysis(result, stdout_console())
+    if json_path:
+        atomic_write_json(json_path, result.to_dict())
