@@ -140,7 +140,7 @@ def iter_layer_analyses(model, *, metric="pearson", threshold=None, layers=None,
 
 
 def analyze_model(model, *, metric="pearson", threshold=None, layers=None, include_bias=False,
-                  memory_budget=DEFAULT_MEMORY_BUDGET, progress=None, path=None, notes=()):
+                  memory_budget=DEFAULT_MEMORY_BUDGET, progress=None, path=None, notes=(), on_layer=None):
     """Find the redundant neurons of every analyzable layer of a model.
 
     Parameters
@@ -161,6 +161,10 @@ def analyze_model(model, *, metric="pearson", threshold=None, layers=None, inclu
         Recorded in the result.
     notes : sequence of str
         Recorded in the result (e.g. how the model was loaded).
+    on_layer : callable, default=None
+        Called as ``on_layer(layer_analysis)`` for each analyzed entry while its full matrices
+        are attached (``layer_analysis.matrices``), e.g. to draw them; the matrices are dropped
+        right after, so memory holds one layer's matrices at a time.
 
     Returns
     -------
@@ -183,7 +187,10 @@ def analyze_model(model, *, metric="pearson", threshold=None, layers=None, inclu
         notes=list(notes),
     )
     for item in iter_layer_analyses(model, metric=metric, threshold=threshold, layers=layers,
-                                    include_bias=include_bias, memory_budget=memory_budget,
-                                    progress=progress):
+                                    include_bias=include_bias, keep_matrices=on_layer is not None,
+                                    memory_budget=memory_budget, progress=progress):
+        if on_layer is not None and not isinstance(item, SkippedLayer):
+            on_layer(item)
+            item.matrices = None
         (result.skipped if isinstance(item, SkippedLayer) else result.layers).append(item)
     return result
