@@ -95,6 +95,11 @@ def absolute_threshold(matrix, metric, threshold=None):
     """
     _check_metric(metric)
     threshold = DEFAULT_THRESHOLDS[metric] if threshold is None else float(threshold)
+    if not np.isfinite(threshold):
+        raise WeightkitError(
+            f"The {metric} threshold must be a finite number, got {threshold}; "
+            f"{DEFAULT_THRESHOLDS[metric]} is the default."
+        )
     if metric == "pearson":
         if not -1.0 <= threshold <= 1.0:
             raise WeightkitError(

@@ -5,8 +5,10 @@ a file we read its configuration ourselves, so that a Lambda layer or an unknown
 refused by name *before* any code from the file could run; ``unsafe=True`` lifts that.
 """
 
+import contextlib
 import json
 import os
+import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -159,7 +161,7 @@ def _first_line(error):
 
 def _known_class_names():
     keras = import_keras()
-    names = {"Functional", "Sequential", "Model", "InputLayer", "TFOpLambda"} - {"TFOpLambda"}
+    names = {"Functional", "Sequential", "Model", "InputLayer"}
     for module in (
         keras.layers,
         keras.initializers,
@@ -173,34 +175,55 @@ def _known_class_names():
         keras.models,
     ):
         names.update(name for name in dir(module) if not name.startswith("_"))
-    names.update({"DTypePolicy", "Policy", "FloatDTypePolicy", "__tensor__", "__numpy__"})
-    return names
+    names.update({"DTypePolicy", "Policy", "FloatDTypePolicy"})
+    return names - {"Lambda"}
 
 
-def _config_objects(config):
-    """Every ``{"class_name": ..., "config": ...}`` object in a serialized config."""
-    stack = [config]
+# Plain data that Keras' serializer writes with a reserved class name (tensors, slices, bytes):
+# deserializing them runs no code from the file. ``__lambda__`` (a serialized Python lambda) is
+# not among them: it is code.
+_DATA_CLASS_NAMES = frozenset({"__keras_tensor__", "__tensor__", "__numpy__", "__bytes__", "__ellipsis__",
+                               "__slice__", "__typespec__"})
+
+
+def _config_objects(config, layer_name=None):
+    """``(object, enclosing_layer_name)`` for every ``{"class_name": ...}`` object in a config.
+
+    The enclosing layer is the nearest object whose ``config`` has a ``name`` (a layer or a
+    model), so that a custom initializer or activation is reported with the layer that uses it.
+    """
+    stack = [(config, layer_name)]
     while stack:
-        item = stack.pop()
+        item, owner = stack.pop()
         if isinstance(item, dict):
             if isinstance(item.get("class_name"), str):
-                yield item
-            stack.extend(item.values())
+                inner = item.get("config")
+                if isinstance(inner, dict) and isinstance(inner.get("name"), str):
+                    owner = inner["name"]
+                yield item, owner
+            stack.extend((value, owner) for value in item.values())
         elif isinstance(item, list):
-            stack.extend(item)
+            stack.extend((value, owner) for value in item)
 
 
 def _unsafe_objects(config):
-    """(kind, class_name, layer_name) for Lambda layers and classes Keras does not know."""
+    """``(description, layer_name)`` for code a config would run: Lambda layers, Python lambdas,
+    and classes or functions that Keras does not know."""
     keras = import_keras()
     known = _known_class_names()
     found = []
-    for item in _config_objects(config):
+    for item, owner in _config_objects(config):
         class_name = item["class_name"]
-        inner = item.get("config") if isinstance(item.get("config"), dict) else {}
-        layer_name = inner.get("name", "?")
+        inner = item.get("config")
+        is_layer = isinstance(inner, dict) and inner.get("name") == owner
+        verb = "is" if is_layer else "uses"
         if class_name == "Lambda":
-            found.append(("a Lambda layer", class_name, layer_name))
+            found.append((f"{verb} a Lambda layer", owner))
+            continue
+        if class_name == "__lambda__":
+            found.append(("uses a Python lambda", owner))
+            continue
+        if class_name in _DATA_CLASS_NAMES:
             continue
         module = item.get("module")
         registered = item.get("registered_name") or class_name
@@ -210,9 +233,8 @@ def _unsafe_objects(config):
             continue
         if module is None and class_name in known:
             continue
-        if module is None and registered == class_name and class_name in known:
-            continue
-        found.append(("an unknown custom object", registered, layer_name))
+        what = inner if class_name == "function" and isinstance(inner, str) else registered
+        found.append((f"{verb} an unknown custom object ({what})", owner))
     return found
 
 
@@ -240,31 +262,43 @@ def load_model(path, *, unsafe=False, compile=True):
     """
     path = os.fspath(path)
     fmt, config = read_model_config(path)
-    if not unsafe:
-        unsafe_items = _unsafe_objects(config)
-        if unsafe_items:
-            kind, class_name, layer_name = unsafe_items[0]
-            raise WeightkitError(
-                f"{path}: layer {layer_name!r} is {kind} ({class_name}), whose code would run "
-                f"while loading; refused in safe mode: {_UNSAFE_HINT}."
-            )
+    unsafe_items = _unsafe_objects(config)
+    if unsafe_items and not unsafe:
+        description, layer_name = unsafe_items[0]
+        where = "the model" if layer_name is None else f"layer {layer_name!r}"
+        raise WeightkitError(
+            f"{path}: {where} {description}, whose code would run while loading; refused in "
+            f"safe mode: {_UNSAFE_HINT}."
+        )
     keras = import_keras()
     notes = []
-    loaded = _keras_load(keras, path, fmt, unsafe, compile, notes)
-    model, compiled = loaded
+    with _path_keras_accepts(path, fmt) as keras_path:
+        model, compiled = _keras_load(keras, keras_path, path, fmt, unsafe, compile, notes,
+                                      [item for item in unsafe_items if "custom object" in item[0]])
     return LoadedModel(model=model, path=path, format=fmt, notes=notes, compiled=compiled)
 
 
-def _keras_load(keras, path, fmt, unsafe, compile, notes):
+@contextlib.contextmanager
+def _path_keras_accepts(path, fmt):
+    """``path``, or a link to it whose suffix matches its content.
+
+    Keras picks its reader by the file name (``.keras`` or ``.h5``/``.hdf5``); we went by the
+    content, so an HDF5 model called ``model.bin`` or a zip called ``model.zip`` still loads.
+    """
+    suffixes = {"keras": (".keras",), "h5": (".h5", ".hdf5")}[fmt]
+    if path.lower().endswith(suffixes):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="weightkit-load-") as folder:
+        link = os.path.join(folder, "model" + suffixes[0])
+        os.symlink(os.path.abspath(path), link)
+        yield link
+
+
+def _keras_load(keras, keras_path, path, fmt, unsafe, compile, notes, custom=()):
     def attempt(with_compile):
         with silenced_stderr():
-            if fmt == "keras":
-                return keras.models.load_model(
-                    path, compile=with_compile, safe_mode=not unsafe
-                )
-            if unsafe:
-                keras.config.enable_unsafe_deserialization()
-            return keras.models.load_model(path, compile=with_compile)
+            return keras.models.load_model(keras_path, compile=with_compile, safe_mode=not unsafe)
 
     first_error = None
     if compile:
@@ -276,6 +310,14 @@ def _keras_load(keras, path, fmt, unsafe, compile, notes):
     try:
         model = attempt(False)
     except Exception as error:  # noqa: BLE001 - any Keras failure becomes one line
+        if unsafe and custom:
+            description, layer_name = custom[0]
+            where = "the model" if layer_name is None else f"layer {layer_name!r}"
+            raise WeightkitError(
+                f"{path}: Keras could not load the model: {where} {description}, which is not "
+                "registered in this Python process; load it in Python with custom_objects=... or "
+                "keras.saving.register_keras_serializable, then model.save() without it."
+            ) from error
         raise WeightkitError(
             f"{path}: Keras could not load the model ({type(error).__name__}: "
             f"{_first_line(error)}); check that it was saved by Keras with model.save()."

@@ -34,7 +34,8 @@ def collect_entries(model, layers=None):
             continue
         reason = skip_reason(layer)
         if reason is not None:
-            skipped.append(SkippedLayer(layer.name, type(layer).__name__, reason))
+            skipped.append(SkippedLayer(layer.name, type(layer).__name__, reason,
+                                        params=int(layer.count_params())))
             continue
         for entry in layer_neuron_rows(layer):
             if entry.name in seen_names:
@@ -78,9 +79,11 @@ def analyze_rows(entry, *, metric="pearson", threshold=None, include_bias=False,
     """
     rows = entry.with_bias() if include_bias else entry.rows
     if entry.n_neurons < 2:
-        return SkippedLayer(entry.name, entry.type, "only one neuron: nothing to compare it with")
+        return SkippedLayer(entry.name, entry.type, "only one neuron: nothing to compare it with",
+                            params=entry.params, macs=entry.macs)
     if not np.isfinite(rows).all():
-        return SkippedLayer(entry.name, entry.type, "weights contain NaN or Inf")
+        return SkippedLayer(entry.name, entry.type, "weights contain NaN or Inf",
+                            params=entry.params, macs=entry.macs)
     rows = np.ascontiguousarray(rows, dtype=np.float32)
     pearson = _pearson_matrix(rows)
     mad = _mad_matrix(rows, memory_budget)

@@ -84,14 +84,31 @@ class LayerAnalysis:
 
 @dataclass
 class SkippedLayer:
-    """A layer with weights that was not analyzed, and why."""
+    """A layer (or layer part) with weights that was not analyzed, and why.
+
+    Attributes
+    ----------
+    name, type, reason : str
+    params : int or None
+        Its parameters, when known.
+    macs : int or None
+        Its multiply-accumulates per sample, when known (layers with a neuron-row adapter that
+        were skipped for their content: one neuron, NaN or Inf weights).
+    """
 
     name: str
     type: str
     reason: str
+    params: int = None
+    macs: int = None
 
     def to_dict(self):
-        return {"name": self.name, "type": self.type, "reason": self.reason}
+        document = {"name": self.name, "type": self.type, "reason": self.reason}
+        if self.params is not None:
+            document["params"] = int(self.params)
+        if self.macs is not None:
+            document["macs"] = int(self.macs)
+        return document
 
 
 @dataclass

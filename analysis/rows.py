@@ -202,11 +202,15 @@ def _is_instance_of(layer, class_name):
 
 
 def _bidirectional_rows(layer):
+    # The wrapped RNNs are called inside the wrapper, so they have no graph node of their own:
+    # the sequence length comes from the wrapper's input.
+    timesteps = _timesteps(layer)
     entries = []
     for direction, sub in (("forward", layer.forward_layer), ("backward", layer.backward_layer)):
         for entry in _rnn_rows(sub, prefix=f"{layer.name}/{direction}"):
             entry.layer_name = layer.name
             entry.type = type(layer).__name__
+            entry.macs = int(entry.rows.size) * timesteps
             entries.append(entry)
     return entries
 
@@ -275,10 +279,24 @@ def _known_skip_reasons():
     }
 
 
+def _wrapped_reason(layer):
+    """Why a wrapper (TimeDistributed, Bidirectional) cannot be read, or None when it can."""
+    layers = import_keras().layers
+    if isinstance(layer, layers.TimeDistributed):
+        inner = layer.layer
+        reason = skip_reason(inner)
+        return None if reason is None else f"wraps {type(inner).__name__}: {reason}"
+    if isinstance(layer, layers.Bidirectional):
+        inner = layer.forward_layer
+        if not any(_is_instance_of(inner, name) for name in _GATES):
+            return f"wraps {type(inner).__name__}: only SimpleRNN, LSTM and GRU are supported"
+    return None
+
+
 def skip_reason(layer):
     """Why a layer with weights has no neuron rows, or None when it has an adapter."""
     if _adapter_for(layer) is not None:
-        return None
+        return _wrapped_reason(layer)
     for cls in type(layer).__mro__:
         reason = _known_skip_reasons().get(cls)
         if reason is not None:
@@ -297,9 +315,10 @@ def layer_neuron_rows(layer):
     Returns
     -------
     entries : list of NeuronRows or None
-        None when the layer's class has no adapter (see :func:`skip_reason`).
+        None when the layer's class has no adapter, or it wraps a layer that has none (see
+        :func:`skip_reason`).
     """
     adapter = _adapter_for(layer)
-    if adapter is None:
+    if adapter is None or _wrapped_reason(layer) is not None:
         return None
     return adapter(layer)

@@ -26,15 +26,16 @@ def analysis_table(result):
     -------
     rich.table.Table
     """
+    from rich.markup import escape
     from rich.table import Table
 
     metric = "r ≥" if result.metric == "pearson" else "MAD ≤ median ×"
-    table = Table(title=f"{result.model}: redundant neurons ({metric} {result.threshold:g})",
+    table = Table(title=f"{escape(result.model)}: redundant neurons ({metric} {result.threshold:g})",
                   title_justify="left")
     for header in ("layer", "type", "neurons", "fan-in", "params", "MACs", "mean |r|", "groups", "removable"):
         table.add_column(header, justify="left" if header in ("layer", "type") else "right")
     for layer in result.layers:
-        table.add_row(layer.name, layer.type, _count(layer.neurons), _count(layer.fan_in),
+        table.add_row(escape(layer.name), escape(layer.type), _count(layer.neurons), _count(layer.fan_in),
                       _count(layer.params), _count(layer.macs), f"{layer.pearson_mean_abs_offdiag:.3f}",
                       _count(len(layer.groups)), _count(layer.removable))
     return table
@@ -42,12 +43,19 @@ def analysis_table(result):
 
 def print_analysis(result, console):
     """Print the table, each layer's groups, the skipped layers and the totals."""
+    from rich.markup import escape
+
     console.print(analysis_table(result))
     for layer in result.layers:
         if layer.groups:
-            console.print(f"[bold]{layer.name}[/bold]: {len(layer.groups)} group(s): {format_groups(layer.groups)}")
+            console.print(f"[bold]{escape(layer.name)}[/bold]: {len(layer.groups)} group(s): {format_groups(layer.groups)}")
     for skipped in result.skipped:
-        console.print(f"skipped {skipped.name} ({skipped.type}): {skipped.reason}")
+        sizes = [skipped.type]
+        if skipped.params is not None:
+            sizes.append(f"{skipped.params:,} params")
+        if skipped.macs is not None:
+            sizes.append(f"{skipped.macs:,} MACs")
+        console.print(f"skipped {skipped.name} ({', '.join(sizes)}): {skipped.reason}", markup=False)
     total = result.to_dict()["totals"]
     console.print(f"total: {total['params']:,} parameters; {total['removable']:,} removable neurons "
                   f"in {len(result.layers)} analyzed layer entries "

@@ -131,8 +131,9 @@ def run_cli(group, argv=None):
     from analysis.errors import WeightkitError
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "--debug" in argv:
-        _STATE["debug"] = True
+    # Flags from an earlier run in the same process (tests, notebooks) must not leak into this one.
+    _STATE["debug"] = bool(os.environ.get("WEIGHTKIT_DEBUG")) or "--debug" in argv
+    _STATE["quiet"] = False
     prog = _command_name(argv)
     try:
         group.main(args=argv, prog_name="weightkit", standalone_mode=False)
