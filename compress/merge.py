@@ -1,0 +1,274 @@
+"""Merge redundant neurons: fold each removed neuron's outgoing weights into its twin, smaller model out.
+
+For a group of similar neurons, keep one (``k``) and fold every other member ``j`` into it:
+``α = ⟨w_j, w_k⟩ / ⟨w_k, w_k⟩`` over the row including the bias; the consumer gets
+``W_next[k] += α · W_next[j]``; ``j`` disappears from the layer and from the consumer's inputs.
+This is exact when ``w_j = α w_k`` with ``α > 0`` and everything between the layer and its consumer
+is positively homogeneous (ReLU, LeakyReLU, linear, max pooling) or linear; other activations
+(sigmoid, tanh, ELU, swish, ...) merge only twins (``w_j ≈ w_k``, α ≈ 1).
+"""
+
+import numpy as np
+
+from analysis.errors import WeightkitError
+from analysis.groups import DEFAULT_THRESHOLDS, find_groups
+from analysis.model_analysis import analyze_rows, collect_entries
+from analysis.results import SkippedLayer
+from analysis.rows import NeuronRows
+
+from .merge_math import Relation, cosine_matrix, greedy_merges, group_merges, propagate_affine, \
+    propagate_elementwise, relation_from_merges
+from .merge_plan import find_merge_sites
+from .merge_rebuild import WeightState, batchnorm_affine, effective_rows, fold_relation, rebuild_model
+from .merge_report import LayerMerge, MergeReport
+
+__all__ = ["merge_redundant", "apply_relations", "carry_relation", "MERGE_METRICS"]
+
+#: Similarities a merge can group by; ``cosine`` is the uncentered cosine of the rows (a scaled
+#: copy has cosine 1), with the same threshold rule as Pearson (default 0.9).
+MERGE_METRICS = ("pearson", "mad", "cosine")
+_DEFAULT_THRESHOLDS = dict(DEFAULT_THRESHOLDS, cosine=0.9)
+_EXACT_TOLERANCE = 1e-4
+
+
+def _check_options(metric, threshold, ratio, twin_tolerance):
+    if metric not in MERGE_METRICS:
+        raise WeightkitError(
+            f"Invalid value for metric. Expected one of {list(MERGE_METRICS)}. Received: metric={metric!r}.")
+    if threshold is not None and ratio is not None:
+        raise WeightkitError("--threshold and --ratio: give one of them, not both; --threshold merges every "
+                             "group found, --ratio removes a fixed share of each layer.")
+    if ratio is not None and not 0.0 < float(ratio) < 1.0:
+        raise WeightkitError(f"--ratio {ratio}: must be between 0 and 1 (the share of each layer's neurons to "
+                             "remove), e.g. 0.5.")
+    if threshold is not None and metric == "cosine" and not -1.0 <= float(threshold) <= 1.0:
+        raise WeightkitError(f"A cosine threshold must be in [-1, 1], got {threshold}; 0.9 is the default.")
+    if not twin_tolerance >= 0:
+        raise WeightkitError(f"twin_tolerance must be non-negative, got {twin_tolerance}.")
+
+
+def carry_relation(relation, site, state, model, *, twin_tolerance=0.05):
+    """Carry a relation from the producer's (BN-folded) pre-activation to ``site.tap``.
+
+    Parameters
+    ----------
+    relation : Relation
+        ``z[removed] ≈ β z[kept]`` on the effective rows (see :func:`effective_rows`).
+    site : MergeSite
+    state : WeightState
+    model : keras.Model
+        The original model (for layer settings such as a BatchNormalization's epsilon).
+    twin_tolerance : float
+
+    Returns
+    -------
+    relation : Relation
+        Holding at the tap; rows that cannot be carried are dropped (those neurons stay).
+    refused : list of (int, str)
+        ``(neuron, reason)`` for the dropped rows.
+    """
+    refused = []
+    reference = 1.0
+    for step in site.steps[site.folded_steps:]:
+        bad = []
+        if step.kind == "affine":
+            scale, offset = batchnorm_affine(state, step.layer, model.get_layer(step.layer))
+            reference = max(reference, float(np.abs(offset).max(initial=0.0)))
+            relation, bad = propagate_affine(relation, scale, offset)
+        elif step.kind == "activation" and step.description != "linear":
+            relation, bad = propagate_elementwise(relation, step.function, step.homogeneous,
+                                                  twin_tolerance=twin_tolerance, shift_tolerance=1e-5,
+                                                  reference=reference)
+        elif step.kind == "max":
+            shifts = relation.shift.copy()
+            relation.shift[:] = 0.0
+            relation, bad = propagate_elementwise(relation, None, True, twin_tolerance=twin_tolerance)
+            relation.shift[:] = shifts  # max(a·x + c) = a·max(x) + c for a > 0
+        elif step.kind == "zero_pad":
+            limit = 1e-5 * reference
+            bad = [(int(r), f"an offset of {relation.shift[r]:.3g} cannot pass {step.layer} (zero padding)")
+                   for r in np.flatnonzero(np.abs(relation.shift) > limit)]
+        if bad:
+            refused.extend((int(relation.removed[r]), reason) for r, reason in bad)
+            relation = relation.without([r for r, _ in bad])
+    return relation, refused
+
+
+def apply_relations(model, relations, *, sites=None):
+    """A smaller model from per-layer relations that hold at each site's tap.
+
+    The entry point for any merge that has decided what to remove: weight-based merging,
+    data-aware merging (β fitted by least squares on the tap's activations) and plain pruning
+    (:meth:`Relation.prune`) all end here.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Not modified.
+    relations : dict
+        ``producer layer name -> Relation`` (``out[removed] ≈ β out[kept] + shift`` at
+        ``sites[name].tap``).
+    sites : dict, default=None
+        From :func:`compress.merge_plan.find_merge_sites` (computed when None).
+
+    Returns
+    -------
+    keras.Model
+        Rebuilt with the removed neurons gone, layer names kept, uncompiled.
+    """
+    sites = find_merge_sites(model) if sites is None else sites
+    state = WeightState(model)
+    for name, relation in relations.items():
+        site = sites.get(name)
+        if site is None or not site.mergeable:
+            reason = "not a layer with weights" if site is None else site.reason
+            raise WeightkitError(f"{name}: cannot be merged ({reason}).")
+        fold_relation(state, site, relation)
+    return rebuild_model(model, state)
+
+
+def _similarity(rows, metric, threshold, want_matrix, entry):
+    """Groups (threshold mode) or the similarity matrix (ratio mode), through analysis."""
+    if metric == "cosine":
+        matrix = cosine_matrix(rows)
+        if want_matrix:
+            return matrix, None
+        return None, find_groups(matrix, "pearson", threshold if threshold is not None else 0.9)
+    result = analyze_rows(entry, metric=metric, threshold=threshold, include_bias=True,
+                          keep_matrices=want_matrix)
+    if isinstance(result, SkippedLayer):
+        return None, []
+    if want_matrix:
+        return (result.matrices.pearson if metric == "pearson" else result.matrices.mad), None
+    return None, result.groups
+
+
+def _params(model, name):
+    return int(model.get_layer(name).count_params())
+
+
+def merge_redundant(model, *, metric="pearson", threshold=None, ratio=None, layers=None, include_bias=True,
+                    twin_tolerance=0.05, progress=None):
+    """Merge redundant neurons of every mergeable layer and return a genuinely smaller model.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Sequential or Functional; not modified.
+    metric : {"pearson", "mad", "cosine"}, default="pearson"
+        Similarity between neuron rows (via :func:`analysis.analyze_rows`; cosine here).
+    threshold : float, default=None
+        Merge every group found at this threshold (the metric's default when neither
+        ``threshold`` nor ``ratio`` is given).
+    ratio : float, default=None
+        Instead: remove ``round(ratio · n)`` neurons of each layer, most similar pairs first.
+    layers : list of str, default=None
+        Merge only these layers.
+    include_bias : bool, default=True
+        Compare rows with their bias appended (α always includes it).
+    twin_tolerance : float, default=0.05
+        For activations that are not positively homogeneous, merge ``j`` into ``k`` only when
+        ``‖w_j − w_k‖ ≤ twin_tolerance · ‖w_k‖``.
+    progress : callable, default=None
+        Called as ``progress(done, total, name)``.
+
+    Returns
+    -------
+    model : keras.Model
+        Rebuilt with smaller layers, names kept, uncompiled.
+    report : MergeReport
+
+    Examples
+    --------
+    >>> small, report = merge_redundant(model, ratio=0.5)            # doctest: +SKIP
+    >>> [(layer.name, layer.neurons_before, layer.neurons_after) for layer in report.layers]  # doctest: +SKIP
+    """
+    _check_options(metric, threshold, ratio, twin_tolerance)
+    if threshold is None and ratio is None:
+        threshold = _DEFAULT_THRESHOLDS[metric]
+    entries, _ = collect_entries(model, layers)  # validates --layers names
+    entry_names = {e.layer_name for e in entries}
+    wanted = set(layers) if layers else None
+    sites = find_merge_sites(model)
+    if wanted:
+        unknown = sorted(wanted - set(sites))
+        if unknown:
+            raise WeightkitError(f"--layers: no layer named {', '.join(map(repr, unknown))}; available: "
+                                 f"{', '.join(sites)}.")
+    state = WeightState(model)
+    report = MergeReport(model=model.name, metric=metric, threshold=None if ratio is not None else float(threshold),
+                         ratio=None if ratio is None else float(ratio), params_before=int(model.count_params()))
+    targets = [name for name in sites if wanted is None or name in wanted]
+    for index, name in enumerate(targets):
+        if progress is not None:
+            progress(index, len(targets), name)
+        site = sites[name]
+        if not site.mergeable:
+            report.skipped.append(SkippedLayer(name, site.type, site.reason))
+            continue
+        if site.n_neurons < 2:
+            report.skipped.append(SkippedLayer(name, site.type, "only one neuron: nothing to merge"))
+            continue
+        layer_report = _merge_layer(model, site, state, metric, threshold, ratio, include_bias, twin_tolerance)
+        if name not in entry_names and wanted is None:
+            layer_report.notes.append("not analyzed by weightkit analyze")
+        report.layers.append(layer_report)
+    if progress is not None:
+        progress(len(targets), len(targets), "")
+    merged = rebuild_model(model, state)
+    report.params_after = int(merged.count_params())
+    for layer in merged.layers:
+        if not layer.weights:
+            continue
+        before, after = _params(model, layer.name), int(layer.count_params())
+        if before != after:
+            report.layer_params[layer.name] = (before, after)
+    for layer_report in report.layers:
+        layer_report.params_before = _params(model, layer_report.name)
+        layer_report.params_after = _params(merged, layer_report.name)
+    if state.added_bias:
+        report.notes.append(f"gave a bias to {', '.join(sorted(state.added_bias))} to absorb normalization offsets")
+    return merged, report
+
+
+def _merge_layer(model, site, state, metric, threshold, ratio, include_bias, twin_tolerance):
+    rows = effective_rows(state, site, model)
+    n = rows.shape[0]
+    layer_report = LayerMerge(name=site.layer, type=site.type, activation=site.activation, rule=site.requirement,
+                              consumers=[c.layer for c in site.consumers], neurons_before=n, neurons_after=n)
+    compared = rows if include_bias else rows[:, :-1]
+    entry = NeuronRows(site.layer, site.layer, site.type, compared.astype(np.float32), None, 0, 0)
+    if not np.isfinite(rows).all():
+        layer_report.notes.append("weights contain NaN or Inf: left alone")
+        return layer_report
+    if ratio is not None:
+        count = int(round(float(ratio) * n))
+        layer_report.requested = count
+        matrix, _ = _similarity(compared, metric, None, True, entry)
+        merges, refused_pairs = greedy_merges(rows, matrix, count, site.requirement,
+                                              higher_is_similar=metric != "mad", twin_tolerance=twin_tolerance)
+        refused = []
+        if len(merges) < count:
+            layer_report.notes.append(f"removed {len(merges)} of the {count} requested: only that many pairs meet "
+                                      f"the {site.requirement} rule of {site.activation}")
+    else:
+        _, groups = _similarity(compared, metric, threshold, False, entry)
+        merges, refused = group_merges(rows, groups, site.requirement, twin_tolerance)
+    relation = relation_from_merges(n, merges)
+    relation, carried_refusals = carry_relation(relation, site, state, model, twin_tolerance=twin_tolerance)
+    refused = list(refused) + [(j, None, reason) for j, reason in carried_refusals]
+    dropped = {j for j, _, _ in refused}
+    for merge in merges:
+        if merge.removed in dropped:
+            continue
+        layer_report.merges.append({"removed": merge.removed, "keeper": merge.keeper, "alpha": round(merge.alpha, 6),
+                                    "residual": float(f"{merge.residual:.3g}"),
+                                    "exact": bool(merge.residual <= _EXACT_TOLERANCE)})
+    layer_report.left_alone = [{"neuron": int(j), "keeper": None if k is None else int(k), "reason": reason}
+                               for j, k, reason in refused]
+    if relation.removed.size and any(c.zero_padded for c in site.consumers) and np.any(relation.shift != 0):
+        layer_report.notes.append("normalization offsets folded into a zero-padded convolution's bias are "
+                                  "exact only away from the borders")
+    fold_relation(state, site, relation)
+    layer_report.neurons_after = int(relation.kept.size)
+    return layer_report

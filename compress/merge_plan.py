@@ -1,0 +1,381 @@
+"""Where neurons can be merged: each Dense/Conv layer's path to the layers that consume its output.
+
+For every producer we follow its output tensor through the layers in between (the *steps*:
+activations, BatchNormalization, dropout, pooling, padding, Flatten) to the *consumers* (Dense or
+Conv layers) whose input-channel weights absorb the merged neurons. Anything that mixes channels
+or meets other tensors (Add, Concatenate, a LayerNormalization, the model output) stops the walk,
+and the layer is left alone with the reason.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from analysis._tf import import_keras
+from analysis.rows import skip_reason
+
+__all__ = ["Step", "Consumer", "MergeSite", "find_merge_sites", "model_graph", "HOMOGENEOUS_ACTIVATIONS",
+           "ELEMENTWISE_ACTIVATIONS"]
+
+#: Activations with f(a·x) = a·f(x) for a > 0: a positively scaled copy merges exactly.
+HOMOGENEOUS_ACTIVATIONS = ("linear", "relu", "leaky_relu")
+#: Other element-by-element activations: only twins (α ≈ 1) merge.
+ELEMENTWISE_ACTIVATIONS = ("sigmoid", "tanh", "elu", "selu", "gelu", "swish", "silu", "softplus", "softsign",
+                           "hard_sigmoid", "hard_silu", "hard_swish", "mish", "exponential", "relu6", "celu",
+                           "log_sigmoid", "hard_tanh", "tanh_shrink", "soft_shrink", "hard_shrink", "squareplus",
+                           "sparse_plus", "sparse_sigmoid")
+
+
+@dataclass
+class Step:
+    """One layer between a producer and its consumers (or the producer's own activation).
+
+    Attributes
+    ----------
+    layer : str
+    type : str
+    kind : {"identity", "affine", "activation", "max", "linear", "zero_pad", "flatten"}
+    homogeneous : bool
+        For ``activation``: positively homogeneous.
+    description : str
+        ``relu``, ``sigmoid``, ``BatchNormalization``...
+    function : callable or None
+        The activation on a float64 ndarray (for constant relation rows).
+    """
+
+    layer: str
+    type: str
+    kind: str
+    homogeneous: bool = True
+    description: str = ""
+    function: object = None
+
+    @property
+    def nonlinear(self):
+        return self.kind in ("activation", "max") and not (self.kind == "activation" and self.description == "linear")
+
+
+@dataclass
+class Consumer:
+    """A layer whose input channels absorb merged neurons.
+
+    Attributes
+    ----------
+    layer : str
+    type : str
+    layout : {"dense", "conv", "flatten"}
+        How its kernel indexes the producer's channels (see :func:`compress.merge_math.fold_into_kernel`).
+    positions : int
+        Spatial positions per channel after a Flatten (1 otherwise).
+    zero_padded : bool
+        A convolution that pads with zeros: an offset folded into its bias is exact only away
+        from the borders.
+    """
+
+    layer: str
+    type: str
+    layout: str
+    positions: int = 1
+    zero_padded: bool = False
+
+
+@dataclass
+class MergeSite:
+    """A producer layer, the steps after it and its consumers; or the reason it is left alone.
+
+    Attributes
+    ----------
+    layer : str
+    type : str
+    n_neurons : int
+    steps : list of Step
+        The producer's own activation first (when not linear), then the layers on the way to the
+        consumers, Flatten excluded.
+    consumers : list of Consumer
+    tap : str
+        The layer whose output is the last per-channel tensor before the consumers (the producer
+        itself when nothing is in between): a data-aware merge fits its relation there.
+    reason : str or None
+        Why the layer cannot be merged; None when it can.
+    """
+
+    layer: str
+    type: str
+    n_neurons: int = 0
+    steps: list = field(default_factory=list)
+    consumers: list = field(default_factory=list)
+    tap: str = ""
+    reason: str = None
+
+    @property
+    def mergeable(self):
+        return self.reason is None
+
+    @property
+    def folded_steps(self):
+        """Leading steps folded into the producer's rows: BatchNormalization (and identities) before any
+        other step."""
+        count = 0
+        for step in self.steps:
+            if step.kind not in ("identity", "affine"):
+                break
+            count += 1
+        return count
+
+    @property
+    def channel_layers(self):
+        """Steps with per-channel weights that lose the removed channels too."""
+        return [step.layer for step in self.steps if step.kind == "affine"]
+
+    @property
+    def requirement(self):
+        """``linear``, ``positive`` or ``twin``: what the steps allow (see :mod:`compress.merge_math`)."""
+        later = self.steps[self.folded_steps:]
+        if any(s.kind == "activation" and not s.homogeneous for s in later):
+            return "twin"
+        if any(s.nonlinear for s in later):
+            return "positive"
+        return "linear"
+
+    @property
+    def activation(self):
+        """A short description of the nonlinearities on the way, e.g. ``relu`` or ``linear``."""
+        names = [s.description for s in self.steps if s.nonlinear]
+        return " → ".join(names) if names else "linear"
+
+
+def model_graph(model):
+    """The functional graph of a Sequential or Functional model.
+
+    Returns
+    -------
+    graph : keras.Model
+        The model itself, or a Sequential's inner functional model.
+    nodes : list of Node
+    consumers : dict
+        ``id(tensor) -> [Node, ...]``, the nodes that read each tensor.
+    """
+    graph = getattr(model, "_functional", None) or model
+    nodes_by_depth = getattr(graph, "_nodes_by_depth", None)
+    if nodes_by_depth is None:
+        return graph, [], {}
+    nodes = [node for depth in sorted(nodes_by_depth, reverse=True) for node in nodes_by_depth[depth]]
+    consumers = defaultdict(list)
+    for node in nodes:
+        for tensor in node.input_tensors:
+            consumers[id(tensor)].append(node)
+    return graph, nodes, consumers
+
+
+def _activation_step(layer, name, keras):
+    if not isinstance(name, str):
+        return None, f"custom activation {name!r} is not supported"
+    function = None
+    if name in HOMOGENEOUS_ACTIVATIONS or name in ELEMENTWISE_ACTIVATIONS:
+        fn = keras.activations.get(name)
+
+        def function(x, fn=fn):
+            return np.asarray(keras.ops.convert_to_numpy(fn(keras.ops.convert_to_tensor(x, "float32"))),
+                              dtype=np.float64)
+
+        return Step(layer.name, type(layer).__name__, "activation", name in HOMOGENEOUS_ACTIVATIONS, name,
+                    function), None
+    return None, f"activation {name!r} does not act on each neuron separately"
+
+
+def _channels_last(layer):
+    return getattr(layer, "data_format", "channels_last") in (None, "channels_last")
+
+
+def _classify_step(layer, keras, rank):
+    """A Step for a layer between producer and consumer, or (None, reason)."""
+    L = keras.layers
+    name = type(layer).__name__
+    if not _channels_last(layer):
+        return None, f"{layer.name} ({name}) uses channels_first"
+    identity = (L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D, L.GaussianNoise,
+                L.GaussianDropout, L.AlphaDropout, L.ActivityRegularization)
+    if isinstance(layer, identity):
+        return Step(layer.name, name, "identity", description=name), None
+    if isinstance(layer, L.BatchNormalization):
+        axis = layer.axis if isinstance(layer.axis, int) else (layer.axis[0] if len(layer.axis) == 1 else None)
+        if axis not in (-1, rank - 1):
+            return None, f"{layer.name} (BatchNormalization) normalizes axis {layer.axis}, not the channels"
+        return Step(layer.name, name, "affine", description=name), None
+    if isinstance(layer, L.Activation):
+        return _activation_step(layer, layer.get_config()["activation"], keras)
+    if isinstance(layer, L.ReLU):
+        config = layer.get_config()
+        if config.get("max_value") is None and float(config.get("threshold", 0.0)) == 0.0:
+            slope = float(config.get("negative_slope", 0.0))
+
+            def relu(x, slope=slope):
+                return np.where(x > 0, x, slope * x)
+
+            return Step(layer.name, name, "activation", True, "relu", relu), None
+        return Step(layer.name, name, "activation", False, "relu (capped or thresholded)",
+                    lambda x, layer=layer: np.asarray(keras.ops.convert_to_numpy(layer(x.astype("float32"))),
+                                                      dtype=np.float64)), None
+    if isinstance(layer, L.LeakyReLU):
+        slope = float(layer.get_config()["negative_slope"])
+        return Step(layer.name, name, "activation", True, "leaky_relu",
+                    lambda x, slope=slope: np.where(x > 0, x, slope * x)), None
+    if isinstance(layer, L.ELU):
+        alpha = float(layer.get_config().get("alpha", 1.0))
+        return Step(layer.name, name, "activation", False, "elu",
+                    lambda x, alpha=alpha: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))), None
+    if isinstance(layer, (L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D, L.GlobalMaxPooling1D,
+                          L.GlobalMaxPooling2D, L.GlobalMaxPooling3D)):
+        return Step(layer.name, name, "max", True, "max pooling"), None
+    if isinstance(layer, (L.AveragePooling1D, L.AveragePooling2D, L.AveragePooling3D, L.GlobalAveragePooling1D,
+                          L.GlobalAveragePooling2D, L.GlobalAveragePooling3D, L.UpSampling1D, L.UpSampling2D,
+                          L.UpSampling3D, L.Cropping1D, L.Cropping2D, L.Cropping3D)):
+        return Step(layer.name, name, "linear", description=name), None
+    if isinstance(layer, (L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D)):
+        return Step(layer.name, name, "zero_pad", description=name), None
+    if isinstance(layer, L.Flatten):
+        return Step(layer.name, name, "flatten", description=name), None
+    return None, None
+
+
+def _consumer(layer, keras, after_flatten, positions):
+    L = keras.layers
+    name = type(layer).__name__
+    if isinstance(layer, L.Dense) and type(layer).__name__ not in ("EinsumDense",):
+        return Consumer(layer.name, name, "flatten" if after_flatten else "dense", positions), None
+    if isinstance(layer, (L.Conv1D, L.Conv2D, L.Conv3D)):
+        if after_flatten:
+            return None, f"{layer.name} ({name}) reads a flattened tensor"
+        if getattr(layer, "groups", 1) != 1:
+            return None, f"{layer.name} ({name}) is a grouped convolution"
+        if not _channels_last(layer):
+            return None, f"{layer.name} ({name}) uses channels_first"
+        return Consumer(layer.name, name, "conv", 1, layer.padding in ("same", "causal")), None
+    return None, None
+
+
+def _producer_reason(layer, keras):
+    L = keras.layers
+    if not isinstance(layer, (L.Dense, L.Conv1D, L.Conv2D, L.Conv3D)):
+        return f"merging supports Dense and Conv1D/2D/3D layers, not {type(layer).__name__}"
+    if isinstance(layer, (L.Conv1D, L.Conv2D, L.Conv3D)):
+        if getattr(layer, "groups", 1) != 1:
+            return "grouped convolution: its output channels are tied to its groups"
+        if not _channels_last(layer):
+            return "channels_first convolution is not supported"
+    return None
+
+
+def _walk(site, tensor, graph, consumers, keras, outputs, steps, after_flatten, positions, rank, paths):
+    """Follow ``tensor`` to consumers; append (steps, flatten_step, Consumer) to ``paths``; return a reason."""
+    if id(tensor) in outputs:
+        return "its output is (on the way to) a model output"
+    readers = consumers.get(id(tensor), [])
+    if not readers:
+        return "its output is not used by any layer"
+    for node in readers:
+        layer = node.operation
+        if len(node.input_tensors) != 1:
+            return f"its output feeds {layer.name} ({type(layer).__name__}), which combines several tensors"
+        if isinstance(layer, keras.Model):
+            return f"its output feeds the nested model {layer.name}"
+        if len(layer._inbound_nodes) > 1:
+            return f"its output feeds {layer.name}, a layer shared by several places"
+        consumer, reason = _consumer(layer, keras, after_flatten, positions)
+        if reason:
+            return reason
+        if consumer is not None:
+            paths.append((list(steps), after_flatten, consumer))
+            continue
+        step, reason = _classify_step(layer, keras, rank)
+        if step is None:
+            return reason or f"{layer.name} ({type(layer).__name__}) between it and a Dense or Conv layer is not supported"
+        output = node.output_tensors[0]
+        if step.kind == "flatten":
+            if after_flatten:
+                return f"{layer.name}: a second Flatten on the way"
+            shape = tuple(tensor.shape)
+            if any(d is None for d in shape[1:]):
+                return f"{layer.name} (Flatten) has an input of unknown size {shape}"
+            count = int(np.prod(shape[1:-1], dtype=np.int64)) if len(shape) > 2 else 1
+            reason = _walk(site, output, graph, consumers, keras, outputs, steps, True, count, rank, paths)
+        else:
+            if after_flatten and step.kind != "identity":
+                return f"{layer.name} ({type(layer).__name__}) after a Flatten mixes positions and channels"
+            new_steps = steps if after_flatten else steps + [step]
+            new_rank = len(output.shape)
+            reason = _walk(site, output, graph, consumers, keras, outputs, new_steps, after_flatten, positions,
+                           new_rank, paths)
+        if reason:
+            return reason
+    return None
+
+
+def _site(layer, graph, nodes_of, consumers, keras, outputs):
+    site = MergeSite(layer.name, type(layer).__name__)
+    reason = _producer_reason(layer, keras)
+    if reason:
+        site.reason = reason
+        return site
+    own = nodes_of.get(id(layer), [])
+    if len(own) != 1:
+        site.reason = "the layer is used at several places in the model"
+        return site
+    node = own[0]
+    site.n_neurons = int(layer.units if isinstance(layer, keras.layers.Dense) else layer.filters)
+    activation, reason = _activation_step(layer, layer.get_config()["activation"], keras)
+    if activation is None:
+        site.reason = reason
+        return site
+    first = [] if activation.description == "linear" else [activation]
+    tensor = node.output_tensors[0]
+    paths = []
+    reason = _walk(site, tensor, graph, consumers, keras, outputs, first, False, 1, len(tensor.shape), paths)
+    if reason:
+        site.reason = reason
+        return site
+    step_lists = {tuple(s.layer for s in steps) for steps, _, _ in paths}
+    if len(step_lists) != 1:
+        site.reason = "its consumers are reached through different layers; each path would need its own merge"
+        return site
+    site.steps = paths[0][0]
+    site.consumers = [consumer for _, _, consumer in paths]
+    between = [s for s in site.steps if s.layer != layer.name]
+    site.tap = between[-1].layer if between else layer.name
+    return site
+
+
+def find_merge_sites(model):
+    """Every Dense/Conv layer of a model with its steps and consumers, or why it is left alone.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Sequential or Functional.
+
+    Returns
+    -------
+    sites : dict
+        ``layer name -> MergeSite`` in model order, for every layer with neuron rows (see
+        :func:`analysis.layer_neuron_rows`) and every nested model.
+    """
+    keras = import_keras()
+    graph, nodes, consumers = model_graph(model)
+    outputs = {id(t) for t in graph.outputs}
+    nodes_of = defaultdict(list)
+    for node in nodes:
+        nodes_of[id(node.operation)].append(node)
+    sites = {}
+    for node in nodes:
+        layer = node.operation
+        if layer.name in sites or not getattr(layer, "weights", None):
+            continue
+        if not isinstance(layer, keras.Model) and skip_reason(layer) is not None:
+            continue  # no neurons (BatchNormalization, Embedding...): nothing to merge
+        if isinstance(layer, keras.Model):
+            sites[layer.name] = MergeSite(layer.name, type(layer).__name__,
+                                          reason="nested model: merge inside it separately")
+            continue
+        sites[layer.name] = _site(layer, graph, nodes_of, consumers, keras, outputs)
+    return sites

@@ -1,0 +1,148 @@
+"""Apply merges to a model's weights and rebuild it with smaller layers.
+
+:class:`WeightState` holds every layer's weights as numpy arrays; :func:`fold_relation` removes a
+producer's channels and folds the relation into its consumers there; :func:`rebuild_model` clones
+the model with the new ``units``/``filters`` (Keras recomputes every downstream shape) and sets
+the weights. The input model is never modified.
+"""
+
+import numpy as np
+
+from analysis.loading import walk_layers
+from analysis._tf import import_keras
+
+from .merge_math import fold_into_kernel
+
+__all__ = ["WeightState", "fold_relation", "rebuild_model", "batchnorm_affine", "effective_rows"]
+
+
+class WeightState:
+    """The weights of every layer of a model, by layer and variable name, as numpy arrays.
+
+    Parameters
+    ----------
+    model : keras.Model
+    """
+
+    def __init__(self, model):
+        self.arrays = {}
+        self.resized = {}  # producer name -> new units / filters
+        self.added_bias = set()  # consumers that get a bias they did not have
+        self.untouched = {}  # layers whose variables share a name: copied as they are
+        for layer in walk_layers(model):
+            names = [variable.name for variable in layer.weights]
+            if names and len(set(names)) == len(names):
+                self.arrays[layer.name] = dict(zip(names, layer.get_weights()))
+            elif names:
+                self.untouched[layer.name] = layer.get_weights()
+
+    def get(self, layer, name, default=None):
+        return self.arrays.get(layer, {}).get(name, default)
+
+
+def batchnorm_affine(state, layer, keras_layer):
+    """A BatchNormalization's inference map as ``(scale, offset)``, each of shape (n_channels,)."""
+    weights = state.arrays[layer]
+    mean = weights["moving_mean"].astype(np.float64)
+    variance = weights["moving_variance"].astype(np.float64)
+    gamma = weights.get("gamma", np.ones_like(mean)).astype(np.float64)
+    beta = weights.get("beta", np.zeros_like(mean)).astype(np.float64)
+    scale = gamma / np.sqrt(variance + float(keras_layer.epsilon))
+    return scale, beta - mean * scale
+
+
+def effective_rows(state, site, model):
+    """The producer's rows with the bias as last column, leading BatchNormalizations folded in.
+
+    Returns
+    -------
+    rows : ndarray of shape (n_neurons, fan_in + 1), float64
+    """
+    kernel = state.get(site.layer, "kernel")
+    n = kernel.shape[-1]
+    rows = kernel.reshape(-1, n).T.astype(np.float64)
+    bias = state.get(site.layer, "bias")
+    bias = np.zeros(n) if bias is None else bias.astype(np.float64)
+    rows = np.concatenate([rows, bias[:, None]], axis=1)
+    for step in site.steps[:site.folded_steps]:
+        if step.kind == "affine":
+            scale, offset = batchnorm_affine(state, step.layer, model.get_layer(step.layer))
+            rows = rows * scale[:, None]
+            rows[:, -1] += offset
+    return rows
+
+
+def fold_relation(state, site, relation):
+    """Remove ``relation.removed`` from a producer and fold the relation into its consumers.
+
+    Parameters
+    ----------
+    state : WeightState
+        Updated in place.
+    site : MergeSite
+        A mergeable site (see :func:`compress.merge_plan.find_merge_sites`).
+    relation : Relation
+        ``out[removed] ≈ β out[kept] + shift``, holding at ``site.tap`` (the tensor the
+        consumers read, per channel). Weight-based merging carries its relation there with
+        :func:`compress.merge.carry_relation`; a data-aware merge fits it there directly.
+    """
+    if relation.removed.size == 0:
+        return
+    kept = relation.kept
+    producer = state.arrays[site.layer]
+    producer["kernel"] = producer["kernel"][..., kept]
+    if "bias" in producer:
+        producer["bias"] = producer["bias"][kept]
+    state.resized[site.layer] = int(kept.size)
+    for layer in site.channel_layers:
+        weights = state.arrays[layer]
+        for name in list(weights):
+            weights[name] = weights[name][kept]
+    for consumer in site.consumers:
+        weights = state.arrays[consumer.layer]
+        had_bias = "bias" in weights
+        kernel, bias = fold_into_kernel(weights["kernel"], weights.get("bias"), relation,
+                                        layout=consumer.layout, positions=consumer.positions)
+        weights["kernel"] = kernel
+        if had_bias or consumer.layer in state.added_bias:
+            weights["bias"] = bias
+        elif np.any(bias != 0):
+            weights["bias"] = bias
+            state.added_bias.add(consumer.layer)
+
+
+def rebuild_model(model, state):
+    """A new model with the state's layer sizes and weights; layer names kept.
+
+    Parameters
+    ----------
+    model : keras.Model
+        The original (unchanged).
+    state : WeightState
+
+    Returns
+    -------
+    keras.Model
+        Uncompiled.
+    """
+    keras = import_keras()
+
+    def clone(layer):
+        config = layer.get_config()
+        if layer.name in state.resized:
+            key = "units" if "units" in config else "filters"
+            config[key] = state.resized[layer.name]
+        if layer.name in state.added_bias:
+            config["use_bias"] = True
+        return layer.__class__.from_config(config)
+
+    new = keras.models.clone_model(model, clone_function=clone)
+    for layer in walk_layers(new):
+        weights = state.arrays.get(layer.name)
+        if weights is None:
+            if layer.name in state.untouched:
+                layer.set_weights(state.untouched[layer.name])
+            continue
+        names = [variable.name for variable in layer.weights]
+        layer.set_weights([weights[name] for name in names])
+    return new

@@ -1,0 +1,120 @@
+"""``weightkit merge``: a genuinely smaller model, redundant neurons folded into their twins."""
+
+import os
+
+import click
+
+from .._common import (debug_option, force_option, load_model_or_exit, model_argument, note, progress_reporter,
+                       quiet_option, stdout_console, unsafe_option)
+
+
+@click.command()
+@model_argument
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False, path_type=str),
+              help="The smaller model (.keras); its report goes beside it as OUT.json.")
+@click.option("--metric", type=click.Choice(["pearson", "mad", "cosine"]), default="pearson", show_default=True,
+              help="Similarity between neuron weight rows (cosine: uncentered, a scaled copy scores 1).")
+@click.option("--threshold", type=float, default=None,
+              help="Merge every group found at this threshold (Pearson/cosine: minimum similarity, default 0.9; "
+                   "MAD: maximum fraction of the layer's median MAD, default 0.2).")
+@click.option("--ratio", type=float, default=None,
+              help="Instead remove this share of each layer's neurons, most similar pairs first (e.g. 0.5).")
+@click.option("--layers", multiple=True, metavar="NAME", help="Merge only these layers (repeatable).")
+@click.option("--exclude-bias", is_flag=True, help="Compare rows without their bias (α always uses it).")
+@click.option("--twin-tolerance", type=click.FloatRange(min=0), default=0.05, show_default=True,
+              help="Activations that are not positively homogeneous (sigmoid, tanh...) merge only rows with "
+                   "‖w_j − w_k‖ ≤ this × ‖w_k‖.")
+@click.option("--data", "data", default=None, metavar="DATA",
+              help="Measure accuracy before and after and their agreement on DATA's held-out split "
+                   "(.npz, .csv, image folder or sklearn:NAME).")
+@force_option
+@unsafe_option
+@quiet_option
+@debug_option
+def merge(model, output, metric, threshold, ratio, layers, exclude_bias, twin_tolerance, data, force, unsafe):
+    """Merge redundant neurons of MODEL and save a smaller model to OUT (.keras).
+
+    Each removed neuron's outgoing weights are added, scaled, to its kept twin's in the next layer:
+    exact for scaled copies under ReLU/LeakyReLU/linear, twins only for other activations.
+    """
+    from analysis.errors import WeightkitError
+    from analysis.io import atomic_path, atomic_write_json, check_output
+    from compress.merge import merge_redundant
+
+    if not output.lower().endswith(".keras"):
+        raise WeightkitError(f"-o {output}: the merged model is saved as a Keras 3 archive; give a name ending "
+                             "in .keras.")
+    report_path = os.path.splitext(output)[0] + ".json"
+    if os.path.abspath(output) == os.path.abspath(model):
+        raise WeightkitError(f"-o {output}: is the input model, which is never modified; choose another path.")
+    check_output(output, force=force)
+    check_output(report_path, force=force)
+    loaded = load_model_or_exit(model, unsafe=unsafe, compile=False)
+    dataset = _load_data(data, loaded.model) if data else None
+    with progress_reporter("merging") as progress:
+        merged, report = merge_redundant(loaded.model, metric=metric, threshold=threshold, ratio=ratio,
+                                         layers=list(layers) or None, include_bias=not exclude_bias,
+                                         twin_tolerance=twin_tolerance, progress=progress)
+    report.notes.extend(loaded.notes)
+    if dataset is not None:
+        from compress.merge_report import compare_models
+
+        report.evaluation = compare_models(loaded.model, merged, dataset.x_test, dataset.y_test, task=dataset.task)
+        report.evaluation["data"] = dataset.source
+    with atomic_path(output, suffix=".keras") as temporary:
+        merged.save(temporary)
+    document = report.to_dict()
+    document["input"], document["output"] = model, output
+    atomic_write_json(report_path, document)
+    print_merge_report(report, stdout_console())
+    note(f"wrote {output} and {report_path}")
+
+
+def _load_data(spec, model):
+    from analysis.data import check_data_against_model, fit_to_model, load_data
+
+    dataset = fit_to_model(load_data(spec), model)
+    check_data_against_model(dataset, model)
+    return dataset
+
+
+def print_merge_report(report, console):
+    """Render a MergeReport with rich: one row per layer, then what was left alone and why."""
+    from rich.table import Table
+
+    mode = f"ratio {report.ratio:g}" if report.ratio is not None else f"threshold {report.threshold:g}"
+    table = Table(title=f"{report.model}: merged by {report.metric}, {mode}")
+    for column in ("layer", "activation", "neurons", "params", "exact merges", "left alone"):
+        table.add_column(column, justify="left" if column in ("layer", "activation") else "right")
+    for layer in report.layers:
+        exact = sum(m["exact"] for m in layer.merges)
+        table.add_row(layer.name, layer.activation, f"{layer.neurons_before} → {layer.neurons_after}",
+                      f"{layer.params_before:,} → {layer.params_after:,}", f"{exact}/{len(layer.merges)}",
+                      str(len(layer.left_alone)))
+    console.print(table)
+    change = 1 - report.params_after / max(report.params_before, 1)
+    console.print(f"model parameters {report.params_before:,} → {report.params_after:,} ({change:.1%} fewer), "
+                  f"{report.removed} neurons removed")
+    for skipped in report.skipped:
+        console.print(f"  left alone: {skipped.name} ({skipped.type}): {skipped.reason}")
+    for layer in report.layers:
+        reasons = {}
+        for item in layer.left_alone:
+            reasons.setdefault(item["reason"], []).append(item["neuron"])
+        for reason, neurons in reasons.items():
+            console.print(f"  {layer.name}: neurons {', '.join(map(str, neurons[:8]))}"
+                          f"{' ...' if len(neurons) > 8 else ''} not merged: {reason}")
+        for text in layer.notes:
+            console.print(f"  {layer.name}: {text}")
+    for text in report.notes:
+        console.print(f"  note: {text}")
+    evaluation = report.evaluation
+    if evaluation:
+        line = f"on {evaluation['samples']} held-out samples of {evaluation.get('data', 'the data')}:"
+        if "accuracy_before" in evaluation:
+            line += (f" accuracy {evaluation['accuracy_before']:.4f} → {evaluation['accuracy_after']:.4f},"
+                     f" agreement {evaluation['agreement']:.4f},")
+        elif "mse_before" in evaluation:
+            line += f" MSE {evaluation['mse_before']:.4g} → {evaluation['mse_after']:.4g},"
+        line += f" max output difference {evaluation['max_abs_output_difference']:.3g}"
+        console.print(line)
