@@ -17,9 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._tf import import_keras
 from .errors import WeightkitError
 
-__all__ = ["Dataset", "load_data", "SKLEARN_DATASETS", "check_data_against_model", "fit_to_model"]
+__all__ = ["Dataset", "load_data", "SKLEARN_DATASETS", "check_data_against_model", "fit_to_model",
+           "load_data_for_model", "model_input_shape"]
 
 SKLEARN_DATASETS = ("digits", "iris", "wine", "breast_cancer", "diabetes")
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -140,22 +142,25 @@ def _load_csv(path, target, test_fraction, seed):
             rows = list(csv.reader(handle))
     except (OSError, UnicodeDecodeError) as error:
         raise WeightkitError(f"{path}: cannot be read as UTF-8 CSV ({error}).") from error
-    rows = [row for row in rows if row]
-    if len(rows) < 2:
+    numbered = [(line, row) for line, row in enumerate(rows, start=1) if row]
+    if len(numbered) < 2:
         raise WeightkitError(f"{path}: no data rows; expected a header line and at least one row.")
-    header, body = rows[0], rows[1:]
+    header, body = numbered[0][1], numbered[1:]
     column = len(header) - 1
     if target is not None:
         if target not in header:
             raise WeightkitError(f"{path}: no column named {target!r} for --target; columns: {', '.join(header)}.")
         column = header.index(target)
     values = np.empty((len(body), len(header)), dtype=np.float64)
-    for line, row in enumerate(body, start=2):
+    for index, (line, row) in enumerate(body):
         if len(row) != len(header):
-            raise WeightkitError(f"{path}: line {line} has {len(row)} fields, the header has {len(header)}.")
+            raise WeightkitError(
+                f"{path}: line {line} has {len(row)} fields, the header has {len(header)}; give every "
+                "row one value per column."
+            )
         for field, text in enumerate(row):
             try:
-                values[line - 2, field] = float(text)
+                values[index, field] = float(text)
             except ValueError:
                 raise WeightkitError(
                     f"{path}: line {line}, column {header[field]!r}: {text!r} is not a number; "
@@ -170,7 +175,10 @@ def _load_csv(path, target, test_fraction, seed):
     return _split(x, y, path, _task_of(y), test_fraction, seed)
 
 
-def _load_image_folder(path, image_size, test_fraction, seed):
+_COLOR_MODES = {1: "grayscale", 3: "rgb", 4: "rgba"}
+
+
+def _load_image_folder(path, image_size, test_fraction, seed, channels=3):
     classes = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
     images = [f for c in classes for f in os.listdir(os.path.join(path, c)) if f.lower().endswith(_IMAGE_SUFFIXES)]
     if not classes or not images:
@@ -184,7 +192,7 @@ def _load_image_folder(path, image_size, test_fraction, seed):
         with silenced_stderr():
             dataset = keras.utils.image_dataset_from_directory(
                 path, image_size=image_size, batch_size=None, shuffle=False, label_mode="int",
-                verbose=False)
+                color_mode=_COLOR_MODES.get(channels, "rgb"), verbose=False)
             xs, ys = [], []
             for x, y in dataset:
                 xs.append(np.asarray(x))
@@ -199,7 +207,7 @@ def _load_image_folder(path, image_size, test_fraction, seed):
     return _split(x, y, path, "classification", test_fraction, seed)
 
 
-def load_data(spec, *, target=None, image_size=(256, 256), test_fraction=0.2, seed=0):
+def load_data(spec, *, target=None, image_size=(256, 256), test_fraction=0.2, seed=0, channels=3):
     """Load a dataset from a ``--data`` specification.
 
     Parameters
@@ -213,10 +221,21 @@ def load_data(spec, *, target=None, image_size=(256, 256), test_fraction=0.2, se
     test_fraction : float, default=0.2
         Held-out share when the source has no test split (seeded, shuffled).
     seed : int, default=0
+    channels : {1, 3, 4}, default=3
+        Color channels images are decoded to (grayscale, RGB, RGBA).
 
     Returns
     -------
     Dataset
+
+    Raises
+    ------
+    WeightkitError
+        A missing, unreadable, empty, malformed or unsupported source, in one line.
+
+    See Also
+    --------
+    load_data_for_model : load, fit and check against a model in one call.
     """
     spec = os.fspath(spec)
     if spec.startswith("sklearn:"):
@@ -226,7 +245,7 @@ def load_data(spec, *, target=None, image_size=(256, 256), test_fraction=0.2, se
     if not os.access(spec, os.R_OK):
         raise WeightkitError(f"--data {spec}: cannot be read (permission denied); fix its permissions.")
     if os.path.isdir(spec):
-        return _load_image_folder(spec, image_size, test_fraction, seed)
+        return _load_image_folder(spec, image_size, test_fraction, seed, channels)
     suffix = os.path.splitext(spec)[1].lower()
     if suffix == ".npz":
         return _load_npz(spec, test_fraction, seed)
@@ -238,30 +257,133 @@ def load_data(spec, *, target=None, image_size=(256, 256), test_fraction=0.2, se
     )
 
 
-def _model_input_shape(model):
-    shape = model.inputs[0].shape if getattr(model, "inputs", None) else model.input_shape
+def model_input_shape(model):
+    """The input shape of a single-input model, batch axis included (``(None, 64)``).
+
+    Raises
+    ------
+    WeightkitError
+        For a model with several inputs, which ``--data`` cannot feed.
+    """
+    inputs = getattr(model, "inputs", None)
+    if inputs and len(inputs) > 1:
+        raise WeightkitError(
+            f"model {model.name!r}: has {len(inputs)} inputs; --data feeds models with one input only."
+        )
+    shape = inputs[0].shape if inputs else model.input_shape
     return tuple(shape)
 
 
-def fit_to_model(dataset, model):
-    """Reshape a bundled dataset's flat samples to the model's input when sizes agree.
+def _output_shape(model):
+    outputs = getattr(model, "outputs", None)
+    if not outputs:
+        return None
+    if len(outputs) > 1:
+        raise WeightkitError(
+            f"model {model.name!r}: has {len(outputs)} outputs; --data gives labels for one output only."
+        )
+    return tuple(outputs[0].shape)
 
-    Only for ``sklearn:`` sources (digits as 8×8 images for a CNN); files are never reshaped
-    silently: :func:`check_data_against_model` explains the fix instead.
+
+def _output_activation(model):
+    keras = import_keras()
+    outputs = getattr(model, "outputs", None)
+    history = getattr(outputs[0], "_keras_history", None) if outputs else None
+    layer = history[0] if history is not None else model.layers[-1]
+    if isinstance(layer, keras.layers.Softmax):
+        return "softmax"
+    activation = getattr(layer, "activation", None)
+    return "linear" if activation is None else getattr(activation, "__name__", str(activation))
+
+
+def _is_recurrent(model):
+    keras = import_keras()
+    from .loading import walk_layers
+
+    kinds = (keras.layers.RNN, keras.layers.Bidirectional)
+    return any(isinstance(layer, kinds) for layer in walk_layers(model))
+
+
+def fit_to_model(dataset, model):
+    """Adapt a dataset to a model where that is unambiguous; modified in place and returned.
+
+    - A bundled ``sklearn:`` dataset's flat samples are reshaped to the model's input when the
+      sizes agree (digits as 8×8×1 images for a CNN). Files are never reshaped silently:
+      :func:`check_data_against_model` explains the fix instead.
+    - The task follows the model's output: a single linear (or ReLU) output is regression even
+      for integer-valued labels; a softmax or sigmoid output with integer-valued float labels is
+      classification, and those labels become integers.
+
+    Parameters
+    ----------
+    dataset : Dataset
+    model : keras.Model
+
+    Returns
+    -------
+    Dataset
     """
-    if not dataset.source.startswith("sklearn:"):
-        return dataset
-    expected = _model_input_shape(model)[1:]
-    if None in expected or tuple(dataset.x_train.shape[1:]) == tuple(expected):
-        return dataset
-    if int(np.prod(expected)) == int(np.prod(dataset.x_train.shape[1:])):
+    expected = model_input_shape(model)[1:]
+    if (dataset.source.startswith("sklearn:") and None not in expected
+            and tuple(dataset.x_train.shape[1:]) != tuple(expected)
+            and int(np.prod(expected)) == int(np.prod(dataset.x_train.shape[1:]))):
         dataset.x_train = dataset.x_train.reshape((-1,) + tuple(expected))
         dataset.x_test = dataset.x_test.reshape((-1,) + tuple(expected))
+    output = _output_shape(model)
+    if output is None:
+        return dataset
+    activation = _output_activation(model)
+    width = output[-1]
+    if width == 1 and activation in ("linear", "relu", "softplus", "exponential"):
+        if dataset.task != "regression":
+            dataset.task = "regression"
+            dataset.y_train = dataset.y_train.astype(np.float32)
+            dataset.y_test = dataset.y_test.astype(np.float32)
+    elif activation in ("softmax", "sigmoid") and dataset.task == "regression":
+        labels = np.concatenate([dataset.y_train.ravel(), dataset.y_test.ravel()])
+        if np.all(np.isfinite(labels)) and np.all(labels == np.round(labels)):
+            dataset.task = "classification"
+            dataset.y_train = dataset.y_train.astype(np.int64)
+            dataset.y_test = dataset.y_test.astype(np.int64)
+    return dataset
+
+
+def load_data_for_model(spec, model, *, target=None, test_fraction=0.2, seed=0):
+    """Load ``--data`` for a model: images at the model's size and channels, fitted and checked.
+
+    Parameters
+    ----------
+    spec : str
+        As for :func:`load_data`.
+    model : keras.Model
+    target : str, default=None
+        CSV label column.
+    test_fraction : float, default=0.2
+    seed : int, default=0
+
+    Returns
+    -------
+    Dataset
+        Passed through :func:`fit_to_model` and :func:`check_data_against_model`.
+    """
+    shape = model_input_shape(model)
+    image_size, channels = (256, 256), 3
+    if len(shape) == 4 and shape[1] is not None and shape[2] is not None:
+        image_size = (int(shape[1]), int(shape[2]))
+        channels = int(shape[3]) if shape[3] in _COLOR_MODES else 3
+    dataset = load_data(spec, target=target, image_size=image_size, test_fraction=test_fraction, seed=seed,
+                        channels=channels)
+    fit_to_model(dataset, model)
+    check_data_against_model(dataset, model)
     return dataset
 
 
 def check_data_against_model(dataset, model):
     """Check that inputs and labels fit the model; raise one clear line when they do not.
+
+    Checks, in order: the number of input dimensions, each input axis, finite numeric inputs
+    (integers when the model takes integer input), then the labels: finite, one-hot width or
+    class range against a classifier's outputs, target width against a regressor's outputs.
 
     Parameters
     ----------
@@ -272,15 +394,24 @@ def check_data_against_model(dataset, model):
     ------
     WeightkitError
         Naming the model's expected shape, the data's shape and the fix.
+
+    Examples
+    --------
+    A recurrent model fed 2-D data (``--data`` of shape ``(n, 64)``, model input
+    ``(batch, 8, 8)``) gets: ``--data x.npz: the model expects input of shape (batch, 8, 8), the
+    data has (batch, 64) (2 dimensions instead of 3). A recurrent model expects (batch,
+    timesteps, features): reshape the data, e.g. x.reshape(len(x), 8, 8).``
     """
-    expected = _model_input_shape(model)
+    expected = model_input_shape(model)
     got = dataset.x_train.shape
     source = dataset.source
     if len(got) != len(expected):
-        hint = ""
         if len(expected) == 3 and len(got) == 2:
-            hint = (" A recurrent or 1-D convolutional model expects (batch, timesteps, features): reshape "
-                    "the data, e.g. x.reshape(len(x), timesteps, features).")
+            kind = "A recurrent model" if _is_recurrent(model) else "A model with 3-D input (e.g. a 1-D convolution)"
+            steps = "timesteps" if expected[1] is None else expected[1]
+            features = "features" if expected[2] is None else expected[2]
+            hint = (f" {kind} expects (batch, timesteps, features): reshape the data, e.g. "
+                    f"x.reshape(len(x), {steps}, {features}).")
         else:
             hint = f" Reshape the data to (n_samples, {', '.join(str(d) for d in expected[1:])})."
         raise WeightkitError(
@@ -293,21 +424,55 @@ def check_data_against_model(dataset, model):
                 f"--data {source}: the model expects input of shape {_shape(expected)}, the data has "
                 f"{_shape(got)} (axis {axis} is {have}, expected {want}); give data of the model's input shape."
             )
-    outputs = model.outputs[0].shape if getattr(model, "outputs", None) else None
-    if outputs is None or dataset.task != "classification":
+    for name, x in (("x_train", dataset.x_train), ("x_test", dataset.x_test)):
+        if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+            raise WeightkitError(
+                f"--data {source}: {name} contains NaN or Inf; remove or impute those values first."
+            )
+    input_dtype = str(getattr(model.inputs[0], "dtype", "float32")) if getattr(model, "inputs", None) else "float32"
+    if "int" in input_dtype and np.issubdtype(dataset.x_train.dtype, np.floating) and \
+            not np.all(dataset.x_train == np.round(dataset.x_train)):
+        raise WeightkitError(
+            f"--data {source}: the model expects {input_dtype} input (token ids), the data has "
+            f"fractional {dataset.x_train.dtype} values; give integer ids."
+        )
+    output = _output_shape(model)
+    if output is None:
         return
-    width = outputs[-1]
-    y = np.concatenate([dataset.y_train.ravel() if dataset.y_train.ndim == 1 else dataset.y_train.argmax(1),
-                        dataset.y_test.ravel() if dataset.y_test.ndim == 1 else dataset.y_test.argmax(1)])
+    width = output[-1]
+    for name, y in (("y_train", dataset.y_train), ("y_test", dataset.y_test)):
+        if np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all():
+            raise WeightkitError(f"--data {source}: {name} contains NaN or Inf labels; remove those samples.")
+    if dataset.task != "classification":
+        if dataset.y_train.ndim == 2 and width is not None and dataset.y_train.shape[1] != width:
+            raise WeightkitError(
+                f"--data {source}: the model outputs shape {_shape(output)}, the labels have "
+                f"{_shape(dataset.y_train.shape)}; give {width} target values per sample."
+            )
+        return
     if dataset.y_train.ndim == 2 and width is not None and dataset.y_train.shape[1] != width:
         raise WeightkitError(
             f"--data {source}: one-hot labels have {dataset.y_train.shape[1]} columns but the model "
             f"outputs {width}; give labels for the model's {width} outputs."
         )
+    if dataset.y_train.ndim > 2 or (dataset.y_train.ndim == 2 and dataset.y_train.shape[1] == 1 and width != 1):
+        raise WeightkitError(
+            f"--data {source}: labels of shape {_shape(dataset.y_train.shape)} do not fit the model's "
+            f"output {_shape(output)}; give one integer class per sample, shape (n_samples,)."
+        )
+    y = np.concatenate([dataset.y_train.ravel() if dataset.y_train.ndim < 2 or dataset.y_train.shape[1] == 1
+                        else dataset.y_train.argmax(1),
+                        dataset.y_test.ravel() if dataset.y_test.ndim < 2 or dataset.y_test.shape[1] == 1
+                        else dataset.y_test.argmax(1)])
     if width is not None and width > 1 and (y.min() < 0 or y.max() >= width):
         raise WeightkitError(
             f"--data {source}: labels range from {int(y.min())} to {int(y.max())}, but the model has "
             f"{width} outputs (classes 0 to {width - 1}); give labels in that range."
+        )
+    if width == 1 and (y.min() < 0 or y.max() > 1):
+        raise WeightkitError(
+            f"--data {source}: labels range from {int(y.min())} to {int(y.max())}, but the model has one "
+            "sigmoid output (classes 0 and 1); give 0/1 labels or a model with one output per class."
         )
 
 

@@ -1,3 +1,36 @@
 """Shrink trained Keras models: decorrelation regularizer, neuron merging, quantization."""
 
-__all__ = []
+from .merge import MERGE_METRICS, apply_relations, carry_relation, merge_redundant
+from .merge_math import Relation
+from .merge_plan import MergeSite, find_merge_sites
+from .merge_report import MergeReport
+from .monitor import RedundancyMonitor, redundancy_summary
+from .quantization import QuantizationReport, TFLiteModel, quantize_model, write_outputs
+from .regularizer import DecorrelationRegularizer, decorrelation_penalty, kernel_rows
+from .retrain import RetrainResult, retrain
+from .training_kernels import CombinedRegularizer, attach_decorrelation, detach_decorrelation
+
+__all__ = [
+    "MERGE_METRICS",
+    "MergeReport",
+    "MergeSite",
+    "Relation",
+    "apply_relations",
+    "carry_relation",
+    "find_merge_sites",
+    "merge_redundant",
+    "CombinedRegularizer",
+    "DecorrelationRegularizer",
+    "QuantizationReport",
+    "RedundancyMonitor",
+    "RetrainResult",
+    "TFLiteModel",
+    "attach_decorrelation",
+    "decorrelation_penalty",
+    "detach_decorrelation",
+    "kernel_rows",
+    "quantize_model",
+    "redundancy_summary",
+    "retrain",
+    "write_outputs",
+]

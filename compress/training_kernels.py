@@ -1,0 +1,254 @@
+"""Put the decorrelation regularizer on the kernels of a built (loaded) model, and take it off.
+
+An explicit registry, parallel to :mod:`analysis.rows`, maps each layer class to the kernels
+whose neuron rows the analysis measures, with the axis layout of each kernel. On a built layer
+Keras reads the loss from the *variable's* ``regularizer`` and the saved configuration from the
+*layer's* ``*_regularizer`` attribute, so both are set; a regularizer the layer already had (an
+L2 weight decay) is kept and summed with ours.
+"""
+
+from dataclasses import dataclass
+
+from analysis._tf import import_keras
+from analysis.errors import WeightkitError
+from analysis.loading import walk_layers
+
+from .regularizer import DecorrelationRegularizer
+
+__all__ = ["RegularizedKernel", "CombinedRegularizer", "regularizable_kernels",
+           "attach_decorrelation", "detach_decorrelation", "default_regularized_layers"]
+
+keras = import_keras()
+
+
+@keras.saving.register_keras_serializable(package="weightkit")
+class CombinedRegularizer(keras.regularizers.Regularizer):
+    """The sum of several regularizers (a layer's own weight decay plus decorrelation).
+
+    Parameters
+    ----------
+    regularizers : list of keras.regularizers.Regularizer or their serialized configs
+    """
+
+    def __init__(self, regularizers):
+        self.regularizers = [keras.regularizers.get(r) for r in regularizers]
+
+    def __call__(self, x):
+        return sum(r(x) for r in self.regularizers)
+
+    def get_config(self):
+        return {"regularizers": [keras.saving.serialize_keras_object(r) for r in self.regularizers]}
+
+
+@dataclass
+class RegularizedKernel:
+    """One kernel of one layer that can carry the decorrelation penalty.
+
+    Attributes
+    ----------
+    name : str
+        ``layer`` or ``layer/part`` (``sep/pointwise``).
+    layer_name : str
+        The model-level layer (for ``--layers``).
+    owner : keras.layers.Layer
+        The object holding the variable (an RNN's cell, a SeparableConv itself).
+    variable_attr, regularizer_attr : str
+        Attribute names of the kernel variable and of its configured regularizer on ``owner``.
+    layout : str
+        See :data:`compress.regularizer.LAYOUTS`.
+    blocks : int
+        Number of gates for RNN kernels, else 1.
+    """
+
+    name: str
+    layer_name: str
+    owner: object
+    variable_attr: str
+    regularizer_attr: str
+    layout: str
+    blocks: int = 1
+    original: object = None
+
+    @property
+    def variable(self):
+        return getattr(self.owner, self.variable_attr)
+
+    @property
+    def n_neurons(self):
+        shape = tuple(self.variable.shape)
+        if self.layout == "transpose":
+            return shape[-2]
+        if self.layout == "depthwise":
+            return shape[-2] * shape[-1]
+        return shape[-1]
+
+
+def _plain(layer, name, kind="last"):
+    return [RegularizedKernel(name, layer.name, layer, "kernel", "kernel_regularizer", kind)]
+
+
+def _depthwise(layer, name):
+    return [RegularizedKernel(name, layer.name, layer, "kernel", "depthwise_regularizer", "depthwise")]
+
+
+def _separable(layer, name):
+    return [RegularizedKernel(f"{name}/depthwise", layer.name, layer, "depthwise_kernel",
+                              "depthwise_regularizer", "depthwise"),
+            RegularizedKernel(f"{name}/pointwise", layer.name, layer, "pointwise_kernel",
+                              "pointwise_regularizer", "last")]
+
+
+_GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
+
+
+def _rnn(layer, name):
+    gates = next(count for kind, count in _GATES.items() if isinstance(layer, getattr(keras.layers, kind)))
+    return [RegularizedKernel(name, layer.name, layer.cell, "kernel", "kernel_regularizer", "last", gates)]
+
+
+def _bidirectional(layer, name):
+    kernels = []
+    for direction, sub in (("forward", layer.forward_layer), ("backward", layer.backward_layer)):
+        for kernel in _rnn(sub, f"{name}/{direction}"):
+            kernel.layer_name = layer.name
+            kernels.append(kernel)
+    return kernels
+
+
+def _time_distributed(layer, name):
+    handler = _handler_for(layer.layer)
+    if handler is None:
+        return []
+    kernels = handler(layer.layer, f"{name}/{layer.layer.name}")
+    for kernel in kernels:
+        kernel.layer_name = layer.name
+    return kernels
+
+
+def _registry():
+    layers = keras.layers
+    return {
+        layers.Dense: _plain,
+        layers.Conv1D: _plain,
+        layers.Conv2D: _plain,
+        layers.Conv3D: _plain,
+        layers.Conv1DTranspose: lambda layer, name: _plain(layer, name, "transpose"),
+        layers.Conv2DTranspose: lambda layer, name: _plain(layer, name, "transpose"),
+        layers.Conv3DTranspose: lambda layer, name: _plain(layer, name, "transpose"),
+        layers.DepthwiseConv1D: _depthwise,
+        layers.DepthwiseConv2D: _depthwise,
+        layers.SeparableConv1D: _separable,
+        layers.SeparableConv2D: _separable,
+        layers.SimpleRNN: _rnn,
+        layers.LSTM: _rnn,
+        layers.GRU: _rnn,
+        layers.Bidirectional: _bidirectional,
+        layers.TimeDistributed: _time_distributed,
+    }
+
+
+def _handler_for(layer):
+    registry = _registry()
+    for cls in type(layer).__mro__:
+        if cls in registry:
+            return registry[cls]
+    return None
+
+
+def regularizable_kernels(model):
+    """Every kernel of a built model that the decorrelation penalty can be put on.
+
+    Parameters
+    ----------
+    model : keras.Model
+
+    Returns
+    -------
+    kernels : list of RegularizedKernel
+        In model order, kernels with fewer than two neurons left out.
+    """
+    kernels = []
+    for layer in walk_layers(model):
+        handler = _handler_for(layer)
+        if handler is None or not layer.built:
+            continue
+        kernels.extend(k for k in handler(layer, layer.name) if k.n_neurons // k.blocks >= 2)
+    return kernels
+
+
+def default_regularized_layers(model):
+    """Names of the layers regularized when ``--layers`` is not given.
+
+    Every layer with a regularizable kernel except those whose output is a model output: the
+    output layer's neurons stand for the classes (or targets) and are meant to differ anyway.
+    """
+    output_layers = set()
+    for tensor in getattr(model, "outputs", None) or []:
+        history = getattr(tensor, "_keras_history", None)
+        if history is not None:
+            output_layers.add(history[0].name)
+    names = []
+    for kernel in regularizable_kernels(model):
+        if kernel.layer_name not in output_layers and kernel.layer_name not in names:
+            names.append(kernel.layer_name)
+    return names
+
+
+def _select(model, layers):
+    kernels = regularizable_kernels(model)
+    if layers is None:
+        layers = default_regularized_layers(model)
+        if not layers:
+            raise WeightkitError(
+                f"model {model.name!r}: no hidden layer with a Dense, Conv or RNN kernel of two or more "
+                "neurons to regularize; name layers with --layers."
+            )
+    wanted = list(dict.fromkeys(layers))
+    available = list(dict.fromkeys([k.layer_name for k in kernels] + [k.name for k in kernels]))
+    unknown = [name for name in wanted if name not in available]
+    if unknown:
+        raise WeightkitError(
+            f"--layers: no regularizable layer named {', '.join(map(repr, unknown))}; available: "
+            f"{', '.join(available) or '(none)'}."
+        )
+    return [k for k in kernels if k.layer_name in wanted or k.name in wanted]
+
+
+def attach_decorrelation(model, strength, *, layers=None):
+    """Put a :class:`DecorrelationRegularizer` on the kernels of a built model's layers.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Built (loaded or already called). Modified in place.
+    strength : float
+        See :class:`DecorrelationRegularizer`.
+    layers : list of str, default=None
+        Layer or entry names; default :func:`default_regularized_layers`.
+
+    Returns
+    -------
+    kernels : list of RegularizedKernel
+        What was regularized, each remembering its previous regularizer for
+        :func:`detach_decorrelation`.
+
+    Raises
+    ------
+    WeightkitError
+        When a name in ``layers`` has no regularizable kernel (the message lists those that do).
+    """
+    kernels = _select(model, layers)
+    for kernel in kernels:
+        ours = DecorrelationRegularizer(strength, layout=kernel.layout, blocks=kernel.blocks)
+        kernel.original = getattr(kernel.owner, kernel.regularizer_attr, None)
+        combined = ours if kernel.original is None else CombinedRegularizer([kernel.original, ours])
+        setattr(kernel.owner, kernel.regularizer_attr, combined)  # saved in the layer's config
+        kernel.variable.regularizer = combined  # what adds the loss on a built layer
+    return kernels
+
+
+def detach_decorrelation(kernels):
+    """Give each kernel back the regularizer it had before :func:`attach_decorrelation`."""
+    for kernel in kernels:
+        setattr(kernel.owner, kernel.regularizer_attr, kernel.original)
+        kernel.variable.regularizer = kernel.original

@@ -1,0 +1,146 @@
+"""``weightkit retrain``: fine-tune with the decorrelation regularizer, show redundancy before and after."""
+
+import os
+import shutil
+
+import click
+
+from .._common import (debug_option, force_option, load_model_or_exit, model_argument, note, quiet_option,
+                       stdout_console, unsafe_option)
+
+#: Mirrors compress.retrain.DEFAULT_STRENGTH (not imported here: that would load TensorFlow on --help).
+DEFAULT_STRENGTH = 1.0
+
+
+def work_folder(output):
+    """The backup folder of a retrain writing ``output``: hidden, beside it."""
+    directory, name = os.path.split(os.path.abspath(output))
+    return os.path.join(directory, f".{name}.retrain")
+
+
+def side_outputs(output):
+    """``OUT.json`` and ``OUT.png`` beside ``OUT.keras``."""
+    stem = os.path.splitext(output)[0]
+    return stem + ".json", stem + ".png"
+
+
+@click.command()
+@model_argument
+@click.option("--data", "data", required=True, metavar="DATA",
+              help="Training data: FILE.npz, FILE.csv, an image folder, or sklearn:NAME.")
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False, path_type=str),
+              help="The retrained model (.keras); OUT.json and OUT.png are written beside it.")
+@click.option("--strength", type=click.FloatRange(min=0.0), default=DEFAULT_STRENGTH, show_default=True,
+              help="Weight of the decorrelation penalty (mean r² over neuron pairs).")
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Training epochs.")
+@click.option("--layers", multiple=True, metavar="NAME",
+              help="Regularize only these layers (repeatable; default every hidden Dense/Conv/RNN layer).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--learning-rate", type=click.FloatRange(min=0.0, min_open=True), default=1e-3, show_default=True,
+              help="Adam learning rate.")
+@click.option("--validation-split", type=click.FloatRange(min=0.0, max=1.0, max_open=True), default=0.1,
+              show_default=True, help="Share of the training data held out for validation curves.")
+@click.option("--loss", default=None, metavar="NAME",
+              help="Loss to train with (default: the compiled one, else inferred from the output layer).")
+@click.option("--target", default=None, metavar="COLUMN", help="CSV label column (default: the last).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from its backup beside OUT.")
+@click.option("--keep-regularizer", is_flag=True,
+              help="Save the model with the regularizer attached (it then needs weightkit to load).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the split, shuffling and init.")
+@force_option
+@unsafe_option
+@quiet_option
+@debug_option
+def retrain(model, data, output, strength, epochs, layers, batch_size, learning_rate, validation_split, loss,
+            target, resume, keep_regularizer, seed, force, unsafe):
+    """Retrain MODEL with a decorrelation regularizer; compare redundancy and accuracy before and after."""
+    from analysis.errors import WeightkitError
+    from analysis.io import check_output
+
+    if not output.endswith(".keras"):
+        raise WeightkitError(f"{output}: the retrained model is saved in the Keras format; give a name "
+                             "ending in .keras.")
+    json_path, png_path = side_outputs(output)
+    work = work_folder(output)
+    if os.path.isdir(work) and not resume and not force:
+        raise WeightkitError(f"{output}: an interrupted run left its backup in {work}; pass --resume to "
+                             "continue it or --force to start over.")
+    for path in (output, json_path, png_path):
+        check_output(path, force=force)
+    if resume and not os.path.isdir(work):
+        note(f"--resume: no backup in {work}; starting from the first epoch")
+
+    loaded = load_model_or_exit(model, unsafe=unsafe, compile=True)
+    from analysis.data import load_data_for_model
+
+    dataset = load_data_for_model(data, loaded.model, target=target, seed=seed)
+    note(f"{data}: {len(dataset.x_train)} training and {len(dataset.x_test)} held-out samples ({dataset.task})")
+
+    from analysis.io import atomic_path, atomic_write_json
+    from compress.retrain import retrain as run_retrain
+    from compress.retrain_plot import plot_retrain
+
+    compiled_loss = getattr(loaded.model, "loss", None) if loaded.compiled else None
+    try:
+        trained, result = run_retrain(
+            loaded.model, dataset, strength=strength, epochs=epochs, layers=list(layers) or None,
+            batch_size=batch_size, learning_rate=learning_rate, validation_split=validation_split, loss=loss,
+            compiled_loss=compiled_loss, work_dir=work, resume=resume, keep_regularizer=keep_regularizer,
+            seed=seed, callbacks=[_EpochNotes(epochs)])
+    except KeyboardInterrupt:
+        note(f"interrupted; finished epochs are kept in {work}: rerun with --resume to continue")
+        raise
+    with atomic_path(output, suffix=".keras") as temporary:
+        trained.save(temporary)
+    document = {"model": model, "output": output, "data": data, **result.to_dict()}
+    atomic_write_json(json_path, document)
+    with atomic_path(png_path) as temporary:
+        plot_retrain(result, temporary)
+    shutil.rmtree(work, ignore_errors=True)
+    _print_result(result, stdout_console())
+    stdout_console().print(f"wrote {output}, {json_path} and {png_path}")
+
+
+class _EpochNotes:
+    """A Keras callback (built lazily: keras is imported in the command only) printing one line per epoch."""
+
+    def __new__(cls, epochs):
+        from analysis._tf import import_keras
+
+        keras = import_keras()
+
+        class EpochNotes(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                logs = logs or {}
+                parts = [f"{key} {logs[key]:.4f}" for key in ("loss", "accuracy", "mae", "val_loss",
+                                                                "val_accuracy", "val_mae") if key in logs]
+                mean_r = [f"{key.split('/')[1]} {value:.3f}" for key, value in logs.items()
+                          if key.startswith("redundancy/") and key.endswith("/mean_abs_r")]
+                note(f"epoch {epoch + 1}/{epochs}: {', '.join(parts)}; mean |r| {', '.join(mean_r)}")
+
+        return EpochNotes()
+
+
+def _print_result(result, console):
+    from rich.table import Table
+
+    metric = result.metric
+    table = Table(title=f"retrain (strength {result.strength:g}, {result.epochs} epochs, loss {result.loss}, "
+                        f"{result.strategy} strategy with {result.replicas} replica(s))")
+    table.add_column("layer")
+    table.add_column("mean |r| before", justify="right")
+    table.add_column("after", justify="right")
+    table.add_column(f"pairs r≥{result.threshold:g} before", justify="right")
+    table.add_column("after", justify="right")
+    table.add_column("groups before", justify="right")
+    table.add_column("after", justify="right")
+    for name, before in result.before["layers"].items():
+        after = result.after["layers"][name]
+        table.add_row(name, f"{before['mean_abs_r']:.3f}", f"{after['mean_abs_r']:.3f}",
+                      str(before["redundant_pairs"]), str(after["redundant_pairs"]),
+                      str(before["groups"]), str(after["groups"]))
+    console.print(table)
+    word = "accuracy" if metric == "accuracy" else "mean absolute error"
+    console.print(f"held-out {word}: {result.before[metric]:.4f} before, {result.after[metric]:.4f} after")
+    for text in result.notes:
+        note(text)
