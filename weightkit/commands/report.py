@@ -1,0 +1,42 @@
+"""``weightkit report``: a self-contained HTML report with heatmaps of each layer's redundancy."""
+
+import os
+
+import click
+
+from .._common import (debug_option, force_option, load_model_or_exit, model_argument, progress_reporter,
+                       quiet_option, unsafe_option)
+
+
+@click.command()
+@model_argument
+@click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Report folder to write (index.html, analysis.json, figures/).")
+@click.option("--metric", type=click.Choice(["pearson", "mad"]), default="pearson", show_default=True,
+              help="Similarity that defines a redundant group.")
+@click.option("--threshold", type=float, default=None,
+              help="Pearson: minimum r (default 0.9). MAD: maximum fraction of the layer's median MAD (default 0.2).")
+@click.option("--layers", multiple=True, metavar="NAME", help="Report only these layers (repeatable).")
+@click.option("--include-bias", is_flag=True, help="Append each neuron's bias to its weight row.")
+@force_option
+@unsafe_option
+@quiet_option
+@debug_option
+def report(model, output, metric, threshold, layers, include_bias, force, unsafe):
+    """Write an HTML report of the redundant neurons of MODEL (.keras or .h5) into a folder.
+
+    Open OUTPUT/index.html in a browser: it needs no network. OUTPUT/analysis.json holds the
+    same document as `weightkit analyze --json`.
+    """
+    from analysis.io import check_output
+    from reports.report import write_report
+
+    check_output(output, force=force, directory=True)
+    loaded = load_model_or_exit(model, unsafe=unsafe, compile=False)
+    with progress_reporter("analyzing and drawing") as progress:
+        result = write_report(loaded.model, output, metric=metric, threshold=threshold,
+                              layers=list(layers) or None, include_bias=include_bias, force=force,
+                              progress=progress, path=model, notes=loaded.notes)
+    figures = len(os.listdir(os.path.join(output, "figures")))
+    click.echo(f"wrote {os.path.join(output, 'index.html')}: {len(result.layers)} layer entries, "
+               f"{len(result.skipped)} skipped, {figures} figures; {result.removable:,} removable neurons")
