@@ -57,7 +57,7 @@ def _check_path(path):
             "load it where it was made and save it with model.save('model.keras')."
         )
     if os.path.isdir(path):
-        raise WeightkitError(f"{path}: is a directory, expected a model file (.keras or .h5).")
+        raise WeightkitError(f"{path}: is a directory, not a model file; give the path of a .keras or .h5 file.")
     if not os.access(path, os.R_OK):
         raise WeightkitError(f"{path}: cannot be read (permission denied); fix its permissions.")
     if os.path.getsize(path) == 0:
@@ -101,7 +101,14 @@ def read_model_config(path):
     """
     _check_path(path)
     fmt = _sniff_format(path)
-    return fmt, (_keras_config(path) if fmt == "keras" else _h5_config(path))
+    config = _keras_config(path) if fmt == "keras" else _h5_config(path)
+    if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
+        where = "config.json" if fmt == "keras" else "its model_config"
+        raise WeightkitError(
+            f"{path}: {where} is not a Keras model configuration (no class_name); save the model "
+            "with model.save('model.keras')."
+        )
+    return fmt, config
 
 
 def _keras_config(path):
