@@ -136,7 +136,15 @@ def rebuild_model(model, state):
             config["use_bias"] = True
         return layer.__class__.from_config(config)
 
-    new = keras.models.clone_model(model, clone_function=clone)
+    input_tensors = None
+    if not isinstance(model, keras.Sequential):
+        # Keep the input layers' names too (clone_model would name them after the tensors).
+        import keras.tree as tree
+
+        input_tensors = tree.map_structure(
+            lambda tensor: keras.Input(batch_shape=tensor.shape, dtype=tensor.dtype,
+                                       name=tensor._keras_history[0].name), model.input)
+    new = keras.models.clone_model(model, input_tensors=input_tensors, clone_function=clone)
     for layer in walk_layers(new):
         weights = state.arrays.get(layer.name)
         if weights is None:
