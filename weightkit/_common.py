@@ -128,8 +128,6 @@ def run_cli(group, argv=None):
         The exit status: 0 on success, 2 for a user error, 1 for an internal error, 130 when
         interrupted.
     """
-    from analysis.errors import WeightkitError
-
     argv = list(sys.argv[1:] if argv is None else argv)
     # Flags from an earlier run in the same process (tests, notebooks) must not leak into this one.
     _STATE["debug"] = bool(os.environ.get("WEIGHTKIT_DEBUG")) or "--debug" in argv
@@ -152,15 +150,18 @@ def run_cli(group, argv=None):
         message = " ".join(error.format_message().split())
         click.echo(f"{prog}: error: {message} (see '{prog} --help')", err=True)
         return 2
-    except WeightkitError as error:
-        if _STATE["debug"]:
-            traceback.print_exc()
-        click.echo(f"{prog}: error: {error}", err=True)
-        return error.exit_code
     except MemoryError:
         click.echo(f"{prog}: error: out of memory; analyze fewer layers (--layers) or a smaller model", err=True)
         return 1
     except Exception as error:  # noqa: BLE001 - last resort: one line, traceback with --debug
+        # Imported here, not at the top: `weightkit --help` must not pay for `analysis` (scipy).
+        from analysis.errors import WeightkitError
+
+        if isinstance(error, WeightkitError):
+            if _STATE["debug"]:
+                traceback.print_exc()
+            click.echo(f"{prog}: error: {error}", err=True)
+            return error.exit_code
         if _STATE["debug"]:
             traceback.print_exc()
         else:
