@@ -324,6 +324,9 @@ def _site(layer, graph, nodes_of, consumers, keras, outputs):
         return site
     node = own[0]
     site.n_neurons = int(layer.units if isinstance(layer, keras.layers.Dense) else layer.filters)
+    if id(node.output_tensors[0]) in outputs:
+        site.reason = "its output is (on the way to) a model output"
+        return site
     activation, reason = _activation_step(layer, layer.get_config()["activation"], keras)
     if activation is None:
         site.reason = reason
