@@ -45,7 +45,7 @@ def collect_entries(model, layers=None):
     if layers:
         wanted = set(layers)
         available = {e.name for e in entries} | {e.layer_name for e in entries}
-        unknown = sorted(wanted - available)
+        unknown = sorted(wanted - available - {s.name for s in skipped})
         if unknown:
             raise WeightkitError(
                 f"--layers: no analyzable layer named {', '.join(map(repr, unknown))}; available: "

@@ -34,7 +34,10 @@ class NeuronRows:
     params : int
         Parameters of this entry (its kernel part and bias).
     macs : int
-        Multiply-accumulates per sample: kernel weights times the positions they are applied at.
+        Multiply-accumulates per sample: kernel weights times the positions they are applied at
+        (output positions for a convolution, input positions for a transposed one, timesteps for
+        an RNN). Bias additions are not counted. A layer called at several places of a model is
+        counted for its first call; an unknown (None) spatial size or sequence length counts as 1.
     """
 
     name: str

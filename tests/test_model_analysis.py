@@ -222,6 +222,17 @@ def test_layers_option_selects_layers_and_parts(keras, planted_models):
                                "gru/reset, gru/update, out.")
 
 
+def test_layers_option_accepts_a_skipped_layer(keras):
+    inputs = keras.Input((4,))
+    x = keras.layers.BatchNormalization(name="bn")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="out")(x))
+    result = analyze_model(model, layers=["bn"])
+    assert result.layers == [] and [s.name for s in result.skipped] == ["bn"]
+    with pytest.raises(WeightkitError) as info:
+        analyze_model(model, layers=["nope"])
+    assert str(info.value) == "--layers: no analyzable layer named 'nope'; available: out."
+
+
 def test_invalid_metric_is_refused(planted_models):
     with pytest.raises(WeightkitError) as info:
         analyze_model(planted_models["dense"], metric="cosine")
