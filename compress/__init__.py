@@ -5,6 +5,7 @@ from .merge_math import Relation
 from .merge_plan import MergeSite, find_merge_sites
 from .merge_report import MergeReport
 from .monitor import RedundancyMonitor, redundancy_summary
+from .quantization import QuantizationReport, TFLiteModel, quantize_model, write_outputs
 from .regularizer import DecorrelationRegularizer, decorrelation_penalty, kernel_rows
 from .retrain import RetrainResult, retrain
 from .training_kernels import CombinedRegularizer, attach_decorrelation, detach_decorrelation
@@ -20,12 +21,16 @@ __all__ = [
     "merge_redundant",
     "CombinedRegularizer",
     "DecorrelationRegularizer",
+    "QuantizationReport",
     "RedundancyMonitor",
     "RetrainResult",
+    "TFLiteModel",
     "attach_decorrelation",
     "decorrelation_penalty",
     "detach_decorrelation",
     "kernel_rows",
+    "quantize_model",
     "redundancy_summary",
     "retrain",
+    "write_outputs",
 ]

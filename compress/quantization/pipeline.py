@@ -1,0 +1,212 @@
+"""Convert a model in every mode, run each ``.tflite`` and measure it against the float model.
+
+This is the glue: :mod:`.convert` makes the flatbuffers, :class:`.evaluate.TFLiteModel` runs them,
+:mod:`.compare` turns outputs into numbers and picks the export. :func:`quantize_model` returns a
+:class:`.results.QuantizationReport` and the flatbuffers; :mod:`.output` writes them.
+"""
+
+import os
+
+import numpy as np
+
+from analysis.errors import WeightkitError
+
+from .compare import (accuracy, agreement, choose_export, decision_threshold, mean_absolute_error, output_differences,
+                      output_kind, per_class_accuracy, score_drop)
+from .convert import convert_modes
+from .evaluate import TFLiteModel, time_calls
+from .modes import MODE_NAMES, MODES
+from .results import ExportChoice, ModeResult, QuantizationReport, ReferenceResult
+
+__all__ = ["quantize_model", "random_inputs", "RANDOM_INPUTS"]
+
+RANDOM_INPUTS = "uniform in [0, 1)"
+
+
+def random_inputs(input_shape, n_samples, seed=0):
+    """``n_samples`` inputs drawn uniformly in [0, 1) for a model input of shape ``(None, ...)``."""
+    rng = np.random.default_rng(seed)
+    return rng.random((int(n_samples),) + tuple(int(d) for d in input_shape[1:]), dtype=np.float32)
+
+
+def _output_width(shape):
+    return int(shape[-1]) if len(shape) > 1 and shape[-1] is not None else 1
+
+
+def _check_modes(modes, dataset, export):
+    for mode in modes:
+        if mode not in MODES:
+            raise WeightkitError(f"--modes: unknown mode {mode!r}; expected some of {', '.join(MODE_NAMES)}.")
+    needing = [m for m in modes if MODES[m].needs_data]
+    if needing and dataset is None:
+        raise WeightkitError(
+            f"--modes {','.join(needing)}: {'needs' if len(needing) == 1 else 'need'} calibration data for the "
+            "representative dataset; pass --data DATA (training inputs) or leave "
+            f"{'it' if len(needing) == 1 else 'them'} out of --modes."
+        )
+    if export is not None and export not in modes:
+        raise WeightkitError(f"--export {export}: not among --modes {','.join(modes)}; add it to --modes.")
+
+
+class _Measure:
+    """Per-mode metrics against the reference outputs (and labels, when there is data)."""
+
+    def __init__(self, reference, dataset, kind, threshold):
+        self.reference = reference
+        self.dataset = dataset
+        self.kind = kind
+        self.threshold = threshold
+        self.classes = kind != "regression" and dataset is not None
+        self.n_classes = None
+        if self.classes:
+            self.n_classes = max(dataset.n_classes or 0, 2 if kind == "binary" else reference.shape[-1])
+        self.per_class_reference = self._per_class(reference)
+
+    def _per_class(self, outputs):
+        if not self.classes:
+            return None
+        return per_class_accuracy(outputs, self.dataset.y_test, self.kind, self.n_classes, self.threshold)
+
+    def task_scores(self, outputs):
+        """(accuracy, mae) on the test split; Nones without data."""
+        if self.dataset is None:
+            return None, None
+        if self.kind == "regression":
+            return None, mean_absolute_error(outputs, self.dataset.y_test)
+        return accuracy(outputs, self.dataset.y_test, self.kind, self.threshold), None
+
+    def fill(self, row, outputs):
+        row.accuracy, row.mae = self.task_scores(outputs)
+        row.agreement = agreement(self.reference, outputs, self.kind, threshold=self.threshold)
+        row.max_abs_diff, row.mean_abs_diff = output_differences(self.reference, outputs)
+        if self.classes:
+            change = self._per_class(outputs) - self.per_class_reference
+            row.per_class_accuracy_change = [None if np.isnan(v) else float(v) for v in change]
+
+
+def _check_labels(dataset, reference, kind):
+    if dataset is None or kind != "regression":
+        return
+    if np.asarray(dataset.y_test).size != reference.size:
+        raise WeightkitError(
+            f"--data {dataset.source}: {np.asarray(dataset.y_test).size // max(1, len(reference))} target values "
+            f"per sample but the model outputs {reference.size // max(1, len(reference))}; give one target per output."
+        )
+
+
+def quantize_model(source, modes=MODE_NAMES, dataset=None, *, calibration_samples=200, max_drop=1.0, export=None,
+                   seed=0, random_samples=256, latency_repeats=50, throughput_repeats=10, batch_size=64,
+                   output_dir=None, verbose=False, progress=None):
+    """Convert ``source`` in each mode, evaluate every ``.tflite`` and choose the one to export.
+
+    Parameters
+    ----------
+    source : ModelSource
+        From :func:`~compress.quantization.source.keras_source` or
+        :func:`~compress.quantization.source.saved_model_source`.
+    modes : sequence of str, default=all modes
+    dataset : analysis.data.Dataset, default=None
+        Already fitted to the model's input. Its training inputs calibrate the integer modes and
+        its test split measures accuracy (or MAE). Without it, agreement and output error are
+        measured on random inputs and the integer modes cannot run.
+    calibration_samples : int, default=200
+        Size of the seeded random sample of training inputs used as representative dataset.
+    max_drop : float, default=1.0
+        Largest acceptable drop for the automatic export choice (see
+        :data:`~compress.quantization.compare.DROP_BASES` for the unit).
+    export : str, default=None
+        Export this mode instead of choosing.
+    seed : int, default=0
+    random_samples : int, default=256
+        Random inputs drawn when there is no dataset.
+    latency_repeats, throughput_repeats : int, default=50, 10
+        Timed runs whose median is reported.
+    batch_size : int, default=64
+        Batch of the throughput measurement.
+    output_dir : str, default=None
+        Folder the files will be written to; used to fill in the report's paths.
+    verbose : bool, default=False
+        Let the converter print its logs.
+    progress : callable, default=None
+        Called as ``progress(done, total, what)``.
+
+    Returns
+    -------
+    report : QuantizationReport
+    contents : dict of str to bytes
+        The ``.tflite`` flatbuffer of every converted mode.
+    """
+    modes = list(modes)
+    _check_modes(modes, dataset, export)
+    notes = []
+    if dataset is not None:
+        x = np.asarray(dataset.x_test, dtype=np.float32)
+        evaluation = f"test split of {dataset.source} ({len(x)} samples)"
+        task = dataset.task
+    else:
+        x = random_inputs(source.input_shape, random_samples, seed)
+        evaluation = f"{len(x)} random inputs ({RANDOM_INPUTS}); no labels"
+        task = None
+        notes.append(f"no --data: outputs compared on {len(x)} random inputs ({RANDOM_INPUTS}) of the model's input "
+                     "shape; only agreement and output error are measured, not accuracy")
+    reference = source.predict(x)
+    kind = output_kind(_output_width(source.output_shape), task)
+    _check_labels(dataset, reference, kind)
+    threshold = decision_threshold(reference) if kind == "binary" else 0.5
+    measure = _Measure(reference, dataset, kind, threshold)
+    ref_accuracy, ref_mae = measure.task_scores(reference)
+    timing_batch = _batch_of(x, batch_size)
+    ref_row = ReferenceResult(
+        name=source.name, kind=source.kind, bytes=source.bytes, accuracy=ref_accuracy, mae=ref_mae,
+        latency_ms=1000.0 * time_calls(lambda: source.call(x[:1]), latency_repeats, warmup=2),
+        throughput=batch_size / time_calls(lambda: source.call(timing_batch), throughput_repeats, warmup=1))
+
+    conversions = convert_modes(source, modes, calibration=None if dataset is None else dataset.x_train,
+                                calibration_samples=calibration_samples, seed=seed, verbose=verbose,
+                                progress=progress)
+    rows, contents = [], {}
+    for done, conversion in enumerate(conversions):
+        if progress:
+            progress(done, len(conversions), f"evaluating {conversion.mode}")
+        row = ModeResult(conversion.mode, "failed", error=conversion.error, converter=conversion.converter)
+        if conversion.ok:
+            try:
+                model = TFLiteModel(conversion.content, quiet=not verbose)
+                outputs = model.predict(x, batch_size=256).reshape(reference.shape)
+                row.latency_ms = model.latency_ms(x, repeats=latency_repeats)
+                row.throughput = model.throughput(x, batch_size=batch_size, repeats=throughput_repeats)
+            except (RuntimeError, ValueError) as error:
+                row.error = f"converted, but the LiteRT interpreter could not run it: {' '.join(str(error).split())[:200]}"
+            else:
+                row.status, row.bytes = "ok", len(conversion.content)
+                measure.fill(row, outputs)
+                contents[conversion.mode] = conversion.content
+                if output_dir is not None:
+                    row.path = os.path.join(output_dir, f"model_{conversion.mode}.tflite")
+        rows.append(row)
+
+    basis = "agreement" if dataset is None else ("mae" if kind == "regression" else "accuracy")
+    float_bytes = contents.get("float32")
+    for row in rows:
+        if row.ok:
+            row.size_ratio = row.bytes / len(float_bytes) if float_bytes else None
+            row.drop = score_drop(basis, ref_mae if basis == "mae" else ref_accuracy,
+                                  {"accuracy": row.accuracy, "mae": row.mae, "agreement": row.agreement}[basis])
+    if "int16x8" in contents:
+        notes.append("int16x8 runs on TFLite's reference kernels: slow on CPU, so its latency is not comparable")
+    report = QuantizationReport(model=source.name, data=None if dataset is None else dataset.source,
+                                evaluation=evaluation, n_samples=len(x), output_kind=kind, drop_basis=basis,
+                                max_drop=max_drop, reference=ref_row, modes=rows, notes=notes)
+    candidates = [{"mode": r.mode, "bytes": r.bytes, "drop": r.drop} for r in rows if r.ok]
+    if not candidates:
+        reasons = "; ".join(f"{r.mode}: {r.error}" for r in rows)
+        raise WeightkitError(f"{source.name}: no mode could be converted ({reasons}).")
+    mode, reason = choose_export(candidates, max_drop=max_drop, export=export, basis=basis, order=modes)
+    path = os.path.join(output_dir, "model.tflite") if output_dir is not None else "model.tflite"
+    report.exported = ExportChoice(mode=mode, path=path, reason=reason)
+    return report, contents
+
+
+def _batch_of(x, batch_size):
+    reps = -(-batch_size // len(x))
+    return np.concatenate([x] * reps)[:batch_size] if reps > 1 else x[:batch_size]

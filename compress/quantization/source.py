@@ -1,0 +1,172 @@
+"""The model being quantized: a Keras model or a SavedModel directory, behind one small interface.
+
+A :class:`ModelSource` gives the pipeline what it needs from either kind: the input and output
+shapes, the size on disk, and reference predictions (numpy in, numpy out) against which every
+TFLite model is compared.
+"""
+
+import os
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import numpy as np
+
+from analysis.errors import WeightkitError
+
+__all__ = ["ModelSource", "keras_source", "saved_model_source", "path_bytes", "probe_activation"]
+
+
+def path_bytes(path):
+    """Size of a file, or the total size of the files under a folder, in bytes."""
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(root, name))
+                   for root, _, names in os.walk(path) for name in names)
+    return os.path.getsize(path)
+
+
+@dataclass
+class ModelSource:
+    """What the quantization pipeline needs to know about the float model.
+
+    Attributes
+    ----------
+    name : str
+        The path it came from, or the Keras model's name.
+    input_shape : tuple
+        ``(None, ...)``, the batch dimension first.
+    output_shape : tuple
+        ``(None, ...)``.
+    bytes : int
+        Size of the model file (or SavedModel folder) on disk; for an in-memory model, the
+        bytes of its weights.
+    keras_model : keras.Model or None
+        Set for a Keras source (it can use ``from_keras_model`` as a fallback converter).
+    saved_model_dir : str or None
+        Set for a SavedModel source: the converter reads it directly.
+    final_activation : str or None
+        Name of the last layer's activation (for a SavedModel, guessed from its outputs by
+        :func:`probe_activation`).
+    """
+
+    name: str
+    input_shape: tuple
+    output_shape: tuple
+    bytes: int
+    keras_model: object = None
+    saved_model_dir: str = None
+    final_activation: str = None
+    _call: object = field(default=None, repr=False)
+
+    @property
+    def kind(self):
+        return "SavedModel" if self.saved_model_dir else "Keras"
+
+    def predict(self, x, batch_size=256):
+        """Reference outputs for ``x`` of shape (n, ...), as float32 of shape (n, ...)."""
+        x = np.asarray(x, dtype=np.float32)
+        parts = [np.asarray(self._call(x[start:start + batch_size]), dtype=np.float32)
+                 for start in range(0, len(x), batch_size)]
+        return np.concatenate(parts) if parts else np.zeros((0,) + tuple(self.output_shape[1:]), np.float32)
+
+    def call(self, x):
+        """One forward pass on a batch (used for the reference latency)."""
+        return self._call(np.asarray(x, dtype=np.float32))
+
+    def shape_view(self):
+        """A stand-in for a Keras model in the shared data checks (:mod:`analysis.data`).
+
+        It has what :func:`analysis.data.load_data_for_model` reads from a model: ``name``,
+        ``inputs[0].shape``, ``outputs[0].shape`` and a last layer whose activation is
+        :attr:`final_activation` (``"linear"`` when unknown).
+        """
+        activation = SimpleNamespace(__name__=self.final_activation or "linear")
+        return SimpleNamespace(name=os.path.basename(str(self.name).rstrip("/")),
+                               inputs=[SimpleNamespace(shape=self.input_shape, dtype="float32")],
+                               outputs=[SimpleNamespace(shape=self.output_shape)],
+                               layers=[SimpleNamespace(activation=activation)])
+
+
+def probe_activation(outputs):
+    """Guess a model's output activation from its outputs of shape (n, k).
+
+    ``"softmax"`` when every row is a probability vector (k > 1), ``"sigmoid"`` when a single
+    output stays in [0, 1], else ``"linear"``. Used for a SavedModel, whose layers are unknown.
+    """
+    outputs = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)
+    if outputs.size == 0 or outputs.min() < 0.0 or outputs.max() > 1.0:
+        return "linear"
+    if outputs.shape[1] == 1:
+        return "sigmoid"
+    return "softmax" if np.allclose(outputs.sum(axis=1), 1.0, atol=1e-3) else "linear"
+
+
+def _single(tensors, what, name):
+    if len(tensors) != 1:
+        raise WeightkitError(
+            f"{name}: the model has {len(tensors)} {what}s; quantize compares models with one input and one "
+            f"output; wrap the part you deploy in a single-{what} model."
+        )
+    return tensors[0]
+
+
+def keras_source(model, path=None):
+    """A :class:`ModelSource` for a Keras model (loaded from ``path`` when given)."""
+    name = path or model.name
+    inputs = _single(list(model.inputs), "input", name)
+    outputs = _single(list(model.outputs), "output", name)
+    input_shape = tuple(inputs.shape)
+    if any(d is None for d in input_shape[1:]):
+        raise WeightkitError(
+            f"{name}: the input shape {input_shape} has unknown dimensions besides the batch; give the model a "
+            "fixed input size (keras.Input(shape=...)) before converting it."
+        )
+    size = path_bytes(path) if path else int(sum(np.asarray(w).nbytes for w in model.weights))
+    activation = getattr(getattr(model.layers[-1], "activation", None), "__name__", None) if model.layers else None
+
+    def call(batch):
+        return model(batch, training=False)
+
+    return ModelSource(name=name, input_shape=input_shape, output_shape=tuple(outputs.shape), bytes=size,
+                       keras_model=model, final_activation=activation, _call=call)
+
+
+def saved_model_source(path):
+    """A :class:`ModelSource` for a TensorFlow SavedModel directory (its serving signature)."""
+    from analysis._tf import import_tensorflow, silenced_stderr
+
+    tf = import_tensorflow()
+    try:
+        with silenced_stderr():
+            loaded = tf.saved_model.load(path)
+    except Exception as error:  # noqa: BLE001 - TensorFlow raises many kinds here
+        text = " ".join(str(error).split())[:200]
+        raise WeightkitError(
+            f"{path}: TensorFlow could not load the SavedModel ({type(error).__name__}: {text}); check that it "
+            "was written by tf.saved_model.save or model.export()."
+        ) from error
+    signatures = dict(loaded.signatures)
+    if not signatures:
+        raise WeightkitError(f"{path}: the SavedModel has no serving signature; export it with model.export(path).")
+    key = "serving_default" if "serving_default" in signatures else sorted(signatures)[0]
+    function = signatures[key]
+    input_specs = function.structured_input_signature[1]
+    input_name = _single(sorted(input_specs), "input", path)
+    output_name = _single(sorted(function.structured_outputs), "output", path)
+    input_shape = tuple(input_specs[input_name].shape.as_list())
+    output_shape = tuple(function.structured_outputs[output_name].shape.as_list())
+    if any(d is None for d in input_shape[1:]):
+        raise WeightkitError(
+            f"{path}: the serving signature's input shape {input_shape} has unknown dimensions besides the batch; "
+            "export the model with a fixed input size."
+        )
+    input_shape = (None,) + input_shape[1:]
+
+    def call(batch):
+        return function(**{input_name: tf.constant(batch)})[output_name].numpy()
+
+    source = ModelSource(name=path, input_shape=input_shape, output_shape=(None,) + output_shape[1:],
+                         bytes=path_bytes(path), saved_model_dir=path, _call=call)
+    source._loaded = loaded  # keep the functions' variables alive
+    probe = np.random.default_rng(0).random((8,) + tuple(int(d) for d in input_shape[1:]), dtype=np.float32)
+    source.final_activation = probe_activation(source.predict(probe))
+    return source

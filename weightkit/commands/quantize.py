@@ -1,0 +1,81 @@
+"""``weightkit quantize``: every TFLite quantization mode measured against the float model."""
+
+import click
+
+from .._common import (debug_option, force_option, load_model_or_exit, model_argument, note, progress_reporter,
+                       quiet_option, stdout_console, unsafe_option)
+
+_ALL_MODES = "float32,dynamic,float16,int8,int8-io,int16x8"
+
+
+@click.command()
+@model_argument
+@click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False, path_type=str),
+              metavar="DIR", help="Folder for the .tflite files, comparison.json and comparison.png.")
+@click.option("--data", default=None, metavar="DATA",
+              help="Calibration and test data: PATH.npz, PATH.csv, an image folder or sklearn:NAME.")
+@click.option("--modes", default=None, metavar="LIST", show_default=False,
+              help=f"Comma-separated modes [default: {_ALL_MODES}; without --data only the modes that "
+                   "need no calibration data].")
+@click.option("--calibration-samples", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Training inputs (a seeded random sample) in the representative dataset.")
+@click.option("--max-drop", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Largest accuracy drop in points (MAE increase in %, or disagreement in points without "
+                   "--data) for the automatic choice of model.tflite.")
+@click.option("--export", "export", default=None, metavar="MODE",
+              help="Export this mode as model.tflite instead of choosing.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the data split and samples.")
+@click.option("--verbose", is_flag=True, help="Let the TFLite converter print its logs.")
+@force_option
+@unsafe_option
+@quiet_option
+@debug_option
+def quantize(model, output, data, modes, calibration_samples, max_drop, export, seed, verbose, force, unsafe):
+    """Convert MODEL (.keras, .h5 or a SavedModel folder) to TFLite in every quantization mode,
+    compare each with the float model, and export the smallest one within --max-drop."""
+    from analysis import is_saved_model_dir
+    from analysis.data import load_data_for_model
+    from analysis.errors import WeightkitError
+    from analysis.io import atomic_directory, check_output
+    from compress.quantization import (DATA_FREE_MODES, MODE_NAMES, MODES, keras_source, parse_modes,
+                                       print_comparison, quantize_model, saved_model_source, write_outputs)
+
+    explicit = modes is not None
+    chosen = parse_modes(modes if explicit else _ALL_MODES)
+    if export is not None:
+        export = export.strip().lower()
+        if export not in MODES:
+            raise WeightkitError(f"--export {export}: unknown mode; expected one of {', '.join(MODE_NAMES)}.")
+        if export not in chosen:
+            raise WeightkitError(f"--export {export}: not among --modes {','.join(chosen)}; add it to --modes.")
+    if data is None:
+        hint = "pass --data DATA (training inputs) or choose from " + ", ".join(DATA_FREE_MODES) + "."
+        if export is not None and MODES[export].needs_data:
+            raise WeightkitError(f"--export {export}: needs calibration data for the representative dataset; {hint}")
+        needing = [m for m in chosen if MODES[m].needs_data]
+        if needing and explicit:
+            raise WeightkitError(
+                f"--modes {','.join(needing)}: {'needs' if len(needing) == 1 else 'need'} calibration data for the "
+                f"representative dataset; {hint}")
+        if needing:
+            chosen = [m for m in chosen if m not in needing]
+            note(f"no --data: running {', '.join(chosen)} only; {', '.join(needing)} need calibration data (--data)")
+    check_output(output, force=force, directory=True)
+
+    if is_saved_model_dir(model):
+        source = saved_model_source(model)
+    else:
+        loaded = load_model_or_exit(model, unsafe=unsafe, compile=False)
+        source = keras_source(loaded.model, path=model)
+    dataset = None
+    if data is not None:
+        view = source.keras_model if source.keras_model is not None else source.shape_view()
+        dataset = load_data_for_model(data, view, seed=seed)
+
+    with atomic_directory(output, force=force) as work:
+        with progress_reporter("quantizing") as progress:
+            report, contents = quantize_model(source, chosen, dataset, calibration_samples=calibration_samples,
+                                              max_drop=max_drop, export=export, seed=seed, output_dir=output,
+                                              verbose=verbose, progress=progress)
+        write_outputs(report, contents, work)
+    print_comparison(report, stdout_console())
