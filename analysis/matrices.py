@@ -289,20 +289,35 @@ def _mad_matrix_blocked(rows, memory_budget=DEFAULT_MEMORY_BUDGET):
     out = np.empty((n, n), dtype=np.float32)
     whole = n * fan_in * 8 <= memory_budget // 2
     rows64 = rows.astype(np.float64) if whole else None
-    available = memory_budget - (n * fan_in * 8 if whole else 0)
+    # 64 KiB kept aside for the small arrays and headers around the blocks.
+    available = memory_budget - (n * fan_in * 8 if whole else 0) - 65536
     # Largest b with 8 * (2 b fan_in + b^2) <= available, by the quadratic formula.
-    b = int((-fan_in + np.sqrt(fan_in * fan_in + available / 8.0)))
+    b = int(-fan_in + np.sqrt(fan_in * fan_in + max(available, 0) / 8.0))
     block = max(1, min(n, b))
+    if not whole:  # two float64 buffers, refilled in place: no third block while converting
+        a_buffer = np.empty((block, fan_in))
+        c_buffer = np.empty((block, fan_in))
     for i0 in range(0, n, block):
         i1 = min(n, i0 + block)
-        a = rows64[i0:i1] if whole else rows[i0:i1].astype(np.float64)
+        if whole:
+            a = rows64[i0:i1]
+        else:
+            a = a_buffer[: i1 - i0]
+            np.copyto(a, rows[i0:i1])
         for j0 in range(i0, n, block):
             j1 = min(n, j0 + block)
-            c = rows64[j0:j1] if whole else rows[j0:j1].astype(np.float64)
+            if whole:
+                c = rows64[j0:j1]
+            elif j0 == i0:
+                c = a
+            else:
+                c = c_buffer[: j1 - j0]
+                np.copyto(c, rows[j0:j1])
             values = cdist(a, c, "cityblock")
             values /= fan_in
             np.minimum(values, _FLOAT32_MAX, out=values)
             out[i0:i1, j0:j1] = values
             out[j0:j1, i0:i1] = values.T
+            del values  # before the next cdist allocates its block
     np.fill_diagonal(out, 0.0)
     return out
