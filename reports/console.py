@@ -7,8 +7,9 @@ def _count(value):
     return f"{value:,}"
 
 
-def format_groups(groups, limit=12):
-    """Groups as text: ``[0, 4] [1, 6, 7]``, cut after ``limit`` groups."""
+def format_groups(groups, limit=None):
+    """Groups as text: ``[0, 4] [1, 6, 7]``, cut after ``limit`` groups (all when None)."""
+    limit = len(groups) if limit is None else limit
     shown = " ".join("[" + ", ".join(map(str, group)) + "]" for group in groups[:limit])
     if len(groups) > limit:
         shown += f" … and {len(groups) - limit} more"

@@ -177,6 +177,17 @@ def test_existing_json_refused_without_force(capsys, planted_path, tmp_path):
     assert status == 0 and json.loads(path.read_text())["model"] == "planted_dense"
 
 
+def test_json_never_overwrites_the_model(capsys, planted_path, tmp_path):
+    model = tmp_path / "model.keras"
+    shutil.copy(planted_path, model)
+    before = model.read_bytes()
+    status, out, err = run(capsys, "analyze", model, "--json", model, "--force")
+    assert (status, out) == (2, "")
+    assert err == (f"weightkit analyze: error: --json {model}: is the model file itself; choose another path "
+                   "for the JSON.\n")
+    assert model.read_bytes() == before
+
+
 def test_same_input_gives_byte_identical_json(capsys, planted_path, tmp_path):
     first, second = tmp_path / "a.json", tmp_path / "b.json"
     assert run(capsys, "analyze", planted_path, "--json", first)[0] == 0
@@ -296,3 +307,12 @@ def test_demo_trains_saves_and_analyzes(capsys, tmp_path):
     status, _, err = run(capsys, "demo", "--epochs", "1", "--output", output)
     assert status == 2
     assert err == f"weightkit demo: error: {output}: folder is not empty; pass --force to replace it or choose another path.\n"
+
+
+def test_console_prints_every_group():
+    from reports.console import format_groups
+
+    groups = [[2 * i, 2 * i + 1] for i in range(20)]
+    assert format_groups(groups) == " ".join(f"[{2 * i}, {2 * i + 1}]" for i in range(20))
+    assert format_groups(groups, limit=2) == "[0, 1] [2, 3] … and 18 more"
+    assert format_groups([]) == ""

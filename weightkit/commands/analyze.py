@@ -1,5 +1,7 @@
 """``weightkit analyze``: which neurons of each layer duplicate each other."""
 
+import os
+
 import click
 
 from .._common import (debug_option, load_model_or_exit, model_argument, progress_reporter,
@@ -17,21 +19,27 @@ from .._common import (debug_option, load_model_or_exit, model_argument, progres
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Also write the result as JSON to this file.")
 @click.option("--force", is_flag=True, help="Replace an existing --json file.")
+@click.option("--memory-budget", type=click.IntRange(min=1), default=256, show_default=True, metavar="MIB",
+              help="Working memory for one layer's MAD matrix, in MiB, beside the matrix itself.")
 @unsafe_option
 @quiet_option
 @debug_option
-def analyze(model, metric, threshold, layers, include_bias, json_path, force, unsafe):
+def analyze(model, metric, threshold, layers, include_bias, json_path, force, memory_budget, unsafe):
     """Find groups of redundant neurons in every layer of MODEL (.keras or .h5)."""
-    from analysis import analyze_model
+    from analysis import WeightkitError, analyze_model
     from analysis.io import atomic_write_json, check_output
     from reports.console import print_analysis
 
     if json_path:
+        # Checked before --force can act: the input is never overwritten.
+        if os.path.exists(json_path) and os.path.exists(model) and os.path.samefile(json_path, model):
+            raise WeightkitError(f"--json {json_path}: is the model file itself; choose another path for the JSON.")
         check_output(json_path, force=force)
     loaded = load_model_or_exit(model, unsafe=unsafe, compile=False)
     with progress_reporter("analyzing") as progress:
         result = analyze_model(loaded.model, metric=metric, threshold=threshold, layers=list(layers) or None,
-                               include_bias=include_bias, progress=progress, path=model, notes=loaded.notes)
+                               include_bias=include_bias, memory_budget=memory_budget * 2**20,
+                               progress=progress, path=model, notes=loaded.notes)
     print_analysis(result, stdout_console())
     if json_path:
         atomic_write_json(json_path, result.to_dict())
