@@ -4,6 +4,7 @@ The numeric core (:func:`pearson_matrix`, :func:`mad_matrix`, :func:`find_groups
 numpy/scipy; :func:`load_model` and :func:`analyze_model` bring in Keras only when called.
 """
 
+from .activations import ActivationAnalysis, LayerActivations, analyze_activations, attach_activations
 from .errors import WeightkitError
 from .groups import DEFAULT_THRESHOLDS, METRICS, cluster_linkage, cluster_order, find_groups, removable_count
 from .loading import LoadedModel, is_saved_model_dir, load_model, walk_layers
@@ -15,6 +16,10 @@ from .rows import NeuronRows, layer_neuron_rows, supported_layer_types
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActivationAnalysis",
+    "LayerActivations",
+    "analyze_activations",
+    "attach_activations",
     "DEFAULT_THRESHOLDS",
     "METRICS",
     "LayerAnalysis",
