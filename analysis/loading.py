@@ -293,7 +293,7 @@ def _path_keras_accepts(path, fmt):
     content, so an HDF5 model called ``model.bin`` or a zip called ``model.zip`` still loads.
     """
     suffixes = {"keras": (".keras",), "h5": (".h5", ".hdf5")}[fmt]
-    if path.lower().endswith(suffixes):
+    if path.endswith(suffixes):  # Keras compares case-sensitively
         yield path
         return
     with tempfile.TemporaryDirectory(prefix="weightkit-load-") as folder:

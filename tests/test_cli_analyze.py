@@ -73,6 +73,13 @@ def test_metric_mad(capsys, planted_path):
     assert "planted: 2 group(s): [0, 6, 7] [12, 13]" in out.splitlines()
 
 
+@pytest.mark.parametrize("argv", [["--layers", "head,planted"], ["--layers", "planted", "--layers", "head"]])
+def test_layers_repeated_or_comma_separated(capsys, planted_path, argv):
+    status, out, _ = run(capsys, "analyze", planted_path, *argv)
+    assert status == 0
+    assert [_cells(line)[0] for line in _table_lines(out)] == ["planted", "head"]
+
+
 def test_threshold(capsys, planted_path):
     status, out, _ = run(capsys, "analyze", planted_path, "--threshold", "-1", "--layers", "planted")
     assert status == 0

@@ -91,7 +91,8 @@ def test_keras_file_restores_its_training_settings(saved):
     assert load_model(saved[1]["keras"], compile=False).compiled is False
 
 
-@pytest.mark.parametrize("fmt, name", [("h5", "model.bin"), ("keras", "model.zip"), ("h5", "looks_like.keras")])
+@pytest.mark.parametrize("fmt, name", [("h5", "model.bin"), ("keras", "model.zip"), ("h5", "looks_like.keras"),
+                                       ("keras", "MODEL.KERAS"), ("h5", "MODEL.H5")])
 def test_format_comes_from_the_content_not_the_name(saved, tmp_path, fmt, name):
     path = tmp_path / name
     shutil.copy(saved[1][fmt], path)

@@ -14,7 +14,8 @@ from .._common import (debug_option, load_model_or_exit, model_argument, progres
               help="Similarity that defines a redundant group.")
 @click.option("--threshold", type=float, default=None,
               help="Pearson: minimum r (default 0.9). MAD: maximum fraction of the layer's median MAD (default 0.2).")
-@click.option("--layers", multiple=True, metavar="NAME", help="Analyze only these layers (repeatable).")
+@click.option("--layers", multiple=True, metavar="NAME",
+              help="Analyze only these layers or parts (lstm/forget); repeat it or separate names with commas.")
 @click.option("--include-bias", is_flag=True, help="Append each neuron's bias to its weight row.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Also write the result as JSON to this file.")
@@ -37,9 +38,15 @@ def analyze(model, metric, threshold, layers, include_bias, json_path, force, me
         check_output(json_path, force=force)
     loaded = load_model_or_exit(model, unsafe=unsafe, compile=False)
     with progress_reporter("analyzing") as progress:
-        result = analyze_model(loaded.model, metric=metric, threshold=threshold, layers=list(layers) or None,
+        result = analyze_model(loaded.model, metric=metric, threshold=threshold, layers=_names(layers),
                                include_bias=include_bias, memory_budget=memory_budget * 2**20,
                                progress=progress, path=model, notes=loaded.notes)
     print_analysis(result, stdout_console())
     if json_path:
         atomic_write_json(json_path, result.to_dict())
+
+
+def _names(values):
+    """``--layers a --layers b,c`` -> ``["a", "b", "c"]``; None when not given."""
+    names = [name.strip() for value in values for name in value.split(",") if name.strip()]
+    return names or None
