@@ -234,7 +234,9 @@ def _read_history(path):
         for key, value in by_epoch[epoch].items():
             if key == "epoch":
                 continue
-            history.setdefault(key, []).append(float(value) if value not in ("", None) else float("nan"))
+            # CSVLogger writes "NA" for keys an epoch lacks (and invents val_* columns without validation).
+            history.setdefault(key, []).append(float(value) if value not in ("", "NA", None) else float("nan"))
+    history = {key: values for key, values in history.items() if not all(np.isnan(values))}
     history["epoch"] = [epoch + 1 for epoch in sorted(by_epoch)]
     return history
 

@@ -15,7 +15,7 @@ from analysis.loading import walk_layers
 
 from .regularizer import DecorrelationRegularizer
 
-__all__ = ["RegularizedKernel", "CombinedRegularizer", "regularizable_kernels",
+__all__ = ["RegularizedKernel", "CombinedRegularizer", "regularizable_kernels", "select_kernels",
            "attach_decorrelation", "detach_decorrelation", "default_regularized_layers"]
 
 keras = import_keras()
@@ -194,7 +194,19 @@ def default_regularized_layers(model):
     return names
 
 
-def _select(model, layers):
+def select_kernels(model, layers=None):
+    """The kernels :func:`attach_decorrelation` would regularize; raises for unknown names.
+
+    Parameters
+    ----------
+    model : keras.Model
+    layers : list of str, default=None
+        Layer or entry names; default :func:`default_regularized_layers`.
+
+    Returns
+    -------
+    list of RegularizedKernel
+    """
     kernels = regularizable_kernels(model)
     if layers is None:
         layers = default_regularized_layers(model)
@@ -237,7 +249,7 @@ def attach_decorrelation(model, strength, *, layers=None):
     WeightkitError
         When a name in ``layers`` has no regularizable kernel (the message lists those that do).
     """
-    kernels = _select(model, layers)
+    kernels = select_kernels(model, layers)
     for kernel in kernels:
         ours = DecorrelationRegularizer(strength, layout=kernel.layout, blocks=kernel.blocks)
         kernel.original = getattr(kernel.owner, kernel.regularizer_attr, None)

@@ -74,11 +74,15 @@ def retrain(model, data, output, strength, epochs, layers, batch_size, learning_
     from analysis.data import load_data_for_model
 
     dataset = load_data_for_model(data, loaded.model, target=target, seed=seed)
-    note(f"{data}: {len(dataset.x_train)} training and {len(dataset.x_test)} held-out samples ({dataset.task})")
-
     from analysis.io import atomic_path, atomic_write_json
-    from compress.retrain import retrain as run_retrain
+    from compress.retrain import infer_loss, retrain as run_retrain
     from compress.retrain_plot import plot_retrain
+    from compress.training_kernels import select_kernels
+
+    select_kernels(loaded.model, list(layers) or None)  # user errors before any output
+    if loss is not None:
+        infer_loss(loaded.model, dataset, loss)
+    note(f"{data}: {len(dataset.x_train)} training and {len(dataset.x_test)} held-out samples ({dataset.task})")
 
     compiled_loss = getattr(loaded.model, "loss", None) if loaded.compiled else None
     try:

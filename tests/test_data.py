@@ -1,0 +1,259 @@
+"""The shared --data loader: every format, and every mismatch message as a whole string."""
+
+import numpy as np
+import pytest
+
+from analysis.data import (SKLEARN_DATASETS, Dataset, check_data_against_model, fit_to_model, load_data,
+                           load_data_for_model)
+from analysis.errors import WeightkitError
+
+
+def message(excinfo):
+    return str(excinfo.value)
+
+
+# ---------------------------------------------------------------- formats
+
+
+@pytest.mark.parametrize("name", SKLEARN_DATASETS)
+def test_sklearn_datasets_load_split_and_typed(name):
+    data = load_data(f"sklearn:{name}", seed=0)
+    n = len(data.x_train) + len(data.x_test)
+    assert data.x_train.dtype == np.float32 and data.x_train.ndim == 2
+    assert len(data.x_test) == round(0.2 * n)
+    assert data.task == ("regression" if name == "diabetes" else "classification")
+    if name == "digits":
+        assert data.x_train.max() <= 1.0 and data.n_classes == 10
+
+
+def test_split_is_seeded_and_disjoint():
+    a, b = load_data("sklearn:iris", seed=3), load_data("sklearn:iris", seed=3)
+    np.testing.assert_array_equal(a.x_test, b.x_test)
+    assert not np.array_equal(a.x_test, load_data("sklearn:iris", seed=4).x_test)
+
+
+def test_npz_with_x_and_y_and_with_a_given_split(tmp_path, rng):
+    x, y = rng.normal(size=(50, 4)).astype(np.float32), rng.integers(0, 3, 50)
+    np.savez(tmp_path / "xy.npz", x=x, y=y)
+    data = load_data(str(tmp_path / "xy.npz"))
+    assert (len(data.x_train), len(data.x_test), data.task) == (40, 10, "classification")
+    np.savez(tmp_path / "split.npz", x_train=x[:30], y_train=y[:30], x_test=x[30:], y_test=y[30:])
+    data = load_data(str(tmp_path / "split.npz"))
+    np.testing.assert_array_equal(data.x_test, x[30:])
+    np.savez(tmp_path / "reg.npz", x=x, y=rng.normal(size=50))
+    assert load_data(str(tmp_path / "reg.npz")).task == "regression"
+
+
+def test_csv_with_default_and_named_target(tmp_path):
+    path = tmp_path / "table.csv"
+    path.write_text("a,label,b\n1,0,2\n3,1,4\n\n5,1,6\n7,0,8.5\n")
+    data = load_data(str(path), target="label", test_fraction=0.25)
+    assert data.x_train.shape == (3, 2) and data.task == "classification"
+    assert sorted(np.concatenate([data.y_train, data.y_test]).tolist()) == [0, 0, 1, 1]
+    data = load_data(str(path))  # default: the last column, real-valued
+    assert data.task == "regression" and data.y_train.dtype == np.float32
+
+
+def _write_png(path, pixels):
+    import tensorflow as tf
+
+    path.write_bytes(tf.io.encode_png(pixels).numpy())
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory, keras):
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for label in ("cat", "dog"):
+        (root / label).mkdir()
+        for index in range(3):
+            _write_png(root / label / f"{index}.png", rng.integers(0, 255, size=(10, 12, 3), dtype=np.uint8))
+    (root / "dog" / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_image_folder_loads_at_the_models_size_and_channels(keras, image_folder):
+    inputs = keras.Input((6, 5, 1))
+    x = keras.layers.Flatten()(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+    data = load_data_for_model(str(image_folder), model)
+    assert data.x_train.shape[1:] == (6, 5, 1) and len(data.x_train) + len(data.x_test) == 6
+    assert sorted(set(np.concatenate([data.y_train, data.y_test]).tolist())) == [0, 1]
+
+
+# ---------------------------------------------------------------- bad sources
+
+
+def test_bad_sources_each_get_one_line(tmp_path, rng):
+    cases = []
+    missing = str(tmp_path / "nope.npz")
+    cases.append((missing, f"--data {missing}: no such file or folder; check the path."))
+    cases.append(("sklearn:mnist", "--data sklearn:mnist: unknown bundled dataset 'mnist'; expected one of "
+                                   "sklearn:digits, sklearn:iris, sklearn:wine, sklearn:breast_cancer, sklearn:diabetes."))
+    other = tmp_path / "data.parquet"
+    other.write_text("x")
+    cases.append((str(other), f"--data {other}: unsupported data format '.parquet'; use .npz, .csv, an image "
+                              "folder or sklearn:NAME."))
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, x=np.array([{"a": 1}, None], dtype=object), y=np.array([0, 1]))
+    cases.append((str(pickled), f"{pickled}: holds Python objects (pickled arrays), which are not loaded for "
+                                "safety; save plain numeric arrays with np.savez."))
+    keys = tmp_path / "keys.npz"
+    np.savez(keys, features=np.zeros((3, 2)), labels=np.zeros(3))
+    cases.append((str(keys), f"{keys}: has arrays ['features', 'labels'], expected x and y (or x_train, y_train, "
+                             "x_test, y_test)."))
+    lengths = tmp_path / "lengths.npz"
+    np.savez(lengths, x=np.zeros((5, 2)), y=np.zeros(4))
+    cases.append((str(lengths), f"{lengths}: 5 inputs but 4 labels; x and y must have the same length."))
+    empty = tmp_path / "empty.npz"
+    np.savez(empty, x=np.zeros((0, 2)), y=np.zeros(0))
+    cases.append((str(empty), f"{empty}: the dataset is empty; give at least 2 samples."))
+    text = tmp_path / "text.csv"
+    text.write_text("a,b,label\n1,2,0\n3,red,1\n")
+    cases.append((str(text), f"{text}: line 3, column 'b': 'red' is not a number; encode text columns as "
+                             "numbers first."))
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("a,b,label\n1,2,0\n3,1\n")
+    cases.append((str(ragged), f"{ragged}: line 3 has 2 fields, the header has 3; give every row one value "
+                               "per column."))
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("a,b,label\n")
+    cases.append((str(header_only), f"{header_only}: no data rows; expected a header line and at least one row."))
+    no_images = tmp_path / "no_images"
+    (no_images / "cat").mkdir(parents=True)
+    cases.append((str(no_images), f"{no_images}: no images in class subfolders (expected {no_images}/CLASS/IMAGE.png); "
+                                  "check the folder."))
+    for spec, expected in cases:
+        with pytest.raises(WeightkitError) as error:
+            load_data(spec)
+        assert message(error) == expected
+
+
+def test_unknown_csv_target_lists_the_columns(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("a,b,label\n1,2,0\n3,4,1\n")
+    with pytest.raises(WeightkitError) as error:
+        load_data(str(path), target="class")
+    assert message(error) == f"{path}: no column named 'class' for --target; columns: a, b, label."
+
+
+def test_corrupt_image_is_named_with_the_fix(keras, tmp_path):
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    with pytest.raises(WeightkitError) as error:
+        load_data(str(tmp_path), image_size=(8, 8))
+    assert message(error).startswith(f"{tmp_path}: an image could not be decoded (")
+    assert message(error).endswith("); remove or replace corrupt images.")
+
+
+# ---------------------------------------------------------------- data against the model
+
+
+@pytest.fixture(scope="module")
+def models(keras):
+    layers = keras.layers
+
+    def functional(shape, body):
+        inputs = keras.Input(shape)
+        return keras.Model(inputs, body(inputs))
+
+    two_inputs_a, two_inputs_b = keras.Input((3,)), keras.Input((3,))
+    return {
+        "mlp": functional((64,), lambda x: layers.Dense(10, activation="softmax")(layers.Dense(8)(x))),
+        "lstm": functional((8, 8), lambda x: layers.Dense(10, activation="softmax")(layers.LSTM(4)(x))),
+        "cnn": functional((8, 8, 1), lambda x: layers.Dense(10, activation="softmax")(
+            layers.Flatten()(layers.Conv2D(2, 3)(x)))),
+        "binary": functional((4,), lambda x: layers.Dense(1, activation="sigmoid")(x)),
+        "regression": functional((4,), lambda x: layers.Dense(2)(x)),
+        "scalar": functional((4,), lambda x: layers.Dense(1)(x)),
+        "two_inputs": keras.Model([two_inputs_a, two_inputs_b],
+                                  layers.Dense(2)(layers.Concatenate()([two_inputs_a, two_inputs_b]))),
+    }
+
+
+def _data(x, y, task="classification", source="x.npz"):
+    x, y = np.asarray(x), np.asarray(y)
+    half = len(x) // 2
+    return Dataset(x[:half], y[:half], x[half:], y[half:], source, task)
+
+
+def test_bundled_digits_are_reshaped_for_a_cnn_and_files_are_not(models):
+    data = fit_to_model(load_data("sklearn:digits"), models["cnn"])
+    assert data.x_train.shape[1:] == (8, 8, 1)
+    check_data_against_model(data, models["cnn"])
+    flat = _data(np.zeros((6, 64), np.float32), np.zeros(6, np.int64))
+    assert fit_to_model(flat, models["cnn"]).x_train.shape == (3, 64)
+
+
+def test_task_follows_the_models_output(models):
+    integers = _data(np.zeros((6, 4), np.float32), np.array([3, 5, 7, 1, 2, 9]))
+    assert fit_to_model(integers, models["scalar"]).task == "regression"
+    integral_floats = _data(np.zeros((6, 4), np.float32), np.array([0.0, 1.0, 1.0, 0.0, 1.0, 0.0]), "regression")
+    fitted = fit_to_model(integral_floats, models["binary"])
+    assert fitted.task == "classification" and fitted.y_train.dtype == np.int64
+
+
+MISMATCHES = {
+    "2-D data for a recurrent model": (
+        "lstm", np.zeros((6, 64), np.float32), np.zeros(6, np.int64), "classification",
+        "--data x.npz: the model expects input of shape (batch, 8, 8), the data has (batch, 64) (2 dimensions "
+        "instead of 3). A recurrent model expects (batch, timesteps, features): reshape the data, e.g. "
+        "x.reshape(len(x), 8, 8)."),
+    "flat data for a CNN": (
+        "cnn", np.zeros((6, 64), np.float32), np.zeros(6, np.int64), "classification",
+        "--data x.npz: the model expects input of shape (batch, 8, 8, 1), the data has (batch, 64) "
+        "(2 dimensions instead of 4). Reshape the data to (n_samples, 8, 8, 1)."),
+    "wrong feature count": (
+        "mlp", np.zeros((6, 63), np.float32), np.zeros(6, np.int64), "classification",
+        "--data x.npz: the model expects input of shape (batch, 64), the data has (batch, 63) (axis 1 is 63, "
+        "expected 64); give data of the model's input shape."),
+    "NaN in the inputs": (
+        "mlp", np.full((6, 64), np.nan, np.float32), np.zeros(6, np.int64), "classification",
+        "--data x.npz: x_train contains NaN or Inf; remove or impute those values first."),
+    "labels beyond the outputs": (
+        "mlp", np.zeros((6, 64), np.float32), np.array([0, 1, 2, 3, 4, 12]), "classification",
+        "--data x.npz: labels range from 0 to 12, but the model has 10 outputs (classes 0 to 9); give labels "
+        "in that range."),
+    "negative labels": (
+        "mlp", np.zeros((6, 64), np.float32), np.array([0, -1, 2, 3, 4, 5]), "classification",
+        "--data x.npz: labels range from -1 to 5, but the model has 10 outputs (classes 0 to 9); give labels "
+        "in that range."),
+    "one-hot of the wrong width": (
+        "mlp", np.zeros((6, 64), np.float32), np.eye(6, dtype=np.int64), "classification",
+        "--data x.npz: one-hot labels have 6 columns but the model outputs 10; give labels for the model's "
+        "10 outputs."),
+    "multi-class labels for a sigmoid": (
+        "binary", np.zeros((6, 4), np.float32), np.array([0, 1, 2, 0, 1, 2]), "classification",
+        "--data x.npz: labels range from 0 to 2, but the model has one sigmoid output (classes 0 and 1); give "
+        "0/1 labels or a model with one output per class."),
+    "regression targets of the wrong width": (
+        "regression", np.zeros((6, 4), np.float32), np.zeros((6, 3), np.float32), "regression",
+        "--data x.npz: the model outputs shape (batch, 2), the labels have (batch, 3); give 2 target values "
+        "per sample."),
+    "NaN labels": (
+        "regression", np.zeros((6, 4), np.float32), np.full((6, 2), np.nan, np.float32), "regression",
+        "--data x.npz: y_train contains NaN or Inf labels; remove those samples."),
+}
+
+
+@pytest.mark.parametrize("case", list(MISMATCHES))
+def test_each_mismatch_has_one_message_with_both_shapes_and_the_fix(models, case):
+    model, x, y, task, expected = MISMATCHES[case]
+    with pytest.raises(WeightkitError) as error:
+        check_data_against_model(_data(x, y, task), models[model])
+    assert message(error) == expected
+
+
+def test_a_model_with_two_inputs_is_refused(models):
+    with pytest.raises(WeightkitError) as error:
+        check_data_against_model(_data(np.zeros((6, 3)), np.zeros(6)), models["two_inputs"])
+    assert message(error) == (f"model {models['two_inputs'].name!r}: has 2 inputs; --data feeds models with one "
+                              "input only.")
+
+
+def test_matching_data_passes(models):
+    check_data_against_model(_data(np.zeros((6, 64), np.float32), np.arange(6)), models["mlp"])
+    check_data_against_model(_data(np.zeros((6, 8, 8), np.float32), np.arange(6)), models["lstm"])
+    check_data_against_model(_data(np.zeros((6, 4), np.float32), np.zeros((6, 2), np.float32), "regression"),
+                             models["regression"])
+
