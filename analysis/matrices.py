@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 from scipy.linalg import blas
-from scipy.spatial.distance import cdist
+from scipy.spatial.distance import cdist, pdist, squareform
 
 from .errors import WeightkitError
 
@@ -103,7 +103,7 @@ def _kernel():
         except ImportError:  # numba missing or unable to load on this platform
             _KERNEL["kernel"] = None
         else:
-            _KERNEL["kernel"] = (_mad_kernel.mad_upper_kernel, _mad_kernel.CHUNK)
+            _KERNEL["kernel"] = _mad_kernel.mad_into
     return _KERNEL["kernel"]
 
 
@@ -271,10 +271,10 @@ def _mad_matrix(rows, memory_budget=DEFAULT_MEMORY_BUDGET):
 
 def _mad_matrix_numba(rows, kernel=None):
     """MAD through the compiled kernel; ``rows`` finite float32 with values within 2**100."""
-    function, chunk = kernel if kernel is not None else _kernel()
+    fill = kernel if kernel is not None else _kernel()
     n = rows.shape[0]
     out = np.empty((n, n), dtype=np.float32)
-    function(np.ascontiguousarray(rows, dtype=np.float32), out, chunk)
+    fill(np.ascontiguousarray(rows, dtype=np.float32), out)
     return out
 
 
@@ -282,8 +282,8 @@ def _mad_matrix_blocked(rows, memory_budget=DEFAULT_MEMORY_BUDGET):
     """MAD through scipy's float64 ``cdist`` on blocks of the upper triangle, within the budget.
 
     The rows are converted to float64 once when that copy takes at most half the budget;
-    otherwise each block converts its own rows. A block pair of ``b`` rows costs
-    ``8 * (2 * b * fan_in + b * b)`` bytes.
+    otherwise each block converts its own rows. A block pair of ``b`` rows costs at most
+    ``8 * (2 * b * fan_in + 1.5 * b * b)`` bytes.
     """
     n, fan_in = rows.shape
     out = np.empty((n, n), dtype=np.float32)
@@ -291,8 +291,9 @@ def _mad_matrix_blocked(rows, memory_budget=DEFAULT_MEMORY_BUDGET):
     rows64 = rows.astype(np.float64) if whole else None
     # 64 KiB kept aside for the small arrays and headers around the blocks.
     available = memory_budget - (n * fan_in * 8 if whole else 0) - 65536
-    # Largest b with 8 * (2 b fan_in + b^2) <= available, by the quadratic formula.
-    b = int(-fan_in + np.sqrt(fan_in * fan_in + max(available, 0) / 8.0))
+    # Largest b with 8 * (2 b fan_in + 1.5 b^2) <= available (a diagonal block holds pdist's
+    # condensed b^2 / 2 values and their square form), by the quadratic formula.
+    b = int((-2 * fan_in + np.sqrt(4.0 * fan_in * fan_in + 12.0 * max(available, 0) / 16.0)) / 3.0)
     block = max(1, min(n, b))
     if not whole:  # two float64 buffers, refilled in place: no third block while converting
         a_buffer = np.empty((block, fan_in))
@@ -313,7 +314,8 @@ def _mad_matrix_blocked(rows, memory_budget=DEFAULT_MEMORY_BUDGET):
             else:
                 c = c_buffer[: j1 - j0]
                 np.copyto(c, rows[j0:j1])
-            values = cdist(a, c, "cityblock")
+            # A diagonal block through pdist: each pair once, as the peer does.
+            values = squareform(pdist(a, "cityblock")) if j0 == i0 else cdist(a, c, "cityblock")
             values /= fan_in
             np.minimum(values, _FLOAT32_MAX, out=values)
             out[i0:i1, j0:j1] = values
