@@ -16,8 +16,8 @@ from analysis.model_analysis import analyze_rows, collect_entries
 from analysis.results import SkippedLayer
 from analysis.rows import NeuronRows
 
-from .merge_math import Relation, cosine_matrix, greedy_merges, group_merges, propagate_affine, \
-    propagate_elementwise, relation_from_merges
+from .merge_math import (cosine_matrix, greedy_merges, group_merges, propagate_affine, propagate_elementwise,
+                         relation_from_merges)
 from .merge_plan import find_merge_sites
 from .merge_rebuild import WeightState, batchnorm_affine, effective_rows, fold_relation, rebuild_model
 from .merge_report import LayerMerge, MergeReport
