@@ -278,7 +278,8 @@ def similarity_figure(matrix, order, Z, groups, *, metric, title, cut=None, tree
     if len(segments):
         segments = segments.copy()
         segments[:, :, 0] = (segments[:, :, 0] + 0.5) / block - 0.5
-        tree.add_collection(LineCollection(segments, colors="#333333", linewidths=0.6))
+        width = 0.7 if n <= 128 else 0.35 if n <= 512 else 0.2  # a dense tree stays a tree, not a black mass
+        tree.add_collection(LineCollection(segments, colors="#333333", linewidths=width))
         highest = float(segments[:, :, 1].max())
         tree.set_ylim(0, max(highest, cut or 0.0, 1e-12) * 1.05)
     if cut is not None:
@@ -385,10 +386,11 @@ def histogram_figure(pearson, mad, *, metric, title, r_cut=None, mad_cut=None):
     left, right = figure.subplots(1, 2)
     figure.subplots_adjust(left=0.08, right=0.98, bottom=0.18, top=0.8, wspace=0.25)
     r = _upper_values(pearson)
-    left.hist(r, bins=np.linspace(-1, 1, 81), color="#4477aa", log=True)
+    log = r.size > 1000  # a few pairs read better on a linear count axis
+    left.hist(r, bins=np.linspace(-1, 1, 81), color="#4477aa", log=log)
     left.set_xlim(-1, 1)
     left.set_xlabel("Pearson r between two neurons' weight rows", fontsize=8)
-    left.set_ylabel("pairs (log scale)", fontsize=8)
+    left.set_ylabel("pairs (log scale)" if log else "pairs", fontsize=8)
     if metric == "pearson" and r_cut is not None:
         count = int(np.count_nonzero(r >= r_cut - 1e-6))
         left.axvline(r_cut, color="#d55e00", linestyle="--", linewidth=1.5)
@@ -397,7 +399,7 @@ def histogram_figure(pearson, mad, *, metric, title, r_cut=None, mad_cut=None):
         left.set_title(f"{r.size:,} pairs (not used for grouping)", fontsize=8)
     d = _upper_values(mad)
     top = float(d.max()) if d.size else 1.0
-    right.hist(d, bins=np.linspace(0, max(top, 1e-12), 81), color="#228833", log=True)
+    right.hist(d, bins=np.linspace(0, max(top, 1e-12), 81), color="#228833", log=log)
     right.set_xlabel("MAD: mean |w_i − w_j|", fontsize=8)
     if metric == "mad" and mad_cut is not None:
         count = int(np.count_nonzero(d <= mad_cut))
@@ -407,6 +409,8 @@ def histogram_figure(pearson, mad, *, metric, title, r_cut=None, mad_cut=None):
         right.set_title(f"{d.size:,} pairs (not used for grouping)", fontsize=8)
     for axes in (left, right):
         axes.tick_params(labelsize=7)
+        if not log:
+            axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     figure.suptitle(title, fontsize=9, x=0.08, ha="left")
     return figure
 
@@ -441,7 +445,7 @@ def overview_figure(names, neurons, removable, removable_params, *, title=None):
                   va="center", fontsize=6.5)
         right.text(removable_params[index], index, f" {int(removable_params[index]):,}", va="center",
                    fontsize=6.5)
-    left.set_yticks(y, names, fontsize=7 if count <= 40 else 6)
+    left.set_yticks(y, names, fontsize=7.5 if count <= 60 else 6)
     left.set_ylim(count - 0.5, -0.5)
     for axes, values, label in ((left, removable, "removable neurons (removable / all, share)"),
                                 (right, removable_params, "removable parameters")):
