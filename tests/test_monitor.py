@@ -43,7 +43,7 @@ def planted_model(keras):
     inputs = keras.Input((20,))
     x = keras.layers.Dense(12, activation="relu", name="hidden")(inputs)
     outputs = keras.layers.Dense(3, activation="softmax", name="out")(x)
-    model = keras.Model(inputs, outputs)
+    model = keras.Model(inputs, outputs, name="planted")
     model.get_layer("hidden").kernel.assign(planted_rows(rng).T)
     model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="sparse_categorical_crossentropy")
     x = rng.normal(size=(64, 20)).astype(np.float32)
@@ -91,5 +91,5 @@ def test_monitor_refuses_an_unknown_layer(keras, planted_model):
     monitor.set_model(planted_model[0])
     with pytest.raises(WeightkitError) as error:
         monitor.measure()
-    assert str(error.value) == ("RedundancyMonitor: no analyzable layer named 'hiden' in model 'functional'; give "
+    assert str(error.value) == ("RedundancyMonitor: no analyzable layer named 'hiden' in model 'planted'; give "
                                 "the names of Dense, Conv or RNN layers.")

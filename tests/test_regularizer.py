@@ -137,14 +137,15 @@ def test_gradient_matches_finite_differences(keras, layout, shape):
         penalty = regularizer(variable)
     analytic = tape.gradient(penalty, variable).numpy().ravel()
     step = 1e-2  # central differences in float32: truncation error ~ step², rounding ~ 1e-7 / step
-    numeric = np.empty(kernel.size)
-    for index in range(kernel.size):
+    checked = np.random.default_rng(5).choice(kernel.size, size=min(kernel.size, 24), replace=False)
+    numeric = np.empty(len(checked))
+    for slot, index in enumerate(checked):
         plus, minus = kernel.copy().ravel(), kernel.copy().ravel()
         plus[index] += step
         minus[index] -= step
-        numeric[index] = (float(regularizer(plus.reshape(shape).astype(np.float32)))
+        numeric[slot] = (float(regularizer(plus.reshape(shape).astype(np.float32)))
                           - float(regularizer(minus.reshape(shape).astype(np.float32)))) / (2 * step)
-    np.testing.assert_allclose(analytic, numeric, atol=2e-4, rtol=2e-2)
+    np.testing.assert_allclose(analytic[checked], numeric, atol=2e-4, rtol=2e-2)
 
 
 def test_config_round_trip_and_registered_name(keras):

@@ -249,3 +249,18 @@ def test_console_script_help_is_fast_and_clean():
     assert done.returncode == 0 and done.stderr == ""
     for option in ("--data", "--strength", "--resume", "--keep-regularizer", "--validation-split", "--loss"):
         assert option in done.stdout
+
+
+def test_regression_reports_mean_absolute_error(keras):
+    from analysis.data import load_data
+    from compress import retrain
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((10,))
+    hidden = keras.layers.Dense(8, activation="relu", name="hidden")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1, name="target")(hidden))
+    data = load_data("sklearn:diabetes")
+    _, result = retrain(model, data, epochs=2, learning_rate=1e-2, validation_split=0.0)
+    assert result.metric == "mae" and result.loss.startswith("mean_squared_error (inferred: linear output")
+    assert result.after["mae"] < result.before["mae"]  # targets are ~150: an untrained net is far off
+    assert result.layers == ["hidden"] and "mae" in result.history
