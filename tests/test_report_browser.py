@@ -12,7 +12,7 @@ pytestmark = pytest.mark.browser
 CHROMIUM = next((path for path in (os.environ.get("WEIGHTKIT_CHROMIUM"), shutil.which("chromium"),
                                    shutil.which("chromium-browser"), "/usr/bin/chromium")
                  if path and os.path.isfile(path) and os.access(path, os.X_OK)), None)
-SCREENSHOT_COPY = "/tmp/report_screenshot.png"
+SCREENSHOT_COPY = "/tmp/report_screenshot.png"  # and /tmp/report_screenshot_layer.png: for a person to look at
 
 
 def build_planted_model(keras, seed=0):
@@ -60,6 +60,9 @@ def test_report_opens_offline_in_headless_chromium(keras, tmp_path):
             table_rows = page.locator("#layers tbody tr").count()
             screenshot = tmp_path / "report_screenshot.png"
             page.screenshot(path=str(screenshot))
+            page.locator("#layer-planted").scroll_into_view_if_needed()
+            page.evaluate("document.getElementById('layer-planted').scrollIntoView()")
+            page.screenshot(path=str(tmp_path / "report_screenshot_layer.png"))
         finally:
             browser.close()
 
@@ -73,3 +76,4 @@ def test_report_opens_offline_in_headless_chromium(keras, tmp_path):
     assert len({url for url in requests if url.endswith(".png")}) == expected_images
     assert screenshot.stat().st_size > 10_000
     shutil.copyfile(screenshot, SCREENSHOT_COPY)
+    shutil.copyfile(tmp_path / "report_screenshot_layer.png", SCREENSHOT_COPY.replace(".png", "_layer.png"))
