@@ -203,12 +203,13 @@ def test_a_failed_report_leaves_nothing_behind(model_path, tmp_path, capsys):
 
 def test_mad_metric_report_marks_each_layers_cutoff(model_path, tmp_path, capsys):
     out = tmp_path / "mad"
-    assert run_cli(cli, ["report", model_path, "-o", str(out), "--metric", "mad", "--layers", "planted",
+    assert run_cli(cli, ["report", model_path, "-o", str(out), "--metric", "mad", "--layers", "planted,norm",
                          "--threshold", "0.3", "--quiet"]) == 0
     capsys.readouterr()
     document = json.loads((out / "analysis.json").read_text())
     page = (out / "index.html").read_text()
     (layer,) = document["layers"]
+    assert [s["name"] for s in document["skipped"]] == ["norm"]
     assert document["metric"] == "mad" and document["threshold"] == 0.3
     assert "every pair has MAD ≤ 0.3 × the layer&#x27;s median MAD" in page
     assert "<th>MAD cutoff</th>" in page and f"<td>{layer['threshold_value']:.4g}</td>" in page

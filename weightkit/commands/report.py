@@ -4,6 +4,7 @@ import os
 
 import click
 
+from .analyze import _names
 from .._common import (debug_option, force_option, load_model_or_exit, model_argument, progress_reporter,
                        quiet_option, unsafe_option)
 
@@ -16,7 +17,8 @@ from .._common import (debug_option, force_option, load_model_or_exit, model_arg
               help="Similarity that defines a redundant group.")
 @click.option("--threshold", type=float, default=None,
               help="Pearson: minimum r (default 0.9). MAD: maximum fraction of the layer's median MAD (default 0.2).")
-@click.option("--layers", multiple=True, metavar="NAME", help="Report only these layers (repeatable).")
+@click.option("--layers", multiple=True, metavar="NAME",
+              help="Report only these layers or parts (lstm/forget); repeat it or separate names with commas.")
 @click.option("--include-bias", is_flag=True, help="Append each neuron's bias to its weight row.")
 @force_option
 @unsafe_option
@@ -35,7 +37,7 @@ def report(model, output, metric, threshold, layers, include_bias, force, unsafe
     loaded = load_model_or_exit(model, unsafe=unsafe, compile=False)
     with progress_reporter("analyzing and drawing") as progress:
         result = write_report(loaded.model, output, metric=metric, threshold=threshold,
-                              layers=list(layers) or None, include_bias=include_bias, force=force,
+                              layers=_names(layers), include_bias=include_bias, force=force,
                               progress=progress, path=model, notes=loaded.notes)
     figures = len(os.listdir(os.path.join(output, "figures")))
     click.echo(f"wrote {os.path.join(output, 'index.html')}: {len(result.layers)} layer entries, "
