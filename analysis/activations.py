@@ -54,6 +54,7 @@ __all__ = [
     "ActivationAnalysis",
     "sample_indices",
     "collect_activations",
+    "collect_layer_outputs",
     "dead_neurons",
     "analyze_activation_matrix",
     "analyze_activations",
@@ -355,6 +356,21 @@ def _channel_axis(layer):
     return -1
 
 
+def _layer_output(layer, top_level):
+    """The single output tensor of a layer reachable from the model's inputs, or the skip reason."""
+    if id(layer) not in top_level:
+        return None, SKIP_NESTED
+    if len(getattr(layer, "_inbound_nodes", [])) != 1:
+        return None, SKIP_SHARED
+    try:
+        tensor = layer.output
+    except (AttributeError, ValueError, RuntimeError):
+        return None, SKIP_SHARED
+    if isinstance(tensor, (list, tuple)):
+        return None, "returns several tensors (return_state); not probed"
+    return tensor, None
+
+
 def _probes(model, entries):
     """Map each analysis entry to the tensor holding its neurons' activations."""
     top_level = {id(layer) for layer in model.layers}
@@ -362,19 +378,10 @@ def _probes(model, entries):
     probes, skipped = [], []
     for entry in entries:
         layer = by_name[entry.layer_name]
+        tensor, axis = None, None
         reason = _probe_kind(layer, entry.name)
-        if reason is None and id(layer) not in top_level:
-            reason = SKIP_NESTED
-        if reason is None and len(getattr(layer, "_inbound_nodes", [])) != 1:
-            reason = SKIP_SHARED
-        tensor = None
         if reason is None:
-            try:
-                tensor = layer.output
-            except (AttributeError, ValueError, RuntimeError):
-                reason = SKIP_SHARED
-        if reason is None and isinstance(tensor, (list, tuple)):
-            reason = "returns several tensors (return_state); not probed"
+            tensor, reason = _layer_output(layer, top_level)
         if reason is None:
             axis = _channel_axis(layer)
             width = tensor.shape[axis]
@@ -461,6 +468,74 @@ def _check_inputs(model, x):
     return x
 
 
+def _run_probes(model, probes, x, *, samples, seed, summary, positions, batch_size, memory_budget, progress):
+    """One batched pass of a seeded sample through a probe model; an ActivationSample per probe."""
+    keras = import_keras()
+    chosen = x[sample_indices(len(x), samples, seed)]
+    probe_model = keras.Model(model.inputs, [p.tensor for p in probes], name=f"{model.name}_probe")
+    rng = np.random.default_rng(seed)
+    accumulators = [_Accumulator(p, len(chosen), summary, int(positions), rng) for p in probes]
+    step = _batch_size(probes, int(batch_size), int(memory_budget))
+    total = len(chosen)
+    for start in range(0, total, step):
+        outputs = probe_model.predict_on_batch(chosen[start:start + step])
+        if not isinstance(outputs, (list, tuple)):
+            outputs = [outputs]
+        for accumulator, output in zip(accumulators, outputs):
+            accumulator.add(output)
+        if progress is not None:
+            progress(min(total, start + step), total, "activations")
+    return {a.probe.name: a.result(total) for a in accumulators}
+
+
+def _check_collect_options(summary, positions):
+    _check_summary(summary)
+    if int(positions) < 1:
+        raise WeightkitError(f"positions must be at least 1, got {positions}.")
+
+
+def collect_layer_outputs(model, x, layer_names, *, samples=DEFAULT_SAMPLES, seed=0, summary="positions",
+                          positions=16, batch_size=256, memory_budget=DEFAULT_MEMORY_BUDGET, progress=None):
+    """The per-channel outputs of named layers (any layer: BatchNormalization, pooling...) on a sample.
+
+    Used by data-aware merging, which fits its relations on the tensor a consumer reads. Channels
+    are on the last axis (channels-last layers).
+
+    Parameters
+    ----------
+    model : keras.Model
+    x : ndarray of shape (n_inputs, *input_shape)
+    layer_names : list of str
+        Top-level layers used once in the graph.
+    samples, seed, summary, positions, batch_size, memory_budget, progress
+        As for :func:`collect_activations`; ``summary`` defaults to ``"positions"`` here.
+
+    Returns
+    -------
+    dict of str to ActivationSample
+        Keyed by layer name.
+
+    Raises
+    ------
+    WeightkitError
+        When a layer has no single output reachable from the model's input.
+    """
+    _check_collect_options(summary, positions)
+    x = _check_inputs(model, x)
+    top_level = {id(layer) for layer in model.layers}
+    probes = []
+    for name in layer_names:
+        layer = model.get_layer(name)
+        tensor, reason = _layer_output(layer, top_level)
+        if reason is not None:
+            raise WeightkitError(f"{name}: its activations cannot be collected ({reason}).")
+        probes.append(_Probe(name, name, type(layer).__name__, int(tensor.shape[-1]), tensor, -1))
+    if not probes:
+        return {}
+    return _run_probes(model, probes, x, samples=samples, seed=seed, summary=summary, positions=positions,
+                       batch_size=batch_size, memory_budget=memory_budget, progress=progress)
+
+
 def collect_activations(model, x, *, layers=None, samples=DEFAULT_SAMPLES, seed=0, summary="mean",
                         positions=16, batch_size=256, memory_budget=DEFAULT_MEMORY_BUDGET, progress=None):
     """Run a seeded sample of inputs through the model once and collect each entry's activations.
@@ -495,31 +570,16 @@ def collect_activations(model, x, *, layers=None, samples=DEFAULT_SAMPLES, seed=
     """
     from .model_analysis import collect_entries
 
-    keras = import_keras()
-    _check_summary(summary)
-    if int(positions) < 1:
-        raise WeightkitError(f"positions must be at least 1, got {positions}.")
+    _check_collect_options(summary, positions)
     x = _check_inputs(model, x)
-    chosen = x[sample_indices(len(x), samples, seed)]
     entries, _ = collect_entries(model, layers)
     probes, skipped = _probes(model, entries)
     if not probes:
         return {}, skipped
-    probe_model = keras.Model(model.inputs, [p.tensor for p in probes], name=f"{model.name}_probe")
-    rng = np.random.default_rng(seed)
-    accumulators = [_Accumulator(p, len(chosen), summary, int(positions), rng) for p in probes]
-    step = _batch_size(probes, int(batch_size), int(memory_budget))
-    total = len(chosen)
-    for start in range(0, total, step):
-        batch = chosen[start:start + step]
-        outputs = probe_model.predict_on_batch(batch)
-        if not isinstance(outputs, (list, tuple)):
-            outputs = [outputs]
-        for accumulator, output in zip(accumulators, outputs):
-            accumulator.add(output)
-        if progress is not None:
-            progress(min(total, start + step), total, "activations")
-    return {a.probe.name: a.result(total) for a in accumulators}, skipped
+    activations = _run_probes(model, probes, x, samples=samples, seed=seed, summary=summary,
+                              positions=positions, batch_size=batch_size, memory_budget=memory_budget,
+                              progress=progress)
+    return activations, skipped
 
 
 def analyze_activations(model, x, *, layers=None, samples=DEFAULT_SAMPLES, seed=0, metric="pearson",

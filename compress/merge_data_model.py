@@ -1,0 +1,339 @@
+"""Data-aware merging of a Keras model: fit each layer's relation on calibration activations, fold it.
+
+For every mergeable layer (see :func:`compress.merge_plan.find_merge_sites`: Dense/Conv producers
+whose consumers are Dense or Conv layers, through activations, BatchNormalization, dropout, pooling
+and Flatten), the activations of the *tap* (the last per-channel tensor before the consumers: the
+layer's own output after its activation, or the BatchNormalization/pooling output after it) are
+collected on a seeded calibration sample in one batched pass. :func:`compress.merge_data.plan_data_merge`
+chooses the neurons to remove and rebuilds each from the kept ones (``a_j ≈ Σ β_jk a_k + c_j``);
+:func:`compress.apply_relations` folds that into the consumers and rebuilds a smaller model.
+
+Because the relation is fitted on the values the consumer actually reads, this works for any
+activation function and for dead neurons (β = 0, c = their constant). Conv layers are fitted on
+a sample of positions per input (see :func:`analysis.activations.collect_layer_outputs`); an
+intercept folded into a zero-padding convolution's bias is exact only away from the borders.
+
+All layers are fitted on the original model's activations (one pass); each layer's relation is
+folded independently.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from analysis._tf import import_keras
+from analysis.activations import DEFAULT_SAMPLES, collect_layer_outputs
+from analysis.errors import WeightkitError
+from analysis.model_analysis import collect_entries
+from analysis.results import SkippedLayer
+
+from .merge import apply_relations
+from .merge_data import DEFAULT_RIDGE, plan_data_merge
+from .merge_math import Relation
+from .merge_plan import find_merge_sites
+
+__all__ = ["LayerDataMerge", "DataMergeReport", "merge_by_data", "consumer_weights", "DEFAULT_MAX_ERROR"]
+
+#: Used when neither a ratio nor a maximum error is given: remove neurons while at most 1% of
+#: the variance of each consumer's input is lost on the calibration sample.
+DEFAULT_MAX_ERROR = 0.01
+
+
+@dataclass
+class LayerDataMerge:
+    """What data-aware merging did to one producer layer.
+
+    Attributes
+    ----------
+    name, type : str
+    tap : str
+        The layer whose output the relation was fitted on.
+    consumers : list of str
+    neurons_before, neurons_after : int
+    params_before, params_after : int
+        The layer's own parameters.
+    requested : int or None
+        Neurons ``--ratio`` asked to remove.
+    removed : list of dict
+        ``{"neuron", "r2", "dead"}`` per removed neuron (original index, reconstruction R² on the
+        calibration sample, constant on it).
+    error : float
+        Fraction of the consumers' input variance lost on the calibration sample.
+    rows : int
+        Calibration rows the relation was fitted on (inputs × sampled positions).
+    notes : list of str
+    """
+
+    name: str
+    type: str
+    tap: str
+    consumers: list
+    neurons_before: int
+    neurons_after: int = 0
+    params_before: int = 0
+    params_after: int = 0
+    requested: int = None
+    removed: list = field(default_factory=list)
+    error: float = 0.0
+    rows: int = 0
+    notes: list = field(default_factory=list)
+
+    @property
+    def n_removed(self):
+        return self.neurons_before - self.neurons_after
+
+    @property
+    def min_r2(self):
+        return min((item["r2"] for item in self.removed), default=None)
+
+    def to_dict(self):
+        return {
+            "name": self.name,
+            "type": self.type,
+            "tap": self.tap,
+            "consumers": list(self.consumers),
+            "neurons": {"before": self.neurons_before, "after": self.neurons_after},
+            "params": {"before": self.params_before, "after": self.params_after},
+            "removed": self.n_removed,
+            "requested": self.requested,
+            "error": self.error,
+            "calibration_rows": self.rows,
+            "removed_neurons": list(self.removed),
+            "notes": list(self.notes),
+        }
+
+
+@dataclass
+class DataMergeReport:
+    """A whole model's data-aware merge.
+
+    Attributes
+    ----------
+    model : str
+    ratio, max_error : float or None
+        The budget that was used (one of them).
+    samples : int
+        Calibration inputs.
+    positions : int
+        Positions sampled per input for layers with positions.
+    ridge : float
+    seed : int
+    layers : list of LayerDataMerge
+    skipped : list of SkippedLayer
+    layer_params : dict
+        ``name -> (before, after)`` for every layer whose parameter count changed.
+    params_before, params_after : int
+    evaluation : dict or None
+        From :func:`compress.merge_report.compare_models` on held-out data.
+    calibration : str or None
+        Where the calibration inputs came from (e.g. ``sklearn:digits (training split)``).
+    notes : list of str
+    """
+
+    model: str
+    ratio: float
+    max_error: float
+    samples: int
+    positions: int
+    ridge: float
+    seed: int
+    layers: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    layer_params: dict = field(default_factory=dict)
+    params_before: int = 0
+    params_after: int = 0
+    evaluation: dict = None
+    calibration: str = None
+    notes: list = field(default_factory=list)
+
+    mode = "data"
+
+    @property
+    def removed(self):
+        return int(sum(layer.n_removed for layer in self.layers))
+
+    def to_dict(self):
+        return {
+            "model": self.model,
+            "mode": self.mode,
+            "ratio": self.ratio,
+            "max_error": self.max_error,
+            "calibration": {"source": self.calibration, "samples": self.samples, "positions": self.positions,
+                            "ridge": self.ridge, "seed": self.seed},
+            "layers": [layer.to_dict() for layer in self.layers],
+            "skipped": [layer.to_dict() for layer in self.skipped],
+            "layer_params": {name: {"before": b, "after": a} for name, (b, a) in self.layer_params.items()},
+            "totals": {
+                "neurons_removed": self.removed,
+                "params_before": self.params_before,
+                "params_after": self.params_after,
+            },
+            "evaluation": self.evaluation,
+            "notes": list(self.notes),
+        }
+
+
+def _numpy(variable):
+    keras = import_keras()
+    return np.asarray(keras.ops.convert_to_numpy(variable), dtype=np.float64)
+
+
+def consumer_weights(model, site):
+    """All weights leaving each of a producer's channels, one row per channel.
+
+    Parameters
+    ----------
+    model : keras.Model
+    site : MergeSite
+
+    Returns
+    -------
+    weights : ndarray of shape (n_neurons, n_outputs)
+        Dense consumers: their kernel; Conv: ``(*k, n, out)`` with the channel axis first, each
+        kernel position a block of outputs; after a Flatten: each flattened position a block.
+        Several consumers side by side.
+    """
+    blocks = []
+    n = site.n_neurons
+    for consumer in site.consumers:
+        kernel = _numpy(model.get_layer(consumer.layer).kernel)
+        if consumer.layout == "dense":
+            block = kernel.reshape(n, -1)
+        elif consumer.layout == "conv":
+            block = np.moveaxis(kernel, -2, 0).reshape(n, -1)
+        else:  # flatten: (positions * n, out), channels fastest
+            block = kernel.reshape(consumer.positions, n, -1).transpose(1, 0, 2).reshape(n, -1)
+        blocks.append(block)
+    return np.concatenate(blocks, axis=1)
+
+
+def _check_budget(ratio, max_error):
+    if ratio is not None and max_error is not None:
+        raise WeightkitError("--ratio and --max-error: give one of them, not both; --ratio removes a fixed share "
+                             "of each layer, --max-error removes neurons while the reconstruction stays that good.")
+    if ratio is not None and not 0.0 < float(ratio) < 1.0:
+        raise WeightkitError(f"--ratio {ratio}: must be between 0 and 1 (the share of each layer's neurons to "
+                             "remove), e.g. 0.5.")
+    if max_error is not None and not 0.0 <= float(max_error) <= 1.0:
+        raise WeightkitError(f"--max-error {max_error}: must be between 0 and 1 (the fraction of each consumer's "
+                             "input variance allowed to be lost), e.g. 0.01.")
+    if ratio is None and max_error is None:
+        return None, DEFAULT_MAX_ERROR
+    return (None if ratio is None else float(ratio)), (None if max_error is None else float(max_error))
+
+
+def merge_by_data(model, x, *, ratio=None, max_error=None, layers=None, samples=DEFAULT_SAMPLES, positions=16,
+                  seed=0, ridge=DEFAULT_RIDGE, weigh_by_consumer=True, progress=None):
+    """Remove neurons whose activations the other neurons of their layer rebuild, on calibration data.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Sequential or Functional with one input; not modified.
+    x : ndarray of shape (n_inputs, *input_shape)
+        Calibration inputs (use the training split; evaluate on held-out data).
+    ratio : float in (0, 1), default=None
+        Remove ``round(ratio · n)`` neurons of each mergeable layer.
+    max_error : float in [0, 1], default=None
+        Remove neurons of each layer while at most this fraction of its consumers' input variance
+        is lost on the calibration sample. 0.01 when neither is given.
+    layers : list of str, default=None
+        Merge only these layers.
+    samples : int, default=1000
+        Calibration inputs (seeded sample of ``x``).
+    positions : int, default=16
+        Positions sampled per input for conv layers.
+    seed : int, default=0
+    ridge : float, default=1e-6
+        Relative ridge of the least squares (see :func:`compress.merge_data.plan_data_merge`).
+    weigh_by_consumer : bool, default=True
+        Choose removals by the error in the consumers' pre-activations (their weights) rather
+        than in the layer's own activations.
+    progress : callable, default=None
+        Called as ``progress(done, total, name)``.
+
+    Returns
+    -------
+    model : keras.Model
+        Rebuilt with smaller layers, names kept, uncompiled.
+    report : DataMergeReport
+
+    Examples
+    --------
+    >>> small, report = merge_by_data(model, dataset.x_train, ratio=0.5)   # doctest: +SKIP
+    >>> [(layer.name, layer.n_removed, layer.min_r2) for layer in report.layers]   # doctest: +SKIP
+    """
+    ratio, max_error = _check_budget(ratio, max_error)
+    collect_entries(model, layers)  # validates --layers names against the analyzable layers
+    sites = find_merge_sites(model)
+    wanted = set(layers) if layers else None
+    if wanted:
+        unknown = sorted(wanted - set(sites))
+        if unknown:
+            raise WeightkitError(f"--layers: no layer named {', '.join(map(repr, unknown))}; available: "
+                                 f"{', '.join(sites)}.")
+    report = DataMergeReport(model=model.name, ratio=ratio, max_error=max_error, samples=0, positions=int(positions),
+                             ridge=float(ridge), seed=int(seed), params_before=int(model.count_params()))
+    targets = []
+    for name, site in sites.items():
+        if wanted is not None and name not in wanted:
+            continue
+        if not site.mergeable:
+            report.skipped.append(SkippedLayer(name, site.type, site.reason))
+        elif site.n_neurons < 2:
+            report.skipped.append(SkippedLayer(name, site.type, "only one neuron: nothing to merge"))
+        else:
+            targets.append(site)
+    activations = collect_layer_outputs(model, x, [site.tap for site in targets], samples=samples, seed=seed,
+                                        summary="positions", positions=positions, progress=progress)
+    report.samples = int(min(int(samples), len(x)))
+    relations = {}
+    for index, site in enumerate(targets):
+        if progress is not None:
+            progress(index, len(targets), site.layer)
+        sample = activations[site.tap]
+        layer_report, relation = _plan_layer(model, site, sample, ratio, max_error, ridge, weigh_by_consumer)
+        report.layers.append(layer_report)
+        if relation is not None:
+            relations[site.layer] = relation
+    merged = apply_relations(model, relations, sites=sites)
+    report.params_after = int(merged.count_params())
+    for layer in merged.layers:
+        if layer.weights:
+            before, after = int(model.get_layer(layer.name).count_params()), int(layer.count_params())
+            if before != after:
+                report.layer_params[layer.name] = (before, after)
+    for layer_report in report.layers:
+        layer_report.params_before = int(model.get_layer(layer_report.name).count_params())
+        layer_report.params_after = int(merged.get_layer(layer_report.name).count_params())
+    return merged, report
+
+
+def _plan_layer(model, site, sample, ratio, max_error, ridge, weigh_by_consumer):
+    n = site.n_neurons
+    layer_report = LayerDataMerge(name=site.layer, type=site.type, tap=site.tap,
+                                  consumers=[c.layer for c in site.consumers], neurons_before=n, neurons_after=n,
+                                  rows=int(sample.values.shape[1]))
+    if ratio is not None:
+        layer_report.requested = int(min(n - 1, round(ratio * n)))
+    if site.tap != site.layer:
+        layer_report.notes.append(f"fitted on the output of {site.tap}")
+    if any(c.zero_padded for c in site.consumers):
+        layer_report.notes.append("intercepts folded into a zero-padding convolution's bias are exact only away "
+                                  "from the borders")
+    if not np.isfinite(sample.values).all():
+        layer_report.notes.append("activations contain NaN or Inf on the calibration sample: left alone")
+        return layer_report, None
+    if sample.values.shape[1] < 2:
+        layer_report.notes.append("fewer than 2 calibration rows: left alone")
+        return layer_report, None
+    weights = consumer_weights(model, site) if weigh_by_consumer else None
+    plan = plan_data_merge(sample.values.T, ratio=ratio, max_error=None if ratio is not None else max_error,
+                           output_weights=weights, ridge=ridge)
+    dead = set(plan.dead.tolist())
+    layer_report.removed = [{"neuron": int(j), "r2": round(float(r2), 6), "dead": int(j) in dead}
+                            for j, r2 in zip(plan.remove, plan.r2)]
+    layer_report.error = float(plan.error)
+    layer_report.neurons_after = int(plan.keep.size)
+    relation = Relation(plan.remove.astype(np.int64), plan.keep.astype(np.int64), plan.beta, plan.intercept)
+    return layer_report, relation
