@@ -58,6 +58,7 @@ __all__ = [
     "dead_neurons",
     "analyze_activation_matrix",
     "analyze_activations",
+    "layer_activations",
     "attach_activations",
 ]
 
@@ -631,21 +632,39 @@ def analyze_activations(model, x, *, layers=None, samples=DEFAULT_SAMPLES, seed=
         samples=min(int(samples), len(x)), seed=int(seed), summary=summary, metric=metric,
         threshold=float(DEFAULT_THRESHOLDS[metric] if threshold is None else threshold),
         skipped=list(skipped))
-    for name, sample in activations.items():
-        if sample.n_neurons < 2:
-            result.skipped.append(SkippedLayer(name, sample.type, "only one neuron: nothing to compare it with"))
-            continue
-        if not np.isfinite(sample.values).all():
-            result.skipped.append(SkippedLayer(name, sample.type, "activations contain NaN or Inf on the sample"))
-            continue
-        summary_ = analyze_activation_matrix(sample.values, metric=metric, threshold=threshold,
-                                             keep_matrices=keep_matrices, memory_budget=memory_budget)
-        result.layers.append(LayerActivations(
-            name=name, layer_name=sample.layer_name, type=sample.type, neurons=sample.n_neurons,
-            samples=sample.samples, summary=sample.summary,
-            dead=dead_neurons(sample.minimum, sample.maximum, tolerance=dead_tolerance),
-            metric=metric, **summary_))
+    for sample in activations.values():
+        item = layer_activations(sample, metric=metric, threshold=threshold, keep_matrices=keep_matrices,
+                                 dead_tolerance=dead_tolerance, memory_budget=memory_budget)
+        (result.skipped if isinstance(item, SkippedLayer) else result.layers).append(item)
     return result
+
+
+def layer_activations(sample, *, metric="pearson", threshold=None, keep_matrices=False,
+                      dead_tolerance=DEFAULT_DEAD_TOLERANCE, memory_budget=DEFAULT_MEMORY_BUDGET):
+    """Dead neurons, activation matrices and groups of one entry's collected activations.
+
+    Parameters
+    ----------
+    sample : ActivationSample
+        From :func:`collect_activations`.
+    metric, threshold, keep_matrices, dead_tolerance, memory_budget
+        See :func:`analyze_activations`.
+
+    Returns
+    -------
+    LayerActivations or SkippedLayer
+        Skipped for a single neuron or for activations with NaN or Inf.
+    """
+    if sample.n_neurons < 2:
+        return SkippedLayer(sample.name, sample.type, "only one neuron: nothing to compare it with")
+    if not np.isfinite(sample.values).all():
+        return SkippedLayer(sample.name, sample.type, "activations contain NaN or Inf on the sample")
+    summary = analyze_activation_matrix(sample.values, metric=metric, threshold=threshold,
+                                        keep_matrices=keep_matrices, memory_budget=memory_budget)
+    return LayerActivations(
+        name=sample.name, layer_name=sample.layer_name, type=sample.type, neurons=sample.n_neurons,
+        samples=sample.samples, summary=sample.summary,
+        dead=dead_neurons(sample.minimum, sample.maximum, tolerance=dead_tolerance), metric=metric, **summary)
 
 
 def attach_activations(analysis, activations):

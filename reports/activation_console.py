@@ -1,0 +1,121 @@
+"""Terminal rendering of what neurons do on data: dead neurons, activation groups, data-aware merges."""
+
+__all__ = ["activation_table", "print_activations", "data_merge_table", "print_data_merge_report", "format_indices"]
+
+
+def format_indices(indices, limit=16):
+    """Neuron indices as text: ``3, 17, 40`` cut after ``limit`` with a count of the rest."""
+    indices = list(indices)
+    shown = ", ".join(map(str, indices[:limit]))
+    if len(indices) > limit:
+        shown += f" … and {len(indices) - limit} more"
+    return shown
+
+
+def _activation_entries(result):
+    return [layer for layer in result.layers if "activation" in layer.extras]
+
+
+def activation_table(result):
+    """A rich Table of the activation extras of a ModelAnalysis (see ``analysis.attach_activations``).
+
+    Returns
+    -------
+    rich.table.Table or None
+        None when no layer carries activation results.
+    """
+    from rich.table import Table
+
+    entries = _activation_entries(result)
+    if not entries:
+        return None
+    samples = next((layer.extras["activation"].get("samples") for layer in entries
+                    if "samples" in layer.extras["activation"]), None)
+    title = f"{result.model}: what neurons do on {samples} data samples" if samples else f"{result.model}: activations"
+    table = Table(title=title, title_justify="left")
+    for header in ("layer", "neurons", "dead", "act. mean |r|", "act. max r", "act. groups", "act. removable",
+                   "weight groups"):
+        table.add_column(header, justify="left" if header == "layer" else "right")
+    for layer in entries:
+        activation = layer.extras["activation"]
+        if "skipped" in activation:
+            table.add_row(layer.name, f"{layer.neurons:,}", "–", "–", "–", "–", "–", f"{len(layer.groups):,}")
+            continue
+        table.add_row(layer.name, f"{layer.neurons:,}", f"{len(layer.extras['dead']):,}",
+                      f"{activation['pearson']['mean_abs_offdiag']:.3f}", f"{activation['pearson']['max_offdiag']:.3f}",
+                      f"{len(activation['groups']):,}", f"{activation['removable']:,}", f"{len(layer.groups):,}")
+    return table
+
+
+def print_activations(result, console):
+    """Print the activation table, each layer's dead neurons and activation groups, and skips."""
+    from .console import format_groups
+
+    table = activation_table(result)
+    if table is None:
+        return
+    console.print(table)
+    for layer in _activation_entries(result):
+        activation = layer.extras["activation"]
+        if "skipped" in activation:
+            console.print(f"activations of {layer.name} not collected: {activation['skipped']}")
+            continue
+        if layer.extras["dead"]:
+            console.print(f"[bold]{layer.name}[/bold]: dead on the sample (constant): "
+                          f"{format_indices(layer.extras['dead'])}")
+        if activation["groups"]:
+            console.print(f"[bold]{layer.name}[/bold]: {len(activation['groups'])} activation group(s): "
+                          f"{format_groups(activation['groups'], limit=len(activation['groups']))}")
+    if any(layer.extras["activation"].get("summary") == "mean" for layer in _activation_entries(result)):
+        console.print("conv layers: activations are per-channel means over positions; dead means constant at "
+                      "every position")
+
+
+def data_merge_table(report):
+    """A rich Table with one row per layer of a DataMergeReport."""
+    from rich.table import Table
+
+    budget = f"ratio {report.ratio:g}" if report.ratio is not None else f"max error {report.max_error:g}"
+    table = Table(title=f"{report.model}: merged by data ({budget}, {report.samples} calibration inputs)",
+                  title_justify="left")
+    for header in ("layer", "fitted on", "neurons", "params", "removed", "dead", "min R²", "median R²",
+                   "input error"):
+        table.add_column(header, justify="left" if header in ("layer", "fitted on") else "right")
+    for layer in report.layers:
+        r2 = sorted(item["r2"] for item in layer.removed)
+        median = r2[len(r2) // 2] if r2 else None
+        table.add_row(layer.name, layer.tap, f"{layer.neurons_before} → {layer.neurons_after}",
+                      f"{layer.params_before:,} → {layer.params_after:,}", str(layer.n_removed),
+                      str(sum(item["dead"] for item in layer.removed)),
+                      "–" if not r2 else f"{r2[0]:.4f}", "–" if median is None else f"{median:.4f}",
+                      f"{layer.error:.2%}")
+    return table
+
+
+def print_data_merge_report(report, console):
+    """Render a DataMergeReport: the table, the R² of each removed neuron, skips, notes, evaluation."""
+    console.print(data_merge_table(report))
+    change = 1 - report.params_after / max(report.params_before, 1)
+    console.print(f"model parameters {report.params_before:,} → {report.params_after:,} ({change:.1%} fewer), "
+                  f"{report.removed} neurons removed")
+    for layer in report.layers:
+        if layer.removed:
+            shown = ", ".join(f"{item['neuron']} ({item['r2']:.3f})" for item in layer.removed[:12])
+            more = f" … and {len(layer.removed) - 12} more" if len(layer.removed) > 12 else ""
+            console.print(f"  {layer.name}: removed neuron (R²): {shown}{more}")
+        for text in layer.notes:
+            console.print(f"  {layer.name}: {text}")
+    for skipped in report.skipped:
+        console.print(f"  left alone: {skipped.name} ({skipped.type}): {skipped.reason}")
+    for text in report.notes:
+        console.print(f"  note: {text}")
+    evaluation = report.evaluation
+    if evaluation:
+        line = f"on {evaluation['samples']} held-out samples of {evaluation.get('data', 'the data')}:"
+        if "accuracy_before" in evaluation:
+            line += (f" accuracy {evaluation['accuracy_before']:.4f} → {evaluation['accuracy_after']:.4f},"
+                     f" agreement {evaluation['agreement']:.4f},")
+        elif "mse_before" in evaluation:
+            line += f" MSE {evaluation['mse_before']:.4g} → {evaluation['mse_after']:.4g},"
+        line += f" max output difference {evaluation['max_abs_output_difference']:.3g}"
+        console.print(line)
