@@ -70,6 +70,7 @@ def note(message):
 def load_model_or_exit(path, *, unsafe=False, compile=True):
     """Load a model through :func:`analysis.load_model`, printing its notes."""
     from analysis import load_model
+    from compress import training_kernels  # noqa: F401 - registers weightkit>... regularizers for loading
 
     if unsafe:
         click.echo("weightkit: warning: --unsafe: code stored in the model file may run while loading.",
