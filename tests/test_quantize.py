@@ -39,8 +39,9 @@ def wide_mlp_sizes(keras, digits):
 
     keras.utils.set_random_seed(0)
     model = build_wide_mlp((512, 512), name="wide")
-    conversions = convert_modes(keras_source(model), ALL_MODES, calibration=digits.x_train, calibration_samples=50)
-    assert [c.error for c in conversions] == [None] * 6
+    modes = ["float32", "dynamic", "float16", "int8"]
+    conversions = convert_modes(keras_source(model), modes, calibration=digits.x_train, calibration_samples=50)
+    assert [c.error for c in conversions] == [None] * len(modes)
     return {c.mode: len(c.content) for c in conversions}
 
 
@@ -84,7 +85,7 @@ def test_quantized_files_are_smaller_in_the_expected_order(which, mlp_report, cn
 
 def test_sizes_are_a_quarter_and_a_half_of_float32_on_a_wider_model(wide_mlp_sizes):
     ratio = {mode: size / wide_mlp_sizes["float32"] for mode, size in wide_mlp_sizes.items()}
-    for mode in ("dynamic", "int8", "int8-io", "int16x8"):
+    for mode in ("dynamic", "int8"):
         assert 0.24 <= ratio[mode] <= 0.27, (mode, ratio[mode])
     assert 0.49 <= ratio["float16"] <= 0.52
 
@@ -149,7 +150,7 @@ def test_regression_model_reports_mae(keras):
     inputs = keras.Input((10,))
     model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Dense(32, activation="relu")(inputs)))
     model.compile(keras.optimizers.Adam(0.05), "mae")
-    model.fit(data.x_train, data.y_train, epochs=30, batch_size=64, verbose=0)
+    model.fit(data.x_train, data.y_train, epochs=15, batch_size=64, verbose=0)
     report, _ = quantize_model(keras_source(model), ["float32", "dynamic", "int8"], data, **FAST)
     assert report.output_kind == "regression" and report.drop_basis == "mae"
     expected = float(np.mean(np.abs(model.predict(data.x_test, verbose=0)[:, 0] - data.y_test)))
@@ -158,7 +159,8 @@ def test_regression_model_reports_mae(keras):
     for row in report.modes:
         assert row.ok and row.accuracy is None and row.per_class_accuracy_change is None
         assert abs(row.mae - expected) < 0.05 * expected  # within 5 % of the float MAE
-        assert row.drop == pytest.approx(100 * (row.mae - expected) / expected, rel=1e-4, abs=1e-6)
+        reference = report.reference.mae
+        assert row.drop == pytest.approx(100 * (row.mae - reference) / reference, rel=1e-6, abs=1e-9)
 
 
 def test_integer_modes_without_data_are_refused(trained_mlp):
@@ -277,6 +279,6 @@ def test_converter_noise_is_hidden_unless_verbose(mlp_path, tmp_path, capfd):
     assert quiet.err == ""
     assert "Saved artifact" not in quiet.out and "fully_quantize" not in quiet.out and "XNNPACK" not in quiet.out
     assert quiet.out.splitlines()[-1].startswith(f"exported int8 as {tmp_path / 'quiet'}/model.tflite: smallest model")
-    assert run_cli(cli, argv + ["-o", str(tmp_path / "loud"), "--verbose"]) == 0
+    assert run_cli(cli, argv[:4] + ["--modes", "float32", "-o", str(tmp_path / "loud"), "--verbose"]) == 0
     loud = capfd.readouterr()
     assert "Saved artifact at" in loud.out + loud.err
