@@ -667,7 +667,7 @@ def layer_activations(sample, *, metric="pearson", threshold=None, keep_matrices
         dead=dead_neurons(sample.minimum, sample.maximum, tolerance=dead_tolerance), metric=metric, **summary)
 
 
-def attach_activations(analysis, activations):
+def attach_activations(analysis, activations, *, source=None):
     """Merge an ActivationAnalysis into a ModelAnalysis's layers (their ``extras``).
 
     Each analyzed weight entry gains ``dead`` and ``activation`` (see
@@ -678,6 +678,8 @@ def attach_activations(analysis, activations):
     ----------
     analysis : ModelAnalysis
     activations : ActivationAnalysis
+    source : str, default=None
+        Where the inputs came from, for the note recorded in ``analysis.notes``.
 
     Returns
     -------
@@ -693,7 +695,9 @@ def attach_activations(analysis, activations):
         else:
             reason = reasons.get(layer.name, "no activations collected for this entry")
             layer.extras.update({"dead": None, "activation": {"skipped": reason}})
-    analysis.notes.append(
-        f"activations: {activations.samples} seeded input samples (seed {activations.seed}); layers with "
-        f"positions summarized as {SUMMARIES[activations.summary]}")
+    where = f" of {source}" if source else ""
+    note = f"activations: {activations.samples} seeded input samples{where} (seed {activations.seed})"
+    if any(layer.summary == "mean" for layer in activations.layers):
+        note += f"; layers with positions summarized as {SUMMARIES['mean']}"
+    analysis.notes.append(note)
     return analysis

@@ -120,7 +120,7 @@ class ActivationFigures:
         """Add ``dead`` and ``activation`` to every analyzed layer (as ``weightkit analyze --data``)."""
         from analysis.activations import attach_activations
 
-        return attach_activations(analysis, self.result)
+        return attach_activations(analysis, self.result, source=self.source)
 
 
 def activation_section_html(layer):

@@ -4,6 +4,7 @@ import os
 
 import click
 
+from ._activations import add_activations, data_option, load_dataset, samples_option
 from .._common import (debug_option, load_model_or_exit, model_argument, progress_reporter,
                        quiet_option, stdout_console, unsafe_option)
 
@@ -22,10 +23,13 @@ from .._common import (debug_option, load_model_or_exit, model_argument, progres
 @click.option("--force", is_flag=True, help="Replace an existing --json file.")
 @click.option("--memory-budget", type=click.IntRange(min=1), default=256, show_default=True, metavar="MIB",
               help="Working memory for one layer's MAD matrix, in MiB, beside the matrix itself.")
+@data_option("Also find dead neurons and redundant groups from activations on DATA (.npz, .csv, image folder "
+             "or sklearn:NAME).")
+@samples_option
 @unsafe_option
 @quiet_option
 @debug_option
-def analyze(model, metric, threshold, layers, include_bias, json_path, force, memory_budget, unsafe):
+def analyze(model, metric, threshold, layers, include_bias, json_path, force, memory_budget, data, samples, unsafe):
     """Find groups of redundant neurons in every layer of MODEL (.keras or .h5)."""
     from analysis import WeightkitError, analyze_model
     from analysis.io import atomic_write_json, check_output
@@ -37,11 +41,19 @@ def analyze(model, metric, threshold, layers, include_bias, json_path, force, me
             raise WeightkitError(f"--json {json_path}: is the model file itself; choose another path for the JSON.")
         check_output(json_path, force=force)
     loaded = load_model_or_exit(model, unsafe=unsafe, compile=False)
+    dataset = load_dataset(data, loaded.model) if data else None
     with progress_reporter("analyzing") as progress:
         result = analyze_model(loaded.model, metric=metric, threshold=threshold, layers=_names(layers),
                                include_bias=include_bias, memory_budget=memory_budget * 2**20,
                                progress=progress, path=model, notes=loaded.notes)
+        if dataset is not None:
+            add_activations(result, loaded.model, dataset, samples=samples, layers=_names(layers), metric=metric,
+                            threshold=threshold, progress=progress)
     print_analysis(result, stdout_console())
+    if dataset is not None:
+        from reports.activation_console import print_activations
+
+        print_activations(result, stdout_console())
     if json_path:
         atomic_write_json(json_path, result.to_dict())
 
