@@ -34,9 +34,11 @@ from .merge_plan import find_merge_sites
 
 __all__ = ["LayerDataMerge", "DataMergeReport", "merge_by_data", "consumer_weights", "DEFAULT_MAX_ERROR"]
 
-#: Used when neither a ratio nor a maximum error is given: remove neurons while at most 1% of
-#: the variance of each consumer's input is lost on the calibration sample.
-DEFAULT_MAX_ERROR = 0.01
+#: Used when neither a ratio nor a maximum error is given: remove neurons while at most 0.1% of
+#: the variance of each consumer's input is lost on the calibration sample. (On a 64-64 digits
+#: MLP, 1% removed 45 and 54 of the 64 neurons per layer and cost 2.8 accuracy points; 0.1%
+#: removed 26 and 38 and cost 0.56 points, two of 359 test samples.)
+DEFAULT_MAX_ERROR = 0.001
 
 
 @dataclass
@@ -236,7 +238,7 @@ def merge_by_data(model, x, *, ratio=None, max_error=None, layers=None, samples=
         Remove ``round(ratio · n)`` neurons of each mergeable layer.
     max_error : float in [0, 1], default=None
         Remove neurons of each layer while at most this fraction of its consumers' input variance
-        is lost on the calibration sample. 0.01 when neither is given.
+        is lost on the calibration sample. 0.001 when neither is given.
     layers : list of str, default=None
         Merge only these layers.
     samples : int, default=1000

@@ -54,3 +54,35 @@ def add_activations(result, model, dataset, *, samples, layers, metric, threshol
     activations = analyze_activations(model, dataset.x_train, layers=layers, samples=samples, metric=metric,
                                       threshold=threshold, progress=progress)
     return attach_activations(result, activations, source=f"{dataset.source} (training split)")
+
+
+def check_merge_mode(mode, data, threshold, max_error):
+    """The options ``merge --mode`` allows together; one clear line when they do not fit."""
+    from analysis.errors import WeightkitError
+
+    if mode == "data":
+        if not data:
+            raise WeightkitError("--mode data: needs --data DATA; its training split calibrates the merge and its "
+                                 "held-out split measures accuracy.")
+        if threshold is not None:
+            raise WeightkitError("--threshold: only for --mode weights; with --mode data give --ratio F or "
+                                 "--max-error E.")
+    elif max_error is not None:
+        raise WeightkitError("--max-error: only for --mode data (add --mode data --data DATA); --mode weights takes "
+                             "--threshold or --ratio.")
+
+
+def data_merge(model, dataset, *, ratio, max_error, layers, samples, progress=None):
+    """Data-aware merge calibrated on the training split of ``dataset`` (never its held-out split).
+
+    Returns
+    -------
+    merged : keras.Model
+    report : compress.merge_data_model.DataMergeReport
+    """
+    from compress.merge_data_model import merge_by_data
+
+    merged, report = merge_by_data(model, dataset.x_train, ratio=ratio, max_error=max_error, layers=layers,
+                                   samples=samples, progress=progress)
+    report.calibration = f"{dataset.source} (training split)"
+    return merged, report

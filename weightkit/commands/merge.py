@@ -4,6 +4,7 @@ import os
 
 import click
 
+from ._activations import check_merge_mode, data_merge, samples_option
 from .._common import (debug_option, force_option, load_model_or_exit, model_argument, note, progress_reporter,
                        quiet_option, stdout_console, unsafe_option)
 
@@ -26,12 +27,21 @@ from .._common import (debug_option, force_option, load_model_or_exit, model_arg
                    "‖w_j − w_k‖ ≤ this × ‖w_k‖.")
 @click.option("--data", "data", default=None, metavar="DATA",
               help="Measure accuracy before and after and their agreement on DATA's held-out split "
-                   "(.npz, .csv, image folder or sklearn:NAME).")
+                   "(.npz, .csv, image folder or sklearn:NAME); with --mode data its training split also "
+                   "calibrates the merge.")
+@click.option("--mode", type=click.Choice(["weights", "data"]), default="weights", show_default=True,
+              help="weights: merge neurons with similar weight rows. data: rebuild each removed neuron's activation "
+                   "from the kept ones of its layer by least squares on DATA, any activation function.")
+@click.option("--max-error", "max_error", type=float, default=None,
+              help="--mode data: remove neurons while at most this fraction of each consumer's input variance is "
+                   "lost on the calibration sample (default 0.001 without --ratio).")
+@samples_option
 @force_option
 @unsafe_option
 @quiet_option
 @debug_option
-def merge(model, output, metric, threshold, ratio, layers, exclude_bias, twin_tolerance, data, force, unsafe):
+def merge(model, output, metric, threshold, ratio, layers, exclude_bias, twin_tolerance, data, mode, max_error, samples,
+          force, unsafe):
     """Merge redundant neurons of MODEL and save a smaller model to OUT (.keras).
 
     Each removed neuron's outgoing weights are added, scaled, to its kept twin's in the next layer:
@@ -41,6 +51,7 @@ def merge(model, output, metric, threshold, ratio, layers, exclude_bias, twin_to
     from analysis.io import atomic_path, atomic_write_json, check_output
     from compress.merge import merge_redundant
 
+    check_merge_mode(mode, data, threshold, max_error)
     if not output.lower().endswith(".keras"):
         raise WeightkitError(f"-o {output}: the merged model is saved as a Keras 3 archive; give a name ending "
                              "in .keras.")
@@ -52,9 +63,13 @@ def merge(model, output, metric, threshold, ratio, layers, exclude_bias, twin_to
     loaded = load_model_or_exit(model, unsafe=unsafe, compile=False)
     dataset = _load_data(data, loaded.model) if data else None
     with progress_reporter("merging") as progress:
-        merged, report = merge_redundant(loaded.model, metric=metric, threshold=threshold, ratio=ratio,
-                                         layers=list(layers) or None, include_bias=not exclude_bias,
-                                         twin_tolerance=twin_tolerance, progress=progress)
+        if mode == "data":
+            merged, report = data_merge(loaded.model, dataset, ratio=ratio, max_error=max_error,
+                                        layers=list(layers) or None, samples=samples, progress=progress)
+        else:
+            merged, report = merge_redundant(loaded.model, metric=metric, threshold=threshold, ratio=ratio,
+                                             layers=list(layers) or None, include_bias=not exclude_bias,
+                                             twin_tolerance=twin_tolerance, progress=progress)
     report.notes.extend(loaded.notes)
     if dataset is not None:
         from compress.merge_report import compare_models
@@ -66,7 +81,12 @@ def merge(model, output, metric, threshold, ratio, layers, exclude_bias, twin_to
     document = report.to_dict()
     document["input"], document["output"] = model, output
     atomic_write_json(report_path, document)
-    print_merge_report(report, stdout_console())
+    if mode == "data":
+        from reports.activation_console import print_data_merge_report
+
+        print_data_merge_report(report, stdout_console())
+    else:
+        print_merge_report(report, stdout_console())
     note(f"wrote {output} and {report_path}")
 
 
