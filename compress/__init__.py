@@ -1,6 +1,8 @@
 """Shrink trained Keras models: decorrelation regularizer, neuron merging, quantization."""
 
 from .merge import MERGE_METRICS, apply_relations, carry_relation, merge_redundant
+from .merge_data import DataMergePlan, fold_into_rows, plan_data_merge
+from .merge_data_model import DataMergeReport, merge_by_data
 from .merge_math import Relation
 from .merge_plan import MergeSite, find_merge_sites
 from .merge_report import MergeReport
@@ -19,6 +21,11 @@ __all__ = [
     "carry_relation",
     "find_merge_sites",
     "merge_redundant",
+    "DataMergePlan",
+    "DataMergeReport",
+    "fold_into_rows",
+    "merge_by_data",
+    "plan_data_merge",
     "CombinedRegularizer",
     "DecorrelationRegularizer",
     "QuantizationReport",
