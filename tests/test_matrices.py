@@ -6,6 +6,7 @@ unit rows (Pearson), so 1e-5 relative (MAD) and 1e-5 absolute (Pearson, r in [-1
 about ten times the error measured here (up to 2e-7 and 1e-7).
 """
 
+import json
 import tracemalloc
 
 import numpy as np
@@ -17,6 +18,8 @@ from scipy.spatial.distance import cdist
 
 from analysis import WeightkitError, mad_matrix, pearson_matrix
 from analysis.matrices import DEFAULT_MEMORY_BUDGET, _mad_matrix_blocked, _mad_matrix_numba, mad_backend
+from weightkit._common import run_cli
+from weightkit.cli import cli
 
 RTOL = 1e-5
 BACKENDS = ["numba", "numpy"]
@@ -88,6 +91,20 @@ def test_blocked_fallback_is_exact_for_any_block_size(memory_budget, rng):
     mad = _mad_matrix_blocked(rows, memory_budget)
     np.testing.assert_allclose(mad, _mad_reference(rows), rtol=RTOL, atol=0)
     assert (mad == mad.T).all()
+
+
+@pytest.mark.parametrize("shape", [(33, 70), (130, 600)])
+def test_kernel_result_does_not_depend_on_the_thread_count(shape, rng):
+    from analysis._mad_kernel import mad_into
+
+    rows = rng.standard_normal(shape).astype(np.float32)
+    results = []
+    for threads in (1, 2, 3):
+        out = np.full((shape[0], shape[0]), np.nan, dtype=np.float32)
+        mad_into(rows, out, threads=threads)
+        results.append(out)
+    for out in results[1:]:
+        np.testing.assert_array_equal(out, results[0])  # every entry written, bit for bit the same
 
 
 # --- memory ---------------------------------------------------------------------------------------
@@ -285,3 +302,33 @@ def test_mad_is_shift_invariant_and_scales_with_the_weights(rows, shift):
     # Exact up to the rounding of subnormal results (absolute, below 1.2e-38).
     np.testing.assert_allclose(mad_matrix(rows * np.float32(4)), 4 * mad_matrix(rows), rtol=RTOL,
                                atol=4 * np.finfo(np.float32).smallest_normal)
+
+
+# --- command line -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_model_path(keras, tmp_path_factory):
+    """An untrained 8-24-24-3 Dense model saved as .keras (no training: only its weights matter)."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(24, name="a"), keras.layers.Dense(24, name="b"),
+                              keras.layers.Dense(3, name="c")])
+    path = tmp_path_factory.mktemp("matrices") / "small.keras"
+    model.save(path)
+    return str(path)
+
+
+def test_memory_budget_option_changes_nothing_but_memory(small_model_path, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WEIGHTKIT_NO_NUMBA", "1")  # the budget only shapes the numpy path's blocks
+    documents = []
+    for budget in ("1", "256"):
+        out = tmp_path / f"budget-{budget}.json"
+        status = run_cli(cli, ["analyze", small_model_path, "--metric", "mad", "--memory-budget", budget,
+                               "--json", str(out), "--quiet"])
+        assert status == 0, capsys.readouterr().err
+        documents.append(json.loads(out.read_text()))
+    assert documents[0]["layers"] == documents[1]["layers"]
+    capsys.readouterr()
+    assert run_cli(cli, ["analyze", small_model_path, "--memory-budget", "0"]) == 2
+    assert capsys.readouterr().err == ("weightkit analyze: error: Invalid value for '--memory-budget': 0 is not in "
+                                       "the range x>=1. (see 'weightkit analyze --help')\n")
