@@ -14,6 +14,7 @@ __all__ = [
     "cluster_order",
     "removable_count",
     "distance_matrix",
+    "expected_chance_pairs",
 ]
 
 #: Default threshold per metric. Pearson: r >= 0.9 means one row explains 81% of the other's
@@ -170,3 +171,36 @@ def _groups_from_labels(labels):
 def removable_count(groups):
     """Neurons that merging would remove: the sum over groups of ``len(group) - 1``."""
     return int(sum(len(group) - 1 for group in groups))
+
+
+def expected_chance_pairs(n_neurons, fan_in, threshold=DEFAULT_THRESHOLDS["pearson"]):
+    """Expected number of pairs with Pearson r >= threshold among unrelated random rows.
+
+    A baseline for reading Pearson groups: with short rows (a 3×3 depthwise filter has 9
+    weights) high correlations happen by chance, and a few groups mean little.
+
+    Parameters
+    ----------
+    n_neurons : int
+    fan_in : int
+        Length of each row.
+    threshold : float, default=0.9
+
+    Returns
+    -------
+    float
+        ``n (n - 1) / 2 * P(r >= threshold)`` for independent Gaussian rows, where
+        ``(r + 1) / 2`` follows Beta((fan_in - 2) / 2, (fan_in - 2) / 2).
+
+    Examples
+    --------
+    >>> round(expected_chance_pairs(32, 9), 2)
+    0.23
+    """
+    from scipy.stats import beta
+
+    if fan_in <= 2 or n_neurons < 2:
+        return float(n_neurons * (n_neurons - 1) / 2) if fan_in <= 2 and threshold < 1 else 0.0
+    shape = (fan_in - 2) / 2.0
+    probability = float(beta.sf((float(threshold) + 1.0) / 2.0, shape, shape))
+    return n_neurons * (n_neurons - 1) / 2.0 * probability

@@ -3,7 +3,7 @@
 import numpy as np
 
 from .errors import WeightkitError
-from .groups import DEFAULT_THRESHOLDS, absolute_threshold, cluster_linkage, cluster_order, find_groups, removable_count
+from .groups import DEFAULT_THRESHOLDS, absolute_threshold, expected_chance_pairs, cluster_linkage, cluster_order, find_groups, removable_count
 from .loading import walk_layers
 from .matrices import DEFAULT_MEMORY_BUDGET, _mad_matrix, _pearson_matrix
 from .results import LayerAnalysis, LayerMatrices, ModelAnalysis, SkippedLayer
@@ -109,6 +109,9 @@ def analyze_rows(entry, *, metric="pearson", threshold=None, include_bias=False,
         mad_min_offdiag=float(mad_off.min()),
         threshold_value=float(absolute_threshold(chosen, metric, threshold)),
     )
+    # Pairs at the Pearson threshold in use (the default one under --metric mad) expected by chance.
+    r_threshold = float(threshold) if metric == "pearson" and threshold is not None else DEFAULT_THRESHOLDS["pearson"]
+    result.pearson_chance_pairs = float(expected_chance_pairs(n, rows.shape[1], r_threshold))
     if keep_matrices:
         result.matrices = LayerMatrices(rows, pearson, mad, Z, cluster_order(Z, n))
     return result

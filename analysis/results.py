@@ -48,6 +48,7 @@ class LayerAnalysis:
     mad_median_offdiag: float
     mad_min_offdiag: float
     threshold_value: float
+    pearson_chance_pairs: float = None
     matrices: LayerMatrices = None
     extras: dict = field(default_factory=dict)
 
@@ -71,6 +72,7 @@ class LayerAnalysis:
             "pearson": {
                 "mean_abs_offdiag": self.pearson_mean_abs_offdiag,
                 "max_offdiag": self.pearson_max_offdiag,
+                "expected_chance_pairs": self.pearson_chance_pairs,
             },
             "mad": {
                 "median_offdiag": self.mad_median_offdiag,

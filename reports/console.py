@@ -50,6 +50,12 @@ def print_analysis(result, console):
     for layer in result.layers:
         if layer.groups:
             console.print(f"[bold]{escape(layer.name)}[/bold]: {len(layer.groups)} group(s): {format_groups(layer.groups)}")
+    weak = [layer for layer in result.layers
+            if result.metric == "pearson" and (layer.pearson_chance_pairs or 0) >= 1 and layer.groups]
+    for layer in weak:
+        console.print(f"note: {layer.name}: with {layer.fan_in} weights per neuron, about "
+                      f"{layer.pearson_chance_pairs:,.0f} pairs reach r ≥ {result.threshold:g} by chance "
+                      "alone between unrelated neurons; treat its groups as weak evidence", markup=False)
     for skipped in result.skipped:
         sizes = [skipped.type]
         if skipped.params is not None:

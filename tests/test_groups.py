@@ -144,3 +144,24 @@ def test_non_square_matrix_is_refused():
     with pytest.raises(WeightkitError) as info:
         find_groups(np.zeros((2, 3)))
     assert str(info.value) == "Expected a square (n, n) matrix, got shape (2, 3)."
+
+
+@pytest.mark.parametrize("fan_in, threshold", [(9, 0.9), (16, 0.8), (25, 0.7)])
+def test_expected_chance_pairs_matches_a_simulation_of_unrelated_rows(fan_in, threshold):
+    from analysis import pearson_matrix
+    from analysis.groups import expected_chance_pairs
+
+    rng = np.random.default_rng(0)
+    n, repeats = 64, 40
+    upper = np.triu_indices(n, 1)
+    counts = [(pearson_matrix(rng.standard_normal((n, fan_in)))[upper] >= threshold).sum() for _ in range(repeats)]
+    expected = expected_chance_pairs(n, fan_in, threshold)
+    # Poisson-like count: the mean of 40 repeats is within 4 standard errors of the expectation.
+    assert abs(np.mean(counts) - expected) <= 4 * np.sqrt(expected / repeats) + 0.05
+
+
+def test_long_rows_have_no_chance_pairs():
+    from analysis.groups import expected_chance_pairs
+
+    assert expected_chance_pairs(256, 256) < 1e-50
+    assert expected_chance_pairs(1, 9) == 0.0
