@@ -103,12 +103,14 @@ def main():
     print("| model | mode | batched (256 per invoke) s | one invoke per sample s | speed-up | max |Δ| |")
     print("|---|---|---:|---:|---:|---:|")
     rng = np.random.default_rng(0)
-    mlp = build_wide_mlp()  # the demo's 64-256-256-10 MLP; speed does not depend on training
+    # MLPs untrained: speed does not depend on the weights' values.
     subjects = [("digits CNN", images, {m: contents[m] for m in ("float32", "dynamic", "int8")}),
-                ("digits MLP 64-256-256-10", digits, None)]
+                ("digits MLP 64-256-256-10", digits, build_wide_mlp((256, 256))),
+                ("digits MLP 64-64-64-10", digits, build_wide_mlp((64, 64)))]
     for name, data, flatbuffers in subjects:
-        if flatbuffers is None:
-            flatbuffers = {c.mode: c.content for c in convert_modes(keras_source(mlp), ["float32", "dynamic", "int8"],
+        if not isinstance(flatbuffers, dict):
+            flatbuffers = {c.mode: c.content for c in convert_modes(keras_source(flatbuffers),
+                                                                     ["float32", "dynamic", "int8"],
                                                                      calibration=data.x_train)}
         x = data.x_train[rng.integers(0, len(data.x_train), args.samples)]
         for mode, t_batched, t_single, ratio, diff in bench_batched(flatbuffers, x, args.repeats):

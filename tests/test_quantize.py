@@ -163,6 +163,31 @@ def test_regression_model_reports_mae(keras):
         assert row.drop == pytest.approx(100 * (row.mae - reference) / reference, rel=1e-6, abs=1e-9)
 
 
+def test_binary_classifier_agreement_is_the_same_side_of_the_threshold(keras):
+    from analysis.data import load_data_for_model
+    from compress.quantization import keras_source, quantize_model
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((30,))
+    hidden = keras.layers.Dense(16, activation="relu")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(hidden))
+    data = load_data_for_model("sklearn:breast_cancer", model, seed=0)
+    # Standardized outside the model: int8 quantizes the input tensor with one scale, which
+    # would crush the small-range features of the raw data (a Normalization layer inside the
+    # model does not help: its input is still quantized per tensor).
+    mean, std = data.x_train.mean(0), data.x_train.std(0)
+    data.x_train, data.x_test = (data.x_train - mean) / std, (data.x_test - mean) / std
+    model.compile(keras.optimizers.Adam(0.01), "binary_crossentropy")
+    model.fit(data.x_train, data.y_train, epochs=10, batch_size=64, verbose=0)
+    report, _ = quantize_model(keras_source(model), ["float32", "int8"], data, **FAST)
+    assert report.output_kind == "binary" and report.drop_basis == "accuracy"
+    probabilities = model.predict(data.x_test, verbose=0)[:, 0]
+    assert report.reference.accuracy == pytest.approx(np.mean((probabilities > 0.5) == data.y_test))
+    assert report.reference.accuracy > 0.9
+    for row in report.modes:
+        assert row.ok and row.agreement >= 0.97 and len(row.per_class_accuracy_change) == 2
+
+
 def test_integer_modes_without_data_are_refused(trained_mlp):
     from compress.quantization import keras_source, quantize_model
 
