@@ -8,6 +8,8 @@ import html
 import re
 from dataclasses import dataclass
 
+from .activation_html import activation_section_html
+
 __all__ = ["ImageRef", "render_page", "anchor_for", "describe_threshold"]
 
 _MAX_GROUPS_LISTED = 300
@@ -221,7 +223,7 @@ def _layer_section(result, layer, anchor, images):
     figures = "".join(_image(image, wide=index == len(images) - 1 and len(images) % 2 == 1)
                       for index, image in enumerate(images))
     return (f'<section id="{_e(anchor)}"><h2>{_e(layer.name)}</h2><p class="layer-stats">{stats}</p>'
-            f'{_groups_text(layer)}<div class="figures">{figures}</div>'
+            f'{_groups_text(layer)}{activation_section_html(layer)}<div class="figures">{figures}</div>'
             '<p class="back"><a href="#layers">↑ back to the layer table</a></p></section>')
 
 

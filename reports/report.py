@@ -94,7 +94,7 @@ def render_layer_figures(layer, folder, stem, *, metric, threshold, include_bias
 
 def write_report(model, output, *, metric="pearson", threshold=None, layers=None, include_bias=False,
                  force=False, progress=None, path=None, notes=(), cap=HEATMAP_CAP, created=None,
-                 version=None):
+                 version=None, data=None, samples=1000, data_source=None):
     """Analyze ``model`` and write a self-contained HTML report folder.
 
     Parameters
@@ -122,6 +122,14 @@ def write_report(model, output, *, metric="pearson", threshold=None, layers=None
         Timestamp shown on the page; now (UTC) when None.
     version : str, default=None
         Tool version shown on the page; ``analysis.__version__`` when None.
+    data : ndarray of shape (n_inputs, *input_shape), default=None
+        Inputs to run through the model: each layer then also shows its activation Pearson and
+        MAD heatmaps beside the weight ones (same neuron order) and lists its dead neurons
+        (see :mod:`reports.activation_report`); ``analysis.json`` gains ``dead`` and ``activation``.
+    samples : int, default=1000
+        Inputs drawn (seeded) from ``data``.
+    data_source : str, default=None
+        Where ``data`` came from, for captions and the notes.
 
     Returns
     -------
@@ -144,16 +152,26 @@ def write_report(model, output, *, metric="pearson", threshold=None, layers=None
         folder = os.path.join(work, "figures")
         os.mkdir(folder)
         images, anchors, taken = {}, {}, set()
+        by_data = None
+        if data is not None:
+            from .activation_report import ActivationFigures, interleave
+
+            by_data = ActivationFigures(model, data, layers=layers, samples=samples, metric=metric,
+                                        threshold=threshold, source=data_source, progress=progress)
 
         def draw(layer):
             anchor = anchors[layer.name] = anchor_for(layer.name, taken)
             stem = f"{len(anchors):03d}-{anchor[len('layer-'):]}"
             images[layer.name] = render_layer_figures(layer, folder, stem, metric=metric, threshold=chosen,
                                                       include_bias=include_bias, cap=cap)
+            if by_data is not None:
+                images[layer.name] = interleave(images[layer.name], by_data.draw(layer, folder, stem, cap=cap))
 
         result = analyze_model(model, metric=metric, threshold=threshold, layers=layers,
                                include_bias=include_bias, progress=progress, path=path, notes=notes,
                                on_layer=draw)
+        if by_data is not None:
+            by_data.attach(result)
         overview = None
         if result.layers:
             figure = overview_figure([layer.name for layer in result.layers],

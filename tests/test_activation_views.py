@@ -10,7 +10,8 @@ from analysis import analyze_model
 from analysis.activations import SKIP_SEPARABLE_DEPTHWISE, analyze_activations, attach_activations
 from analysis.model_analysis import analyze_rows, collect_entries
 from reports.activation_console import format_indices, print_activations, print_data_merge_report
-from reports.activation_report import ActivationFigures, activation_section_html, interleave
+from reports.activation_html import activation_section_html
+from reports.activation_report import ActivationFigures, interleave
 from reports.html import ImageRef
 
 
@@ -108,3 +109,31 @@ def test_data_merge_report_prints_r2_and_evaluation(trained_mlp, digits):
     assert "hidden1: removed neuron (R²): " in text
     assert "on 10 held-out samples of d: accuracy 0.9000 → 0.8000, agreement 0.8500," in text
     assert "left alone: classes (Dense): its output is (on the way to) a model output" in text
+
+
+def test_report_with_data_shows_both_views_and_matches_analyze(capsys, tmp_path, keras, probed):
+    import json
+    import re
+
+    from weightkit._common import run_cli
+    from weightkit.cli import cli
+
+    model, x = probed
+    path, data = tmp_path / "probed.keras", tmp_path / "data.npz"
+    model.save(path)
+    np.savez(data, x_train=x, y_train=np.zeros(len(x), dtype=np.int64), x_test=x[:20],
+             y_test=np.zeros(20, dtype=np.int64))
+    assert run_cli(cli, ["report", str(path), "-o", str(tmp_path / "rep"), "--data", str(data), "--samples", "100"]) == 0
+    assert run_cli(cli, ["analyze", str(path), "--data", str(data), "--samples", "100", "--json",
+                         str(tmp_path / "a.json")]) == 0
+    capsys.readouterr()
+    report = json.loads((tmp_path / "rep" / "analysis.json").read_text())
+    assert report == json.loads((tmp_path / "a.json").read_text())
+    page = (tmp_path / "rep" / "index.html").read_text()
+    sources = re.findall(r'<img src="([^"]+)"', page)
+    hidden = [os.path.basename(s) for s in sources if "hidden" in s]
+    # Weight and activation views alternate, so each pair sits side by side in the two-column grid.
+    assert hidden == ["001-hidden-pearson.png", "001-hidden-act-pearson.png", "001-hidden-mad.png",
+                      "001-hidden-act-mad.png", "001-hidden-rows.png", "001-hidden-histogram.png"]
+    assert all((tmp_path / "rep" / s).is_file() for s in sources)
+    assert "<h3>1 dead neuron(s) (constant on 100 samples)</h3>" in page

@@ -4,6 +4,7 @@ import os
 
 import click
 
+from ._activations import data_option, load_dataset, samples_option
 from .analyze import _names
 from .._common import (debug_option, force_option, load_model_or_exit, model_argument, progress_reporter,
                        quiet_option, unsafe_option)
@@ -20,11 +21,14 @@ from .._common import (debug_option, force_option, load_model_or_exit, model_arg
 @click.option("--layers", multiple=True, metavar="NAME",
               help="Report only these layers or parts (lstm/forget); repeat it or separate names with commas.")
 @click.option("--include-bias", is_flag=True, help="Append each neuron's bias to its weight row.")
+@data_option("Also show each layer's activation heatmaps beside the weight ones (same neuron order) and list its "
+             "dead neurons, from DATA's training split (.npz, .csv, image folder or sklearn:NAME).")
+@samples_option
 @force_option
 @unsafe_option
 @quiet_option
 @debug_option
-def report(model, output, metric, threshold, layers, include_bias, force, unsafe):
+def report(model, output, metric, threshold, layers, include_bias, data, samples, force, unsafe):
     """Write an HTML report of the redundant neurons of MODEL (.keras or .h5) into a folder.
 
     Open OUTPUT/index.html in a browser: it needs no network. OUTPUT/analysis.json holds the
@@ -35,10 +39,13 @@ def report(model, output, metric, threshold, layers, include_bias, force, unsafe
 
     check_output(output, force=force, directory=True)
     loaded = load_model_or_exit(model, unsafe=unsafe, compile=False)
+    dataset = load_dataset(data, loaded.model) if data else None
     with progress_reporter("analyzing and drawing") as progress:
         result = write_report(loaded.model, output, metric=metric, threshold=threshold,
                               layers=_names(layers), include_bias=include_bias, force=force,
-                              progress=progress, path=model, notes=loaded.notes)
+                              progress=progress, path=model, notes=loaded.notes,
+                              data=None if dataset is None else dataset.x_train, samples=samples,
+                              data_source=None if dataset is None else f"{dataset.source} (training split)")
     figures = len(os.listdir(os.path.join(output, "figures")))
     click.echo(f"wrote {os.path.join(output, 'index.html')}: {len(result.layers)} layer entries, "
                f"{len(result.skipped)} skipped, {figures} figures; {result.removable:,} removable neurons")
