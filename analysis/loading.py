@@ -16,7 +16,8 @@ from pathlib import PurePosixPath
 from ._tf import import_keras, silenced_stderr
 from .errors import WeightkitError
 
-__all__ = ["LoadedModel", "load_model", "is_saved_model_dir", "walk_layers", "read_model_config"]
+__all__ = ["LoadedModel", "load_model", "is_saved_model_dir", "walk_layers", "read_model_config",
+           "check_model_weights"]
 
 _UNSAFE_HINT = "pass --unsafe (unsafe=True) only if you trust the file"
 
@@ -369,3 +370,43 @@ def walk_layers(model):
 
     visit(model)
     return ordered
+
+
+def check_model_weights(model, path, *, finite=True):
+    """Refuse a model with no weights at all, or (``finite``) with a NaN or Inf weight.
+
+    Parameters
+    ----------
+    model : keras.Model
+    path : str
+        The file it came from, named in the message.
+    finite : bool, default=True
+        Also check every weight value; ``analyze`` and ``report`` pass False and list such a
+        layer as skipped instead (a diagnosis), while commands that write a model refuse it.
+
+    Raises
+    ------
+    WeightkitError
+        Naming the model (or the first broken layer and weight) and what to do.
+    """
+    import numpy as np
+
+    layers = walk_layers(model)
+    if not any(layer.weights for layer in layers):
+        kinds = sorted({type(layer).__name__ for layer in layers} - {"InputLayer"})
+        raise WeightkitError(
+            f"{path}: model {model.name!r} has no layer with weights (only {', '.join(kinds) or 'its input'}), "
+            "so there is nothing to analyze or change; check that this is the trained model you meant."
+        )
+    if not finite:
+        return
+    for layer in layers:
+        for weight in layer.weights:
+            bad = int(np.count_nonzero(~np.isfinite(np.asarray(weight.numpy(), dtype=np.float64))))
+            if bad:
+                size = int(np.prod(weight.shape))
+                raise WeightkitError(
+                    f"{path}: layer {layer.name!r}: {bad} of its {size} {weight.name} values "
+                    f"{'is' if bad == 1 else 'are'} NaN or Inf, so the model is broken (did training "
+                    "diverge?); restore a good copy or retrain it. `weightkit analyze` lists such layers."
+                )

@@ -67,15 +67,21 @@ def note(message):
         click.echo(f"weightkit: {message}", err=True)
 
 
-def load_model_or_exit(path, *, unsafe=False, compile=True):
-    """Load a model through :func:`analysis.load_model`, printing its notes."""
+def load_model_or_exit(path, *, unsafe=False, compile=True, finite=False):
+    """Load a model through :func:`analysis.load_model`, printing its notes.
+
+    A model without any weights is refused; with ``finite`` (commands that write a model from it)
+    so is one with a NaN or Inf weight (see :func:`analysis.loading.check_model_weights`).
+    """
     from analysis import load_model
+    from analysis.loading import check_model_weights
     from compress import training_kernels  # noqa: F401 - registers weightkit>... regularizers for loading
 
     if unsafe:
         click.echo("weightkit: warning: --unsafe: code stored in the model file may run while loading.",
                    err=True)
     loaded = load_model(path, unsafe=unsafe, compile=compile)
+    check_model_weights(loaded.model, path, finite=finite)
     for text in loaded.notes:
         note(f"{path}: {text}")
     return loaded

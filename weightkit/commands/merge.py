@@ -60,7 +60,7 @@ def merge(model, output, metric, threshold, ratio, layers, exclude_bias, twin_to
         raise WeightkitError(f"-o {output}: is the input model, which is never modified; choose another path.")
     check_output(output, force=force)
     check_output(report_path, force=force)
-    loaded = load_model_or_exit(model, unsafe=unsafe, compile=False)
+    loaded = load_model_or_exit(model, unsafe=unsafe, compile=False, finite=True)
     dataset = _load_data(data, loaded.model) if data else None
     with progress_reporter("merging") as progress:
         if mode == "data":

@@ -70,7 +70,7 @@ def retrain(model, data, output, strength, epochs, layers, batch_size, learning_
     if resume and not os.path.isdir(work):
         note(f"--resume: no backup in {work}; starting from the first epoch")
 
-    loaded = load_model_or_exit(model, unsafe=unsafe, compile=True)
+    loaded = load_model_or_exit(model, unsafe=unsafe, compile=True, finite=True)
     from analysis.data import load_data_for_model
 
     dataset = load_data_for_model(data, loaded.model, target=target, seed=seed)
