@@ -34,7 +34,7 @@ import numba
 import numpy as np
 from numba import njit
 
-__all__ = ["CHUNK", "mad_into", "default_threads"]
+__all__ = ["CHUNK", "default_threads", "mad_into"]
 
 #: Elements summed in float32 before the partial sum is added to a float64 total.
 CHUNK = 512

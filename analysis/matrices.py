@@ -17,7 +17,7 @@ from scipy.spatial.distance import cdist, pdist, squareform
 
 from .errors import WeightkitError
 
-__all__ = ["pearson_matrix", "mad_matrix", "check_rows", "mad_backend", "DEFAULT_MEMORY_BUDGET"]
+__all__ = ["DEFAULT_MEMORY_BUDGET", "check_rows", "mad_backend", "mad_matrix", "pearson_matrix"]
 
 DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes of working memory beside the (n, n) result
 

@@ -124,17 +124,17 @@ def main():
         # Small sizes take milliseconds: more rounds; the largest one round (the peer takes ~15 s).
         work = n * n * fan_in
         repeat = 1 if work > 2048 * 2048 * 1024 else args.repeat * 4 if work <= 512**3 else args.repeat
-        (ours, peer), (r, reference) = best_of(repeat, lambda: pearson_matrix(rows), lambda: np.corrcoef(rows))
+        (ours, peer), (r, reference) = best_of(repeat, lambda x=rows: pearson_matrix(x), lambda x=rows: np.corrcoef(x))
         error = float(np.max(np.abs(r - reference)))
         print(f"{'pearson vs corrcoef':<22} {size:>11} {ours:>9.3f} {peer:>9.3f} {peer / ours:>6.1f}x {error:>10.1e}",
               flush=True)
         del r, reference
-        (ours, peer), (mad, reference) = best_of(repeat, lambda: mad_matrix(rows), lambda: mad_peer(rows))
+        (ours, peer), (mad, reference) = best_of(repeat, lambda x=rows: mad_matrix(x), lambda x=rows: mad_peer(x))
         error = relative_error(mad, reference)
         print(f"{'mad vs pdist':<22} {size:>11} {ours:>9.3f} {peer:>9.3f} {peer / ours:>6.1f}x {error:>10.1e}",
               flush=True)
         if n * n <= FALLBACK_MAX_PAIRS:
-            (fallback,), (values,) = best_of(repeat, lambda: _mad_matrix_blocked(rows))
+            (fallback,), (values,) = best_of(repeat, lambda x=rows: _mad_matrix_blocked(x))
             error = relative_error(values, reference)
             print(f"{'mad numpy fallback':<22} {size:>11} {fallback:>9.3f} {peer:>9.3f} {peer / fallback:>6.1f}x "
                   f"{error:>10.1e}", flush=True)

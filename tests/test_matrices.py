@@ -23,7 +23,7 @@ from weightkit.cli import cli
 
 RTOL = 1e-5
 BACKENDS = ["numba", "numpy"]
-PROPERTY_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY_SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _mad_reference(rows):
@@ -211,10 +211,10 @@ def test_integer_and_float64_inputs_are_accepted():
      "rows hold values beyond the float32 range (±3.4e38); rescale the weights first."),
     (np.zeros((0, 4)), "Expected rows with at least one neuron and one input, got shape (0, 4)."),
     (np.zeros((3, 0)), "Expected rows with at least one neuron and one input, got shape (3, 0)."),
-    (np.zeros(4), "Expected rows as a 2-D array of shape (n_neurons, fan_in), got 1-D array of shape (4,) "
-                  "instead; reshape it with rows.reshape(n_neurons, -1)."),
-    (np.zeros((2, 2, 2)), "Expected rows as a 2-D array of shape (n_neurons, fan_in), got 3-D array of shape "
-                          "(2, 2, 2) instead; reshape it with rows.reshape(n_neurons, -1)."),
+    (np.zeros(4), ("Expected rows as a 2-D array of shape (n_neurons, fan_in), got 1-D array of shape (4,) "
+                   "instead; reshape it with rows.reshape(n_neurons, -1).")),
+    (np.zeros((2, 2, 2)), ("Expected rows as a 2-D array of shape (n_neurons, fan_in), got 3-D array of shape "
+                           "(2, 2, 2) instead; reshape it with rows.reshape(n_neurons, -1).")),
     (np.array([["a", "b"]]), "Expected real numbers in rows, got dtype <U1."),
     (np.ones((2, 2), dtype=complex), "Expected real numbers in rows, got dtype complex128."),
 ])
@@ -240,14 +240,25 @@ _any_rows = st.tuples(st.integers(1, 9), st.integers(1, 40)).flatmap(
     lambda shape: arrays(np.float32, shape, elements=_any_float32))
 # Well-conditioned rows for comparisons: moderate values, spread well above rounding level.
 _moderate = st.floats(-100, 100, width=32)
-_fair_rows = st.tuples(st.integers(2, 9), st.integers(3, 40)).flatmap(
-    lambda shape: arrays(np.float32, shape, elements=_moderate))
 
 
 def _well_conditioned(rows, ratio=1e-3):
     """Every row's spread is well above float32 rounding of its values (see pearson_matrix)."""
     rows = rows.astype(np.float64)
     return bool((rows.std(axis=1) > ratio * np.maximum(np.abs(rows).max(axis=1), 1e-3)).all())
+
+
+def _spread_out(rows):
+    """Give each row whose spread is below 1% of its magnitude a -100 and a 100 (std >= 22)."""
+    rows = rows.copy()
+    for row in rows:
+        if not _well_conditioned(row[None], 1e-2):
+            row[:2] = (-100.0, 100.0)
+    return rows
+
+
+_fair_rows = st.tuples(st.integers(2, 9), st.integers(3, 40)).flatmap(
+    lambda shape: arrays(np.float32, shape, elements=_moderate)).map(_spread_out)
 
 
 @PROPERTY_SETTINGS
@@ -269,7 +280,6 @@ def test_any_finite_rows_give_valid_matrices(rows):
 @PROPERTY_SETTINGS
 @given(_fair_rows)
 def test_matrices_agree_with_the_references(rows):
-    assume(_well_conditioned(rows))
     np.testing.assert_allclose(pearson_matrix(rows), np.corrcoef(rows.astype(np.float64)), rtol=0, atol=1e-5)
     for backend in BACKENDS:
         np.testing.assert_allclose(_mad_with(backend, rows), _mad_reference(rows), rtol=RTOL, atol=0)
@@ -278,13 +288,12 @@ def test_matrices_agree_with_the_references(rows):
 @PROPERTY_SETTINGS
 @given(_fair_rows, st.data())
 def test_pearson_is_unchanged_by_positive_scaling_and_shifting_of_a_row(rows, data):
-    assume(_well_conditioned(rows, 1e-2))
     row = data.draw(st.integers(0, rows.shape[0] - 1))
-    scale = data.draw(st.floats(0.01, 100))
-    shift = data.draw(st.floats(-100, 100))
+    scale = data.draw(st.floats(0.1, 10))
+    shift = data.draw(st.floats(-10, 10))
     changed = rows.copy()
     changed[row] = rows[row] * np.float32(scale) + np.float32(shift)
-    assume(_well_conditioned(changed, 1e-2))  # the float32 result of the affine map keeps its spread
+    assume(_well_conditioned(changed))  # the float32 result of the affine map keeps its spread
     np.testing.assert_allclose(pearson_matrix(changed), pearson_matrix(rows), rtol=0, atol=1e-4)
     # A power of two scales exactly, and so does the row normalization: bit for bit the same.
     exponent = data.draw(st.integers(-60, 60))
