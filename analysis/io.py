@@ -35,11 +35,21 @@ def check_output(path, *, force=False, directory=False):
             what = "folder is not empty" if directory else "already exists"
             raise WeightkitError(f"{path}: {what}; pass --force to replace it or choose another path.")
     parent = os.path.dirname(os.path.abspath(path))
+    blocker = _existing_file_above(parent)
+    if blocker is not None:
+        raise WeightkitError(f"{path}: {blocker} is a file, not a folder; choose an output path in a folder.")
     if not os.path.isdir(parent):
         raise WeightkitError(f"{path}: folder {parent} does not exist; create it first.")
     if not os.access(parent, os.W_OK):
         raise WeightkitError(f"{path}: cannot write in {parent} (permission denied); choose another output path.")
     return path
+
+
+def _existing_file_above(folder):
+    """The nearest existing ancestor of ``folder`` (itself included) when it is not a folder, else None."""
+    while not os.path.lexists(folder):
+        folder = os.path.dirname(folder)
+    return None if os.path.isdir(folder) else folder
 
 
 @contextlib.contextmanager
