@@ -108,6 +108,11 @@ def _load_sklearn(name, source, test_fraction, seed):
 
 
 def _load_npz(path, test_fraction, seed):
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head != b"PK\x03\x04" and head != b"PK\x05\x06":  # np.savez writes a zip archive
+        what = "is an empty file" if not head else "is not an .npz archive (unrecognized content)"
+        raise WeightkitError(f"--data {path}: {what}; save the arrays with np.savez(path, x=..., y=...).")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
@@ -198,13 +203,28 @@ def _load_image_folder(path, image_size, test_fraction, seed, channels=3):
                 xs.append(np.asarray(x))
                 ys.append(int(y))
     except Exception as error:  # noqa: BLE001 - decoding failures come from TensorFlow
-        raise WeightkitError(
-            f"{path}: an image could not be decoded ({' '.join(str(error).split())[:160]}); remove or "
-            "replace corrupt images."
-        ) from error
+        culprit = _undecodable_image(path, classes)
+        what = f"image {culprit} could not be decoded" if culprit else \
+            f"an image could not be decoded ({' '.join(str(error).split())[:160]})"
+        raise WeightkitError(f"{path}: {what}; remove or replace corrupt images.") from error
     x = np.stack(xs).astype(np.float32)
     y = np.asarray(ys, dtype=np.int64)
     return _split(x, y, path, "classification", test_fraction, seed)
+
+
+def _undecodable_image(path, classes):
+    """The first image under ``path`` TensorFlow cannot decode (only called after a failure), or None."""
+    import tensorflow as tf
+
+    for name in classes:
+        folder = os.path.join(path, name)
+        for file in sorted(os.listdir(folder)):
+            if file.lower().endswith(_IMAGE_SUFFIXES):
+                try:
+                    tf.io.decode_image(tf.io.read_file(os.path.join(folder, file)), expand_animations=False)
+                except Exception:  # noqa: BLE001 - any decoding failure names the file
+                    return os.path.join(folder, file)
+    return None
 
 
 def load_data(spec, *, target=None, image_size=(256, 256), test_fraction=0.2, seed=0, channels=3):

@@ -142,8 +142,8 @@ def test_corrupt_image_is_named_with_the_fix(keras, tmp_path):
     (tmp_path / "cat" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
     with pytest.raises(WeightkitError) as error:
         load_data(str(tmp_path), image_size=(8, 8))
-    assert message(error).startswith(f"{tmp_path}: an image could not be decoded (")
-    assert message(error).endswith("); remove or replace corrupt images.")
+    assert message(error) == (f"{tmp_path}: image {tmp_path / 'cat' / 'broken.png'} could not be decoded; remove "
+                              "or replace corrupt images.")
 
 
 # ---------------------------------------------------------------- data against the model
