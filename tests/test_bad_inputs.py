@@ -227,7 +227,12 @@ def check_refused(capsys, argv, out, corpus_root, *, names=(), message=None):
         assert lines[0] == f"{command}: error: {message}"
     assert tree_digest(out) == before_out
     assert tree_digest(corpus_root) == before_inputs
+    MESSAGES_SEEN[os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0]] = lines[0]
     return lines[0]
+
+
+#: {test id: the error line}: what users see, collected for the README table.
+MESSAGES_SEEN = {}
 
 
 def _root(corpus):
@@ -317,3 +322,107 @@ def test_one_neuron_layers_are_explained_not_crashed(capsys, corpus, tmp_path):
     check_refused(capsys, argv, str(tmp_path / "sub"), _root(corpus),
                   message="model 'one_neuron': no hidden layer with a Dense, Conv or RNN kernel of two or more "
                           "neurons to regularize; name layers with --layers.")
+
+
+# --------------------------------------------------------------------------------------------------
+# Bad data × every command that takes --data
+
+DATA_COMMANDS = ["retrain", "merge --data", "quantize --data", "analyze --data"]
+
+DATA_CASES = ["empty file", "random bytes .npz", "wrong dimensions", "x and y lengths differ",
+              "labels outside the outputs", "empty dataset", "text in a numeric CSV column",
+              "image folder without images", "corrupt image", "missing path", "path through a file",
+              "pickled arrays"]
+
+
+@pytest.mark.parametrize("command", DATA_COMMANDS)
+@pytest.mark.parametrize("case", DATA_CASES)
+def test_bad_data(capsys, corpus, tmp_path, case, command):
+    models, data = corpus
+    model = models["recurrent" if case == "wrong dimensions" else "good"]
+    argv = _command_argv(command, model, data[case], str(tmp_path))
+    check_refused(capsys, argv, str(tmp_path), _root(corpus), names=[data[case]],
+                  message=DATA_MESSAGES[case].format(path=data[case]) if case in DATA_MESSAGES else None)
+
+
+#: Whole messages where the wording is the point (the rest are checked to name the --data path).
+DATA_MESSAGES = {
+    "empty file": "--data {path}: is an empty file; save the arrays with np.savez(path, x=..., y=...).",
+    "random bytes .npz": "--data {path}: is not an .npz archive (unrecognized content); save the arrays with "
+                         "np.savez(path, x=..., y=...).",
+    "corrupt image": "{path}: image {path}/dogs/broken.png could not be decoded; remove or replace corrupt images.",
+    "pickled arrays": "{path}: holds Python objects (pickled arrays), which are not loaded for safety; save plain "
+                      "numeric arrays with np.savez.",
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Outputs that cannot or must not be written
+
+OUTPUT_OPTION = {"analyze": ["--json"], "report": ["-o"], "retrain": ["-o"], "merge": ["-o"], "quantize": ["-o"],
+                 "demo": ["-o"]}
+
+
+def _output_argv(command, models, data, target):
+    """``command`` with its output (``--json`` for analyze) at ``target``."""
+    good = models["good"]
+    return {
+        "analyze": ["analyze", good, "--json", target],
+        "report": ["report", good, "-o", target],
+        "retrain": ["retrain", good, "--data", data["good"], "-o", target, "--epochs", "1"],
+        "merge": ["merge", good, "-o", target],
+        "quantize": ["quantize", good, "-o", target, "--modes", "float32,dynamic"],
+        "demo": ["demo", "-o", target, "--epochs", "1"],
+    }[command]
+
+
+_FILE_OUTPUT = {"analyze": "a.json", "retrain": "r.keras", "merge": "m.keras"}
+_FOLDER_OUTPUT = {"report": "report", "quantize": "q", "demo": "demo"}
+
+
+def _existing_output(tmp_path, command):
+    """An output of ``command`` that already exists (a non-empty folder for folder outputs)."""
+    name = {**_FILE_OUTPUT, **_FOLDER_OUTPUT}[command]
+    target = tmp_path / name
+    if command in _FOLDER_OUTPUT:
+        os.makedirs(target)
+        _write(target / "index.html", b"earlier work")
+    else:
+        _write(target, b"earlier work")
+    return str(target)
+
+
+OUTPUT_CASES = {
+    "parent is a file": lambda tmp_path, command: os.path.join(
+        _write(tmp_path / "blocker", b"a file"), {**_FILE_OUTPUT, **_FOLDER_OUTPUT}[command]),
+    "output exists": _existing_output,
+}
+
+
+@pytest.mark.parametrize("command", list(OUTPUT_OPTION))
+@pytest.mark.parametrize("case", list(OUTPUT_CASES))
+def test_output_refused(capsys, corpus, tmp_path, case, command):
+    models, data = corpus
+    target = OUTPUT_CASES[case](tmp_path, command)
+    message = None
+    if case == "parent is a file":
+        message = f"{target}: {tmp_path / 'blocker'} is a file, not a folder; choose an output path in a folder."
+    check_refused(capsys, _output_argv(command, models, data, target), str(tmp_path), _root(corpus),
+                  names=[target], message=message)
+
+
+@pytest.mark.parametrize("command", list(_FOLDER_OUTPUT))
+def test_a_file_where_a_folder_is_expected(capsys, corpus, tmp_path, command):
+    models, data = corpus
+    target = _write(tmp_path / "afile", b"a file")
+    check_refused(capsys, _output_argv(command, models, data, target), str(tmp_path), _root(corpus),
+                         names=[target])
+
+
+@pytest.mark.parametrize("command", list(_FILE_OUTPUT))
+def test_a_folder_where_a_file_is_expected(capsys, corpus, tmp_path, command):
+    models, data = corpus
+    target = str(tmp_path / _FILE_OUTPUT[command])
+    os.makedirs(target)
+    check_refused(capsys, _output_argv(command, models, data, target), str(tmp_path), _root(corpus),
+                         names=[target])
