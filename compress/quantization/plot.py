@@ -1,5 +1,6 @@
 """``comparison.png``: accuracy (MAE, or agreement without data) against file size, one point per mode."""
 
+import math
 import os
 
 __all__ = ["plot_comparison", "plot_axis"]
@@ -26,18 +27,31 @@ def plot_comparison(report, path):
     figure = Figure(figsize=(6.4, 4.2), dpi=100)
     axes = figure.add_subplot()
     exported = report.exported.mode if report.exported else None
-    for row in rows:
+    # Points close together (same size class and score) get their labels stacked upwards.
+    values = [value(row) for row in rows]
+    spread = (max(values) - min(values)) or 1e-3 if values else 1.0
+    placed = []
+    for row in sorted(rows, key=lambda r: r.bytes):
         chosen = row.mode == exported
-        axes.scatter(row.bytes / 1024, value(row), s=80 if chosen else 40, marker="*" if chosen else "o",
+        x, y = row.bytes / 1024, value(row)
+        crowd = sum(1 for px, py in placed if abs(math.log(x / px)) < 0.1 and abs(y - py) < 0.08 * spread)
+        placed.append((x, y))
+        axes.scatter(x, y, s=110 if chosen else 40, marker="*" if chosen else "o",
                      color="tab:red" if chosen else "tab:blue", zorder=3)
-        axes.annotate(row.mode + (" (exported)" if chosen else ""), (row.bytes / 1024, value(row)),
-                      textcoords="offset points", xytext=(5, 5), fontsize=8)
+        axes.annotate(row.mode + (" (exported)" if chosen else ""), (x, y), textcoords="offset points",
+                      xytext=(4, 5 + 10 * crowd), fontsize=8)
     if reference is not None:
         axes.axhline(reference, color="gray", linestyle="--", linewidth=1,
                      label=f"{report.reference.kind} model ({reference:.4g})")
         axes.legend(loc="best", fontsize=8)
     if len({row.bytes for row in rows}) > 1:
+        from matplotlib.ticker import FuncFormatter
+
         axes.set_xscale("log")
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        axes.xaxis.set_major_formatter(plain)
+        axes.xaxis.set_minor_formatter(plain)
+    axes.margins(x=0.15, y=0.2)
     axes.set_xlabel("file size (KiB)")
     axes.set_ylabel(label)
     axes.set_title(f"{os.path.basename(str(report.model).rstrip('/')) or report.model}: quantization modes", fontsize=10)
