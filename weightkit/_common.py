@@ -45,7 +45,8 @@ def force_option(function):
 
 
 def model_argument(function):
-    return click.argument("model", type=click.Path(dir_okay=True, path_type=str))(function)
+    # readable=False: the loader says "cannot be read (permission denied); fix its permissions." itself.
+    return click.argument("model", type=click.Path(dir_okay=True, readable=False, path_type=str))(function)
 
 
 def stdout_console():
