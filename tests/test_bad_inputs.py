@@ -426,3 +426,81 @@ def test_a_folder_where_a_file_is_expected(capsys, corpus, tmp_path, command):
     os.makedirs(target)
     check_refused(capsys, _output_argv(command, models, data, target), str(tmp_path), _root(corpus),
                          names=[target])
+
+
+# --------------------------------------------------------------------------------------------------
+# Permissions. Root reads and writes anything, whatever the mode bits, so as root these cases run in a
+# child process without the capabilities that let root ignore them (CAP_DAC_OVERRIDE and
+# CAP_DAC_READ_SEARCH, dropped by util-linux's setpriv): the real kernel check, not a mock.
+
+# stderr is captured at the descriptor, as a terminal would show it (Keras' own warnings included).
+_PERMISSION_SCRIPT = r"""
+import contextlib, io, json, os, sys, tempfile
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from weightkit._common import run_cli
+from weightkit.cli import cli
+results = []
+saved = os.dup(2)
+for argv in json.loads(sys.argv[1]):
+    with tempfile.TemporaryFile() as err, contextlib.redirect_stdout(io.StringIO()):
+        sys.stderr.flush()
+        os.dup2(err.fileno(), 2)
+        status = run_cli(cli, argv)
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        err.seek(0)
+        results.append([status, err.read().decode()])
+print(json.dumps(results))
+"""
+
+
+def _without_root_powers():
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without util-linux's setpriv: mode bits cannot be tested")
+    drop = "-dac_override,-dac_read_search"
+    return [setpriv, f"--inh-caps={drop}", f"--bounding-set={drop}"]
+
+
+def test_unreadable_inputs_and_unwritable_outputs(corpus, tmp_path):
+    import subprocess
+    import sys
+
+    models, data = corpus
+    model = shutil.copy(models["good"], tmp_path / "locked.keras")
+    npz = shutil.copy(data["good"], tmp_path / "locked.npz")
+    readonly = tmp_path / "readonly"
+    os.makedirs(readonly)
+    for path in (model, npz):
+        os.chmod(path, 0)
+    os.chmod(readonly, 0o555)
+    cases = []  # (argv, expected message, folder that must stay as it is)
+    out = tmp_path / "out"
+    os.makedirs(out)
+    for command in MODEL_COMMANDS:
+        cases.append((_command_argv(command, str(model), data["good"], str(out)),
+                      f"{model}: cannot be read (permission denied); fix its permissions."))
+    for command in DATA_COMMANDS:
+        cases.append((_command_argv(command, models["good"], str(npz), str(out)),
+                      f"--data {npz}: cannot be read (permission denied); fix its permissions."))
+    for command in OUTPUT_OPTION:
+        target = str(readonly / {**_FILE_OUTPUT, **_FOLDER_OUTPUT}[command])
+        cases.append((_output_argv(command, models, data, target),
+                      f"{target}: cannot write in {readonly} (permission denied); choose another output path."))
+    before = tree_digest(_root(corpus))
+    try:
+        completed = subprocess.run(
+            [*_without_root_powers(), sys.executable, "-c", _PERMISSION_SCRIPT,
+             json.dumps([[str(a) for a in argv] for argv, _ in cases])],
+            capture_output=True, text=True, timeout=120, check=True)
+    finally:
+        for path in (model, npz):
+            os.chmod(path, 0o600)
+        os.chmod(readonly, 0o755)
+    results = json.loads(completed.stdout.splitlines()[-1])
+    for (argv, message), (status, err) in zip(cases, results):
+        assert (status, err) == (2, f"weightkit {argv[0]}: error: {message}\n"), argv
+    assert os.listdir(out) == [] and os.listdir(readonly) == []
+    assert tree_digest(_root(corpus)) == before
