@@ -56,7 +56,10 @@ def check_rows(rows, *, name="rows"):
     try:
         array = np.asarray(rows)
     except (TypeError, ValueError) as error:
-        raise WeightkitError(f"Expected {name} as a 2-D array of numbers, got {type(rows).__name__}: {error}.")
+        raise WeightkitError(
+            f"Expected {name} as a 2-D array of numbers, got {type(rows).__name__} that numpy cannot convert "
+            f"({error}); give every row the same length."
+        ) from error
     if array.ndim != 2:
         raise WeightkitError(
             f"Expected {name} as a 2-D array of shape (n_neurons, fan_in), got {array.ndim}-D "

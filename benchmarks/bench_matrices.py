@@ -7,7 +7,8 @@ Peers, both the fastest found here (NOTES.md):
 
 For each size (neurons x fan-in) the script prints our time, the peer's time, the ratio
 (peer / ours: above 1 means we are faster) and the largest error against the peer (absolute for
-Pearson, relative for MAD). Each time is the best of ``--repeat`` runs, ours and the peer's
+Pearson, relative for MAD). ``ours cpu`` is the CPU time of our run (both threads): near twice
+the wall time when both cores were ours, near the wall time when other processes took one. Each time is the best of ``--repeat`` runs, ours and the peer's
 interleaved so that both see the same load. The numpy fallback of MAD (``WEIGHTKIT_NO_NUMBA=1``)
 is timed too on the smaller sizes. Then the numba kernel's start-up: importing numba, compiling
 with an empty cache (a fresh ``NUMBA_CACHE_DIR``) and loading the compiled kernel from that cache,
@@ -41,15 +42,19 @@ FALLBACK_MAX_PAIRS = 2048 * 2048  # time the numpy fallback only up to this many
 
 
 def best_of(repeat, *functions):
-    """Best wall time of each function over ``repeat`` interleaved rounds, and its last result."""
+    """Best wall time of each function over ``repeat`` interleaved rounds, its CPU time in that
+    round (all threads of this process) and its last result."""
     times = [float("inf")] * len(functions)
+    cpu = [0.0] * len(functions)
     results = [None] * len(functions)
     for _ in range(repeat):
         for index, function in enumerate(functions):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             results[index] = function()
-            times[index] = min(times[index], time.perf_counter() - start)
-    return times, results
+            elapsed = time.perf_counter() - start
+            if elapsed < times[index]:
+                times[index], cpu[index] = elapsed, time.process_time() - start_cpu
+    return times, cpu, results
 
 
 def mad_peer(rows):
@@ -114,7 +119,8 @@ def main():
     print(machine_line())
     print(f"MAD backend: {mad_backend()}")
     mad_matrix(np.ones((8, 8), dtype=np.float32))  # compile or load the kernel outside the timings
-    header = f"{'matrix':<22} {'size':>11} {'ours s':>9} {'peer s':>9} {'ratio':>7} {'max error':>10}"
+    header = (f"{'matrix':<22} {'size':>11} {'ours s':>9} {'ours cpu':>9} {'peer s':>9} {'ratio':>7} "
+              f"{'max error':>10}")
     print(header)
     print("-" * len(header))
     rng = np.random.default_rng(0)
@@ -124,20 +130,20 @@ def main():
         # Small sizes take milliseconds: more rounds; the largest one round (the peer takes ~15 s).
         work = n * n * fan_in
         repeat = 1 if work > 2048 * 2048 * 1024 else args.repeat * 4 if work <= 512**3 else args.repeat
-        (ours, peer), (r, reference) = best_of(repeat, lambda x=rows: pearson_matrix(x), lambda x=rows: np.corrcoef(x))
+        (ours, peer), (ours_cpu, _), (r, reference) = best_of(repeat, lambda x=rows: pearson_matrix(x), lambda x=rows: np.corrcoef(x))
         error = float(np.max(np.abs(r - reference)))
-        print(f"{'pearson vs corrcoef':<22} {size:>11} {ours:>9.3f} {peer:>9.3f} {peer / ours:>6.1f}x {error:>10.1e}",
-              flush=True)
+        print(f"{'pearson vs corrcoef':<22} {size:>11} {ours:>9.3f} {ours_cpu:>9.3f} {peer:>9.3f} {peer / ours:>6.1f}x "
+              f"{error:>10.1e}", flush=True)
         del r, reference
-        (ours, peer), (mad, reference) = best_of(repeat, lambda x=rows: mad_matrix(x), lambda x=rows: mad_peer(x))
+        (ours, peer), (ours_cpu, _), (mad, reference) = best_of(repeat, lambda x=rows: mad_matrix(x), lambda x=rows: mad_peer(x))
         error = relative_error(mad, reference)
-        print(f"{'mad vs pdist':<22} {size:>11} {ours:>9.3f} {peer:>9.3f} {peer / ours:>6.1f}x {error:>10.1e}",
-              flush=True)
+        print(f"{'mad vs pdist':<22} {size:>11} {ours:>9.3f} {ours_cpu:>9.3f} {peer:>9.3f} {peer / ours:>6.1f}x "
+              f"{error:>10.1e}", flush=True)
         if n * n <= FALLBACK_MAX_PAIRS:
-            (fallback,), (values,) = best_of(repeat, lambda x=rows: _mad_matrix_blocked(x))
+            (fallback,), (fallback_cpu,), (values,) = best_of(repeat, lambda x=rows: _mad_matrix_blocked(x))
             error = relative_error(values, reference)
-            print(f"{'mad numpy fallback':<22} {size:>11} {fallback:>9.3f} {peer:>9.3f} {peer / fallback:>6.1f}x "
-                  f"{error:>10.1e}", flush=True)
+            print(f"{'mad numpy fallback':<22} {size:>11} {fallback:>9.3f} {fallback_cpu:>9.3f} {peer:>9.3f} "
+                  f"{peer / fallback:>6.1f}x {error:>10.1e}", flush=True)
         del mad, reference
     numba_import, cold, warm = kernel_startup()
     print(f"numba kernel start-up (fresh processes): import numba {numba_import:.2f} s; first call compiling "

@@ -93,15 +93,25 @@ def test_blocked_fallback_is_exact_for_any_block_size(memory_budget, rng):
     assert (mad == mad.T).all()
 
 
-@pytest.mark.parametrize("shape", [(33, 70), (130, 600)])
-def test_kernel_result_does_not_depend_on_the_thread_count(shape, rng):
-    from analysis._mad_kernel import mad_into
+@pytest.mark.parametrize("layout", ["four rows", "tiled groups"])
+@pytest.mark.parametrize("shape", [(33, 70), (130, 600), (200, 1100)])
+def test_kernel_layouts_and_thread_counts_agree(layout, shape, rng, monkeypatch):
+    # Small inputs go four rows at a time; SMALL_BYTES = 0 sends them through the cache-tiled
+    # groups used for large layers (group and tile edges: 130 and 200 are not multiples of 64).
+    from analysis import _mad_kernel
 
+    monkeypatch.setattr(_mad_kernel, "SERIAL_WORK", 0)  # threads even for these small inputs
+    if layout == "tiled groups":
+        monkeypatch.setattr(_mad_kernel, "SMALL_BYTES", 0)
     rows = rng.standard_normal(shape).astype(np.float32)
+    reference = _mad_reference(rows)
+    off = ~np.eye(shape[0], dtype=bool)
     results = []
     for threads in (1, 2, 3):
         out = np.full((shape[0], shape[0]), np.nan, dtype=np.float32)
-        mad_into(rows, out, threads=threads)
+        _mad_kernel.mad_into(rows, out, threads=threads)
+        assert _relative_error(out[off], reference[off]) <= RTOL
+        assert (out == out.T).all() and (np.diag(out) == 0).all()
         results.append(out)
     for out in results[1:]:
         np.testing.assert_array_equal(out, results[0])  # every entry written, bit for bit the same
@@ -224,6 +234,15 @@ def test_bad_rows_raise_one_line_errors(function, rows, message):
     assert str(error.value) == message
 
 
+@pytest.mark.parametrize("function", [pearson_matrix, mad_matrix])
+def test_ragged_rows_raise_one_line_errors(function):
+    with pytest.raises(WeightkitError) as error:
+        function([[1.0, 2.0], [3.0]])
+    message = str(error.value)
+    assert message.startswith("Expected rows as a 2-D array of numbers, got list that numpy cannot convert (")
+    assert message.endswith("); give every row the same length.") and "\n" not in message
+
+
 @pytest.mark.parametrize("memory_budget", [0, -5, "lots", True])
 def test_bad_memory_budget(memory_budget):
     with pytest.raises(WeightkitError) as error:
@@ -281,8 +300,9 @@ def test_any_finite_rows_give_valid_matrices(rows):
 @given(_fair_rows)
 def test_matrices_agree_with_the_references(rows):
     np.testing.assert_allclose(pearson_matrix(rows), np.corrcoef(rows.astype(np.float64)), rtol=0, atol=1e-5)
-    for backend in BACKENDS:
-        np.testing.assert_allclose(_mad_with(backend, rows), _mad_reference(rows), rtol=RTOL, atol=0)
+    for backend in BACKENDS:  # a subnormal MAD rounds in absolute terms (below 1.2e-38)
+        np.testing.assert_allclose(_mad_with(backend, rows), _mad_reference(rows), rtol=RTOL,
+                                   atol=np.finfo(np.float32).smallest_normal)
 
 
 @PROPERTY_SETTINGS
