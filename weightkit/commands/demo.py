@@ -1,38 +1,136 @@
-"""``weightkit demo``: the main job on a built-in example (scikit-learn's digits, no download)."""
+"""``weightkit demo``: the whole journey on built-in examples (scikit-learn's digits, no download)."""
 
 import os
+import time
 
 import click
 
-from .._common import debug_option, force_option, note, quiet_option, stdout_console
+from .._common import debug_option, force_option, note, progress_reporter, quiet_option, stdout_console
+
+#: The built-in examples: name -> (builder in analysis.examples, share of --epochs it trains, merge ratio).
+#: The MLP is deliberately over-wide (half its neurons can go); the CNN's 16 and 32 filters are not.
+EXAMPLES = {"mlp": ("build_wide_mlp", 1.0, 0.5), "cnn": ("build_small_cnn", 0.5, 0.25)}
+_FULL_MODES = "float32,dynamic,float16,int8"
+_FAST = {"epochs": 10, "retrain_epochs": 3, "modes": "float32,int8"}
 
 
 @click.command()
 @click.option("-o", "--output", "output", type=click.Path(file_okay=False, path_type=str),
-              default="weightkit-demo", show_default=True, help="Folder for the demo's files.")
-@click.option("--epochs", type=click.IntRange(min=1), default=40, show_default=True,
-              help="Training epochs of the example model.")
+              default="weightkit-demo", show_default=True, help="Folder for the demo's files (index.html first).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Training epochs of the MLP; the CNN trains half as many. [default: 40; 10 with --fast]")
+@click.option("--retrain-epochs", type=click.IntRange(min=1), default=None,
+              help="Epochs of the decorrelation retrain. [default: 10; 3 with --fast]")
+@click.option("--models", default="mlp,cnn", show_default=True, metavar="LIST",
+              help="Comma-separated examples to run: mlp (64-256-256-10, weight decay 3e-3), cnn (two convolutions).")
+@click.option("--modes", default=None, metavar="LIST",
+              help=f"Quantization modes. [default: {_FULL_MODES}; {_FAST['modes']} with --fast]")
+@click.option("--ratio", type=click.FloatRange(min=0.0, max=1.0, min_open=True, max_open=True), default=None,
+              help="Share of each layer's neurons the ratio merges remove. [default: 0.5 for the MLP, 0.25 for "
+                   "the CNN]")
+@click.option("--fast", is_flag=True, help="A quick look: fewer epochs and two quantization modes.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the data split, training and samples.")
 @force_option
 @quiet_option
 @debug_option
-def demo(output, epochs, force):
-    """Train an over-wide MLP on scikit-learn's digits and find its redundant neurons."""
-    from analysis import analyze_model
-    from analysis.data import load_data
-    from analysis.examples import build_wide_mlp, train_example
-    from analysis.io import atomic_directory, atomic_write_json
-    from reports.console import print_analysis
+def demo(output, epochs, retrain_epochs, models, modes, ratio, fast, seed, force):
+    """Train an over-wide MLP and a small CNN on scikit-learn's digits, then analyze, report, retrain,
+    merge and quantize each; OUTPUT/index.html compares every stage."""
+    from analysis.errors import WeightkitError
+    from analysis.io import check_output
 
+    names = [name.strip().lower() for name in models.split(",") if name.strip()]
+    unknown = [name for name in names if name not in EXAMPLES]
+    if unknown or not names:
+        raise WeightkitError(f"--models {models}: unknown example {', '.join(unknown) or '(none)'}; expected some "
+                             f"of {', '.join(EXAMPLES)}.")
+    epochs = epochs or (_FAST["epochs"] if fast else 40)
+    retrain_epochs = retrain_epochs or (_FAST["retrain_epochs"] if fast else 10)
+    from compress.quantization import parse_modes
+
+    chosen_modes = parse_modes(modes or (_FAST["modes"] if fast else _FULL_MODES))
+    check_output(output, force=force, directory=True)
+
+    from analysis.io import atomic_directory
+    from reports.journey_page import write_summary
+
+    start_wall, start_cpu = time.perf_counter(), time.process_time()
+    journeys, trained = [], {}
+    with atomic_directory(output, force=force) as work, progress_reporter("demo") as progress:
+        for index, name in enumerate(dict.fromkeys(names)):
+            builder, share, example_ratio = EXAMPLES[name]
+            example_epochs = max(1, int(round(epochs * share)))
+            journey, accuracy = _run_example(builder, example_epochs, retrain_epochs, chosen_modes,
+                                             ratio or example_ratio, seed, work, progress, index, len(names))
+            trained[journey.model] = (example_epochs, accuracy)
+            journeys.append(journey)
+        wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
+        settings = {"epochs": {model: epochs_ for model, (epochs_, _) in trained.items()},
+                    "retrain_epochs": retrain_epochs, "modes": chosen_modes,
+                    "ratio": {j.model: j.settings["ratio"] for j in journeys}, "seed": seed,
+                    "fast": fast}
+        meta = {"data": f"scikit-learn's digits (sklearn:digits): 8×8 images, seeded 80/20 split (seed {seed})",
+                "training": "; ".join(f"{model}: {e} epochs, Adam, test accuracy {a:.4f}"
+                                      for model, (e, a) in trained.items()),
+                "time": f"{wall:.0f} s wall, {cpu:.0f} s CPU (this process) before this page was written",
+                "machine": f"{os.cpu_count()} CPU cores"}
+        write_summary(journeys, work, meta=meta,
+                      extra={"command": "weightkit demo", "settings": settings,
+                             "seconds": round(wall, 1), "cpu_seconds": round(cpu, 1)})
     console = stdout_console()
-    with atomic_directory(output, force=force) as work:
-        dataset = load_data("sklearn:digits", seed=0)
-        note(f"training a 64-256-256-10 MLP on digits for {epochs} epochs (weight decay 3e-3)")
-        model, accuracy = train_example(build_wide_mlp(), dataset, epochs=epochs, seed=0)
-        model_path = os.path.join(work, "digits_mlp.keras")
-        model.save(model_path)
-        console.print(f"digits_mlp: test accuracy {accuracy:.4f} on {len(dataset.x_test)} held-out digits")
-        result = analyze_model(model, path=os.path.join(output, "digits_mlp.keras"))
-        print_analysis(result, console)
-        atomic_write_json(os.path.join(work, "analysis.json"), result.to_dict())
-    console.print(f"wrote {output}/digits_mlp.keras and {output}/analysis.json; next: "
-                  f"weightkit analyze {output}/digits_mlp.keras --metric mad")
+    for journey in journeys:
+        _print_journey(journey, console)
+    console.print(f"wrote {os.path.join(output, 'index.html')} ({time.perf_counter() - start_wall:.0f} s, "
+                  f"{time.process_time() - start_cpu:.0f} s CPU); open it in a browser")
+
+
+def _run_example(builder, epochs, retrain_epochs, modes, ratio, seed, work, progress, index, count):
+    """Train one example, then run the journey on it with a report per Keras stage."""
+    from analysis import examples
+    from analysis.data import fit_to_model, load_data
+    from compress.journey import KERAS_STAGES, run_journey
+    from reports.report import write_report
+
+    model = getattr(examples, builder)()
+    steps = len(KERAS_STAGES) + 2  # training, the Keras stages, quantization
+
+    def step(done, total, what):
+        progress(index * steps + done, count * steps, what)
+
+    dataset = fit_to_model(load_data("sklearn:digits", seed=seed), model)
+    step(0, steps, f"{model.name}: training {epochs} epochs")
+    clock = time.perf_counter()
+    model, accuracy = examples.train_example(model, dataset, epochs=epochs, seed=seed)
+    note(f"{model.name}: trained {epochs} epochs in {time.perf_counter() - clock:.1f} s, "
+         f"held-out accuracy {accuracy:.4f}")
+
+    def report(stage_model, stage, folder):
+        result = write_report(stage_model, os.path.join(folder, "report"), path=stage.path)
+        stage.files["report"] = f"{stage.folder}/report/index.html"
+        return result
+
+    def done(stage):
+        note(f"{model.name}: {stage.key}: {stage.params:,} params, {stage.bytes / 1024:.1f} KiB, accuracy "
+             f"{stage.accuracy:.4f}, agreement {stage.agreement:.4f} ({stage.seconds:.1f} s)")
+
+    folder = os.path.join(work, model.name)
+    os.mkdir(folder)
+    journey = run_journey(model, dataset, folder, prefix=model.name, retrain_epochs=retrain_epochs, ratio=ratio,
+                          modes=modes, seed=seed, analyzer=report, on_stage=done,
+                          progress=lambda d, t, what: step(1 + d, steps, what))
+    return journey, accuracy
+
+
+def _print_journey(journey, console):
+    from rich.table import Table
+
+    table = Table(title=f"{journey.model}: every stage on {journey.test_samples} held-out digits "
+                        f"(★ quantized: {journey.quantized_from})")
+    for column in ("stage", "params", "file KiB", "accuracy", "agreement", "mean |r|", "groups"):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    for stage in journey.stages:
+        table.add_row(stage.key + (" ★" if stage.key == journey.quantized_from else ""), f"{stage.params:,}",
+                      f"{stage.bytes / 1024:,.1f}", f"{stage.accuracy:.4f}", f"{stage.agreement:.4f}",
+                      "—" if stage.mean_abs_r is None else f"{stage.mean_abs_r:.3f}",
+                      "—" if stage.groups is None else str(stage.groups))
+    console.print(table)
