@@ -1,5 +1,6 @@
 """Shrink trained Keras models: decorrelation regularizer, neuron merging, quantization."""
 
+from .journey import Journey, Stage, choose_quantize_source, run_journey
 from .merge import MERGE_METRICS, apply_relations, carry_relation, merge_redundant
 from .merge_data import DataMergePlan, fold_into_rows, plan_data_merge
 from .merge_data_model import DataMergeReport, merge_by_data
@@ -13,6 +14,10 @@ from .retrain import RetrainResult, retrain
 from .training_kernels import CombinedRegularizer, attach_decorrelation, detach_decorrelation
 
 __all__ = [
+    "Journey",
+    "Stage",
+    "choose_quantize_source",
+    "run_journey",
     "MERGE_METRICS",
     "MergeReport",
     "MergeSite",

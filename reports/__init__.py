@@ -7,6 +7,8 @@ _LAZY = {"write_report": "reports.report", "render_layer_figures": "reports.repo
          "render_page": "reports.html", "similarity_figure": "reports.figures",
          "weight_rows_figure": "reports.figures", "histogram_figure": "reports.figures",
          "overview_figure": "reports.figures", "save_figure": "reports.figures"}
+_LAZY.update({"write_summary": "reports.journey_page", "render_summary_page": "reports.journey_page",
+              "summary_figure": "reports.journey_page"})
 __all__ += list(_LAZY)
 
 
