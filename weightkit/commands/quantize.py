@@ -59,14 +59,15 @@ def quantize(model, output, data, modes, calibration_samples, max_drop, export, 
                 f"representative dataset; {hint}")
         if needing:
             chosen = [m for m in chosen if m not in needing]
-            note(f"no --data: running {', '.join(chosen)} only; {', '.join(needing)} need calibration data (--data)")
     check_output(output, force=force, directory=True)
 
     if is_saved_model_dir(model):
         source = saved_model_source(model)
     else:
-        loaded = load_model_or_exit(model, unsafe=unsafe, compile=False)
+        loaded = load_model_or_exit(model, unsafe=unsafe, compile=False, finite=True)
         source = keras_source(loaded.model, path=model)
+    if data is None and needing:  # after the inputs are checked: an error stays the only line on stderr
+        note(f"no --data: running {', '.join(chosen)} only; {', '.join(needing)} need calibration data (--data)")
     dataset = None
     if data is not None:
         view = source.keras_model if source.keras_model is not None else source.shape_view()
