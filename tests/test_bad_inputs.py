@@ -204,7 +204,7 @@ def _command_argv(command, model, data, out):
         "merge": ["merge", model, "-o", os.path.join(out, "m.keras")],
         "merge --data": ["merge", model, "-o", os.path.join(out, "m.keras"), "--data", data],
         "analyze --data": ["analyze", model, "--data", data, "--json", os.path.join(out, "a.json")],
-        "quantize": ["quantize", model, "-o", os.path.join(out, "q"), "--modes", "float32,dynamic"],
+        "quantize": ["quantize", model, "-o", os.path.join(out, "q")],
         "quantize --data": ["quantize", model, "-o", os.path.join(out, "q"), "--data", data,
                             "--modes", "float32,dynamic"],
     }[command]
