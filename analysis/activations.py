@@ -35,7 +35,7 @@ maximum of each channel over all inputs and positions are tracked exactly. Memor
 batching: a batch's full outputs of all probed layers fit in ``memory_budget`` bytes.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -44,6 +44,7 @@ from .errors import WeightkitError
 from .groups import DEFAULT_THRESHOLDS, absolute_threshold, cluster_linkage, cluster_order, find_groups, removable_count
 from .loading import walk_layers
 from .matrices import DEFAULT_MEMORY_BUDGET, _mad_matrix, _pearson_matrix
+from .activation_results import ActivationAnalysis, ActivationSample, LayerActivations
 from .results import LayerMatrices, SkippedLayer
 
 __all__ = [
@@ -76,147 +77,6 @@ SKIP_RNN_GATE = "gate activations are internal to the recurrent cell; only its h
 SKIP_BIDIRECTIONAL = "a Bidirectional layer's halves are mixed in its output; not probed"
 SKIP_NESTED = "inside a nested model: its output is not reachable from the model's inputs"
 SKIP_SHARED = "used at several places in the graph: no single output to probe"
-
-
-@dataclass
-class ActivationSample:
-    """The activations of one entry on the sample.
-
-    Attributes
-    ----------
-    name : str
-        The analysis entry name (as in :class:`analysis.NeuronRows`).
-    layer_name, type : str
-        The Keras layer and its class name.
-    values : ndarray of shape (n_neurons, n_columns), float32
-        One neuron per row; one column per input (``summary="mean"`` or a layer without
-        positions) or per sampled (input, position).
-    minimum, maximum : ndarray of shape (n_neurons,), float64
-        Each neuron's smallest and largest value over every input and every position.
-    summary : {"values", "mean", "positions"}
-        ``values`` when the layer has no positions (Dense on a flat input).
-    samples : int
-        Input samples the columns come from.
-    """
-
-    name: str
-    layer_name: str
-    type: str
-    values: np.ndarray
-    minimum: np.ndarray
-    maximum: np.ndarray
-    summary: str
-    samples: int
-
-    @property
-    def n_neurons(self):
-        return self.values.shape[0]
-
-
-@dataclass
-class LayerActivations:
-    """Functional redundancy of one entry: dead neurons and activation similarity.
-
-    Attributes
-    ----------
-    name, layer_name, type : str
-        As in :class:`analysis.LayerAnalysis`; neuron ``i`` here is neuron ``i`` there.
-    neurons : int
-    samples : int
-        Input samples the activations were computed on.
-    summary : {"values", "mean", "positions"}
-    dead : list of int
-        Neurons constant on the sample (ReLU: never above zero), sorted.
-    groups : list of list of int
-        Redundant groups from the activation matrix of ``metric``.
-    removable : int
-    metric : {"pearson", "mad"}
-    pearson_mean_abs_offdiag, pearson_max_offdiag : float
-    mad_median_offdiag, mad_min_offdiag : float
-    threshold_value : float
-    matrices : LayerMatrices or None
-        ``rows`` are the activations, shape (n_neurons, n_columns); kept only on request.
-    """
-
-    name: str
-    layer_name: str
-    type: str
-    neurons: int
-    samples: int
-    summary: str
-    dead: list
-    groups: list
-    removable: int
-    metric: str
-    pearson_mean_abs_offdiag: float
-    pearson_max_offdiag: float
-    mad_median_offdiag: float
-    mad_min_offdiag: float
-    threshold_value: float
-    matrices: LayerMatrices = None
-
-    def to_extras(self):
-        """The keys this entry adds to its layer in ``analyze --json``."""
-        return {
-            "dead": [int(i) for i in self.dead],
-            "activation": {
-                "groups": [list(map(int, group)) for group in self.groups],
-                "removable": self.removable,
-                "pearson": {
-                    "mean_abs_offdiag": self.pearson_mean_abs_offdiag,
-                    "max_offdiag": self.pearson_max_offdiag,
-                },
-                "mad": {"median_offdiag": self.mad_median_offdiag, "min_offdiag": self.mad_min_offdiag},
-                "threshold_value": self.threshold_value,
-                "samples": self.samples,
-                "summary": self.summary,
-            },
-        }
-
-
-@dataclass
-class ActivationAnalysis:
-    """Functional redundancy of a model on a data sample.
-
-    Attributes
-    ----------
-    samples : int
-        Inputs run through the model.
-    seed : int
-    summary : {"mean", "positions"}
-        How layers with positions were summarized.
-    metric : {"pearson", "mad"}
-    threshold : float
-    layers : list of LayerActivations
-    skipped : list of SkippedLayer
-        Entries with no probe-able activation, with the reason.
-    """
-
-    samples: int
-    seed: int
-    summary: str
-    metric: str
-    threshold: float
-    layers: list = field(default_factory=list)
-    skipped: list = field(default_factory=list)
-
-    def layer(self, name):
-        """The activations analysis of the entry called ``name``."""
-        for layer in self.layers:
-            if layer.name == name:
-                return layer
-        raise KeyError(name)
-
-    def to_dict(self):
-        return {
-            "samples": self.samples,
-            "seed": self.seed,
-            "summary": self.summary,
-            "metric": self.metric,
-            "threshold": self.threshold,
-            "layers": [{"name": layer.name, **layer.to_extras()} for layer in self.layers],
-            "skipped": [layer.to_dict() for layer in self.skipped],
-        }
 
 
 # --------------------------------------------------------------------------------------------
@@ -412,7 +272,7 @@ def _batch_size(probes, batch_size, memory_budget):
 class _Accumulator:
     """Collects one entry's columns and running min/max, batch by batch."""
 
-    def __init__(self, probe, n_samples, summary, positions, rng):
+    def __init__(self, probe, summary, positions, rng):
         self.probe = probe
         self.summary = summary
         self.positions = positions
@@ -475,7 +335,7 @@ def _run_probes(model, probes, x, *, samples, seed, summary, positions, batch_si
     chosen = x[sample_indices(len(x), samples, seed)]
     probe_model = keras.Model(model.inputs, [p.tensor for p in probes], name=f"{model.name}_probe")
     rng = np.random.default_rng(seed)
-    accumulators = [_Accumulator(p, len(chosen), summary, int(positions), rng) for p in probes]
+    accumulators = [_Accumulator(p, summary, int(positions), rng) for p in probes]
     step = _batch_size(probes, int(batch_size), int(memory_budget))
     total = len(chosen)
     for start in range(0, total, step):
