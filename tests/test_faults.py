@@ -133,3 +133,21 @@ def test_same_inputs_and_seed_give_byte_identical_analyze_json(capsys, digits_mo
     assert documents[0] == documents[1]
     if extra:
         assert b'"activation"' in documents[0]
+
+
+def test_quantize_killed_mid_run_leaves_no_output_folder_and_a_rerun_succeeds(capsys, digits_model_path, tmp_path):
+    output = tmp_path / "quantized"
+    argv = ["quantize", digits_model_path, "-o", output, "--data", "sklearn:digits", "--modes", "float32,dynamic,int8"]
+    process = _start(argv)
+    # The temporary folder exists from before the first conversion to the final rename: mid-run.
+    _kill_when(process, lambda: _part_folders(tmp_path, "quantized"))
+    assert not output.exists()
+    leftovers = _part_folders(tmp_path, "quantized")
+    assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(p) for p in leftovers)
+
+    status, out, err = run(capsys, argv)
+    assert status == 0, err
+    files = sorted(os.listdir(output))
+    assert {"comparison.json", "model.tflite"} <= set(files)
+    assert not [name for name in files if ".part" in name]
+    json.loads((output / "comparison.json").read_text())
