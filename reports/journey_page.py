@@ -50,24 +50,45 @@ def _delta_points(value, reference):
     return f' <span class="{klass}">({delta:+.1f})</span>'
 
 
-def _point_labels(stages):
-    """One label per cluster of points that would overlap (within 4% in size and 0.4 points in accuracy).
+def _place_labels(axes, points, *, char_width=5.2, height=11.0, join=7.0):
+    """Annotate points so that labels overlap neither each other nor other points.
 
-    Returns
-    -------
-    list of (x KiB, y %, text)
-        Sorted by size, so alternating label offsets keep neighbours apart.
+    Points closer than ``join`` pixels share one label (``a = b``). Each label takes the first
+    of a few offsets (right above, right below, left above, left below, further out) whose box
+    is free, in display pixels; the axes' limits must be final.
+
+    Parameters
+    ----------
+    axes : matplotlib Axes
+    points : list of (x, y, text)
     """
-    clusters = []
-    for stage in sorted(stages, key=lambda s: (s.bytes, -s.accuracy)):
-        x, y = stage.bytes / 1024, 100 * stage.accuracy
-        for cluster in clusters:
-            if abs(cluster[0] / x - 1) < 0.04 and abs(cluster[1] - y) < 0.4:
-                cluster[2].append(stage.key)
+    transform = axes.transData.transform
+    spots = []  # [(px, py, [texts], (x, y))]
+    for x, y, text in points:
+        px, py = transform((x, y))
+        for spot in spots:
+            if abs(spot[0] - px) < join and abs(spot[1] - py) < join:
+                spot[2].append(text)
                 break
         else:
-            clusters.append((x, y, [stage.key]))
-    return [(x, y, " = ".join(keys)) for x, y, keys in clusters]
+            spots.append((px, py, [text], (x, y)))
+    taken = [(px - 5, py - 5, px + 5, py + 5) for px, py, _, _ in spots]
+    offsets = [(6, 5), (6, -15), (-6, 5), (-6, -15), (6, 16), (6, -26), (-6, 16), (-6, -26)]
+    for px, py, texts, (x, y) in sorted(spots, key=lambda spot: spot[0]):
+        label = " = ".join(texts)
+        width = char_width * len(label)
+        for dx, dy in offsets:
+            left = px + dx if dx > 0 else px + dx - width
+            box = (left, py + dy, left + width, py + dy + height)
+            if not any(box[0] < t[2] and t[0] < box[2] and box[1] < t[3] and t[1] < box[3] for t in taken):
+                break
+        else:
+            dx, dy = offsets[0]
+            left = px + dx
+            box = (left, py + dy, left + width, py + dy + height)
+        taken.append(box)
+        axes.annotate(label, (x, y), textcoords="offset points", xytext=(dx * 0.72, dy * 0.72), fontsize=8,
+                      ha="left" if dx > 0 else "right", va="bottom")
 
 
 def summary_figure(journeys):
@@ -99,21 +120,24 @@ def summary_figure(journeys):
             axes.scatter(stage.bytes / 1024, 100 * stage.accuracy, s=90 if chosen else 45,
                          marker="o" if stage.kind == "keras" else "s", color=colors[stage.kind], zorder=3,
                          edgecolor="black" if chosen else "none")
-        for index, (x, y, label) in enumerate(_point_labels(stages)):
-            axes.annotate(label, (x, y), textcoords="offset points", xytext=(5, 7 if index % 2 == 0 else -13),
-                          fontsize=8)
         axes.axhline(100 * original.accuracy, color="gray", linestyle="--", linewidth=1)
         axes.set_xscale("log")
         plain = FuncFormatter(lambda v, _: f"{v:g}")
         axes.xaxis.set_major_formatter(plain)
         axes.xaxis.set_minor_formatter(plain)
         axes.tick_params(axis="x", which="minor", labelsize=7)
-        axes.margins(x=0.2, y=0.25)
+        axes.margins(x=0.25, y=0.25)
         axes.set_xlabel("model file size (KiB, log scale)")
         axes.set_ylabel(f"held-out accuracy (%, {journey.test_samples} samples)")
         axes.set_title(f"{journey.model}: Keras stages (circles), TFLite modes (squares)", fontsize=10)
         axes.grid(True, alpha=0.3)
     figure.tight_layout()
+    for axes, journey in zip(panels, journeys):  # limits and layout are final: place the labels
+        axes.autoscale_view()
+        axes.set_xlim(axes.get_xlim())
+        axes.set_ylim(axes.get_ylim())
+        _place_labels(axes, [(s.bytes / 1024, 100 * s.accuracy, s.key) for s in journey.stages
+                             if s.bytes and s.accuracy is not None])
     return figure
 
 
@@ -210,9 +234,10 @@ def render_summary_page(journeys, *, plot=None, created="", version="", meta=Non
     plot_html = (f'<section id="plot"><h2>File size against accuracy</h2>{_image(plot)}</section>'
                  if plot is not None else "")
     stages_help = (
-        "<li><code>original</code>: the trained model; <code>merged</code>: its redundant groups "
-        "(the ones the report outlines) folded into one neuron each; <code>merged-ratio</code>: a fixed share of "
-        "each layer's neurons merged away, most similar pairs first.</li>"
+        "<li><code>original</code>: the trained model; <code>merged</code>: each of its redundant groups "
+        "(r ≥ 0.9 between weight rows with their bias, as <code>weightkit merge</code> compares them) folded into "
+        "one neuron; <code>merged-ratio</code>: a fixed share of each layer's neurons merged away, most similar "
+        "pairs first.</li>"
         "<li><code>retrained</code>: fine-tuned with the decorrelation regularizer (lower mean |r|); "
         "<code>retrained-merged-ratio</code>: then merged at the same ratio.</li>"
         "<li>float32, dynamic, float16, int8: the ★ stage converted to TFLite and run in the LiteRT interpreter. "
