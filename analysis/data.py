@@ -173,7 +173,7 @@ def _load_csv(path, target, test_fraction, seed):
                 ) from None
     y = values[:, column]
     x = np.delete(values, column, axis=1).astype(np.float32)
-    if np.all(y == np.round(y)):
+    if np.all(np.isfinite(y)) and np.all(y == np.round(y)):  # Inf would cast to a garbage integer
         y = y.astype(np.int64)
     else:
         y = y.astype(np.float32)
