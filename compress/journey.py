@@ -338,6 +338,9 @@ def run_journey(model, dataset, directory, *, prefix="", name=None, retrain_epoc
 
     def merge_stage(key, source_model, source_key, clock, **options):
         merged, report = merge_redundant(source_model, **options)
+        # As `weightkit merge --data` does: measured against the model it was merged from.
+        report.evaluation = compare_models(source_model, merged, dataset.x_test, dataset.y_test, task=dataset.task)
+        report.evaluation["data"] = dataset.source
         document = report.to_dict()
         rule = f"ratio {ratio:g}" if "ratio" in options else f"every group with r ≥ {threshold:g}"
         details = {"rule": rule, "neurons_removed": report.removed, "params_before": report.params_before,

@@ -59,6 +59,11 @@ def test_demo_summary_has_every_stage(demo_run):
     with open(out / "digits_mlp" / "merged-ratio" / "report" / "analysis.json", encoding="utf-8") as handle:
         analysis = json.load(handle)
     assert [layer["neurons"] for layer in analysis["layers"]] == [128, 128, 10]
+    with open(out / "digits_mlp" / "merged-ratio" / "merge.json", encoding="utf-8") as handle:
+        merge = json.load(handle)
+    assert merge["input"] == "original" and merge["ratio"] == 0.5
+    assert merge["evaluation"]["samples"] == 359
+    assert merge["evaluation"]["agreement"] == stages["merged-ratio"]["agreement"]  # its source is the original
     assert (out / "digits_mlp" / "retrained" / "retrain.png").is_file()
     assert not [name for name in os.listdir(out.parent) if name.startswith(".")]  # no temporary left
 
