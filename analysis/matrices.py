@@ -69,7 +69,7 @@ def check_rows(rows, *, name="rows"):
         raise WeightkitError(
             f"Expected {name} with at least one neuron and one input, got shape {array.shape}."
         )
-    if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+    if array.dtype.kind not in "biuf":  # booleans count as 0 and 1
         raise WeightkitError(f"Expected real numbers in {name}, got dtype {array.dtype}.")
     with np.errstate(over="ignore"):
         converted = np.ascontiguousarray(array, dtype=np.float32)

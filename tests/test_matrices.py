@@ -202,9 +202,10 @@ def test_values_beyond_the_kernel_range_use_the_float64_path(rng):
     np.testing.assert_allclose(mad_matrix(rows), _mad_reference(rows), rtol=RTOL)
 
 
-def test_integer_and_float64_inputs_are_accepted():
+def test_integer_boolean_and_float64_inputs_are_accepted():
     rows = [[1, 2, 3], [2, 4, 7]]
     assert pearson_matrix(rows).dtype == np.float32
+    np.testing.assert_array_equal(mad_matrix([[True, False], [False, False]]), [[0.0, 0.5], [0.5, 0.0]])
     np.testing.assert_allclose(mad_matrix(np.array(rows, dtype=np.float64)), [[0.0, 7 / 3], [7 / 3, 0.0]])
 
 
