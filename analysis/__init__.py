@@ -8,7 +8,7 @@ from .activations import ActivationAnalysis, LayerActivations, analyze_activatio
 from .errors import WeightkitError
 from .groups import DEFAULT_THRESHOLDS, METRICS, cluster_linkage, cluster_order, find_groups, removable_count
 from .loading import LoadedModel, is_saved_model_dir, load_model, walk_layers
-from .matrices import mad_matrix, pearson_matrix
+from .matrices import mad_backend, mad_matrix, pearson_matrix
 from .model_analysis import analyze_model, analyze_rows, iter_layer_analyses
 from .results import LayerAnalysis, LayerMatrices, ModelAnalysis, SkippedLayer
 from .rows import NeuronRows, layer_neuron_rows, supported_layer_types
@@ -38,6 +38,7 @@ __all__ = [
     "iter_layer_analyses",
     "layer_neuron_rows",
     "load_model",
+    "mad_backend",
     "mad_matrix",
     "pearson_matrix",
     "removable_count",
