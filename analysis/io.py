@@ -12,7 +12,7 @@ __all__ = ["check_output", "atomic_write_bytes", "atomic_write_text", "atomic_wr
            "atomic_path", "atomic_directory"]
 
 
-def check_output(path, *, force=False, directory=False):
+def check_output(path, *, force=False, directory=False, inputs=()):
     """Refuse to replace an existing output without ``force``; check the parent is writable.
 
     Parameters
@@ -22,8 +22,13 @@ def check_output(path, *, force=False, directory=False):
     force : bool, default=False
     directory : bool, default=False
         The output is a folder: an existing *empty* folder is accepted.
+    inputs : sequence of str, default=()
+        The run's input files or folders (None and ``sklearn:NAME`` are ignored). An output that
+        is one of them, or a folder holding one, is refused even with ``force``: replacing it
+        would destroy the input.
     """
     path = os.fspath(path)
+    _refuse_inputs(path, inputs)
     if os.path.lexists(path):
         if directory and os.path.isdir(path) and not os.listdir(path):
             pass
@@ -43,6 +48,19 @@ def check_output(path, *, force=False, directory=False):
     if not os.access(parent, os.W_OK):
         raise WeightkitError(f"{path}: cannot write in {parent} (permission denied); choose another output path.")
     return path
+
+
+def _refuse_inputs(path, inputs):
+    target = os.path.realpath(path)
+    for item in inputs:
+        if item is None or not os.path.exists(item):
+            continue
+        real = os.path.realpath(item)
+        if real == target or real.startswith(target.rstrip(os.sep) + os.sep):
+            raise WeightkitError(
+                f"{path}: {'is' if real == target else 'holds'} the input {item}, which is never modified or "
+                "deleted (not even with --force); choose another output path."
+            )
 
 
 def _existing_file_above(folder):
@@ -104,6 +122,9 @@ def atomic_directory(path, *, force=False):
     path = check_output(path, force=force, directory=True)
     parent = os.path.dirname(os.path.abspath(path))
     temporary = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(path))}.", suffix=".part", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o777 & ~umask)  # mkdtemp makes it 0700; the output folder gets the usual mode
     try:
         yield temporary
         if os.path.lexists(path):

@@ -39,7 +39,7 @@ def analyze(model, metric, threshold, layers, include_bias, json_path, force, me
         # Checked before --force can act: the input is never overwritten.
         if os.path.exists(json_path) and os.path.exists(model) and os.path.samefile(json_path, model):
             raise WeightkitError(f"--json {json_path}: is the model file itself; choose another path for the JSON.")
-        check_output(json_path, force=force)
+        check_output(json_path, force=force, inputs=(model, data))
     loaded = load_model_or_exit(model, unsafe=unsafe, compile=False)
     dataset = load_dataset(data, loaded.model) if data else None
     with progress_reporter("analyzing") as progress:

@@ -58,8 +58,8 @@ def merge(model, output, metric, threshold, ratio, layers, exclude_bias, twin_to
     report_path = os.path.splitext(output)[0] + ".json"
     if os.path.abspath(output) == os.path.abspath(model):
         raise WeightkitError(f"-o {output}: is the input model, which is never modified; choose another path.")
-    check_output(output, force=force)
-    check_output(report_path, force=force)
+    check_output(output, force=force, inputs=(model, data))
+    check_output(report_path, force=force, inputs=(model, data))
     loaded = load_model_or_exit(model, unsafe=unsafe, compile=False, finite=True)
     dataset = _load_data(data, loaded.model) if data else None
     with progress_reporter("merging") as progress:

@@ -59,7 +59,7 @@ def quantize(model, output, data, modes, calibration_samples, max_drop, export, 
                 f"representative dataset; {hint}")
         if needing:
             chosen = [m for m in chosen if m not in needing]
-    check_output(output, force=force, directory=True)
+    check_output(output, force=force, directory=True, inputs=(model, data))
 
     if is_saved_model_dir(model):
         source = saved_model_source(model)

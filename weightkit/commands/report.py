@@ -37,7 +37,7 @@ def report(model, output, metric, threshold, layers, include_bias, data, samples
     from analysis.io import check_output
     from reports.report import write_report
 
-    check_output(output, force=force, directory=True)
+    check_output(output, force=force, directory=True, inputs=(model, data))
     loaded = load_model_or_exit(model, unsafe=unsafe, compile=False)
     dataset = load_dataset(data, loaded.model) if data else None
     with progress_reporter("analyzing and drawing") as progress:

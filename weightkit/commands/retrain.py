@@ -66,7 +66,7 @@ def retrain(model, data, output, strength, epochs, layers, batch_size, learning_
         raise WeightkitError(f"{output}: an interrupted run left its backup in {work}; pass --resume to "
                              "continue it or --force to start over.")
     for path in (output, json_path, png_path):
-        check_output(path, force=force)
+        check_output(path, force=force, inputs=(model, data))
     if resume and not os.path.isdir(work):
         note(f"--resume: no backup in {work}; starting from the first epoch")
 
