@@ -504,3 +504,26 @@ def test_unreadable_inputs_and_unwritable_outputs(corpus, tmp_path):
         assert (status, err) == (2, f"weightkit {argv[0]}: error: {message}\n"), argv
     assert os.listdir(out) == [] and os.listdir(readonly) == []
     assert tree_digest(_root(corpus)) == before
+
+
+# --------------------------------------------------------------------------------------------------
+# An output that is, or is a folder holding, an input: refused even with --force
+
+
+@pytest.mark.parametrize("command", ["analyze", "report", "retrain", "merge", "quantize"])
+def test_output_that_would_destroy_an_input_is_refused_even_with_force(capsys, corpus, tmp_path, command):
+    models, data = corpus
+    model = shutil.copy(models["good"], tmp_path / "model.keras")
+    npz = shutil.copy(data["good"], tmp_path / "data.npz")
+    argv, target, victim = {
+        "analyze": (["analyze", model, "--data", npz, "--json", npz], npz, npz),
+        "report": (["report", model, "-o", tmp_path], tmp_path, model),
+        "retrain": (["retrain", model, "--data", npz, "-o", model, "--epochs", "1"], model, model),
+        "merge": (["merge", model, "--data", npz, "-o", model], model, model),
+        "quantize": (["quantize", model, "--data", npz, "-o", tmp_path], tmp_path, model),
+    }[command]
+    message = (f"{target}: {'is' if str(target) == str(victim) else 'holds'} the input {victim}, which is never "
+               "modified or deleted (not even with --force); choose another output path.")
+    if command == "merge":  # its own check, first, names the option
+        message = f"-o {model}: is the input model, which is never modified; choose another path."
+    check_refused(capsys, argv + ["--force"], str(tmp_path), _root(corpus), message=message)

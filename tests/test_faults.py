@@ -8,6 +8,7 @@ import glob
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -120,6 +121,9 @@ def test_report_killed_mid_run_leaves_no_report_and_a_rerun_succeeds(capsys, dig
     status, out, err = run(capsys, argv)
     assert (status, err) == (0, "")
     assert sorted(os.listdir(output)) == ["analysis.json", "figures", "index.html"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(os.stat(output).st_mode) == 0o777 & ~umask  # not mkdtemp's 0700
     assert (output / "index.html").read_text().rstrip().endswith("</html>")
 
 
