@@ -74,6 +74,8 @@ def retrain(model, data, output, strength, epochs, layers, batch_size, learning_
     from analysis.data import load_data_for_model
 
     dataset = load_data_for_model(data, loaded.model, target=target, seed=seed)
+    import numpy as np
+
     from analysis.io import atomic_path, atomic_write_json
     from compress.retrain import infer_loss, retrain as run_retrain
     from compress.retrain_plot import plot_retrain
@@ -94,6 +96,10 @@ def retrain(model, data, output, strength, epochs, layers, batch_size, learning_
     except KeyboardInterrupt:
         note(f"interrupted; finished epochs are kept in {work}: rerun with --resume to continue")
         raise
+    if not all(np.isfinite(weight).all() for weight in trained.get_weights()):
+        shutil.rmtree(work, ignore_errors=True)  # its backup diverged too: nothing to resume
+        raise WeightkitError(f"{output}: training diverged (the weights became NaN or Inf), so nothing was written; "
+                             f"lower --learning-rate (now {learning_rate:g}) or --strength (now {strength:g}).")
     with atomic_path(output, suffix=".keras") as temporary:
         trained.save(temporary)
     document = {"model": model, "output": output, "data": data, **result.to_dict()}
