@@ -527,3 +527,13 @@ def test_output_that_would_destroy_an_input_is_refused_even_with_force(capsys, c
     if command == "merge":  # its own check, first, names the option
         message = f"-o {model}: is the input model, which is never modified; choose another path."
     check_refused(capsys, argv + ["--force"], str(tmp_path), _root(corpus), message=message)
+
+
+def test_retrain_that_diverges_writes_nothing(capsys, corpus, tmp_path):
+    models, data = corpus
+    output = tmp_path / "r.keras"
+    argv = ["retrain", models["good"], "--data", data["good"], "-o", output, "--epochs", "2", "--learning-rate",
+            "1e30", "--strength", "1e30", "--quiet"]
+    check_refused(capsys, argv, str(tmp_path), _root(corpus),
+                  message=f"{output}: training diverged (the weights became NaN or Inf), so nothing was written; "
+                          "lower --learning-rate (now 1e+30) or --strength (now 1e+30).")
