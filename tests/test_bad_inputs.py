@@ -537,3 +537,15 @@ def test_retrain_that_diverges_writes_nothing(capsys, corpus, tmp_path):
     check_refused(capsys, argv, str(tmp_path), _root(corpus),
                   message=f"{output}: training diverged (the weights became NaN or Inf), so nothing was written; "
                           "lower --learning-rate (now 1e+30) or --strength (now 1e+30).")
+
+
+@pytest.mark.parametrize("command", MODEL_COMMANDS)
+def test_debug_shows_the_traceback_and_still_the_line(capsys, corpus, tmp_path, command):
+    models, data = corpus
+    path = models["truncated .keras"]
+    status, _, err = run(capsys, _command_argv(command, path, data["good"], str(tmp_path)) + ["--debug"])
+    assert status == 2
+    assert err.startswith("Traceback (most recent call last):")
+    assert "zipfile.BadZipFile" in err  # the cause, chained
+    assert err.splitlines()[-1] == f"weightkit {command}: error: " + MODEL_MESSAGES["truncated .keras"].format(path=path)
+    assert os.listdir(tmp_path) == []
