@@ -114,6 +114,13 @@ class progress_reporter:
         if self._progress is not None:
             self._progress.update(self._task, completed=done, total=total, item=name)
 
+    def note(self, message):
+        """Like :func:`note`, printed above the live bar (a plain write would break its line)."""
+        if self._progress is not None:
+            self._progress.console.print(f"weightkit: {message}", markup=False, highlight=False)
+        else:
+            note(message)
+
     def __exit__(self, *exc):
         if self._progress is not None:
             self._progress.__exit__(*exc)

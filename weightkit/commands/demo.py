@@ -5,7 +5,7 @@ import time
 
 import click
 
-from .._common import debug_option, force_option, note, progress_reporter, quiet_option, stdout_console
+from .._common import debug_option, force_option, progress_reporter, quiet_option, stdout_console
 
 #: The built-in examples: name -> (builder in analysis.examples, share of --epochs it trains, merge ratio).
 #: The MLP is deliberately over-wide (half its neurons can go); the CNN's 16 and 32 filters are not.
@@ -101,7 +101,7 @@ def _run_example(builder, epochs, retrain_epochs, modes, ratio, seed, work, prog
     step(0, steps, f"{model.name}: training {epochs} epochs")
     clock = time.perf_counter()
     model, accuracy = examples.train_example(model, dataset, epochs=epochs, seed=seed)
-    note(f"{model.name}: trained {epochs} epochs in {time.perf_counter() - clock:.1f} s, "
+    progress.note(f"{model.name}: trained {epochs} epochs in {time.perf_counter() - clock:.1f} s, "
          f"held-out accuracy {accuracy:.4f}")
 
     def report(stage_model, stage, folder):
@@ -110,7 +110,7 @@ def _run_example(builder, epochs, retrain_epochs, modes, ratio, seed, work, prog
         return result
 
     def done(stage):
-        note(f"{model.name}: {stage.key}: {stage.params:,} params, {stage.bytes / 1024:.1f} KiB, accuracy "
+        progress.note(f"{model.name}: {stage.key}: {stage.params:,} params, {stage.bytes / 1024:.1f} KiB, accuracy "
              f"{stage.accuracy:.4f}, agreement {stage.agreement:.4f} ({stage.seconds:.1f} s)")
 
     folder = os.path.join(work, model.name)
