@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,7 +62,7 @@ def build_models(keras, folder):
     good = _dense_model(keras)
     paths["good"] = str(folder / "good.keras")
     good.save(paths["good"])
-    good_bytes = open(paths["good"], "rb").read()
+    good_bytes = Path(paths["good"]).read_bytes()
     with zipfile.ZipFile(paths["good"]) as archive:
         members = {name: archive.read(name) for name in archive.namelist()}
 
@@ -300,7 +301,7 @@ def test_broken_model_is_refused_by_commands_that_write_a_model(capsys, corpus, 
         assert (status, err) == (0, "")
         if command == "analyze":
             assert "skipped hidden (Dense, 54 params, 48 MACs): weights contain NaN or Inf" in out
-            assert json.load(open(tmp_path / "a.json"))["skipped"][0]["reason"] == "weights contain NaN or Inf"
+            assert json.loads((tmp_path / "a.json").read_text())["skipped"][0]["reason"] == "weights contain NaN or Inf"
         else:
             assert "weights contain NaN or Inf" in (tmp_path / "report" / "index.html").read_text()
         return
@@ -316,7 +317,7 @@ def test_one_neuron_layers_are_explained_not_crashed(capsys, corpus, tmp_path):
     assert "skipped hidden (Dense, 9 params, 8 MACs): only one neuron: nothing to compare it with" in out
     status, out, err = run(capsys, _command_argv("merge", path, None, str(tmp_path)))
     assert status == 0 and "left alone: hidden (Dense): only one neuron: nothing to merge" in out
-    assert json.load(open(tmp_path / "m.json"))["totals"]["neurons_removed"] == 0
+    assert json.loads((tmp_path / "m.json").read_text())["totals"]["neurons_removed"] == 0
     argv = _command_argv("retrain", path, data["good binary"], str(tmp_path / "sub"))
     os.makedirs(tmp_path / "sub")
     check_refused(capsys, argv, str(tmp_path / "sub"), _root(corpus),

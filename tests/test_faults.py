@@ -85,8 +85,8 @@ def test_retrain_killed_between_epochs_resumes_with_the_remaining_epochs(capsys,
     assert sorted(os.listdir(tmp_path)) == [".retrained.keras.retrain"]
 
     status, _, err = run(capsys, argv)
-    assert (status, err) == (2, f"weightkit retrain: error: {output}: an interrupted run left its backup in "
-                                f"{work}; pass --resume to continue it or --force to start over.\n")
+    assert (status, err) == (2, (f"weightkit retrain: error: {output}: an interrupted run left its backup in "
+                                 f"{work}; pass --resume to continue it or --force to start over.\n"))
     status, _, err = run(capsys, argv + ["--resume"])
     assert status == 0, err
     epochs_run = [line for line in err.splitlines() if line.startswith("weightkit: epoch ")]
@@ -118,7 +118,7 @@ def test_report_killed_mid_run_leaves_no_report_and_a_rerun_succeeds(capsys, dig
     leftovers = _part_folders(tmp_path, "report")
     assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(p) for p in leftovers)
 
-    status, out, err = run(capsys, argv)
+    status, _, err = run(capsys, argv)
     assert (status, err) == (0, "")
     assert sorted(os.listdir(output)) == ["analysis.json", "figures", "index.html"]
     umask = os.umask(0)
@@ -149,7 +149,7 @@ def test_quantize_killed_mid_run_leaves_no_output_folder_and_a_rerun_succeeds(ca
     leftovers = _part_folders(tmp_path, "quantized")
     assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(p) for p in leftovers)
 
-    status, out, err = run(capsys, argv)
+    status, _, err = run(capsys, argv)
     assert status == 0, err
     files = sorted(os.listdir(output))
     assert {"comparison.json", "model.tflite"} <= set(files)

@@ -68,7 +68,7 @@ def trap(keras, tmp_path_factory):
     """
     folder = tmp_path_factory.mktemp("trap")
     marker = folder / "code-ran"
-    function = eval(f"lambda t: (open({str(marker)!r}, 'w').close(), t)[1]")  # noqa: S307 - the trap itself
+    function = eval(f"lambda t: (open({str(marker)!r}, 'w').close(), t)[1]")  # the trap itself
     inputs = keras.Input((4,))
     hidden = keras.layers.Dense(5, activation="relu", name="hidden")(inputs)
     hidden = keras.layers.Lambda(function, name="trap")(hidden)
@@ -86,10 +86,10 @@ def trap(keras, tmp_path_factory):
 @pytest.mark.parametrize("command", COMMANDS)
 def test_no_code_from_the_model_file_runs_without_unsafe(capsys, trap, tmp_path, command, fmt):
     paths, marker = trap
-    status, out, err = run(capsys, _argv(command, paths[fmt], tmp_path))
-    assert (status, err) == (2, f"weightkit {command}: error: {paths[fmt]}: layer 'trap' is a Lambda layer, whose "
-                                "code would run while loading; refused in safe mode: pass --unsafe "
-                                "(unsafe=True) only if you trust the file.\n")
+    status, _, err = run(capsys, _argv(command, paths[fmt], tmp_path))
+    assert (status, err) == (2, (f"weightkit {command}: error: {paths[fmt]}: layer 'trap' is a Lambda layer, whose "
+                                 "code would run while loading; refused in safe mode: pass --unsafe "
+                                 "(unsafe=True) only if you trust the file.\n"))
     assert not marker.exists()
     assert os.listdir(tmp_path) == []
 
@@ -97,7 +97,7 @@ def test_no_code_from_the_model_file_runs_without_unsafe(capsys, trap, tmp_path,
 def test_unsafe_warns_and_then_the_code_does_run(capsys, trap, tmp_path):
     paths, marker = trap
     try:
-        status, out, err = run(capsys, ["analyze", paths["keras"], "--unsafe"])
+        status, _, err = run(capsys, ["analyze", paths["keras"], "--unsafe"])
         assert status == 0, err
         assert err.splitlines()[0] == ("weightkit: warning: --unsafe: code stored in the model file may run while "
                                        "loading.")
@@ -136,9 +136,9 @@ def test_archive_member_escaping_the_folder_is_refused(capsys, trap, tmp_path, c
     out = tmp_path / "out"
     out.mkdir()
     status, _, err = run(capsys, _argv(command, archive, out))
-    assert (status, err) == (2, f"weightkit {command}: error: {archive}: archive member {member!r} points outside "
-                                "the archive; refusing to read it. Re-save the model with "
-                                "model.save('model.keras').\n")
+    assert (status, err) == (2, (f"weightkit {command}: error: {archive}: archive member {member!r} points outside "
+                                 "the archive; refusing to read it. Re-save the model with "
+                                 "model.save('model.keras').\n"))
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["escape.keras", "in", "out"]
     assert not os.path.exists("/tmp/escaped-weightkit.txt")
 
