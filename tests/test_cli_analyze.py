@@ -296,26 +296,6 @@ def test_python_dash_m_weightkit():
     assert (done.returncode, done.stdout, done.stderr) == (0, "weightkit, version 0.1.0\n", "")
 
 
-def test_demo_trains_saves_and_analyzes(capsys, tmp_path):
-    output = tmp_path / "demo"
-    status, out, err = run(capsys, "demo", "--epochs", "2", "--output", output)
-    assert status == 0
-    assert sorted(os.listdir(output)) == ["analysis.json", "digits_mlp.keras"]
-    document = json.loads((output / "analysis.json").read_text())
-    assert [layer["name"] for layer in document["layers"]] == ["hidden1", "hidden2", "classes"]
-    assert document["totals"]["params"] == 64 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10
-    assert out.splitlines()[0].startswith("digits_mlp: test accuracy ")
-    assert err == "weightkit: training a 64-256-256-10 MLP on digits for 2 epochs (weight decay 3e-3)\n"
-    # The saved model is what the demo analyzed: analyze finds the same groups.
-    again = tmp_path / "again.json"
-    assert run(capsys, "analyze", output / "digits_mlp.keras", "--json", again)[0] == 0
-    assert [l["groups"] for l in json.loads(again.read_text())["layers"]] == [l["groups"] for l in document["layers"]]
-    # An existing output folder is refused without --force.
-    status, _, err = run(capsys, "demo", "--epochs", "1", "--output", output)
-    assert status == 2
-    assert err == f"weightkit demo: error: {output}: folder is not empty; pass --force to replace it or choose another path.\n"
-
-
 def test_console_prints_every_group():
     from reports.console import format_groups
 
