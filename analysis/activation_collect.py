@@ -1,0 +1,322 @@
+"""Collecting activations: one batched pass of a seeded input sample through a probe model.
+
+Which tensor holds an entry's activations (see :mod:`analysis.activations` for what "a neuron's
+activation" means per layer kind and which entries are skipped, with the reason), a seeded sample
+of inputs, and one pass in batches sized to ``memory_budget``, keeping per entry either one column
+per input (``summary="mean"``) or a sample of positions per input (``summary="positions"``) and the
+exact running minimum and maximum of each channel over every position.
+
+The statistics computed from what is collected live in :mod:`analysis.activation_stats`;
+:mod:`analysis.activations` re-exports both.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._tf import import_keras
+from .activation_results import ActivationSample
+from .errors import WeightkitError
+from .loading import walk_layers
+from .matrices import DEFAULT_MEMORY_BUDGET
+from .results import SkippedLayer
+
+__all__ = ["DEFAULT_SAMPLES", "SUMMARIES", "collect_activations", "collect_layer_outputs", "sample_indices"]
+
+DEFAULT_SAMPLES = 1000
+#: How a layer with positions (conv, sequence) becomes columns: one per input, or several.
+SUMMARIES = {
+    "mean": "per-channel mean over positions, one column per input",
+    "positions": "a seeded sample of positions per input, one column per (input, position)",
+}
+
+SKIP_SEPARABLE_DEPTHWISE = ("the depthwise output of a separable convolution is internal to the layer; "
+                            "its /pointwise entry is analyzed")
+SKIP_RNN_GATE = "gate activations are internal to the recurrent cell; only its hidden state leaves it"
+SKIP_BIDIRECTIONAL = "a Bidirectional layer's halves are mixed in its output; not probed"
+SKIP_NESTED = "inside a nested model: its output is not reachable from the model's inputs"
+SKIP_SHARED = "used at several places in the graph: no single output to probe"
+
+
+def sample_indices(n_available, samples=DEFAULT_SAMPLES, seed=0):
+    """A seeded sample of input indices, without replacement, in increasing order.
+
+    Parameters
+    ----------
+    n_available : int
+    samples : int, default=1000
+        All inputs when there are not more than this.
+    seed : int, default=0
+
+    Returns
+    -------
+    indices : ndarray of shape (min(samples, n_available),), int64
+    """
+    samples = int(samples)
+    if samples < 1:
+        raise WeightkitError(f"--samples must be at least 1, got {samples}.")
+    if n_available < 1:
+        raise WeightkitError("--data: no inputs to run through the model; give at least one sample.")
+    if samples >= n_available:
+        return np.arange(n_available, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n_available, size=samples, replace=False)).astype(np.int64)
+
+
+@dataclass
+class _Probe:
+    """Where an entry's activations come from."""
+
+    name: str
+    layer_name: str
+    type: str
+    neurons: int
+    tensor: object
+    channel_axis: int
+
+
+def _probe_kind(layer, entry_name):
+    """None when the entry's activations are the layer's output, else the skip reason."""
+    layers = import_keras().layers
+    if isinstance(layer, (layers.LSTM, layers.GRU)):
+        return SKIP_RNN_GATE
+    if isinstance(layer, layers.Bidirectional):
+        return SKIP_BIDIRECTIONAL
+    if isinstance(layer, (layers.SeparableConv1D, layers.SeparableConv2D)):
+        return SKIP_SEPARABLE_DEPTHWISE if entry_name.endswith("/depthwise") else None
+    if isinstance(layer, layers.TimeDistributed) and isinstance(layer.layer, (layers.LSTM, layers.GRU)):
+        return SKIP_RNN_GATE
+    return None
+
+
+def _channel_axis(layer):
+    inner = getattr(layer, "layer", layer)  # TimeDistributed
+    if getattr(inner, "data_format", "channels_last") == "channels_first":
+        return 1 if inner is layer else 2
+    return -1
+
+
+def _layer_output(layer, top_level):
+    """The single output tensor of a layer reachable from the model's inputs, or the skip reason."""
+    if id(layer) not in top_level:
+        return None, SKIP_NESTED
+    if len(getattr(layer, "_inbound_nodes", [])) != 1:
+        return None, SKIP_SHARED
+    try:
+        tensor = layer.output
+    except (AttributeError, ValueError, RuntimeError):
+        return None, SKIP_SHARED
+    if isinstance(tensor, (list, tuple)):
+        return None, "returns several tensors (return_state); not probed"
+    return tensor, None
+
+
+def _probes(model, entries):
+    """Map each analysis entry to the tensor holding its neurons' activations."""
+    top_level = {id(layer) for layer in model.layers}
+    by_name = {layer.name: layer for layer in walk_layers(model)}
+    probes, skipped = [], []
+    for entry in entries:
+        layer = by_name[entry.layer_name]
+        tensor, axis = None, None
+        reason = _probe_kind(layer, entry.name)
+        if reason is None:
+            tensor, reason = _layer_output(layer, top_level)
+        if reason is None:
+            axis = _channel_axis(layer)
+            width = tensor.shape[axis]
+            if width != entry.n_neurons:
+                reason = f"its output has {width} channels on axis {axis}, the entry has {entry.n_neurons} neurons"
+        if reason is not None:
+            skipped.append(SkippedLayer(entry.name, entry.type, reason))
+            continue
+        probes.append(_Probe(entry.name, entry.layer_name, entry.type, entry.n_neurons, tensor, axis))
+    return probes, skipped
+
+
+def _per_sample_floats(probe):
+    shape = probe.tensor.shape[1:]
+    if any(d is None for d in shape):
+        return None
+    return int(np.prod(shape, dtype=np.int64))
+
+
+def _batch_size(probes, batch_size, memory_budget):
+    sizes = [_per_sample_floats(p) for p in probes]
+    known = [s for s in sizes if s is not None]
+    per_sample = 4 * (sum(known) if known else 1)
+    return int(max(1, min(batch_size, memory_budget // max(per_sample, 1))))
+
+
+class _Accumulator:
+    """Collects one entry's columns and running min/max, batch by batch."""
+
+    def __init__(self, probe, summary, positions, rng):
+        self.probe = probe
+        self.summary = summary
+        self.positions = positions
+        self.rng = rng
+        self.minimum = np.full(probe.neurons, np.inf)
+        self.maximum = np.full(probe.neurons, -np.inf)
+        self.columns = []
+        self.kind = None
+
+    def add(self, output):
+        array = np.asarray(output, dtype=np.float32)
+        array = np.moveaxis(array, self.probe.channel_axis, -1)
+        batch = array.shape[0]
+        array = array.reshape(batch, -1, array.shape[-1])  # (batch, positions, channels)
+        np.minimum(self.minimum, array.min(axis=(0, 1)), out=self.minimum)
+        np.maximum(self.maximum, array.max(axis=(0, 1)), out=self.maximum)
+        n_positions = array.shape[1]
+        if n_positions == 1:
+            self.kind = "values"
+            self.columns.append(array[:, 0, :])
+        elif self.summary == "mean":
+            self.kind = "mean"
+            self.columns.append(array.mean(axis=1, dtype=np.float64).astype(np.float32))
+        else:
+            self.kind = "positions"
+            k = min(self.positions, n_positions)
+            chosen = np.argsort(self.rng.random((batch, n_positions)), axis=1)[:, :k]
+            picked = np.take_along_axis(array, chosen[:, :, None], axis=1)  # (batch, k, channels)
+            self.columns.append(picked.reshape(batch * k, -1))
+
+    def result(self, samples):
+        values = np.concatenate(self.columns, axis=0).T if self.columns else np.zeros((self.probe.neurons, 0))
+        return ActivationSample(self.probe.name, self.probe.layer_name, self.probe.type,
+                                np.ascontiguousarray(values, dtype=np.float32),
+                                self.minimum, self.maximum, self.kind or self.summary, samples)
+
+
+def _check_summary(summary):
+    if summary not in SUMMARIES:
+        raise WeightkitError(
+            f"Invalid value for summary. Expected one of {list(SUMMARIES)}. Received: summary={summary!r}."
+        )
+
+
+def _check_inputs(model, x):
+    if len(getattr(model, "inputs", None) or []) > 1:
+        raise WeightkitError(
+            f"{model.name}: has {len(model.inputs)} inputs; activation analysis supports single-input "
+            "models only."
+        )
+    x = np.asarray(x)
+    if x.ndim < 1 or len(x) == 0:
+        raise WeightkitError("--data: no inputs to run through the model; give at least one sample.")
+    return x
+
+
+def _run_probes(model, probes, x, *, samples, seed, summary, positions, batch_size, memory_budget, progress):
+    """One batched pass of a seeded sample through a probe model; an ActivationSample per probe."""
+    keras = import_keras()
+    chosen = x[sample_indices(len(x), samples, seed)]
+    probe_model = keras.Model(model.inputs, [p.tensor for p in probes], name=f"{model.name}_probe")
+    rng = np.random.default_rng(seed)
+    accumulators = [_Accumulator(p, summary, int(positions), rng) for p in probes]
+    step = _batch_size(probes, int(batch_size), int(memory_budget))
+    total = len(chosen)
+    for start in range(0, total, step):
+        outputs = probe_model.predict_on_batch(chosen[start:start + step])
+        if not isinstance(outputs, (list, tuple)):
+            outputs = [outputs]
+        for accumulator, output in zip(accumulators, outputs):
+            accumulator.add(output)
+        if progress is not None:
+            progress(min(total, start + step), total, "activations")
+    return {a.probe.name: a.result(total) for a in accumulators}
+
+
+def _check_collect_options(summary, positions):
+    _check_summary(summary)
+    if int(positions) < 1:
+        raise WeightkitError(f"positions must be at least 1, got {positions}.")
+
+
+def collect_layer_outputs(model, x, layer_names, *, samples=DEFAULT_SAMPLES, seed=0, summary="positions",
+                          positions=16, batch_size=256, memory_budget=DEFAULT_MEMORY_BUDGET, progress=None):
+    """The per-channel outputs of named layers (any layer: BatchNormalization, pooling...) on a sample.
+
+    Used by data-aware merging, which fits its relations on the tensor a consumer reads. Channels
+    are on the last axis (channels-last layers).
+
+    Parameters
+    ----------
+    model : keras.Model
+    x : ndarray of shape (n_inputs, *input_shape)
+    layer_names : list of str
+        Top-level layers used once in the graph.
+    samples, seed, summary, positions, batch_size, memory_budget, progress
+        As for :func:`collect_activations`; ``summary`` defaults to ``"positions"`` here.
+
+    Returns
+    -------
+    dict of str to ActivationSample
+        Keyed by layer name.
+
+    Raises
+    ------
+    WeightkitError
+        When a layer has no single output reachable from the model's input.
+    """
+    _check_collect_options(summary, positions)
+    x = _check_inputs(model, x)
+    top_level = {id(layer) for layer in model.layers}
+    probes = []
+    for name in layer_names:
+        layer = model.get_layer(name)
+        tensor, reason = _layer_output(layer, top_level)
+        if reason is not None:
+            raise WeightkitError(f"{name}: its activations cannot be collected ({reason}).")
+        probes.append(_Probe(name, name, type(layer).__name__, int(tensor.shape[-1]), tensor, -1))
+    if not probes:
+        return {}
+    return _run_probes(model, probes, x, samples=samples, seed=seed, summary=summary, positions=positions,
+                       batch_size=batch_size, memory_budget=memory_budget, progress=progress)
+
+
+def collect_activations(model, x, *, layers=None, samples=DEFAULT_SAMPLES, seed=0, summary="mean",
+                        positions=16, batch_size=256, memory_budget=DEFAULT_MEMORY_BUDGET, progress=None):
+    """Run a seeded sample of inputs through the model once and collect each entry's activations.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A functional or Sequential model with one input.
+    x : ndarray of shape (n_inputs, *input_shape)
+        Inputs (already shaped for the model; see :func:`analysis.data.fit_to_model`).
+    layers : list of str, default=None
+        Only these layer or entry names (as ``--layers``).
+    samples : int, default=1000
+        Inputs drawn without replacement (seeded); all when there are fewer.
+    seed : int, default=0
+    summary : {"mean", "positions"}, default="mean"
+        How a layer with positions becomes columns (see the module docstring).
+    positions : int, default=16
+        Positions kept per input with ``summary="positions"``.
+    batch_size : int, default=256
+        Upper bound; lowered so that a batch's probed outputs fit ``memory_budget``.
+    memory_budget : int, default=256 MiB
+    progress : callable, default=None
+        Called as ``progress(done, total, "activations")`` per batch.
+
+    Returns
+    -------
+    activations : dict of str to ActivationSample
+        Keyed by entry name, in model order.
+    skipped : list of SkippedLayer
+        Entries without a probe-able activation, with the reason.
+    """
+    from .model_analysis import collect_entries
+
+    _check_collect_options(summary, positions)
+    x = _check_inputs(model, x)
+    entries, _ = collect_entries(model, layers)
+    probes, skipped = _probes(model, entries)
+    if not probes:
+        return {}, skipped
+    activations = _run_probes(model, probes, x, samples=samples, seed=seed, summary=summary,
+                              positions=positions, batch_size=batch_size, memory_budget=memory_budget,
+                              progress=progress)
+    return activations, skipped
