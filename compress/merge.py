@@ -18,9 +18,9 @@ from analysis.rows import NeuronRows
 
 from .merge_math import (cosine_matrix, greedy_merges, group_merges, propagate_affine, propagate_elementwise,
                          relation_from_merges)
-from .merge_plan import find_merge_sites
+from .merge_plan import find_merge_sites, selected_sites
 from .merge_rebuild import WeightState, batchnorm_affine, effective_rows, fold_relation, rebuild_model
-from .merge_report import LayerMerge, MergeReport
+from .merge_report import LayerMerge, MergeReport, record_params
 
 __all__ = ["merge_redundant", "apply_relations", "carry_relation", "MERGE_METRICS"]
 
@@ -143,10 +143,6 @@ def _similarity(rows, metric, threshold, want_matrix, entry):
     return None, result.groups
 
 
-def _params(model, name):
-    return int(model.get_layer(name).count_params())
-
-
 def merge_redundant(model, *, metric="pearson", threshold=None, ratio=None, layers=None, include_bias=True,
                     twin_tolerance=0.05, progress=None):
     """Merge redundant neurons of every mergeable layer and return a genuinely smaller model.
@@ -188,13 +184,8 @@ def merge_redundant(model, *, metric="pearson", threshold=None, ratio=None, laye
         threshold = _DEFAULT_THRESHOLDS[metric]
     entries, _ = collect_entries(model, layers)  # validates --layers names
     entry_names = {e.layer_name for e in entries}
-    wanted = set(layers) if layers else None
     sites = find_merge_sites(model)
-    if wanted:
-        unknown = sorted(wanted - set(sites))
-        if unknown:
-            raise WeightkitError(f"--layers: no layer named {', '.join(map(repr, unknown))}; available: "
-                                 f"{', '.join(sites)}.")
+    wanted = selected_sites(sites, layers)
     state = WeightState(model)
     report = MergeReport(model=model.name, metric=metric, threshold=None if ratio is not None else float(threshold),
                          ratio=None if ratio is None else float(ratio), params_before=int(model.count_params()))
@@ -216,16 +207,7 @@ def merge_redundant(model, *, metric="pearson", threshold=None, ratio=None, laye
     if progress is not None:
         progress(len(targets), len(targets), "")
     merged = rebuild_model(model, state)
-    report.params_after = int(merged.count_params())
-    for layer in merged.layers:
-        if not layer.weights:
-            continue
-        before, after = _params(model, layer.name), int(layer.count_params())
-        if before != after:
-            report.layer_params[layer.name] = (before, after)
-    for layer_report in report.layers:
-        layer_report.params_before = _params(model, layer_report.name)
-        layer_report.params_after = _params(merged, layer_report.name)
+    record_params(report, model, merged)
     if state.added_bias:
         report.notes.append(f"gave a bias to {', '.join(sorted(state.added_bias))} to absorb normalization offsets")
     return merged, report

@@ -30,7 +30,8 @@ from analysis.results import SkippedLayer
 from .merge import apply_relations
 from .merge_data import DEFAULT_RIDGE, plan_data_merge
 from .merge_math import Relation
-from .merge_plan import find_merge_sites
+from .merge_plan import find_merge_sites, selected_sites
+from .merge_report import outcome_dict, record_params
 
 __all__ = ["LayerDataMerge", "DataMergeReport", "merge_by_data", "consumer_weights", "DEFAULT_MAX_ERROR"]
 
@@ -162,16 +163,7 @@ class DataMergeReport:
             "max_error": self.max_error,
             "calibration": {"source": self.calibration, "samples": self.samples, "positions": self.positions,
                             "ridge": self.ridge, "seed": self.seed},
-            "layers": [layer.to_dict() for layer in self.layers],
-            "skipped": [layer.to_dict() for layer in self.skipped],
-            "layer_params": {name: {"before": b, "after": a} for name, (b, a) in self.layer_params.items()},
-            "totals": {
-                "neurons_removed": self.removed,
-                "params_before": self.params_before,
-                "params_after": self.params_after,
-            },
-            "evaluation": self.evaluation,
-            "notes": list(self.notes),
+            **outcome_dict(self),
         }
 
 
@@ -268,12 +260,7 @@ def merge_by_data(model, x, *, ratio=None, max_error=None, layers=None, samples=
     ratio, max_error = _check_budget(ratio, max_error)
     collect_entries(model, layers)  # validates --layers names against the analyzable layers
     sites = find_merge_sites(model)
-    wanted = set(layers) if layers else None
-    if wanted:
-        unknown = sorted(wanted - set(sites))
-        if unknown:
-            raise WeightkitError(f"--layers: no layer named {', '.join(map(repr, unknown))}; available: "
-                                 f"{', '.join(sites)}.")
+    wanted = selected_sites(sites, layers)
     report = DataMergeReport(model=model.name, ratio=ratio, max_error=max_error, samples=0, positions=int(positions),
                              ridge=float(ridge), seed=int(seed), params_before=int(model.count_params()))
     targets = []
@@ -299,15 +286,7 @@ def merge_by_data(model, x, *, ratio=None, max_error=None, layers=None, samples=
         if relation is not None:
             relations[site.layer] = relation
     merged = apply_relations(model, relations, sites=sites)
-    report.params_after = int(merged.count_params())
-    for layer in merged.layers:
-        if layer.weights:
-            before, after = int(model.get_layer(layer.name).count_params()), int(layer.count_params())
-            if before != after:
-                report.layer_params[layer.name] = (before, after)
-    for layer_report in report.layers:
-        layer_report.params_before = int(model.get_layer(layer_report.name).count_params())
-        layer_report.params_after = int(merged.get_layer(layer_report.name).count_params())
+    record_params(report, model, merged)
     return merged, report
 
 

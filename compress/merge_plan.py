@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analysis._tf import import_keras
+from analysis.errors import WeightkitError
 from analysis.rows import skip_reason
 
-__all__ = ["Step", "Consumer", "MergeSite", "find_merge_sites", "model_graph", "HOMOGENEOUS_ACTIVATIONS",
-           "ELEMENTWISE_ACTIVATIONS"]
+__all__ = ["Step", "Consumer", "MergeSite", "find_merge_sites", "selected_sites", "model_graph",
+           "HOMOGENEOUS_ACTIVATIONS", "ELEMENTWISE_ACTIVATIONS"]
 
 #: Activations with f(a·x) = a·f(x) for a > 0: a positively scaled copy merges exactly.
 HOMOGENEOUS_ACTIVATIONS = ("linear", "relu", "leaky_relu")
@@ -382,3 +383,30 @@ def find_merge_sites(model):
             continue
         sites[layer.name] = _site(layer, graph, nodes_of, consumers, keras, outputs)
     return sites
+
+
+def selected_sites(sites, layers):
+    """The ``--layers`` names as a set (None for every layer), each checked to be a merge site.
+
+    Parameters
+    ----------
+    sites : dict of str to MergeSite
+        From :func:`find_merge_sites`.
+    layers : list of str or None
+
+    Returns
+    -------
+    set of str or None
+
+    Raises
+    ------
+    WeightkitError
+        Naming the unknown layers and the available ones.
+    """
+    wanted = set(layers) if layers else None
+    if wanted:
+        unknown = sorted(wanted - set(sites))
+        if unknown:
+            raise WeightkitError(f"--layers: no layer named {', '.join(map(repr, unknown))}; available: "
+                                 f"{', '.join(sites)}.")
+    return wanted

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["LayerMerge", "MergeReport", "compare_models"]
+__all__ = ["LayerMerge", "MergeReport", "compare_models", "outcome_dict", "record_params"]
 
 
 @dataclass
@@ -112,17 +112,61 @@ class MergeReport:
             "metric": self.metric,
             "threshold": self.threshold,
             "ratio": self.ratio,
-            "layers": [layer.to_dict() for layer in self.layers],
-            "skipped": [layer.to_dict() for layer in self.skipped],
-            "layer_params": {name: {"before": b, "after": a} for name, (b, a) in self.layer_params.items()},
-            "totals": {
-                "neurons_removed": self.removed,
-                "params_before": self.params_before,
-                "params_after": self.params_after,
-            },
-            "evaluation": self.evaluation,
-            "notes": list(self.notes),
+            **outcome_dict(self),
         }
+
+
+def outcome_dict(report):
+    """The keys every merge report's ``to_dict`` ends with: layers, skips, parameters, evaluation, notes.
+
+    Parameters
+    ----------
+    report : MergeReport or compress.merge_data_model.DataMergeReport
+
+    Returns
+    -------
+    dict
+        ``layers``, ``skipped``, ``layer_params``, ``totals``, ``evaluation``, ``notes``, in that order.
+    """
+    return {
+        "layers": [layer.to_dict() for layer in report.layers],
+        "skipped": [layer.to_dict() for layer in report.skipped],
+        "layer_params": {name: {"before": b, "after": a} for name, (b, a) in report.layer_params.items()},
+        "totals": {
+            "neurons_removed": report.removed,
+            "params_before": report.params_before,
+            "params_after": report.params_after,
+        },
+        "evaluation": report.evaluation,
+        "notes": list(report.notes),
+    }
+
+
+def _params(model, name):
+    return int(model.get_layer(name).count_params())
+
+
+def record_params(report, original, merged):
+    """Fill a merge report's parameter counts from the original and the merged model, in place.
+
+    Sets ``report.params_after``, ``report.layer_params`` (every layer with weights whose count
+    changed: producers and the consumers that lost inputs) and each layer report's
+    ``params_before`` / ``params_after``.
+
+    Parameters
+    ----------
+    report : MergeReport or compress.merge_data_model.DataMergeReport
+    original, merged : keras.Model
+    """
+    report.params_after = int(merged.count_params())
+    for layer in merged.layers:
+        if layer.weights:
+            before, after = _params(original, layer.name), int(layer.count_params())
+            if before != after:
+                report.layer_params[layer.name] = (before, after)
+    for layer_report in report.layers:
+        layer_report.params_before = _params(original, layer_report.name)
+        layer_report.params_after = _params(merged, layer_report.name)
 
 
 def _labels(y):
