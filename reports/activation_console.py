@@ -94,10 +94,10 @@ def data_merge_table(report):
 
 def print_data_merge_report(report, console):
     """Render a DataMergeReport: the table, the R² of each removed neuron, skips, notes, evaluation."""
+    from .merge_console import print_notes_and_evaluation, print_parameter_change
+
     console.print(data_merge_table(report))
-    change = 1 - report.params_after / max(report.params_before, 1)
-    console.print(f"model parameters {report.params_before:,} → {report.params_after:,} ({change:.1%} fewer), "
-                  f"{report.removed} neurons removed")
+    print_parameter_change(report, console)
     for layer in report.layers:
         if layer.removed:
             shown = ", ".join(f"{item['neuron']} ({item['r2']:.3f})" for item in layer.removed[:12])
@@ -107,15 +107,4 @@ def print_data_merge_report(report, console):
             console.print(f"  {layer.name}: {text}")
     for skipped in report.skipped:
         console.print(f"  left alone: {skipped.name} ({skipped.type}): {skipped.reason}")
-    for text in report.notes:
-        console.print(f"  note: {text}")
-    evaluation = report.evaluation
-    if evaluation:
-        line = f"on {evaluation['samples']} held-out samples of {evaluation.get('data', 'the data')}:"
-        if "accuracy_before" in evaluation:
-            line += (f" accuracy {evaluation['accuracy_before']:.4f} → {evaluation['accuracy_after']:.4f},"
-                     f" agreement {evaluation['agreement']:.4f},")
-        elif "mse_before" in evaluation:
-            line += f" MSE {evaluation['mse_before']:.4g} → {evaluation['mse_after']:.4g},"
-        line += f" max output difference {evaluation['max_abs_output_difference']:.3g}"
-        console.print(line)
+    print_notes_and_evaluation(report, console)

@@ -4,7 +4,9 @@ import os
 
 import click
 
-from ._activations import check_merge_mode, data_merge, samples_option
+from reports.merge_console import print_merge_report
+
+from ._activations import check_merge_mode, data_merge, load_dataset, samples_option
 from .._common import (debug_option, force_option, load_model_or_exit, model_argument, note, progress_reporter,
                        quiet_option, stdout_console, unsafe_option)
 
@@ -61,7 +63,7 @@ def merge(model, output, metric, threshold, ratio, layers, exclude_bias, twin_to
     check_output(output, force=force, inputs=(model, data))
     check_output(report_path, force=force, inputs=(model, data))
     loaded = load_model_or_exit(model, unsafe=unsafe, compile=False, finite=True)
-    dataset = _load_data(data, loaded.model) if data else None
+    dataset = load_dataset(data, loaded.model) if data else None
     with progress_reporter("merging") as progress:
         if mode == "data":
             merged, report = data_merge(loaded.model, dataset, ratio=ratio, max_error=max_error,
@@ -89,52 +91,3 @@ def merge(model, output, metric, threshold, ratio, layers, exclude_bias, twin_to
         print_merge_report(report, stdout_console())
     note(f"wrote {output} and {report_path}")
 
-
-def _load_data(spec, model):
-    from analysis.data import check_data_against_model, fit_to_model, load_data
-
-    dataset = fit_to_model(load_data(spec), model)
-    check_data_against_model(dataset, model)
-    return dataset
-
-
-def print_merge_report(report, console):
-    """Render a MergeReport with rich: one row per layer, then what was left alone and why."""
-    from rich.table import Table
-
-    mode = f"ratio {report.ratio:g}" if report.ratio is not None else f"threshold {report.threshold:g}"
-    table = Table(title=f"{report.model}: merged by {report.metric}, {mode}")
-    for column in ("layer", "activation", "neurons", "params", "exact merges", "left alone"):
-        table.add_column(column, justify="left" if column in ("layer", "activation") else "right")
-    for layer in report.layers:
-        exact = sum(m["exact"] for m in layer.merges)
-        table.add_row(layer.name, layer.activation, f"{layer.neurons_before} → {layer.neurons_after}",
-                      f"{layer.params_before:,} → {layer.params_after:,}", f"{exact}/{len(layer.merges)}",
-                      str(len(layer.left_alone)))
-    console.print(table)
-    change = 1 - report.params_after / max(report.params_before, 1)
-    console.print(f"model parameters {report.params_before:,} → {report.params_after:,} ({change:.1%} fewer), "
-                  f"{report.removed} neurons removed")
-    for skipped in report.skipped:
-        console.print(f"  left alone: {skipped.name} ({skipped.type}): {skipped.reason}")
-    for layer in report.layers:
-        reasons = {}
-        for item in layer.left_alone:
-            reasons.setdefault(item["reason"], []).append(item["neuron"])
-        for reason, neurons in reasons.items():
-            console.print(f"  {layer.name}: neurons {', '.join(map(str, neurons[:8]))}"
-                          f"{' ...' if len(neurons) > 8 else ''} not merged: {reason}")
-        for text in layer.notes:
-            console.print(f"  {layer.name}: {text}")
-    for text in report.notes:
-        console.print(f"  note: {text}")
-    evaluation = report.evaluation
-    if evaluation:
-        line = f"on {evaluation['samples']} held-out samples of {evaluation.get('data', 'the data')}:"
-        if "accuracy_before" in evaluation:
-            line += (f" accuracy {evaluation['accuracy_before']:.4f} → {evaluation['accuracy_after']:.4f},"
-                     f" agreement {evaluation['agreement']:.4f},")
-        elif "mse_before" in evaluation:
-            line += f" MSE {evaluation['mse_before']:.4g} → {evaluation['mse_after']:.4g},"
-        line += f" max output difference {evaluation['max_abs_output_difference']:.3g}"
-        console.print(line)

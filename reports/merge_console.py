@@ -1,0 +1,59 @@
+"""Terminal rendering of a weight merge (``MergeReport``) and the lines every merge report ends with."""
+
+__all__ = ["print_merge_report", "print_parameter_change", "print_notes_and_evaluation", "evaluation_line"]
+
+
+def print_parameter_change(report, console):
+    """The whole model's parameters before and after, and the neurons removed, on one line."""
+    change = 1 - report.params_after / max(report.params_before, 1)
+    console.print(f"model parameters {report.params_before:,} → {report.params_after:,} ({change:.1%} fewer), "
+                  f"{report.removed} neurons removed")
+
+
+def evaluation_line(evaluation):
+    """One line comparing the models on held-out data (see ``compress.merge_report.compare_models``)."""
+    line = f"on {evaluation['samples']} held-out samples of {evaluation.get('data', 'the data')}:"
+    if "accuracy_before" in evaluation:
+        line += (f" accuracy {evaluation['accuracy_before']:.4f} → {evaluation['accuracy_after']:.4f},"
+                 f" agreement {evaluation['agreement']:.4f},")
+    elif "mse_before" in evaluation:
+        line += f" MSE {evaluation['mse_before']:.4g} → {evaluation['mse_after']:.4g},"
+    line += f" max output difference {evaluation['max_abs_output_difference']:.3g}"
+    return line
+
+
+def print_notes_and_evaluation(report, console):
+    """The report's notes, then the held-out evaluation line when there is one."""
+    for text in report.notes:
+        console.print(f"  note: {text}")
+    if report.evaluation:
+        console.print(evaluation_line(report.evaluation))
+
+
+def print_merge_report(report, console):
+    """Render a MergeReport with rich: one row per layer, then what was left alone and why."""
+    from rich.table import Table
+
+    mode = f"ratio {report.ratio:g}" if report.ratio is not None else f"threshold {report.threshold:g}"
+    table = Table(title=f"{report.model}: merged by {report.metric}, {mode}")
+    for column in ("layer", "activation", "neurons", "params", "exact merges", "left alone"):
+        table.add_column(column, justify="left" if column in ("layer", "activation") else "right")
+    for layer in report.layers:
+        exact = sum(m["exact"] for m in layer.merges)
+        table.add_row(layer.name, layer.activation, f"{layer.neurons_before} → {layer.neurons_after}",
+                      f"{layer.params_before:,} → {layer.params_after:,}", f"{exact}/{len(layer.merges)}",
+                      str(len(layer.left_alone)))
+    console.print(table)
+    print_parameter_change(report, console)
+    for skipped in report.skipped:
+        console.print(f"  left alone: {skipped.name} ({skipped.type}): {skipped.reason}")
+    for layer in report.layers:
+        reasons = {}
+        for item in layer.left_alone:
+            reasons.setdefault(item["reason"], []).append(item["neuron"])
+        for reason, neurons in reasons.items():
+            console.print(f"  {layer.name}: neurons {', '.join(map(str, neurons[:8]))}"
+                          f"{' ...' if len(neurons) > 8 else ''} not merged: {reason}")
+        for text in layer.notes:
+            console.print(f"  {layer.name}: {text}")
+    print_notes_and_evaluation(report, console)
