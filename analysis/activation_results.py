@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .results import LayerMatrices
+from .results import LayerMatrices, layer_named
 
 __all__ = ["ActivationSample", "LayerActivations", "ActivationAnalysis"]
 
@@ -136,10 +136,7 @@ class ActivationAnalysis:
 
     def layer(self, name):
         """The activations analysis of the entry called ``name``."""
-        for layer in self.layers:
-            if layer.name == name:
-                return layer
-        raise KeyError(name)
+        return layer_named(self.layers, name)
 
     def to_dict(self):
         return {

@@ -150,10 +150,7 @@ class ModelAnalysis:
 
     def layer(self, name):
         """The analysis of the entry called ``name``."""
-        for layer in self.layers:
-            if layer.name == name:
-                return layer
-        raise KeyError(name)
+        return layer_named(self.layers, name)
 
     def to_dict(self):
         return {
@@ -172,3 +169,14 @@ class ModelAnalysis:
             },
             "notes": list(self.notes),
         }
+
+
+def layer_named(layers, name):
+    """The first item of ``layers`` whose ``name`` is ``name``; KeyError when there is none.
+
+    Shared by the ``layer(name)`` lookups of the result trees (weights and activations).
+    """
+    for layer in layers:
+        if layer.name == name:
+            return layer
+    raise KeyError(name)
