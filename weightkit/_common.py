@@ -8,7 +8,7 @@ import click
 
 __all__ = ["debug_option", "unsafe_option", "force_option", "quiet_option", "model_argument",
            "run_cli", "load_model_or_exit", "stdout_console", "stderr_console", "progress_reporter",
-           "note"]
+           "note", "metric_option", "threshold_option"]
 
 _STATE = {"debug": bool(os.environ.get("WEIGHTKIT_DEBUG")), "quiet": False}
 
@@ -42,6 +42,19 @@ def unsafe_option(function):
 
 def force_option(function):
     return click.option("--force", is_flag=True, help="Replace an existing output.")(function)
+
+
+def metric_option(function):
+    """``--metric {pearson,mad}`` of the analysis commands (analyze, report)."""
+    return click.option("--metric", type=click.Choice(["pearson", "mad"]), default="pearson", show_default=True,
+                        help="Similarity that defines a redundant group.")(function)
+
+
+def threshold_option(function):
+    """``--threshold`` of the analysis commands, with each metric's default in its help."""
+    return click.option("--threshold", type=float, default=None,
+                        help="Pearson: minimum r (default 0.9). MAD: maximum fraction of the layer's median MAD "
+                             "(default 0.2).")(function)
 
 
 def model_argument(function):

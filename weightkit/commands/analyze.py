@@ -5,16 +5,14 @@ import os
 import click
 
 from ._activations import add_activations, data_option, load_dataset, samples_option
-from .._common import (debug_option, load_model_or_exit, model_argument, progress_reporter,
-                       quiet_option, stdout_console, unsafe_option)
+from .._common import (debug_option, load_model_or_exit, metric_option, model_argument, progress_reporter,
+                       quiet_option, stdout_console, threshold_option, unsafe_option)
 
 
 @click.command()
 @model_argument
-@click.option("--metric", type=click.Choice(["pearson", "mad"]), default="pearson", show_default=True,
-              help="Similarity that defines a redundant group.")
-@click.option("--threshold", type=float, default=None,
-              help="Pearson: minimum r (default 0.9). MAD: maximum fraction of the layer's median MAD (default 0.2).")
+@metric_option
+@threshold_option
 @click.option("--layers", multiple=True, metavar="NAME",
               help="Analyze only these layers or parts (lstm/forget); repeat it or separate names with commas.")
 @click.option("--include-bias", is_flag=True, help="Append each neuron's bias to its weight row.")

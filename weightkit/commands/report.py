@@ -6,18 +6,16 @@ import click
 
 from ._activations import data_option, load_dataset, samples_option
 from .analyze import _names
-from .._common import (debug_option, force_option, load_model_or_exit, model_argument, progress_reporter,
-                       quiet_option, unsafe_option)
+from .._common import (debug_option, force_option, load_model_or_exit, metric_option, model_argument,
+                       progress_reporter, quiet_option, threshold_option, unsafe_option)
 
 
 @click.command()
 @model_argument
 @click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Report folder to write (index.html, analysis.json, figures/).")
-@click.option("--metric", type=click.Choice(["pearson", "mad"]), default="pearson", show_default=True,
-              help="Similarity that defines a redundant group.")
-@click.option("--threshold", type=float, default=None,
-              help="Pearson: minimum r (default 0.9). MAD: maximum fraction of the layer's median MAD (default 0.2).")
+@metric_option
+@threshold_option
 @click.option("--layers", multiple=True, metavar="NAME",
               help="Report only these layers or parts (lstm/forget); repeat it or separate names with commas.")
 @click.option("--include-bias", is_flag=True, help="Append each neuron's bias to its weight row.")
