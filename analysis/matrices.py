@@ -267,14 +267,20 @@ def mad_matrix(rows, *, memory_budget=DEFAULT_MEMORY_BUDGET):
 
 def _mad_matrix(rows, memory_budget=DEFAULT_MEMORY_BUDGET):
     kernel = _kernel()
-    if kernel is not None and max(float(rows.max()), -float(rows.min())) <= _KERNEL_MAX_ABS:
-        return _mad_matrix_numba(rows, kernel)
-    return _mad_matrix_blocked(rows, memory_budget)
+    if kernel is None or max(float(rows.max()), -float(rows.min())) > _KERNEL_MAX_ABS:
+        return _mad_matrix_blocked(rows, memory_budget)
+    return _mad_matrix_numba(rows, kernel)
 
 
 def _mad_matrix_numba(rows, kernel=None):
-    """MAD through the compiled kernel; ``rows`` finite float32 with values within 2**100."""
+    """MAD through the compiled kernel; ``rows`` finite float32.
+
+    The kernel's float32 chunk sums need values within 2**100; beyond that (or without numba)
+    the exact float64 blocked path answers instead of overflowing to inf.
+    """
     fill = kernel if kernel is not None else _kernel()
+    if fill is None or max(float(rows.max()), -float(rows.min())) > _KERNEL_MAX_ABS:
+        return _mad_matrix_blocked(rows)
     n = rows.shape[0]
     out = np.empty((n, n), dtype=np.float32)
     fill(np.ascontiguousarray(rows, dtype=np.float32), out)

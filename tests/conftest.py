@@ -11,6 +11,14 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# Property tests explore the same examples on every run (CI included): a red run is a real bug,
+# reproducible with the same command, never a fresh random draw. HYPOTHESIS_PROFILE=explore
+# draws new examples when hunting for bugs.
+settings.register_profile("repeatable", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 @pytest.fixture(scope="session")

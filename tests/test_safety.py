@@ -228,7 +228,29 @@ def _npz_contents(draw):
     return {"x_train": x, "y_train": y, "x_test": draw(_any_array(m)), "y_test": draw(_any_array(m, max_dims=2))}
 
 
-def _check_dataset(dataset, models):
+def _stored_values(arrays):
+    """Every number the source held, as float64: accepted labels must be among them."""
+    values = []
+    with np.errstate(all="ignore"):
+        for array in arrays:
+            array = np.asarray(array)
+            if np.issubdtype(array.dtype, np.number) or array.dtype == bool:
+                values.append(array.astype(np.float64).ravel())
+    return np.concatenate(values) if values else np.zeros(0)
+
+
+def _csv_values(text):
+    values = []
+    for row in csv.reader(io.StringIO(text.replace("\x00", ""))):
+        for cell in row:
+            try:
+                values.append(float(cell))
+            except ValueError:
+                pass
+    return np.asarray(values, dtype=np.float64)
+
+
+def _check_dataset(dataset, models, stored):
     assert len(dataset.x_train) == len(dataset.y_train) and len(dataset.x_test) == len(dataset.y_test)
     for model in models:
         fitted = copy.deepcopy(dataset)
@@ -245,7 +267,10 @@ def _check_dataset(dataset, models):
         if fitted.task == "classification" and fitted.y_train.ndim == 1:
             assert y.min() >= 0 and y.max() <= 2
         else:
-            assert np.abs(y).max() < 2**63  # not an integer cast of Inf
+            # Every label is a value the file held: no integer cast of Inf or NaN (-2**63) slips in.
+            with np.errstate(all="ignore"):
+                as_float32 = stored.astype(np.float32).astype(np.float64)
+            assert np.isin(y, np.concatenate([stored, as_float32])).all()
 
 
 @SETTINGS
@@ -263,7 +288,8 @@ def test_data_loader_on_any_npz(models, contents):
         n = len(contents.get("x", contents.get("x_train")))
         if "x" in contents:
             assert len(dataset.x_train) + len(dataset.x_test) == n >= 2 and len(dataset.x_test) >= 1
-        _check_dataset(dataset, models)
+        labels = [value for key, value in contents.items() if key.startswith("y")]
+        _check_dataset(dataset, models, _stored_values(labels))
 
 
 _cell = st.one_of(st.integers(-5, 5).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr),
@@ -301,4 +327,6 @@ def test_data_loader_on_any_csv(models, text, encoding):
         except WeightkitError as error:
             assert "\n" not in str(error)
             return
-        _check_dataset(dataset, models)
+        with open(path, encoding=encoding, errors="replace") as handle:
+            stored = _csv_values(handle.read())
+        _check_dataset(dataset, models, stored)
