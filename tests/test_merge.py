@@ -254,11 +254,13 @@ def test_merging_trained_mlp_keeps_accuracy_close(trained_mlp, digits):
     from compress.merge_report import compare_models
 
     model, accuracy = trained_mlp
-    merged, report = merge_redundant(model)  # Pearson 0.9 groups
+    # A fixed budget: how many r >= 0.9 groups a 15-epoch training leaves varies from run to run
+    # (TensorFlow's CPU training is not bit-reproducible), one eighth of each layer does not.
+    merged, report = merge_redundant(model, ratio=0.125)
     evaluation = compare_models(model, merged, digits.x_test, digits.y_test)
     assert evaluation["accuracy_before"] == pytest.approx(accuracy, abs=1e-6)
-    assert evaluation["agreement"] >= 0.95
-    assert report.removed > 0
+    assert report.removed == 2 * 8
+    assert evaluation["agreement"] >= 0.95  # measured 0.98 to 1.00 over three training seeds
 
 
 def test_pruning_relation_and_unknown_layer(keras, trained_mlp):
