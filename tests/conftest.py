@@ -80,3 +80,14 @@ def cnn_path(trained_cnn, tmp_path_factory):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def corpus(keras, tmp_path_factory):
+    """``(models, data)``: {case: path} of the bad-input corpus. Read-only: tests check its checksums."""
+    from bad_inputs_corpus import build_data, build_models
+
+    root = tmp_path_factory.mktemp("corpus")
+    os.makedirs(root / "models")
+    os.makedirs(root / "data")
+    return build_models(keras, root / "models"), build_data(root / "data")

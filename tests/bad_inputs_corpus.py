@@ -1,0 +1,228 @@
+"""The bad-input corpus (built from code: tiny models, a few bytes of data) and the checks every case runs.
+
+Shared by ``test_bad_inputs.py`` and ``test_bad_outputs.py``; the session fixture ``corpus`` in
+``conftest.py`` builds it once.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from weightkit._common import run_cli
+from weightkit.cli import cli
+
+N_FEATURES, N_CLASSES = 8, 3
+
+
+# --------------------------------------------------------------------------------------------------
+# The corpus
+
+
+def _write(path, data):
+    with open(path, "wb") as handle:
+        handle.write(data)
+    return str(path)
+
+
+def _zip(path, members):
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return str(path)
+
+
+def _dense_model(keras, hidden=6, outputs=N_CLASSES, activation="softmax", name="tiny"):
+    inputs = keras.Input((N_FEATURES,), name="x")
+    x = keras.layers.Dense(hidden, activation="relu", name="hidden")(inputs)
+    x = keras.layers.Dense(outputs, activation=activation, name="out")(x)
+    model = keras.Model(inputs, x, name=name)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy" if outputs > 1 else "binary_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+def build_models(keras, folder):
+    """Model files, good and bad. Returns {case: path}."""
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    paths = {}
+    good = _dense_model(keras)
+    paths["good"] = str(folder / "good.keras")
+    good.save(paths["good"])
+    good_bytes = Path(paths["good"]).read_bytes()
+    with zipfile.ZipFile(paths["good"]) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+
+    paths["empty file"] = _write(folder / "empty.keras", b"")
+    paths["empty file .h5"] = _write(folder / "empty.h5", b"")
+    paths["random bytes .keras"] = _write(folder / "random.keras", rng.bytes(700))
+    paths["random bytes .h5"] = _write(folder / "random.h5", rng.bytes(700))
+    paths["truncated .keras"] = _write(folder / "truncated.keras", good_bytes[: len(good_bytes) // 2])
+    paths["zip without config.json"] = _zip(folder / "noconfig.keras",
+                                            {k: v for k, v in members.items() if k != "config.json"})
+    config = json.loads(members["config.json"])
+    hidden = next(layer for layer in config["config"]["layers"] if layer["config"]["name"] == "hidden")
+    hidden.update(class_name="WeirdDense", module="my_project.layers", registered_name="WeirdDense")
+    paths["unknown layer class"] = _zip(folder / "unknown.keras", {**members, "config.json": json.dumps(config)})
+
+    inputs = keras.Input((N_FEATURES,))
+    x = keras.layers.Dense(4, name="hidden")(inputs)
+    x = keras.layers.Lambda(lambda t: t * 2.0, name="double")(x)
+    keras.Model(inputs, keras.layers.Dense(N_CLASSES, activation="softmax", name="out")(x)).save(
+        folder / "lambda.keras")
+    paths["Lambda layer"] = str(folder / "lambda.keras")
+
+    good.save_weights(folder / "only.weights.h5")
+    paths[".h5 weights, no config"] = str(shutil.move(folder / "only.weights.h5", folder / "weights.h5"))
+    os.makedirs(folder / "folder.keras")
+    paths["directory, not a file"] = str(folder / "folder.keras")
+    paths["missing path"] = str(folder / "missing.keras")
+    paths["path through a file"] = str(folder / "good.keras" / "model.keras")
+
+    for case, value in (("NaN weights", np.nan), ("Inf weights", np.inf)):
+        model = _dense_model(keras, name=case.split()[0].lower())
+        kernel, bias = model.get_layer("hidden").get_weights()
+        kernel[2, 1] = value
+        model.get_layer("hidden").set_weights([kernel, bias])
+        paths[case] = str(folder / f"{case.split()[0].lower()}.keras")
+        model.save(paths[case])
+
+    inputs = keras.Input((N_FEATURES,), name="x")
+    model = keras.Model(inputs, keras.layers.Softmax(name="softmax")(keras.layers.Dropout(0.1)(inputs)),
+                        name="no_weights")
+    paths["no layer with weights"] = str(folder / "noweights.keras")
+    model.save(paths["no layer with weights"])
+
+    model = _dense_model(keras, hidden=1, outputs=1, activation="sigmoid", name="one_neuron")
+    paths["one-neuron layers"] = str(folder / "oneneuron.keras")
+    model.save(paths["one-neuron layers"])
+
+    inputs = keras.Input((4, 2), name="sequence")
+    x = keras.layers.SimpleRNN(4, name="rnn")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(N_CLASSES, activation="softmax", name="out")(x), name="rnn")
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    paths["recurrent"] = str(folder / "rnn.keras")
+    model.save(paths["recurrent"])
+    return paths
+
+
+def _png(path, size=4):
+    from PIL import Image
+
+    Image.fromarray(np.zeros((size, size, 3), np.uint8)).save(path)
+
+
+def build_data(folder):
+    """Data files, good and bad, for the models above. Returns {case: path}."""
+    rng = np.random.default_rng(1)
+    paths = {}
+    x = rng.normal(size=(40, N_FEATURES)).astype(np.float32)
+    y = rng.integers(0, N_CLASSES, size=40)
+    paths["good"] = str(folder / "good.npz")
+    np.savez(paths["good"], x=x, y=y)
+    paths["good binary"] = str(folder / "binary.npz")
+    np.savez(paths["good binary"], x=x, y=y % 2)
+    paths["empty file"] = _write(folder / "empty.npz", b"")
+    paths["random bytes .npz"] = _write(folder / "random.npz", rng.bytes(700))
+    paths["wrong dimensions"] = paths["good"]  # 2-D data, given to the recurrent model
+    paths["x and y lengths differ"] = str(folder / "lengths.npz")
+    np.savez(paths["x and y lengths differ"], x=x, y=y[:-3])
+    paths["labels outside the outputs"] = str(folder / "labels.npz")
+    np.savez(paths["labels outside the outputs"], x=x, y=y + 5)
+    paths["empty dataset"] = str(folder / "nothing.npz")
+    np.savez(paths["empty dataset"], x=np.zeros((0, N_FEATURES), np.float32), y=np.zeros(0, np.int64))
+    header = ",".join(f"f{i}" for i in range(N_FEATURES)) + ",label\n"
+    rows = [",".join(f"{v:.3f}" for v in row) + f",{label}\n" for row, label in zip(x[:10], y[:10])]
+    rows[4] = rows[4].replace(rows[4].split(",")[3], "tall", 1)
+    paths["text in a numeric CSV column"] = _write(folder / "text.csv", (header + "".join(rows)).encode())
+    os.makedirs(folder / "no_images" / "cats")
+    _write(folder / "no_images" / "cats" / "notes.txt", b"not an image")
+    paths["image folder without images"] = str(folder / "no_images")
+    os.makedirs(folder / "corrupt_images" / "cats")
+    os.makedirs(folder / "corrupt_images" / "dogs")
+    _png(folder / "corrupt_images" / "cats" / "a.png")
+    _png(folder / "corrupt_images" / "dogs" / "b.png")
+    _write(folder / "corrupt_images" / "dogs" / "broken.png", b"\x89PNG\r\n\x1a\n" + rng.bytes(60))
+    paths["corrupt image"] = str(folder / "corrupt_images")
+    paths["missing path"] = str(folder / "missing.npz")
+    paths["path through a file"] = str(folder / "good.npz" / "data.npz")
+    paths["pickled arrays"] = str(folder / "pickled.npz")
+    np.savez(paths["pickled arrays"], x=np.array([object()] * 3, dtype=object), y=np.arange(3))
+    return paths
+
+
+def tree_digest(folder):
+    """{relative path: sha256 (or 'dir')} of everything under ``folder``, hidden files included."""
+    digest = {}
+    for directory, folders, files in os.walk(folder):
+        for name in folders:
+            digest[os.path.relpath(os.path.join(directory, name), folder)] = "dir"
+        for name in files:
+            path = os.path.join(directory, name)
+            if os.path.islink(path) or not os.path.isfile(path):
+                digest[os.path.relpath(path, folder)] = "special"
+                continue
+            with open(path, "rb") as handle:
+                digest[os.path.relpath(path, folder)] = hashlib.sha256(handle.read()).hexdigest()
+    return digest
+
+
+def run(capsys, argv):
+    capsys.readouterr()
+    status = run_cli(cli, [str(arg) for arg in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def _command_argv(command, model, data, out):
+    """The argv of ``command`` on ``model`` (and ``data``), writing under the folder ``out``."""
+    return {
+        "analyze": ["analyze", model, "--json", os.path.join(out, "a.json")],
+        "report": ["report", model, "-o", os.path.join(out, "report")],
+        "retrain": ["retrain", model, "--data", data, "-o", os.path.join(out, "r.keras"), "--epochs", "1"],
+        "merge": ["merge", model, "-o", os.path.join(out, "m.keras")],
+        "merge --data": ["merge", model, "-o", os.path.join(out, "m.keras"), "--data", data],
+        "analyze --data": ["analyze", model, "--data", data, "--json", os.path.join(out, "a.json")],
+        "quantize": ["quantize", model, "-o", os.path.join(out, "q")],
+        "quantize --data": ["quantize", model, "-o", os.path.join(out, "q"), "--data", data,
+                            "--modes", "float32,dynamic"],
+    }[command]
+
+
+def check_refused(capsys, argv, out, corpus_root, *, names=(), message=None):
+    """Run argv; assert exit 2, one error line naming one of ``names``, no output, corpus unchanged."""
+    before_inputs = tree_digest(corpus_root)
+    before_out = tree_digest(out)
+    status, stdout, err = run(capsys, argv)
+    command = f"weightkit {argv[0]}"
+    lines = err.splitlines()
+    assert status == 2, (status, err)
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"{command}: error: "), err
+    assert "Traceback" not in err + stdout
+    if names:
+        assert any(str(name) in lines[0] for name in names), (names, lines[0])
+    if message is not None:
+        assert lines[0] == f"{command}: error: {message}"
+    assert tree_digest(out) == before_out
+    assert tree_digest(corpus_root) == before_inputs
+    MESSAGES_SEEN[os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0]] = lines[0]
+    return lines[0]
+
+
+#: {test id: the error line}: what users see, collected for the README table.
+MESSAGES_SEEN = {}
+
+
+def _root(corpus):
+    return os.path.dirname(os.path.dirname(corpus[0]["good"]))
+
+
+#: The commands that load a model, and those that take --data.
+MODEL_COMMANDS = ["analyze", "report", "retrain", "merge", "quantize"]
+DATA_COMMANDS = ["retrain", "merge --data", "quantize --data", "analyze --data"]
