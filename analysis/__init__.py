@@ -4,14 +4,14 @@ The numeric core (:func:`pearson_matrix`, :func:`mad_matrix`, :func:`find_groups
 numpy/scipy; :func:`load_model` and :func:`analyze_model` bring in Keras only when called.
 """
 
-from .activations import ActivationAnalysis, LayerActivations, analyze_activations, attach_activations
-from .errors import WeightkitError
-from .groups import DEFAULT_THRESHOLDS, METRICS, cluster_linkage, cluster_order, find_groups, removable_count
-from .loading import LoadedModel, is_saved_model_dir, load_model, walk_layers
-from .matrices import mad_backend, mad_matrix, pearson_matrix
-from .model_analysis import analyze_model, analyze_rows, iter_layer_analyses
-from .results import LayerAnalysis, LayerMatrices, ModelAnalysis, SkippedLayer
-from .rows import NeuronRows, layer_neuron_rows, supported_layer_types
+from analysis.activations import ActivationAnalysis, LayerActivations, analyze_activations, attach_activations
+from analysis.errors import WeightkitError
+from analysis.groups import DEFAULT_THRESHOLDS, METRICS, cluster_linkage, cluster_order, find_groups, removable_count
+from analysis.loading import LoadedModel, is_saved_model_dir, load_model, walk_layers
+from analysis.matrices import mad_backend, mad_matrix, pearson_matrix
+from analysis.model_analysis import analyze_model, analyze_rows, iter_layer_analyses
+from analysis.results import LayerAnalysis, LayerMatrices, ModelAnalysis, SkippedLayer
+from analysis.rows import NeuronRows, layer_neuron_rows, supported_layer_types
 
 __version__ = "0.1.0"
 

@@ -17,11 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data_checks import check_data_against_model, fit_to_model, load_data_for_model, model_input_shape
-from .errors import WeightkitError
+from analysis.errors import WeightkitError
 
-__all__ = ["Dataset", "load_data", "SKLEARN_DATASETS", "check_data_against_model", "fit_to_model",
-           "load_data_for_model", "model_input_shape"]
+__all__ = ["Dataset", "load_data", "SKLEARN_DATASETS"]
 
 SKLEARN_DATASETS = ("digits", "iris", "wine", "breast_cancer", "diabetes")
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -190,7 +188,7 @@ def _load_image_folder(path, image_size, test_fraction, seed, channels=3):
         raise WeightkitError(
             f"{path}: no images in class subfolders (expected {path}/CLASS/IMAGE.png); check the folder."
         )
-    from ._tf import import_keras, silenced_stderr
+    from analysis._tf import import_keras, silenced_stderr
 
     keras = import_keras()
     try:

@@ -8,8 +8,10 @@ themselves live in :mod:`analysis.data`, which re-exports these names.
 
 import numpy as np
 
-from ._tf import import_keras
-from .errors import WeightkitError
+from analysis._tf import import_keras
+from analysis.data import _COLOR_MODES, load_data
+from analysis.errors import WeightkitError
+from analysis.loading import walk_layers
 
 __all__ = ["check_data_against_model", "fit_to_model", "load_data_for_model", "model_input_shape"]
 
@@ -55,8 +57,6 @@ def _output_activation(model):
 
 def _is_recurrent(model):
     keras = import_keras()
-    from .loading import walk_layers
-
     kinds = (keras.layers.RNN, keras.layers.Bidirectional)
     return any(isinstance(layer, kinds) for layer in walk_layers(model))
 
@@ -123,8 +123,6 @@ def load_data_for_model(spec, model, *, target=None, test_fraction=0.2, seed=0):
     Dataset
         Passed through :func:`fit_to_model` and :func:`check_data_against_model`.
     """
-    from .data import _COLOR_MODES, load_data
-
     shape = model_input_shape(model)
     image_size, channels = (256, 256), 3
     if len(shape) == 4 and shape[1] is not None and shape[2] is not None:

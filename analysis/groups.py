@@ -4,7 +4,7 @@ import numpy as np
 from scipy.cluster.hierarchy import fcluster, leaves_list, linkage
 from scipy.spatial.distance import squareform
 
-from .errors import WeightkitError
+from analysis.errors import WeightkitError
 
 __all__ = [
     "METRICS",

@@ -6,7 +6,7 @@ import os
 import shutil
 import tempfile
 
-from .errors import WeightkitError
+from analysis.errors import WeightkitError
 
 __all__ = ["check_output", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
            "atomic_path", "atomic_directory"]

@@ -13,8 +13,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from ._tf import import_keras, silenced_stderr
-from .errors import WeightkitError
+from analysis._tf import import_keras, silenced_stderr
+from analysis.errors import WeightkitError
 
 __all__ = ["LoadedModel", "load_model", "is_saved_model_dir", "walk_layers", "read_model_config",
            "check_model_weights"]

@@ -15,7 +15,7 @@ import numpy as np
 from scipy.linalg import blas
 from scipy.spatial.distance import cdist, pdist, squareform
 
-from .errors import WeightkitError
+from analysis.errors import WeightkitError
 
 __all__ = ["DEFAULT_MEMORY_BUDGET", "check_rows", "mad_backend", "mad_matrix", "pearson_matrix"]
 
@@ -102,7 +102,7 @@ def _kernel():
         return None
     if "kernel" not in _KERNEL:
         try:
-            from . import _mad_kernel
+            import analysis._mad_kernel as _mad_kernel  # numba compiles on import: only when the kernel runs
         except ImportError:  # numba missing or unable to load on this platform
             _KERNEL["kernel"] = None
         else:

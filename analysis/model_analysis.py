@@ -2,12 +2,20 @@
 
 import numpy as np
 
-from .errors import WeightkitError
-from .groups import DEFAULT_THRESHOLDS, absolute_threshold, expected_chance_pairs, cluster_linkage, cluster_order, find_groups, removable_count
-from .loading import walk_layers
-from .matrices import DEFAULT_MEMORY_BUDGET, _mad_matrix, _pearson_matrix
-from .results import LayerAnalysis, LayerMatrices, ModelAnalysis, SkippedLayer
-from .rows import layer_neuron_rows, skip_reason
+from analysis.errors import WeightkitError
+from analysis.groups import (
+    DEFAULT_THRESHOLDS,
+    absolute_threshold,
+    cluster_linkage,
+    cluster_order,
+    expected_chance_pairs,
+    find_groups,
+    removable_count,
+)
+from analysis.loading import walk_layers
+from analysis.matrices import DEFAULT_MEMORY_BUDGET, _mad_matrix, _pearson_matrix
+from analysis.results import LayerAnalysis, LayerMatrices, ModelAnalysis, SkippedLayer
+from analysis.rows import layer_neuron_rows, skip_reason
 
 __all__ = ["analyze_model", "iter_layer_analyses", "analyze_rows", "collect_entries"]
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._tf import import_keras
+from analysis._tf import import_keras
 
 __all__ = ["NeuronRows", "layer_neuron_rows", "skip_reason", "supported_layer_types"]
 

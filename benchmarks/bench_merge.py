@@ -1,6 +1,6 @@
 """Neuron merging vs L1-norm neuron pruning at fixed budgets, without fine-tuning, on digits.
 
-Subject: a deliberately wide 64-512-512-10 ReLU MLP (``analysis.examples.build_wide_mlp``) on
+Subject: a deliberately wide 64-512-512-10 ReLU MLP (``weightkit.demo.examples.build_wide_mlp``) on
 scikit-learn's digits (1437 training, 359 test samples, seeded split), trained with Adam (lr 1e-3,
 batch 32) and L2(3e-3) kernel weight decay on the hidden layers for ``--epochs`` epochs (weight
 decay is what makes realistic redundancy; see NOTES.md).
@@ -32,11 +32,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from analysis._tf import import_keras, import_tensorflow  # noqa: E402
-from analysis.data import load_data  # noqa: E402
-from analysis.examples import build_wide_mlp, train_example  # noqa: E402
-from compress import Relation, apply_relations, merge_redundant  # noqa: E402
-from compress.merge_report import compare_models  # noqa: E402
+from analysis._tf import import_keras, import_tensorflow
+from analysis.data import load_data
+from compress.merge.by_weights import apply_relations, merge_redundant
+from compress.merge.math import Relation
+from compress.merge.report import compare_models
+from weightkit.demo.examples import build_wide_mlp, train_example
 
 keras = import_keras()
 import_tensorflow().config.experimental.enable_op_determinism()  # the same table on every run

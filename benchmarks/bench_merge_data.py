@@ -2,7 +2,7 @@
 
 Subject: the merge benchmark's model (``benchmarks/bench_merge.py``, whose training, weight-based
 merging and L1-pruning code is imported here): a 64-512-512-10 ReLU MLP
-(``analysis.examples.build_wide_mlp``) on scikit-learn's digits (seeded split: 1438 training, 359
+(``weightkit.demo.examples.build_wide_mlp``) on scikit-learn's digits (seeded split: 1438 training, 359
 held-out samples), Adam, L2(3e-3) weight decay on the hidden kernels, ``--epochs`` epochs, trained
 from each of ``--seeds``; figures are means over the trained models (the 359-sample test set moves
 in steps of 0.28 points). ``--weight-decay 0 --width 256 --epochs 15`` gives a normally trained
@@ -33,10 +33,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
-
 from bench_merge import HIDDEN, build_wide_mlp, evaluate_subject, hidden_params, load_data, train_example  # noqa: E402
-from compress import merge_by_data  # noqa: E402
-from compress.merge_report import compare_models  # noqa: E402
+
+from compress import merge_by_data
+from compress.merge.report import compare_models
 
 
 def evaluate_data_aware(model, data, ratios, *, samples, seed, ablation):

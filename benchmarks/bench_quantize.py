@@ -32,7 +32,7 @@ def _median_seconds(function, repeats):
 
 def bench_batched(contents, x, repeats):
     """Rows (mode, batched s, one-by-one s, ratio, max |difference|) for each flatbuffer."""
-    from compress.quantization import TFLiteModel
+    from compress.quantize import TFLiteModel
 
     rows = []
     for mode, content in contents.items():
@@ -70,9 +70,9 @@ def main():
 
     from analysis._tf import import_keras
     from analysis.data import Dataset, load_data
-    from analysis.examples import build_small_cnn, train_example
-    from analysis.examples import build_wide_mlp
-    from compress.quantization import convert_modes, keras_source, markdown_table, quantize_model, random_inputs
+    from compress.quantize import convert_modes, keras_source, quantize_model, random_inputs
+    from reports.quantize_table import markdown_table
+    from weightkit.demo.examples import build_small_cnn, build_wide_mlp, train_example
 
     keras = import_keras()
     import tensorflow as tf

@@ -28,9 +28,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from analysis._tf import import_keras  # noqa: E402
-from analysis.data import load_data  # noqa: E402
-from compress import CombinedRegularizer, DecorrelationRegularizer, redundancy_summary  # noqa: E402
+from analysis._tf import import_keras
+from analysis.data import load_data
+from compress import CombinedRegularizer, DecorrelationRegularizer, redundancy_summary
 
 keras = import_keras()
 

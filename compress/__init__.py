@@ -1,38 +1,27 @@
-"""Shrink trained Keras models: decorrelation regularizer, neuron merging, quantization."""
+"""Shrink trained Keras models: decorrelation regularizer, neuron merging, quantization.
 
-from .journey import Journey, Stage, choose_quantize_source, run_journey
-from .merge import MERGE_METRICS, apply_relations, carry_relation, merge_redundant
-from .merge_data import DataMergePlan, fold_into_rows, plan_data_merge
-from .merge_data_model import DataMergeReport, merge_by_data
-from .merge_math import Relation
-from .merge_plan import MergeSite, find_merge_sites
-from .merge_report import MergeReport
-from .monitor import RedundancyMonitor, redundancy_summary
-from .quantization import QuantizationReport, TFLiteModel, quantize_model, write_outputs
-from .regularizer import DecorrelationRegularizer, decorrelation_penalty, kernel_rows
-from .retrain import RetrainResult, retrain
-from .training_kernels import CombinedRegularizer, attach_decorrelation, detach_decorrelation
+Three subpackages: :mod:`compress.merge`, :mod:`compress.decorrelate`, :mod:`compress.quantize`.
+"""
+
+from compress.decorrelate import (
+                                  CombinedRegularizer,
+                                  DecorrelationRegularizer,
+                                  RedundancyMonitor,
+                                  RetrainResult,
+                                  attach_decorrelation,
+                                  decorrelation_penalty,
+                                  detach_decorrelation,
+                                  redundancy_summary,
+                                  retrain,
+)
+from compress.merge import DataMergeReport, MergeReport, merge_by_data, merge_redundant
+from compress.quantize import QuantizationReport, TFLiteModel, quantize_model, write_outputs
 
 __all__ = [
-    "Journey",
-    "Stage",
-    "choose_quantize_source",
-    "run_journey",
-    "MERGE_METRICS",
-    "MergeReport",
-    "MergeSite",
-    "Relation",
-    "apply_relations",
-    "carry_relation",
-    "find_merge_sites",
-    "merge_redundant",
-    "DataMergePlan",
-    "DataMergeReport",
-    "fold_into_rows",
-    "merge_by_data",
-    "plan_data_merge",
     "CombinedRegularizer",
+    "DataMergeReport",
     "DecorrelationRegularizer",
+    "MergeReport",
     "QuantizationReport",
     "RedundancyMonitor",
     "RetrainResult",
@@ -40,7 +29,8 @@ __all__ = [
     "attach_decorrelation",
     "decorrelation_penalty",
     "detach_decorrelation",
-    "kernel_rows",
+    "merge_by_data",
+    "merge_redundant",
     "quantize_model",
     "redundancy_summary",
     "retrain",

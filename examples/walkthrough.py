@@ -38,10 +38,10 @@ def main(folder="walkthrough-output", *, epochs=40, finetune_epochs=5, modes=("f
 
     from analysis import analyze_model, analyze_rows, find_groups, layer_neuron_rows, load_model, pearson_matrix
     from analysis.data import load_data
-    from analysis.examples import build_wide_mlp, train_example
     from compress import RedundancyMonitor, attach_decorrelation, detach_decorrelation, merge_redundant
-    from compress.quantization import TFLiteModel, keras_source, quantize_model
+    from compress.quantize import TFLiteModel, keras_source, quantize_model
     from reports import save_figure, similarity_figure
+    from weightkit.demo.examples import build_wide_mlp, train_example
 
     os.makedirs(folder, exist_ok=True)
     data = load_data("sklearn:digits", seed=0)  # a Dataset: x_train, y_train, x_test, y_test

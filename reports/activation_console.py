@@ -1,5 +1,8 @@
 """Terminal rendering of what neurons do on data: dead neurons, activation groups, data-aware merges."""
 
+from reports.console import format_groups
+from reports.merge_console import print_notes_and_evaluation, print_parameter_change
+
 __all__ = ["activation_table", "print_activations", "data_merge_table", "print_data_merge_report", "format_indices"]
 
 
@@ -49,8 +52,6 @@ def activation_table(result):
 
 def print_activations(result, console):
     """Print the activation table, each layer's dead neurons and activation groups, and skips."""
-    from .console import format_groups
-
     table = activation_table(result)
     if table is None:
         return
@@ -94,8 +95,6 @@ def data_merge_table(report):
 
 def print_data_merge_report(report, console):
     """Render a DataMergeReport: the table, the R² of each removed neuron, skips, notes, evaluation."""
-    from .merge_console import print_notes_and_evaluation, print_parameter_change
-
     console.print(data_merge_table(report))
     print_parameter_change(report, console)
     for layer in report.layers:

@@ -12,8 +12,15 @@ layer's activation matrices are computed when its figures are drawn and dropped 
 
 import os
 
-from .figures import save_figure, similarity_figure
-from .html import ImageRef
+from analysis.activations.analyze import attach_activations
+from analysis.activations.collect import collect_activations
+from analysis.activations.results import ActivationAnalysis
+from analysis.activations.stats import layer_activations
+from analysis.groups import DEFAULT_THRESHOLDS
+from analysis.results import SkippedLayer
+from reports.canvas import save_figure
+from reports.figures import similarity_figure
+from reports.html import ImageRef
 
 __all__ = ["ActivationFigures", "interleave"]
 
@@ -58,9 +65,6 @@ class ActivationFigures:
 
     def __init__(self, model, x, *, layers=None, samples=1000, seed=0, metric="pearson", threshold=None,
                  source=None, progress=None):
-        from analysis.activations import ActivationAnalysis, collect_activations
-        from analysis.groups import DEFAULT_THRESHOLDS
-
         self.metric, self.threshold, self.source = metric, threshold, source
         self.activations, skipped = collect_activations(model, x, layers=layers, samples=samples, seed=seed,
                                                         progress=progress)
@@ -76,9 +80,6 @@ class ActivationFigures:
         list of ImageRef
             Empty when the layer's activations were not collected.
         """
-        from analysis.activations import layer_activations
-        from analysis.results import SkippedLayer
-
         sample = self.activations.pop(layer.name, None)
         if sample is None:
             return []
@@ -115,6 +116,4 @@ class ActivationFigures:
 
     def attach(self, analysis):
         """Add ``dead`` and ``activation`` to every analyzed layer (as ``weightkit analyze --data``)."""
-        from analysis.activations import attach_activations
-
         return attach_activations(analysis, self.result, source=self.source)

@@ -13,11 +13,11 @@ the diverging ``PuOr_r`` centered at 0.
 import math
 
 import numpy as np
+from matplotlib import patheffects
 from matplotlib.collections import LineCollection, PatchCollection
 from matplotlib.patches import Rectangle
-from matplotlib import patheffects
 
-from .canvas import _new_figure, _title, _top, save_figure
+from reports.canvas import _new_figure, _title, _top
 
 __all__ = [
     "HEATMAP_CAP",
@@ -30,9 +30,6 @@ __all__ = [
     "dendrogram_segments",
     "similarity_figure",
     "weight_rows_figure",
-    "histogram_figure",
-    "overview_figure",
-    "save_figure",
 ]
 
 #: Above this many neurons a heatmap shows block means of consecutive neurons (clustered order).
@@ -342,4 +339,3 @@ def weight_rows_figure(rows, order, groups, *, title, row_cap=HEATMAP_CAP, colum
     return figure
 
 
-from .charts import histogram_figure, overview_figure  # noqa: E402 - re-exported

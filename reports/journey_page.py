@@ -1,6 +1,6 @@
 """The summary page of a journey (``weightkit demo``): one table per model, a size-versus-accuracy plot.
 
-Renders :class:`compress.journey.Journey` results that were already measured; nothing is
+Renders :class:`weightkit.demo.journey.Journey` results that were already measured; nothing is
 recomputed here. The page is one self-contained HTML5 document (inline CSS, no scripts, no
 network) that links each stage's model file, report and JSON by relative paths.
 """
@@ -9,8 +9,10 @@ import json
 import os
 from datetime import datetime, timezone
 
-from .figures import save_figure
-from .html import _CSS, ImageRef, _e, _image
+import analysis
+from analysis.io import atomic_write_json, atomic_write_text
+from reports.canvas import save_figure
+from reports.html import _CSS, ImageRef, _e, _image
 
 __all__ = ["summary_figure", "render_summary_page", "write_summary", "STAGE_COLUMNS"]
 
@@ -96,7 +98,7 @@ def summary_figure(journeys):
 
     Parameters
     ----------
-    journeys : list of compress.journey.Journey
+    journeys : list of weightkit.demo.journey.Journey
 
     Returns
     -------
@@ -215,7 +217,7 @@ def render_summary_page(journeys, *, plot=None, created="", version="", meta=Non
 
     Parameters
     ----------
-    journeys : list of compress.journey.Journey
+    journeys : list of weightkit.demo.journey.Journey
     plot : ImageRef, default=None
         The size-versus-accuracy figure.
     created, version : str
@@ -264,7 +266,7 @@ def write_summary(journeys, folder, *, created=None, version=None, meta=None, ex
 
     Parameters
     ----------
-    journeys : list of compress.journey.Journey
+    journeys : list of weightkit.demo.journey.Journey
     folder : str
         An existing folder (the stages' paths are relative to it).
     created : str, default=None
@@ -281,9 +283,6 @@ def write_summary(journeys, folder, *, created=None, version=None, meta=None, ex
     dict
         The ``summary.json`` document.
     """
-    import analysis
-    from analysis.io import atomic_write_json, atomic_write_text
-
     created = created or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     version = version or analysis.__version__
     width, height = save_figure(summary_figure(journeys), os.path.join(folder, "summary.png"))

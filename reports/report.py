@@ -10,9 +10,14 @@ import json
 import os
 from datetime import datetime, timezone
 
-from .figures import (HEATMAP_CAP, histogram_figure, overview_figure, save_figure, similarity_figure,
-                      weight_rows_figure)
-from .html import ImageRef, anchor_for, render_page
+import analysis
+from analysis import DEFAULT_THRESHOLDS, analyze_model
+from analysis.io import atomic_directory
+from reports.activation_report import ActivationFigures, interleave
+from reports.canvas import save_figure
+from reports.charts import histogram_figure, overview_figure
+from reports.figures import HEATMAP_CAP, similarity_figure, weight_rows_figure
+from reports.html import ImageRef, anchor_for, render_page
 
 __all__ = ["write_report", "render_layer_figures", "FIGURE_KINDS"]
 
@@ -141,10 +146,6 @@ def write_report(model, output, *, metric="pearson", threshold=None, layers=None
     >>> result = write_report(model, "report")    # doctest: +SKIP
     >>> # open report/index.html in a browser
     """
-    import analysis
-    from analysis import DEFAULT_THRESHOLDS, analyze_model
-    from analysis.io import atomic_directory
-
     created = created or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     version = version or analysis.__version__
     chosen = float(DEFAULT_THRESHOLDS.get(metric, 0.0) if threshold is None else threshold)
@@ -154,8 +155,6 @@ def write_report(model, output, *, metric="pearson", threshold=None, layers=None
         images, anchors, taken = {}, {}, set()
         by_data = None
         if data is not None:
-            from .activation_report import ActivationFigures, interleave
-
             by_data = ActivationFigures(model, data, layers=layers, samples=samples, metric=metric,
                                         threshold=threshold, source=data_source, progress=progress)
 

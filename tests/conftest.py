@@ -48,7 +48,7 @@ def digits_images(digits):
 @pytest.fixture(scope="session")
 def trained_mlp(keras, digits):
     """A 64-64-64-10 ReLU MLP trained with weight decay: has redundant groups. (model, accuracy)."""
-    from analysis.examples import build_wide_mlp, train_example
+    from weightkit.demo.examples import build_wide_mlp, train_example
 
     return train_example(build_wide_mlp((64, 64), name="test_mlp"), digits, epochs=15, seed=0)
 
@@ -56,7 +56,7 @@ def trained_mlp(keras, digits):
 @pytest.fixture(scope="session")
 def trained_cnn(keras, digits_images):
     """A small conv net on 8×8×1 digits. (model, accuracy)."""
-    from analysis.examples import build_small_cnn, train_example
+    from weightkit.demo.examples import build_small_cnn, train_example
 
     return train_example(build_small_cnn(filters=(8, 16)), digits_images, epochs=8, seed=0)
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from analysis import analyze_model
-from analysis.activations import SKIP_SEPARABLE_DEPTHWISE, analyze_activations, attach_activations
+from analysis.activations.analyze import analyze_activations, attach_activations
+from analysis.activations.collect import SKIP_SEPARABLE_DEPTHWISE
 from analysis.model_analysis import analyze_rows, collect_entries
 from reports.activation_console import format_indices, print_activations, print_data_merge_report
 from reports.activation_html import activation_section_html
@@ -96,7 +97,7 @@ def test_section_html_lists_dead_neurons_groups_and_skips(probed, keras):
 
 
 def test_data_merge_report_prints_r2_and_evaluation(trained_mlp, digits):
-    from compress.merge_data_model import merge_by_data
+    from compress.merge.by_data import merge_by_data
 
     model, _ = trained_mlp
     _, report = merge_by_data(model, digits.x_train, ratio=0.25, samples=300)

@@ -6,9 +6,16 @@ import numpy as np
 import pytest
 
 from analysis import analyze_model
-from analysis.activations import (SKIP_NESTED, SKIP_RNN_GATE, SKIP_SEPARABLE_DEPTHWISE, _batch_size,
-                                  analyze_activation_matrix, analyze_activations, attach_activations,
-                                  collect_activations, dead_neurons, sample_indices)
+from analysis.activations.analyze import analyze_activations, attach_activations
+from analysis.activations.collect import (
+    SKIP_NESTED,
+    SKIP_RNN_GATE,
+    SKIP_SEPARABLE_DEPTHWISE,
+    _batch_size,
+    collect_activations,
+    sample_indices,
+)
+from analysis.activations.stats import analyze_activation_matrix, dead_neurons
 from analysis.errors import WeightkitError
 
 
@@ -152,7 +159,7 @@ def test_batching_under_a_small_memory_budget_changes_nothing(keras, rng):
 
 
 def test_batch_size_follows_the_memory_budget(keras, rng):
-    from analysis.activations import _probes
+    from analysis.activations.collect import _probes
     from analysis.model_analysis import collect_entries
 
     model = _conv_model(keras, rng)

@@ -9,8 +9,7 @@ import os
 import shutil
 
 import pytest
-from bad_inputs_corpus import (DATA_COMMANDS, MODEL_COMMANDS, _command_argv, _root, _write, check_refused,
-                               tree_digest)
+from bad_inputs_corpus import DATA_COMMANDS, MODEL_COMMANDS, _command_argv, _root, _write, check_refused, tree_digest
 
 # --------------------------------------------------------------------------------------------------
 # Outputs that cannot or must not be written

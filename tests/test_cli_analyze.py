@@ -8,8 +8,8 @@ import sys
 import textwrap
 
 import pytest
-
 from test_model_analysis import EXPECTED, planted_dense_model
+
 from weightkit._common import run_cli
 from weightkit.cli import cli
 

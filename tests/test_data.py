@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from analysis.data import (SKLEARN_DATASETS, Dataset, check_data_against_model, fit_to_model, load_data,
-                           load_data_for_model)
+from analysis.data import SKLEARN_DATASETS, Dataset, load_data
+from analysis.data_checks import check_data_against_model, fit_to_model, load_data_for_model
 from analysis.errors import WeightkitError
 
 

@@ -109,14 +109,14 @@ def test_demo_page_opens_offline_and_every_link_resolves(demo_run, tmp_path):
 
 
 def _stage(key, params, accuracy, kind="keras"):
-    from compress.journey import Stage
+    from weightkit.demo.journey import Stage
 
     return Stage(key=key, title=key, kind=kind, source=None, folder="", params=params, accuracy=accuracy)
 
 
 @pytest.mark.parametrize("max_drop, expected", [(0.0, "merged"), (1.0, "merged"), (2.0, "ratio"), (50.0, "tiny")])
 def test_the_quantized_stage_is_the_smallest_within_the_drop(max_drop, expected):
-    from compress.journey import choose_quantize_source
+    from weightkit.demo.journey import choose_quantize_source
 
     stages = [_stage("original", 100, 0.90), _stage("merged", 80, 0.90), _stage("retrained", 100, 0.95),
               _stage("ratio", 50, 0.885), _stage("tiny", 10, 0.50), _stage("int8", 5, 0.99, kind="tflite")]
@@ -124,7 +124,7 @@ def test_the_quantized_stage_is_the_smallest_within_the_drop(max_drop, expected)
 
 
 def test_the_original_is_quantized_when_nothing_smaller_keeps_its_accuracy():
-    from compress.journey import choose_quantize_source
+    from weightkit.demo.journey import choose_quantize_source
 
     stages = [_stage("original", 100, 0.9), _stage("merged", 100, 0.9), _stage("ratio", 50, 0.5)]
     assert choose_quantize_source(stages, 1.0).key == "original"  # the earliest on a tie
@@ -134,7 +134,7 @@ def test_pooled_mean_abs_r_is_the_mean_over_all_within_layer_pairs(rng):
     from analysis import analyze_rows
     from analysis.results import ModelAnalysis
     from analysis.rows import NeuronRows
-    from compress.journey import pooled_mean_abs_r
+    from weightkit.demo.journey import pooled_mean_abs_r
 
     layers, values = [], []
     for n in (3, 7, 12):

@@ -208,7 +208,7 @@ def test_residual_block_and_output_layer_are_left_alone(keras):
     y = keras.layers.Dense(8, activation="relu", name="branch")(x)
     z = keras.layers.Add(name="add")([x, y])
     model = keras.Model(inputs, keras.layers.Dense(3, name="head")(z))
-    from compress import find_merge_sites, merge_redundant
+    from compress.merge import find_merge_sites, merge_redundant
 
     sites = find_merge_sites(model)
     assert sites["trunk"].reason == "its output feeds add (Add), which combines several tensors"
@@ -251,7 +251,7 @@ def test_ratio_removes_exactly_the_requested_number(trained_mlp, ratio):
 
 def test_merging_trained_mlp_keeps_accuracy_close(trained_mlp, digits):
     from compress import merge_redundant
-    from compress.merge_report import compare_models
+    from compress.merge.report import compare_models
 
     model, accuracy = trained_mlp
     # A fixed budget: how many r >= 0.9 groups a 15-epoch training leaves varies from run to run
@@ -265,7 +265,8 @@ def test_merging_trained_mlp_keeps_accuracy_close(trained_mlp, digits):
 
 def test_pruning_relation_and_unknown_layer(keras, trained_mlp):
     from analysis.errors import WeightkitError
-    from compress import Relation, apply_relations, merge_redundant
+    from compress.merge.by_weights import apply_relations, merge_redundant
+    from compress.merge.math import Relation
 
     model, _ = trained_mlp
     pruned = apply_relations(model, {"hidden1": Relation.prune(64, [0, 5, 9])})

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analysis.errors import WeightkitError
-from compress.merge_data import DataMergePlan, fold_into_rows, plan_data_merge
+from compress.merge.data_fit import DataMergePlan, fold_into_rows, plan_data_merge
 
 
 def _relu_layer(rng, n_samples=400, n_inputs=12, n_neurons=10):

@@ -5,9 +5,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compress.merge_math import (Merge, Relation, choose_keeper, cosine_matrix, fold_coefficient, fold_into_kernel,
-                                 greedy_merges, group_merges, pair_allowed, propagate_affine, propagate_elementwise,
-                                 relation_from_merges)
+from compress.merge.math import (
+    Merge,
+    Relation,
+    choose_keeper,
+    cosine_matrix,
+    fold_coefficient,
+    fold_into_kernel,
+    greedy_merges,
+    group_merges,
+    pair_allowed,
+    propagate_affine,
+    propagate_elementwise,
+    relation_from_merges,
+)
 
 
 def _relu(x):

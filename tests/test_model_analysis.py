@@ -16,8 +16,7 @@ import json
 import numpy as np
 import pytest
 
-from analysis import SkippedLayer, analyze_model, analyze_rows, iter_layer_analyses, layer_neuron_rows
-from analysis import WeightkitError
+from analysis import SkippedLayer, WeightkitError, analyze_model, analyze_rows, iter_layer_analyses, layer_neuron_rows
 
 EXPECTED = {
     "pearson": [[0, 6, 7], [1, 8, 9]],

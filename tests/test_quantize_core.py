@@ -6,10 +6,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analysis.errors import WeightkitError
-from compress.quantization import (accuracy, agreement, choose_export, converter_reason, decision_threshold,
-                                   dequantize_array, mean_absolute_error, output_differences, output_kind,
-                                   parse_modes, per_class_accuracy, quantize_array, representative_dataset,
-                                   score_drop)
+from compress.quantize import (
+    accuracy,
+    agreement,
+    choose_export,
+    converter_reason,
+    decision_threshold,
+    dequantize_array,
+    mean_absolute_error,
+    output_differences,
+    output_kind,
+    parse_modes,
+    per_class_accuracy,
+    quantize_array,
+    representative_dataset,
+    score_drop,
+)
 
 
 @pytest.mark.parametrize("width, task, expected", [

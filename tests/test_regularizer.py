@@ -52,7 +52,7 @@ KINDS = ["dense", "conv1d", "conv2d", "conv2d_transpose", "conv3d_transpose", "d
 def test_penalty_matches_numpy_on_the_rows_analysis_measures(keras, kind):
     from analysis import layer_neuron_rows
     from compress import DecorrelationRegularizer
-    from compress.training_kernels import regularizable_kernels
+    from compress.decorrelate.kernels import regularizable_kernels
 
     layer = _layer(keras, kind)
     model = keras.Sequential([layer])

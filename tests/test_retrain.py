@@ -40,14 +40,14 @@ def _dataset(y, task="classification"):
      "mean_squared_error (inferred: linear output, real-valued labels)"),
 ])
 def test_loss_is_inferred_from_output_and_labels(keras, activation, output, y, task, expected):
-    from compress.retrain import infer_loss
+    from compress.decorrelate.retrain import infer_loss
 
     _, description = infer_loss(_model(keras, output=output, activation=activation), _dataset(y, task))
     assert description == expected
 
 
 def test_loss_option_overrides_and_unknown_names_list_the_choices(keras):
-    from compress.retrain import infer_loss
+    from compress.decorrelate.retrain import infer_loss
 
     model = _model(keras)
     loss, description = infer_loss(model, _dataset(np.arange(10)), "mean_squared_error")
@@ -72,7 +72,7 @@ def _planted(keras, seed=0):
 
 
 def test_short_retrain_decorrelates_a_planted_redundant_layer(keras, digits):
-    from compress import retrain
+    from compress.decorrelate import retrain
 
     model = _planted(keras)
     before_kernel = keras.ops.convert_to_numpy(model.get_layer("hidden").kernel).copy()
@@ -102,7 +102,7 @@ class _Interrupt:
 
 
 def test_resume_after_an_interruption_runs_only_the_remaining_epochs(keras, digits, tmp_path):
-    from compress import retrain
+    from compress.decorrelate import retrain
 
     work = str(tmp_path / "work")
     model = _planted(keras)
@@ -133,7 +133,7 @@ def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from analysis.data import load_data
-        from analysis.examples import build_wide_mlp
+        from weightkit.demo.examples import build_wide_mlp
         from compress import retrain
         model = build_wide_mlp((16,), weight_decay=0)
         _, result = retrain(model, load_data("sklearn:digits"), epochs=2, batch_size=128,
@@ -238,7 +238,7 @@ def test_cli_rejects_2d_data_for_a_recurrent_model(keras, tmp_path, capsys):
 
 
 def test_command_default_strength_matches_the_library():
-    from compress.retrain import DEFAULT_STRENGTH
+    from compress.decorrelate.retrain import DEFAULT_STRENGTH
     from weightkit.commands import retrain as command
 
     assert command.DEFAULT_STRENGTH == DEFAULT_STRENGTH
@@ -253,7 +253,7 @@ def test_console_script_help_is_fast_and_clean():
 
 def test_regression_reports_mean_absolute_error(keras):
     from analysis.data import load_data
-    from compress import retrain
+    from compress.decorrelate import retrain
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((10,))

@@ -23,7 +23,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 
-from analysis.data import check_data_against_model, fit_to_model, load_data
+from analysis.data import load_data
+from analysis.data_checks import check_data_against_model, fit_to_model
 from analysis.errors import WeightkitError
 from analysis.groups import find_groups
 from analysis.matrices import mad_matrix, pearson_matrix

@@ -10,8 +10,8 @@ import sys
 
 import click
 
-from . import __version__
-from ._common import run_cli
+from weightkit import __version__
+from weightkit._common import run_cli
 
 COMMANDS = {
     "analyze": "weightkit.commands.analyze",

@@ -26,7 +26,8 @@ def load_dataset(spec, model):
     -------
     analysis.data.Dataset
     """
-    from analysis.data import check_data_against_model, fit_to_model, load_data
+    from analysis.data import load_data
+    from analysis.data_checks import check_data_against_model, fit_to_model
 
     dataset = fit_to_model(load_data(spec), model)
     check_data_against_model(dataset, model)
@@ -49,7 +50,7 @@ def add_activations(result, model, dataset, *, samples, layers, metric, threshol
     metric, threshold
         As for the weight analysis, so both views use the same rule.
     """
-    from analysis.activations import analyze_activations, attach_activations
+    from analysis.activations.analyze import analyze_activations, attach_activations
 
     activations = analyze_activations(model, dataset.x_train, layers=layers, samples=samples, metric=metric,
                                       threshold=threshold, progress=progress)
@@ -78,9 +79,9 @@ def data_merge(model, dataset, *, ratio, max_error, layers, samples, progress=No
     Returns
     -------
     merged : keras.Model
-    report : compress.merge_data_model.DataMergeReport
+    report : compress.merge.by_data.DataMergeReport
     """
-    from compress.merge_data_model import merge_by_data
+    from compress.merge.by_data import merge_by_data
 
     merged, report = merge_by_data(model, dataset.x_train, ratio=ratio, max_error=max_error, layers=layers,
                                    samples=samples, progress=progress)

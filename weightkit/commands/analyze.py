@@ -4,9 +4,18 @@ import os
 
 import click
 
-from ._activations import add_activations, data_option, load_dataset, samples_option
-from .._common import (debug_option, load_model_or_exit, metric_option, model_argument, progress_reporter,
-                       quiet_option, stdout_console, threshold_option, unsafe_option)
+from weightkit._common import (
+    debug_option,
+    load_model_or_exit,
+    metric_option,
+    model_argument,
+    progress_reporter,
+    quiet_option,
+    stdout_console,
+    threshold_option,
+    unsafe_option,
+)
+from weightkit.commands._activations import add_activations, data_option, load_dataset, samples_option
 
 
 @click.command()

@@ -5,9 +5,9 @@ import time
 
 import click
 
-from .._common import debug_option, force_option, progress_reporter, quiet_option, stdout_console
+from weightkit._common import debug_option, force_option, progress_reporter, quiet_option, stdout_console
 
-#: The built-in examples: name -> (builder in analysis.examples, share of --epochs it trains, merge ratio).
+#: The built-in examples: name -> (builder in weightkit.demo.examples, share of --epochs it trains, merge ratio).
 #: The MLP is deliberately over-wide (half its neurons can go); the CNN's 16 and 32 filters are not.
 EXAMPLES = {"mlp": ("build_wide_mlp", 1.0, 0.5), "cnn": ("build_small_cnn", 0.5, 0.25)}
 _FULL_MODES = "float32,dynamic,float16,int8"
@@ -46,7 +46,7 @@ def demo(output, epochs, retrain_epochs, models, modes, ratio, fast, seed, force
                              f"of {', '.join(EXAMPLES)}.")
     epochs = epochs or (_FAST["epochs"] if fast else 40)
     retrain_epochs = retrain_epochs or (_FAST["retrain_epochs"] if fast else 10)
-    from compress.quantization import parse_modes
+    from compress.quantize import parse_modes
 
     chosen_modes = parse_modes(modes or (_FAST["modes"] if fast else _FULL_MODES))
     check_output(output, force=force, directory=True)
@@ -86,10 +86,11 @@ def demo(output, epochs, retrain_epochs, models, modes, ratio, fast, seed, force
 
 def _run_example(builder, epochs, retrain_epochs, modes, ratio, seed, work, progress, index, count):
     """Train one example, then run the journey on it with a report per Keras stage."""
-    from analysis import examples
-    from analysis.data import fit_to_model, load_data
-    from compress.journey import KERAS_STAGES, run_journey
+    from analysis.data import load_data
+    from analysis.data_checks import fit_to_model
     from reports.report import write_report
+    from weightkit.demo import examples
+    from weightkit.demo.journey import KERAS_STAGES, run_journey
 
     model = getattr(examples, builder)()
     steps = len(KERAS_STAGES) + 2  # training, the Keras stages, quantization

@@ -5,10 +5,18 @@ import os
 import click
 
 from reports.merge_console import print_merge_report
-
-from ._activations import check_merge_mode, data_merge, load_dataset, samples_option
-from .._common import (debug_option, force_option, load_model_or_exit, model_argument, note, progress_reporter,
-                       quiet_option, stdout_console, unsafe_option)
+from weightkit._common import (
+    debug_option,
+    force_option,
+    load_model_or_exit,
+    model_argument,
+    note,
+    progress_reporter,
+    quiet_option,
+    stdout_console,
+    unsafe_option,
+)
+from weightkit.commands._activations import check_merge_mode, data_merge, load_dataset, samples_option
 
 
 @click.command()
@@ -51,7 +59,7 @@ def merge(model, output, metric, threshold, ratio, layers, exclude_bias, twin_to
     """
     from analysis.errors import WeightkitError
     from analysis.io import atomic_path, atomic_write_json, check_output
-    from compress.merge import merge_redundant
+    from compress.merge.by_weights import merge_redundant
 
     check_merge_mode(mode, data, threshold, max_error)
     if not output.lower().endswith(".keras"):
@@ -74,7 +82,7 @@ def merge(model, output, metric, threshold, ratio, layers, exclude_bias, twin_to
                                              twin_tolerance=twin_tolerance, progress=progress)
     report.notes.extend(loaded.notes)
     if dataset is not None:
-        from compress.merge_report import compare_models
+        from compress.merge.report import compare_models
 
         report.evaluation = compare_models(loaded.model, merged, dataset.x_test, dataset.y_test, task=dataset.task)
         report.evaluation["data"] = dataset.source

@@ -1,9 +1,20 @@
 """``weightkit quantize``: every TFLite quantization mode measured against the float model."""
 
+import os
+
 import click
 
-from .._common import (debug_option, force_option, load_model_or_exit, model_argument, note, progress_reporter,
-                       quiet_option, stdout_console, unsafe_option)
+from weightkit._common import (
+    debug_option,
+    force_option,
+    load_model_or_exit,
+    model_argument,
+    note,
+    progress_reporter,
+    quiet_option,
+    stdout_console,
+    unsafe_option,
+)
 
 _ALL_MODES = "float32,dynamic,float16,int8,int8-io,int16x8"
 
@@ -34,11 +45,21 @@ def quantize(model, output, data, modes, calibration_samples, max_drop, export, 
     """Convert MODEL (.keras, .h5 or a SavedModel folder) to TFLite in every quantization mode,
     compare each with the float model, and export the smallest one within --max-drop."""
     from analysis import is_saved_model_dir
-    from analysis.data import load_data_for_model
+    from analysis.data_checks import load_data_for_model
     from analysis.errors import WeightkitError
     from analysis.io import atomic_directory, check_output
-    from compress.quantization import (DATA_FREE_MODES, MODE_NAMES, MODES, keras_source, parse_modes,
-                                       print_comparison, quantize_model, saved_model_source, write_outputs)
+    from compress.quantize import (
+        DATA_FREE_MODES,
+        MODE_NAMES,
+        MODES,
+        keras_source,
+        parse_modes,
+        quantize_model,
+        saved_model_source,
+        write_outputs,
+    )
+    from reports.quantize_plot import plot_comparison
+    from reports.quantize_table import print_comparison
 
     explicit = modes is not None
     chosen = parse_modes(modes if explicit else _ALL_MODES)
@@ -79,4 +100,5 @@ def quantize(model, output, data, modes, calibration_samples, max_drop, export, 
                                               max_drop=max_drop, export=export, seed=seed, output_dir=output,
                                               verbose=verbose, progress=progress)
         write_outputs(report, contents, work)
+        plot_comparison(report, os.path.join(work, "comparison.png"))
     print_comparison(report, stdout_console())

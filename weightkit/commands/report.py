@@ -4,10 +4,19 @@ import os
 
 import click
 
-from ._activations import data_option, load_dataset, samples_option
-from .analyze import _names
-from .._common import (debug_option, force_option, load_model_or_exit, metric_option, model_argument,
-                       progress_reporter, quiet_option, threshold_option, unsafe_option)
+from weightkit._common import (
+    debug_option,
+    force_option,
+    load_model_or_exit,
+    metric_option,
+    model_argument,
+    progress_reporter,
+    quiet_option,
+    threshold_option,
+    unsafe_option,
+)
+from weightkit.commands._activations import data_option, load_dataset, samples_option
+from weightkit.commands.analyze import _names
 
 
 @click.command()

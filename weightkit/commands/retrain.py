@@ -5,10 +5,18 @@ import shutil
 
 import click
 
-from .._common import (debug_option, force_option, load_model_or_exit, model_argument, note, quiet_option,
-                       stdout_console, unsafe_option)
+from weightkit._common import (
+    debug_option,
+    force_option,
+    load_model_or_exit,
+    model_argument,
+    note,
+    quiet_option,
+    stdout_console,
+    unsafe_option,
+)
 
-#: Mirrors compress.retrain.DEFAULT_STRENGTH (not imported here: that would load TensorFlow on --help).
+#: Mirrors compress.decorrelate.retrain.DEFAULT_STRENGTH (not imported here: that would load TensorFlow on --help).
 DEFAULT_STRENGTH = 1.0
 
 
@@ -71,15 +79,16 @@ def retrain(model, data, output, strength, epochs, layers, batch_size, learning_
         note(f"--resume: no backup in {work}; starting from the first epoch")
 
     loaded = load_model_or_exit(model, unsafe=unsafe, compile=True, finite=True)
-    from analysis.data import load_data_for_model
+    from analysis.data_checks import load_data_for_model
 
     dataset = load_data_for_model(data, loaded.model, target=target, seed=seed)
     import numpy as np
 
     from analysis.io import atomic_path, atomic_write_json
-    from compress.retrain import infer_loss, retrain as run_retrain
-    from compress.retrain_plot import plot_retrain
-    from compress.training_kernels import select_kernels
+    from compress.decorrelate.kernels import select_kernels
+    from compress.decorrelate.retrain import infer_loss
+    from compress.decorrelate.retrain import retrain as run_retrain
+    from reports.retrain_plot import plot_retrain
 
     select_kernels(loaded.model, list(layers) or None)  # user errors before any output
     if loss is not None:

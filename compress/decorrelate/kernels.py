@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from analysis._tf import import_keras
 from analysis.errors import WeightkitError
 from analysis.loading import walk_layers
-
-from .regularizer import DecorrelationRegularizer
+from compress.decorrelate.penalty import DecorrelationRegularizer
 
 __all__ = ["RegularizedKernel", "CombinedRegularizer", "regularizable_kernels", "select_kernels",
            "attach_decorrelation", "detach_decorrelation", "default_regularized_layers"]
@@ -55,7 +54,7 @@ class RegularizedKernel:
     variable_attr, regularizer_attr : str
         Attribute names of the kernel variable and of its configured regularizer on ``owner``.
     layout : str
-        See :data:`compress.regularizer.LAYOUTS`.
+        See :data:`compress.decorrelate.penalty.LAYOUTS`.
     blocks : int
         Number of gates for RNN kernels, else 1.
     """

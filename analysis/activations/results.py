@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .results import LayerMatrices, layer_named
+from analysis.results import LayerMatrices, layer_named
 
 __all__ = ["ActivationSample", "LayerActivations", "ActivationAnalysis"]
 

@@ -3,6 +3,8 @@
 import math
 from dataclasses import dataclass, field
 
+from compress.quantize.compare import DROP_BASES
+
 __all__ = ["ReferenceResult", "ModeResult", "ExportChoice", "QuantizationReport"]
 
 
@@ -64,7 +66,7 @@ class ModeResult:
         ``bytes`` / the float32 TFLite model's bytes (None when float32 was not converted).
     accuracy, mae : float or None
     agreement : float or None
-        See :mod:`compress.quantization.compare` for its meaning per output kind.
+        See :mod:`compress.quantize.compare` for its meaning per output kind.
     max_abs_diff, mean_abs_diff : float or None
         |TFLite output − reference output| over every output value.
     per_class_accuracy_change : list of float or None
@@ -162,8 +164,6 @@ class QuantizationReport:
         raise KeyError(name)
 
     def to_dict(self):
-        from .compare import DROP_BASES
-
         return {"model": self.model, "data": self.data, "evaluation": self.evaluation,
                 "n_samples": int(self.n_samples), "output_kind": self.output_kind,
                 "drop_basis": self.drop_basis, "drop_definition": DROP_BASES[self.drop_basis],

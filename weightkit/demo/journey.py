@@ -1,8 +1,8 @@
 """The whole journey on one trained model: analyze, retrain, merge, quantize, and measure every stage.
 
 :func:`run_journey` calls the same library functions the commands do
-(:func:`analysis.analyze_model` or a caller's analyzer, :func:`compress.retrain.retrain`,
-:func:`compress.merge.merge_redundant`, :func:`compress.quantization.quantize_model`), writes each
+(:func:`analysis.analyze_model` or a caller's analyzer, :func:`compress.decorrelate.retrain.retrain`,
+:func:`compress.merge.merge_redundant`, :func:`compress.quantize.quantize_model`), writes each
 stage's files into a folder, and returns a :class:`Journey`: one :class:`Stage` per model it made,
 each measured the same way (parameters, file size, held-out accuracy, agreement with the original,
 mean |r|, redundant groups). ``reports.journey_page`` renders it; nothing here draws a page.
@@ -257,7 +257,7 @@ def run_journey(model, dataset, directory, *, prefix="", name=None, retrain_epoc
         File name stem of the original (``model.name`` when None).
     retrain_epochs : int, default=10
     strength : float, default=None
-        Decorrelation strength (:data:`compress.retrain.DEFAULT_STRENGTH` when None).
+        Decorrelation strength (:data:`compress.decorrelate.retrain.DEFAULT_STRENGTH` when None).
     ratio : float, default=0.5
         Share of each layer's neurons the ratio merges remove.
     threshold : float, default=None
@@ -281,11 +281,12 @@ def run_journey(model, dataset, directory, *, prefix="", name=None, retrain_epoc
     -------
     Journey
     """
-    from .merge import merge_redundant
-    from .merge_report import compare_models
-    from .quantization import TFLiteModel, keras_source, output_kind, quantize_model, write_outputs
-    from .quantization.compare import agreement as class_agreement
-    from .retrain import DEFAULT_STRENGTH, retrain
+    from compress.decorrelate.retrain import DEFAULT_STRENGTH, retrain
+    from compress.merge.by_weights import merge_redundant
+    from compress.merge.report import compare_models
+    from compress.quantize import TFLiteModel, keras_source, output_kind, quantize_model, write_outputs
+    from compress.quantize.compare import agreement as class_agreement
+    from reports.quantize_plot import plot_comparison
 
     if dataset.task != "classification":
         raise WeightkitError(f"{dataset.source}: the journey measures accuracy; give a classification dataset.")
@@ -381,7 +382,7 @@ def run_journey(model, dataset, directory, *, prefix="", name=None, retrain_epoc
         atomic_write_json(path, {"model": "original", "data": dataset.source, **retrain_result.to_dict()})
 
     def write_retrain_plot(path):
-        from .retrain_plot import plot_retrain
+        from reports.retrain_plot import plot_retrain
 
         plot_retrain(retrain_result, path)
 
@@ -404,6 +405,7 @@ def run_journey(model, dataset, directory, *, prefix="", name=None, retrain_epoc
                                       calibration_samples=calibration_samples, max_drop=max_drop, seed=seed,
                                       output_dir=quantized_folder)
     write_outputs(report, contents, absolute)
+    plot_comparison(report, os.path.join(absolute, "comparison.png"))
     reference = np.asarray(model.predict(dataset.x_test, batch_size=256, verbose=0), dtype=np.float32)
     kind = output_kind(int(reference.shape[-1]), dataset.task)
     elapsed_wall, elapsed_cpu = time.perf_counter() - clock.wall, time.process_time() - clock.cpu

@@ -1,10 +1,10 @@
 """Data-aware merging of a Keras model: fit each layer's relation on calibration activations, fold it.
 
-For every mergeable layer (see :func:`compress.merge_plan.find_merge_sites`: Dense/Conv producers
+For every mergeable layer (see :func:`compress.merge.plan.find_merge_sites`: Dense/Conv producers
 whose consumers are Dense or Conv layers, through activations, BatchNormalization, dropout, pooling
 and Flatten), the activations of the *tap* (the last per-channel tensor before the consumers: the
 layer's own output after its activation, or the BatchNormalization/pooling output after it) are
-collected on a seeded calibration sample in one batched pass. :func:`compress.merge_data.plan_data_merge`
+collected on a seeded calibration sample in one batched pass. :func:`compress.merge.data_fit.plan_data_merge`
 chooses the neurons to remove and rebuilds each from the kept ones (``a_j ≈ Σ β_jk a_k + c_j``);
 :func:`compress.apply_relations` folds that into the consumers and rebuilds a smaller model.
 
@@ -22,16 +22,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analysis._tf import import_keras
-from analysis.activations import DEFAULT_SAMPLES, collect_layer_outputs
+from analysis.activations.collect import DEFAULT_SAMPLES, collect_layer_outputs
 from analysis.errors import WeightkitError
 from analysis.model_analysis import collect_entries
 from analysis.results import SkippedLayer
-
-from .merge import apply_relations
-from .merge_data import DEFAULT_RIDGE, plan_data_merge
-from .merge_math import Relation
-from .merge_plan import find_merge_sites, selected_sites
-from .merge_report import outcome_dict, record_params
+from compress.merge.by_weights import apply_relations
+from compress.merge.data_fit import DEFAULT_RIDGE, plan_data_merge
+from compress.merge.math import Relation
+from compress.merge.plan import find_merge_sites, selected_sites
+from compress.merge.report import outcome_dict, record_params
 
 __all__ = ["LayerDataMerge", "DataMergeReport", "merge_by_data", "consumer_weights", "DEFAULT_MAX_ERROR"]
 
@@ -127,7 +126,7 @@ class DataMergeReport:
         ``name -> (before, after)`` for every layer whose parameter count changed.
     params_before, params_after : int
     evaluation : dict or None
-        From :func:`compress.merge_report.compare_models` on held-out data.
+        From :func:`compress.merge.report.compare_models` on held-out data.
     calibration : str or None
         Where the calibration inputs came from (e.g. ``sklearn:digits (training split)``).
     notes : list of str
@@ -239,7 +238,7 @@ def merge_by_data(model, x, *, ratio=None, max_error=None, layers=None, samples=
         Positions sampled per input for conv layers.
     seed : int, default=0
     ridge : float, default=1e-6
-        Relative ridge of the least squares (see :func:`compress.merge_data.plan_data_merge`).
+        Relative ridge of the least squares (see :func:`compress.merge.data_fit.plan_data_merge`).
     weigh_by_consumer : bool, default=True
         Choose removals by the error in the consumers' pre-activations (their weights) rather
         than in the layer's own activations.

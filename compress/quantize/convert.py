@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .modes import MODES, configure_converter
+from analysis._tf import import_tensorflow, silenced_stderr, silenced_stdout
+from compress.quantize.evaluate import make_interpreter
+from compress.quantize.modes import MODES, configure_converter
 
 __all__ = ["Conversion", "convert_modes", "convert_mode", "representative_dataset", "converter_reason",
            "float_compute_ops"]
@@ -50,8 +52,6 @@ class Conversion:
 
 
 def _quiet(verbose):
-    from analysis._tf import silenced_stderr, silenced_stdout
-
     stack = contextlib.ExitStack()
     if not verbose:
         stack.enter_context(silenced_stdout())
@@ -143,8 +143,6 @@ def float_compute_ops(content):
         Sorted op names whose outputs are float (QUANTIZE, DEQUANTIZE and SHAPE excepted).
         Empty for a model that is integer throughout.
     """
-    from .evaluate import make_interpreter
-
     interpreter = make_interpreter(content)
     details = getattr(interpreter, "_get_ops_details", None)
     if details is None:  # an interpreter without op introspection: nothing to check
@@ -171,7 +169,7 @@ def convert_mode(mode, *, saved_model_dir=None, keras_model=None, representative
     Parameters
     ----------
     mode : str
-        A key of :data:`~compress.quantization.modes.MODES`.
+        A key of :data:`~compress.quantize.modes.MODES`.
     saved_model_dir : str, default=None
         Tried first when given.
     keras_model : keras.Model, default=None
@@ -185,8 +183,6 @@ def convert_mode(mode, *, saved_model_dir=None, keras_model=None, representative
     -------
     Conversion
     """
-    from analysis._tf import import_tensorflow
-
     tf = import_tensorflow()
     attempts = []
     if saved_model_dir is not None:

@@ -6,7 +6,7 @@ of inputs, and one pass in batches sized to ``memory_budget``, keeping per entry
 per input (``summary="mean"``) or a sample of positions per input (``summary="positions"``) and the
 exact running minimum and maximum of each channel over every position.
 
-The statistics computed from what is collected live in :mod:`analysis.activation_stats`;
+The statistics computed from what is collected live in :mod:`analysis.activations.stats`;
 :mod:`analysis.activations` re-exports both.
 """
 
@@ -14,12 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._tf import import_keras
-from .activation_results import ActivationSample
-from .errors import WeightkitError
-from .loading import walk_layers
-from .matrices import DEFAULT_MEMORY_BUDGET
-from .results import SkippedLayer
+from analysis._tf import import_keras
+from analysis.activations.results import ActivationSample
+from analysis.errors import WeightkitError
+from analysis.loading import walk_layers
+from analysis.matrices import DEFAULT_MEMORY_BUDGET
+from analysis.model_analysis import collect_entries
+from analysis.results import SkippedLayer
 
 __all__ = ["DEFAULT_SAMPLES", "SUMMARIES", "collect_activations", "collect_layer_outputs", "sample_indices"]
 
@@ -308,8 +309,6 @@ def collect_activations(model, x, *, layers=None, samples=DEFAULT_SAMPLES, seed=
     skipped : list of SkippedLayer
         Entries without a probe-able activation, with the reason.
     """
-    from .model_analysis import collect_entries
-
     _check_collect_options(summary, positions)
     x = _check_inputs(model, x)
     entries, _ = collect_entries(model, layers)

@@ -5,7 +5,7 @@ weight decay pulls neurons that receive similar gradients towards the same direc
 hidden layers hold real redundant groups for the tools to find.
 """
 
-from ._tf import import_keras
+from analysis._tf import import_keras
 
 __all__ = ["build_wide_mlp", "build_small_cnn", "train_example"]
 

@@ -8,10 +8,9 @@ the weights. The input model is never modified.
 
 import numpy as np
 
-from analysis.loading import walk_layers
 from analysis._tf import import_keras
-
-from .merge_math import fold_into_kernel
+from analysis.loading import walk_layers
+from compress.merge.math import fold_into_kernel
 
 __all__ = ["WeightState", "fold_relation", "rebuild_model", "batchnorm_affine", "effective_rows"]
 
@@ -80,7 +79,7 @@ def fold_relation(state, site, relation):
     state : WeightState
         Updated in place.
     site : MergeSite
-        A mergeable site (see :func:`compress.merge_plan.find_merge_sites`).
+        A mergeable site (see :func:`compress.merge.plan.find_merge_sites`).
     relation : Relation
         ``out[removed] ≈ β out[kept] + shift``, holding at ``site.tap`` (the tensor the
         consumers read, per channel). Weight-based merging carries its relation there with

@@ -34,38 +34,29 @@ columns). In both cases dead neurons are judged on *every* position: the running
 maximum of each channel over all inputs and positions are tracked exactly. Memory is bounded by
 batching: a batch's full outputs of all probed layers fit in ``memory_budget`` bytes.
 
-The collection lives in :mod:`analysis.activation_collect`, the per-layer statistics in
-:mod:`analysis.activation_stats`; this module runs both (:func:`analyze_activations`), merges the
-result into a weight analysis (:func:`attach_activations`) and re-exports their public names.
+The collection lives in :mod:`analysis.activations.collect`, the per-layer statistics in
+:mod:`analysis.activations.stats`; this module runs both (:func:`analyze_activations`), merges the
+result into a weight analysis (:func:`attach_activations`).
 """
 
 import numpy as np
 
-from .activation_collect import (DEFAULT_SAMPLES, SKIP_BIDIRECTIONAL, SKIP_NESTED, SKIP_RNN_GATE,  # noqa: F401
-                                 SKIP_SEPARABLE_DEPTHWISE, SKIP_SHARED, SUMMARIES, _batch_size, _probes,
-                                 collect_activations, collect_layer_outputs, sample_indices)
-from .activation_results import ActivationAnalysis, ActivationSample, LayerActivations
-from .activation_stats import DEFAULT_DEAD_TOLERANCE, analyze_activation_matrix, dead_neurons, layer_activations
-from .errors import WeightkitError
-from .groups import DEFAULT_THRESHOLDS, absolute_threshold
-from .matrices import DEFAULT_MEMORY_BUDGET
-from .results import SkippedLayer
+from analysis.activations.collect import (
+    DEFAULT_SAMPLES,
+    SUMMARIES,
+    collect_activations,
+)
+from analysis.activations.results import ActivationAnalysis
+from analysis.activations.stats import (
+    DEFAULT_DEAD_TOLERANCE,
+    layer_activations,
+)
+from analysis.errors import WeightkitError
+from analysis.groups import DEFAULT_THRESHOLDS, absolute_threshold
+from analysis.matrices import DEFAULT_MEMORY_BUDGET
+from analysis.results import SkippedLayer
 
-__all__ = [
-    "DEFAULT_SAMPLES",
-    "SUMMARIES",
-    "ActivationSample",
-    "LayerActivations",
-    "ActivationAnalysis",
-    "sample_indices",
-    "collect_activations",
-    "collect_layer_outputs",
-    "dead_neurons",
-    "analyze_activation_matrix",
-    "analyze_activations",
-    "layer_activations",
-    "attach_activations",
-]
+__all__ = ["analyze_activations", "attach_activations"]
 
 
 def analyze_activations(model, x, *, layers=None, samples=DEFAULT_SAMPLES, seed=0, metric="pearson",

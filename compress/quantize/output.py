@@ -1,22 +1,23 @@
-"""Write a quantization comparison: the ``.tflite`` files, ``comparison.json`` and ``comparison.png``."""
+"""Write a quantization comparison: the ``.tflite`` files and ``comparison.json``.
+
+The plot of the comparison is drawn by :func:`reports.quantize_plot.plot_comparison`.
+"""
 
 import os
 
 from analysis.io import atomic_write_bytes, atomic_write_json
 
-from .plot import plot_comparison
-
 __all__ = ["write_outputs"]
 
 
 def write_outputs(report, contents, directory):
-    """Write every converted model, the chosen ``model.tflite``, the JSON and the plot into ``directory``.
+    """Write every converted model, the chosen ``model.tflite`` and the JSON into ``directory``.
 
     Parameters
     ----------
     report : QuantizationReport
     contents : dict of str to bytes
-        From :func:`~compress.quantization.pipeline.quantize_model`.
+        From :func:`~compress.quantize.pipeline.quantize_model`.
     directory : str
         An existing folder (the temporary one of :func:`analysis.io.atomic_directory`).
 
@@ -35,6 +36,4 @@ def write_outputs(report, contents, directory):
         written.append("model.tflite")
     atomic_write_json(os.path.join(directory, "comparison.json"), report.to_dict())
     written.append("comparison.json")
-    plot_comparison(report, os.path.join(directory, "comparison.png"))
-    written.append("comparison.png")
     return written

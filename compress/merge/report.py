@@ -17,7 +17,7 @@ class LayerMerge:
     activation : str
         The nonlinearities between the layer and its consumers (``relu``, ``sigmoid``, ``linear``).
     rule : {"linear", "positive", "twin"}
-        What a pair needed to be merged (see :mod:`compress.merge_math`).
+        What a pair needed to be merged (see :mod:`compress.merge.math`).
     consumers : list of str
     neurons_before, neurons_after : int
     params_before, params_after : int
@@ -121,7 +121,7 @@ def outcome_dict(report):
 
     Parameters
     ----------
-    report : MergeReport or compress.merge_data_model.DataMergeReport
+    report : MergeReport or compress.merge.by_data.DataMergeReport
 
     Returns
     -------
@@ -155,7 +155,7 @@ def record_params(report, original, merged):
 
     Parameters
     ----------
-    report : MergeReport or compress.merge_data_model.DataMergeReport
+    report : MergeReport or compress.merge.by_data.DataMergeReport
     original, merged : keras.Model
     """
     report.params_after = int(merged.count_params())

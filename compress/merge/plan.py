@@ -66,7 +66,7 @@ class Consumer:
     layer : str
     type : str
     layout : {"dense", "conv", "flatten"}
-        How its kernel indexes the producer's channels (see :func:`compress.merge_math.fold_into_kernel`).
+        How its kernel indexes the producer's channels (see :func:`compress.merge.math.fold_into_kernel`).
     positions : int
         Spatial positions per channel after a Flatten (1 otherwise).
     zero_padded : bool
@@ -131,7 +131,7 @@ class MergeSite:
 
     @property
     def requirement(self):
-        """``linear``, ``positive`` or ``twin``: what the steps allow (see :mod:`compress.merge_math`)."""
+        """``linear``, ``positive`` or ``twin``: what the steps allow (see :mod:`compress.merge.math`)."""
         later = self.steps[self.folded_steps:]
         if any(s.kind == "activation" and not s.homogeneous for s in later):
             return "twin"

@@ -15,9 +15,9 @@ import numpy as np
 
 from analysis._tf import import_keras, import_tensorflow
 from analysis.errors import WeightkitError
-
-from .monitor import RedundancyMonitor, monitored_entries, redundancy_summary
-from .training_kernels import attach_decorrelation, detach_decorrelation
+from analysis.rows import layer_neuron_rows
+from compress.decorrelate.kernels import attach_decorrelation, detach_decorrelation
+from compress.decorrelate.monitor import RedundancyMonitor, monitored_entries, redundancy_summary
 
 __all__ = ["DEFAULT_STRENGTH", "LOSSES", "RetrainResult", "choose_strategy", "infer_loss",
            "evaluate_task", "retrain", "redundancy_of"]
@@ -196,8 +196,6 @@ def evaluate_task(model, x, y, task, *, batch_size=256):
 
 def redundancy_of(model, names, threshold=0.9):
     """Redundancy summary of each analysis entry of the named layers (see :func:`redundancy_summary`)."""
-    from analysis import layer_neuron_rows
-
     summaries = {}
     for entry_name, layer in monitored_entries(model, names):
         rows = {e.name: e for e in layer_neuron_rows(layer)}[entry_name].rows

@@ -15,12 +15,17 @@ from analysis.groups import DEFAULT_THRESHOLDS, find_groups
 from analysis.model_analysis import analyze_rows, collect_entries
 from analysis.results import SkippedLayer
 from analysis.rows import NeuronRows
-
-from .merge_math import (cosine_matrix, greedy_merges, group_merges, propagate_affine, propagate_elementwise,
-                         relation_from_merges)
-from .merge_plan import find_merge_sites, selected_sites
-from .merge_rebuild import WeightState, batchnorm_affine, effective_rows, fold_relation, rebuild_model
-from .merge_report import LayerMerge, MergeReport, record_params
+from compress.merge.math import (
+    cosine_matrix,
+    greedy_merges,
+    group_merges,
+    propagate_affine,
+    propagate_elementwise,
+    relation_from_merges,
+)
+from compress.merge.plan import find_merge_sites, selected_sites
+from compress.merge.rebuild import WeightState, batchnorm_affine, effective_rows, fold_relation, rebuild_model
+from compress.merge.report import LayerMerge, MergeReport, record_params
 
 __all__ = ["merge_redundant", "apply_relations", "carry_relation", "MERGE_METRICS"]
 
@@ -109,7 +114,7 @@ def apply_relations(model, relations, *, sites=None):
         ``producer layer name -> Relation`` (``out[removed] ≈ β out[kept] + shift`` at
         ``sites[name].tap``).
     sites : dict, default=None
-        From :func:`compress.merge_plan.find_merge_sites` (computed when None).
+        From :func:`compress.merge.plan.find_merge_sites` (computed when None).
 
     Returns
     -------

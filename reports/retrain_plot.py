@@ -4,7 +4,7 @@ __all__ = ["plot_retrain"]
 
 
 def plot_retrain(result, path):
-    """Draw a :class:`compress.retrain.RetrainResult`'s history to an image file.
+    """Draw a :class:`compress.decorrelate.retrain.RetrainResult`'s history to an image file.
 
     Three panels side by side: training and validation loss; training and validation
     accuracy (MAE for regression); mean |r| of each regularized entry, epoch 0 being the
@@ -19,8 +19,8 @@ def plot_retrain(result, path):
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     history = result.history
     epochs = history.get("epoch", [])

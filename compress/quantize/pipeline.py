@@ -10,13 +10,21 @@ import os
 import numpy as np
 
 from analysis.errors import WeightkitError
-
-from .compare import (accuracy, agreement, choose_export, decision_threshold, mean_absolute_error, output_differences,
-                      output_kind, per_class_accuracy, score_drop)
-from .convert import convert_modes
-from .evaluate import TFLiteModel, time_calls
-from .modes import MODE_NAMES, MODES
-from .results import ExportChoice, ModeResult, QuantizationReport, ReferenceResult
+from compress.quantize.compare import (
+    accuracy,
+    agreement,
+    choose_export,
+    decision_threshold,
+    mean_absolute_error,
+    output_differences,
+    output_kind,
+    per_class_accuracy,
+    score_drop,
+)
+from compress.quantize.convert import convert_modes
+from compress.quantize.evaluate import TFLiteModel, time_calls
+from compress.quantize.modes import MODE_NAMES, MODES
+from compress.quantize.results import ExportChoice, ModeResult, QuantizationReport, ReferenceResult
 
 __all__ = ["quantize_model", "random_inputs", "RANDOM_INPUTS"]
 
@@ -102,8 +110,8 @@ def quantize_model(source, modes=MODE_NAMES, dataset=None, *, calibration_sample
     Parameters
     ----------
     source : ModelSource
-        From :func:`~compress.quantization.source.keras_source` or
-        :func:`~compress.quantization.source.saved_model_source`.
+        From :func:`~compress.quantize.source.keras_source` or
+        :func:`~compress.quantize.source.saved_model_source`.
     modes : sequence of str, default=all modes
     dataset : analysis.data.Dataset, default=None
         Already fitted to the model's input. Its training inputs calibrate the integer modes and
@@ -113,7 +121,7 @@ def quantize_model(source, modes=MODE_NAMES, dataset=None, *, calibration_sample
         Size of the seeded random sample of training inputs used as representative dataset.
     max_drop : float, default=1.0
         Largest acceptable drop for the automatic export choice (see
-        :data:`~compress.quantization.compare.DROP_BASES` for the unit).
+        :data:`~compress.quantize.compare.DROP_BASES` for the unit).
     export : str, default=None
         Export this mode instead of choosing.
     seed : int, default=0

@@ -3,7 +3,7 @@
 The math core (:func:`kernel_rows`, :func:`decorrelation_penalty`) takes tensors and returns
 tensors through ``keras.ops``, so it runs on any backend and inside any ``tf.distribute``
 strategy; :class:`DecorrelationRegularizer` wraps it as a serializable Keras regularizer.
-Attaching it to the layers of a loaded model lives in :mod:`compress.training_kernels`.
+Attaching it to the layers of a loaded model lives in :mod:`compress.decorrelate.kernels`.
 
 "Neuron rows" are exactly those of :mod:`analysis.rows`: the penalty pushes down the very
 Pearson correlations that ``weightkit analyze`` measures.
