@@ -8,9 +8,9 @@ themselves live in :mod:`analysis.data`, which re-exports these names.
 
 import numpy as np
 
-from analysis._tf import import_keras
 from analysis.data import _COLOR_MODES, load_data
 from analysis.errors import WeightkitError
+from analysis.layers import spec_for
 from analysis.loading import walk_layers
 
 __all__ = ["check_data_against_model", "fit_to_model", "load_data_for_model", "model_input_shape"]
@@ -45,20 +45,19 @@ def _output_shape(model):
 
 
 def _output_activation(model):
-    keras = import_keras()
     outputs = getattr(model, "outputs", None)
     history = getattr(outputs[0], "_keras_history", None) if outputs else None
     layer = history[0] if history is not None else model.layers[-1]
-    if isinstance(layer, keras.layers.Softmax):
-        return "softmax"
+    spec = spec_for(layer)
+    if spec is not None and spec.activation:  # a Softmax layer
+        return spec.activation
     activation = getattr(layer, "activation", None)
     return "linear" if activation is None else getattr(activation, "__name__", str(activation))
 
 
 def _is_recurrent(model):
-    keras = import_keras()
-    kinds = (keras.layers.RNN, keras.layers.Bidirectional)
-    return any(isinstance(layer, kinds) for layer in walk_layers(model))
+    return any(getattr(spec_for(layer), "family", None) in ("rnn", "bidirectional", "recurrent")
+               for layer in walk_layers(model))
 
 
 def fit_to_model(dataset, model):

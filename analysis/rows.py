@@ -1,9 +1,9 @@
-"""The one adapter between Keras layers and neuron weight rows.
+"""Neuron weight rows of a live Keras layer, as the layer registry says to read them.
 
-An explicit registry maps each supported layer *class* to a function that turns the layer's
-weights into one or more :class:`NeuronRows` entries (one per part: a SeparableConv's two
-kernels, an RNN's gates). Anything else with weights is reported as skipped, with the reason.
-No class-name guessing: a subclass of a registered class uses its parent's adapter.
+:mod:`analysis.layers` maps each supported layer class to a pure function of the layer's config
+and weight arrays; this module reads those arrays off a built layer, adds the parameter and MAC
+counts, and gives one :class:`NeuronRows` entry per part (a SeparableConv's two kernels, an RNN's
+gates). Anything else with weights is reported as skipped, with the reason.
 """
 
 from dataclasses import dataclass
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis._tf import import_keras
+from analysis.layers import GENERIC_SKIP, neuron_rows, registered_name, spec_for, supported_layer_types
 
 __all__ = ["NeuronRows", "layer_neuron_rows", "skip_reason", "supported_layer_types"]
 
@@ -69,6 +70,31 @@ def _numpy(variable):
     return np.asarray(keras.ops.convert_to_numpy(variable), dtype=np.float32)
 
 
+def _attribute(obj, path):
+    for name in path.split("."):
+        obj = getattr(obj, name, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def _arrays(layer, spec):
+    """The layer's weight arrays under the registry's keys (see :func:`analysis.layers.neuron_rows`)."""
+    if spec.family == "time_distributed":
+        return _arrays(layer.layer, spec_for(layer.layer))
+    if spec.family == "bidirectional":
+        arrays = {}
+        for direction, sub in (("forward", layer.forward_layer), ("backward", layer.backward_layer)):
+            arrays.update({f"{direction}/{key}": value for key, value in _arrays(sub, spec_for(sub)).items()})
+        return arrays
+    arrays = {}
+    for key, path in spec.variables.items():
+        variable = _attribute(layer, path)
+        if variable is not None:
+            arrays[key] = _numpy(variable)
+    return arrays
+
+
 def _positions(layer):
     """How many positions the layer's kernel is applied at, per sample."""
     shape = _output_shape(layer)
@@ -93,44 +119,7 @@ def _output_shape(layer):
         return None
 
 
-def _bias(layer):
-    bias = getattr(layer, "bias", None)
-    return None if bias is None else _numpy(bias)
-
-
-def _entry(layer, name, rows, bias, positions):
-    kernel_size = int(rows.size)
-    bias_size = 0 if bias is None else int(np.asarray(bias).size)
-    return NeuronRows(
-        name=name,
-        layer_name=layer.name,
-        type=type(layer).__name__,
-        rows=np.ascontiguousarray(rows, dtype=np.float32),
-        bias=bias,
-        params=kernel_size + bias_size,
-        macs=kernel_size * positions,
-    )
-
-
-def _dense_rows(layer):
-    kernel = _numpy(layer.kernel)  # (fan_in, units)
-    return [_entry(layer, layer.name, kernel.T, _bias(layer), _positions(layer))]
-
-
-def _conv_rows(layer):
-    kernel = _numpy(layer.kernel)  # (*kernel_size, in_channels / groups, filters)
-    rows = kernel.reshape(-1, kernel.shape[-1]).T
-    return [_entry(layer, layer.name, rows, _bias(layer), _positions(layer))]
-
-
-def _conv_transpose_rows(layer):
-    kernel = _numpy(layer.kernel)  # (*kernel_size, filters, in_channels)
-    rows = np.moveaxis(kernel, -2, 0).reshape(kernel.shape[-2], -1)
-    positions = _transpose_positions(layer, kernel)
-    return [_entry(layer, layer.name, rows, _bias(layer), positions)]
-
-
-def _transpose_positions(layer, kernel):
+def _input_positions(layer):
     # A transposed convolution applies each filter once per *input* position.
     try:
         shape = tuple(layer._inbound_nodes[0].input_tensors[0].shape)
@@ -140,53 +129,6 @@ def _transpose_positions(layer, kernel):
     except (AttributeError, IndexError, TypeError):
         pass
     return 1
-
-
-def _depthwise_rows(layer):
-    kernel = _numpy(layer.kernel)  # (*kernel_size, in_channels, depth_multiplier)
-    rows = kernel.reshape(-1, kernel.shape[-2] * kernel.shape[-1]).T
-    return [_entry(layer, layer.name, rows, _bias(layer), _positions(layer))]
-
-
-def _separable_rows(layer):
-    depthwise = _numpy(layer.depthwise_kernel)  # (*k, in_channels, multiplier)
-    pointwise = _numpy(layer.pointwise_kernel)  # (1, ..., in_channels * multiplier, filters)
-    positions = _positions(layer)
-    depth_rows = depthwise.reshape(-1, depthwise.shape[-2] * depthwise.shape[-1]).T
-    point_rows = pointwise.reshape(-1, pointwise.shape[-1]).T
-    return [
-        _entry(layer, f"{layer.name}/depthwise", depth_rows, None, positions),
-        _entry(layer, f"{layer.name}/pointwise", point_rows, _bias(layer), positions),
-    ]
-
-
-_GATES = {
-    "SimpleRNN": (None,),
-    "LSTM": ("input", "forget", "cell", "output"),
-    "GRU": ("update", "reset", "candidate"),
-}
-
-
-def _rnn_rows(layer, prefix=None):
-    prefix = prefix or layer.name
-    cell = layer.cell
-    kernel = _numpy(cell.kernel)  # (features, gates * units)
-    recurrent = _numpy(cell.recurrent_kernel)  # (units, gates * units)
-    bias = _numpy(cell.bias) if getattr(cell, "bias", None) is not None else None
-    units = recurrent.shape[0]
-    kind = next(name for name in _GATES if _is_instance_of(layer, name))
-    timesteps = _timesteps(layer)
-    entries = []
-    for index, gate in enumerate(_GATES[kind]):
-        columns = slice(index * units, (index + 1) * units)
-        rows = np.concatenate([kernel[:, columns].T, recurrent[:, columns].T], axis=1)
-        gate_bias = None
-        if bias is not None:
-            gate_bias = bias[..., columns]
-            gate_bias = gate_bias.T if gate_bias.ndim == 2 else gate_bias  # GRU reset_after: (2, u)
-        name = prefix if gate is None else f"{prefix}/{gate}"
-        entries.append(_entry(layer, name, rows, gate_bias, timesteps))
-    return entries
 
 
 def _timesteps(layer):
@@ -199,112 +141,49 @@ def _timesteps(layer):
     return 1
 
 
-def _is_instance_of(layer, class_name):
-    keras = import_keras()
-    return isinstance(layer, getattr(keras.layers, class_name))
+def _applications(layer, spec):
+    """How many times per sample each kernel weight is used (the MACs per weight)."""
+    if spec.family in ("rnn", "bidirectional", "time_distributed"):
+        return _timesteps(layer)  # the wrapped layers have no graph node of their own
+    if spec.family == "conv_transpose":
+        return _input_positions(layer)
+    return _positions(layer)
 
 
-def _bidirectional_rows(layer):
-    # The wrapped RNNs are called inside the wrapper, so they have no graph node of their own:
-    # the sequence length comes from the wrapper's input.
-    timesteps = _timesteps(layer)
-    entries = []
-    for direction, sub in (("forward", layer.forward_layer), ("backward", layer.backward_layer)):
-        for entry in _rnn_rows(sub, prefix=f"{layer.name}/{direction}"):
-            entry.layer_name = layer.name
-            entry.type = type(layer).__name__
-            entry.macs = int(entry.rows.size) * timesteps
-            entries.append(entry)
-    return entries
+def _entry_name(layer, spec, part):
+    base = layer.name
+    if spec.family == "time_distributed":
+        base = f"{layer.name}/{layer.layer.name}"
+    return base if part is None else f"{base}/{part}"
 
 
-def _time_distributed_rows(layer):
-    inner = layer.layer
-    adapter = _adapter_for(inner)
-    if adapter is None:
-        return None
-    entries = adapter(inner)
-    timesteps = _timesteps(layer)
-    for entry in entries:
-        entry.name = f"{layer.name}/{inner.name}" if entry.name == inner.name else entry.name
-        entry.layer_name = layer.name
-        entry.type = f"TimeDistributed({entry.type})"
-        entry.macs *= timesteps
-    return entries
+def _entry_type(layer, spec):
+    if spec.family == "time_distributed":
+        return f"TimeDistributed({type(layer.layer).__name__})"
+    return type(layer).__name__
 
 
-def _registry():
-    layers = import_keras().layers
-    return {
-        layers.Dense: _dense_rows,
-        layers.Conv1D: _conv_rows,
-        layers.Conv2D: _conv_rows,
-        layers.Conv3D: _conv_rows,
-        layers.Conv1DTranspose: _conv_transpose_rows,
-        layers.Conv2DTranspose: _conv_transpose_rows,
-        layers.Conv3DTranspose: _conv_transpose_rows,
-        layers.DepthwiseConv1D: _depthwise_rows,
-        layers.DepthwiseConv2D: _depthwise_rows,
-        layers.SeparableConv1D: _separable_rows,
-        layers.SeparableConv2D: _separable_rows,
-        layers.SimpleRNN: _rnn_rows,
-        layers.LSTM: _rnn_rows,
-        layers.GRU: _rnn_rows,
-        layers.Bidirectional: _bidirectional_rows,
-        layers.TimeDistributed: _time_distributed_rows,
-    }
-
-
-def supported_layer_types():
-    """Names of the Keras layer classes whose neurons can be analyzed."""
-    return sorted(cls.__name__ for cls in _registry())
-
-
-def _adapter_for(layer):
-    registry = _registry()
-    for cls in type(layer).__mro__:
-        if cls in registry:
-            return registry[cls]
-    return None
-
-
-def _known_skip_reasons():
-    layers = import_keras().layers
-    return {
-        layers.BatchNormalization: "normalization layer: per-channel scale and shift, no neurons",
-        layers.LayerNormalization: "normalization layer: per-feature scale and shift, no neurons",
-        layers.GroupNormalization: "normalization layer: per-channel scale and shift, no neurons",
-        layers.Embedding: "embedding table: rows are tokens, not neurons",
-        layers.Normalization: "preprocessing layer: stored statistics, no neurons",
-        layers.MultiHeadAttention: "attention layer: not supported yet",
-        layers.EinsumDense: "EinsumDense: not supported yet (its neuron axis depends on the equation)",
-        layers.PReLU: "activation parameters, no neurons",
-    }
-
-
-def _wrapped_reason(layer):
+def _wrapped_reason(layer, spec):
     """Why a wrapper (TimeDistributed, Bidirectional) cannot be read, or None when it can."""
-    layers = import_keras().layers
-    if isinstance(layer, layers.TimeDistributed):
+    if spec.family == "time_distributed":
         inner = layer.layer
         reason = skip_reason(inner)
         return None if reason is None else f"wraps {type(inner).__name__}: {reason}"
-    if isinstance(layer, layers.Bidirectional):
-        inner = layer.forward_layer
-        if not any(_is_instance_of(inner, name) for name in _GATES):
-            return f"wraps {type(inner).__name__}: only SimpleRNN, LSTM and GRU are supported"
+    if spec.family == "bidirectional":
+        inner = spec_for(layer.forward_layer)
+        if inner is None or inner.family != "rnn":
+            return f"wraps {type(layer.forward_layer).__name__}: only SimpleRNN, LSTM and GRU are supported"
     return None
 
 
 def skip_reason(layer):
-    """Why a layer with weights has no neuron rows, or None when it has an adapter."""
-    if _adapter_for(layer) is not None:
-        return _wrapped_reason(layer)
-    for cls in type(layer).__mro__:
-        reason = _known_skip_reasons().get(cls)
-        if reason is not None:
-            return reason
-    return f"no neuron-row adapter for {type(layer).__name__}; supported: Dense, Conv, RNN families"
+    """Why a layer with weights has no neuron rows, or None when it has them."""
+    spec = spec_for(layer)
+    if spec is not None and spec.has_neurons:
+        return _wrapped_reason(layer, spec)
+    if spec is not None and spec.skip:
+        return spec.skip
+    return GENERIC_SKIP.format(name=type(layer).__name__)
 
 
 def layer_neuron_rows(layer):
@@ -318,10 +197,23 @@ def layer_neuron_rows(layer):
     Returns
     -------
     entries : list of NeuronRows or None
-        None when the layer's class has no adapter, or it wraps a layer that has none (see
+        None when the layer's class has no rows, or it wraps a layer that has none (see
         :func:`skip_reason`).
     """
-    adapter = _adapter_for(layer)
-    if adapter is None or _wrapped_reason(layer) is not None:
+    spec = spec_for(layer)
+    if spec is None or not spec.has_neurons or _wrapped_reason(layer, spec) is not None:
         return None
-    return adapter(layer)
+    class_name, config = registered_name(layer), layer.get_config()
+    if spec.family == "time_distributed":  # the wrapped layer's rows, by its own entry
+        class_name, config = registered_name(layer.layer), layer.layer.get_config()
+    elif spec.family == "bidirectional":
+        config = dict(config, layer={"class_name": registered_name(layer.forward_layer), "config": {}})
+    applications = _applications(layer, spec)
+    entries = []
+    for part, rows, bias in neuron_rows(class_name, config, _arrays(layer, spec)):
+        kernel_size = int(rows.size)
+        bias_size = 0 if bias is None else int(np.asarray(bias).size)
+        entries.append(NeuronRows(name=_entry_name(layer, spec, part), layer_name=layer.name,
+                                  type=_entry_type(layer, spec), rows=rows, bias=bias,
+                                  params=kernel_size + bias_size, macs=kernel_size * applications))
+    return entries

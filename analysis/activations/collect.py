@@ -17,6 +17,7 @@ import numpy as np
 from analysis._tf import import_keras
 from analysis.activations.results import ActivationSample
 from analysis.errors import WeightkitError
+from analysis.layers import spec_for
 from analysis.loading import walk_layers
 from analysis.matrices import DEFAULT_MEMORY_BUDGET
 from analysis.model_analysis import collect_entries
@@ -78,15 +79,18 @@ class _Probe:
 
 def _probe_kind(layer, entry_name):
     """None when the entry's activations are the layer's output, else the skip reason."""
-    layers = import_keras().layers
-    if isinstance(layer, (layers.LSTM, layers.GRU)):
-        return SKIP_RNN_GATE
-    if isinstance(layer, layers.Bidirectional):
+    spec = spec_for(layer)
+    if spec is not None and spec.family == "time_distributed":
+        spec = spec_for(layer.layer)
+    internal = () if spec is None else spec.internal
+    if not internal:
+        return None
+    if spec.family == "bidirectional":
         return SKIP_BIDIRECTIONAL
-    if isinstance(layer, (layers.SeparableConv1D, layers.SeparableConv2D)):
-        return SKIP_SEPARABLE_DEPTHWISE if entry_name.endswith("/depthwise") else None
-    if isinstance(layer, layers.TimeDistributed) and isinstance(layer.layer, (layers.LSTM, layers.GRU)):
+    if spec.family == "rnn":
         return SKIP_RNN_GATE
+    if "*" in internal or entry_name.rsplit("/", 1)[-1] in internal:
+        return SKIP_SEPARABLE_DEPTHWISE if spec.family == "separable" else "internal to the layer; not probed"
     return None
 
 

@@ -1,7 +1,7 @@
 """Put the decorrelation regularizer on the kernels of a built (loaded) model, and take it off.
 
-An explicit registry, parallel to :mod:`analysis.rows`, maps each layer class to the kernels
-whose neuron rows the analysis measures, with the axis layout of each kernel. On a built layer
+Which kernels of a layer the penalty sees, on which object and in which axis layout, is the
+layer registry's word (:attr:`analysis.layers.LayerSpec.kernels`). On a built layer
 Keras reads the loss from the *variable's* ``regularizer`` and the saved configuration from the
 *layer's* ``*_regularizer`` attribute, so both are set; a regularizer the layer already had (an
 L2 weight decay) is kept and summed with ours.
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from analysis._tf import import_keras
 from analysis.errors import WeightkitError
+from analysis.layers import spec_for
 from analysis.loading import walk_layers
 from compress.decorrelate.penalty import DecorrelationRegularizer
 
@@ -82,76 +83,29 @@ class RegularizedKernel:
         return shape[-1]
 
 
-def _plain(layer, name, kind="last"):
-    return [RegularizedKernel(name, layer.name, layer, "kernel", "kernel_regularizer", kind)]
+def _owner(layer, path):
+    for name in filter(None, path.split(".")):
+        layer = getattr(layer, name)
+    return layer
 
 
-def _depthwise(layer, name):
-    return [RegularizedKernel(name, layer.name, layer, "kernel", "depthwise_regularizer", "depthwise")]
-
-
-def _separable(layer, name):
-    return [RegularizedKernel(f"{name}/depthwise", layer.name, layer, "depthwise_kernel",
-                              "depthwise_regularizer", "depthwise"),
-            RegularizedKernel(f"{name}/pointwise", layer.name, layer, "pointwise_kernel",
-                              "pointwise_regularizer", "last")]
-
-
-_GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
-
-
-def _rnn(layer, name):
-    gates = next(count for kind, count in _GATES.items() if isinstance(layer, getattr(keras.layers, kind)))
-    return [RegularizedKernel(name, layer.name, layer.cell, "kernel", "kernel_regularizer", "last", gates)]
-
-
-def _bidirectional(layer, name):
-    kernels = []
-    for direction, sub in (("forward", layer.forward_layer), ("backward", layer.backward_layer)):
-        for kernel in _rnn(sub, f"{name}/{direction}"):
-            kernel.layer_name = layer.name
-            kernels.append(kernel)
-    return kernels
-
-
-def _time_distributed(layer, name):
-    handler = _handler_for(layer.layer)
-    if handler is None:
+def _kernels(layer, name):
+    """The layer's kernels as the registry lists them (wrappers: their wrapped layers')."""
+    spec = spec_for(layer)
+    if spec is None or not spec.has_neurons:
         return []
-    kernels = handler(layer.layer, f"{name}/{layer.layer.name}")
+    if spec.family == "time_distributed":
+        kernels = _kernels(layer.layer, f"{name}/{layer.layer.name}")
+    elif spec.family == "bidirectional":
+        kernels = [kernel for direction, sub in (("forward", layer.forward_layer), ("backward", layer.backward_layer))
+                   for kernel in _kernels(sub, f"{name}/{direction}")]
+    else:
+        kernels = [RegularizedKernel(name if k.part is None else f"{name}/{k.part}", layer.name, _owner(layer, k.owner),
+                                     k.variable, k.regularizer, k.layout, len(spec.gates) if k.gated else 1)
+                   for k in spec.kernels]
     for kernel in kernels:
         kernel.layer_name = layer.name
     return kernels
-
-
-def _registry():
-    layers = keras.layers
-    return {
-        layers.Dense: _plain,
-        layers.Conv1D: _plain,
-        layers.Conv2D: _plain,
-        layers.Conv3D: _plain,
-        layers.Conv1DTranspose: lambda layer, name: _plain(layer, name, "transpose"),
-        layers.Conv2DTranspose: lambda layer, name: _plain(layer, name, "transpose"),
-        layers.Conv3DTranspose: lambda layer, name: _plain(layer, name, "transpose"),
-        layers.DepthwiseConv1D: _depthwise,
-        layers.DepthwiseConv2D: _depthwise,
-        layers.SeparableConv1D: _separable,
-        layers.SeparableConv2D: _separable,
-        layers.SimpleRNN: _rnn,
-        layers.LSTM: _rnn,
-        layers.GRU: _rnn,
-        layers.Bidirectional: _bidirectional,
-        layers.TimeDistributed: _time_distributed,
-    }
-
-
-def _handler_for(layer):
-    registry = _registry()
-    for cls in type(layer).__mro__:
-        if cls in registry:
-            return registry[cls]
-    return None
 
 
 def regularizable_kernels(model):
@@ -168,10 +122,9 @@ def regularizable_kernels(model):
     """
     kernels = []
     for layer in walk_layers(model):
-        handler = _handler_for(layer)
-        if handler is None or not layer.built:
+        if not layer.built:
             continue
-        kernels.extend(k for k in handler(layer, layer.name) if k.n_neurons // k.blocks >= 2)
+        kernels.extend(k for k in _kernels(layer, layer.name) if k.n_neurons // k.blocks >= 2)
     return kernels
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from analysis._tf import import_keras
 from analysis.errors import WeightkitError
+from analysis.layers import registered_name, spec_for
 from analysis.rows import skip_reason
 
 __all__ = ["Step", "Consumer", "MergeSite", "find_merge_sites", "selected_sites", "model_graph",
@@ -189,78 +190,80 @@ def _channels_last(layer):
     return getattr(layer, "data_format", "channels_last") in (None, "channels_last")
 
 
-def _classify_step(layer, keras, rank):
-    """A Step for a layer between producer and consumer, or (None, reason)."""
-    L = keras.layers
+def _relu_step(layer, name, keras):
+    config = layer.get_config()
+    if config.get("max_value") is None and float(config.get("threshold", 0.0)) == 0.0:
+        slope = float(config.get("negative_slope", 0.0))
+
+        def relu(x, slope=slope):
+            return np.where(x > 0, x, slope * x)
+
+        return Step(layer.name, name, "activation", True, "relu", relu)
+    return Step(layer.name, name, "activation", False, "relu (capped or thresholded)",
+                lambda x, layer=layer: np.asarray(keras.ops.convert_to_numpy(layer(x.astype("float32"))),
+                                                  dtype=np.float64))
+
+
+def _activation_layer_step(layer, keras):
+    """The Step of an activation layer (Activation, ReLU, LeakyReLU, ELU), or (None, reason)."""
     name = type(layer).__name__
-    if not _channels_last(layer):
-        return None, f"{layer.name} ({name}) uses channels_first"
-    identity = (L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D, L.GaussianNoise,
-                L.GaussianDropout, L.AlphaDropout, L.ActivityRegularization)
-    if isinstance(layer, identity):
-        return Step(layer.name, name, "identity", description=name), None
-    if isinstance(layer, L.BatchNormalization):
-        axis = layer.axis if isinstance(layer.axis, int) else (layer.axis[0] if len(layer.axis) == 1 else None)
-        if axis not in (-1, rank - 1):
-            return None, f"{layer.name} (BatchNormalization) normalizes axis {layer.axis}, not the channels"
-        return Step(layer.name, name, "affine", description=name), None
-    if isinstance(layer, L.Activation):
+    kind = registered_name(layer)
+    if kind == "Activation":
         return _activation_step(layer, layer.get_config()["activation"], keras)
-    if isinstance(layer, L.ReLU):
-        config = layer.get_config()
-        if config.get("max_value") is None and float(config.get("threshold", 0.0)) == 0.0:
-            slope = float(config.get("negative_slope", 0.0))
-
-            def relu(x, slope=slope):
-                return np.where(x > 0, x, slope * x)
-
-            return Step(layer.name, name, "activation", True, "relu", relu), None
-        return Step(layer.name, name, "activation", False, "relu (capped or thresholded)",
-                    lambda x, layer=layer: np.asarray(keras.ops.convert_to_numpy(layer(x.astype("float32"))),
-                                                      dtype=np.float64)), None
-    if isinstance(layer, L.LeakyReLU):
+    if kind == "ReLU":
+        return _relu_step(layer, name, keras), None
+    if kind == "LeakyReLU":
         slope = float(layer.get_config()["negative_slope"])
         return Step(layer.name, name, "activation", True, "leaky_relu",
                     lambda x, slope=slope: np.where(x > 0, x, slope * x)), None
-    if isinstance(layer, L.ELU):
-        alpha = float(layer.get_config().get("alpha", 1.0))
-        return Step(layer.name, name, "activation", False, "elu",
-                    lambda x, alpha=alpha: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))), None
-    if isinstance(layer, (L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D, L.GlobalMaxPooling1D,
-                          L.GlobalMaxPooling2D, L.GlobalMaxPooling3D)):
-        return Step(layer.name, name, "max", True, "max pooling"), None
-    if isinstance(layer, (L.AveragePooling1D, L.AveragePooling2D, L.AveragePooling3D, L.GlobalAveragePooling1D,
-                          L.GlobalAveragePooling2D, L.GlobalAveragePooling3D, L.UpSampling1D, L.UpSampling2D,
-                          L.UpSampling3D, L.Cropping1D, L.Cropping2D, L.Cropping3D)):
-        return Step(layer.name, name, "linear", description=name), None
-    if isinstance(layer, (L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D)):
-        return Step(layer.name, name, "zero_pad", description=name), None
-    if isinstance(layer, L.Flatten):
-        return Step(layer.name, name, "flatten", description=name), None
-    return None, None
+    alpha = float(layer.get_config().get("alpha", 1.0))  # ELU
+    return Step(layer.name, name, "activation", False, "elu",
+                lambda x, alpha=alpha: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))), None
+
+
+def _classify_step(layer, keras, rank):
+    """A Step for a layer between producer and consumer, or (None, reason); its kind is the registry's."""
+    name = type(layer).__name__
+    spec = spec_for(layer)
+    role = None if spec is None else spec.merge
+    if role not in ("identity", "affine", "activation", "max", "linear", "zero_pad", "flatten"):
+        return None, None
+    if not _channels_last(layer):
+        return None, f"{layer.name} ({name}) uses channels_first"
+    if role == "affine":  # BatchNormalization
+        axis = layer.axis if isinstance(layer.axis, int) else (layer.axis[0] if len(layer.axis) == 1 else None)
+        if axis not in (-1, rank - 1):
+            return None, f"{layer.name} ({name}) normalizes axis {layer.axis}, not the channels"
+    if role == "activation":
+        return _activation_layer_step(layer, keras)
+    descriptions = {"max": "max pooling"}
+    return Step(layer.name, name, role, True, descriptions.get(role, name)), None
+
+
+def _is_neuron_layer(layer):
+    spec = spec_for(layer)
+    return spec is not None and spec.merge == "neurons"
 
 
 def _consumer(layer, keras, after_flatten, positions):
-    L = keras.layers
     name = type(layer).__name__
-    if isinstance(layer, L.Dense) and type(layer).__name__ not in ("EinsumDense",):
+    if not _is_neuron_layer(layer):
+        return None, None
+    if spec_for(layer).family == "dense":
         return Consumer(layer.name, name, "flatten" if after_flatten else "dense", positions), None
-    if isinstance(layer, (L.Conv1D, L.Conv2D, L.Conv3D)):
-        if after_flatten:
-            return None, f"{layer.name} ({name}) reads a flattened tensor"
-        if getattr(layer, "groups", 1) != 1:
-            return None, f"{layer.name} ({name}) is a grouped convolution"
-        if not _channels_last(layer):
-            return None, f"{layer.name} ({name}) uses channels_first"
-        return Consumer(layer.name, name, "conv", 1, layer.padding in ("same", "causal")), None
-    return None, None
+    if after_flatten:
+        return None, f"{layer.name} ({name}) reads a flattened tensor"
+    if getattr(layer, "groups", 1) != 1:
+        return None, f"{layer.name} ({name}) is a grouped convolution"
+    if not _channels_last(layer):
+        return None, f"{layer.name} ({name}) uses channels_first"
+    return Consumer(layer.name, name, "conv", 1, layer.padding in ("same", "causal")), None
 
 
 def _producer_reason(layer, keras):
-    L = keras.layers
-    if not isinstance(layer, (L.Dense, L.Conv1D, L.Conv2D, L.Conv3D)):
+    if not _is_neuron_layer(layer):
         return f"merging supports Dense and Conv1D/2D/3D layers, not {type(layer).__name__}"
-    if isinstance(layer, (L.Conv1D, L.Conv2D, L.Conv3D)):
+    if spec_for(layer).family == "conv":
         if getattr(layer, "groups", 1) != 1:
             return "grouped convolution: its output channels are tied to its groups"
         if not _channels_last(layer):
@@ -324,7 +327,7 @@ def _site(layer, graph, nodes_of, consumers, keras, outputs):
         site.reason = "the layer is used at several places in the model"
         return site
     node = own[0]
-    site.n_neurons = int(layer.units if isinstance(layer, keras.layers.Dense) else layer.filters)
+    site.n_neurons = int(layer.get_config()[spec_for(layer).units_key])
     if id(node.output_tensors[0]) in outputs:
         site.reason = "its output is (on the way to) a model output"
         return site

@@ -9,6 +9,7 @@ the weights. The input model is never modified.
 import numpy as np
 
 from analysis._tf import import_keras
+from analysis.layers import spec_for
 from analysis.loading import walk_layers
 from compress.merge.math import fold_into_kernel
 
@@ -129,8 +130,7 @@ def rebuild_model(model, state):
     def clone(layer):
         config = layer.get_config()
         if layer.name in state.resized:
-            key = "units" if "units" in config else "filters"
-            config[key] = state.resized[layer.name]
+            config[spec_for(layer).units_key] = state.resized[layer.name]
         if layer.name in state.added_bias:
             config["use_bias"] = True
         return layer.__class__.from_config(config)
