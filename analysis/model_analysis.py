@@ -3,6 +3,7 @@
 import numpy as np
 
 from analysis.errors import WeightkitError
+from analysis.graph import ModelGraph
 from analysis.groups import (
     DEFAULT_THRESHOLDS,
     absolute_threshold,
@@ -18,6 +19,14 @@ from analysis.results import LayerAnalysis, LayerMatrices, ModelAnalysis, Skippe
 from analysis.rows import layer_neuron_rows, skip_reason
 
 __all__ = ["analyze_model", "iter_layer_analyses", "analyze_rows", "collect_entries"]
+
+
+def _graph_or_none(model):
+    """The model's graph for shapes (MACs); None for a model without a readable graph (subclassed)."""
+    try:
+        return ModelGraph(model)
+    except WeightkitError:
+        return None
 
 
 def collect_entries(model, layers=None):
@@ -37,6 +46,7 @@ def collect_entries(model, layers=None):
     skipped : list of SkippedLayer
     """
     entries, skipped, seen_names = [], [], set()
+    graph = _graph_or_none(model)
     for layer in walk_layers(model):
         if not layer.weights:
             continue
@@ -45,7 +55,7 @@ def collect_entries(model, layers=None):
             skipped.append(SkippedLayer(layer.name, type(layer).__name__, reason,
                                         params=int(layer.count_params())))
             continue
-        for entry in layer_neuron_rows(layer):
+        for entry in layer_neuron_rows(layer, graph):
             if entry.name in seen_names:
                 entry.name = f"{entry.name}#{len(seen_names)}"
             seen_names.add(entry.name)

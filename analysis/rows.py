@@ -95,59 +95,34 @@ def _arrays(layer, spec):
     return arrays
 
 
-def _positions(layer):
-    """How many positions the layer's kernel is applied at, per sample."""
-    shape = _output_shape(layer)
-    if shape is None:
-        return 1
-    dims = [d for d in shape[1:-1]]
-    if any(d is None for d in dims):
+def _shapes(layer, graph):
+    """(input shape, output shape) of the layer's first call, each None when unknown."""
+    if graph is not None and graph.nodes_of(layer):
+        return graph.input_shapes(layer)[0][0], graph.output_shapes(layer)[0][0]
+    shapes = []
+    for attribute in ("input", "output"):  # a layer outside any model graph: its own first call
+        try:
+            tensor = getattr(layer, attribute)
+            shapes.append(tuple((tensor[0] if isinstance(tensor, (list, tuple)) else tensor).shape))
+        except (AttributeError, ValueError, TypeError, IndexError):
+            shapes.append(None)
+    return tuple(shapes)
+
+
+def _count(dims):
+    if dims is None or any(d is None for d in dims):
         return 1
     return int(np.prod(dims, dtype=np.int64)) if dims else 1
 
 
-def _output_shape(layer):
-    try:
-        node = layer._inbound_nodes[0]
-        shape = node.output_tensors[0].shape
-        return tuple(shape)
-    except (AttributeError, IndexError, TypeError):
-        pass
-    try:
-        return tuple(layer.output.shape)
-    except (AttributeError, ValueError, TypeError):
-        return None
-
-
-def _input_positions(layer):
-    # A transposed convolution applies each filter once per *input* position.
-    try:
-        shape = tuple(layer._inbound_nodes[0].input_tensors[0].shape)
-        dims = shape[1:-1]
-        if all(d is not None for d in dims):
-            return int(np.prod(dims, dtype=np.int64))
-    except (AttributeError, IndexError, TypeError):
-        pass
-    return 1
-
-
-def _timesteps(layer):
-    try:
-        shape = tuple(layer._inbound_nodes[0].input_tensors[0].shape)
-        if shape[1] is not None:
-            return int(shape[1])
-    except (AttributeError, IndexError, TypeError):
-        pass
-    return 1
-
-
-def _applications(layer, spec):
+def _applications(layer, spec, graph):
     """How many times per sample each kernel weight is used (the MACs per weight)."""
-    if spec.family in ("rnn", "bidirectional", "time_distributed"):
-        return _timesteps(layer)  # the wrapped layers have no graph node of their own
-    if spec.family == "conv_transpose":
-        return _input_positions(layer)
-    return _positions(layer)
+    input_shape, output_shape = _shapes(layer, graph)
+    if spec.family in ("rnn", "bidirectional", "time_distributed"):  # per timestep
+        return _count(input_shape[1:2]) if input_shape is not None and len(input_shape) > 2 else 1
+    if spec.family == "conv_transpose":  # each filter once per *input* position
+        return _count(None if input_shape is None else input_shape[1:-1])
+    return _count(None if output_shape is None else output_shape[1:-1])
 
 
 def _entry_name(layer, spec, part):
@@ -186,13 +161,16 @@ def skip_reason(layer):
     return GENERIC_SKIP.format(name=type(layer).__name__)
 
 
-def layer_neuron_rows(layer):
+def layer_neuron_rows(layer, graph=None):
     """The neuron rows of a layer, one entry per analyzable part.
 
     Parameters
     ----------
     layer : keras.layers.Layer
         A built layer.
+    graph : analysis.graph.ModelGraph, default=None
+        The graph of the model holding the layer: MACs count the positions of the layer's first
+        call there. Without it, the layer's own first call is used.
 
     Returns
     -------
@@ -208,7 +186,7 @@ def layer_neuron_rows(layer):
         class_name, config = registered_name(layer.layer), layer.layer.get_config()
     elif spec.family == "bidirectional":
         config = dict(config, layer={"class_name": registered_name(layer.forward_layer), "config": {}})
-    applications = _applications(layer, spec)
+    applications = _applications(layer, spec, graph)
     entries = []
     for part, rows, bias in neuron_rows(class_name, config, _arrays(layer, spec)):
         kernel_size = int(rows.size)

@@ -5,10 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from analysis import analyze_model
+from analysis.model_analysis import analyze_model
 from analysis.activations.analyze import analyze_activations, attach_activations
 from analysis.activations.collect import (
-    SKIP_NESTED,
     SKIP_RNN_GATE,
     SKIP_SEPARABLE_DEPTHWISE,
     _batch_size,
@@ -160,10 +159,11 @@ def test_batching_under_a_small_memory_budget_changes_nothing(keras, rng):
 
 def test_batch_size_follows_the_memory_budget(keras, rng):
     from analysis.activations.collect import _probes
+    from analysis.graph import ModelGraph
     from analysis.model_analysis import collect_entries
 
     model = _conv_model(keras, rng)
-    probes, _ = _probes(model, collect_entries(model)[0])
+    probes, _ = _probes(model, collect_entries(model)[0], ModelGraph(model))
     per_sample = 4 * (6 * 6 * 4 + 2)  # conv output and the Dense output, float32
     assert _batch_size(probes, 256, 10 * per_sample) == 10
     assert _batch_size(probes, 256, 1) == 1
@@ -181,18 +181,33 @@ def test_parts_without_an_output_are_skipped_with_reasons(keras, rng):
     reasons = {s.name: s.reason for s in result.skipped}
     assert reasons["sep/depthwise"] == SKIP_SEPARABLE_DEPTHWISE
     assert all(reasons[f"lstm/{gate}"] == SKIP_RNN_GATE for gate in ("input", "forget", "cell", "output"))
-    assert [layer.name for layer in result.layers] == ["sep/pointwise", "out"]
+    # The LSTM's output, its hidden state, is probed as one more entry named after the layer.
+    assert [layer.name for layer in result.layers] == ["sep/pointwise", "lstm", "out"]
     assert result.layer("sep/pointwise").neurons == 4
+    assert (result.layer("lstm").neurons, result.layer("lstm").type) == (5, "LSTM (hidden state)")
 
 
-def test_nested_model_layers_are_skipped(keras, rng):
-    inner = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="inner_dense")], name="inner")
+def test_nested_model_layers_are_probed_where_they_are(keras, rng):
+    inner = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="relu", name="inner_dense")],
+                             name="inner")
     inputs = keras.Input((4,))
     outputs = keras.layers.Dense(2, name="top")(inner(inputs))
     model = keras.Model(inputs, outputs)
-    result = analyze_activations(model, rng.random((20, 4)).astype(np.float32))
-    assert [(s.name, s.reason) for s in result.skipped] == [("inner_dense", SKIP_NESTED)]
-    assert [layer.name for layer in result.layers] == ["top"]
+    x = rng.random((20, 4)).astype(np.float32)
+    samples, skipped = collect_activations(model, x)
+    assert skipped == []
+    assert list(samples) == ["inner_dense", "top"]
+    np.testing.assert_allclose(samples["inner_dense"].values, inner.predict(x, verbose=0).T, rtol=1e-6)
+
+
+def test_a_shared_layer_stacks_the_activations_of_every_call(keras, rng):
+    shared = keras.layers.Dense(3, activation="relu", name="shared")
+    a, b = keras.Input((4,), name="a"), keras.Input((4,), name="b")
+    model = keras.Model([a, b], keras.layers.Add(name="sum")([shared(a), shared(b)]))
+    xa, xb = rng.normal(size=(10, 4)).astype(np.float32), rng.normal(size=(10, 4)).astype(np.float32) + 5
+    samples, _ = collect_activations(model, [xa, xb])
+    both = np.concatenate([shared(xa).numpy(), shared(xb).numpy()])  # 20 observations of 3 neurons
+    np.testing.assert_allclose(samples["shared"].values, both.T, rtol=1e-6)
 
 
 def test_entries_line_up_with_the_weight_analysis(trained_mlp, digits):
@@ -253,9 +268,12 @@ def test_bad_options_are_one_clear_line(keras, rng, kwargs, message):
     assert str(error.value) == message
 
 
-def test_multi_input_models_are_refused(keras, rng):
+def test_a_multi_input_model_takes_one_array_per_input(keras, rng):
     a, b = keras.Input((3,)), keras.Input((3,))
-    model = keras.Model([a, b], keras.layers.Dense(2)(keras.layers.Concatenate()([a, b])), name="two")
+    model = keras.Model([a, b], keras.layers.Dense(2, name="out")(keras.layers.Concatenate()([a, b])), name="two")
     with pytest.raises(WeightkitError) as error:
         analyze_activations(model, rng.random((10, 3)))
-    assert str(error.value) == "two: has 2 inputs; activation analysis supports single-input models only."
+    assert str(error.value) == ("--data: one input array for a model with 2 inputs; give one array per input "
+                                "(x0, x1, ... or x_<input name>).")
+    samples, _ = collect_activations(model, [rng.random((10, 3)), rng.random((10, 3))])
+    assert list(samples) == ["out"] and samples["out"].values.shape == (2, 10)

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis._tf import import_keras
 from analysis.activations.results import ActivationSample
+from analysis.batches import as_batches, n_samples, rows, take
 from analysis.errors import WeightkitError
+from analysis.graph import ModelGraph
 from analysis.layers import spec_for
 from analysis.loading import walk_layers
 from analysis.matrices import DEFAULT_MEMORY_BUDGET
@@ -36,8 +37,7 @@ SKIP_SEPARABLE_DEPTHWISE = ("the depthwise output of a separable convolution is 
                             "its /pointwise entry is analyzed")
 SKIP_RNN_GATE = "gate activations are internal to the recurrent cell; only its hidden state leaves it"
 SKIP_BIDIRECTIONAL = "a Bidirectional layer's halves are mixed in its output; not probed"
-SKIP_NESTED = "inside a nested model: its output is not reachable from the model's inputs"
-SKIP_SHARED = "used at several places in the graph: no single output to probe"
+SKIP_UNREACHABLE = "not called in the model's graph: its output is not reachable from the model's inputs"
 
 
 def sample_indices(n_available, samples=DEFAULT_SAMPLES, seed=0):
@@ -73,8 +73,9 @@ class _Probe:
     layer_name: str
     type: str
     neurons: int
-    tensor: object
+    tensors: list  # flat tensor ids (analysis.graph): the layer's output at each call site
     channel_axis: int
+    shape: tuple  # the output's static shape, batch axis included
 
 
 def _probe_kind(layer, entry_name):
@@ -101,49 +102,66 @@ def _channel_axis(layer):
     return -1
 
 
-def _layer_output(layer, top_level):
-    """The single output tensor of a layer reachable from the model's inputs, or the skip reason."""
-    if id(layer) not in top_level:
-        return None, SKIP_NESTED
-    if len(getattr(layer, "_inbound_nodes", [])) != 1:
-        return None, SKIP_SHARED
-    try:
-        tensor = layer.output
-    except (AttributeError, ValueError, RuntimeError):
-        return None, SKIP_SHARED
-    if isinstance(tensor, (list, tuple)):
-        return None, "returns several tensors (return_state); not probed"
-    return tensor, None
+def _layer_outputs(graph, layer):
+    """The layer's output at each of its calls in the model (flat ids), or the skip reason."""
+    nodes = graph.nodes_of(layer)
+    if not nodes:
+        return None, SKIP_UNREACHABLE
+    return [node.outputs[0] for node in nodes], None  # outputs[0]: the sequence/state, not return_state's extras
 
 
-def _probes(model, entries):
-    """Map each analysis entry to the tensor holding its neurons' activations."""
-    top_level = {id(layer) for layer in model.layers}
+def _hidden_state_entry(layer, spec):
+    """For an RNN with gates (or a Bidirectional one): its output, the hidden state, as one more entry."""
+    if spec is None or spec.family not in ("rnn", "bidirectional") or spec.gates == (None,):
+        return None
+    return layer.name, f"{type(layer).__name__} (hidden state)"
+
+
+def _probe(graph, layer, name, kind, neurons):
+    """A _Probe of the layer's output, or (None, reason)."""
+    tensors, reason = _layer_outputs(graph, layer)
+    if reason is not None:
+        return None, reason
+    axis = _channel_axis(layer)
+    shape = graph.shape(tensors[0])
+    width = shape[axis] if len(shape) > 1 else 1
+    if neurons is None:
+        neurons = width
+    if width != neurons:
+        return None, f"its output has {width} channels on axis {axis}, the entry has {neurons} neurons"
+    return _Probe(name, layer.name, kind, int(neurons), tensors, axis, shape), None
+
+
+def _probes(model, entries, graph):
+    """Map each analysis entry to the tensors holding its neurons' activations."""
     by_name = {layer.name: layer for layer in walk_layers(model)}
-    probes, skipped = [], []
+    probes, skipped, states = [], [], set()
     for entry in entries:
         layer = by_name[entry.layer_name]
-        tensor, axis = None, None
         reason = _probe_kind(layer, entry.name)
+        probe = None
         if reason is None:
-            tensor, reason = _layer_output(layer, top_level)
-        if reason is None:
-            axis = _channel_axis(layer)
-            width = tensor.shape[axis]
-            if width != entry.n_neurons:
-                reason = f"its output has {width} channels on axis {axis}, the entry has {entry.n_neurons} neurons"
+            probe, reason = _probe(graph, layer, entry.name, entry.type, entry.n_neurons)
         if reason is not None:
             skipped.append(SkippedLayer(entry.name, entry.type, reason))
-            continue
-        probes.append(_Probe(entry.name, entry.layer_name, entry.type, entry.n_neurons, tensor, axis))
+        else:
+            probes.append(probe)
+        state = _hidden_state_entry(layer, spec_for(layer))
+        if state is not None and state[0] not in states:
+            states.add(state[0])
+            probe, reason = _probe(graph, layer, state[0], state[1], None)
+            if reason is not None:
+                skipped.append(SkippedLayer(state[0], state[1], reason))
+            else:
+                probes.append(probe)
     return probes, skipped
 
 
 def _per_sample_floats(probe):
-    shape = probe.tensor.shape[1:]
+    shape = probe.shape[1:]
     if any(d is None for d in shape):
         return None
-    return int(np.prod(shape, dtype=np.int64))
+    return len(probe.tensors) * int(np.prod(shape, dtype=np.int64))
 
 
 def _batch_size(probes, batch_size, memory_budget):
@@ -202,32 +220,34 @@ def _check_summary(summary):
 
 
 def _check_inputs(model, x):
-    if len(getattr(model, "inputs", None) or []) > 1:
-        raise WeightkitError(
-            f"{model.name}: has {len(model.inputs)} inputs; activation analysis supports single-input "
-            "models only."
-        )
-    x = np.asarray(x)
-    if x.ndim < 1 or len(x) == 0:
+    x = as_batches(x, len(getattr(model, "inputs", None) or [None]))
+    if (x[0] if isinstance(x, list) else x).ndim < 1 or n_samples(x) == 0:
         raise WeightkitError("--data: no inputs to run through the model; give at least one sample.")
     return x
 
 
-def _run_probes(model, probes, x, *, samples, seed, summary, positions, batch_size, memory_budget, progress):
-    """One batched pass of a seeded sample through a probe model; an ActivationSample per probe."""
-    keras = import_keras()
-    chosen = x[sample_indices(len(x), samples, seed)]
-    probe_model = keras.Model(model.inputs, [p.tensor for p in probes], name=f"{model.name}_probe")
+def _run_probes(model, graph, probes, x, *, samples, seed, summary, positions, batch_size, memory_budget,
+                progress):
+    """One batched pass of a seeded sample through a probe model; an ActivationSample per probe.
+
+    A layer called at several places contributes its output at every call: the calls' outputs
+    are stacked along the batch axis, as more observations of the same neurons.
+    """
+    chosen = take(x, sample_indices(n_samples(x), samples, seed))
+    wanted = [tid for p in probes for tid in p.tensors]
+    probe_model, _ = graph.flat_model(outputs=wanted)
     rng = np.random.default_rng(seed)
     accumulators = [_Accumulator(p, summary, int(positions), rng) for p in probes]
     step = _batch_size(probes, int(batch_size), int(memory_budget))
-    total = len(chosen)
+    total = n_samples(chosen)
     for start in range(0, total, step):
-        outputs = probe_model.predict_on_batch(chosen[start:start + step])
+        outputs = probe_model.predict_on_batch(rows(chosen, start, start + step))
         if not isinstance(outputs, (list, tuple)):
             outputs = [outputs]
-        for accumulator, output in zip(accumulators, outputs):
-            accumulator.add(output)
+        outputs = iter(outputs)
+        for accumulator in accumulators:
+            calls = [np.asarray(next(outputs)) for _ in accumulator.probe.tensors]
+            accumulator.add(calls[0] if len(calls) == 1 else np.concatenate(calls, axis=0))
         if progress is not None:
             progress(min(total, start + step), total, "activations")
     return {a.probe.name: a.result(total) for a in accumulators}
@@ -267,18 +287,26 @@ def collect_layer_outputs(model, x, layer_names, *, samples=DEFAULT_SAMPLES, see
     """
     _check_collect_options(summary, positions)
     x = _check_inputs(model, x)
-    top_level = {id(layer) for layer in model.layers}
+    graph = ModelGraph(model)
     probes = []
     for name in layer_names:
-        layer = model.get_layer(name)
-        tensor, reason = _layer_output(layer, top_level)
+        layer = _layer_named(model, name)
+        probe, reason = _probe(graph, layer, name, type(layer).__name__, None)
         if reason is not None:
             raise WeightkitError(f"{name}: its activations cannot be collected ({reason}).")
-        probes.append(_Probe(name, name, type(layer).__name__, int(tensor.shape[-1]), tensor, -1))
+        probe.channel_axis = -1  # merge taps are channels-last
+        probes.append(probe)
     if not probes:
         return {}
-    return _run_probes(model, probes, x, samples=samples, seed=seed, summary=summary, positions=positions,
+    return _run_probes(model, graph, probes, x, samples=samples, seed=seed, summary=summary, positions=positions,
                        batch_size=batch_size, memory_budget=memory_budget, progress=progress)
+
+
+def _layer_named(model, name):
+    for layer in walk_layers(model):
+        if layer.name == name:
+            return layer
+    raise WeightkitError(f"{name}: no such layer in model {model.name!r}.")
 
 
 def collect_activations(model, x, *, layers=None, samples=DEFAULT_SAMPLES, seed=0, summary="mean",
@@ -316,10 +344,11 @@ def collect_activations(model, x, *, layers=None, samples=DEFAULT_SAMPLES, seed=
     _check_collect_options(summary, positions)
     x = _check_inputs(model, x)
     entries, _ = collect_entries(model, layers)
-    probes, skipped = _probes(model, entries)
+    graph = ModelGraph(model)
+    probes, skipped = _probes(model, entries, graph)
     if not probes:
         return {}, skipped
-    activations = _run_probes(model, probes, x, samples=samples, seed=seed, summary=summary,
+    activations = _run_probes(model, graph, probes, x, samples=samples, seed=seed, summary=summary,
                               positions=positions, batch_size=batch_size, memory_budget=memory_budget,
                               progress=progress)
     return activations, skipped

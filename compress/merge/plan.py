@@ -7,17 +7,17 @@ or meets other tensors (Add, Concatenate, a LayerNormalization, the model output
 and the layer is left alone with the reason.
 """
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from analysis._tf import import_keras
 from analysis.errors import WeightkitError
+from analysis.graph import ModelGraph
 from analysis.layers import registered_name, spec_for
 from analysis.rows import skip_reason
 
-__all__ = ["Step", "Consumer", "MergeSite", "find_merge_sites", "selected_sites", "model_graph",
+__all__ = ["Step", "Consumer", "MergeSite", "find_merge_sites", "selected_sites",
            "HOMOGENEOUS_ACTIVATIONS", "ELEMENTWISE_ACTIVATIONS"]
 
 #: Activations with f(a·x) = a·f(x) for a > 0: a positively scaled copy merges exactly.
@@ -147,29 +147,6 @@ class MergeSite:
         return " → ".join(names) if names else "linear"
 
 
-def model_graph(model):
-    """The functional graph of a Sequential or Functional model.
-
-    Returns
-    -------
-    graph : keras.Model
-        The model itself, or a Sequential's inner functional model.
-    nodes : list of Node
-    consumers : dict
-        ``id(tensor) -> [Node, ...]``, the nodes that read each tensor.
-    """
-    graph = getattr(model, "_functional", None) or model
-    nodes_by_depth = getattr(graph, "_nodes_by_depth", None)
-    if nodes_by_depth is None:
-        return graph, [], {}
-    nodes = [node for depth in sorted(nodes_by_depth, reverse=True) for node in nodes_by_depth[depth]]
-    consumers = defaultdict(list)
-    for node in nodes:
-        for tensor in node.input_tensors:
-            consumers[id(tensor)].append(node)
-    return graph, nodes, consumers
-
-
 def _activation_step(layer, name, keras):
     if not isinstance(name, str):
         return None, f"custom activation {name!r} is not supported"
@@ -271,64 +248,73 @@ def _producer_reason(layer, keras):
     return None
 
 
-def _walk(site, tensor, graph, consumers, keras, outputs, steps, after_flatten, positions, rank, paths):
-    """Follow ``tensor`` to consumers; append (steps, flatten_step, Consumer) to ``paths``; return a reason."""
-    if id(tensor) in outputs:
-        return "its output is (on the way to) a model output"
-    readers = consumers.get(id(tensor), [])
-    if not readers:
-        return "its output is not used by any layer"
-    for node in readers:
-        layer = node.operation
-        if len(node.input_tensors) != 1:
-            return f"its output feeds {layer.name} ({type(layer).__name__}), which combines several tensors"
-        if isinstance(layer, keras.Model):
-            return f"its output feeds the nested model {layer.name}"
-        if len(layer._inbound_nodes) > 1:
-            return f"its output feeds {layer.name}, a layer shared by several places"
-        consumer, reason = _consumer(layer, keras, after_flatten, positions)
-        if reason:
-            return reason
-        if consumer is not None:
-            paths.append((list(steps), after_flatten, consumer))
-            continue
-        step, reason = _classify_step(layer, keras, rank)
-        if step is None:
-            return reason or f"{layer.name} ({type(layer).__name__}) between it and a Dense or Conv layer is not supported"
-        output = node.output_tensors[0]
-        if step.kind == "flatten":
-            if after_flatten:
-                return f"{layer.name}: a second Flatten on the way"
-            shape = tuple(tensor.shape)
-            if any(d is None for d in shape[1:]):
-                return f"{layer.name} (Flatten) has an input of unknown size {shape}"
-            count = int(np.prod(shape[1:-1], dtype=np.int64)) if len(shape) > 2 else 1
-            reason = _walk(site, output, graph, consumers, keras, outputs, steps, True, count, rank, paths)
-        else:
-            if after_flatten and step.kind != "identity":
-                return f"{layer.name} ({type(layer).__name__}) after a Flatten mixes positions and channels"
-            new_steps = steps if after_flatten else steps + [step]
-            new_rank = len(output.shape)
-            reason = _walk(site, output, graph, consumers, keras, outputs, new_steps, after_flatten, positions,
-                           new_rank, paths)
-        if reason:
-            return reason
-    return None
+class _Walk:
+    """One producer's walk through the flat graph (:class:`analysis.graph.ModelGraph`)."""
+
+    def __init__(self, graph, keras):
+        self.graph, self.keras = graph, keras
+        self.paths = []  # (steps, after_flatten, Consumer)
+        self.reached = set()  # ids of the nodes reached: a shared layer must be reached at every call
+
+    def follow(self, tensor, steps, after_flatten, positions, rank):
+        """Follow flat tensor ``tensor`` to its consumers; the reason it cannot be merged, or None."""
+        graph, keras = self.graph, self.keras
+        if graph.is_output(tensor):
+            return "its output is (on the way to) a model output"
+        readers = graph.readers(tensor)
+        if not readers:
+            return "its output is not used by any layer"
+        for node in readers:
+            layer = node.layer
+            self.reached.add(id(node))
+            if len(node.inputs) != 1:
+                return f"its output feeds {layer.name} ({type(layer).__name__}), which combines several tensors"
+            consumer, reason = _consumer(layer, keras, after_flatten, positions)
+            if reason:
+                return reason
+            if consumer is not None:
+                self.paths.append((list(steps), after_flatten, consumer))
+                continue
+            step, reason = _classify_step(layer, keras, rank)
+            if step is None:
+                return reason or (f"{layer.name} ({type(layer).__name__}) between it and a Dense or Conv layer is "
+                                  "not supported")
+            output = node.outputs[0]
+            if step.kind == "flatten":
+                if after_flatten:
+                    return f"{layer.name}: a second Flatten on the way"
+                shape = graph.shape(tensor)
+                if any(d is None for d in shape[1:]):
+                    return f"{layer.name} (Flatten) has an input of unknown size {shape}"
+                count = int(np.prod(shape[1:-1], dtype=np.int64)) if len(shape) > 2 else 1
+                reason = self.follow(output, steps, True, count, rank)
+            else:
+                if after_flatten and step.kind != "identity":
+                    return f"{layer.name} ({type(layer).__name__}) after a Flatten mixes positions and channels"
+                new_steps = steps if after_flatten else steps + [step]
+                reason = self.follow(output, new_steps, after_flatten, positions, len(graph.shape(output)))
+            if reason:
+                return reason
+        return None
+
+    def shared_reason(self, layer_names):
+        """Why a shared layer on the way (a consumer, or a step with weights) blocks the merge, or None."""
+        for name in layer_names:
+            layer = self.layers[name]
+            if layer.weights and any(id(node) not in self.reached for node in self.graph.nodes_of(layer)):
+                return (f"its output feeds {name}, a layer shared with other inputs (merging would change "
+                        "its other calls)")
+        return None
 
 
-def _site(layer, graph, nodes_of, consumers, keras, outputs):
+def _site(layer, graph, keras):
     site = MergeSite(layer.name, type(layer).__name__)
     reason = _producer_reason(layer, keras)
     if reason:
         site.reason = reason
         return site
-    own = nodes_of.get(id(layer), [])
-    if len(own) != 1:
-        site.reason = "the layer is used at several places in the model"
-        return site
-    node = own[0]
     site.n_neurons = int(layer.get_config()[spec_for(layer).units_key])
-    if id(node.output_tensors[0]) in outputs:
+    if any(graph.is_output(node.outputs[0]) for node in graph.nodes_of(layer)):
         site.reason = "its output is (on the way to) a model output"
         return site
     activation, reason = _activation_step(layer, layer.get_config()["activation"], keras)
@@ -336,18 +322,26 @@ def _site(layer, graph, nodes_of, consumers, keras, outputs):
         site.reason = reason
         return site
     first = [] if activation.description == "linear" else [activation]
-    tensor = node.output_tensors[0]
-    paths = []
-    reason = _walk(site, tensor, graph, consumers, keras, outputs, first, False, 1, len(tensor.shape), paths)
-    if reason:
-        site.reason = reason
-        return site
+    walk = _Walk(graph, keras)
+    walk.layers = {other.name: other for other in graph.layers}
+    for node in graph.nodes_of(layer):  # a shared producer: every call's output, folded alike
+        tensor = node.outputs[0]
+        reason = walk.follow(tensor, first, False, 1, len(graph.shape(tensor)))
+        if reason:
+            site.reason = reason
+            return site
+    paths = walk.paths
     step_lists = {tuple(s.layer for s in steps) for steps, _, _ in paths}
     if len(step_lists) != 1:
         site.reason = "its consumers are reached through different layers; each path would need its own merge"
         return site
+    on_the_way = [c.layer for _, _, c in paths] + [s.layer for s in paths[0][0] if s.layer != layer.name]
+    reason = walk.shared_reason(dict.fromkeys(on_the_way))
+    if reason:
+        site.reason = reason
+        return site
     site.steps = paths[0][0]
-    site.consumers = [consumer for _, _, consumer in paths]
+    site.consumers = list({consumer.layer: consumer for _, _, consumer in paths}.values())
     between = [s for s in site.steps if s.layer != layer.name]
     site.tap = between[-1].layer if between else layer.name
     return site
@@ -356,35 +350,31 @@ def _site(layer, graph, nodes_of, consumers, keras, outputs):
 def find_merge_sites(model):
     """Every Dense/Conv layer of a model with its steps and consumers, or why it is left alone.
 
+    The walk follows the model's own graph (:class:`analysis.graph.ModelGraph`): nested models
+    are unwrapped, so their layers merge where they are, and a layer called at several places
+    merges when every call leads to the same kind of consumers.
+
     Parameters
     ----------
     model : keras.Model
-        Sequential or Functional.
+        Sequential or Functional, loaded or built in memory.
 
     Returns
     -------
     sites : dict
         ``layer name -> MergeSite`` in model order, for every layer with neuron rows (see
-        :func:`analysis.layer_neuron_rows`) and every nested model.
+        :func:`analysis.rows.layer_neuron_rows`).
     """
     keras = import_keras()
-    graph, nodes, consumers = model_graph(model)
-    outputs = {id(t) for t in graph.outputs}
-    nodes_of = defaultdict(list)
-    for node in nodes:
-        nodes_of[id(node.operation)].append(node)
+    graph = ModelGraph(model)
     sites = {}
-    for node in nodes:
-        layer = node.operation
+    for node in graph.nodes:
+        layer = node.layer
         if layer.name in sites or not getattr(layer, "weights", None):
             continue
-        if not isinstance(layer, keras.Model) and skip_reason(layer) is not None:
+        if skip_reason(layer) is not None:
             continue  # no neurons (BatchNormalization, Embedding...): nothing to merge
-        if isinstance(layer, keras.Model):
-            sites[layer.name] = MergeSite(layer.name, type(layer).__name__,
-                                          reason="nested model: merge inside it separately")
-            continue
-        sites[layer.name] = _site(layer, graph, nodes_of, consumers, keras, outputs)
+        sites[layer.name] = _site(layer, graph, keras)
     return sites
 
 

@@ -9,6 +9,7 @@ the weights. The input model is never modified.
 import numpy as np
 
 from analysis._tf import import_keras
+from analysis.graph import ModelGraph
 from analysis.layers import spec_for
 from analysis.loading import walk_layers
 from compress.merge.math import fold_into_kernel
@@ -138,12 +139,11 @@ def rebuild_model(model, state):
     input_tensors = None
     if not isinstance(model, keras.Sequential):
         # Keep the input layers' names too (clone_model would name them after the tensors).
-        import keras.tree as tree
-
-        input_tensors = tree.map_structure(
-            lambda tensor: keras.Input(batch_shape=tensor.shape, dtype=tensor.dtype,
-                                       name=tensor._keras_history[0].name), model.input)
-    new = keras.models.clone_model(model, input_tensors=input_tensors, clone_function=clone)
+        names = ModelGraph(model).input_names
+        fresh = [keras.Input(batch_shape=t.shape, dtype=t.dtype, name=name) for t, name in zip(model.inputs, names)]
+        input_tensors = keras.tree.pack_sequence_as(model.input, fresh)
+    # recursive: a nested model is cloned layer by layer, so its merged layers get their new sizes.
+    new = keras.models.clone_model(model, input_tensors=input_tensors, clone_function=clone, recursive=True)
     for layer in walk_layers(new):
         weights = state.arrays.get(layer.name)
         if weights is None:
