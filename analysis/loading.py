@@ -15,6 +15,7 @@ from pathlib import PurePosixPath
 
 from analysis._tf import import_keras, silenced_stderr
 from analysis.errors import WeightkitError
+from analysis.own_classes import OWN_CLASSES, own_custom_objects
 
 __all__ = ["LoadedModel", "load_model", "is_saved_model_dir", "walk_layers", "read_model_config",
            "check_model_weights"]
@@ -29,8 +30,9 @@ class LoadedModel:
     Attributes
     ----------
     model : keras.Model
-    path : str
-    format : {"keras", "h5"}
+    path : str or None
+        None for a model that was given in memory (see :func:`analysis.inputs.as_model`).
+    format : {"keras", "h5"} or None
     notes : list of str
         Things the user should know (e.g. "loaded without its compiled settings").
     compiled : bool
@@ -237,7 +239,7 @@ def _unsafe_objects(config):
         registered = item.get("registered_name") or class_name
         if isinstance(module, str) and (module == "keras" or module.startswith("keras.")):
             continue
-        if keras.saving.get_registered_object(registered) is not None:
+        if registered in OWN_CLASSES or keras.saving.get_registered_object(registered) is not None:
             continue
         if module is None and class_name in known:
             continue
@@ -267,6 +269,12 @@ def load_model(path, *, unsafe=False, compile=True):
     ------
     WeightkitError
         Missing, empty, corrupt, truncated, unsupported or unsafe files, each in one line.
+
+    Notes
+    -----
+    weightkit's own serializable classes (the decorrelation regularizer a model keeps after
+    ``weightkit retrain --keep-regularizer``) load in safe mode without the caller importing
+    ``compress`` first: see :mod:`analysis.own_classes`.
     """
     path = os.fspath(path)
     fmt, config = read_model_config(path)
@@ -280,9 +288,10 @@ def load_model(path, *, unsafe=False, compile=True):
         )
     keras = import_keras()
     notes = []
+    own = own_custom_objects(item.get("registered_name") or item["class_name"] for item, _ in _config_objects(config))
     with _path_keras_accepts(path, fmt) as keras_path:
         model, compiled = _keras_load(keras, keras_path, path, fmt, unsafe, compile, notes,
-                                      [item for item in unsafe_items if "custom object" in item[0]])
+                                      [item for item in unsafe_items if "custom object" in item[0]], own)
     return LoadedModel(model=model, path=path, format=fmt, notes=notes, compiled=compiled)
 
 
@@ -303,10 +312,11 @@ def _path_keras_accepts(path, fmt):
         yield link
 
 
-def _keras_load(keras, keras_path, path, fmt, unsafe, compile, notes, custom=()):
+def _keras_load(keras, keras_path, path, fmt, unsafe, compile, notes, custom=(), own=None):
     def attempt(with_compile):
         with silenced_stderr():
-            return keras.models.load_model(keras_path, compile=with_compile, safe_mode=not unsafe)
+            return keras.models.load_model(keras_path, custom_objects=own or None, compile=with_compile,
+                                           safe_mode=not unsafe)
 
     first_error = None
     if compile:

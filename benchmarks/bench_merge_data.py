@@ -35,8 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 from bench_merge import HIDDEN, build_wide_mlp, evaluate_subject, hidden_params, load_data, train_example  # noqa: E402
 
-from compress import merge_by_data
-from compress.merge.report import compare_models
+from compress.merge import compare_models, merge_by_data
 
 
 def evaluate_data_aware(model, data, ratios, *, samples, seed, ablation):
@@ -47,7 +46,7 @@ def evaluate_data_aware(model, data, ratios, *, samples, seed, ablation):
     for ratio in ratios:
         for method, weigh in variants:
             t0 = time.perf_counter()
-            small, report = merge_by_data(model, data.x_train, ratio=ratio, layers=list(HIDDEN), samples=samples,
+            small, report = merge_by_data(model, data, ratio=ratio, layers=list(HIDDEN), samples=samples,
                                           seed=seed, weigh_by_consumer=weigh)
             seconds = time.perf_counter() - t0
             r2 = float(np.median([item["r2"] for layer in report.layers for item in layer.removed]))

@@ -88,7 +88,7 @@ def main():
           f"{time.perf_counter() - start:.1f} s, Keras test accuracy {test_accuracy:.4f}\n")
 
     start = time.perf_counter()
-    report, contents = quantize_model(keras_source(model), dataset=images)
+    contents, report = quantize_model(model, data=images)
     print(f"## Digits CNN: every mode (test split, 359 samples; {time.perf_counter() - start:.1f} s for "
           "conversion and evaluation)\n")
     print(markdown_table(report))
@@ -122,7 +122,7 @@ def main():
     mobilenet = keras.applications.MobileNetV2(weights=None)
     renormalize_batchnorm(keras, mobilenet, random_inputs(mobilenet.inputs[0].shape, 16, seed=1))
     start = time.perf_counter()
-    report, _ = quantize_model(keras_source(mobilenet), ["float32", "dynamic", "float16"],
+    _, report = quantize_model(mobilenet, ["float32", "dynamic", "float16"],
                                random_samples=args.mobilenet_samples, latency_repeats=10, throughput_repeats=3)
     reference = mobilenet(random_inputs(mobilenet.inputs[0].shape, args.mobilenet_samples)).numpy()
     print(f"\n## MobileNetV2 (weights=None, BatchNorm statistics set on 16 random inputs; "

@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 
 from analysis._tf import import_keras
 from analysis.data import load_data
-from compress import CombinedRegularizer, DecorrelationRegularizer, redundancy_summary
+from compress.decorrelate import CombinedRegularizer, DecorrelationRegularizer, redundancy_summary
 
 keras = import_keras()
 

@@ -1,24 +1,30 @@
 """Shrink trained Keras models: decorrelation regularizer, neuron merging, quantization.
 
-Three subpackages: :mod:`compress.merge`, :mod:`compress.decorrelate`, :mod:`compress.quantize`.
+The verbs, each taking a model (a ``keras.Model`` or a path) and returning the new model (or
+the ``.tflite`` files) first and a result with ``to_dict()`` second:
+
+- :func:`merge_neurons` ``(model, mode="weights" | "data", data=None, ...) -> (model, report)``;
+- :func:`retrain` ``(model, dataset, ...) -> (model, RetrainResult)``;
+- :func:`quantize_model` ``(model, modes, data, ...) -> (contents, QuantizationReport)``.
+
+Three subpackages hold the rest: :mod:`compress.merge`, :mod:`compress.decorrelate`,
+:mod:`compress.quantize`.
 """
 
 from compress.decorrelate import (
-                                  CombinedRegularizer,
-                                  DecorrelationRegularizer,
-                                  RedundancyMonitor,
-                                  RetrainResult,
-                                  attach_decorrelation,
-                                  decorrelation_penalty,
-                                  detach_decorrelation,
-                                  redundancy_summary,
-                                  retrain,
+    DecorrelationRegularizer,
+    RedundancyMonitor,
+    RetrainResult,
+    attach_decorrelation,
+    detach_decorrelation,
+    redundancy_summary,
+    retrain,
 )
-from compress.merge import DataMergeReport, MergeReport, merge_by_data, merge_redundant
+from compress.merge import BaseMergeReport, DataMergeReport, MergeReport, merge_neurons
 from compress.quantize import QuantizationReport, TFLiteModel, quantize_model, write_outputs
 
 __all__ = [
-    "CombinedRegularizer",
+    "BaseMergeReport",
     "DataMergeReport",
     "DecorrelationRegularizer",
     "MergeReport",
@@ -27,10 +33,8 @@ __all__ = [
     "RetrainResult",
     "TFLiteModel",
     "attach_decorrelation",
-    "decorrelation_penalty",
     "detach_decorrelation",
-    "merge_by_data",
-    "merge_redundant",
+    "merge_neurons",
     "quantize_model",
     "redundancy_summary",
     "retrain",

@@ -1,10 +1,10 @@
 """The weightkit journey from Python: load, analyze, find groups, plot, retrain in your own fit, merge, quantize.
 
-Run it: ``python examples/walkthrough.py [FOLDER]`` (about a minute on 2 cores). It trains the
-built-in over-wide MLP on scikit-learn's digits as a stand-in for *your* model, saves it, and then
+Run it: ``python examples/walkthrough.py [FOLDER]`` (about a minute on 2 cores). It trains
+an over-wide MLP on scikit-learn's digits as a stand-in for *your* model, saves it, and then
 does with it what you would do with your own ``.keras`` file. ``tests/test_examples_api.py`` runs
-:func:`main` with fewer epochs and checks that every name imported here is public (in its
-package's ``__all__``).
+:func:`main` with fewer epochs and checks that it imports only the package-level API: names in
+the ``__all__`` of ``analysis``, ``compress`` and ``reports`` themselves.
 """
 
 import os
@@ -34,29 +34,45 @@ def main(folder="walkthrough-output", *, epochs=40, finetune_epochs=5, modes=("f
     dict
         What each step measured.
     """
+    import keras
     import numpy as np
 
-    from analysis import analyze_model, analyze_rows, find_groups, layer_neuron_rows, load_model, pearson_matrix
-    from analysis.data import load_data
-    from compress import RedundancyMonitor, attach_decorrelation, detach_decorrelation, merge_redundant
-    from compress.quantize import TFLiteModel, keras_source, quantize_model
+    from analysis import analyze, analyze_rows, find_groups, layer_neuron_rows, load_data, load_model, pearson_matrix
+    from compress import (
+        RedundancyMonitor,
+        TFLiteModel,
+        attach_decorrelation,
+        detach_decorrelation,
+        merge_neurons,
+        quantize_model,
+    )
     from reports import save_figure, similarity_figure
-    from weightkit.demo.examples import build_wide_mlp, train_example
 
     os.makedirs(folder, exist_ok=True)
     data = load_data("sklearn:digits", seed=0)  # a Dataset: x_train, y_train, x_test, y_test
 
-    # 0. Your trained model. Here: the built-in 64-256-256-10 MLP with weight decay, saved as a file.
+    # 0. Your trained model. Here: an over-wide 64-256-256-10 MLP trained with weight decay, saved as a file.
     path = os.path.join(folder, "my_model.keras")
-    trained, _ = train_example(build_wide_mlp(), data, epochs=epochs, seed=0)
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((64,), name="pixels")
+    hidden = inputs
+    for name in ("hidden1", "hidden2"):
+        hidden = keras.layers.Dense(256, activation="relu", kernel_regularizer=keras.regularizers.L2(3e-3),
+                                    name=name)(hidden)
+    trained = keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="classes")(hidden),
+                          name="digits_mlp")
+    trained.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                    metrics=["accuracy"])
+    trained.fit(data.x_train, data.y_train, epochs=epochs, batch_size=32, verbose=0, shuffle=True)
     trained.save(path)
 
     # 1. Load it (safe mode: no code from the file runs).
     loaded = load_model(path)
     model = loaded.model
 
-    # 2. Analyze every layer: redundant groups by Pearson r >= 0.9 between neuron weight rows.
-    result = analyze_model(model, path=path)
+    # 2. Analyze every layer: redundant groups by Pearson r >= 0.9 between neuron weight rows
+    #    (analyze takes the model or its path).
+    result = analyze(path)
     for layer in result.layers:
         say(f"{layer.name}: {layer.neurons} neurons, mean |r| {layer.pearson_mean_abs_offdiag:.3f}, "
             f"{len(layer.groups)} groups, {layer.removable} removable")
@@ -75,8 +91,6 @@ def main(folder="walkthrough-output", *, epochs=40, finetune_epochs=5, modes=("f
     save_figure(figure, heatmap)
 
     # 5. Your own model.fit with the decorrelation regularizer and the redundancy monitor.
-    import keras
-
     kernels = attach_decorrelation(model, strength=1.0)  # hidden layers; the output layer is left alone
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
@@ -88,12 +102,14 @@ def main(folder="walkthrough-output", *, epochs=40, finetune_epochs=5, modes=("f
     say(f"fine-tuned {finetune_epochs} epochs: hidden2 mean |r| "
         f"{monitor.initial['redundancy/hidden2/mean_abs_r']:.3f} -> {curve[-1]:.3f}")
 
-    # 6. Merge: remove half of each hidden layer's neurons, folding each into its most similar twin.
-    small, merge_report = merge_redundant(model, ratio=0.5)
-    say(f"merged: {merge_report.params_before:,} -> {merge_report.params_after:,} parameters")
+    # 6. Merge: remove half of each hidden layer's neurons, folding each into its most similar twin,
+    #    and measure the smaller model against the fine-tuned one on the held-out digits.
+    small, merge_report = merge_neurons(model, "weights", ratio=0.5, evaluate_on=data)
+    say(f"merged: {merge_report.params_before:,} -> {merge_report.params_after:,} parameters, accuracy "
+        f"{merge_report.evaluation['accuracy_before']:.4f} -> {merge_report.evaluation['accuracy_after']:.4f}")
 
     # 7. Quantize the smaller model in several modes and compare each with it on the held-out digits.
-    report, contents = quantize_model(keras_source(small), modes, data)
+    contents, report = quantize_model(small, modes, data)
     for row in report.modes:
         say(f"{row.mode}: {row.bytes / 1024:.1f} KiB, accuracy {row.accuracy:.4f}, agreement {row.agreement:.4f}")
 

@@ -1,6 +1,6 @@
 """Write a report folder: ``index.html``, ``analysis.json`` and ``figures/*.png``.
 
-The analysis runs once, layer by layer (:func:`analysis.analyze_model` with ``on_layer``): each
+The analysis runs once, layer by layer (:func:`analysis.model_analysis.analyze_model` with ``on_layer``): each
 layer's figures are drawn from the matrices that analysis computed, written, and the matrices
 dropped before the next layer, so memory holds one layer at a time however deep the model is.
 The folder is written beside its final place and renamed into it when complete.
@@ -11,8 +11,10 @@ import os
 from datetime import datetime, timezone
 
 import analysis
-from analysis import DEFAULT_THRESHOLDS, analyze_model
+from analysis import DEFAULT_THRESHOLDS
+from analysis.inputs import as_inputs, as_model
 from analysis.io import atomic_directory
+from analysis.model_analysis import analyze_model
 from reports.activation_report import ActivationFigures, interleave
 from reports.canvas import save_figure
 from reports.charts import histogram_figure, overview_figure
@@ -99,12 +101,14 @@ def render_layer_figures(layer, folder, stem, *, metric, threshold, include_bias
 
 def write_report(model, output, *, metric="pearson", threshold=None, layers=None, include_bias=False,
                  force=False, progress=None, path=None, notes=(), cap=HEATMAP_CAP, created=None,
-                 version=None, data=None, samples=1000, data_source=None):
+                 version=None, data=None, samples=1000, data_source=None, unsafe=False):
     """Analyze ``model`` and write a self-contained HTML report folder.
 
     Parameters
     ----------
-    model : keras.Model
+    model : keras.Model, str or os.PathLike
+        A path is loaded with :func:`analysis.load_model` (safe mode unless ``unsafe``); the
+        page then names it and the result records the loader's notes.
     output : str
         The report folder. An existing non-empty folder is refused unless ``force``.
     metric : {"pearson", "mad"}, default="pearson"
@@ -118,23 +122,28 @@ def write_report(model, output, *, metric="pearson", threshold=None, layers=None
     progress : callable, default=None
         ``progress(done, total, name)``.
     path : str, default=None
-        The model file, recorded in the result and shown on the page.
+        The model file, recorded in the result and shown on the page (the model's path when
+        ``model`` is one).
     notes : sequence of str
-        How the model was loaded (recorded in the result).
+        How the model was loaded (recorded in the result, after the loader's).
     cap : int, default=512
         Heatmaps of layers with more neurons show block means.
     created : str, default=None
         Timestamp shown on the page; now (UTC) when None.
     version : str, default=None
         Tool version shown on the page; ``analysis.__version__`` when None.
-    data : ndarray of shape (n_inputs, *input_shape), default=None
-        Inputs to run through the model: each layer then also shows its activation Pearson and
-        MAD heatmaps beside the weight ones (same neuron order) and lists its dead neurons
+    data : Dataset, ndarray of shape (n_inputs, *input_shape), str or os.PathLike, default=None
+        Inputs to run through the model (a dataset's training split, an array, or a data
+        specification loaded for the model): each layer then also shows its activation Pearson
+        and MAD heatmaps beside the weight ones (same neuron order) and lists its dead neurons
         (see :mod:`reports.activation_report`); ``analysis.json`` gains ``dead`` and ``activation``.
     samples : int, default=1000
         Inputs drawn (seeded) from ``data``.
     data_source : str, default=None
-        Where ``data`` came from, for captions and the notes.
+        Where ``data`` came from, for captions and the notes (a dataset's own source, its
+        training split, when None).
+    unsafe : bool, default=False
+        Load a model path with its embedded code.
 
     Returns
     -------
@@ -146,6 +155,12 @@ def write_report(model, output, *, metric="pearson", threshold=None, layers=None
     >>> result = write_report(model, "report")    # doctest: +SKIP
     >>> # open report/index.html in a browser
     """
+    loaded = as_model(model, unsafe=unsafe)
+    model, path, notes = loaded.model, loaded.path if path is None else path, [*loaded.notes, *notes]
+    x = None
+    if data is not None:
+        x, source = as_inputs(data, model)
+        data_source = source if data_source is None else data_source
     created = created or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     version = version or analysis.__version__
     chosen = float(DEFAULT_THRESHOLDS.get(metric, 0.0) if threshold is None else threshold)
@@ -154,8 +169,8 @@ def write_report(model, output, *, metric="pearson", threshold=None, layers=None
         os.mkdir(folder)
         images, anchors, taken = {}, {}, set()
         by_data = None
-        if data is not None:
-            by_data = ActivationFigures(model, data, layers=layers, samples=samples, metric=metric,
+        if x is not None:
+            by_data = ActivationFigures(model, x, layers=layers, samples=samples, metric=metric,
                                         threshold=threshold, source=data_source, progress=progress)
 
         def draw(layer):

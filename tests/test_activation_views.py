@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from analysis import analyze_model
+from analysis import analyze
 from analysis.activations.analyze import analyze_activations, attach_activations
 from analysis.activations.collect import SKIP_SEPARABLE_DEPTHWISE
 from analysis.model_analysis import analyze_rows, collect_entries
@@ -44,7 +44,7 @@ def probed(keras):
 
 def test_console_lists_dead_neurons_and_activation_groups(probed):
     model, x = probed
-    analysis = attach_activations(analyze_model(model), analyze_activations(model, x))
+    analysis = attach_activations(analyze(model), analyze_activations(model, x))
     console, buffer = _console()
     print_activations(analysis, console)
     text = buffer.getvalue()
@@ -67,9 +67,9 @@ def test_report_figures_use_the_weight_order_and_fill_the_json(probed, tmp_path)
     assert [os.path.basename(i.path) for i in images] == ["001-hidden-act-pearson.png", "001-hidden-act-mad.png"]
     assert all((tmp_path / os.path.basename(i.path)).stat().st_size > 0 and i.width > 0 for i in images)
     assert "150 samples of test data" in images[0].caption
-    analysis = analyze_model(model)
+    analysis = analyze(model)
     figures.attach(analysis)
-    reference = attach_activations(analyze_model(model), analyze_activations(model, x, samples=150))
+    reference = attach_activations(analyze(model), analyze_activations(model, x, samples=150))
     assert analysis.to_dict()["layers"][0] == reference.to_dict()["layers"][0]  # same as analyze --data
     assert figures.result.layers[0].matrices is None  # matrices dropped after drawing
 
@@ -84,14 +84,14 @@ def test_interleave_puts_each_view_beside_its_counterpart():
 
 def test_section_html_lists_dead_neurons_groups_and_skips(probed, keras):
     model, x = probed
-    analysis = attach_activations(analyze_model(model), analyze_activations(model, x))
+    analysis = attach_activations(analyze(model), analyze_activations(model, x))
     snippet = activation_section_html(analysis.layer("hidden"))
     assert "<h3>1 dead neuron(s) (constant on 200 samples)</h3><p class=\"groups\">3</p>" in snippet
     assert "<span>[0, 1]</span>" in snippet
-    assert activation_section_html(analyze_model(model).layer("hidden")) == ""
+    assert activation_section_html(analyze(model).layer("hidden")) == ""
     inputs = keras.Input((8, 8, 3))
     sep = keras.Model(inputs, keras.layers.SeparableConv2D(2, 3, name="sep")(inputs))
-    skipped = attach_activations(analyze_model(sep), analyze_activations(sep, np.zeros((4, 8, 8, 3))))
+    skipped = attach_activations(analyze(sep), analyze_activations(sep, np.zeros((4, 8, 8, 3))))
     assert activation_section_html(skipped.layer("sep/depthwise")) == (
         f'<p class="groups none">Activations not collected: {SKIP_SEPARABLE_DEPTHWISE}.</p>')
 

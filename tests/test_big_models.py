@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from analysis import analyze_model, load_model
+from analysis import analyze, load_model
 from weightkit._common import run_cli
 from weightkit.cli import cli
 
@@ -30,10 +30,10 @@ def test_analyze_keras_applications(keras, tmp_path, capsys, name):
     model.save(path)
 
     start = time.perf_counter()
-    result = analyze_model(load_model(path, compile=False).model, path=str(path))
+    result = analyze(load_model(path, compile=False).model, path=str(path))
     seconds = time.perf_counter() - start
     with capsys.disabled():
-        print(f"\n{name}: load + analyze_model {seconds:.1f} s, {len(result.layers)} entries, "
+        print(f"\n{name}: load + analyze {seconds:.1f} s, {len(result.layers)} entries, "
               f"{len(result.skipped)} skipped")
 
     assert result.total_params == expected["params"]

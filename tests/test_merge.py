@@ -124,7 +124,7 @@ def test_exact_scaled_copies_merge_to_identical_smaller_model(keras, pattern):
     model = PATTERNS[pattern](keras)
     _randomize_bias(model, rng)
     _plant(model.get_layer("producer"), [(1, 4, 2.5), (6, 4, 0.4), (7, 2, 1.7)])
-    from compress import merge_redundant
+    from compress.merge import merge_redundant
 
     before = [w.copy() for w in model.get_weights()]
     merged, report = merge_redundant(model, metric="cosine", threshold=0.99999, layers=["producer"])
@@ -161,7 +161,7 @@ def test_batchnorm_before_activation_is_folded_into_the_rows(keras):
     gamma, beta, mean, variance = model.get_layer("bn").get_weights()
     gamma[5], beta[5], mean[5], variance[5] = 3 * gamma[2], 3 * beta[2], mean[2], variance[2]
     model.get_layer("bn").set_weights([gamma, beta, mean, variance])
-    from compress import merge_redundant
+    from compress.merge import merge_redundant
 
     merged, report = merge_redundant(model, metric="cosine", threshold=0.99999, layers=["producer"])
     assert report.layers[0].neurons_after == 7
@@ -181,7 +181,7 @@ def _sigmoid_model(keras, alpha):
 
 
 def test_sigmoid_scaled_copy_is_left_alone_with_reason(keras):
-    from compress import merge_redundant
+    from compress.merge import merge_redundant
 
     merged, report = merge_redundant(_sigmoid_model(keras, 2.0), metric="cosine", threshold=0.99999,
                                      layers=["producer"])
@@ -193,7 +193,7 @@ def test_sigmoid_scaled_copy_is_left_alone_with_reason(keras):
 
 
 def test_sigmoid_exact_copy_is_merged(keras):
-    from compress import merge_redundant
+    from compress.merge import merge_redundant
 
     model = _sigmoid_model(keras, 1.0)
     merged, report = merge_redundant(model, metric="mad", threshold=0.001, layers=["producer"])
@@ -228,7 +228,7 @@ def test_several_consumers_through_one_tensor_are_all_folded(keras):
     b = keras.layers.Dense(3, name="right")(x)
     model = keras.Model(inputs, keras.layers.Concatenate(name="cat")([a, b]))
     _plant(model.get_layer("producer"), [(0, 5, 2.0)])
-    from compress import merge_redundant
+    from compress.merge import merge_redundant
 
     merged, report = merge_redundant(model, metric="cosine", threshold=0.99999, layers=["producer"])
     assert report.layers[0].consumers == ["left", "right"] and report.layers[0].neurons_after == 9
@@ -238,7 +238,7 @@ def test_several_consumers_through_one_tensor_are_all_folded(keras):
 
 @pytest.mark.parametrize("ratio", [0.3, 0.5])
 def test_ratio_removes_exactly_the_requested_number(trained_mlp, ratio):
-    from compress import merge_redundant
+    from compress.merge import merge_redundant
 
     model, _ = trained_mlp
     merged, report = merge_redundant(model, ratio=ratio)
@@ -250,7 +250,7 @@ def test_ratio_removes_exactly_the_requested_number(trained_mlp, ratio):
 
 
 def test_merging_trained_mlp_keeps_accuracy_close(trained_mlp, digits):
-    from compress import merge_redundant
+    from compress.merge import merge_redundant
     from compress.merge.report import compare_models
 
     model, accuracy = trained_mlp

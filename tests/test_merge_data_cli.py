@@ -70,17 +70,17 @@ def test_calibration_and_evaluation_data_are_disjoint(capsys, tmp_path, monkeypa
     import compress.merge.report as merge_report
 
     seen = {}
-    real_merge, real_compare = merge_data_model.merge_by_data, merge_report.compare_models
+    real_collect, real_compare = merge_data_model.collect_layer_outputs, merge_report.compare_models
 
-    def spy_merge(model, x, **kwargs):
+    def spy_collect(model, x, taps, **kwargs):
         seen["calibration"] = np.array(x)
-        return real_merge(model, x, **kwargs)
+        return real_collect(model, x, taps, **kwargs)
 
     def spy_compare(original, merged, x, y=None, **kwargs):
         seen["evaluation"] = np.array(x)
         return real_compare(original, merged, x, y, **kwargs)
 
-    monkeypatch.setattr(merge_data_model, "merge_by_data", spy_merge)
+    monkeypatch.setattr(merge_data_model, "collect_layer_outputs", spy_collect)
     monkeypatch.setattr(merge_report, "compare_models", spy_compare)
     _, path, data = planted
     status, _, err = run(capsys, "merge", path, "-o", tmp_path / "small.keras", "--mode", "data", "--data", data,

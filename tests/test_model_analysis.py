@@ -16,7 +16,7 @@ import json
 import numpy as np
 import pytest
 
-from analysis import SkippedLayer, WeightkitError, analyze_model, analyze_rows, iter_layer_analyses, layer_neuron_rows
+from analysis import SkippedLayer, WeightkitError, analyze, analyze_rows, iter_layer_analyses, layer_neuron_rows
 
 EXPECTED = {
     "pearson": [[0, 6, 7], [1, 8, 9]],
@@ -72,7 +72,7 @@ def planted_models(keras):
 @pytest.mark.parametrize("kind", ["dense", "conv"])
 @pytest.mark.parametrize("metric", ["pearson", "mad"])
 def test_planted_groups_are_recovered_exactly(planted_models, kind, metric):
-    result = analyze_model(planted_models[kind], metric=metric, layers=["planted"])
+    result = analyze(planted_models[kind], metric=metric, layers=["planted"])
     layer = result.layer("planted")
     assert layer.groups == EXPECTED[metric]
     assert layer.removable == result.removable == {"pearson": 4, "mad": 3}[metric]
@@ -108,9 +108,9 @@ def test_layer_summaries_match_the_matrices(planted_models):
 def test_thresholds_change_the_groups(planted_models):
     model = planted_models["dense"]
     # r >= -1 puts every neuron in one group.
-    assert analyze_model(model, threshold=-1.0, layers=["planted"]).layer("planted").groups == [list(range(14))]
+    assert analyze(model, threshold=-1.0, layers=["planted"]).layer("planted").groups == [list(range(14))]
     # MAD at most 0 x median: nothing is an exact copy.
-    assert analyze_model(model, metric="mad", threshold=0.0, layers=["planted"]).layer("planted").groups == []
+    assert analyze(model, metric="mad", threshold=0.0, layers=["planted"]).layer("planted").groups == []
 
 
 def test_include_bias_appends_the_bias(keras, planted_models):
@@ -122,8 +122,8 @@ def test_include_bias_appends_the_bias(keras, planted_models):
         bias = np.zeros(14, dtype=np.float32)
         bias[7] = 100.0
         layer.bias.assign(bias)
-        without = analyze_model(model, metric="mad", layers=["planted"]).layer("planted")
-        with_bias = analyze_model(model, metric="mad", layers=["planted"], include_bias=True).layer("planted")
+        without = analyze(model, metric="mad", layers=["planted"]).layer("planted")
+        with_bias = analyze(model, metric="mad", layers=["planted"], include_bias=True).layer("planted")
     finally:
         layer.bias.assign(original)
     assert without.fan_in == 32 and with_bias.fan_in == 33
@@ -140,7 +140,7 @@ def test_issue_example_five_parameters_not_seven(keras):
     outputs = keras.layers.Dense(1, name="dense")(x)
     model = keras.Model(inputs, outputs, name="tiny")
     assert model.count_params() == 5
-    result = analyze_model(model)
+    result = analyze(model)
     assert result.layers == []
     assert result.skipped == [
         SkippedLayer("conv", "Conv1D", "only one neuron: nothing to compare it with", params=3, macs=4),
@@ -156,7 +156,7 @@ def test_macs_count_kernel_weights_times_positions_not_bias(keras):
     x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
     x = keras.layers.Flatten()(x)
     outputs = keras.layers.Dense(5, name="dense")(x)
-    result = analyze_model(keras.Model(inputs, outputs))
+    result = analyze(keras.Model(inputs, outputs))
     conv, dense = result.layer("conv"), result.layer("dense")
     assert (conv.params, conv.macs) == (3 * 3 * 2 * 4 + 4, 3 * 3 * 2 * 4 * 64)
     assert (dense.params, dense.macs) == (256 * 5 + 5, 256 * 5)
@@ -171,12 +171,12 @@ def test_nan_weights_skip_that_layer_and_the_rest_is_analyzed(keras):
     kernel = bad.kernel.numpy()
     kernel[1, 2] = np.nan
     bad.kernel.assign(kernel)
-    result = analyze_model(model)
+    result = analyze(model)
     assert [layer.name for layer in result.layers] == ["good"]
     assert result.skipped == [SkippedLayer("bad", "Dense", "weights contain NaN or Inf", params=15, macs=12)]
     inf_bias = np.array([0.0, np.inf, 0.0], dtype=np.float32)
     good.bias.assign(inf_bias)
-    result = analyze_model(model, include_bias=True)
+    result = analyze(model, include_bias=True)
     assert [skipped.name for skipped in result.skipped] == ["bad", "good"]
 
 
@@ -186,7 +186,7 @@ def test_skipped_layers_are_listed_with_reasons(keras):
     x = keras.layers.LSTM(4, name="lstm")(x)
     x = keras.layers.BatchNormalization(name="bn")(x)
     outputs = keras.layers.Dense(2, name="out")(x)
-    result = analyze_model(keras.Model(inputs, outputs))
+    result = analyze(keras.Model(inputs, outputs))
     assert [(s.name, s.type, s.reason, s.params) for s in result.skipped] == [
         ("embed", "Embedding", "embedding table: rows are tokens, not neurons", 160),
         ("bn", "BatchNormalization", "normalization layer: per-channel scale and shift, no neurons", 16),
@@ -202,7 +202,7 @@ def test_nested_model_walked_and_shared_layer_analyzed_once(keras):
     inputs = keras.Input((6,))
     shared = L.Dense(6, name="shared")
     model = keras.Model(inputs, inner(shared(shared(inputs))), name="outer")
-    result = analyze_model(model)
+    result = analyze(model)
     assert [layer.name for layer in result.layers] == ["shared", "a", "b"]
     assert result.to_dict()["totals"]["params"] == 42 + 28 + 15
 
@@ -212,11 +212,11 @@ def test_layers_option_selects_layers_and_parts(keras, planted_models):
     x = keras.layers.GRU(4, return_sequences=True, name="gru")(inputs)
     outputs = keras.layers.Dense(2, name="out")(x)
     model = keras.Model(inputs, outputs)
-    assert [layer.name for layer in analyze_model(model, layers=["gru"]).layers] == [
+    assert [layer.name for layer in analyze(model, layers=["gru"]).layers] == [
         "gru/update", "gru/reset", "gru/candidate"]
-    assert [layer.name for layer in analyze_model(model, layers=["gru/reset", "out"]).layers] == ["gru/reset", "out"]
+    assert [layer.name for layer in analyze(model, layers=["gru/reset", "out"]).layers] == ["gru/reset", "out"]
     with pytest.raises(WeightkitError) as info:
-        analyze_model(model, layers=["nope", "gru"])
+        analyze(model, layers=["nope", "gru"])
     assert str(info.value) == ("--layers: no analyzable layer named 'nope'; available: gru, gru/candidate, "
                                "gru/reset, gru/update, out.")
 
@@ -225,16 +225,16 @@ def test_layers_option_accepts_a_skipped_layer(keras):
     inputs = keras.Input((4,))
     x = keras.layers.BatchNormalization(name="bn")(inputs)
     model = keras.Model(inputs, keras.layers.Dense(3, name="out")(x))
-    result = analyze_model(model, layers=["bn"])
+    result = analyze(model, layers=["bn"])
     assert result.layers == [] and [s.name for s in result.skipped] == ["bn"]
     with pytest.raises(WeightkitError) as info:
-        analyze_model(model, layers=["nope"])
+        analyze(model, layers=["nope"])
     assert str(info.value) == "--layers: no analyzable layer named 'nope'; available: out."
 
 
 def test_invalid_metric_is_refused(planted_models):
     with pytest.raises(WeightkitError) as info:
-        analyze_model(planted_models["dense"], metric="cosine")
+        analyze(planted_models["dense"], metric="cosine")
     assert str(info.value) == "Invalid value for metric. Expected one of ['pearson', 'mad']. Received: metric='cosine'."
 
 
@@ -245,6 +245,6 @@ def test_analyze_rows_on_a_single_entry(keras, planted_models):
 
 
 def test_result_is_json_serializable_and_stable(planted_models):
-    first = json.dumps(analyze_model(planted_models["dense"]).to_dict(), allow_nan=False)
-    second = json.dumps(analyze_model(planted_models["dense"]).to_dict(), allow_nan=False)
+    first = json.dumps(analyze(planted_models["dense"]).to_dict(), allow_nan=False)
+    second = json.dumps(analyze(planted_models["dense"]).to_dict(), allow_nan=False)
     assert first == second

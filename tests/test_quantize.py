@@ -60,7 +60,7 @@ def elu_report(keras, digits):
 @pytest.mark.parametrize("which", ["mlp", "cnn"])
 @pytest.mark.parametrize("mode", ALL_MODES)
 def test_every_mode_converts_and_agrees_with_keras(which, mode, mlp_report, cnn_report):
-    report, contents = {"mlp": mlp_report, "cnn": cnn_report}[which]
+    contents, report = {"mlp": mlp_report, "cnn": cnn_report}[which]
     row = report.mode(mode)
     assert row.status == "ok", row.error
     assert row.bytes == len(contents[mode]) > 0
@@ -75,7 +75,7 @@ def test_every_mode_converts_and_agrees_with_keras(which, mode, mlp_report, cnn_
 
 @pytest.mark.parametrize("which", ["mlp", "cnn"])
 def test_quantized_files_are_smaller_in_the_expected_order(which, mlp_report, cnn_report):
-    report = {"mlp": mlp_report, "cnn": cnn_report}[which][0]
+    report = {"mlp": mlp_report, "cnn": cnn_report}[which][1]
     ratio = {row.mode: row.size_ratio for row in report.modes}
     assert ratio["float32"] == 1.0
     # Small models: a few KB of flatbuffer overhead lift every ratio above the ideal 1/4 and 1/2.
@@ -91,7 +91,7 @@ def test_sizes_are_a_quarter_and_a_half_of_float32_on_a_wider_model(wide_mlp_siz
 
 
 def test_reference_row_is_the_keras_model(mlp_report, trained_mlp):
-    report = mlp_report[0]
+    report = mlp_report[1]
     assert report.reference.kind == "Keras"
     assert report.reference.accuracy == pytest.approx(trained_mlp[1], abs=1e-6)
     assert report.drop_basis == "accuracy" and report.output_kind == "multiclass"
@@ -101,7 +101,7 @@ def test_reference_row_is_the_keras_model(mlp_report, trained_mlp):
 def test_int8_io_model_runs_with_quantized_io(cnn_report, digits_images):
     from compress.quantize import TFLiteModel
 
-    contents = cnn_report[1]
+    contents = cnn_report[0]
     io_model, float_io = TFLiteModel(contents["int8-io"]), TFLiteModel(contents["int8"])
     assert io_model.input_dtype == np.int8 and io_model.output_dtype == np.int8
     assert float_io.input_dtype == np.float32 and float_io.output_dtype == np.float32
@@ -115,20 +115,20 @@ def test_int8_io_model_runs_with_quantized_io(cnn_report, digits_images):
 def test_batched_prediction_equals_one_invoke_per_sample(mlp_report, digits):
     from compress.quantize import TFLiteModel
 
-    model = TFLiteModel(mlp_report[1]["dynamic"])
+    model = TFLiteModel(mlp_report[0]["dynamic"])
     x = digits.x_test[:70]
     np.testing.assert_allclose(model.predict(x, batch_size=32), model.predict_one_by_one(x), rtol=0, atol=1e-6)
 
 
 def test_export_choice_is_the_smallest_within_max_drop(mlp_report):
-    report = mlp_report[0]
+    report = mlp_report[1]
     within = [row for row in report.modes if row.ok and row.drop <= 1.0]
     assert report.exported.mode == min(within, key=lambda row: row.bytes).mode
     assert report.exported.reason.startswith("smallest model (")
 
 
 def test_an_op_without_integer_quantization_fails_only_the_integer_modes(elu_report):
-    report, contents = elu_report
+    contents, report = elu_report
     status = {row.mode: row.status for row in report.modes}
     assert status == {"float32": "ok", "dynamic": "ok", "float16": "ok", "int8": "failed", "int8-io": "failed",
                       "int16x8": "failed"}
@@ -151,7 +151,7 @@ def test_regression_model_reports_mae(keras):
     model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Dense(32, activation="relu")(inputs)))
     model.compile(keras.optimizers.Adam(0.05), "mae")
     model.fit(data.x_train, data.y_train, epochs=15, batch_size=64, verbose=0)
-    report, _ = quantize_model(keras_source(model), ["float32", "dynamic", "int8"], data, **FAST)
+    _, report = quantize_model(keras_source(model), ["float32", "dynamic", "int8"], data, **FAST)
     assert report.output_kind == "regression" and report.drop_basis == "mae"
     expected = float(np.mean(np.abs(model.predict(data.x_test, verbose=0)[:, 0] - data.y_test)))
     assert report.reference.mae == pytest.approx(expected, rel=1e-5)
@@ -179,7 +179,7 @@ def test_binary_classifier_agreement_is_the_same_side_of_the_threshold(keras):
     data.x_train, data.x_test = (data.x_train - mean) / std, (data.x_test - mean) / std
     model.compile(keras.optimizers.Adam(0.01), "binary_crossentropy")
     model.fit(data.x_train, data.y_train, epochs=10, batch_size=64, verbose=0)
-    report, _ = quantize_model(keras_source(model), ["float32", "int8"], data, **FAST)
+    _, report = quantize_model(keras_source(model), ["float32", "int8"], data, **FAST)
     assert report.output_kind == "binary" and report.drop_basis == "accuracy"
     probabilities = model.predict(data.x_test, verbose=0)[:, 0]
     assert report.reference.accuracy == pytest.approx(np.mean((probabilities > 0.5) == data.y_test))

@@ -73,7 +73,7 @@ def test_penalty_matches_numpy_on_the_rows_analysis_measures(keras, kind):
 
 @pytest.mark.parametrize("n, fan_in", [(2, 3), (6, 40), (50, 9), (64, 64)])
 def test_penalty_matches_numpy_for_both_gram_orientations(n, fan_in):
-    from compress import decorrelation_penalty
+    from compress.decorrelate import decorrelation_penalty
 
     rows = np.random.default_rng(n).normal(size=(n, fan_in)).astype(np.float32)
     got = float(decorrelation_penalty(rows))
@@ -81,7 +81,7 @@ def test_penalty_matches_numpy_for_both_gram_orientations(n, fan_in):
 
 
 def test_penalty_is_one_for_scaled_and_shifted_copies_and_zero_for_orthogonal_centered_rows():
-    from compress import decorrelation_penalty
+    from compress.decorrelate import decorrelation_penalty
 
     rng = np.random.default_rng(1)
     base = rng.normal(size=12)
@@ -96,7 +96,7 @@ def test_penalty_is_one_for_scaled_and_shifted_copies_and_zero_for_orthogonal_ce
 
 @pytest.mark.parametrize("scale", [1e-4, 1.0, 1e4])
 def test_penalty_does_not_depend_on_the_scale_of_the_weights(scale):
-    from compress import decorrelation_penalty
+    from compress.decorrelate import decorrelation_penalty
 
     rows = np.random.default_rng(2).normal(size=(10, 20)).astype(np.float32)
     np.testing.assert_allclose(float(decorrelation_penalty(rows * scale)), reference_penalty(rows), rtol=1e-4)
@@ -197,7 +197,8 @@ def test_model_saved_with_the_regularizer_reloads_in_safe_mode(keras, tmp_path):
 
 def test_attach_adds_the_loss_keeps_weight_decay_and_detach_saves_a_plain_model(keras, tmp_path):
     from analysis import load_model
-    from compress import CombinedRegularizer, DecorrelationRegularizer, attach_decorrelation, detach_decorrelation
+    from compress import DecorrelationRegularizer, attach_decorrelation, detach_decorrelation
+    from compress.decorrelate import CombinedRegularizer
 
     model = _small_model(keras, keras.regularizers.L2(1e-3))
     decay = float(sum(model.losses))

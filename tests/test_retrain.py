@@ -40,14 +40,14 @@ def _dataset(y, task="classification"):
      "mean_squared_error (inferred: linear output, real-valued labels)"),
 ])
 def test_loss_is_inferred_from_output_and_labels(keras, activation, output, y, task, expected):
-    from compress.decorrelate.retrain import infer_loss
+    from compress.decorrelate.training import infer_loss
 
     _, description = infer_loss(_model(keras, output=output, activation=activation), _dataset(y, task))
     assert description == expected
 
 
 def test_loss_option_overrides_and_unknown_names_list_the_choices(keras):
-    from compress.decorrelate.retrain import infer_loss
+    from compress.decorrelate.training import infer_loss
 
     model = _model(keras)
     loss, description = infer_loss(model, _dataset(np.arange(10)), "mean_squared_error")
@@ -183,9 +183,15 @@ def test_cli_writes_model_json_and_plot_and_leaves_the_input_alone(keras, mlp_pa
     assert sorted(os.listdir(tmp_path)) == ["retrained.json", "retrained.keras", "retrained.png"]
     with zipfile.ZipFile(out) as archive:  # loads anywhere: no weightkit class in the saved model
         assert "weightkit" not in archive.read("config.json").decode()
+    # The saved model is the trained one: it scores the held-out accuracy the JSON reports (the same
+    # seeded split of digits), which neither the input model nor a broken save would.
+    from analysis.data import load_data
+
+    digits = load_data("sklearn:digits", seed=0)
     reloaded = load_model(out).model
-    accuracy = np.mean(reloaded.predict(np.zeros((1, 64)), verbose=0).argmax(1) >= 0)
-    assert accuracy == 1.0
+    accuracy = float(np.mean(reloaded.predict(digits.x_test, verbose=0).argmax(1) == digits.y_test))
+    assert accuracy == pytest.approx(document["after"]["accuracy"], abs=1e-9)
+    assert document["after"]["accuracy"] != document["before"]["accuracy"]
 
     status, _, stderr = _run(["retrain", mlp_path, "--data", "sklearn:digits", "-o", out], capsys)
     assert status == 2
@@ -203,6 +209,29 @@ def test_cli_keep_regularizer_saves_a_model_that_reloads_with_it(keras, mlp_path
     assert status == 0, stderr
     parts = load_model(out).model.get_layer("hidden2").kernel.regularizer.regularizers
     assert isinstance(parts[-1], DecorrelationRegularizer)
+
+
+def test_a_model_kept_with_its_regularizer_loads_where_compress_was_never_imported(mlp_path, tmp_path, capsys):
+    out = str(tmp_path / "kept.keras")
+    status, _, stderr = _run(["retrain", mlp_path, "--data", "sklearn:digits", "-o", out, "--epochs", "1",
+                              "--keep-regularizer", "--validation-split", "0", "--quiet"], capsys)
+    assert status == 0, stderr
+    script = textwrap.dedent("""
+        import json, sys
+        from analysis import load_model
+        before = sorted(name for name in sys.modules if name.split(".")[0] == "compress")
+        model = load_model(sys.argv[1]).model  # safe mode
+        regularizer = model.get_layer("hidden2").kernel_regularizer
+        print(json.dumps({"before": before, "combined": type(regularizer).__name__,
+                          "parts": [type(part).__name__ for part in regularizer.regularizers]}))
+    """)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", script, out], cwd=str(tmp_path),
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=root), capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report == {"before": [], "combined": "CombinedRegularizer", "parts": ["L2", "DecorrelationRegularizer"]}
 
 
 @pytest.mark.parametrize("argv, expected", [
@@ -238,14 +267,15 @@ def test_cli_rejects_2d_data_for_a_recurrent_model(keras, tmp_path, capsys):
 
 
 def test_command_default_strength_matches_the_library():
-    from compress.decorrelate.retrain import DEFAULT_STRENGTH
+    from compress.decorrelate.training import DEFAULT_STRENGTH
     from weightkit.commands import retrain as command
 
     assert command.DEFAULT_STRENGTH == DEFAULT_STRENGTH
 
 
 def test_console_script_help_is_fast_and_clean():
-    done = subprocess.run(["weightkit", "retrain", "--help"], capture_output=True, text=True, timeout=60)
+    script = os.path.join(os.path.dirname(sys.executable), "weightkit")  # the venv's, whatever PATH holds
+    done = subprocess.run([script, "retrain", "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stderr == ""
     for option in ("--data", "--strength", "--resume", "--keep-regularizer", "--validation-split", "--loss"):
         assert option in done.stdout

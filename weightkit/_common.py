@@ -89,7 +89,6 @@ def load_model_or_exit(path, *, unsafe=False, compile=True, finite=False):
     """
     from analysis import load_model
     from analysis.loading import check_model_weights
-    from compress.decorrelate import kernels as training_kernels
 
     if unsafe:
         click.echo("weightkit: warning: --unsafe: code stored in the model file may run while loading.",

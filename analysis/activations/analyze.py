@@ -53,22 +53,26 @@ from analysis.activations.stats import (
 )
 from analysis.errors import WeightkitError
 from analysis.groups import DEFAULT_THRESHOLDS, absolute_threshold
+from analysis.inputs import as_inputs, as_model
 from analysis.matrices import DEFAULT_MEMORY_BUDGET
 from analysis.results import SkippedLayer
 
 __all__ = ["analyze_activations", "attach_activations"]
 
 
-def analyze_activations(model, x, *, layers=None, samples=DEFAULT_SAMPLES, seed=0, metric="pearson",
+def analyze_activations(model, data, *, layers=None, samples=DEFAULT_SAMPLES, seed=0, metric="pearson",
                         threshold=None, summary="mean", positions=16, keep_matrices=False,
                         dead_tolerance=DEFAULT_DEAD_TOLERANCE, batch_size=256,
-                        memory_budget=DEFAULT_MEMORY_BUDGET, progress=None):
+                        memory_budget=DEFAULT_MEMORY_BUDGET, progress=None, unsafe=False):
     """Dead neurons and activation redundancy of every analyzable entry of a model.
 
     Parameters
     ----------
-    model : keras.Model
-    x : ndarray of shape (n_inputs, *input_shape)
+    model : keras.Model, str or os.PathLike
+        A path is loaded with :func:`analysis.load_model` (safe mode unless ``unsafe``).
+    data : Dataset, ndarray of shape (n_inputs, *input_shape), str or os.PathLike
+        The inputs: a dataset's training split, an array, or a data specification loaded for
+        the model (see :mod:`analysis.inputs`).
     layers : list of str, default=None
     samples : int, default=1000
     seed : int, default=0
@@ -84,6 +88,8 @@ def analyze_activations(model, x, *, layers=None, samples=DEFAULT_SAMPLES, seed=
         See :func:`dead_neurons`.
     batch_size, memory_budget, progress
         See :func:`collect_activations`.
+    unsafe : bool, default=False
+        Load a model path with its embedded code (see :func:`analysis.load_model`).
 
     Returns
     -------
@@ -92,7 +98,7 @@ def analyze_activations(model, x, *, layers=None, samples=DEFAULT_SAMPLES, seed=
 
     Examples
     --------
-    >>> result = analyze_activations(model, dataset.x_train)   # doctest: +SKIP
+    >>> result = analyze_activations("model.keras", "sklearn:digits")   # doctest: +SKIP
     >>> result.layer("hidden1").dead                             # doctest: +SKIP
     [3, 17]
     """
@@ -101,13 +107,15 @@ def analyze_activations(model, x, *, layers=None, samples=DEFAULT_SAMPLES, seed=
             f"Invalid value for metric. Expected one of {list(DEFAULT_THRESHOLDS)}. Received: metric={metric!r}."
         )
     absolute_threshold(np.zeros((1, 1)), metric, threshold)  # validates the threshold's range
+    model = as_model(model, unsafe=unsafe).model
+    x, source = as_inputs(data, model)
     activations, skipped = collect_activations(
         model, x, layers=layers, samples=samples, seed=seed, summary=summary, positions=positions,
         batch_size=batch_size, memory_budget=memory_budget, progress=progress)
     result = ActivationAnalysis(
         samples=min(int(samples), len(x)), seed=int(seed), summary=summary, metric=metric,
         threshold=float(DEFAULT_THRESHOLDS[metric] if threshold is None else threshold),
-        skipped=list(skipped))
+        skipped=list(skipped), source=source)
     for sample in activations.values():
         item = layer_activations(sample, metric=metric, threshold=threshold, keep_matrices=keep_matrices,
                                  dead_tolerance=dead_tolerance, memory_budget=memory_budget)
@@ -127,13 +135,15 @@ def attach_activations(analysis, activations, *, source=None):
     analysis : ModelAnalysis
     activations : ActivationAnalysis
     source : str, default=None
-        Where the inputs came from, for the note recorded in ``analysis.notes``.
+        Where the inputs came from, for the note recorded in ``analysis.notes``
+        (``activations.source`` when None).
 
     Returns
     -------
     analysis : ModelAnalysis
         The same object, updated in place.
     """
+    source = activations.source if source is None else source
     found = {layer.name: layer for layer in activations.layers}
     reasons = {skipped.name: skipped.reason for skipped in activations.skipped}
     for layer in analysis.layers:

@@ -89,6 +89,11 @@ class LayerActivations:
     threshold_value: float
     matrices: LayerMatrices = None
 
+    def to_dict(self):
+        """The entry's names and size, then the keys of :meth:`to_extras`."""
+        return {"name": self.name, "layer": self.layer_name, "type": self.type, "neurons": self.neurons,
+                **self.to_extras()}
+
     def to_extras(self):
         """The keys this entry adds to its layer in ``analyze --json``."""
         return {
@@ -124,6 +129,8 @@ class ActivationAnalysis:
     layers : list of LayerActivations
     skipped : list of SkippedLayer
         Entries with no probe-able activation, with the reason.
+    source : str or None
+        Where the inputs came from (``sklearn:digits (training split)``); None for an array.
     """
 
     samples: int
@@ -133,6 +140,7 @@ class ActivationAnalysis:
     threshold: float
     layers: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
+    source: str = None
 
     def layer(self, name):
         """The activations analysis of the entry called ``name``."""
@@ -145,6 +153,7 @@ class ActivationAnalysis:
             "summary": self.summary,
             "metric": self.metric,
             "threshold": self.threshold,
-            "layers": [{"name": layer.name, **layer.to_extras()} for layer in self.layers],
+            "source": self.source,
+            "layers": [layer.to_dict() for layer in self.layers],
             "skipped": [layer.to_dict() for layer in self.skipped],
         }

@@ -8,7 +8,7 @@
 from compress.decorrelate.kernels import CombinedRegularizer, attach_decorrelation, detach_decorrelation
 from compress.decorrelate.monitor import RedundancyMonitor, redundancy_summary
 from compress.decorrelate.penalty import DecorrelationRegularizer, decorrelation_penalty
-from compress.decorrelate.retrain import DEFAULT_STRENGTH, RetrainResult, retrain
+from compress.decorrelate.training import DEFAULT_STRENGTH, RetrainResult, retrain
 
 __all__ = [
     "DEFAULT_STRENGTH",

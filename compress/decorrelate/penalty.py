@@ -11,7 +11,7 @@ Pearson correlations that ``weightkit analyze`` measures.
 
 from analysis._tf import import_keras
 
-__all__ = ["LAYOUTS", "DecorrelationRegularizer", "decorrelation_penalty", "kernel_rows"]
+__all__ = ["LAYOUTS", "DecorrelationRegularizer", "decorrelation_penalty"]
 
 keras = import_keras()
 ops = keras.ops

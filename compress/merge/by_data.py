@@ -24,13 +24,14 @@ import numpy as np
 from analysis._tf import import_keras
 from analysis.activations.collect import DEFAULT_SAMPLES, collect_layer_outputs
 from analysis.errors import WeightkitError
+from analysis.inputs import as_inputs, as_model
 from analysis.model_analysis import collect_entries
 from analysis.results import SkippedLayer
 from compress.merge.by_weights import apply_relations
 from compress.merge.data_fit import DEFAULT_RIDGE, plan_data_merge
 from compress.merge.math import Relation
 from compress.merge.plan import find_merge_sites, selected_sites
-from compress.merge.report import outcome_dict, record_params
+from compress.merge.report import BaseMergeReport, record_params
 
 __all__ = ["LayerDataMerge", "DataMergeReport", "merge_by_data", "consumer_weights", "DEFAULT_MAX_ERROR"]
 
@@ -105,13 +106,12 @@ class LayerDataMerge:
         }
 
 
-@dataclass
-class DataMergeReport:
-    """A whole model's data-aware merge.
+@dataclass(kw_only=True)
+class DataMergeReport(BaseMergeReport):
+    """A whole model's data-aware merge (:func:`merge_by_data`).
 
     Attributes
     ----------
-    model : str
     ratio, max_error : float or None
         The budget that was used (one of them).
     samples : int
@@ -120,50 +120,29 @@ class DataMergeReport:
         Positions sampled per input for layers with positions.
     ridge : float
     seed : int
-    layers : list of LayerDataMerge
-    skipped : list of SkippedLayer
-    layer_params : dict
-        ``name -> (before, after)`` for every layer whose parameter count changed.
-    params_before, params_after : int
-    evaluation : dict or None
-        From :func:`compress.merge.report.compare_models` on held-out data.
     calibration : str or None
-        Where the calibration inputs came from (e.g. ``sklearn:digits (training split)``).
-    notes : list of str
+        Where the calibration inputs came from (e.g. ``sklearn:digits (training split)``); None
+        for an array.
+    layers : list of LayerDataMerge
+
+    The other attributes (``model``, ``skipped``, ``layer_params``, parameter counts,
+    ``evaluation``, ``notes``) are those of :class:`compress.merge.report.BaseMergeReport`.
     """
 
-    model: str
-    ratio: float
-    max_error: float
-    samples: int
-    positions: int
-    ridge: float
-    seed: int
-    layers: list = field(default_factory=list)
-    skipped: list = field(default_factory=list)
-    layer_params: dict = field(default_factory=dict)
-    params_before: int = 0
-    params_after: int = 0
-    evaluation: dict = None
+    ratio: float = None
+    max_error: float = None
+    samples: int = 0
+    positions: int = 16
+    ridge: float = DEFAULT_RIDGE
+    seed: int = 0
     calibration: str = None
-    notes: list = field(default_factory=list)
 
     mode = "data"
 
-    @property
-    def removed(self):
-        return int(sum(layer.n_removed for layer in self.layers))
-
-    def to_dict(self):
-        return {
-            "model": self.model,
-            "mode": self.mode,
-            "ratio": self.ratio,
-            "max_error": self.max_error,
-            "calibration": {"source": self.calibration, "samples": self.samples, "positions": self.positions,
-                            "ridge": self.ridge, "seed": self.seed},
-            **outcome_dict(self),
-        }
+    def settings(self):
+        return {"mode": self.mode, "ratio": self.ratio, "max_error": self.max_error,
+                "calibration": {"source": self.calibration, "samples": self.samples, "positions": self.positions,
+                                "ridge": self.ridge, "seed": self.seed}}
 
 
 def _numpy(variable):
@@ -215,16 +194,19 @@ def _check_budget(ratio, max_error):
     return (None if ratio is None else float(ratio)), (None if max_error is None else float(max_error))
 
 
-def merge_by_data(model, x, *, ratio=None, max_error=None, layers=None, samples=DEFAULT_SAMPLES, positions=16,
-                  seed=0, ridge=DEFAULT_RIDGE, weigh_by_consumer=True, progress=None):
+def merge_by_data(model, data, *, ratio=None, max_error=None, layers=None, samples=DEFAULT_SAMPLES, positions=16,
+                  seed=0, ridge=DEFAULT_RIDGE, weigh_by_consumer=True, evaluate_on=None, progress=None,
+                  unsafe=False):
     """Remove neurons whose activations the other neurons of their layer rebuild, on calibration data.
 
     Parameters
     ----------
-    model : keras.Model
-        Sequential or Functional with one input; not modified.
-    x : ndarray of shape (n_inputs, *input_shape)
-        Calibration inputs (use the training split; evaluate on held-out data).
+    model : keras.Model, str or os.PathLike
+        Sequential or Functional with one input; not modified. A path is loaded with
+        :func:`analysis.load_model` (safe mode unless ``unsafe``).
+    data : Dataset, ndarray of shape (n_inputs, *input_shape), str or os.PathLike
+        Calibration inputs: a dataset's (or data specification's) *training* split, or an array
+        (use training inputs; evaluate on held-out data with ``evaluate_on``).
     ratio : float in (0, 1), default=None
         Remove ``round(ratio · n)`` neurons of each mergeable layer.
     max_error : float in [0, 1], default=None
@@ -242,26 +224,36 @@ def merge_by_data(model, x, *, ratio=None, max_error=None, layers=None, samples=
     weigh_by_consumer : bool, default=True
         Choose removals by the error in the consumers' pre-activations (their weights) rather
         than in the layer's own activations.
+    evaluate_on : Dataset, ndarray, str or os.PathLike, default=None
+        Held-out data to compare the merged model with the original on (a dataset's test split,
+        see :func:`compress.merge.report.evaluate_merge`); fills ``report.evaluation``.
     progress : callable, default=None
         Called as ``progress(done, total, name)``.
+    unsafe : bool, default=False
+        Load a model path with its embedded code.
 
     Returns
     -------
     model : keras.Model
         Rebuilt with smaller layers, names kept, uncompiled.
     report : DataMergeReport
+        ``report.calibration`` names the training split of a dataset or specification.
 
     Examples
     --------
-    >>> small, report = merge_by_data(model, dataset.x_train, ratio=0.5)   # doctest: +SKIP
+    >>> small, report = merge_by_data(model, dataset, ratio=0.5, evaluate_on=dataset)   # doctest: +SKIP
     >>> [(layer.name, layer.n_removed, layer.min_r2) for layer in report.layers]   # doctest: +SKIP
     """
     ratio, max_error = _check_budget(ratio, max_error)
+    loaded = as_model(model, unsafe=unsafe)
+    model = loaded.model
+    x, calibration = as_inputs(data, model, seed=seed)
     collect_entries(model, layers)  # validates --layers names against the analyzable layers
     sites = find_merge_sites(model)
     wanted = selected_sites(sites, layers)
     report = DataMergeReport(model=model.name, ratio=ratio, max_error=max_error, samples=0, positions=int(positions),
-                             ridge=float(ridge), seed=int(seed), params_before=int(model.count_params()))
+                             ridge=float(ridge), seed=int(seed), params_before=int(model.count_params()),
+                             calibration=calibration)
     targets = []
     for name, site in sites.items():
         if wanted is not None and name not in wanted:
@@ -286,6 +278,9 @@ def merge_by_data(model, x, *, ratio=None, max_error=None, layers=None, samples=
             relations[site.layer] = relation
     merged = apply_relations(model, relations, sites=sites)
     record_params(report, model, merged)
+    report.notes.extend(loaded.notes)
+    if evaluate_on is not None:
+        report.evaluate(model, merged, evaluate_on)
     return merged, report
 
 

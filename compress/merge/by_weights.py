@@ -12,6 +12,7 @@ import numpy as np
 
 from analysis.errors import WeightkitError
 from analysis.groups import DEFAULT_THRESHOLDS, find_groups
+from analysis.inputs import as_model
 from analysis.model_analysis import analyze_rows, collect_entries
 from analysis.results import SkippedLayer
 from analysis.rows import NeuronRows
@@ -27,7 +28,7 @@ from compress.merge.plan import find_merge_sites, selected_sites
 from compress.merge.rebuild import WeightState, batchnorm_affine, effective_rows, fold_relation, rebuild_model
 from compress.merge.report import LayerMerge, MergeReport, record_params
 
-__all__ = ["merge_redundant", "apply_relations", "carry_relation", "MERGE_METRICS"]
+__all__ = ["merge_redundant", "apply_relations", "MERGE_METRICS"]
 
 #: Similarities a merge can group by; ``cosine`` is the uncentered cosine of the rows (a scaled
 #: copy has cosine 1), with the same threshold rule as Pearson (default 0.9).
@@ -149,13 +150,14 @@ def _similarity(rows, metric, threshold, want_matrix, entry):
 
 
 def merge_redundant(model, *, metric="pearson", threshold=None, ratio=None, layers=None, include_bias=True,
-                    twin_tolerance=0.05, progress=None):
+                    twin_tolerance=0.05, evaluate_on=None, progress=None, unsafe=False):
     """Merge redundant neurons of every mergeable layer and return a genuinely smaller model.
 
     Parameters
     ----------
-    model : keras.Model
-        Sequential or Functional; not modified.
+    model : keras.Model, str or os.PathLike
+        Sequential or Functional; not modified. A path is loaded with :func:`analysis.load_model`
+        (safe mode unless ``unsafe``).
     metric : {"pearson", "mad", "cosine"}, default="pearson"
         Similarity between neuron rows (via :func:`analysis.analyze_rows`; cosine here).
     threshold : float, default=None
@@ -170,14 +172,20 @@ def merge_redundant(model, *, metric="pearson", threshold=None, ratio=None, laye
     twin_tolerance : float, default=0.05
         For activations that are not positively homogeneous, merge ``j`` into ``k`` only when
         ``‖w_j − w_k‖ ≤ twin_tolerance · ‖w_k‖``.
+    evaluate_on : Dataset, ndarray, str or os.PathLike, default=None
+        Held-out data to compare the merged model with the original on (a dataset's test split,
+        see :func:`compress.merge.report.evaluate_merge`); fills ``report.evaluation``.
     progress : callable, default=None
         Called as ``progress(done, total, name)``.
+    unsafe : bool, default=False
+        Load a model path with its embedded code.
 
     Returns
     -------
     model : keras.Model
         Rebuilt with smaller layers, names kept, uncompiled.
     report : MergeReport
+        The loader's notes (for a path) come after the merge's own.
 
     Examples
     --------
@@ -185,6 +193,8 @@ def merge_redundant(model, *, metric="pearson", threshold=None, ratio=None, laye
     >>> [(layer.name, layer.neurons_before, layer.neurons_after) for layer in report.layers]  # doctest: +SKIP
     """
     _check_options(metric, threshold, ratio, twin_tolerance)
+    loaded = as_model(model, unsafe=unsafe)
+    model = loaded.model
     if threshold is None and ratio is None:
         threshold = _DEFAULT_THRESHOLDS[metric]
     entries, _ = collect_entries(model, layers)  # validates --layers names
@@ -215,6 +225,9 @@ def merge_redundant(model, *, metric="pearson", threshold=None, ratio=None, laye
     record_params(report, model, merged)
     if state.added_bias:
         report.notes.append(f"gave a bias to {', '.join(sorted(state.added_bias))} to absorb normalization offsets")
+    report.notes.extend(loaded.notes)
+    if evaluate_on is not None:
+        report.evaluate(model, merged, evaluate_on)
     return merged, report
 
 

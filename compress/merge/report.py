@@ -1,10 +1,20 @@
-"""What a merge did: per layer neurons and parameters before and after, merges, refusals, evaluation."""
+"""What a merge did: per layer neurons and parameters before and after, merges, refusals, evaluation.
+
+:class:`BaseMergeReport` holds what every merge reports (layers, skips, parameter counts, the
+held-out evaluation, notes); :class:`MergeReport` (by weights) and
+:class:`compress.merge.by_data.DataMergeReport` (by data) add their settings.
+"""
 
 from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["LayerMerge", "MergeReport", "compare_models", "outcome_dict", "record_params"]
+from analysis.data import Dataset
+from analysis.inputs import as_dataset, is_path
+from analysis.results import layer_named
+from compress.quantize.compare import compare_outputs
+
+__all__ = ["BaseMergeReport", "LayerMerge", "MergeReport", "compare_models", "evaluate_merge", "record_params"]
 
 
 @dataclass
@@ -67,17 +77,16 @@ class LayerMerge:
         }
 
 
-@dataclass
-class MergeReport:
-    """A whole model's merge.
+@dataclass(kw_only=True)
+class BaseMergeReport:
+    """What every merge reports, whichever way it chose the neurons.
 
     Attributes
     ----------
     model : str
-    metric : {"pearson", "mad", "cosine"}
-    threshold : float or None
-    ratio : float or None
-    layers : list of LayerMerge
+    layers : list
+        One report per producer layer (:class:`LayerMerge` or
+        :class:`compress.merge.by_data.LayerDataMerge`).
     skipped : list of SkippedLayer
         Layers left alone entirely, with the reason.
     layer_params : dict
@@ -86,14 +95,11 @@ class MergeReport:
     params_before, params_after : int
         Whole model.
     evaluation : dict or None
-        From :func:`compare_models` when data was given.
+        From :func:`evaluate_merge` when the merge was given held-out data (``evaluate_on=``).
     notes : list of str
     """
 
     model: str
-    metric: str
-    threshold: float
-    ratio: float
     layers: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
     layer_params: dict = field(default_factory=dict)
@@ -102,44 +108,66 @@ class MergeReport:
     evaluation: dict = None
     notes: list = field(default_factory=list)
 
+    #: ``"weights"`` or ``"data"``: the ``mode`` of :func:`compress.merge_neurons` that makes it.
+    mode = None
+
     @property
     def removed(self):
-        return int(sum(layer.removed for layer in self.layers))
+        """Neurons removed over all layers."""
+        return int(sum(layer.neurons_before - layer.neurons_after for layer in self.layers))
+
+    def layer(self, name):
+        """The report of the producer layer called ``name``; KeyError when it was not merged."""
+        return layer_named(self.layers, name)
+
+    def evaluate(self, original, merged, data):
+        """Fill :attr:`evaluation` by comparing the two models on ``data`` (see :func:`evaluate_merge`)."""
+        self.evaluation = evaluate_merge(original, merged, data)
+        return self.evaluation
+
+    def settings(self):
+        """The keys a report's ``to_dict`` starts with after ``model``: how the merge was asked for."""
+        return {}
 
     def to_dict(self):
         return {
             "model": self.model,
-            "metric": self.metric,
-            "threshold": self.threshold,
-            "ratio": self.ratio,
-            **outcome_dict(self),
+            **self.settings(),
+            "layers": [layer.to_dict() for layer in self.layers],
+            "skipped": [layer.to_dict() for layer in self.skipped],
+            "layer_params": {name: {"before": b, "after": a} for name, (b, a) in self.layer_params.items()},
+            "totals": {
+                "neurons_removed": self.removed,
+                "params_before": self.params_before,
+                "params_after": self.params_after,
+            },
+            "evaluation": self.evaluation,
+            "notes": list(self.notes),
         }
 
 
-def outcome_dict(report):
-    """The keys every merge report's ``to_dict`` ends with: layers, skips, parameters, evaluation, notes.
+@dataclass(kw_only=True)
+class MergeReport(BaseMergeReport):
+    """A whole model's merge by weights (:func:`compress.merge.merge_redundant`).
 
-    Parameters
+    Attributes
     ----------
-    report : MergeReport or compress.merge.by_data.DataMergeReport
+    metric : {"pearson", "mad", "cosine"}
+    threshold : float or None
+    ratio : float or None
+    layers : list of LayerMerge
 
-    Returns
-    -------
-    dict
-        ``layers``, ``skipped``, ``layer_params``, ``totals``, ``evaluation``, ``notes``, in that order.
+    The other attributes are those of :class:`BaseMergeReport`.
     """
-    return {
-        "layers": [layer.to_dict() for layer in report.layers],
-        "skipped": [layer.to_dict() for layer in report.skipped],
-        "layer_params": {name: {"before": b, "after": a} for name, (b, a) in report.layer_params.items()},
-        "totals": {
-            "neurons_removed": report.removed,
-            "params_before": report.params_before,
-            "params_after": report.params_after,
-        },
-        "evaluation": report.evaluation,
-        "notes": list(report.notes),
-    }
+
+    metric: str
+    threshold: float = None
+    ratio: float = None
+
+    mode = "weights"
+
+    def settings(self):
+        return {"metric": self.metric, "threshold": self.threshold, "ratio": self.ratio}
 
 
 def _params(model, name):
@@ -169,16 +197,8 @@ def record_params(report, original, merged):
         layer_report.params_after = _params(merged, layer_report.name)
 
 
-def _labels(y):
-    y = np.asarray(y)
-    return y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else y.reshape(len(y), -1)[:, 0]
-
-
-def _classes(output):
-    output = np.asarray(output)
-    if output.ndim == 2 and output.shape[1] > 1:
-        return output.argmax(axis=1)
-    return (output.reshape(len(output), -1)[:, 0] > 0.5).astype(np.int64)
+def _predict(model, x, batch_size):
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
 
 
 def compare_models(original, merged, x, y=None, *, task="classification", batch_size=256):
@@ -189,27 +209,40 @@ def compare_models(original, merged, x, y=None, *, task="classification", batch_
     original, merged : keras.Model
     x : ndarray of shape (n_samples, ...)
     y : ndarray of shape (n_samples,) or (n_samples, k), default=None
-    task : {"classification", "regression"}
+    task : {"classification", "regression"} or None, default="classification"
+        None: judged from the output width alone (several outputs: classes; one: regression).
 
     Returns
     -------
     dict
-        ``samples``, ``max_abs_output_difference`` and, for classification, ``accuracy_before``,
-        ``accuracy_after`` (with labels) and ``agreement`` (same predicted class); for regression,
-        ``mse_before`` / ``mse_after``.
+        See :func:`compress.quantize.compare.compare_outputs`: the same agreement (and binary
+        decision threshold) as the quantization comparison.
     """
-    before = np.asarray(original.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
-    after = np.asarray(merged.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
-    result = {"samples": int(len(x)), "max_abs_output_difference": float(np.abs(before - after).max())}
-    if task == "classification":
-        predicted_before, predicted_after = _classes(before), _classes(after)
-        result["agreement"] = float(np.mean(predicted_before == predicted_after))
-        if y is not None:
-            labels = _labels(y)
-            result["accuracy_before"] = float(np.mean(predicted_before == labels))
-            result["accuracy_after"] = float(np.mean(predicted_after == labels))
-    elif y is not None:
-        target = np.asarray(y, dtype=np.float64).reshape(before.shape)
-        result["mse_before"] = float(np.mean((before - target) ** 2))
-        result["mse_after"] = float(np.mean((after - target) ** 2))
-    return result
+    return compare_outputs(_predict(original, x, batch_size), _predict(merged, x, batch_size), y, task=task)
+
+
+def evaluate_merge(original, merged, data, *, batch_size=256):
+    """A merge's held-out evaluation: :func:`compare_models` on the test split of ``data``.
+
+    Parameters
+    ----------
+    original, merged : keras.Model
+    data : Dataset, ndarray of shape (n_samples, ...), str or os.PathLike
+        A dataset's (or data specification's, loaded for ``original``) test split with its labels
+        and task; an array is compared without labels.
+
+    Returns
+    -------
+    dict
+        :func:`compare_models`' keys, and ``data``: the dataset's source (``"the given inputs"`` for
+        an array).
+    """
+    if isinstance(data, Dataset) or is_path(data):
+        dataset = as_dataset(data, original, what="evaluate_on")
+        evaluation = compare_models(original, merged, dataset.x_test, dataset.y_test, task=dataset.task,
+                                    batch_size=batch_size)
+        evaluation["data"] = dataset.source
+        return evaluation
+    evaluation = compare_models(original, merged, np.asarray(data), task=None, batch_size=batch_size)
+    evaluation["data"] = "the given inputs"
+    return evaluation

@@ -13,9 +13,9 @@ import numpy as np
 
 from analysis.errors import WeightkitError
 
-__all__ = ["OUTPUT_KINDS", "output_kind", "decision_threshold", "agreement", "output_differences",
-           "predicted_labels", "label_indices", "accuracy", "mean_absolute_error", "per_class_accuracy",
-           "score_drop", "choose_export", "DROP_BASES"]
+__all__ = ["OUTPUT_KINDS", "output_kind", "decision_threshold", "class_threshold", "agreement",
+           "output_differences", "predicted_labels", "label_indices", "accuracy", "mean_absolute_error",
+           "per_class_accuracy", "compare_outputs", "score_drop", "choose_export", "DROP_BASES"]
 
 OUTPUT_KINDS = ("multiclass", "binary", "regression")
 DROP_BASES = {
@@ -46,6 +46,11 @@ def decision_threshold(reference):
     """0.5 when every reference output lies in [0, 1] (probabilities), else 0 (logits)."""
     reference = np.asarray(reference)
     return 0.5 if reference.size and reference.min() >= 0.0 and reference.max() <= 1.0 else 0.0
+
+
+def class_threshold(reference, kind):
+    """The decision threshold for outputs of ``kind``: :func:`decision_threshold` for binary, else 0.5 (unused)."""
+    return decision_threshold(reference) if kind == "binary" else 0.5
 
 
 def _flat(outputs):
@@ -142,6 +147,46 @@ def per_class_accuracy(outputs, y, kind, n_classes, threshold=0.5):
         mask = labels == cls
         if mask.any():
             result[cls] = correct[mask].mean()
+    return result
+
+
+def compare_outputs(reference, candidate, y=None, *, task=None):
+    """Two models' outputs on the same inputs: agreement, accuracy before and after, output error.
+
+    The comparison of a merged model with its original (:func:`compress.merge.report.compare_models`);
+    agreement and the binary decision threshold are those of the quantization comparison.
+
+    Parameters
+    ----------
+    reference, candidate : ndarray of shape (n, ...)
+        Outputs of the original and of the changed model.
+    y : ndarray of shape (n,) or (n, k), default=None
+        Labels (classification) or targets (regression).
+    task : {"classification", "regression"} or None, default=None
+        See :func:`output_kind`; without it a width-1 output counts as regression.
+
+    Returns
+    -------
+    dict
+        ``samples``, ``max_abs_output_difference`` and, when the output has classes,
+        ``agreement`` (same class; binary: same side of :func:`decision_threshold` of the
+        reference) and with labels ``accuracy_before`` / ``accuracy_after``; for regression with
+        targets, ``mse_before`` / ``mse_after``.
+    """
+    reference = np.asarray(reference, dtype=np.float64)
+    candidate = np.asarray(candidate, dtype=np.float64)
+    result = {"samples": int(len(reference)), "max_abs_output_difference": output_differences(reference, candidate)[0]}
+    kind = output_kind(int(reference.shape[-1]) if reference.ndim > 1 else 1, task)
+    if kind != "regression":
+        threshold = class_threshold(reference, kind)
+        result["agreement"] = agreement(reference, candidate, kind, threshold=threshold)
+        if y is not None:
+            result["accuracy_before"] = accuracy(reference, y, kind, threshold)
+            result["accuracy_after"] = accuracy(candidate, y, kind, threshold)
+    elif y is not None:
+        target = np.asarray(y, dtype=np.float64).reshape(reference.shape)
+        result["mse_before"] = float(np.mean((reference - target) ** 2))
+        result["mse_after"] = float(np.mean((candidate - target) ** 2))
     return result
 
 

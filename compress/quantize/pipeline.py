@@ -1,20 +1,23 @@
 """Convert a model in every mode, run each ``.tflite`` and measure it against the float model.
 
 This is the glue: :mod:`.convert` makes the flatbuffers, :class:`.evaluate.TFLiteModel` runs them,
-:mod:`.compare` turns outputs into numbers and picks the export. :func:`quantize_model` returns a
-:class:`.results.QuantizationReport` and the flatbuffers; :mod:`.output` writes them.
+:mod:`.compare` turns outputs into numbers and picks the export. :func:`quantize_model` returns the
+flatbuffers and a :class:`.results.QuantizationReport`; :mod:`.output` writes them.
 """
 
 import os
 
 import numpy as np
 
+from analysis.data import Dataset
 from analysis.errors import WeightkitError
+from analysis.inputs import as_dataset, as_inputs, as_model, is_path
+from analysis.loading import is_saved_model_dir
 from compress.quantize.compare import (
     accuracy,
     agreement,
     choose_export,
-    decision_threshold,
+    class_threshold,
     mean_absolute_error,
     output_differences,
     output_kind,
@@ -25,6 +28,7 @@ from compress.quantize.convert import convert_modes
 from compress.quantize.evaluate import TFLiteModel, time_calls
 from compress.quantize.modes import MODE_NAMES, MODES
 from compress.quantize.results import ExportChoice, ModeResult, QuantizationReport, ReferenceResult
+from compress.quantize.source import ModelSource, keras_source, saved_model_source
 
 __all__ = ["quantize_model", "random_inputs", "RANDOM_INPUTS"]
 
@@ -41,12 +45,12 @@ def _output_width(shape):
     return int(shape[-1]) if len(shape) > 1 and shape[-1] is not None else 1
 
 
-def _check_modes(modes, dataset, export):
+def _check_modes(modes, data, export):
     for mode in modes:
         if mode not in MODES:
             raise WeightkitError(f"--modes: unknown mode {mode!r}; expected some of {', '.join(MODE_NAMES)}.")
     needing = [m for m in modes if MODES[m].needs_data]
-    if needing and dataset is None:
+    if needing and data is None:
         raise WeightkitError(
             f"--modes {','.join(needing)}: {'needs' if len(needing) == 1 else 'need'} calibration data for the "
             "representative dataset; pass --data DATA (training inputs) or leave "
@@ -102,21 +106,46 @@ def _check_labels(dataset, reference, kind):
         )
 
 
-def quantize_model(source, modes=MODE_NAMES, dataset=None, *, calibration_samples=200, max_drop=1.0, export=None,
+def _as_source(model, unsafe):
+    """A :class:`ModelSource` from a source, a Keras model, a model file or a SavedModel folder."""
+    if isinstance(model, ModelSource):
+        return model
+    if is_path(model) and is_saved_model_dir(os.fspath(model)):
+        return saved_model_source(os.fspath(model))
+    loaded = as_model(model, unsafe=unsafe)
+    return keras_source(loaded.model, path=loaded.path)
+
+
+def _as_data(data, source, seed):
+    """``(dataset, inputs)``: a Dataset (labels, splits) or an array of unlabelled inputs, or neither."""
+    if data is None:
+        return None, None
+    if isinstance(data, Dataset) or is_path(data):
+        view = source.keras_model if source.keras_model is not None else source.shape_view()
+        return as_dataset(data, view, seed=seed), None
+    inputs, _ = as_inputs(data, source.keras_model)  # an array: no model needed
+    return None, np.asarray(inputs, dtype=np.float32)
+
+
+def quantize_model(model, modes=MODE_NAMES, data=None, *, calibration_samples=200, max_drop=1.0, export=None,
                    seed=0, random_samples=256, latency_repeats=50, throughput_repeats=10, batch_size=64,
-                   output_dir=None, verbose=False, progress=None):
-    """Convert ``source`` in each mode, evaluate every ``.tflite`` and choose the one to export.
+                   output_dir=None, verbose=False, progress=None, unsafe=False):
+    """Convert a model in each mode, evaluate every ``.tflite`` and choose the one to export.
 
     Parameters
     ----------
-    source : ModelSource
-        From :func:`~compress.quantize.source.keras_source` or
+    model : keras.Model, ModelSource, str or os.PathLike
+        A Keras model; a ``.keras`` / ``.h5`` path (loaded with :func:`analysis.load_model`, safe
+        mode unless ``unsafe``); a SavedModel folder; or a source from
+        :func:`~compress.quantize.source.keras_source` /
         :func:`~compress.quantize.source.saved_model_source`.
     modes : sequence of str, default=all modes
-    dataset : analysis.data.Dataset, default=None
-        Already fitted to the model's input. Its training inputs calibrate the integer modes and
-        its test split measures accuracy (or MAE). Without it, agreement and output error are
-        measured on random inputs and the integer modes cannot run.
+    data : Dataset, ndarray, str or os.PathLike, default=None
+        A dataset fitted to the model's input, or a data specification loaded for the model: its
+        training inputs calibrate the integer modes and its test split measures accuracy (or
+        MAE). An array of inputs calibrates and is compared on, without labels. Without data,
+        agreement and output error are measured on random inputs and the integer modes cannot
+        run.
     calibration_samples : int, default=200
         Size of the seeded random sample of training inputs used as representative dataset.
     max_drop : float, default=1.0
@@ -137,20 +166,30 @@ def quantize_model(source, modes=MODE_NAMES, dataset=None, *, calibration_sample
         Let the converter print its logs.
     progress : callable, default=None
         Called as ``progress(done, total, what)``.
+    unsafe : bool, default=False
+        Load a model path with its embedded code.
 
     Returns
     -------
-    report : QuantizationReport
     contents : dict of str to bytes
-        The ``.tflite`` flatbuffer of every converted mode.
+        The ``.tflite`` flatbuffer of every converted mode (what :func:`write_outputs` writes).
+    report : QuantizationReport
     """
     modes = list(modes)
-    _check_modes(modes, dataset, export)
+    _check_modes(modes, data, export)
+    source = _as_source(model, unsafe)
+    dataset, inputs = _as_data(data, source, seed)
     notes = []
     if dataset is not None:
         x = np.asarray(dataset.x_test, dtype=np.float32)
         evaluation = f"test split of {dataset.source} ({len(x)} samples)"
         task = dataset.task
+    elif inputs is not None:
+        x = inputs
+        evaluation = f"{len(x)} given inputs; no labels"
+        task = None
+        notes.append(f"data without labels: outputs compared on the {len(x)} given inputs, which also calibrate the "
+                     "integer modes; only agreement and output error are measured, not accuracy")
     else:
         x = random_inputs(source.input_shape, random_samples, seed)
         evaluation = f"{len(x)} random inputs ({RANDOM_INPUTS}); no labels"
@@ -160,7 +199,7 @@ def quantize_model(source, modes=MODE_NAMES, dataset=None, *, calibration_sample
     reference = source.predict(x)
     kind = output_kind(_output_width(source.output_shape), task)
     _check_labels(dataset, reference, kind)
-    threshold = decision_threshold(reference) if kind == "binary" else 0.5
+    threshold = class_threshold(reference, kind)
     measure = _Measure(reference, dataset, kind, threshold)
     ref_accuracy, ref_mae = measure.task_scores(reference)
     timing_batch = _batch_of(x, batch_size)
@@ -169,7 +208,8 @@ def quantize_model(source, modes=MODE_NAMES, dataset=None, *, calibration_sample
         latency_ms=1000.0 * time_calls(lambda: source.call(x[:1]), latency_repeats, warmup=2),
         throughput=batch_size / time_calls(lambda: source.call(timing_batch), throughput_repeats, warmup=1))
 
-    conversions = convert_modes(source, modes, calibration=None if dataset is None else dataset.x_train,
+    calibration = inputs if dataset is None else dataset.x_train
+    conversions = convert_modes(source, modes, calibration=calibration,
                                 calibration_samples=calibration_samples, seed=seed, verbose=verbose,
                                 progress=progress)
     rows, contents = [], {}
@@ -212,7 +252,7 @@ def quantize_model(source, modes=MODE_NAMES, dataset=None, *, calibration_sample
     mode, reason = choose_export(candidates, max_drop=max_drop, export=export, basis=basis, order=modes)
     path = os.path.join(output_dir, "model.tflite") if output_dir is not None else "model.tflite"
     report.exported = ExportChoice(mode=mode, path=path, reason=reason)
-    return report, contents
+    return contents, report
 
 
 def _batch_of(x, batch_size):

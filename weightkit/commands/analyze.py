@@ -15,7 +15,7 @@ from weightkit._common import (
     threshold_option,
     unsafe_option,
 )
-from weightkit.commands._activations import add_activations, data_option, load_dataset, samples_option
+from weightkit.commands._activations import data_option, load_dataset, samples_option
 
 
 @click.command()
@@ -38,7 +38,7 @@ from weightkit.commands._activations import add_activations, data_option, load_d
 @debug_option
 def analyze(model, metric, threshold, layers, include_bias, json_path, force, memory_budget, data, samples, unsafe):
     """Find groups of redundant neurons in every layer of MODEL (.keras or .h5)."""
-    from analysis import WeightkitError, analyze_model
+    from analysis import WeightkitError, analyze
     from analysis.io import atomic_write_json, check_output
     from reports.console import print_analysis
 
@@ -50,12 +50,9 @@ def analyze(model, metric, threshold, layers, include_bias, json_path, force, me
     loaded = load_model_or_exit(model, unsafe=unsafe, compile=False)
     dataset = load_dataset(data, loaded.model) if data else None
     with progress_reporter("analyzing") as progress:
-        result = analyze_model(loaded.model, metric=metric, threshold=threshold, layers=_names(layers),
-                               include_bias=include_bias, memory_budget=memory_budget * 2**20,
-                               progress=progress, path=model, notes=loaded.notes)
-        if dataset is not None:
-            add_activations(result, loaded.model, dataset, samples=samples, layers=_names(layers), metric=metric,
-                            threshold=threshold, progress=progress)
+        result = analyze(loaded.model, metric=metric, threshold=threshold, layers=_names(layers),
+                         include_bias=include_bias, data=dataset, samples=samples,
+                         memory_budget=memory_budget * 2**20, progress=progress, path=model, notes=loaded.notes)
     print_analysis(result, stdout_console())
     if dataset is not None:
         from reports.activation_console import print_activations

@@ -16,7 +16,7 @@ from weightkit._common import (
     stdout_console,
     unsafe_option,
 )
-from weightkit.commands._activations import check_merge_mode, data_merge, load_dataset, samples_option
+from weightkit.commands._activations import check_merge_mode, load_dataset, samples_option
 
 
 @click.command()
@@ -59,7 +59,7 @@ def merge(model, output, metric, threshold, ratio, layers, exclude_bias, twin_to
     """
     from analysis.errors import WeightkitError
     from analysis.io import atomic_path, atomic_write_json, check_output
-    from compress.merge.by_weights import merge_redundant
+    from compress.merge import merge_neurons
 
     check_merge_mode(mode, data, threshold, max_error)
     if not output.lower().endswith(".keras"):
@@ -72,20 +72,15 @@ def merge(model, output, metric, threshold, ratio, layers, exclude_bias, twin_to
     check_output(report_path, force=force, inputs=(model, data))
     loaded = load_model_or_exit(model, unsafe=unsafe, compile=False, finite=True)
     dataset = load_dataset(data, loaded.model) if data else None
+    if mode == "data":
+        options = {"max_error": max_error, "samples": samples}
+    else:
+        options = {"metric": metric, "threshold": threshold, "include_bias": not exclude_bias,
+                   "twin_tolerance": twin_tolerance}
     with progress_reporter("merging") as progress:
-        if mode == "data":
-            merged, report = data_merge(loaded.model, dataset, ratio=ratio, max_error=max_error,
-                                        layers=list(layers) or None, samples=samples, progress=progress)
-        else:
-            merged, report = merge_redundant(loaded.model, metric=metric, threshold=threshold, ratio=ratio,
-                                             layers=list(layers) or None, include_bias=not exclude_bias,
-                                             twin_tolerance=twin_tolerance, progress=progress)
+        merged, report = merge_neurons(loaded.model, mode, dataset if mode == "data" else None, evaluate_on=dataset,
+                                       ratio=ratio, layers=list(layers) or None, progress=progress, **options)
     report.notes.extend(loaded.notes)
-    if dataset is not None:
-        from compress.merge.report import compare_models
-
-        report.evaluation = compare_models(loaded.model, merged, dataset.x_test, dataset.y_test, task=dataset.task)
-        report.evaluation["data"] = dataset.source
     with atomic_path(output, suffix=".keras") as temporary:
         merged.save(temporary)
     document = report.to_dict()

@@ -96,7 +96,7 @@ def quantize(model, output, data, modes, calibration_samples, max_drop, export, 
 
     with atomic_directory(output, force=force) as work:
         with progress_reporter("quantizing") as progress:
-            report, contents = quantize_model(source, chosen, dataset, calibration_samples=calibration_samples,
+            contents, report = quantize_model(source, chosen, dataset, calibration_samples=calibration_samples,
                                               max_drop=max_drop, export=export, seed=seed, output_dir=output,
                                               verbose=verbose, progress=progress)
         write_outputs(report, contents, work)

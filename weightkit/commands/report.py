@@ -50,9 +50,7 @@ def report(model, output, metric, threshold, layers, include_bias, data, samples
     with progress_reporter("analyzing and drawing") as progress:
         result = write_report(loaded.model, output, metric=metric, threshold=threshold,
                               layers=_names(layers), include_bias=include_bias, force=force,
-                              progress=progress, path=model, notes=loaded.notes,
-                              data=None if dataset is None else dataset.x_train, samples=samples,
-                              data_source=None if dataset is None else f"{dataset.source} (training split)")
+                              progress=progress, path=model, notes=loaded.notes, data=dataset, samples=samples)
     figures = len(os.listdir(os.path.join(output, "figures")))
     click.echo(f"wrote {os.path.join(output, 'index.html')}: {len(result.layers)} layer entries, "
                f"{len(result.skipped)} skipped, {figures} figures; {result.removable:,} removable neurons")

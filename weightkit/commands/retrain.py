@@ -16,7 +16,7 @@ from weightkit._common import (
     unsafe_option,
 )
 
-#: Mirrors compress.decorrelate.retrain.DEFAULT_STRENGTH (not imported here: that would load TensorFlow on --help).
+#: Mirrors compress.decorrelate.training.DEFAULT_STRENGTH (not imported here: that would load TensorFlow on --help).
 DEFAULT_STRENGTH = 1.0
 
 
@@ -82,12 +82,10 @@ def retrain(model, data, output, strength, epochs, layers, batch_size, learning_
     from analysis.data_checks import load_data_for_model
 
     dataset = load_data_for_model(data, loaded.model, target=target, seed=seed)
-    import numpy as np
-
     from analysis.io import atomic_path, atomic_write_json
     from compress.decorrelate.kernels import select_kernels
-    from compress.decorrelate.retrain import infer_loss
-    from compress.decorrelate.retrain import retrain as run_retrain
+    from compress.decorrelate.training import infer_loss
+    from compress.decorrelate.training import retrain as run_retrain
     from reports.retrain_plot import plot_retrain
 
     select_kernels(loaded.model, list(layers) or None)  # user errors before any output
@@ -101,14 +99,10 @@ def retrain(model, data, output, strength, epochs, layers, batch_size, learning_
             loaded.model, dataset, strength=strength, epochs=epochs, layers=list(layers) or None,
             batch_size=batch_size, learning_rate=learning_rate, validation_split=validation_split, loss=loss,
             compiled_loss=compiled_loss, work_dir=work, resume=resume, keep_regularizer=keep_regularizer,
-            seed=seed, callbacks=[_EpochNotes(epochs)])
+            seed=seed, callbacks=[_EpochNotes(epochs)], label=output)
     except KeyboardInterrupt:
         note(f"interrupted; finished epochs are kept in {work}: rerun with --resume to continue")
         raise
-    if not all(np.isfinite(weight).all() for weight in trained.get_weights()):
-        shutil.rmtree(work, ignore_errors=True)  # its backup diverged too: nothing to resume
-        raise WeightkitError(f"{output}: training diverged (the weights became NaN or Inf), so nothing was written; "
-                             f"lower --learning-rate (now {learning_rate:g}) or --strength (now {strength:g}).")
     with atomic_path(output, suffix=".keras") as temporary:
         trained.save(temporary)
     document = {"model": model, "output": output, "data": data, **result.to_dict()}

@@ -1,8 +1,8 @@
 """The whole journey on one trained model: analyze, retrain, merge, quantize, and measure every stage.
 
 :func:`run_journey` calls the same library functions the commands do
-(:func:`analysis.analyze_model` or a caller's analyzer, :func:`compress.decorrelate.retrain.retrain`,
-:func:`compress.merge.merge_redundant`, :func:`compress.quantize.quantize_model`), writes each
+(:func:`analysis.analyze` or a caller's analyzer, :func:`compress.retrain`,
+:func:`compress.merge_neurons`, :func:`compress.quantize_model`), writes each
 stage's files into a folder, and returns a :class:`Journey`: one :class:`Stage` per model it made,
 each measured the same way (parameters, file size, held-out accuracy, agreement with the original,
 mean |r|, redundant groups). ``reports.journey_page`` renders it; nothing here draws a page.
@@ -218,9 +218,9 @@ def choose_quantize_source(stages, max_drop):
 
 
 def _default_analyzer(model, stage, directory):
-    from analysis import analyze_model
+    from analysis import analyze
 
-    return analyze_model(model, path=stage.path)
+    return analyze(model, path=stage.path)
 
 
 class _Clock:
@@ -257,7 +257,7 @@ def run_journey(model, dataset, directory, *, prefix="", name=None, retrain_epoc
         File name stem of the original (``model.name`` when None).
     retrain_epochs : int, default=10
     strength : float, default=None
-        Decorrelation strength (:data:`compress.decorrelate.retrain.DEFAULT_STRENGTH` when None).
+        Decorrelation strength (:data:`compress.decorrelate.training.DEFAULT_STRENGTH` when None).
     ratio : float, default=0.5
         Share of each layer's neurons the ratio merges remove.
     threshold : float, default=None
@@ -271,7 +271,7 @@ def run_journey(model, dataset, directory, *, prefix="", name=None, retrain_epoc
     analyzer : callable, default=None
         ``analyzer(model, stage, folder) -> analysis.ModelAnalysis`` for each Keras stage, with
         ``folder`` the stage's absolute folder; it may add files to ``stage.files``. Default:
-        :func:`analysis.analyze_model` (no files). ``weightkit demo`` writes a report here.
+        :func:`analysis.analyze` (no files). ``weightkit demo`` writes a report here.
     progress : callable, default=None
         ``progress(done, total, what)`` before each stage.
     on_stage : callable, default=None
@@ -281,11 +281,11 @@ def run_journey(model, dataset, directory, *, prefix="", name=None, retrain_epoc
     -------
     Journey
     """
-    from compress.decorrelate.retrain import DEFAULT_STRENGTH, retrain
-    from compress.merge.by_weights import merge_redundant
+    from compress.decorrelate.training import DEFAULT_STRENGTH, retrain
+    from compress.merge import merge_neurons
     from compress.merge.report import compare_models
-    from compress.quantize import TFLiteModel, keras_source, output_kind, quantize_model, write_outputs
-    from compress.quantize.compare import agreement as class_agreement
+    from compress.quantize import TFLiteModel, keras_source, quantize_model, write_outputs
+    from compress.quantize.compare import compare_outputs
     from reports.quantize_plot import plot_comparison
 
     if dataset.task != "classification":
@@ -338,10 +338,8 @@ def run_journey(model, dataset, directory, *, prefix="", name=None, retrain_epoc
         return stage
 
     def merge_stage(key, source_model, source_key, clock, **options):
-        merged, report = merge_redundant(source_model, **options)
         # As `weightkit merge --data` does: measured against the model it was merged from.
-        report.evaluation = compare_models(source_model, merged, dataset.x_test, dataset.y_test, task=dataset.task)
-        report.evaluation["data"] = dataset.source
+        merged, report = merge_neurons(source_model, "weights", evaluate_on=dataset, **options)
         document = report.to_dict()
         rule = f"ratio {ratio:g}" if "ratio" in options else f"every group with r ≥ {threshold:g}"
         details = {"rule": rule, "neurons_removed": report.removed, "params_before": report.params_before,
@@ -401,13 +399,12 @@ def run_journey(model, dataset, directory, *, prefix="", name=None, retrain_epoc
     quantized_folder = _join(prefix, "quantized")
     absolute = os.path.join(directory, "quantized")
     os.makedirs(absolute, exist_ok=True)
-    report, contents = quantize_model(keras_source(source_model, path=source_path), modes, dataset,
+    contents, report = quantize_model(keras_source(source_model, path=source_path), modes, dataset,
                                       calibration_samples=calibration_samples, max_drop=max_drop, seed=seed,
                                       output_dir=quantized_folder)
     write_outputs(report, contents, absolute)
     plot_comparison(report, os.path.join(absolute, "comparison.png"))
     reference = np.asarray(model.predict(dataset.x_test, batch_size=256, verbose=0), dtype=np.float32)
-    kind = output_kind(int(reference.shape[-1]), dataset.task)
     elapsed_wall, elapsed_cpu = time.perf_counter() - clock.wall, time.process_time() - clock.cpu
     converted = [row for row in report.modes if row.ok]
     for row in report.modes:
@@ -422,7 +419,7 @@ def run_journey(model, dataset, directory, *, prefix="", name=None, retrain_epoc
         stage.bytes = int(row.bytes)
         stage.accuracy = row.accuracy
         outputs = TFLiteModel(contents[row.mode]).predict(dataset.x_test, batch_size=256).reshape(reference.shape)
-        stage.agreement = float(class_agreement(reference, outputs, kind))
+        stage.agreement = compare_outputs(reference, outputs, task=dataset.task)["agreement"]
         stage.details = {"agreement_with_source": row.agreement, "drop_points": row.drop,
                          "max_abs_diff": row.max_abs_diff, "size_ratio": row.size_ratio,
                          "latency_ms": row.latency_ms}

@@ -3,7 +3,8 @@
 The glue between a loaded model, a :class:`analysis.data.Dataset` and Keras' ``fit``: choose a
 ``tf.distribute`` strategy, copy the model into it, pick the loss, attach the regularizer, train
 with a backup that survives interruption, and report accuracy and redundancy before and after.
-The command line (``weightkit retrain``) only adds file handling around :func:`retrain`.
+The command line (``weightkit retrain``) only adds file handling around :func:`retrain`; the
+check that training did not diverge is here.
 """
 
 import csv
@@ -15,6 +16,7 @@ import numpy as np
 
 from analysis._tf import import_keras, import_tensorflow
 from analysis.errors import WeightkitError
+from analysis.inputs import as_dataset, as_model
 from analysis.rows import layer_neuron_rows
 from compress.decorrelate.kernels import attach_decorrelation, detach_decorrelation
 from compress.decorrelate.monitor import RedundancyMonitor, monitored_entries, redundancy_summary
@@ -256,15 +258,20 @@ def _validation_split(dataset, fraction, seed):
 
 def retrain(model, dataset, *, strength=DEFAULT_STRENGTH, epochs=10, layers=None, batch_size=32,
             learning_rate=1e-3, validation_split=0.1, loss=None, compiled_loss=None, work_dir=None,
-            resume=False, keep_regularizer=False, threshold=0.9, seed=0, callbacks=(), verbose=0):
+            resume=False, keep_regularizer=False, threshold=0.9, seed=0, callbacks=(), verbose=0,
+            label=None, unsafe=False):
     """Fine-tune ``model`` with the decorrelation regularizer; measure before and after.
 
     Parameters
     ----------
-    model : keras.Model
-        Built; not modified (a copy is trained).
-    dataset : Dataset
-        Already checked against the model (:func:`analysis.data.check_data_against_model`).
+    model : keras.Model, str or os.PathLike
+        Built; not modified (a copy is trained). A path is loaded with
+        :func:`analysis.load_model` (safe mode unless ``unsafe``) with its compiled settings,
+        and the loss it was saved with is used when neither ``loss`` nor ``compiled_loss`` is given.
+    dataset : Dataset, str or os.PathLike
+        Training data with a held-out split: a dataset already checked against the model
+        (:func:`analysis.data_checks.check_data_against_model`), or a data specification loaded
+        for it (seeded with ``seed``).
     strength : float, default=DEFAULT_STRENGTH
         :class:`DecorrelationRegularizer` strength.
     epochs : int, default=10
@@ -294,12 +301,29 @@ def retrain(model, dataset, *, strength=DEFAULT_STRENGTH, epochs=10, layers=None
         Run after the built-in ones (after the epoch's backup is written).
     verbose : int, default=0
         Passed to ``fit``.
+    label : str, default=None
+        What error messages call the run (``weightkit retrain`` passes its output path);
+        ``model '<name>'`` when None.
+    unsafe : bool, default=False
+        Load a model path with its embedded code.
 
     Returns
     -------
     trained : keras.Model
     result : RetrainResult
+
+    Raises
+    ------
+    WeightkitError
+        When training diverged (a weight became NaN or Inf); the backup in ``work_dir``, which
+        diverged too, is removed.
     """
+    loaded = as_model(model, unsafe=unsafe, compile=True)
+    model = loaded.model
+    if compiled_loss is None and loss is None and loaded.path is not None and loaded.compiled:
+        compiled_loss = getattr(model, "loss", None)
+    dataset = as_dataset(dataset, model, seed=seed, what="dataset")
+    label = f"model {model.name!r}" if label is None else label
     strategy, strategy_name = choose_strategy()
     keras.utils.set_random_seed(seed)
     notes = []
@@ -339,6 +363,11 @@ def retrain(model, dataset, *, strength=DEFAULT_STRENGTH, epochs=10, layers=None
 
     history = work.fit(x_train, y_train, validation_data=validation, epochs=epochs, batch_size=batch_size,
                        shuffle=True, callbacks=fit_callbacks, verbose=verbose)
+    if not all(np.isfinite(weight).all() for weight in work.get_weights()):
+        if work_dir is not None:
+            shutil.rmtree(work_dir, ignore_errors=True)  # its backup diverged too: nothing to resume
+        raise WeightkitError(f"{label}: training diverged (the weights became NaN or Inf), so nothing was written; "
+                             f"lower --learning-rate (now {learning_rate:g}) or --strength (now {strength:g}).")
     initial_epoch = int(getattr(work, "_initial_epoch", 0) or 0)
     full_history = _read_history(history_path) if history_path else {}
     if not full_history:

@@ -1,0 +1,128 @@
+"""What every verb accepts: a model or the path of one, and data in three forms.
+
+The verbs (:func:`analysis.analyze`, :func:`analysis.analyze_activations`,
+:func:`compress.merge_neurons`, :func:`compress.retrain`, :func:`compress.quantize_model`,
+:func:`reports.write_report`) take
+
+- ``model``: a ``keras.Model``, or the path of a ``.keras`` / ``.h5`` file, loaded with
+  :func:`analysis.load_model` in safe mode;
+- ``data``: an :class:`analysis.data.Dataset`, a numpy array of inputs, or a data specification
+  (``PATH.npz``, ``PATH.csv``, an image folder, ``sklearn:NAME``) loaded for the model with
+  :func:`analysis.data_checks.load_data_for_model`.
+
+They turn their arguments into objects here, once, so that every verb accepts the same things
+and words its errors the same way.
+"""
+
+import os
+
+import numpy as np
+
+from analysis._tf import import_keras
+from analysis.data import Dataset
+from analysis.data_checks import load_data_for_model
+from analysis.errors import WeightkitError
+from analysis.loading import LoadedModel, load_model
+
+__all__ = ["as_model", "as_dataset", "as_inputs", "is_path"]
+
+_SPEC_HINT = "PATH.npz, PATH.csv, an image folder or sklearn:NAME"
+
+
+def is_path(value):
+    """True for a ``str`` or ``os.PathLike``: what the verbs load instead of using as is."""
+    return isinstance(value, (str, os.PathLike))
+
+
+def as_model(model, *, unsafe=False, compile=False):
+    """A :class:`~analysis.loading.LoadedModel` from a model or the path of one.
+
+    Parameters
+    ----------
+    model : keras.Model, str or os.PathLike
+        A path is loaded with :func:`analysis.load_model` (safe mode unless ``unsafe``).
+    unsafe : bool, default=False
+        Passed to :func:`analysis.load_model`.
+    compile : bool, default=False
+        Passed to :func:`analysis.load_model` (restore the saved loss and optimizer).
+
+    Returns
+    -------
+    LoadedModel
+        For a model given in memory: ``path=None``, ``format=None``, no notes, and ``compiled``
+        whether it has a loss.
+
+    Raises
+    ------
+    WeightkitError
+        When ``model`` is neither, or the file cannot be loaded.
+    """
+    if isinstance(model, LoadedModel):
+        return model
+    if is_path(model):
+        return load_model(model, unsafe=unsafe, compile=compile)
+    keras = import_keras()
+    if not isinstance(model, keras.Model):
+        raise WeightkitError(
+            f"Expected a keras.Model or the path of a .keras or .h5 file, got {type(model).__name__}; "
+            "pass the model itself or the file it was saved to."
+        )
+    compiled = bool(getattr(model, "compiled", False) and getattr(model, "loss", None) is not None)
+    return LoadedModel(model=model, path=None, format=None, notes=[], compiled=compiled)
+
+
+def as_dataset(data, model, *, seed=0, what="data"):
+    """An :class:`analysis.data.Dataset` (with labels and a held-out split) from a dataset or a spec.
+
+    Parameters
+    ----------
+    data : Dataset, str or os.PathLike
+        A spec is loaded for ``model`` (image size, channels, task) and checked against it.
+    model : keras.Model
+    seed : int, default=0
+        Seed of the split when the source has none.
+    what : str, default="data"
+        The argument's name, for the message.
+
+    Returns
+    -------
+    Dataset
+        ``data`` itself when it is one.
+    """
+    if isinstance(data, Dataset):
+        return data
+    if is_path(data):
+        return load_data_for_model(os.fspath(data), model, seed=seed)
+    raise WeightkitError(
+        f"{what}: expected an analysis.data.Dataset or a data specification ({_SPEC_HINT}), got "
+        f"{type(data).__name__}; labels and a held-out split are needed here, so a bare array of inputs "
+        "does not do: wrap it as Dataset(x_train, y_train, x_test, y_test, source, task)."
+    )
+
+
+def as_inputs(data, model, *, seed=0, what="data"):
+    """Model inputs from a dataset (its training split), an array, or a spec.
+
+    Parameters
+    ----------
+    data : Dataset, ndarray of shape (n_inputs, *input_shape), str or os.PathLike
+    model : keras.Model
+        A spec is loaded for it (see :func:`as_dataset`).
+    seed : int, default=0
+    what : str, default="data"
+
+    Returns
+    -------
+    x : ndarray of shape (n_inputs, *input_shape)
+    source : str or None
+        ``"<source> (training split)"`` for a dataset or spec; None for an array.
+    """
+    if isinstance(data, Dataset) or is_path(data):
+        dataset = as_dataset(data, model, seed=seed, what=what)
+        return dataset.x_train, f"{dataset.source} (training split)"
+    if isinstance(data, np.ndarray) or hasattr(data, "__array__"):
+        return np.asarray(data), None
+    raise WeightkitError(
+        f"{what}: expected an analysis.data.Dataset, an array of inputs or a data specification ({_SPEC_HINT}), "
+        f"got {type(data).__name__}."
+    )
