@@ -3,8 +3,13 @@
 Accepted specifications:
 
 - ``PATH.npz`` with ``x``, ``y`` (split here) or ``x_train``, ``y_train``, ``x_test``, ``y_test``;
+  a model with several inputs takes ``x0``, ``x1``... or ``x_<input name>`` (each with ``_train`` /
+  ``_test`` where split), labels of several outputs ``y0``, ``y1``... or ``y_<output name>``; ``y``
+  goes with the first output. Labels are optional: without any ``y`` the dataset has inputs only
+  (enough for ``analyze --data``, ``report --data`` and ``merge --mode data``);
 - ``PATH.csv`` with a header and a label column (``target``, default the last column);
-- a folder of images in class subfolders (``keras.utils.image_dataset_from_directory``);
+- a folder of images in class subfolders (``keras.utils.image_dataset_from_directory``), or of
+  images alone (inputs only, no labels);
 - ``sklearn:NAME`` for scikit-learn's bundled datasets: digits (pixels scaled to [0, 1]), iris,
   wine, breast_cancer, diabetes (regression). No download.
 
@@ -31,37 +36,80 @@ class Dataset:
 
     Attributes
     ----------
-    x_train : ndarray of shape (n_train, ...)
-    y_train : ndarray of shape (n_train,) or (n_train, k)
-    x_test : ndarray of shape (n_test, ...)
-    y_test : ndarray of shape (n_test,) or (n_test, k)
+    x_train : ndarray of shape (n_train, ...), or list of them
+        One array per model input (a list, in the model's input order, for several inputs).
+    y_train : ndarray of shape (n_train, ...), list of them (or of None), or None
+        Labels: one array, one per model output (None for an output without labels), or None
+        for a dataset of inputs only.
+    x_test, y_test
+        The held-out split, in the same form.
     source : str
         The specification it was loaded from.
-    task : {"classification", "regression"}
+    task : {"classification", "regression"} or None
+        Of the first labelled output; None without labels.
+    input_keys, output_keys : tuple of str
+        The ``.npz`` array names behind a list of inputs or labels (``("x0", "x1")``,
+        ``("y_class", "y_box")``), for :func:`analysis.data_checks.fit_to_model` to order them.
     """
 
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
+    x_train: object
+    y_train: object
+    x_test: object
+    y_test: object
     source: str
-    task: str
+    task: object
+    input_keys: tuple = ()
+    output_keys: tuple = ()
+
+    @property
+    def labelled(self):
+        """Whether the dataset has labels for at least one output."""
+        return _first_labels(self.y_train) is not None
+
+    @property
+    def n_train(self):
+        return len(self.x_train[0]) if isinstance(self.x_train, list) else len(self.x_train)
+
+    @property
+    def n_test(self):
+        return len(self.x_test[0]) if isinstance(self.x_test, list) else len(self.x_test)
 
     @property
     def n_classes(self):
-        if self.task != "classification":
+        """Classes of the first labelled output (None for regression or without labels)."""
+        if self.task != "classification" or not self.labelled:
             return None
-        y = np.concatenate([self.y_train, self.y_test])
+        y = np.concatenate([_first_labels(self.y_train), _first_labels(self.y_test)])
         return int(y.shape[1]) if y.ndim == 2 else int(y.max()) + 1
 
 
-def _split(x, y, source, task, test_fraction, seed):
-    n = len(x)
+def _first_labels(y):
+    if isinstance(y, list):
+        return next((labels for labels in y if labels is not None), None)
+    return y
+
+
+def _length(x):
+    return len(x[0]) if isinstance(x, list) else len(x)
+
+
+def _take(x, indices):
+    if x is None:
+        return None
+    if isinstance(x, list):
+        return [None if a is None else a[indices] for a in x]
+    return x[indices]
+
+
+def _split(x, y, source, task, test_fraction, seed, input_keys=(), output_keys=()):
+    n = _length(x)
     if n == 0:
         raise WeightkitError(f"{source}: the dataset is empty; give at least 2 samples.")
-    if len(y) != n:
+    labels = [a for a in (y if isinstance(y, list) else [y]) if a is not None]
+    if any(len(a) != n for a in labels):
         raise WeightkitError(
-            f"{source}: {n} inputs but {len(y)} labels; x and y must have the same length."
+            f"{source}: {n} inputs but {len(next(a for a in labels if len(a) != n))} labels; x and y must have "
+            "the same length."
         )
     if n < 2:
         raise WeightkitError(f"{source}: only {n} sample; give at least 2 so a test split exists.")
@@ -69,10 +117,13 @@ def _split(x, y, source, task, test_fraction, seed):
     order = rng.permutation(n)
     n_test = min(n - 1, max(1, int(round(test_fraction * n))))
     test, train = order[:n_test], order[n_test:]
-    return Dataset(x[train], y[train], x[test], y[test], source, task)
+    return Dataset(_take(x, train), _take(y, train), _take(x, test), _take(y, test), source, task,
+                   tuple(input_keys), tuple(output_keys))
 
 
 def _task_of(y):
+    if y is None:
+        return None
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] > 1 and set(np.unique(y)).issubset({0, 1}):
         return "classification"
@@ -121,23 +172,69 @@ def _load_npz(path, test_fraction, seed):
         ) from error
     except (OSError, zipfile.BadZipFile, EOFError) as error:
         raise WeightkitError(f"{path}: not a readable .npz file ({error}); save it with np.savez.") from error
-    if {"x_train", "y_train", "x_test", "y_test"} <= arrays.keys():
-        parts = [_numeric(arrays[k], path, k) for k in ("x_train", "y_train", "x_test", "y_test")]
-        for x_key, y_key, x, y in (("x_train", "y_train", parts[0], parts[1]), ("x_test", "y_test", parts[2], parts[3])):
-            if len(x) == 0:
-                raise WeightkitError(f"{path}: {x_key} is empty; give at least one sample.")
-            if len(x) != len(y):
-                raise WeightkitError(f"{path}: {x_key} has {len(x)} samples but {y_key} has {len(y)}; they must match.")
-        return Dataset(*parts, source=path, task=_task_of(parts[1]))
-    if {"x", "y"} <= arrays.keys():
-        x, y = _numeric(arrays["x"], path, "x"), _numeric(arrays["y"], path, "y")
-        return _split(x, y, path, _task_of(y), test_fraction, seed)
-    raise WeightkitError(
-        f"{path}: has arrays {sorted(arrays)}, expected x and y (or x_train, y_train, x_test, y_test)."
-    )
+    return _npz_dataset(arrays, path, test_fraction, seed)
 
 
-def _load_csv(path, target, test_fraction, seed):
+def _array_key(key):
+    """``(stem, split)`` of an .npz array name: ``x_tokens_train`` -> ``("x_tokens", "train")``; None if no x/y."""
+    stem, split = key, None
+    for name in ("train", "test"):
+        if key.endswith("_" + name):
+            stem, split = key[: -len(name) - 1], name
+    if stem[:1] not in ("x", "y") or not (len(stem) == 1 or stem[1:].isdigit() or stem[1:2] == "_"):
+        return None
+    return stem, split
+
+
+def _npz_dataset(arrays, path, test_fraction, seed):
+    """A Dataset from an .npz archive's arrays (see the module docstring for the names)."""
+    stems = {}
+    for key in arrays:
+        parsed = _array_key(key)
+        if parsed is not None:
+            stems.setdefault(parsed[0], {})[parsed[1]] = key
+    inputs = sorted(stem for stem in stems if stem[0] == "x")
+    outputs = sorted(stem for stem in stems if stem[0] == "y")
+    if not inputs:
+        raise WeightkitError(
+            f"{path}: has arrays {sorted(arrays)}, expected x and y (or x_train, y_train, x_test, y_test; x0, x1... "
+            "for several inputs)."
+        )
+    styles = {stem: ("split" if set(stems[stem]) == {"train", "test"} else "whole" if set(stems[stem]) == {None}
+                     else "mixed") for stem in inputs + outputs}
+    if "mixed" in styles.values() or len(set(styles.values())) > 1:
+        raise WeightkitError(
+            f"{path}: has arrays {sorted(arrays)}; give every array either whole (x, y) or split in two "
+            "(x_train and x_test, y_train and y_test), not both."
+        )
+
+    def pick(names, split):
+        values = [_numeric(arrays[stems[stem][split]], path, stems[stem][split]) for stem in names]
+        if not values:
+            return None
+        return values[0] if len(values) == 1 and names[0] in ("x", "y") else values
+
+    def keys(names):
+        return () if len(names) == 1 and names[0] in ("x", "y") else tuple(names)
+
+    if styles[inputs[0]] == "whole":
+        x, y = pick(inputs, None), pick(outputs, None)
+        return _split(x, y, path, _task_of(_first_labels(y)), test_fraction, seed, keys(inputs), keys(outputs))
+    parts = {split: (pick(inputs, split), pick(outputs, split)) for split in ("train", "test")}
+    for split, (x, y) in parts.items():
+        n = _length(x)
+        if n == 0:
+            raise WeightkitError(f"{path}: x_{split} is empty; give at least one sample.")
+        for labels in (y if isinstance(y, list) else [y]):
+            if labels is not None and len(labels) != n:
+                raise WeightkitError(f"{path}: x_{split} has {n} samples but y_{split} has {len(labels)}; they must "
+                                     "match.")
+    (x_train, y_train), (x_test, y_test) = parts["train"], parts["test"]
+    return Dataset(x_train, y_train, x_test, y_test, source=path, task=_task_of(_first_labels(y_train)),
+                   input_keys=keys(inputs), output_keys=keys(outputs))
+
+
+def _load_csv(path, target, test_fraction, seed, features=None):
     import csv
 
     try:
@@ -150,6 +247,8 @@ def _load_csv(path, target, test_fraction, seed):
         raise WeightkitError(f"{path}: no data rows; expected a header line and at least one row.")
     header, body = numbered[0][1], numbered[1:]
     column = len(header) - 1
+    if target is None and features is not None and len(header) == features:
+        column = None  # every column is an input: a CSV without labels
     if target is not None:
         if target not in header:
             raise WeightkitError(f"{path}: no column named {target!r} for --target; columns: {', '.join(header)}.")
@@ -169,6 +268,8 @@ def _load_csv(path, target, test_fraction, seed):
                     f"{path}: line {line}, column {header[field]!r}: {text!r} is not a number; "
                     "encode text columns as numbers first."
                 ) from None
+    if column is None:
+        return _split(values.astype(np.float32), None, path, None, test_fraction, seed)
     y = values[:, column]
     x = np.delete(values, column, axis=1).astype(np.float32)
     if np.all(np.isfinite(y)) and np.all(y == np.round(y)):  # Inf would cast to a garbage integer
@@ -184,7 +285,10 @@ _COLOR_MODES = {1: "grayscale", 3: "rgb", 4: "rgba"}
 def _load_image_folder(path, image_size, test_fraction, seed, channels=3):
     classes = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
     images = [f for c in classes for f in os.listdir(os.path.join(path, c)) if f.lower().endswith(_IMAGE_SUFFIXES)]
-    if not classes or not images:
+    loose = sorted(f for f in os.listdir(path) if f.lower().endswith(_IMAGE_SUFFIXES)
+                   and os.path.isfile(os.path.join(path, f)))
+    labelled = bool(classes and images)
+    if not labelled and not loose:
         raise WeightkitError(
             f"{path}: no images in class subfolders (expected {path}/CLASS/IMAGE.png); check the folder."
         )
@@ -194,17 +298,22 @@ def _load_image_folder(path, image_size, test_fraction, seed, channels=3):
     try:
         with silenced_stderr():
             dataset = keras.utils.image_dataset_from_directory(
-                path, image_size=image_size, batch_size=None, shuffle=False, label_mode="int",
+                path, image_size=image_size, batch_size=None, shuffle=False,
+                label_mode="int" if labelled else None, labels="inferred" if labelled else None,
                 color_mode=_COLOR_MODES.get(channels, "rgb"), verbose=False)
             xs, ys = [], []
-            for x, y in dataset:
+            for item in dataset:
+                x, y = item if labelled else (item, None)
                 xs.append(np.asarray(x))
-                ys.append(int(y))
+                if labelled:
+                    ys.append(int(y))
     except Exception as error:  # noqa: BLE001 - decoding failures come from TensorFlow
-        culprit = _undecodable_image(path, classes)
+        culprit = _undecodable_image(path, classes if labelled else [""])
         what = f"image {culprit} could not be decoded" if culprit else \
             f"an image could not be decoded ({' '.join(str(error).split())[:160]})"
         raise WeightkitError(f"{path}: {what}; remove or replace corrupt images.") from error
+    if not labelled:  # images alone: inputs without labels
+        return _split(np.stack(xs).astype(np.float32), None, path, None, test_fraction, seed)
     x = np.stack(xs).astype(np.float32)
     y = np.asarray(ys, dtype=np.int64)
     return _split(x, y, path, "classification", test_fraction, seed)
@@ -225,7 +334,7 @@ def _undecodable_image(path, classes):
     return None
 
 
-def load_data(spec, *, target=None, image_size=(256, 256), test_fraction=0.2, seed=0, channels=3):
+def load_data(spec, *, target=None, image_size=(256, 256), test_fraction=0.2, seed=0, channels=3, features=None):
     """Load a dataset from a ``--data`` specification.
 
     Parameters
@@ -241,6 +350,9 @@ def load_data(spec, *, target=None, image_size=(256, 256), test_fraction=0.2, se
     seed : int, default=0
     channels : {1, 3, 4}, default=3
         Color channels images are decoded to (grayscale, RGB, RGBA).
+    features : int, default=None
+        The model's number of input features: a CSV with exactly this many columns and no
+        ``target`` is read as inputs without labels.
 
     Returns
     -------
@@ -268,7 +380,7 @@ def load_data(spec, *, target=None, image_size=(256, 256), test_fraction=0.2, se
     if suffix == ".npz":
         return _load_npz(spec, test_fraction, seed)
     if suffix == ".csv":
-        return _load_csv(spec, target, test_fraction, seed)
+        return _load_csv(spec, target, test_fraction, seed, features)
     raise WeightkitError(
         f"--data {spec}: unsupported data format {suffix or '(no extension)'!r}; use .npz, .csv, an "
         "image folder or sklearn:NAME."

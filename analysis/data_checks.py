@@ -3,51 +3,43 @@
 :func:`fit_to_model` adapts a :class:`analysis.data.Dataset` where that is unambiguous,
 :func:`check_data_against_model` explains in one line why data and model do not fit, and
 :func:`load_data_for_model` loads ``--data`` at the model's image size and does both. The loaders
-themselves live in :mod:`analysis.data`, which re-exports these names.
+themselves live in :mod:`analysis.data`.
+
+A model with several inputs takes one array per input, a model with several outputs one label
+array per output (or none); both are matched to the model by the ``.npz`` names (``x0``/``x_<name>``,
+``y0``/``y_<name>``, ``y`` for the first output) through :class:`analysis.graph.ModelGraph`.
 """
 
 import numpy as np
 
 from analysis.data import _COLOR_MODES, load_data
 from analysis.errors import WeightkitError
+from analysis.graph import ModelGraph
 from analysis.layers import spec_for
 from analysis.loading import walk_layers
 
-__all__ = ["check_data_against_model", "fit_to_model", "load_data_for_model", "model_input_shape"]
+__all__ = ["check_data_against_model", "fit_to_model", "load_data_for_model", "model_input_shape", "model_input_shapes",
+           "output_activations"]
+
+
+def model_input_shapes(model):
+    """The input shapes of a model, batch axis included, in input order (``[(None, 64)]``)."""
+    inputs = getattr(model, "inputs", None)
+    if inputs:
+        return [tuple(t.shape) for t in inputs]
+    return [tuple(model.input_shape)]
 
 
 def model_input_shape(model):
-    """The input shape of a single-input model, batch axis included (``(None, 64)``).
-
-    Raises
-    ------
-    WeightkitError
-        For a model with several inputs, which ``--data`` cannot feed.
-    """
-    inputs = getattr(model, "inputs", None)
-    if inputs and len(inputs) > 1:
-        raise WeightkitError(
-            f"model {model.name!r}: has {len(inputs)} inputs; --data feeds models with one input only."
-        )
-    shape = inputs[0].shape if inputs else model.input_shape
-    return tuple(shape)
+    """The input shape of a model's first input, batch axis included (``(None, 64)``)."""
+    return model_input_shapes(model)[0]
 
 
-def _output_shape(model):
-    outputs = getattr(model, "outputs", None)
-    if not outputs:
-        return None
-    if len(outputs) > 1:
-        raise WeightkitError(
-            f"model {model.name!r}: has {len(outputs)} outputs; --data gives labels for one output only."
-        )
-    return tuple(outputs[0].shape)
+def _output_shapes(model):
+    return [tuple(t.shape) for t in (getattr(model, "outputs", None) or [])]
 
 
-def _output_activation(model):
-    outputs = getattr(model, "outputs", None)
-    history = getattr(outputs[0], "_keras_history", None) if outputs else None
-    layer = history[0] if history is not None else model.layers[-1]
+def _activation_of(layer):
     spec = spec_for(layer)
     if spec is not None and spec.activation:  # a Softmax layer
         return spec.activation
@@ -55,20 +47,110 @@ def _output_activation(model):
     return "linear" if activation is None else getattr(activation, "__name__", str(activation))
 
 
+def output_activations(model):
+    """The activation that produces each of a model's outputs (``"softmax"``, ``"linear"``...), in output order.
+
+    The one place that answers "what kind of output is this": a Softmax layer counts as
+    ``softmax``; a layer without an activation as ``linear``.
+    """
+    try:
+        graph = ModelGraph(model)
+    except WeightkitError:
+        return [_activation_of(model.layers[-1])]
+    return [_activation_of(graph.producer(tid).layer) if graph.producer(tid) is not None else "linear"
+            for tid in graph.output_ids]
+
+
 def _is_recurrent(model):
     return any(getattr(spec_for(layer), "family", None) in ("rnn", "bidirectional", "recurrent")
                for layer in walk_layers(model))
 
 
+def _names(model):
+    try:
+        graph = ModelGraph(model)
+        return graph.input_names, graph.output_names
+    except WeightkitError:
+        return [f"input_{i}" for i in range(len(model_input_shapes(model)))], \
+            [f"output_{i}" for i in range(len(_output_shapes(model)))]
+
+
+def _position(key, names, letter, what, source):
+    """The model position a ``.npz`` array name stands for (``x1`` -> 1, ``x_tokens`` -> tokens' index)."""
+    rest = key[1:]
+    if rest.isdigit() and int(rest) < len(names):
+        return int(rest)
+    if rest.startswith("_") and rest[1:] in names:
+        return names.index(rest[1:])
+    raise WeightkitError(
+        f"--data {source}: array {key} names no {what} of the model; its {what}s are "
+        f"{', '.join(names)} ({letter}0..{letter}{len(names) - 1} or {letter}_<name>)."
+    )
+
+
+def _arrange(values, keys, names, letter, what, source, fill_missing):
+    """Arrays given under ``.npz`` names, in the model's order (None where ``fill_missing`` allows)."""
+    arranged = [None] * len(names)
+    for key, value in zip(keys, values):
+        index = _position(key, names, letter, what, source)
+        if arranged[index] is not None:
+            raise WeightkitError(f"--data {source}: two arrays for {what} {names[index]!r}; give one.")
+        arranged[index] = value
+    if not fill_missing and any(a is None for a in arranged):
+        missing = [names[i] for i, a in enumerate(arranged) if a is None]
+        raise WeightkitError(f"--data {source}: no array for {what} {', '.join(map(repr, missing))}; give one per "
+                             f"{what} ({letter}0..{letter}{len(names) - 1} or {letter}_<name>).")
+    return arranged
+
+
+def _arrange_dataset(dataset, model):
+    inputs, outputs = _names(model)
+    source = dataset.source
+    for split in ("train", "test"):
+        x = getattr(dataset, f"x_{split}")
+        if isinstance(x, list):
+            if len(inputs) == 1:
+                raise WeightkitError(f"--data {source}: {len(x)} input arrays ({', '.join(dataset.input_keys)}) for a "
+                                     "model with one input; give one array x.")
+            x = _arrange(x, dataset.input_keys, inputs, "x", "input", source, False)
+        elif len(inputs) > 1:
+            raise WeightkitError(f"--data {source}: one input array for a model with {len(inputs)} inputs "
+                                 f"({', '.join(inputs)}); give one array per input (x0, x1, ... or x_<input name>).")
+        setattr(dataset, f"x_{split}", x)
+        y = getattr(dataset, f"y_{split}")
+        if isinstance(y, list):
+            y = _arrange(y, dataset.output_keys, outputs, "y", "output", source, True)
+        elif y is not None and len(outputs) > 1:
+            y = [y] + [None] * (len(outputs) - 1)  # y goes with the first output
+        setattr(dataset, f"y_{split}", y)
+    dataset.input_keys, dataset.output_keys = (), ()
+
+
+def _labels(dataset, split="train"):
+    """(index, labels) of each labelled output."""
+    y = getattr(dataset, f"y_{split}")
+    if y is None:
+        return []
+    return [(i, a) for i, a in enumerate(y if isinstance(y, list) else [y]) if a is not None]
+
+
+def _set_labels(dataset, index, train, test):
+    if isinstance(dataset.y_train, list):
+        dataset.y_train[index], dataset.y_test[index] = train, test
+    else:
+        dataset.y_train, dataset.y_test = train, test
+
+
 def fit_to_model(dataset, model):
     """Adapt a dataset to a model where that is unambiguous; modified in place and returned.
 
+    - Several input (label) arrays are put in the model's input (output) order by their names.
     - A bundled ``sklearn:`` dataset's flat samples are reshaped to the model's input when the
       sizes agree (digits as 8×8×1 images for a CNN). Files are never reshaped silently:
       :func:`check_data_against_model` explains the fix instead.
-    - The task follows the model's output: a single linear (or ReLU) output is regression even
-      for integer-valued labels; a softmax or sigmoid output with integer-valued float labels is
-      classification, and those labels become integers.
+    - The task follows the model's (first labelled) output: a single linear (or ReLU) output is
+      regression even for integer-valued labels; a softmax or sigmoid output with integer-valued
+      float labels is classification, and those labels become integers.
 
     Parameters
     ----------
@@ -79,28 +161,30 @@ def fit_to_model(dataset, model):
     -------
     Dataset
     """
+    _arrange_dataset(dataset, model)
     expected = model_input_shape(model)[1:]
-    if (dataset.source.startswith("sklearn:") and None not in expected
+    if (dataset.source.startswith("sklearn:") and not isinstance(dataset.x_train, list) and None not in expected
             and tuple(dataset.x_train.shape[1:]) != tuple(expected)
             and int(np.prod(expected)) == int(np.prod(dataset.x_train.shape[1:]))):
         dataset.x_train = dataset.x_train.reshape((-1,) + tuple(expected))
         dataset.x_test = dataset.x_test.reshape((-1,) + tuple(expected))
-    output = _output_shape(model)
-    if output is None:
+    outputs = _output_shapes(model)
+    labelled = _labels(dataset)
+    if not outputs or not labelled:
         return dataset
-    activation = _output_activation(model)
-    width = output[-1]
+    index = labelled[0][0]
+    activation = output_activations(model)[index]
+    width = outputs[index][-1]
+    train, test = labelled[0][1], dict(_labels(dataset, "test"))[index]
     if width == 1 and activation in ("linear", "relu", "softplus", "exponential"):
         if dataset.task != "regression":
             dataset.task = "regression"
-            dataset.y_train = dataset.y_train.astype(np.float32)
-            dataset.y_test = dataset.y_test.astype(np.float32)
+            _set_labels(dataset, index, train.astype(np.float32), test.astype(np.float32))
     elif activation in ("softmax", "sigmoid") and dataset.task == "regression":
-        labels = np.concatenate([dataset.y_train.ravel(), dataset.y_test.ravel()])
+        labels = np.concatenate([train.ravel(), test.ravel()])
         if np.all(np.isfinite(labels)) and np.all(labels == np.round(labels)):
             dataset.task = "classification"
-            dataset.y_train = dataset.y_train.astype(np.int64)
-            dataset.y_test = dataset.y_test.astype(np.int64)
+            _set_labels(dataset, index, train.astype(np.int64), test.astype(np.int64))
     return dataset
 
 
@@ -127,8 +211,9 @@ def load_data_for_model(spec, model, *, target=None, test_fraction=0.2, seed=0):
     if len(shape) == 4 and shape[1] is not None and shape[2] is not None:
         image_size = (int(shape[1]), int(shape[2]))
         channels = int(shape[3]) if shape[3] in _COLOR_MODES else 3
+    features = int(shape[1]) if len(shape) == 2 and shape[1] is not None else None
     dataset = load_data(spec, target=target, image_size=image_size, test_fraction=test_fraction, seed=seed,
-                        channels=channels)
+                        channels=channels, features=features)
     fit_to_model(dataset, model)
     check_data_against_model(dataset, model)
     return dataset
@@ -137,13 +222,17 @@ def load_data_for_model(spec, model, *, target=None, test_fraction=0.2, seed=0):
 def check_data_against_model(dataset, model):
     """Check that inputs and labels fit the model; raise one clear line when they do not.
 
-    Checks, in order: the number of input dimensions, each input axis, finite numeric inputs
-    (integers when the model takes integer input), then the labels: finite, one-hot width or
-    class range against a classifier's outputs, target width against a regressor's outputs.
+    Checks, in order, for each input: the number of dimensions, each axis, finite numeric values
+    (integers when the input is integer-typed); then for each labelled output: finite labels,
+    and labels that fit the output's shape. An output of any shape (a sequence, an edge map, a
+    mask) takes labels of its own shape per sample, or one class index per element
+    (``(n, H, W)`` for a per-pixel softmax); a flat output takes one class per sample
+    ``(n,)``, one-hot ``(n, classes)`` or targets ``(n, width)``.
 
     Parameters
     ----------
     dataset : Dataset
+        Already arranged for the model (see :func:`fit_to_model`).
     model : keras.Model
 
     Raises
@@ -158,9 +247,32 @@ def check_data_against_model(dataset, model):
     data has (batch, 64) (2 dimensions instead of 3). A recurrent model expects (batch,
     timesteps, features): reshape the data, e.g. x.reshape(len(x), 8, 8).``
     """
-    expected = model_input_shape(model)
-    got = dataset.x_train.shape
-    source = dataset.source
+    shapes = model_input_shapes(model)
+    dtypes = [str(getattr(t, "dtype", "float32")) for t in (getattr(model, "inputs", None) or [None])]
+    trains = dataset.x_train if isinstance(dataset.x_train, list) else [dataset.x_train]
+    tests = dataset.x_test if isinstance(dataset.x_test, list) else [dataset.x_test]
+    if len(trains) != len(shapes):
+        raise WeightkitError(f"--data {dataset.source}: {len(trains)} input arrays for a model with {len(shapes)} "
+                             "inputs; give one array per input (x0, x1, ... or x_<input name>).")
+    several = len(shapes) > 1
+    for index, (expected, dtype, train, test) in enumerate(zip(shapes, dtypes, trains, tests)):
+        suffix = f"{index}" if several else ""
+        _check_input(dataset.source, model, expected, dtype, train, test, suffix)
+    outputs = _output_shapes(model)
+    tests_by_index = dict(_labels(dataset, "test"))
+    for index, train in _labels(dataset):
+        if index < len(outputs):
+            _check_labels(dataset, outputs[index], train, tests_by_index[index],
+                          dataset.task if index == _labels(dataset)[0][0] else _task_of_labels(train),
+                          f"{index}" if len(outputs) > 1 else "")
+
+
+def _task_of_labels(y):
+    return "classification" if np.issubdtype(np.asarray(y).dtype, np.integer) else "regression"
+
+
+def _check_input(source, model, expected, input_dtype, train, test, suffix):
+    got = np.asarray(train).shape
     if len(got) != len(expected):
         if len(expected) == 3 and len(got) == 2:
             kind = "A recurrent model" if _is_recurrent(model) else "A model with 3-D input (e.g. a 1-D convolution)"
@@ -171,55 +283,78 @@ def check_data_against_model(dataset, model):
         else:
             hint = f" Reshape the data to (n_samples, {', '.join(str(d) for d in expected[1:])})."
         raise WeightkitError(
-            f"--data {source}: the model expects input of shape {_shape(expected)}, the data has "
-            f"{_shape(got)} ({len(got)} dimensions instead of {len(expected)}).{hint}"
+            f"--data {source}: the model expects input{suffix and ' ' + suffix} of shape {_shape(expected)}, the data "
+            f"has {_shape(got)} ({len(got)} dimensions instead of {len(expected)}).{hint}"
         )
     for axis, (want, have) in enumerate(zip(expected[1:], got[1:]), start=1):
         if want is not None and want != have:
             raise WeightkitError(
-                f"--data {source}: the model expects input of shape {_shape(expected)}, the data has "
-                f"{_shape(got)} (axis {axis} is {have}, expected {want}); give data of the model's input shape."
+                f"--data {source}: the model expects input{suffix and ' ' + suffix} of shape {_shape(expected)}, the "
+                f"data has {_shape(got)} (axis {axis} is {have}, expected {want}); give data of the model's input "
+                "shape."
             )
-    for name, x in (("x_train", dataset.x_train), ("x_test", dataset.x_test)):
+    for name, x in ((f"x{suffix}_train", train), (f"x{suffix}_test", test)):
         if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
             raise WeightkitError(
                 f"--data {source}: {name} contains NaN or Inf; remove or impute those values first."
             )
-    input_dtype = str(getattr(model.inputs[0], "dtype", "float32")) if getattr(model, "inputs", None) else "float32"
-    if "int" in input_dtype and np.issubdtype(dataset.x_train.dtype, np.floating) and \
-            not np.all(dataset.x_train == np.round(dataset.x_train)):
+    if "int" in input_dtype and np.issubdtype(train.dtype, np.floating) and not np.all(train == np.round(train)):
         raise WeightkitError(
             f"--data {source}: the model expects {input_dtype} input (token ids), the data has "
-            f"fractional {dataset.x_train.dtype} values; give integer ids."
+            f"fractional {train.dtype} values; give integer ids."
         )
-    output = _output_shape(model)
-    if output is None:
-        return
+
+
+def _check_labels(dataset, output, train, test, task, suffix):
+    source = dataset.source
     width = output[-1]
-    for name, y in (("y_train", dataset.y_train), ("y_test", dataset.y_test)):
+    for name, y in ((f"y{suffix}_train", train), (f"y{suffix}_test", test)):
         if np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all():
             raise WeightkitError(f"--data {source}: {name} contains NaN or Inf labels; remove those samples.")
-    if dataset.task != "classification":
-        if dataset.y_train.ndim == 2 and width is not None and dataset.y_train.shape[1] != width:
+    inner = tuple(output[1:-1])  # positions of an output of any shape: (H, W) of a mask, T of a sequence
+    shape = tuple(train.shape[1:])
+    whole = len(shape) == len(output) - 1 and all(w is None or w == h for w, h in zip(output[1:], shape))
+    per_element = bool(inner) and len(shape) == len(inner) and all(w is None or w == h for w, h in zip(inner, shape))
+    if task != "classification":
+        if inner and not whole:
             raise WeightkitError(
                 f"--data {source}: the model outputs shape {_shape(output)}, the labels have "
-                f"{_shape(dataset.y_train.shape)}; give {width} target values per sample."
+                f"{_shape(train.shape)}; give labels of the output's shape per sample."
+            )
+        if train.ndim == 2 and width is not None and train.shape[1] != width:
+            raise WeightkitError(
+                f"--data {source}: the model outputs shape {_shape(output)}, the labels have "
+                f"{_shape(train.shape)}; give {width} target values per sample."
             )
         return
-    if dataset.y_train.ndim == 2 and width is not None and dataset.y_train.shape[1] != width:
+    if inner:
+        if not (whole or per_element):
+            raise WeightkitError(
+                f"--data {source}: labels of shape {_shape(train.shape)} do not fit the model's output "
+                f"{_shape(output)}; give labels of the output's shape per sample, or one class per element "
+                f"{_shape((None,) + inner)}."
+            )
+        if whole and width != 1:
+            return  # one-hot (or soft) labels per element
+        y = np.concatenate([train.ravel(), test.ravel()])
+        _check_class_range(source, y, width)
+        return
+    if train.ndim == 2 and width is not None and train.shape[1] != width:
         raise WeightkitError(
-            f"--data {source}: one-hot labels have {dataset.y_train.shape[1]} columns but the model "
+            f"--data {source}: one-hot labels have {train.shape[1]} columns but the model "
             f"outputs {width}; give labels for the model's {width} outputs."
         )
-    if dataset.y_train.ndim > 2 or (dataset.y_train.ndim == 2 and dataset.y_train.shape[1] == 1 and width != 1):
+    if train.ndim > 2 or (train.ndim == 2 and train.shape[1] == 1 and width != 1):
         raise WeightkitError(
-            f"--data {source}: labels of shape {_shape(dataset.y_train.shape)} do not fit the model's "
+            f"--data {source}: labels of shape {_shape(train.shape)} do not fit the model's "
             f"output {_shape(output)}; give one integer class per sample, shape (n_samples,)."
         )
-    y = np.concatenate([dataset.y_train.ravel() if dataset.y_train.ndim < 2 or dataset.y_train.shape[1] == 1
-                        else dataset.y_train.argmax(1),
-                        dataset.y_test.ravel() if dataset.y_test.ndim < 2 or dataset.y_test.shape[1] == 1
-                        else dataset.y_test.argmax(1)])
+    y = np.concatenate([train.ravel() if train.ndim < 2 or train.shape[1] == 1 else train.argmax(1),
+                        test.ravel() if test.ndim < 2 or test.shape[1] == 1 else test.argmax(1)])
+    _check_class_range(source, y, width)
+
+
+def _check_class_range(source, y, width):
     if width is not None and width > 1 and (y.min() < 0 or y.max() >= width):
         raise WeightkitError(
             f"--data {source}: labels range from {int(y.min())} to {int(y.max())}, but the model has "
@@ -233,4 +368,5 @@ def check_data_against_model(dataset, model):
 
 
 def _shape(shape):
-    return "(" + ", ".join("batch" if i == 0 else str(d) for i, d in enumerate(shape)) + ")"
+    text = ", ".join("batch" if i == 0 else str(d) for i, d in enumerate(shape))
+    return f"({text},)" if len(shape) == 1 else f"({text})"

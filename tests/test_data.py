@@ -101,7 +101,7 @@ def test_bad_sources_each_get_one_line(tmp_path, rng):
     keys = tmp_path / "keys.npz"
     np.savez(keys, features=np.zeros((3, 2)), labels=np.zeros(3))
     cases.append((str(keys), f"{keys}: has arrays ['features', 'labels'], expected x and y (or x_train, y_train, "
-                             "x_test, y_test)."))
+                             "x_test, y_test; x0, x1... for several inputs)."))
     lengths = tmp_path / "lengths.npz"
     np.savez(lengths, x=np.zeros((5, 2)), y=np.zeros(4))
     cases.append((str(lengths), f"{lengths}: 5 inputs but 4 labels; x and y must have the same length."))
@@ -157,7 +157,7 @@ def models(keras):
         inputs = keras.Input(shape)
         return keras.Model(inputs, body(inputs))
 
-    two_inputs_a, two_inputs_b = keras.Input((3,)), keras.Input((3,))
+    two_inputs_a, two_inputs_b = keras.Input((3,), name="left"), keras.Input((3,), name="right")
     return {
         "mlp": functional((64,), lambda x: layers.Dense(10, activation="softmax")(layers.Dense(8)(x))),
         "lstm": functional((8, 8), lambda x: layers.Dense(10, activation="softmax")(layers.LSTM(4)(x))),
@@ -244,11 +244,78 @@ def test_each_mismatch_has_one_message_with_both_shapes_and_the_fix(models, case
     assert message(error) == expected
 
 
-def test_a_model_with_two_inputs_is_refused(models):
+def test_a_model_with_two_inputs_needs_one_array_per_input(models):
     with pytest.raises(WeightkitError) as error:
-        check_data_against_model(_data(np.zeros((6, 3)), np.zeros(6)), models["two_inputs"])
-    assert message(error) == (f"model {models['two_inputs'].name!r}: has 2 inputs; --data feeds models with one "
-                              "input only.")
+        fit_to_model(_data(np.zeros((6, 3)), np.zeros(6)), models["two_inputs"])
+    assert message(error) == ("--data x.npz: one input array for a model with 2 inputs (left, right); give one "
+                              "array per input (x0, x1, ... or x_<input name>).")
+
+
+def _save(path, **arrays):
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def test_npz_names_place_inputs_and_labels_by_position_or_name(models, tmp_path):
+    rng = np.random.default_rng(0)
+    left, right = rng.normal(size=(10, 3)).astype(np.float32), rng.normal(size=(10, 3)).astype(np.float32)
+    y = rng.normal(size=(10, 2)).astype(np.float32)
+    by_name = load_data_for_model(_save(tmp_path / "n.npz", x_right=right, x_left=left, y=y), models["two_inputs"])
+    by_index = load_data_for_model(_save(tmp_path / "i.npz", x1=right, x0=left, y=y), models["two_inputs"])
+    for data in (by_name, by_index):
+        assert isinstance(data.x_train, list) and len(data.x_train) == 2
+        # The same seeded split of the same rows: left first, then right, labels with the first output.
+        joined = np.concatenate([data.x_train[0], data.x_test[0]])
+        assert sorted(map(tuple, joined)) == sorted(map(tuple, left))
+        order = [np.flatnonzero((left == row).all(1))[0] for row in data.x_train[0]]
+        np.testing.assert_array_equal(data.x_train[1], right[order])
+        np.testing.assert_array_equal(data.y_train, y[order])
+    with pytest.raises(WeightkitError) as error:
+        load_data_for_model(_save(tmp_path / "bad.npz", x_left=left, x_up=right), models["two_inputs"])
+    assert message(error) == (f"--data {tmp_path / 'bad.npz'}: array x_up names no input of the model; its inputs "
+                              "are left, right (x0..x1 or x_<name>).")
+
+
+def test_labels_of_several_outputs_go_to_their_outputs(keras, tmp_path):
+    inputs = keras.Input((4,))
+    trunk = keras.layers.Dense(5, activation="relu", name="trunk")(inputs)
+    model = keras.Model(inputs, [keras.layers.Dense(3, activation="softmax", name="kind")(trunk),
+                                 keras.layers.Dense(1, name="size")(trunk)])
+    x, kinds, sizes = np.zeros((8, 4), np.float32), np.arange(8) % 3, np.linspace(0, 1, 8).astype(np.float32)
+    data = load_data_for_model(_save(tmp_path / "d.npz", x=x, y_size=sizes, y_kind=kinds), model)
+    assert [np.asarray(y).dtype.kind for y in data.y_train] == ["i", "f"]
+    assert data.task == "classification"
+    only_first = load_data_for_model(_save(tmp_path / "first.npz", x=x, y=kinds), model)
+    assert only_first.y_train[1] is None and only_first.y_train[0].shape == (6,)
+
+
+def test_inputs_without_labels_load_from_npz_csv_and_a_plain_image_folder(keras, models, tmp_path):
+    npz = load_data(_save(tmp_path / "x.npz", x=np.zeros((5, 64), np.float32)))
+    assert npz.y_train is None and not npz.labelled and npz.n_train + npz.n_test == 5
+    csv = tmp_path / "x.csv"
+    csv.write_text("a,b,c,d\n" + "\n".join("1,2,3,4" for _ in range(6)) + "\n")
+    data = load_data_for_model(str(csv), models["binary"])  # 4 columns, 4 model inputs: no target column
+    assert data.y_train is None and data.x_train.shape[1] == 4
+    from PIL import Image
+
+    for index in range(3):
+        Image.fromarray(np.full((8, 8, 3), index * 40, np.uint8)).save(tmp_path / f"img{index}.png")
+    images = load_data(str(tmp_path), image_size=(8, 8))
+    assert images.y_train is None and images.n_train + images.n_test == 3
+
+
+def test_labels_of_an_output_of_any_shape_fit_per_element(keras):
+    inputs = keras.Input((6, 6, 2))
+    mask = keras.Model(inputs, keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(inputs))
+    classes = keras.Model(inputs, keras.layers.Conv2D(4, 3, padding="same", activation="softmax")(inputs))
+    x = np.zeros((6, 6, 6, 2), np.float32)
+    check_data_against_model(_data(x, np.ones((6, 6, 6, 1), np.int64)), mask)  # a 0/1 mask per pixel
+    check_data_against_model(_data(x, np.full((6, 6, 6), 3, np.int64)), classes)  # a class per pixel
+    with pytest.raises(WeightkitError) as error:
+        check_data_against_model(_data(x, np.zeros(6, np.int64)), classes)
+    assert message(error) == ("--data x.npz: labels of shape (batch,) do not fit the model's output (batch, 6, 6, "
+                              "4); give labels of the output's shape per sample, or one class per element "
+                              "(batch, 6, 6).")
 
 
 def test_matching_data_passes(models):
