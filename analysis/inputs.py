@@ -105,7 +105,8 @@ def as_inputs(data, model, *, seed=0, what="data"):
 
     Parameters
     ----------
-    data : Dataset, ndarray of shape (n_inputs, *input_shape), str or os.PathLike
+    data : Dataset, ndarray of shape (n_inputs, *input_shape), list of ndarray, str or os.PathLike
+        A list holds one array per input of a model with several inputs.
     model : keras.Model
         A spec is loaded for it (see :func:`as_dataset`).
     seed : int, default=0
@@ -113,7 +114,7 @@ def as_inputs(data, model, *, seed=0, what="data"):
 
     Returns
     -------
-    x : ndarray of shape (n_inputs, *input_shape)
+    x : ndarray of shape (n_inputs, *input_shape), or list of ndarray
     source : str or None
         ``"<source> (training split)"`` for a dataset or spec; None for an array.
     """
@@ -122,7 +123,9 @@ def as_inputs(data, model, *, seed=0, what="data"):
         return dataset.x_train, f"{dataset.source} (training split)"
     if isinstance(data, np.ndarray) or hasattr(data, "__array__"):
         return np.asarray(data), None
+    if isinstance(data, (list, tuple)):  # one array per input of a model with several (see analysis.batches)
+        return [np.asarray(array) for array in data], None
     raise WeightkitError(
-        f"{what}: expected an analysis.data.Dataset, an array of inputs or a data specification ({_SPEC_HINT}), "
-        f"got {type(data).__name__}."
+        f"{what}: expected an analysis.data.Dataset, an array of inputs (a list of arrays for a model with "
+        f"several inputs) or a data specification ({_SPEC_HINT}), got {type(data).__name__}."
     )

@@ -16,6 +16,7 @@ from analysis.activations.analyze import attach_activations
 from analysis.activations.collect import collect_activations
 from analysis.activations.results import ActivationAnalysis
 from analysis.activations.stats import layer_activations
+from analysis.batches import n_samples
 from analysis.groups import DEFAULT_THRESHOLDS
 from analysis.results import SkippedLayer
 from reports.canvas import save_figure
@@ -69,7 +70,7 @@ class ActivationFigures:
         self.activations, skipped = collect_activations(model, x, layers=layers, samples=samples, seed=seed,
                                                         progress=progress)
         self.result = ActivationAnalysis(
-            samples=min(int(samples), len(x)), seed=int(seed), summary="mean", metric=metric,
+            samples=min(int(samples), n_samples(x)), seed=int(seed), summary="mean", metric=metric,
             threshold=float(DEFAULT_THRESHOLDS[metric] if threshold is None else threshold), skipped=list(skipped))
 
     def draw(self, layer, folder, stem, *, cap):

@@ -116,9 +116,9 @@ def test_analyze_activations_takes_a_dataset_an_array_or_a_spec(small, digits):
     (lambda model: __import__("analysis").analyze(42),
      "Expected a keras.Model or the path of a .keras or .h5 file, got int; pass the model itself or the file it "
      "was saved to."),
-    (lambda model: __import__("analysis").analyze_activations(model, [[0.0] * 64]),
-     "data: expected an analysis.data.Dataset, an array of inputs or a data specification (PATH.npz, PATH.csv, an "
-     "image folder or sklearn:NAME), got list."),
+    (lambda model: __import__("analysis").analyze_activations(model, {"x": np.zeros((4, 64))}),
+     "data: expected an analysis.data.Dataset, an array of inputs (a list of arrays for a model with several "
+     "inputs) or a data specification (PATH.npz, PATH.csv, an image folder or sklearn:NAME), got dict."),
 ])
 def test_a_wrong_argument_type_is_one_clear_line(small, call, message):
     with pytest.raises(WeightkitError) as error:

@@ -51,6 +51,7 @@ from analysis.activations.stats import (
     DEFAULT_DEAD_TOLERANCE,
     layer_activations,
 )
+from analysis.batches import n_samples
 from analysis.errors import WeightkitError
 from analysis.groups import DEFAULT_THRESHOLDS, absolute_threshold
 from analysis.inputs import as_inputs, as_model
@@ -113,7 +114,7 @@ def analyze_activations(model, data, *, layers=None, samples=DEFAULT_SAMPLES, se
         model, x, layers=layers, samples=samples, seed=seed, summary=summary, positions=positions,
         batch_size=batch_size, memory_budget=memory_budget, progress=progress)
     result = ActivationAnalysis(
-        samples=min(int(samples), len(x)), seed=int(seed), summary=summary, metric=metric,
+        samples=min(int(samples), n_samples(x)), seed=int(seed), summary=summary, metric=metric,
         threshold=float(DEFAULT_THRESHOLDS[metric] if threshold is None else threshold),
         skipped=list(skipped), source=source)
     for sample in activations.values():

@@ -23,6 +23,7 @@ import numpy as np
 
 from analysis._tf import import_keras
 from analysis.activations.collect import DEFAULT_SAMPLES, collect_layer_outputs
+from analysis.batches import n_samples
 from analysis.errors import WeightkitError
 from analysis.inputs import as_inputs, as_model
 from analysis.model_analysis import collect_entries
@@ -266,7 +267,7 @@ def merge_by_data(model, data, *, ratio=None, max_error=None, layers=None, sampl
             targets.append(site)
     activations = collect_layer_outputs(model, x, [site.tap for site in targets], samples=samples, seed=seed,
                                         summary="positions", positions=positions, progress=progress)
-    report.samples = int(min(int(samples), len(x)))
+    report.samples = int(min(int(samples), n_samples(x)))
     relations = {}
     for index, site in enumerate(targets):
         if progress is not None:
