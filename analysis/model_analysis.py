@@ -17,6 +17,7 @@ from analysis.loading import walk_layers
 from analysis.matrices import DEFAULT_MEMORY_BUDGET, _mad_matrix, _pearson_matrix
 from analysis.results import LayerAnalysis, LayerMatrices, ModelAnalysis, SkippedLayer
 from analysis.rows import layer_neuron_rows, skip_reason
+from analysis.selection import check_layer_names, is_chosen
 
 __all__ = ["analyze_model", "iter_layer_analyses", "analyze_rows", "collect_entries"]
 
@@ -60,16 +61,10 @@ def collect_entries(model, layers=None):
                 entry.name = f"{entry.name}#{len(seen_names)}"
             seen_names.add(entry.name)
             entries.append(entry)
-    if layers:
-        wanted = set(layers)
-        available = {e.name for e in entries} | {e.layer_name for e in entries}
-        unknown = sorted(wanted - available - {s.name for s in skipped})
-        if unknown:
-            raise WeightkitError(
-                f"--layers: no analyzable layer named {', '.join(map(repr, unknown))}; available: "
-                f"{', '.join(sorted(available))}."
-            )
-        entries = [e for e in entries if e.name in wanted or e.layer_name in wanted]
+    wanted = check_layer_names(layers, [e.name for e in entries] + [e.layer_name for e in entries],
+                               extra=[s.name for s in skipped])
+    if wanted:
+        entries = [e for e in entries if is_chosen(e.name, e.layer_name, wanted)]
         skipped = [s for s in skipped if s.name in wanted]
     return entries, skipped
 

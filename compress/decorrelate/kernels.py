@@ -11,8 +11,10 @@ from dataclasses import dataclass
 
 from analysis._tf import import_keras
 from analysis.errors import WeightkitError
+from analysis.graph import ModelGraph
 from analysis.layers import spec_for
 from analysis.loading import walk_layers
+from analysis.selection import check_layer_names, is_chosen
 from compress.decorrelate.penalty import DecorrelationRegularizer
 
 __all__ = ["RegularizedKernel", "CombinedRegularizer", "regularizable_kernels", "select_kernels",
@@ -134,11 +136,7 @@ def default_regularized_layers(model):
     Every layer with a regularizable kernel except those whose output is a model output: the
     output layer's neurons stand for the classes (or targets) and are meant to differ anyway.
     """
-    output_layers = set()
-    for tensor in getattr(model, "outputs", None) or []:
-        history = getattr(tensor, "_keras_history", None)
-        if history is not None:
-            output_layers.add(history[0].name)
+    output_layers = {layer.name for layer in ModelGraph(model).output_layers()}
     names = []
     for kernel in regularizable_kernels(model):
         if kernel.layer_name not in output_layers and kernel.layer_name not in names:
@@ -167,15 +165,9 @@ def select_kernels(model, layers=None):
                 f"model {model.name!r}: no hidden layer with a Dense, Conv or RNN kernel of two or more "
                 "neurons to regularize; name layers with --layers."
             )
-    wanted = list(dict.fromkeys(layers))
-    available = list(dict.fromkeys([k.layer_name for k in kernels] + [k.name for k in kernels]))
-    unknown = [name for name in wanted if name not in available]
-    if unknown:
-        raise WeightkitError(
-            f"--layers: no regularizable layer named {', '.join(map(repr, unknown))}; available: "
-            f"{', '.join(available) or '(none)'}."
-        )
-    return [k for k in kernels if k.layer_name in wanted or k.name in wanted]
+    wanted = check_layer_names(layers, [k.layer_name for k in kernels] + [k.name for k in kernels],
+                               kind="regularizable", sort=False)
+    return [k for k in kernels if is_chosen(k.name, k.layer_name, wanted)]
 
 
 def attach_decorrelation(model, strength, *, layers=None):

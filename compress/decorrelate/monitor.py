@@ -11,6 +11,7 @@ from analysis import find_groups, layer_neuron_rows, pearson_matrix
 from analysis._tf import import_keras
 from analysis.errors import WeightkitError
 from analysis.loading import walk_layers
+from analysis.selection import is_chosen
 
 __all__ = ["RedundancyMonitor", "redundancy_summary", "monitored_entries", "log_key"]
 
@@ -78,22 +79,17 @@ def monitored_entries(model, layers=None):
         if entries is None:
             continue
         for entry in entries:
-            if entry.n_neurons >= 2 and (layers is None or _chosen(entry.name, layer.name, layers)):
+            if entry.n_neurons >= 2 and (layers is None or is_chosen(entry.name, layer.name, layers)):
                 found.append((entry.name, layer))
     if layers is not None:
         unknown = [name for name in layers
-                   if not any(_chosen(entry, layer.name, [name]) for entry, layer in found)]
+                   if not any(is_chosen(entry, layer.name, [name]) for entry, layer in found)]
         if unknown:
             raise WeightkitError(
                 f"RedundancyMonitor: no analyzable layer named {', '.join(map(repr, unknown))} in model "
                 f"{model.name!r}; give the names of Dense, Conv or RNN layers."
             )
     return found
-
-
-def _chosen(entry_name, layer_name, names):
-    # A name picks a layer, an entry, or every entry under a prefix ("bi/forward" -> its gates).
-    return any(entry_name == n or layer_name == n or entry_name.startswith(n + "/") for n in names)
 
 
 class RedundancyMonitor(keras.callbacks.Callback):

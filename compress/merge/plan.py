@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analysis._tf import import_keras
-from analysis.errors import WeightkitError
 from analysis.graph import ModelGraph
 from analysis.layers import registered_name, spec_for
 from analysis.rows import skip_reason
+from analysis.selection import check_layer_names
 
 __all__ = ["Step", "Consumer", "MergeSite", "find_merge_sites", "selected_sites",
            "HOMOGENEOUS_ACTIVATIONS", "ELEMENTWISE_ACTIVATIONS"]
@@ -396,10 +396,4 @@ def selected_sites(sites, layers):
     WeightkitError
         Naming the unknown layers and the available ones.
     """
-    wanted = set(layers) if layers else None
-    if wanted:
-        unknown = sorted(wanted - set(sites))
-        if unknown:
-            raise WeightkitError(f"--layers: no layer named {', '.join(map(repr, unknown))}; available: "
-                                 f"{', '.join(sites)}.")
-    return wanted
+    return check_layer_names(layers, sites)
