@@ -248,8 +248,9 @@ def bad_files(saved, keras, tmp_path_factory):
         members = {name: source.read(name) for name in source.namelist()}
     members["model.weights.h5"] = b"not weights"
     add("bad weights", _zip(folder / "badweights.keras", members),
-        "{path}: Keras could not load the model (OSError: Unable to synchronously open file (file signature "
-        "not found)); check that it was saved by Keras with model.save().")
+        "{path}: Keras " + keras_version() + " could not load the model (OSError: Unable to synchronously open "
+        "file (file signature not found)); if an older Keras wrote it, load it there and save it again with "
+        "model.save('model.keras'), or report the layer the error names.")
     add("truncated .h5", _write(folder / "truncated.h5", h5_bytes[: len(h5_bytes) // 2]),
         f"{{path}}: corrupt or truncated HDF5 file (Unable to synchronously open file (truncated file: eof = "
         f"{len(h5_bytes) // 2}, sblock->base_addr = 0, stored_eof = {len(h5_bytes)})); copy or save the model again.")
@@ -308,3 +309,55 @@ def test_inputs_are_never_modified(saved, tmp_path):
     load_model(path)
     assert (path.read_bytes(), os.stat(path).st_mtime_ns) == before
     assert sorted(os.listdir(tmp_path)) == ["copy.keras"]
+
+
+def keras_version():
+    import keras
+
+    return keras.__version__
+
+
+def _keras2_sequential_h5(keras, folder, time_major=False):
+    """A Sequential .h5 as Keras 2.2-2.5 wrote it: no InputLayer, batch_input_shape and time_major on the LSTM."""
+    import h5py
+
+    model = keras.Sequential([keras.Input((5, 3)), keras.layers.LSTM(4, name="lstm"), keras.layers.Dense(2, name="out")])
+    reference = str(folder / "keras3.h5")
+    model.save(reference)
+    legacy = folder / "keras2.h5"
+    legacy.write_bytes(open(reference, "rb").read())
+    with h5py.File(legacy, "r+") as handle:
+        config = json.loads(handle.attrs["model_config"])
+        layers = [layer for layer in config["config"]["layers"] if layer["class_name"] != "InputLayer"]
+        layers[0]["config"].update(batch_input_shape=[None, 5, 3], time_major=time_major)
+        for layer in layers:
+            for key in ("module", "registered_name", "build_config"):
+                layer.pop(key, None)
+        config["config"]["layers"] = layers
+        handle.attrs["model_config"] = json.dumps(config)
+    return model, str(legacy)
+
+
+def test_a_keras2_lstm_sequential_loads_with_notes_and_computes_the_same(keras, tmp_path):
+    model, legacy = _keras2_sequential_h5(keras, tmp_path)
+    before = open(legacy, "rb").read()
+    loaded = load_model(legacy)
+    assert loaded.notes == [
+        "a Keras 2 file: dropped time_major from layer 'lstm' (Keras 3 does not take it; the model computes the same)",
+        "a Keras 2 Sequential without an InputLayer: built from the batch_input_shape of layer 'lstm'",
+        "loaded without its training settings (a repaired Keras 2 configuration)"]
+    x = np.random.default_rng(0).normal(size=(6, 5, 3)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.model.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert open(legacy, "rb").read() == before  # the input is only read
+    from analysis.graph import ModelGraph
+
+    assert [len(ModelGraph(loaded.model).nodes_of(layer)) for layer in loaded.model.layers] == [1, 1]
+
+
+def test_a_keras2_time_major_model_is_refused_with_the_reason(keras, tmp_path):
+    _, legacy = _keras2_sequential_h5(keras, tmp_path, time_major=True)
+    with pytest.raises(WeightkitError) as error:
+        load_model(legacy)
+    assert str(error.value) == (f"{legacy}: layer 'lstm' was saved with time_major=True, which Keras 3 cannot run "
+                                "(Keras 3 recurrent layers are always batch-major); save the model with "
+                                "time_major=False in the Keras that wrote it.")
