@@ -13,7 +13,9 @@ from weightkit.cli import cli
 
 KERAS_KEYS = ["original", "merged", "merged-ratio", "retrained", "retrained-merged-ratio"]
 REDUCED = ["--models", "mlp", "--epochs", "4", "--retrain-epochs", "1", "--modes", "float32,int8"]
-SCREENSHOT_COPY = "/tmp/demo_summary_screenshot.png"  # for a person to look at
+#: Set to a folder to keep a copy of the screenshot for a person to look at; otherwise it stays in
+#: the test's temporary folder (pytest keeps the last three runs' folders).
+SCREENSHOT_DIR = os.environ.get("WEIGHTKIT_SCREENSHOT_DIR")
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +107,8 @@ def test_demo_page_opens_offline_and_every_link_resolves(demo_run, tmp_path):
     assert [link for link in files if not (out / link).is_file()] == []
     assert all(link[1:] in {"model-digits_mlp", "plot"} for link in seen.values["links"] if link.startswith("#"))
     assert screenshot.stat().st_size > 30_000
-    shutil.copyfile(screenshot, SCREENSHOT_COPY)
+    if SCREENSHOT_DIR:
+        shutil.copyfile(screenshot, os.path.join(SCREENSHOT_DIR, "demo_summary_screenshot.png"))
 
 
 def _stage(key, params, accuracy, kind="keras"):

@@ -1,6 +1,7 @@
 """The report in a real headless Chromium: it loads from disk, every image decodes, nothing is fetched
 from the network. A screenshot is saved for a person to look at."""
 
+import os
 import shutil
 
 import numpy as np
@@ -9,7 +10,9 @@ from browser import CHROMIUM, visit
 
 pytestmark = pytest.mark.browser
 
-SCREENSHOT_COPY = "/tmp/report_screenshot.png"  # and /tmp/report_screenshot_layer.png: for a person to look at
+#: Set to a folder to keep copies of the screenshots for a person to look at; otherwise they stay in
+#: the test's temporary folder (pytest keeps the last three runs' folders).
+SCREENSHOT_DIR = os.environ.get("WEIGHTKIT_SCREENSHOT_DIR")
 
 
 def build_planted_model(keras, seed=0):
@@ -53,5 +56,6 @@ def test_report_opens_offline_in_headless_chromium(keras, tmp_path):
     assert seen.failures == [] and seen.errors == []
     assert len({url for url in seen.requests if url.endswith(".png")}) == expected_images
     assert screenshot.stat().st_size > 10_000
-    shutil.copyfile(screenshot, SCREENSHOT_COPY)
-    shutil.copyfile(tmp_path / "report_screenshot_layer.png", SCREENSHOT_COPY.replace(".png", "_layer.png"))
+    if SCREENSHOT_DIR:
+        shutil.copyfile(screenshot, os.path.join(SCREENSHOT_DIR, "report_screenshot.png"))
+        shutil.copyfile(tmp_path / "report_screenshot_layer.png", os.path.join(SCREENSHOT_DIR, "report_screenshot_layer.png"))

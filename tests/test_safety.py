@@ -276,8 +276,8 @@ def _check_dataset(dataset, models, stored):
 
 @SETTINGS
 @given(_npz_contents())
-def test_data_loader_on_any_npz(models, contents):
-    with tempfile.TemporaryDirectory() as folder:
+def test_data_loader_on_any_npz(models, tmp_path_factory, contents):
+    with tempfile.TemporaryDirectory(dir=tmp_path_factory.getbasetemp()) as folder:  # inside pytest's temp folder
         path = os.path.join(folder, "data.npz")
         with np.errstate(all="ignore"):
             np.savez(path, **contents)
@@ -318,8 +318,8 @@ def _csv_text(draw):
 @SETTINGS
 @given(_csv_text(), st.sampled_from(["utf-8", "latin-1", "utf-16"]))
 @example("a,b,c,label\n1,2,3,1e400\n1,2,3,1\n1,2,3,0\n1,1,1,2\n", "utf-8")  # an Inf label (was cast to int)
-def test_data_loader_on_any_csv(models, text, encoding):
-    with tempfile.TemporaryDirectory() as folder:
+def test_data_loader_on_any_csv(models, tmp_path_factory, text, encoding):
+    with tempfile.TemporaryDirectory(dir=tmp_path_factory.getbasetemp()) as folder:  # inside pytest's temp folder
         path = os.path.join(folder, "data.csv")
         with open(path, "wb") as handle:
             handle.write(text.encode(encoding, errors="replace"))
