@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analysis._tf import import_keras, import_tensorflow
+from analysis.data_checks import output_activations
 from analysis.errors import WeightkitError
 from analysis.inputs import as_dataset, as_model
 from analysis.rows import layer_neuron_rows
@@ -113,19 +114,8 @@ def choose_strategy():
     return tf.distribute.get_strategy(), "default"
 
 
-def _output_layer(model):
-    history = getattr(model.outputs[0], "_keras_history", None) if getattr(model, "outputs", None) else None
-    return history[0] if history is not None else model.layers[-1]
-
-
 def _output_activation(model):
-    layer = _output_layer(model)
-    if isinstance(layer, keras.layers.Softmax):
-        return "softmax"
-    activation = getattr(layer, "activation", None)
-    if activation is None:
-        return "linear"
-    return getattr(activation, "__name__", str(activation))
+    return output_activations(model)[0]
 
 
 def _output_width(model):
