@@ -13,11 +13,12 @@ from analysis.data import Dataset, load_data
 from analysis.data_checks import load_data_for_model
 from analysis.errors import WeightkitError
 from analysis.groups import DEFAULT_THRESHOLDS, METRICS, cluster_linkage, cluster_order, find_groups, removable_count
+from analysis.layers import supported_layer_types
 from analysis.loading import LoadedModel, is_saved_model_dir, load_model, walk_layers
 from analysis.matrices import mad_backend, mad_matrix, pearson_matrix
 from analysis.model_analysis import analyze_rows, iter_layer_analyses
 from analysis.results import LayerAnalysis, LayerMatrices, ModelAnalysis, SkippedLayer
-from analysis.rows import NeuronRows, layer_neuron_rows, supported_layer_types
+from analysis.rows import NeuronRows, layer_neuron_rows
 
 __version__ = "0.1.0"
 

@@ -15,6 +15,7 @@ from pathlib import PurePosixPath
 
 from analysis._tf import import_keras, silenced_stderr
 from analysis.errors import WeightkitError
+from analysis.keras2 import load_h5_with_config, repaired_keras2_config
 from analysis.own_classes import OWN_CLASSES, own_custom_objects
 
 __all__ = ["LoadedModel", "load_model", "is_saved_model_dir", "walk_layers", "read_model_config",
@@ -289,98 +290,17 @@ def load_model(path, *, unsafe=False, compile=True):
     keras = import_keras()
     notes = []
     own = own_custom_objects(item.get("registered_name") or item["class_name"] for item, _ in _config_objects(config))
-    repaired = _without_obsolete_keys(config, path, notes) if fmt == "h5" else None
+    repaired = repaired_keras2_config(config, path, notes) if fmt == "h5" else None
     if repaired is not None:
-        model = _load_h5_with_config(keras, path, repaired, own, unsafe)
+        try:
+            model = load_h5_with_config(path, repaired, own, unsafe)
+        except Exception as error:  # noqa: BLE001 - any Keras failure becomes one line
+            raise WeightkitError(_cannot_load(keras, path, error)) from error
         return LoadedModel(model=model, path=path, format=fmt, notes=notes, compiled=False)
     with _path_keras_accepts(path, fmt) as keras_path:
         model, compiled = _keras_load(keras, keras_path, path, fmt, unsafe, compile, notes,
                                       [item for item in unsafe_items if "custom object" in item[0]], own)
     return LoadedModel(model=model, path=path, format=fmt, notes=notes, compiled=compiled)
-
-
-#: Layer-config keys that Keras 2 wrote and Keras 3 refuses, with what dropping them means. A key
-#: is dropped only with the value that Keras 3 behaves as; another value is refused.
-_OBSOLETE_KEYS = {"time_major": (False, "Keras 3 recurrent layers are always batch-major")}
-
-
-def _without_obsolete_keys(config, path, notes):
-    """A copy of a Keras 2 model config without keys Keras 3 refuses, or None when it has none."""
-    found = []
-
-    def strip(item):
-        if isinstance(item, list):
-            return [strip(v) for v in item]
-        if not isinstance(item, dict):
-            return item
-        inner = item.get("config")
-        is_layer = isinstance(item.get("class_name"), str) and isinstance(inner, dict)
-        copy = {k: strip(v) for k, v in item.items()}
-        if is_layer:
-            for key, (harmless, why) in _OBSOLETE_KEYS.items():
-                if key not in inner:
-                    continue
-                if inner[key] != harmless:
-                    raise WeightkitError(
-                        f"{path}: layer {inner.get('name')!r} was saved with {key}={inner[key]!r}, which Keras 3 "
-                        f"cannot run ({why}); save the model with {key}={harmless!r} in the Keras that wrote it."
-                    )
-                found.append((inner.get("name"), key))
-                del copy["config"][key]
-        return copy
-
-    repaired = strip(config)
-    _add_input_layer(repaired, found)
-    if not found:
-        return None
-    for key in dict.fromkeys(key for _, key in found):
-        layers = ", ".join(repr(name) for name, k in found if k == key)
-        if key == "batch_input_shape":
-            notes.append(f"a Keras 2 Sequential without an InputLayer: built from the batch_input_shape of "
-                         f"layer {layers}")
-        else:
-            notes.append(f"a Keras 2 file: dropped {key} from layer {layers} (Keras 3 does not take it; the "
-                         "model computes the same)")
-    notes.append("loaded without its training settings (a repaired Keras 2 configuration)")
-    return repaired
-
-
-def _add_input_layer(config, found):
-    """Give a Keras 2.2-era Sequential (no InputLayer, ``batch_input_shape`` on its first layer) an InputLayer.
-
-    Keras 3.15 builds such a model with a doubled batch axis ((None, None, 5, 3)) and fails.
-    """
-    if not isinstance(config, dict) or config.get("class_name") != "Sequential":
-        return
-    inner = config.get("config")
-    layers = inner.get("layers") if isinstance(inner, dict) else inner
-    if not isinstance(layers, list) or not layers or not isinstance(layers[0], dict):
-        return
-    first = layers[0].get("config") or {}
-    if layers[0].get("class_name") == "InputLayer" or "batch_input_shape" not in first:
-        return
-    dtype = first.get("dtype") if isinstance(first.get("dtype"), str) else "float32"
-    layers.insert(0, {"class_name": "InputLayer",
-                      "config": {"batch_shape": first.pop("batch_input_shape"), "dtype": dtype,
-                                 "name": f"{first.get('name', 'layer')}_input"}})
-    found.append((first.get("name"), "batch_input_shape"))
-
-
-def _load_h5_with_config(keras, path, config, custom_objects, unsafe):
-    """Keras' own legacy .h5 loading, on a repaired configuration (the file is only read)."""
-    import h5py
-    from keras.src.legacy.saving import legacy_h5_format, saving_options, saving_utils
-    from keras.src.saving import serialization_lib
-
-    try:
-        with silenced_stderr(), h5py.File(path, "r") as handle, \
-                saving_options.keras_option_scope(use_legacy_config=True), \
-                serialization_lib.SafeModeScope(not unsafe):
-            model = saving_utils.model_from_config(config, custom_objects=custom_objects or {})
-            legacy_h5_format.load_weights_from_hdf5_group(handle["model_weights"], model)
-    except Exception as error:  # noqa: BLE001 - any Keras failure becomes one line
-        raise WeightkitError(_cannot_load(keras, path, error)) from error
-    return model
 
 
 def _cannot_load(keras, path, error):

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis._tf import import_keras
-from analysis.layers import GENERIC_SKIP, neuron_rows, registered_name, spec_for, supported_layer_types
+from analysis.layers import GENERIC_SKIP, neuron_rows, registered_name, spec_for
 
-__all__ = ["NeuronRows", "layer_neuron_rows", "skip_reason", "supported_layer_types"]
+__all__ = ["NeuronRows", "layer_neuron_rows", "skip_reason"]
 
 
 @dataclass

@@ -17,7 +17,7 @@ from analysis.layers import registered_name, spec_for
 from analysis.rows import skip_reason
 from analysis.selection import check_layer_names
 
-__all__ = ["Step", "Consumer", "MergeSite", "find_merge_sites", "selected_sites",
+__all__ = ["find_merge_sites", "selected_sites",
            "HOMOGENEOUS_ACTIVATIONS", "ELEMENTWISE_ACTIVATIONS"]
 
 #: Activations with f(a·x) = a·f(x) for a > 0: a positively scaled copy merges exactly.
