@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from analysis._tf import import_keras, silenced_stderr
 from analysis.errors import WeightkitError
 
 __all__ = ["Dataset", "load_data", "SKLEARN_DATASETS"]
@@ -292,8 +293,6 @@ def _load_image_folder(path, image_size, test_fraction, seed, channels=3):
         raise WeightkitError(
             f"{path}: no images in class subfolders (expected {path}/CLASS/IMAGE.png); check the folder."
         )
-    from analysis._tf import import_keras, silenced_stderr
-
     keras = import_keras()
     try:
         with silenced_stderr():

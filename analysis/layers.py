@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from analysis._tf import import_keras
+
 __all__ = ["Kernel", "LayerSpec", "LAYERS", "MERGE_STEPS", "registered_name", "spec_for", "spec_named", "neuron_rows",
            "supported_layer_types", "support_matrix", "GENERIC_SKIP"]
 
@@ -309,8 +311,6 @@ def registered_name(layer):
     so a subclass of a Keras layer uses its parent's entry and an unrelated class of the same
     name matches nothing.
     """
-    from analysis._tf import import_keras
-
     keras_layers = import_keras().layers
     for cls in type(layer).__mro__:
         if cls.__name__ in LAYERS and getattr(keras_layers, cls.__name__, None) is cls:

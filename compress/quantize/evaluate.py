@@ -13,6 +13,8 @@ import time
 
 import numpy as np
 
+from analysis._tf import import_tensorflow, silenced_stderr
+
 __all__ = ["make_interpreter", "TFLiteModel", "quantize_array", "dequantize_array", "time_calls"]
 
 
@@ -28,8 +30,6 @@ def make_interpreter(content, num_threads=None):
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:  # pragma: no cover - ai-edge-litert is a dependency; TF is the fallback
-        from analysis._tf import import_tensorflow
-
         Interpreter = import_tensorflow().lite.Interpreter
     return Interpreter(model_content=content, num_threads=num_threads)
 
@@ -168,8 +168,6 @@ class TFLiteModel:
 
 
 def _stderr_hidden(quiet):
-    from analysis._tf import silenced_stderr
-
     return silenced_stderr() if quiet else contextlib.nullcontext()
 
 

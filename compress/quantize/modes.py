@@ -18,6 +18,7 @@ int16x8    ``DEFAULT`` + representative dataset + ``supported_ops=[EXPERIMENTAL_
 
 from dataclasses import dataclass
 
+from analysis._tf import import_tensorflow
 from analysis.errors import WeightkitError
 
 __all__ = ["QuantizationMode", "MODES", "MODE_NAMES", "DATA_FREE_MODES", "parse_modes", "configure_converter"]
@@ -105,8 +106,6 @@ def configure_converter(converter, mode, representative_dataset=None):
     -------
     converter : tf.lite.TFLiteConverter
     """
-    from analysis._tf import import_tensorflow
-
     tf = import_tensorflow()
     spec = MODES[mode]
     if spec.needs_data and representative_dataset is None:

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from analysis._tf import import_tensorflow, silenced_stderr
 from analysis.errors import WeightkitError
 
 __all__ = ["ModelSource", "keras_source", "saved_model_source", "path_bytes", "probe_activation"]
@@ -134,8 +135,6 @@ def keras_source(model, path=None):
 
 def saved_model_source(path):
     """A :class:`ModelSource` for a TensorFlow SavedModel directory (its serving signature)."""
-    from analysis._tf import import_tensorflow, silenced_stderr
-
     tf = import_tensorflow()
     try:
         with silenced_stderr():
