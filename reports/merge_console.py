@@ -16,10 +16,26 @@ def evaluation_line(evaluation):
     if "accuracy_before" in evaluation:
         line += (f" accuracy {evaluation['accuracy_before']:.4f} → {evaluation['accuracy_after']:.4f},"
                  f" agreement {evaluation['agreement']:.4f},")
-    elif "mse_before" in evaluation:
-        line += f" MSE {evaluation['mse_before']:.4g} → {evaluation['mse_after']:.4g},"
+    elif "mae_before" in evaluation:
+        line += f" MAE {evaluation['mae_before']:.4g} → {evaluation['mae_after']:.4g},"
+    elif "agreement" in evaluation:
+        line += f" agreement {evaluation['agreement']:.4f},"
     line += f" max output difference {evaluation['max_abs_output_difference']:.3g}"
+    for name, each in evaluation.get("outputs", {}).items():
+        line += f"\n  output {name}: " + _output_part(each)
     return line
+
+
+def _output_part(evaluation):
+    parts = []
+    if "accuracy_before" in evaluation:
+        parts.append(f"accuracy {evaluation['accuracy_before']:.4f} → {evaluation['accuracy_after']:.4f}")
+    if "mae_before" in evaluation:
+        parts.append(f"MAE {evaluation['mae_before']:.4g} → {evaluation['mae_after']:.4g}")
+    if "agreement" in evaluation:
+        parts.append(f"agreement {evaluation['agreement']:.4f}")
+    parts.append(f"max output difference {evaluation['max_abs_output_difference']:.3g}")
+    return ", ".join(parts)
 
 
 def print_notes_and_evaluation(report, console):

@@ -32,6 +32,7 @@ from compress.merge.by_weights import apply_relations
 from compress.merge.data_fit import DEFAULT_RIDGE, plan_data_merge
 from compress.merge.math import Relation
 from compress.merge.plan import find_merge_sites, selected_sites
+from compress.merge.rebuild import find_layer
 from compress.merge.report import BaseMergeReport, record_params
 
 __all__ = ["LayerDataMerge", "DataMergeReport", "merge_by_data", "consumer_weights", "DEFAULT_MAX_ERROR"]
@@ -169,7 +170,7 @@ def consumer_weights(model, site):
     blocks = []
     n = site.n_neurons
     for consumer in site.consumers:
-        kernel = _numpy(model.get_layer(consumer.layer).kernel)
+        kernel = _numpy(find_layer(model, consumer.layer).kernel)
         if consumer.layout == "dense":
             block = kernel.reshape(n, -1)
         elif consumer.layout == "conv":

@@ -25,7 +25,14 @@ from compress.merge.math import (
     relation_from_merges,
 )
 from compress.merge.plan import find_merge_sites, selected_sites
-from compress.merge.rebuild import WeightState, batchnorm_affine, effective_rows, fold_relation, rebuild_model
+from compress.merge.rebuild import (
+    WeightState,
+    batchnorm_affine,
+    effective_rows,
+    find_layer,
+    fold_relation,
+    rebuild_model,
+)
 from compress.merge.report import LayerMerge, MergeReport, record_params
 
 __all__ = ["merge_redundant", "apply_relations", "MERGE_METRICS"]
@@ -78,7 +85,7 @@ def carry_relation(relation, site, state, model, *, twin_tolerance=0.05):
     for step in site.steps[site.folded_steps:]:
         bad = []
         if step.kind == "affine":
-            scale, offset = batchnorm_affine(state, step.layer, model.get_layer(step.layer))
+            scale, offset = batchnorm_affine(state, step.layer, find_layer(model, step.layer))
             reference = max(reference, float(np.abs(offset).max(initial=0.0)))
             relation, bad = propagate_affine(relation, scale, offset)
         elif step.kind == "activation" and step.description != "linear":

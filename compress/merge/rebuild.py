@@ -14,7 +14,7 @@ from analysis.layers import spec_for
 from analysis.loading import walk_layers
 from compress.merge.math import fold_into_kernel
 
-__all__ = ["WeightState", "fold_relation", "rebuild_model", "batchnorm_affine", "effective_rows"]
+__all__ = ["WeightState", "fold_relation", "rebuild_model", "batchnorm_affine", "effective_rows", "find_layer"]
 
 
 class WeightState:
@@ -39,6 +39,19 @@ class WeightState:
 
     def get(self, layer, name, default=None):
         return self.arrays.get(layer, {}).get(name, default)
+
+
+def find_layer(model, name):
+    """The layer (or nested model) called ``name`` anywhere in ``model`` (``get_layer`` sees the top only)."""
+    keras = import_keras()
+    pending = list(model.layers)
+    while pending:
+        layer = pending.pop(0)
+        if layer.name == name:
+            return layer
+        if isinstance(layer, keras.Model):
+            pending.extend(layer.layers)
+    raise ValueError(f"No layer named {name!r} in model {model.name!r} or its nested models.")
 
 
 def batchnorm_affine(state, layer, keras_layer):
@@ -67,7 +80,7 @@ def effective_rows(state, site, model):
     rows = np.concatenate([rows, bias[:, None]], axis=1)
     for step in site.steps[:site.folded_steps]:
         if step.kind == "affine":
-            scale, offset = batchnorm_affine(state, step.layer, model.get_layer(step.layer))
+            scale, offset = batchnorm_affine(state, step.layer, find_layer(model, step.layer))
             rows = rows * scale[:, None]
             rows[:, -1] += offset
     return rows
@@ -136,14 +149,7 @@ def rebuild_model(model, state):
             config["use_bias"] = True
         return layer.__class__.from_config(config)
 
-    input_tensors = None
-    if not isinstance(model, keras.Sequential):
-        # Keep the input layers' names too (clone_model would name them after the tensors).
-        names = ModelGraph(model).input_names
-        fresh = [keras.Input(batch_shape=t.shape, dtype=t.dtype, name=name) for t, name in zip(model.inputs, names)]
-        input_tensors = keras.tree.pack_sequence_as(model.input, fresh)
-    # recursive: a nested model is cloned layer by layer, so its merged layers get their new sizes.
-    new = keras.models.clone_model(model, input_tensors=input_tensors, clone_function=clone, recursive=True)
+    new = _clone(model, clone, None, {})
     for layer in walk_layers(new):
         weights = state.arrays.get(layer.name)
         if weights is None:
@@ -153,3 +159,64 @@ def rebuild_model(model, state):
         names = [variable.name for variable in layer.weights]
         layer.set_weights([weights[name] for name in names])
     return new
+
+
+def _clone(model, clone_layer, input_tensors, cache):
+    """Clone ``model`` layer by layer; a nested model is cloned on the tensors it now receives.
+
+    Keras' ``clone_model(recursive=True)`` keeps a nested model's own input shapes, which no
+    longer fit once the layer feeding it lost neurons: here each nested model is cloned when the
+    outer graph calls it, on fresh inputs of the shapes that call receives, so it stays nested.
+    """
+    keras = import_keras()
+
+    def clone_function(layer):
+        return layer if isinstance(layer, keras.Model) else clone_layer(layer)
+
+    def call_function(layer, *args, **kwargs):
+        if isinstance(layer, keras.Model):
+            key = id(layer)
+            if key not in cache:
+                arrived = args[0] if args else next(iter(kwargs.values()))
+                cache[key] = _clone(layer, clone_layer, _fresh_inputs(layer, arrived), cache)
+            layer = cache[key]
+        return layer(*args, **kwargs)
+
+    if isinstance(model, keras.Sequential):
+        if any(isinstance(layer, keras.Model) for layer in model.layers):
+            return _clone_sequential(model, clone_layer, input_tensors, cache)
+        return keras.models.clone_model(model, input_tensors=input_tensors, clone_function=clone_function)
+    if input_tensors is None:
+        # Keep the input layers' names too (clone_model would name them after the tensors).
+        names = ModelGraph(model).input_names
+        fresh = [keras.Input(batch_shape=t.shape, dtype=t.dtype, name=name) for t, name in zip(model.inputs, names)]
+        input_tensors = keras.tree.pack_sequence_as(model.input, fresh)
+    return keras.models.clone_model(model, input_tensors=input_tensors, clone_function=clone_function,
+                                    call_function=call_function)
+
+
+def _fresh_inputs(model, arrived):
+    """New Input tensors for a nested ``model`` shaped like the tensors a call hands it, with its input names."""
+    keras = import_keras()
+    structure = model.inputs[0] if isinstance(model, keras.Sequential) else model.input
+    originals = keras.tree.flatten(structure)
+    tensors = keras.tree.flatten(arrived)
+    fresh = [keras.Input(batch_shape=t.shape, dtype=t.dtype, name=o.name.split(":")[0])
+             for o, t in zip(originals, tensors)]
+    return fresh[0] if isinstance(model, keras.Sequential) else keras.tree.pack_sequence_as(structure, fresh)
+
+
+def _clone_sequential(model, clone_layer, input_tensors, cache):
+    """A Sequential whose layers include models: each layer cloned on what the previous one gives."""
+    keras = import_keras()
+    x = input_tensors if input_tensors is not None else keras.Input(batch_shape=model.inputs[0].shape,
+                                                                    dtype=model.inputs[0].dtype)
+    layers = []
+    for layer in model.layers:
+        new = (_clone(layer, clone_layer, _fresh_inputs(layer, x), cache) if isinstance(layer, keras.Model)
+               else clone_layer(layer))
+        x = new(x)
+        layers.append(new)
+    return keras.Sequential([keras.Input(tensor=input_tensors)] + layers if input_tensors is not None
+                            else [keras.Input(batch_shape=model.inputs[0].shape, dtype=model.inputs[0].dtype)]
+                            + layers, name=model.name)

@@ -10,9 +10,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analysis.data import Dataset
+from analysis.data_checks import output_activations
+from analysis.errors import WeightkitError
+from analysis.graph import ModelGraph
 from analysis.inputs import as_dataset, is_path
 from analysis.results import layer_named
-from compress.quantize.compare import compare_outputs
+from compress.merge.rebuild import find_layer
+from compress.quantize.compare import compare_several
 
 __all__ = ["BaseMergeReport", "LayerMerge", "MergeReport", "compare_models", "evaluate_merge", "record_params"]
 
@@ -171,7 +175,7 @@ class MergeReport(BaseMergeReport):
 
 
 def _params(model, name):
-    return int(model.get_layer(name).count_params())
+    return int(find_layer(model, name).count_params())
 
 
 def record_params(report, original, merged):
@@ -198,7 +202,30 @@ def record_params(report, original, merged):
 
 
 def _predict(model, x, batch_size):
-    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
+    """The model's outputs on ``x`` as a list of float64 arrays, one per output."""
+    outputs = model.predict(x, batch_size=batch_size, verbose=0)
+    if isinstance(outputs, dict):
+        outputs = [outputs[name] for name in model.output_names] if hasattr(model, "output_names") else \
+            list(outputs.values())
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    return [np.asarray(output, dtype=np.float64) for output in outputs]
+
+
+def output_tasks(model, ys, first_task=None):
+    """Each output's task: the data's for the first, else from the output's activation and its labels."""
+    activations = output_activations(model)
+    tasks = []
+    for index, (activation, y) in enumerate(zip(activations, ys)):
+        if index == 0 and first_task is not None:
+            tasks.append(first_task)
+        elif activation in ("softmax", "sigmoid"):
+            tasks.append("classification")
+        elif y is not None:
+            integer = np.issubdtype(np.asarray(y).dtype, np.integer)
+            tasks.append("classification" if integer else "regression")
+        else:
+            tasks.append(None)
+    return tasks
 
 
 def compare_models(original, merged, x, y=None, *, task="classification", batch_size=256):
@@ -207,18 +234,30 @@ def compare_models(original, merged, x, y=None, *, task="classification", batch_
     Parameters
     ----------
     original, merged : keras.Model
-    x : ndarray of shape (n_samples, ...)
-    y : ndarray of shape (n_samples,) or (n_samples, k), default=None
+    x : ndarray of shape (n_samples, ...), or a list of them (one per input, model order)
+    y : ndarray of shape (n_samples, ...), list of them (or of None, one per output), default=None
     task : {"classification", "regression"} or None, default="classification"
-        None: judged from the output width alone (several outputs: classes; one: regression).
+        The first output's; None: judged from the output width alone (several outputs: classes;
+        one: regression). Other outputs are judged from their activation and labels.
 
     Returns
     -------
     dict
         See :func:`compress.quantize.compare.compare_outputs`: the same agreement (and binary
-        decision threshold) as the quantization comparison.
+        decision threshold) as the quantization comparison, for the first output; with several
+        outputs, ``outputs`` maps each output name to its own comparison (agreement per output,
+        accuracy or MAE where it has labels, per element for outputs with positions).
     """
-    return compare_outputs(_predict(original, x, batch_size), _predict(merged, x, batch_size), y, task=task)
+    before, after = _predict(original, x, batch_size), _predict(merged, x, batch_size)
+    ys = list(y) if isinstance(y, (list, tuple)) else [y] + [None] * (len(before) - 1)
+    return compare_several(before, after, ys, output_tasks(original, ys, task), _output_names(original, len(before)))
+
+
+def _output_names(model, count):
+    try:
+        return ModelGraph(model).output_names
+    except WeightkitError:
+        return [f"output_{i}" for i in range(count)]
 
 
 def evaluate_merge(original, merged, data, *, batch_size=256):
@@ -243,6 +282,7 @@ def evaluate_merge(original, merged, data, *, batch_size=256):
                                     batch_size=batch_size)
         evaluation["data"] = dataset.source
         return evaluation
-    evaluation = compare_models(original, merged, np.asarray(data), task=None, batch_size=batch_size)
+    x = [np.asarray(a) for a in data] if isinstance(data, (list, tuple)) else np.asarray(data)
+    evaluation = compare_models(original, merged, x, task=None, batch_size=batch_size)
     evaluation["data"] = "the given inputs"
     return evaluation

@@ -15,7 +15,7 @@ from analysis.errors import WeightkitError
 
 __all__ = ["OUTPUT_KINDS", "output_kind", "decision_threshold", "class_threshold", "agreement",
            "output_differences", "predicted_labels", "label_indices", "accuracy", "mean_absolute_error",
-           "per_class_accuracy", "compare_outputs", "score_drop", "choose_export", "DROP_BASES"]
+           "per_class_accuracy", "compare_outputs", "compare_several", "per_element", "score_drop", "choose_export", "DROP_BASES"]
 
 OUTPUT_KINDS = ("multiclass", "binary", "regression")
 DROP_BASES = {
@@ -171,11 +171,13 @@ def compare_outputs(reference, candidate, y=None, *, task=None):
         ``samples``, ``max_abs_output_difference`` and, when the output has classes,
         ``agreement`` (same class; binary: same side of :func:`decision_threshold` of the
         reference) and with labels ``accuracy_before`` / ``accuracy_after``; for regression with
-        targets, ``mse_before`` / ``mse_after``.
+        targets, ``mae_before`` / ``mae_after`` (the one regression metric of merge, retrain and
+        quantize). Outputs with positions are compared per element (see :func:`per_element`).
     """
     reference = np.asarray(reference, dtype=np.float64)
     candidate = np.asarray(candidate, dtype=np.float64)
     result = {"samples": int(len(reference)), "max_abs_output_difference": output_differences(reference, candidate)[0]}
+    reference, candidate, y = per_element(reference, candidate, y)
     kind = output_kind(int(reference.shape[-1]) if reference.ndim > 1 else 1, task)
     if kind != "regression":
         threshold = class_threshold(reference, kind)
@@ -184,9 +186,56 @@ def compare_outputs(reference, candidate, y=None, *, task=None):
             result["accuracy_before"] = accuracy(reference, y, kind, threshold)
             result["accuracy_after"] = accuracy(candidate, y, kind, threshold)
     elif y is not None:
-        target = np.asarray(y, dtype=np.float64).reshape(reference.shape)
-        result["mse_before"] = float(np.mean((reference - target) ** 2))
-        result["mse_after"] = float(np.mean((candidate - target) ** 2))
+        result["mae_before"] = mean_absolute_error(reference, y)
+        result["mae_after"] = mean_absolute_error(candidate, y)
+    return result
+
+
+def per_element(reference, candidate, y=None):
+    """Outputs with positions (an image, a sequence) as one row per element: (n, ..., k) -> (n × positions, k).
+
+    Agreement, accuracy and errors of a segmentation mask or a per-timestep output are then
+    counted per pixel or per step, never on the first element only. Labels of the output's
+    shape become rows alike; one class index per element (shape (n, ...) without ``k``) becomes
+    one index per row. Outputs of shape (n,) or (n, k) are returned as they are.
+    """
+    if reference.ndim <= 2:
+        return reference, candidate, y
+    width = reference.shape[-1]
+    rows = (-1, width)
+    if y is not None:
+        y = np.asarray(y)
+        y = y.reshape(-1) if y.shape == reference.shape[:-1] else y.reshape(rows)
+    return reference.reshape(rows), candidate.reshape(rows), y
+
+
+def compare_several(references, candidates, ys=None, tasks=None, names=None):
+    """:func:`compare_outputs` for each of a model's outputs; the first output's keys lead.
+
+    Parameters
+    ----------
+    references, candidates : list of ndarray
+        One array per output, in model order.
+    ys : list of (ndarray or None), default=None
+        Labels per output; None where an output has none.
+    tasks : list of (str or None), default=None
+    names : list of str, default=None
+        Output names (``output_0``... when not given).
+
+    Returns
+    -------
+    dict
+        The first output's comparison, with ``outputs``: output name -> its own comparison
+        when there are several.
+    """
+    count = len(references)
+    ys = list(ys) if ys is not None else [None] * count
+    tasks = list(tasks) if tasks is not None else [None] * count
+    names = list(names) if names is not None else [f"output_{i}" for i in range(count)]
+    each = [compare_outputs(r, c, y, task=t) for r, c, y, t in zip(references, candidates, ys, tasks)]
+    result = dict(each[0])
+    if count > 1:
+        result["outputs"] = dict(zip(names, each))
     return result
 
 
