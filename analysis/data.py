@@ -23,7 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis._tf import import_keras, silenced_stderr
+from analysis.csv_data import read_csv_numbers
 from analysis.errors import WeightkitError
+from analysis.limits import check_npz_headers, check_regular_file, check_zip_directory
 
 __all__ = ["Dataset", "load_data", "SKLEARN_DATASETS"]
 
@@ -158,12 +160,16 @@ def _load_sklearn(name, source, test_fraction, seed):
 
 
 def _load_npz(path, test_fraction, seed):
+    check_regular_file(path, "--data ")
     with open(path, "rb") as handle:
         head = handle.read(4)
     if head != b"PK\x03\x04" and head != b"PK\x05\x06":  # np.savez writes a zip archive
         what = "is an empty file" if not head else "is not an .npz archive (unrecognized content)"
         raise WeightkitError(f"--data {path}: {what}; save the arrays with np.savez(path, x=..., y=...).")
     try:
+        with zipfile.ZipFile(path) as archive:
+            check_zip_directory(path, archive, fix="Save the arrays uncompressed with np.savez(path, x=..., y=...).")
+            check_npz_headers(path, archive)
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
     except ValueError as error:
@@ -236,17 +242,7 @@ def _npz_dataset(arrays, path, test_fraction, seed):
 
 
 def _load_csv(path, target, test_fraction, seed, features=None):
-    import csv
-
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            rows = list(csv.reader(handle))
-    except (OSError, UnicodeDecodeError) as error:
-        raise WeightkitError(f"{path}: cannot be read as UTF-8 CSV ({error}).") from error
-    numbered = [(line, row) for line, row in enumerate(rows, start=1) if row]
-    if len(numbered) < 2:
-        raise WeightkitError(f"{path}: no data rows; expected a header line and at least one row.")
-    header, body = numbered[0][1], numbered[1:]
+    header, values = read_csv_numbers(path)
     column = len(header) - 1
     if target is None and features is not None and len(header) == features:
         column = None  # every column is an input: a CSV without labels
@@ -254,21 +250,6 @@ def _load_csv(path, target, test_fraction, seed, features=None):
         if target not in header:
             raise WeightkitError(f"{path}: no column named {target!r} for --target; columns: {', '.join(header)}.")
         column = header.index(target)
-    values = np.empty((len(body), len(header)), dtype=np.float64)
-    for index, (line, row) in enumerate(body):
-        if len(row) != len(header):
-            raise WeightkitError(
-                f"{path}: line {line} has {len(row)} fields, the header has {len(header)}; give every "
-                "row one value per column."
-            )
-        for field, text in enumerate(row):
-            try:
-                values[index, field] = float(text)
-            except ValueError:
-                raise WeightkitError(
-                    f"{path}: line {line}, column {header[field]!r}: {text!r} is not a number; "
-                    "encode text columns as numbers first."
-                ) from None
     if column is None:
         return _split(values.astype(np.float32), None, path, None, test_fraction, seed)
     y = values[:, column]

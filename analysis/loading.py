@@ -6,17 +6,16 @@ refused by name *before* any code from the file could run; ``unsafe=True`` lifts
 """
 
 import contextlib
-import json
 import os
 import tempfile
-import zipfile
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 
 from analysis._tf import import_keras, silenced_stderr
+from analysis.config_files import first_line, h5_config, keras_config
 from analysis.errors import WeightkitError
 from analysis.keras2 import load_h5_with_config, repaired_keras2_config
-from analysis.own_classes import OWN_CLASSES, own_custom_objects
+from analysis.limits import check_regular_file
+from analysis.own_classes import OWN_CLASSES, is_own_class, own_custom_objects
 
 __all__ = ["LoadedModel", "load_model", "is_saved_model_dir", "walk_layers", "read_model_config",
            "check_model_weights"]
@@ -64,6 +63,7 @@ def _check_path(path):
         raise WeightkitError(f"{path}: is a directory, not a model file; give the path of a .keras or .h5 file.")
     if not os.access(path, os.R_OK):
         raise WeightkitError(f"{path}: cannot be read (permission denied); fix its permissions.")
+    check_regular_file(path)
     if os.path.getsize(path) == 0:
         raise WeightkitError(f"{path}: is an empty file, not a model; save the model again.")
 
@@ -105,7 +105,7 @@ def read_model_config(path):
     """
     _check_path(path)
     fmt = _sniff_format(path)
-    config = _keras_config(path) if fmt == "keras" else _h5_config(path)
+    config = keras_config(path) if fmt == "keras" else h5_config(path)
     if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
         where = "config.json" if fmt == "keras" else "its model_config"
         raise WeightkitError(
@@ -113,61 +113,6 @@ def read_model_config(path):
             "with model.save('model.keras')."
         )
     return fmt, config
-
-
-def _keras_config(path):
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-            for name in names:
-                parts = PurePosixPath(name).parts
-                if name.startswith(("/", "\\")) or ".." in parts or ":" in name:
-                    raise WeightkitError(
-                        f"{path}: archive member {name!r} points outside the archive; refusing to "
-                        "read it. Re-save the model with model.save('model.keras')."
-                    )
-            if "config.json" not in names:
-                raise WeightkitError(
-                    f"{path}: zip archive without config.json, so not a Keras model file; save the "
-                    "model with model.save('model.keras')."
-                )
-            if archive.testzip() is not None:
-                raise zipfile.BadZipFile("CRC check failed")
-            return json.loads(archive.read("config.json"))
-    except (zipfile.BadZipFile, EOFError, OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise WeightkitError(
-            f"{path}: corrupt or truncated .keras archive ({_first_line(error)}); copy or save the "
-            "model again."
-        ) from error
-
-
-def _h5_config(path):
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as handle:
-            raw = handle.attrs.get("model_config")
-    except (OSError, ValueError) as error:
-        raise WeightkitError(
-            f"{path}: corrupt or truncated HDF5 file ({_first_line(error)}); copy or save the "
-            "model again."
-        ) from error
-    if raw is None:
-        raise WeightkitError(
-            f"{path}: HDF5 file with weights but no model configuration (written by "
-            "save_weights?); build the model in code, call load_weights, then model.save('model.keras')."
-        )
-    if isinstance(raw, bytes):
-        raw = raw.decode("utf-8")
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise WeightkitError(f"{path}: its model configuration is not valid JSON; save the model again.") from error
-
-
-def _first_line(error):
-    text = str(error).strip().splitlines()
-    return text[0][:200] if text else type(error).__name__
 
 
 def _known_class_names():
@@ -240,13 +185,25 @@ def _unsafe_objects(config):
         registered = item.get("registered_name") or class_name
         if isinstance(module, str) and (module == "keras" or module.startswith("keras.")):
             continue
-        if registered in OWN_CLASSES or keras.saving.get_registered_object(registered) is not None:
+        if is_own_class(module, class_name, registered) or _is_registered_here(keras, module, class_name, registered):
             continue
         if module is None and class_name in known:
             continue
         what = inner if class_name == "function" and isinstance(inner, str) else registered
+        if registered in OWN_CLASSES:  # not weightkit's class under its name: say what it is
+            what = f"{module}.{class_name} registered as {registered}"
         found.append((f"{verb} an unknown custom object ({what})", owner))
     return found
+
+
+def _is_registered_here(keras, module, class_name, registered):
+    """Whether a class registered in this process has this whole identity (module, class, registered name)."""
+    if registered in OWN_CLASSES:
+        return False  # weightkit's own names are checked against their table only
+    found = keras.saving.get_registered_object(registered)
+    name = getattr(found, "__name__", None)
+    return (found is not None and (name == class_name or (class_name == "function" and callable(found)))
+            and (module is None or getattr(found, "__module__", None) == module))
 
 
 def load_model(path, *, unsafe=False, compile=True):
@@ -305,7 +262,7 @@ def load_model(path, *, unsafe=False, compile=True):
 
 def _cannot_load(keras, path, error):
     return (f"{path}: Keras {keras.__version__} could not load the model ({type(error).__name__}: "
-            f"{_first_line(error)}); if an older Keras wrote it, load it there and save it again with "
+            f"{first_line(error)}); if an older Keras wrote it, load it there and save it again with "
             "model.save('model.keras'), or report the layer the error names.")
 
 
@@ -354,7 +311,7 @@ def _keras_load(keras, keras_path, path, fmt, unsafe, compile, notes, custom=(),
     if first_error is not None:
         notes.append(
             "loaded without its training settings (optimizer, loss): Keras 3 rejected them "
-            f"({_first_line(first_error)[:120]})"
+            f"({first_line(first_error)[:120]})"
         )
     return model, False
 

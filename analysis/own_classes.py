@@ -17,7 +17,7 @@ installed code while loading, so safe mode accepts it.
 
 import importlib
 
-__all__ = ["OWN_CLASSES", "own_custom_objects"]
+__all__ = ["OWN_CLASSES", "is_own_class", "own_custom_objects"]
 
 #: ``registered name -> module defining it``, for every class weightkit registers with
 #: ``keras.saving.register_keras_serializable(package="weightkit")``.
@@ -46,3 +46,22 @@ def own_custom_objects(names):
         if module is not None and name not in found:
             found[name] = getattr(importlib.import_module(module), name.split(">", 1)[1])
     return found
+
+
+def is_own_class(module, class_name, registered_name):
+    """Whether a serialized object's whole identity is one of weightkit's own classes.
+
+    The registered name alone proves nothing (a file can claim any name): the module and class
+    name stored beside it must be the ones :data:`OWN_CLASSES` says weightkit's class is saved with.
+
+    Parameters
+    ----------
+    module, class_name, registered_name : str or None
+        The ``module``, ``class_name`` and ``registered_name`` keys of the serialized object.
+
+    Returns
+    -------
+    bool
+    """
+    expected = OWN_CLASSES.get(registered_name)
+    return expected is not None and module == expected and class_name == registered_name.split(">", 1)[1]

@@ -108,7 +108,67 @@ def build_models(keras, folder):
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     paths["recurrent"] = str(folder / "rnn.keras")
     model.save(paths["recurrent"])
+    paths.update(build_hostile_models(folder, members, good))
     return paths
+
+
+def _deflated_zip(path, members):
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return str(path)
+
+
+def _forge_dataset(handle, name, shape):
+    """Replace dataset ``name`` by a chunked one that declares ``shape`` and stores nothing."""
+    del handle[name]
+    handle.create_dataset(name, shape=shape, dtype="float32", chunks=(min(shape[0], 1024),) + tuple(shape[1:]))
+
+
+def build_hostile_models(folder, members, good):
+    """Model files made to exhaust memory or time (small on disk), or to slip code past safe mode."""
+    import h5py
+
+    paths = {}
+    # 80 MiB of spaces inflate from under 400 KB: over the 64 MiB limit on config.json (Keras would parse it).
+    paths["config.json bomb"] = _deflated_zip(folder / "configbomb.keras",
+                                              {**members, "config.json": members["config.json"] + b" " * (80 << 20)})
+    paths["weights bomb"] = _deflated_zip(folder / "weightsbomb.keras",
+                                          {**members, "model.weights.h5": bytes(40 << 20)})
+    paths["deeply nested config"] = _zip(folder / "deep.keras",
+                                         {**members, "config.json": "[" * 100_000 + "]" * 100_000})
+    forged = json.loads(members["config.json"])
+    hidden = next(layer for layer in forged["config"]["layers"] if layer["config"]["name"] == "hidden")
+    hidden["config"]["kernel_regularizer"] = {"module": "os", "class_name": "system", "config": {"command": "true"},
+                                              "registered_name": "weightkit>DecorrelationRegularizer"}
+    paths["forged weightkit class"] = _zip(folder / "forged.keras", {**members, "config.json": json.dumps(forged)})
+    weights = folder / "forged.weights.h5"
+    weights.write_bytes(members["model.weights.h5"])
+    with h5py.File(weights, "r+") as handle:
+        kernel = next(name for name in _datasets(handle) if handle[name].ndim == 2)
+        _forge_dataset(handle, kernel, (8, 250_000))
+    paths["weights declare more than stored"] = _zip(folder / "declared.keras",
+                                                     {**members, "model.weights.h5": weights.read_bytes()})
+    weights.unlink()
+    legacy = folder / "declared.h5"
+    good.save(legacy)
+    with h5py.File(legacy, "r+") as handle:
+        kernel = next(name for name in _datasets(handle) if handle[name].ndim == 2)
+        _forge_dataset(handle, kernel, (975_000_000,))
+    paths[".h5 dataset declares more than stored"] = str(legacy)
+    with h5py.File(folder / "intconfig.h5", "w") as handle:
+        handle.attrs["model_config"] = np.arange(5)
+        handle.create_dataset("model_weights/w", data=np.zeros(3))
+    paths[".h5 model_config is an int array"] = str(folder / "intconfig.h5")
+    return paths
+
+
+def _datasets(handle):
+    import h5py
+
+    found = []
+    handle.visititems(lambda name, item: found.append(name) if isinstance(item, h5py.Dataset) else None)
+    return found
 
 
 def _png(path, size=4):
@@ -153,6 +213,34 @@ def build_data(folder):
     paths["path through a file"] = str(folder / "good.npz" / "data.npz")
     paths["pickled arrays"] = str(folder / "pickled.npz")
     np.savez(paths["pickled arrays"], x=np.array([object()] * 3, dtype=object), y=np.arange(3))
+    paths.update(build_hostile_data(folder, x, y))
+    return paths
+
+
+def _npy_bytes(array, declared_shape=None):
+    import io
+
+    buffer = io.BytesIO()
+    header = {"descr": np.lib.format.dtype_to_descr(array.dtype), "fortran_order": False,
+              "shape": declared_shape or array.shape}
+    np.lib.format.write_array_header_1_0(buffer, header)
+    return buffer.getvalue() + array.tobytes()
+
+
+def build_hostile_data(folder, x, y):
+    """Data files made to exhaust memory or time, small on disk."""
+    paths = {"npz bomb": str(folder / "bomb.npz")}
+    np.savez_compressed(paths["npz bomb"], x=np.zeros((40 << 20) // 4 // N_FEATURES * N_FEATURES, np.float32)
+                        .reshape(-1, N_FEATURES), y=np.zeros((40 << 20) // 4 // N_FEATURES, np.int64))
+    paths["npz header declares more than stored"] = _zip(
+        folder / "declared.npz", {"x.npy": _npy_bytes(x, (10**9, N_FEATURES)), "y.npy": _npy_bytes(y)})
+    header = ",".join(f"f{i}" for i in range(N_FEATURES)) + ",label\n"
+    row = ",".join("0.5" for _ in range(N_FEATURES)) + ",1\n"
+    paths["CSV field over 131072 characters"] = _write(folder / "longfield.csv",
+                                                       (header + row + "1" * 140_000 + row[1:]).encode())
+    for suffix in ("csv", "npz"):
+        paths[f".{suffix} linked to /dev/zero"] = str(folder / f"zero.{suffix}")
+        os.symlink("/dev/zero", paths[f".{suffix} linked to /dev/zero"])
     return paths
 
 

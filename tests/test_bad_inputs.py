@@ -43,6 +43,27 @@ MODEL_MESSAGES = {
     "directory, not a file": "{path}: is a directory, not a model file; give the path of a .keras or .h5 file.",
     "missing path": "{path}: no such file; check the path to the model (.keras or .h5).",
     "path through a file": "{path}: no such file; check the path to the model (.keras or .h5).",
+    # Hostile files (tests/bad_inputs_corpus.py: build_hostile_models): refused from what the file declares.
+    "config.json bomb": "{path}: archive member config.json declares 80.0 MiB, over the limit of 64.0 MiB for a "
+                        "model configuration; refusing to inflate it. Re-save the model with model.save('model.keras').",
+    "weights bomb": "{path}: archive member model.weights.h5 would inflate 183029 bytes to 40.0 MiB (ratio 229, over "
+                    "the limit of 100); refusing a possible decompression bomb. Re-save the model with "
+                    "model.save('model.keras').",
+    "deeply nested config": "{path}: config.json nests objects deeper than Python can read (a forged file?); refusing "
+                            "it. Re-save the model with model.save('model.keras').",
+    "forged weightkit class": "{path}: layer 'hidden' uses an unknown custom object (os.system registered as "
+                              "weightkit>DecorrelationRegularizer), whose code would run while loading; refused in "
+                              "safe mode: pass --unsafe (unsafe=True) only if you trust the file.",
+    "weights declare more than stored": "{path}: weight dataset model.weights.h5:layers/dense/vars/0 declares shape "
+                                        "(8, 250000) (7.6 MiB) but the file stores 0 bytes of it; refusing to allocate "
+                                        "it (the file is truncated or forged): save the model again with "
+                                        "model.save('model.keras').",
+    ".h5 dataset declares more than stored": "{path}: weight dataset model_weights/hidden/hidden/kernel declares shape "
+                                             "(975000000,) (3.6 GiB) but the file stores 0 bytes of it; refusing to "
+                                             "allocate it (the file is truncated or forged): save the model again with "
+                                             "model.save('model.keras').",
+    ".h5 model_config is an int array": "{path}: its model_config attribute is ndarray data, not JSON text, so this is "
+                                        "not a Keras model file; save the model again with model.save('model.keras').",
 }
 
 #: Models that load but are broken or empty: refused by every command that writes a model from them.
@@ -108,7 +129,8 @@ def test_one_neuron_layers_are_explained_not_crashed(capsys, corpus, tmp_path):
 DATA_CASES = ["empty file", "random bytes .npz", "wrong dimensions", "x and y lengths differ",
               "labels outside the outputs", "empty dataset", "text in a numeric CSV column",
               "image folder without images", "corrupt image", "missing path", "path through a file",
-              "pickled arrays"]
+              "pickled arrays", "npz bomb", "npz header declares more than stored", "CSV field over 131072 characters",
+              ".csv linked to /dev/zero", ".npz linked to /dev/zero"]
 
 
 @pytest.mark.parametrize("command", DATA_COMMANDS)
@@ -129,6 +151,18 @@ DATA_MESSAGES = {
     "corrupt image": "{path}: image {path}/dogs/broken.png could not be decoded; remove or replace corrupt images.",
     "pickled arrays": "{path}: holds Python objects (pickled arrays), which are not loaded for safety; save plain "
                       "numeric arrays with np.savez.",
+    "npz bomb": "{path}: archive member x.npy would inflate 40858 bytes to 40.0 MiB (ratio 1027, over the limit of "
+                "100); refusing a possible decompression bomb. Save the arrays uncompressed with np.savez(path, x=..., "
+                "y=...).",
+    "npz header declares more than stored": "{path}: array x.npy declares shape (1000000000, 8) (29.8 GiB) but the "
+                                            "archive stores 1280 bytes of it; the file is truncated or forged: save "
+                                            "plain arrays with np.savez.",
+    "CSV field over 131072 characters": "{path}: line 3 has a field over 131072 characters, which is no number; check "
+                                        "the file (an unclosed quote?).",
+    ".csv linked to /dev/zero": "--data {path}: is a character device, not a regular file; give the path of a saved "
+                                "file.",
+    ".npz linked to /dev/zero": "--data {path}: is a character device, not a regular file; give the path of a saved "
+                                "file.",
 }
 
 

@@ -1,0 +1,109 @@
+"""Read a model file's configuration without loading the model, refusing hostile files in one line.
+
+A ``.keras`` archive's directory is checked for decompression bombs before any member is
+inflated, its weights file for datasets that declare more than they store; an ``.h5`` file's
+datasets alike; JSON nested deeper than Python can parse and a ``model_config`` that is not text
+are refused by name (see :mod:`analysis.limits`).
+"""
+
+import json
+import zipfile
+from pathlib import PurePosixPath
+
+from analysis.errors import WeightkitError
+from analysis.limits import check_h5_storage, check_zip_directory
+
+__all__ = ["first_line", "h5_config", "keras_config"]
+
+_RESAVE = "Re-save the model with model.save('model.keras')."
+
+
+def keras_config(path):
+    """The parsed ``config.json`` of a ``.keras`` archive."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            for name in names:
+                parts = PurePosixPath(name).parts
+                if name.startswith(("/", "\\")) or ".." in parts or ":" in name:
+                    raise WeightkitError(
+                        f"{path}: archive member {name!r} points outside the archive; refusing to "
+                        f"read it. {_RESAVE}"
+                    )
+            if "config.json" not in names:
+                raise WeightkitError(
+                    f"{path}: zip archive without config.json, so not a Keras model file; save the "
+                    "model with model.save('model.keras')."
+                )
+            check_zip_directory(path, archive, config_member="config.json", fix=_RESAVE)
+            if archive.testzip() is not None:
+                raise zipfile.BadZipFile("CRC check failed")
+            if "model.weights.h5" in names:
+                _check_archived_weights(path, archive)
+            return _parse_json(archive.read("config.json"), path, "config.json")
+    except (zipfile.BadZipFile, EOFError, OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise WeightkitError(
+            f"{path}: corrupt or truncated .keras archive ({first_line(error)}); copy or save the "
+            "model again."
+        ) from error
+
+
+def _check_archived_weights(path, archive):
+    """Refuse a ``model.weights.h5`` whose datasets declare far more than the archive stores."""
+    import h5py
+
+    with archive.open("model.weights.h5") as member:
+        try:
+            handle = h5py.File(member, "r")
+        except (OSError, ValueError):
+            return  # not HDF5: Keras says so in its own words
+        with handle:
+            check_h5_storage(path, handle, where="model.weights.h5:")
+
+
+def _parse_json(raw, path, where):
+    """``json.loads``, with nesting too deep for Python refused in one line."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise WeightkitError(
+            f"{path}: {where} nests objects deeper than Python can read (a forged file?); refusing it. "
+            f"{_RESAVE}"
+        ) from None
+
+
+def h5_config(path):
+    """The parsed ``model_config`` of an ``.h5`` model file."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            raw = handle.attrs.get("model_config")
+            check_h5_storage(path, handle)
+    except (OSError, ValueError) as error:
+        raise WeightkitError(
+            f"{path}: corrupt or truncated HDF5 file ({first_line(error)}); copy or save the "
+            "model again."
+        ) from error
+    if raw is None:
+        raise WeightkitError(
+            f"{path}: HDF5 file with weights but no model configuration (written by "
+            "save_weights?); build the model in code, call load_weights, then model.save('model.keras')."
+        )
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", errors="replace")
+    if not isinstance(raw, str):
+        raise WeightkitError(
+            f"{path}: its model_config attribute is {type(raw).__name__} data, not JSON text, so this is not a "
+            "Keras model file; save the model again with model.save('model.keras')."
+        )
+    try:
+        return _parse_json(raw, path, "its model configuration")
+    except json.JSONDecodeError as error:
+        raise WeightkitError(f"{path}: its model configuration is not valid JSON; save the model again.") from error
+
+
+def first_line(error):
+    """The first line of an error's message, at most 200 characters."""
+    text = str(error).strip().splitlines()
+    return text[0][:200] if text else type(error).__name__

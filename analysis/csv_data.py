@@ -1,0 +1,81 @@
+"""Read a ``--data`` CSV as numbers, streaming: never more than the rows already parsed in memory.
+
+The file must be a regular file (not ``/dev/zero``, a FIFO or a device) of at most
+:data:`analysis.limits.MAX_CSV_BYTES`; a field over the :mod:`csv` module's limit (131,072
+characters; no number is that long) is refused naming its line.
+"""
+
+import csv
+import os
+
+import numpy as np
+
+from analysis.errors import WeightkitError
+from analysis.limits import MAX_CSV_BYTES, check_regular_file
+
+__all__ = ["read_csv_numbers"]
+
+_CHUNK = 4096
+
+
+def read_csv_numbers(path):
+    """The header and the values of a numeric CSV file.
+
+    Parameters
+    ----------
+    path : str
+
+    Returns
+    -------
+    header : list of str
+    values : ndarray of shape (n_rows, n_columns), float64
+
+    Raises
+    ------
+    WeightkitError
+        Not a regular file, too large, not UTF-8, a field too long, a ragged row or text in a
+        numeric column, naming the line.
+    """
+    check_regular_file(path, "--data ")
+    size = os.path.getsize(path)
+    if size > MAX_CSV_BYTES:
+        raise WeightkitError(
+            f"--data {path}: is {size / (1 << 30):.1f} GiB, over the limit of {MAX_CSV_BYTES >> 30} GiB for a CSV; "
+            "save the data as .npz (np.savez) or give a smaller sample.")
+    header, chunks, chunk, line = None, [], None, 0
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            for row in reader:
+                line = reader.line_num
+                if not row:
+                    continue
+                if header is None:
+                    header = row
+                    chunk, used = np.empty((_CHUNK, len(header))), 0
+                    continue
+                if len(row) != len(header):
+                    raise WeightkitError(
+                        f"{path}: line {line} has {len(row)} fields, the header has {len(header)}; give every "
+                        "row one value per column.")
+                for field, text in enumerate(row):
+                    try:
+                        chunk[used, field] = float(text)
+                    except ValueError:
+                        raise WeightkitError(
+                            f"{path}: line {line}, column {header[field]!r}: {text[:80]!r} is not a number; "
+                            "encode text columns as numbers first.") from None
+                used += 1
+                if used == _CHUNK:
+                    chunks.append(chunk)
+                    chunk, used = np.empty((_CHUNK, len(header))), 0
+    except (OSError, UnicodeDecodeError) as error:
+        raise WeightkitError(f"{path}: cannot be read as UTF-8 CSV ({error}).") from error
+    except csv.Error as error:
+        what = (f"has a field over {csv.field_size_limit()} characters, which is no number" if "field larger" in
+                str(error) else f"is not valid CSV ({error})")
+        raise WeightkitError(f"{path}: line {reader.line_num} {what}; check the file (an unclosed quote?).") from error
+    if header is None or (not chunks and used == 0):
+        raise WeightkitError(f"{path}: no data rows; expected a header line and at least one row.")
+    chunks.append(chunk[:used])
+    return header, np.concatenate(chunks)
