@@ -15,15 +15,26 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analysis._tf import import_keras, import_tensorflow
+from analysis.batches import n_samples, take
 from analysis.data_checks import output_activations
 from analysis.errors import WeightkitError
+from analysis.graph import ModelGraph
 from analysis.inputs import as_dataset, as_model
 from analysis.rows import layer_neuron_rows
 from compress.decorrelate.kernels import attach_decorrelation, detach_decorrelation
 from compress.decorrelate.monitor import RedundancyMonitor, monitored_entries, redundancy_summary
+from compress.decorrelate.targets import (
+    LOSSES,
+    labels_per_output,
+    loss_for_output,
+    metric_for_output,
+    output_activations_and_widths,
+    output_metric,
+    output_task,
+)
 
 __all__ = ["DEFAULT_STRENGTH", "LOSSES", "RetrainResult", "choose_strategy", "infer_loss",
-           "evaluate_task", "retrain", "redundancy_of"]
+           "evaluate_task", "evaluate_outputs", "retrain", "redundancy_of"]
 
 keras = import_keras()
 
@@ -31,18 +42,6 @@ keras = import_keras()
 DEFAULT_STRENGTH = 1.0
 
 HISTORY_FILE = "history.csv"
-
-#: ``--loss`` names and their Keras classes; ``from_logits`` is set when the output is linear.
-LOSSES = {
-    "sparse_categorical_crossentropy": keras.losses.SparseCategoricalCrossentropy,
-    "categorical_crossentropy": keras.losses.CategoricalCrossentropy,
-    "binary_crossentropy": keras.losses.BinaryCrossentropy,
-    "mean_squared_error": keras.losses.MeanSquaredError,
-    "mean_absolute_error": keras.losses.MeanAbsoluteError,
-    "huber": keras.losses.Huber,
-}
-_LOGIT_LOSSES = {"sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy"}
-
 
 @dataclass
 class RetrainResult:
@@ -114,14 +113,6 @@ def choose_strategy():
     return tf.distribute.get_strategy(), "default"
 
 
-def _output_activation(model):
-    return output_activations(model)[0]
-
-
-def _output_width(model):
-    return int(model.outputs[0].shape[-1] or 1)
-
-
 def infer_loss(model, dataset, name=None):
     """The loss to train with: ``name`` when given, else from the output layer and labels.
 
@@ -138,33 +129,14 @@ def infer_loss(model, dataset, name=None):
     description : str
         e.g. ``"sparse_categorical_crossentropy (inferred: softmax output, integer labels)"``.
     """
-    activation = _output_activation(model)
-    logits = activation in ("linear", None)
-    if name is not None:
-        if name not in LOSSES:
-            raise WeightkitError(f"--loss: unknown loss {name!r}; expected one of {', '.join(LOSSES)}.")
-        if name in _LOGIT_LOSSES:
-            return LOSSES[name](from_logits=logits), name + (" (from logits)" if logits else "")
-        return LOSSES[name](), name
-    width = _output_width(model)
-    one_hot = dataset.y_train.ndim == 2 and dataset.y_train.shape[1] > 1
-    if dataset.task == "regression":
-        if activation in ("linear", "relu", "softplus", "exponential"):
-            return keras.losses.MeanSquaredError(), f"mean_squared_error (inferred: {activation} output, real-valued labels)"
-    elif activation in ("softmax", "linear") and width > 1:
-        kind = "categorical_crossentropy" if one_hot else "sparse_categorical_crossentropy"
-        labels = "one-hot labels" if one_hot else "integer labels"
-        return (LOSSES[kind](from_logits=logits),
-                f"{kind}{' (from logits)' if logits else ''} (inferred: {activation} output, {labels})")
-    elif activation in ("sigmoid", "linear") and width == 1:
-        return (keras.losses.BinaryCrossentropy(from_logits=logits),
-                f"binary_crossentropy{' (from logits)' if logits else ''} (inferred: {activation} output, 0/1 labels)")
-    elif activation == "sigmoid":
-        return keras.losses.BinaryCrossentropy(), "binary_crossentropy (inferred: sigmoid output, multi-label)"
-    raise WeightkitError(
-        f"model {model.name!r}: cannot infer a loss for a {activation} output of width {width} with "
-        f"{dataset.task} labels; pass --loss (one of {', '.join(LOSSES)})."
-    )
+    outputs = output_activations_and_widths(model)
+    if len(outputs) == 1:
+        (activation, width), = outputs
+        return loss_for_output(model, activation, width, dataset.y_train, dataset.task, name)
+    ys = labels_per_output(model, dataset.y_train)
+    losses = [loss_for_output(model, activation, width, y, output_task(k, y, dataset.task), name)
+              for k, ((activation, width), y) in enumerate(zip(outputs, ys))]
+    return [loss for loss, _ in losses], "; ".join(description for _, description in losses)
 
 
 def evaluate_task(model, x, y, task, *, batch_size=256):
@@ -175,15 +147,16 @@ def evaluate_task(model, x, y, task, *, batch_size=256):
     metric : {"accuracy", "mae"}
     value : float
     """
-    predictions = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
-    y = np.asarray(y)
-    if task == "regression":
-        return "mae", float(np.mean(np.abs(predictions.reshape(len(y), -1) - y.reshape(len(y), -1))))
-    if predictions.ndim == 2 and predictions.shape[1] > 1:
-        truth = y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else y.reshape(-1)
-        return "accuracy", float(np.mean(predictions.argmax(axis=1) == truth))
-    cut = 0.5 if _output_activation(model) == "sigmoid" else 0.0
-    return "accuracy", float(np.mean((predictions.reshape(-1) > cut) == (y.reshape(-1) > 0.5)))
+    return evaluate_outputs(model, x, y, task, batch_size=batch_size)[0]
+
+
+def evaluate_outputs(model, x, y, task, *, batch_size=256):
+    """:func:`evaluate_task` for every output: a list of ``(metric, value)``, None where an output has no labels."""
+    predictions = model.predict(x, batch_size=batch_size, verbose=0)
+    predictions = list(predictions) if isinstance(predictions, (list, tuple)) else [predictions]
+    ys = list(y) if isinstance(y, (list, tuple)) else [y]
+    return [None if labels is None else output_metric(p, labels, output_task(k, labels, task), activation)
+            for k, (p, labels, activation) in enumerate(zip(predictions, ys, output_activations(model)))]
 
 
 def redundancy_of(model, names, threshold=0.9):
@@ -211,6 +184,17 @@ def _copy_into(model, strategy):
         ) from error
 
 
+def _fit_metrics(model, dataset):
+    """One metric list per output for ``compile`` (accuracy or MAE by each output's task)."""
+    ys = dataset.y_train if isinstance(dataset.y_train, (list, tuple)) else [dataset.y_train]
+    metrics = [[metric_for_output(output_task(k, y, dataset.task))] for k, y in enumerate(ys)]
+    return metrics[0] if len(metrics) == 1 else metrics
+
+
+def _output_names(model):
+    return ModelGraph(model).output_names
+
+
 def _read_history(path):
     if not os.path.exists(path):
         return {}
@@ -234,7 +218,7 @@ def _read_history(path):
 def _validation_split(dataset, fraction, seed):
     if not fraction:
         return dataset.x_train, dataset.y_train, None
-    n = len(dataset.x_train)
+    n = n_samples(dataset.x_train)
     n_val = int(round(fraction * n))
     if n_val < 1 or n_val >= n:
         raise WeightkitError(
@@ -243,7 +227,13 @@ def _validation_split(dataset, fraction, seed):
         )
     order = np.random.default_rng(seed).permutation(n)
     val, train = order[:n_val], order[n_val:]
-    return dataset.x_train[train], dataset.y_train[train], (dataset.x_train[val], dataset.y_train[val])
+    x, y = dataset.x_train, dataset.y_train
+    return take(x, train), _take_labels(y, train), (take(x, val), _take_labels(y, val))
+
+
+def _take_labels(y, indices):
+    """Labels of one output or a list of them (one per output) at ``indices``; Keras fit takes lists."""
+    return [labels[indices] for labels in y] if isinstance(y, (list, tuple)) else y[indices]
 
 
 def retrain(model, dataset, *, strength=DEFAULT_STRENGTH, epochs=10, layers=None, batch_size=32,
@@ -321,7 +311,10 @@ def retrain(model, dataset, *, strength=DEFAULT_STRENGTH, epochs=10, layers=None
     if note:
         notes.append(note)
 
-    metric, before_value = evaluate_task(work, dataset.x_test, dataset.y_test, dataset.task)
+    if len(work.outputs) > 1:
+        labels_per_output(work, dataset.y_train)
+    before_outputs = evaluate_outputs(work, dataset.x_test, dataset.y_test, dataset.task)
+    metric, before_value = before_outputs[0]
     if loss is None and compiled_loss is not None:
         loss_object = compiled_loss
         loss_name = (compiled_loss if isinstance(compiled_loss, str) else
@@ -333,7 +326,7 @@ def retrain(model, dataset, *, strength=DEFAULT_STRENGTH, epochs=10, layers=None
         kernels = attach_decorrelation(work, strength, layers=layers)
         names = list(dict.fromkeys(k.name for k in kernels))
         work.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss_object,
-                     metrics=["mae" if dataset.task == "regression" else "accuracy"])
+                     metrics=_fit_metrics(work, dataset))
     before_layers = redundancy_of(work, names, threshold)
 
     x_train, y_train, validation = _validation_split(dataset, validation_split, seed)
@@ -366,7 +359,13 @@ def retrain(model, dataset, *, strength=DEFAULT_STRENGTH, epochs=10, layers=None
 
     if not keep_regularizer:
         detach_decorrelation(kernels)
-    _, after_value = evaluate_task(work, dataset.x_test, dataset.y_test, dataset.task)
+    after_outputs = evaluate_outputs(work, dataset.x_test, dataset.y_test, dataset.task)
+    after_value = after_outputs[0][1]
+    if len(after_outputs) > 1:
+        names_out = _output_names(work)
+        notes.append("held-out per output: " + "; ".join(
+            f"{n} {b[0]} {b[1]:.4f} before, {a[1]:.4f} after" for n, b, a in zip(names_out, before_outputs,
+                                                                                 after_outputs) if b is not None))
     after_layers = redundancy_of(work, names, threshold)
     for key in list(full_history):
         if key.startswith("redundancy/"):

@@ -91,7 +91,10 @@ def retrain(model, data, output, strength, epochs, layers, batch_size, learning_
     select_kernels(loaded.model, list(layers) or None)  # user errors before any output
     if loss is not None:
         infer_loss(loaded.model, dataset, loss)
-    note(f"{data}: {len(dataset.x_train)} training and {len(dataset.x_test)} held-out samples ({dataset.task})")
+    from analysis.batches import n_samples
+
+    note(f"{data}: {n_samples(dataset.x_train)} training and {n_samples(dataset.x_test)} held-out samples "
+         f"({dataset.task})")
 
     compiled_loss = getattr(loaded.model, "loss", None) if loaded.compiled else None
     try:
