@@ -1,9 +1,21 @@
-"""Atomic, non-clobbering output: temporary file (or folder) beside the target, then rename."""
+"""Atomic, non-clobbering output: temporary file (or folder) beside the target, then rename.
+
+Temporary names are ``.NAME.HOST-PID-RANDOM.part[SUFFIX]`` beside the output (``NAME`` shortened
+with a hash when long, so the temporary name stays under 255 bytes). A run removes the ones a
+killed run on this machine left for the same output (their process is gone), and no others. The
+final rename of a new output never replaces what appeared there meanwhile (another run to the
+same output): that run's output stays and this one is refused.
+"""
 
 import contextlib
+import ctypes
+import errno
+import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 
 from analysis.errors import WeightkitError
@@ -70,23 +82,137 @@ def _existing_file_above(folder):
     return None if os.path.isdir(folder) else folder
 
 
+#: Longest output name kept whole in a temporary name; longer ones keep their start and a hash.
+_LONG_NAME = 96
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+
+
+def _short_name(name):
+    if len(name.encode()) <= _LONG_NAME:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+    return name.encode()[:_LONG_NAME - 17].decode(errors="ignore") + "~" + digest
+
+
+def _temporary_prefix(path):
+    """``.NAME.HOST-PID-`` for the temporaries of ``path``, and removes this output's stale ones."""
+    parent, name = os.path.split(os.path.abspath(path))
+    short = _short_name(name)
+    _remove_stale(parent, short)
+    return f".{short}.{_HOST}-{os.getpid()}-"
+
+
+def _remove_stale(parent, short):
+    """Remove ``.SHORT.HOST-PID-RANDOM.part*`` / ``.old`` left in ``parent`` by dead processes of this host."""
+    pattern = re.compile(re.escape(f".{short}.{_HOST}-") + r"(\d+)-[a-z0-9_]{8}\.(part|old)")
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for entry in names:
+        match = pattern.match(entry)
+        if match is None or _alive(int(match.group(1))):
+            continue
+        stale = os.path.join(parent, entry)
+        if os.path.isdir(stale) and not os.path.islink(stale):
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(stale)
+
+
+def _alive(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def _appeared(path):
+    return WeightkitError(
+        f"{path}: appeared while this run was writing it (another run to the same output?); it was left as it "
+        "is and nothing was written: choose another path, or pass --force to replace it."
+    )
+
+
+_RENAME_NOREPLACE = 1
+
+
+def _rename_noreplace(source, target):
+    """Rename ``source`` to ``target`` unless ``target`` exists (atomic where the system allows).
+
+    Raises
+    ------
+    FileExistsError
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        renameat2 = None
+    if renameat2 is not None:
+        at_fdcwd = -100
+        if renameat2(at_fdcwd, os.fsencode(source), at_fdcwd, os.fsencode(target), _RENAME_NOREPLACE) == 0:
+            return
+        code = ctypes.get_errno()
+        if code == errno.EEXIST:
+            raise FileExistsError(code, os.strerror(code), target)
+        if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+            raise OSError(code, os.strerror(code), target)
+    if os.path.isdir(source) and not os.path.islink(source):
+        if os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, "exists", target)
+        os.rename(source, target)  # fails on a non-empty folder
+    else:
+        os.link(source, target)  # fails if target exists
+        os.unlink(source)
+
+
+def _finish(temporary, path, existed):
+    """Put ``temporary`` at ``path``: replacing it when it existed before the run, else only if still absent."""
+    if not existed:
+        try:
+            _rename_noreplace(temporary, path)
+        except FileExistsError:
+            raise _appeared(path) from None
+        except OSError as error:
+            if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                raise _appeared(path) from None
+            raise
+        return
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    os.replace(temporary, path)
+
+
+def _suffix_of(path):
+    suffix = os.path.splitext(path)[1]
+    return suffix if len(suffix) <= 16 else ""
+
+
 @contextlib.contextmanager
 def atomic_path(path, *, suffix=None):
     """Yield a temporary path beside ``path``; on success rename it onto ``path``.
 
-    Whatever is written to the yielded path appears at ``path`` all at once, or not at all.
+    Whatever is written to the yielded path appears at ``path`` all at once, or not at all. A
+    ``path`` that did not exist when this began is never replaced: if another run created it
+    meanwhile, :class:`WeightkitError` says so and that run's output stays.
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    suffix = suffix if suffix is not None else os.path.splitext(path)[1]
-    handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=f".part{suffix}", dir=directory)
+    existed = os.path.lexists(path)
+    suffix = suffix if suffix is not None else _suffix_of(path)
+    handle, temporary = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=f".part{suffix}", dir=directory)
     os.close(handle)
     os.unlink(temporary)  # some writers (Keras) refuse an existing file
     try:
         yield temporary
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        os.replace(temporary, path)
+        _finish(temporary, path, existed)
     finally:
         if os.path.isdir(temporary):
             shutil.rmtree(temporary, ignore_errors=True)
@@ -121,20 +247,21 @@ def atomic_directory(path, *, force=False):
     """
     path = check_output(path, force=force, directory=True)
     parent = os.path.dirname(os.path.abspath(path))
-    temporary = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(path))}.", suffix=".part", dir=parent)
+    existed = os.path.lexists(path)
+    temporary = tempfile.mkdtemp(prefix=_temporary_prefix(path), suffix=".part", dir=parent)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(temporary, 0o777 & ~umask)  # mkdtemp makes it 0700; the output folder gets the usual mode
     try:
         yield temporary
-        if os.path.lexists(path):
-            backup = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".old", dir=parent)
+        if existed and os.path.lexists(path):
+            backup = tempfile.mkdtemp(prefix=_temporary_prefix(path), suffix=".old", dir=parent)
             os.rmdir(backup)
             os.replace(path, backup)
             os.replace(temporary, path)
             shutil.rmtree(backup, ignore_errors=True)
         else:
-            os.replace(temporary, path)
+            _finish(temporary, path, existed=False)
     finally:
         if os.path.isdir(temporary):
             shutil.rmtree(temporary, ignore_errors=True)

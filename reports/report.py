@@ -6,6 +6,7 @@ dropped before the next layer, so memory holds one layer at a time however deep 
 The folder is written beside its final place and renamed into it when complete.
 """
 
+import hashlib
 import json
 import os
 from datetime import datetime, timezone
@@ -22,6 +23,18 @@ from reports.figures import HEATMAP_CAP, similarity_figure, weight_rows_figure
 from reports.html import ImageRef, anchor_for, render_page
 
 __all__ = ["write_report", "render_layer_figures", "FIGURE_KINDS"]
+
+#: Longest layer part of a figure file name; a longer one keeps its start and a hash (file names
+#: stop at 255 bytes, and a layer may be named with 300 characters).
+_LONG_STEM = 80
+
+
+def _figure_stem(number, slug):
+    """``NNN-SLUG`` for a layer's figure files, at most about 100 characters, unique per slug."""
+    if len(slug) > _LONG_STEM:
+        slug = slug[:_LONG_STEM - 17] + "-" + hashlib.sha256(slug.encode()).hexdigest()[:16]
+    return f"{number:03d}-{slug}"
+
 
 #: The figures drawn for each analyzed layer entry, in page order.
 FIGURE_KINDS = ("pearson", "mad", "rows", "histogram")
@@ -175,7 +188,7 @@ def write_report(model, output, *, metric="pearson", threshold=None, layers=None
 
         def draw(layer):
             anchor = anchors[layer.name] = anchor_for(layer.name, taken)
-            stem = f"{len(anchors):03d}-{anchor[len('layer-'):]}"
+            stem = _figure_stem(len(anchors), anchor[len("layer-"):])
             images[layer.name] = render_layer_figures(layer, folder, stem, metric=metric, threshold=chosen,
                                                       include_bias=include_bias, cap=cap)
             if by_data is not None:
