@@ -17,6 +17,7 @@ import numpy as np
 from analysis._tf import import_tensorflow, silenced_stderr, silenced_stdout
 from compress.quantize.evaluate import make_interpreter
 from compress.quantize.modes import MODES, configure_converter
+from compress.quantize.unroll import unrolled_copy
 
 __all__ = ["Conversion", "convert_modes", "convert_mode", "representative_dataset", "converter_reason",
            "float_compute_ops"]
@@ -102,7 +103,7 @@ def converter_reason(error, limit=240):
     return f"{type(error).__name__}: {text}"
 
 
-def representative_dataset(x, n_samples=200, seed=0):
+def representative_dataset(x, n_samples=200, seed=0, dtype=np.float32):
     """A seeded random sample of ``x`` as a TFLite representative dataset.
 
     Parameters
@@ -112,16 +113,18 @@ def representative_dataset(x, n_samples=200, seed=0):
     n_samples : int, default=200
         At most this many samples (all of ``x`` when it has fewer).
     seed : int, default=0
+    dtype : numpy dtype, default=float32
+        The model input's type: an integer input (token ids) is calibrated with integers.
 
     Returns
     -------
     callable
-        A generator function yielding ``[sample]`` with ``sample`` of shape (1, ...), float32.
+        A generator function yielding ``[sample]`` with ``sample`` of shape (1, ...), of ``dtype``.
     """
     x = np.asarray(x)
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(len(x), size=min(int(n_samples), len(x)), replace=False))
-    samples = x[chosen].astype(np.float32)
+    samples = x[chosen].astype(dtype)
 
     def generate():
         for sample in samples:
@@ -157,13 +160,14 @@ def float_compute_ops(content):
     return sorted(found)
 
 
-def _convert(converter, mode, representative, verbose):
-    configure_converter(converter, mode, representative)
+def _convert(converter, mode, representative, verbose, integer_inputs=False):
+    configure_converter(converter, mode, representative, integer_inputs=integer_inputs)
     with _quiet(verbose):
         return converter.convert()
 
 
-def convert_mode(mode, *, saved_model_dir=None, keras_model=None, representative=None, verbose=False):
+def convert_mode(mode, *, saved_model_dir=None, keras_model=None, representative=None, verbose=False,
+                 integer_inputs=False):
     """Convert one model in one mode; never raises for a converter failure.
 
     Parameters
@@ -178,6 +182,8 @@ def convert_mode(mode, *, saved_model_dir=None, keras_model=None, representative
         From :func:`representative_dataset`; required by the modes that need data.
     verbose : bool, default=False
         Let the converter print.
+    integer_inputs : bool, default=False
+        The model takes integers: they stay integers in every mode (never quantized).
 
     Returns
     -------
@@ -192,7 +198,7 @@ def convert_mode(mode, *, saved_model_dir=None, keras_model=None, representative
     first_error = None
     for entry, make in attempts:
         try:
-            content = _convert(make(), mode, representative, verbose)
+            content = _convert(make(), mode, representative, verbose, integer_inputs)
         except Exception as error:  # noqa: BLE001 - the converter raises many kinds; reported per mode
             first_error = first_error or converter_reason(error)
             continue
@@ -249,20 +255,25 @@ def convert_modes(source, modes, *, calibration=None, calibration_samples=200, s
     list of Conversion
         One per mode, in order; failed modes carry their reason.
     """
+    integer_inputs = np.dtype(source.input_dtype).kind in "iub"
     representative = None
     if calibration is not None:
-        representative = representative_dataset(calibration, calibration_samples, seed)
+        representative = representative_dataset(calibration, calibration_samples, seed, dtype=source.input_dtype)
+    keras_model = source.keras_model
+    if keras_model is not None:
+        keras_model = unrolled_copy(keras_model) or keras_model
     if source.saved_model_dir is not None:
         context = contextlib.nullcontext((source.saved_model_dir, None))
     else:
-        context = exported_saved_model(source.keras_model, verbose)
+        context = exported_saved_model(keras_model, verbose)
     results = []
     with context as (directory, export_error):
         for done, mode in enumerate(modes):
             if progress:
                 progress(done, len(modes), f"converting {mode}")
-            conversion = convert_mode(mode, saved_model_dir=directory, keras_model=source.keras_model,
-                                      representative=representative, verbose=verbose)
+            conversion = convert_mode(mode, saved_model_dir=directory, keras_model=keras_model,
+                                      representative=representative, verbose=verbose,
+                                      integer_inputs=integer_inputs)
             if not conversion.ok and export_error and directory is None:
                 conversion.error = f"{conversion.error} (SavedModel export also failed: {export_error})"
             results.append(conversion)

@@ -2,9 +2,10 @@
 
 One ``invoke()`` per sample is far slower than resizing the input to a batch once
 (``resize_tensor_input`` + ``allocate_tensors``) and invoking per batch; :class:`TFLiteModel`
-does the latter, padding the last partial batch so the tensors are allocated once. Integer
-inputs are quantized and integer outputs dequantized with the tensors' scale and zero point, so
-callers always pass and receive float32.
+does the latter, padding the last partial batch so the tensors are allocated once. Quantized
+(integer) inputs are quantized and outputs dequantized with the tensors' scale and zero point, so
+callers always pass and receive float32; an integer input without a scale (token ids for an
+Embedding) takes the values as integers.
 """
 
 import contextlib
@@ -101,14 +102,16 @@ class TFLiteModel:
             self._batch = batch
 
     def _to_input(self, x):
-        if self.input_dtype.kind in "iu":
-            scale, zero_point = _affine(self._input)
+        scale, zero_point = _affine(self._input)
+        if self.input_dtype.kind in "iu" and scale != 0.0:  # a quantized input
             return quantize_array(x, scale, zero_point, self.input_dtype)
+        if self.input_dtype.kind in "iu":  # integers of their own (token ids): passed as they are
+            return np.rint(np.asarray(x)).astype(self.input_dtype)
         return np.asarray(x, dtype=self.input_dtype)
 
     def _from_output(self, y):
-        if self.output_dtype.kind in "iu":
-            scale, zero_point = _affine(self._output)
+        scale, zero_point = _affine(self._output)
+        if self.output_dtype.kind in "iu" and scale != 0.0:
             return dequantize_array(y, scale, zero_point)
         return np.asarray(y, dtype=np.float32)
 

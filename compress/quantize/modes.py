@@ -90,7 +90,7 @@ def parse_modes(text):
     return names
 
 
-def configure_converter(converter, mode, representative_dataset=None):
+def configure_converter(converter, mode, representative_dataset=None, integer_inputs=False):
     """Apply a mode's settings to a ``tf.lite.TFLiteConverter``.
 
     Parameters
@@ -101,6 +101,9 @@ def configure_converter(converter, mode, representative_dataset=None):
     representative_dataset : callable, default=None
         A generator function yielding ``[sample]`` lists, each sample of shape (1, ...);
         required by the modes that need data.
+    integer_inputs : bool, default=False
+        The model takes integers (token ids for an Embedding): int8-io then keeps its input
+        integer (``inference_input_type`` is left alone, only the output becomes int8).
 
     Returns
     -------
@@ -120,7 +123,8 @@ def configure_converter(converter, mode, representative_dataset=None):
     if mode in ("int8", "int8-io"):
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     if mode == "int8-io":
-        converter.inference_input_type = tf.int8
+        if not integer_inputs:
+            converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
     if mode == "int16x8":
         converter.target_spec.supported_ops = [

@@ -22,6 +22,7 @@ from compress.quantize.compare import (
     output_differences,
     output_kind,
     per_class_accuracy,
+    per_element,
     score_drop,
 )
 from compress.quantize.convert import convert_modes
@@ -64,7 +65,9 @@ class _Measure:
     """Per-mode metrics against the reference outputs (and labels, when there is data)."""
 
     def __init__(self, reference, dataset, kind, threshold):
-        self.reference = reference
+        # Outputs with positions (a mask, a sequence) are measured per element: one row per pixel or step.
+        self.reference, _, self.y = per_element(reference, reference, None if dataset is None else dataset.y_test)
+        reference = self.reference
         self.dataset = dataset
         self.kind = kind
         self.threshold = threshold
@@ -77,20 +80,25 @@ class _Measure:
     def _per_class(self, outputs):
         if not self.classes:
             return None
-        return per_class_accuracy(outputs, self.dataset.y_test, self.kind, self.n_classes, self.threshold)
+        return per_class_accuracy(self._rows(outputs), self.y, self.kind, self.n_classes, self.threshold)
+
+    def _rows(self, outputs):
+        return per_element(outputs, outputs)[0]
 
     def task_scores(self, outputs):
         """(accuracy, mae) on the test split; Nones without data."""
         if self.dataset is None:
             return None, None
+        outputs = self._rows(outputs)
         if self.kind == "regression":
-            return None, mean_absolute_error(outputs, self.dataset.y_test)
-        return accuracy(outputs, self.dataset.y_test, self.kind, self.threshold), None
+            return None, mean_absolute_error(outputs, self.y)
+        return accuracy(outputs, self.y, self.kind, self.threshold), None
 
     def fill(self, row, outputs):
         row.accuracy, row.mae = self.task_scores(outputs)
-        row.agreement = agreement(self.reference, outputs, self.kind, threshold=self.threshold)
+        outputs = self._rows(outputs)
         row.max_abs_diff, row.mean_abs_diff = output_differences(self.reference, outputs)
+        row.agreement = agreement(self.reference, outputs, self.kind, threshold=self.threshold)
         if self.classes:
             change = self._per_class(outputs) - self.per_class_reference
             row.per_class_accuracy_change = [None if np.isnan(v) else float(v) for v in change]

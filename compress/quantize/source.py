@@ -47,6 +47,8 @@ class ModelSource:
     final_activation : str or None
         Name of the last layer's activation (for a SavedModel, guessed from its outputs by
         :func:`probe_activation`).
+    input_dtype : str, default="float32"
+        The input's type; integers (token ids) are never quantized.
     """
 
     name: str
@@ -56,6 +58,7 @@ class ModelSource:
     keras_model: object = None
     saved_model_dir: str = None
     final_activation: str = None
+    input_dtype: str = "float32"
     _call: object = field(default=None, repr=False)
 
     @property
@@ -130,7 +133,7 @@ def keras_source(model, path=None):
         return model.predict_on_batch(batch)
 
     return ModelSource(name=name, input_shape=input_shape, output_shape=tuple(outputs.shape), bytes=size,
-                       keras_model=model, final_activation=activation, _call=call)
+                       keras_model=model, final_activation=activation, input_dtype=str(inputs.dtype), _call=call)
 
 
 def saved_model_source(path):

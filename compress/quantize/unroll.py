@@ -1,0 +1,64 @@
+"""Recurrent layers unrolled for the TFLite converter.
+
+TF 2.21 cannot convert SimpleRNN / LSTM / GRU kept as a while loop over a tensor list
+(``'tf.TensorListReserve' op requires element_shape to be static``); with ``unroll=True`` in each
+recurrent layer's config, the same weights convert in every mode (float32, dynamic, int8) and
+the batch stays resizable (see /work/shared/NOTES.md). Unrolling needs a fixed sequence length.
+"""
+
+from analysis._tf import import_keras
+from analysis.loading import walk_layers
+
+__all__ = ["recurrent_layers", "unrolled_copy"]
+
+_RECURRENT = ("SimpleRNN", "LSTM", "GRU")
+
+
+def _is_recurrent(layer):
+    keras = import_keras()
+    return isinstance(layer, (keras.layers.SimpleRNN, keras.layers.LSTM, keras.layers.GRU, keras.layers.Bidirectional))
+
+
+def recurrent_layers(model):
+    """Names of the recurrent layers (Bidirectional wrappers included) that are not unrolled yet."""
+    return [layer.name for layer in walk_layers(model)
+            if _is_recurrent(layer) and not _unrolled(layer.get_config())]
+
+
+def _unrolled(config):
+    if "layer" in config and isinstance(config["layer"], dict):  # Bidirectional
+        return config["layer"]["config"].get("unroll", False)
+    return config.get("unroll", False)
+
+
+def _unroll_config(config):
+    config = dict(config)
+    for key in ("layer", "backward_layer"):
+        if isinstance(config.get(key), dict):
+            inner = dict(config[key])
+            inner["config"] = {**inner["config"], "unroll": True}
+            config[key] = inner
+    if "units" in config:
+        config["unroll"] = True
+    return config
+
+
+def unrolled_copy(model):
+    """A copy of ``model`` with every recurrent layer unrolled and the same weights; None when none is rolled.
+
+    Returns
+    -------
+    keras.Model or None
+    """
+    keras = import_keras()
+    if not recurrent_layers(model):
+        return None
+
+    def clone(layer):
+        if _is_recurrent(layer):
+            return layer.__class__.from_config(_unroll_config(layer.get_config()))
+        return layer.__class__.from_config(layer.get_config())
+
+    copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    copy.set_weights(model.get_weights())
+    return copy
