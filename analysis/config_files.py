@@ -6,7 +6,10 @@ datasets alike; JSON nested deeper than Python can parse and a ``model_config`` 
 are refused by name (see :mod:`analysis.limits`).
 """
 
+import contextlib
+import io
 import json
+import struct
 import zipfile
 from pathlib import PurePosixPath
 
@@ -52,13 +55,55 @@ def _check_archived_weights(path, archive):
     """Refuse a ``model.weights.h5`` whose datasets declare far more than the archive stores."""
     import h5py
 
-    with archive.open("model.weights.h5") as member:
+    info = archive.getinfo("model.weights.h5")
+    with contextlib.ExitStack() as stack:
+        if info.compress_type == zipfile.ZIP_STORED:  # as Keras writes it: read in place, seeking directly
+            member = _Window(stack.enter_context(open(path, "rb")), info)
+        else:
+            member = stack.enter_context(archive.open(info))
         try:
-            handle = h5py.File(member, "r")
+            handle = stack.enter_context(h5py.File(member, "r"))
         except (OSError, ValueError):
             return  # not HDF5: Keras says so in its own words
-        with handle:
-            check_h5_storage(path, handle, where="model.weights.h5:")
+        check_h5_storage(path, handle, where="model.weights.h5:")
+
+
+class _Window(io.RawIOBase):
+    """A stored (uncompressed) zip member read in place: seeks are seeks, not re-reads from the start."""
+
+    def __init__(self, handle, info):
+        handle.seek(info.header_offset)
+        local = handle.read(30)
+        if len(local) < 30 or local[:4] != b"PK\x03\x04":
+            raise zipfile.BadZipFile(f"bad local header for {info.filename}")
+        name_length, extra_length = struct.unpack("<HH", local[26:30])
+        self._handle, self._size = handle, info.file_size
+        self._start = info.header_offset + 30 + name_length + extra_length
+        self._position = 0
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def tell(self):
+        return self._position
+
+    def seek(self, offset, whence=io.SEEK_SET):
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = min(max(base + offset, 0), self._size)
+        return self._position
+
+    def readinto(self, buffer):
+        count = min(len(buffer), self._size - self._position)
+        if count <= 0:
+            return 0
+        self._handle.seek(self._start + self._position)
+        data = self._handle.read(count)
+        buffer[: len(data)] = data
+        self._position += len(data)
+        return len(data)
 
 
 def _parse_json(raw, path, where):
