@@ -80,8 +80,24 @@ def print_comparison(report, console):
     for row in report.modes:
         if not row.ok:
             console.print(f"{row.mode}: failed: {row.error}", markup=False, soft_wrap=True)
+    for row in report.modes:
+        for name, each in (row.outputs or {}).items() if row.ok else ():
+            console.print(f"{row.mode}: output {name}: {_output_summary(each)}", markup=False, soft_wrap=True)
     for text in report.notes:
         console.print(f"note: {text}", markup=False, soft_wrap=True)
     if report.exported is not None:
         console.print(f"exported {report.exported.mode} as {report.exported.path}: {report.exported.reason}",
                       markup=False, soft_wrap=True)
+
+
+def _output_summary(each):
+    """One output's comparison in a line: accuracy or MAE before → after, agreement, max |Δ|."""
+    parts = []
+    if "accuracy_before" in each:
+        parts.append(f"accuracy {each['accuracy_before']:.4f} → {each['accuracy_after']:.4f}")
+    if "mae_before" in each:
+        parts.append(f"MAE {each['mae_before']:.4g} → {each['mae_after']:.4g}")
+    if "agreement" in each:
+        parts.append(f"agreement {each['agreement']:.4f}")
+    parts.append(f"max |Δ| {each['max_abs_output_difference']:.3g}")
+    return ", ".join(parts)

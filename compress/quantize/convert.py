@@ -103,7 +103,7 @@ def converter_reason(error, limit=240):
     return f"{type(error).__name__}: {text}"
 
 
-def representative_dataset(x, n_samples=200, seed=0, dtype=np.float32):
+def representative_dataset(x, n_samples=200, seed=0, dtype=np.float32, names_and_dtypes=None):
     """A seeded random sample of ``x`` as a TFLite representative dataset.
 
     Parameters
@@ -115,12 +115,26 @@ def representative_dataset(x, n_samples=200, seed=0, dtype=np.float32):
     seed : int, default=0
     dtype : numpy dtype, default=float32
         The model input's type: an integer input (token ids) is calibrated with integers.
+    names_and_dtypes : (list of str, list of dtype), default=None
+        With several inputs (``x`` a list of arrays): each input's signature name and type.
 
     Returns
     -------
     callable
         A generator function yielding ``[sample]`` with ``sample`` of shape (1, ...), of ``dtype``.
     """
+    if isinstance(x, (list, tuple)):  # several inputs: one dict per sample, keyed by the signature's input names
+        names, dtypes = names_and_dtypes
+        rng = np.random.default_rng(seed)
+        count = len(x[0])
+        chosen = np.sort(rng.choice(count, size=min(int(n_samples), count), replace=False))
+        arrays = [np.asarray(a)[chosen].astype(t) for a, t in zip(x, dtypes)]
+
+        def generate_several():
+            for i in range(len(chosen)):
+                yield {name: a[i:i + 1] for name, a in zip(names, arrays)}
+
+        return generate_several
     x = np.asarray(x)
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(len(x), size=min(int(n_samples), len(x)), replace=False))
@@ -255,10 +269,12 @@ def convert_modes(source, modes, *, calibration=None, calibration_samples=200, s
     list of Conversion
         One per mode, in order; failed modes carry their reason.
     """
-    integer_inputs = np.dtype(source.input_dtype).kind in "iub"
+    dtypes = source.input_dtypes or [source.input_dtype]
+    integer_inputs = any(np.dtype(t).kind in "iub" for t in dtypes)
     representative = None
     if calibration is not None:
-        representative = representative_dataset(calibration, calibration_samples, seed, dtype=source.input_dtype)
+        representative = representative_dataset(calibration, calibration_samples, seed, dtype=source.input_dtype,
+                                                 names_and_dtypes=(source.input_names, dtypes))
     keras_model = source.keras_model
     if keras_model is not None:
         keras_model = unrolled_copy(keras_model) or keras_model

@@ -10,7 +10,10 @@ import os
 import numpy as np
 
 from analysis.data import Dataset
+from analysis.batches import n_samples, take
+from analysis.data_checks import output_activations
 from analysis.errors import WeightkitError
+from analysis.graph import ModelGraph
 from analysis.inputs import as_dataset, as_inputs, as_model, is_path
 from analysis.loading import is_saved_model_dir
 from compress.quantize.compare import (
@@ -18,6 +21,7 @@ from compress.quantize.compare import (
     agreement,
     choose_export,
     class_threshold,
+    compare_outputs,
     mean_absolute_error,
     output_differences,
     output_kind,
@@ -27,6 +31,7 @@ from compress.quantize.compare import (
 )
 from compress.quantize.convert import convert_modes
 from compress.quantize.evaluate import TFLiteModel, time_calls
+from compress.quantize.signature import SignatureModel
 from compress.quantize.modes import MODE_NAMES, MODES
 from compress.quantize.results import ExportChoice, ModeResult, QuantizationReport, ReferenceResult
 from compress.quantize.source import ModelSource, keras_source, saved_model_source
@@ -64,11 +69,11 @@ def _check_modes(modes, data, export):
 class _Measure:
     """Per-mode metrics against the reference outputs (and labels, when there is data)."""
 
-    def __init__(self, reference, dataset, kind, threshold):
+    def __init__(self, reference, dataset, kind, threshold, y=None):
         # Outputs with positions (a mask, a sequence) are measured per element: one row per pixel or step.
-        self.reference, _, self.y = per_element(reference, reference, None if dataset is None else dataset.y_test)
+        self.reference, _, self.y = per_element(reference, reference, y)
         reference = self.reference
-        self.dataset = dataset
+        self.dataset = dataset if y is not None else None
         self.kind = kind
         self.threshold = threshold
         self.classes = kind != "regression" and dataset is not None
@@ -104,12 +109,12 @@ class _Measure:
             row.per_class_accuracy_change = [None if np.isnan(v) else float(v) for v in change]
 
 
-def _check_labels(dataset, reference, kind):
-    if dataset is None or kind != "regression":
+def _check_labels(y, dataset, reference, kind):
+    if dataset is None or y is None or kind != "regression":
         return
-    if np.asarray(dataset.y_test).size != reference.size:
+    if np.asarray(y).size != reference.size:
         raise WeightkitError(
-            f"--data {dataset.source}: {np.asarray(dataset.y_test).size // max(1, len(reference))} target values "
+            f"--data {dataset.source}: {np.asarray(y).size // max(1, len(reference))} target values "
             f"per sample but the model outputs {reference.size // max(1, len(reference))}; give one target per output."
         )
 
@@ -189,8 +194,8 @@ def quantize_model(model, modes=MODE_NAMES, data=None, *, calibration_samples=20
     dataset, inputs = _as_data(data, source, seed)
     notes = []
     if dataset is not None:
-        x = np.asarray(dataset.x_test, dtype=np.float32)
-        evaluation = f"test split of {dataset.source} ({len(x)} samples)"
+        x = _inputs_of(dataset.x_test, source)
+        evaluation = f"test split of {dataset.source} ({n_samples(x)} samples)"
         task = dataset.task
     elif inputs is not None:
         x = inputs
@@ -198,22 +203,32 @@ def quantize_model(model, modes=MODE_NAMES, data=None, *, calibration_samples=20
         task = None
         notes.append(f"data without labels: outputs compared on the {len(x)} given inputs, which also calibrate the "
                      "integer modes; only agreement and output error are measured, not accuracy")
+    elif source.several:
+        x = [random_inputs(t.shape, random_samples, seed) for t in source.keras_model.inputs]
+        x = x if len(x) > 1 else x[0]
+        evaluation = f"{random_samples} random inputs ({RANDOM_INPUTS}); no labels"
+        task = None
+        notes.append(f"no --data: outputs compared on {random_samples} random inputs ({RANDOM_INPUTS}) of the "
+                     "model's input shapes; only agreement and output error are measured, not accuracy")
     else:
         x = random_inputs(source.input_shape, random_samples, seed)
         evaluation = f"{len(x)} random inputs ({RANDOM_INPUTS}); no labels"
         task = None
         notes.append(f"no --data: outputs compared on {len(x)} random inputs ({RANDOM_INPUTS}) of the model's input "
                      "shape; only agreement and output error are measured, not accuracy")
-    reference = source.predict(x)
+    references = source.predict(x)
+    references = references if isinstance(references, list) else [references]
+    reference = references[0]
+    labels = _labels_per_output(dataset, len(references))
     kind = output_kind(_output_width(source.output_shape), task)
-    _check_labels(dataset, reference, kind)
+    _check_labels(labels[0], dataset, reference, kind)
     threshold = class_threshold(reference, kind)
-    measure = _Measure(reference, dataset, kind, threshold)
+    measure = _Measure(reference, dataset, kind, threshold, labels[0])
     ref_accuracy, ref_mae = measure.task_scores(reference)
     timing_batch = _batch_of(x, batch_size)
     ref_row = ReferenceResult(
         name=source.name, kind=source.kind, bytes=source.bytes, accuracy=ref_accuracy, mae=ref_mae,
-        latency_ms=1000.0 * time_calls(lambda: source.call(x[:1]), latency_repeats, warmup=2),
+        latency_ms=1000.0 * time_calls(lambda: source.call(take(x, np.arange(1))), latency_repeats, warmup=2),
         throughput=batch_size / time_calls(lambda: source.call(timing_batch), throughput_repeats, warmup=1))
 
     calibration = inputs if dataset is None else dataset.x_train
@@ -227,8 +242,14 @@ def quantize_model(model, modes=MODE_NAMES, data=None, *, calibration_samples=20
         row = ModeResult(conversion.mode, "failed", error=conversion.error, converter=conversion.converter)
         if conversion.ok:
             try:
-                model = TFLiteModel(conversion.content, quiet=not verbose)
-                outputs = model.predict(x, batch_size=256).reshape(reference.shape)
+                if source.several:
+                    model = SignatureModel(conversion.content, source.input_names, quiet=not verbose)
+                    every = model.predict(x, batch_size=256)
+                    outputs = every[0].reshape(reference.shape)
+                else:
+                    model = TFLiteModel(conversion.content, quiet=not verbose)
+                    outputs = model.predict(x, batch_size=256).reshape(reference.shape)
+                    every = [outputs]
                 row.latency_ms = model.latency_ms(x, repeats=latency_repeats)
                 row.throughput = model.throughput(x, batch_size=batch_size, repeats=throughput_repeats)
             except (RuntimeError, ValueError) as error:
@@ -236,12 +257,14 @@ def quantize_model(model, modes=MODE_NAMES, data=None, *, calibration_samples=20
             else:
                 row.status, row.bytes = "ok", len(conversion.content)
                 measure.fill(row, outputs)
+                if len(references) > 1:
+                    row.outputs = _per_output(source, references, every, labels, task)
                 contents[conversion.mode] = conversion.content
                 if output_dir is not None:
                     row.path = os.path.join(output_dir, f"model_{conversion.mode}.tflite")
         rows.append(row)
 
-    basis = "agreement" if dataset is None else ("mae" if kind == "regression" else "accuracy")
+    basis = "agreement" if measure.dataset is None else ("mae" if kind == "regression" else "accuracy")
     float_bytes = contents.get("float32")
     for row in rows:
         if row.ok:
@@ -251,7 +274,7 @@ def quantize_model(model, modes=MODE_NAMES, data=None, *, calibration_samples=20
     if "int16x8" in contents:
         notes.append("int16x8 runs on TFLite's reference kernels: slow on CPU, so its latency is not comparable")
     report = QuantizationReport(model=source.name, data=None if dataset is None else dataset.source,
-                                evaluation=evaluation, n_samples=len(x), output_kind=kind, drop_basis=basis,
+                                evaluation=evaluation, n_samples=n_samples(x), output_kind=kind, drop_basis=basis,
                                 max_drop=max_drop, reference=ref_row, modes=rows, notes=notes)
     candidates = [{"mode": r.mode, "bytes": r.bytes, "drop": r.drop} for r in rows if r.ok]
     if not candidates:
@@ -264,5 +287,51 @@ def quantize_model(model, modes=MODE_NAMES, data=None, *, calibration_samples=20
 
 
 def _batch_of(x, batch_size):
+    if isinstance(x, list):
+        return take(x, np.arange(batch_size) % n_samples(x))
     reps = -(-batch_size // len(x))
     return np.concatenate([x] * reps)[:batch_size] if reps > 1 else x[:batch_size]
+
+
+def _inputs_of(x, source):
+    """Test inputs as the model takes them: float32 for one input; for several, each array in its own type."""
+    if isinstance(x, (list, tuple)):
+        dtypes = source.input_dtypes or ["float32"] * len(x)
+        arrays = [np.asarray(a, dtype=np.dtype(t) if np.dtype(t).kind in "iub" else np.float32)
+                  for a, t in zip(x, dtypes)]
+        return arrays if len(arrays) > 1 else arrays[0]
+    return np.asarray(x, dtype=np.float32)
+
+
+def _labels_per_output(dataset, count):
+    if dataset is None:
+        return [None] * count
+    y = dataset.y_test
+    ys = list(y) if isinstance(y, (list, tuple)) else [y]
+    return ys + [None] * (count - len(ys))
+
+
+def _per_output(source, references, outputs, labels, first_task):
+    """Each output's comparison (agreement, output error, accuracy or MAE where labelled), by output name."""
+    names = _output_names(source, len(references))
+    activations = output_activations(source.keras_model) if source.keras_model is not None else []
+    result = {}
+    for k, (reference, candidate, y) in enumerate(zip(references, outputs, labels)):
+        activation = activations[k] if k < len(activations) else None
+        if k == 0:
+            task = first_task
+        elif y is not None:
+            task = "classification" if np.issubdtype(np.asarray(y).dtype, np.integer) else "regression"
+        else:
+            task = "classification" if activation in ("softmax", "sigmoid") else None
+        compared = compare_outputs(reference, np.asarray(candidate).reshape(reference.shape), y, task=task)
+        compared.pop("samples", None)
+        result[names[k]] = compared
+    return result
+
+
+def _output_names(source, count):
+    try:
+        return ModelGraph(source.keras_model).output_names
+    except (WeightkitError, AttributeError):
+        return [f"output_{i}" for i in range(count)]

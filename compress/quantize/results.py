@@ -12,6 +12,8 @@ def _clean(value):
     """JSON-safe: NaN and infinities become None, numpy scalars become Python numbers."""
     if isinstance(value, (list, tuple)):
         return [_clean(v) for v in value]
+    if isinstance(value, dict):
+        return {key: _clean(v) for key, v in value.items()}
     if value is None or isinstance(value, (str, bool)):
         return value
     if isinstance(value, int):
@@ -77,6 +79,10 @@ class ModeResult:
     latency_ms, throughput : float or None
     converter : str or None
         ``"saved_model"`` or ``"keras"``.
+    outputs : dict or None
+        A model with several outputs: output name -> ``{"agreement", "max_abs_diff"}`` (and
+        ``accuracy`` or ``mae`` where the output has labels); the other fields are the first
+        output's.
     """
 
     mode: str
@@ -95,6 +101,7 @@ class ModeResult:
     latency_ms: float = None
     throughput: float = None
     converter: str = None
+    outputs: dict = None
 
     @property
     def ok(self):
@@ -107,7 +114,7 @@ class ModeResult:
                 "max_abs_diff": _clean(self.max_abs_diff), "mean_abs_diff": _clean(self.mean_abs_diff),
                 "per_class_accuracy_change": _clean(self.per_class_accuracy_change), "drop": _clean(self.drop),
                 "latency_ms": _clean(self.latency_ms), "throughput": _clean(self.throughput),
-                "converter": self.converter}
+                "converter": self.converter, **({"outputs": _clean(self.outputs)} if self.outputs else {})}
 
 
 @dataclass

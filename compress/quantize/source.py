@@ -12,7 +12,9 @@ from types import SimpleNamespace
 import numpy as np
 
 from analysis._tf import import_tensorflow, silenced_stderr
+from analysis.batches import n_samples, rows
 from analysis.errors import WeightkitError
+from analysis.graph import ModelGraph
 
 __all__ = ["ModelSource", "keras_source", "saved_model_source", "path_bytes", "probe_activation"]
 
@@ -49,6 +51,11 @@ class ModelSource:
         :func:`probe_activation`).
     input_dtype : str, default="float32"
         The input's type; integers (token ids) are never quantized.
+    input_names, input_dtypes : list of str or None
+        Every input's name and type in model order (set for a Keras model; several inputs are
+        fed one array each, by name).
+    output_count : int, default=1
+        With several outputs, :meth:`predict` returns a list with one array per output.
     """
 
     name: str
@@ -59,14 +66,31 @@ class ModelSource:
     saved_model_dir: str = None
     final_activation: str = None
     input_dtype: str = "float32"
+    input_names: list = None
+    input_dtypes: list = None
+    output_count: int = 1
     _call: object = field(default=None, repr=False)
 
     @property
     def kind(self):
         return "SavedModel" if self.saved_model_dir else "Keras"
 
+    @property
+    def several(self):
+        """Several inputs or outputs: inputs are a list of arrays and run by signature."""
+        return len(self.input_names or [None]) > 1 or self.output_count > 1
+
     def predict(self, x, batch_size=256):
-        """Reference outputs for ``x`` of shape (n, ...), as float32 of shape (n, ...)."""
+        """Reference outputs for ``x`` of shape (n, ...), as float32 of shape (n, ...).
+
+        With several inputs ``x`` is a list of arrays; with several outputs the result is a list.
+        """
+        if self.several:
+            n = n_samples(x)
+            parts = [self._call(rows(x, start, start + batch_size)) for start in range(0, n, batch_size)]
+            parts = [p if isinstance(p, (list, tuple)) else [p] for p in parts]
+            outputs = [np.concatenate([np.asarray(p[k], np.float32) for p in parts]) for k in range(len(parts[0]))]
+            return outputs if self.output_count > 1 else outputs[0]
         x = np.asarray(x, dtype=np.float32)
         parts = [np.asarray(self._call(x[start:start + batch_size]), dtype=np.float32)
                  for start in range(0, len(x), batch_size)]
@@ -74,7 +98,7 @@ class ModelSource:
 
     def call(self, x):
         """One forward pass on a batch (used for the reference latency)."""
-        return self._call(np.asarray(x, dtype=np.float32))
+        return self._call(x if isinstance(x, list) else np.asarray(x, dtype=np.float32))
 
     def shape_view(self):
         """A stand-in for a Keras model in the shared data checks (:mod:`analysis.data`).
@@ -116,14 +140,14 @@ def _single(tensors, what, name):
 def keras_source(model, path=None):
     """A :class:`ModelSource` for a Keras model (loaded from ``path`` when given)."""
     name = path or model.name
-    inputs = _single(list(model.inputs), "input", name)
-    outputs = _single(list(model.outputs), "output", name)
+    inputs, outputs = list(model.inputs)[0], list(model.outputs)[0]
     input_shape = tuple(inputs.shape)
-    if any(d is None for d in input_shape[1:]):
-        raise WeightkitError(
-            f"{name}: the input shape {input_shape} has unknown dimensions besides the batch; give the model a "
-            "fixed input size (keras.Input(shape=...)) before converting it."
-        )
+    for tensor in model.inputs:
+        if any(d is None for d in tuple(tensor.shape)[1:]):
+            raise WeightkitError(
+                f"{name}: the input shape {tuple(tensor.shape)} has unknown dimensions besides the batch; give the "
+                "model a fixed input size (keras.Input(shape=...)) before converting it."
+            )
     size = path_bytes(path) if path else int(sum(np.asarray(w).nbytes for w in model.weights))
     activation = getattr(getattr(model.layers[-1], "activation", None), "__name__", None) if model.layers else None
 
@@ -133,7 +157,16 @@ def keras_source(model, path=None):
         return model.predict_on_batch(batch)
 
     return ModelSource(name=name, input_shape=input_shape, output_shape=tuple(outputs.shape), bytes=size,
-                       keras_model=model, final_activation=activation, input_dtype=str(inputs.dtype), _call=call)
+                       keras_model=model, final_activation=activation, input_dtype=str(inputs.dtype),
+                       input_names=_input_names(model), input_dtypes=[str(t.dtype) for t in model.inputs],
+                       output_count=len(model.outputs), _call=call)
+
+
+def _input_names(model):
+    try:
+        return ModelGraph(model).input_names
+    except WeightkitError:
+        return [t.name.split(":")[0] for t in model.inputs]
 
 
 def saved_model_source(path):
