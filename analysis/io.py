@@ -186,7 +186,7 @@ def _finish(temporary, path, existed):
             raise
         return
     if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
+        raise WeightkitError(f"{path}: is a folder; a file output never replaces a folder: choose another path.")
     os.replace(temporary, path)
 
 

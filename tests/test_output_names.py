@@ -119,3 +119,12 @@ def test_an_existing_output_is_still_replaced(tmp_path):
     atomic_write_text(target, "new")  # the caller checked --force
     assert target.read_text() == "new"
     assert os.listdir(tmp_path) == ["out.txt"]
+
+
+def test_a_file_output_never_replaces_a_folder(tmp_path):
+    target = tmp_path / "out.json"
+    target.mkdir()
+    (target / "keep").write_text("x")
+    with pytest.raises(WeightkitError, match="a file output never replaces a folder"):
+        atomic_write_text(target, "{}")
+    assert os.listdir(target) == ["keep"]
