@@ -147,6 +147,8 @@ def build_hostile_models(folder, members, good):
     with h5py.File(weights, "r+") as handle:
         kernel = next(name for name in _datasets(handle) if handle[name].ndim == 2)
         _forge_dataset(handle, kernel, (8, 250_000))
+    paths[".keras linked to /dev/zero"] = str(folder / "zero.keras")
+    os.symlink("/dev/zero", paths[".keras linked to /dev/zero"])
     paths["weights declare more than stored"] = _zip(folder / "declared.keras",
                                                      {**members, "model.weights.h5": weights.read_bytes()})
     weights.unlink()
@@ -241,6 +243,8 @@ def build_hostile_data(folder, x, y):
     for suffix in ("csv", "npz"):
         paths[f".{suffix} linked to /dev/zero"] = str(folder / f"zero.{suffix}")
         os.symlink("/dev/zero", paths[f".{suffix} linked to /dev/zero"])
+    paths[".npz that is a FIFO"] = str(folder / "pipe.npz")
+    os.mkfifo(paths[".npz that is a FIFO"])  # opening it would wait for a writer forever
     return paths
 
 

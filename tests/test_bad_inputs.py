@@ -62,6 +62,7 @@ MODEL_MESSAGES = {
                                              "(975000000,) (3.6 GiB) but the file stores 0 bytes of it; refusing to "
                                              "allocate it (the file is truncated or forged): save the model again with "
                                              "model.save('model.keras').",
+    ".keras linked to /dev/zero": "{path}: is a character device, not a regular file; give the path of a saved file.",
     ".h5 model_config is an int array": "{path}: its model_config attribute is ndarray data, not JSON text, so this is "
                                         "not a Keras model file; save the model again with model.save('model.keras').",
 }
@@ -130,7 +131,7 @@ DATA_CASES = ["empty file", "random bytes .npz", "wrong dimensions", "x and y le
               "labels outside the outputs", "empty dataset", "text in a numeric CSV column",
               "image folder without images", "corrupt image", "missing path", "path through a file",
               "pickled arrays", "npz bomb", "npz header declares more than stored", "CSV field over 131072 characters",
-              ".csv linked to /dev/zero", ".npz linked to /dev/zero"]
+              ".csv linked to /dev/zero", ".npz linked to /dev/zero", ".npz that is a FIFO"]
 
 
 @pytest.mark.parametrize("command", DATA_COMMANDS)
@@ -163,6 +164,7 @@ DATA_MESSAGES = {
                                 "file.",
     ".npz linked to /dev/zero": "--data {path}: is a character device, not a regular file; give the path of a saved "
                                 "file.",
+    ".npz that is a FIFO": "--data {path}: is a FIFO, not a regular file; give the path of a saved file.",
 }
 
 

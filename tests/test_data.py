@@ -324,3 +324,38 @@ def test_matching_data_passes(models):
     check_data_against_model(_data(np.zeros((6, 4), np.float32), np.zeros((6, 2), np.float32), "regression"),
                              models["regression"])
 
+
+
+def test_a_csv_over_the_size_limit_is_refused_unread(tmp_path):
+    from analysis.limits import MAX_CSV_BYTES
+
+    path = tmp_path / "huge.csv"
+    with open(path, "wb") as handle:
+        handle.truncate(MAX_CSV_BYTES + 1)  # sparse: nothing on disk, and reading it would take minutes
+    with pytest.raises(WeightkitError) as info:
+        load_data(str(path))
+    assert str(info.value) == (f"--data {path}: is 2.0 GiB, over the limit of 2 GiB for a CSV; save the data as .npz "
+                               "(np.savez) or give a smaller sample.")
+
+
+@pytest.mark.parametrize("suffix", ["csv", "npz"])
+def test_a_fifo_is_refused_as_data_without_opening_it(tmp_path, suffix):
+    import os
+
+    path = tmp_path / f"pipe.{suffix}"
+    os.mkfifo(path)  # opening it for reading would wait for a writer forever
+    with pytest.raises(WeightkitError) as info:
+        load_data(str(path))
+    assert str(info.value) == f"--data {path}: is a FIFO, not a regular file; give the path of a saved file."
+
+
+def test_csv_streamed_in_blocks_keeps_every_row_in_order(tmp_path):
+    rows = np.arange(3 * 4096 + 7 * 3, dtype=np.float64).reshape(-1, 3)  # more rows than one block, and a rest
+    text = "a,b,label\n" + "".join(f"{a:g},{b:g},{int(c)}\n" for a, b, c in rows)
+    (tmp_path / "long.csv").write_text(text)
+    dataset = load_data(str(tmp_path / "long.csv"), test_fraction=0.1)
+    x = np.concatenate([dataset.x_train, dataset.x_test])
+    y = np.concatenate([dataset.y_train, dataset.y_test])
+    order = np.argsort(y)
+    np.testing.assert_array_equal(x[order], rows[:, :2].astype(np.float32))
+    np.testing.assert_array_equal(y[order], rows[:, 2].astype(np.int64))
