@@ -27,7 +27,7 @@ def plot_retrain(result, path):
     figure = Figure(figsize=(13, 3.8), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, 3)
-    for axis, key, title in ((axes[0], "loss", "loss"), (axes[1], result.metric, result.metric)):
+    for axis, key, title in ((axes[0], "loss", "loss"), (axes[1], _metric_key(history, result.metric), result.metric)):
         for prefix, style in (("", "-"), ("val_", "--")):
             values = history.get(prefix + key)
             if values:
@@ -46,3 +46,11 @@ def plot_retrain(result, path):
         axes[2].legend(fontsize=8)
     figure.suptitle(f"retrain: strength {result.strength:g}, loss {result.loss.split(' ')[0]}", fontsize=10)
     figure.savefig(path, dpi=110)
+
+
+def _metric_key(history, metric):
+    """The history key of the task metric: ``accuracy``, or the first output's ``<name>_accuracy`` with several."""
+    if metric in history:
+        return metric
+    named = [key for key in history if key.endswith("_" + metric) and not key.startswith("val_")]
+    return named[0] if named else metric
