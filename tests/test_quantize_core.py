@@ -170,3 +170,32 @@ def test_representative_dataset_is_a_seeded_sample(rng):
     assert len(first) == 20 and all(s.shape == (1, 3) and s.dtype == np.float32 for s in first)
     np.testing.assert_array_equal(np.concatenate(first), np.concatenate(again))
     assert len(list(representative_dataset(x[:5], 20)())) == 5
+
+
+def test_per_element_counts_every_pixel():
+    from compress.quantize.compare import compare_outputs, per_element
+
+    rng = np.random.default_rng(0)
+    reference = rng.random((3, 4, 4, 2))
+    y = reference.argmax(axis=-1)  # one class per pixel, shape (3, 4, 4)
+    rows, same, labels = per_element(reference, reference, y)
+    assert rows.shape == (48, 2) and labels.shape == (48,)
+    candidate = reference.copy()
+    candidate[0, 0, 0] = candidate[0, 0, 0, ::-1]  # flip one pixel's class of 48
+    result = compare_outputs(reference, candidate, y)
+    assert result["samples"] == 3
+    assert result["agreement"] == pytest.approx(47 / 48) and result["accuracy_after"] == pytest.approx(47 / 48)
+
+
+def test_compare_several_reports_each_output_and_mae_for_regression():
+    from compress.quantize.compare import compare_several
+
+    rng = np.random.default_rng(1)
+    probs = rng.dirichlet(np.ones(3), size=10)
+    value = rng.normal(size=(10, 1))
+    target = value + 0.5
+    result = compare_several([probs, value], [probs, value], [probs.argmax(axis=1), target],
+                             ["classification", "regression"], ["cls", "value"])
+    assert result["accuracy_before"] == 1.0 and set(result["outputs"]) == {"cls", "value"}
+    assert result["outputs"]["value"]["mae_after"] == pytest.approx(0.5)
+    assert "mse_after" not in result["outputs"]["value"]

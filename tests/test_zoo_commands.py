@@ -6,6 +6,8 @@ unlabelled one for the commands that only need inputs. The real CLI runs in proc
 exact copy of a hidden neuron is merged with the model's outputs unchanged within 1e-5.
 """
 
+import json
+
 import numpy as np
 import pytest
 
@@ -85,6 +87,30 @@ def test_form_command_succeeds(zoo_data, tmp_path, capsys, name, kind):
     status = run_cli(cli, _command(kind, model, data, inputs, tmp_path, name) + ["-q"])
     captured = capsys.readouterr()
     assert status == 0, captured.err
+    if kind == "quantize":
+        _check_quantized(name, tmp_path / "quantized")
+    if kind == "merge_data" and name == "two_outputs":
+        document = json.loads((tmp_path / "merged.json").read_text())
+        assert set(document["evaluation"]["outputs"]) == {"class_head", "value_head"}
+
+
+def _check_quantized(name, folder):
+    document = json.loads((folder / "comparison.json").read_text())
+    modes = {row["mode"]: row for row in document["modes"]}
+    assert all(row["status"] == "ok" for row in modes.values()), modes
+    if name == "two_outputs":  # agreement per output; accuracy for the labelled softmax head, MAE for the value
+        outputs = modes["float32"]["outputs"]
+        assert set(outputs) == {"class_head", "value_head"}
+        assert outputs["class_head"]["agreement"] == 1.0 and "mae_after" in outputs["value_head"]
+    if name == "segmentation_cnn":  # per-pixel accuracy from 0/1 masks
+        assert 0.0 <= modes["float32"]["accuracy"] <= 1.0 and modes["float32"]["agreement"] == 1.0
+    if name == "embedding_lstm":  # token ids stay int32 in every mode, int8-io included
+        from ai_edge_litert.interpreter import Interpreter
+
+        for mode in ("float32", "dynamic", "int8", "int8-io"):
+            interpreter = Interpreter(model_path=str(folder / f"model_{mode}.tflite"))
+            assert [d["dtype"] for d in interpreter.get_input_details()] == [np.int32], mode
+        assert modes["int8"]["agreement"] >= 0.9
 
 
 # (form, hidden ReLU Dense that gets a planted exact copy): copy neuron 0 into neuron 1.

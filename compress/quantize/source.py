@@ -131,8 +131,9 @@ def probe_activation(outputs):
 def _single(tensors, what, name):
     if len(tensors) != 1:
         raise WeightkitError(
-            f"{name}: the model has {len(tensors)} {what}s; quantize compares models with one input and one "
-            f"output; wrap the part you deploy in a single-{what} model."
+            f"{name}: the SavedModel's serving signature has {len(tensors)} {what}s; quantize reads a SavedModel "
+            f"folder with one input and one output only; quantize the .keras (or .h5) model it came from, which "
+            f"may have several."
         )
     return tensors[0]
 
