@@ -161,3 +161,24 @@ def test_planted_copy_merges_exactly(zoo_dir, keras, name, hidden):
     if name == "nested_sequential":
         nested = merged.get_layer("encoder")
         assert isinstance(nested, keras.Sequential)  # the rebuild keeps it nested, so no "rebuilt as functional"
+
+
+def test_sequential_holding_a_functional_model_stays_nested(tmp_path, keras):
+    from compress import merge_neurons
+
+    layers = keras.layers
+    a = keras.Input((8,), name="inner_in")
+    inner = keras.Model(a, layers.Dense(4, activation="relu", name="inner_dense")(a), name="inner")
+    model = keras.Sequential([keras.Input((5,), name="features"), layers.Dense(8, activation="relu", name="d1"),
+                              inner, layers.Dense(2, name="head")], name="outer")
+    kernel, bias = model.get_layer("d1").get_weights()
+    kernel[:, 1], bias[1] = kernel[:, 0], bias[0]
+    model.get_layer("d1").set_weights([kernel, bias])
+    model.save(tmp_path / "outer.keras")
+    model = keras.saving.load_model(tmp_path / "outer.keras")
+    merged, _ = merge_neurons(model, threshold=0.999999)
+    assert isinstance(merged, keras.Sequential) and merged.get_layer("d1").units == 7
+    assert isinstance(merged.get_layer("inner"), keras.Model)  # the inner model now reads 7 values
+    assert merged.get_layer("inner").inputs[0].shape[-1] == 7
+    x = np.random.default_rng(0).normal(size=(16, 5)).astype("float32")
+    np.testing.assert_allclose(merged.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5, rtol=0)
