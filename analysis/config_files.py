@@ -13,6 +13,7 @@ import struct
 import zipfile
 from pathlib import PurePosixPath
 
+from analysis.declared_size import check_declared_parameters
 from analysis.errors import WeightkitError
 from analysis.limits import check_h5_storage, check_zip_directory
 
@@ -42,8 +43,13 @@ def keras_config(path):
             if archive.testzip() is not None:
                 raise zipfile.BadZipFile("CRC check failed")
             if "model.weights.h5" in names:
-                _check_archived_weights(path, archive)
-            return _parse_json(archive.read("config.json"), path, "config.json")
+                stored = _check_archived_weights(path, archive)
+            else:  # Keras also reads weights saved as model.weights.npz
+                stored = archive.getinfo("model.weights.npz").file_size if "model.weights.npz" in names else 0
+            config = _parse_json(archive.read("config.json"), path, "config.json")
+            if stored is not None:
+                check_declared_parameters(path, config, stored)
+            return config
     except (zipfile.BadZipFile, EOFError, OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
         raise WeightkitError(
             f"{path}: corrupt or truncated .keras archive ({first_line(error)}); copy or save the "
@@ -52,7 +58,10 @@ def keras_config(path):
 
 
 def _check_archived_weights(path, archive):
-    """Refuse a ``model.weights.h5`` whose datasets declare far more than the archive stores."""
+    """Refuse a ``model.weights.h5`` whose datasets declare far more than the archive stores.
+
+    Returns the bytes of weights it stores, or None when it is not HDF5.
+    """
     import h5py
 
     info = archive.getinfo("model.weights.h5")
@@ -64,8 +73,8 @@ def _check_archived_weights(path, archive):
         try:
             handle = stack.enter_context(h5py.File(member, "r"))
         except (OSError, ValueError):
-            return  # not HDF5: Keras says so in its own words
-        check_h5_storage(path, handle, where="model.weights.h5:")
+            return None  # not HDF5: Keras says so in its own words
+        return check_h5_storage(path, handle, where="model.weights.h5:")
 
 
 class _Window(io.RawIOBase):
@@ -124,7 +133,7 @@ def h5_config(path):
     try:
         with h5py.File(path, "r") as handle:
             raw = handle.attrs.get("model_config")
-            check_h5_storage(path, handle)
+            stored = check_h5_storage(path, handle)
     except (OSError, ValueError) as error:
         raise WeightkitError(
             f"{path}: corrupt or truncated HDF5 file ({first_line(error)}); copy or save the "
@@ -143,9 +152,11 @@ def h5_config(path):
             "Keras model file; save the model again with model.save('model.keras')."
         )
     try:
-        return _parse_json(raw, path, "its model configuration")
+        config = _parse_json(raw, path, "its model configuration")
     except json.JSONDecodeError as error:
         raise WeightkitError(f"{path}: its model configuration is not valid JSON; save the model again.") from error
+    check_declared_parameters(path, config, stored)
+    return config
 
 
 def first_line(error):

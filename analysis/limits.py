@@ -120,18 +120,23 @@ def check_h5_storage(path, handle, where=""):
     handle : h5py.File or h5py.Group
     where : str, default=""
         Prefix for the dataset's name (``"model.weights.h5:"`` inside a ``.keras`` archive).
+
+    Returns
+    -------
+    stored : int
+        Bytes of weights the file holds, over all datasets.
     """
     import h5py
 
-    found = []
+    found, total = [], [0]
 
     def visit(name, item):
         if isinstance(item, h5py.Dataset) and not found:
             declared = int(item.size) * item.dtype.itemsize
-            if declared > _STORAGE_SLACK:
-                stored = item.id.get_storage_size()
-                if declared > 2 * stored + _STORAGE_SLACK:
-                    found.append((name, item.shape, declared, stored))
+            stored = item.id.get_storage_size()
+            total[0] += min(declared, stored)
+            if declared > _STORAGE_SLACK and declared > 2 * stored + _STORAGE_SLACK:
+                found.append((name, item.shape, declared, stored))
 
     handle.visititems(visit)
     if found:
@@ -140,3 +145,4 @@ def check_h5_storage(path, handle, where=""):
             f"{path}: weight dataset {where}{name} declares shape {tuple(shape)} ({_size(declared)}) but the file "
             f"stores {_size(stored)} of it; refusing to allocate it (the file is truncated or forged): save the "
             "model again with model.save('model.keras').")
+    return total[0]

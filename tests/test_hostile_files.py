@@ -91,3 +91,30 @@ def test_a_forged_dense_60000_is_refused_before_keras_builds_it(keras, tmp_path)
     out = tmp_path / "out"
     out.mkdir()
     _check(["analyze", path, "--json", out / "a.json"], str(path))
+
+
+def test_a_dense_60000_with_no_weights_stored_is_refused_before_keras_builds_it(keras, tmp_path):
+    """The same declaration with the weights file of the small model: refused from the config's build shapes."""
+    import zipfile
+
+    inputs = keras.Input((6,), name="x")
+    keras.Model(inputs, keras.layers.Dense(5, name="wide")(inputs)).save(tmp_path / "small.keras")
+    with zipfile.ZipFile(tmp_path / "small.keras") as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    text = members["config.json"].decode().replace("6]", "60000]").replace('"units": 5', '"units": 60000')
+    path = tmp_path / "forged.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in {**members, "config.json": text}.items():
+            archive.writestr(name, data)
+    out = tmp_path / "out"
+    out.mkdir()
+    _check(["analyze", path, "--json", out / "a.json"], str(path))
+    from analysis.errors import WeightkitError
+    from analysis.loading import read_model_config
+
+    with pytest.raises(WeightkitError) as info:
+        read_model_config(str(path))
+    assert str(info.value) == (
+        f"{path}: layer 'wide' (Dense) declares 3,600,060,000 parameters, and the model 3,600,060,000 in all, but the "
+        "file stores 140 bytes of weights; refusing to build it (Keras would allocate 13.4 GiB first): the file is "
+        "truncated or forged, save the model again with model.save('model.keras').")
