@@ -264,6 +264,18 @@ def bad_files(saved, keras, tmp_path_factory):
     add("SavedModel", saved_model,
         "{path}: is a TensorFlow SavedModel directory, which Keras 3 cannot load as a model; load it where it "
         "was made and save it with model.save('model.keras').")
+    import h5py
+
+    with h5py.File(folder / "deep.h5", "w") as handle:
+        handle.attrs["model_config"] = "[" * 100_000 + "]" * 100_000
+    add("deep JSON .h5", str(folder / "deep.h5"),
+        "{path}: its model configuration nests objects deeper than Python can read (a forged file?); refusing it. "
+        "Re-save the model with model.save('model.keras').")
+    with h5py.File(folder / "bytes_array.h5", "w") as handle:
+        handle.attrs["model_config"] = np.frombuffer(b'{"class_name": "Sequential"}', np.uint8)
+    add("model_config bytes array .h5", str(folder / "bytes_array.h5"),
+        "{path}: its model_config attribute is ndarray data, not JSON text, so this is not a Keras model file; "
+        "save the model again with model.save('model.keras').")
     os.makedirs(folder / "plain_dir")
     add("directory", folder / "plain_dir",
         "{path}: is a directory, not a model file; give the path of a .keras or .h5 file.")
@@ -272,7 +284,8 @@ def bad_files(saved, keras, tmp_path_factory):
 
 BAD_CASES = ["missing", "empty", "random .keras", "random .h5", "random other", "truncated .keras",
              "no config.json", "config not JSON", "config not a model", "member escapes", "absolute member",
-             "bad CRC", "bad weights", "truncated .h5", "weights only", "SavedModel", "directory"]
+             "bad CRC", "bad weights", "truncated .h5", "weights only", "SavedModel", "directory", "deep JSON .h5",
+             "model_config bytes array .h5"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
