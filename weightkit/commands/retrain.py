@@ -128,8 +128,11 @@ class _EpochNotes:
         class EpochNotes(keras.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):
                 logs = logs or {}
-                parts = [f"{key} {logs[key]:.4f}" for key in ("loss", "accuracy", "mae", "val_loss",
-                                                                "val_accuracy", "val_mae") if key in logs]
+                # Several outputs log <output>_accuracy / <output>_mae: shown too.
+                shown = sorted(logs, key=lambda k: (k.startswith("val_"), k.removeprefix("val_") != "loss", k))
+                parts = [f"{key} {logs[key]:.4f}" for key in shown
+                         if key.removeprefix("val_") in ("loss", "accuracy", "mae")
+                         or (key.endswith(("_accuracy", "_mae")) and not key.startswith("redundancy/"))]
                 mean_r = [f"{key.split('/')[1]} {value:.3f}" for key, value in logs.items()
                           if key.startswith("redundancy/") and key.endswith("/mean_abs_r")]
                 note(f"epoch {epoch + 1}/{epochs}: {', '.join(parts)}; mean |r| {', '.join(mean_r)}")
