@@ -115,15 +115,33 @@ class _Window(io.RawIOBase):
         return len(data)
 
 
+#: Deepest nesting of a configuration's JSON accepted (a real model's is under 30; Keras and the
+#: Keras 2 repairs walk it recursively, and Python stops near 1000).
+MAX_CONFIG_DEPTH = 200
+
+
 def _parse_json(raw, path, where):
-    """``json.loads``, with nesting too deep for Python refused in one line."""
+    """``json.loads``, with nesting too deep for Python (or deeper than ``MAX_CONFIG_DEPTH``) refused in one line."""
     try:
-        return json.loads(raw)
+        document = json.loads(raw)
     except RecursionError:
+        document = None
+    if document is None or _depth(document) > MAX_CONFIG_DEPTH:
         raise WeightkitError(
-            f"{path}: {where} nests objects deeper than Python can read (a forged file?); refusing it. "
+            f"{path}: {where} nests objects more than {MAX_CONFIG_DEPTH} deep (a forged file?); refusing it. "
             f"{_RESAVE}"
-        ) from None
+        )
+    return document
+
+
+def _depth(document):
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            stack.extend((value, level + 1) for value in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def h5_config(path):

@@ -49,8 +49,8 @@ MODEL_MESSAGES = {
     "weights bomb": "{path}: archive member model.weights.h5 would inflate 183029 bytes to 40.0 MiB (ratio 229, over "
                     "the limit of 100); refusing a possible decompression bomb. Re-save the model with "
                     "model.save('model.keras').",
-    "deeply nested config": "{path}: config.json nests objects deeper than Python can read (a forged file?); refusing "
-                            "it. Re-save the model with model.save('model.keras').",
+    "deeply nested config": "{path}: config.json nests objects more than 200 deep (a forged file?); refusing it. "
+                            "Re-save the model with model.save('model.keras').",
     "forged weightkit class": "{path}: layer 'hidden' uses an unknown custom object (os.system registered as "
                               "weightkit>DecorrelationRegularizer), whose code would run while loading; refused in "
                               "safe mode: pass --unsafe (unsafe=True) only if you trust the file.",

@@ -269,7 +269,7 @@ def bad_files(saved, keras, tmp_path_factory):
     with h5py.File(folder / "deep.h5", "w") as handle:
         handle.attrs["model_config"] = "[" * 100_000 + "]" * 100_000
     add("deep JSON .h5", str(folder / "deep.h5"),
-        "{path}: its model configuration nests objects deeper than Python can read (a forged file?); refusing it. "
+        "{path}: its model configuration nests objects more than 200 deep (a forged file?); refusing it. "
         "Re-save the model with model.save('model.keras').")
     with h5py.File(folder / "bytes_array.h5", "w") as handle:
         handle.attrs["model_config"] = np.frombuffer(b'{"class_name": "Sequential"}', np.uint8)
