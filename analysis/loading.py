@@ -187,7 +187,7 @@ def _unsafe_objects(config):
             continue
         if is_own_class(module, class_name, registered) or _is_registered_here(keras, module, class_name, registered):
             continue
-        if module is None and class_name in known:
+        if module is None and class_name in known and item.get("registered_name") in (None, class_name):
             continue
         what = inner if class_name == "function" and isinstance(inner, str) else registered
         if registered in OWN_CLASSES:  # not weightkit's class under its name: say what it is

@@ -10,6 +10,7 @@ Inf, subnormals, values beyond float32. Every call returns a correct result or r
 import copy
 import csv
 import io
+import json
 import os
 import re
 import tempfile
@@ -93,6 +94,49 @@ def test_no_code_from_the_model_file_runs_without_unsafe(capsys, trap, tmp_path,
                                  "(unsafe=True) only if you trust the file.\n"))
     assert not marker.exists()
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("module, class_name, registered", [
+    ("os", "system", "weightkit>DecorrelationRegularizer"),
+    ("compress.decorrelate.penalty", "system", "weightkit>DecorrelationRegularizer"),
+    ("os", "DecorrelationRegularizer", "weightkit>DecorrelationRegularizer"),
+    (None, "L2", "weightkit>CombinedRegularizer"),
+    (None, "L2", "my_project>Anything"),
+])
+def test_safe_mode_matches_the_whole_identity_not_the_registered_name(keras, tmp_path, module, class_name,
+                                                                       registered):
+    """A file can claim any registered name: module, class and name must all be what was registered."""
+    from analysis.loading import load_model
+
+    inputs = keras.Input((4,))
+    keras.Model(inputs, keras.layers.Dense(3, name="hidden")(inputs)).save(tmp_path / "plain.keras")
+    with zipfile.ZipFile(tmp_path / "plain.keras") as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(members["config.json"])
+    hidden = next(layer for layer in config["config"]["layers"] if layer["config"]["name"] == "hidden")
+    hidden["config"]["kernel_regularizer"] = {"module": module, "class_name": class_name, "config": {},
+                                              "registered_name": registered}
+    path = tmp_path / "forged.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in {**members, "config.json": json.dumps(config)}.items():
+            archive.writestr(name, data)
+    with pytest.raises(WeightkitError) as info:
+        load_model(path)
+    what = f"{module}.{class_name} registered as {registered}" if registered.startswith("weightkit>") else registered
+    assert str(info.value) == (f"{path}: layer 'hidden' uses an unknown custom object ({what}), whose code would run "
+                               "while loading; refused in safe mode: pass --unsafe (unsafe=True) only if you trust "
+                               "the file.")
+
+
+def test_weightkits_own_regularizer_still_loads_in_safe_mode(keras, tmp_path):
+    from analysis.loading import load_model
+    from compress.decorrelate.penalty import DecorrelationRegularizer
+
+    inputs = keras.Input((4,))
+    keras.Model(inputs, keras.layers.Dense(3, name="hidden", kernel_regularizer=DecorrelationRegularizer(0.1))(
+        inputs)).save(tmp_path / "kept.keras")
+    regularizer = load_model(tmp_path / "kept.keras").model.get_layer("hidden").kernel_regularizer
+    assert type(regularizer).__name__ == "DecorrelationRegularizer"
 
 
 def test_unsafe_warns_and_then_the_code_does_run(capsys, trap, tmp_path):
