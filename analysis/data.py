@@ -270,6 +270,10 @@ def _load_image_folder(path, image_size, test_fraction, seed, channels=3):
     loose = sorted(f for f in os.listdir(path) if f.lower().endswith(_IMAGE_SUFFIXES)
                    and os.path.isfile(os.path.join(path, f)))
     labelled = bool(classes and images)
+    files = [os.path.join(c, f) for c in classes for f in os.listdir(os.path.join(path, c))
+             if f.lower().endswith(_IMAGE_SUFFIXES)] if labelled else loose
+    for name in files:
+        check_regular_file(os.path.join(path, name), "--data ")  # a FIFO or /dev/zero would hang the decoder
     if not labelled and not loose:
         raise WeightkitError(
             f"{path}: no images in class subfolders (expected {path}/CLASS/IMAGE.png); check the folder."

@@ -359,3 +359,19 @@ def test_csv_streamed_in_blocks_keeps_every_row_in_order(tmp_path):
     order = np.argsort(y)
     np.testing.assert_array_equal(x[order], rows[:, :2].astype(np.float32))
     np.testing.assert_array_equal(y[order], rows[:, 2].astype(np.int64))
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link to /dev/zero"])
+def test_an_image_that_is_not_a_regular_file_is_refused_unread(tmp_path, kind):
+    import os
+
+    from PIL import Image
+
+    (tmp_path / "cats").mkdir()
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "cats" / "a.png")
+    bad = tmp_path / "cats" / "b.png"
+    os.mkfifo(bad) if kind == "fifo" else os.symlink("/dev/zero", bad)
+    with pytest.raises(WeightkitError) as info:
+        load_data(str(tmp_path))
+    what = "a FIFO" if kind == "fifo" else "a character device"
+    assert str(info.value) == f"--data {bad}: is {what}, not a regular file; give the path of a saved file."
