@@ -182,3 +182,24 @@ def test_sequential_holding_a_functional_model_stays_nested(tmp_path, keras):
     assert merged.get_layer("inner").inputs[0].shape[-1] == 7
     x = np.random.default_rng(0).normal(size=(16, 5)).astype("float32")
     np.testing.assert_allclose(merged.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5, rtol=0)
+
+
+def test_a_shared_producer_folds_into_the_consumers_of_every_call(tmp_path, keras):
+    from compress import merge_neurons
+
+    layers = keras.layers
+    keras.utils.set_random_seed(0)
+    shared = layers.Dense(6, activation="relu", name="shared")
+    a, b = keras.Input((4,), name="a"), keras.Input((4,), name="b")
+    model = keras.Model([a, b], [layers.Dense(2, name="head_a")(shared(a)), layers.Dense(3, name="head_b")(shared(b))])
+    kernel, bias = shared.get_weights()
+    kernel[:, 4], bias[4] = 2.5 * kernel[:, 1], 2.5 * bias[1]  # a positively scaled copy: exact under ReLU
+    shared.set_weights([kernel, bias])
+    model.save(tmp_path / "shared.keras")
+    model = keras.saving.load_model(tmp_path / "shared.keras")
+    merged, report = merge_neurons(model, threshold=0.999999)
+    assert merged.get_layer("shared").units == 5
+    assert {layer.name for layer in report.layers} == {"shared"}
+    x = [np.random.default_rng(s).normal(size=(16, 4)).astype("float32") for s in (1, 2)]
+    for before, after in zip(model.predict(x, verbose=0), merged.predict(x, verbose=0)):
+        np.testing.assert_allclose(after, before, atol=1e-5, rtol=0)
