@@ -20,7 +20,8 @@ import tempfile
 
 from analysis.errors import WeightkitError
 
-__all__ = ["check_output", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
+__all__ = ["OUTPUT_MARKER", "is_weightkit_output", "check_output", "atomic_write_bytes", "atomic_write_text",
+           "atomic_write_json",
            "atomic_path", "atomic_directory"]
 
 
@@ -44,6 +45,11 @@ def check_output(path, *, force=False, directory=False, inputs=()):
     if os.path.lexists(path):
         if directory and os.path.isdir(path) and not os.listdir(path):
             pass
+        elif directory and os.path.isdir(path) and not is_weightkit_output(path):
+            raise WeightkitError(
+                f"{path}: folder is not empty and weightkit did not write it (no {OUTPUT_MARKER} in it), so it is "
+                "never replaced, not even with --force; choose another output folder or empty it yourself."
+            )
         elif directory and not os.path.isdir(path):
             raise WeightkitError(f"{path}: exists and is not a folder; choose another output folder.")
         elif not directory and os.path.isdir(path):
@@ -60,6 +66,15 @@ def check_output(path, *, force=False, directory=False, inputs=()):
     if not os.access(parent, os.W_OK):
         raise WeightkitError(f"{path}: cannot write in {parent} (permission denied); choose another output path.")
     return path
+
+
+#: The file weightkit leaves in every output folder it writes: only such a folder is replaced by --force.
+OUTPUT_MARKER = ".weightkit-output"
+
+
+def is_weightkit_output(path):
+    """Whether ``path`` is a folder that weightkit wrote (it holds :data:`OUTPUT_MARKER`)."""
+    return os.path.isdir(path) and os.path.isfile(os.path.join(path, OUTPUT_MARKER))
 
 
 def _refuse_inputs(path, inputs):
@@ -254,7 +269,11 @@ def atomic_directory(path, *, force=False):
     os.chmod(temporary, 0o777 & ~umask)  # mkdtemp makes it 0700; the output folder gets the usual mode
     try:
         yield temporary
+        with open(os.path.join(temporary, OUTPUT_MARKER), "w", encoding="utf-8") as handle:
+            handle.write("written by weightkit; `--force` may replace this folder\n")
         if existed and os.path.lexists(path):
+            if os.listdir(path) and not is_weightkit_output(path):
+                check_output(path, force=force, directory=True)  # refused: something else moved in
             backup = tempfile.mkdtemp(prefix=_temporary_prefix(path), suffix=".old", dir=parent)
             os.rmdir(backup)
             os.replace(path, backup)

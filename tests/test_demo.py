@@ -75,8 +75,7 @@ def test_demo_refuses_a_non_empty_folder_without_force(tmp_path, capsys):
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     assert run_cli(cli, ["demo", "-o", str(out), *REDUCED]) == 2
-    assert capsys.readouterr().err == (f"weightkit demo: error: {out}: folder is not empty; pass --force to replace "
-                                       "it or choose another path.\n")
+    assert capsys.readouterr().err == f"weightkit demo: error: {out}: folder is not empty and weightkit did not write it (no .weightkit-output in it), so it is never replaced, not even with --force; choose another output folder or empty it yourself.\n"
     assert os.listdir(out) == ["keep.txt"]
 
 

@@ -120,7 +120,7 @@ def test_report_killed_mid_run_leaves_no_report_and_a_rerun_succeeds(capsys, dig
 
     status, _, err = run(capsys, argv)
     assert (status, err) == (0, "")
-    assert sorted(os.listdir(output)) == ["analysis.json", "figures", "index.html"]
+    assert sorted(os.listdir(output)) == [".weightkit-output", "analysis.json", "figures", "index.html"]
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(os.stat(output).st_mode) == 0o777 & ~umask  # not mkdtemp's 0700

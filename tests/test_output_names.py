@@ -14,7 +14,7 @@ import pytest
 from bad_inputs_corpus import run
 
 from analysis.errors import WeightkitError
-from analysis.io import _HOST, atomic_directory, atomic_path, atomic_write_text
+from analysis.io import _HOST, OUTPUT_MARKER, atomic_directory, atomic_path, atomic_write_text, is_weightkit_output
 
 
 def _dead_pid():
@@ -128,3 +128,48 @@ def test_a_file_output_never_replaces_a_folder(tmp_path):
     with pytest.raises(WeightkitError, match="a file output never replaces a folder"):
         atomic_write_text(target, "{}")
     assert os.listdir(target) == ["keep"]
+
+
+# --------------------------------------------------------------------------------------------------
+# --force replaces only what weightkit wrote
+
+
+@pytest.mark.parametrize("command", ["report", "quantize"])
+def test_force_never_deletes_a_folder_weightkit_did_not_write(capsys, corpus, tmp_path, monkeypatch, command):
+    models, _ = corpus
+    (tmp_path / "thesis.tex").write_text("four years")
+    (tmp_path / "figures").mkdir()
+    monkeypatch.chdir(tmp_path)
+    argv = [command, models["good"], "-o", os.getcwd(), "--force"]
+    if command == "quantize":
+        argv += ["--modes", "float32"]
+    status, _, err = run(capsys, argv)
+    assert status == 2
+    assert err == (f"weightkit {command}: error: {tmp_path}: folder is not empty and weightkit did not write it "
+                   f"(no {OUTPUT_MARKER} in it), so it is never replaced, not even with --force; choose another "
+                   "output folder or empty it yourself.\n")
+    assert sorted(os.listdir(tmp_path)) == ["figures", "thesis.tex"]
+    assert (tmp_path / "thesis.tex").read_text() == "four years"
+
+
+def test_force_replaces_a_folder_weightkit_wrote(capsys, corpus, tmp_path):
+    models, _ = corpus
+    out = tmp_path / "report"
+    for extra in ([], ["--force"]):
+        status, _, err = run(capsys, ["report", models["good"], "-o", out, "--quiet", *extra])
+        assert (status, err) == (0, "")
+        assert is_weightkit_output(out)
+    assert sorted(os.listdir(tmp_path)) == ["report"]
+
+
+def test_a_folder_that_became_foreign_during_the_run_is_not_replaced(tmp_path):
+    target = tmp_path / "report"
+    target.mkdir()
+    (target / OUTPUT_MARKER).write_text("")
+    with pytest.raises(WeightkitError, match="weightkit did not write it"), \
+            atomic_directory(target, force=True) as work:
+        (open(os.path.join(work, "index.html"), "w")).close()
+        os.unlink(target / OUTPUT_MARKER)
+        (target / "notes.txt").write_text("mine")
+    assert sorted(os.listdir(target)) == ["notes.txt"]
+    assert os.listdir(tmp_path) == ["report"]

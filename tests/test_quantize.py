@@ -215,7 +215,7 @@ def test_cli_writes_every_file_and_the_json_schema(mlp_path, tmp_path, capsys):
                                  "--calibration-samples", "100", "--quiet"], capsys)
     assert code == 0, stderr
     names = sorted(os.listdir(out))
-    assert names == sorted(["comparison.json", "comparison.png", "model.tflite"]
+    assert names == sorted([".weightkit-output", "comparison.json", "comparison.png", "model.tflite"]
                            + [f"model_{m}.tflite" for m in ALL_MODES])
     document = json.loads((out / "comparison.json").read_text())
     assert set(document["reference"]) >= {"bytes", "accuracy", "mae"}
@@ -238,8 +238,7 @@ def test_cli_refuses_a_non_empty_folder_without_force(mlp_path, tmp_path, capsys
     (tmp_path / "keep.txt").write_text("x")
     code, stdout, stderr = _cli(["quantize", mlp_path, "-o", str(tmp_path), "--modes", "float32"], capsys)
     assert code == 2
-    assert stderr == (f"weightkit quantize: error: {tmp_path}: folder is not empty; pass --force to replace it or "
-                      "choose another path.\n")
+    assert stderr == f"weightkit quantize: error: {tmp_path}: folder is not empty and weightkit did not write it (no .weightkit-output in it), so it is never replaced, not even with --force; choose another output folder or empty it yourself.\n"
 
 
 def test_cli_without_data_runs_the_data_free_modes_on_random_inputs(mlp_path, tmp_path, capsys):

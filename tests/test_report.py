@@ -110,7 +110,7 @@ def document(report_dir):
 
 def test_report_folder_holds_page_json_and_four_figures_per_layer(report_dir, document):
     figures = sorted(os.listdir(report_dir / "figures"))
-    assert sorted(os.listdir(report_dir)) == ["analysis.json", "figures", "index.html"]
+    assert sorted(os.listdir(report_dir)) == [".weightkit-output", "analysis.json", "figures", "index.html"]
     assert [layer["name"] for layer in document["layers"]] == ["conv", "planted", "out"]
     assert [(s["name"], s["type"]) for s in document["skipped"]] == [("norm", "BatchNormalization")]
     assert document["layers"][1]["groups"] == [[0, 4], [1, 6, 7], [2, 11]]
@@ -177,17 +177,25 @@ def test_page_shows_metadata_table_and_every_group(page, document, model_path):
     assert f"remove {totals['removable_params']:,} of their {totals['analyzed_params']:,} own parameters" in text
 
 
-def test_existing_folder_is_refused_without_force_and_replaced_with_it(model_path, tmp_path, capsys):
+def test_a_folder_weightkit_did_not_write_is_never_replaced_not_even_with_force(model_path, tmp_path, capsys):
     out = tmp_path / "report"
     out.mkdir()
     (out / "old.txt").write_text("keep me")
+    for extra in ([], ["--force"]):
+        assert run_cli(cli, ["report", model_path, "-o", str(out), "--layers", "out", "--quiet", *extra]) == 2
+        assert capsys.readouterr().err == f"weightkit report: error: {out}: folder is not empty and weightkit did not write it (no .weightkit-output in it), so it is never replaced, not even with --force; choose another output folder or empty it yourself.\n"
+        assert os.listdir(out) == ["old.txt"] and (out / "old.txt").read_text() == "keep me"
+
+
+def test_a_report_folder_is_refused_without_force_and_replaced_with_it(model_path, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert run_cli(cli, ["report", model_path, "-o", str(out), "--layers", "out", "--quiet"]) == 0
     assert run_cli(cli, ["report", model_path, "-o", str(out), "--layers", "out", "--quiet"]) == 2
     captured = capsys.readouterr()
     assert captured.err == (f"weightkit report: error: {out}: folder is not empty; pass --force to replace it "
                             "or choose another path.\n")
-    assert (out / "old.txt").read_text() == "keep me"
     assert run_cli(cli, ["report", model_path, "-o", str(out), "--layers", "out", "--force", "--quiet"]) == 0
-    assert sorted(os.listdir(out)) == ["analysis.json", "figures", "index.html"]
+    assert sorted(os.listdir(out)) == [".weightkit-output", "analysis.json", "figures", "index.html"]
     assert capsys.readouterr().out.startswith(f"wrote {out}/index.html: 1 layer entries, 0 skipped, 5 figures")
     assert sorted(os.listdir(tmp_path)) == ["report"]  # no temporary folder left beside it
 
