@@ -52,6 +52,7 @@ def demo(output, epochs, retrain_epochs, models, modes, ratio, fast, seed, force
     check_output(output, force=force, directory=True)
 
     from analysis.io import atomic_directory
+    from reports.journey_console import print_journey
     from reports.journey_page import write_summary
 
     start_wall, start_cpu = time.perf_counter(), time.process_time()
@@ -79,7 +80,7 @@ def demo(output, epochs, retrain_epochs, models, modes, ratio, fast, seed, force
                              "seconds": round(wall, 1), "cpu_seconds": round(cpu, 1)})
     console = stdout_console()
     for journey in journeys:
-        _print_journey(journey, console)
+        print_journey(journey, console)
     console.print(f"wrote {os.path.join(output, 'index.html')} ({time.perf_counter() - start_wall:.0f} s, "
                   f"{time.process_time() - start_cpu:.0f} s CPU); open it in a browser")
 
@@ -120,18 +121,3 @@ def _run_example(builder, epochs, retrain_epochs, modes, ratio, seed, work, prog
                           modes=modes, seed=seed, analyzer=report, on_stage=done,
                           progress=lambda d, t, what: step(1 + d, steps, what))
     return journey, accuracy
-
-
-def _print_journey(journey, console):
-    from rich.table import Table
-
-    table = Table(title=f"{journey.model}: every stage on {journey.test_samples} held-out digits "
-                        f"(★ quantized: {journey.quantized_from})")
-    for column in ("stage", "params", "file KiB", "accuracy", "agreement", "mean |r|", "groups"):
-        table.add_column(column, justify="left" if column == "stage" else "right")
-    for stage in journey.stages:
-        table.add_row(stage.key + (" ★" if stage.key == journey.quantized_from else ""), f"{stage.params:,}",
-                      f"{stage.bytes / 1024:,.1f}", f"{stage.accuracy:.4f}", f"{stage.agreement:.4f}",
-                      "—" if stage.mean_abs_r is None else f"{stage.mean_abs_r:.3f}",
-                      "—" if stage.groups is None else str(stage.groups))
-    console.print(table)

@@ -86,6 +86,7 @@ def retrain(model, data, output, strength, epochs, layers, batch_size, learning_
     from compress.decorrelate.kernels import select_kernels
     from compress.decorrelate.training import infer_loss
     from compress.decorrelate.training import retrain as run_retrain
+    from reports.retrain_console import print_retrain_result
     from reports.retrain_plot import plot_retrain
 
     select_kernels(loaded.model, list(layers) or None)  # user errors before any output
@@ -113,7 +114,8 @@ def retrain(model, data, output, strength, epochs, layers, batch_size, learning_
     with atomic_path(png_path) as temporary:
         plot_retrain(result, temporary)
     shutil.rmtree(work, ignore_errors=True)
-    _print_result(result, stdout_console())
+    for text in print_retrain_result(result, stdout_console()):
+        note(text)
     stdout_console().print(f"wrote {output}, {json_path} and {png_path}")
 
 
@@ -138,28 +140,3 @@ class _EpochNotes:
                 note(f"epoch {epoch + 1}/{epochs}: {', '.join(parts)}; mean |r| {', '.join(mean_r)}")
 
         return EpochNotes()
-
-
-def _print_result(result, console):
-    from rich.table import Table
-
-    metric = result.metric
-    table = Table(title=f"retrain (strength {result.strength:g}, {result.epochs} epochs, loss {result.loss}, "
-                        f"{result.strategy} strategy with {result.replicas} replica(s))")
-    table.add_column("layer")
-    table.add_column("mean |r| before", justify="right")
-    table.add_column("after", justify="right")
-    table.add_column(f"pairs r≥{result.threshold:g} before", justify="right")
-    table.add_column("after", justify="right")
-    table.add_column("groups before", justify="right")
-    table.add_column("after", justify="right")
-    for name, before in result.before["layers"].items():
-        after = result.after["layers"][name]
-        table.add_row(name, f"{before['mean_abs_r']:.3f}", f"{after['mean_abs_r']:.3f}",
-                      str(before["redundant_pairs"]), str(after["redundant_pairs"]),
-                      str(before["groups"]), str(after["groups"]))
-    console.print(table)
-    word = "accuracy" if metric == "accuracy" else "mean absolute error"
-    console.print(f"held-out {word}: {result.before[metric]:.4f} before, {result.after[metric]:.4f} after")
-    for text in result.notes:
-        note(text)
