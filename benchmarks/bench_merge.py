@@ -7,7 +7,7 @@ decay is what makes realistic redundancy; see NOTES.md).
 
 For each ratio F in 30/50/70/80%, ``round(F · 512)`` neurons of *each* hidden layer are removed:
 
-- ``merge (METRIC)``: ``compress.merge_redundant(model, ratio=F, metric=METRIC)`` (greedy, most
+- ``merge (METRIC)``: ``compress.merge.merge_redundant(model, ratio=F, metric=METRIC)`` (greedy, most
   similar pairs first, each removed neuron's outgoing weights folded into its twin with α);
 - ``L1 prune``: drop the neurons with the smallest L1 norm of their incoming weights, no
   compensation (``compress.apply_relations`` with ``Relation.prune``).
