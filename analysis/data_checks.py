@@ -271,7 +271,17 @@ def _task_of_labels(y):
     return "classification" if np.issubdtype(np.asarray(y).dtype, np.integer) else "regression"
 
 
+def _same_sample_shape(source, name, train, test):
+    """Both splits of one array must hold samples of one shape."""
+    if tuple(np.shape(train)[1:]) != tuple(np.shape(test)[1:]):
+        raise WeightkitError(
+            f"--data {source}: {name}_train has samples of shape {tuple(np.shape(train)[1:])} but {name}_test of "
+            f"{tuple(np.shape(test)[1:])}; give both splits samples of one shape."
+        )
+
+
 def _check_input(source, model, expected, input_dtype, train, test, suffix):
+    _same_sample_shape(source, f"x{suffix}", train, test)
     got = np.asarray(train).shape
     if len(got) != len(expected):
         if len(expected) == 3 and len(got) == 2:
@@ -307,6 +317,7 @@ def _check_input(source, model, expected, input_dtype, train, test, suffix):
 
 def _check_labels(dataset, output, train, test, task, suffix):
     source = dataset.source
+    _same_sample_shape(source, f"y{suffix}", train, test)
     width = output[-1]
     for name, y in ((f"y{suffix}_train", train), (f"y{suffix}_test", test)):
         if np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all():

@@ -375,3 +375,19 @@ def test_an_image_that_is_not_a_regular_file_is_refused_unread(tmp_path, kind):
         load_data(str(tmp_path))
     what = "a FIFO" if kind == "fifo" else "a character device"
     assert str(info.value) == f"--data {bad}: is {what}, not a regular file; give the path of a saved file."
+
+
+def test_splits_with_samples_of_different_shapes_get_one_line(models, tmp_path):
+    # Found by hypothesis: y_train of shape (1,) beside y_test of shape (1, 0) reached an argmax of nothing.
+    path = _save(tmp_path / "odd.npz", x_train=np.zeros((2, 64)), x_test=np.zeros((1, 64)), y_train=np.zeros(2, int),
+                 y_test=np.zeros((1, 0), int))
+    with pytest.raises(WeightkitError) as error:
+        load_data_for_model(path, models["mlp"])
+    assert message(error) == (f"--data {path}: y_train has samples of shape () but y_test of (0,); give both splits "
+                              "samples of one shape.")
+    path = _save(tmp_path / "odd_x.npz", x_train=np.zeros((2, 64)), x_test=np.zeros((1, 63)), y_train=np.zeros(2, int),
+                 y_test=np.zeros(1, int))
+    with pytest.raises(WeightkitError) as error:
+        load_data_for_model(path, models["mlp"])
+    assert message(error) == (f"--data {path}: x_train has samples of shape (64,) but x_test of (63,); give both "
+                              "splits samples of one shape.")

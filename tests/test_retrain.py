@@ -191,7 +191,9 @@ def test_cli_writes_model_json_and_plot_and_leaves_the_input_alone(keras, mlp_pa
     reloaded = load_model(out).model
     accuracy = float(np.mean(reloaded.predict(digits.x_test, verbose=0).argmax(1) == digits.y_test))
     assert accuracy == pytest.approx(document["after"]["accuracy"], abs=1e-9)
-    assert document["after"]["accuracy"] != document["before"]["accuracy"]
+    # Two epochs can leave the accuracy where it was; the weights cannot stay where they were.
+    original = load_model(mlp_path).model
+    assert not np.allclose(reloaded.get_layer("hidden1").get_weights()[0], original.get_layer("hidden1").get_weights()[0])
 
     status, _, stderr = _run(["retrain", mlp_path, "--data", "sklearn:digits", "-o", out], capsys)
     assert status == 2
