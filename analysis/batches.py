@@ -49,8 +49,12 @@ def n_samples(x):
 
 
 def take(x, indices):
-    """The samples at ``indices`` of one array or of each array of a list."""
-    return [a[indices] for a in x] if isinstance(x, list) else x[indices]
+    """The samples at ``indices`` of one array or of each array of a list (None stays None)."""
+    if x is None:
+        return None
+    if isinstance(x, list):
+        return [None if a is None else a[indices] for a in x]
+    return x[indices]
 
 
 def rows(x, start, stop):

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis._tf import import_keras, silenced_stderr
+from analysis.batches import n_samples, take
 from analysis.csv_data import read_csv_numbers
 from analysis.errors import WeightkitError
 from analysis.limits import check_npz_headers, check_regular_file, check_zip_directory
@@ -71,11 +72,11 @@ class Dataset:
 
     @property
     def n_train(self):
-        return len(self.x_train[0]) if isinstance(self.x_train, list) else len(self.x_train)
+        return n_samples(self.x_train)
 
     @property
     def n_test(self):
-        return len(self.x_test[0]) if isinstance(self.x_test, list) else len(self.x_test)
+        return n_samples(self.x_test)
 
     @property
     def n_classes(self):
@@ -92,20 +93,8 @@ def _first_labels(y):
     return y
 
 
-def _length(x):
-    return len(x[0]) if isinstance(x, list) else len(x)
-
-
-def _take(x, indices):
-    if x is None:
-        return None
-    if isinstance(x, list):
-        return [None if a is None else a[indices] for a in x]
-    return x[indices]
-
-
 def _split(x, y, source, task, test_fraction, seed, input_keys=(), output_keys=()):
-    n = _length(x)
+    n = n_samples(x)
     if n == 0:
         raise WeightkitError(f"{source}: the dataset is empty; give at least 2 samples.")
     labels = [a for a in (y if isinstance(y, list) else [y]) if a is not None]
@@ -120,7 +109,7 @@ def _split(x, y, source, task, test_fraction, seed, input_keys=(), output_keys=(
     order = rng.permutation(n)
     n_test = min(n - 1, max(1, int(round(test_fraction * n))))
     test, train = order[:n_test], order[n_test:]
-    return Dataset(_take(x, train), _take(y, train), _take(x, test), _take(y, test), source, task,
+    return Dataset(take(x, train), take(y, train), take(x, test), take(y, test), source, task,
                    tuple(input_keys), tuple(output_keys))
 
 
@@ -229,7 +218,7 @@ def _npz_dataset(arrays, path, test_fraction, seed):
         return _split(x, y, path, _task_of(_first_labels(y)), test_fraction, seed, keys(inputs), keys(outputs))
     parts = {split: (pick(inputs, split), pick(outputs, split)) for split in ("train", "test")}
     for split, (x, y) in parts.items():
-        n = _length(x)
+        n = n_samples(x)
         if n == 0:
             raise WeightkitError(f"{path}: x_{split} is empty; give at least one sample.")
         for labels in (y if isinstance(y, list) else [y]):

@@ -30,7 +30,7 @@ def _graph_or_none(model):
         return None
 
 
-def collect_entries(model, layers=None):
+def collect_entries(model, layers=None, graph=None):
     """The neuron-row entries and skipped layers of a model, in model order.
 
     Parameters
@@ -38,6 +38,8 @@ def collect_entries(model, layers=None):
     model : keras.Model
     layers : list of str, default=None
         Keep only these layer or entry names (``dense_1``, ``lstm/forget``).
+    graph : ModelGraph, default=None
+        The model's graph when the caller has it (built here otherwise).
 
     Returns
     -------
@@ -47,7 +49,7 @@ def collect_entries(model, layers=None):
     skipped : list of SkippedLayer
     """
     entries, skipped, seen_names = [], [], set()
-    graph = _graph_or_none(model)
+    graph = _graph_or_none(model) if graph is None else graph
     for layer in walk_layers(model):
         if not layer.weights:
             continue

@@ -343,8 +343,8 @@ def collect_activations(model, x, *, layers=None, samples=DEFAULT_SAMPLES, seed=
     """
     _check_collect_options(summary, positions)
     x = _check_inputs(model, x)
-    entries, _ = collect_entries(model, layers)
     graph = ModelGraph(model)
+    entries, _ = collect_entries(model, layers, graph)
     probes, skipped = _probes(model, entries, graph)
     if not probes:
         return {}, skipped

@@ -253,6 +253,7 @@ class _Walk:
 
     def __init__(self, graph, keras):
         self.graph, self.keras = graph, keras
+        self.layers = {layer.name: layer for layer in graph.layers}
         self.paths = []  # (steps, after_flatten, Consumer)
         self.reached = set()  # ids of the nodes reached: a shared layer must be reached at every call
 
@@ -323,7 +324,6 @@ def _site(layer, graph, keras):
         return site
     first = [] if activation.description == "linear" else [activation]
     walk = _Walk(graph, keras)
-    walk.layers = {other.name: other for other in graph.layers}
     for node in graph.nodes_of(layer):  # a shared producer: every call's output, folded alike
         tensor = node.outputs[0]
         reason = walk.follow(tensor, first, False, 1, len(graph.shape(tensor)))

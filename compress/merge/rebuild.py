@@ -139,7 +139,6 @@ def rebuild_model(model, state):
     keras.Model
         Uncompiled.
     """
-    keras = import_keras()
 
     def clone(layer):
         config = layer.get_config()

@@ -9,8 +9,8 @@ import os
 
 import numpy as np
 
-from analysis.data import Dataset
 from analysis.batches import n_samples, take
+from analysis.data import Dataset
 from analysis.data_checks import output_activations
 from analysis.errors import WeightkitError
 from analysis.graph import ModelGraph
@@ -31,9 +31,9 @@ from compress.quantize.compare import (
 )
 from compress.quantize.convert import convert_modes
 from compress.quantize.evaluate import TFLiteModel, time_calls
-from compress.quantize.signature import SignatureModel
 from compress.quantize.modes import MODE_NAMES, MODES
 from compress.quantize.results import ExportChoice, ModeResult, QuantizationReport, ReferenceResult
+from compress.quantize.signature import SignatureModel
 from compress.quantize.source import ModelSource, keras_source, saved_model_source
 
 __all__ = ["quantize_model", "random_inputs", "RANDOM_INPUTS"]
