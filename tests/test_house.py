@@ -103,6 +103,8 @@ def test_only_the_graph_adapter_reads_kerass_private_graph():
     assert readers == ["analysis.graph"]
 
 
-def test_compress_has_its_three_subpackages_and_no_loose_modules():
+def test_compress_has_its_subpackages_and_no_loose_modules():
     entries = sorted(p.name for p in (ROOT / "compress").iterdir() if not p.name.startswith("__"))
-    assert entries == ["decorrelate", "merge", "quantize"]
+    # fold and shrink arrive with their issues (#19, #20); until then they may be absent.
+    assert set(entries) - {"fold", "shrink"} == {"decorrelate", "merge", "quantize"}
+    assert all((ROOT / "compress" / name).is_dir() for name in entries)

@@ -19,6 +19,8 @@ COMMANDS = {
     "retrain": "weightkit.commands.retrain",
     "merge": "weightkit.commands.merge",
     "quantize": "weightkit.commands.quantize",
+    "fold": "weightkit.commands.fold",
+    "shrink": "weightkit.commands.shrink",
     "demo": "weightkit.commands.demo",
 }
 
