@@ -13,6 +13,7 @@ from analysis.groups import (
     find_groups,
     removable_count,
 )
+from analysis.linear_chains import model_linear_chains
 from analysis.loading import walk_layers
 from analysis.matrices import DEFAULT_MEMORY_BUDGET, _mad_matrix, _pearson_matrix
 from analysis.results import LayerAnalysis, LayerMatrices, ModelAnalysis, SkippedLayer
@@ -207,6 +208,7 @@ def analyze_model(model, *, metric="pearson", threshold=None, layers=None, inclu
         total_params=int(model.count_params()),
         notes=list(notes),
     )
+    result.linear_chains = model_linear_chains(model)
     for item in iter_layer_analyses(model, metric=metric, threshold=threshold, layers=layers,
                                     include_bias=include_bias, keep_matrices=on_layer is not None,
                                     memory_budget=memory_budget, progress=progress):

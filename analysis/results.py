@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["LayerMatrices", "LayerAnalysis", "SkippedLayer", "ModelAnalysis"]
+__all__ = ["LayerAnalysis", "LayerMatrices", "ModelAnalysis", "SkippedLayer"]
 
 
 @dataclass
@@ -132,6 +132,8 @@ class ModelAnalysis:
     skipped : list of SkippedLayer
     total_params : int
     notes : list of str
+    linear_chains : list of analysis.linear_chains.LinearChain
+        Runs of layers with no nonlinearity between them (see :mod:`analysis.linear_chains`).
     """
 
     model: str
@@ -143,6 +145,7 @@ class ModelAnalysis:
     skipped: list = field(default_factory=list)
     total_params: int = 0
     notes: list = field(default_factory=list)
+    linear_chains: list = field(default_factory=list)
 
     @property
     def removable(self):
@@ -168,6 +171,7 @@ class ModelAnalysis:
                 "removable_params": int(sum(layer.removable_params for layer in self.layers)),
             },
             "notes": list(self.notes),
+            "linear_chains": [chain.to_dict() for chain in self.linear_chains],
         }
 
 

@@ -63,6 +63,8 @@ def print_analysis(result, console):
         if skipped.macs is not None:
             sizes.append(f"{skipped.macs:,} MACs")
         console.print(f"skipped {skipped.name} ({', '.join(sizes)}): {skipped.reason}", markup=False)
+    for chain in getattr(result, "linear_chains", ()):
+        console.print(f"linear chain: {chain.sentence()}", markup=False)
     total = result.to_dict()["totals"]
     console.print(f"total: {total['params']:,} parameters; {total['removable']:,} removable neurons "
                   f"in {len(result.layers)} analyzed layer entries "
