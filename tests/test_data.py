@@ -391,3 +391,21 @@ def test_splits_with_samples_of_different_shapes_get_one_line(models, tmp_path):
         load_data_for_model(path, models["mlp"])
     assert message(error) == (f"--data {path}: x_train has samples of shape (64,) but x_test of (63,); give both "
                               "splits samples of one shape.")
+
+
+@pytest.mark.parametrize("command", ["analyze", "merge"])
+def test_image_folders_reach_every_command_at_the_models_size(keras, image_folder, tmp_path, capsys, command):
+    """analyze, report and merge --data share retrain's and quantize's loader: 10x12 images fit a 6x5x1 CNN."""
+    from weightkit._common import run_cli
+    from weightkit.cli import cli
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 5, 1))
+    x = keras.layers.Flatten()(keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inputs))
+    x = keras.layers.Dense(4, activation="relu", name="hidden")(x)
+    keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="out")(x)).save(tmp_path / "cnn.keras")
+    argv = {"analyze": ["analyze", tmp_path / "cnn.keras", "--data", image_folder, "--json", tmp_path / "a.json"],
+            "merge": ["merge", tmp_path / "cnn.keras", "--data", image_folder, "-o", tmp_path / "m.keras"]}[command]
+    capsys.readouterr()
+    status = run_cli(cli, [str(a) for a in argv] + ["--quiet"])
+    assert (status, capsys.readouterr().err) == (0, "")

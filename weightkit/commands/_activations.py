@@ -6,7 +6,7 @@ imports TensorFlow at module level.
 
 import click
 
-__all__ = ["data_option", "samples_option", "load_dataset", "check_merge_mode"]
+__all__ = ["check_merge_mode", "data_option", "load_dataset", "samples_option"]
 
 
 def data_option(help_text):
@@ -20,18 +20,19 @@ def samples_option(function):
 
 
 def load_dataset(spec, model):
-    """Load ``--data`` with the shared loader and check it against the model.
+    """Load ``--data`` for the model with the loader every command uses (retrain and quantize too).
+
+    Images are decoded at the model's input size and channels, a CSV with as many columns as the
+    model has inputs is read without labels; then fitted and checked against the model
+    (:func:`analysis.data_checks.load_data_for_model`).
 
     Returns
     -------
     analysis.data.Dataset
     """
-    from analysis.data import load_data
-    from analysis.data_checks import check_data_against_model, fit_to_model
+    from analysis.data_checks import load_data_for_model
 
-    dataset = fit_to_model(load_data(spec), model)
-    check_data_against_model(dataset, model)
-    return dataset
+    return load_data_for_model(spec, model)
 
 
 def check_merge_mode(mode, data, threshold, max_error):
