@@ -1,6 +1,6 @@
 """Terminal rendering of an analysis result (rich tables)."""
 
-__all__ = ["analysis_table", "print_analysis", "format_groups"]
+__all__ = ["analysis_table", "format_groups", "print_analysis", "print_fold_report"]
 
 
 def _count(value):
@@ -69,3 +69,27 @@ def print_analysis(result, console):
     console.print(f"total: {total['params']:,} parameters; {total['removable']:,} removable neurons "
                   f"in {len(result.layers)} analyzed layer entries "
                   f"({total['removable_params']:,} of their own parameters)")
+
+
+def print_fold_report(report, console):
+    """Print what ``weightkit fold`` did: each chain folded or left alone (and why), parameters, output error.
+
+    Parameters
+    ----------
+    report : compress.fold.FoldReport
+    console : rich.console.Console
+    """
+    if not report.chains:
+        console.print(f"{report.model}: no linear chains (every weighted layer is followed by a nonlinearity); "
+                      "the model is unchanged", markup=False)
+    for fold in report.chains:
+        if fold.folded:
+            console.print(f"folded: {fold.chain.sentence()}", markup=False)
+        else:
+            console.print(f"left alone: {' → '.join(fold.chain.layers)}: {fold.why_not}", markup=False)
+    console.print(f"total: {report.params_before:,} → {report.params_after:,} parameters; "
+                  f"{len(report.folded)} of {len(report.chains)} chain(s) folded", markup=False)
+    if report.max_abs_difference is not None:
+        kind = "exact folds" if report.exact else "approximate folds included"
+        console.print(f"outputs on {report.inputs}: max |difference| {report.max_abs_difference:.3g} "
+                      f"(largest |output| {report.output_scale:.3g}; {kind})", markup=False)
