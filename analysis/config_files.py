@@ -17,7 +17,7 @@ from analysis.declared_size import check_declared_parameters
 from analysis.errors import WeightkitError
 from analysis.limits import check_h5_storage, check_zip_directory
 
-__all__ = ["first_line", "h5_config", "keras_config"]
+__all__ = ["ZipWindow", "first_line", "h5_config", "keras_config", "parse_config_json"]
 
 _RESAVE = "Re-save the model with model.save('model.keras')."
 
@@ -46,7 +46,7 @@ def keras_config(path):
                 stored = _check_archived_weights(path, archive)
             else:  # Keras also reads weights saved as model.weights.npz
                 stored = archive.getinfo("model.weights.npz").file_size if "model.weights.npz" in names else 0
-            config = _parse_json(archive.read("config.json"), path, "config.json")
+            config = parse_config_json(archive.read("config.json"), path, "config.json")
             if stored is not None:
                 check_declared_parameters(path, config, stored)
             return config
@@ -67,7 +67,7 @@ def _check_archived_weights(path, archive):
     info = archive.getinfo("model.weights.h5")
     with contextlib.ExitStack() as stack:
         if info.compress_type == zipfile.ZIP_STORED:  # as Keras writes it: read in place, seeking directly
-            member = _Window(stack.enter_context(open(path, "rb")), info)
+            member = ZipWindow(stack.enter_context(open(path, "rb")), info)
         else:
             member = stack.enter_context(archive.open(info))
         try:
@@ -77,7 +77,7 @@ def _check_archived_weights(path, archive):
         return check_h5_storage(path, handle, where="model.weights.h5:")
 
 
-class _Window(io.RawIOBase):
+class ZipWindow(io.RawIOBase):
     """A stored (uncompressed) zip member read in place: seeks are seeks, not re-reads from the start."""
 
     def __init__(self, handle, info):
@@ -120,7 +120,7 @@ class _Window(io.RawIOBase):
 MAX_CONFIG_DEPTH = 200
 
 
-def _parse_json(raw, path, where):
+def parse_config_json(raw, path, where):
     """``json.loads``, with nesting too deep for Python (or deeper than ``MAX_CONFIG_DEPTH``) refused in one line."""
     try:
         document = json.loads(raw)
@@ -170,7 +170,7 @@ def h5_config(path):
             "Keras model file; save the model again with model.save('model.keras')."
         )
     try:
-        config = _parse_json(raw, path, "its model configuration")
+        config = parse_config_json(raw, path, "its model configuration")
     except json.JSONDecodeError as error:
         raise WeightkitError(f"{path}: its model configuration is not valid JSON; save the model again.") from error
     check_declared_parameters(path, config, stored)

@@ -19,8 +19,10 @@ from analysis.matrices import DEFAULT_MEMORY_BUDGET, _mad_matrix, _pearson_matri
 from analysis.results import LayerAnalysis, LayerMatrices, ModelAnalysis, SkippedLayer
 from analysis.rows import layer_neuron_rows, skip_reason
 from analysis.selection import check_layer_names, is_chosen
+from analysis.stored import StoredModel, iter_stored_rows, plan_entries
+from analysis.stored.nodes import stored_linear_chains
 
-__all__ = ["analyze_model", "iter_layer_analyses", "analyze_rows", "collect_entries"]
+__all__ = ["analyze_model", "analyze_rows", "collect_entries", "iter_layer_analyses"]
 
 
 def _graph_or_none(model):
@@ -149,6 +151,11 @@ def iter_layer_analyses(model, *, metric="pearson", threshold=None, layers=None,
             f"Invalid value for metric. Expected one of {list(DEFAULT_THRESHOLDS)}. Received: metric={metric!r}."
         )
     absolute_threshold(np.zeros((1, 1)), metric, threshold)  # validates the threshold's range
+    if isinstance(model, StoredModel):
+        yield from _iter_stored_analyses(model, layers, progress, {
+            "metric": metric, "threshold": threshold, "include_bias": include_bias, "keep_matrices": keep_matrices,
+            "memory_budget": memory_budget})
+        return
     entries, skipped = collect_entries(model, layers)
     yield from skipped
     total = len(entries)
@@ -161,13 +168,42 @@ def iter_layer_analyses(model, *, metric="pearson", threshold=None, layers=None,
         progress(total, total, "")
 
 
+def _iter_stored_analyses(model, layers, progress, options):
+    """:func:`iter_layer_analyses` of a :class:`~analysis.stored.StoredModel`: the next layer is read while
+    the current one is analyzed."""
+    planned, skipped = plan_entries(model)
+    names = [name for item in planned for name in item.names]
+    wanted = check_layer_names(layers, names + [name for item in planned for name in [item.layer.name] * len(item.names)],
+                               extra=[s.name for s in skipped])
+    if wanted:
+        planned = [item for item in planned if any(is_chosen(n, item.layer.name, wanted) for n in item.names)]
+        skipped = [s for s in skipped if s.name in wanted]
+        names = [n for item in planned for n in item.names if is_chosen(n, item.layer.name, wanted)]
+    yield from skipped
+    total = len(names)
+    done = 0
+    for entry in iter_stored_rows(model, planned):
+        if isinstance(entry, SkippedLayer):
+            yield entry
+            continue
+        if wanted and not is_chosen(entry.name, entry.layer_name, wanted):
+            continue
+        if progress is not None:
+            progress(done, total, entry.name)
+        done += 1
+        yield analyze_rows(entry, **options)
+    if progress is not None:
+        progress(total, total, "")
+
+
 def analyze_model(model, *, metric="pearson", threshold=None, layers=None, include_bias=False,
                   memory_budget=DEFAULT_MEMORY_BUDGET, progress=None, path=None, notes=(), on_layer=None):
     """Find the redundant neurons of every analyzable layer of a model.
 
     Parameters
     ----------
-    model : keras.Model
+    model : keras.Model or analysis.stored.StoredModel
+        A stored model is analyzed from its file without Keras (the same result).
     metric : {"pearson", "mad"}, default="pearson"
         The similarity that defines a redundant group (see :func:`find_groups`).
     threshold : float, default=None
@@ -208,7 +244,8 @@ def analyze_model(model, *, metric="pearson", threshold=None, layers=None, inclu
         total_params=int(model.count_params()),
         notes=list(notes),
     )
-    result.linear_chains = model_linear_chains(model)
+    result.linear_chains = (stored_linear_chains(model) if isinstance(model, StoredModel)
+                            else model_linear_chains(model))
     for item in iter_layer_analyses(model, metric=metric, threshold=threshold, layers=layers,
                                     include_bias=include_bias, keep_matrices=on_layer is not None,
                                     memory_budget=memory_budget, progress=progress):

@@ -1,0 +1,131 @@
+"""A saved model as its file holds it: configuration and weights, never built, nothing deserialized."""
+
+import contextlib
+import os
+
+from analysis.errors import WeightkitError
+from analysis.keras2 import repaired_keras2_config
+from analysis.loading import read_model_config
+from analysis.stored.files import WEIGHTS_SUFFIX, open_weights, read_weights_config
+from analysis.stored.layout import model_entries, model_layers
+from analysis.stored.shapes import propagate_sequential
+from analysis.stored.weights import layer_datasets, total_datasets
+
+__all__ = ["StoredModel", "open_stored"]
+
+
+class StoredModel:
+    """A model file read as data: what weight analysis needs, without Keras.
+
+    Parameters
+    ----------
+    path : str
+        The model file (``.keras``, ``.h5``) or a ``.weights.h5`` file.
+    fmt : {"keras", "h5", "weights"}
+    config : dict
+        The model's configuration.
+    notes : list of str
+        What reading it had to do (a Keras 2 file's repairs), as the Keras loader words it.
+
+    Attributes
+    ----------
+    name : str
+        The model's name from its configuration.
+    layers : list of analysis.stored.layout.StoredLayer
+        Leaf layers in ``walk_layers`` order.
+    """
+
+    def __init__(self, path, fmt, config, notes=()):
+        self.path, self.format, self.config, self.notes = path, fmt, config, list(notes)
+        inner = config.get("config")
+        self.name = str(inner.get("name") if isinstance(inner, dict) else config.get("name", "model"))
+        self.layers = model_layers(config)
+        self._sizes = None
+        self._propagated = _sequential_shapes(config, self.layers)
+
+    def __repr__(self):
+        return f"<StoredModel {self.name!r} from {self.path} ({self.format}, {len(self.layers)} layers)>"
+
+    @contextlib.contextmanager
+    def open(self):
+        """The weights file, open (see :func:`analysis.stored.files.open_weights`)."""
+        with open_weights(self.path, self.format) as handle:
+            yield handle
+
+    def propagated_shape(self, layer):
+        """The input shape propagated through a Keras 2 Sequential's configs, or None."""
+        return self._propagated.get(layer.name)
+
+    def _read_sizes(self):
+        if self._sizes is None:
+            with self.open() as handle:
+                sizes = {layer.name: sum(int(d.size) for d in layer_datasets(handle, layer, self.format))
+                         for layer in self.layers}
+                total = sum(int(d.size) for d in total_datasets(handle, self.format))
+            self._sizes = (sizes, total)
+        return self._sizes
+
+    def layer_params(self, layer):
+        """Values stored for ``layer`` (``layer.count_params()``)."""
+        return self._read_sizes()[0][layer.name]
+
+    def count_params(self):
+        """Values stored for the whole model (``model.count_params()``)."""
+        return self._read_sizes()[1]
+
+
+def _sequential_shapes(config, layers):
+    """Input shapes of a top-level Sequential's layers propagated from its InputLayer (Keras 2 files)."""
+    if config.get("class_name") != "Sequential" or any(layer.path for layer in layers):
+        return {}
+    entries = model_entries(config) or []
+    first = entries[0].get("config", {}) if entries and isinstance(entries[0], dict) else {}
+    shape = first.get("batch_shape") or first.get("batch_input_shape")
+    if not isinstance(shape, list):
+        return {}
+    return propagate_sequential(layers, tuple(shape))
+
+
+def open_stored(path):
+    """Read a model file's configuration and open its weights for analysis, with the loader's checks.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        ``.keras``, legacy ``.h5``, or ``.weights.h5`` with its configuration beside it
+        (see :func:`analysis.stored.files.config_beside`).
+
+    Returns
+    -------
+    StoredModel
+
+    Raises
+    ------
+    WeightkitError
+        Missing, empty, corrupt, truncated or forged files, in one line (as :func:`analysis.load_model`),
+        and a model with no weights at all.
+    """
+    path = os.fspath(path)
+    notes = []
+    if path.endswith(WEIGHTS_SUFFIX) and os.path.isfile(path):
+        config, _ = read_weights_config(path)
+        fmt = "weights"
+    else:
+        fmt, config = read_model_config(path)
+        if fmt == "h5":
+            config = repaired_keras2_config(config, path, notes) or config
+    if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
+        raise WeightkitError(f"{path}: its configuration is not a Keras model configuration (no class_name); "
+                             "save the model with model.save('model.keras').")
+    stored = StoredModel(path, fmt, config, notes)
+    try:
+        total = stored.count_params()
+    except (OSError, KeyError, ValueError) as error:
+        raise WeightkitError(f"{path}: its weights cannot be read ({error}); copy or save the model again.") from error
+    if not total:
+        kinds = sorted({layer.class_name for layer in stored.layers} - {"InputLayer"})
+        raise WeightkitError(
+            f"{path}: model {stored.name!r} has no layer with weights (only {', '.join(kinds) or 'its input'}), "
+            "so there is nothing to analyze or change; check that this is the trained model you meant."
+        )
+    return stored

@@ -1,0 +1,156 @@
+"""A stored layer's weight arrays under the layer registry's keys, read lazily from the HDF5 datasets.
+
+Keras 3 saves a layer's variables unnamed, as ``vars/0, 1, ...`` in the order its
+``save_own_variables`` lists them (``keras/src/layers/layer.py``: the layer's own variables in the
+order they were created; Dense and the convolutions ``kernel`` then ``bias``, a SeparableConv
+``depthwise_kernel``, ``pointwise_kernel``, ``bias``, an RNN cell ``kernel``, ``recurrent_kernel``,
+``bias``). A legacy ``.h5`` names each weight; its last path component is the variable
+(``dense/kernel:0`` -> ``kernel``). See :mod:`analysis.stored.layout` for where the groups are.
+"""
+
+import numpy as np
+
+from analysis.layers import spec_named
+from analysis.stored.layout import keras3_group
+
+__all__ = ["StoredLayoutError", "layer_arrays", "layer_datasets", "legacy_weight_names", "total_datasets"]
+
+#: Keras 3 ``vars`` order per registry family; a layer without a bias stores one fewer.
+_ORDER = {
+    "dense": ("kernel", "bias"),
+    "conv": ("kernel", "bias"),
+    "conv_transpose": ("kernel", "bias"),
+    "depthwise": ("kernel", "bias"),
+    "separable": ("depthwise_kernel", "pointwise_kernel", "bias"),
+    "rnn": ("kernel", "recurrent_kernel", "bias"),
+}
+#: Legacy variable names that differ from the registry's key (Keras 2's DepthwiseConv2D).
+_ALIASES = {"depthwise": {"depthwise_kernel": "kernel"}}
+
+
+class StoredLayoutError(Exception):
+    """A layer's stored variables are not laid out as its class saves them (the reason is the message)."""
+
+
+def _datasets_under(group):
+    found = []
+    group.visititems(lambda name, obj: found.append(obj) if hasattr(obj, "shape") else None)
+    return found
+
+
+def legacy_weight_names(group):
+    """The ``weight_names`` attribute of a legacy ``.h5`` layer group, as str."""
+    names = group.attrs.get("weight_names", [])
+    return [name.decode() if isinstance(name, bytes) else str(name) for name in names]
+
+
+def _legacy_selection(handle, layer):
+    """``[(name parts, dataset)]`` of a legacy layer's weights (its share of a nested model's group)."""
+    group = handle.get(f"model_weights/{layer.h5_group}")
+    if group is None:
+        return []
+    chosen = []
+    for full in legacy_weight_names(group):
+        parts = full.split("/")
+        if layer.h5_group == layer.name or layer.name in parts[:-1]:
+            chosen.append((parts, group[full]))
+    return chosen
+
+
+def layer_datasets(handle, layer, fmt):
+    """Every dataset holding ``layer``'s weights (sublayers included), unread."""
+    if fmt == "h5":
+        return [dataset for _, dataset in _legacy_selection(handle, layer)]
+    group = keras3_group(handle, layer)
+    return [] if group is None else _datasets_under(group)
+
+
+def total_datasets(handle, fmt):
+    """Every weight dataset of the model (what ``model.count_params()`` counts), unread."""
+    root = handle.get("model_weights" if fmt == "h5" else "layers")
+    return [] if root is None else _datasets_under(root)
+
+
+def _keyed(names, datasets, family, where):
+    order = _ORDER[family]
+    if len(datasets) not in (len(order), len(order) - 1):
+        raise StoredLayoutError(f"{where} holds {len(datasets)} variables where its class saves {len(order)}")
+    return dict(zip(names or order, datasets))
+
+
+def _keras3_arrays(group, class_name, config, where):
+    spec = spec_named(class_name)
+    if spec.family == "time_distributed":
+        inner = config.get("layer") or {}
+        return _keras3_arrays(_child(group, "layer", where), inner.get("class_name"), inner.get("config", {}), where)
+    if spec.family == "bidirectional":
+        inner = (config.get("layer") or {}).get("class_name")
+        arrays = {}
+        for direction in ("forward", "backward"):
+            sub = _keras3_arrays(_child(group, f"{direction}_layer", where), inner, {}, where)
+            arrays.update({f"{direction}/{key}": value for key, value in sub.items()})
+        return arrays
+    if spec.family == "rnn":
+        group = _child(group, "cell", where)
+    entry = group.get("vars")
+    datasets = [] if entry is None else [entry[str(i)] for i in range(len(entry)) if str(i) in entry]
+    return _keyed(None, datasets, spec.family, where)
+
+
+def _child(group, name, where):
+    child = group.get(name)
+    if child is None:
+        raise StoredLayoutError(f"{where} has no {name!r} group where its class saves one")
+    return child
+
+
+def _legacy_arrays(selection, class_name, config):
+    spec = spec_named(class_name)
+    if spec.family == "time_distributed":
+        inner = config.get("layer") or {}
+        return _legacy_arrays(selection, inner.get("class_name"), inner.get("config", {}))
+    if spec.family == "bidirectional":
+        arrays = {}
+        inner = (config.get("layer") or {}).get("class_name")
+        for direction in ("forward", "backward"):
+            mine = [(parts, data) for parts, data in selection
+                    if any(part.startswith(direction + "_") for part in parts[:-1])]
+            arrays.update({f"{direction}/{key}": value for key, value in _legacy_arrays(mine, inner, {}).items()})
+        return arrays
+    aliases = _ALIASES.get(spec.family, {})
+    arrays = {}
+    for parts, dataset in selection:
+        key = parts[-1].split(":", 1)[0]
+        arrays[aliases.get(key, key)] = dataset
+    return arrays
+
+
+def layer_arrays(handle, layer, fmt, class_name=None, config=None):
+    """``{registry key: ndarray}`` of a layer with neuron rows, read now (one layer's worth).
+
+    Parameters
+    ----------
+    handle : h5py.File
+    layer : StoredLayer
+    fmt : {"keras", "h5", "weights"}
+
+    Returns
+    -------
+    dict of str to ndarray of float32
+
+    Raises
+    ------
+    StoredLayoutError
+        When the variables are not where, or not as many as, its class saves them.
+    """
+    class_name = layer.class_name if class_name is None else class_name
+    config = layer.config if config is None else config
+    where = "its weights group"
+    if fmt == "h5":
+        arrays = _legacy_arrays(_legacy_selection(handle, layer), class_name, config)
+    else:
+        group = keras3_group(handle, layer)
+        if group is None:
+            raise StoredLayoutError("no weights group in the file")
+        arrays = _keras3_arrays(group, class_name, config, where)
+    return {key: np.asarray(dataset[()], dtype=np.float32) for key, dataset in arrays.items()}
