@@ -1,0 +1,96 @@
+"""Search the greedy path for the deepest allocation within the merge budget, fine-tuning where it pays.
+
+Bisection over the path's allocations: each probe merges the allocation into the original
+(:func:`compress.shrink.sensitivity.merge_allocation`), scores it on the validation split, and
+fine-tunes it by distillation when its drop exceeds half of ``max_drop`` (or always / never). A
+probe within the budget moves the lower end up, one beyond it the upper end down: the path
+removes more at every step, so its accuracy falls roughly monotonically.
+"""
+
+from compress.shrink.scores import predict_probabilities, score_outputs
+from compress.shrink.sensitivity import merge_allocation
+
+__all__ = ["search_path"]
+
+
+def _scores(model, splits, teacher, activation, reference):
+    scores = score_outputs(predict_probabilities(model, splits.x_validation, activation), splits.y_validation,
+                           teacher["validation"])
+    scores["drop"] = 100.0 * (reference - scores["accuracy"])
+    scores["test_accuracy"] = score_outputs(predict_probabilities(model, splits.x_test, activation),
+                                            splits.y_test)["accuracy"]
+    return scores
+
+
+def search_path(original, splits, teacher, activation, removals, reference, *, budget, max_drop, tune=None,
+                fine_tune=None, max_probes=6, seed=0, progress=None):
+    """The deepest allocation of ``removals`` whose validation drop stays within ``budget``.
+
+    Parameters
+    ----------
+    original : keras.Model
+    splits : ShrinkSplits
+    teacher : dict of str to ndarray
+        The original's probabilities on the ``validation`` and ``test`` splits.
+    activation : str
+    removals : list of dict of str to int
+        Neurons removed per layer at each step of the path; the first removes nothing.
+    reference : float
+        The original's validation accuracy.
+    budget : float
+        Accuracy points the merged (and fine-tuned) model may lose.
+    max_drop : float
+        The whole budget: a merge losing more than half of it is fine-tuned (``fine_tune=None``).
+    tune : callable, default=None
+        ``tune(model) -> (model, DistillResult)``; None: no fine-tune.
+    fine_tune : bool, default=None
+    max_probes : int, default=6
+    seed : int, default=0
+    progress : callable, default=None
+        ``progress(what)``.
+
+    Returns
+    -------
+    dict
+        ``probes`` (one dict per merged allocation, in the order tried), ``merged`` (the chosen
+        one: index, removals, parameters, validation scores, drop, fine-tune) and ``model``.
+    """
+    probes, models = [], {}
+    base = _scores(original, splits, teacher, activation, reference)
+    models[0] = original
+    chosen = {"index": 0, "removed": {}, "params": int(original.count_params()), "scores": base, "drop": base["drop"],
+              "fine_tune": None}
+
+    def probe(index):
+        if progress is not None:
+            progress(f"search: merging path step {index} of {len(removals) - 1}")
+        merged, removed = merge_allocation(original, splits.x_calibration, removals[index], seed=seed)
+        before = _scores(merged, splits, teacher, activation, reference)
+        record = {"index": index, "requested": removals[index], "removed": removed,
+                  "params": int(merged.count_params()), "before": before, "after": None, "fine_tune": None}
+        final = before
+        wanted = fine_tune if fine_tune is not None else before["drop"] > max_drop / 2
+        if tune is not None and wanted and before["drop"] > 0:
+            tuned, distilled = tune(merged)
+            after = _scores(tuned, splits, teacher, activation, reference)
+            record.update(after=after, fine_tune=distilled.to_dict())
+            if after["accuracy"] >= before["accuracy"]:
+                merged, final = tuned, after
+        record["ok"] = final["drop"] <= budget
+        record["drop"] = final["drop"]
+        probes.append(record)
+        models[index] = merged
+        return record
+
+    low, high = 0, len(removals) - 1
+    while low < high and len(probes) < max_probes:
+        middle = (low + high + 1) // 2
+        record = probe(middle)
+        if record["ok"]:
+            low = middle
+            chosen = {"index": middle, "removed": record["removed"], "params": record["params"],
+                      "scores": record["after"] if record["after"] is not None and record["drop"] == record["after"][
+                          "drop"] else record["before"], "drop": record["drop"], "fine_tune": record["fine_tune"]}
+        else:
+            high = middle - 1
+    return {"probes": probes, "merged": chosen, "model": models[chosen["index"]]}

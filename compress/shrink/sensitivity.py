@@ -1,0 +1,144 @@
+"""Per-layer merge sensitivity: the validation error of merging a fraction of one layer, data-aware.
+
+For each mergeable layer and each fraction of its neurons, :func:`compress.merge.merge_by_data`
+removes that fraction of that layer alone (fitted on the calibration split) and the merged
+model is scored on the validation split against the original (accuracy, agreement, KL
+divergence). The curves feed :func:`compress.shrink.allocation.greedy_path`.
+"""
+
+from dataclasses import dataclass, field
+
+from analysis.errors import WeightkitError
+from compress.merge import find_merge_sites, merge_by_data
+from compress.shrink.costs import model_cost
+from compress.shrink.scores import predict_probabilities, score_outputs
+
+__all__ = ["DEFAULT_FRACTIONS", "LayerSensitivity", "measure_sensitivity", "merge_allocation", "mergeable_layers"]
+
+#: Fractions of a layer's neurons tried, lightest first.
+DEFAULT_FRACTIONS = (0.25, 0.5, 0.75, 0.875, 0.94, 0.97)
+
+
+@dataclass
+class LayerSensitivity:
+    """One layer's curve.
+
+    Attributes
+    ----------
+    name : str
+    neurons : int
+    points : list of dict
+        Per fraction tried: ``{"fraction", "removed", "cost_removed", "accuracy", "agreement",
+        "kl"}`` on the validation split (``removed`` neurons; ``cost_removed`` in the target's
+        unit).
+    notes : list of str
+    """
+
+    name: str
+    neurons: int
+    points: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    def levels(self, key="kl"):
+        """``[(0, 0), (cost_removed, error), ...]`` for :func:`~compress.shrink.allocation.greedy_path`."""
+        return [(0.0, 0.0)] + [(float(p["cost_removed"]), float(p[key])) for p in self.points]
+
+    def to_dict(self):
+        return {"name": self.name, "neurons": self.neurons, "points": list(self.points), "notes": list(self.notes)}
+
+
+def mergeable_layers(model):
+    """``{name: neurons}`` of the layers data-aware merging can shrink (two neurons or more)."""
+    return {name: site.n_neurons for name, site in find_merge_sites(model).items()
+            if site.mergeable and site.n_neurons >= 2}
+
+
+def merge_allocation(model, x_calibration, removals, *, seed=0, samples=None):
+    """Merge ``removals[name]`` neurons out of each named layer, one layer after the other.
+
+    Each layer is fitted on the activations of the model its earlier merges left, so later
+    layers see the inputs they will really get.
+
+    Parameters
+    ----------
+    model : keras.Model
+    x_calibration : ndarray of shape (n_calibration, ...)
+    removals : dict of str to int
+        Neurons to remove per layer; 0 leaves a layer alone.
+    seed : int, default=0
+    samples : int, default=None
+        Calibration inputs per fit (all of them when None).
+
+    Returns
+    -------
+    model : keras.Model
+    removed : dict of str to int
+        Neurons each layer really lost.
+    """
+    removed = {}
+    samples = len(x_calibration) if samples is None else int(samples)
+    for name, count in removals.items():
+        if count <= 0:
+            continue
+        n = mergeable_layers(model).get(name)
+        if n is None:
+            continue
+        count = min(int(count), n - 1)
+        ratio = (count - 0.25) / n  # merge_by_data removes round(ratio * n): exactly `count`
+        model, report = merge_by_data(model, x_calibration, ratio=ratio, layers=[name], samples=samples, seed=seed)
+        removed[name] = int(sum(layer.n_removed for layer in report.layers))
+    return model, removed
+
+
+def measure_sensitivity(model, x_calibration, x_validation, y_validation, teacher, activation, *,
+                        fractions=DEFAULT_FRACTIONS, target="size", seed=0, progress=None):
+    """Each mergeable layer's validation scores as a function of the fraction of it merged away.
+
+    Parameters
+    ----------
+    model : keras.Model
+        The original; not modified.
+    x_calibration : ndarray of shape (n_calibration, ...)
+    x_validation, y_validation : ndarray of shape (n_validation, ...), (n_validation,)
+    teacher : ndarray of shape (n_validation, n_classes)
+        The original's probabilities on the validation split.
+    activation : str
+        The output activation (see :func:`compress.shrink.scores.as_probabilities`).
+    fractions : sequence of float, default=DEFAULT_FRACTIONS
+    target : {"size", "params", "latency"}, default="size"
+    seed : int, default=0
+    progress : callable, default=None
+        ``progress(done, total, what)``.
+
+    Returns
+    -------
+    list of LayerSensitivity
+    """
+    layers = mergeable_layers(model)
+    if not layers:
+        raise WeightkitError(f"model {model.name!r}: no layer data-aware merging can shrink (Dense or Conv layers "
+                             "read by Dense or Conv layers); quantize it instead.")
+    base_cost = model_cost(model, target)
+    total, done = len(layers) * len(fractions), 0
+    curves = []
+    for name, n in layers.items():
+        curve = LayerSensitivity(name=name, neurons=int(n))
+        seen = set()
+        for fraction in fractions:
+            if progress is not None:
+                progress(done, total, f"sensitivity: {name} {fraction:.0%}")
+            done += 1
+            count = min(n - 1, round(fraction * n))
+            if count < 1 or count in seen:
+                continue
+            seen.add(count)
+            try:
+                merged, removed = merge_allocation(model, x_calibration, {name: count}, seed=seed)
+            except WeightkitError as error:
+                curve.notes.append(f"{fraction:.0%}: not merged: {error}")
+                break
+            scores = score_outputs(predict_probabilities(merged, x_validation, activation), y_validation, teacher)
+            curve.points.append({"fraction": float(fraction), "removed": int(removed.get(name, 0)),
+                                 "cost_removed": int(base_cost - model_cost(merged, target)), **scores})
+        curves.append(curve)
+    return curves

@@ -1,0 +1,44 @@
+"""Drop the names a ``.tflite`` carries (tensor and op names) when that changes no output.
+
+On a model of a few thousand parameters the flatbuffer's own strings are a large share of the
+file (``functional_1/hidden1_1/MatMul;...`` for every tensor). TensorFlow's
+``tensorflow.lite.tools.flatbuffer_utils.strip_strings`` removes them; the stripped model is run
+on the same inputs and kept only when its outputs are identical.
+"""
+
+import numpy as np
+
+from compress.quantize import TFLiteModel
+
+__all__ = ["strip_names"]
+
+
+def strip_names(content, x):
+    """``content`` without its tensor names when the outputs on ``x`` stay bit-identical.
+
+    Parameters
+    ----------
+    content : bytes
+        A ``.tflite`` flatbuffer with one input and one output.
+    x : ndarray of shape (n_samples, ...)
+        Inputs the two models are compared on.
+
+    Returns
+    -------
+    content : bytes
+        The stripped flatbuffer, or the given one when stripping failed or changed an output.
+    saved : int
+        Bytes saved (0 when the given one is returned).
+    """
+    try:
+        from tensorflow.lite.tools import flatbuffer_utils
+
+        model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
+        flatbuffer_utils.strip_strings(model)
+        stripped = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+        same = np.array_equal(TFLiteModel(content).predict(x), TFLiteModel(stripped).predict(x))
+    except (ImportError, RuntimeError, ValueError, AttributeError):
+        return content, 0
+    if not same or len(stripped) >= len(content):
+        return content, 0
+    return stripped, len(content) - len(stripped)

@@ -1,0 +1,63 @@
+"""``frontier.png``: every candidate of a shrink run, file size against test accuracy, the export marked."""
+
+__all__ = ["plot_frontier"]
+
+#: stage -> (colour, marker, legend label)
+_STYLE = {
+    "original": ("tab:gray", "s", "original"),
+    "merge": ("tab:orange", "o", "merged (path step)"),
+    "fine-tune": ("tab:green", "o", "merged + distillation fine-tune"),
+    "quantize": ("tab:blue", "D", "merged + quantized (.tflite)"),
+}
+
+
+def plot_frontier(frontier, path):
+    """Save the frontier scatter plot of a :meth:`compress.shrink.ShrinkResult.frontier` document to ``path``.
+
+    Parameters
+    ----------
+    frontier : dict
+        ``{"model", "max_drop", "candidates": [{"key", "stage", "bytes", "bytes_estimated",
+        "test_accuracy", "chosen", "title"}...]}``; stages other than the four of shrink (a demo's
+        own) are drawn in purple and labelled with their title.
+    path : str
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
+    candidates = [c for c in frontier["candidates"] if c.get("test_accuracy") is not None and c.get("bytes")]
+    figure = Figure(figsize=(7.2, 4.6), dpi=100)
+    axes = figure.add_subplot()
+    seen = set()
+    for candidate in candidates:
+        colour, marker, label = _STYLE.get(candidate["stage"], ("tab:purple", "^", "other stages"))
+        x, y = candidate["bytes"] / 1024, 100.0 * candidate["test_accuracy"]
+        hollow = candidate.get("bytes_estimated")
+        axes.scatter(x, y, s=45, marker=marker, zorder=3, label=None if label in seen else label,
+                     facecolors="none" if hollow else colour, edgecolors=colour)
+        seen.add(label)
+        if candidate["stage"] not in ("merge", "fine-tune") or candidate.get("chosen"):
+            axes.annotate(candidate.get("title") or candidate["key"], (x, y), textcoords="offset points",
+                          xytext=(4, 4), fontsize=7)
+    chosen = [c for c in candidates if c.get("chosen")]
+    for candidate in chosen:
+        axes.scatter(candidate["bytes"] / 1024, 100.0 * candidate["test_accuracy"], s=260, marker="*",
+                     color="tab:red", zorder=4, label="exported (model.tflite)")
+    original = next((c for c in candidates if c["key"] == "original"), None)
+    if original is not None:
+        level = 100.0 * original["test_accuracy"]
+        axes.axhline(level - frontier["max_drop"], color="tab:red", linestyle=":", linewidth=1,
+                     label=f"original − {frontier['max_drop']:g} points")
+    axes.set_xscale("log")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    axes.xaxis.set_major_formatter(plain)
+    axes.set_xlabel("size (KiB; hollow: float Keras, 4 bytes per parameter)")
+    axes.set_ylabel("test accuracy (%)")
+    axes.set_title(f"{frontier['model']}: shrink frontier (choices on the validation split)", fontsize=10)
+    axes.grid(True, alpha=0.3)
+    axes.legend(loc="lower right", fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, format="png")

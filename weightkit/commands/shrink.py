@@ -1,0 +1,104 @@
+"""``weightkit shrink``: the smallest model within an accuracy budget (merge, distil, quantize), in one command."""
+
+import os
+import shutil
+
+import click
+
+from weightkit._common import (
+    debug_option,
+    force_option,
+    load_model_or_exit,
+    model_argument,
+    note,
+    progress_reporter,
+    quiet_option,
+    stdout_console,
+    unsafe_option,
+)
+
+#: Mirrors compress.shrink.DEFAULT_MODES (not imported here: that would load TensorFlow on --help).
+_MODES = "float32,dynamic,float16,int8,int8-io"
+
+
+def work_folder(output):
+    """The checkpoint folder of a shrink writing ``output``: hidden, beside it."""
+    directory, name = os.path.split(os.path.abspath(output.rstrip(os.sep)))
+    return os.path.join(directory, f".{name}.shrink")
+
+
+@click.command()
+@model_argument
+@click.option("--data", "data", required=True, metavar="DATA",
+              help="Labelled classification data: FILE.npz, FILE.csv, an image folder, or sklearn:NAME. Its "
+                   "training split is cut into calibration, fine-tune and validation splits; its test split is "
+                   "only scored.")
+@click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False, path_type=str),
+              metavar="DIR", help="Folder for model.tflite, model.keras, shrink.json, frontier.json and frontier.png.")
+@click.option("--max-drop", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Accuracy points the exported model may lose against MODEL (on the validation split).")
+@click.option("--target", type=click.Choice(["size", "params", "latency"]), default="size", show_default=True,
+              help="Remove most parameters (size, params) or multiply-adds (latency; exports the fastest mode).")
+@click.option("--fine-tune-epochs", type=click.IntRange(min=0), default=30, show_default=True,
+              help="Most epochs of the distillation fine-tune after merging (early-stopped); 0: none.")
+@click.option("--modes", default=_MODES, show_default=True, metavar="LIST",
+              help="Quantization modes the export is chosen from.")
+@click.option("--target-column", "target_column", default=None, metavar="COLUMN",
+              help="CSV label column (default: the last).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the splits, merges and fine-tune.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from its last finished stage.")
+@force_option
+@unsafe_option
+@quiet_option
+@debug_option
+def shrink(model, data, output, max_drop, target, fine_tune_epochs, modes, target_column, seed, resume, force,
+           unsafe):
+    """Find the smallest model within --max-drop accuracy points of MODEL: per-layer merge sensitivity, an
+    allocation of removals, a distillation fine-tune, then the smallest quantization mode; every candidate
+    goes on DIR/frontier.png."""
+    from analysis.errors import WeightkitError
+    from analysis.io import check_output
+    from compress.quantize import parse_modes
+
+    chosen_modes = parse_modes(modes)
+    work = work_folder(output)
+    if os.path.isdir(work) and not resume and not force:
+        raise WeightkitError(f"{output}: an interrupted run left its checkpoints in {work}; pass --resume to "
+                             "continue it or --force to start over.")
+    check_output(output, force=force, directory=True, inputs=(model, data))
+    if resume and not os.path.isdir(work):
+        note(f"--resume: no checkpoint in {work}; starting from the first stage")
+    loaded = load_model_or_exit(model, unsafe=unsafe, compile=False, finite=True)
+    from analysis.data_checks import load_data_for_model
+    from analysis.io import atomic_directory, atomic_write_bytes, atomic_write_json
+    from compress.shrink import shrink_model, split_for_shrink
+    from reports.shrink_console import print_shrink_result
+    from reports.shrink_plot import plot_frontier
+
+    dataset = load_data_for_model(data, loaded.model, target=target_column, seed=seed)
+    sizes = split_for_shrink(dataset, seed=seed).sizes()  # bad data fails here, before any work
+    note(f"{data}: {', '.join(f'{k} {v}' for k, v in sizes.items())} samples (disjoint)")
+
+    def stage(name, seconds, resumed):
+        note(f"stage {name}: {'read from the checkpoint' if resumed else f'done in {seconds:.1f} s'}")
+
+    try:
+        with progress_reporter("shrinking") as progress:
+            outcome = shrink_model(loaded.model, dataset, max_drop=max_drop, target=target,
+                                   fine_tune_epochs=fine_tune_epochs, modes=chosen_modes, seed=seed, work_dir=work,
+                                   resume=resume, progress=progress, on_stage=stage)
+    except KeyboardInterrupt:
+        note(f"interrupted; finished stages are kept in {work}: rerun with --resume to continue")
+        raise
+    result = outcome.result
+    with atomic_directory(output, force=force) as folder:
+        atomic_write_bytes(os.path.join(folder, "model.tflite"), outcome.tflite)
+        outcome.model.save(os.path.join(folder, "model.keras"))
+        atomic_write_json(os.path.join(folder, "shrink.json"), {"input": model, "data": data, **result.to_dict()})
+        atomic_write_json(os.path.join(folder, "frontier.json"), result.frontier())
+        plot_frontier(result.frontier(), os.path.join(folder, "frontier.png"))
+    shutil.rmtree(work, ignore_errors=True)
+    for text in print_shrink_result(result, stdout_console()):
+        note(text)
+    stdout_console().print(f"wrote {os.path.join(output, 'model.tflite')}, model.keras, shrink.json, frontier.json "
+                           "and frontier.png")
