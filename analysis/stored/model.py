@@ -1,6 +1,7 @@
 """A saved model as its file holds it: configuration and weights, never built, nothing deserialized."""
 
 import contextlib
+import math
 import os
 
 from analysis.errors import WeightkitError
@@ -59,15 +60,20 @@ class StoredModel:
     def _read_sizes(self):
         if self._sizes is None:
             with self.open() as handle:
-                sizes = {layer.name: sum(int(d.size) for d in layer_datasets(handle, layer, self.format))
-                         for layer in self.layers}
+                shapes = {layer.name: [tuple(int(n) for n in d.shape) for d in layer_datasets(handle, layer,
+                                                                                              self.format)]
+                          for layer in self.layers}
                 total = sum(int(d.size) for d in total_datasets(handle, self.format))
-            self._sizes = (sizes, total)
+            self._sizes = (shapes, total)
         return self._sizes
+
+    def weight_shapes(self, layer):
+        """Shapes of ``layer``'s stored weights, in the layer's order (``[w.shape for w in layer.weights]``)."""
+        return tuple(self._read_sizes()[0][layer.name])
 
     def layer_params(self, layer):
         """Values stored for ``layer`` (``layer.count_params()``)."""
-        return self._read_sizes()[0][layer.name]
+        return sum(math.prod(shape) for shape in self.weight_shapes(layer))
 
     def count_params(self):
         """Values stored for the whole model (``model.count_params()``)."""

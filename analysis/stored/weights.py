@@ -33,8 +33,14 @@ class StoredLayoutError(Exception):
 
 
 def _datasets_under(group):
+    """Datasets under a group in the layer's weight order: its own ``vars/0, 1, ...``, then its sublayers'."""
     found = []
-    group.visititems(lambda name, obj: found.append(obj) if hasattr(obj, "shape") else None)
+    for key in sorted(group.keys(), key=lambda k: (k != "vars", int(k) if k.isdigit() else 0, k)):
+        child = group[key]
+        if hasattr(child, "shape"):
+            found.append(child)
+        else:
+            found.extend(_datasets_under(child))
     return found
 
 
