@@ -28,6 +28,7 @@ from compress.quantize.convert import (
                                        representative_dataset,
 )
 from compress.quantize.evaluate import TFLiteModel, dequantize_array, make_interpreter, quantize_array
+from compress.quantize.graph_scan import PURE_OPS, check_saved_model, unsafe_ops
 from compress.quantize.modes import (
                                        DATA_FREE_MODES,
                                        MODE_NAMES,
@@ -42,7 +43,7 @@ from compress.quantize.results import ExportChoice, ModeResult, QuantizationRepo
 from compress.quantize.source import ModelSource, keras_source, saved_model_source
 
 __all__ = [
-    "Conversion", "DATA_FREE_MODES", "DROP_BASES", "ExportChoice", "MODES", "MODE_NAMES", "ModeResult",
+    "Conversion", "DATA_FREE_MODES", "PURE_OPS", "check_saved_model", "unsafe_ops", "DROP_BASES", "ExportChoice", "MODES", "MODE_NAMES", "ModeResult",
     "ModelSource", "OUTPUT_KINDS", "QuantizationMode", "QuantizationReport", "ReferenceResult", "TFLiteModel",
     "accuracy", "agreement", "choose_export", "configure_converter", "convert_mode",
     "convert_modes", "converter_reason", "decision_threshold", "dequantize_array", "float_compute_ops",

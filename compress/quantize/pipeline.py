@@ -76,7 +76,7 @@ class _Measure:
         self.dataset = dataset if y is not None else None
         self.kind = kind
         self.threshold = threshold
-        self.classes = kind != "regression" and dataset is not None
+        self.classes = kind != "regression" and self.dataset is not None
         self.n_classes = None
         if self.classes:
             self.n_classes = max(dataset.n_classes or 0, 2 if kind == "binary" else reference.shape[-1])
@@ -124,7 +124,7 @@ def _as_source(model, unsafe):
     if isinstance(model, ModelSource):
         return model
     if is_path(model) and is_saved_model_dir(os.fspath(model)):
-        return saved_model_source(os.fspath(model))
+        return saved_model_source(os.fspath(model), unsafe=unsafe)
     loaded = as_model(model, unsafe=unsafe)
     return keras_source(loaded.model, path=loaded.path)
 
@@ -180,7 +180,8 @@ def quantize_model(model, modes=MODE_NAMES, data=None, *, calibration_samples=20
     progress : callable, default=None
         Called as ``progress(done, total, what)``.
     unsafe : bool, default=False
-        Load a model path with its embedded code.
+        Load a model path with its embedded code; run a SavedModel whose graph holds ops that are
+        not pure math.
 
     Returns
     -------

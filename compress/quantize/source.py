@@ -15,6 +15,7 @@ from analysis._tf import import_tensorflow, silenced_stderr
 from analysis.batches import n_samples, rows
 from analysis.errors import WeightkitError
 from analysis.graph import ModelGraph
+from compress.quantize.graph_scan import check_saved_model
 
 __all__ = ["ModelSource", "keras_source", "saved_model_source", "path_bytes", "probe_activation"]
 
@@ -170,8 +171,18 @@ def _input_names(model):
         return [t.name.split(":")[0] for t in model.inputs]
 
 
-def saved_model_source(path):
-    """A :class:`ModelSource` for a TensorFlow SavedModel directory (its serving signature)."""
+def saved_model_source(path, unsafe=False):
+    """A :class:`ModelSource` for a TensorFlow SavedModel directory (its serving signature).
+
+    Parameters
+    ----------
+    path : str
+    unsafe : bool, default=False
+        Run the SavedModel even when its graph holds ops that are not pure math (file, network,
+        process or Python ops); without it such a graph is refused before anything of it runs
+        (:func:`~compress.quantize.graph_scan.check_saved_model`).
+    """
+    check_saved_model(path, unsafe=unsafe)
     tf = import_tensorflow()
     try:
         with silenced_stderr():

@@ -15,6 +15,7 @@ from weightkit._common import (
     stdout_console,
     unsafe_option,
 )
+from weightkit._options import SEED, Real, Whole
 
 _ALL_MODES = "float32,dynamic,float16,int8,int8-io,int16x8"
 
@@ -28,14 +29,14 @@ _ALL_MODES = "float32,dynamic,float16,int8,int8-io,int16x8"
 @click.option("--modes", default=None, metavar="LIST", show_default=False,
               help=f"Comma-separated modes [default: {_ALL_MODES}; without --data only the modes that "
                    "need no calibration data].")
-@click.option("--calibration-samples", type=click.IntRange(min=1), default=200, show_default=True,
+@click.option("--calibration-samples", type=Whole(min=1), default=200, show_default=True,
               help="Training inputs (a seeded random sample) in the representative dataset.")
-@click.option("--max-drop", type=click.FloatRange(min=0), default=1.0, show_default=True,
+@click.option("--max-drop", type=Real(min=0.0), default=1.0, show_default=True,
               help="Largest accuracy drop in points (MAE increase in %, or disagreement in points without "
                    "--data) for the automatic choice of model.tflite.")
 @click.option("--export", "export", default=None, metavar="MODE",
               help="Export this mode as model.tflite instead of choosing.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the data split and samples.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the data split and samples.")
 @click.option("--verbose", is_flag=True, help="Let the TFLite converter print its logs.")
 @force_option
 @unsafe_option
@@ -83,7 +84,7 @@ def quantize(model, output, data, modes, calibration_samples, max_drop, export, 
     check_output(output, force=force, directory=True, inputs=(model, data))
 
     if is_saved_model_dir(model):
-        source = saved_model_source(model)
+        source = saved_model_source(model, unsafe=unsafe)
     else:
         loaded = load_model_or_exit(model, unsafe=unsafe, compile=False, finite=True)
         source = keras_source(loaded.model, path=model)
