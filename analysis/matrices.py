@@ -265,7 +265,15 @@ def mad_matrix(rows, *, memory_budget=DEFAULT_MEMORY_BUDGET):
     return _mad_matrix(check_rows(rows), budget)
 
 
+#: Below this many pair-elements (``n * n * fan_in``) scipy's exact float64 path takes a few
+#: milliseconds, less than importing numba and loading the compiled kernel (0.5 s or more): a
+#: small model's analysis never pays for the kernel.
+_SMALL_WORK = 1 << 24
+
+
 def _mad_matrix(rows, memory_budget=DEFAULT_MEMORY_BUDGET):
+    if rows.shape[0] * rows.shape[0] * rows.shape[1] <= _SMALL_WORK:
+        return _mad_matrix_blocked(rows, memory_budget)
     kernel = _kernel()
     if kernel is None or max(float(rows.max()), -float(rows.min())) > _KERNEL_MAX_ABS:
         return _mad_matrix_blocked(rows, memory_budget)
