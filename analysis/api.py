@@ -5,11 +5,13 @@ The building blocks stay public for those who want one layer or one matrix
 this is the front door for a whole model, the one ``weightkit analyze`` uses.
 """
 
-from analysis.activations.analyze import analyze_activations, attach_activations
-from analysis.activations.collect import DEFAULT_SAMPLES
-from analysis.inputs import as_inputs, as_model
+from analysis.inputs import as_inputs, as_model, as_weights_source
 from analysis.matrices import DEFAULT_MEMORY_BUDGET
 from analysis.model_analysis import analyze_model
+
+#: Inputs drawn from ``data`` (:data:`analysis.activations.collect.DEFAULT_SAMPLES`, which a test
+#: keeps equal: the activation modules are imported only when data is given).
+DEFAULT_SAMPLES = 1000
 
 __all__ = ["analyze"]
 
@@ -21,9 +23,11 @@ def analyze(model, *, metric="pearson", threshold=None, layers=None, include_bia
 
     Parameters
     ----------
-    model : keras.Model, str or os.PathLike
-        A path is loaded with :func:`analysis.load_model` (safe mode unless ``unsafe``); the
-        result then records it and the loader's notes.
+    model : keras.Model, analysis.stored.StoredModel, str or os.PathLike
+        Without ``data``, a path is read as data (:func:`analysis.stored.open_stored`: no
+        TensorFlow, no code from the file, one layer in memory); with ``data`` it is loaded with
+        :func:`analysis.load_model` (safe mode unless ``unsafe``). The result records the path and
+        the reader's notes.
     metric : {"pearson", "mad"}, default="pearson"
         The similarity that defines a redundant group (see :func:`analysis.find_groups`).
     threshold : float, default=None
@@ -50,7 +54,8 @@ def analyze(model, *, metric="pearson", threshold=None, layers=None, include_bia
         Called as ``on_layer(layer_analysis)`` while each entry's full matrices are attached
         (see :func:`analysis.model_analysis.analyze_model`).
     unsafe : bool, default=False
-        Load a model path with its embedded code (Lambda layers, custom classes).
+        Load a model path with its embedded code (Lambda layers, custom classes) when ``data``
+        needs the model run; weight analysis alone never runs code from the file.
 
     Returns
     -------
@@ -66,12 +71,14 @@ def analyze(model, *, metric="pearson", threshold=None, layers=None, include_bia
     >>> analyze(model, data="sklearn:digits").layer("dense_1").extras["dead"]   # doctest: +SKIP
     [3]
     """
-    loaded = as_model(model, unsafe=unsafe)
+    loaded = as_weights_source(model) if data is None else as_model(model, unsafe=unsafe)
     result = analyze_model(loaded.model, metric=metric, threshold=threshold, layers=layers,
                            include_bias=include_bias, memory_budget=memory_budget, progress=progress,
                            path=loaded.path if path is None else path, notes=[*loaded.notes, *notes],
                            on_layer=on_layer)
     if data is not None:
+        from analysis.activations.analyze import analyze_activations, attach_activations
+
         x, source = as_inputs(data, loaded.model)
         activations = analyze_activations(loaded.model, x, layers=layers, samples=samples, metric=metric,
                                           threshold=threshold, progress=progress)

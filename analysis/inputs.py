@@ -23,8 +23,9 @@ from analysis.data import Dataset
 from analysis.data_checks import load_data_for_model
 from analysis.errors import WeightkitError
 from analysis.loading import LoadedModel, load_model
+from analysis.stored import StoredModel, open_stored
 
-__all__ = ["as_model", "as_dataset", "as_inputs", "is_path"]
+__all__ = ["as_dataset", "as_inputs", "as_model", "as_weights_source", "is_path"]
 
 _SPEC_HINT = "PATH.npz, PATH.csv, an image folder or sklearn:NAME"
 
@@ -40,7 +41,9 @@ def as_model(model, *, unsafe=False, compile=False):
     Parameters
     ----------
     model : keras.Model, str or os.PathLike
-        A path is loaded with :func:`analysis.load_model` (safe mode unless ``unsafe``).
+        A path is loaded with :func:`analysis.load_model` (safe mode unless ``unsafe``). A
+        :class:`~analysis.stored.StoredModel` is passed through, like a model in memory (no
+        notes), for weight analysis, which reads it without Keras.
     unsafe : bool, default=False
         Passed to :func:`analysis.load_model`.
     compile : bool, default=False
@@ -59,6 +62,8 @@ def as_model(model, *, unsafe=False, compile=False):
     """
     if isinstance(model, LoadedModel):
         return model
+    if isinstance(model, StoredModel):  # weight analysis only: analyze_model and write_report read it as data
+        return LoadedModel(model=model, path=model.path, format=model.format, notes=[])
     if is_path(model):
         return load_model(model, unsafe=unsafe, compile=compile)
     keras = import_keras()
@@ -69,6 +74,25 @@ def as_model(model, *, unsafe=False, compile=False):
         )
     compiled = bool(getattr(model, "compiled", False) and getattr(model, "loss", None) is not None)
     return LoadedModel(model=model, path=None, format=None, notes=[], compiled=compiled)
+
+
+def as_weights_source(model):
+    """What weight analysis reads: a path as a :class:`~analysis.stored.StoredModel` (no Keras), a model as is.
+
+    Parameters
+    ----------
+    model : keras.Model, analysis.stored.StoredModel, LoadedModel, str or os.PathLike
+
+    Returns
+    -------
+    LoadedModel
+        Its ``model`` is a StoredModel for a path (``format`` ``"keras"``, ``"h5"`` or
+        ``"weights"``, ``notes`` what reading it had to do).
+    """
+    if is_path(model):
+        stored = open_stored(os.fspath(model))
+        return LoadedModel(model=stored, path=stored.path, format=stored.format, notes=list(stored.notes))
+    return as_model(model)
 
 
 def as_dataset(data, model, *, seed=0, what="data"):

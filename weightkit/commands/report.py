@@ -16,7 +16,7 @@ from weightkit._common import (
     unsafe_option,
 )
 from weightkit.commands._activations import data_option, load_dataset, samples_option
-from weightkit.commands.analyze import _names
+from weightkit.commands.analyze import _names, stored_model_or_exit
 
 
 @click.command()
@@ -45,7 +45,7 @@ def report(model, output, metric, threshold, layers, include_bias, data, samples
     from reports.report import write_report
 
     check_output(output, force=force, directory=True, inputs=(model, data))
-    loaded = load_model_or_exit(model, unsafe=unsafe, compile=False)
+    loaded = load_model_or_exit(model, unsafe=unsafe, compile=False) if data else stored_model_or_exit(model, unsafe)
     dataset = load_dataset(data, loaded.model) if data else None
     with progress_reporter("analyzing and drawing") as progress:
         result = write_report(loaded.model, output, metric=metric, threshold=threshold,
