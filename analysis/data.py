@@ -155,16 +155,24 @@ def _load_npz(path, test_fraction, seed):
     if head != b"PK\x03\x04" and head != b"PK\x05\x06":  # np.savez writes a zip archive
         what = "is an empty file" if not head else "is not an .npz archive (unrecognized content)"
         raise WeightkitError(f"--data {path}: {what}; save the arrays with np.savez(path, x=..., y=...).")
+    arrays, reading = {}, None
     try:
         with zipfile.ZipFile(path) as archive:
             check_zip_directory(path, archive, fix="Save the arrays uncompressed with np.savez(path, x=..., y=...).")
             check_npz_headers(path, archive)
         with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
+            for reading in archive.files:
+                arrays[reading] = archive[reading]
     except ValueError as error:
+        if "allow_pickle" in str(error) or "Object arrays" in str(error):
+            raise WeightkitError(
+                f"{path}: holds Python objects (pickled arrays), which are not loaded for safety; "
+                "save plain numeric arrays with np.savez."
+            ) from error
+        what = f"array {reading}.npy" if reading else "an array"  # short data ("EOF: reading array data")
         raise WeightkitError(
-            f"{path}: holds Python objects (pickled arrays), which are not loaded for safety; "
-            "save plain numeric arrays with np.savez."
+            f"{path}: {what} is truncated or corrupt ({' '.join(str(error).split())[:160]}); save the arrays again "
+            "with np.savez(path, x=..., y=...)."
         ) from error
     except (OSError, zipfile.BadZipFile, EOFError) as error:
         raise WeightkitError(f"{path}: not a readable .npz file ({error}); save it with np.savez.") from error

@@ -99,10 +99,16 @@ def check_npz_headers(path, archive):
                                      f"{fix}") from error
             header = member.tell()
         declared = int(np.prod(shape, dtype=object)) * (dtype.itemsize or 1) if not dtype.hasobject else 0
+        stored = max(info.file_size - header, 0)
+        if declared > MAX_ARRAY_BYTES:
+            raise WeightkitError(
+                f"{path}: array {info.filename} declares shape {tuple(shape)} ({_size(declared)}), over the limit of "
+                f"{_size(MAX_ARRAY_BYTES)} for --data (the archive stores {_size(stored)} of it); refusing to "
+                "allocate it: give a smaller sample of the data.")
         if declared > info.file_size - header:
             raise WeightkitError(
                 f"{path}: array {info.filename} declares shape {tuple(shape)} ({_size(declared)}) but the archive "
-                f"stores {_size(max(info.file_size - header, 0))} of it; the file is truncated or forged: {fix}")
+                f"stores {_size(stored)} of it; the file is truncated or forged: {fix}")
         total += declared
         if total > MAX_ARRAY_BYTES:
             raise WeightkitError(

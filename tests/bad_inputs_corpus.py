@@ -229,13 +229,36 @@ def _npy_bytes(array, declared_shape=None):
     return buffer.getvalue() + array.tobytes()
 
 
+def _truncated_member(path, x, y):
+    """An .npz whose x.npy inflates to half its data, while its header and the zip directory declare it all."""
+    import struct
+
+    whole = _npy_bytes(x)
+    _deflated_zip(path, {"x.npy": whole[: len(whole) // 2], "y.npy": _npy_bytes(y)})
+    data = bytearray(Path(path).read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        local = archive.getinfo("x.npy").header_offset
+    struct.pack_into("<I", data, local + 22, len(whole))  # the local header's uncompressed size
+    central = data.find(b"PK\x01\x02")
+    while central >= 0:  # the central directory's entry for x.npy
+        length = struct.unpack_from("<H", data, central + 28)[0]
+        if data[central + 46: central + 46 + length] == b"x.npy":
+            struct.pack_into("<I", data, central + 24, len(whole))
+        central = data.find(b"PK\x01\x02", central + 4)
+    Path(path).write_bytes(bytes(data))
+    return str(path)
+
+
 def build_hostile_data(folder, x, y):
     """Data files made to exhaust memory or time, small on disk."""
     paths = {"npz bomb": str(folder / "bomb.npz")}
     np.savez_compressed(paths["npz bomb"], x=np.zeros((40 << 20) // 4 // N_FEATURES * N_FEATURES, np.float32)
                         .reshape(-1, N_FEATURES), y=np.zeros((40 << 20) // 4 // N_FEATURES, np.int64))
     paths["npz header declares more than stored"] = _zip(
-        folder / "declared.npz", {"x.npy": _npy_bytes(x, (10**9, N_FEATURES)), "y.npy": _npy_bytes(y)})
+        folder / "declared.npz", {"x.npy": _npy_bytes(x, (10**6, N_FEATURES)), "y.npy": _npy_bytes(y)})
+    paths["npz header declares 1e12 elements"] = _zip(
+        folder / "huge.npz", {"x.npy": _npy_bytes(x, (10**12 // N_FEATURES, N_FEATURES)), "y.npy": _npy_bytes(y)})
+    paths["truncated .npy member"] = _truncated_member(folder / "truncated.npz", x, y)
     header = ",".join(f"f{i}" for i in range(N_FEATURES)) + ",label\n"
     row = ",".join("0.5" for _ in range(N_FEATURES)) + ",1\n"
     paths["CSV field over 131072 characters"] = _write(folder / "longfield.csv",
@@ -246,6 +269,46 @@ def build_hostile_data(folder, x, y):
     paths[".npz that is a FIFO"] = str(folder / "pipe.npz")
     os.mkfifo(paths[".npz that is a FIFO"])  # opening it would wait for a writer forever
     return paths
+
+
+# --------------------------------------------------------------------------------------------------
+# Careless numbers: every numeric option of every command
+
+
+def numeric_options():
+    """``{command: [click.Option]}`` of every option that takes a number, over every registered command."""
+    import click
+
+    found = {}
+    context = click.Context(cli)
+    for name in cli.list_commands(context):  # the lazy group imports each command here
+        for param in cli.get_command(context, name).params:
+            if isinstance(param, click.Option) and isinstance(param.type, (click.types._NumberParamTypeBase,
+                                                                            click.types._NumberRangeBase)):
+                found.setdefault(name, []).append(param)
+    return found
+
+
+def careless_values(param):
+    """Values a careless user types for ``param``: NaN and infinities for a float, out of range for an integer."""
+    import click
+
+    if isinstance(param.type, (click.FloatRange, click.types.FloatParamType)):
+        return ["nan", "inf", "-inf"]
+    low = param.type.min if isinstance(param.type, click.IntRange) and param.type.min is not None else 0
+    return [str(low - 1), str(2**70)]
+
+
+def numeric_option_argv(command, option, value, models, data, out):
+    """A valid ``command`` line (writing under ``out``) ending in ``option value`` (its only occurrence)."""
+    known = {"demo": ["demo", "-o", os.path.join(out, "demo")]}
+    for name in MODEL_COMMANDS + DATA_COMMANDS:
+        known.setdefault(name.split()[0], _command_argv(name, models["good"], data["good"], out))
+    argv = known.get(command, [command, models["good"], "-o", os.path.join(out, "out.keras")])
+    if option in argv:
+        index = argv.index(option)
+        argv = argv[:index] + argv[index + 2:]
+    return [*argv, option, value]
 
 
 def tree_digest(folder):

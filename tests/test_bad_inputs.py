@@ -15,7 +15,17 @@ import json
 import os
 
 import pytest
-from bad_inputs_corpus import DATA_COMMANDS, MODEL_COMMANDS, _command_argv, _root, check_refused, run
+from bad_inputs_corpus import (
+    DATA_COMMANDS,
+    MODEL_COMMANDS,
+    _command_argv,
+    _root,
+    careless_values,
+    check_refused,
+    numeric_option_argv,
+    numeric_options,
+    run,
+)
 
 # --------------------------------------------------------------------------------------------------
 # Bad model files × every command that loads a model
@@ -130,7 +140,8 @@ def test_one_neuron_layers_are_explained_not_crashed(capsys, corpus, tmp_path):
 DATA_CASES = ["empty file", "random bytes .npz", "wrong dimensions", "x and y lengths differ",
               "labels outside the outputs", "empty dataset", "text in a numeric CSV column",
               "image folder without images", "corrupt image", "missing path", "path through a file",
-              "pickled arrays", "npz bomb", "npz header declares more than stored", "CSV field over 131072 characters",
+              "pickled arrays", "npz bomb", "npz header declares more than stored", "npz header declares 1e12 elements",
+              "truncated .npy member", "CSV field over 131072 characters",
               ".csv linked to /dev/zero", ".npz linked to /dev/zero", ".npz that is a FIFO"]
 
 
@@ -155,9 +166,14 @@ DATA_MESSAGES = {
     "npz bomb": "{path}: archive member x.npy would inflate 40858 bytes to 40.0 MiB (ratio 1027, over the limit of "
                 "100); refusing a possible decompression bomb. Save the arrays uncompressed with np.savez(path, x=..., "
                 "y=...).",
-    "npz header declares more than stored": "{path}: array x.npy declares shape (1000000000, 8) (29.8 GiB) but the "
+    "npz header declares more than stored": "{path}: array x.npy declares shape (1000000, 8) (30.5 MiB) but the "
                                             "archive stores 1280 bytes of it; the file is truncated or forged: save "
                                             "plain arrays with np.savez.",
+    "npz header declares 1e12 elements": "{path}: array x.npy declares shape (125000000000, 8) (3725.3 GiB), over the "
+                                         "limit of 8.0 GiB for --data (the archive stores 1280 bytes of it); refusing "
+                                         "to allocate it: give a smaller sample of the data.",
+    "truncated .npy member": "{path}: array x.npy is truncated or corrupt (EOF: reading array data, expected 1280 "
+                             "bytes got 576); save the arrays again with np.savez(path, x=..., y=...).",
     "CSV field over 131072 characters": "{path}: line 3 has a field over 131072 characters, which is no number; check "
                                         "the file (an unclosed quote?).",
     ".csv linked to /dev/zero": "--data {path}: is a character device, not a regular file; give the path of a saved "
@@ -166,6 +182,49 @@ DATA_MESSAGES = {
                                 "file.",
     ".npz that is a FIFO": "--data {path}: is a FIFO, not a regular file; give the path of a saved file.",
 }
+
+
+# --------------------------------------------------------------------------------------------------
+# Careless numbers × every numeric option of every command (weightkit/_options.py)
+
+NUMERIC_OPTIONS = numeric_options()
+
+
+def test_every_numeric_option_is_declared_with_weightkit_types():
+    """A bare float/int/FloatRange lets NaN, infinities or 2**70 through; weightkit._options' types do not."""
+    from weightkit._options import Real, Whole
+
+    bare = [f"{command} {param.opts[0]}" for command, params in NUMERIC_OPTIONS.items() for param in params
+            if not isinstance(param.type, (Real, Whole))]
+    assert bare == []
+    assert {"analyze", "report", "retrain", "merge", "quantize", "demo"} <= set(NUMERIC_OPTIONS)
+
+
+@pytest.mark.parametrize("command, option, value", [
+    (command, param.opts[0], value) for command, params in NUMERIC_OPTIONS.items() for param in params
+    for value in careless_values(param)])
+def test_careless_number_is_refused_before_anything_runs(capsys, corpus, tmp_path, command, option, value):
+    models, data = corpus
+    argv = numeric_option_argv(command, option, value, models, data, str(tmp_path))
+    line = check_refused(capsys, argv, str(tmp_path), _root(corpus), names=[option])
+    assert line.startswith(f"weightkit {command}: error: Invalid value for '{option}': {value} is ")
+    assert line.endswith(f"(see 'weightkit {command} --help')")
+
+
+def test_careless_numbers_get_the_range_in_words(capsys, corpus, tmp_path):
+    models, data = corpus
+    cases = {("retrain", "--seed", "-1"): "-1 is not in the range 0<=x<=4294967295.",
+             ("retrain", "--seed", str(2**70)): f"{2**70} is not in the range 0<=x<=4294967295.",
+             ("retrain", "--strength", "nan"): "nan is not a finite number; give a number in the range x>=0.0.",
+             ("retrain", "--validation-split", "nan"): "nan is not a finite number; give a number in the range "
+                                                       "0.0<=x<1.0.",
+             ("quantize", "--max-drop", "nan"): "nan is not a finite number; give a number in the range x>=0.0.",
+             ("retrain", "--batch-size", str(2**70)): f"{2**70} is too large; give at most 2147483647.",
+             ("merge", "--ratio", "inf"): "inf is not a finite number; give a finite number."}
+    for (command, option, value), reason in cases.items():
+        argv = numeric_option_argv(command, option, value, models, data, str(tmp_path))
+        check_refused(capsys, argv, str(tmp_path), _root(corpus),
+                      message=f"Invalid value for '{option}': {reason} (see 'weightkit {command} --help')")
 
 
 @pytest.mark.parametrize("command", MODEL_COMMANDS)

@@ -6,6 +6,8 @@ import traceback
 
 import click
 
+from weightkit._options import Real
+
 __all__ = ["debug_option", "unsafe_option", "force_option", "quiet_option", "model_argument",
            "run_cli", "load_model_or_exit", "stdout_console", "stderr_console", "progress_reporter",
            "note", "metric_option", "threshold_option"]
@@ -52,7 +54,7 @@ def metric_option(function):
 
 def threshold_option(function):
     """``--threshold`` of the analysis commands, with each metric's default in its help."""
-    return click.option("--threshold", type=float, default=None,
+    return click.option("--threshold", type=Real(), default=None,
                         help="Pearson: minimum r (default 0.9). MAD: maximum fraction of the layer's median MAD "
                              "(default 0.2).")(function)
 
@@ -178,7 +180,8 @@ def run_cli(group, argv=None):
         click.echo(f"{prog}: error: {message} (see '{prog} --help')", err=True)
         return 2
     except MemoryError:
-        click.echo(f"{prog}: error: out of memory; analyze fewer layers (--layers) or a smaller model", err=True)
+        click.echo(f"{prog}: error: out of memory; give a smaller model, fewer layers (--layers) or less data "
+                   "(--samples, a smaller --data)", err=True)
         return 1
     except Exception as error:  # noqa: BLE001 - last resort: one line, traceback with --debug
         # Imported here, not at the top: `weightkit --help` must not pay for `analysis` (scipy).

@@ -6,6 +6,8 @@ imports TensorFlow at module level.
 
 import click
 
+from weightkit._options import Whole
+
 __all__ = ["check_merge_mode", "data_option", "load_dataset", "samples_option"]
 
 
@@ -15,7 +17,7 @@ def data_option(help_text):
 
 
 def samples_option(function):
-    return click.option("--samples", type=click.IntRange(min=1), default=1000, show_default=True,
+    return click.option("--samples", type=Whole(min=1), default=1000, show_default=True,
                         help="Inputs drawn (seeded) from DATA's training split and run through the model once.")(function)
 
 

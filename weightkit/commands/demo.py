@@ -6,6 +6,7 @@ import time
 import click
 
 from weightkit._common import debug_option, force_option, progress_reporter, quiet_option, stdout_console
+from weightkit._options import SEED, Real, Whole
 
 #: The built-in examples: name -> (builder in weightkit.demo.examples, share of --epochs it trains, merge ratio).
 #: The MLP is deliberately over-wide (half its neurons can go); the CNN's 16 and 32 filters are not.
@@ -17,19 +18,19 @@ _FAST = {"epochs": 10, "retrain_epochs": 3, "modes": "float32,int8"}
 @click.command()
 @click.option("-o", "--output", "output", type=click.Path(file_okay=False, path_type=str),
               default="weightkit-demo", show_default=True, help="Folder for the demo's files (index.html first).")
-@click.option("--epochs", type=click.IntRange(min=1), default=None,
+@click.option("--epochs", type=Whole(min=1), default=None,
               help="Training epochs of the MLP; the CNN trains half as many. [default: 40; 10 with --fast]")
-@click.option("--retrain-epochs", type=click.IntRange(min=1), default=None,
+@click.option("--retrain-epochs", type=Whole(min=1), default=None,
               help="Epochs of the decorrelation retrain. [default: 10; 3 with --fast]")
 @click.option("--models", default="mlp,cnn", show_default=True, metavar="LIST",
               help="Comma-separated examples to run: mlp (64-256-256-10, weight decay 3e-3), cnn (two convolutions).")
 @click.option("--modes", default=None, metavar="LIST",
               help=f"Quantization modes. [default: {_FULL_MODES}; {_FAST['modes']} with --fast]")
-@click.option("--ratio", type=click.FloatRange(min=0.0, max=1.0, min_open=True, max_open=True), default=None,
+@click.option("--ratio", type=Real(min=0.0, max=1.0, min_open=True, max_open=True), default=None,
               help="Share of each layer's neurons the ratio merges remove. [default: 0.5 for the MLP, 0.25 for "
                    "the CNN]")
 @click.option("--fast", is_flag=True, help="A quick look: fewer epochs and two quantization modes.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the data split, training and samples.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the data split, training and samples.")
 @force_option
 @quiet_option
 @debug_option

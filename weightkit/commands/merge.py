@@ -16,6 +16,7 @@ from weightkit._common import (
     stdout_console,
     unsafe_option,
 )
+from weightkit._options import Real
 from weightkit.commands._activations import check_merge_mode, load_dataset, samples_option
 
 
@@ -25,14 +26,14 @@ from weightkit.commands._activations import check_merge_mode, load_dataset, samp
               help="The smaller model (.keras); its report goes beside it as OUT.json.")
 @click.option("--metric", type=click.Choice(["pearson", "mad", "cosine"]), default="pearson", show_default=True,
               help="Similarity between neuron weight rows (cosine: uncentered, a scaled copy scores 1).")
-@click.option("--threshold", type=float, default=None,
+@click.option("--threshold", type=Real(), default=None,
               help="Merge every group found at this threshold (Pearson/cosine: minimum similarity, default 0.9; "
                    "MAD: maximum fraction of the layer's median MAD, default 0.2).")
-@click.option("--ratio", type=float, default=None,
+@click.option("--ratio", type=Real(), default=None,
               help="Instead remove this share of each layer's neurons, most similar pairs first (e.g. 0.5).")
 @click.option("--layers", multiple=True, metavar="NAME", help="Merge only these layers (repeatable).")
 @click.option("--exclude-bias", is_flag=True, help="Compare rows without their bias (α always uses it).")
-@click.option("--twin-tolerance", type=click.FloatRange(min=0), default=0.05, show_default=True,
+@click.option("--twin-tolerance", type=Real(min=0.0), default=0.05, show_default=True,
               help="Activations that are not positively homogeneous (sigmoid, tanh...) merge only rows with "
                    "‖w_j − w_k‖ ≤ this × ‖w_k‖.")
 @click.option("--data", "data", default=None, metavar="DATA",
@@ -42,7 +43,7 @@ from weightkit.commands._activations import check_merge_mode, load_dataset, samp
 @click.option("--mode", type=click.Choice(["weights", "data"]), default="weights", show_default=True,
               help="weights: merge neurons with similar weight rows. data: rebuild each removed neuron's activation "
                    "from the kept ones of its layer by least squares on DATA, any activation function.")
-@click.option("--max-error", "max_error", type=float, default=None,
+@click.option("--max-error", "max_error", type=Real(), default=None,
               help="--mode data: remove neurons while at most this fraction of each consumer's input variance is "
                    "lost on the calibration sample (default 0.001 without --ratio).")
 @samples_option

@@ -15,6 +15,7 @@ from weightkit._common import (
     stdout_console,
     unsafe_option,
 )
+from weightkit._options import SEED, Real, Whole
 
 #: Mirrors compress.decorrelate.training.DEFAULT_STRENGTH (not imported here: that would load TensorFlow on --help).
 DEFAULT_STRENGTH = 1.0
@@ -38,15 +39,15 @@ def side_outputs(output):
               help="Training data: FILE.npz, FILE.csv, an image folder, or sklearn:NAME.")
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False, path_type=str),
               help="The retrained model (.keras); OUT.json and OUT.png are written beside it.")
-@click.option("--strength", type=click.FloatRange(min=0.0), default=DEFAULT_STRENGTH, show_default=True,
+@click.option("--strength", type=Real(min=0.0), default=DEFAULT_STRENGTH, show_default=True,
               help="Weight of the decorrelation penalty (mean r² over neuron pairs).")
-@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Training epochs.")
+@click.option("--epochs", type=Whole(min=1), default=10, show_default=True, help="Training epochs.")
 @click.option("--layers", multiple=True, metavar="NAME",
               help="Regularize only these layers (repeatable; default every hidden Dense/Conv/RNN layer).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--learning-rate", type=click.FloatRange(min=0.0, min_open=True), default=1e-3, show_default=True,
+@click.option("--batch-size", type=Whole(min=1), default=32, show_default=True)
+@click.option("--learning-rate", type=Real(min=0.0, min_open=True), default=1e-3, show_default=True,
               help="Adam learning rate.")
-@click.option("--validation-split", type=click.FloatRange(min=0.0, max=1.0, max_open=True), default=0.1,
+@click.option("--validation-split", type=Real(min=0.0, max=1.0, max_open=True), default=0.1,
               show_default=True, help="Share of the training data held out for validation curves.")
 @click.option("--loss", default=None, metavar="NAME",
               help="Loss to train with (default: the compiled one, else inferred from the output layer).")
@@ -54,7 +55,7 @@ def side_outputs(output):
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its backup beside OUT.")
 @click.option("--keep-regularizer", is_flag=True,
               help="Save the model with the regularizer attached (it then needs weightkit to load).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the split, shuffling and init.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed for the split, shuffling and init.")
 @force_option
 @unsafe_option
 @quiet_option
