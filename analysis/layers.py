@@ -31,10 +31,13 @@ __all__ = ["Kernel", "LayerSpec", "LAYERS", "MERGE_STEPS", "registered_name", "s
 #: shift (BatchNormalization); ``activation`` is an element-wise function; ``max`` picks one of
 #: several values (max pooling); ``linear`` mixes positions, never channels (average pooling,
 #: upsampling, cropping); ``zero_pad`` pads positions with zeros; ``flatten`` turns channels and
-#: positions into one axis. ``couple`` layers (Add, Multiply, ...) tie the channel indices of
-#: their inputs together; ``concatenate`` maps input channels onto ranges of its output.
-MERGE_STEPS = ("identity", "affine", "activation", "max", "linear", "zero_pad", "flatten", "couple",
-               "concatenate")
+#: positions into one axis; ``reshape`` regroups positions (channels stay last) or flattens.
+#: ``couple`` layers (Add, Multiply, ...) tie the channel indices of their inputs together;
+#: ``concatenate`` maps input channels onto ranges of its output. ``depthwise`` filters each
+#: channel on its own (DepthwiseConv: a removed channel's filter goes too); ``separable`` is a
+#: SeparableConv: a depthwise half that passes channels, then a pointwise producer/consumer.
+MERGE_STEPS = ("identity", "affine", "activation", "max", "linear", "zero_pad", "flatten", "reshape", "couple",
+               "concatenate", "depthwise", "separable")
 
 #: The reason given for a layer with weights that no entry covers.
 GENERIC_SKIP = "no neuron-row adapter for {name}; supported: Dense, Conv, RNN families"
@@ -247,13 +250,14 @@ def _table():
             (Kernel(None, "", "kernel", "kernel_regularizer", "transpose"),), units_key="filters")
     for n in ("1D", "2D"):
         table[f"DepthwiseConv{n}"] = LayerSpec(
-            "depthwise", _PLAIN, _depthwise_rows, (Kernel(None, "", "kernel", "depthwise_regularizer", "depthwise"),))
+            "depthwise", _PLAIN, _depthwise_rows, (Kernel(None, "", "kernel", "depthwise_regularizer", "depthwise"),),
+            merge="depthwise")
         table[f"SeparableConv{n}"] = LayerSpec(
             "separable", {"depthwise_kernel": "depthwise_kernel", "pointwise_kernel": "pointwise_kernel",
                           "bias": "bias"}, _separable_rows,
             (Kernel("depthwise", "", "depthwise_kernel", "depthwise_regularizer", "depthwise"),
              Kernel("pointwise", "", "pointwise_kernel", "pointwise_regularizer", "last")),
-            internal=("depthwise",), units_key="filters")
+            internal=("depthwise",), merge="separable", units_key="filters")
     table["SimpleRNN"] = _rnn((None,))
     table["LSTM"] = _rnn(("input", "forget", "cell", "output"))
     table["GRU"] = _rnn(("update", "reset", "candidate"))
@@ -285,6 +289,7 @@ def _table():
                                                     "Cropping") for n in ("1D", "2D", "3D")),
         "zero_pad": ("ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D"),
         "flatten": ("Flatten",),
+        "reshape": ("Reshape",),
         "couple": ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"),
         "concatenate": ("Concatenate",),
     }
@@ -329,6 +334,14 @@ def supported_layer_types():
     return sorted(name for name, spec in LAYERS.items() if spec.has_neurons)
 
 
+def _merge_support(spec):
+    if spec.merge in ("neurons", "separable"):
+        return "yes"
+    if spec.merge == "depthwise":
+        return "its channels, with the layer that feeds it"
+    return "no"
+
+
 def support_matrix():
     """What works for each layer class with neurons: rows for the README's support matrix.
 
@@ -371,5 +384,5 @@ def support_matrix():
         elif spec.family == "time_distributed":
             kernels = "the wrapped layer's"
         matrix.append({"layer": name, "analyze": entries, "activations": probed, "decorrelate": kernels or "no",
-                       "merge": "yes" if spec.merge == "neurons" else "no"})
+                       "merge": _merge_support(spec)})
     return matrix

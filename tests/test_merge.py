@@ -202,21 +202,25 @@ def test_sigmoid_exact_copy_is_merged(keras):
     np.testing.assert_allclose(_outputs(merged, x), _outputs(model, x), atol=ATOL)
 
 
-def test_residual_block_and_output_layer_are_left_alone(keras):
+def test_residual_block_merges_as_one_group_and_output_layer_is_left_alone(keras):
     inputs = keras.Input((8,))
     x = keras.layers.Dense(8, activation="relu", name="trunk")(inputs)
     y = keras.layers.Dense(8, activation="relu", name="branch")(x)
     z = keras.layers.Add(name="add")([x, y])
     model = keras.Model(inputs, keras.layers.Dense(3, name="head")(z))
-    from compress.merge import find_merge_sites, merge_redundant
+    from compress.merge import merge_redundant
+    from compress.merge.groups import plan_groups
 
-    sites = find_merge_sites(model)
-    assert sites["trunk"].reason == "its output feeds add (Add), which combines several tensors"
-    assert sites["branch"].reason == "its output feeds add (Add), which combines several tensors"
-    assert sites["head"].reason == "its output is (on the way to) a model output"
+    plan = plan_groups(model)
+    assert [(g.producers, g.n) for g in plan.groups] == [(["trunk", "branch"], 8)]
+    assert plan.blocked["head"] == "its output is (on the way to) a model output"
     merged, report = merge_redundant(model, ratio=0.5)
-    assert report.layers == [] and merged.count_params() == model.count_params()
-    assert {s.name: s.reason for s in report.skipped}["trunk"].endswith("combines several tensors")
+    (group,) = report.layers
+    assert group.producers == ["trunk", "branch"] and group.consumers == ["branch", "head"]
+    assert group.requested == 4 and group.neurons_before == 8  # the group counted once
+    assert 4 <= group.neurons_after < 8  # pairs need α > 0 in both producers (ReLU)
+    assert merged.get_layer("trunk").units == merged.get_layer("branch").units == group.neurons_after
+    assert {s.name: s.reason for s in report.skipped} == {"head": "its output is (on the way to) a model output"}
 
 
 def test_several_consumers_through_one_tensor_are_all_folded(keras):

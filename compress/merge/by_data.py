@@ -17,8 +17,6 @@ All layers are fitted on the original model's activations (one pass); each layer
 folded independently.
 """
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from analysis._tf import import_keras
@@ -28,12 +26,14 @@ from analysis.errors import WeightkitError
 from analysis.inputs import as_inputs, as_model
 from analysis.model_analysis import collect_entries
 from analysis.results import SkippedLayer
-from compress.merge.by_weights import apply_relations
 from compress.merge.data_fit import DEFAULT_RIDGE, plan_data_merge
 from compress.merge.math import Relation
-from compress.merge.plan import find_merge_sites, selected_sites
-from compress.merge.rebuild import find_layer
-from compress.merge.report import BaseMergeReport, record_params
+from compress.merge.data_report import DataMergeReport, LayerDataMerge
+from compress.merge.group_data import group_taps, merge_group_by_data
+from compress.merge.groups import plan_groups
+from compress.merge.plan import selected_sites
+from compress.merge.rebuild import WeightState, find_layer, fold_relation, rebuild_model
+from compress.merge.report import record_params
 
 __all__ = ["LayerDataMerge", "DataMergeReport", "merge_by_data", "consumer_weights", "DEFAULT_MAX_ERROR"]
 
@@ -42,109 +42,6 @@ __all__ = ["LayerDataMerge", "DataMergeReport", "merge_by_data", "consumer_weigh
 #: MLP, 1% removed 45 and 54 of the 64 neurons per layer and cost 2.8 accuracy points; 0.1%
 #: removed 26 and 38 and cost 0.56 points, two of 359 test samples.)
 DEFAULT_MAX_ERROR = 0.001
-
-
-@dataclass
-class LayerDataMerge:
-    """What data-aware merging did to one producer layer.
-
-    Attributes
-    ----------
-    name, type : str
-    tap : str
-        The layer whose output the relation was fitted on.
-    consumers : list of str
-    neurons_before, neurons_after : int
-    params_before, params_after : int
-        The layer's own parameters.
-    requested : int or None
-        Neurons ``--ratio`` asked to remove.
-    removed : list of dict
-        ``{"neuron", "r2", "dead"}`` per removed neuron (original index, reconstruction R² on the
-        calibration sample, constant on it).
-    error : float
-        Fraction of the consumers' input variance lost on the calibration sample.
-    rows : int
-        Calibration rows the relation was fitted on (inputs × sampled positions).
-    notes : list of str
-    """
-
-    name: str
-    type: str
-    tap: str
-    consumers: list
-    neurons_before: int
-    neurons_after: int = 0
-    params_before: int = 0
-    params_after: int = 0
-    requested: int = None
-    removed: list = field(default_factory=list)
-    error: float = 0.0
-    rows: int = 0
-    notes: list = field(default_factory=list)
-
-    @property
-    def n_removed(self):
-        return self.neurons_before - self.neurons_after
-
-    @property
-    def min_r2(self):
-        return min((item["r2"] for item in self.removed), default=None)
-
-    def to_dict(self):
-        return {
-            "name": self.name,
-            "type": self.type,
-            "tap": self.tap,
-            "consumers": list(self.consumers),
-            "neurons": {"before": self.neurons_before, "after": self.neurons_after},
-            "params": {"before": self.params_before, "after": self.params_after},
-            "removed": self.n_removed,
-            "requested": self.requested,
-            "error": self.error,
-            "calibration_rows": self.rows,
-            "removed_neurons": list(self.removed),
-            "notes": list(self.notes),
-        }
-
-
-@dataclass(kw_only=True)
-class DataMergeReport(BaseMergeReport):
-    """A whole model's data-aware merge (:func:`merge_by_data`).
-
-    Attributes
-    ----------
-    ratio, max_error : float or None
-        The budget that was used (one of them).
-    samples : int
-        Calibration inputs.
-    positions : int
-        Positions sampled per input for layers with positions.
-    ridge : float
-    seed : int
-    calibration : str or None
-        Where the calibration inputs came from (e.g. ``sklearn:digits (training split)``); None
-        for an array.
-    layers : list of LayerDataMerge
-
-    The other attributes (``model``, ``skipped``, ``layer_params``, parameter counts,
-    ``evaluation``, ``notes``) are those of :class:`compress.merge.report.BaseMergeReport`.
-    """
-
-    ratio: float = None
-    max_error: float = None
-    samples: int = 0
-    positions: int = 16
-    ridge: float = DEFAULT_RIDGE
-    seed: int = 0
-    calibration: str = None
-
-    mode = "data"
-
-    def settings(self):
-        return {"mode": self.mode, "ratio": self.ratio, "max_error": self.max_error,
-                "calibration": {"source": self.calibration, "samples": self.samples, "positions": self.positions,
-                                "ridge": self.ridge, "seed": self.seed}}
 
 
 def _numpy(variable):
@@ -251,34 +148,59 @@ def merge_by_data(model, data, *, ratio=None, max_error=None, layers=None, sampl
     model = loaded.model
     x, calibration = as_inputs(data, model, seed=seed)
     collect_entries(model, layers)  # validates --layers names against the analyzable layers
-    sites = find_merge_sites(model)
+    plan = plan_groups(model)
+    sites = plan.sites
     wanted = selected_sites(sites, layers)
     report = DataMergeReport(model=model.name, ratio=ratio, max_error=max_error, samples=0, positions=int(positions),
                              ridge=float(ridge), seed=int(seed), params_before=int(model.count_params()),
                              calibration=calibration)
     targets = []
+    grouped = {name for group in plan.groups for name in group.producers}
+    groups, group_taps_of = [], {}
+    for group in plan.groups:
+        if wanted is not None and not wanted & set(group.producers):
+            continue
+        taps, reason = group_taps(group, plan.graph)
+        if reason is None:
+            groups.append(group)
+            group_taps_of[id(group)] = taps
+        else:
+            report.skipped.extend(SkippedLayer(name, sites[name].type, reason) for name in group.producers)
+    members = {u.layer for group in plan.groups for u in group.members}
     for name, site in sites.items():
-        if wanted is not None and name not in wanted:
+        if (wanted is not None and name not in wanted) or name in grouped or name in members:
             continue
         if not site.mergeable:
-            report.skipped.append(SkippedLayer(name, site.type, site.reason))
+            report.skipped.append(SkippedLayer(name, site.type, plan.blocked.get(name, site.reason)))
         elif site.n_neurons < 2:
             report.skipped.append(SkippedLayer(name, site.type, "only one neuron: nothing to merge"))
         else:
             targets.append(site)
-    activations = collect_layer_outputs(model, x, [site.tap for site in targets], samples=samples, seed=seed,
+    tap_layers = [site.tap for site in targets] + [name for group in groups
+                                                   for names in group_taps_of[id(group)].values() for name in names]
+    activations = collect_layer_outputs(model, x, list(dict.fromkeys(tap_layers)), samples=samples, seed=seed,
                                         summary="positions", positions=positions, progress=progress)
     report.samples = int(min(int(samples), n_samples(x)))
     relations = {}
+    total = len(targets) + len(groups)
     for index, site in enumerate(targets):
         if progress is not None:
-            progress(index, len(targets), site.layer)
+            progress(index, total, site.layer)
         sample = activations[site.tap]
         layer_report, relation = _plan_layer(model, site, sample, ratio, max_error, ridge, weigh_by_consumer)
         report.layers.append(layer_report)
         if relation is not None:
             relations[site.layer] = relation
-    merged = apply_relations(model, relations, sites=sites)
+    state = WeightState(model)
+    for name, relation in relations.items():
+        fold_relation(state, sites[name], relation)
+    for index, group in enumerate(groups):
+        if progress is not None:
+            progress(len(targets) + index, total, group.name)
+        report.layers.append(merge_group_by_data(plan, group, state, activations, group_taps_of[id(group)],
+                                                 ratio=ratio, max_error=max_error, ridge=ridge,
+                                                 weigh_by_consumer=weigh_by_consumer))
+    merged = rebuild_model(model, state)
     record_params(report, model, merged)
     report.notes.extend(loaded.notes)
     if evaluate_on is not None:

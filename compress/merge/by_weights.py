@@ -10,6 +10,7 @@ is positively homogeneous (ReLU, LeakyReLU, linear, max pooling) or linear; othe
 
 import numpy as np
 
+from analysis._tf import import_keras
 from analysis.errors import WeightkitError
 from analysis.groups import DEFAULT_THRESHOLDS, find_groups
 from analysis.inputs import as_model
@@ -24,6 +25,7 @@ from compress.merge.math import (
     propagate_elementwise,
     relation_from_merges,
 )
+from compress.merge.groups import merge_group_by_weights, plan_groups
 from compress.merge.plan import find_merge_sites, selected_sites
 from compress.merge.rebuild import (
     WeightState,
@@ -206,18 +208,23 @@ def merge_redundant(model, *, metric="pearson", threshold=None, ratio=None, laye
         threshold = _DEFAULT_THRESHOLDS[metric]
     entries, _ = collect_entries(model, layers)  # validates --layers names
     entry_names = {e.layer_name for e in entries}
-    sites = find_merge_sites(model)
+    plan = plan_groups(model)
+    sites = plan.sites
     wanted = selected_sites(sites, layers)
     state = WeightState(model)
     report = MergeReport(model=model.name, metric=metric, threshold=None if ratio is not None else float(threshold),
                          ratio=None if ratio is None else float(ratio), params_before=int(model.count_params()))
-    targets = [name for name in sites if wanted is None or name in wanted]
+    grouped = {name for group in plan.groups for name in group.producers}
+    members = {u.layer for group in plan.groups for u in group.members}
+    targets = [name for name in sites if (wanted is None or name in wanted) and name not in grouped | members]
+    groups = [g for g in plan.groups if wanted is None or wanted & set(g.producers)]
+    total = len(targets) + len(groups)
     for index, name in enumerate(targets):
         if progress is not None:
-            progress(index, len(targets), name)
+            progress(index, total, name)
         site = sites[name]
         if not site.mergeable:
-            report.skipped.append(SkippedLayer(name, site.type, site.reason))
+            report.skipped.append(SkippedLayer(name, site.type, plan.blocked.get(name, site.reason)))
             continue
         if site.n_neurons < 2:
             report.skipped.append(SkippedLayer(name, site.type, "only one neuron: nothing to merge"))
@@ -226,8 +233,14 @@ def merge_redundant(model, *, metric="pearson", threshold=None, ratio=None, laye
         if name not in entry_names and wanted is None:
             layer_report.notes.append("not analyzed by weightkit analyze")
         report.layers.append(layer_report)
+    keras = import_keras()
+    for index, group in enumerate(groups):
+        if progress is not None:
+            progress(len(targets) + index, total, group.name)
+        report.layers.append(merge_group_by_weights(model, plan, group, state, keras, metric=metric,
+                                                    threshold=threshold, ratio=ratio, twin_tolerance=twin_tolerance))
     if progress is not None:
-        progress(len(targets), len(targets), "")
+        progress(total, total, "")
     merged = rebuild_model(model, state)
     record_params(report, model, merged)
     if state.added_bias:

@@ -30,6 +30,7 @@ class WeightState:
         self.resized = {}  # producer name -> new units / filters
         self.added_bias = set()  # consumers that get a bias they did not have
         self.untouched = {}  # layers whose variables share a name: copied as they are
+        self.cuts = {}  # (layer, variable, axis) -> (width, set of indices): deleted when rebuilding
         for layer in walk_layers(model):
             names = [variable.name for variable in layer.weights]
             if names and len(set(names)) == len(names):
@@ -39,6 +40,27 @@ class WeightState:
 
     def get(self, layer, name, default=None):
         return self.arrays.get(layer, {}).get(name, default)
+
+    def cut(self, layer, name, axis, width, indices):
+        """Delete ``indices`` of a variable's axis when rebuilding (coupled groups fold first, cut last).
+
+        ``width`` is the channel count on that axis; an axis holding ``positions · width`` entries
+        (a Dense after a Flatten, channels fastest) loses the indices at every position.
+        """
+        entry = self.cuts.setdefault((layer, name, axis), (int(width), set()))
+        entry[1].update(int(i) for i in indices)
+
+    def apply_cuts(self):
+        """Carry out the pending :meth:`cut` deletions (once)."""
+        for (layer, name, axis), (width, indices) in self.cuts.items():
+            array = self.arrays[layer][name]
+            moved = np.moveaxis(array, axis, 0)
+            blocks = moved.reshape((-1, width) + moved.shape[1:])
+            kept = np.setdiff1d(np.arange(width), sorted(indices))
+            blocks = blocks[:, kept]
+            moved = blocks.reshape((-1,) + moved.shape[1:])
+            self.arrays[layer][name] = np.moveaxis(moved, 0, axis)
+        self.cuts = {}
 
 
 def find_layer(model, name):
@@ -143,11 +165,16 @@ def rebuild_model(model, state):
     def clone(layer):
         config = layer.get_config()
         if layer.name in state.resized:
-            config[spec_for(layer).units_key] = state.resized[layer.name]
+            spec = spec_for(layer)
+            if spec.wraps:
+                config[spec.wraps]["config"][spec_for(layer.layer).units_key] = state.resized[layer.name]
+            else:
+                config[spec.units_key] = state.resized[layer.name]
         if layer.name in state.added_bias:
             config["use_bias"] = True
         return layer.__class__.from_config(config)
 
+    state.apply_cuts()
     new = _clone(model, clone, None, {})
     for layer in walk_layers(new):
         weights = state.arrays.get(layer.name)

@@ -43,6 +43,10 @@ class LayerMerge:
     left_alone : list of dict
         ``{"neuron", "keeper", "reason"}``: group members not merged.
     notes : list of str
+    producers : list of str
+        For a coupled channel group: its producer layers (empty for a single layer).
+    members : list of str
+        For a coupled group: every layer whose weights the merge changes.
     """
 
     name: str
@@ -58,6 +62,8 @@ class LayerMerge:
     merges: list = field(default_factory=list)
     left_alone: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    producers: list = field(default_factory=list)
+    members: list = field(default_factory=list)
 
     @property
     def removed(self):
@@ -65,6 +71,7 @@ class LayerMerge:
 
     def to_dict(self):
         return {
+            **({"group": {"producers": list(self.producers), "members": list(self.members)}} if self.producers else {}),
             "name": self.name,
             "type": self.type,
             "activation": self.activation,

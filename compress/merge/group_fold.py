@@ -1,0 +1,146 @@
+"""Apply a coupled group's merge to a model's weights: fold into every consumer, cut every member.
+
+A channel group (:func:`analysis.channels.channel_groups`) is merged by one relation per tensor a
+consumer reads (``out[removed] ≈ β out[kept] + shift`` in the group's own channel indices). Each
+consumer folds the relation into its rows at the group's channel offset; then the removed
+channels are cut from every producer's outputs, every member's per-channel weights
+(BatchNormalization statistics, depthwise filters, a SeparableConv's depthwise half) and the
+consumers' rows. Cuts are deferred to :meth:`compress.merge.rebuild.WeightState.apply_cuts`, so
+offsets into concatenated tensors stay valid while several groups are folded.
+"""
+
+import numpy as np
+
+from compress.merge.math import Relation, fold_coefficient
+
+__all__ = ["producer_rows", "depthwise_rows", "propagate_depthwise", "fold_group_consumer", "cut_group",
+           "consumer_block"]
+
+_TINY = 1e-30
+_KERNEL = {"separable": "pointwise_kernel"}
+
+
+def producer_rows(state, layer_name, family):
+    """A producer's rows ``(n, fan_in + 1)`` in float64, bias last; a SeparableConv's composite filter."""
+    arrays = state.arrays[layer_name]
+    if family == "separable":
+        depthwise = arrays["depthwise_kernel"].astype(np.float64)[..., 0]  # (*k, C)
+        pointwise = arrays["pointwise_kernel"].astype(np.float64).reshape(-1, arrays["pointwise_kernel"].shape[-1])
+        kernel = depthwise[..., None] * pointwise  # (*k, C, filters)
+    else:
+        kernel = arrays["kernel"].astype(np.float64)
+    n = kernel.shape[-1]
+    rows = kernel.reshape(-1, n).T
+    bias = arrays.get("bias")
+    bias = np.zeros(n) if bias is None else bias.astype(np.float64)
+    return np.concatenate([rows, bias[:, None]], axis=1)
+
+
+def depthwise_rows(kernel, offset, n):
+    """Per-channel depthwise filters ``(n, taps)`` of the group's channels (depth multiplier 1)."""
+    kernel = np.asarray(kernel, dtype=np.float64)[..., offset:offset + n, 0]
+    return np.moveaxis(kernel, -1, 0).reshape(n, -1)
+
+
+def propagate_depthwise(relation, filters, bias=None, *, tolerance=1e-4):
+    """Carry a relation through a depthwise filter per channel: ``y_c = d_c * x_c + b_c``.
+
+    Each ``β[j, k]`` becomes ``β[j, k] · γ_jk`` with ``γ_jk`` the least-squares scale of ``d_j`` on
+    ``d_k``: exact when the filters are scaled copies. A shift becomes ``shift · Σ d_j`` (exact
+    away from zero-padded borders), plus ``b_j − Σ_k β'[j, k] b_k``.
+
+    Parameters
+    ----------
+    relation : Relation
+    filters : ndarray of shape (n, taps)
+    bias : ndarray of shape (n,), default=None
+
+    Returns
+    -------
+    relation : Relation
+    inexact : list of (int, str)
+        Rows (positions in ``relation.removed``) whose filters are not scaled copies.
+    """
+    beta = relation.beta.copy()
+    inexact = []
+    for row, j in enumerate(relation.removed):
+        largest = float(np.abs(beta[row]).max(initial=0.0))
+        for column in np.flatnonzero(np.abs(beta[row]) > 0):
+            k = relation.kept[column]
+            gamma = fold_coefficient(filters[j], filters[k])
+            error = np.linalg.norm(filters[j] - gamma * filters[k]) / max(np.linalg.norm(filters[j]), _TINY)
+            if error > tolerance and abs(beta[row, column]) > 1e-6 * largest:
+                inexact.append((row, f"the depthwise filters of channels {j} and {k} are not scaled copies "
+                                     f"(residual {error:.2g})"))
+            beta[row, column] *= gamma
+    shift = relation.shift * filters[relation.removed].sum(axis=1)
+    if bias is not None:
+        bias = np.asarray(bias, dtype=np.float64)
+        shift = shift + bias[relation.removed] - beta @ bias[relation.kept]
+    return Relation(relation.removed, relation.kept, beta, shift), inexact
+
+
+def consumer_block(state, use, offset, n):
+    """The weights leaving the group's channels in one consumer: ``(n, positions · out)``."""
+    kernel = state.arrays[use.layer][_KERNEL.get(use.layout, "kernel")].astype(np.float64)
+    view = kernel.reshape(-1, use.channels, kernel.shape[-1])[:, offset:offset + n, :]
+    return np.moveaxis(view, 1, 0).reshape(n, -1)
+
+
+def fold_group_consumer(state, use, offset, relation):
+    """Fold ``relation`` into a consumer's rows at channel ``offset`` of the tensor it reads; cut later."""
+    if relation.removed.size == 0:
+        return
+    arrays = state.arrays[use.layer]
+    name = _KERNEL.get(use.layout, "kernel")
+    kernel = arrays[name].astype(np.float64)
+    out = kernel.shape[-1]
+    view = kernel.reshape(-1, use.channels, out)
+    removed, kept = offset + relation.removed, offset + relation.kept
+    removed_part = view[:, removed, :]
+    view[:, kept, :] += np.einsum("rk,sro->sko", relation.beta, removed_part)
+    arrays[name] = view.reshape(kernel.shape).astype(np.float32)
+    had_bias = "bias" in arrays
+    bias = arrays["bias"].astype(np.float64) if had_bias else np.zeros(out)
+    bias = bias + np.einsum("r,sro->o", relation.shift, removed_part)
+    if had_bias or np.any(bias != 0):
+        arrays["bias"] = bias.astype(np.float32)
+        if not had_bias:
+            state.added_bias.add(use.layer)
+    state.cut(use.layer, name, -2, use.channels, removed)
+
+
+def cut_group(state, group, removed, producer_family):
+    """Cut ``removed`` (group channel indices) from every producer's outputs and member's channels.
+
+    Parameters
+    ----------
+    state : WeightState
+    group : analysis.channels.ChannelGroup
+    removed : ndarray of int
+    producer_family : dict of str to str
+        ``producer layer -> "dense" | "conv" | "separable"``.
+    """
+    removed = np.asarray(removed, dtype=np.int64)
+    if removed.size == 0:
+        return
+    for name in group.producers:
+        arrays = state.arrays[name]
+        kernel = "pointwise_kernel" if producer_family[name] == "separable" else "kernel"
+        state.cut(name, kernel, -1, group.n, removed)
+        if "bias" in arrays:
+            state.cut(name, "bias", 0, group.n, removed)
+        state.resized[name] = group.n - int(removed.size)
+    for use in group.members:
+        offset = (use.inputs[0][1] if use.inputs else 0)
+        indices = offset + removed
+        arrays = state.arrays[use.layer]
+        if use.role == "affine":
+            for variable in arrays:
+                state.cut(use.layer, variable, 0, use.channels, indices)
+        elif use.role == "depthwise":
+            state.cut(use.layer, "kernel", -2, use.channels, indices)
+            if "bias" in arrays:
+                state.cut(use.layer, "bias", 0, use.channels, indices)
+        elif use.role == "separable":
+            state.cut(use.layer, "depthwise_kernel", -2, use.channels, indices)
