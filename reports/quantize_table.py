@@ -1,6 +1,6 @@
 """Terminal rendering of a quantization comparison (rich tables)."""
 
-__all__ = ["comparison_table", "print_comparison", "markdown_table"]
+__all__ = ["comparison_table", "failure_lines", "markdown_table", "print_comparison"]
 
 _HEADERS = ("model", "status", "bytes", "× float32", "accuracy", "MAE", "agreement", "max |Δ|", "mean |Δ|",
             "worst class Δ", "ms/sample @1", "samples/s @64")
@@ -77,9 +77,8 @@ def markdown_table(report):
 def print_comparison(report, console):
     """Print the table, the failed modes' reasons, the notes and the export choice."""
     console.print(comparison_table(report))
-    for row in report.modes:
-        if not row.ok:
-            console.print(f"{row.mode}: failed: {row.error}", markup=False, soft_wrap=True)
+    for modes, error in failure_lines(report):
+        console.print(f"{modes}: failed: {error}", markup=False, soft_wrap=True)
     for row in report.modes:
         for name, each in (row.outputs or {}).items() if row.ok else ():
             console.print(f"{row.mode}: output {name}: {_output_summary(each)}", markup=False, soft_wrap=True)
@@ -88,6 +87,15 @@ def print_comparison(report, console):
     if report.exported is not None:
         console.print(f"exported {report.exported.mode} as {report.exported.path}: {report.exported.reason}",
                       markup=False, soft_wrap=True)
+
+
+def failure_lines(report):
+    """``[(modes, reason)]``: each distinct failure reason once, with the modes that share it."""
+    grouped = {}
+    for row in report.modes:
+        if not row.ok:
+            grouped.setdefault(row.error, []).append(row.mode)
+    return [(", ".join(modes), error) for error, modes in grouped.items()]
 
 
 def _output_summary(each):

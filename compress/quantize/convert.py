@@ -15,16 +15,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis._tf import import_tensorflow, silenced_stderr, silenced_stdout
-from compress.quantize.evaluate import make_interpreter
+from analysis.loading import walk_layers
+from compress.quantize.diagnose import describe, flex_ops, float_ops, layer_in
 from compress.quantize.modes import MODES, configure_converter
-from compress.quantize.unroll import unrolled_copy
+from compress.quantize.unroll import frozen_function, recurrent_layers, unrolled_copy
 
-__all__ = ["Conversion", "convert_modes", "convert_mode", "representative_dataset", "converter_reason",
-           "float_compute_ops"]
+__all__ = ["UNROLL_MAX_STEPS", "Conversion", "convert_mode", "convert_modes", "converter_reason", "float_compute_ops",
+           "representative_dataset"]
 
-# Ops that move or reinterpret data (or read only a shape): running them on a float tensor is
-# not float arithmetic, so they do not break an integer-only model.
-_NON_COMPUTE_OPS = {"QUANTIZE", "DEQUANTIZE", "SHAPE"}
+UNROLL_MAX_STEPS = 64  # longer sequences stay rolled: an unrolled graph grows with every step
 
 
 @dataclass
@@ -39,7 +38,9 @@ class Conversion:
     error : str or None
         One line: why the mode failed.
     converter : str or None
-        ``"saved_model"`` or ``"keras"``: which converter entry point produced it.
+        Which converter entry point produced it: ``"saved_model"``, ``"keras"`` or
+        ``"static_batch"`` (a frozen function of batch 1, for recurrent layers too long to
+        unroll); ``+select_tf_ops`` when only TensorFlow ops (Flex) made it convert.
     """
 
     mode: str
@@ -72,7 +73,7 @@ def _skip_parenthesized(text, start):
     return len(text)
 
 
-def converter_reason(error, limit=240):
+def converter_reason(error, limit=240, layer_names=()):
     """The converter's reason for a failure, in one line.
 
     The MLIR converter's messages start with ``<unknown>:0: error: loc(callsite(...)): reason``
@@ -83,12 +84,15 @@ def converter_reason(error, limit=240):
     error : BaseException
     limit : int, default=240
         Longest reason kept (cut with an ellipsis).
+    layer_names : collection of str, default=()
+        The model's layers: the one named in the error's location leads the reason.
 
     Returns
     -------
     str
     """
     text = str(error)
+    layer = layer_in(text, layer_names) if layer_names else None
     lines = [line for line in text.splitlines() if "error:" in line]
     if lines:
         line = lines[0]
@@ -100,7 +104,7 @@ def converter_reason(error, limit=240):
     text = re.sub(r"\s*See instructions:.*$", "", text)
     if len(text) > limit:
         text = text[:limit - 1].rstrip() + "…"
-    return f"{type(error).__name__}: {text}"
+    return (f"layer {layer}: " if layer else "") + f"{type(error).__name__}: {text}"
 
 
 def representative_dataset(x, n_samples=200, seed=0, dtype=np.float32, names_and_dtypes=None):
@@ -158,30 +162,34 @@ def float_compute_ops(content):
     -------
     list of str
         Sorted op names whose outputs are float (QUANTIZE, DEQUANTIZE and SHAPE excepted).
-        Empty for a model that is integer throughout.
+        Empty for a model that is integer throughout. :func:`~compress.quantize.diagnose.float_ops`
+        also names their layers.
     """
-    interpreter = make_interpreter(content)
-    details = getattr(interpreter, "_get_ops_details", None)
-    if details is None:  # an interpreter without op introspection: nothing to check
-        return []
-    dtypes = {t["index"]: np.dtype(t["dtype"]) for t in interpreter.get_tensor_details()}
-    found = set()
-    for op in details():
-        if op["op_name"] in _NON_COMPUTE_OPS:
-            continue
-        if any(dtypes.get(int(i), np.dtype(np.int32)).kind == "f" for i in op["outputs"] if int(i) >= 0):
-            found.add(op["op_name"])
-    return sorted(found)
+    return sorted({op for op, _ in float_ops(content)})
 
 
-def _convert(converter, mode, representative, verbose, integer_inputs=False):
+def _convert(converter, mode, representative, verbose, integer_inputs=False, select_tf_ops=False):
     configure_converter(converter, mode, representative, integer_inputs=integer_inputs)
+    if select_tf_ops:
+        tf = import_tensorflow()
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
     with _quiet(verbose):
         return converter.convert()
 
 
+def _not_integer(mode, content, layer_names, entry):
+    left = float_ops(content, layer_names)
+    if not left:
+        return None
+    ops = {op for op, _ in left}
+    return Conversion(mode, error=(
+        f"not integer-only: the converter left {describe(left)} in float (no "
+        f"{'int16x8' if mode == 'int16x8' else 'int8'} quantization for {'it' if len(ops) == 1 else 'them'}); "
+        "use dynamic or float16, or replace that layer"), converter=entry)
+
+
 def convert_mode(mode, *, saved_model_dir=None, keras_model=None, representative=None, verbose=False,
-                 integer_inputs=False):
+                 integer_inputs=False, static_function=None, layer_names=(), select_tf_ops=True):
     """Convert one model in one mode; never raises for a converter failure.
 
     Parameters
@@ -198,6 +206,13 @@ def convert_mode(mode, *, saved_model_dir=None, keras_model=None, representative
         Let the converter print.
     integer_inputs : bool, default=False
         The model takes integers: they stay integers in every mode (never quantized).
+    static_function : tf.types.experimental.ConcreteFunction, default=None
+        A frozen function of static batch 1, tried last (recurrent layers kept rolled).
+    layer_names : collection of str, default=()
+        The model's layers, to name the one a failure comes from.
+    select_tf_ops : bool, default=True
+        As a last resort for a float mode, let TensorFlow ops (Flex) into the model; the
+        Conversion's ``converter`` then ends in ``+select_tf_ops``.
 
     Returns
     -------
@@ -209,22 +224,33 @@ def convert_mode(mode, *, saved_model_dir=None, keras_model=None, representative
         attempts.append(("saved_model", lambda: tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)))
     if keras_model is not None:
         attempts.append(("keras", lambda: tf.lite.TFLiteConverter.from_keras_model(keras_model)))
+    if static_function is not None and not MODES[mode].needs_data:
+        # TF 2.21's integer quantizer kills the process on a rolled while loop: float modes only.
+        attempts.append(("static_batch", lambda: tf.lite.TFLiteConverter.from_concrete_functions([static_function])))
     first_error = None
     for entry, make in attempts:
         try:
             content = _convert(make(), mode, representative, verbose, integer_inputs)
         except Exception as error:  # noqa: BLE001 - the converter raises many kinds; reported per mode
-            first_error = first_error or converter_reason(error)
+            first_error = first_error or converter_reason(error, layer_names=layer_names)
             continue
         if MODES[mode].integer_only:
-            left = float_compute_ops(content)
-            if left:
-                return Conversion(mode, error=(
-                    f"not integer-only: the converter left {', '.join(left)} in float (no "
-                    f"{'int16x8' if mode == 'int16x8' else 'int8'} quantization for "
-                    f"{'it' if len(left) == 1 else 'them'}); use dynamic or float16, or replace that layer"),
-                    converter=entry)
+            failed = _not_integer(mode, content, layer_names, entry)
+            if failed is not None:
+                return failed
         return Conversion(mode, content=bytes(content), converter=entry)
+    if select_tf_ops and attempts and not MODES[mode].integer_only:
+        entry, make = attempts[0]
+        try:
+            content = _convert(make(), mode, representative, verbose, integer_inputs, select_tf_ops=True)
+        except Exception:  # noqa: BLE001 - the first reason is the one to report
+            content = None
+        if content is not None:
+            kept = flex_ops(content)
+            return Conversion(mode, error=(
+                f"{first_error}; converts only with SELECT_TF_OPS (TensorFlow ops {', '.join(kept) or 'kept'}), "
+                "which needs a LiteRT build with the Flex delegate, not the one here, so it was not measured"),
+                converter=f"{entry}+select_tf_ops")
     return Conversion(mode, error=first_error or "no converter input (neither a SavedModel nor a Keras model)")
 
 
@@ -248,8 +274,25 @@ def exported_saved_model(keras_model, verbose=False):
         yield directory, None
 
 
+def _recurrent_plan(keras_model, input_shape):
+    """``(model to export, static function or None, note or None)`` for the recurrent layers of a model."""
+    rolled = recurrent_layers(keras_model)
+    if not rolled:
+        return keras_model, None, None
+    steps = input_shape[1] if len(input_shape) > 1 else None
+    names = ", ".join(rolled)
+    if steps is not None and int(steps) <= UNROLL_MAX_STEPS:
+        note = (f"recurrent layers ({names}) unrolled over their {int(steps)} steps for the converter (TF 2.21 "
+                "cannot convert the rolled loop, and Keras 3 layers carry no mark for the fused TFLite LSTM op)")
+        return unrolled_copy(keras_model) or keras_model, None, note
+    note = (f"recurrent layers ({names}) kept rolled: {steps if steps is not None else 'an unknown number of'} steps "
+            f"(over {UNROLL_MAX_STEPS}) are too many to unroll; float modes converted from a frozen function of "
+            "batch 1, the integer modes cannot be")
+    return keras_model, frozen_function(keras_model, input_shape), note
+
+
 def convert_modes(source, modes, *, calibration=None, calibration_samples=200, seed=0, verbose=False,
-                  progress=None):
+                  progress=None, notes=None):
     """Convert a model in every requested mode.
 
     Parameters
@@ -263,6 +306,8 @@ def convert_modes(source, modes, *, calibration=None, calibration_samples=200, s
     verbose : bool, default=False
     progress : callable, default=None
         Called as ``progress(done, total, mode)``.
+    notes : list, default=None
+        Receives a sentence on how recurrent layers were converted.
 
     Returns
     -------
@@ -275,9 +320,12 @@ def convert_modes(source, modes, *, calibration=None, calibration_samples=200, s
     if calibration is not None:
         representative = representative_dataset(calibration, calibration_samples, seed, dtype=source.input_dtype,
                                                  names_and_dtypes=(source.input_names, dtypes))
-    keras_model = source.keras_model
+    keras_model, static, layer_names = source.keras_model, None, ()
     if keras_model is not None:
-        keras_model = unrolled_copy(keras_model) or keras_model
+        layer_names = [layer.name for layer in walk_layers(keras_model)]
+        keras_model, static, note = _recurrent_plan(keras_model, source.input_shape)
+        if note and notes is not None:
+            notes.append(note)
     if source.saved_model_dir is not None:
         context = contextlib.nullcontext((source.saved_model_dir, None))
     else:
@@ -289,8 +337,17 @@ def convert_modes(source, modes, *, calibration=None, calibration_samples=200, s
                 progress(done, len(modes), f"converting {mode}")
             conversion = convert_mode(mode, saved_model_dir=directory, keras_model=keras_model,
                                       representative=representative, verbose=verbose,
-                                      integer_inputs=integer_inputs)
-            if not conversion.ok and export_error and directory is None:
+                                      integer_inputs=integer_inputs, static_function=static,
+                                      layer_names=layer_names)
+            if not conversion.ok and static is not None and MODES[mode].needs_data:
+                conversion.error = (f"layer {', '.join(recurrent_layers(keras_model))}: "
+                                    f"{source.input_shape[1]} steps are too many to unroll (limit "
+                                    f"{UNROLL_MAX_STEPS}) and TF 2.21's integer quantizer crashes on the rolled "
+                                    "loop; use dynamic or float16")
+            elif not conversion.ok and integer_inputs and mode == "int16x8" and "Empty min/max" in conversion.error:
+                conversion.error = ("TF 2.21's 16x8 quantizer tries to quantize the integer input (token ids) and "
+                                    "fails; integer inputs are never quantized here: use int8")
+            elif not conversion.ok and export_error and directory is None:
                 conversion.error = f"{conversion.error} (SavedModel export also failed: {export_error})"
             results.append(conversion)
     return results

@@ -92,9 +92,19 @@ class TFLiteModel:
         self.input_dtype = np.dtype(self._input["dtype"])
         self.output_dtype = np.dtype(self._output["dtype"])
         self.input_shape = tuple(int(d) for d in self._input["shape"][1:])
+        signature = self._input.get("shape_signature", self._input["shape"])
+        # A model converted with a static batch (a frozen function of batch 1) runs at that batch only.
+        self.fixed_batch = int(signature[0]) if len(signature) and int(signature[0]) > 0 and \
+            int(self._input["shape"][0]) == int(signature[0]) and _static(signature) else None
         self._batch = None
 
     def _resize(self, batch):
+        if self.fixed_batch is not None:
+            if self._batch is None:
+                with _stderr_hidden(self.quiet):
+                    self.interpreter.allocate_tensors()
+                self._batch = self.fixed_batch
+            return
         if batch != self._batch:
             self.interpreter.resize_tensor_input(self._input["index"], [batch, *self.input_shape], strict=False)
             with _stderr_hidden(self.quiet):
@@ -142,7 +152,7 @@ class TFLiteModel:
         n = len(x)
         if n == 0:
             return np.zeros((0,) + tuple(int(d) for d in self._output["shape"][1:]), np.float32)
-        batch = min(int(batch_size), n)
+        batch = self.fixed_batch or min(int(batch_size), n)
         parts = []
         for start in range(0, n, batch):
             chunk = x[start:start + batch]
@@ -165,9 +175,15 @@ class TFLiteModel:
 
     def throughput(self, samples, batch_size=64, repeats=10, warmup=2):
         """Samples per second at ``batch_size``, from the median time of ``repeats`` invokes."""
+        batch_size = self.fixed_batch or batch_size
         x = self._to_input(_fill_batch(samples, batch_size))
         self._resize(batch_size)
         return batch_size / time_calls(lambda: self.run_batch(x), repeats, warmup)
+
+
+def _static(signature):
+    """A batch fixed in the flatbuffer's own signature: every dimension known (no -1)."""
+    return all(int(d) > 0 for d in signature)
 
 
 def _stderr_hidden(quiet):

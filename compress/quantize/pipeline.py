@@ -30,6 +30,7 @@ from compress.quantize.compare import (
     score_drop,
 )
 from compress.quantize.convert import convert_modes
+from compress.quantize.inputs import integer_input_notes
 from compress.quantize.evaluate import TFLiteModel, time_calls
 from compress.quantize.modes import MODE_NAMES, MODES
 from compress.quantize.results import ExportChoice, ModeResult, QuantizationReport, ReferenceResult
@@ -235,7 +236,8 @@ def quantize_model(model, modes=MODE_NAMES, data=None, *, calibration_samples=20
     calibration = inputs if dataset is None else dataset.x_train
     conversions = convert_modes(source, modes, calibration=calibration,
                                 calibration_samples=calibration_samples, seed=seed, verbose=verbose,
-                                progress=progress)
+                                progress=progress, notes=notes)
+    notes.extend(integer_input_notes(source))
     rows, contents = [], {}
     for done, conversion in enumerate(conversions):
         if progress:

@@ -6,10 +6,10 @@ recurrent layer's config, the same weights convert in every mode (float32, dynam
 the batch stays resizable (see /work/shared/NOTES.md). Unrolling needs a fixed sequence length.
 """
 
-from analysis._tf import import_keras
+from analysis._tf import import_keras, import_tensorflow
 from analysis.loading import walk_layers
 
-__all__ = ["recurrent_layers", "unrolled_copy"]
+__all__ = ["frozen_function", "recurrent_layers", "unrolled_copy"]
 
 _RECURRENT = ("SimpleRNN", "LSTM", "GRU")
 
@@ -62,3 +62,30 @@ def unrolled_copy(model):
     copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
     copy.set_weights(model.get_weights())
     return copy
+
+
+def frozen_function(model, input_shape, batch=1):
+    """The model as a TensorFlow function of static batch ``batch``, its variables frozen to constants.
+
+    What the converter can take for a recurrent layer kept rolled (too many steps to unroll): a
+    static batch and sequence length, and no resource variables left for the LiteRT interpreter
+    to read inside the while loop (``READ_VARIABLE ... variable != nullptr`` otherwise).
+
+    Parameters
+    ----------
+    model : keras.Model
+        One input.
+    input_shape : tuple
+        ``(None, steps, ...)``.
+    batch : int, default=1
+
+    Returns
+    -------
+    tf.types.experimental.ConcreteFunction
+    """
+    tf = import_tensorflow()
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    spec = tf.TensorSpec((batch,) + tuple(int(d) for d in input_shape[1:]), model.inputs[0].dtype)
+    function = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    return convert_variables_to_constants_v2(function)
