@@ -94,8 +94,9 @@ def test_threshold(capsys, planted_path):
                              "'pearson', 'mad'. (see 'weightkit analyze --help')"),
     (["--threshold", "2"], "weightkit analyze: error: A Pearson threshold must be in [-1, 1], got 2.0; 0.9 is "
                            "the default."),
-    (["--threshold", "nan", "--metric", "mad"], "weightkit analyze: error: The mad threshold must be a finite "
-                                                "number, got nan; 0.2 is the default."),
+    (["--threshold", "nan", "--metric", "mad"], "weightkit analyze: error: Invalid value for '--threshold': nan is "
+                                                "not a finite number; give a finite number. (see 'weightkit analyze "
+                                                "--help')"),
 ])
 def test_bad_options_exit_2_with_one_line(capsys, planted_path, argv, message):
     status, out, err = run(capsys, "analyze", planted_path, *argv)
@@ -240,16 +241,22 @@ def test_debug_shows_the_traceback(capsys, bad_inputs):
     assert run(capsys, "analyze", path)[2] == f"weightkit analyze: error: {path}: {problem}\n"
 
 
-def test_lambda_refused_then_accepted_with_unsafe(capsys, lambda_path):
+def test_lambda_listed_as_skipped_never_run_and_unsafe_changes_nothing(capsys, lambda_path):
+    """Weight analysis reads the file as data: a Lambda layer is listed, its code never runs."""
     status, out, err = run(capsys, "analyze", lambda_path)
+    assert (status, err) == (0, "")
+    assert [_cells(line)[0] for line in _table_lines(out)] == ["hidden"]
+    assert ("skipped double (Lambda): Lambda layer: its code is stored in the file and is not run (weight analysis "
+            "reads only data)") in out.splitlines()
+    status, unsafe_out, err = run(capsys, "analyze", lambda_path, "--unsafe")
+    assert (status, unsafe_out) == (0, out)
+    assert err == ("weightkit: --unsafe changes nothing for weight analysis: the file is read as data and none of its "
+                   "code runs.\n")
+    status, out, err = run(capsys, "analyze", lambda_path, "--data", "sklearn:iris")  # running it needs Keras: refused
     assert (status, out) == (2, "")
     assert err == (f"weightkit analyze: error: {lambda_path}: layer 'double' is a Lambda layer, whose code would "
                    "run while loading; refused in safe mode: pass --unsafe (unsafe=True) only if you trust the "
                    "file.\n")
-    status, out, err = run(capsys, "analyze", lambda_path, "--unsafe")
-    assert status == 0
-    assert err == "weightkit: warning: --unsafe: code stored in the model file may run while loading.\n"
-    assert [_cells(line)[0] for line in _table_lines(out)] == ["hidden"]
 
 
 def test_h5_model(capsys, keras, tmp_path):
