@@ -63,7 +63,7 @@ def _check(model, max_drop, target, fine_tune_epochs, quantize_reserve):
 
 
 def shrink_model(model, dataset, *, max_drop=1.0, target="size", fine_tune_epochs=30, fine_tune=None,
-                 modes=DEFAULT_MODES, fractions=DEFAULT_FRACTIONS, quantize_reserve=0.25, max_probes=6,
+                 modes=DEFAULT_MODES, fractions=DEFAULT_FRACTIONS, quantize_reserve=0.25, max_probes=4,
                  temperature=4.0, alpha=0.7, calibration_samples=200, seed=0, work_dir=None, resume=False,
                  progress=None, on_stage=None, unsafe=False):
     """Merge, fine-tune and quantize a classifier to the smallest model within ``max_drop`` accuracy points.
@@ -91,7 +91,7 @@ def shrink_model(model, dataset, *, max_drop=1.0, target="size", fine_tune_epoch
         Fractions of each layer tried by the sensitivity stage.
     quantize_reserve : float, default=0.25
         Share of the budget kept for quantization: merging may spend the rest.
-    max_probes : int, default=6
+    max_probes : int, default=4
         Allocations the search merges (and fine-tunes) at most.
     temperature, alpha : float, default=4.0, 0.7
         See :func:`compress.shrink.distill.distill`.

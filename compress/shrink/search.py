@@ -23,7 +23,7 @@ def _scores(model, splits, teacher, activation, reference):
 
 
 def search_path(original, splits, teacher, activation, removals, reference, *, budget, max_drop, tune=None,
-                fine_tune=None, max_probes=6, seed=0, progress=None):
+                fine_tune=None, max_probes=4, seed=0, progress=None):
     """The deepest allocation of ``removals`` whose validation drop stays within ``budget``.
 
     Parameters
@@ -44,7 +44,7 @@ def search_path(original, splits, teacher, activation, removals, reference, *, b
     tune : callable, default=None
         ``tune(model) -> (model, DistillResult)``; None: no fine-tune.
     fine_tune : bool, default=None
-    max_probes : int, default=6
+    max_probes : int, default=4
     seed : int, default=0
     progress : callable, default=None
         ``progress(what)``.

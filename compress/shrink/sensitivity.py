@@ -16,7 +16,7 @@ from compress.shrink.scores import predict_probabilities, score_outputs
 __all__ = ["DEFAULT_FRACTIONS", "LayerSensitivity", "measure_sensitivity", "merge_allocation", "mergeable_layers"]
 
 #: Fractions of a layer's neurons tried, lightest first.
-DEFAULT_FRACTIONS = (0.25, 0.5, 0.75, 0.875, 0.94, 0.97)
+DEFAULT_FRACTIONS = (0.5, 0.75, 0.9, 0.97)
 
 
 @dataclass
