@@ -296,3 +296,100 @@ def test_regression_reports_mean_absolute_error(keras):
     assert result.metric == "mae" and result.loss.startswith("mean_squared_error (inferred: linear output")
     assert result.after["mae"] < result.before["mae"]  # targets are ~150: an untrained net is far off
     assert result.layers == ["hidden"] and "mae" in result.history
+
+
+# ---------------------------------------------------------------- labels matched to the compiled loss (issue 17 item 14)
+
+
+def _labels_model(keras, loss, path):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,), name="x")
+    hidden = keras.layers.Dense(6, activation="relu", name="hidden")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="out")(hidden))
+    model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
+    model.save(path)
+    return str(path)
+
+
+def test_labels_are_matched_to_the_loss_or_refused_in_one_line(keras):
+    from compress.decorrelate.label_match import match_labels_to_loss
+
+    inputs = keras.Input((8,))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="out")(inputs))
+    indices = np.array([0, 2, 1, 2])
+    one_hot = np.eye(3)[indices]
+    data, notes = match_labels_to_loss(model, Dataset(None, one_hot, None, one_hot, "d.npz", "classification"),
+                                       "sparse_categorical_crossentropy")
+    np.testing.assert_array_equal(data.y_train, indices)
+    assert notes == ["labels: one-hot, converted to class indices for the compiled sparse_categorical_crossentropy"]
+    data, notes = match_labels_to_loss(model, Dataset(None, indices, None, indices, "d.npz", "classification"),
+                                       keras.losses.CategoricalCrossentropy())
+    np.testing.assert_array_equal(data.y_train, one_hot)
+    assert notes == ["labels: class indices, converted to one-hot rows of 3 for the compiled categorical_crossentropy"]
+    same = Dataset(None, indices, None, indices, "d.npz", "classification")
+    assert match_labels_to_loss(model, same, "sparse_categorical_crossentropy") == (same, [])
+    soft = np.full((4, 3), 1 / 3)
+    with pytest.raises(WeightkitError) as info:
+        match_labels_to_loss(model, Dataset(None, soft, None, soft, "d.npz", "classification"),
+                             keras.losses.SparseCategoricalCrossentropy())
+    assert str(info.value) == (
+        "--data d.npz: labels of shape (3,) per sample are soft (not one-hot), but the model was compiled with "
+        "sparse_categorical_crossentropy, which takes one class index per sample; pass --loss "
+        "categorical_crossentropy, or give integer class labels.")
+
+
+def test_retrain_converts_integer_labels_for_a_keras2_file_compiled_with_categorical_crossentropy(keras, tmp_path,
+                                                                                                    capsys):
+    """It ended in "internal error"; the reverse (one-hot for sparse CE) is the unit test above."""
+    import h5py
+
+    legacy = _labels_model(keras, "categorical_crossentropy", tmp_path / "keras2.h5")
+    with h5py.File(legacy, "r+") as handle:  # as Keras 2.11 stamped it (it compiles in Keras 3: no "lr")
+        handle.attrs["keras_version"] = "2.11.0"
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "indices.npz", x=rng.normal(size=(40, 8)).astype(np.float32), y=rng.integers(0, 3, 40))
+    said = "labels: class indices, converted to one-hot rows of 3 for the compiled categorical_crossentropy"
+    status, _, stderr = _run(["retrain", legacy, "--data", str(tmp_path / "indices.npz"), "-o",
+                              str(tmp_path / "r.keras"), "--epochs", "1", "--validation-split", "0"], capsys)
+    assert status == 0, stderr
+    assert f"weightkit: {said}\n" in stderr
+    assert json.load(open(tmp_path / "r.json"))["notes"] == [said]
+
+
+def test_soft_labels_for_a_sparse_loss_are_one_line_and_leave_no_work_folder(keras, tmp_path, capsys):
+    sparse = _labels_model(keras, "sparse_categorical_crossentropy", tmp_path / "sparse.keras")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "soft.npz", x=rng.normal(size=(20, 8)).astype(np.float32),
+             y=rng.dirichlet(np.ones(3), 20).astype(np.float32))
+    before = sorted(os.listdir(tmp_path))
+    status, _, stderr = _run(["retrain", sparse, "--data", str(tmp_path / "soft.npz"), "-o", str(tmp_path / "r.keras"),
+                              "--epochs", "1"], capsys)
+    assert status == 2
+    assert stderr == (f"weightkit retrain: error: --data {tmp_path / 'soft.npz'}: labels of shape (3,) per sample "
+                      "are soft (not one-hot), but the model was compiled with sparse_categorical_crossentropy, which "
+                      "takes one class index per sample; pass --loss categorical_crossentropy, or give integer class "
+                      "labels.\n")
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_a_failed_fresh_run_leaves_no_backup_a_rerun_would_claim(keras, tmp_path):
+    from compress.decorrelate import retrain
+
+    work = tmp_path / "work"
+    x, y = np.random.default_rng(0).normal(size=(16, 8)).astype(np.float32), np.arange(16) % 3
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        retrain(_labels_model(keras, "sparse_categorical_crossentropy", tmp_path / "m.keras"),
+                Dataset(x, y, x, y, "d.npz", "classification"), epochs=2, work_dir=str(work), validation_split=0.0,
+                callbacks=[_FailAtStart(keras)])
+    assert not work.exists()
+
+
+class _FailAtStart:
+    """A callback that fails before the first epoch ends (no backup written yet)."""
+
+    def __new__(cls, keras):
+        class FailAtStart(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                raise RuntimeError("simulated crash")
+
+        return FailAtStart()

@@ -8,6 +8,7 @@ check that training did not diverge is here.
 """
 
 import csv
+import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from analysis.graph import ModelGraph
 from analysis.inputs import as_dataset, as_model
 from analysis.rows import layer_neuron_rows
 from compress.decorrelate.kernels import attach_decorrelation, detach_decorrelation
+from compress.decorrelate.label_match import match_labels_to_loss
 from compress.decorrelate.monitor import RedundancyMonitor, monitored_entries, redundancy_summary
 from compress.decorrelate.targets import (
     LOSSES,
@@ -215,6 +217,15 @@ def _read_history(path):
     return history
 
 
+def _finished_epochs(work_dir):
+    """Epochs a backup in ``work_dir`` holds (0 when none finished: BackupAndRestore writes this file per epoch)."""
+    try:
+        with open(os.path.join(work_dir, "training_metadata.json")) as handle:
+            return int(json.load(handle).get("epoch", 0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0
+
+
 def _validation_split(dataset, fraction, seed):
     if not fraction:
         return dataset.x_train, dataset.y_train, None
@@ -321,6 +332,8 @@ def retrain(model, dataset, *, strength=DEFAULT_STRENGTH, epochs=10, layers=None
                      getattr(compiled_loss, "name", type(compiled_loss).__name__)) + " (compiled with the model)"
     else:
         loss_object, loss_name = infer_loss(work, dataset, loss)
+    dataset, label_notes = match_labels_to_loss(work, dataset, loss_object)  # before any backup exists
+    notes.extend(label_notes)
 
     with strategy.scope():
         kernels = attach_decorrelation(work, strength, layers=layers)
@@ -344,8 +357,13 @@ def retrain(model, dataset, *, strength=DEFAULT_STRENGTH, epochs=10, layers=None
         raise ValueError("resume=True needs a work_dir holding the backup")
     fit_callbacks.extend(callbacks)
 
-    history = work.fit(x_train, y_train, validation_data=validation, epochs=epochs, batch_size=batch_size,
-                       shuffle=True, callbacks=fit_callbacks, verbose=verbose)
+    try:
+        history = work.fit(x_train, y_train, validation_data=validation, epochs=epochs, batch_size=batch_size,
+                           shuffle=True, callbacks=fit_callbacks, verbose=verbose)
+    except Exception:
+        if work_dir is not None and not resume and not _finished_epochs(work_dir):
+            shutil.rmtree(work_dir, ignore_errors=True)  # nothing to resume: a rerun must not claim one
+        raise
     if not all(np.isfinite(weight).all() for weight in work.get_weights()):
         if work_dir is not None:
             shutil.rmtree(work_dir, ignore_errors=True)  # its backup diverged too: nothing to resume

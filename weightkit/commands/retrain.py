@@ -90,15 +90,18 @@ def retrain(model, data, output, strength, epochs, layers, batch_size, learning_
     from reports.retrain_console import print_retrain_result
     from reports.retrain_plot import plot_retrain
 
+    from compress.decorrelate.label_match import match_labels_to_loss
+
     select_kernels(loaded.model, list(layers) or None)  # user errors before any output
-    if loss is not None:
-        infer_loss(loaded.model, dataset, loss)
+    compiled_loss = getattr(loaded.model, "loss", None) if loaded.compiled else None
+    chosen_loss = infer_loss(loaded.model, dataset, loss)[0] if loss is not None else compiled_loss
+    if chosen_loss is not None:  # labels that do not fit it: one line now (retrain() converts the others)
+        match_labels_to_loss(loaded.model, dataset, chosen_loss)
     from analysis.batches import n_samples
 
     note(f"{data}: {n_samples(dataset.x_train)} training and {n_samples(dataset.x_test)} held-out samples "
          f"({dataset.task})")
 
-    compiled_loss = getattr(loaded.model, "loss", None) if loaded.compiled else None
     try:
         trained, result = run_retrain(
             loaded.model, dataset, strength=strength, epochs=epochs, layers=list(layers) or None,
