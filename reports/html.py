@@ -153,6 +153,7 @@ def _header(result, *, created, version, source):
             '<li>The same numbers are in <a href="analysis.json">analysis.json</a> '
             "(the document <code>weightkit analyze --json</code> writes).</li></ul>"
             '<p class="toplinks"><a href="#layers">Layer table</a> · <a href="#overview">Overview chart</a>'
+            + (' · <a href="#chains">Linear chains</a>' if getattr(result, "linear_chains", ()) else "")
             + (' · <a href="#skipped">Skipped layers</a>' if result.skipped else "")
             + "</p></header>")
 
@@ -198,6 +199,17 @@ def _skipped_table(result):
             '<p class="layer-stats">Layers with weights that were not analyzed, and why.</p>'
             '<div class="wide"><table><thead><tr><th class="text">layer</th><th class="text">type</th>'
             f'<th class="text">reason</th></tr></thead><tbody>{body}</tbody></table></div></section>')
+
+
+def _chains_section(result):
+    chains = getattr(result, "linear_chains", ())
+    if not chains:
+        return ""
+    items = "".join(f"<li>{_e(chain.sentence())}.</li>" for chain in chains)
+    return (f'<section id="chains"><h2>Linear chains ({len(chains)})</h2>'
+            '<p class="layer-stats">Layers with no nonlinearity between them compute one linear map: '
+            "<code>weightkit fold</code> replaces each chain by that one layer.</p>"
+            f"<ul>{items}</ul></section>")
 
 
 def _groups_text(layer):
@@ -260,6 +272,6 @@ def render_page(result, *, images, anchors, overview=None, created="", version="
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>weightkit report: {_e(result.model)}</title><style>{_CSS}</style></head>"
             f"<body><main>{_header(result, created=created, version=version, source=source)}"
-            f"{_summary_table(result, anchors)}{overview_html}{_skipped_table(result)}{sections}"
+            f"{_summary_table(result, anchors)}{overview_html}{_chains_section(result)}{_skipped_table(result)}{sections}"
             f'<footer>Made by weightkit {_e(version)} on {_e(created)}. Figures: <code>figures/</code>; '
             'data: <a href="analysis.json">analysis.json</a>.</footer></main></body></html>\n')

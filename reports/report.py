@@ -20,9 +20,10 @@ from reports.activation_report import ActivationFigures, interleave
 from reports.canvas import save_figure
 from reports.charts import histogram_figure, overview_figure
 from reports.figures import HEATMAP_CAP, similarity_figure, weight_rows_figure
+from reports.filters_report import FilterFigures
 from reports.html import ImageRef, anchor_for, render_page
 
-__all__ = ["write_report", "render_layer_figures", "FIGURE_KINDS"]
+__all__ = ["FIGURE_KINDS", "render_layer_figures", "write_report"]
 
 #: Longest layer part of a figure file name; a longer one keeps its start and a hash (file names
 #: stop at 255 bytes, and a layer may be named with 300 characters).
@@ -185,6 +186,7 @@ def write_report(model, output, *, metric="pearson", threshold=None, layers=None
         if x is not None:
             by_data = ActivationFigures(model, x, layers=layers, samples=samples, metric=metric,
                                         threshold=threshold, source=data_source, progress=progress)
+        filters = FilterFigures(model, x, samples=samples, source=data_source)
 
         def draw(layer):
             anchor = anchors[layer.name] = anchor_for(layer.name, taken)
@@ -193,6 +195,7 @@ def write_report(model, output, *, metric="pearson", threshold=None, layers=None
                                                       include_bias=include_bias, cap=cap)
             if by_data is not None:
                 images[layer.name] = interleave(images[layer.name], by_data.draw(layer, folder, stem, cap=cap))
+            images[layer.name] += filters.draw(layer, folder, stem)
 
         result = analyze_model(model, metric=metric, threshold=threshold, layers=layers,
                                include_bias=include_bias, progress=progress, path=path, notes=notes,

@@ -114,9 +114,10 @@ def test_report_folder_holds_page_json_and_four_figures_per_layer(report_dir, do
     assert [layer["name"] for layer in document["layers"]] == ["conv", "planted", "out"]
     assert [(s["name"], s["type"]) for s in document["skipped"]] == [("norm", "BatchNormalization")]
     assert document["layers"][1]["groups"] == [[0, 4], [1, 6, 7], [2, 11]]
-    assert len(figures) == 4 * len(document["layers"]) + 1
+    assert len(figures) == 4 * len(document["layers"]) + 1 + 1  # the convolution's filters too
     for kind in ("pearson", "mad", "rows", "histogram"):
         assert f"002-planted-{kind}.png" in figures
+    assert "001-conv-filters.png" in figures
     assert all((report_dir / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for name in figures)
 
 

@@ -1,0 +1,147 @@
+"""Where a convolution's top input patches come from: receptive fields and the inputs that excite each filter most.
+
+- :func:`receptive_fields` walks a model's graph from its inputs and gives, for every tensor with
+  spatial axes, the input window each of its positions sees (size, stride, offset per axis);
+- :func:`top_inputs` picks, per filter, the ``k`` inputs whose strongest response is largest, and
+  where in them it is (numpy only);
+- :func:`cut_patches` cuts those windows out of the inputs.
+"""
+
+import math
+
+import numpy as np
+
+__all__ = ["Window", "cut_patches", "receptive_fields", "top_inputs"]
+
+_KERNELS = {"Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D",
+            "SeparableConv2D", "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D",
+            "AveragePooling2D", "AveragePooling3D"}
+
+
+class Window(tuple):
+    """Per spatial axis ``(size, stride, offset)``: position ``i`` sees input positions
+    ``offset + i * stride ... offset + i * stride + size - 1`` (offset < 0 reaches into the padding)."""
+
+    __slots__ = ()
+
+
+def _tuple(value, rank):
+    return tuple(int(v) for v in value) if isinstance(value, (list, tuple)) else (int(value),) * rank
+
+
+def _through(window, config, in_shape, pool):
+    """The window after one convolution or pooling layer with ``config`` on input spatial ``in_shape``."""
+    rank = len(window)
+    kernel = _tuple(config["pool_size"] if pool else config["kernel_size"], rank)
+    strides = _tuple(config.get("strides") or kernel if pool else config.get("strides", 1), rank)
+    dilation = _tuple(config.get("dilation_rate", 1), rank)
+    padding = config.get("padding", "valid")
+    out = []
+    for (size, jump, offset), k, s, d, n in zip(window, kernel, strides, dilation, in_shape):
+        span = d * (k - 1) + 1
+        if padding == "same":
+            n = n if n is not None else span
+            left = max((math.ceil(n / s) - 1) * s + span - n, 0) // 2
+        elif padding == "causal":
+            left = span - 1
+        else:
+            left = 0
+        out.append((size + (span - 1) * jump, jump * s, offset - left * jump))
+    return Window(out)
+
+
+def receptive_fields(graph):
+    """The receptive field of every tensor of a model with spatial axes (channels last).
+
+    Parameters
+    ----------
+    graph : analysis.graph.ModelGraph
+
+    Returns
+    -------
+    dict of int to Window or None
+        By tensor id. None where the walk cannot follow (a layer that changes the spatial shape
+        in a way not modelled here: upsampling, reshape). A layer that reads several tensors (Add)
+        takes the widest of their windows.
+    """
+    fields = {}
+    for tid in graph.input_ids:
+        shape = graph.shape(tid)
+        fields[tid] = Window([(1, 1, 0)] * (len(shape) - 2)) if len(shape) >= 3 else None
+    for node in graph.nodes:
+        ins = [fields.get(t) for t in node.inputs]
+        name = type(node.layer).__name__
+        spatial = [graph.shape(t) for t in node.outputs]
+        known = [w for w in ins if w is not None]
+        window = max(known, key=lambda w: [a[0] for a in w]) if known and len(known) == len(ins) else None
+        if window is not None and name in _KERNELS:
+            in_shape = graph.shape(node.inputs[0])[1:-1]
+            window = _through(window, node.layer.get_config(), in_shape, "Pooling" in name)
+        elif window is not None:
+            in_shape = graph.shape(node.inputs[0])[1:-1]
+            if any(len(s) != len(in_shape) + 2 or s[1:-1] != in_shape for s in spatial):
+                window = None  # changes the spatial shape in a way we do not model
+        for tid in node.outputs:
+            fields[tid] = window
+    return fields
+
+
+def top_inputs(activations, k=8):
+    """Per filter, the ``k`` inputs with the largest strongest response, and where it is.
+
+    Parameters
+    ----------
+    activations : ndarray of shape (n_inputs, *spatial, n_filters)
+    k : int, default=8
+
+    Returns
+    -------
+    samples : ndarray of shape (n_filters, k'), int
+        Input indices, strongest first (``k' = min(k, n_inputs)``).
+    positions : ndarray of shape (n_filters, k', rank), int
+        The output position of each input's strongest response.
+    values : ndarray of shape (n_filters, k'), float32
+    """
+    activations = np.asarray(activations)
+    n, f = activations.shape[0], activations.shape[-1]
+    spatial = activations.shape[1:-1]
+    flat = activations.reshape(n, -1, f)
+    where = flat.argmax(axis=1)  # (n, f)
+    best = np.take_along_axis(flat, where[:, None, :], axis=1)[:, 0, :]  # (n, f)
+    k = min(int(k), n)
+    samples = np.argsort(-best, axis=0, kind="stable")[:k].T  # (f, k)
+    chosen = np.take_along_axis(where.T, samples, axis=1)  # (f, k)
+    positions = np.stack(np.unravel_index(chosen, spatial), axis=-1) if spatial else np.zeros((f, k, 0), int)
+    values = np.take_along_axis(best.T, samples, axis=1).astype(np.float32)
+    return samples, positions, values
+
+
+def cut_patches(x, samples, positions, window):
+    """The receptive-field windows of the given positions, cut from the inputs (zeros outside them).
+
+    Parameters
+    ----------
+    x : ndarray of shape (n_inputs, *spatial, channels)
+    samples : ndarray of shape (m, k), int
+    positions : ndarray of shape (m, k, rank), int
+    window : Window
+
+    Returns
+    -------
+    ndarray of shape (m, k, *window sizes, channels)
+    """
+    x = np.asarray(x)
+    sizes = [size for size, _, _ in window]
+    out = np.zeros((*samples.shape, *sizes, x.shape[-1]), dtype=np.float32)
+    for index in np.ndindex(*samples.shape):
+        starts = [offset + int(p) * jump for p, (_, jump, offset) in zip(positions[index], window)]
+        source, target = [], []
+        for start, size, n in zip(starts, sizes, x.shape[1:-1]):
+            lo, hi = max(start, 0), min(start + size, n)
+            if hi <= lo:
+                break
+            source.append(slice(lo, hi))
+            target.append(slice(lo - start, hi - start))
+        else:
+            out[index][tuple(target)] = x[samples[index]][tuple(source)]
+    return out
