@@ -8,8 +8,8 @@ from analysis.errors import WeightkitError
 from analysis.keras2 import repaired_keras2_config
 from analysis.loading import read_model_config
 from analysis.stored.files import WEIGHTS_SUFFIX, open_weights, read_weights_config
-from analysis.stored.layout import model_entries, model_layers
-from analysis.stored.shapes import propagate_sequential
+from analysis.stored.layout import model_layers
+from analysis.stored.nodes import walk_calls
 from analysis.stored.weights import layer_datasets, total_datasets
 
 __all__ = ["StoredModel", "open_stored"]
@@ -42,7 +42,7 @@ class StoredModel:
         self.name = str(inner.get("name") if isinstance(inner, dict) else config.get("name", "model"))
         self.layers = model_layers(config)
         self._sizes = None
-        self._propagated = _sequential_shapes(config, self.layers)
+        self._input_shapes = None
 
     def __repr__(self):
         return f"<StoredModel {self.name!r} from {self.path} ({self.format}, {len(self.layers)} layers)>"
@@ -54,8 +54,13 @@ class StoredModel:
             yield handle
 
     def propagated_shape(self, layer):
-        """The input shape propagated through a Keras 2 Sequential's configs, or None."""
-        return self._propagated.get(layer.name)
+        """The input shape of the layer's first call, propagated through the configs from the model's inputs."""
+        if self._input_shapes is None:
+            shapes = {}
+            for call in walk_calls(self.config)[0]:
+                shapes.setdefault(call.name, call.input_shape)
+            self._input_shapes = shapes
+        return self._input_shapes.get("/".join(layer.path + (layer.name,)))
 
     def _read_sizes(self):
         if self._sizes is None:
@@ -78,18 +83,6 @@ class StoredModel:
     def count_params(self):
         """Values stored for the whole model (``model.count_params()``)."""
         return self._read_sizes()[1]
-
-
-def _sequential_shapes(config, layers):
-    """Input shapes of a top-level Sequential's layers propagated from its InputLayer (Keras 2 files)."""
-    if config.get("class_name") != "Sequential" or any(layer.path for layer in layers):
-        return {}
-    entries = model_entries(config) or []
-    first = entries[0].get("config", {}) if entries and isinstance(entries[0], dict) else {}
-    shape = first.get("batch_shape") or first.get("batch_input_shape")
-    if not isinstance(shape, list):
-        return {}
-    return propagate_sequential(layers, tuple(shape))
 
 
 def open_stored(path):

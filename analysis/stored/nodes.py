@@ -10,11 +10,13 @@ and their inputs come from each layer's ``inbound_nodes`` (Keras 3: ``keras_hist
 Sequential, from the order of its layers.
 """
 
+from dataclasses import dataclass
+
 from analysis.linear_chains import LayerNode, find_linear_chains
 from analysis.stored.layout import is_model, model_entries
 from analysis.stored.shapes import output_shape
 
-__all__ = ["stored_linear_chains", "stored_nodes"]
+__all__ = ["Call", "stored_linear_chains", "stored_nodes", "walk_calls"]
 
 
 def _refs(value):
@@ -93,9 +95,123 @@ def _ordered_calls(entries, outputs):
     return [(i, entries[i], k) for i, k in calls]
 
 
-def _weight_shapes(model, entry):
-    layer = next((item for item in model.layers if item.item is entry), None)
-    return () if layer is None else model.weight_shapes(layer)
+@dataclass
+class Call:
+    """One leaf layer call of a stored model's flat graph.
+
+    Attributes
+    ----------
+    name : str
+        ``"block/dense"``: the layer's name qualified by the nested models it sits in.
+    entry : dict
+        The layer's serialized entry.
+    inbound : tuple of str
+        Names of the calls (or model inputs) whose outputs it reads.
+    input_shape, output_shape : tuple or None
+        Of its first input and its (first) output, batch axis included; None when unknown.
+    outputs : int
+        How many tensors it returns (as far as the graph reads them).
+    """
+
+    name: str
+    entry: dict
+    inbound: tuple
+    input_shape: tuple
+    output_shape: tuple
+    outputs: int = 1
+
+
+def _batch_shape(config):
+    batch = config.get("batch_shape") or config.get("batch_input_shape")
+    return tuple(batch) if isinstance(batch, list) else None
+
+
+def walk_calls(config):
+    """Every leaf layer call of a model configuration, in execution order, and the model's output names.
+
+    Shapes come from Keras 3's serialized tensors and ``build_config`` where the file has them,
+    and are otherwise propagated from the inputs' batch shapes with
+    :func:`analysis.stored.shapes.output_shape`.
+
+    Returns
+    -------
+    calls : list of Call
+    outputs : set of str
+    """
+    calls = []
+
+    def leaf(entry, path, ins, shape_in, shape_out, count):
+        name = "/".join(path + (str(entry["config"].get("name")),))
+        if shape_out is None:
+            shape_out = output_shape(str(entry.get("class_name")), entry["config"], shape_in)
+        calls.append(Call(name, entry, tuple(n for n, _ in ins), shape_in, shape_out, count))
+        return name, shape_out
+
+    def functional(item, path, inputs):
+        inner = item.get("config") or {}
+        entries = [e for e in model_entries(item) or [] if isinstance(e, dict) and isinstance(e.get("config"), dict)]
+        local, shapes = {}, {}
+        for entry in entries:
+            for call in _calls(entry):
+                _shapes(call, shapes)
+            if entry.get("class_name") == "InputLayer":
+                local[(entry["config"].get("name"), 0, 0)] = (entry["config"].get("name"),
+                                                              _batch_shape(entry["config"]))
+        for ref, given in zip(_refs(inner.get("input_layers")), inputs):
+            local[ref] = (given[0], given[1] if given[1] is not None else local.get(ref, (None, None))[1])
+        output_refs = _refs(inner.get("output_layers"))
+        counts = {}
+        for ref in [r for entry in entries for call in _calls(entry) for r in _refs(call)] + output_refs:
+            counts[ref[:2]] = max(counts.get(ref[:2], 0), ref[2] + 1)
+        for _, entry, k in _ordered_calls(entries, output_refs):
+            name = entry["config"].get("name")
+            if entry.get("class_name") == "InputLayer":  # its tensor is the graph's input, set above
+                continue
+            refs = _refs(_calls(entry)[k])
+            ins = [local.get(ref, (None, shapes.get(ref))) for ref in refs]
+            ins = [(n, shapes.get(ref, shape)) for ref, (n, shape) in zip(refs, ins)]
+            if is_model(entry):
+                for t, out in enumerate(graph(entry, path + (name,), ins)):
+                    local[(name, k, t)] = out
+                continue
+            count = counts.get((name, k), 1)
+            flat, shape_out = leaf(entry, path, ins, ins[0][1] if ins else None, shapes.get((name, k, 0)), count)
+            for t in range(max(count, 1)):
+                local[(name, k, t)] = (flat, shape_out if t == 0 else shapes.get((name, k, t)))
+        return [local.get(ref, (None, None)) for ref in output_refs]
+
+    def sequential(item, path, inputs):
+        entries = [e for e in model_entries(item) or [] if isinstance(e, dict) and isinstance(e.get("config"), dict)]
+        current, shape = inputs[0] if inputs else (None, None)
+        for position, entry in enumerate(entries):
+            config = entry["config"]
+            if entry.get("class_name") == "InputLayer":
+                current = current or config.get("name")
+                shape = shape or _batch_shape(config)
+                continue
+            build = entry.get("build_config") or {}
+            if isinstance(build.get("input_shape"), list):
+                shape = tuple(build["input_shape"])
+            following = None
+            if position + 1 < len(entries):
+                following = (entries[position + 1].get("build_config") or {}).get("input_shape")
+            following = tuple(following) if isinstance(following, list) else None
+            if is_model(entry):
+                current, shape = graph(entry, path + (config.get("name"),), [(current, shape)])[0]
+                shape = following or shape
+                continue
+            current, shape = leaf(entry, path, [(current, shape)], shape, following, 1)
+        return [(current, shape)]
+
+    def graph(item, path, inputs):
+        if item.get("class_name") == "Sequential":
+            return sequential(item, path, inputs)
+        return functional(item, path, inputs)
+
+    inner = config.get("config") or {}
+    top_inputs = [(ref[0], None) for ref in _refs(inner.get("input_layers"))] if isinstance(inner, dict) else []
+    outputs = {name for name, _ in graph(config, (), top_inputs) if name is not None}
+    return calls, outputs
 
 
 def stored_nodes(model):
@@ -110,94 +226,21 @@ def stored_nodes(model):
     list of LayerNode
         One per leaf layer call, in execution order.
     """
+    calls, outputs = walk_calls(model.config)
+    by_entry = {id(layer.item): layer for layer in model.layers}
     records = []
-    outputs = set()
-
-    def leaf(entry, path, inbound, shape_in, shape_out, ref_count):
-        config = entry.get("config") or {}
+    for call in calls:
+        entry = call.entry
         class_name = str(entry.get("class_name"))
         module = entry.get("module")
         if isinstance(module, str) and not (module == "keras" or module.startswith("keras.")):
             class_name = f"custom:{class_name}"
-        name = "/".join(path + (str(config.get("name")),))
-        if shape_out is None and ref_count <= 1:
-            shape_out = output_shape(class_name, config, shape_in)
-        records.append([name, class_name, config, tuple(inbound), _weight_shapes(model, entry),
-                        None if shape_out is None or ref_count > 1 else tuple(shape_out[1:])])
-        return name
-
-    def functional(item, path, inputs):
-        inner = item.get("config") or {}
-        entries = [e for e in model_entries(item) or [] if isinstance(e, dict) and isinstance(e.get("config"), dict)]
-        local, shapes = {}, {}
-        for ref, name in zip(_refs(inner.get("input_layers")), inputs):
-            local[ref] = name
-        for entry in entries:
-            for call in _calls(entry):
-                _shapes(call, shapes)
-        output_refs = _refs(inner.get("output_layers"))
-        counts = {}
-        for entry in entries:
-            for call in _calls(entry):
-                for ref in _refs(call):
-                    counts[ref[:2]] = max(counts.get(ref[:2], 0), ref[2] + 1)
-        for ref in output_refs:
-            counts[ref[:2]] = max(counts.get(ref[:2], 0), ref[2] + 1)
-        for _, entry, k in _ordered_calls(entries, output_refs):
-            config = entry["config"]
-            name = config.get("name")
-            if entry.get("class_name") == "InputLayer":  # its tensor is the graph's input, named above
-                continue
-            call = _calls(entry)[k]
-            refs = _refs(call)
-            ins = [local.get(ref) for ref in refs]
-            if is_model(entry):
-                outs = graph(entry, path + (name,), ins)
-                for t, out in enumerate(outs):
-                    local[(name, k, t)] = out
-                continue
-            shape_in = next((shapes.get(ref) for ref in refs if ref in shapes), None)
-            flat = leaf(entry, path, ins, shape_in, shapes.get((name, k, 0)), counts.get((name, k), 1))
-            for t in range(max(counts.get((name, k), 1), 1)):
-                local[(name, k, t)] = flat
-        return [local.get(ref) for ref in output_refs]
-
-    def sequential(item, path, inputs):
-        entries = [e for e in model_entries(item) or [] if isinstance(e, dict) and isinstance(e.get("config"), dict)]
-        current = inputs[0] if inputs else None
-        shape = None
-        for position, entry in enumerate(entries):
-            config = entry["config"]
-            if entry.get("class_name") == "InputLayer":
-                current = current or config.get("name")
-                batch = config.get("batch_shape") or config.get("batch_input_shape")
-                shape = tuple(batch) if isinstance(batch, list) else None
-                continue
-            build = entry.get("build_config") or {}
-            if isinstance(build.get("input_shape"), list):
-                shape = tuple(build["input_shape"])
-            following = next((e.get("build_config", {}).get("input_shape") for e in entries[position + 1:]
-                              if isinstance(e.get("build_config"), dict)), None)
-            following = tuple(following) if isinstance(following, list) and position + 1 < len(entries) else None
-            if is_model(entry):
-                current = graph(entry, path + (config.get("name"),), [current])[0]
-                shape = following
-                continue
-            current = leaf(entry, path, [current], shape, following, 1)
-            shape = following if following is not None else output_shape(entry.get("class_name"), config, shape)
-        return [current]
-
-    def graph(item, path, inputs):
-        if item.get("class_name") == "Sequential":
-            return sequential(item, path, inputs)
-        return functional(item, path, inputs)
-
-    config = model.config
-    inner = config.get("config") or {}
-    top_inputs = [ref[0] for ref in _refs(inner.get("input_layers"))] if isinstance(inner, dict) else []
-    outputs.update(name for name in graph(config, (), top_inputs) if name is not None)
-    return [LayerNode(name, class_name, cfg, inbound, weights, shape, name in outputs)
-            for name, class_name, cfg, inbound, weights, shape in records]
+        layer = by_entry.get(id(entry))
+        weights = () if layer is None else model.weight_shapes(layer)
+        shape = None if call.output_shape is None or call.outputs > 1 else tuple(call.output_shape[1:])
+        records.append(LayerNode(call.name, class_name, entry["config"], call.inbound, weights, shape,
+                                 call.name in outputs))
+    return records
 
 
 def stored_linear_chains(model):

@@ -3,16 +3,16 @@
 Keras 3 writes what is needed: each call's input tensors with their shapes in ``inbound_nodes``
 (Functional models) and each built layer's ``build_config`` input shape (Sequential models). A
 Keras 2 file has neither: there the input shape is propagated from the model's input through
-the layers' configs with the output-shape rules below; a layer these rules do not know leaves
-the shapes after it unknown, and :func:`unknown_shapes` names the layers whose MACs then count
-one position (the convention of :class:`analysis.rows.NeuronRows`).
+the layers' configs with the output-shape rules below (:func:`analysis.stored.nodes.walk_calls`);
+a layer these rules do not know leaves the shapes after it unknown, and an unknown size counts
+one position in the MACs (the convention of :class:`analysis.rows.NeuronRows`).
 """
 
 import math
 
 from analysis.layers import spec_named
 
-__all__ = ["applications", "first_input_shape", "output_shape", "propagate_sequential"]
+__all__ = ["applications", "first_input_shape", "output_shape"]
 
 
 def _shape(value):
@@ -124,15 +124,6 @@ def output_shape(class_name, config, input_shape):
                                            class_name in ("LayerNormalization", "Softmax", "PReLU")):
         return input_shape
     return None
-
-
-def propagate_sequential(layers, input_shape):
-    """``{layer name: input shape}`` for a Sequential's layers (Keras 2 files), from its input shape."""
-    shapes, current = {}, input_shape
-    for layer in layers:
-        shapes[layer.name] = current
-        current = output_shape(layer.class_name, layer.config, current)
-    return shapes
 
 
 def _count(dims):
