@@ -229,7 +229,7 @@ class _Walk:
             self.block_layout(self.layout.get(tid), "its channels reach a model output")
 
     def visit(self, node):
-        graph, layer = self.graph, node.layer
+        layer = node.layer
         spec = spec_for(layer) if hasattr(layer, "get_config") else None
         role = None if spec is None else spec.merge
         layouts = [self.layout.get(t) for t in node.inputs]

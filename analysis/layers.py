@@ -23,8 +23,19 @@ import numpy as np
 
 from analysis._tf import import_keras
 
-__all__ = ["Kernel", "LayerSpec", "LAYERS", "MERGE_STEPS", "registered_name", "spec_for", "spec_named", "neuron_rows",
-           "supported_layer_types", "support_matrix", "GENERIC_SKIP"]
+__all__ = [
+    "GENERIC_SKIP",
+    "LAYERS",
+    "MERGE_STEPS",
+    "Kernel",
+    "LayerSpec",
+    "neuron_rows",
+    "registered_name",
+    "spec_for",
+    "spec_named",
+    "support_matrix",
+    "supported_layer_types",
+]
 
 #: What a merge walk does with a layer between a producer and its consumers (compress.merge.plan):
 #: ``identity`` passes values unchanged (dropout, noise); ``affine`` is a per-channel scale and

@@ -1,6 +1,30 @@
 """Terminal rendering of a weight merge (``MergeReport``) and the lines every merge report ends with."""
 
-__all__ = ["print_merge_report", "print_parameter_change", "print_notes_and_evaluation", "evaluation_line"]
+__all__ = [
+    "evaluation_line",
+    "nothing_to_merge",
+    "print_groups",
+    "print_merge_report",
+    "print_notes_and_evaluation",
+    "print_parameter_change",
+]
+
+
+def print_groups(report, console):
+    """One line per coupled channel group merged: its producers and every layer it changed."""
+    for layer in report.layers:
+        if getattr(layer, "producers", None):
+            others = [m for m in layer.members if m not in layer.producers]
+            console.print(f"  group {layer.name}: {layer.neurons_before} → {layer.neurons_after} channels, "
+                          f"producers {', '.join(layer.producers)}; also changed: {', '.join(others) or 'nothing else'}")
+
+
+def nothing_to_merge(model, report):
+    """The one line for a model where every layer is left alone (the command exits 2, writes nothing)."""
+    reasons = [f"{s.name} ({s.reason})" for s in report.skipped]
+    shown = "; ".join(reasons[:2]) + (f"; and {len(reasons) - 2} more" if len(reasons) > 2 else "")
+    return (f"{model}: nothing can be merged, so no copy was written: every layer is left alone"
+            + (f" ({shown})" if shown else "") + ". Run weightkit analyze to see each layer.")
 
 
 def print_parameter_change(report, console):

@@ -27,15 +27,15 @@ from analysis.inputs import as_inputs, as_model
 from analysis.model_analysis import collect_entries
 from analysis.results import SkippedLayer
 from compress.merge.data_fit import DEFAULT_RIDGE, plan_data_merge
-from compress.merge.math import Relation
 from compress.merge.data_report import DataMergeReport, LayerDataMerge
 from compress.merge.group_data import group_taps, merge_group_by_data
 from compress.merge.groups import plan_groups
+from compress.merge.math import Relation
 from compress.merge.plan import selected_sites
 from compress.merge.rebuild import WeightState, find_layer, fold_relation, rebuild_model
 from compress.merge.report import record_params
 
-__all__ = ["LayerDataMerge", "DataMergeReport", "merge_by_data", "consumer_weights", "DEFAULT_MAX_ERROR"]
+__all__ = ["DEFAULT_MAX_ERROR", "DataMergeReport", "LayerDataMerge", "consumer_weights", "merge_by_data"]
 
 #: Used when neither a ratio nor a maximum error is given: remove neurons while at most 0.1% of
 #: the variance of each consumer's input is lost on the calibration sample. (On a 64-64 digits

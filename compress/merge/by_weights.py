@@ -17,6 +17,7 @@ from analysis.inputs import as_model
 from analysis.model_analysis import analyze_rows, collect_entries
 from analysis.results import SkippedLayer
 from analysis.rows import NeuronRows
+from compress.merge.groups import merge_group_by_weights, plan_groups
 from compress.merge.math import (
     cosine_matrix,
     greedy_merges,
@@ -25,7 +26,6 @@ from compress.merge.math import (
     propagate_elementwise,
     relation_from_merges,
 )
-from compress.merge.groups import merge_group_by_weights, plan_groups
 from compress.merge.plan import find_merge_sites, selected_sites
 from compress.merge.rebuild import (
     WeightState,
@@ -37,7 +37,7 @@ from compress.merge.rebuild import (
 )
 from compress.merge.report import LayerMerge, MergeReport, record_params
 
-__all__ = ["merge_redundant", "apply_relations", "MERGE_METRICS"]
+__all__ = ["MERGE_METRICS", "apply_relations", "merge_redundant"]
 
 #: Similarities a merge can group by; ``cosine`` is the uncentered cosine of the rows (a scaled
 #: copy has cosine 1), with the same threshold rule as Pearson (default 0.9).

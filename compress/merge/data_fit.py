@@ -29,7 +29,7 @@ import numpy as np
 
 from analysis.errors import WeightkitError
 
-__all__ = ["DataMergePlan", "plan_data_merge", "DEFAULT_RIDGE"]
+__all__ = ["DEFAULT_RIDGE", "DataMergePlan", "plan_data_merge"]
 
 #: Ridge strength, relative to each kept neuron's own variance (scale-free). Small enough that an
 #: exact linear relation is recovered to about 1e-6, large enough to keep duplicate or nearly

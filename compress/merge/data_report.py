@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from compress.merge.data_fit import DEFAULT_RIDGE
 from compress.merge.report import BaseMergeReport
 
-__all__ = ["LayerDataMerge", "DataMergeReport"]
+__all__ = ["DataMergeReport", "LayerDataMerge"]
 
 
 @dataclass

@@ -77,7 +77,7 @@ def merge_group_by_data(plan, group, state, activations, taps, *, ratio, max_err
     if not all(np.isfinite(a).all() for a, _ in arrays):
         report.notes.append("activations contain NaN or Inf on the calibration sample: left alone")
         return report
-    count = None if ratio is None else min(n - 1, int(round(ratio * n)))
+    count = None if ratio is None else min(n - 1, round(ratio * n))
     report.requested = count
     fit = plan_group_fit(arrays, count=count, max_error=None if count is not None else max_error, ridge=ridge)
     at_consumers = {}

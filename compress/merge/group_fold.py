@@ -13,8 +13,14 @@ import numpy as np
 
 from compress.merge.math import Relation, fold_coefficient
 
-__all__ = ["producer_rows", "depthwise_rows", "propagate_depthwise", "fold_group_consumer", "cut_group",
-           "consumer_block"]
+__all__ = [
+    "consumer_block",
+    "cut_group",
+    "depthwise_rows",
+    "fold_group_consumer",
+    "producer_rows",
+    "propagate_depthwise",
+]
 
 _TINY = 1e-30
 _KERNEL = {"separable": "pointwise_kernel"}
@@ -70,8 +76,8 @@ def propagate_depthwise(relation, filters, bias=None, *, tolerance=1e-4):
             gamma = fold_coefficient(filters[j], filters[k])
             error = np.linalg.norm(filters[j] - gamma * filters[k]) / max(np.linalg.norm(filters[j]), _TINY)
             if error > tolerance and abs(beta[row, column]) > 1e-6 * largest:
-                inexact.append((row, f"the depthwise filters of channels {j} and {k} are not scaled copies "
-                                     f"(residual {error:.2g})"))
+                reason = f"the depthwise filters of channels {j} and {k} are not scaled copies (residual {error:.2g})"
+                inexact.append((row, reason))
             beta[row, column] *= gamma
     shift = relation.shift * filters[relation.removed].sum(axis=1)
     if bias is not None:

@@ -26,7 +26,7 @@ from compress.merge.math import (
 from compress.merge.plan import _activation_layer_step, _activation_step
 from compress.merge.rebuild import batchnorm_affine
 
-__all__ = ["group_similarity", "greedy_group_merges", "carry_group", "group_requirement", "folded_batchnorms"]
+__all__ = ["carry_group", "folded_batchnorms", "greedy_group_merges", "group_requirement", "group_similarity"]
 
 _AGREE = 1e-4
 
@@ -276,9 +276,8 @@ def carry_group(group, graph, state, model, merges, folded, keras, *, twin_toler
 
 def member_rows(group, graph, state, model, folded):
     """Rows that decide similarity: each producer's (BN folded where it follows directly), and depthwise filters."""
-    from compress.merge.rebuild import find_layer
-
     from analysis.layers import spec_for
+    from compress.merge.rebuild import find_layer
 
     rows, extra = {}, []
     for use in group.uses:

@@ -26,7 +26,7 @@ from compress.merge.group_weights import (
 from compress.merge.plan import find_merge_sites
 from compress.merge.report import LayerMerge
 
-__all__ = ["GroupPlan", "plan_groups", "merge_group_by_weights", "apply_group_relations", "group_members"]
+__all__ = ["GroupPlan", "apply_group_relations", "group_members", "merge_group_by_weights", "plan_groups"]
 
 _DEFAULT_THRESHOLDS = {"pearson": 0.9, "cosine": 0.9, "mad": 0.2}
 _EXACT = 1e-4
@@ -132,7 +132,7 @@ def merge_group_by_weights(model, plan, group, state, keras, *, metric, threshol
     similarity, higher = group_similarity(list(rows.values()) + extra, metric)
     count = None
     if ratio is not None:
-        count = int(round(float(ratio) * group.n))
+        count = round(float(ratio) * group.n)
         report.requested = count
         threshold = None
     elif threshold is None:

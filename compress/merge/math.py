@@ -13,20 +13,20 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
+    "REQUIREMENTS",
     "Merge",
     "Relation",
+    "choose_keeper",
     "cosine_matrix",
     "fold_coefficient",
-    "pair_residual",
-    "choose_keeper",
-    "group_merges",
+    "fold_into_kernel",
     "greedy_merges",
+    "group_merges",
     "pair_allowed",
-    "relation_from_merges",
+    "pair_residual",
     "propagate_affine",
     "propagate_elementwise",
-    "fold_into_kernel",
-    "REQUIREMENTS",
+    "relation_from_merges",
 ]
 
 #: What the chain between a layer and its consumer allows for a pair (j, k):

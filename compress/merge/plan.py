@@ -17,8 +17,12 @@ from analysis.layers import registered_name, spec_for
 from analysis.rows import skip_reason
 from analysis.selection import check_layer_names
 
-__all__ = ["find_merge_sites", "selected_sites",
-           "HOMOGENEOUS_ACTIVATIONS", "ELEMENTWISE_ACTIVATIONS"]
+__all__ = [
+    "ELEMENTWISE_ACTIVATIONS",
+    "HOMOGENEOUS_ACTIVATIONS",
+    "find_merge_sites",
+    "selected_sites",
+]
 
 #: Activations with f(a·x) = a·f(x) for a > 0: a positively scaled copy merges exactly.
 HOMOGENEOUS_ACTIVATIONS = ("linear", "relu", "leaky_relu")

@@ -14,7 +14,7 @@ from analysis.layers import spec_for
 from analysis.loading import walk_layers
 from compress.merge.math import fold_into_kernel
 
-__all__ = ["WeightState", "fold_relation", "rebuild_model", "batchnorm_affine", "effective_rows", "find_layer"]
+__all__ = ["WeightState", "batchnorm_affine", "effective_rows", "find_layer", "fold_relation", "rebuild_model"]
 
 
 class WeightState:

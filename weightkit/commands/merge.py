@@ -4,7 +4,7 @@ import os
 
 import click
 
-from reports.merge_console import print_merge_report
+from reports.merge_console import nothing_to_merge, print_groups, print_merge_report
 from weightkit._common import (
     debug_option,
     force_option,
@@ -82,6 +82,8 @@ def merge(model, output, metric, threshold, ratio, layers, exclude_bias, twin_to
         merged, report = merge_neurons(loaded.model, mode, dataset if mode == "data" else None, evaluate_on=dataset,
                                        ratio=ratio, layers=list(layers) or None, progress=progress, **options)
     report.notes.extend(loaded.notes)
+    if not report.layers:
+        raise WeightkitError(nothing_to_merge(model, report))
     with atomic_path(output, suffix=".keras") as temporary:
         merged.save(temporary)
     document = report.to_dict()
@@ -93,5 +95,6 @@ def merge(model, output, metric, threshold, ratio, layers, exclude_bias, twin_to
         print_data_merge_report(report, stdout_console())
     else:
         print_merge_report(report, stdout_console())
+    print_groups(report, stdout_console())
     note(f"wrote {output} and {report_path}")
 
