@@ -52,7 +52,7 @@ def elu_report(keras, digits):
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((64,))
-    x = keras.layers.Dense(32, activation="elu")(inputs)
+    x = keras.layers.Dense(32, activation="elu", name="elu_dense")(inputs)
     model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))
     return quantize_model(keras_source(model), ALL_MODES, digits, calibration_samples=50, **FAST)
 
@@ -132,8 +132,8 @@ def test_an_op_without_integer_quantization_fails_only_the_integer_modes(elu_rep
     status = {row.mode: row.status for row in report.modes}
     assert status == {"float32": "ok", "dynamic": "ok", "float16": "ok", "int8": "failed", "int8-io": "failed",
                       "int16x8": "failed"}
-    assert report.mode("int8").error == ("not integer-only: the converter left ELU in float (no int8 quantization "
-                                         "for it); use dynamic or float16, or replace that layer")
+    assert report.mode("int8").error == ("not integer-only: the converter left ELU (layer elu_dense) in float (no int8 "
+                                         "quantization for it); use dynamic or float16, or replace that layer")
     assert report.mode("int16x8").error == "RuntimeError: Quantization to 16x8-bit not yet supported for op: 'ELU'."
     assert set(contents) == {"float32", "dynamic", "float16"}
     assert report.mode("int8").to_dict()["bytes"] is None
@@ -264,7 +264,7 @@ def test_cli_without_data_runs_the_data_free_modes_on_random_inputs(mlp_path, tm
                               "--data DATA (training inputs) or choose from float32, dynamic, float16."),
     (["--modes", "float32", "--export", "dynamic"], "--export dynamic: not among --modes float32; add it to --modes."),
     (["--modes", "float8"], "--modes: unknown mode 'float8'; expected a comma-separated list of float32, dynamic, "
-                            "float16, int8, int8-io, int16x8."),
+                            "float16, int8, int8-io, int16x8, keras-int8, keras-int4, keras-float8, onnx."),
 ])
 def test_cli_option_errors_are_one_line(mlp_path, tmp_path, capsys, argv, message):
     code, stdout, stderr = _cli(["quantize", mlp_path, "-o", str(tmp_path / "q")] + argv, capsys)

@@ -21,10 +21,12 @@ _PATH = re.compile(r"[A-Za-z0-9_.\-]+(?:/[A-Za-z0-9_.\-]+)+")
 
 
 def _component_names(component):
-    yield component
+    # The export scope suffixes every name once (layer "dense" -> "dense_1", "dense_1" -> "dense_1_1"):
+    # the name without its last suffix comes first.
     stripped = re.sub(r"_\d+$", "", component)
     if stripped != component:
         yield stripped
+    yield component
 
 
 def layer_in(text, layer_names):

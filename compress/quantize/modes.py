@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from analysis._tf import import_tensorflow
 from analysis.errors import WeightkitError
 
-__all__ = ["QuantizationMode", "MODES", "MODE_NAMES", "DATA_FREE_MODES", "parse_modes", "configure_converter"]
+__all__ = ["DATA_FREE_MODES", "MODES", "MODE_NAMES", "TFLITE_MODES", "QuantizationMode", "configure_converter",
+           "mode_file", "parse_modes"]
 
 
 @dataclass(frozen=True)
@@ -37,12 +38,22 @@ class QuantizationMode:
         Promises integer kernels throughout: a converted model that still computes in float
         (an op the quantizer left alone) does not deliver the mode and is reported as failed.
     description : str
+    backend : {"tflite", "keras", "onnx"}, default="tflite"
+        What converts and runs it: the TFLite converter and LiteRT, Keras' own
+        ``model.quantize`` (a ``.keras`` file run by Keras), or ``model.export(format="onnx")``
+        run in onnxruntime.
     """
 
     name: str
     needs_data: bool
     integer_only: bool
     description: str
+    backend: str = "tflite"
+
+    @property
+    def extension(self):
+        """The file extension of the mode's model: ``.tflite``, ``.keras`` or ``.onnx``."""
+        return {"tflite": ".tflite", "keras": ".keras", "onnx": ".onnx"}[self.backend]
 
 
 MODES = {mode.name: mode for mode in (
@@ -52,9 +63,23 @@ MODES = {mode.name: mode for mode in (
     QuantizationMode("int8", True, True, "int8 weights and activations, float input and output"),
     QuantizationMode("int8-io", True, True, "int8 weights and activations, int8 input and output"),
     QuantizationMode("int16x8", True, True, "int16 activations, int8 weights"),
+    QuantizationMode("keras-int8", False, False, "Keras model.quantize('int8'): int8 weights of Dense, EinsumDense, "
+                                                 "Embedding", "keras"),
+    QuantizationMode("keras-int4", False, False, "Keras model.quantize('int4'): int4 weights of Dense, EinsumDense",
+                     "keras"),
+    QuantizationMode("keras-float8", False, False, "Keras model.quantize('float8'): float8 Dense, EinsumDense",
+                     "keras"),
+    QuantizationMode("onnx", False, False, "ONNX through model.export(format='onnx') (tf2onnx), run in onnxruntime",
+                     "onnx"),
 )}
 MODE_NAMES = tuple(MODES)
+TFLITE_MODES = tuple(name for name, mode in MODES.items() if mode.backend == "tflite")
 DATA_FREE_MODES = tuple(name for name, mode in MODES.items() if not mode.needs_data)
+
+
+def mode_file(mode):
+    """``model_<mode>.tflite`` (``.keras``, ``.onnx``): the file a mode's model is written to."""
+    return f"model_{mode}{MODES[mode].extension}"
 
 
 def parse_modes(text):

@@ -6,6 +6,7 @@ The plot of the comparison is drawn by :func:`reports.quantize_plot.plot_compari
 import os
 
 from analysis.io import atomic_write_bytes, atomic_write_json
+from compress.quantize.modes import mode_file
 
 __all__ = ["write_outputs"]
 
@@ -28,12 +29,13 @@ def write_outputs(report, contents, directory):
     """
     written = []
     for mode, content in contents.items():
-        name = f"model_{mode}.tflite"
+        name = mode_file(mode)
         atomic_write_bytes(os.path.join(directory, name), content)
         written.append(name)
     if report.exported is not None:
-        atomic_write_bytes(os.path.join(directory, "model.tflite"), contents[report.exported.mode])
-        written.append("model.tflite")
+        name = os.path.basename(report.exported.path)
+        atomic_write_bytes(os.path.join(directory, name), contents[report.exported.mode])
+        written.append(name)
     atomic_write_json(os.path.join(directory, "comparison.json"), report.to_dict())
     written.append("comparison.json")
     return written

@@ -29,10 +29,11 @@ from compress.quantize.compare import (
     per_element,
     score_drop,
 )
-from compress.quantize.convert import convert_modes
-from compress.quantize.inputs import integer_input_notes
+from compress.quantize.convert import Conversion, convert_modes
 from compress.quantize.evaluate import TFLiteModel, time_calls
-from compress.quantize.modes import MODE_NAMES, MODES
+from compress.quantize.inputs import integer_input_notes
+from compress.quantize.modes import MODE_NAMES, MODES, mode_file
+from compress.quantize.native import convert_keras_mode, convert_onnx
 from compress.quantize.results import ExportChoice, ModeResult, QuantizationReport, ReferenceResult
 from compress.quantize.signature import SignatureModel
 from compress.quantize.source import ModelSource, keras_source, saved_model_source
@@ -234,10 +235,20 @@ def quantize_model(model, modes=MODE_NAMES, data=None, *, calibration_samples=20
         throughput=batch_size / time_calls(lambda: source.call(timing_batch), throughput_repeats, warmup=1))
 
     calibration = inputs if dataset is None else dataset.x_train
-    conversions = convert_modes(source, modes, calibration=calibration,
+    tflite = [m for m in modes if MODES[m].backend == "tflite"]
+    conversions = convert_modes(source, tflite, calibration=calibration,
                                 calibration_samples=calibration_samples, seed=seed, verbose=verbose,
                                 progress=progress, notes=notes)
     notes.extend(integer_input_notes(source))
+    runners = {}
+    for mode in (m for m in modes if MODES[m].backend != "tflite"):
+        if progress:
+            progress(len(conversions), len(modes), f"converting {mode}")
+        conversion, runners[mode], note = _convert_native(mode, source, verbose)
+        conversions.append(conversion)
+        if note:
+            _add_note(notes, note)
+    conversions.sort(key=lambda c: modes.index(c.mode))
     rows, contents = [], {}
     for done, conversion in enumerate(conversions):
         if progress:
@@ -245,18 +256,16 @@ def quantize_model(model, modes=MODE_NAMES, data=None, *, calibration_samples=20
         row = ModeResult(conversion.mode, "failed", error=conversion.error, converter=conversion.converter)
         if conversion.ok:
             try:
-                if source.several:
-                    model = SignatureModel(conversion.content, source.input_names, quiet=not verbose)
-                    every = model.predict(x, batch_size=256)
-                    outputs = every[0].reshape(reference.shape)
-                else:
-                    model = TFLiteModel(conversion.content, quiet=not verbose)
-                    outputs = model.predict(x, batch_size=256).reshape(reference.shape)
-                    every = [outputs]
+                model = runners.get(conversion.mode) or _tflite_runner(conversion, source, verbose)
+                every = model.predict(x, batch_size=256)
+                every = every if isinstance(every, list) else [every]
+                outputs = np.asarray(every[0]).reshape(reference.shape)
+                every[0] = outputs
                 row.latency_ms = model.latency_ms(x, repeats=latency_repeats)
                 row.throughput = model.throughput(x, batch_size=batch_size, repeats=throughput_repeats)
             except (RuntimeError, ValueError) as error:
-                row.error = f"converted, but the LiteRT interpreter could not run it: {' '.join(str(error).split())[:200]}"
+                row.error = f"converted, but {_runner_name(conversion.mode)} could not run it: " \
+                            f"{' '.join(str(error).split())[:200]}"
             else:
                 row.status, row.bytes = "ok", len(conversion.content)
                 measure.fill(row, outputs)
@@ -264,7 +273,7 @@ def quantize_model(model, modes=MODE_NAMES, data=None, *, calibration_samples=20
                     row.outputs = _per_output(source, references, every, labels, task)
                 contents[conversion.mode] = conversion.content
                 if output_dir is not None:
-                    row.path = os.path.join(output_dir, f"model_{conversion.mode}.tflite")
+                    row.path = os.path.join(output_dir, mode_file(conversion.mode))
         rows.append(row)
 
     basis = "agreement" if measure.dataset is None else ("mae" if kind == "regression" else "accuracy")
@@ -279,14 +288,47 @@ def quantize_model(model, modes=MODE_NAMES, data=None, *, calibration_samples=20
     report = QuantizationReport(model=source.name, data=None if dataset is None else dataset.source,
                                 evaluation=evaluation, n_samples=n_samples(x), output_kind=kind, drop_basis=basis,
                                 max_drop=max_drop, reference=ref_row, modes=rows, notes=notes)
-    candidates = [{"mode": r.mode, "bytes": r.bytes, "drop": r.drop} for r in rows if r.ok]
+    # The automatic choice is among the TFLite models (the deployable file); --export may name any mode.
+    candidates = [{"mode": r.mode, "bytes": r.bytes, "drop": r.drop} for r in rows
+                  if r.ok and (MODES[r.mode].backend == "tflite" or r.mode == export)]
     if not candidates:
-        reasons = "; ".join(f"{r.mode}: {r.error}" for r in rows)
+        reasons = "; ".join(f"{r.mode}: {r.error}" for r in rows if not r.ok) or "no TFLite mode among --modes"
         raise WeightkitError(f"{source.name}: no mode could be converted ({reasons}).")
     mode, reason = choose_export(candidates, max_drop=max_drop, export=export, basis=basis, order=modes)
-    path = os.path.join(output_dir, "model.tflite") if output_dir is not None else "model.tflite"
+    name = "model" + MODES[mode].extension
+    path = os.path.join(output_dir, name) if output_dir is not None else name
     report.exported = ExportChoice(mode=mode, path=path, reason=reason)
     return contents, report
+
+
+def _add_note(notes, note):
+    """Append ``"mode: text"``, or add the mode to an earlier note with the same text."""
+    mode, text = note.split(": ", 1)
+    for index, earlier in enumerate(notes):
+        if earlier.endswith(": " + text) and earlier.split(": ", 1)[1] == text:
+            notes[index] = f"{earlier.split(': ', 1)[0]}, {mode}: {text}"
+            return
+    notes.append(note)
+
+
+def _tflite_runner(conversion, source, verbose):
+    if source.several:
+        return SignatureModel(conversion.content, source.input_names, quiet=not verbose)
+    return TFLiteModel(conversion.content, quiet=not verbose)
+
+
+def _runner_name(mode):
+    return {"tflite": "the LiteRT interpreter", "keras": "Keras", "onnx": "onnxruntime"}[MODES[mode].backend]
+
+
+def _convert_native(mode, source, verbose):
+    """A keras-* or onnx mode: ``(Conversion, runner, note)``; these need the Keras model."""
+    if source.keras_model is None:
+        return Conversion(mode, error=f"needs the Keras model ({source.kind} given); quantize the .keras file"), \
+            None, None
+    if MODES[mode].backend == "keras":
+        return convert_keras_mode(mode, source.keras_model, verbose=verbose)
+    return convert_onnx(source.keras_model, input_dtypes=source.input_dtypes, verbose=verbose)
 
 
 def _batch_of(x, batch_size):

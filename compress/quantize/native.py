@@ -1,0 +1,163 @@
+"""The modes that are not TFLite: Keras' own quantization (``keras-*``) and ONNX, beside the TFLite ones.
+
+- ``keras-int8``, ``keras-int4``, ``keras-float8``: ``model.quantize(kind)`` on a copy (the
+  model is saved and reloaded, never changed), written as a ``.keras`` file and run by Keras
+  after a reload from those bytes, as a user would. Keras 3 quantizes Dense, EinsumDense and
+  Embedding; every other layer with weights stays float and is listed.
+- ``onnx``: ``model.export(path, format="onnx")`` (tf2onnx), run in onnxruntime.
+
+Each conversion returns a :class:`~compress.quantize.convert.Conversion` with the file's bytes
+and a runner with the interface of :class:`~compress.quantize.evaluate.TFLiteModel`
+(``predict``, ``latency_ms``, ``throughput``).
+"""
+
+import contextlib
+import os
+import tempfile
+import warnings
+
+import numpy as np
+
+from analysis._tf import import_keras, silenced_stderr, silenced_stdout
+from analysis.batches import n_samples, rows
+from analysis.loading import walk_layers
+from compress.quantize.convert import Conversion, converter_reason
+from compress.quantize.evaluate import time_calls
+
+__all__ = ["KERAS_KINDS", "KerasRunner", "OnnxRunner", "convert_keras_mode", "convert_onnx", "keras_skipped"]
+
+KERAS_KINDS = {"keras-int8": "int8", "keras-int4": "int4", "keras-float8": "float8"}
+ONNX_PACKAGES = "tf2onnx, onnx and onnxruntime (pip install 'weightkit[onnx]')"
+
+
+@contextlib.contextmanager
+def _quiet(verbose):
+    with contextlib.ExitStack() as stack:
+        if not verbose:
+            stack.enter_context(silenced_stdout())
+            stack.enter_context(silenced_stderr())
+            stack.enter_context(warnings.catch_warnings())
+            warnings.simplefilter("ignore")
+        yield
+
+
+def _copy(model, directory):
+    keras = import_keras()
+    path = os.path.join(directory, "copy.keras")
+    model.save(path)
+    return keras.saving.load_model(path, compile=False)
+
+
+def keras_skipped(model):
+    """``"Conv2D conv1, ..."``: layers with weights that Keras left unquantized (None when none)."""
+    left = [f"{type(layer).__name__} {layer.name}" for layer in walk_layers(model)
+            if layer.weights and getattr(layer, "quantization_mode", None) is None
+            and not isinstance(layer, import_keras().Model)]
+    return ", ".join(left) or None
+
+
+class KerasRunner:
+    """A Keras model run on numpy batches with the interface of :class:`TFLiteModel`."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def _call(self, x):
+        out = self.model.predict_on_batch(x)
+        return [np.asarray(o, np.float32) for o in out] if isinstance(out, (list, tuple)) else \
+            np.asarray(out, np.float32)
+
+    def predict(self, x, batch_size=256):
+        """Outputs for ``x`` (an array, or a list of arrays for several inputs), batched."""
+        n = n_samples(x)
+        parts = [self._call(rows(x, start, min(n, start + batch_size))) for start in range(0, n, batch_size)]
+        if isinstance(parts[0], list):
+            return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
+        return np.concatenate(parts)
+
+    def latency_ms(self, x, repeats=50, warmup=3):
+        one = rows(x, 0, 1)
+        return 1000.0 * time_calls(lambda: self._call(one), repeats, warmup)
+
+    def throughput(self, x, batch_size=64, repeats=10, warmup=2):
+        index = np.arange(batch_size) % n_samples(x)
+        batch = [a[index] for a in x] if isinstance(x, list) else np.asarray(x)[index]
+        return batch_size / time_calls(lambda: self._call(batch), repeats, warmup)
+
+
+def convert_keras_mode(mode, keras_model, verbose=False):
+    """``(Conversion, runner or None, note or None)`` for a ``keras-*`` mode.
+
+    The note lists the layers with weights Keras did not quantize.
+    """
+    keras = import_keras()
+    kind = KERAS_KINDS[mode]
+    with tempfile.TemporaryDirectory(prefix="weightkit-keras-quantize-") as directory:
+        try:
+            with _quiet(verbose):
+                copy = _copy(keras_model, directory)
+                copy.quantize(kind)
+                path = os.path.join(directory, f"model_{mode}.keras")
+                copy.save(path)
+                reloaded = keras.saving.load_model(path, compile=False)
+        except Exception as error:  # noqa: BLE001 - Keras raises many kinds for layers it cannot quantize
+            return Conversion(mode, error=converter_reason(error), converter="keras.quantize"), None, None
+        with open(path, "rb") as handle:
+            content = handle.read()
+    skipped = keras_skipped(reloaded)
+    quantized = [layer.name for layer in walk_layers(reloaded) if getattr(layer, "quantization_mode", None)]
+    if not quantized:
+        return Conversion(mode, error=f"Keras quantized no layer ({kind} covers Dense, EinsumDense and Embedding); "
+                                      f"it left {skipped} in float", converter="keras.quantize"), None, None
+    note = f"{mode}: Keras does not quantize {skipped} (left in float in the .keras file)" if skipped else None
+    return Conversion(mode, content=content, converter="keras.quantize"), KerasRunner(reloaded), note
+
+
+class OnnxRunner:
+    """An ONNX model in onnxruntime (CPU), numpy in and numpy out, inputs fed in model order."""
+
+    def __init__(self, content, input_dtypes=None):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        self.session = onnxruntime.InferenceSession(content, options, providers=["CPUExecutionProvider"])
+        self.inputs = self.session.get_inputs()
+        self.dtypes = input_dtypes or ["float32"] * len(self.inputs)
+
+    def _feed(self, x):
+        xs = x if isinstance(x, list) else [x]
+        return {i.name: np.asarray(a, dtype=np.dtype(t) if np.dtype(t).kind in "iub" else np.float32)
+                for i, a, t in zip(self.inputs, xs, self.dtypes)}
+
+    def _call(self, x):
+        outputs = [np.asarray(o, np.float32) for o in self.session.run(None, self._feed(x))]
+        return outputs if len(outputs) > 1 else outputs[0]
+
+    predict = KerasRunner.predict
+    latency_ms = KerasRunner.latency_ms
+    throughput = KerasRunner.throughput
+
+
+def convert_onnx(keras_model, input_dtypes=None, verbose=False):
+    """``(Conversion, runner or None, note or None)`` for the ``onnx`` mode."""
+    try:
+        import onnxruntime  # noqa: F401 - checked before the slow export
+        import tf2onnx  # noqa: F401
+    except ImportError:
+        return Conversion("onnx", error=f"needs {ONNX_PACKAGES}", converter="keras.export"), None, None
+    with tempfile.TemporaryDirectory(prefix="weightkit-onnx-") as directory:
+        path = os.path.join(directory, "model.onnx")
+        try:
+            with _quiet(verbose):
+                keras_model.export(path, format="onnx", verbose=verbose)
+        except Exception as error:  # noqa: BLE001 - tf2onnx raises many kinds
+            return Conversion("onnx", error=converter_reason(error), converter="keras.export"), None, None
+        with open(path, "rb") as handle:
+            content = handle.read()
+    try:
+        runner = OnnxRunner(content, input_dtypes)
+    except Exception as error:  # noqa: BLE001 - onnxruntime's own exception types
+        return Conversion("onnx", error=f"exported, but onnxruntime could not load it: {converter_reason(error)}",
+                          converter="keras.export"), None, None
+    return Conversion("onnx", content=content, converter="keras.export"), runner, None
