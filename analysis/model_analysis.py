@@ -253,4 +253,5 @@ def analyze_model(model, *, metric="pearson", threshold=None, layers=None, inclu
             on_layer(item)
             item.matrices = None
         (result.skipped if isinstance(item, SkippedLayer) else result.layers).append(item)
+    result.notes.extend(getattr(model, "shape_notes", []) if isinstance(model, StoredModel) else [])
     return result

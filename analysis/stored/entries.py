@@ -83,8 +83,12 @@ def plan_entries(model):
     -------
     planned : list of PlannedLayer
     skipped : list of SkippedLayer
+
+    Notes
+    -----
+    Sets ``model.shape_notes``: a note naming the layers whose input shape could not be derived.
     """
-    planned, skipped, seen = [], [], set()
+    planned, skipped, seen, unknown = [], [], set(), []
     for layer in model.layers:
         params = model.layer_params(layer)
         if layer.class_name == "Lambda" or _is_foreign(layer):
@@ -112,8 +116,13 @@ def plan_entries(model):
             seen.add(name)
             names.append(name)
         shape = first_input_shape(layer, {layer.name: model.propagated_shape(layer)})
+        if shape is None:
+            unknown.append(layer.name)
         planned.append(PlannedLayer(layer, names, kind,
                                     applications(spec.family, layer.class_name, layer.config, shape)))
+    model.shape_notes = [] if not unknown else [
+        (f"MACs of {', '.join(map(repr, unknown))} count one position: the input shape cannot be derived from the "
+        "file's configuration without Keras (a layer before it that weightkit's shape rules do not know)")]
     return planned, skipped
 
 

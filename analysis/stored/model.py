@@ -42,6 +42,7 @@ class StoredModel:
         self.name = str(inner.get("name") if isinstance(inner, dict) else config.get("name", "model"))
         self.layers = model_layers(config)
         self._sizes = None
+        self.shape_notes = []
         self._input_shapes = None
 
     def __repr__(self):
