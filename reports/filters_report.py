@@ -83,9 +83,12 @@ class FilterFigures:
             return
         keras = import_keras()
         probe, _ = graph.flat_model(outputs=[node.outputs[0] for node in chosen])
+        def run(batch):  # a model with one output returns it bare, not in a list
+            out = probe(batch, training=False)
+            return out if isinstance(out, (list, tuple)) else [out]
+
         for index, node in enumerate(chosen):
-            outputs = [keras.ops.convert_to_numpy(probe(x[s:s + 64], training=False)[index])
-                       for s in range(0, len(x), 64)]
+            outputs = [keras.ops.convert_to_numpy(run(x[s:s + 64])[index]) for s in range(0, len(x), 64)]
             self.top[node.layer.name] = top_inputs(np.concatenate(outputs), k)
             self.windows[node.layer.name] = fields[node.outputs[0]]
         self.x, self.range = x, (float(x.min()), float(x.max()))

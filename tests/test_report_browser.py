@@ -35,8 +35,11 @@ def test_report_opens_offline_in_headless_chromium(keras, tmp_path):
     from reports import write_report
 
     out = tmp_path / "report"
-    result = write_report(build_planted_model(keras), out, path="planted.keras")
-    expected_images = 4 * len(result.layers) + 1
+    x = np.random.default_rng(0).uniform(size=(64, 8, 8, 1)).astype("float32")
+    write_report(build_planted_model(keras), out, path="planted.keras", data=x, samples=64)
+    figures = sorted(os.listdir(out / "figures"))
+    assert "001-conv-filters.png" in figures and "001-conv-patches.png" in figures
+    expected_images = len(figures)
     screenshot = tmp_path / "report_screenshot.png"
 
     def layer_screenshot(page):
@@ -49,9 +52,10 @@ def test_report_opens_offline_in_headless_chromium(keras, tmp_path):
     assert seen.title == "weightkit report: planted_net"
 
     assert heading == "Redundant neurons in planted_net"
-    assert table_rows == len(result.layers)
+    assert table_rows == 3
     assert len(images) == expected_images
-    assert seen.broken_images == []
+    assert {src for src, *_ in images} == {f"figures/{name}" for name in figures}
+    assert seen.broken_images == []  # the filter tiles and the top-patch grid decode like every figure
     assert seen.remote_requests == []
     assert seen.failures == [] and seen.errors == []
     assert len({url for url in seen.requests if url.endswith(".png")}) == expected_images
