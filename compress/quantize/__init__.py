@@ -40,6 +40,8 @@ from compress.quantize.modes import (
 from compress.quantize.output import write_outputs
 from compress.quantize.pipeline import quantize_model, random_inputs
 from compress.quantize.results import ExportChoice, ModeResult, QuantizationReport, ReferenceResult
+from compress.quantize.sensitivity import LayerSensitivity, SensitivityReport, layer_sensitivity, mixed_precision
+from compress.quantize.sensitivity_run import quantize_sensitivity
 from compress.quantize.source import ModelSource, keras_source, saved_model_source
 
 __all__ = [
@@ -50,5 +52,6 @@ __all__ = [
     "keras_source", "make_interpreter", "mean_absolute_error", "output_differences",
     "output_kind", "parse_modes", "per_class_accuracy", "quantize_array",
     "quantize_model", "random_inputs", "representative_dataset", "saved_model_source", "score_drop",
-    "write_outputs",
+    "write_outputs", "LayerSensitivity", "SensitivityReport", "layer_sensitivity", "mixed_precision",
+    "quantize_sensitivity",
 ]

@@ -38,10 +38,11 @@ class QuantizationMode:
         Promises integer kernels throughout: a converted model that still computes in float
         (an op the quantizer left alone) does not deliver the mode and is reported as failed.
     description : str
-    backend : {"tflite", "keras", "onnx"}, default="tflite"
+    backend : {"tflite", "mixed", "keras", "onnx"}, default="tflite"
         What converts and runs it: the TFLite converter and LiteRT, Keras' own
         ``model.quantize`` (a ``.keras`` file run by Keras), or ``model.export(format="onnx")``
-        run in onnxruntime.
+        run in onnxruntime; ``mixed`` is a TFLite model quantized per layer after conversion
+        (:mod:`compress.quantize.sensitivity`).
     """
 
     name: str
@@ -53,7 +54,7 @@ class QuantizationMode:
     @property
     def extension(self):
         """The file extension of the mode's model: ``.tflite``, ``.keras`` or ``.onnx``."""
-        return {"tflite": ".tflite", "keras": ".keras", "onnx": ".onnx"}[self.backend]
+        return {"tflite": ".tflite", "mixed": ".tflite", "keras": ".keras", "onnx": ".onnx"}[self.backend]
 
 
 MODES = {mode.name: mode for mode in (
@@ -69,6 +70,8 @@ MODES = {mode.name: mode for mode in (
                      "keras"),
     QuantizationMode("keras-float8", False, False, "Keras model.quantize('float8'): float8 Dense, EinsumDense",
                      "keras"),
+    QuantizationMode("mixed", True, False, "int8 except the k most sensitive layers (kept float), the smallest k "
+                                           "within --max-drop (ai-edge-quantizer)", "mixed"),
     QuantizationMode("onnx", False, False, "ONNX through model.export(format='onnx') (tf2onnx), run in onnxruntime",
                      "onnx"),
 )}

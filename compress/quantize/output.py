@@ -38,4 +38,7 @@ def write_outputs(report, contents, directory):
         written.append(name)
     atomic_write_json(os.path.join(directory, "comparison.json"), report.to_dict())
     written.append("comparison.json")
+    if report.sensitivity is not None:
+        atomic_write_json(os.path.join(directory, "sensitivity.json"), report.sensitivity.to_dict())
+        written.append("sensitivity.json")
     return written

@@ -35,6 +35,7 @@ from compress.quantize.inputs import integer_input_notes
 from compress.quantize.modes import MODE_NAMES, MODES, mode_file
 from compress.quantize.native import convert_keras_mode, convert_onnx
 from compress.quantize.results import ExportChoice, ModeResult, QuantizationReport, ReferenceResult
+from compress.quantize.sensitivity_run import run_sensitivity
 from compress.quantize.signature import SignatureModel
 from compress.quantize.source import ModelSource, keras_source, saved_model_source
 
@@ -144,7 +145,7 @@ def _as_data(data, source, seed):
 
 def quantize_model(model, modes=MODE_NAMES, data=None, *, calibration_samples=200, max_drop=1.0, export=None,
                    seed=0, random_samples=256, latency_repeats=50, throughput_repeats=10, batch_size=64,
-                   output_dir=None, verbose=False, progress=None, unsafe=False):
+                   output_dir=None, verbose=False, progress=None, unsafe=False, sensitivity=False, mixed=False):
     """Convert a model in each mode, evaluate every ``.tflite`` and choose the one to export.
 
     Parameters
@@ -184,6 +185,11 @@ def quantize_model(model, modes=MODE_NAMES, data=None, *, calibration_samples=20
     unsafe : bool, default=False
         Load a model path with its embedded code; run a SavedModel whose graph holds ops that are
         not pure math.
+    sensitivity : bool, default=False
+        Also measure each layer quantized alone (int8, the rest float): ``report.sensitivity``.
+    mixed : bool, default=False
+        Also build the ``mixed`` model: the k most sensitive layers float, the rest int8, the
+        smallest k within ``max_drop`` (the same as ``"mixed"`` in ``modes``).
 
     Returns
     -------
@@ -192,6 +198,8 @@ def quantize_model(model, modes=MODE_NAMES, data=None, *, calibration_samples=20
     report : QuantizationReport
     """
     modes = list(modes)
+    if mixed and "mixed" not in modes:
+        modes.append("mixed")
     _check_modes(modes, data, export)
     source = _as_source(model, unsafe)
     dataset, inputs = _as_data(data, source, seed)
@@ -241,7 +249,24 @@ def quantize_model(model, modes=MODE_NAMES, data=None, *, calibration_samples=20
                                 progress=progress, notes=notes)
     notes.extend(integer_input_notes(source))
     runners = {}
-    for mode in (m for m in modes if MODES[m].backend != "tflite"):
+    sensitivity_report = None
+    if sensitivity or "mixed" in modes:
+        if progress:
+            progress(len(conversions), len(modes), "per-layer sensitivity")
+        float_content = next((c.content for c in conversions if c.mode == "float32" and c.ok), None) \
+            or convert_modes(source, ["float32"], verbose=verbose)[0].content
+        sensitivity_report, content = run_sensitivity(
+            source, float_content, calibration, x, reference, y=labels[0], kind=kind, threshold=threshold,
+            mixed="mixed" in modes, max_drop=max_drop, calibration_samples=calibration_samples, seed=seed,
+            progress=progress)
+        if content is not None:
+            conversions.append(Conversion("mixed", content=content, converter="ai-edge-quantizer"))
+            kept = sensitivity_report.mixed["kept_float"]
+            notes.append(f"mixed: int8 by ai-edge-quantizer, the {len(kept)} most sensitive layers kept float "
+                         f"({', '.join(kept)}): the fewest within --max-drop {max_drop:g}" if kept else
+                         f"mixed: every layer int8 by ai-edge-quantizer (within --max-drop {max_drop:g} with none "
+                         "kept float)")
+    for mode in (m for m in modes if MODES[m].backend not in ("tflite", "mixed")):
         if progress:
             progress(len(conversions), len(modes), f"converting {mode}")
         conversion, runners[mode], note = _convert_native(mode, source, verbose)
@@ -287,7 +312,8 @@ def quantize_model(model, modes=MODE_NAMES, data=None, *, calibration_samples=20
         notes.append("int16x8 runs on TFLite's reference kernels: slow on CPU, so its latency is not comparable")
     report = QuantizationReport(model=source.name, data=None if dataset is None else dataset.source,
                                 evaluation=evaluation, n_samples=n_samples(x), output_kind=kind, drop_basis=basis,
-                                max_drop=max_drop, reference=ref_row, modes=rows, notes=notes)
+                                max_drop=max_drop, reference=ref_row, modes=rows, notes=notes,
+                                sensitivity=sensitivity_report)
     # The automatic choice is among the TFLite models (the deployable file); --export may name any mode.
     candidates = [{"mode": r.mode, "bytes": r.bytes, "drop": r.drop} for r in rows
                   if r.ok and (MODES[r.mode].backend == "tflite" or r.mode == export)]

@@ -149,6 +149,8 @@ class QuantizationReport:
     modes : list of ModeResult
     exported : ExportChoice or None
     notes : list of str
+    sensitivity : SensitivityReport or None
+        Per-layer sensitivity (``--sensitivity`` / ``--mixed``), written apart as ``sensitivity.json``.
     """
 
     model: str
@@ -162,6 +164,7 @@ class QuantizationReport:
     modes: list = field(default_factory=list)
     exported: ExportChoice = None
     notes: list = field(default_factory=list)
+    sensitivity: object = None  # a SensitivityReport with --sensitivity; written as sensitivity.json
 
     def mode(self, name):
         """The :class:`ModeResult` of mode ``name``."""

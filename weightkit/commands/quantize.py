@@ -28,7 +28,8 @@ _ALL_MODES = "float32,dynamic,float16,int8,int8-io,int16x8"
               help="Calibration and test data: PATH.npz, PATH.csv, an image folder or sklearn:NAME.")
 @click.option("--modes", default=None, metavar="LIST", show_default=False,
               help=f"Comma-separated modes [default: {_ALL_MODES}; without --data only the modes that "
-                   "need no calibration data].")
+                   "need no calibration data]; also keras-int8, keras-int4, keras-float8 (Keras' own "
+                   "quantization, .keras files), onnx (onnxruntime) and mixed.")
 @click.option("--calibration-samples", type=Whole(min=1), default=200, show_default=True,
               help="Training inputs (a seeded random sample) in the representative dataset.")
 @click.option("--max-drop", type=Real(min=0.0), default=1.0, show_default=True,
@@ -37,12 +38,19 @@ _ALL_MODES = "float32,dynamic,float16,int8,int8-io,int16x8"
 @click.option("--export", "export", default=None, metavar="MODE",
               help="Export this mode as model.tflite instead of choosing.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the data split and samples.")
+@click.option("--sensitivity", is_flag=True,
+              help="Also quantize one layer at a time (int8, the rest float) and write sensitivity.json and "
+                   "sensitivity.png, most sensitive layer first (needs --data).")
+@click.option("--mixed", is_flag=True,
+              help="Also build 'mixed': the k most sensitive layers kept float, the rest int8, the smallest k "
+                   "within --max-drop (needs --data).")
 @click.option("--verbose", is_flag=True, help="Let the TFLite converter print its logs.")
 @force_option
 @unsafe_option
 @quiet_option
 @debug_option
-def quantize(model, output, data, modes, calibration_samples, max_drop, export, seed, verbose, force, unsafe):
+def quantize(model, output, data, modes, calibration_samples, max_drop, export, seed, sensitivity, mixed, verbose,
+             force, unsafe):
     """Convert MODEL (.keras, .h5 or a SavedModel folder) to TFLite in every quantization mode,
     compare each with the float model, and export the smallest one within --max-drop."""
     from analysis import is_saved_model_dir
@@ -61,6 +69,7 @@ def quantize(model, output, data, modes, calibration_samples, max_drop, export, 
     )
     from reports.quantize_plot import plot_comparison
     from reports.quantize_table import print_comparison
+    from reports.sensitivity_plot import plot_sensitivity
 
     explicit = modes is not None
     chosen = parse_modes(modes if explicit else _ALL_MODES)
@@ -70,6 +79,9 @@ def quantize(model, output, data, modes, calibration_samples, max_drop, export, 
             raise WeightkitError(f"--export {export}: unknown mode; expected one of {', '.join(MODE_NAMES)}.")
         if export not in chosen:
             raise WeightkitError(f"--export {export}: not among --modes {','.join(chosen)}; add it to --modes.")
+    if data is None and (sensitivity or mixed):
+        raise WeightkitError(f"--{'sensitivity' if sensitivity else 'mixed'}: needs calibration data to quantize "
+                             "layers; pass --data DATA (training inputs).")
     if data is None:
         hint = "pass --data DATA (training inputs) or choose from " + ", ".join(DATA_FREE_MODES) + "."
         if export is not None and MODES[export].needs_data:
@@ -99,7 +111,11 @@ def quantize(model, output, data, modes, calibration_samples, max_drop, export, 
         with progress_reporter("quantizing") as progress:
             contents, report = quantize_model(source, chosen, dataset, calibration_samples=calibration_samples,
                                               max_drop=max_drop, export=export, seed=seed, output_dir=output,
-                                              verbose=verbose, progress=progress)
+                                              verbose=verbose, progress=progress, unsafe=unsafe,
+                                              sensitivity=sensitivity, mixed=mixed)
         write_outputs(report, contents, work)
         plot_comparison(report, os.path.join(work, "comparison.png"))
+        if report.sensitivity is not None:
+            plot_sensitivity(report.sensitivity, os.path.join(work, "sensitivity.png"),
+                             title=f"{os.path.basename(model.rstrip('/'))}: per-layer int8 sensitivity")
     print_comparison(report, stdout_console())
