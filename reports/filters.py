@@ -89,7 +89,8 @@ def filter_tiles_figure(kernel, order, groups, *, title, rgb=False, limit=MAX_FI
     channels = min(c_in, max_channels)
     if channels < c_in:
         lines.append(f"first {channels} of {c_in:,} input channels")
-    lines.append("a row per filter (clustered order), a tile per input channel; outlined: redundant groups")
+    lines.append("a row per filter (clustered order), a tile per input channel")
+    lines.append("outlined: redundant groups")
     gap = 1
     mosaic = np.full((len(shown) * (kh + gap), channels * (kw + gap)), np.nan, dtype=np.float32)
     for row, f in enumerate(shown):
@@ -97,10 +98,11 @@ def filter_tiles_figure(kernel, order, groups, *, title, rgb=False, limit=MAX_FI
             mosaic[row * (kh + gap):row * (kh + gap) + kh, c * (kw + gap):c * (kw + gap) + kw] = kernel[:, :, c, f]
     finite = np.abs(mosaic[np.isfinite(mosaic)])
     scale = float(np.percentile(finite, 99)) if finite.size else 1.0
-    width = min(2.2 + 0.28 * channels * max(kw, 3) / 3, 14)
-    height = min(1.3 + 0.17 * len(lines) + 0.24 * len(shown) * max(kh, 2) / 3, 24)
+    width = min(max(2.2 + 0.28 * channels * max(kw, 3) / 3, 6.6), 14)
+    height = min(1.6 + 0.17 * len(lines) + 0.24 * len(shown) * max(kh, 2) / 3, 24)
     figure = _new_figure(width, height)
-    axes = figure.add_axes((0.14, 0.06, 0.72, _top(height, len(lines)) - 0.06))
+    bottom = 0.5 / height  # room for the x label
+    axes = figure.add_axes((0.14, bottom, 0.72, _top(height, len(lines)) - bottom))
     drawn = axes.imshow(np.ma.masked_invalid(mosaic), cmap=WEIGHT_CMAP, vmin=-(scale or 1.0), vmax=scale or 1.0,
                         interpolation="nearest", aspect="auto")
     bar = figure.colorbar(drawn, ax=axes, fraction=0.05, pad=0.02)
@@ -139,15 +141,15 @@ def _mosaic(tiles, columns, gap=1):
 
 def _rgb_tiles(kernel, shown, group, lines):
     kh, kw, _, _ = kernel.shape
-    lines.append("a tile per filter (RGB, each scaled by its largest |w|; grey = 0), clustered order; "
-                 "outlined: redundant groups")
+    lines.append("a tile per filter in clustered order (RGB, each scaled by its largest |w|; grey = 0)")
+    lines.append("outlined: redundant groups")
     weights = np.moveaxis(kernel[:, :, :3, shown], -1, 0)  # (m, kh, kw, 3)
     peaks = np.abs(weights).reshape(len(shown), -1).max(axis=1)
     tiles = np.clip(weights / (2 * np.where(peaks > 0, peaks, 1.0))[:, None, None, None] + 0.5, 0, 1)
     columns = min(_TILES_PER_ROW, len(shown))
     rows = -(-len(shown) // columns)
     gap = max(1, kh // 3)
-    width = max(0.8 + columns * 0.5, 5.5)
+    width = max(0.8 + columns * 0.5, 6.6)
     height = 0.9 + 0.17 * len(lines) + rows * 0.5
     figure = _new_figure(width, height)
     axes = figure.add_axes((0.04, 0.04, 0.92, _top(height, len(lines)) - 0.06))
@@ -194,7 +196,7 @@ def patch_grid_figure(patches, filters, values, *, title, value_range=None):
     gap = max(1, round(max(ph, pw) / 6))
     lines = [title, "a row per filter (its strongest activation in brackets); its top inputs left to right"]
     aspect = min(max(pw / ph, 0.25), 4.0)
-    width = max(1.4 + k * 0.62 * aspect, 5.0)
+    width = max(1.4 + k * 0.62 * aspect, 6.6)
     height = 0.8 + 0.17 * len(lines) + n * 0.62
     figure = _new_figure(width, height)
     axes = figure.add_axes((0.12, 0.03, 0.86, _top(height, len(lines)) - 0.05))

@@ -18,7 +18,7 @@ from analysis.linear_chains import nodes_from_graph
 from analysis.stored import StoredModel
 from analysis.stored.nodes import stored_nodes
 from reports.canvas import save_figure
-from reports.filters import MAX_FILTERS, filter_tiles_figure, patch_grid_figure, shown_filters
+from reports.filters import filter_tiles_figure, patch_grid_figure, shown_filters
 from reports.filters_data import cut_patches, receptive_fields, top_inputs
 from reports.html import ImageRef
 
@@ -117,9 +117,8 @@ class FilterFigures:
         first = layer.layer_name == self.first
         rgb = first and c_in == 3 and kernel.ndim == 4
         what = "first convolution" if first else "convolution"
-        sampled = f", {MAX_FILTERS} of {n}" if n > MAX_FILTERS else ""
         figure = filter_tiles_figure(kernel, order, layer.groups, rgb=rgb,
-                                     title=f"{layer.name}: filters of the {what} ({n} filters{sampled})")
+                                     title=f"{layer.name}: filters of the {what} ({n} filters)")
         name = f"{stem}-filters.png"
         width, height = save_figure(figure, os.path.join(folder, name))
         images = [ImageRef(f"figures/{name}", f"{layer.name}: filter weights as images, in clustered order",
