@@ -22,7 +22,7 @@ from analysis.errors import WeightkitError
 
 __all__ = ["OUTPUT_MARKER", "is_weightkit_output", "check_output", "atomic_write_bytes", "atomic_write_text",
            "atomic_write_json",
-           "atomic_path", "atomic_directory"]
+           "atomic_path", "atomic_directory", "temporary_path"]
 
 
 def check_output(path, *, force=False, directory=False, inputs=()):
@@ -210,6 +210,21 @@ def _suffix_of(path):
     return suffix if len(suffix) <= 16 else ""
 
 
+def temporary_path(path, *, suffix=None):
+    """A fresh temporary name beside ``path`` (``.NAME.HOST-PID-RANDOM.part[SUFFIX]``), not created.
+
+    Removes the temporaries that dead runs left for the same output. ``suffix`` defaults to the
+    output's own (writers such as Keras insist on ``.keras``).
+    """
+    path = os.fspath(path)
+    suffix = suffix if suffix is not None else _suffix_of(path)
+    handle, temporary = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=f".part{suffix}",
+                                         dir=os.path.dirname(os.path.abspath(path)))
+    os.close(handle)
+    os.unlink(temporary)  # some writers (Keras) refuse an existing file
+    return temporary
+
+
 @contextlib.contextmanager
 def atomic_path(path, *, suffix=None):
     """Yield a temporary path beside ``path``; on success rename it onto ``path``.
@@ -219,12 +234,8 @@ def atomic_path(path, *, suffix=None):
     meanwhile, :class:`WeightkitError` says so and that run's output stays.
     """
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
     existed = os.path.lexists(path)
-    suffix = suffix if suffix is not None else _suffix_of(path)
-    handle, temporary = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=f".part{suffix}", dir=directory)
-    os.close(handle)
-    os.unlink(temporary)  # some writers (Keras) refuse an existing file
+    temporary = temporary_path(path, suffix=suffix)
     try:
         yield temporary
         _finish(temporary, path, existed)

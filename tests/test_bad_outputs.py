@@ -192,3 +192,57 @@ def test_retrain_that_diverges_writes_nothing(capsys, corpus, tmp_path):
     check_refused(capsys, argv, str(tmp_path), _root(corpus),
                   message=f"{output}: training diverged (the weights became NaN or Inf), so nothing was written; "
                           "lower --learning-rate (now 1e+30) or --strength (now 1e+30).")
+
+
+# --------------------------------------------------------------------------------------------------
+# retrain's hidden work folder (issue 17 item 8): refused before any model is loaded
+
+
+def _work(path):
+    return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.retrain")
+
+
+@pytest.mark.parametrize("case", ["a file", "a link", "foreign files", "input inside"])
+def test_retrain_work_folder_that_is_not_its_own_is_refused(capsys, corpus, tmp_path, case):
+    models, data = corpus
+    output = str(tmp_path / "r.keras")
+    work = _work(output)
+    model = models["good"]
+    if case == "a file":
+        _write(work, b"a file of the user's")
+    elif case == "a link":
+        os.symlink(str(tmp_path), work)
+    else:
+        os.makedirs(work)
+        if case == "foreign files":
+            _write(os.path.join(work, "thesis.tex"), b"mine")
+        else:
+            model = shutil.copy(models["good"], os.path.join(work, "model.keras"))
+    argv = ["retrain", model, "--data", data["good"], "-o", output, "--epochs", "1", "--force"]
+    message = {
+        "a file": f"{output}: retrain keeps its backup in {work}, which exists and is a file, not retrain's folder; "
+                  "move or remove it, or choose another output.",
+        "a link": f"{output}: retrain keeps its backup in {work}, which exists and is a link, not retrain's folder; "
+                  "move or remove it, or choose another output.",
+        "foreign files": f"{output}: {work} holds files retrain did not write (no .weightkit-output in it), so it is "
+                         "never deleted, not even with --force; move them or choose another output.",
+        "input inside": f"{model}: is inside {work}, the work folder retrain deletes when it starts over or finishes "
+                        f"{output}; move the input out of that folder first.",
+    }[case]
+    check_refused(capsys, argv, str(tmp_path), _root(corpus), message=message)
+
+
+def test_a_second_retrain_to_the_same_output_is_one_line(capsys, corpus, tmp_path):
+    """The first run holds the output's lock (flock: released by the kernel even on SIGKILL)."""
+    from analysis.output_sets import output_lock
+
+    models, data = corpus
+    output = str(tmp_path / "r.keras")
+    with output_lock(output, what="retrain") as lock:
+        before = sorted(os.listdir(tmp_path))
+        line = check_refused(capsys, ["retrain", models["good"], "--data", data["good"], "-o", output],
+                             str(tmp_path), _root(corpus),
+                             message=f"{output}: another retrain to this output is running (process {os.getpid()}, "
+                                     f"lock {lock}); wait for it to finish or choose another output.")
+        assert sorted(os.listdir(tmp_path)) == before and line
+    assert os.listdir(tmp_path) == []  # the lock file goes with the run that held it

@@ -81,8 +81,8 @@ def test_retrain_killed_between_epochs_resumes_with_the_remaining_epochs(capsys,
     _kill_when(process, lambda: _backup_epoch(work) >= 1)
     done = _backup_epoch(work)
     assert 1 <= done < EPOCHS
-    # Nothing at any final path; only the hidden backup folder.
-    assert sorted(os.listdir(tmp_path)) == [".retrained.keras.retrain"]
+    # Nothing at any final path; only the hidden backup folder and the lock file, which the kernel unlocked.
+    assert sorted(os.listdir(tmp_path)) == [".retrained.keras.lock", ".retrained.keras.retrain"]
 
     status, _, err = run(capsys, argv)
     assert (status, err) == (2, (f"weightkit retrain: error: {output}: an interrupted run left its backup in "
@@ -155,3 +155,65 @@ def test_quantize_killed_mid_run_leaves_no_output_folder_and_a_rerun_succeeds(ca
     assert {"comparison.json", "model.tflite"} <= set(files)
     assert not [name for name in files if ".part" in name]
     json.loads((output / "comparison.json").read_text())
+
+
+# A run killed between renaming OUT.keras and OUT.json (issue 17 item 11). The kill is real (SIGKILL of a
+# child process); the child runs the output set's own commit and kills itself after the first rename.
+_KILLED_BETWEEN_RENAMES = r"""
+import os, signal, sys
+import analysis.output_sets as sets
+from analysis.io import OUTPUT_MARKER
+output, work = sys.argv[1], sys.argv[2]
+stem = os.path.splitext(output)[0]
+os.makedirs(work)
+open(os.path.join(work, OUTPUT_MARKER), "w").close()
+open(os.path.join(work, "training_metadata.json"), "w").write('{"epoch": 2, "batch": 0}')
+finish, renamed = sets._finish, []
+def finish_then_die(temporary, path, existed):
+    finish(temporary, path, existed)
+    renamed.append(path)
+    if len(renamed) == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+sets._finish = finish_then_die
+with sets.OutputSet([output, stem + ".json", stem + ".png"], journal=os.path.join(work, "outputs.json")) as outputs:
+    for path in (output, stem + ".json", stem + ".png"):
+        open(outputs[path], "wb").write(("the killed run's " + path).encode())
+    outputs.commit()
+"""
+
+
+def _killed_between_renames(tmp_path):
+    output, work = tmp_path / "r.keras", tmp_path / ".r.keras.retrain"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", _KILLED_BETWEEN_RENAMES, str(output), str(work)],
+                          env={**os.environ, "PYTHONPATH": root}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    return output, work
+
+
+def test_retrain_killed_between_renaming_its_outputs_is_completed_by_resume(capsys, digits_model_path, tmp_path):
+    output, work = _killed_between_renames(tmp_path)
+    assert output.exists() and not (tmp_path / "r.json").exists()
+    argv = ["retrain", digits_model_path, "--data", "sklearn:digits", "-o", output, "--epochs", "2"]
+    status, _, err = run(capsys, argv)
+    assert (status, err) == (2, (f"weightkit retrain: error: {output}: a killed run finished training but not "
+                                 f"renaming its outputs (recorded in {work / 'outputs.json'}); pass --resume to "
+                                 f"complete them, or --force to start over, which removes {work} and the outputs that "
+                                 "still hold that run's bytes.\n"))
+    status, out, err = run(capsys, argv + ["--resume"])
+    assert (status, err) == (0, "")
+    assert out.startswith("--resume: the killed run had finished; completed")
+    assert sorted(os.listdir(tmp_path)) == ["r.json", "r.keras", "r.png"]
+    for name in ("r.keras", "r.json", "r.png"):
+        assert (tmp_path / name).read_text() == f"the killed run's {tmp_path / name}"
+
+
+def test_force_removes_only_what_the_killed_run_wrote(tmp_path):
+    from analysis.output_sets import discard_set
+
+    output, work = _killed_between_renames(tmp_path)
+    output.write_bytes(b"the user's own model, saved over it since")
+    removed = discard_set(str(work / "outputs.json"))
+    assert output.read_bytes() == b"the user's own model, saved over it since"
+    assert len(removed) == 2 and not [p for p in removed if not os.path.basename(p).startswith(".r.")]
+    assert sorted(os.listdir(tmp_path)) == [".r.keras.retrain", "r.keras"]

@@ -1,6 +1,7 @@
 """What every command shares: options, error handling, output consoles and progress."""
 
 import os
+import re
 import sys
 import traceback
 
@@ -10,7 +11,7 @@ from weightkit._options import Real
 
 __all__ = ["debug_option", "unsafe_option", "force_option", "quiet_option", "model_argument",
            "run_cli", "load_model_or_exit", "stdout_console", "stderr_console", "progress_reporter",
-           "note", "metric_option", "threshold_option"]
+           "note", "metric_option", "threshold_option", "no_space_message"]
 
 _STATE = {"debug": bool(os.environ.get("WEIGHTKIT_DEBUG")), "quiet": False}
 
@@ -100,6 +101,44 @@ def load_model_or_exit(path, *, unsafe=False, compile=True, finite=False):
     for text in loaded.notes:
         note(f"{path}: {text}")
     return loaded
+
+
+#: errno values that mean "the disk (or the file-size limit) is full": ENOSPC, EDQUOT, EFBIG.
+_FULL = {28: "no space left on device", 122: "disk quota exceeded", 27: "file too large"}
+_TEMPORARY = re.compile(r"^\.(.+)\.[0-9a-f]{6}-\d+-[a-z0-9_]{8}\.part(\.[^.]*)?$")
+
+
+def no_space_message(error):
+    """``"PATH: no space left on device"`` when ``error`` (or what caused it) is a full disk, else None.
+
+    Recognises ``OSError`` with ENOSPC / EDQUOT / EFBIG (a file-size limit), and the HDF5 and
+    TensorFlow errors that carry only the text (``errno = 28``). A weightkit temporary
+    (``.NAME.HOST-PID-RANDOM.part``) is named by its output.
+    """
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        code = getattr(error, "errno", None)
+        text = str(error)
+        if code not in _FULL:
+            found = re.search(r"errno = (\d+)", text)
+            code = int(found.group(1)) if found else next(
+                (number for number, words in _FULL.items() if words in text.lower()), None)
+        if code in _FULL:
+            path = getattr(error, "filename", None)
+            if not path:
+                found = re.search(r"(?:filename|name) = '([^']+)'", text)
+                path = found.group(1) if found else None
+            return f"{_output_of(path) if path else 'an output'}: no space left on device ({_FULL[code]}); " \
+                   "free space or choose another output folder, nothing was left half-written"
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _output_of(path):
+    folder, name = os.path.split(os.fspath(path))
+    found = _TEMPORARY.match(name)
+    return os.path.join(folder, found.group(1)) if found else os.fspath(path)
 
 
 class progress_reporter:
@@ -192,6 +231,12 @@ def run_cli(group, argv=None):
                 traceback.print_exc()
             click.echo(f"{prog}: error: {error}", err=True)
             return error.exit_code
+        full = no_space_message(error)
+        if full is not None:
+            if _STATE["debug"]:
+                traceback.print_exc()
+            click.echo(f"{prog}: error: {full}", err=True)
+            return 2
         if _STATE["debug"]:
             traceback.print_exc()
         else:

@@ -21,7 +21,9 @@ from analysis.data_checks import output_activations
 from analysis.errors import WeightkitError
 from analysis.graph import ModelGraph
 from analysis.inputs import as_dataset, as_model
+from analysis.io import OUTPUT_MARKER
 from analysis.rows import layer_neuron_rows
+from compress.decorrelate.backup import AtomicBackupAndRestore
 from compress.decorrelate.kernels import attach_decorrelation, detach_decorrelation
 from compress.decorrelate.label_match import match_labels_to_loss
 from compress.decorrelate.monitor import RedundancyMonitor, monitored_entries, redundancy_summary
@@ -44,6 +46,8 @@ keras = import_keras()
 DEFAULT_STRENGTH = 1.0
 
 HISTORY_FILE = "history.csv"
+#: The file that marks a work folder as retrain's own (only such a folder, or an empty one, is removed).
+WORK_MARKER = OUTPUT_MARKER
 
 @dataclass
 class RetrainResult:
@@ -349,10 +353,11 @@ def retrain(model, dataset, *, strength=DEFAULT_STRENGTH, epochs=10, layers=None
         if not resume and os.path.isdir(work_dir):
             shutil.rmtree(work_dir)  # a fresh run never picks up an old backup
         os.makedirs(work_dir, exist_ok=True)
+        with open(os.path.join(work_dir, WORK_MARKER), "w", encoding="utf-8") as handle:
+            handle.write("retrain's backup, written by weightkit; --force or a finished run removes it\n")
         history_path = os.path.join(work_dir, HISTORY_FILE)
         fit_callbacks.append(keras.callbacks.CSVLogger(history_path, append=True))
-        fit_callbacks.append(keras.callbacks.BackupAndRestore(work_dir, delete_checkpoint=False,
-                                                              double_checkpoint=True))
+        fit_callbacks.append(AtomicBackupAndRestore(work_dir))
     elif resume:
         raise ValueError("resume=True needs a work_dir holding the backup")
     fit_callbacks.extend(callbacks)

@@ -1,5 +1,6 @@
 """``weightkit retrain``: fine-tune with the decorrelation regularizer, show redundancy before and after."""
 
+import json
 import os
 import shutil
 
@@ -10,21 +11,17 @@ from weightkit._common import (
     force_option,
     load_model_or_exit,
     model_argument,
+    no_space_message,
     note,
     quiet_option,
     stdout_console,
     unsafe_option,
 )
 from weightkit._options import SEED, Real, Whole
+from weightkit.commands._retrain_files import JOURNAL, check_work_folder, finish_interrupted_outputs, work_folder
 
 #: Mirrors compress.decorrelate.training.DEFAULT_STRENGTH (not imported here: that would load TensorFlow on --help).
 DEFAULT_STRENGTH = 1.0
-
-
-def work_folder(output):
-    """The backup folder of a retrain writing ``output``: hidden, beside it."""
-    directory, name = os.path.split(os.path.abspath(output))
-    return os.path.join(directory, f".{name}.retrain")
 
 
 def side_outputs(output):
@@ -64,13 +61,28 @@ def retrain(model, data, output, strength, epochs, layers, batch_size, learning_
             target, resume, keep_regularizer, seed, force, unsafe):
     """Retrain MODEL with a decorrelation regularizer; compare redundancy and accuracy before and after."""
     from analysis.errors import WeightkitError
-    from analysis.io import check_output
+    from analysis.output_sets import output_lock
 
     if not output.endswith(".keras"):
         raise WeightkitError(f"{output}: the retrained model is saved in the Keras format; give a name "
                              "ending in .keras.")
-    json_path, png_path = side_outputs(output)
     work = work_folder(output)
+    check_work_folder(output, work, (model, data))
+    with output_lock(output, what="retrain"):  # one run per output: they would share the work folder
+        finished = finish_interrupted_outputs(output, work, resume=resume, force=force)
+        if finished:
+            stdout_console().print(f"--resume: the killed run had finished; completed {', '.join(finished)}")
+            return
+        _retrain(model, data, output, work, strength, epochs, layers, batch_size, learning_rate, validation_split,
+                 loss, target, resume, keep_regularizer, seed, force, unsafe)
+
+
+def _retrain(model, data, output, work, strength, epochs, layers, batch_size, learning_rate, validation_split, loss,
+             target, resume, keep_regularizer, seed, force, unsafe):
+    from analysis.errors import WeightkitError
+    from analysis.io import check_output
+
+    json_path, png_path = side_outputs(output)
     if os.path.isdir(work) and not resume and not force:
         raise WeightkitError(f"{output}: an interrupted run left its backup in {work}; pass --resume to "
                              "continue it or --force to start over.")
@@ -80,25 +92,22 @@ def retrain(model, data, output, strength, epochs, layers, batch_size, learning_
         note(f"--resume: no backup in {work}; starting from the first epoch")
 
     loaded = load_model_or_exit(model, unsafe=unsafe, compile=True, finite=True)
+    from analysis.batches import n_samples
     from analysis.data_checks import load_data_for_model
-
-    dataset = load_data_for_model(data, loaded.model, target=target, seed=seed)
-    from analysis.io import atomic_path, atomic_write_json
+    from analysis.output_sets import OutputSet
     from compress.decorrelate.kernels import select_kernels
+    from compress.decorrelate.label_match import match_labels_to_loss
     from compress.decorrelate.training import infer_loss
     from compress.decorrelate.training import retrain as run_retrain
     from reports.retrain_console import print_retrain_result
     from reports.retrain_plot import plot_retrain
 
-    from compress.decorrelate.label_match import match_labels_to_loss
-
+    dataset = load_data_for_model(data, loaded.model, target=target, seed=seed)
     select_kernels(loaded.model, list(layers) or None)  # user errors before any output
     compiled_loss = getattr(loaded.model, "loss", None) if loaded.compiled else None
     chosen_loss = infer_loss(loaded.model, dataset, loss)[0] if loss is not None else compiled_loss
     if chosen_loss is not None:  # labels that do not fit it: one line now (retrain() converts the others)
         match_labels_to_loss(loaded.model, dataset, chosen_loss)
-    from analysis.batches import n_samples
-
     note(f"{data}: {n_samples(dataset.x_train)} training and {n_samples(dataset.x_test)} held-out samples "
          f"({dataset.task})")
 
@@ -108,15 +117,22 @@ def retrain(model, data, output, strength, epochs, layers, batch_size, learning_
             batch_size=batch_size, learning_rate=learning_rate, validation_split=validation_split, loss=loss,
             compiled_loss=compiled_loss, work_dir=work, resume=resume, keep_regularizer=keep_regularizer,
             seed=seed, callbacks=[_EpochNotes(epochs)], label=output)
+        document = {"model": model, "output": output, "data": data, **result.to_dict()}
+        with OutputSet([output, json_path, png_path], journal=os.path.join(work, JOURNAL)) as outputs:
+            trained.save(outputs[output])
+            with open(outputs[json_path], "w", encoding="utf-8") as handle:
+                handle.write(json.dumps(document, indent=2, allow_nan=False) + "\n")
+            plot_retrain(result, outputs[png_path])
+            outputs.commit()
     except KeyboardInterrupt:
         note(f"interrupted; finished epochs are kept in {work}: rerun with --resume to continue")
         raise
-    with atomic_path(output, suffix=".keras") as temporary:
-        trained.save(temporary)
-    document = {"model": model, "output": output, "data": data, **result.to_dict()}
-    atomic_write_json(json_path, document)
-    with atomic_path(png_path) as temporary:
-        plot_retrain(result, temporary)
+    except Exception as error:
+        full = no_space_message(error)
+        if full and os.path.isfile(os.path.join(work, "training_metadata.json")):
+            raise WeightkitError(f"{full}; the finished epochs are kept in {work}: free space and rerun with "
+                                 "--resume") from error
+        raise
     shutil.rmtree(work, ignore_errors=True)
     for text in print_retrain_result(result, stdout_console()):
         note(text)
