@@ -283,7 +283,7 @@ def _recurrent_plan(keras_model, input_shape):
     names = ", ".join(rolled)
     if steps is not None and int(steps) <= UNROLL_MAX_STEPS:
         note = (f"recurrent layers ({names}) unrolled over their {int(steps)} steps for the converter (TF 2.21 "
-                "cannot convert the rolled loop, and Keras 3 layers carry no mark for the fused TFLite LSTM op)")
+                "cannot convert the rolled loop, and Keras 3 layers carry no mark for the fused TFLite recurrent ops)")
         return unrolled_copy(keras_model) or keras_model, None, note
     note = (f"recurrent layers ({names}) kept rolled: {steps if steps is not None else 'an unknown number of'} steps "
             f"(over {UNROLL_MAX_STEPS}) are too many to unroll; float modes converted from a frozen function of "

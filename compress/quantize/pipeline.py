@@ -34,6 +34,7 @@ from compress.quantize.evaluate import TFLiteModel, time_calls
 from compress.quantize.inputs import integer_input_notes
 from compress.quantize.modes import MODE_NAMES, MODES, mode_file
 from compress.quantize.native import convert_keras_mode, convert_onnx
+from compress.quantize.random_inputs import UNIFORM, input_sampler, random_inputs
 from compress.quantize.results import ExportChoice, ModeResult, QuantizationReport, ReferenceResult
 from compress.quantize.sensitivity_run import run_sensitivity
 from compress.quantize.signature import SignatureModel
@@ -41,13 +42,8 @@ from compress.quantize.source import ModelSource, keras_source, saved_model_sour
 
 __all__ = ["quantize_model", "random_inputs", "RANDOM_INPUTS"]
 
-RANDOM_INPUTS = "uniform in [0, 1)"
-
-
-def random_inputs(input_shape, n_samples, seed=0):
-    """``n_samples`` inputs drawn uniformly in [0, 1) for a model input of shape ``(None, ...)``."""
-    rng = np.random.default_rng(seed)
-    return rng.random((int(n_samples),) + tuple(int(d) for d in input_shape[1:]), dtype=np.float32)
+RANDOM_INPUTS = UNIFORM
+SANITY = "agreement on random inputs is only a sanity check: pass --data for accuracy on real inputs"
 
 
 def _output_width(shape):
@@ -145,7 +141,8 @@ def _as_data(data, source, seed):
 
 def quantize_model(model, modes=MODE_NAMES, data=None, *, calibration_samples=200, max_drop=1.0, export=None,
                    seed=0, random_samples=256, latency_repeats=50, throughput_repeats=10, batch_size=64,
-                   output_dir=None, verbose=False, progress=None, unsafe=False, sensitivity=False, mixed=False):
+                   output_dir=None, verbose=False, progress=None, unsafe=False, sensitivity=False, mixed=False,
+                   int16x8_limit_s=60.0):
     """Convert a model in each mode, evaluate every ``.tflite`` and choose the one to export.
 
     Parameters
@@ -190,6 +187,10 @@ def quantize_model(model, modes=MODE_NAMES, data=None, *, calibration_samples=20
     mixed : bool, default=False
         Also build the ``mixed`` model: the k most sensitive layers float, the rest int8, the
         smallest k within ``max_drop`` (the same as ``"mixed"`` in ``modes``).
+    int16x8_limit_s : float or None, default=60.0
+        int16x8 runs on TFLite's reference kernels: it is first timed on a few samples and
+        skipped (with its projected time) when the whole evaluation would take longer. None
+        measures it whatever it costs (the command does so when ``--modes`` names it).
 
     Returns
     -------
@@ -214,19 +215,17 @@ def quantize_model(model, modes=MODE_NAMES, data=None, *, calibration_samples=20
         task = None
         notes.append(f"data without labels: outputs compared on the {len(x)} given inputs, which also calibrate the "
                      "integer modes; only agreement and output error are measured, not accuracy")
-    elif source.several:
-        x = [random_inputs(t.shape, random_samples, seed) for t in source.keras_model.inputs]
-        x = x if len(x) > 1 else x[0]
-        evaluation = f"{random_samples} random inputs ({RANDOM_INPUTS}); no labels"
-        task = None
-        notes.append(f"no --data: outputs compared on {random_samples} random inputs ({RANDOM_INPUTS}) of the "
-                     "model's input shapes; only agreement and output error are measured, not accuracy")
     else:
-        x = random_inputs(source.input_shape, random_samples, seed)
-        evaluation = f"{len(x)} random inputs ({RANDOM_INPUTS}); no labels"
+        count = len(source.keras_model.inputs) if source.several else 1
+        x = [random_inputs(source.keras_model.inputs[i].shape if source.several else source.input_shape,
+                           random_samples, seed, model=source.keras_model, index=i) for i in range(count)]
+        x = x if len(x) > 1 else x[0]
+        ranges = sorted({input_sampler(source.keras_model, i)[0] for i in range(count)})
+        evaluation = f"{random_samples} random inputs ({'; '.join(ranges)}); no labels"
         task = None
-        notes.append(f"no --data: outputs compared on {len(x)} random inputs ({RANDOM_INPUTS}) of the model's input "
-                     "shape; only agreement and output error are measured, not accuracy")
+        notes.append(f"no --data: outputs compared on {random_samples} random inputs ({'; '.join(ranges)}) of the "
+                     f"model's input {'shapes' if count > 1 else 'shape'}; only agreement and output error are "
+                     f"measured, not accuracy; {SANITY}")
     references = source.predict(x)
     references = references if isinstance(references, list) else [references]
     reference = references[0]
@@ -282,6 +281,11 @@ def quantize_model(model, modes=MODE_NAMES, data=None, *, calibration_samples=20
         if conversion.ok:
             try:
                 model = runners.get(conversion.mode) or _tflite_runner(conversion, source, verbose)
+                if conversion.mode == "int16x8" and int16x8_limit_s is not None:
+                    row.error = _too_slow(model, x, int16x8_limit_s, latency_repeats + throughput_repeats * batch_size)
+                    if row.error:
+                        rows.append(row)
+                        continue
                 every = model.predict(x, batch_size=256)
                 every = every if isinstance(every, list) else [every]
                 outputs = np.asarray(every[0]).reshape(reference.shape)
@@ -325,6 +329,19 @@ def quantize_model(model, modes=MODE_NAMES, data=None, *, calibration_samples=20
     path = os.path.join(output_dir, name) if output_dir is not None else name
     report.exported = ExportChoice(mode=mode, path=path, reason=reason)
     return contents, report
+
+
+def _too_slow(model, x, limit_s, extra_samples, probe=16):
+    """A reason to skip a model whose evaluation is projected over ``limit_s`` seconds, or None."""
+    n = n_samples(x)
+    sample = take(x, np.arange(min(probe, n)))
+    seconds = time_calls(lambda: model.predict(sample, batch_size=len(sample)), 1, warmup=0) / max(1, min(probe, n))
+    projected = seconds * (n + extra_samples)
+    if projected <= limit_s:
+        return None
+    return (f"skipped: {1000 * seconds:.1f} ms per sample on TFLite's reference kernels (timed on {min(probe, n)}), "
+            f"about {projected:.0f} s for the {n} samples and the timings, over {limit_s:.0f} s; name int16x8 in "
+            "--modes to measure it anyway")
 
 
 def _add_note(notes, note):

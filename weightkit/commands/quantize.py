@@ -20,6 +20,17 @@ from weightkit._options import SEED, Real, Whole
 _ALL_MODES = "float32,dynamic,float16,int8,int8-io,int16x8"
 
 
+def _progress():
+    """A live bar on a terminal; plain log lines (a line per step, one every 10 s) when stderr is not one."""
+    import sys
+
+    if sys.stderr.isatty():
+        return progress_reporter("quantizing")
+    from reports.quantize_progress import LogProgress
+
+    return LogProgress(note, interval=10.0)
+
+
 @click.command()
 @model_argument
 @click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False, path_type=str),
@@ -108,11 +119,12 @@ def quantize(model, output, data, modes, calibration_samples, max_drop, export, 
         dataset = load_data_for_model(data, view, seed=seed)
 
     with atomic_directory(output, force=force) as work:
-        with progress_reporter("quantizing") as progress:
+        with _progress() as progress:
             contents, report = quantize_model(source, chosen, dataset, calibration_samples=calibration_samples,
                                               max_drop=max_drop, export=export, seed=seed, output_dir=output,
                                               verbose=verbose, progress=progress, unsafe=unsafe,
-                                              sensitivity=sensitivity, mixed=mixed)
+                                              sensitivity=sensitivity, mixed=mixed,
+                                              int16x8_limit_s=None if explicit and "int16x8" in chosen else 60.0)
         write_outputs(report, contents, work)
         plot_comparison(report, os.path.join(work, "comparison.png"))
         if report.sensitivity is not None:
