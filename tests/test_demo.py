@@ -11,8 +11,8 @@ from browser import CHROMIUM, visit
 from weightkit._common import run_cli
 from weightkit.cli import cli
 
-KERAS_KEYS = ["original", "merged", "merged-ratio", "retrained", "retrained-merged-ratio"]
-REDUCED = ["--models", "mlp", "--epochs", "4", "--retrain-epochs", "1", "--modes", "float32,int8"]
+KERAS_KEYS = ["original", "merged", "merged-ratio", "retrained", "retrained-merged-ratio", "shrunk"]
+REDUCED = ["--models", "mlp", "--epochs", "4", "--retrain-epochs", "1", "--modes", "float32,int8", "--fast"]
 #: Set to a folder to keep a copy of the screenshot for a person to look at; otherwise it stays in
 #: the test's temporary folder (pytest keeps the last three runs' folders).
 SCREENSHOT_DIR = os.environ.get("WEIGHTKIT_SCREENSHOT_DIR")
@@ -41,7 +41,7 @@ def test_demo_summary_has_every_stage(demo_run):
     assert [stage["key"] for stage in journey["stages"]] == KERAS_KEYS + ["float32", "int8"]
     stages = {stage["key"]: stage for stage in journey["stages"]}
     assert stages["original"]["agreement"] == 1.0
-    assert journey["quantized_from"] in KERAS_KEYS
+    assert journey["quantized_from"] == "shrunk"  # the headline: weightkit shrink's model
     for stage in journey["stages"]:
         assert os.path.getsize(out / stage["path"]) == stage["bytes"], stage["key"]
         assert 0.0 <= stage["accuracy"] <= 1.0 and 0.0 <= stage["agreement"] <= 1.0
@@ -67,6 +67,16 @@ def test_demo_summary_has_every_stage(demo_run):
     assert merge["evaluation"]["samples"] == 359
     assert merge["evaluation"]["agreement"] == stages["merged-ratio"]["agreement"]  # its source is the original
     assert (out / "digits_mlp" / "retrained" / "retrain.png").is_file()
+    # The shrink stage: fewer parameters than the original, its frontier carrying the other stages as points.
+    shrunk = stages["shrunk"]
+    assert shrunk["params"] < stages["original"]["params"]
+    assert set(shrunk["files"]) >= {"report", "tflite", "json", "frontier", "frontier_json"}
+    with open(out / shrunk["files"]["frontier_json"], encoding="utf-8") as handle:
+        frontier = json.load(handle)
+    keys = [candidate["key"] for candidate in frontier["candidates"]]
+    assert keys[:2] == ["original", "original:float32"]
+    assert [key for key in keys if key.startswith("demo:")] == [f"demo:{key}" for key in KERAS_KEYS[1:-1]]
+    assert sum(candidate["chosen"] for candidate in frontier["candidates"]) == 1
     assert not [name for name in os.listdir(out.parent) if name.startswith(".")]  # no temporary left
 
 

@@ -29,14 +29,15 @@ _FAST = {"epochs": 10, "retrain_epochs": 3, "modes": "float32,int8"}
 @click.option("--ratio", type=Real(min=0.0, max=1.0, min_open=True, max_open=True), default=None,
               help="Share of each layer's neurons the ratio merges remove. [default: 0.5 for the MLP, 0.25 for "
                    "the CNN]")
-@click.option("--fast", is_flag=True, help="A quick look: fewer epochs and two quantization modes.")
+@click.option("--fast", is_flag=True, help="A quick look: fewer epochs, two quantization modes, a lighter shrink.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the data split, training and samples.")
 @force_option
 @quiet_option
 @debug_option
 def demo(output, epochs, retrain_epochs, models, modes, ratio, fast, seed, force):
     """Train an over-wide MLP and a small CNN on scikit-learn's digits, then analyze, report, retrain,
-    merge and quantize each; OUTPUT/index.html compares every stage."""
+    merge and quantize each, and shrink each to its smallest model within 1 accuracy point (the
+    headline); OUTPUT/index.html compares every stage."""
     from analysis.errors import WeightkitError
     from analysis.io import check_output
 
@@ -61,9 +62,10 @@ def demo(output, epochs, retrain_epochs, models, modes, ratio, fast, seed, force
     with atomic_directory(output, force=force) as work, progress_reporter("demo") as progress:
         for index, name in enumerate(dict.fromkeys(names)):
             builder, share, example_ratio = EXAMPLES[name]
-            example_epochs = max(1, int(round(epochs * share)))
+            example_epochs = max(1, round(epochs * share))
             journey, accuracy = _run_example(builder, example_epochs, retrain_epochs, chosen_modes,
-                                             ratio or example_ratio, seed, work, progress, index, len(names))
+                                             ratio or example_ratio, seed, work, progress, index, len(names),
+                                             fast_shrink=fast)
             trained[journey.model] = (example_epochs, accuracy)
             journeys.append(journey)
         wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
@@ -86,7 +88,7 @@ def demo(output, epochs, retrain_epochs, models, modes, ratio, fast, seed, force
                   f"{time.process_time() - start_cpu:.0f} s CPU); open it in a browser")
 
 
-def _run_example(builder, epochs, retrain_epochs, modes, ratio, seed, work, progress, index, count):
+def _run_example(builder, epochs, retrain_epochs, modes, ratio, seed, work, progress, index, count, fast_shrink=False):
     """Train one example, then run the journey on it with a report per Keras stage."""
     from analysis.data import load_data
     from analysis.data_checks import fit_to_model
@@ -95,7 +97,7 @@ def _run_example(builder, epochs, retrain_epochs, modes, ratio, seed, work, prog
     from weightkit.demo.journey import KERAS_STAGES, run_journey
 
     model = getattr(examples, builder)()
-    steps = len(KERAS_STAGES) + 2  # training, the Keras stages, quantization
+    steps = len(KERAS_STAGES) + 1  # training, then the Keras stages (the last, shrink, quantizes)
 
     def step(done, total, what):
         progress(index * steps + done, count * steps, what)
@@ -120,5 +122,5 @@ def _run_example(builder, epochs, retrain_epochs, modes, ratio, seed, work, prog
     os.mkdir(folder)
     journey = run_journey(model, dataset, folder, prefix=model.name, retrain_epochs=retrain_epochs, ratio=ratio,
                           modes=modes, seed=seed, analyzer=report, on_stage=done,
-                          progress=lambda d, t, what: step(1 + d, steps, what))
+                          progress=lambda d, t, what: step(1 + d, steps, what), fast_shrink=fast_shrink)
     return journey, accuracy

@@ -7,7 +7,7 @@ hidden layers hold real redundant groups for the tools to find.
 
 from analysis._tf import import_keras
 
-__all__ = ["build_wide_mlp", "build_small_cnn", "train_example"]
+__all__ = ["build_small_cnn", "build_wide_mlp", "train_example"]
 
 
 def build_wide_mlp(hidden=(256, 256), *, n_features=64, n_classes=10, weight_decay=3e-3, name="digits_mlp"):

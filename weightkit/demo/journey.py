@@ -20,21 +20,35 @@ The stages, in order:
     The original fine-tuned with the decorrelation regularizer.
 ``retrained-merged-ratio``
     The retrained model merged at the same ratio: does decorrelating first help or hurt a hard cut?
+``shrunk``
+    The headline: :func:`compress.shrink.shrink_model` on the original (per-layer merge
+    sensitivity, an allocation within ``max_drop`` points, a distillation fine-tune), with its
+    ``model.tflite``, ``shrink.json`` and a ``frontier.png`` on which the stages above are
+    labelled points (:mod:`weightkit.demo.headline`).
 ``<mode>``
-    The smallest Keras stage within ``max_drop`` accuracy points of the original (see
-    :func:`choose_quantize_source`), converted to TFLite in each quantization mode.
+    The ``shrunk`` model in each quantization mode, as shrink's quantize stage converted it (the
+    held-out accuracy here; shrink chose on its validation split). :func:`choose_quantize_source`
+    is the rule earlier demos used to pick the quantized stage.
 """
 
 import os
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from analysis.errors import WeightkitError
+from weightkit.demo.stages import Journey, Stage
 
-__all__ = ["DEMO_MODES", "KERAS_STAGES", "Stage", "Journey", "run_journey", "choose_quantize_source",
-           "pooled_mean_abs_r", "save_plain"]
+__all__ = [
+    "DEMO_MODES",
+    "KERAS_STAGES",
+    "Journey",
+    "Stage",
+    "choose_quantize_source",
+    "pooled_mean_abs_r",
+    "run_journey",
+    "save_plain",
+]
 
 #: Quantization modes of a journey unless told otherwise.
 DEMO_MODES = ("float32", "dynamic", "float16", "int8")
@@ -46,116 +60,8 @@ KERAS_STAGES = {
     "merged-ratio": "merged: ratio",
     "retrained": "retrained (decorrelation)",
     "retrained-merged-ratio": "retrained, then merged: ratio",
+    "shrunk": "shrink: merged by layer sensitivity, distilled",
 }
-
-
-@dataclass
-class Stage:
-    """One model of the journey, measured like every other.
-
-    Attributes
-    ----------
-    key : str
-        ``original``, ``merged``, ``merged-ratio``, ``retrained``, ``retrained-merged-ratio`` or a
-        quantization mode (``int8``).
-    title : str
-        What it is, in words.
-    kind : {"keras", "tflite"}
-    source : str or None
-        The key of the stage it was made from.
-    folder : str
-        Its folder, relative to the journey's root (forward slashes).
-    path : str
-        Its model file, relative to the root.
-    params : int
-        Parameters (for a TFLite stage: those of the Keras model it was converted from).
-    bytes : int
-        Size of the model file.
-    accuracy : float
-        On the held-out split.
-    agreement : float
-        Share of held-out samples on which it predicts the original's class.
-    mean_abs_r : float or None
-        Mean |Pearson r| over every pair of neurons within a layer, all analyzed layers pooled
-        (:func:`pooled_mean_abs_r`); None for TFLite stages (not measured).
-    groups, removable : int or None
-        Redundant groups and removable neurons found by the analysis; None for TFLite stages.
-    seconds, cpu_seconds : float
-        Wall and process CPU time to make and measure it (its report included).
-    files : dict of str to str
-        Other files of the stage, relative to the root (``report``, ``json``, ``plot``).
-    details : dict
-        What the stage's step did (retrain: accuracy and mean |r| before and after; merge:
-        neurons removed; quantize: the drop and output error).
-    analysis : analysis.ModelAnalysis or None
-        Not serialized.
-    """
-
-    key: str
-    title: str
-    kind: str
-    source: str
-    folder: str
-    path: str = None
-    params: int = None
-    bytes: int = None
-    accuracy: float = None
-    agreement: float = None
-    mean_abs_r: float = None
-    groups: int = None
-    removable: int = None
-    seconds: float = 0.0
-    cpu_seconds: float = 0.0
-    files: dict = field(default_factory=dict)
-    details: dict = field(default_factory=dict)
-    analysis: object = field(default=None, repr=False)
-
-    def to_dict(self):
-        return {"key": self.key, "title": self.title, "kind": self.kind, "source": self.source,
-                "folder": self.folder, "path": self.path, "params": self.params, "bytes": self.bytes,
-                "accuracy": self.accuracy, "agreement": self.agreement, "mean_abs_r": self.mean_abs_r,
-                "groups": self.groups, "removable": self.removable, "seconds": round(self.seconds, 3),
-                "cpu_seconds": round(self.cpu_seconds, 3), "files": dict(self.files), "details": self.details}
-
-
-@dataclass
-class Journey:
-    """Every stage of one model's journey.
-
-    Attributes
-    ----------
-    model : str
-    data : str
-        The dataset specification (``sklearn:digits``).
-    test_samples : int
-        Held-out samples every accuracy and agreement is measured on.
-    settings : dict
-        The options of :func:`run_journey`.
-    stages : list of Stage
-    quantized_from : str or None
-        Key of the stage the quantization modes were converted from.
-    notes : list of str
-    """
-
-    model: str
-    data: str
-    test_samples: int
-    settings: dict
-    stages: list = field(default_factory=list)
-    quantized_from: str = None
-    notes: list = field(default_factory=list)
-
-    def stage(self, key):
-        """The :class:`Stage` called ``key``."""
-        for stage in self.stages:
-            if stage.key == key:
-                return stage
-        raise KeyError(key)
-
-    def to_dict(self):
-        return {"model": self.model, "data": self.data, "test_samples": self.test_samples,
-                "settings": dict(self.settings), "quantized_from": self.quantized_from,
-                "stages": [stage.to_dict() for stage in self.stages], "notes": list(self.notes)}
 
 
 def pooled_mean_abs_r(result):
@@ -238,7 +144,7 @@ def _join(*parts):
 
 def run_journey(model, dataset, directory, *, prefix="", name=None, retrain_epochs=10, strength=None, ratio=0.5,
                 threshold=None, modes=DEMO_MODES, max_drop=1.0, calibration_samples=200, seed=0, analyzer=None,
-                progress=None, on_stage=None):
+                progress=None, on_stage=None, fast_shrink=False):
     """Analyze, retrain, merge and quantize a trained classifier; measure and save every stage.
 
     Parameters
@@ -265,8 +171,9 @@ def run_journey(model, dataset, directory, *, prefix="", name=None, retrain_epoc
     modes : sequence of str, default=DEMO_MODES
         Quantization modes.
     max_drop : float, default=1.0
-        Accuracy points a stage may lose and still be the one quantized.
+        The shrink budget: accuracy points the headline model may lose.
     calibration_samples : int, default=200
+        Kept for the settings record; shrink calibrates on its own calibration split.
     seed : int, default=0
     analyzer : callable, default=None
         ``analyzer(model, stage, folder) -> analysis.ModelAnalysis`` for each Keras stage, with
@@ -276,6 +183,8 @@ def run_journey(model, dataset, directory, *, prefix="", name=None, retrain_epoc
         ``progress(done, total, what)`` before each stage.
     on_stage : callable, default=None
         ``on_stage(stage)`` after each stage is measured.
+    fast_shrink : bool, default=False
+        Shrink with :data:`weightkit.demo.headline.FAST_SHRINK` instead of ``DEMO_SHRINK``.
 
     Returns
     -------
@@ -284,9 +193,10 @@ def run_journey(model, dataset, directory, *, prefix="", name=None, retrain_epoc
     from compress.decorrelate.training import DEFAULT_STRENGTH, retrain
     from compress.merge import merge_neurons
     from compress.merge.report import compare_models
-    from compress.quantize import TFLiteModel, keras_source, quantize_model, write_outputs
+    from compress.quantize import TFLiteModel, write_outputs
     from compress.quantize.compare import compare_outputs
     from reports.quantize_plot import plot_comparison
+    from weightkit.demo.headline import shrink_for_journey, write_frontier
 
     if dataset.task != "classification":
         raise WeightkitError(f"{dataset.source}: the journey measures accuracy; give a classification dataset.")
@@ -297,8 +207,9 @@ def run_journey(model, dataset, directory, *, prefix="", name=None, retrain_epoc
     name = name or model.name
     settings = {"retrain_epochs": int(retrain_epochs), "strength": strength, "ratio": float(ratio),
                 "threshold": threshold, "modes": modes, "max_drop": float(max_drop),
-                "calibration_samples": int(calibration_samples), "seed": int(seed)}
-    journey = Journey(model=name, data=dataset.source, test_samples=int(len(dataset.x_test)), settings=settings)
+                "calibration_samples": int(calibration_samples), "seed": int(seed),
+                "fast_shrink": bool(fast_shrink)}
+    journey = Journey(model=name, data=dataset.source, test_samples=len(dataset.x_test), settings=settings)
     journey.notes.append("Keras stages are saved without optimizer state, so their file sizes compare weights "
                          "and architecture alone")
     total = len(KERAS_STAGES) + 1
@@ -391,17 +302,40 @@ def run_journey(model, dataset, directory, *, prefix="", name=None, retrain_epoc
     step(f"merge the retrained model, ratio {ratio:g}")
     merge_stage("retrained-merged-ratio", retrained, "retrained", _Clock(), metric="pearson", ratio=ratio)
 
-    source_stage = choose_quantize_source(journey.stages, max_drop)
-    journey.quantized_from = source_stage.key
-    step(f"quantize {source_stage.key}: {', '.join(modes)}")
+    step(f"shrink within {max_drop:g} point(s), then quantize: {', '.join(modes)}")
     clock = _Clock()
-    source_path, source_model = written[source_stage.key]
+    outcome = shrink_for_journey(model, dataset, max_drop=max_drop, modes=modes, seed=seed, fast=fast_shrink)
+    shrink_files = {}
+
+    def write_shrink(path):
+        shrink_files.update(write_frontier(outcome, journey.stages, os.path.dirname(path)))
+        with open(path, "wb") as handle:
+            handle.write(outcome.tflite)
+
+    merged = outcome.result.merged
+    source_stage = keras_stage("shrunk", outcome.model, "original",
+                               {"removed": merged["removed"], "validation_drop_points": merged["drop"],
+                                "fine_tune": merged["fine_tune"] and {k: merged["fine_tune"][k] for k in
+                                                                      ("epochs_run", "best_epoch", "strategy")},
+                                "export": outcome.result.export}, clock,
+                               extra_files={"tflite": ("model.tflite", write_shrink)})
+    source_stage.files.update({label: _join(source_stage.folder, name) for label, name in shrink_files.items()})
+    journey.quantized_from = source_stage.key
+    sizes = outcome.result.splits
+    journey.notes.append(f"shrunk: chosen on {sizes['validation']} of the held-out digits (validation); the table "
+                         f"measures all {len(dataset.x_test)}, and shrink.json the other {sizes['test']} alone "
+                         f"(test accuracy {outcome.result.export['test_accuracy']:.4f} as "
+                         f"{outcome.result.export['mode']}, {outcome.result.export['ratio']:.1f}x smaller than the "
+                         "original's float32 .tflite)")
+    clock = _Clock()
+    contents, report = outcome.contents, outcome.quantization
     quantized_folder = _join(prefix, "quantized")
     absolute = os.path.join(directory, "quantized")
     os.makedirs(absolute, exist_ok=True)
-    contents, report = quantize_model(keras_source(source_model, path=source_path), modes, dataset,
-                                      calibration_samples=calibration_samples, max_drop=max_drop, seed=seed,
-                                      output_dir=quantized_folder)
+    for row in report.modes:  # the paths in comparison.json are the journey's
+        if row.ok:
+            row.path = _join(quantized_folder, f"model_{row.mode}.tflite")
+    report.exported.path = _join(quantized_folder, "model.tflite")
     write_outputs(report, contents, absolute)
     plot_comparison(report, os.path.join(absolute, "comparison.png"))
     reference = np.asarray(model.predict(dataset.x_test, batch_size=256, verbose=0), dtype=np.float32)
@@ -417,10 +351,10 @@ def run_journey(model, dataset, directory, *, prefix="", name=None, retrain_epoc
             continue
         stage.path = _join(quantized_folder, f"model_{row.mode}.tflite")
         stage.bytes = int(row.bytes)
-        stage.accuracy = row.accuracy
         outputs = TFLiteModel(contents[row.mode]).predict(dataset.x_test, batch_size=256).reshape(reference.shape)
-        stage.agreement = compare_outputs(reference, outputs, task=dataset.task)["agreement"]
-        stage.details = {"agreement_with_source": row.agreement, "drop_points": row.drop,
+        compared = compare_outputs(reference, outputs, dataset.y_test, task=dataset.task)
+        stage.accuracy, stage.agreement = compared["accuracy_after"], compared["agreement"]
+        stage.details = {"validation_agreement_with_source": row.agreement, "validation_drop_points": row.drop,
                          "max_abs_diff": row.max_abs_diff, "size_ratio": row.size_ratio,
                          "latency_ms": row.latency_ms}
         # One conversion run made every mode: its time is shared out evenly.
