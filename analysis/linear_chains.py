@@ -31,6 +31,7 @@ __all__ = [
     "find_linear_chains",
     "model_linear_chains",
     "nodes_from_graph",
+    "padding_of",
 ]
 
 #: Weighted layer classes a chain is made of, and their family (members of one chain share it).
@@ -231,22 +232,38 @@ def _folded_params(members):
     return math.prod(kernel_size) * first[-2] * units + (units if bias else 0)
 
 
+def padding_of(config):
+    """A convolution's padding as it acts: ``'same'`` with one-tap kernels pads nothing, so it is ``'valid'``."""
+    padding = config.get("padding", "valid")
+    if padding == "same" and all(k == 1 for k in _as_tuple(config["kernel_size"], 1)):
+        return "valid"
+    return padding
+
+
 def _exactness(members, kind):
-    """``(exact, reason, approximable)`` of a chain of weighted and affine members."""
+    """``(exact, reason, approximable)`` of a chain of weighted and affine members.
+
+    Exact: every convolution after the first pads nothing (valid, or one-tap kernels), and a
+    'same'-padded first one is neither preceded by a BatchNormalization (its padded zeros would be
+    shifted) nor followed by a convolution that widens the kernel.
+    """
     if kind == "dense":
         return True, None, False
     convs = [m for m in members if m.class_name in WEIGHTED]
-    paddings = {m.config.get("padding", "valid") for m in convs}
+    rank = len(_as_tuple(convs[0].config["kernel_size"], 1))
+    approximable = all(c.config.get("padding", "valid") == "same"
+                       and _as_tuple(c.config.get("strides", 1), rank) == (1,) * rank
+                       and all(k % 2 == 1 for k in _as_tuple(c.config["kernel_size"], rank)) for c in convs)
     for index, member in enumerate(members):
-        if member.class_name in WEIGHTED and index > 0 and member.config.get("padding", "valid") == "same":
+        if member.class_name in WEIGHTED and index > 0 and padding_of(member.config) == "same":
             reason = SAME_PADDING.format(layer=member.name, previous=members[index - 1].name)
-            if paddings != {"same"}:
-                return False, f"{reason}; {MIXED_PADDING}", False
-            rank = len(_as_tuple(member.config["kernel_size"], 1))
-            approximable = all(_as_tuple(c.config.get("strides", 1), rank) == (1,) * rank
-                               and all(k % 2 == 1 for k in _as_tuple(c.config["kernel_size"], rank))
-                               for c in convs)
-            return False, reason if approximable else f"{reason}; {NOT_APPROXIMABLE}", approximable
+            if approximable:
+                return False, reason, True
+            mixed = len({padding_of(c.config) for c in convs}) > 1
+            return False, f"{reason}; {MIXED_PADDING if mixed else NOT_APPROXIMABLE}", False
+    if padding_of(convs[0].config) == "same" and any(any(k > 1 for k in _as_tuple(c.config["kernel_size"], rank))
+                                                     for c in convs[1:]):
+        return False, f"'same' padding in {convs[0].name} followed by wider kernels; {MIXED_PADDING}", False
     return True, None, False
 
 

@@ -48,11 +48,13 @@ def _builders(keras):
         "conv2d_valid_bn": lambda: keras.Sequential([keras.Input((12, 12, 3)), L.BatchNormalization(),
                                                      L.Conv2D(4, 3), L.BatchNormalization(),
                                                      L.Conv2D(5, (2, 3), strides=(2, 1)), L.Conv2D(2, 3)]),
+        "conv2d_same_then_1x1": lambda: keras.Sequential([keras.Input((9, 9, 3)), L.Conv2D(6, 3, padding="same"),
+                                                          L.BatchNormalization(), L.Conv2D(3, 1, padding="same")]),
     }
 
 
 @pytest.mark.parametrize("name", ["dense_bias", "dense_no_bias", "dense_bn_dropout", "conv1d_valid",
-                                  "conv1d_dilated", "conv2d_valid_bn"])
+                                  "conv1d_dilated", "conv2d_valid_bn", "conv2d_same_then_1x1"])
 def test_exact_chains_fold_into_one_layer_with_the_same_outputs(keras, tmp_path, name):
     model = _reloaded(keras, _builders(keras)[name](), tmp_path, name)
     folded, report = fold_linear(model)
@@ -143,6 +145,16 @@ def test_find_linear_chains_on_plain_nodes():
     flatten = [LayerNode("a", "Dense", {}, ("x",), ((4, 8), (8,)), output_shape=(8,)),
                LayerNode("f", "Flatten", {}, ("a",), (), output_shape=(8,)), _node("b", "Dense", ["f"], [(8, 2)])]
     assert [c.layers for c in find_linear_chains(flatten)] == [["a", "f", "b"]]
+
+
+def test_one_tap_same_convolutions_pad_nothing_so_their_chains_are_exact():
+    nodes = [_node("a", "Conv2D", ["x"], [(3, 3, 2, 4), (4,)], kernel_size=(3, 3), padding="same"),
+             _node("bn", "BatchNormalization", ["a"], [(4,)] * 4, axis=-1),
+             _node("b", "Conv2D", ["bn"], [(1, 1, 4, 8), (8,)], kernel_size=(1, 1), padding="same")]
+    chain, = find_linear_chains(nodes)
+    assert chain.exact and chain.params_after == 3 * 3 * 2 * 8 + 8
+    wider = nodes[:2] + [_node("b", "Conv2D", ["bn"], [(3, 3, 4, 8), (8,)], kernel_size=(3, 3), padding="same")]
+    assert find_linear_chains(wider)[0].approximable and not find_linear_chains(wider)[0].exact
 
 
 def test_conv_geometry_kernel_sizes_add_and_strides_multiply():

@@ -12,7 +12,7 @@ import numpy as np
 from analysis._tf import import_keras
 from analysis.graph import ModelGraph
 from analysis.inputs import as_inputs, as_model
-from analysis.linear_chains import WEIGHTED, conv_geometry, find_linear_chains, nodes_from_graph
+from analysis.linear_chains import WEIGHTED, conv_geometry, find_linear_chains, nodes_from_graph, padding_of
 from compress.fold.math import batchnorm_affine, fold_conv, fold_dense
 from compress.fold.report import ChainFold, FoldReport
 
@@ -58,7 +58,7 @@ def _folded_layer(chain, layers):
         kernel_size, strides, dilation, _ = conv_geometry([layer.get_config() for layer in weighted])
         kernel, bias = fold_conv(steps, dilation)
         config.update(kernel_size=kernel_size, strides=strides, dilation_rate=dilation,
-                      padding=weighted[0].get_config().get("padding", "valid"))
+                      padding=padding_of(weighted[0].get_config()) if chain.exact else "same")
     config["use_bias"] = bias is not None
     for key in ("kernel_regularizer", "bias_regularizer", "kernel_constraint", "bias_constraint"):
         config[key] = None
