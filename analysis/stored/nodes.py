@@ -4,7 +4,7 @@
 :func:`analysis.linear_chains.nodes_from_graph` gives for the loaded model's flat graph
 (:class:`analysis.graph.ModelGraph`): one per leaf layer call, nested models unwrapped and their
 layers named ``"block/dense"``, in execution order (per graph by decreasing depth, then by the
-layer's place in the config and the call's index, as Keras orders ``_nodes_by_depth``). The calls
+layer's place in the config and the call's index, as Keras orders a functional graph by node depth). The calls
 and their inputs come from each layer's ``inbound_nodes`` (Keras 3: ``keras_history`` of each
 ``__keras_tensor__`` argument; Keras 2: ``[[name, node, tensor, kwargs], ...]``) or, in a
 Sequential, from the order of its layers.
