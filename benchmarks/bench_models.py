@@ -10,9 +10,10 @@ peak resident memory is ``ru_maxrss`` of that child, from ``os.wait4``):
   nothing downloaded), each saved once: Keras' load alone (``analysis.load_model``) against the
   whole-model analysis (``weightkit analyze --json``), which never imports TensorFlow. Goals:
   analysis at most 1.5x the load, peak RSS under 1.5 GiB.
-- ``giant``: a synthetic model of ``--giant-layers`` Dense layers alternating 8192 -> 4096 -> 8192
-  (33.6 M parameters each; 30 layers make 1.007 B), its ``.keras`` written directly with h5py and
-  zipfile (about 4 GB; nothing of it in memory at once), then analyzed: peak RSS, the time per
+- ``giant``: a synthetic model of ``--giant-layers`` Dense layers with 8192 x 4096 kernels (4096
+  neurons of fan-in 8192, 33.6 M parameters each, as parallel branches of one input; 30 layers make
+  1.007 B), its ``.keras`` written directly with h5py and zipfile (about 4 GB; nothing of it in
+  memory at once), then analyzed: peak RSS, the time per
   layer, and the time projected for a 7-billion-parameter model of such layers. Goal: peak RSS
   under 2 GiB. The file is deleted afterwards.
 
@@ -140,11 +141,14 @@ def bench_apps(directory, names):
         os.remove(path)
 
 
-def write_giant(path, layers, wide=8192, narrow=4096, seed=0):
-    """A Sequential of ``layers`` Dense layers (wide -> narrow -> wide ...) saved as .keras, without Keras.
+def write_giant(path, layers, fan_in=8192, units=4096, seed=0):
+    """A Functional model of ``layers`` Dense(units) branches on one Input(fan_in), saved as .keras without Keras.
 
-    The weights file is written layer by layer with h5py as Keras 3 lays it out, then stored
-    (uncompressed, as Keras writes it) into the archive; random normal weights.
+    Every layer's kernel is ``(fan_in, units)`` (the issue's "Dense 8192 x 4096"): parallel branches
+    keep the model valid for Keras with all layers the same size. The weights file is written
+    layer by layer with h5py as Keras 3 lays it out (``layers/<name>/vars/0, 1``, the layer's name
+    in ``vars``'s ``name`` attribute), then stored uncompressed into the archive, as Keras writes
+    it; random normal weights, 1024 kernel rows in memory at a time.
     """
     import zipfile
 
@@ -152,29 +156,31 @@ def write_giant(path, layers, wide=8192, narrow=4096, seed=0):
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    dense = []
+    tensor = {"class_name": "__keras_tensor__",
+              "config": {"shape": [None, fan_in], "dtype": "float32", "keras_history": ["input", 0, 0]}}
+    entries = [{"module": "keras.layers", "class_name": "InputLayer", "registered_name": None, "name": "input",
+                "config": {"batch_shape": [None, fan_in], "dtype": "float32", "sparse": False, "ragged": False,
+                           "name": "input", "optional": False}, "inbound_nodes": []}]
     for index in range(layers):
-        fan_in, units = (wide, narrow) if index % 2 == 0 else (narrow, wide)
-        dense.append({"module": "keras.layers", "class_name": "Dense", "registered_name": None,
-                      "build_config": {"input_shape": [None, fan_in]},
-                      "config": {"name": f"dense_{index}", "trainable": True, "dtype": "float32", "units": units,
-                                 "activation": "relu", "use_bias": True, "kernel_initializer": "glorot_uniform",
-                                 "bias_initializer": "zeros", "kernel_regularizer": None, "bias_regularizer": None,
-                                 "kernel_constraint": None, "bias_constraint": None, "quantization_config": None}})
-    config = {"module": "keras", "class_name": "Sequential", "registered_name": None,
-              "config": {"name": "giant", "trainable": True, "dtype": "float32",
-                         "layers": [{"module": "keras.layers", "class_name": "InputLayer", "registered_name": None,
-                                     "config": {"batch_shape": [None, wide], "dtype": "float32", "sparse": False,
-                                                "ragged": False, "name": "input", "optional": False}}] + dense},
-              "build_config": {"input_shape": [None, wide]}}
+        entries.append({"module": "keras.layers", "class_name": "Dense", "registered_name": None,
+                        "name": f"dense_{index}", "build_config": {"input_shape": [None, fan_in]},
+                        "inbound_nodes": [{"args": [tensor], "kwargs": {}}],
+                        "config": {"name": f"dense_{index}", "trainable": True, "dtype": "float32", "units": units,
+                                   "activation": "relu", "use_bias": True, "kernel_initializer": "glorot_uniform",
+                                   "bias_initializer": "zeros", "kernel_regularizer": None, "bias_regularizer": None,
+                                   "kernel_constraint": None, "bias_constraint": None, "quantization_config": None}})
+    config = {"module": "keras.src.models.functional", "class_name": "Functional", "registered_name": "Functional",
+              "config": {"name": "giant", "trainable": True, "layers": entries,
+                         "input_layers": [["input", 0, 0]],
+                         "output_layers": [[f"dense_{index}", 0, 0] for index in range(layers)]}}
     weights = path + ".weights.h5"
     with h5py.File(weights, "w") as handle:
-        for index, entry in enumerate(dense):
-            fan_in, units = entry["build_config"]["input_shape"][1], entry["config"]["units"]
+        handle.create_group("layers/input_layer/vars").attrs["name"] = "input"
+        for index in range(layers):
             group = handle.create_group(f"layers/{'dense' if index == 0 else f'dense_{index}'}/vars")
-            group.attrs["name"] = entry["config"]["name"]
+            group.attrs["name"] = f"dense_{index}"
             kernel = group.create_dataset("0", (fan_in, units), dtype="float32")
-            for start in range(0, fan_in, 1024):  # 1024 rows at a time: 16-32 MiB in memory
+            for start in range(0, fan_in, 1024):
                 kernel[start:start + 1024] = rng.standard_normal((min(1024, fan_in - start), units), dtype=np.float32)
             group.create_dataset("1", data=np.zeros(units, dtype=np.float32))
     metadata = {"keras_version": "3.15.1", "date_saved": "2026-12-01@00:00:00"}
@@ -183,7 +189,7 @@ def write_giant(path, layers, wide=8192, narrow=4096, seed=0):
         archive.writestr("config.json", json.dumps(config))
         archive.write(weights, "model.weights.h5")
     os.remove(weights)
-    return sum((d["build_config"]["input_shape"][1] + 1) * d["config"]["units"] for d in dense)
+    return layers * (fan_in + 1) * units
 
 
 def bench_giant(directory, layers):
@@ -191,7 +197,7 @@ def bench_giant(directory, layers):
     start = time.perf_counter()
     params = write_giant(path, layers)
     size = os.path.getsize(path)
-    print(f"giant: {layers} Dense layers 8192 <-> 4096, {params:,} parameters, {size / GiB:.2f} GiB .keras "
+    print(f"giant: {layers} Dense layers 8192 x 4096, {params:,} parameters, {size / GiB:.2f} GiB .keras "
           f"(written in {time.perf_counter() - start:.0f} s)", flush=True)
     try:
         wall, peak, out = _checked([sys.executable, "-c", _TIMED_ANALYSIS.format(path=path)], "analyzing giant")
@@ -203,7 +209,7 @@ def bench_giant(directory, layers):
     per_param = wall / params
     print(f"  analyze: {wall:.0f} s wall, peak RSS {peak / 1024:.2f} GiB (goal < 2), TensorFlow/Keras imported: "
           f"{report['imported'] or 'none'}")
-    print(f"  per layer (33.6 M params, 4096 or 8192 neurons): median {per_layer:.1f} s, min {min(times):.1f} s, "
+    print(f"  per layer (33.6 M params, 4096 neurons x 8192): median {per_layer:.1f} s, min {min(times):.1f} s, "
           f"max {max(times):.1f} s")
     print(f"  projected for 7 B parameters of such layers: {7e9 * per_param / 60:.0f} min "
           f"({7e9 / params:.1f}x this model)", flush=True)
