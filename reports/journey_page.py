@@ -207,7 +207,8 @@ def _model_section(journey):
     return (f'<section id="{_e(anchor)}"><h2>{_e(journey.model)}</h2>'
             f'<p class="layer-stats">retrained {settings["retrain_epochs"]} epochs at strength '
             f'{settings["strength"]:g}; ratio merges remove {settings["ratio"]:g} of each layer; ★ = the stage '
-            f'quantized (fewest parameters within {settings["max_drop"]:g} accuracy point(s) of the original). '
+            f'quantized: <code>weightkit shrink</code>\'s model, the smallest found within {settings["max_drop"]:g} '
+            f'accuracy point(s) of the original (its frontier.png shows every stage). '
             f"{links}</p>{_model_table(journey)}"
             + (f'<ul class="stages">{notes}</ul>' if notes else "") + "</section>")
 
