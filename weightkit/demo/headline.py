@@ -38,7 +38,7 @@ def write_frontier(outcome, stages, folder):
     Returns
     -------
     dict of str to str
-        ``{"json": "shrink.json", "frontier": "frontier.png", "frontier_json": "frontier.json"}``.
+        ``{"json": "shrink.json", "plot": "frontier.png", "frontier_json": "frontier.json"}``.
     """
     from analysis.io import atomic_write_json
     from compress.shrink.result import FLOAT_BYTES
@@ -58,4 +58,4 @@ def write_frontier(outcome, stages, folder):
     atomic_write_json(os.path.join(folder, "shrink.json"), result.to_dict())
     atomic_write_json(os.path.join(folder, "frontier.json"), frontier)
     plot_frontier(frontier, os.path.join(folder, "frontier.png"))
-    return {"json": "shrink.json", "frontier": "frontier.png", "frontier_json": "frontier.json"}
+    return {"json": "shrink.json", "plot": "frontier.png", "frontier_json": "frontier.json"}
