@@ -17,7 +17,7 @@ from analysis.inputs import as_model
 from analysis.model_analysis import analyze_rows, collect_entries
 from analysis.results import SkippedLayer
 from analysis.rows import NeuronRows
-from compress.merge.groups import merge_group_by_weights, plan_groups
+from compress.merge.groups import apply_group_relations, merge_group_by_weights, plan_groups
 from compress.merge.math import (
     cosine_matrix,
     greedy_merges,
@@ -26,7 +26,7 @@ from compress.merge.math import (
     propagate_elementwise,
     relation_from_merges,
 )
-from compress.merge.plan import find_merge_sites, selected_sites
+from compress.merge.plan import selected_sites
 from compress.merge.rebuild import (
     WeightState,
     batchnorm_affine,
@@ -110,11 +110,14 @@ def carry_relation(relation, site, state, model, *, twin_tolerance=0.05):
 
 
 def apply_relations(model, relations, *, sites=None):
-    """A smaller model from per-layer relations that hold at each site's tap.
+    """A smaller model from per-layer (or per-group) relations: an explicit removal plan.
 
     The entry point for any merge that has decided what to remove: weight-based merging,
     data-aware merging (β fitted by least squares on the tap's activations) and plain pruning
-    (:meth:`Relation.prune`) all end here.
+    (:meth:`Relation.prune`) all end here. A producer of a coupled channel group
+    (:func:`compress.merge.groups.plan_groups`) stands for its whole group: the relation is
+    folded into every consumer of the group (it must hold at every tensor they read, as a
+    pruning relation always does) and its channels are cut from every member.
 
     Parameters
     ----------
@@ -122,21 +125,34 @@ def apply_relations(model, relations, *, sites=None):
         Not modified.
     relations : dict
         ``producer layer name -> Relation`` (``out[removed] ≈ β out[kept] + shift`` at
-        ``sites[name].tap``).
+        ``sites[name].tap``, or at every tensor a group's consumers read).
     sites : dict, default=None
-        From :func:`compress.merge.plan.find_merge_sites` (computed when None).
+        Ignored (kept for callers that pass :func:`compress.merge.plan.find_merge_sites`).
 
     Returns
     -------
     keras.Model
         Rebuilt with the removed neurons gone, layer names kept, uncompiled.
+
+    Examples
+    --------
+    >>> small = apply_relations(model, {"conv2": Relation.prune(16, [0, 3])})   # doctest: +SKIP
     """
-    sites = find_merge_sites(model) if sites is None else sites
+    plan = plan_groups(model)
     state = WeightState(model)
+    done = set()
     for name, relation in relations.items():
-        site = sites.get(name)
-        if site is None or not site.mergeable:
-            reason = "not a layer with weights" if site is None else site.reason
+        group = next((g for g in plan.groups if name in g.producers), None)
+        if group is not None:
+            if id(group) in done:
+                raise WeightkitError(f"{name}: its group ({', '.join(group.producers)}) was given twice.")
+            done.add(id(group))
+            at = {(u.layer, u.inputs[0][1]): relation for u in group.consumers}
+            apply_group_relations(state, group, plan.graph, at, relation.removed)
+            continue
+        site = plan.sites.get(name)
+        if site is None or not plan.plain(name):
+            reason = "not a layer with weights" if site is None else plan.blocked.get(name, site.reason)
             raise WeightkitError(f"{name}: cannot be merged ({reason}).")
         fold_relation(state, site, relation)
     return rebuild_model(model, state)

@@ -63,6 +63,18 @@ def group_similarity(rows_by_member, metric):
     return combined, higher
 
 
+def _allowed_pairs(rows, requirement, twin_tolerance):
+    """``allowed[j, k]``: folding ``j`` into ``k`` meets the rule (as :func:`pair_allowed`, for all pairs at once)."""
+    gram = rows @ rows.T
+    if requirement == "linear":
+        return np.abs(gram) > 0
+    if requirement == "positive":
+        return gram > 0
+    squared = np.diag(gram)
+    distance = np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2 * gram, 0.0))
+    return distance <= twin_tolerance * np.sqrt(squared)[None, :] * (1 + 1e-9)
+
+
 def greedy_group_merges(rows_by_producer, similarity, higher, count, requirement, *, threshold=None,
                         twin_tolerance=0.05):
     """Pairs of the group, most similar first, allowed in every producer.
@@ -91,7 +103,12 @@ def greedy_group_merges(rows_by_producer, similarity, higher, count, requirement
     scale = {name: np.linalg.norm(rows, axis=1) / max(np.linalg.norm(rows, axis=1).max(), 1e-30)
              for name, rows in rows_by_producer.items()}
     norms = sum(scale.values())
+    allowed = np.ones((n, n), dtype=bool)
+    for rows in rows_by_producer.values():
+        allowed &= _allowed_pairs(rows, requirement, twin_tolerance)
     i, j = np.triu_indices(n, 1)
+    keep = allowed[i, j] | allowed[j, i]
+    i, j = i[keep], j[keep]
     values = similarity[i, j]
     order = np.argsort(-values if higher else values, kind="stable")
     removed = np.zeros(n, dtype=bool)
