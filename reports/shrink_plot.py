@@ -31,17 +31,20 @@ def plot_frontier(frontier, path):
     candidates = [c for c in frontier["candidates"] if c.get("test_accuracy") is not None and c.get("bytes")]
     figure = Figure(figsize=(7.2, 4.6), dpi=100)
     axes = figure.add_subplot()
-    seen = set()
+    seen, placed = set(), []
     for candidate in candidates:
-        colour, marker, label = _STYLE.get(candidate["stage"], ("tab:purple", "^", "other stages"))
+        colour, marker, label = _STYLE.get(candidate["stage"], ("tab:purple", "^", "demo stages (float Keras)"))
         x, y = candidate["bytes"] / 1024, 100.0 * candidate["test_accuracy"]
         hollow = candidate.get("bytes_estimated")
         axes.scatter(x, y, s=45, marker=marker, zorder=3, label=None if label in seen else label,
                      facecolors="none" if hollow else colour, edgecolors=colour)
         seen.add(label)
         if candidate["stage"] not in ("merge", "fine-tune") or candidate.get("chosen"):
+            # Labels of points close together (a factor 1.6 in size, a point of accuracy) stack downwards.
+            crowd = sum(1 for px, py in placed if 1 / 1.6 < x / px < 1.6 and abs(y - py) < 1.0)
+            placed.append((x, y))
             axes.annotate(candidate.get("title") or candidate["key"], (x, y), textcoords="offset points",
-                          xytext=(4, 4), fontsize=7)
+                          xytext=(5, 4 - 10 * crowd), fontsize=7)
     chosen = [c for c in candidates if c.get("chosen")]
     for candidate in chosen:
         axes.scatter(candidate["bytes"] / 1024, 100.0 * candidate["test_accuracy"], s=260, marker="*",
