@@ -22,7 +22,7 @@ from analysis.errors import WeightkitError
 
 __all__ = ["OUTPUT_MARKER", "is_weightkit_output", "check_output", "atomic_write_bytes", "atomic_write_text",
            "atomic_write_json",
-           "atomic_path", "atomic_directory", "temporary_path"]
+           "atomic_path", "atomic_directory", "temporary_path", "named_if_full"]
 
 
 def check_output(path, *, force=False, directory=False, inputs=()):
@@ -210,6 +210,29 @@ def _suffix_of(path):
     return suffix if len(suffix) <= 16 else ""
 
 
+#: errno of a full disk or file-size limit: ENOSPC, EDQUOT, EFBIG.
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+@contextlib.contextmanager
+def named_if_full(path):
+    """A full disk while writing ``path``'s temporary is reported as an OSError naming ``path``.
+
+    A plain ``write`` (matplotlib, zipfile, our own) raises ENOSPC without a file name, and HDF5
+    puts ``errno = 28`` in its text only.
+    """
+    try:
+        yield
+    except OSError as error:
+        code = error.errno
+        if code not in _FULL:
+            found = re.search(r"errno = (\d+)", str(error))
+            code = int(found.group(1)) if found else None
+        if code in _FULL:
+            raise OSError(code, os.strerror(code), path) from error
+        raise
+
+
 def temporary_path(path, *, suffix=None):
     """A fresh temporary name beside ``path`` (``.NAME.HOST-PID-RANDOM.part[SUFFIX]``), not created.
 
@@ -237,7 +260,8 @@ def atomic_path(path, *, suffix=None):
     existed = os.path.lexists(path)
     temporary = temporary_path(path, suffix=suffix)
     try:
-        yield temporary
+        with named_if_full(path):
+            yield temporary
         _finish(temporary, path, existed)
     finally:
         if os.path.isdir(temporary):
@@ -279,7 +303,8 @@ def atomic_directory(path, *, force=False):
     os.umask(umask)
     os.chmod(temporary, 0o777 & ~umask)  # mkdtemp makes it 0700; the output folder gets the usual mode
     try:
-        yield temporary
+        with named_if_full(path):
+            yield temporary
         with open(os.path.join(temporary, OUTPUT_MARKER), "w", encoding="utf-8") as handle:
             handle.write("written by weightkit; `--force` may replace this folder\n")
         if existed and os.path.lexists(path):

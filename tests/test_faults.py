@@ -217,3 +217,66 @@ def test_force_removes_only_what_the_killed_run_wrote(tmp_path):
     assert output.read_bytes() == b"the user's own model, saved over it since"
     assert len(removed) == 2 and not [p for p in removed if not os.path.basename(p).startswith(".r.")]
     assert sorted(os.listdir(tmp_path)) == [".r.keras.retrain", "r.keras"]
+
+
+# Disk full (issue 17 item 10), for real but without root: a child process under a file-size limit
+# (RLIMIT_FSIZE, set per command), where a write past the limit fails with EFBIG ("File too large") as a full disk
+# fails with ENOSPC; Python ignores the SIGXFSZ that comes with it. stderr is captured at the descriptor.
+_UNDER_A_SIZE_LIMIT = r"""
+import contextlib, io, json, os, resource, sys, tempfile
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from weightkit._common import run_cli
+from weightkit.cli import cli
+results, saved = [], os.dup(2)
+for limit, argv in json.loads(sys.argv[1]):
+    with tempfile.TemporaryFile() as err, contextlib.redirect_stdout(io.StringIO()):
+        sys.stderr.flush()
+        os.dup2(err.fileno(), 2)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+        status = run_cli(cli, argv)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        err.seek(0)
+        results.append([status, err.read().decode()])
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_one_line_leaves_nothing_half_written_and_retrain_resumes(capsys, corpus, tmp_path):
+    """1 KB: every output fails. 40 KB: retrain's backup (21.7 KB) and OUT.keras fit, OUT.png (48 KB) does not."""
+    models, data = corpus
+    good, npz = models["good"], data["good"]
+    out = {name: tmp_path / name for name in ("analyze", "report", "merge", "retrain", "resumable")}
+    for folder in out.values():
+        folder.mkdir()
+    cases = [
+        (1024, ["analyze", good, "--json", out["analyze"] / "a.json"], out["analyze"] / "a.json"),
+        (1024, ["report", good, "-o", out["report"] / "report"], out["report"] / "report"),
+        (1024, ["merge", good, "-o", out["merge"] / "m.keras"], out["merge"] / "m.keras"),
+        (1024, ["retrain", good, "--data", npz, "-o", out["retrain"] / "r.keras", "--epochs", "1", "-q"],
+         out["retrain"] / ".r.keras.retrain" / "latest.weights.h5"),
+        (40_000, ["retrain", good, "--data", npz, "-o", out["resumable"] / "r.keras", "--epochs", "1", "-q"],
+         out["resumable"] / "r.png"),
+    ]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", _UNDER_A_SIZE_LIMIT,
+                           json.dumps([[limit, [str(a) for a in argv]] for limit, argv, _ in cases])],
+                          env={**os.environ, "PYTHONPATH": root}, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    fix = "free space or choose another output folder, nothing was left half-written"
+    for (_, argv, path), (status, err) in zip(cases, json.loads(done.stdout.splitlines()[-1])):
+        lines = err.splitlines()
+        assert status == 2 and len(lines) == 1, err
+        assert lines[0].startswith(f"weightkit {argv[0]}: error: {path}: no space left on device (file too large); "
+                                   f"{fix}"), lines[0]
+    for name in ("analyze", "report", "merge", "retrain"):
+        assert os.listdir(out[name]) == [], name
+    work = out["resumable"] / ".r.keras.retrain"
+    assert err.endswith(f"; the finished epochs are kept in {work}: free space and rerun with --resume\n")
+    assert sorted(os.listdir(out["resumable"])) == [".r.keras.retrain"]
+    status, _, err = run(capsys, cases[-1][1][:-1] + ["--resume"])
+    assert status == 0, err
+    assert sorted(os.listdir(out["resumable"])) == ["r.json", "r.keras", "r.png"]
+    assert json.loads((out["resumable"] / "r.json").read_text())["initial_epoch"] == 1

@@ -80,7 +80,7 @@ def retrain(model, data, output, strength, epochs, layers, batch_size, learning_
 def _retrain(model, data, output, work, strength, epochs, layers, batch_size, learning_rate, validation_split, loss,
              target, resume, keep_regularizer, seed, force, unsafe):
     from analysis.errors import WeightkitError
-    from analysis.io import check_output
+    from analysis.io import check_output, named_if_full
 
     json_path, png_path = side_outputs(output)
     if os.path.isdir(work) and not resume and not force:
@@ -119,10 +119,12 @@ def _retrain(model, data, output, work, strength, epochs, layers, batch_size, le
             seed=seed, callbacks=[_EpochNotes(epochs)], label=output)
         document = {"model": model, "output": output, "data": data, **result.to_dict()}
         with OutputSet([output, json_path, png_path], journal=os.path.join(work, JOURNAL)) as outputs:
-            trained.save(outputs[output])
-            with open(outputs[json_path], "w", encoding="utf-8") as handle:
+            with named_if_full(output):
+                trained.save(outputs[output])
+            with named_if_full(json_path), open(outputs[json_path], "w", encoding="utf-8") as handle:
                 handle.write(json.dumps(document, indent=2, allow_nan=False) + "\n")
-            plot_retrain(result, outputs[png_path])
+            with named_if_full(png_path):
+                plot_retrain(result, outputs[png_path])
             outputs.commit()
     except KeyboardInterrupt:
         note(f"interrupted; finished epochs are kept in {work}: rerun with --resume to continue")
