@@ -6,6 +6,9 @@
 2. The full comparison table for a digits CNN trained here (scikit-learn digits, no download).
 3. The comparison table for ``keras.applications.MobileNetV2(weights=None)``: no data, so
    agreement and output error on random inputs only.
+4. One table of every mode (TFLite, keras-int8/int4/float8, onnx, mixed) for the digits CNN and a
+   small LSTM trained on a synthetic sequence task, and the CNN's per-layer sensitivity chart
+   (``docs/images/quantize_sensitivity_cnn.png``).
 
 Run: ``python benchmarks/bench_quantize.py`` (about 3-5 minutes on 2 cores).
 """
@@ -59,6 +62,61 @@ def renormalize_batchnorm(keras, model, x):
     model(x, training=True)
 
 
+def _synthetic_sequences(steps=8, n=1200, seed=0):
+    from analysis.data import Dataset
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, steps, 2)).astype("float32")
+    y = (x[:, steps // 2:, 0].sum(1) > x[:, :steps // 2, 0].sum(1)).astype("int64")
+    cut = int(0.8 * n)
+    return Dataset(x[:cut], y[:cut], x[cut:], y[cut:], f"synthetic sequences ({steps} steps)", "classification")
+
+
+def every_mode(cnn, images, chart):
+    """Section 4: every mode for the digits CNN and a small LSTM in one table; the CNN's sensitivity chart."""
+    from analysis._tf import import_keras
+    from compress.quantize import MODE_NAMES, keras_source, quantize_model
+    from reports.sensitivity_plot import plot_sensitivity
+
+    keras = import_keras()
+    sequences = _synthetic_sequences()
+    keras.utils.set_random_seed(0)
+    lstm = keras.Sequential([keras.Input((8, 2), name="series"), keras.layers.LSTM(16, name="lstm"),
+                             keras.layers.Dense(2, activation="softmax", name="probs")], name="small_lstm")
+    lstm.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+    lstm.fit(sequences.x_train, sequences.y_train, epochs=15, batch_size=32, verbose=0)
+    reports = []
+    for name, model, data in (("digits CNN", cnn, images), ("small LSTM", lstm, sequences)):
+        start = time.perf_counter()
+        _, report = quantize_model(keras_source(model), list(MODE_NAMES), data, sensitivity=True, int16x8_limit_s=None)
+        reports.append((name, report, time.perf_counter() - start))
+    print("## Every mode, two models (test splits; latency: median ms per sample at batch 1)\n")
+    print("| model | mode | status | bytes | × float32 | accuracy | agreement | mean |Δ| | ms/sample |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    for name, report, _ in reports:
+        ref = report.reference
+        print(f"| {name} | Keras (reference) | ok | {ref.bytes:,} | — | {ref.accuracy:.4f} | — | — | "
+              f"{ref.latency_ms:.3f} |")
+        for row in report.modes:
+            if not row.ok:
+                print(f"| {name} | {row.mode} | failed | — | — | — | — | — | — |")
+                continue
+            print(f"| {name} | {row.mode} | ok | {row.bytes:,} | {row.size_ratio:.3f} | {row.accuracy:.4f} | "
+                  f"{row.agreement:.4f} | {row.mean_abs_diff:.2e} | {row.latency_ms:.3f} |")
+    for name, report, seconds in reports:
+        print(f"\n{name}: {seconds:.0f} s for every conversion, evaluation and the sensitivity")
+        for row in report.modes:
+            if not row.ok:
+                print(f"- {row.mode}: failed: {row.error}")
+        for note in report.notes:
+            print(f"- note: {note}")
+        print("- sensitivity (int8 one layer at a time): " + ", ".join(
+            f"{r.name} {r.accuracy_drop:+.2f} pts / agreement {r.agreement:.4f}" for r in report.sensitivity.layers))
+    os.makedirs(os.path.dirname(os.path.abspath(chart)), exist_ok=True)
+    plot_sensitivity(reports[0][1].sensitivity, chart, title="digits CNN: per-layer int8 sensitivity")
+    print(f"\nchart: {os.path.relpath(chart)}\n")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=1000, help="samples for the batched-vs-loop comparison")
@@ -66,6 +124,9 @@ def main():
     parser.add_argument("--epochs", type=int, default=30, help="epochs of the digits CNN")
     parser.add_argument("--mobilenet-samples", type=int, default=64, help="random inputs for MobileNetV2")
     parser.add_argument("--skip-mobilenet", action="store_true")
+    parser.add_argument("--skip-batched", action="store_true", help="skip the batched-vs-loop comparison")
+    parser.add_argument("--chart", default=os.path.join(os.path.dirname(__file__), "..", "docs", "images",
+                                                         "quantize_sensitivity_cnn.png"))
     args = parser.parse_args()
 
     from analysis._tf import import_keras
@@ -87,6 +148,7 @@ def main():
     print(f"digits CNN (conv 16, conv 32, dense 64; {model.count_params():,} parameters): {args.epochs} epochs in "
           f"{time.perf_counter() - start:.1f} s, Keras test accuracy {test_accuracy:.4f}\n")
 
+    every_mode(model, images, args.chart)
     start = time.perf_counter()
     contents, report = quantize_model(model, data=images)
     print(f"## Digits CNN: every mode (test split, 359 samples; {time.perf_counter() - start:.1f} s for "
@@ -99,12 +161,14 @@ def main():
     for note in report.notes:
         print(f"note: {note}")
 
+    if args.skip_batched:
+        subjects = []
     print(f"\n## Batched evaluation vs one invoke() per sample ({args.samples} samples, median of {args.repeats})\n")
     print("| model | mode | batched (256 per invoke) s | one invoke per sample s | speed-up | max |Δ| |")
     print("|---|---|---:|---:|---:|---:|")
     rng = np.random.default_rng(0)
     # MLPs untrained: speed does not depend on the weights' values.
-    subjects = [("digits CNN", images, {m: contents[m] for m in ("float32", "dynamic", "int8")}),
+    subjects = [] if args.skip_batched else [("digits CNN", images, {m: contents[m] for m in ("float32", "dynamic", "int8")}),
                 ("digits MLP 64-256-256-10", digits, build_wide_mlp((256, 256))),
                 ("digits MLP 64-64-64-10", digits, build_wide_mlp((64, 64)))]
     for name, data, flatbuffers in subjects:

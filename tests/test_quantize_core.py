@@ -138,7 +138,8 @@ def test_parse_modes_keeps_order_and_refuses_unknown():
     with pytest.raises(WeightkitError) as error:
         parse_modes("float32,int4")
     assert str(error.value) == ("--modes: unknown mode 'int4'; expected a comma-separated list of float32, "
-                                "dynamic, float16, int8, int8-io, int16x8.")
+                                "dynamic, float16, int8, int8-io, int16x8, keras-int8, keras-int4, keras-float8, "
+                                "mixed, onnx.")
 
 
 @settings(max_examples=50, deadline=None)

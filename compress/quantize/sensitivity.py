@@ -23,7 +23,7 @@ from analysis.errors import WeightkitError
 from compress.quantize.compare import accuracy, agreement, output_differences, per_element
 from compress.quantize.evaluate import TFLiteModel
 
-__all__ = ["LayerSensitivity", "SensitivityReport", "layer_sensitivity", "mixed_precision"]
+__all__ = ["LayerSensitivity", "SensitivityReport", "layer_sensitivity", "mixed_precision", "sensitivity_key"]
 
 
 @dataclass
@@ -132,8 +132,13 @@ def _quantized(float_content, layers, calibration_result):
         return bytes(q.quantize(calibration_result).quantized_model)
 
 
-def _basis_value(row):
-    return row.accuracy_drop if row.accuracy_drop is not None else 100.0 * (1.0 - row.agreement)
+def sensitivity_key(row):
+    """How much a layer changes the model, in points: the larger of its accuracy drop and its disagreement.
+
+    Accuracy alone can hide a layer that flips many outputs both ways (a recurrent layer at 0.94
+    agreement and no accuracy drop); the mean output error breaks ties.
+    """
+    return max(row.accuracy_drop or 0.0, 100.0 * (1.0 - row.agreement)), row.mean_abs_diff
 
 
 def layer_sensitivity(float_content, layer_names, calibration, x, reference, *, y=None, kind="multiclass",
@@ -162,8 +167,8 @@ def layer_sensitivity(float_content, layer_names, calibration, x, reference, *, 
     Returns
     -------
     SensitivityReport
-        Layers most sensitive first (largest drop, then largest output error); ``calibration``
-        kept on the report's private ``_state`` for :func:`mixed_precision`.
+        Layers most sensitive first (:func:`sensitivity_key`); the calibration is kept on the
+        report's private ``_state`` for :func:`mixed_precision`.
     """
     score = _Scorer(np.asarray(x, np.float32), reference, y, kind, threshold)
     result = _calibrate(float_content, calibration)
@@ -174,7 +179,7 @@ def layer_sensitivity(float_content, layer_names, calibration, x, reference, *, 
         content = _quantized(float_content, [name], result)
         drop, agree, diff = score(content)
         rows.append(LayerSensitivity(name, "int8", drop, agree, diff, len(content)))
-    rows.sort(key=lambda r: (-_basis_value(r), -r.mean_abs_diff))
+    rows.sort(key=sensitivity_key, reverse=True)
     report = SensitivityReport(rows, basis="accuracy" if score.ref_accuracy is not None else "agreement")
     report._state = (float_content, result, score)
     return report
