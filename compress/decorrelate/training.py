@@ -95,10 +95,14 @@ class RetrainResult:
         }
 
 
+_STRATEGIES = {}
+
+
 def choose_strategy():
     """The ``tf.distribute`` strategy to train under.
 
-    ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` is set (a multi-machine job), else
+    ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` is set (a multi-machine job; refused unless
+    ``WEIGHTKIT_TRY_MULTIWORKER`` is set, since Keras 3's ``fit`` fails under it), else
     ``MirroredStrategy`` over the local GPUs (or logical CPUs) when there are several, else the
     default strategy.
 
@@ -107,9 +111,18 @@ def choose_strategy():
     strategy : tf.distribute.Strategy
     name : str
     """
+    if os.environ.get("TF_CONFIG") and not os.environ.get("WEIGHTKIT_TRY_MULTIWORKER"):
+        raise WeightkitError(
+            "TF_CONFIG is set, but training on several machines (MultiWorkerMirroredStrategy) fails in Keras 3's fit "
+            "on per-replica values (keras-team/keras#20585; tested with two local workers); unset TF_CONFIG to "
+            "train on this machine's GPUs or CPUs.")
     tf = import_tensorflow()
     if os.environ.get("TF_CONFIG"):
-        return tf.distribute.MultiWorkerMirroredStrategy(), "MultiWorkerMirroredStrategy"
+        # Collective ops are configured when the strategy is made, which must come before any other op
+        # runs (loading a model runs some): the command makes it first, and every later call gets that one.
+        if "multi_worker" not in _STRATEGIES:
+            _STRATEGIES["multi_worker"] = tf.distribute.MultiWorkerMirroredStrategy()
+        return _STRATEGIES["multi_worker"], "MultiWorkerMirroredStrategy"
     for kind in ("GPU", "CPU"):
         devices = tf.config.list_logical_devices(kind)
         if len(devices) > 1:

@@ -91,6 +91,9 @@ def _retrain(model, data, output, work, strength, epochs, layers, batch_size, le
     if resume and not os.path.isdir(work):
         note(f"--resume: no backup in {work}; starting from the first epoch")
 
+    from compress.decorrelate.training import choose_strategy
+
+    choose_strategy()  # with TF_CONFIG, MultiWorkerMirroredStrategy must exist before any op runs
     loaded = load_model_or_exit(model, unsafe=unsafe, compile=True, finite=True)
     from analysis.batches import n_samples
     from analysis.data_checks import load_data_for_model
