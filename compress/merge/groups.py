@@ -82,10 +82,11 @@ def plan_groups(model):
         elif reason is None and single:
             continue
         else:
+            families = _families(group, graph)
             for name in group.producers:
                 site = sites.get(name)
-                plan.blocked[name] = site.reason if site is not None and site.reason else (
-                    reason or "only one channel: nothing to merge")
+                own = site.reason if site is not None and families.get(name) != "separable" else None
+                plan.blocked[name] = own or reason or "only one channel: nothing to merge"
     return plan
 
 

@@ -243,7 +243,19 @@ def _consumer(layer, keras, after_flatten, positions):
 
 def _producer_reason(layer, keras):
     if not _is_neuron_layer(layer):
-        return f"merging supports Dense and Conv1D/2D/3D layers, not {type(layer).__name__}"
+        spec = spec_for(layer)
+        family = None if spec is None else spec.family
+        kind = type(layer).__name__
+        if family in ("rnn", "bidirectional"):
+            return (f"recurrent layers ({kind}) are not merged yet: folding a unit into every gate's recurrent "
+                    "kernel is not built")
+        if family == "time_distributed":
+            return f"{kind} is not merged yet"
+        if family == "depthwise":
+            return f"a {kind} has no channels of its own: it merges with the layer that feeds it"
+        if family == "separable":
+            return f"{kind} merges only as part of a channel group"
+        return f"merging supports Dense, Conv1D/2D/3D and SeparableConv layers, not {kind}"
     if spec_for(layer).family == "conv":
         if getattr(layer, "groups", 1) != 1:
             return "grouped convolution: its output channels are tied to its groups"
