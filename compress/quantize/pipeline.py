@@ -135,8 +135,8 @@ def _as_data(data, source, seed):
     if isinstance(data, Dataset) or is_path(data):
         view = source.keras_model if source.keras_model is not None else source.shape_view()
         return as_dataset(data, view, seed=seed), None
-    inputs, _ = as_inputs(data, source.keras_model)  # an array: no model needed
-    return None, np.asarray(inputs, dtype=np.float32)
+    inputs, _ = as_inputs(data, source.keras_model)  # arrays: no model needed
+    return None, _inputs_of(list(inputs) if isinstance(inputs, (list, tuple)) else inputs, source)
 
 
 def quantize_model(model, modes=MODE_NAMES, data=None, *, calibration_samples=200, max_drop=1.0, export=None,
