@@ -45,7 +45,8 @@ from compress.quantize.sensitivity_run import quantize_sensitivity
 from compress.quantize.source import ModelSource, keras_source, saved_model_source
 
 __all__ = [
-    "Conversion", "DATA_FREE_MODES", "PURE_OPS", "check_saved_model", "unsafe_ops", "DROP_BASES", "ExportChoice", "MODES", "MODE_NAMES", "ModeResult",
+    "Conversion", "DATA_FREE_MODES", "PURE_OPS", "check_saved_model", "unsafe_ops", "DROP_BASES", "ExportChoice",
+    "MODES", "MODE_NAMES", "ModeResult",
     "ModelSource", "OUTPUT_KINDS", "QuantizationMode", "QuantizationReport", "ReferenceResult", "TFLiteModel",
     "accuracy", "agreement", "choose_export", "configure_converter", "convert_mode",
     "convert_modes", "converter_reason", "decision_threshold", "dequantize_array", "float_compute_ops",

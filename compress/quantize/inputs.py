@@ -39,7 +39,8 @@ def integer_inputs(source):
             continue
         readers = []
         if graph is not None and index < len(graph.input_ids):
-            readers = [f"{type(node.layer).__name__} {node.layer.name}" for node in graph.readers(graph.input_ids[index])]
+            nodes = graph.readers(graph.input_ids[index])
+            readers = [f"{type(node.layer).__name__} {node.layer.name}" for node in nodes]
         found.append((name, str(dtype), readers))
     return found
 
