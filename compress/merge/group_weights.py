@@ -23,6 +23,7 @@ from compress.merge.math import (
     propagate_elementwise,
     relation_from_merges,
 )
+from compress.merge.pair_rule import allowed_pairs
 from compress.merge.plan import _activation_layer_step, _activation_step
 from compress.merge.rebuild import batchnorm_affine
 
@@ -63,18 +64,6 @@ def group_similarity(rows_by_member, metric):
     return combined, higher
 
 
-def _allowed_pairs(rows, requirement, twin_tolerance):
-    """``allowed[j, k]``: folding ``j`` into ``k`` meets the rule (as :func:`pair_allowed`, for all pairs at once)."""
-    gram = rows @ rows.T
-    if requirement == "linear":
-        return np.abs(gram) > 0
-    if requirement == "positive":
-        return gram > 0
-    squared = np.diag(gram)
-    distance = np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2 * gram, 0.0))
-    return distance <= twin_tolerance * np.sqrt(squared)[None, :] * (1 + 1e-9)
-
-
 def greedy_group_merges(rows_by_producer, similarity, higher, count, requirement, *, threshold=None,
                         twin_tolerance=0.05):
     """Pairs of the group, most similar first, allowed in every producer.
@@ -105,7 +94,7 @@ def greedy_group_merges(rows_by_producer, similarity, higher, count, requirement
     norms = sum(scale.values())
     allowed = np.ones((n, n), dtype=bool)
     for rows in rows_by_producer.values():
-        allowed &= _allowed_pairs(rows, requirement, twin_tolerance)
+        allowed &= allowed_pairs(rows, requirement, twin_tolerance)
     i, j = np.triu_indices(n, 1)
     keep = allowed[i, j] | allowed[j, i]
     i, j = i[keep], j[keep]

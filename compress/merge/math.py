@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from compress.merge.pair_rule import allowed_pairs
+
 __all__ = [
     "REQUIREMENTS",
     "Merge",
@@ -263,10 +265,14 @@ def greedy_merges(rows, similarity, count, requirement, *, higher_is_similar=Tru
         return [], 0
     norms = np.linalg.norm(rows, axis=1)
     i, j = np.triu_indices(n, 1)
+    allowed = allowed_pairs(rows, requirement, twin_tolerance)
+    keep = allowed[i, j] | allowed[j, i]
+    refused = int((~keep).sum())
+    i, j = i[keep], j[keep]
     values = np.asarray(similarity, dtype=np.float64)[i, j]
     order = np.argsort(-values if higher_is_similar else values, kind="stable")
     removed = np.zeros(n, dtype=bool)
-    merges, refused = [], 0
+    merges = []
     for index in order:
         a, b = int(i[index]), int(j[index])
         if removed[a] or removed[b]:
