@@ -61,12 +61,14 @@ def retrain(model, data, output, strength, epochs, layers, batch_size, learning_
             target, resume, keep_regularizer, seed, force, unsafe):
     """Retrain MODEL with a decorrelation regularizer; compare redundancy and accuracy before and after."""
     from analysis.errors import WeightkitError
+    from analysis.io import check_output
     from analysis.output_sets import output_lock
 
     if not output.endswith(".keras"):
         raise WeightkitError(f"{output}: the retrained model is saved in the Keras format; give a name "
                              "ending in .keras.")
     work = work_folder(output)
+    check_output(output, force=True, inputs=(model, data))  # its folder, before the lock file goes there
     check_work_folder(output, work, (model, data))
     with output_lock(output, what="retrain"):  # one run per output: they would share the work folder
         finished = finish_interrupted_outputs(output, work, resume=resume, force=force)
