@@ -239,3 +239,16 @@ def test_weights_h5_beside_its_config(keras, zoo_dir, tmp_path):
     assert str(error.value) == (f"{tmp_path / 'm.weights.h5'}: a weights-only file needs the model's configuration "
                                 "beside it; save model.to_json() as m.config.json next to it, or save the whole "
                                 "model with model.save('model.keras').")
+
+
+def test_a_deflated_archive_reads_the_same(zoo_dir, tmp_path):
+    """Keras stores model.weights.h5 uncompressed (read in place); a re-zipped, deflated copy is inflated once."""
+    import zipfile
+
+    path = zoo_path("residual_cnn", zoo_dir)
+    deflated = tmp_path / "deflated.keras"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED) as target:
+        for name in source.namelist():
+            target.writestr(name, source.read(name))
+    by_file = analyze_model(open_stored(path), path="m").to_dict()
+    assert analyze_model(open_stored(deflated), path="m").to_dict() == by_file
