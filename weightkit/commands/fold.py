@@ -14,6 +14,7 @@ from weightkit._common import (
     stdout_console,
     unsafe_option,
 )
+from weightkit._options import Whole
 from weightkit.commands._activations import load_dataset
 
 
@@ -28,7 +29,7 @@ from weightkit.commands._activations import load_dataset
 @click.option("--data", "data", default=None, metavar="DATA",
               help="Compare the outputs before and after on DATA's training split (.npz, .csv, image folder or "
                    "sklearn:NAME) instead of seeded random inputs.")
-@click.option("--samples", type=click.IntRange(min=1), default=256, show_default=True,
+@click.option("--samples", type=Whole(min=1), default=256, show_default=True,
               help="Inputs the outputs are compared on.")
 @force_option
 @unsafe_option
