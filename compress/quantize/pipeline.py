@@ -195,7 +195,8 @@ def quantize_model(model, modes=MODE_NAMES, data=None, *, calibration_samples=20
     Returns
     -------
     contents : dict of str to bytes
-        The ``.tflite`` flatbuffer of every converted mode (what :func:`write_outputs` writes).
+        The file of every converted mode (what :func:`write_outputs` writes): a ``.tflite``
+        flatbuffer, or the ``.keras`` / ``.onnx`` bytes of the keras-* and onnx modes.
     report : QuantizationReport
     """
     modes = list(modes)
