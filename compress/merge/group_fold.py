@@ -131,11 +131,9 @@ def cut_group(state, group, removed, producer_family):
     if removed.size == 0:
         return
     for name in group.producers:
-        arrays = state.arrays[name]
         kernel = "pointwise_kernel" if producer_family[name] == "separable" else "kernel"
         state.cut(name, kernel, -1, group.n, removed)
-        if "bias" in arrays:
-            state.cut(name, "bias", 0, group.n, removed)
+        state.cut(name, "bias", 0, group.n, removed)  # also a bias a later fold gives it
         state.resized[name] = group.n - int(removed.size)
     for use in group.members:
         offset = (use.inputs[0][1] if use.inputs else 0)

@@ -53,6 +53,8 @@ class WeightState:
     def apply_cuts(self):
         """Carry out the pending :meth:`cut` deletions (once)."""
         for (layer, name, axis), (width, indices) in self.cuts.items():
+            if name not in self.arrays[layer]:
+                continue  # a bias that no fold gave the layer
             array = self.arrays[layer][name]
             moved = np.moveaxis(array, axis, 0)
             blocks = moved.reshape((-1, width) + moved.shape[1:])
