@@ -209,3 +209,26 @@ def test_group_fit_removes_the_channel_rebuilt_at_every_tensor():
     assert plan.remove.tolist() == [3] and plan.error < 1e-6
     for beta in plan.beta:
         np.testing.assert_allclose(beta, [[1.0, -1.0, 0.0]], atol=1e-4)
+
+
+def test_inverted_residual_block_without_biases_merges_by_data_and_loads(keras, tmp_path):
+    """MobileNetV2's shape: a projection without bias is both a producer of the residual group and the
+    consumer that a later group's fold gives a bias; both must be cut alike."""
+    from compress.merge import merge_neurons
+
+    L = keras.layers
+    rng = np.random.default_rng(4)
+    inputs = keras.Input((5, 5, 3))
+    x = L.BatchNormalization(name="stem_bn")(L.Conv2D(4, 1, use_bias=False, name="stem")(inputs))
+    y = L.ReLU(name="expand_relu")(L.Conv2D(8, 1, use_bias=False, name="expand")(x))
+    y = L.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(y)
+    y = L.BatchNormalization(name="project_bn")(L.Conv2D(4, 1, use_bias=False, name="project")(y))
+    z = L.GlobalAveragePooling2D(name="gap")(L.Add(name="add")([x, y]))
+    model = keras.Model(inputs, L.Dense(2, name="head")(z))
+    _seed_weights(model, rng)
+    model, _ = _reload(keras, model, tmp_path, "inverted")
+    x_in = rng.normal(size=(120, 5, 5, 3)).astype("float32")
+    merged, report = merge_neurons(model, "data", x_in, ratio=0.5)
+    assert {layer.name: layer.neurons_after for layer in report.layers} == {"stem": 2, "expand": 4}
+    reloaded, _ = _reload(keras, merged, tmp_path, "inverted_merged")
+    assert reloaded.get_layer("project").filters == 2 and reloaded.get_layer("project").use_bias
