@@ -88,12 +88,30 @@ def trap(keras, tmp_path_factory):
 @pytest.mark.parametrize("command", COMMANDS)
 def test_no_code_from_the_model_file_runs_without_unsafe(capsys, trap, tmp_path, command, fmt):
     paths, marker = trap
-    status, _, err = run(capsys, _argv(command, paths[fmt], tmp_path))
-    assert (status, err) == (2, (f"weightkit {command}: error: {paths[fmt]}: layer 'trap' is a Lambda layer, whose "
-                                 "code would run while loading; refused in safe mode: pass --unsafe "
-                                 "(unsafe=True) only if you trust the file.\n"))
+    status, out, err = run(capsys, _argv(command, paths[fmt], tmp_path))
+    if command in ("analyze", "report"):
+        # Weight analysis reads the file's data only (analysis.stored): the Lambda is listed, never run.
+        assert (status, err) == (0, "")
+        skipped = "Lambda layer: its code is stored in the file and is not run (weight analysis reads only data)"
+        if command == "analyze":
+            assert f"skipped trap (Lambda): {skipped}" in out
+        else:
+            assert skipped in (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
+    else:
+        assert (status, err) == (2, (f"weightkit {command}: error: {paths[fmt]}: layer 'trap' is a Lambda layer, "
+                                     "whose code would run while loading; refused in safe mode: pass --unsafe "
+                                     "(unsafe=True) only if you trust the file.\n"))
+        assert os.listdir(tmp_path) == []
     assert not marker.exists()
-    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+def test_analyze_with_data_loads_the_model_and_refuses_its_code(capsys, trap, tmp_path, fmt):
+    """--data needs the model itself (Keras), so the safe-mode refusal applies again."""
+    paths, marker = trap
+    status, _, err = run(capsys, ["analyze", paths[fmt], "--data", "sklearn:iris"])
+    assert status == 2 and "layer 'trap' is a Lambda layer, whose code would run while loading" in err
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("module, class_name, registered", [
@@ -142,7 +160,7 @@ def test_weightkits_own_regularizer_still_loads_in_safe_mode(keras, tmp_path):
 def test_unsafe_warns_and_then_the_code_does_run(capsys, trap, tmp_path):
     paths, marker = trap
     try:
-        status, _, err = run(capsys, ["analyze", paths["keras"], "--unsafe"])
+        status, _, err = run(capsys, ["analyze", paths["keras"], "--data", "sklearn:iris", "--unsafe"])
         assert status == 0, err
         assert err.splitlines()[0] == ("weightkit: warning: --unsafe: code stored in the model file may run while "
                                        "loading.")

@@ -77,6 +77,8 @@ def _command(kind, model, data, inputs, out, name):
     return commands[kind]
 
 
+#: Forms whose every layer is left alone by merge (recurrent layers and their heads).
+NOTHING_TO_MERGE = {"embedding_lstm", "gru_sequences", "simple_rnn", "bidirectional_lstm"}
 COMMANDS = ["analyze", "analyze_data", "report_data", "merge", "merge_data", "retrain", "quantize"]
 
 
@@ -86,6 +88,12 @@ def test_form_command_succeeds(zoo_data, tmp_path, capsys, name, kind):
     model, data, inputs = zoo_data[name]
     status = run_cli(cli, _command(kind, model, data, inputs, tmp_path, name) + ["-q"])
     captured = capsys.readouterr()
+    if kind.startswith("merge") and name in NOTHING_TO_MERGE:
+        # Recurrent units are not merged yet (issue 15 leaves them alone): merge says so and writes nothing.
+        assert status == 2 and captured.err.count("\n") == 1, captured.err
+        assert "nothing can be merged, so no copy was written" in captured.err
+        assert list(tmp_path.iterdir()) == []
+        return
     assert status == 0, captured.err
     if kind == "quantize":
         _check_quantized(name, tmp_path / "quantized")
