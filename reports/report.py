@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 import analysis
 from analysis import DEFAULT_THRESHOLDS
-from analysis.inputs import as_inputs, as_model
+from analysis.inputs import as_inputs, as_model, as_weights_source
 from analysis.io import atomic_directory
 from analysis.model_analysis import analyze_model
 from reports.activation_report import ActivationFigures, interleave
@@ -169,7 +169,8 @@ def write_report(model, output, *, metric="pearson", threshold=None, layers=None
     >>> result = write_report(model, "report")    # doctest: +SKIP
     >>> # open report/index.html in a browser
     """
-    loaded = as_model(model, unsafe=unsafe)
+    # Weights only: a path is read as data (analysis.stored), without Keras; --data needs the model itself.
+    loaded = as_model(model, unsafe=unsafe) if data is not None else as_weights_source(model)
     model, path, notes = loaded.model, loaded.path if path is None else path, [*loaded.notes, *notes]
     x = None
     if data is not None:

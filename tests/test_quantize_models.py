@@ -151,7 +151,7 @@ def test_cli_sensitivity_lists_every_layer_of_the_digits_cnn(cnn_path, tmp_path)
 
 
 def test_random_inputs_follow_a_leading_rescaling(keras):
-    from compress.quantize.random_inputs import input_sampler, random_inputs
+    from compress.quantize.sampling import input_sampler, random_inputs
 
     inputs = keras.Input((4, 4, 1), name="pixels")
     model = keras.Model(inputs, keras.layers.Rescaling(1 / 255, name="rescale")(inputs))
