@@ -33,6 +33,7 @@ from compress.merge.groups import plan_groups
 from compress.merge.math import Relation
 from compress.merge.plan import selected_sites
 from compress.merge.rebuild import WeightState, find_layer, fold_relation, rebuild_model
+from compress.merge.recurrent import RECURRENT_TYPES, merge_recurrent_by_data, recurrent_site
 from compress.merge.report import record_params
 
 __all__ = ["DEFAULT_MAX_ERROR", "DataMergeReport", "LayerDataMerge", "consumer_weights", "merge_by_data"]
@@ -167,10 +168,17 @@ def merge_by_data(model, data, *, ratio=None, max_error=None, layers=None, sampl
         else:
             report.skipped.extend(SkippedLayer(name, sites[name].type, reason) for name in group.producers)
     members = {u.layer for group in plan.groups for u in group.members}
+    recurrent = []
     for name, site in sites.items():
         if (wanted is not None and name not in wanted) or name in grouped or name in members:
             continue
-        if not site.mergeable:
+        if site.type in RECURRENT_TYPES:  # units folded into every gate (compress.merge.recurrent)
+            unit_site = recurrent_site(plan.graph, find_layer(model, name))
+            if unit_site.reason is None:
+                recurrent.append(unit_site)
+            else:
+                report.skipped.append(SkippedLayer(name, site.type, unit_site.reason))
+        elif not site.mergeable:
             report.skipped.append(SkippedLayer(name, site.type, plan.blocked.get(name, site.reason)))
         elif site.n_neurons < 2:
             report.skipped.append(SkippedLayer(name, site.type, "only one neuron: nothing to merge"))
@@ -200,6 +208,10 @@ def merge_by_data(model, data, *, ratio=None, max_error=None, layers=None, sampl
         report.layers.append(merge_group_by_data(plan, group, state, activations, group_taps_of[id(group)],
                                                  ratio=ratio, max_error=max_error, ridge=ridge,
                                                  weigh_by_consumer=weigh_by_consumer))
+    for unit_site in recurrent:
+        report.layers.append(merge_recurrent_by_data(model, plan.graph, unit_site, state, x, ratio=ratio,
+                                                     max_error=max_error, samples=samples, seed=seed, ridge=ridge,
+                                                     weigh_by_consumer=weigh_by_consumer))
     merged = rebuild_model(model, state)
     record_params(report, model, merged)
     report.notes.extend(loaded.notes)

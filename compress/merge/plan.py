@@ -247,8 +247,10 @@ def _producer_reason(layer, keras):
         family = None if spec is None else spec.family
         kind = type(layer).__name__
         if family in ("rnn", "bidirectional"):
-            return (f"recurrent layers ({kind}) are not merged yet: folding a unit into every gate's recurrent "
-                    "kernel is not built")
+            if family == "rnn":
+                return (f"recurrent layers ({kind}) merge by data only (--mode data): a unit is rebuilt from the "
+                        "others on its hidden states and folded into every gate's recurrent kernel")
+            return f"{kind}: the halves of a Bidirectional layer are not merged yet"
         if family == "time_distributed":
             return f"{kind} is not merged yet"
         if family == "depthwise":

@@ -166,14 +166,16 @@ def rebuild_model(model, state):
 
     def clone(layer):
         config = layer.get_config()
+        spec = spec_for(layer)
+        if spec is not None and spec.wraps and isinstance(config.get(spec.wraps), dict):
+            config[spec.wraps].pop("build_config", None)  # built again on the (maybe narrower) input it gets
         if layer.name in state.resized:
-            spec = spec_for(layer)
             if spec.wraps:
                 config[spec.wraps]["config"][spec_for(layer.layer).units_key] = state.resized[layer.name]
             else:
                 config[spec.units_key] = state.resized[layer.name]
         if layer.name in state.added_bias:
-            config["use_bias"] = True
+            (config[spec.wraps]["config"] if spec is not None and spec.wraps else config)["use_bias"] = True
         return layer.__class__.from_config(config)
 
     state.apply_cuts()
