@@ -16,6 +16,7 @@ from weightkit._common import (
     stdout_console,
     unsafe_option,
 )
+from weightkit._options import SEED, Real, Whole
 
 #: Mirrors compress.shrink.DEFAULT_MODES (not imported here: that would load TensorFlow on --help).
 _MODES = "float32,dynamic,float16,int8,int8-io"
@@ -35,17 +36,17 @@ def work_folder(output):
                    "only scored.")
 @click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False, path_type=str),
               metavar="DIR", help="Folder for model.tflite, model.keras, shrink.json, frontier.json and frontier.png.")
-@click.option("--max-drop", type=click.FloatRange(min=0), default=1.0, show_default=True,
+@click.option("--max-drop", type=Real(min=0.0), default=1.0, show_default=True,
               help="Accuracy points the exported model may lose against MODEL (on the validation split).")
 @click.option("--target", type=click.Choice(["size", "params", "latency"]), default="size", show_default=True,
               help="Remove most parameters (size, params) or multiply-adds (latency; exports the fastest mode).")
-@click.option("--fine-tune-epochs", type=click.IntRange(min=0), default=30, show_default=True,
+@click.option("--fine-tune-epochs", type=Whole(min=0), default=30, show_default=True,
               help="Most epochs of the distillation fine-tune after merging (early-stopped); 0: none.")
 @click.option("--modes", default=_MODES, show_default=True, metavar="LIST",
               help="Quantization modes the export is chosen from.")
 @click.option("--target-column", "target_column", default=None, metavar="COLUMN",
               help="CSV label column (default: the last).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the splits, merges and fine-tune.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the splits, merges and fine-tune.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last finished stage.")
 @force_option
 @unsafe_option
