@@ -33,7 +33,7 @@ import numpy as np
 
 from analysis._tf import import_keras
 from analysis.activations.collect import sample_indices
-from analysis.batches import n_samples, take
+from analysis.batches import n_samples, rows, take
 from analysis.layers import registered_name, spec_for
 from compress.merge.data_fit import plan_data_merge
 from compress.merge.data_report import LayerDataMerge
@@ -171,15 +171,20 @@ def hidden_states(model, graph, site, x, *, samples, seed, batch_size=256):
     sequence = dataclasses.replace(node, layer=copy).replay(tensors)[0]  # the same call, mask included
     copy.set_weights(layer.get_weights())
     masks = [tensors[t] for t in node.inputs[1:]]
-    probe = keras.Model(flat.inputs, [sequence] + masks)
+    probe = keras.Model(flat.input, [sequence] + masks)
     chosen = take(x, sample_indices(n_samples(x), samples, seed))
-    outputs = probe.predict(chosen, batch_size=batch_size, verbose=0)
-    states = np.asarray(outputs[0], dtype=np.float64).reshape(-1, site.n_units)
-    if masks:  # masked steps carry no state of their own (Keras returns zeros there)
-        states = states[np.asarray(outputs[1], dtype=bool).reshape(-1)]
+    parts = []
+    for start in range(0, n_samples(chosen), batch_size):  # called directly: predict would trace a function
+        outputs = probe(rows(chosen, start, start + batch_size), training=False)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]  # a one-output list is unwrapped
+        batch = np.asarray(keras.ops.convert_to_numpy(outputs[0]), dtype=np.float64).reshape(-1, site.n_units)
+        if masks:  # masked steps carry no state of their own (Keras returns zeros there)
+            batch = batch[np.asarray(keras.ops.convert_to_numpy(outputs[1]), dtype=bool).reshape(-1)]
+        parts.append(batch)
+    states = np.concatenate(parts, axis=0)
     if states.shape[0] > _MAX_ROWS:
-        rows = np.sort(np.random.default_rng(seed).choice(states.shape[0], _MAX_ROWS, replace=False))
-        states = states[rows]
+        kept = np.sort(np.random.default_rng(seed).choice(states.shape[0], _MAX_ROWS, replace=False))
+        states = states[kept]
     return states
 
 
