@@ -350,6 +350,8 @@ def _merge_support(spec):
         return "yes"
     if spec.merge == "depthwise":
         return "its channels, with the layer that feeds it"
+    if spec.family == "rnn":
+        return "by data (`--mode data`): a unit leaves every gate"  # compress/merge/recurrent.py
     return "no"
 
 
