@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 
-from analysis.model_analysis import analyze_model
 from analysis.activations.analyze import analyze_activations, attach_activations
 from analysis.activations.collect import (
     SKIP_RNN_GATE,
@@ -16,6 +15,7 @@ from analysis.activations.collect import (
 )
 from analysis.activations.stats import analyze_activation_matrix, dead_neurons
 from analysis.errors import WeightkitError
+from analysis.model_analysis import analyze_model
 
 
 def _dense_model(keras, weights, bias, activation="relu", n_inputs=None, name="probe_me"):

@@ -10,12 +10,12 @@ import json
 
 import numpy as np
 import pytest
+from zoo import ZOO, load_zoo, zoo_inputs, zoo_path
 
 from analysis.data_checks import output_activations
 from analysis.graph import ModelGraph
 from weightkit._common import run_cli
 from weightkit.cli import cli
-from zoo import ZOO, load_zoo, zoo_inputs, zoo_path
 
 N = 40  # samples per .npz: enough for a split, small enough for 2 cores
 
@@ -67,10 +67,10 @@ def _command(kind, model, data, inputs, out, name):
         "analyze": ["analyze", model],
         "analyze_data": ["analyze", model, "--data", inputs],
         "report_data": ["report", model, "--data", inputs, "-o", str(out / "report")],
-        "merge": ["merge", model, "-o", str(out / f"merged.keras"), "--ratio", "0.3"],
-        "merge_data": ["merge", model, "-o", str(out / f"merged.keras"), "--mode", "data", "--data", inputs,
+        "merge": ["merge", model, "-o", str(out / "merged.keras"), "--ratio", "0.3"],
+        "merge_data": ["merge", model, "-o", str(out / "merged.keras"), "--mode", "data", "--data", inputs,
                        "--ratio", "0.3"],
-        "retrain": ["retrain", model, "--data", data, "-o", str(out / f"retrained.keras"), "--epochs", "1"],
+        "retrain": ["retrain", model, "--data", data, "-o", str(out / "retrained.keras"), "--epochs", "1"],
         "quantize": ["quantize", model, "--data", data, "-o", str(out / "quantized"),
                      "--modes", "float32,dynamic,int8,int8-io" if name == "embedding_lstm" else "float32,dynamic"],
     }

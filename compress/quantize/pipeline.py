@@ -34,8 +34,8 @@ from compress.quantize.evaluate import TFLiteModel, time_calls
 from compress.quantize.inputs import integer_input_notes
 from compress.quantize.modes import MODE_NAMES, MODES, mode_file
 from compress.quantize.native import convert_keras_mode, convert_onnx
-from compress.quantize.sampling import UNIFORM, input_sampler, random_inputs
 from compress.quantize.results import ExportChoice, ModeResult, QuantizationReport, ReferenceResult
+from compress.quantize.sampling import UNIFORM, input_sampler, random_inputs
 from compress.quantize.sensitivity_run import run_sensitivity
 from compress.quantize.signature import SignatureModel
 from compress.quantize.source import ModelSource, keras_source, saved_model_source
