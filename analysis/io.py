@@ -20,7 +20,7 @@ import tempfile
 
 from analysis.errors import WeightkitError
 
-__all__ = ["OUTPUT_MARKER", "is_weightkit_output", "check_output", "atomic_write_bytes", "atomic_write_text",
+__all__ = ["OUTPUT_MARKER", "full_disk_errno", "is_weightkit_output", "check_output", "atomic_write_bytes", "atomic_write_text",
            "atomic_write_json",
            "atomic_path", "atomic_directory", "temporary_path", "named_if_full"]
 
@@ -212,6 +212,29 @@ def _suffix_of(path):
 
 #: errno of a full disk or file-size limit: ENOSPC, EDQUOT, EFBIG.
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def full_disk_errno(error):
+    """ENOSPC, EDQUOT or EFBIG when ``error`` (or what caused it) is a full disk or file-size limit, else None.
+
+    Also reads the text of errors that carry only that (HDF5's ``errno = 28``, TensorFlow's
+    "No space left on device" / "File too large").
+    """
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        code = getattr(error, "errno", None)
+        if code in _FULL:
+            return code
+        text = str(error)
+        found = re.search(r"errno = (\d+)", text)
+        if found and int(found.group(1)) in _FULL:
+            return int(found.group(1))
+        for code in _FULL:
+            if os.strerror(code).lower() in text.lower():
+                return code
+        error = error.__cause__ or error.__context__
+    return None
 
 
 @contextlib.contextmanager

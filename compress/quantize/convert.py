@@ -8,6 +8,7 @@ as exceptions and are never hidden.
 """
 
 import contextlib
+import os
 import re
 import tempfile
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis._tf import import_tensorflow, silenced_stderr, silenced_stdout
+from analysis.errors import WeightkitError
+from analysis.io import full_disk_errno
 from analysis.loading import walk_layers
 from compress.quantize.diagnose import describe, flex_ops, float_ops, layer_in
 from compress.quantize.modes import MODES, configure_converter
@@ -232,6 +235,7 @@ def convert_mode(mode, *, saved_model_dir=None, keras_model=None, representative
         try:
             content = _convert(make(), mode, representative, verbose, integer_inputs)
         except Exception as error:  # noqa: BLE001 - the converter raises many kinds; reported per mode
+            _raise_if_full(error, tempfile.gettempdir())
             first_error = first_error or converter_reason(error, layer_names=layer_names)
             continue
         if MODES[mode].integer_only:
@@ -269,9 +273,19 @@ def exported_saved_model(keras_model, verbose=False):
             with _quiet(verbose):
                 keras_model.export(directory, format="tf_saved_model", verbose=verbose)
         except Exception as error:  # noqa: BLE001 - fall back to from_keras_model
+            _raise_if_full(error, directory)
             yield None, converter_reason(error)
             return
         yield directory, None
+
+
+def _raise_if_full(error, directory):
+    """A full disk is not a converter's failure: say so in one line, for every mode at once."""
+    code = full_disk_errno(error)
+    if code is not None:
+        raise WeightkitError(f"{directory}: no space left on device ({os.strerror(code).lower()}) while exporting "
+                             "the model for the TFLite converter; free space in that folder or set TMPDIR to a "
+                             "folder with room.") from error
 
 
 def _recurrent_plan(keras_model, input_shape):
