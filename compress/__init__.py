@@ -5,10 +5,13 @@ the ``.tflite`` files) first and a result with ``to_dict()`` second:
 
 - :func:`merge_neurons` ``(model, mode="weights" | "data", data=None, ...) -> (model, report)``;
 - :func:`retrain` ``(model, dataset, ...) -> (model, RetrainResult)``;
-- :func:`quantize_model` ``(model, modes, data, ...) -> (contents, QuantizationReport)``.
+- :func:`quantize_model` ``(model, modes, data, ...) -> (contents, QuantizationReport)``;
+- :func:`fold_linear` ``(model, ...) -> (model, FoldReport)``: layers with no nonlinearity between them, folded;
+- :func:`shrink_model` ``(model, dataset, max_drop=1, ...) -> ShrinkOutcome``: merge, fine-tune and quantize
+  to the smallest model within an accuracy budget.
 
-Three subpackages hold the rest: :mod:`compress.merge`, :mod:`compress.decorrelate`,
-:mod:`compress.quantize`.
+Five subpackages hold the rest: :mod:`compress.merge`, :mod:`compress.decorrelate`,
+:mod:`compress.quantize`, :mod:`compress.fold`, :mod:`compress.shrink`.
 """
 
 from compress.decorrelate import (
@@ -20,23 +23,29 @@ from compress.decorrelate import (
     redundancy_summary,
     retrain,
 )
+from compress.fold import FoldReport, fold_linear
 from compress.merge import BaseMergeReport, DataMergeReport, MergeReport, merge_neurons
 from compress.quantize import QuantizationReport, TFLiteModel, quantize_model, write_outputs
+from compress.shrink import ShrinkOutcome, shrink_model
 
 __all__ = [
     "BaseMergeReport",
     "DataMergeReport",
     "DecorrelationRegularizer",
+    "FoldReport",
     "MergeReport",
     "QuantizationReport",
     "RedundancyMonitor",
     "RetrainResult",
+    "ShrinkOutcome",
     "TFLiteModel",
     "attach_decorrelation",
     "detach_decorrelation",
+    "fold_linear",
     "merge_neurons",
     "quantize_model",
     "redundancy_summary",
     "retrain",
+    "shrink_model",
     "write_outputs",
 ]
