@@ -1,15 +1,16 @@
 """Per-layer merge sensitivity: the validation error of merging a fraction of one layer, data-aware.
 
-For each mergeable layer and each fraction of its neurons, :func:`compress.merge.merge_by_data`
-removes that fraction of that layer alone (fitted on the calibration split) and the merged
-model is scored on the validation split against the original (accuracy, agreement, KL
+For each mergeable layer (or coupled channel group, as one unit) and each fraction of its
+neurons, :func:`compress.merge.merge_by_data` removes that fraction of that layer alone (fitted
+on the calibration split) and the merged model is scored on the validation split against the original (accuracy, agreement, KL
 divergence). The curves feed :func:`compress.shrink.allocation.greedy_path`.
 """
 
 from dataclasses import dataclass, field
 
 from analysis.errors import WeightkitError
-from compress.merge import find_merge_sites, merge_by_data
+from compress.merge import merge_by_data, plan_groups
+from compress.merge.group_data import group_taps
 from compress.shrink.costs import model_cost
 from compress.shrink.scores import predict_probabilities, score_outputs
 
@@ -48,9 +49,23 @@ class LayerSensitivity:
 
 
 def mergeable_layers(model):
-    """``{name: neurons}`` of the layers data-aware merging can shrink (two neurons or more)."""
-    return {name: site.n_neurons for name, site in find_merge_sites(model).items()
-            if site.mergeable and site.n_neurons >= 2}
+    """``{name: neurons}`` of the units data-aware merging can shrink (two neurons or more), in model order.
+
+    A unit is a plain layer, or a coupled channel group (producers tied by a residual ``Add``, a
+    concatenation, depthwise filters; :func:`compress.merge.plan_groups`) named after its first
+    producer: ``merge_by_data(layers=[that name])`` merges the whole group, counted once.
+    """
+    plan = plan_groups(model)
+    members = {u.layer for group in plan.groups for u in group.members}
+    groups = {group.producers[0]: group for group in plan.groups
+              if group.n >= 2 and group_taps(group, plan.graph)[1] is None}
+    units = {}
+    for name, site in plan.sites.items():
+        if name in groups:
+            units[name] = int(groups[name].n)
+        elif plan.plain(name) and name not in members and site.n_neurons >= 2:
+            units[name] = int(site.n_neurons)
+    return units
 
 
 def merge_allocation(model, x_calibration, removals, *, seed=0, samples=None):
