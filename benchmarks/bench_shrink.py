@@ -6,14 +6,20 @@ Subjects (scikit-learn's digits, seeded split: 1438 training, 359 held-out sampl
   Adam, no weight decay; ``mlp-l2``: the same with L2(3e-3) on the hidden kernels, 40 epochs; each
   from ``--seeds``;
 - ``cnn``: the demo's digits CNN (:func:`weightkit.demo.examples.build_small_cnn`, 16 and 32
-  filters), 20 epochs.
+  filters), 20 epochs;
+- ``residual``: the residual digits CNN of ``bench_merge_coupled.py`` (its ``build_residual_cnn``,
+  width 32, trained the same way: 30 epochs of Adam 1e-3): stem and both blocks' second
+  convolutions form one coupled channel group (the residual stream), merged as one unit.
+
+The CNNs run for the first seed only.
 
 For each subject:
 
 - ``shrink``: :func:`compress.shrink.shrink_model` with ``--max-drop`` (default 1 point), the
   exported ``.tflite``; its test accuracy is on data no choice read;
 - ``L1+int8``: the shrink export's layer widths reached by dropping the smallest-L1-norm neurons
-  (no compensation), then int8 with int8 I/O: the same architecture, so the same size class;
+  (no compensation; a coupled group by the L1 norm summed over its producers' filters), then int8
+  with int8 I/O: the same architecture, so the same size class;
 - ``L1+KD+int8``: the same pruned model given the same distillation fine-tune as shrink;
 - ``merge r+int8``: the hand chain, data-aware merging of ratio r of every hidden layer, then
   int8 with int8 I/O, for r in 0.5, 0.8, 0.9.
@@ -22,7 +28,8 @@ Sizes are the ``.tflite`` bytes; "x" is the original's float32 ``.tflite`` divid
 Shrink's choices read half of the 359 held-out samples (its validation split); every accuracy
 here is on the other half, 179 samples (steps of 0.56 points), which no choice read.
 
-Run: ``python benchmarks/bench_shrink.py`` (``--seeds 0 --subjects mlp`` for a short look).
+Run: ``python benchmarks/bench_shrink.py`` (``--seeds 0 --subjects mlp`` for a short look,
+``--subjects residual`` for the residual CNN alone).
 """
 
 import argparse
@@ -36,7 +43,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np
 
 from analysis.data import Dataset, load_data
-from compress.merge import merge_by_data
+from benchmarks.bench_merge_coupled import build_residual_cnn
+from compress.merge import merge_by_data, plan_groups
 from compress.merge.by_weights import apply_relations
 from compress.merge.math import Relation
 from compress.quantize import TFLiteModel, quantize_model
@@ -50,7 +58,10 @@ SUBJECTS = {
     "mlp": (lambda: build_wide_mlp((256, 256), weight_decay=0, name="mlp"), 15, False),
     "mlp-l2": (lambda: build_wide_mlp((256, 256), weight_decay=3e-3, name="mlp_l2"), 40, False),
     "cnn": (lambda: build_small_cnn(name="cnn"), 20, True),
+    "residual": (lambda: build_residual_cnn(32), 30, True),
 }
+FIRST_SEED_ONLY = {"cnn", "residual"}
+GOALS = {"mlp": 100, "mlp-l2": 100, "cnn": 20, "residual": 20}
 FRACTIONS = (0.25, 0.5, 0.75, 0.875, 0.94, 0.97)
 
 
@@ -63,11 +74,18 @@ def int8_file(model, splits, x_test, y_test, activation):
 
 
 def l1_prune(model, widths):
-    """Drop the smallest-L1-norm neurons of each layer down to ``widths[name]``, no compensation."""
+    """Drop the smallest-L1-norm neurons of each layer down to ``widths[name]``, no compensation.
+
+    A coupled group (named by its first producer) is scored by the L1 norm summed over every
+    producer's filters, and its channels are cut from all of them.
+    """
+    producers = {group.producers[0]: group.producers for group in plan_groups(model).groups}
     relations = {}
     for name, width in widths.items():
-        kernel = model.get_layer(name).get_weights()[0]
-        norms = np.abs(kernel.reshape(-1, kernel.shape[-1])).sum(axis=0)
+        norms = 0
+        for producer in producers.get(name, [name]):
+            kernel = model.get_layer(producer).get_weights()[0]
+            norms = norms + np.abs(kernel.reshape(-1, kernel.shape[-1])).sum(axis=0)
         n = norms.size
         if width >= n:
             continue
@@ -110,15 +128,19 @@ def run_subject(name, seed, max_drop, fine_tune_epochs):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--subjects", default="mlp,mlp-l2,cnn")
-    parser.add_argument("--seeds", default="0,1,2", help="Seeds of the MLPs (the CNN uses the first).")
+    parser.add_argument("--subjects", default="mlp,mlp-l2,cnn,residual",
+                        help=f"Comma-separated, of {', '.join(SUBJECTS)} (e.g. residual for that one alone).")
+    parser.add_argument("--seeds", default="0,1,2", help="Seeds of the MLPs (the CNNs use the first).")
     parser.add_argument("--max-drop", type=float, default=1.0)
     parser.add_argument("--fine-tune-epochs", type=int, default=30)
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     names = args.subjects.split(",")
+    unknown = [name for name in names if name not in SUBJECTS]
+    if unknown:
+        parser.error(f"--subjects {','.join(unknown)}: unknown; choose from {', '.join(SUBJECTS)}")
     # Seed by seed, so an interrupted run has every subject once before any twice.
-    order = [(name, seed) for seed in seeds for name in names if name != "cnn" or seed == seeds[0]]
+    order = [(name, seed) for seed in seeds for name in names if name not in FIRST_SEED_ONLY or seed == seeds[0]]
     runs = []
     print("| subject | seed | model | bytes | x smaller | test accuracy | drop (points) |")
     print("|---|---|---|---:|---:|---:|---:|", flush=True)
@@ -132,12 +154,11 @@ def main():
         print(f"<!-- {name} seed {seed}: trained to {run['accuracy']:.4f} (all 359 held-out); shrink "
               f"{run['seconds']:.0f} s, widths {run['widths']}, {run['original_params']:,} -> {run['params']:,} "
               "params -->", flush=True)
-    goals = {"mlp": 100, "mlp-l2": 100, "cnn": 20}
     for run in runs:
         _, size, accuracy = run["rows"][1]
         ratio, drop = run["rows"][0][1] / size, 100 * (run["rows"][0][2] - accuracy)
-        met = ratio >= goals[run["subject"]] and drop <= args.max_drop + 1e-9
-        print(f"goal {run['subject']} seed {run['seed']}: >= {goals[run['subject']]}x within {args.max_drop:g} "
+        met = ratio >= GOALS[run["subject"]] and drop <= args.max_drop + 1e-9
+        print(f"goal {run['subject']} seed {run['seed']}: >= {GOALS[run['subject']]}x within {args.max_drop:g} "
               f"point: {ratio:.1f}x, {drop:+.2f} points: {'met' if met else 'missed'}")
 
 
