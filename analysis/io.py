@@ -20,7 +20,8 @@ import tempfile
 
 from analysis.errors import WeightkitError
 
-__all__ = ["OUTPUT_MARKER", "full_disk_errno", "is_weightkit_output", "check_output", "atomic_write_bytes", "atomic_write_text",
+__all__ = ["OUTPUT_MARKER", "full_disk_errno", "full_disk_error",
+           "is_weightkit_output", "check_output", "atomic_write_bytes", "atomic_write_text",
            "atomic_write_json",
            "atomic_path", "atomic_directory", "temporary_path", "named_if_full"]
 
@@ -214,27 +215,34 @@ def _suffix_of(path):
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
-def full_disk_errno(error):
-    """ENOSPC, EDQUOT or EFBIG when ``error`` (or what caused it) is a full disk or file-size limit, else None.
+def full_disk_error(error):
+    """The first error in ``error``'s chain (itself, then its causes) that is a full disk, and its errno.
 
-    Also reads the text of errors that carry only that (HDF5's ``errno = 28``, TensorFlow's
-    "No space left on device" / "File too large").
+    ENOSPC, EDQUOT or EFBIG (a file-size limit), from ``errno`` or from the text of errors that
+    carry only that (HDF5's ``errno = 28``, TensorFlow's "No space left on device" / "File too
+    large"). ``(None, None)`` when there is none.
     """
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         code = getattr(error, "errno", None)
+        if code not in _FULL:
+            text = str(error)
+            found = re.search(r"errno = (\d+)", text)
+            code = int(found.group(1)) if found else next(
+                (number for number in _FULL if os.strerror(number).lower() in text.lower()), None)
         if code in _FULL:
-            return code
-        text = str(error)
-        found = re.search(r"errno = (\d+)", text)
-        if found and int(found.group(1)) in _FULL:
-            return int(found.group(1))
-        for code in _FULL:
-            if os.strerror(code).lower() in text.lower():
-                return code
+            return error, code
         error = error.__cause__ or error.__context__
-    return None
+    return None, None
+
+
+def full_disk_errno(error):
+    """ENOSPC, EDQUOT or EFBIG when ``error`` (or what caused it) is a full disk, else None.
+
+    See :func:`full_disk_error`.
+    """
+    return full_disk_error(error)[1]
 
 
 @contextlib.contextmanager
@@ -247,11 +255,8 @@ def named_if_full(path):
     try:
         yield
     except OSError as error:
-        code = error.errno
-        if code not in _FULL:
-            found = re.search(r"errno = (\d+)", str(error))
-            code = int(found.group(1)) if found else None
-        if code in _FULL:
+        code = full_disk_errno(error)
+        if code is not None:
             raise OSError(code, os.strerror(code), path) from error
         raise
 

@@ -103,8 +103,6 @@ def load_model_or_exit(path, *, unsafe=False, compile=True, finite=False):
     return loaded
 
 
-#: errno values that mean "the disk (or the file-size limit) is full": ENOSPC, EDQUOT, EFBIG.
-_FULL = {28: "no space left on device", 122: "disk quota exceeded", 27: "file too large"}
 _TEMPORARY = re.compile(r"^\.(.+)\.[0-9a-f]{6}-\d+-[a-z0-9_]{8}\.part(\.[^.]*)?$")
 
 
@@ -112,27 +110,20 @@ def no_space_message(error):
     """``"PATH: no space left on device"`` when ``error`` (or what caused it) is a full disk, else None.
 
     Recognises ``OSError`` with ENOSPC / EDQUOT / EFBIG (a file-size limit), and the HDF5 and
-    TensorFlow errors that carry only the text (``errno = 28``). A weightkit temporary
-    (``.NAME.HOST-PID-RANDOM.part``) is named by its output.
+    TensorFlow errors that carry only the text (``errno = 28``): :func:`analysis.io.full_disk_error`.
+    A weightkit temporary (``.NAME.HOST-PID-RANDOM.part``) is named by its output.
     """
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        code = getattr(error, "errno", None)
-        text = str(error)
-        if code not in _FULL:
-            found = re.search(r"errno = (\d+)", text)
-            code = int(found.group(1)) if found else next(
-                (number for number, words in _FULL.items() if words in text.lower()), None)
-        if code in _FULL:
-            path = getattr(error, "filename", None)
-            if not path:
-                found = re.search(r"(?:filename|name) = '([^']+)'", text)
-                path = found.group(1) if found else None
-            return f"{_output_of(path) if path else 'an output'}: no space left on device ({_FULL[code]}); " \
-                   "free space or choose another output folder, nothing was left half-written"
-        error = error.__cause__ or error.__context__
-    return None
+    from analysis.io import full_disk_error
+
+    error, code = full_disk_error(error)
+    if code is None:
+        return None
+    path = getattr(error, "filename", None)
+    if not path:
+        found = re.search(r"(?:filename|name) = '([^']+)'", str(error))
+        path = found.group(1) if found else None
+    return f"{_output_of(path) if path else 'an output'}: no space left on device ({os.strerror(code).lower()}); " \
+           "free space or choose another output folder, nothing was left half-written"
 
 
 def _output_of(path):

@@ -266,6 +266,15 @@ def _producer_reason(layer, keras):
     return None
 
 
+def dead_end(graph, tensor):
+    """Why nothing can be folded into the readers of flat tensor ``tensor`` (a model output, no reader), or None."""
+    if graph.is_output(tensor):
+        return "its output is (on the way to) a model output"
+    if not graph.readers(tensor):
+        return "its output is not used by any layer"
+    return None
+
+
 class _Walk:
     """One producer's walk through the flat graph (:class:`analysis.graph.ModelGraph`)."""
 
@@ -278,12 +287,10 @@ class _Walk:
     def follow(self, tensor, steps, after_flatten, positions, rank):
         """Follow flat tensor ``tensor`` to its consumers; the reason it cannot be merged, or None."""
         graph, keras = self.graph, self.keras
-        if graph.is_output(tensor):
-            return "its output is (on the way to) a model output"
-        readers = graph.readers(tensor)
-        if not readers:
-            return "its output is not used by any layer"
-        for node in readers:
+        reason = dead_end(graph, tensor)
+        if reason is not None:
+            return reason
+        for node in graph.readers(tensor):
             layer = node.layer
             self.reached.add(id(node))
             if len(node.inputs) != 1:

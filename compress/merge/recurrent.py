@@ -38,9 +38,11 @@ from analysis.layers import registered_name, spec_for
 from compress.merge.data_fit import plan_data_merge
 from compress.merge.data_report import LayerDataMerge
 from compress.merge.math import Relation
+from compress.merge.plan import dead_end
 from compress.merge.rebuild import find_layer
 
-__all__ = ["RECURRENT_TYPES", "RIDGE_FACTOR", "RecurrentSite", "fold_recurrent", "merge_recurrent_by_data", "recurrent_site"]
+__all__ = ["RECURRENT_TYPES", "RIDGE_FACTOR", "RecurrentSite", "fold_recurrent", "merge_recurrent_by_data",
+           "recurrent_site"]
 
 #: Recurrent layer classes whose units fold by data.
 RECURRENT_TYPES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}  # class -> gates
@@ -89,12 +91,10 @@ def _consumer_kind(layer):
 
 def _follow(graph, tensor, site):
     """Collect the consumers reached from ``tensor`` through identity steps; the reason to stop, or None."""
-    if graph.is_output(tensor):
-        return "its output is (on the way to) a model output"
-    readers = graph.readers(tensor)
-    if not readers:
-        return "its output is not used by any layer"
-    for node in readers:
+    reason = dead_end(graph, tensor)
+    if reason is not None:
+        return reason
+    for node in graph.readers(tensor):
         layer = node.layer
         label = f"{layer.name} ({type(layer).__name__})"
         if node.inputs[0] != tensor or any(graph.dtype(t) != "bool" for t in node.inputs[1:]):  # masks pass
