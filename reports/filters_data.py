@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-__all__ = ["Window", "cut_patches", "receptive_fields", "top_inputs"]
+__all__ = ["Window", "cut_patches", "receptive_fields", "strongest_responses", "top_inputs", "top_of_responses"]
 
 _KERNELS = {"Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D",
             "SeparableConv2D", "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D",
@@ -86,6 +86,36 @@ def receptive_fields(graph):
     return fields
 
 
+def strongest_responses(activations):
+    """Per input and filter, the strongest response and where it is: what :func:`top_inputs` ranks.
+
+    Parameters
+    ----------
+    activations : ndarray of shape (n_inputs, *spatial, n_filters)
+
+    Returns
+    -------
+    best : ndarray of shape (n_inputs, n_filters)
+    where : ndarray of shape (n_inputs, n_filters), int
+        The flat output position of each strongest response.
+    """
+    activations = np.asarray(activations)
+    flat = activations.reshape(activations.shape[0], -1, activations.shape[-1])
+    where = flat.argmax(axis=1)  # (n, f)
+    return np.take_along_axis(flat, where[:, None, :], axis=1)[:, 0, :], where
+
+
+def top_of_responses(best, where, spatial, k=8):
+    """:func:`top_inputs` from :func:`strongest_responses` (gathered batch by batch, in input order)."""
+    k = min(int(k), best.shape[0])
+    f = best.shape[1]
+    samples = np.argsort(-best, axis=0, kind="stable")[:k].T  # (f, k)
+    chosen = np.take_along_axis(where.T, samples, axis=1)  # (f, k)
+    positions = np.stack(np.unravel_index(chosen, spatial), axis=-1) if spatial else np.zeros((f, k, 0), int)
+    values = np.take_along_axis(best.T, samples, axis=1).astype(np.float32)
+    return samples, positions, values
+
+
 def top_inputs(activations, k=8):
     """Per filter, the ``k`` inputs with the largest strongest response, and where it is.
 
@@ -103,17 +133,8 @@ def top_inputs(activations, k=8):
     values : ndarray of shape (n_filters, k'), float32
     """
     activations = np.asarray(activations)
-    n, f = activations.shape[0], activations.shape[-1]
-    spatial = activations.shape[1:-1]
-    flat = activations.reshape(n, -1, f)
-    where = flat.argmax(axis=1)  # (n, f)
-    best = np.take_along_axis(flat, where[:, None, :], axis=1)[:, 0, :]  # (n, f)
-    k = min(int(k), n)
-    samples = np.argsort(-best, axis=0, kind="stable")[:k].T  # (f, k)
-    chosen = np.take_along_axis(where.T, samples, axis=1)  # (f, k)
-    positions = np.stack(np.unravel_index(chosen, spatial), axis=-1) if spatial else np.zeros((f, k, 0), int)
-    values = np.take_along_axis(best.T, samples, axis=1).astype(np.float32)
-    return samples, positions, values
+    best, where = strongest_responses(activations)
+    return top_of_responses(best, where, activations.shape[1:-1], k)
 
 
 def cut_patches(x, samples, positions, window):

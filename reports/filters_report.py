@@ -19,7 +19,7 @@ from analysis.stored import StoredModel
 from analysis.stored.nodes import stored_nodes
 from reports.canvas import save_figure
 from reports.filters import filter_tiles_figure, patch_grid_figure, shown_filters
-from reports.filters_data import cut_patches, receptive_fields, top_inputs
+from reports.filters_data import cut_patches, receptive_fields, strongest_responses, top_of_responses
 from reports.html import ImageRef
 
 __all__ = ["MAX_LAYERS", "PATCH_FILTERS", "PATCH_SAMPLES", "TOP_K", "FilterFigures"]
@@ -72,7 +72,7 @@ class FilterFigures:
             self._find_top(graph, np.asarray(x)[:min(int(samples), PATCH_SAMPLES)], k)
 
     def _find_top(self, graph, x, k):
-        """Each convolution's top-k inputs and positions (one pass per layer; activations dropped)."""
+        """Each convolution's top-k inputs and positions (one probe pass; only per-filter maxima kept)."""
         fields = receptive_fields(graph)
         first_calls = {}
         for node in graph.nodes:
@@ -87,9 +87,18 @@ class FilterFigures:
             out = probe(batch, training=False)
             return out if isinstance(out, (list, tuple)) else [out]
 
+        # One probe pass over the inputs; each batch's activations are reduced to (batch, filters) at once.
+        best, where, spatial = [[] for _ in chosen], [[] for _ in chosen], [None] * len(chosen)
+        for start in range(0, len(x), 64):
+            for index, out in enumerate(run(x[start:start + 64])):
+                out = keras.ops.convert_to_numpy(out)
+                spatial[index] = out.shape[1:-1]
+                strongest, position = strongest_responses(out)
+                best[index].append(strongest)
+                where[index].append(position)
         for index, node in enumerate(chosen):
-            outputs = [keras.ops.convert_to_numpy(run(x[s:s + 64])[index]) for s in range(0, len(x), 64)]
-            self.top[node.layer.name] = top_inputs(np.concatenate(outputs), k)
+            self.top[node.layer.name] = top_of_responses(np.concatenate(best[index]), np.concatenate(where[index]),
+                                                         spatial[index], k)
             self.windows[node.layer.name] = fields[node.outputs[0]]
         self.x, self.range = x, (float(x.min()), float(x.max()))
 
