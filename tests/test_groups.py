@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from analysis import DEFAULT_THRESHOLDS, WeightkitError, find_groups, mad_matrix, pearson_matrix, removable_count
-from analysis.groups import absolute_threshold, cluster_linkage, cluster_order, distance_matrix
+from scipy.spatial.distance import squareform
+
+from analysis.groups import absolute_threshold, cluster_linkage, cluster_order, condensed_distance, distance_matrix
 
 
 def _symmetric(n, pairs, fill):
@@ -112,6 +114,17 @@ def test_distance_matrix():
     np.testing.assert_allclose(distance_matrix(r, "pearson"), [[0, 0.5, 2], [0.5, 0, 1], [2, 1, 0]])
     mad = _mad(3, {(0, 1): 0.25})
     np.testing.assert_allclose(distance_matrix(mad, "mad"), mad)
+
+
+@pytest.mark.parametrize("metric", ["pearson", "mad"])
+def test_condensed_distance_is_the_symmetrized_distance_matrix(metric):
+    # Built row by row to spare n×n copies; it must be bit-identical to the dense construction, asymmetric
+    # float32 input and Pearson values just outside [-1, 1] (rounding) included.
+    rng = np.random.default_rng(3)
+    matrix = rng.normal(size=(23, 23)).astype(np.float32)
+    matrix = np.clip(matrix, -1.0000002, 1.0000002) if metric == "pearson" else np.abs(matrix)
+    dense = distance_matrix(matrix, metric)
+    assert np.array_equal(condensed_distance(matrix, metric), squareform((dense + dense.T) / 2, checks=False))
 
 
 @pytest.mark.parametrize("groups, expected", [([], 0), ([[0, 1]], 1), ([[0, 4], [1, 2, 6]], 3),
