@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
-
-from analysis import DEFAULT_THRESHOLDS, WeightkitError, find_groups, mad_matrix, pearson_matrix, removable_count
 from scipy.spatial.distance import squareform
 
+from analysis import DEFAULT_THRESHOLDS, WeightkitError, find_groups, mad_matrix, pearson_matrix, removable_count
 from analysis.groups import absolute_threshold, cluster_linkage, cluster_order, condensed_distance, distance_matrix
 
 
