@@ -13,8 +13,9 @@ activation function and for dead neurons (β = 0, c = their constant). Conv laye
 a sample of positions per input (see :func:`analysis.activations.collect_layer_outputs`); an
 intercept folded into a zero-padding convolution's bias is exact only away from the borders.
 
-All layers are fitted on the original model's activations (one pass); each layer's relation is
-folded independently.
+By default all layers are fitted on the original model's activations (one pass) and each layer's
+relation is folded independently. With ``refit=True`` (:mod:`compress.merge.refit`) each tensor
+read is fitted on the model merged so far instead, in topological order.
 """
 
 import numpy as np
@@ -26,14 +27,17 @@ from analysis.errors import WeightkitError
 from analysis.inputs import as_inputs, as_model
 from analysis.model_analysis import collect_entries
 from analysis.results import SkippedLayer
+from compress.merge.batchnorm_stats import reestimate_batchnorm
 from compress.merge.data_fit import DEFAULT_RIDGE, plan_data_merge
 from compress.merge.data_report import DataMergeReport, LayerDataMerge
 from compress.merge.group_data import group_taps, merge_group_by_data
 from compress.merge.groups import plan_groups
+from compress.merge.input_rows import consumer_kernel
 from compress.merge.math import Relation
 from compress.merge.plan import selected_sites
 from compress.merge.rebuild import WeightState, find_layer, fold_relation, rebuild_model
 from compress.merge.recurrent import RECURRENT_TYPES, merge_recurrent_by_data, recurrent_site
+from compress.merge.refit import plain_groups, refit_groups
 from compress.merge.report import record_params
 
 __all__ = ["DEFAULT_MAX_ERROR", "DataMergeReport", "LayerDataMerge", "consumer_weights", "merge_by_data"]
@@ -68,7 +72,7 @@ def consumer_weights(model, site):
     blocks = []
     n = site.n_neurons
     for consumer in site.consumers:
-        kernel = _numpy(find_layer(model, consumer.layer).kernel)
+        kernel = consumer_kernel(find_layer(model, consumer.layer))  # a wrapper's or recurrent layer's too
         if consumer.layout == "dense":
             block = kernel.reshape(n, -1)
         elif consumer.layout == "conv":
@@ -95,8 +99,8 @@ def _check_budget(ratio, max_error):
 
 
 def merge_by_data(model, data, *, ratio=None, max_error=None, layers=None, samples=DEFAULT_SAMPLES, positions=16,
-                  seed=0, ridge=DEFAULT_RIDGE, weigh_by_consumer=True, evaluate_on=None, progress=None,
-                  unsafe=False):
+                  seed=0, ridge=DEFAULT_RIDGE, weigh_by_consumer=True, refit=False, reestimate_bn=False,
+                  evaluate_on=None, progress=None, unsafe=False):
     """Remove neurons whose activations the other neurons of their layer rebuild, on calibration data.
 
     Parameters
@@ -124,6 +128,14 @@ def merge_by_data(model, data, *, ratio=None, max_error=None, layers=None, sampl
     weigh_by_consumer : bool, default=True
         Choose removals by the error in the consumers' pre-activations (their weights) rather
         than in the layer's own activations.
+    refit : bool, default=False
+        Sequential refit (:mod:`compress.merge.refit`): process the tensors the consumers read in
+        topological order and fit each on the model merged so far, rebuilding the original
+        model's consumer inputs from the kept channels (one probe pass per tensor read). When
+        False, every relation is fitted on the original model's activations (one pass).
+    reestimate_bn : bool, default=False
+        After merging, set every BatchNormalization's moving statistics to the merged model's
+        exact statistics on the calibration sample (:func:`compress.merge.batchnorm_stats.reestimate_batchnorm`).
     evaluate_on : Dataset, ndarray, str or os.PathLike, default=None
         Held-out data to compare the merged model with the original on (a dataset's test split,
         see :func:`compress.merge.report.evaluate_merge`); fills ``report.evaluation``.
@@ -184,10 +196,16 @@ def merge_by_data(model, data, *, ratio=None, max_error=None, layers=None, sampl
             report.skipped.append(SkippedLayer(name, site.type, "only one neuron: nothing to merge"))
         else:
             targets.append(site)
+    refitted = []
+    if refit:  # plain producers become one-producer groups; every group is refitted sequentially
+        plain, alone = plain_groups(plan, [site.layer for site in targets])
+        refitted, groups = plain + groups, []
+        targets = [site for site in targets if site.layer in alone]
     tap_layers = [site.tap for site in targets] + [name for group in groups
                                                    for names in group_taps_of[id(group)].values() for name in names]
     activations = collect_layer_outputs(model, x, list(dict.fromkeys(tap_layers)), samples=samples, seed=seed,
-                                        summary="positions", positions=positions, progress=progress)
+                                        summary="positions", positions=positions,
+                                        progress=progress) if tap_layers else {}
     report.samples = int(min(int(samples), n_samples(x)))
     relations = {}
     total = len(targets) + len(groups)
@@ -200,7 +218,13 @@ def merge_by_data(model, data, *, ratio=None, max_error=None, layers=None, sampl
         if relation is not None:
             relations[site.layer] = relation
     state = WeightState(model)
-    for name, relation in relations.items():
+    if refitted:
+        entries, passes = refit_groups(model, plan.graph, refitted, state, x, ratio=ratio, max_error=max_error,
+                                       samples=samples, positions=positions, seed=seed, ridge=ridge,
+                                       weigh_by_consumer=weigh_by_consumer, progress=progress)
+        report.layers.extend(entries)
+        report.notes.append(f"sequential refit: {passes} probe passes")
+    for name, relation in relations.items():  # after the refit: these cut at once, the refit defers its cuts
         fold_relation(state, sites[name], relation)
     for index, group in enumerate(groups):
         if progress is not None:
@@ -213,6 +237,11 @@ def merge_by_data(model, data, *, ratio=None, max_error=None, layers=None, sampl
                                                      max_error=max_error, samples=samples, seed=seed, ridge=ridge,
                                                      weigh_by_consumer=weigh_by_consumer))
     merged = rebuild_model(model, state)
+    if reestimate_bn:
+        names, passes = reestimate_batchnorm(merged, x, samples=samples, seed=seed)
+        if names:
+            report.notes.append(f"BatchNormalization statistics re-estimated on the calibration sample: "
+                                f"{len(names)} layers, {passes} passes")
     record_params(report, model, merged)
     report.notes.extend(loaded.notes)
     if evaluate_on is not None:

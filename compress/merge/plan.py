@@ -16,10 +16,12 @@ from analysis.graph import ModelGraph
 from analysis.layers import registered_name, spec_for
 from analysis.rows import skip_reason
 from analysis.selection import check_layer_names
+from compress.merge.consumers import Consumer, consumer_of, neuron_layer, recurrent_target
 
 __all__ = [
     "ELEMENTWISE_ACTIVATIONS",
     "HOMOGENEOUS_ACTIVATIONS",
+    "Consumer",
     "find_merge_sites",
     "selected_sites",
 ]
@@ -60,30 +62,6 @@ class Step:
     @property
     def nonlinear(self):
         return self.kind in ("activation", "max") and not (self.kind == "activation" and self.description == "linear")
-
-
-@dataclass
-class Consumer:
-    """A layer whose input channels absorb merged neurons.
-
-    Attributes
-    ----------
-    layer : str
-    type : str
-    layout : {"dense", "conv", "flatten"}
-        How its kernel indexes the producer's channels (see :func:`compress.merge.math.fold_into_kernel`).
-    positions : int
-        Spatial positions per channel after a Flatten (1 otherwise).
-    zero_padded : bool
-        A convolution that pads with zeros: an offset folded into its bias is exact only away
-        from the borders.
-    """
-
-    layer: str
-    type: str
-    layout: str
-    positions: int = 1
-    zero_padded: bool = False
 
 
 @dataclass
@@ -221,28 +199,9 @@ def _classify_step(layer, keras, rank):
     return Step(layer.name, name, role, True, descriptions.get(role, name)), None
 
 
-def _is_neuron_layer(layer):
-    spec = spec_for(layer)
-    return spec is not None and spec.merge == "neurons"
-
-
-def _consumer(layer, keras, after_flatten, positions):
-    name = type(layer).__name__
-    if not _is_neuron_layer(layer):
-        return None, None
-    if spec_for(layer).family == "dense":
-        return Consumer(layer.name, name, "flatten" if after_flatten else "dense", positions), None
-    if after_flatten:
-        return None, f"{layer.name} ({name}) reads a flattened tensor"
-    if getattr(layer, "groups", 1) != 1:
-        return None, f"{layer.name} ({name}) is a grouped convolution"
-    if not _channels_last(layer):
-        return None, f"{layer.name} ({name}) uses channels_first"
-    return Consumer(layer.name, name, "conv", 1, layer.padding in ("same", "causal")), None
-
-
 def _producer_reason(layer, keras):
-    if not _is_neuron_layer(layer):
+    inner = neuron_layer(layer)
+    if inner is None:
         spec = spec_for(layer)
         family = None if spec is None else spec.family
         kind = type(layer).__name__
@@ -250,18 +209,19 @@ def _producer_reason(layer, keras):
             if family == "rnn":
                 return (f"recurrent layers ({kind}) merge by data only (--mode data): a unit is rebuilt from the "
                         "others on its hidden states and folded into every gate's recurrent kernel")
-            return f"{kind}: the halves of a Bidirectional layer are not merged yet"
+            return (f"{kind}: each half's units merge by data only (--mode data), rebuilt from that half's own "
+                    "hidden states")
         if family == "time_distributed":
-            return f"{kind} is not merged yet"
+            return f"{kind}({type(layer.layer).__name__}): only a wrapped Dense or Conv layer merges"
         if family == "depthwise":
             return f"a {kind} has no channels of its own: it merges with the layer that feeds it"
         if family == "separable":
             return f"{kind} merges only as part of a channel group"
         return f"merging supports Dense, Conv1D/2D/3D and SeparableConv layers, not {kind}"
-    if spec_for(layer).family == "conv":
-        if getattr(layer, "groups", 1) != 1:
+    if spec_for(inner).family == "conv":
+        if getattr(inner, "groups", 1) != 1:
             return "grouped convolution: its output channels are tied to its groups"
-        if not _channels_last(layer):
+        if not _channels_last(inner):
             return "channels_first convolution is not supported"
     return None
 
@@ -293,9 +253,11 @@ class _Walk:
         for node in graph.readers(tensor):
             layer = node.layer
             self.reached.add(id(node))
-            if len(node.inputs) != 1:
+            masks = [t for t in node.inputs[1:] if graph.dtype(t) == "bool"]
+            if len(node.inputs) - len(masks) != 1 or node.inputs[0] != tensor or \
+                    (masks and recurrent_target(layer) is None):  # a recurrent layer may read a mask
                 return f"its output feeds {layer.name} ({type(layer).__name__}), which combines several tensors"
-            consumer, reason = _consumer(layer, keras, after_flatten, positions)
+            consumer, reason = consumer_of(layer, after_flatten, positions)
             if reason:
                 return reason
             if consumer is not None:
@@ -339,11 +301,12 @@ def _site(layer, graph, keras):
     if reason:
         site.reason = reason
         return site
-    site.n_neurons = int(layer.get_config()[spec_for(layer).units_key])
+    inner = neuron_layer(layer)  # a TimeDistributed layer's neurons are its wrapped layer's
+    site.n_neurons = int(inner.get_config()[spec_for(inner).units_key])
     if any(graph.is_output(node.outputs[0]) for node in graph.nodes_of(layer)):
         site.reason = "its output is (on the way to) a model output"
         return site
-    activation, reason = _activation_step(layer, layer.get_config()["activation"], keras)
+    activation, reason = _activation_step(layer, inner.get_config()["activation"], keras)
     if activation is None:
         site.reason = reason
         return site

@@ -10,11 +10,13 @@ import numpy as np
 
 from analysis._tf import import_keras
 from analysis.graph import ModelGraph
-from analysis.layers import spec_for
+from analysis.layers import registered_name, spec_for, spec_named
 from analysis.loading import walk_layers
+from compress.merge.input_rows import fold_input_rows
 from compress.merge.math import fold_into_kernel
 
-__all__ = ["WeightState", "batchnorm_affine", "effective_rows", "find_layer", "fold_relation", "rebuild_model"]
+__all__ = ["WeightState", "batchnorm_affine", "effective_rows", "find_layer", "fold_relation", "rebuild_model",
+           "weight_keys"]
 
 
 class WeightState:
@@ -32,7 +34,7 @@ class WeightState:
         self.untouched = {}  # layers whose variables share a name: copied as they are
         self.cuts = {}  # (layer, variable, axis) -> (width, set of indices): deleted when rebuilding
         for layer in walk_layers(model):
-            names = [variable.name for variable in layer.weights]
+            names = weight_keys(layer)
             if names and len(set(names)) == len(names):
                 self.arrays[layer.name] = dict(zip(names, layer.get_weights()))
             elif names:
@@ -63,6 +65,15 @@ class WeightState:
             moved = blocks.reshape((-1,) + moved.shape[1:])
             self.arrays[layer][name] = np.moveaxis(moved, 0, axis)
         self.cuts = {}
+
+
+def weight_keys(layer):
+    """The keys of a layer's weight arrays, in ``layer.weights`` order: variable names, a Bidirectional
+    layer's prefixed by its half (``forward/kernel``, ``backward/recurrent_kernel``)."""
+    if registered_name(layer) == "Bidirectional":
+        return ([f"forward/{v.name}" for v in layer.forward_layer.weights]
+                + [f"backward/{v.name}" for v in layer.backward_layer.weights])
+    return [variable.name for variable in layer.weights]
 
 
 def find_layer(model, name):
@@ -137,6 +148,9 @@ def fold_relation(state, site, relation):
         for name in list(weights):
             weights[name] = weights[name][kept]
     for consumer in site.consumers:
+        if consumer.target != "plain":  # a recurrent layer's input kernel, or both halves' of a Bidirectional
+            fold_input_rows(state, consumer.layer, consumer.keys, relation, channels=relation.n)
+            continue
         weights = state.arrays[consumer.layer]
         had_bias = "bias" in weights
         kernel, bias = fold_into_kernel(weights["kernel"], weights.get("bias"), relation,
@@ -167,15 +181,18 @@ def rebuild_model(model, state):
     def clone(layer):
         config = layer.get_config()
         spec = spec_for(layer)
-        if spec is not None and spec.wraps and isinstance(config.get(spec.wraps), dict):
-            config[spec.wraps].pop("build_config", None)  # built again on the (maybe narrower) input it gets
+        wrapped = _wrapped_configs(config, spec)
+        for inner in wrapped:
+            inner.pop("build_config", None)  # built again on the (maybe narrower) input it gets
         if layer.name in state.resized:
-            if spec.wraps:
-                config[spec.wraps]["config"][spec_for(layer.layer).units_key] = state.resized[layer.name]
+            if wrapped:
+                for inner in wrapped:
+                    inner["config"][spec_named(inner["class_name"]).units_key] = state.resized[layer.name]
             else:
                 config[spec.units_key] = state.resized[layer.name]
         if layer.name in state.added_bias:
-            (config[spec.wraps]["config"] if spec is not None and spec.wraps else config)["use_bias"] = True
+            for target in [inner["config"] for inner in wrapped] or [config]:
+                target["use_bias"] = True
         return layer.__class__.from_config(config)
 
     state.apply_cuts()
@@ -186,9 +203,16 @@ def rebuild_model(model, state):
             if layer.name in state.untouched:
                 layer.set_weights(state.untouched[layer.name])
             continue
-        names = [variable.name for variable in layer.weights]
-        layer.set_weights([weights[name] for name in names])
+        layer.set_weights([weights[name] for name in weight_keys(layer)])
     return new
+
+
+def _wrapped_configs(config, spec):
+    """The configs of a wrapper's inner layers (TimeDistributed: one; Bidirectional: both halves)."""
+    if spec is None or not spec.wraps:
+        return []
+    keys = (spec.wraps, "backward_layer") if spec.family == "bidirectional" else (spec.wraps,)
+    return [config[key] for key in keys if isinstance(config.get(key), dict)]
 
 
 def _clone(model, clone_layer, input_tensors, cache):
