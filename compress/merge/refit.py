@@ -1,0 +1,232 @@
+"""Sequential refit of a data-aware merge: each tensor read is fitted on the model merged so far.
+
+The one-shot merge (:mod:`compress.merge.by_data`) fits every relation on the original model's
+activations, so the errors of successive layers add up. Here the tensors the consumers read
+(*units*: a group's channels at one tap, see :func:`compress.merge.group_data.group_taps`) are
+processed in topological order. At each unit the model merged so far is probed in one batched
+pass, beside the original model's activations on the same inputs and positions, and the
+original channels are rebuilt from the merged model's kept ones
+(:func:`compress.merge.refit_fit.fit_refit_map`), folded into the unit's consumers. The first
+unit of a group also chooses the group's removals, by the error in the original consumers'
+inputs (:func:`compress.merge.refit_fit.refit_selection`) at every unit of the group.
+
+Plain producers merge here as one-producer groups (their channel group from
+:func:`analysis.channels.channel_groups`). All cuts are deferred
+(:meth:`compress.merge.rebuild.WeightState.cut`); the merged-so-far model is the original
+architecture with every channel pending a cut zeroed, which computes what the cut model does.
+"""
+
+import numpy as np
+
+from analysis.activations.collect import collect_layer_outputs
+from analysis.channels import channel_groups
+from analysis.layers import spec_for
+from compress.merge.data_report import LayerDataMerge
+from compress.merge.group_data import group_taps
+from compress.merge.group_fold import consumer_block, cut_group, depthwise_rows, propagate_depthwise
+from compress.merge.groups import group_members
+from compress.merge.math import Relation
+from compress.merge.rebuild import WeightState, find_layer, rebuild_model
+from compress.merge.refit_fit import fit_refit_map, refit_selection
+
+__all__ = ["merged_so_far", "plain_groups", "refit_groups"]
+
+_KERNEL = {"separable": "pointwise_kernel"}
+
+
+def plain_groups(plan, names):
+    """The one-producer channel groups of plain sites ``names``; ``(groups, names without one)``."""
+    found = {g.producers[0]: g for g in channel_groups(plan.graph)
+             if g.reason is None and len(g.producers) == 1 and g.producers[0] in names and g.n >= 2}
+    return [found[name] for name in names if name in found], [name for name in names if name not in found]
+
+
+def merged_so_far(model, state):
+    """The model the state's folds give, at the original widths: channels pending a cut are zeroed.
+
+    Parameters
+    ----------
+    model : keras.Model
+        The original.
+    state : WeightState
+        Not modified.
+
+    Returns
+    -------
+    keras.Model
+    """
+    preview = WeightState.__new__(WeightState)
+    preview.arrays = {layer: dict(variables) for layer, variables in state.arrays.items()}
+    preview.resized, preview.cuts, preview.untouched = {}, {}, state.untouched
+    preview.added_bias = set(state.added_bias)
+    for (layer, name, axis), (width, indices) in state.cuts.items():
+        array = preview.arrays[layer].get(name)
+        if array is None:
+            continue
+        moved = np.moveaxis(array, axis, 0)
+        blocks = moved.reshape((-1, width) + moved.shape[1:]).copy()
+        blocks[:, sorted(indices)] = 0
+        preview.arrays[layer][name] = np.moveaxis(blocks.reshape(moved.shape), 0, axis)
+    return rebuild_model(model, preview)
+
+
+def _fold_map(state, use, offset, fitted):
+    """Fold a RefitMap into one consumer's rows at ``offset``; its removed rows cut later. Inexact rows."""
+    n = fitted.beta.shape[0]
+    beta, shift, inexact = fitted.beta, fitted.shift, []
+    if use.layout == "separable":
+        filters = depthwise_rows(state.arrays[use.layer]["depthwise_kernel"], offset, n)
+        carried, inexact = propagate_depthwise(Relation(np.arange(n), fitted.keep, beta, shift), filters)
+        beta, shift = carried.beta, carried.shift
+    arrays = state.arrays[use.layer]
+    name = _KERNEL.get(use.layout, "kernel")
+    kernel = arrays[name].astype(np.float64)
+    out = kernel.shape[-1]
+    view = kernel.reshape(-1, use.channels, out)
+    block = view[:, offset:offset + n, :].copy()
+    view[:, offset + fitted.keep, :] = np.einsum("jk,sjo->sko", beta, block)
+    arrays[name] = view.reshape(kernel.shape).astype(np.float32)
+    had_bias = "bias" in arrays
+    bias = arrays["bias"].astype(np.float64) if had_bias else np.zeros(out)
+    bias = bias + np.einsum("j,sjo->o", shift, block)
+    if had_bias or np.any(bias != 0):
+        arrays["bias"] = bias.astype(np.float32)
+        if not had_bias:
+            state.added_bias.add(use.layer)
+    state.cut(use.layer, name, -2, use.channels, offset + fitted.remove)
+    return inexact
+
+
+def _units(model, graph, group, taps):
+    """``[(tap names, consumer keys, topological position)]`` of one group."""
+    units = {}
+    for key, names in taps.items():
+        units.setdefault(tuple(names), []).append(key)
+    out = []
+    for names, keys in units.items():
+        position = max(graph.nodes_of(find_layer(model, name))[0].index for name in names)
+        out.append((names, keys, position))
+    return out
+
+
+def _rows(samples, names, offset, n):
+    return np.concatenate([samples[name].values[offset:offset + n].T for name in names], axis=0)
+
+
+def _report(group, graph, taps):
+    first = graph.nodes[group.uses[0].node].layer
+    tap_names = list(dict.fromkeys(name for names in taps.values() for name in names))
+    coupled = group.coupled
+    report = LayerDataMerge(name=group.producers[0], type=type(first).__name__, tap=", ".join(tap_names),
+                            consumers=list(dict.fromkeys(u.layer for u in group.consumers)), neurons_before=group.n,
+                            neurons_after=group.n, producers=list(group.producers) if coupled else [],
+                            members=group_members(group) if coupled else [])
+    if len(tap_names) > 1 or tap_names[0] != group.producers[0]:
+        report.notes.append(f"fitted on the output of {', '.join(tap_names)}")
+    report.notes.append("refitted on the model merged so far (sequential)")
+    return report
+
+
+def refit_groups(model, graph, groups, state, x, *, ratio, max_error, samples, positions, seed, ridge,
+                 weigh_by_consumer, progress=None):
+    """Merge groups (coupled or one-producer) by data, each tensor read refitted on the model merged so far.
+
+    Parameters
+    ----------
+    model : keras.Model
+        The original (not modified).
+    graph : ModelGraph
+        Of ``model``.
+    groups : list of ChannelGroup
+        Mergeable groups whose taps :func:`compress.merge.group_data.group_taps` finds.
+    state : WeightState
+        Of ``model``; updated in place (cuts deferred).
+    x : ndarray or list of ndarray
+        Calibration inputs.
+    ratio, max_error, samples, positions, seed, ridge, weigh_by_consumer, progress
+        As for :func:`compress.merge.merge_by_data`.
+
+    Returns
+    -------
+    reports : list of LayerDataMerge
+        One per group, in the order of ``groups``.
+    passes : int
+        Probe passes run (the original model's included).
+    """
+    taps_of = {id(g): group_taps(g, graph)[0] for g in groups}
+    units = sorted(((g, *unit) for g in groups for unit in _units(model, graph, g, taps_of[id(g)])),
+                   key=lambda item: item[3])
+    names = list(dict.fromkeys(name for _, unit_names, _, _ in units for name in unit_names))
+    options = {"samples": samples, "seed": seed, "summary": "positions", "positions": positions}
+    original = collect_layer_outputs(model, x, names, **options)
+    reports = {id(g): _report(g, graph, taps_of[id(g)]) for g in groups}
+    removed, lost, totals, inexact = {}, {}, {}, {}
+    passes, dirty = 1, False
+    for index, (group, unit_names, keys, _) in enumerate(units):
+        if progress is not None:
+            progress(index, len(units), group.name)
+        merged = collect_layer_outputs(merged_so_far(model, state), x, names, **options) if dirty else original
+        passes += int(dirty)
+        consumers = {(u.layer, u.inputs[0][1]): u for u in group.consumers}
+        report, n = reports[id(group)], group.n
+        if id(group) not in removed:
+            removed[id(group)] = _select(group, consumers, units, state, merged, original, report, ratio, max_error,
+                                         ridge, weigh_by_consumer)
+            families = {u.layer: spec_for(graph.nodes[u.node].layer).family for u in group.uses
+                        if u.role == "producer"}
+            cut_group(state, group, removed[id(group)], families)
+        offset = keys[0][1]
+        x_rows, y_rows = _rows(merged, unit_names, offset, n), _rows(original, unit_names, offset, n)
+        weights = np.concatenate([consumer_block(state, consumers[k], k[1], n) for k in keys], axis=1)
+        fitted = fit_refit_map(x_rows, y_rows, removed[id(group)], weights=weights, ridge=ridge)
+        for key in keys:
+            inexact.setdefault(id(group), []).extend(_fold_map(state, consumers[key], key[1], fitted))
+        report.rows += int(x_rows.shape[0])
+        report.removed = _merge_r2(report.removed, fitted)
+        lost[id(group)] = lost.get(id(group), 0.0) + fitted.error * _total(y_rows, weights)
+        totals[id(group)] = totals.get(id(group), 0.0) + _total(y_rows, weights)
+        dirty = True
+    for group in groups:
+        report = reports[id(group)]
+        report.neurons_after = group.n - int(removed[id(group)].size)
+        report.error = float(lost.get(id(group), 0.0) / totals[id(group)]) if totals.get(id(group)) else 0.0
+        if inexact.get(id(group)):
+            report.notes.append("carried through a SeparableConv's depthwise filters, which are not scaled copies: "
+                                "approximate")
+    return [reports[id(g)] for g in groups], passes
+
+
+def _total(y_rows, weights):
+    centered = y_rows - y_rows.mean(axis=0)
+    product = centered @ weights
+    return float(np.einsum("ij,ij->", product, product))
+
+
+def _merge_r2(entries, fitted):
+    worst = {item["neuron"]: item for item in entries}
+    for j, r2 in zip(fitted.remove, fitted.r2):
+        item = worst.setdefault(int(j), {"neuron": int(j), "r2": round(float(r2), 6), "dead": False})
+        item["r2"] = min(item["r2"], round(float(r2), 6))
+    return [worst[j] for j in sorted(worst)]
+
+
+def _select(group, consumers, units, state, merged, original, report, ratio, max_error, ridge, weigh_by_consumer):
+    """The group's removals, chosen on the merged-so-far model at every unit of the group."""
+    n = group.n
+    arrays = []
+    for other, unit_names, keys, _ in units:
+        if other is not group:
+            continue
+        offset = keys[0][1]
+        weights = np.concatenate([consumer_block(state, consumers[k], k[1], n) for k in keys], axis=1) \
+            if weigh_by_consumer else np.eye(n)
+        arrays.append((_rows(merged, unit_names, offset, n), _rows(original, unit_names, offset, n), weights))
+    if not all(np.isfinite(a).all() and np.isfinite(b).all() for a, b, _ in arrays):
+        report.notes.append("activations contain NaN or Inf on the calibration sample: left alone")
+        return np.zeros(0, dtype=np.int64)
+    count = None if ratio is None else min(n - 1, round(ratio * n))
+    report.requested = count
+    remove, dead = refit_selection(arrays, count=count, max_error=None if count is not None else max_error,
+                                   ridge=ridge)
+    report.removed = [{"neuron": int(j), "r2": 1.0, "dead": bool(j in set(dead.tolist()))} for j in remove]
+    return remove

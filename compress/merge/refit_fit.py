@@ -1,0 +1,177 @@
+"""Sequential refit, the numpy core: rebuild the original consumers' inputs from the merged model's kept channels.
+
+In a one-shot data-aware merge every relation is fitted on the *original* model's activations, so
+the errors of successive layers add up. The sequential refit (He et al. 2017, "Channel pruning";
+ThiNet, Luo et al. 2017) fits each tensor a consumer reads on the model merged so far instead:
+with ``X`` the merged model's activations of a group's channels there (regressors) and ``Y`` the
+original model's (targets), every channel ``j`` of the group, kept or removed, is rebuilt as
+
+    y_j ≈ Σ_k B_jk · x_k + c_j        (k over the kept, live channels)
+
+by ridge least squares, and folded into the consumer: ``W'[k] = Σ_j B_jk · W[j]``, the
+least-squares reconstruction of the original consumer's pre-activation ``Y W`` from the kept
+channels for any ``W``. For kept channels the fit is of the drift ``y_j − x_j`` (so ``B`` stays
+the identity where the merged model already agrees, and the ridge shrinks towards it); when
+``X = Y`` (nothing merged upstream) the plan equals :func:`compress.merge.group_fit.plan_group_fit`'s.
+
+The channels to remove are chosen by the same greedy backward elimination
+(:mod:`compress.merge.group_fit`) on the error in the *original* consumers' inputs predicted from
+the *merged* channels: ``cov = Cov(X)``, ``g = Cov(X, Y) · W``.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from compress.merge.data_fit import DEFAULT_RIDGE, _inverse
+from compress.merge.group_fit import _greedy
+
+__all__ = ["RefitMap", "fit_refit_map", "refit_selection"]
+
+
+@dataclass
+class RefitMap:
+    """The original channels of one tensor rebuilt from the merged model's kept channels.
+
+    Attributes
+    ----------
+    keep, remove : ndarray of int
+        Sorted channel indices of the group.
+    beta : ndarray of shape (n, n_kept)
+        ``beta[j, k]``: weight of kept channel ``keep[k]`` (merged model) in original channel ``j``.
+    shift : ndarray of shape (n,)
+    r2 : ndarray of shape (n_removed,)
+        Coefficient of determination of each removed channel's reconstruction.
+    error : float
+        Fraction of the consumers' original input variance (``tr(Wᵀ Cov(Y) W)``) not rebuilt,
+        when ``weights`` were given; else of ``tr(Cov(Y))``.
+    """
+
+    keep: np.ndarray
+    remove: np.ndarray
+    beta: np.ndarray
+    shift: np.ndarray
+    r2: np.ndarray
+    error: float
+
+
+def _centered(a):
+    a = np.asarray(a, dtype=np.float64)
+    mean = a.mean(axis=0)
+    return a - mean, mean
+
+
+def _dead(cov, mean, tolerance):
+    std = np.sqrt(np.maximum(np.diag(cov), 0.0))
+    return std <= tolerance * np.maximum(1.0, np.abs(mean))
+
+
+def refit_selection(units, *, count=None, max_error=None, ridge=DEFAULT_RIDGE, dead_tolerance=1e-6):
+    """Choose a group's channels to remove by the error in the original consumers' inputs.
+
+    Parameters
+    ----------
+    units : list of (ndarray of shape (n_rows, n), ndarray of shape (n_rows, n), ndarray of shape (n, n_outputs))
+        Per tensor read: the merged model's activations ``X``, the original model's ``Y`` on the
+        same inputs and positions, and the consumers' weights leaving each channel there.
+    count : int, default=None
+        Remove this many channels (at most ``n - 1``).
+    max_error : float, default=None
+        Instead: remove while the added error stays at most this fraction of the total.
+    ridge : float, default=1e-6
+    dead_tolerance : float, default=1e-6
+        Channels constant in ``X`` at every unit are removed first, at no cost.
+
+    Returns
+    -------
+    remove : ndarray of int
+        Sorted.
+    dead : ndarray of int
+        Channels constant in ``X`` at every unit.
+    """
+    stats = []
+    n = np.asarray(units[0][0]).shape[1]
+    constant = np.ones(n, dtype=bool)
+    total = 0.0
+    for x, y, weights in units:
+        xc, x_mean = _centered(x)
+        yc, _ = _centered(y)
+        rows = xc.shape[0]
+        cov = xc.T @ xc / rows
+        g = (xc.T @ yc / rows) @ weights
+        unit_total = float(np.einsum("io,io->", weights, (yc.T @ yc / rows) @ weights))
+        stats.append((x_mean, cov, g, unit_total))
+        total += unit_total
+        constant &= _dead(cov, x_mean, dead_tolerance)
+    dead = np.flatnonzero(constant)
+    limit = n - 1 if count is None else min(n - 1, int(count))
+    order = list(dead[:limit])
+    kept = [int(k) for k in np.setdiff1d(np.arange(n), dead)]
+    budget = None if max_error is None else float(max_error) * total
+    if len(order) < limit and len(kept) > 1:
+        chosen, _ = _greedy(stats, kept, limit - len(order), budget, ridge)
+        order += chosen
+    return np.sort(np.asarray(order, dtype=np.int64)), dead.astype(np.int64)
+
+
+def fit_refit_map(x, y, remove, *, weights=None, ridge=DEFAULT_RIDGE, dead_tolerance=1e-6):
+    """Rebuild every original channel of one tensor from the merged model's kept channels.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n_rows, n)
+        The merged-so-far model's activations of the group's channels (regressors).
+    y : ndarray of shape (n_rows, n)
+        The original model's activations on the same inputs and positions (targets).
+    remove : ndarray of int
+        Channels removed from the group.
+    weights : ndarray of shape (n, n_outputs), default=None
+        The consumers' weights leaving each channel, for :attr:`RefitMap.error`.
+    ridge : float, default=1e-6
+        Relative to each regressor's variance, as in :func:`compress.merge.data_fit.plan_data_merge`.
+    dead_tolerance : float, default=1e-6
+
+    Returns
+    -------
+    RefitMap
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y = np.random.default_rng(0).normal(size=(500, 3))
+    >>> y = np.column_stack([y, y[:, 0] + 2 * y[:, 1]])
+    >>> fitted = fit_refit_map(0.5 * y, y, np.array([3]))   # the merged model halved every channel
+    >>> np.round(fitted.beta, 4).tolist()
+    [[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0], [2.0, 4.0, 0.0]]
+    """
+    xc, x_mean = _centered(x)
+    yc, y_mean = _centered(y)
+    rows, n = xc.shape
+    remove = np.asarray(remove, dtype=np.int64)
+    keep = np.setdiff1d(np.arange(n), remove)
+    cov = xc.T @ xc / rows
+    live = keep[~_dead(cov, x_mean, dead_tolerance)[keep]]
+    beta = np.zeros((n, keep.size))
+    identity = np.zeros(n)
+    identity[keep] = 1.0
+    columns = np.searchsorted(keep, live)
+    beta[keep, np.arange(keep.size)] = 1.0
+    beta[remove] = 0.0
+    if live.size:
+        precision = _inverse(cov, live, ridge)
+        # Kept channels: fit the drift y - x (towards the identity); removed ones: fit y itself.
+        targets = yc - xc * identity
+        cross = targets.T @ xc[:, live] / rows  # (n, n_live)
+        beta[:, columns] += cross @ precision
+    shift = y_mean - beta @ x_mean[keep]
+    fitted = xc[:, keep] @ beta.T
+    residual = yc - fitted
+    variance = np.einsum("ij,ij->j", yc[:, remove], yc[:, remove])
+    r2 = 1.0 - np.einsum("ij,ij->j", residual[:, remove], residual[:, remove]) / np.maximum(variance, 1e-300)
+    r2[variance <= 1e-300] = 1.0
+    if weights is None:
+        lost, total = float(np.einsum("ij,ij->", residual, residual)), float(np.einsum("ij,ij->", yc, yc))
+    else:
+        lost = float(np.einsum("ij,ij->", residual @ weights, residual @ weights))
+        total = float(np.einsum("ij,ij->", yc @ weights, yc @ weights))
+    return RefitMap(keep, remove, beta, shift, r2, lost / total if total > 0 else 0.0)
