@@ -128,6 +128,9 @@ class TFLiteModel:
     def run_batch(self, x):
         """One ``invoke()`` on a batch already in the input's type; returns the raw output (a copy)."""
         self._resize(len(x))
+        # A fused recurrent op (UNIDIRECTIONAL_SEQUENCE_LSTM) keeps its state in variable tensors that persist
+        # between invokes; each batch is a new set of sequences, as in Keras.
+        self.interpreter.reset_all_variables()
         self.interpreter.set_tensor(self._input["index"], x)
         self.interpreter.invoke()
         return self.interpreter.get_tensor(self._output["index"])
