@@ -1,8 +1,8 @@
 """Data-aware folding of recurrent units (SimpleRNN, LSTM, GRU): one unit rebuilt from the others.
 
 A recurrent layer's hidden state ``h_t`` (shape ``(units,)``) is read in two places: by the next
-layer (a Dense or TimeDistributed(Dense) on the last state or the sequence, or another recurrent
-layer's input kernel) and by the layer itself, through the recurrent kernel ``U`` of every gate
+layer (a Dense, Conv1D or TimeDistributed(Dense/Conv) on the last state or the sequence, or another
+recurrent layer's input kernel, both halves' of a Bidirectional one) and by the layer itself, through the recurrent kernel ``U`` of every gate
 at the next step. Both reads are linear in ``h``, so when ``h_j ≈ Σ_k β_k h_k + c`` holds at every
 step, unit ``j`` folds into both::
 
@@ -18,7 +18,8 @@ calibration sequences (a copy of the layer run with ``return_sequences=True``).
 Left alone, with the reason: a recurrent layer whose output is a model output, with
 ``return_state``, stateful, called at several places or with an initial state, a GRU with
 ``reset_after=False`` (the reset gate multiplies the state *before* the recurrent kernel, so the
-candidate is not linear in ``h``), and layers wrapped in Bidirectional or TimeDistributed.
+candidate is not linear in ``h``), and layers wrapped in TimeDistributed. The halves of a
+Bidirectional layer fold by :mod:`compress.merge.bidirectional`, dispatched from here.
 
 Notes
 -----
@@ -26,96 +27,38 @@ The folded intercept also acts at the first step, where the initial state is zer
 with ``c ≠ 0`` is therefore approximate at that step (exact copies have ``c = 0``).
 """
 
-import dataclasses
-from dataclasses import dataclass, field
-
 import numpy as np
 
-from analysis._tf import import_keras
-from analysis.activations.collect import sample_indices
-from analysis.batches import n_samples, rows, take
-from analysis.layers import registered_name, spec_for
+from analysis.layers import registered_name
+from compress.merge.bidirectional import bidirectional_site, merge_bidirectional_by_data
 from compress.merge.data_fit import plan_data_merge
 from compress.merge.data_report import LayerDataMerge
+from compress.merge.input_rows import RECURRENT_GATES, fold_input_rows, input_kernels, input_row_block
 from compress.merge.math import Relation
-from compress.merge.plan import dead_end
 from compress.merge.rebuild import find_layer
+from compress.merge.recurrent_units import (
+    RecurrentSite,
+    check_recurrent_config,
+    cut_own_units,
+    fold_own_units,
+    follow_readers,
+    sequence_states,
+)
 
 __all__ = ["RECURRENT_TYPES", "RIDGE_FACTOR", "RecurrentSite", "fold_recurrent", "merge_recurrent_by_data",
            "recurrent_site"]
 
-#: Recurrent layer classes whose units fold by data.
-RECURRENT_TYPES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}  # class -> gates
-_MAX_ROWS = 50_000  # calibration rows (sequence steps) kept for the fit, a seeded sample beyond
+#: Layer classes whose units fold by data: SimpleRNN, LSTM, GRU (class -> gates) and Bidirectional
+#: (the gates of the layer it wraps, per half; :mod:`compress.merge.bidirectional`).
+RECURRENT_TYPES = {**RECURRENT_GATES, "Bidirectional": None}
 #: The relation is fed back at every step, so the ridge's shrinkage compounds: recurrent fits use
 #: ``ridge · RIDGE_FACTOR``. Two stacked layers of 4 units with a planted duplicate, 6 steps, ridge
 #: 1e-6: outputs off by 6.4e-5 (SimpleRNN), 9.9e-6 (LSTM), 4.9e-6 (GRU); at 1e-9: 4.8e-7, 1.2e-7, 1.2e-7.
 RIDGE_FACTOR = 1e-3
 
 
-@dataclass
-class RecurrentSite:
-    """A recurrent layer, the layers reading its hidden state, or the reason it is left alone.
-
-    Attributes
-    ----------
-    layer, type : str
-    n_units, n_gates : int
-    input_id : int
-        Flat id (:class:`analysis.graph.ModelGraph`) of the sequence the layer reads.
-    consumers : list of (str, str)
-        ``(layer name, kind)``, kind ``"dense"`` (Dense, TimeDistributed(Dense)) or ``"rnn"``.
-    reason : str or None
-    """
-
-    layer: str
-    type: str
-    n_units: int = 0
-    n_gates: int = 1
-    input_id: int = -1
-    consumers: list = field(default_factory=list)
-    reason: str = None
-
-
-def _consumer_kind(layer):
-    spec = spec_for(layer)
-    family = None if spec is None else spec.family
-    if family == "dense":
-        return "dense"
-    if family == "time_distributed" and spec_for(layer.layer) is not None and spec_for(layer.layer).family == "dense":
-        return "dense"
-    if family == "rnn" and registered_name(layer) in RECURRENT_TYPES:
-        return "rnn"
-    return None
-
-
-def _follow(graph, tensor, site):
-    """Collect the consumers reached from ``tensor`` through identity steps; the reason to stop, or None."""
-    reason = dead_end(graph, tensor)
-    if reason is not None:
-        return reason
-    for node in graph.readers(tensor):
-        layer = node.layer
-        label = f"{layer.name} ({type(layer).__name__})"
-        if node.inputs[0] != tensor or any(graph.dtype(t) != "bool" for t in node.inputs[1:]):  # masks pass
-            return f"its output feeds {label}, which combines several tensors"
-        kind = _consumer_kind(layer)
-        if kind is not None:
-            if graph.is_shared(layer):
-                return f"its output feeds {layer.name}, a layer shared with other inputs"
-            site.consumers.append((layer.name, kind))
-            continue
-        spec = spec_for(layer)
-        if spec is None or spec.merge != "identity":
-            return f"its output feeds {label}, which cannot absorb a folded unit"
-        reason = _follow(graph, node.outputs[0], site)
-        if reason:
-            return reason
-    return None
-
-
 def recurrent_site(graph, layer):
-    """The :class:`RecurrentSite` of a SimpleRNN/LSTM/GRU layer of ``graph`` (reason set when left alone).
+    """The :class:`RecurrentSite` of a SimpleRNN/LSTM/GRU (or Bidirectional) layer of ``graph``.
 
     Parameters
     ----------
@@ -125,22 +68,22 @@ def recurrent_site(graph, layer):
     Returns
     -------
     RecurrentSite
+        ``reason`` set when the layer is left alone.
     """
     kind = registered_name(layer)
+    if kind == "Bidirectional":
+        return bidirectional_site(graph, layer)
     site = RecurrentSite(layer.name, type(layer).__name__)
-    if kind not in RECURRENT_TYPES:
-        site.reason = f"only SimpleRNN, LSTM and GRU units fold by data, not {kind}"
+    if kind not in RECURRENT_GATES:
+        site.reason = f"only SimpleRNN, LSTM and GRU units (also inside Bidirectional) fold by data, not {kind}"
         return site
     config = layer.get_config()
-    site.n_units, site.n_gates = int(config["units"]), RECURRENT_TYPES[kind]
+    site.n_units, site.n_gates = int(config["units"]), RECURRENT_GATES[kind]
+    site.two_row_bias = kind == "GRU" and config.get("reset_after", True)
     nodes = graph.nodes_of(layer)
-    if config.get("return_state"):
-        site.reason = "it returns its states (return_state): they would need folding too"
-    elif config.get("stateful"):
-        site.reason = "a stateful layer keeps its state between batches"
-    elif kind == "GRU" and not config.get("reset_after", True):
-        site.reason = ("a GRU with reset_after=False multiplies the state by the reset gate before the recurrent "
-                       "kernel: not linear in the state")
+    site.reason = check_recurrent_config(kind, config)
+    if site.reason is not None:
+        pass
     elif len(nodes) != 1:
         site.reason = "called at several places in the model"
     elif any(graph.dtype(t) != "bool" for t in nodes[0].inputs[1:]):  # a mask (bool) is fine
@@ -149,7 +92,7 @@ def recurrent_site(graph, layer):
         site.reason = "only one unit: nothing to merge"
     if site.reason is None:
         site.input_id = nodes[0].inputs[0]
-        site.reason = _follow(graph, nodes[0].outputs[0], site)
+        site.reason = follow_readers(graph, nodes[0].outputs[0], site)
     if site.reason is not None:
         site.consumers = []
     return site
@@ -162,61 +105,10 @@ def hidden_states(model, graph, site, x, *, samples, seed, batch_size=256):
     -------
     states : ndarray of shape (n_inputs * n_steps, n_units), float64
     """
-    keras = import_keras()
     (node,) = graph.nodes_of(find_layer(model, site.layer))
-    flat, tensors = graph.flat_model(outputs=[site.input_id])
-    layer = node.layer
-    config = dict(layer.get_config(), return_sequences=True, name=f"{layer.name}_all_states")
-    copy = layer.__class__.from_config(config)
-    sequence = dataclasses.replace(node, layer=copy).replay(tensors)[0]  # the same call, mask included
-    copy.set_weights(layer.get_weights())
-    masks = [tensors[t] for t in node.inputs[1:]]
-    probe = keras.Model(flat.input, [sequence] + masks)
-    chosen = take(x, sample_indices(n_samples(x), samples, seed))
-    parts = []
-    for start in range(0, n_samples(chosen), batch_size):  # called directly: predict would trace a function
-        outputs = probe(rows(chosen, start, start + batch_size), training=False)
-        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]  # a one-output list is unwrapped
-        batch = np.asarray(keras.ops.convert_to_numpy(outputs[0]), dtype=np.float64).reshape(-1, site.n_units)
-        if masks:  # masked steps carry no state of their own (Keras returns zeros there)
-            batch = batch[np.asarray(keras.ops.convert_to_numpy(outputs[1]), dtype=bool).reshape(-1)]
-        parts.append(batch)
-    states = np.concatenate(parts, axis=0)
-    if states.shape[0] > _MAX_ROWS:
-        kept = np.sort(np.random.default_rng(seed).choice(states.shape[0], _MAX_ROWS, replace=False))
-        states = states[kept]
-    return states
-
-
-def _fold_rows(array, relation):
-    """``rows[kept] += βᵀ rows[removed]`` in float64 (full width kept); and the offset ``shiftᵀ rows[removed]``."""
-    rows = array.astype(np.float64)
-    removed = rows[relation.removed]
-    folded = rows.copy()
-    folded[relation.kept] += relation.beta.T @ removed
-    return folded.astype(array.dtype), relation.shift @ removed
-
-
-def _add_bias(state, layer, offset, row):
-    """Add ``offset`` to a layer's bias (row ``row`` of a 2-D GRU bias); create the bias when it is needed."""
-    weights = state.arrays[layer]
-    if "bias" not in weights:
-        if not np.any(offset != 0):
-            return
-        keras_shape = (2, offset.size) if row is not None else (offset.size,)
-        weights["bias"] = np.zeros(keras_shape, dtype=np.float32)
-        state.added_bias.add(layer)
-    bias = weights["bias"].astype(np.float64)
-    if bias.ndim == 2:
-        bias[1 if row == "recurrent" else 0] += offset
-    else:
-        bias += offset
-    weights["bias"] = bias.astype(np.float32)
-
-
-def _two_row_bias(model, name):
-    layer = find_layer(model, name)
-    return registered_name(layer) == "GRU" and layer.get_config().get("reset_after", True)
+    config = dict(node.layer.get_config(), return_sequences=True, name=f"{site.layer}_all_states")
+    return sequence_states(graph, node, config, x, widths=[site.n_units], samples=samples, seed=seed,
+                           batch_size=batch_size)[0]
 
 
 def fold_recurrent(state, site, relation, model):
@@ -235,18 +127,10 @@ def fold_recurrent(state, site, relation, model):
     if relation.removed.size == 0:
         return
     units, removed = site.n_units, relation.removed
-    weights = state.arrays[site.layer]
-    weights["recurrent_kernel"], offset = _fold_rows(weights["recurrent_kernel"], relation)
-    _add_bias(state, site.layer, offset, "recurrent" if _two_row_bias(model, site.layer) else None)
-    for name, kind in site.consumers:
-        consumer = state.arrays[name]
-        consumer["kernel"], offset = _fold_rows(consumer["kernel"], relation)
-        _add_bias(state, name, offset, "input" if kind == "rnn" and _two_row_bias(model, name) else None)
-        state.cut(name, "kernel", 0, units, removed)
-    state.cut(site.layer, "kernel", 1, units, removed)  # every gate's column block
-    state.cut(site.layer, "recurrent_kernel", 0, units, removed)
-    state.cut(site.layer, "recurrent_kernel", 1, units, removed)
-    state.cut(site.layer, "bias", 1 if _two_row_bias(model, site.layer) else 0, units, removed)
+    fold_own_units(state, site.layer, relation, two_row_bias=site.two_row_bias)
+    for name, _ in site.consumers:
+        fold_input_rows(state, name, input_kernels(find_layer(model, name)), relation, channels=units)
+    cut_own_units(state, site.layer, units, removed, two_row_bias=site.two_row_bias)
     state.resized[site.layer] = int(relation.kept.size)
 
 
@@ -275,6 +159,10 @@ def merge_recurrent_by_data(model, graph, site, state, x, *, ratio, max_error, s
     -------
     LayerDataMerge
     """
+    if site.merge_mode is not None:  # the halves of a Bidirectional layer
+        return merge_bidirectional_by_data(model, graph, site, state, x, ratio=ratio, max_error=max_error,
+                                           samples=samples, seed=seed, ridge=ridge * RIDGE_FACTOR,
+                                           weigh_by_consumer=weigh_by_consumer)
     n = site.n_units
     report = LayerDataMerge(name=site.layer, type=site.type, tap=site.layer,
                             consumers=[name for name, _ in site.consumers], neurons_before=n, neurons_after=n)
@@ -292,9 +180,10 @@ def merge_recurrent_by_data(model, graph, site, state, x, *, ratio, max_error, s
         return report
     weights = None
     if weigh_by_consumer:
-        blocks = [state.arrays[site.layer]["recurrent_kernel"]]
-        blocks += [state.arrays[name]["kernel"] for name, _ in site.consumers]
-        weights = np.concatenate([np.asarray(b, dtype=np.float64).reshape(n, -1) for b in blocks], axis=1)
+        blocks = [np.asarray(state.arrays[site.layer]["recurrent_kernel"], dtype=np.float64)]
+        blocks += [input_row_block(state, name, input_kernels(find_layer(model, name)), n, 0, n)
+                   for name, _ in site.consumers]
+        weights = np.concatenate(blocks, axis=1)
     plan = plan_data_merge(states, ratio=ratio, max_error=None if ratio is not None else max_error,
                            output_weights=weights, ridge=ridge * RIDGE_FACTOR)
     dead = set(plan.dead.tolist())

@@ -1,0 +1,205 @@
+"""A recurrent layer's own units: who reads its hidden state, its states on calibration data, its own folds.
+
+Shared by :mod:`compress.merge.recurrent` (SimpleRNN, LSTM, GRU) and
+:mod:`compress.merge.bidirectional` (each half of a Bidirectional layer). The readers of a hidden
+state are the layers whose input rows absorb a folded unit (see
+:mod:`compress.merge.input_rows`): Dense, Conv1D, TimeDistributed(Dense/Conv), another recurrent
+layer's input kernel, a Bidirectional layer's two input kernels.
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from analysis._tf import import_keras
+from analysis.activations.collect import sample_indices
+from analysis.batches import n_samples, rows, take
+from analysis.layers import spec_for
+from compress.merge.consumers import neuron_layer, recurrent_target
+from compress.merge.plan import dead_end
+
+__all__ = ["MAX_ROWS", "RecurrentSite", "check_recurrent_config", "cut_own_units", "fold_own_units",
+           "follow_readers", "sequence_states"]
+
+MAX_ROWS = 50_000  # calibration rows (sequence steps) kept for the fit, a seeded sample beyond
+
+
+@dataclass
+class RecurrentSite:
+    """A recurrent layer (or a Bidirectional one), the layers reading its hidden state, or why it is left alone.
+
+    Attributes
+    ----------
+    layer, type : str
+    n_units, n_gates : int
+        Per half for a Bidirectional layer.
+    input_id : int
+        Flat id (:class:`analysis.graph.ModelGraph`) of the sequence the layer reads.
+    consumers : list of (str, str)
+        ``(layer name, kind)``, kind ``"dense"`` (Dense, TimeDistributed(Dense)), ``"conv"``
+        (Conv1D, TimeDistributed(Conv)), ``"rnn"`` or ``"bidirectional"``.
+    reason : str or None
+    merge_mode : str or None
+        A Bidirectional layer's: ``concat``, ``sum`` or ``ave``.
+    two_row_bias : bool
+        A GRU with ``reset_after`` (bias rows: input, recurrent).
+    """
+
+    layer: str
+    type: str
+    n_units: int = 0
+    n_gates: int = 1
+    input_id: int = -1
+    consumers: list = field(default_factory=list)
+    reason: str = None
+    merge_mode: str = None
+    two_row_bias: bool = False
+
+
+def _consumer_kind(layer):
+    target = recurrent_target(layer)
+    if target is not None:
+        return target, None
+    inner = neuron_layer(layer)
+    if inner is None:
+        return None, None
+    if spec_for(inner).family == "dense":
+        return "dense", None
+    if getattr(inner, "groups", 1) != 1 or getattr(inner, "data_format", "channels_last") != "channels_last":
+        return None, f"{layer.name} ({type(layer).__name__}) is a grouped or channels_first convolution"
+    return "conv", None
+
+
+def follow_readers(graph, tensor, site):
+    """Collect the consumers reached from ``tensor`` through identity steps; the reason to stop, or None."""
+    reason = dead_end(graph, tensor)
+    if reason is not None:
+        return reason
+    for node in graph.readers(tensor):
+        layer = node.layer
+        label = f"{layer.name} ({type(layer).__name__})"
+        if node.inputs[0] != tensor or any(graph.dtype(t) != "bool" for t in node.inputs[1:]):  # masks pass
+            return f"its output feeds {label}, which combines several tensors"
+        kind, reason = _consumer_kind(layer)
+        if reason:
+            return f"its output feeds {reason}"
+        if kind is not None:
+            if graph.is_shared(layer):
+                return f"its output feeds {layer.name}, a layer shared with other inputs"
+            site.consumers.append((layer.name, kind))
+            continue
+        spec = spec_for(layer)
+        if spec is None or spec.merge != "identity":
+            return f"its output feeds {label}, which cannot absorb a folded unit"
+        reason = follow_readers(graph, node.outputs[0], site)
+        if reason:
+            return reason
+    return None
+
+
+def check_recurrent_config(kind, config):
+    """Why a SimpleRNN/LSTM/GRU config cannot fold its units by data, or None."""
+    if config.get("return_state"):
+        return "it returns its states (return_state): they would need folding too"
+    if config.get("stateful"):
+        return "a stateful layer keeps its state between batches"
+    if kind == "GRU" and not config.get("reset_after", True):
+        return ("a GRU with reset_after=False multiplies the state by the reset gate before the recurrent "
+                "kernel: not linear in the state")
+    return None
+
+
+def sequence_states(graph, node, config, x, *, widths, samples, seed, batch_size=256):
+    """Run a copy of ``node``'s layer built from ``config`` on the same call; its outputs at every step.
+
+    Parameters
+    ----------
+    graph : analysis.graph.ModelGraph
+    node : analysis.graph.GraphNode
+        The layer's one call.
+    config : dict
+        The copy's config (``return_sequences=True``; a Bidirectional copy with ``merge_mode=None``
+        returns each half).
+    x : ndarray or list of ndarray
+    widths : list of int
+        Units of each output of the copy.
+    samples, seed : int
+
+    Returns
+    -------
+    list of ndarray of shape (n_rows, width), float64
+        One per output; masked steps left out; at most :data:`MAX_ROWS` rows (the same seeded rows
+        for every output).
+    """
+    keras = import_keras()
+    flat, tensors = graph.flat_model(outputs=[node.inputs[0]])
+    layer = node.layer
+    copy = layer.__class__.from_config(config)
+    sequences = dataclasses.replace(node, layer=copy).replay(tensors)  # the same call, mask included
+    copy.set_weights(layer.get_weights())
+    masks = [tensors[t] for t in node.inputs[1:]]
+    probe = keras.Model(flat.input, list(sequences) + masks)
+    chosen = take(x, sample_indices(n_samples(x), samples, seed))
+    parts = [[] for _ in widths]
+    for start in range(0, n_samples(chosen), batch_size):  # called directly: predict would trace a function
+        outputs = probe(rows(chosen, start, start + batch_size), training=False)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]  # a one-output list is unwrapped
+        keep = None
+        if masks:  # masked steps carry no state of their own (Keras returns zeros there)
+            keep = np.asarray(keras.ops.convert_to_numpy(outputs[len(widths)]), dtype=bool).reshape(-1)
+        for index, width in enumerate(widths):
+            batch = np.asarray(keras.ops.convert_to_numpy(outputs[index]), dtype=np.float64).reshape(-1, width)
+            parts[index].append(batch if keep is None else batch[keep])
+    states = [np.concatenate(p, axis=0) for p in parts]
+    if states[0].shape[0] > MAX_ROWS:
+        kept = np.sort(np.random.default_rng(seed).choice(states[0].shape[0], MAX_ROWS, replace=False))
+        states = [s[kept] for s in states]
+    return states
+
+
+def _fold_rows(array, relation):
+    """``rows[kept] += βᵀ rows[removed]`` in float64 (full width kept); and the offset ``shiftᵀ rows[removed]``."""
+    rows = array.astype(np.float64)
+    removed = rows[relation.removed]
+    folded = rows.copy()
+    folded[relation.kept] += relation.beta.T @ removed
+    return folded.astype(array.dtype), relation.shift @ removed
+
+
+def fold_own_units(state, layer, relation, *, prefix="", two_row_bias=False):
+    """Fold ``h[removed] ≈ β h[kept] + shift`` into a layer's recurrent kernel (every gate) and bias.
+
+    Parameters
+    ----------
+    state : compress.merge.rebuild.WeightState
+    layer : str
+    relation : compress.merge.math.Relation
+    prefix : str, default=""
+        ``forward/`` or ``backward/`` for a half of a Bidirectional layer.
+    two_row_bias : bool, default=False
+        The folded offset goes to the recurrent bias row (which a GRU's reset gate multiplies).
+    """
+    weights = state.arrays[layer]
+    key = prefix + "recurrent_kernel"
+    weights[key], offset = _fold_rows(weights[key], relation)
+    bias_key = prefix + "bias"
+    if bias_key not in weights:
+        if not np.any(offset != 0):
+            return
+        weights[bias_key] = np.zeros((2, offset.size) if two_row_bias else (offset.size,), dtype=np.float32)
+        state.added_bias.add(layer)
+    bias = weights[bias_key].astype(np.float64)
+    if bias.ndim == 2:
+        bias[1] += offset
+    else:
+        bias += offset
+    weights[bias_key] = bias.astype(np.float32)
+
+
+def cut_own_units(state, layer, units, removed, *, prefix="", two_row_bias=False):
+    """Cut units from every gate of a layer: kernel columns, recurrent kernel rows and columns, bias."""
+    state.cut(layer, prefix + "kernel", 1, units, removed)  # every gate's column block
+    state.cut(layer, prefix + "recurrent_kernel", 0, units, removed)
+    state.cut(layer, prefix + "recurrent_kernel", 1, units, removed)
+    state.cut(layer, prefix + "bias", 1 if two_row_bias else 0, units, removed)
