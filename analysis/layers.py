@@ -350,8 +350,13 @@ def _merge_support(spec):
         return "yes"
     if spec.merge == "depthwise":
         return "its channels, with the layer that feeds it"
-    if spec.family == "rnn":
-        return "by data (`--mode data`): a unit leaves every gate"  # compress/merge/recurrent.py
+    if spec.family == "rnn":  # compress/merge/recurrent.py; as a consumer: compress/merge/input_rows.py
+        return "its units by data (`--mode data`), leaving every gate; absorbs a merged layer in every gate's inputs"
+    if spec.family == "bidirectional":  # compress/merge/bidirectional.py
+        return ("its units by data (`--mode data`), each half on its own states (`concat`) or both together "
+                "(`sum`, `ave`); absorbs a merged layer in both halves")
+    if spec.family == "time_distributed":  # compress/merge/consumers.py
+        return "yes, a wrapped Dense or Conv"
     return "no"
 
 
