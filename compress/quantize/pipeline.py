@@ -32,11 +32,13 @@ from compress.quantize.compare import (
 from compress.quantize.convert import Conversion, convert_modes
 from compress.quantize.evaluate import TFLiteModel, time_calls
 from compress.quantize.inputs import integer_input_notes
+from compress.quantize.int16x8 import float32_content, rescue_int16x8
 from compress.quantize.modes import MODE_NAMES, MODES, mode_file
 from compress.quantize.native import convert_keras_mode, convert_onnx
 from compress.quantize.results import ExportChoice, ModeResult, QuantizationReport, ReferenceResult
 from compress.quantize.sampling import UNIFORM, input_sampler, random_inputs
 from compress.quantize.sensitivity_run import run_sensitivity
+from compress.quantize.shapes import fix_to_data
 from compress.quantize.signature import SignatureModel
 from compress.quantize.source import ModelSource, keras_source, saved_model_source
 
@@ -205,7 +207,7 @@ def quantize_model(model, modes=MODE_NAMES, data=None, *, calibration_samples=20
     _check_modes(modes, data, export)
     source = _as_source(model, unsafe)
     dataset, inputs = _as_data(data, source, seed)
-    notes = []
+    source, notes = fix_to_data(source, inputs if dataset is None else dataset.x_train)  # (None, None, 3) inputs
     if dataset is not None:
         x = _inputs_of(dataset.x_test, source)
         evaluation = f"test split of {dataset.source} ({n_samples(x)} samples)"
@@ -247,18 +249,18 @@ def quantize_model(model, modes=MODE_NAMES, data=None, *, calibration_samples=20
     conversions = convert_modes(source, tflite, calibration=calibration,
                                 calibration_samples=calibration_samples, seed=seed, verbose=verbose,
                                 progress=progress, notes=notes)
+    conversions = rescue_int16x8(conversions, source, calibration, calibration_samples=calibration_samples,
+                                 seed=seed, verbose=verbose, notes=notes)
     notes.extend(integer_input_notes(source))
     runners = {}
     sensitivity_report = None
     if sensitivity or "mixed" in modes:
         if progress:
             progress(len(conversions), len(modes), "per-layer sensitivity")
-        float_content = next((c.content for c in conversions if c.mode == "float32" and c.ok), None) \
-            or convert_modes(source, ["float32"], verbose=verbose)[0].content
         sensitivity_report, content = run_sensitivity(
-            source, float_content, calibration, x, reference, y=labels[0], kind=kind, threshold=threshold,
-            mixed="mixed" in modes, max_drop=max_drop, calibration_samples=calibration_samples, seed=seed,
-            progress=progress)
+            source, float32_content(conversions, source, verbose), calibration, x, references, y=labels, kind=kind,
+            threshold=threshold, task=task, mixed="mixed" in modes, max_drop=max_drop,
+            calibration_samples=calibration_samples, seed=seed, progress=progress)
         if content is not None:
             conversions.append(Conversion("mixed", content=content, converter="ai-edge-quantizer"))
             kept = sensitivity_report.mixed["kept_float"]

@@ -3,8 +3,11 @@
 One layer at a time is quantized (int8 weights and activations) in the float32 ``.tflite``
 model, every other layer kept float, with LiteRT's post-conversion quantizer
 (``ai-edge-quantizer``: a static a8w8 recipe whose regex matches only that layer's ops; the
-float model is calibrated once). Each layer's accuracy drop, agreement with the float model and
-mean output error are measured on the evaluation inputs. :func:`mixed_precision` then keeps the
+float model is calibrated once, see :mod:`.litert_quantizer`). Each layer's accuracy drop,
+agreement with the float model and mean output error are measured on the evaluation inputs.
+A model with several outputs is scored on every output: agreement and output error are the
+mean over the outputs, the accuracy drop the mean over the labelled classification outputs
+(:data:`COMBINED`), and each output's own numbers are kept beside them. :func:`mixed_precision` then keeps the
 k most sensitive layers float and quantizes the rest, for the smallest k whose drop is within
 ``max_drop``.
 
@@ -12,18 +15,21 @@ The ops of a layer are found by the layer path in their output tensor names
 (``model_1/dense_1/MatMul``: the export scope suffixes every name with ``_1``).
 """
 
-import contextlib
 import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from analysis._tf import silenced_stderr, silenced_stdout
-from analysis.errors import WeightkitError
 from compress.quantize.compare import accuracy, agreement, output_differences, per_element
 from compress.quantize.evaluate import TFLiteModel
+from compress.quantize.litert_quantizer import calibrate, quantize_with
+from compress.quantize.signature import SignatureModel
 
-__all__ = ["LayerSensitivity", "SensitivityReport", "layer_sensitivity", "mixed_precision", "sensitivity_key"]
+__all__ = ["COMBINED", "LayerSensitivity", "OutputScoring", "SensitivityReport", "layer_sensitivity",
+           "mixed_precision", "sensitivity_key"]
+
+COMBINED = ("mean over the outputs: agreement and mean_abs_diff of every output, accuracy_drop of the labelled "
+            "classification outputs")
 
 
 @dataclass
@@ -36,13 +42,17 @@ class LayerSensitivity:
     mode : str
         ``"int8"`` (int8 weights and activations of that layer's ops).
     accuracy_drop : float or None
-        Points (100 × (float accuracy − accuracy)); None without labels.
+        Points (100 × (float accuracy − accuracy)); None without labels. With several outputs,
+        the mean over the labelled classification outputs.
     agreement : float
-        Share of samples with the float model's class (or within 1 % for regression).
+        Share of samples with the float model's class (or within 1 % for regression); with
+        several outputs, the mean over the outputs.
     mean_abs_diff : float
-        Mean |output − float output|.
+        Mean |output − float output| (the mean over the outputs).
     bytes : int
         Size of the model with that layer quantized.
+    outputs : dict of str to dict, default=None
+        With several outputs: each output's ``accuracy_drop``, ``agreement``, ``mean_abs_diff``.
     """
 
     name: str
@@ -51,85 +61,89 @@ class LayerSensitivity:
     agreement: float
     mean_abs_diff: float
     bytes: int
+    outputs: dict = None
 
     def to_dict(self):
-        return {"name": self.name, "mode": self.mode, "accuracy_drop": _clean(self.accuracy_drop),
-                "agreement": _clean(self.agreement), "mean_abs_diff": _clean(self.mean_abs_diff),
-                "bytes": int(self.bytes)}
+        document = {"name": self.name, "mode": self.mode, "accuracy_drop": _clean(self.accuracy_drop),
+                    "agreement": _clean(self.agreement), "mean_abs_diff": _clean(self.mean_abs_diff),
+                    "bytes": int(self.bytes)}
+        if self.outputs:
+            document["outputs"] = {name: {key: _clean(value) for key, value in values.items()}
+                                   for name, values in self.outputs.items()}
+        return document
 
 
 @dataclass
 class SensitivityReport:
-    """Every layer's sensitivity, most sensitive first, and the mixed model when asked for."""
+    """Every layer's sensitivity, most sensitive first, and the mixed model when asked for.
+
+    ``combined`` says how several outputs were made one number (:data:`COMBINED`); None for one output.
+    """
 
     layers: list = field(default_factory=list)
     basis: str = "accuracy"
     mixed: dict = None
+    combined: str = None
 
     def to_dict(self):
-        return {"basis": self.basis, "layers": [layer.to_dict() for layer in self.layers], "mixed": self.mixed}
+        document = {"basis": self.basis, "layers": [layer.to_dict() for layer in self.layers], "mixed": self.mixed}
+        if self.combined:
+            document["combined"] = self.combined
+        return document
 
 
 def _clean(value):
     return None if value is None or not np.isfinite(value) else float(value)
 
 
-def _quiet():
-    stack = contextlib.ExitStack()
-    stack.enter_context(silenced_stdout())
-    stack.enter_context(silenced_stderr())
-    return stack
-
-
 def _layer_regex(name):
     return f".*/{re.escape(name)}(_[0-9]+)?/.*"
 
 
-class _Scorer:
-    """Scores a candidate ``.tflite`` against the float outputs (and labels when given)."""
+@dataclass
+class OutputScoring:
+    """How one output is scored: its float outputs on the evaluation inputs, labels, kind and threshold."""
 
-    def __init__(self, x, reference, y, kind, threshold):
-        self.x, self.kind, self.threshold = x, kind, threshold
-        self.reference, _, self.y = per_element(np.asarray(reference), np.asarray(reference), y)
-        self.ref_accuracy = accuracy(self.reference, self.y, kind, threshold) \
-            if y is not None and kind != "regression" else None
+    name: str
+    reference: np.ndarray
+    y: np.ndarray = None
+    kind: str = "multiclass"
+    threshold: float = 0.5
+
+
+class _Scorer:
+    """Scores a candidate ``.tflite`` against the float outputs (and labels when given), every output."""
+
+    def __init__(self, x, outputs, input_names=None):
+        self.x, self.input_names = x, input_names
+        self.shapes = [np.asarray(o.reference).shape for o in outputs]
+        self.outputs = []
+        for o in outputs:
+            reference, _, y = per_element(np.asarray(o.reference), np.asarray(o.reference), o.y)
+            labelled = y is not None and o.kind != "regression"
+            self.outputs.append((o, reference, y, accuracy(reference, y, o.kind, o.threshold) if labelled else None))
+        self.ref_accuracy = next((a for *_, a in self.outputs if a is not None), None)
+        self.per_output = None
+
+    def _predict(self, content):
+        if self.input_names is not None:
+            return SignatureModel(content, self.input_names).predict(self.x)
+        return [TFLiteModel(content).predict(self.x)]
 
     def __call__(self, content):
-        outputs = TFLiteModel(content).predict(self.x).reshape(self.reference.shape)  # one row per element
-        drop = None
-        if self.ref_accuracy is not None:
-            drop = 100.0 * (self.ref_accuracy - accuracy(outputs, self.y, self.kind, self.threshold))
-        agree = agreement(self.reference, outputs, self.kind, threshold=self.threshold)
-        return drop, agree, output_differences(self.reference, outputs)[1]
-
-
-def _quantizer(float_content):
-    try:
-        from ai_edge_quantizer import quantizer
-    except ImportError as error:
-        raise WeightkitError("--sensitivity: needs ai-edge-quantizer (pip install 'weightkit[litert-quantizer]')."
-                             ) from error
-    return quantizer.Quantizer(bytearray(float_content))
-
-
-def _calibrate(float_content, calibration):
-    from ai_edge_litert.interpreter import Interpreter
-
-    signatures = Interpreter(model_content=float_content).get_signature_list()
-    key = next(iter(signatures))
-    (name,) = signatures[key]["inputs"]
-    q = _quantizer(float_content)
-    q.add_static_config(regex=".*", operation_name="*", activation_num_bits=8, weight_num_bits=8)
-    with _quiet():
-        return q.calibrate({key: [{name: np.asarray(s, np.float32)[None]} for s in calibration]})
-
-
-def _quantized(float_content, layers, calibration_result):
-    q = _quantizer(float_content)
-    for name in layers:
-        q.add_static_config(regex=_layer_regex(name), operation_name="*", activation_num_bits=8, weight_num_bits=8)
-    with _quiet():
-        return bytes(q.quantize(calibration_result).quantized_model)
+        """``(accuracy drop or None, agreement, mean |diff|)``, each the mean over the outputs (see :data:`COMBINED`)."""
+        scores = {}
+        for (o, reference, y, ref_accuracy), shape, candidate in zip(self.outputs, self.shapes, self._predict(content)):
+            candidate = per_element(np.asarray(candidate).reshape(shape), np.asarray(candidate).reshape(shape))[0]
+            drop = None if ref_accuracy is None else 100.0 * (ref_accuracy - accuracy(candidate, y, o.kind,
+                                                                                       o.threshold))
+            scores[o.name] = {"accuracy_drop": drop,
+                              "agreement": agreement(reference, candidate, o.kind, threshold=o.threshold),
+                              "mean_abs_diff": output_differences(reference, candidate)[1]}
+        self.per_output = scores if len(scores) > 1 else None
+        drops = [v["accuracy_drop"] for v in scores.values() if v["accuracy_drop"] is not None]
+        return (float(np.mean(drops)) if drops else None, float(np.mean([v["agreement"] for v in scores.values()])),
+                float(np.mean([v["mean_abs_diff"] for v in scores.values()])))
 
 
 def sensitivity_key(row):
@@ -141,26 +155,25 @@ def sensitivity_key(row):
     return max(row.accuracy_drop or 0.0, 100.0 * (1.0 - row.agreement)), row.mean_abs_diff
 
 
-def layer_sensitivity(float_content, layer_names, calibration, x, reference, *, y=None, kind="multiclass",
-                      threshold=0.5, progress=None):
+def layer_sensitivity(float_content, layer_names, feed, x, outputs, *, input_names=None, progress=None):
     """Quantize each layer alone (int8) in a float ``.tflite`` model and measure what it costs.
 
     Parameters
     ----------
     float_content : bytes
-        The float32 ``.tflite`` model (one input).
+        The float32 ``.tflite`` model.
     layer_names : list of str
         The Keras layers to try (those with weights).
-    calibration : ndarray of shape (n, ...)
-        Calibration inputs (a seeded sample of the training inputs).
-    x : ndarray of shape (m, ...)
-        Evaluation inputs.
-    reference : ndarray of shape (m, ...)
-        The float model's outputs on ``x``.
-    y : ndarray of shape (m,), default=None
-        Labels; without them the drop is disagreement in points.
-    kind : {"multiclass", "binary", "regression"}, default="multiclass"
-    threshold : float, default=0.5
+    feed : dict
+        Calibration inputs by signature and input name
+        (:func:`~compress.quantize.litert_quantizer.calibration_feed`).
+    x : ndarray of shape (m, ...) or list of them
+        Evaluation inputs (one array per input when ``input_names`` is given).
+    outputs : list of OutputScoring
+        One per model output: its float outputs on ``x``, labels (or None: the drop is then
+        disagreement in points), kind and threshold.
+    input_names : list of str, default=None
+        With several inputs or outputs: the signature's input names, in model order.
     progress : callable, default=None
         Called as ``progress(done, total, what)``.
 
@@ -170,17 +183,18 @@ def layer_sensitivity(float_content, layer_names, calibration, x, reference, *, 
         Layers most sensitive first (:func:`sensitivity_key`); the calibration is kept on the
         report's private ``_state`` for :func:`mixed_precision`.
     """
-    score = _Scorer(np.asarray(x, np.float32), reference, y, kind, threshold)
-    result = _calibrate(float_content, calibration)
+    score = _Scorer(x, outputs, input_names)
+    result = calibrate(float_content, feed)
     rows = []
     for done, name in enumerate(layer_names):
         if progress:
             progress(done, len(layer_names), f"sensitivity of {name}")
-        content = _quantized(float_content, [name], result)
+        content = quantize_with(float_content, [_layer_regex(name)], result)
         drop, agree, diff = score(content)
-        rows.append(LayerSensitivity(name, "int8", drop, agree, diff, len(content)))
+        rows.append(LayerSensitivity(name, "int8", drop, agree, diff, len(content), score.per_output))
     rows.sort(key=sensitivity_key, reverse=True)
-    report = SensitivityReport(rows, basis="accuracy" if score.ref_accuracy is not None else "agreement")
+    report = SensitivityReport(rows, basis="accuracy" if score.ref_accuracy is not None else "agreement",
+                               combined=COMBINED if len(outputs) > 1 else None)
     report._state = (float_content, result, score)
     return report
 
@@ -209,7 +223,8 @@ def mixed_precision(report, max_drop=1.0):
     chosen = None
     for k in range(len(order) + 1):
         quantized = order[k:]
-        content = _quantized(float_content, quantized, result) if quantized else float_content
+        content = quantize_with(float_content, [_layer_regex(n) for n in quantized], result) if quantized \
+            else float_content
         drop, agree, diff = score(content)
         value = drop if drop is not None else 100.0 * (1.0 - agree)
         chosen = (content, {"kept_float": order[:k], "quantized": quantized, "drop": float(value),

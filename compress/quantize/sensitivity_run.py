@@ -7,11 +7,15 @@
 
 import numpy as np
 
+from analysis.data_checks import output_activations
 from analysis.errors import WeightkitError
+from analysis.graph import ModelGraph
 from analysis.loading import walk_layers
 from compress.quantize.compare import class_threshold, output_kind
-from compress.quantize.convert import convert_modes, representative_dataset
-from compress.quantize.sensitivity import layer_sensitivity, mixed_precision
+from compress.quantize.convert import convert_modes
+from compress.quantize.litert_quantizer import calibration_feed
+from compress.quantize.sensitivity import OutputScoring, layer_sensitivity, mixed_precision
+from compress.quantize.shapes import fix_to_data
 
 __all__ = ["quantize_sensitivity", "run_sensitivity", "weighted_layers"]
 
@@ -25,18 +29,65 @@ def weighted_layers(keras_model):
             if layer.weights and not isinstance(layer, keras.Model)]
 
 
+def _scorings(source, references, labels, kind, threshold, task):
+    """One :class:`OutputScoring` per output: the first with the pipeline's kind, the others as in its per-output table."""
+    names = _output_names(source, len(references))
+    activations = output_activations(source.keras_model) if len(references) > 1 else []
+    scorings = [OutputScoring(names[0], references[0], labels[0], kind, threshold)]
+    for k in range(1, len(references)):
+        reference, y = references[k], labels[k]
+        if y is not None:
+            task_k = "classification" if np.issubdtype(np.asarray(y).dtype, np.integer) else "regression"
+        else:
+            task_k = "classification" if k < len(activations) and activations[k] in ("softmax", "sigmoid") else None
+        width = int(reference.shape[-1]) if reference.ndim > 1 else 1
+        kind_k = output_kind(width, task_k)
+        scorings.append(OutputScoring(names[k], reference, y, kind_k, class_threshold(reference, kind_k)))
+    return scorings
+
+
+def _output_names(source, count):
+    try:
+        return ModelGraph(source.keras_model).output_names
+    except (WeightkitError, AttributeError):
+        return [f"output_{i}" for i in range(count)]
+
+
 def run_sensitivity(source, float_content, calibration, x, reference, *, y=None, kind="multiclass", threshold=0.5,
-                    mixed=False, max_drop=1.0, calibration_samples=200, seed=0, progress=None):
-    """``(SensitivityReport, mixed .tflite bytes or None)`` for a one-input Keras source."""
-    if source.keras_model is None or source.several:
-        raise WeightkitError(f"{source.name}: --sensitivity needs a Keras model with one input and one output; "
-                             "quantize the .keras file (several inputs or outputs are not supported there yet).")
+                    task=None, mixed=False, max_drop=1.0, calibration_samples=200, seed=0, progress=None):
+    """``(SensitivityReport, mixed .tflite bytes or None)`` for a Keras source.
+
+    Parameters
+    ----------
+    source : ModelSource
+        A Keras model, one or several inputs and outputs.
+    float_content : bytes
+        Its float32 ``.tflite`` model.
+    calibration : ndarray or list of ndarray
+        Training inputs (one array per input).
+    x : ndarray or list of ndarray
+        Evaluation inputs.
+    reference : ndarray or list of ndarray
+        The float model's outputs on ``x``, one array per output.
+    y : ndarray or list, default=None
+        Labels, one entry (or None) per output.
+    kind, threshold : str, float
+        Of the first output; the others' are found as the pipeline's per-output table does.
+    task : {"classification", "regression"}, default=None
+        The data's task (for the first output).
+    """
+    if source.keras_model is None:
+        raise WeightkitError(f"{source.name}: --sensitivity needs the Keras model (a SavedModel was given); "
+                             "quantize the .keras file.")
     if calibration is None:
         raise WeightkitError("--sensitivity: needs calibration data; pass --data DATA (training inputs).")
-    sample = representative_dataset(calibration, calibration_samples, seed)
-    samples = [batch[0][0] for batch in sample()]
-    report = layer_sensitivity(float_content, weighted_layers(source.keras_model), np.stack(samples), x, reference,
-                               y=y, kind=kind, threshold=threshold, progress=progress)
+    references = list(reference) if isinstance(reference, (list, tuple)) else [reference]
+    labels = list(y) if isinstance(y, (list, tuple)) else [y]
+    labels += [None] * (len(references) - len(labels))
+    feed = calibration_feed(float_content, calibration, source, calibration_samples, seed)
+    report = layer_sensitivity(float_content, weighted_layers(source.keras_model), feed, x,
+                               _scorings(source, references, labels, kind, threshold, task),
+                               input_names=source.input_names if source.several else None, progress=progress)
     content = mixed_precision(report, max_drop=max_drop)[0] if mixed else None
     return report, content
 
@@ -47,7 +98,7 @@ def quantize_sensitivity(model, data, *, mixed=False, max_drop=1.0, calibration_
     Parameters
     ----------
     model : keras.Model, str or os.PathLike
-        One input, one output.
+        One or several inputs and outputs.
     data : Dataset, str or os.PathLike
         Labelled data fitted to the model (a :class:`analysis.data.Dataset` or a specification).
     mixed : bool, default=False
@@ -72,14 +123,16 @@ def quantize_sensitivity(model, data, *, mixed=False, max_drop=1.0, calibration_
     from compress.quantize.source import keras_source
 
     loaded = as_model(model)
-    source = keras_source(loaded.model, path=loaded.path)
     dataset = as_dataset(data, loaded.model, seed=seed)
+    source, _ = fix_to_data(keras_source(loaded.model, path=loaded.path), dataset.x_train)
     (conversion,) = convert_modes(source, ["float32"])
     if not conversion.ok:
         raise WeightkitError(f"{source.name}: the float32 TFLite conversion failed ({conversion.error}).")
-    x = np.asarray(dataset.x_test, np.float32)
-    reference = source.predict(x)
-    kind = output_kind(int(reference.shape[-1]) if reference.ndim > 1 else 1, dataset.task)
-    return run_sensitivity(source, conversion.content, dataset.x_train, x, reference, y=dataset.y_test, kind=kind,
-                           threshold=class_threshold(reference, kind), mixed=mixed, max_drop=max_drop,
+    x = dataset.x_test if isinstance(dataset.x_test, (list, tuple)) else np.asarray(dataset.x_test, np.float32)
+    references = source.predict(x)
+    references = references if isinstance(references, list) else [references]
+    kind = output_kind(int(references[0].shape[-1]) if references[0].ndim > 1 else 1, dataset.task)
+    return run_sensitivity(source, conversion.content, dataset.x_train, x, references,
+                           y=dataset.y_test, kind=kind, threshold=class_threshold(references[0], kind),
+                           task=dataset.task, mixed=mixed, max_drop=max_drop,
                            calibration_samples=calibration_samples, seed=seed)

@@ -140,28 +140,39 @@ def _single(tensors, what, name):
 
 
 def keras_source(model, path=None):
-    """A :class:`ModelSource` for a Keras model (loaded from ``path`` when given)."""
+    """A :class:`ModelSource` for a Keras model (loaded from ``path`` when given).
+
+    A variable-size input (``keras.Input((None, 3))``) is kept as it is: the pipeline fixes it to
+    its data's shape (:func:`~compress.quantize.shapes.fix_to_data`) or refuses it without data.
+    """
     name = path or model.name
     inputs, outputs = list(model.inputs)[0], list(model.outputs)[0]
-    input_shape = tuple(inputs.shape)
-    for tensor in model.inputs:
-        if any(d is None for d in tuple(tensor.shape)[1:]):
-            raise WeightkitError(
-                f"{name}: the input shape {tuple(tensor.shape)} has unknown dimensions besides the batch; give the "
-                "model a fixed input size (keras.Input(shape=...)) before converting it."
-            )
+    input_shape = tuple(inputs.shape)  # unknown sizes besides the batch are fixed to the data (.shapes.fix_to_data)
     size = path_bytes(path) if path else int(sum(np.asarray(w).nbytes for w in model.weights))
     activation = getattr(getattr(model.layers[-1], "activation", None), "__name__", None) if model.layers else None
+
+    keys = _dict_keys(model)
 
     def call(batch):
         # predict_on_batch runs Keras' compiled (graph) predict function: the fair speed of the
         # float model; an eager model(batch) call is several times slower.
+        if keys is not None and isinstance(batch, list):  # a model called on a dict: one array per key
+            batch = dict(zip(keys, batch))
         return model.predict_on_batch(batch)
 
     return ModelSource(name=name, input_shape=input_shape, output_shape=tuple(outputs.shape), bytes=size,
                        keras_model=model, final_activation=activation, input_dtype=str(inputs.dtype),
                        input_names=_input_names(model), input_dtypes=[str(t.dtype) for t in model.inputs],
                        output_count=len(model.outputs), _call=call)
+
+
+def _dict_keys(model):
+    """The dict keys of a model called on a dict of inputs, in ``model.inputs`` order; None otherwise."""
+    structure = None if type(model).__name__ == "Sequential" else getattr(model, "input", None)
+    if not isinstance(structure, dict):
+        return None
+    key_of = {id(tensor): key for key, tensor in structure.items()}
+    return [key_of.get(id(tensor)) for tensor in model.inputs]
 
 
 def _input_names(model):

@@ -78,6 +78,7 @@ def quantize(model, output, data, modes, calibration_samples, max_drop, export, 
         saved_model_source,
         write_outputs,
     )
+    from compress.quantize.shapes import refuse_unknown
     from reports.quantize_plot import plot_comparison
     from reports.quantize_table import print_comparison
     from reports.sensitivity_plot import plot_sensitivity
@@ -111,6 +112,8 @@ def quantize(model, output, data, modes, calibration_samples, max_drop, export, 
     else:
         loaded = load_model_or_exit(model, unsafe=unsafe, compile=False, finite=True)
         source = keras_source(loaded.model, path=model)
+    if data is None:  # a variable-size input needs the data's shape to convert
+        refuse_unknown(source)
     if data is None and needing:  # after the inputs are checked: an error stays the only line on stderr
         note(f"no --data: running {', '.join(chosen)} only; {', '.join(needing)} need calibration data (--data)")
     dataset = None

@@ -1,0 +1,116 @@
+"""int16x8 where TF 2.21's own 16x8 quantizer fails: LiteRT's quantizer on the float32 model instead.
+
+Two failures are known (measured 2026-12-01, TF 2.21):
+
+- **Integer inputs.** The 16x8 converter tries to quantize an integer input (token ids feeding an
+  Embedding) and stops with "Empty min/max". ai-edge-quantizer with an int16-activation /
+  int8-weight recipe on the float32 ``.tflite`` leaves the ``int32`` input alone.
+- **A bias with a NaN scale.** A GRU (``reset_after=True``, Keras' default) adds its recurrent
+  bias after the matrix product of the state; at the first step the state is the zero initial
+  state, whose range is empty, so the 16x8 quantizer gives that bias a NaN scale and stores it
+  as zeros in every step: on the zoo's random-weight ``gru_sequences`` the model then agreed
+  0.71 with Keras, its mean output error 0.28 (int8: 0.998 and 0.006). :func:`nan_scale_tensors`
+  finds such tensors.
+
+In both cases :func:`rescue_int16x8` replaces the converter's result with the quantizer's and
+says so in a note. The quantizer keeps one op, the FILL that makes the zero initial state of a
+recurrent layer, in float (a constant, no arithmetic), and gives the model an int16 output
+(dequantized with its scale when the model is run here).
+"""
+
+import numpy as np
+
+from compress.quantize.convert import Conversion, convert_modes
+from compress.quantize.diagnose import describe, float_ops
+from compress.quantize.litert_quantizer import calibrate, calibration_feed, quantize_with
+
+__all__ = ["float32_content", "nan_scale_tensors", "rescue_int16x8"]
+
+_CONSTANT_OPS = {"FILL"}  # float ops with no arithmetic (a zero initial state), acceptable in an integer model
+
+
+def nan_scale_tensors(content):
+    """Names of the tensors of a ``.tflite`` model whose quantization scale is NaN (their values are lost)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=content)
+    found = []
+    for details in interpreter.get_tensor_details():
+        scales = np.asarray(details.get("quantization_parameters", {}).get("scales", []), dtype=np.float64)
+        if scales.size and np.isnan(scales).any():
+            found.append(details["name"])
+    return found
+
+
+def float32_content(conversions, source, verbose=False):
+    """The float32 ``.tflite`` bytes among ``conversions``, or converted now; None when it fails."""
+    done = next((c.content for c in conversions if c.mode == "float32" and c.ok), None)
+    if done is not None:
+        return done
+    (conversion,) = convert_modes(source, ["float32"], verbose=verbose)
+    return conversion.content
+
+
+def _why(conversion, integer_inputs):
+    """Why TF's int16x8 result cannot stand, or None when it can."""
+    if not conversion.ok:
+        error = conversion.error or ""
+        if integer_inputs and ("Empty min/max" in error or "quantize the integer input" in error):
+            return "TF 2.21's 16x8 quantizer tries to quantize the integer input (token ids) and fails"
+        return None
+    lost = nan_scale_tensors(conversion.content)
+    if lost:
+        return (f"TF 2.21's 16x8 quantizer gave {len(lost)} tensor{'s' if len(lost) > 1 else ''} a NaN scale "
+                f"({', '.join(lost[:2])}{', ...' if len(lost) > 2 else ''}; a GRU's recurrent bias, added to the "
+                "product of the zero initial state, is one), which zeroes them")
+    return None
+
+
+def rescue_int16x8(conversions, source, calibration, *, calibration_samples=200, seed=0, verbose=False,
+                   notes=None):
+    """Replace a failed or broken TF int16x8 conversion by ai-edge-quantizer's a16w8 model.
+
+    Parameters
+    ----------
+    conversions : list of Conversion
+        From :func:`~compress.quantize.convert.convert_modes`; changed in place.
+    source : ModelSource
+    calibration : ndarray or list of ndarray
+        Training inputs (the same sample size and seed as the converter's representative dataset).
+    calibration_samples : int, default=200
+    seed : int, default=0
+    verbose : bool, default=False
+    notes : list, default=None
+        Receives one sentence when int16x8 was rescued.
+
+    Returns
+    -------
+    list of Conversion
+    """
+    index = next((i for i, c in enumerate(conversions) if c.mode == "int16x8"), None)
+    if index is None or calibration is None:
+        return conversions
+    dtypes = source.input_dtypes or [source.input_dtype]
+    why = _why(conversions[index], any(np.dtype(t).kind in "iub" for t in dtypes))
+    if why is None:
+        return conversions
+    float_content = float32_content(conversions, source, verbose)
+    if float_content is None:
+        return conversions
+    try:
+        feed = calibration_feed(float_content, calibration, source, calibration_samples, seed)
+        content = quantize_with(float_content, [".*"], calibrate(float_content, feed, 16), activation_bits=16)
+    except Exception as error:  # noqa: BLE001 - the quantizer raises many kinds; reported on the mode
+        conversions[index] = Conversion("int16x8", error=f"{why}; ai-edge-quantizer failed too "
+                                                         f"({type(error).__name__}: {' '.join(str(error).split())[:160]})")
+        return conversions
+    left = [(op, layer) for op, layer in float_ops(content) if op not in _CONSTANT_OPS]
+    if left:
+        conversions[index] = Conversion("int16x8", error=f"{why}; ai-edge-quantizer left {describe(left)} in float",
+                                        converter="ai-edge-quantizer")
+        return conversions
+    conversions[index] = Conversion("int16x8", content=content, converter="ai-edge-quantizer")
+    if notes is not None:
+        notes.append(f"int16x8: {why}; quantized instead by ai-edge-quantizer (int16 activations, int8 weights) on "
+                     "the float32 model, which leaves integer inputs alone and gives the model an int16 output")
+    return conversions

@@ -1,0 +1,105 @@
+"""LiteRT's post-conversion quantizer (``ai-edge-quantizer``) on a float32 ``.tflite`` model.
+
+The float model is calibrated once (every tensor's range over a seeded sample of the training
+inputs) and then quantized by recipes: a regex over tensor names picks the ops, each with its
+activation and weight bits. Inputs are fed by the signature's names in their own types, so an
+integer input (token ids for an Embedding) is calibrated and run as integers and never quantized.
+Used by the per-layer sensitivity (:mod:`.sensitivity`) and by int16x8 where TF's own 16x8
+quantizer fails (:mod:`.int16x8`).
+"""
+
+import contextlib
+
+import numpy as np
+
+from analysis._tf import silenced_stderr, silenced_stdout
+from analysis.errors import WeightkitError
+from compress.quantize.convert import representative_dataset
+
+__all__ = ["calibrate", "calibration_feed", "quantize_with", "signature_inputs"]
+
+
+def _quiet():
+    stack = contextlib.ExitStack()
+    stack.enter_context(silenced_stdout())
+    stack.enter_context(silenced_stderr())
+    return stack
+
+
+def quantizer(float_content):
+    """An ``ai_edge_quantizer.quantizer.Quantizer`` on the float model; one line naming the extra without it."""
+    try:
+        from ai_edge_quantizer import quantizer as module
+    except ImportError as error:
+        raise WeightkitError("--sensitivity, mixed and int16x8 with integer inputs need ai-edge-quantizer "
+                             "(pip install 'weightkit[litert-quantizer]').") from error
+    return module.Quantizer(bytearray(float_content))
+
+
+def signature_inputs(float_content):
+    """``(signature key, [input names])`` of a ``.tflite`` model's first signature."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    signatures = Interpreter(model_content=float_content).get_signature_list()
+    key = next(iter(signatures))
+    return key, list(signatures[key]["inputs"])
+
+
+def calibration_feed(float_content, calibration, source, n_samples=200, seed=0):
+    """The calibration set as the quantizer takes it: ``{signature: [{input name: (1, ...) array}, ...]}``.
+
+    Parameters
+    ----------
+    float_content : bytes
+    calibration : ndarray of shape (n, ...) or list of them (one per input, model order)
+    source : ModelSource
+        Gives every input's name and type (integers stay integers).
+    n_samples : int, default=200
+        A seeded random sample of at most this many inputs.
+    seed : int, default=0
+
+    Returns
+    -------
+    dict
+    """
+    key, names = signature_inputs(float_content)
+    dtypes = source.input_dtypes or [source.input_dtype]
+    if isinstance(calibration, (list, tuple)) and len(calibration) > 1:
+        generate = representative_dataset(list(calibration), n_samples, seed,
+                                          names_and_dtypes=(source.input_names, dtypes))
+        return {key: list(generate())}
+    array = calibration[0] if isinstance(calibration, (list, tuple)) else calibration
+    dtype = np.dtype(dtypes[0]) if np.dtype(dtypes[0]).kind in "iub" else np.float32
+    generate = representative_dataset(np.asarray(array), n_samples, seed, dtype=dtype)
+    return {key: [{names[0]: batch[0]} for batch in generate()]}
+
+
+def calibrate(float_content, feed, activation_bits=8):
+    """Calibration result of the float model on ``feed`` (from :func:`calibration_feed`)."""
+    q = quantizer(float_content)
+    q.add_static_config(regex=".*", operation_name="*", activation_num_bits=activation_bits, weight_num_bits=8)
+    with _quiet():
+        return q.calibrate(feed)
+
+
+def quantize_with(float_content, regexes, calibration_result, activation_bits=8):
+    """The float model with the ops matched by each regex quantized (``activation_bits`` activations, int8 weights).
+
+    Parameters
+    ----------
+    float_content : bytes
+    regexes : list of str
+        Tensor-name patterns; ``[".*"]`` quantizes the whole model.
+    calibration_result : dict
+        From :func:`calibrate` with the same ``activation_bits``.
+    activation_bits : {8, 16}, default=8
+
+    Returns
+    -------
+    bytes
+    """
+    q = quantizer(float_content)
+    for regex in regexes:
+        q.add_static_config(regex=regex, operation_name="*", activation_num_bits=activation_bits, weight_num_bits=8)
+    with _quiet():
+        return bytes(q.quantize(calibration_result).quantized_model)
