@@ -20,14 +20,13 @@ from analysis.errors import WeightkitError
 from analysis.io import full_disk_errno
 from analysis.loading import walk_layers
 from compress.quantize.diagnose import describe, flex_ops, float_ops, layer_in
+from compress.quantize.fused import fused_op_counts
+from compress.quantize.fused_plan import recurrent_plan
 from compress.quantize.modes import MODES, configure_converter
-from compress.quantize.unroll import frozen_function, recurrent_layers, unrolled_copy
+from compress.quantize.unroll import UNROLL_MAX_STEPS
 
 __all__ = ["UNROLL_MAX_STEPS", "Conversion", "convert_mode", "convert_modes", "converter_reason", "float_compute_ops",
            "representative_dataset"]
-
-UNROLL_MAX_STEPS = 64  # longer sequences stay rolled: an unrolled graph grows with every step
-
 
 @dataclass
 class Conversion:
@@ -41,7 +40,8 @@ class Conversion:
     error : str or None
         One line: why the mode failed.
     converter : str or None
-        Which converter entry point produced it: ``"saved_model"``, ``"keras"`` or
+        Which converter entry point produced it: ``"saved_model"``, ``"keras"``, ``"fused"`` (a
+        SavedModel of static batch 1 whose LSTM layers became TFLite's fused recurrent op) or
         ``"static_batch"`` (a frozen function of batch 1, for recurrent layers too long to
         unroll); ``+select_tf_ops`` when only TensorFlow ops (Flex) made it convert.
     """
@@ -259,8 +259,16 @@ def convert_mode(mode, *, saved_model_dir=None, keras_model=None, representative
 
 
 @contextlib.contextmanager
-def exported_saved_model(keras_model, verbose=False):
+def exported_saved_model(keras_model, verbose=False, input_signature=None):
     """Yield a temporary SavedModel folder exported from ``keras_model``, or None if export fails.
+
+    Parameters
+    ----------
+    keras_model : keras.Model
+    verbose : bool, default=False
+    input_signature : list of tf.TensorSpec, default=None
+        The serving function's inputs (a static batch for the fused recurrent ops); Keras' own
+        (batch unknown) when None.
 
     Yields
     ------
@@ -271,7 +279,8 @@ def exported_saved_model(keras_model, verbose=False):
     with tempfile.TemporaryDirectory(prefix="weightkit-savedmodel-") as directory:
         try:
             with _quiet(verbose):
-                keras_model.export(directory, format="tf_saved_model", verbose=verbose)
+                keras_model.export(directory, format="tf_saved_model", verbose=verbose,
+                                   input_signature=input_signature)
         except Exception as error:  # noqa: BLE001 - fall back to from_keras_model
             _raise_if_full(error, directory)
             yield None, converter_reason(error)
@@ -286,23 +295,6 @@ def _raise_if_full(error, directory):
         raise WeightkitError(f"{directory}: no space left on device ({os.strerror(code).lower()}) while exporting "
                              "the model for the TFLite converter; free space in that folder or set TMPDIR to a "
                              "folder with room.") from error
-
-
-def _recurrent_plan(keras_model, input_shape):
-    """``(model to export, static function or None, note or None)`` for the recurrent layers of a model."""
-    rolled = recurrent_layers(keras_model)
-    if not rolled:
-        return keras_model, None, None
-    steps = input_shape[1] if len(input_shape) > 1 else None
-    names = ", ".join(rolled)
-    if steps is not None and int(steps) <= UNROLL_MAX_STEPS:
-        note = (f"recurrent layers ({names}) unrolled over their {int(steps)} steps for the converter (TF 2.21 "
-                "cannot convert the rolled loop, and Keras 3 layers carry no mark for the fused TFLite recurrent ops)")
-        return unrolled_copy(keras_model) or keras_model, None, note
-    note = (f"recurrent layers ({names}) kept rolled: {steps if steps is not None else 'an unknown number of'} steps "
-            f"(over {UNROLL_MAX_STEPS}) are too many to unroll; float modes converted from a frozen function of "
-            "batch 1, the integer modes cannot be")
-    return keras_model, frozen_function(keras_model, input_shape), note
 
 
 def convert_modes(source, modes, *, calibration=None, calibration_samples=200, seed=0, verbose=False,
@@ -334,34 +326,73 @@ def convert_modes(source, modes, *, calibration=None, calibration_samples=200, s
     if calibration is not None:
         representative = representative_dataset(calibration, calibration_samples, seed, dtype=source.input_dtype,
                                                  names_and_dtypes=(source.input_names, dtypes))
-    keras_model, static, layer_names = source.keras_model, None, ()
+    keras_model, layer_names, plan = source.keras_model, (), None
     if keras_model is not None:
         layer_names = [layer.name for layer in walk_layers(keras_model)]
-        keras_model, static, note = _recurrent_plan(keras_model, source.input_shape)
-        if note and notes is not None:
-            notes.append(note)
-    if source.saved_model_dir is not None:
-        context = contextlib.nullcontext((source.saved_model_dir, None))
-    else:
-        context = exported_saved_model(keras_model, verbose)
+        plan = recurrent_plan(keras_model, source.input_shape)
+    settings = {"representative": representative, "verbose": verbose, "integer_inputs": integer_inputs,
+                "layer_names": layer_names}
     results = []
-    with context as (directory, export_error):
+    with contextlib.ExitStack() as stack:
+        fused_dir = None
+        if plan is not None and plan.fused_model is not None:
+            fused_dir, error = stack.enter_context(exported_saved_model(plan.fused_model, verbose,
+                                                                        plan.fused_signature))
+            if fused_dir is None:
+                plan.refuse(f"the export at a static batch failed: {error}")
+        standard = None
         for done, mode in enumerate(modes):
             if progress:
                 progress(done, len(modes), f"converting {mode}")
-            conversion = convert_mode(mode, saved_model_dir=directory, keras_model=keras_model,
-                                      representative=representative, verbose=verbose,
-                                      integer_inputs=integer_inputs, static_function=static,
-                                      layer_names=layer_names)
-            if not conversion.ok and static is not None and MODES[mode].needs_data:
-                conversion.error = (f"layer {', '.join(recurrent_layers(keras_model))}: "
-                                    f"{source.input_shape[1]} steps are too many to unroll (limit "
-                                    f"{UNROLL_MAX_STEPS}) and TF 2.21's integer quantizer crashes on the rolled "
-                                    "loop; use dynamic or float16")
-            elif not conversion.ok and integer_inputs and mode == "int16x8" and "Empty min/max" in conversion.error:
-                conversion.error = ("TF 2.21's 16x8 quantizer tries to quantize the integer input (token ids) and "
-                                    "fails; integer inputs are never quantized here: use int8")
-            elif not conversion.ok and export_error and directory is None:
-                conversion.error = f"{conversion.error} (SavedModel export also failed: {export_error})"
+            conversion = _fused_conversion(mode, fused_dir, plan, settings) if fused_dir is not None else None
+            if conversion is None and plan is not None and plan.rolled_integer(mode):
+                conversion = Conversion(mode, error=plan.integer_failure(mode))  # fails in TF 2.21: not tried
+            if conversion is None:
+                standard = standard or _StandardPath(stack, source, plan, verbose)
+                conversion = standard.convert(mode, settings)
             results.append(conversion)
+    if plan is not None and notes is not None:
+        notes.extend(plan.notes())
     return results
+
+
+def _fused_conversion(mode, directory, plan, settings):
+    """The mode converted from the fused export, or None (recorded in ``plan``) when it did not come out fused."""
+    conversion = convert_mode(mode, saved_model_dir=directory, select_tf_ops=False, **settings)
+    if not conversion.ok:
+        plan.not_fused(mode, conversion.error)
+        return None
+    counts = fused_op_counts(conversion.content)
+    if not counts:
+        plan.not_fused(mode, "the converter did not fuse the exported LSTM function")
+        return None
+    plan.fused_modes[mode] = counts
+    conversion.converter = "fused"
+    return conversion
+
+
+class _StandardPath:
+    """The SavedModel export of the model (recurrent layers unrolled or kept rolled), made on first need."""
+
+    def __init__(self, stack, source, plan, verbose):
+        self.source, self.plan = source, plan
+        self.keras_model, self.static = source.keras_model, None
+        if plan is not None:
+            self.keras_model, self.static, _ = plan.fallback()
+        if source.saved_model_dir is not None:
+            self.directory, self.export_error = source.saved_model_dir, None
+        else:
+            self.directory, self.export_error = stack.enter_context(exported_saved_model(self.keras_model, verbose))
+
+    def convert(self, mode, settings):
+        conversion = convert_mode(mode, saved_model_dir=self.directory, keras_model=self.keras_model,
+                                  static_function=self.static, **settings)
+        if not conversion.ok and self.static is not None and MODES[mode].needs_data:
+            conversion.error = self.plan.integer_failure(mode)
+        elif not conversion.ok and settings["integer_inputs"] and mode == "int16x8" and \
+                "Empty min/max" in conversion.error:
+            conversion.error = ("TF 2.21's 16x8 quantizer tries to quantize the integer input (token ids) and "
+                                "fails; integer inputs are never quantized here: use int8")
+        elif not conversion.ok and self.export_error and self.directory is None:
+            conversion.error = f"{conversion.error} (SavedModel export also failed: {self.export_error})"
+        return conversion

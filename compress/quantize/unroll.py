@@ -9,7 +9,9 @@ the batch stays resizable (see /work/shared/NOTES.md). Unrolling needs a fixed s
 from analysis._tf import import_keras, import_tensorflow
 from analysis.loading import walk_layers
 
-__all__ = ["frozen_function", "recurrent_layers", "unrolled_copy"]
+__all__ = ["UNROLL_MAX_STEPS", "frozen_function", "recurrent_layers", "unrolled_copy"]
+
+UNROLL_MAX_STEPS = 64  # longer sequences stay rolled: an unrolled graph grows with every step
 
 _RECURRENT = ("SimpleRNN", "LSTM", "GRU")
 

@@ -1,0 +1,301 @@
+"""Keras 3 LSTM layers rebuilt so the TFLite converter fuses them into UNIDIRECTIONAL_SEQUENCE_LSTM.
+
+Keras 3 layers carry no mark for TFLite's fused recurrent ops, but the converter's composite-function
+pass (``prepare_composite_functions_tf.cc``, ``ConvertKerasLSTMLayer`` in ``lstm_utils.cc``) still
+replaces any function whose ``tf.api_implements`` attribute starts with ``"lstm_"``: the interface of
+tf.keras 2's ``standard_lstm``, arguments ``(inputs, init_h, init_c, kernel, recurrent_kernel, bias)``
+and five results ``(last_output, outputs, new_h, new_c, runtime)`` of which only the first two may be
+read, plus the attributes ``time_major`` and ``go_backwards``. It needs a static batch and sequence
+length, and it erases the function's body: the body here (a plain loop over the steps, the same
+math as Keras' LSTMCell, gates in the order input, forget, cell, output) only runs in TensorFlow.
+
+:func:`fused_copy` clones a model with each fusable LSTM (and Bidirectional LSTM) replaced by such a
+layer, the same weights, every other layer cloned as it is. The fused op keeps its state in
+variable tensors that persist between ``invoke()`` calls: reset them (``reset_all_variables()``)
+before each sequence, as :class:`~compress.quantize.evaluate.TFLiteModel` does.
+"""
+
+import functools
+import uuid
+
+from analysis._tf import import_keras, import_tensorflow
+from analysis.loading import walk_layers
+from compress.quantize.evaluate import make_interpreter
+
+__all__ = ["FUSED_OPS", "FusionRefused", "fused_copy", "fused_op_counts", "fusion_refusal", "static_signature"]
+
+FUSED_OPS = ("UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "UNIDIRECTIONAL_SEQUENCE_RNN")
+_MERGE_MODES = ("concat", "sum", "mul", "ave")
+
+
+class FusionRefused(ValueError):
+    """A recurrent layer the fused op cannot compute (the reason names the layer and the option)."""
+
+
+def _lstm_refusal(layer, keras):
+    if not isinstance(layer, keras.layers.LSTM):
+        return f"{type(layer).__name__} has no fused TFLite op that the converter emits (LSTM has)"
+    config = layer.get_config()
+    for option in ("return_state", "stateful"):
+        if config.get(option):
+            return f"{option}=True, and the fused op returns the output sequence only, starting from zeros"
+    for option, wanted in (("activation", "tanh"), ("recurrent_activation", "sigmoid")):
+        if config.get(option) != wanted:
+            return f"{option}={config.get(option)!r}, and the fused op computes {option}={wanted!r} only"
+    if layer.compute_dtype != "float32":
+        return f"compute dtype {layer.compute_dtype}, and the fused op is built from float32 weights"
+    return None
+
+
+def _layer_refusal(layer, keras):
+    if isinstance(layer, keras.layers.Bidirectional):
+        if layer.merge_mode not in _MERGE_MODES:
+            return f"merge_mode={layer.merge_mode!r} gives two outputs (fused for {', '.join(_MERGE_MODES)})"
+        for inner in (layer.forward_layer, layer.backward_layer):
+            reason = _lstm_refusal(inner, keras)
+            if reason:
+                return reason
+        return None
+    return _lstm_refusal(layer, keras)
+
+
+def fusion_refusal(model):
+    """Why the recurrent layers of ``model`` cannot all become fused ops, or None when they can.
+
+    Parameters
+    ----------
+    model : keras.Model
+
+    Returns
+    -------
+    str or None
+        ``"layer NAME: reason"`` for the first layer that cannot be fused.
+    """
+    keras = import_keras()
+    for layer in walk_layers(model):
+        if isinstance(layer, keras.layers.Masking) or getattr(layer, "mask_zero", False):
+            return (f"layer {layer.name}: produces a mask, and the fused op has no mask input (a masked step "
+                    "keeps the previous state)")
+        if isinstance(layer, (keras.layers.SimpleRNN, keras.layers.LSTM, keras.layers.GRU,
+                              keras.layers.Bidirectional, keras.layers.RNN)):
+            reason = _layer_refusal(layer, keras)
+            if reason:
+                return f"layer {layer.name}: {reason}"
+    return None
+
+
+def _lstm_steps(tf, inputs, init_h, init_c, kernel, recurrent_kernel, bias, go_backwards):
+    """Keras' LSTMCell over the steps of ``inputs`` (batch, steps, features); gates i, f, c, o.
+
+    A symbolic loop, so tracing costs the same at any length (a Python loop over 200 steps took
+    4 s per trace). Returns ``(last output, output sequence, h, c)``.
+    """
+    steps = inputs.shape[1]
+    sequence_in = tf.transpose(inputs, [1, 0, 2])  # (steps, batch, features)
+    if go_backwards:
+        sequence_in = tf.reverse(sequence_in, axis=[0])
+    outputs = tf.TensorArray(inputs.dtype, size=steps, element_shape=init_h.shape)
+
+    def step(t, h, c, outputs):
+        z = tf.matmul(sequence_in[t], kernel) + tf.matmul(h, recurrent_kernel) + bias
+        gate_i, gate_f, gate_c, gate_o = tf.split(z, 4, axis=1)
+        c = tf.sigmoid(gate_f) * c + tf.sigmoid(gate_i) * tf.tanh(gate_c)
+        h = tf.sigmoid(gate_o) * tf.tanh(c)
+        return t + 1, h, c, outputs.write(t, h)
+
+    _, h, c, outputs = tf.while_loop(lambda t, *_: t < steps, step, (tf.constant(0), init_h, init_c, outputs))
+    sequence = tf.transpose(outputs.stack(), [1, 0, 2])
+    return h, sequence, h, c
+
+
+def _composite_lstm(go_backwards):
+    """A tf.function carrying tf.keras 2's ``standard_lstm`` interface, which the converter fuses."""
+    tf = import_tensorflow()
+
+    def standard_lstm(inputs, init_h, init_c, kernel, recurrent_kernel, bias):
+        last, sequence, h, c = _lstm_steps(tf, inputs, init_h, init_c, kernel, recurrent_kernel, bias, go_backwards)
+        return last, sequence, h, c, tf.constant(0.0)  # runtime: a float, as the converter's rewrite returns
+
+    attributes = {"api_implements": f"lstm_{uuid.uuid4()}", "time_major": False, "go_backwards": bool(go_backwards)}
+    return tf.function(standard_lstm, autograph=False, experimental_attributes=attributes)
+
+
+@functools.cache
+def _layer_classes():
+    keras = import_keras()
+    tf = import_tensorflow()
+
+    class FusedLSTMWeights(keras.layers.Layer):
+        """An LSTM's kernel (features, 4·units), recurrent kernel (units, 4·units) and bias (4·units,)."""
+
+        def __init__(self, units, use_bias=True, go_backwards=False, **kwargs):
+            super().__init__(**kwargs)
+            self.units, self.use_bias, self.go_backwards = int(units), bool(use_bias), bool(go_backwards)
+            self._function = _composite_lstm(self.go_backwards)
+
+        def build(self, input_shape):
+            units = self.units
+            self.kernel = self.add_weight(shape=(int(input_shape[-1]), 4 * units), name="kernel")
+            self.recurrent_kernel = self.add_weight(shape=(units, 4 * units), name="recurrent_kernel")
+            self.bias = self.add_weight(shape=(4 * units,), name="bias", initializer="zeros") \
+                if self.use_bias else None
+
+        def sequences(self, inputs):
+            """``(last output, output sequence)`` of shapes (batch, units) and (batch, steps, units)."""
+            batch = inputs.shape[0] if inputs.shape[0] is not None else tf.shape(inputs)[0]
+            zeros = tf.zeros((batch, self.units), inputs.dtype)
+            bias = tf.convert_to_tensor(self.bias) if self.use_bias else tf.zeros((4 * self.units,), inputs.dtype)
+            last, sequence, *_ = self._function(inputs, zeros, zeros, tf.convert_to_tensor(self.kernel),
+                                                tf.convert_to_tensor(self.recurrent_kernel), bias)
+            return last, sequence
+
+    class FusedLSTM(keras.layers.Layer):
+        """A Keras LSTM computed by one function the TFLite converter fuses."""
+
+        def __init__(self, units, use_bias=True, go_backwards=False, return_sequences=False, **kwargs):
+            super().__init__(**kwargs)
+            self.return_sequences = bool(return_sequences)
+            self.cell = FusedLSTMWeights(units, use_bias, go_backwards, name="cell")
+
+        def build(self, input_shape):
+            self.cell.build(input_shape)
+
+        def call(self, inputs, mask=None, initial_state=None):
+            if mask is not None or initial_state is not None:
+                raise FusionRefused(f"layer {self.name}: {'a mask' if mask is not None else 'an initial state'} "
+                                    "is given, and the fused op has no input for it")
+            last, sequence = self.cell.sequences(inputs)
+            return sequence if self.return_sequences else last
+
+        def compute_output_shape(self, input_shape):
+            units = self.cell.units
+            return (input_shape[0], input_shape[1], units) if self.return_sequences else (input_shape[0], units)
+
+    class FusedBidirectionalLSTM(keras.layers.Layer):
+        """Keras' Bidirectional(LSTM): a forward and a go_backwards fused LSTM, merged."""
+
+        def __init__(self, forward, backward, merge_mode="concat", return_sequences=False, **kwargs):
+            super().__init__(**kwargs)
+            self.merge_mode, self.return_sequences = merge_mode, bool(return_sequences)
+            self.forward_cell = FusedLSTMWeights(**forward, name="forward")
+            self.backward_cell = FusedLSTMWeights(**backward, name="backward")
+
+        def build(self, input_shape):
+            self.forward_cell.build(input_shape)
+            self.backward_cell.build(input_shape)
+
+        def call(self, inputs, mask=None, initial_state=None):
+            if mask is not None or initial_state is not None:
+                raise FusionRefused(f"layer {self.name}: {'a mask' if mask is not None else 'an initial state'} "
+                                    "is given, and the fused op has no input for it")
+            forward_last, forward_sequence = self.forward_cell.sequences(inputs)
+            backward_last, backward_sequence = self.backward_cell.sequences(inputs)
+            if self.return_sequences:
+                forward, backward = forward_sequence, tf.reverse(backward_sequence, axis=[1])
+            else:
+                forward, backward = forward_last, backward_last
+            if self.merge_mode == "concat":
+                return tf.concat([forward, backward], axis=-1)
+            if self.merge_mode == "sum":
+                return forward + backward
+            if self.merge_mode == "mul":
+                return forward * backward
+            return (forward + backward) / 2.0
+
+        def compute_output_shape(self, input_shape):
+            units = self.forward_cell.units * (2 if self.merge_mode == "concat" else 1)
+            return (input_shape[0], input_shape[1], units) if self.return_sequences else (input_shape[0], units)
+
+    return FusedLSTM, FusedBidirectionalLSTM
+
+
+def _lstm_options(layer):
+    return {"units": layer.units, "use_bias": layer.cell.use_bias, "go_backwards": layer.go_backwards}
+
+
+def _fused_layer(layer, keras):
+    fused_lstm, fused_bidirectional = _layer_classes()
+    if isinstance(layer, keras.layers.Bidirectional):
+        return fused_bidirectional(_lstm_options(layer.forward_layer), _lstm_options(layer.backward_layer),
+                                   merge_mode=layer.merge_mode, return_sequences=layer.return_sequences,
+                                   name=layer.name)
+    return fused_lstm(return_sequences=layer.return_sequences, name=layer.name, **_lstm_options(layer))
+
+
+def fused_copy(model):
+    """A copy of ``model`` whose LSTM layers the TFLite converter fuses, with the same weights.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Every recurrent layer fusable (:func:`fusion_refusal` is None).
+
+    Returns
+    -------
+    keras.Model
+        Computes what ``model`` computes; export it with a static batch and sequence length
+        (:func:`static_signature`) for the converter to fuse.
+
+    Raises
+    ------
+    FusionRefused
+        When a layer turns out not to be fusable while the copy is built (an initial state given
+        as an input, a mask).
+    """
+    keras = import_keras()
+    refusal = fusion_refusal(model)
+    if refusal:
+        raise FusionRefused(refusal)
+
+    def clone(layer):
+        if isinstance(layer, (keras.layers.LSTM, keras.layers.Bidirectional)):
+            return _fused_layer(layer, keras)
+        return layer.__class__.from_config(layer.get_config())
+
+    copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def static_signature(model, input_shapes, batch=1):
+    """Input specs of a static batch and static other dimensions, for the export the converter fuses.
+
+    Parameters
+    ----------
+    model : keras.Model
+    input_shapes : list of tuple
+        One ``(None, steps, ...)`` per model input.
+    batch : int, default=1
+
+    Returns
+    -------
+    list of tf.TensorSpec
+    """
+    tf = import_tensorflow()
+    specs = []
+    for tensor, shape in zip(model.inputs, input_shapes):
+        dims = tuple(shape[1:])
+        if any(d is None for d in dims):
+            raise FusionRefused(f"input {tensor.name} has unknown dimensions {tuple(shape)}: the fused op needs a "
+                                "static sequence length")
+        specs.append(tf.TensorSpec((batch,) + tuple(int(d) for d in dims), tensor.dtype, name=tensor.name))
+    return specs
+
+
+def fused_op_counts(content):
+    """How many fused recurrent ops of each kind a ``.tflite`` model holds.
+
+    Parameters
+    ----------
+    content : bytes
+
+    Returns
+    -------
+    dict of str to int
+        Op name → count, for the names of :data:`FUSED_OPS` present.
+    """
+    counts = {}
+    for detail in make_interpreter(content)._get_ops_details():
+        if detail["op_name"] in FUSED_OPS:
+            counts[detail["op_name"]] = counts.get(detail["op_name"], 0) + 1
+    return counts

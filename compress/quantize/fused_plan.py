@@ -1,0 +1,150 @@
+"""How a Keras model's recurrent layers reach the TFLite converter, and what the report says about it.
+
+First choice: every recurrent layer an LSTM (or Bidirectional LSTM) the converter fuses into
+UNIDIRECTIONAL_SEQUENCE_LSTM (:mod:`compress.quantize.fused`), at any sequence length. A mode that
+does not come out fused (int16x8: TF 2.21 has no 16x8 quantization for the fused op), and a model
+with another recurrent layer (GRU, SimpleRNN) or an option the fused op lacks, take the fallback:
+unrolled up to :data:`~compress.quantize.unroll.UNROLL_MAX_STEPS` steps, beyond that kept rolled in a
+frozen function of batch 1 (float modes only).
+"""
+
+from analysis.errors import WeightkitError
+from compress.quantize.fused import FusionRefused, fused_copy, static_signature
+from compress.quantize.modes import MODES
+from compress.quantize.unroll import UNROLL_MAX_STEPS, frozen_function, recurrent_layers, unrolled_copy
+
+__all__ = ["RecurrentPlan", "recurrent_plan"]
+
+
+class RecurrentPlan:
+    """The fused attempt and the fallback for one model's recurrent layers.
+
+    Parameters
+    ----------
+    keras_model : keras.Model
+    input_shape : tuple
+        ``(None, steps, ...)``: the first input's shape, its steps fixed by the data.
+
+    Attributes
+    ----------
+    names : list of str
+        The recurrent layers.
+    fused_model : keras.Model or None
+        The copy to export for the fused op; None when refused.
+    fused_signature : list of tf.TensorSpec or None
+        Its static input specs (batch 1).
+    refusal : str or None
+        Why nothing is fused (a layer and its option, or the export's failure).
+    fused_modes : dict of str to dict
+        Mode → fused op name → count, filled by the conversions that came out fused.
+    unfused_modes : dict of str to str
+        Mode → why its fused conversion was not used.
+    """
+
+    def __init__(self, keras_model, input_shape):
+        self.keras_model = keras_model
+        self.input_shape = tuple(input_shape)
+        self.names = recurrent_layers(keras_model)
+        self.fused_model = self.fused_signature = self.refusal = None
+        self.fused_modes, self.unfused_modes = {}, {}
+        self._fallback = None
+        shapes = [self.input_shape] if len(keras_model.inputs) == 1 else [t.shape for t in keras_model.inputs]
+        try:
+            copy = fused_copy(keras_model)
+            self.fused_signature = static_signature(copy, shapes)
+            self.fused_model = copy
+        except FusionRefused as refused:
+            self.refusal = str(refused)
+        except WeightkitError:
+            raise
+        except Exception as error:  # noqa: BLE001 - Keras' cloning raises many kinds; the fallback still runs
+            self.refusal = f"the fused copy could not be built ({type(error).__name__}: {error})"
+
+    @property
+    def steps(self):
+        return self.input_shape[1] if len(self.input_shape) > 1 else None
+
+    def rolled_integer(self, mode):
+        """True when ``mode`` needs data and the fallback keeps the layers rolled (TF 2.21 cannot quantize that)."""
+        steps = self.steps
+        return MODES[mode].needs_data and (steps is None or int(steps) > UNROLL_MAX_STEPS)
+
+    def not_fused(self, mode, reason):
+        """Record that ``mode`` did not come out fused, and why (one line)."""
+        self.unfused_modes[mode] = " ".join(str(reason).split()).rstrip(".")
+
+    def refuse(self, reason):
+        """Give up the fused attempt for every mode (``reason``: one line)."""
+        self.fused_model = self.fused_signature = None
+        self.refusal = reason
+
+    def fallback(self):
+        """``(model to export, static function or None, note)`` of the unrolled or rolled path (made once)."""
+        if self._fallback is None:
+            self._fallback = self._make_fallback()
+        return self._fallback
+
+    def _make_fallback(self):
+        names, steps = ", ".join(self.names), self.steps
+        if steps is not None and int(steps) <= UNROLL_MAX_STEPS:
+            note = (f"recurrent layers ({names}) unrolled over their {int(steps)} steps for the converter (TF 2.21 "
+                    "cannot convert the rolled loop)")
+            return unrolled_copy(self.keras_model) or self.keras_model, None, note
+        note = (f"recurrent layers ({names}) kept rolled: {steps if steps is not None else 'an unknown number of'} "
+                f"steps (over {UNROLL_MAX_STEPS}) are too many to unroll; float modes converted from a frozen "
+                "function of batch 1, the integer modes cannot be")
+        return self.keras_model, frozen_function(self.keras_model, self.input_shape), note
+
+    def integer_failure(self, mode):
+        """The one-line reason an integer mode fails on the rolled fallback."""
+        unfused = self.unfused_modes.get(mode)
+        prefix = f"not fused ({unfused}); " if unfused else (f"not fused ({self._short_refusal()}); "
+                                                              if self.refusal else "")
+        others = "int8, dynamic or float16" if self.fused_model is not None and mode != "int8" else \
+            "dynamic or float16"
+        return (f"layer {', '.join(self.names)}: {prefix}{self.steps} steps are too many to unroll (limit "
+                f"{UNROLL_MAX_STEPS}) and TF 2.21's integer quantizer crashes on the rolled loop; use {others}")
+
+    def _short_refusal(self):
+        return self.refusal[len("layer "):].split(": ", 1)[-1] if self.refusal.startswith("layer ") else self.refusal
+
+    def notes(self):
+        """Sentences for the report: which modes were fused, which fell back and why."""
+        names = ", ".join(self.names)
+        sentences = []
+        if self.fused_modes:
+            counts = next(iter(self.fused_modes.values()))
+            ops = ", ".join(f"{count} {op}" for op, count in sorted(counts.items()))
+            sentences.append(
+                f"recurrent layers ({names}) converted to TFLite's fused recurrent op ({ops}) in "
+                f"{', '.join(self.fused_modes)}: exported at a static batch of 1 and {self.steps} steps; the fused "
+                "op keeps its state in variable tensors between invokes, so reset them (reset_all_variables()) "
+                "before each sequence")
+        fallback = self._fallback[2] if self._fallback is not None else None
+        if self.unfused_modes:
+            reasons = {}
+            for mode, reason in self.unfused_modes.items():
+                reasons.setdefault(reason, []).append(mode)
+            why = "; ".join(f"{', '.join(modes)} not fused ({reason})" for reason, modes in reasons.items())
+            sentences.append(f"{why}: {fallback}" if fallback else why)
+        elif fallback:
+            sentences.append(f"{fallback}; not fused: {self.refusal}" if self.refusal else fallback)
+        return sentences
+
+
+def recurrent_plan(keras_model, input_shape):
+    """The :class:`RecurrentPlan` of a model, or None when it has no recurrent layer left rolled.
+
+    Parameters
+    ----------
+    keras_model : keras.Model
+    input_shape : tuple
+        ``(None, steps, ...)``.
+
+    Returns
+    -------
+    RecurrentPlan or None
+    """
+    if not recurrent_layers(keras_model):
+        return None
+    return RecurrentPlan(keras_model, input_shape)
