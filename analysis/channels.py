@@ -16,6 +16,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from analysis.channel_roles import (
+    RECURRENT_LAYOUTS,
+    absorbing_layout,
+    producer_problem,
+    step_problem,
+)
 from analysis.layers import spec_for
 
 __all__ = ["ChannelGroup", "ChannelUse", "channel_groups"]
@@ -41,7 +47,8 @@ class ChannelUse:
     output : (int, int) or None
         The same for the output.
     layout : str
-        Consumers: ``dense``, ``conv``, ``flatten`` (a Dense after a Flatten) or ``separable``.
+        Consumers: ``dense``, ``conv``, ``flatten`` (a Dense after a Flatten), ``separable``,
+        ``rnn`` (a recurrent layer's input kernel) or ``bidirectional`` (both halves' input kernels).
     channels : int
         Consumers and members: channels of the tensor read (all groups, concatenated).
     positions : int
@@ -141,38 +148,6 @@ class _Spaces:
         self.reason.setdefault(self.find(s), reason)
 
 
-def _channels_last(layer):
-    return getattr(layer, "data_format", "channels_last") in (None, "channels_last")
-
-
-def _producer_problem(layer, spec):
-    if getattr(layer, "groups", 1) != 1:
-        return "grouped convolution: its output channels are tied to its groups"
-    if not _channels_last(layer):
-        return "channels_first convolution is not supported"
-    if not isinstance(layer.get_config().get("activation", "linear"), str):
-        return "custom activation is not supported"
-    if spec.merge == "separable" and int(layer.depth_multiplier) != 1:
-        return "SeparableConv with depth_multiplier > 1 is not supported"
-    return None
-
-
-def _step_problem(layer, role, rank):
-    if not _channels_last(layer):
-        return "uses channels_first"
-    if role == "affine":
-        axis = layer.axis if isinstance(layer.axis, int) else (layer.axis[0] if len(layer.axis) == 1 else None)
-        if axis not in (-1, rank - 1):
-            return f"normalizes axis {layer.axis}, not the channels"
-    if role == "depthwise" and int(layer.depth_multiplier) != 1:
-        return "depth_multiplier > 1 is not supported"
-    if role == "activation":
-        name = layer.get_config().get("activation", "relu")
-        if not isinstance(name, str) or name in ("softmax", "log_softmax"):
-            return f"activation {name!r} does not act on each channel separately"
-    return None
-
-
 class _Walk:
     def __init__(self, graph):
         self.graph = graph
@@ -245,6 +220,8 @@ class _Walk:
             self.couple(node, layer, layouts)
         elif role == "concatenate":
             self.concatenate(node, layer, layouts)
+        elif absorbing_layout(layer) is not None:
+            self.absorb(node, layer, layouts, absorbing_layout(layer))
         else:
             for lay in known:
                 self.block_layout(lay, f"{name} ({kind}) reads its channels and weightkit cannot follow them "
@@ -252,7 +229,7 @@ class _Walk:
 
     def producer(self, node, layer, spec, role, layouts):
         name, kind = layer.name, type(layer).__name__
-        problem = _producer_problem(layer, spec)
+        problem = producer_problem(layer, spec)
         layout = layouts[0] if layouts else None
         if layout is not None:
             reason = problem or self.consumer_problem(layer, spec, role, node)
@@ -283,6 +260,25 @@ class _Walk:
         if not self.graph.readers(node.outputs[0]) and not self.graph.is_output(node.outputs[0]):
             self.spaces.block(space, f"the output of {name} is not used by any layer")
 
+    def absorb(self, node, layer, layouts, layout_kind):
+        """A consumer that is no producer of groups: TimeDistributed(Dense/Conv), a recurrent layer."""
+        name, kind = layer.name, type(layer).__name__
+        layout, tid = layouts[0], node.inputs[0]
+        masks = all(self.graph.dtype(t) == "bool" for t in node.inputs[1:])
+        reason = None
+        if layout is None or not masks or (len(node.inputs) > 1 and layout_kind not in RECURRENT_LAYOUTS):
+            reason = f"{name} ({kind}) reads several tensors"
+        elif tid in self.flat:
+            reason = f"{name} ({kind}) reads a flattened tensor"
+        if reason:
+            for lay in layouts:
+                self.block_layout(lay, reason)
+            return
+        channels = sum(s for _, s in layout)
+        self.unite_calls(layer, "in", layout)
+        self.record(layout, ChannelUse(name, kind, "consumer", node.index, layout=layout_kind, channels=channels,
+                                       tap=tid), tensor_in=tid)
+
     def consumer_problem(self, layer, spec, role, node):
         flat = node.inputs[0] in self.flat
         if spec.family == "dense":
@@ -303,7 +299,7 @@ class _Walk:
             return
         shape_in, shape_out = self.graph.shape(tid), self.graph.shape(node.outputs[0])
         flat = tid in self.flat
-        problem = _step_problem(layer, role, len(shape_in))
+        problem = step_problem(layer, role, len(shape_in))
         if role == "reshape":
             if shape_out[-1] == shape_in[-1] and len(shape_out) > 2 and not flat:
                 role = "linear"

@@ -182,3 +182,34 @@ def test_bidirectional_layers_left_alone_say_why(keras):
         "old_gru": ("a GRU with reset_after=False multiplies the state by the reset gate before the recurrent "
                     "kernel: not linear in the state"),
     }
+
+
+@pytest.mark.parametrize(("head", "mode"), [("lstm", "weights"), ("time_distributed", "data"), ("bidirectional", "data")])
+def test_a_coupled_group_folds_into_recurrent_and_time_distributed_consumers(keras, tmp_path, head, mode):
+    """Conv1D a + Conv1D b -> Add, concatenated with Conv1D c, read by an LSTM, a TimeDistributed(Dense) or a
+    Bidirectional(GRU): the copy planted in both branches (and one in c) folds into the reader's input rows."""
+    L = keras.layers
+    inputs = keras.Input((6, 3))
+    joined = L.Add(name="add")([L.Conv1D(5, 2, padding="same", activation="relu", name="a")(inputs),
+                                L.Conv1D(5, 1, activation="relu", name="b")(inputs)])
+    x = L.Concatenate(name="cat")([joined, L.Conv1D(3, 1, name="c")(inputs)])
+    if head == "lstm":
+        x = L.LSTM(4, name="reader")(x)
+    elif head == "time_distributed":
+        x = L.GlobalAveragePooling1D(name="pool")(L.TimeDistributed(L.Dense(4, name="inner"), name="reader")(x))
+    else:
+        x = L.Bidirectional(L.GRU(3, name="inner"), name="reader")(x)
+    model = keras.Model(inputs, L.Dense(2, name="head")(x))
+    rng = np.random.default_rng(4)
+    _seed(model, rng)
+    for name in ("a", "b"):
+        _plant_channel(model.get_layer(name), 3, 1, 2.0)
+    _plant_channel(model.get_layer("c"), 2, 0, 0.5)
+    model = _reload(keras, model, tmp_path, head)
+    x = rng.normal(size=(32, 6, 3)).astype("float32")
+
+    merged, report = _merge(mode, model, x, ["a", "b", "c"], 0.2)
+    assert [(layer.name, layer.neurons_after, layer.consumers) for layer in report.layers] == [
+        ("a", 4, ["reader"]), ("c", 2, ["reader"])]
+    merged = _reload(keras, merged, tmp_path, f"{head}_merged")
+    np.testing.assert_allclose(_outputs(keras, merged, x), _outputs(keras, model, x), atol=ATOL)

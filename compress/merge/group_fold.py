@@ -11,6 +11,8 @@ offsets into concatenated tensors stay valid while several groups are folded.
 
 import numpy as np
 
+from analysis.channel_roles import RECURRENT_LAYOUTS
+from compress.merge.input_rows import fold_input_rows, input_row_block
 from compress.merge.math import Relation, fold_coefficient
 
 __all__ = [
@@ -86,8 +88,17 @@ def propagate_depthwise(relation, filters, bias=None, *, tolerance=1e-4):
     return Relation(relation.removed, relation.kept, beta, shift), inexact
 
 
+def _recurrent_keys(state, use):
+    """A recurrent (or Bidirectional) consumer's input kernels, from the state's arrays."""
+    prefixes = ("forward/", "backward/") if use.layout == "bidirectional" else ("",)
+    return [(p + "kernel", p + "bias", 0 if np.ndim(state.arrays[use.layer].get(p + "bias")) == 2 else None)
+            for p in prefixes]
+
+
 def consumer_block(state, use, offset, n):
     """The weights leaving the group's channels in one consumer: ``(n, positions · out)``."""
+    if use.layout in RECURRENT_LAYOUTS:
+        return input_row_block(state, use.layer, _recurrent_keys(state, use), use.channels, offset, n)
     kernel = state.arrays[use.layer][_KERNEL.get(use.layout, "kernel")].astype(np.float64)
     view = kernel.reshape(-1, use.channels, kernel.shape[-1])[:, offset:offset + n, :]
     return np.moveaxis(view, 1, 0).reshape(n, -1)
@@ -96,6 +107,10 @@ def consumer_block(state, use, offset, n):
 def fold_group_consumer(state, use, offset, relation):
     """Fold ``relation`` into a consumer's rows at channel ``offset`` of the tensor it reads; cut later."""
     if relation.removed.size == 0:
+        return
+    if use.layout in RECURRENT_LAYOUTS:  # every gate's input rows (both halves' of a Bidirectional)
+        fold_input_rows(state, use.layer, _recurrent_keys(state, use), relation, channels=use.channels,
+                        offset=offset)
         return
     arrays = state.arrays[use.layer]
     name = _KERNEL.get(use.layout, "kernel")
