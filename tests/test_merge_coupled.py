@@ -166,8 +166,8 @@ def test_differing_scale_factors_are_reported_and_weights_stay_close(keras, tmp_
     _, report = merge_neurons(model, metric="cosine", threshold=0.99999, layers=["conv2"])
     (group,) = report.layers
     assert group.neurons_after == 5 and not group.merges[0]["exact"]
-    assert group.notes == ["approximate: the producers' scale factors differ: the merge is approximate "
-                           "(use --mode data)"]
+    assert group.notes == [("approximate: the producers' scale factors differ: the merge is approximate "
+                            "(use --mode data)")]
 
 
 def test_ratio_counts_a_group_once_and_the_cli_lists_it(keras, tmp_path, capsys):
@@ -232,3 +232,30 @@ def test_inverted_residual_block_without_biases_merges_by_data_and_loads(keras, 
     assert {layer.name: layer.neurons_after for layer in report.layers} == {"stem": 2, "expand": 4}
     reloaded, _ = _reload(keras, merged, tmp_path, "inverted_merged")
     assert reloaded.get_layer("project").filters == 2 and reloaded.get_layer("project").use_bias
+
+
+@pytest.mark.parametrize("mode", ["weights", "data"])
+@pytest.mark.parametrize("join", ["Add", "Concatenate"])
+def test_a_producer_called_at_two_places_merges_as_one_group(keras, tmp_path, join, mode):
+    """A shared encoder on two inputs (a siamese pair) joined by Add or Concatenate: the copy leaves both calls."""
+    from compress.merge import merge_neurons
+
+    L = keras.layers
+    first, second = keras.Input((4,), name="first"), keras.Input((4,), name="second")
+    encoder = L.Dense(5, activation="relu", name="encoder")
+    joined = getattr(L, join)(name="join")([encoder(first), encoder(second)])
+    model = keras.Model([first, second], L.Dense(2, name="head")(joined))
+    rng = np.random.default_rng(5)
+    _seed_weights(model, rng)
+    _plant(model, "encoder", 3, 1, 2.0)
+    model, _ = _reload(keras, model, tmp_path, join)
+    x = [rng.normal(size=(64, 4)).astype("float32") for _ in range(2)]
+    if mode == "weights":
+        merged, report = merge_neurons(model, ratio=0.2)
+    else:
+        merged, report = merge_neurons(model, "data", x, ratio=0.2)
+    (layer,) = report.layers
+    assert (layer.name, layer.neurons_after, layer.consumers) == ("encoder", 4, ["head"])
+    reloaded, _ = _reload(keras, merged, tmp_path, f"{join}_merged")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(reloaded(x)), keras.ops.convert_to_numpy(model(x)),
+                               atol=ATOL, rtol=0)

@@ -73,10 +73,7 @@ def plan_groups(model):
             sites[group.producers[0]].mergeable
         if single and not group.coupled:
             continue
-        if any(graph.is_shared(graph.nodes[u.node].layer) for u in group.uses if u.role == "producer"):
-            reason = group.reason or "a producer of the group is called at several places"
-        else:
-            reason = group.reason
+        reason = group.reason or _shared_producer_problem(group, graph)
         if reason is None and group.n >= 2 and not single:
             plan.groups.append(group)
         elif reason is None and single:
@@ -88,6 +85,24 @@ def plan_groups(model):
                 own = site.reason if site is not None and families.get(name) != "separable" else None
                 plan.blocked[name] = own or reason or "only one channel: nothing to merge"
     return plan
+
+
+def _shared_producer_problem(group, graph):
+    """Why a producer called at several places blocks its group, or None.
+
+    The walk unites every call's output channels (:func:`analysis.channels.channel_groups`), so a
+    channel removed from the producer's kernel leaves every call's output, and each call's
+    consumers are folded on their own tensor. Only calls whose outputs the group does not hold
+    (the walk gave up on them) block it.
+    """
+    for use in group.uses:
+        layer = graph.nodes[use.node].layer
+        if use.role != "producer" or not graph.is_shared(layer):
+            continue
+        held = {u.node for u in group.uses if u.role == "producer" and u.layer == use.layer}
+        if any(node.index not in held for node in graph.nodes_of(layer)):
+            return "a producer of the group is called at places outside the group"
+    return None
 
 
 def group_members(group):
