@@ -37,7 +37,7 @@ from compress.merge.math import Relation
 from compress.merge.plan import selected_sites
 from compress.merge.rebuild import WeightState, find_layer, fold_relation, rebuild_model
 from compress.merge.recurrent import RECURRENT_TYPES, merge_recurrent_by_data, recurrent_site
-from compress.merge.refit import plain_groups, refit_groups
+from compress.merge.refit import plain_groups, refit_groups, refittable
 from compress.merge.report import record_params
 
 __all__ = ["DEFAULT_MAX_ERROR", "DataMergeReport", "LayerDataMerge", "consumer_weights", "merge_by_data"]
@@ -198,8 +198,9 @@ def merge_by_data(model, data, *, ratio=None, max_error=None, layers=None, sampl
             targets.append(site)
     refitted = []
     if refit:  # plain producers become one-producer groups; every group is refitted sequentially
-        plain, alone = plain_groups(plan, [site.layer for site in targets])
-        refitted, groups = plain + groups, []
+        plain, alone = plain_groups(model, plan, [site.layer for site in targets])
+        refitted = plain + [group for group in groups if refittable(model, group)]
+        groups = [group for group in groups if not refittable(model, group)]
         targets = [site for site in targets if site.layer in alone]
     tap_layers = [site.tap for site in targets] + [name for group in groups
                                                    for names in group_taps_of[id(group)].values() for name in names]

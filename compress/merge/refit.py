@@ -16,6 +16,8 @@ Plain producers merge here as one-producer groups (their channel group from
 architecture with every channel pending a cut zeroed, which computes what the cut model does.
 """
 
+import copy
+
 import numpy as np
 
 from analysis.activations.collect import collect_layer_outputs
@@ -26,18 +28,31 @@ from compress.merge.group_data import group_taps
 from compress.merge.group_fold import consumer_block, cut_group, depthwise_rows, propagate_depthwise
 from compress.merge.groups import group_members
 from compress.merge.math import Relation
-from compress.merge.rebuild import WeightState, find_layer, rebuild_model
-from compress.merge.refit_fit import fit_refit_map, refit_selection
+from compress.merge.rebuild import find_layer, rebuild_model
+from compress.merge.refit_fit import choose_refit_map, refit_selection
 
-__all__ = ["merged_so_far", "plain_groups", "refit_groups"]
+__all__ = ["merged_so_far", "plain_groups", "refit_groups", "refittable"]
 
 _KERNEL = {"separable": "pointwise_kernel"}
+_LAYOUTS = ("dense", "conv", "flatten", "separable")
 
 
-def plain_groups(plan, names):
+def refittable(model, group):
+    """Whether every consumer of ``group`` reads it through a plain kernel the refit can rewrite."""
+    for use in group.consumers:
+        layer = find_layer(model, use.layer)
+        spec = spec_for(layer)
+        if use.layout not in _LAYOUTS or spec is None or spec.wraps or \
+                not hasattr(layer, _KERNEL.get(use.layout, "kernel")):
+            return False
+    return True
+
+
+def plain_groups(model, plan, names):
     """The one-producer channel groups of plain sites ``names``; ``(groups, names without one)``."""
     found = {g.producers[0]: g for g in channel_groups(plan.graph)
-             if g.reason is None and len(g.producers) == 1 and g.producers[0] in names and g.n >= 2}
+             if g.reason is None and len(g.producers) == 1 and g.producers[0] in names and g.n >= 2
+             and refittable(model, g)}
     return [found[name] for name in names if name in found], [name for name in names if name not in found]
 
 
@@ -55,10 +70,9 @@ def merged_so_far(model, state):
     -------
     keras.Model
     """
-    preview = WeightState.__new__(WeightState)
+    preview = copy.copy(state)
     preview.arrays = {layer: dict(variables) for layer, variables in state.arrays.items()}
-    preview.resized, preview.cuts, preview.untouched = {}, {}, state.untouched
-    preview.added_bias = set(state.added_bias)
+    preview.resized, preview.cuts, preview.added_bias = {}, {}, set(state.added_bias)
     for (layer, name, axis), (width, indices) in state.cuts.items():
         array = preview.arrays[layer].get(name)
         if array is None:
@@ -160,7 +174,7 @@ def refit_groups(model, graph, groups, state, x, *, ratio, max_error, samples, p
     options = {"samples": samples, "seed": seed, "summary": "positions", "positions": positions}
     original = collect_layer_outputs(model, x, names, **options)
     reports = {id(g): _report(g, graph, taps_of[id(g)]) for g in groups}
-    removed, lost, totals, inexact = {}, {}, {}, {}
+    removed, lost, totals, inexact, choices = {}, {}, {}, {}, {}
     passes, dirty = 1, False
     for index, (group, unit_names, keys, _) in enumerate(units):
         if progress is not None:
@@ -178,7 +192,10 @@ def refit_groups(model, graph, groups, state, x, *, ratio, max_error, samples, p
         offset = keys[0][1]
         x_rows, y_rows = _rows(merged, unit_names, offset, n), _rows(original, unit_names, offset, n)
         weights = np.concatenate([consumer_block(state, consumers[k], k[1], n) for k in keys], axis=1)
-        fitted = fit_refit_map(x_rows, y_rows, removed[id(group)], weights=weights, ridge=ridge)
+        separable = any(consumers[key].layout == "separable" for key in keys)
+        fitted = choose_refit_map(x_rows, y_rows, removed[id(group)], weights=weights, ridge=ridge,
+                                  diagonal_only=separable)
+        choices.setdefault(id(group), []).append("diagonal" if fitted.diagonal else f"ridge {fitted.ridge:g}")
         for key in keys:
             inexact.setdefault(id(group), []).extend(_fold_map(state, consumers[key], key[1], fitted))
         report.rows += int(x_rows.shape[0])
@@ -190,6 +207,7 @@ def refit_groups(model, graph, groups, state, x, *, ratio, max_error, samples, p
         report = reports[id(group)]
         report.neurons_after = group.n - int(removed[id(group)].size)
         report.error = float(lost.get(id(group), 0.0) / totals[id(group)]) if totals.get(id(group)) else 0.0
+        report.notes.append(f"refit per tensor read (cross-validated): {', '.join(choices.get(id(group), []))}")
         if inexact.get(id(group)):
             report.notes.append("carried through a SeparableConv's depthwise filters, which are not scaled copies: "
                                 "approximate")

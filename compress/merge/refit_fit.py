@@ -26,7 +26,10 @@ import numpy as np
 from compress.merge.data_fit import DEFAULT_RIDGE, _inverse
 from compress.merge.group_fit import _greedy
 
-__all__ = ["RefitMap", "fit_refit_map", "refit_selection"]
+__all__ = ["RIDGE_GRID", "RefitMap", "choose_refit_map", "fit_refit_map", "refit_selection"]
+
+#: Relative ridges the cross-validation of :func:`choose_refit_map` tries beside the given one.
+RIDGE_GRID = (1e-3, 1e-2, 1e-1)
 
 
 @dataclass
@@ -53,6 +56,8 @@ class RefitMap:
     shift: np.ndarray
     r2: np.ndarray
     error: float
+    ridge: float = DEFAULT_RIDGE
+    diagonal: bool = False
 
 
 def _centered(a):
@@ -114,7 +119,7 @@ def refit_selection(units, *, count=None, max_error=None, ridge=DEFAULT_RIDGE, d
     return np.sort(np.asarray(order, dtype=np.int64)), dead.astype(np.int64)
 
 
-def fit_refit_map(x, y, remove, *, weights=None, ridge=DEFAULT_RIDGE, dead_tolerance=1e-6):
+def fit_refit_map(x, y, remove, *, weights=None, ridge=DEFAULT_RIDGE, dead_tolerance=1e-6, diagonal=False):
     """Rebuild every original channel of one tensor from the merged model's kept channels.
 
     Parameters
@@ -130,6 +135,10 @@ def fit_refit_map(x, y, remove, *, weights=None, ridge=DEFAULT_RIDGE, dead_toler
     ridge : float, default=1e-6
         Relative to each regressor's variance, as in :func:`compress.merge.data_fit.plan_data_merge`.
     dead_tolerance : float, default=1e-6
+    diagonal : bool, default=False
+        Rebuild each kept channel from itself alone (``y_j ≈ b_j · x_j + c_j``): what a consumer
+        that filters each channel on its own first (a SeparableConv's depthwise half) can absorb
+        exactly. Removed channels are still rebuilt from every kept one.
 
     Returns
     -------
@@ -162,7 +171,12 @@ def fit_refit_map(x, y, remove, *, weights=None, ridge=DEFAULT_RIDGE, dead_toler
         # Kept channels: fit the drift y - x (towards the identity); removed ones: fit y itself.
         targets = yc - xc * identity
         cross = targets.T @ xc[:, live] / rows  # (n, n_live)
-        beta[:, columns] += cross @ precision
+        if diagonal:
+            variance = np.diag(cov)[live]
+            beta[live, columns] += cross[live, np.arange(live.size)] / (variance * (1 + max(ridge, 1e-10)) + 1e-300)
+            beta[remove[:, None], columns[None, :]] += cross[remove] @ precision
+        else:
+            beta[:, columns] += cross @ precision
     shift = y_mean - beta @ x_mean[keep]
     fitted = xc[:, keep] @ beta.T
     residual = yc - fitted
@@ -174,4 +188,53 @@ def fit_refit_map(x, y, remove, *, weights=None, ridge=DEFAULT_RIDGE, dead_toler
     else:
         lost = float(np.einsum("ij,ij->", residual @ weights, residual @ weights))
         total = float(np.einsum("ij,ij->", yc @ weights, yc @ weights))
-    return RefitMap(keep, remove, beta, shift, r2, lost / total if total > 0 else 0.0)
+    return RefitMap(keep, remove, beta, shift, r2, lost / total if total > 0 else 0.0, float(ridge), bool(diagonal))
+
+
+def _held_out_error(fitted, x, y, weights):
+    predicted = x[:, fitted.keep] @ fitted.beta.T + fitted.shift
+    residual = (y - predicted) if weights is None else (y - predicted) @ weights
+    return float(np.einsum("ij,ij->", residual, residual))
+
+
+def choose_refit_map(x, y, remove, *, weights=None, ridge=DEFAULT_RIDGE, diagonal_only=False, grid=RIDGE_GRID):
+    """:func:`fit_refit_map` with the ridge and the kind of map chosen by two-fold cross-validation.
+
+    The candidates are the full map at ``ridge`` and at each ridge of ``grid``, and the diagonal
+    map (each kept channel from itself) at ``ridge``. Each is fitted on one half of the rows and
+    scored on the other (the rows are input-major, so the halves hold different inputs), both
+    ways, by the error in the consumers' inputs; the best is fitted again on every row. With few
+    rows per channel the full map over-fits and the diagonal one wins; with many, the full one.
+
+    Parameters
+    ----------
+    x, y : ndarray of shape (n_rows, n)
+    remove : ndarray of int
+    weights : ndarray of shape (n, n_outputs), default=None
+    ridge : float, default=1e-6
+    diagonal_only : bool, default=False
+        Only the diagonal map (a SeparableConv consumer).
+    grid : tuple of float, default=RIDGE_GRID
+
+    Returns
+    -------
+    RefitMap
+        ``ridge`` and ``diagonal`` say which candidate won.
+    """
+    candidates = [(float(ridge), True)]
+    if not diagonal_only:
+        candidates = [(float(ridge), False)] + [(float(r), False) for r in grid if r > ridge] + candidates
+    half = x.shape[0] // 2
+    if len(candidates) == 1 or half < 2:
+        ridge, diagonal = candidates[0]
+        return fit_refit_map(x, y, remove, weights=weights, ridge=ridge, diagonal=diagonal)
+    folds = [(slice(0, half), slice(half, None)), (slice(half, None), slice(0, half))]
+    scores = []
+    for candidate_ridge, diagonal in candidates:
+        score = 0.0
+        for train, test in folds:
+            fitted = fit_refit_map(x[train], y[train], remove, ridge=candidate_ridge, diagonal=diagonal)
+            score += _held_out_error(fitted, x[test], y[test], weights)
+        scores.append(score)
+    ridge, diagonal = candidates[int(np.argmin(scores))]
+    return fit_refit_map(x, y, remove, weights=weights, ridge=ridge, diagonal=diagonal)
