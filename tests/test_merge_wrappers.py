@@ -213,3 +213,45 @@ def test_a_coupled_group_folds_into_recurrent_and_time_distributed_consumers(ker
         ("a", 4, ["reader"]), ("c", 2, ["reader"])]
     merged = _reload(keras, merged, tmp_path, f"{head}_merged")
     np.testing.assert_allclose(_outputs(keras, merged, x), _outputs(keras, model, x), atol=ATOL)
+
+
+def _plant_batchnorm(layer, j, k, alpha, rng):
+    """Seeded statistics; then a BatchNormalization maps x_j = alpha x_k to y_j = alpha y_k."""
+    n = layer.get_weights()[0].shape[0]
+    gamma, beta, mean, variance = rng.uniform(0.5, 2, n), rng.normal(0, 0.5, n), rng.normal(0, 0.5, n), \
+        rng.uniform(0.5, 2, n)
+    gamma[j], variance[j], mean[j], beta[j] = gamma[k], variance[k], alpha * mean[k], alpha * beta[k]
+    layer.set_weights([gamma, beta, mean, variance])
+
+
+@pytest.mark.parametrize("mode", ["weights", "data"])
+@pytest.mark.parametrize("form", ["flatten_into_lstm", "batchnorm_into_time_distributed_dense"])
+def test_time_distributed_conv_merges_through_time_distributed_steps(keras, tmp_path, form, mode):
+    """A CNN over frames: TimeDistributed(Conv2D) through TimeDistributed pooling, Flatten or BN/ReLU/GAP steps
+    into an LSTM (its input rows: positions x channels, channels fastest) or a TimeDistributed(Dense)."""
+    L = keras.layers
+    inputs = keras.Input((3, 6, 6, 2))
+    td = L.TimeDistributed
+    if form == "flatten_into_lstm":
+        x = td(L.Conv2D(4, 3, activation="relu", name="conv"), name="frames")(inputs)
+        x = td(L.Flatten(name="flat"), name="flatten")(td(L.MaxPooling2D(2, name="pool"), name="pooling")(x))
+        output = L.Dense(2, name="head")(L.LSTM(3, name="reader")(x))
+    else:
+        x = td(L.Conv2D(4, 3, name="conv"), name="frames")(inputs)
+        x = td(L.ReLU(name="relu"), name="relus")(td(L.BatchNormalization(name="bn"), name="norm")(x))
+        x = td(L.Dense(3, name="dense"), name="reader")(td(L.GlobalAveragePooling2D(name="gap"), name="gaps")(x))
+        output = L.GlobalAveragePooling1D(name="over_time")(x)
+    model = keras.Model(inputs, output)
+    rng = np.random.default_rng(6)
+    _seed(model, rng)
+    _plant_channel(model.get_layer("frames").layer, 3, 1, 2.0)
+    if form != "flatten_into_lstm":
+        _plant_batchnorm(model.get_layer("norm").layer, 3, 1, 2.0, rng)
+    model = _reload(keras, model, tmp_path, form)
+    x = rng.normal(size=(16, 3, 6, 6, 2)).astype("float32")
+
+    merged, report = _merge(mode, model, x, ["frames"], 0.25)
+    assert [(layer.name, layer.neurons_after, layer.consumers) for layer in report.layers] == [
+        ("frames", 3, ["reader"])]
+    merged = _reload(keras, merged, tmp_path, f"{form}_merged")
+    np.testing.assert_allclose(_outputs(keras, merged, x), _outputs(keras, model, x), atol=ATOL)

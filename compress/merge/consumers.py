@@ -97,9 +97,8 @@ def consumer_of(layer, after_flatten, positions):
     name = type(layer).__name__
     target = recurrent_target(layer)
     if target is not None:  # its input kernel's rows absorb the fold, every gate (and half) at once
-        if after_flatten:
-            return None, f"{layer.name} ({name}) reads a flattened tensor"
-        return Consumer(layer.name, name, "dense", target=target, keys=input_kernels(layer)), None
+        return Consumer(layer.name, name, "flatten" if after_flatten else "dense", positions, target=target,
+                        keys=input_kernels(layer)), None
     inner = neuron_layer(layer)
     if inner is None:
         return None, None

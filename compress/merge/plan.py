@@ -7,6 +7,7 @@ or meets other tensors (Add, Concatenate, a LayerNormalization, the model output
 and the layer is left alone with the reason.
 """
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,6 +51,9 @@ class Step:
         ``relu``, ``sigmoid``, ``BatchNormalization``...
     function : callable or None
         The activation on a float64 ndarray (for constant relation rows).
+    wrapped : bool
+        The layer is a TimeDistributed one: its wrapped layer acts on each step (a Flatten keeps
+        the time axis).
     """
 
     layer: str
@@ -58,6 +62,7 @@ class Step:
     homogeneous: bool = True
     description: str = ""
     function: object = None
+    wrapped: bool = False
 
     @property
     def nonlinear(self):
@@ -184,6 +189,11 @@ def _classify_step(layer, keras, rank):
     """A Step for a layer between producer and consumer, or (None, reason); its kind is the registry's."""
     name = type(layer).__name__
     spec = spec_for(layer)
+    if spec is not None and spec.family == "time_distributed":  # the wrapped step, on each time step
+        step, reason = _classify_step(layer.layer, keras, rank - 1)
+        if step is None:
+            return None, reason and reason.replace(layer.layer.name, layer.name, 1)
+        return dataclasses.replace(step, layer=layer.name, type=name, wrapped=True), None
     role = None if spec is None else spec.merge
     if role not in ("identity", "affine", "activation", "max", "linear", "zero_pad", "flatten"):
         return None, None
@@ -274,7 +284,8 @@ class _Walk:
                 shape = graph.shape(tensor)
                 if any(d is None for d in shape[1:]):
                     return f"{layer.name} (Flatten) has an input of unknown size {shape}"
-                count = int(np.prod(shape[1:-1], dtype=np.int64)) if len(shape) > 2 else 1
+                first = 2 if step.wrapped else 1  # TimeDistributed(Flatten) keeps the time axis
+                count = int(np.prod(shape[first:-1], dtype=np.int64)) if len(shape) > first + 1 else 1
                 reason = self.follow(output, steps, True, count, rank)
             else:
                 if after_flatten and step.kind != "identity":

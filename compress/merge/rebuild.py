@@ -96,7 +96,8 @@ def batchnorm_affine(state, layer, keras_layer):
     variance = weights["moving_variance"].astype(np.float64)
     gamma = weights.get("gamma", np.ones_like(mean)).astype(np.float64)
     beta = weights.get("beta", np.zeros_like(mean)).astype(np.float64)
-    scale = gamma / np.sqrt(variance + float(keras_layer.epsilon))
+    epsilon = getattr(keras_layer, "layer", keras_layer).epsilon  # a TimeDistributed(BatchNormalization) too
+    scale = gamma / np.sqrt(variance + float(epsilon))
     return scale, beta - mean * scale
 
 
