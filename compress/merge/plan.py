@@ -219,8 +219,8 @@ def _producer_reason(layer, keras):
             if family == "rnn":
                 return (f"recurrent layers ({kind}) merge by data only (--mode data): a unit is rebuilt from the "
                         "others on its hidden states and folded into every gate's recurrent kernel")
-            return (f"{kind}: each half's units merge by data only (--mode data), rebuilt from that half's own "
-                    "hidden states")
+            return ("the halves of a Bidirectional layer merge by data only (--mode data): each half's units are "
+                    "rebuilt from its own hidden states")
         if family == "time_distributed":
             return f"{kind}({type(layer.layer).__name__}): only a wrapped Dense or Conv layer merges"
         if family == "depthwise":
