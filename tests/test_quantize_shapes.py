@@ -140,3 +140,27 @@ def test_sensitivity_of_a_two_output_model_lists_every_layer_and_each_output(tmp
         assert row["agreement"] == pytest.approx(np.mean(each))
     mixed = next(row for row in json.loads((out / "comparison.json").read_text())["modes"] if row["mode"] == "mixed")
     assert mixed["status"] == "ok"
+
+
+def test_widen_empty_ranges_gives_a_constant_zero_tensor_a_range_and_leaves_the_rest():
+    from compress.quantize.litert_quantizer import widen_empty_ranges
+
+    result = {"zeros": {"min": np.zeros(1), "max": np.zeros(1)}, "x": {"min": np.array([-2.0]), "max": np.array([3.0])},
+              "weights": {"values": np.ones(3)}}
+    widened = widen_empty_ranges(result)
+    assert widened["zeros"]["min"].tolist() == [-1.0] and widened["zeros"]["max"].tolist() == [1.0]
+    assert widened["x"]["min"].tolist() == [-2.0] and widened["x"]["max"].tolist() == [3.0]
+    assert "min" not in widened["weights"]
+
+
+def test_int16x8_of_a_gru_keeps_its_recurrent_bias(tmp_path):
+    """TF 2.21's 16x8 quantizer zeroes a GRU's recurrent bias (NaN scale): 0.71 agreement on this model."""
+    from compress.quantize import keras_source, quantize_model
+
+    model = load_zoo("gru_sequences", tmp_path)
+    x = zoo_inputs(model, n=60, seed=1)
+    _, report = quantize_model(keras_source(model), ["float32", "int16x8"], x, int16x8_limit_s=None, **FAST)
+    row = report.mode("int16x8")
+    assert row.ok and row.converter == "ai-edge-quantizer", row.error
+    assert row.agreement >= 0.98 and row.mean_abs_diff < 0.01, (row.agreement, row.mean_abs_diff)
+    assert any(note.startswith("int16x8: TF 2.21's 16x8 quantizer gave 1 tensor a NaN scale") for note in report.notes)

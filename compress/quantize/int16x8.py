@@ -8,21 +8,28 @@ Two failures are known (measured 2026-12-01, TF 2.21):
 - **A bias with a NaN scale.** A GRU (``reset_after=True``, Keras' default) adds its recurrent
   bias after the matrix product of the state; at the first step the state is the zero initial
   state, whose range is empty, so the 16x8 quantizer gives that bias a NaN scale and stores it
-  as zeros in every step: on the zoo's random-weight ``gru_sequences`` the model then agreed
-  0.71 with Keras, its mean output error 0.28 (int8: 0.998 and 0.006). :func:`nan_scale_tensors`
-  finds such tensors.
+  as zeros in every step: the zoo's random-weight ``gru_sequences`` then agreed 0.71 with Keras
+  per step, its mean output error 0.28 (int8: 1.0 and 0.006). :func:`nan_scale_tensors` finds
+  such tensors.
 
 In both cases :func:`rescue_int16x8` replaces the converter's result with the quantizer's and
-says so in a note. The quantizer keeps one op, the FILL that makes the zero initial state of a
-recurrent layer, in float (a constant, no arithmetic), and gives the model an int16 output
-(dequantized with its scale when the model is run here).
+says so in a note; its calibration widens empty ranges
+(:func:`~compress.quantize.litert_quantizer.widen_empty_ranges`), which keeps that bias: the same
+GRU agrees 1.0, mean error 0.0016. An LSTM the converter fused (UNIDIRECTIONAL_SEQUENCE_LSTM, which
+the quantizer cannot take in 16x8) is converted again unrolled first when it has at most
+:data:`~compress.quantize.unroll.UNROLL_MAX_STEPS` steps. The quantizer keeps the FILL that makes
+a recurrent layer's zero initial state in float (a constant, no arithmetic) and gives the model an
+int16 output (dequantized with its scale when the model is run here).
 """
 
 import numpy as np
 
 from compress.quantize.convert import Conversion, convert_modes
 from compress.quantize.diagnose import describe, float_ops
+from compress.quantize.fused import fused_op_counts
 from compress.quantize.litert_quantizer import calibrate, calibration_feed, quantize_with
+from compress.quantize.source import keras_source
+from compress.quantize.unroll import UNROLL_MAX_STEPS, unrolled_copy
 
 __all__ = ["float32_content", "nan_scale_tensors", "rescue_int16x8"]
 
@@ -49,6 +56,21 @@ def float32_content(conversions, source, verbose=False):
         return done
     (conversion,) = convert_modes(source, ["float32"], verbose=verbose)
     return conversion.content
+
+
+def _unfused_float32(content, source, verbose):
+    """A float32 model the quantizer can take: an LSTM fused into UNIDIRECTIONAL_SEQUENCE_LSTM (no 16x8 for it in
+    ai-edge-quantizer either) is converted again unrolled, when its sequence is short enough to unroll."""
+    if content is None or source.keras_model is None or not fused_op_counts(content):
+        return content
+    steps = source.input_shape[1] if len(source.input_shape) > 1 else None
+    copy = unrolled_copy(source.keras_model) if steps is not None and int(steps) <= UNROLL_MAX_STEPS else None
+    if copy is None:
+        return content
+    unrolled = keras_source(copy)
+    unrolled.input_names = source.input_names
+    (conversion,) = convert_modes(unrolled, ["float32"], verbose=verbose)
+    return conversion.content or content
 
 
 def _why(conversion, integer_inputs):
@@ -94,7 +116,7 @@ def rescue_int16x8(conversions, source, calibration, *, calibration_samples=200,
     why = _why(conversions[index], any(np.dtype(t).kind in "iub" for t in dtypes))
     if why is None:
         return conversions
-    float_content = float32_content(conversions, source, verbose)
+    float_content = _unfused_float32(float32_content(conversions, source, verbose), source, verbose)
     if float_content is None:
         return conversions
     try:

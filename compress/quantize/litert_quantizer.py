@@ -16,7 +16,7 @@ from analysis._tf import silenced_stderr, silenced_stdout
 from analysis.errors import WeightkitError
 from compress.quantize.convert import representative_dataset
 
-__all__ = ["calibrate", "calibration_feed", "quantize_with", "signature_inputs"]
+__all__ = ["calibrate", "calibration_feed", "quantize_with", "signature_inputs", "widen_empty_ranges"]
 
 
 def _quiet():
@@ -37,12 +37,20 @@ def quantizer(float_content):
 
 
 def signature_inputs(float_content):
-    """``(signature key, [input names])`` of a ``.tflite`` model's first signature."""
+    """``(signature key, [input names], resizable batch)`` of a ``.tflite`` model's first signature."""
     from ai_edge_litert.interpreter import Interpreter
 
-    signatures = Interpreter(model_content=float_content).get_signature_list()
+    interpreter = Interpreter(model_content=float_content)
+    signatures = interpreter.get_signature_list()
     key = next(iter(signatures))
-    return key, list(signatures[key]["inputs"])
+    details = interpreter.get_signature_runner(key).get_input_details()
+    resizable = all(len(d.get("shape_signature", ())) and int(d["shape_signature"][0]) == -1 for d in details.values())
+    return key, list(signatures[key]["inputs"]), resizable
+
+
+def _one_batch(samples):
+    """The samples of a feed (``[{name: (1, ...)}]``) stacked into one ``{name: (n, ...)}``."""
+    return [{name: np.concatenate([sample[name] for sample in samples]) for name in samples[0]}] if samples else []
 
 
 def calibration_feed(float_content, calibration, source, n_samples=200, seed=0):
@@ -61,25 +69,63 @@ def calibration_feed(float_content, calibration, source, n_samples=200, seed=0):
     Returns
     -------
     dict
+        One batch of every sample when the model's batch is resizable, else one sample per entry.
     """
-    key, names = signature_inputs(float_content)
+    key, names, resizable = signature_inputs(float_content)
     dtypes = source.input_dtypes or [source.input_dtype]
     if isinstance(calibration, (list, tuple)) and len(calibration) > 1:
         generate = representative_dataset(list(calibration), n_samples, seed,
                                           names_and_dtypes=(source.input_names, dtypes))
-        return {key: list(generate())}
-    array = calibration[0] if isinstance(calibration, (list, tuple)) else calibration
-    dtype = np.dtype(dtypes[0]) if np.dtype(dtypes[0]).kind in "iub" else np.float32
-    generate = representative_dataset(np.asarray(array), n_samples, seed, dtype=dtype)
-    return {key: [{names[0]: batch[0]} for batch in generate()]}
+        samples = list(generate())
+    else:
+        array = calibration[0] if isinstance(calibration, (list, tuple)) else calibration
+        dtype = np.dtype(dtypes[0]) if np.dtype(dtypes[0]).kind in "iub" else np.float32
+        generate = representative_dataset(np.asarray(array), n_samples, seed, dtype=dtype)
+        samples = [{names[0]: batch[0]} for batch in generate()]
+    # The quantizer keeps a moving average (factor 0.95) of each batch's min/max, not the min/max over all
+    # batches: fed one sample at a time, the ranges shrink to a typical sample's and the rest are clipped
+    # (a Dense model's mean error 0.024 against TF's 0.005 in int8). One batch of every sample gives the true range.
+    return {key: _one_batch(samples) if resizable else samples}
 
 
 def calibrate(float_content, feed, activation_bits=8):
-    """Calibration result of the float model on ``feed`` (from :func:`calibration_feed`)."""
+    """Calibration result of the float model on ``feed`` (from :func:`calibration_feed`), empty ranges widened.
+
+    See :func:`widen_empty_ranges`.
+    """
     q = quantizer(float_content)
     q.add_static_config(regex=".*", operation_name="*", activation_num_bits=activation_bits, weight_num_bits=8)
     with _quiet():
-        return q.calibrate(feed)
+        return widen_empty_ranges(q.calibrate(feed))
+
+
+def widen_empty_ranges(result):
+    """Give every tensor calibrated to the range [0, 0] the range [-1, 1] instead.
+
+    Such a tensor is a constant zero: the zero initial state of a recurrent layer. A matrix
+    product of it plus a bias (a GRU's recurrent bias, ``reset_after=True``) gets a bias scale of
+    input scale × weight scale, which an empty range makes (nearly) zero: the bias is lost at the
+    first step (the zoo's ``gru_sequences`` in int16x8: mean output error 0.024, 0.047 at step 0;
+    widened: 0.0011). Zero stays exact at any scale, so the widening changes nothing else.
+
+    Parameters
+    ----------
+    result : dict
+        Tensor name → ``{"min": ndarray, "max": ndarray, ...}``.
+
+    Returns
+    -------
+    dict
+        ``result``, changed in place.
+    """
+    for name, values in result.items():
+        if not isinstance(values, dict) or values.get("min") is None or values.get("max") is None:
+            continue
+        low, high = np.asarray(values["min"]), np.asarray(values["max"])
+        if low.size and not np.any(low) and not np.any(high):
+            result[name] = {**values, "min": np.full_like(low, -1.0, dtype=np.float32),
+                            "max": np.full_like(high, 1.0, dtype=np.float32)}
+    return result
 
 
 def quantize_with(float_content, regexes, calibration_result, activation_bits=8):
