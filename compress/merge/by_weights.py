@@ -278,11 +278,11 @@ def _merge_layer(model, site, state, metric, threshold, ratio, include_bias, twi
         layer_report.notes.append("weights contain NaN or Inf: left alone")
         return layer_report
     if ratio is not None:
-        count = int(round(float(ratio) * n))
+        count = round(float(ratio) * n)
         layer_report.requested = count
         matrix, _ = _similarity(compared, metric, None, True, entry)
-        merges, refused_pairs = greedy_merges(rows, matrix, count, site.requirement,
-                                              higher_is_similar=metric != "mad", twin_tolerance=twin_tolerance)
+        merges, _ = greedy_merges(rows, matrix, count, site.requirement,
+                                  higher_is_similar=metric != "mad", twin_tolerance=twin_tolerance)
         refused = []
         if len(merges) < count:
             layer_report.notes.append(f"removed {len(merges)} of the {count} requested: only that many pairs meet "

@@ -94,7 +94,7 @@ class Relation:
 
     def without(self, rows):
         """The relation with the removed channels at positions ``rows`` kept instead."""
-        rows = np.asarray(sorted(set(int(r) for r in rows)), dtype=np.int64)
+        rows = np.asarray(sorted({int(r) for r in rows}), dtype=np.int64)
         if rows.size == 0:
             return self
         back = self.removed[rows]

@@ -204,8 +204,17 @@ def rebuild_model(model, state):
             if layer.name in state.untouched:
                 layer.set_weights(state.untouched[layer.name])
             continue
-        layer.set_weights([weights[name] for name in weight_keys(layer)])
+        layer.set_weights([_array_for(weights, key, variable, layer.name in state.added_bias)
+                           for key, variable in zip(weight_keys(layer), layer.weights)])
     return new
+
+
+def _array_for(weights, key, variable, bias_added):
+    """The array of one variable; zeros for a bias the rebuild added but no fold filled (a Bidirectional's
+    other half)."""
+    if key not in weights and bias_added and key.rsplit("/", 1)[-1] == "bias":
+        return np.zeros(tuple(variable.shape), dtype=np.float32)
+    return weights[key]
 
 
 def _wrapped_configs(config, spec):
