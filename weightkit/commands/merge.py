@@ -46,13 +46,20 @@ from weightkit.commands._activations import check_merge_mode, load_dataset, samp
 @click.option("--max-error", "max_error", type=Real(), default=None,
               help="--mode data: remove neurons while at most this fraction of each consumer's input variance is "
                    "lost on the calibration sample (default 0.001 without --ratio).")
+@click.option("--refit", is_flag=True,
+              help="--mode data: fit each tensor the consumers read on the model merged so far, in order, rebuilding "
+                   "the original consumers' inputs from the kept channels (one pass per tensor; slower, fewer "
+                   "errors adding up through the layers).")
+@click.option("--reestimate-bn", "reestimate_bn", is_flag=True,
+              help="--mode data: after merging, set the BatchNormalization statistics to the merged model's on the "
+                   "calibration sample.")
 @samples_option
 @force_option
 @unsafe_option
 @quiet_option
 @debug_option
-def merge(model, output, metric, threshold, ratio, layers, exclude_bias, twin_tolerance, data, mode, max_error, samples,
-          force, unsafe):
+def merge(model, output, metric, threshold, ratio, layers, exclude_bias, twin_tolerance, data, mode, max_error, refit,
+          reestimate_bn, samples, force, unsafe):
     """Merge redundant neurons of MODEL and save a smaller model to OUT (.keras).
 
     Each removed neuron's outgoing weights are added, scaled, to its kept twin's in the next layer:
@@ -63,6 +70,9 @@ def merge(model, output, metric, threshold, ratio, layers, exclude_bias, twin_to
     from compress.merge import merge_neurons
 
     check_merge_mode(mode, data, threshold, max_error)
+    if mode != "data" and (refit or reestimate_bn):
+        raise WeightkitError(f"{'--refit' if refit else '--reestimate-bn'}: only with --mode data, which "
+                             "calibrates on DATA; add --mode data --data DATA.")
     if not output.lower().endswith(".keras"):
         raise WeightkitError(f"-o {output}: the merged model is saved as a Keras 3 archive; give a name ending "
                              "in .keras.")
@@ -74,7 +84,7 @@ def merge(model, output, metric, threshold, ratio, layers, exclude_bias, twin_to
     loaded = load_model_or_exit(model, unsafe=unsafe, compile=False, finite=True)
     dataset = load_dataset(data, loaded.model) if data else None
     if mode == "data":
-        options = {"max_error": max_error, "samples": samples}
+        options = {"max_error": max_error, "samples": samples, "refit": refit, "reestimate_bn": reestimate_bn}
     else:
         options = {"metric": metric, "threshold": threshold, "include_bias": not exclude_bias,
                    "twin_tolerance": twin_tolerance}
