@@ -16,7 +16,8 @@ from analysis._tf import silenced_stderr, silenced_stdout
 from analysis.errors import WeightkitError
 from compress.quantize.convert import representative_dataset
 
-__all__ = ["calibrate", "calibration_feed", "quantize_with", "signature_inputs", "widen_empty_ranges"]
+__all__ = ["calibrate", "calibration_feed", "output_tensor_names", "quantize_with", "signature_inputs",
+           "widen_empty_ranges"]
 
 
 def _quiet():
@@ -46,6 +47,25 @@ def signature_inputs(float_content):
     details = interpreter.get_signature_runner(key).get_input_details()
     resizable = all(len(d.get("shape_signature", ())) and int(d["shape_signature"][0]) == -1 for d in details.values())
     return key, list(signatures[key]["inputs"]), resizable
+
+
+def output_tensor_names(float_content):
+    """The tensor names of a ``.tflite`` model's signature outputs, in model order (``output_0``, ``output_1``...).
+
+    An op that writes a model output names its tensor after the signature
+    (``StatefulPartitionedCall_1:0``), not after its layer, so a layer's scope regex misses it.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=float_content)
+    details = interpreter.get_signature_runner().get_output_details()
+    names = {d["index"]: d["name"] for d in interpreter.get_tensor_details()}
+
+    def position(key):
+        tail = key.rsplit("_", 1)[-1]
+        return int(tail) if tail.isdigit() else 0
+
+    return [names[details[key]["index"]] for key in sorted(details, key=position)]
 
 
 def _one_batch(samples):

@@ -100,6 +100,12 @@ def _layer_regex(name):
     return f".*/{re.escape(name)}(_[0-9]+)?/.*"
 
 
+def _regexes(names, output_tensors):
+    """Recipe scopes of layers ``names``: their ops by layer path, and the model outputs they write by tensor name."""
+    return [_layer_regex(n) for n in names] + [f"{re.escape(t)}(?![0-9])" for n in names
+                                               for t in output_tensors.get(n, ())]
+
+
 @dataclass
 class OutputScoring:
     """How one output is scored: its float outputs on the evaluation inputs, labels, kind and threshold."""
@@ -155,7 +161,8 @@ def sensitivity_key(row):
     return max(row.accuracy_drop or 0.0, 100.0 * (1.0 - row.agreement)), row.mean_abs_diff
 
 
-def layer_sensitivity(float_content, layer_names, feed, x, outputs, *, input_names=None, progress=None):
+def layer_sensitivity(float_content, layer_names, feed, x, outputs, *, input_names=None, output_tensors=None,
+                      progress=None):
     """Quantize each layer alone (int8) in a float ``.tflite`` model and measure what it costs.
 
     Parameters
@@ -174,6 +181,10 @@ def layer_sensitivity(float_content, layer_names, feed, x, outputs, *, input_nam
         disagreement in points), kind and threshold.
     input_names : list of str, default=None
         With several inputs or outputs: the signature's input names, in model order.
+    output_tensors : dict of str to list of str, default=None
+        For each layer that writes a model output, that output's tensor name in the ``.tflite``
+        (:func:`~compress.quantize.litert_quantizer.output_tensor_names`): the op writing it
+        does not carry the layer's name, and is quantized with the layer only through it.
     progress : callable, default=None
         Called as ``progress(done, total, what)``.
 
@@ -189,13 +200,13 @@ def layer_sensitivity(float_content, layer_names, feed, x, outputs, *, input_nam
     for done, name in enumerate(layer_names):
         if progress:
             progress(done, len(layer_names), f"sensitivity of {name}")
-        content = quantize_with(float_content, [_layer_regex(name)], result)
+        content = quantize_with(float_content, _regexes([name], output_tensors or {}), result)
         drop, agree, diff = score(content)
         rows.append(LayerSensitivity(name, "int8", drop, agree, diff, len(content), score.per_output))
     rows.sort(key=sensitivity_key, reverse=True)
     report = SensitivityReport(rows, basis="accuracy" if score.ref_accuracy is not None else "agreement",
                                combined=COMBINED if len(outputs) > 1 else None)
-    report._state = (float_content, result, score)
+    report._state = (float_content, result, score, output_tensors or {})
     return report
 
 
@@ -218,12 +229,12 @@ def mixed_precision(report, max_drop=1.0):
         ``kept_float`` (layer names), ``quantized``, ``drop``, ``bytes``; also set as
         ``report.mixed``.
     """
-    float_content, result, score = report._state
+    float_content, result, score, output_tensors = report._state
     order = [row.name for row in report.layers]
     chosen = None
     for k in range(len(order) + 1):
         quantized = order[k:]
-        content = quantize_with(float_content, [_layer_regex(n) for n in quantized], result) if quantized \
+        content = quantize_with(float_content, _regexes(quantized, output_tensors), result) if quantized \
             else float_content
         drop, agree, diff = score(content)
         value = drop if drop is not None else 100.0 * (1.0 - agree)

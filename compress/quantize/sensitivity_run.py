@@ -13,7 +13,7 @@ from analysis.graph import ModelGraph
 from analysis.loading import walk_layers
 from compress.quantize.compare import class_threshold, output_kind
 from compress.quantize.convert import convert_modes
-from compress.quantize.litert_quantizer import calibration_feed
+from compress.quantize.litert_quantizer import calibration_feed, output_tensor_names
 from compress.quantize.sensitivity import OutputScoring, layer_sensitivity, mixed_precision
 from compress.quantize.shapes import fix_to_data
 
@@ -44,6 +44,20 @@ def _scorings(source, references, labels, kind, threshold, task):
         kind_k = output_kind(width, task_k)
         scorings.append(OutputScoring(names[k], reference, y, kind_k, class_threshold(reference, kind_k)))
     return scorings
+
+
+def _output_writers(source, float_content):
+    """``{layer name: [tensor names of the model outputs it writes]}`` in the float ``.tflite``."""
+    try:
+        graph = ModelGraph(source.keras_model)
+    except (WeightkitError, AttributeError):
+        return {}
+    writers = {}
+    for tid, tensor in zip(graph.output_ids, output_tensor_names(float_content)):
+        node = graph.producer(tid)
+        if node is not None:
+            writers.setdefault(node.layer.name, []).append(tensor)
+    return writers
 
 
 def _output_names(source, count):
@@ -87,7 +101,8 @@ def run_sensitivity(source, float_content, calibration, x, reference, *, y=None,
     feed = calibration_feed(float_content, calibration, source, calibration_samples, seed)
     report = layer_sensitivity(float_content, weighted_layers(source.keras_model), feed, x,
                                _scorings(source, references, labels, kind, threshold, task),
-                               input_names=source.input_names if source.several else None, progress=progress)
+                               input_names=source.input_names if source.several else None,
+                               output_tensors=_output_writers(source, float_content), progress=progress)
     content = mixed_precision(report, max_drop=max_drop)[0] if mixed else None
     return report, content
 
