@@ -38,6 +38,7 @@ from compress.merge.plan import selected_sites
 from compress.merge.rebuild import WeightState, find_layer, fold_relation, rebuild_model
 from compress.merge.recurrent import RECURRENT_TYPES, merge_recurrent_by_data, recurrent_site
 from compress.merge.refit import plain_groups, refit_groups, refittable
+from compress.merge.refit_fit import ALLOCATIONS
 from compress.merge.report import record_params
 
 __all__ = ["DEFAULT_MAX_ERROR", "DataMergeReport", "LayerDataMerge", "consumer_weights", "merge_by_data"]
@@ -99,8 +100,8 @@ def _check_budget(ratio, max_error):
 
 
 def merge_by_data(model, data, *, ratio=None, max_error=None, layers=None, samples=DEFAULT_SAMPLES, positions=16,
-                  seed=0, ridge=DEFAULT_RIDGE, weigh_by_consumer=True, refit=False, reestimate_bn=False,
-                  evaluate_on=None, progress=None, unsafe=False):
+                  seed=0, ridge=DEFAULT_RIDGE, weigh_by_consumer=True, refit=False, allocation="uniform",
+                  reestimate_bn=False, evaluate_on=None, progress=None, unsafe=False):
     """Remove neurons whose activations the other neurons of their layer rebuild, on calibration data.
 
     Parameters
@@ -133,6 +134,10 @@ def merge_by_data(model, data, *, ratio=None, max_error=None, layers=None, sampl
         topological order and fit each on the model merged so far, rebuilding the original
         model's consumer inputs from the kept channels (one probe pass per tensor read). When
         False, every relation is fitted on the original model's activations (one pass).
+    allocation : {"uniform", "global"}, default="uniform"
+        With ``refit`` and ``ratio``: remove ``round(ratio · n)`` channels of every group, or the
+        same total spread over the groups by the share of their error each removal costs
+        (:func:`compress.merge.refit_fit.allocate_removals`).
     reestimate_bn : bool, default=False
         After merging, set every BatchNormalization's moving statistics to the merged model's
         exact statistics on the calibration sample (:func:`compress.merge.batchnorm_stats.reestimate_batchnorm`).
@@ -157,6 +162,12 @@ def merge_by_data(model, data, *, ratio=None, max_error=None, layers=None, sampl
     >>> [(layer.name, layer.n_removed, layer.min_r2) for layer in report.layers]   # doctest: +SKIP
     """
     ratio, max_error = _check_budget(ratio, max_error)
+    if allocation not in ALLOCATIONS:
+        raise WeightkitError(f"Invalid value for allocation. Expected one of {list(ALLOCATIONS)}. "
+                             f"Received: allocation={allocation!r}.")
+    if allocation != "uniform" and not (refit and ratio is not None):
+        raise WeightkitError(f"allocation={allocation!r}: only with refit=True and a ratio (it spreads the ratio's "
+                             "removals over the groups); pass refit=True, ratio=... or leave allocation='uniform'.")
     loaded = as_model(model, unsafe=unsafe)
     model = loaded.model
     x, calibration = as_inputs(data, model, seed=seed)
@@ -222,7 +233,8 @@ def merge_by_data(model, data, *, ratio=None, max_error=None, layers=None, sampl
     if refitted:
         entries, passes = refit_groups(model, plan.graph, refitted, state, x, ratio=ratio, max_error=max_error,
                                        samples=samples, positions=positions, seed=seed, ridge=ridge,
-                                       weigh_by_consumer=weigh_by_consumer, progress=progress)
+                                       weigh_by_consumer=weigh_by_consumer, allocation=allocation,
+                                       progress=progress)
         report.layers.extend(entries)
         report.notes.append(f"sequential refit: {passes} probe passes")
     for name, relation in relations.items():  # after the refit: these cut at once, the refit defers its cuts

@@ -106,7 +106,8 @@ def plan_group_fit(units, *, count=None, max_error=None, ridge=DEFAULT_RIDGE, de
                         float(lost / total) if total > 0 else 0.0)
 
 
-def _greedy(stats, kept, count, budget, ridge):
+def _greedy(stats, kept, count, budget, ridge, costs=None):
+    """Backward elimination; ``costs`` (a list), when given, receives each removal's added error."""
     kept = list(kept)
     chosen, lost = [], 0.0
 
@@ -128,6 +129,8 @@ def _greedy(stats, kept, count, budget, ridge):
             break
         lost += float(cost[position])
         chosen.append(int(kept[position]))
+        if costs is not None:
+            costs.append(float(cost[position]))
         others = np.arange(len(kept)) != position
         for item in state:
             precision, coef = item

@@ -29,7 +29,7 @@ from compress.merge.group_fold import consumer_block, cut_group, depthwise_rows,
 from compress.merge.groups import group_members
 from compress.merge.math import Relation
 from compress.merge.rebuild import find_layer, rebuild_model
-from compress.merge.refit_fit import choose_refit_map, refit_selection
+from compress.merge.refit_fit import allocate_removals, choose_refit_map, refit_selection
 
 __all__ = ["merged_so_far", "plain_groups", "refit_groups", "refittable"]
 
@@ -142,7 +142,7 @@ def _report(group, graph, taps):
 
 
 def refit_groups(model, graph, groups, state, x, *, ratio, max_error, samples, positions, seed, ridge,
-                 weigh_by_consumer, progress=None):
+                 weigh_by_consumer, allocation="uniform", progress=None):
     """Merge groups (coupled or one-producer) by data, each tensor read refitted on the model merged so far.
 
     Parameters
@@ -157,7 +157,7 @@ def refit_groups(model, graph, groups, state, x, *, ratio, max_error, samples, p
         Of ``model``; updated in place (cuts deferred).
     x : ndarray or list of ndarray
         Calibration inputs.
-    ratio, max_error, samples, positions, seed, ridge, weigh_by_consumer, progress
+    ratio, max_error, samples, positions, seed, ridge, weigh_by_consumer, allocation, progress
         As for :func:`compress.merge.merge_by_data`.
 
     Returns
@@ -174,6 +174,10 @@ def refit_groups(model, graph, groups, state, x, *, ratio, max_error, samples, p
     options = {"samples": samples, "seed": seed, "summary": "positions", "positions": positions}
     original = collect_layer_outputs(model, x, names, **options)
     reports = {id(g): _report(g, graph, taps_of[id(g)]) for g in groups}
+    counts = {}
+    if allocation == "global" and ratio is not None:
+        per_group = [_unit_arrays(g, units, state, original, original, weigh_by_consumer) for g in groups]
+        counts = dict(zip(map(id, groups), allocate_removals(per_group, ratio, ridge=ridge)))
     removed, lost, totals, inexact, choices = {}, {}, {}, {}, {}
     passes, dirty = 1, False
     for index, (group, unit_names, keys, _) in enumerate(units):
@@ -184,8 +188,9 @@ def refit_groups(model, graph, groups, state, x, *, ratio, max_error, samples, p
         consumers = {(u.layer, u.inputs[0][1]): u for u in group.consumers}
         report, n = reports[id(group)], group.n
         if id(group) not in removed:
-            removed[id(group)] = _select(group, consumers, units, state, merged, original, report, ratio, max_error,
-                                         ridge, weigh_by_consumer)
+            count = counts.get(id(group), None if ratio is None else min(n - 1, round(ratio * n)))
+            removed[id(group)] = _select(group, units, state, merged, original, report, count, max_error, ridge,
+                                         weigh_by_consumer)
             families = {u.layer: spec_for(graph.nodes[u.node].layer).family for u in group.uses
                         if u.role == "producer"}
             cut_group(state, group, removed[id(group)], families)
@@ -228,9 +233,10 @@ def _merge_r2(entries, fitted):
     return [worst[j] for j in sorted(worst)]
 
 
-def _select(group, consumers, units, state, merged, original, report, ratio, max_error, ridge, weigh_by_consumer):
-    """The group's removals, chosen on the merged-so-far model at every unit of the group."""
+def _unit_arrays(group, units, state, merged, original, weigh_by_consumer):
+    """``[(X, Y, weights)]`` at every unit of ``group``: merged-so-far and original activations."""
     n = group.n
+    consumers = {(u.layer, u.inputs[0][1]): u for u in group.consumers}
     arrays = []
     for other, unit_names, keys, _ in units:
         if other is not group:
@@ -239,10 +245,15 @@ def _select(group, consumers, units, state, merged, original, report, ratio, max
         weights = np.concatenate([consumer_block(state, consumers[k], k[1], n) for k in keys], axis=1) \
             if weigh_by_consumer else np.eye(n)
         arrays.append((_rows(merged, unit_names, offset, n), _rows(original, unit_names, offset, n), weights))
+    return arrays
+
+
+def _select(group, units, state, merged, original, report, count, max_error, ridge, weigh_by_consumer):
+    """The group's removals, chosen on the merged-so-far model at every unit of the group."""
+    arrays = _unit_arrays(group, units, state, merged, original, weigh_by_consumer)
     if not all(np.isfinite(a).all() and np.isfinite(b).all() for a, b, _ in arrays):
         report.notes.append("activations contain NaN or Inf on the calibration sample: left alone")
         return np.zeros(0, dtype=np.int64)
-    count = None if ratio is None else min(n - 1, round(ratio * n))
     report.requested = count
     remove, dead = refit_selection(arrays, count=count, max_error=None if count is not None else max_error,
                                    ridge=ridge)

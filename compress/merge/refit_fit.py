@@ -26,7 +26,15 @@ import numpy as np
 from compress.merge.data_fit import DEFAULT_RIDGE, _inverse
 from compress.merge.group_fit import _greedy
 
-__all__ = ["RIDGE_GRID", "RefitMap", "choose_refit_map", "fit_refit_map", "refit_selection"]
+__all__ = ["ALLOCATIONS", "RIDGE_GRID", "RefitMap", "allocate_removals", "choose_refit_map", "fit_refit_map",
+           "refit_selection"]
+
+#: How ``--ratio`` is spread over the groups: the same share of each, or the cheapest channels of the model.
+ALLOCATIONS = {
+    "uniform": "round(ratio · n) channels of every group",
+    "global": "the same total, the channels whose removal costs the least share of their group's consumer input "
+              "variance, over the whole model",
+}
 
 #: Relative ridges the cross-validation of :func:`choose_refit_map` tries beside the given one.
 RIDGE_GRID = (1e-3, 1e-2, 1e-1)
@@ -71,6 +79,62 @@ def _dead(cov, mean, tolerance):
     return std <= tolerance * np.maximum(1.0, np.abs(mean))
 
 
+def _stats(units):
+    stats, total = [], 0.0
+    n = np.asarray(units[0][0]).shape[1]
+    for x, y, weights in units:
+        xc, x_mean = _centered(x)
+        yc, _ = _centered(y)
+        rows = xc.shape[0]
+        cov = xc.T @ xc / rows
+        g = (xc.T @ yc / rows) @ weights
+        unit_total = float(np.einsum("io,io->", weights, (yc.T @ yc / rows) @ weights))
+        stats.append((x_mean, cov, g, unit_total))
+        total += unit_total
+    return stats, total, n
+
+
+def allocate_removals(groups, ratio, *, ridge=DEFAULT_RIDGE, dead_tolerance=1e-6):
+    """Spread ``Σ round(ratio · n_g)`` removals over groups by the share of each group's error they cost.
+
+    Each group's backward elimination (as :func:`refit_selection`) is run to one kept channel,
+    recording what every removal adds, as a fraction of the group's consumer input variance
+    (constant channels cost 0). The cheapest next removal of any group is taken until the total
+    is reached; a group keeps at least one channel.
+
+    Parameters
+    ----------
+    groups : list of list of units
+        Per group, its units as for :func:`refit_selection`.
+    ratio : float in (0, 1)
+    ridge, dead_tolerance : float
+
+    Returns
+    -------
+    counts : list of int
+        Channels to remove per group.
+    """
+    curves, budget = [], 0
+    for units in groups:
+        stats, total, n = _stats(units)
+        constant = np.ones(n, dtype=bool)
+        for x_mean, cov, _, _ in stats:
+            constant &= _dead(cov, x_mean, dead_tolerance)
+        kept = [int(k) for k in np.flatnonzero(~constant)]
+        costs = [0.0] * min(int(constant.sum()), n - 1)
+        if len(costs) < n - 1 and len(kept) > 1:
+            _greedy(stats, kept, n - 1 - len(costs), None, ridge, costs)
+        curves.append(np.asarray(costs) / total if total > 0 else np.zeros(len(costs)))
+        budget += min(n - 1, round(float(ratio) * n))
+    counts = [0] * len(groups)
+    for _ in range(budget):
+        options = [(curve[count], g) for g, (curve, count) in enumerate(zip(curves, counts)) if count < curve.size]
+        if not options:
+            break
+        counts[min(options)[1]] += 1
+    return counts
+
+
 def refit_selection(units, *, count=None, max_error=None, ridge=DEFAULT_RIDGE, dead_tolerance=1e-6):
     """Choose a group's channels to remove by the error in the original consumers' inputs.
 
@@ -94,19 +158,9 @@ def refit_selection(units, *, count=None, max_error=None, ridge=DEFAULT_RIDGE, d
     dead : ndarray of int
         Channels constant in ``X`` at every unit.
     """
-    stats = []
-    n = np.asarray(units[0][0]).shape[1]
+    stats, total, n = _stats(units)
     constant = np.ones(n, dtype=bool)
-    total = 0.0
-    for x, y, weights in units:
-        xc, x_mean = _centered(x)
-        yc, _ = _centered(y)
-        rows = xc.shape[0]
-        cov = xc.T @ xc / rows
-        g = (xc.T @ yc / rows) @ weights
-        unit_total = float(np.einsum("io,io->", weights, (yc.T @ yc / rows) @ weights))
-        stats.append((x_mean, cov, g, unit_total))
-        total += unit_total
+    for x_mean, cov, _, _ in stats:
         constant &= _dead(cov, x_mean, dead_tolerance)
     dead = np.flatnonzero(constant)
     limit = n - 1 if count is None else min(n - 1, int(count))
