@@ -106,12 +106,31 @@ def test_fused_copy_computes_what_keras_computes(keras, tmp_path_factory):
     np.testing.assert_allclose(np.asarray(copy(x)), np.asarray(model(x)), rtol=0, atol=1e-6)  # eager: no tracing
 
 
+def test_a_simple_rnn_converts_to_the_fused_rnn_op_equal_to_keras_in_float32(keras, tmp_path_factory):
+    from compress.quantize import TFLiteModel, keras_source, quantize_model
+    from compress.quantize.fused import fused_op_counts
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((90, 2), name="series"),
+                              keras.layers.SimpleRNN(5, go_backwards=True, name="rnn"), keras.layers.Dense(2)])
+    model = _saved(keras, model, tmp_path_factory, "rnn")
+    x = np.random.default_rng(0).normal(size=(10, 90, 2)).astype("float32")
+    contents, report = quantize_model(keras_source(model), ["float32"], x, **FAST)
+    assert report.mode("float32").converter == "fused"
+    assert fused_op_counts(contents["float32"]) == {"UNIDIRECTIONAL_SEQUENCE_RNN": 1}
+    assert np.abs(TFLiteModel(contents["float32"]).predict(x) - model.predict(x, verbose=0)).max() < 1e-5
+
+
 @pytest.mark.parametrize(("layers", "reason"), [
-    (lambda k: [k.layers.GRU(4, name="gru")], "layer gru: GRU has no fused TFLite op that the converter emits (LSTM has)"),
+    (lambda k: [k.layers.GRU(4, name="gru")], ("layer gru: GRU has no fused TFLite op that the converter emits (LSTM and "
+                                               "SimpleRNN have)")),
     (lambda k: [k.layers.LSTM(4, activation="relu", name="relu_lstm")],
      "layer relu_lstm: activation='relu', and the fused op computes activation='tanh' only"),
     (lambda k: [k.layers.Masking(name="mask"), k.layers.LSTM(4, name="lstm")],
      "layer mask: produces a mask, and the fused op has no mask input (a masked step keeps the previous state)"),
+    (lambda k: [k.layers.LSTM(4, return_sequences=True, name="lstm"), k.layers.SimpleRNN(4, name="rnn")],
+     ("layer rnn: a SimpleRNN beside an LSTM (lstm), and their fused ops need different converter inputs (a frozen "
+      "graph, a SavedModel)")),
     (lambda k: [k.layers.LSTM(4, stateful=True, name="kept")],
      "layer kept: stateful=True, and the fused op returns the output sequence only, starting from zeros"),
 ])

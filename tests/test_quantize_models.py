@@ -98,7 +98,7 @@ def test_a_long_sequence_stays_rolled_and_the_integer_modes_name_the_layer(keras
     assert report.mode("float32").ok and report.mode("float32").converter == "static_batch"
     assert report.mode("float32").agreement == 1.0
     assert report.mode("int8").error == ("layer long_gru: not fused (GRU has no fused TFLite op that the converter "
-                                         "emits (LSTM has)); 70 steps are too many to unroll (limit 64) and TF 2.21's "
+                                         "emits (LSTM and SimpleRNN have)); 70 steps are too many to unroll (limit 64) and TF 2.21's "
                                          "integer quantizer crashes on the rolled loop; use dynamic or float16")
 
 

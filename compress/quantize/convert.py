@@ -20,7 +20,7 @@ from analysis.errors import WeightkitError
 from analysis.io import full_disk_errno
 from analysis.loading import walk_layers
 from compress.quantize.diagnose import describe, flex_ops, float_ops, layer_in
-from compress.quantize.fused import fused_op_counts
+from compress.quantize.fused import allocation_error, fused_op_counts
 from compress.quantize.fused_plan import recurrent_plan
 from compress.quantize.modes import MODES, configure_converter
 from compress.quantize.unroll import UNROLL_MAX_STEPS
@@ -192,7 +192,7 @@ def _not_integer(mode, content, layer_names, entry):
 
 
 def convert_mode(mode, *, saved_model_dir=None, keras_model=None, representative=None, verbose=False,
-                 integer_inputs=False, static_function=None, layer_names=(), select_tf_ops=True):
+                 integer_inputs=False, static_function=None, layer_names=(), select_tf_ops=True, graph_def=None):
     """Convert one model in one mode; never raises for a converter failure.
 
     Parameters
@@ -216,6 +216,9 @@ def convert_mode(mode, *, saved_model_dir=None, keras_model=None, representative
     select_tf_ops : bool, default=True
         As a last resort for a float mode, let TensorFlow ops (Flex) into the model; the
         Conversion's ``converter`` then ends in ``+select_tf_ops``.
+    graph_def : (GraphDef, list of (str, list of int), list of str), default=None
+        A frozen graph with its input names and shapes and output names, tried first
+        (``tf.compat.v1.lite.TFLiteConverter``; the fused SimpleRNN's path).
 
     Returns
     -------
@@ -223,6 +226,10 @@ def convert_mode(mode, *, saved_model_dir=None, keras_model=None, representative
     """
     tf = import_tensorflow()
     attempts = []
+    if graph_def is not None:
+        frozen, inputs, outputs = graph_def
+        attempts.append(("graph_def", lambda: tf.compat.v1.lite.TFLiteConverter(
+            frozen, None, None, input_arrays_with_shape=inputs, output_arrays=outputs)))
     if saved_model_dir is not None:
         attempts.append(("saved_model", lambda: tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)))
     if keras_model is not None:
@@ -334,17 +341,21 @@ def convert_modes(source, modes, *, calibration=None, calibration_samples=200, s
                 "layer_names": layer_names}
     results = []
     with contextlib.ExitStack() as stack:
-        fused_dir = None
-        if plan is not None and plan.fused_model is not None:
+        fused_input = None
+        if plan is not None and plan.fused_graph is not None:
+            fused_input = {"graph_def": plan.fused_graph}
+        elif plan is not None and plan.fused_model is not None:
             fused_dir, error = stack.enter_context(exported_saved_model(plan.fused_model, verbose,
                                                                         plan.fused_signature))
             if fused_dir is None:
                 plan.refuse(f"the export at a static batch failed: {error}")
+            else:
+                fused_input = {"saved_model_dir": fused_dir}
         standard = None
         for done, mode in enumerate(modes):
             if progress:
                 progress(done, len(modes), f"converting {mode}")
-            conversion = _fused_conversion(mode, fused_dir, plan, settings) if fused_dir is not None else None
+            conversion = _fused_conversion(mode, fused_input, plan, settings) if fused_input else None
             if conversion is None and plan is not None and plan.rolled_integer(mode):
                 conversion = Conversion(mode, error=plan.integer_failure(mode))  # fails in TF 2.21: not tried
             if conversion is None:
@@ -356,15 +367,19 @@ def convert_modes(source, modes, *, calibration=None, calibration_samples=200, s
     return results
 
 
-def _fused_conversion(mode, directory, plan, settings):
+def _fused_conversion(mode, fused_input, plan, settings):
     """The mode converted from the fused export, or None (recorded in ``plan``) when it did not come out fused."""
-    conversion = convert_mode(mode, saved_model_dir=directory, select_tf_ops=False, **settings)
+    conversion = convert_mode(mode, select_tf_ops=False, **fused_input, **settings)
     if not conversion.ok:
         plan.not_fused(mode, conversion.error)
         return None
     counts = fused_op_counts(conversion.content)
     if not counts:
-        plan.not_fused(mode, "the converter did not fuse the exported LSTM function")
+        plan.not_fused(mode, "the converter did not fuse the exported recurrent function")
+        return None
+    failed = allocation_error(conversion.content)
+    if failed:
+        plan.not_fused(mode, f"LiteRT cannot run the fused model: {failed}")
         return None
     plan.fused_modes[mode] = counts
     conversion.converter = "fused"

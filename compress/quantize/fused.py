@@ -1,28 +1,34 @@
-"""Keras 3 LSTM layers rebuilt so the TFLite converter fuses them into UNIDIRECTIONAL_SEQUENCE_LSTM.
+"""Keras 3 LSTM and SimpleRNN layers rebuilt so the TFLite converter emits its fused recurrent ops.
 
-Keras 3 layers carry no mark for TFLite's fused recurrent ops, but the converter's composite-function
-pass (``prepare_composite_functions_tf.cc``, ``ConvertKerasLSTMLayer`` in ``lstm_utils.cc``) still
-replaces any function whose ``tf.api_implements`` attribute starts with ``"lstm_"``: the interface of
-tf.keras 2's ``standard_lstm``, arguments ``(inputs, init_h, init_c, kernel, recurrent_kernel, bias)``
-and five results ``(last_output, outputs, new_h, new_c, runtime)`` of which only the first two may be
-read, plus the attributes ``time_major`` and ``go_backwards``. It needs a static batch and sequence
-length, and it erases the function's body: the body here (a plain loop over the steps, the same
-math as Keras' LSTMCell, gates in the order input, forget, cell, output) only runs in TensorFlow.
+Keras 3 layers carry no mark for TFLite's fused recurrent ops, but the converter still knows two
+ways in. An LSTM: its composite-function pass (``prepare_composite_functions_tf.cc``,
+``ConvertKerasLSTMLayer`` in ``lstm_utils.cc``) replaces any function whose ``tf.api_implements``
+attribute starts with ``"lstm_"`` by UNIDIRECTIONAL_SEQUENCE_LSTM: the interface of tf.keras 2's
+``standard_lstm``, arguments ``(inputs, init_h, init_c, kernel, recurrent_kernel, bias)`` and five
+results ``(last_output, outputs, new_h, new_c, runtime)`` of which only the first two may be read,
+plus the attributes ``time_major`` and ``go_backwards``. It needs a static batch and sequence
+length and erases the function's body: the body here (a loop with the math of Keras' LSTMCell,
+gates in the order input, forget, cell, output) only runs in TensorFlow. A SimpleRNN: the stub op
+of TF 1's OpHint tooling, which the converter legalizes to UNIDIRECTIONAL_SEQUENCE_RNN
+(:mod:`compress.quantize.fused_rnn`). GRU has neither: no fused TFLite op exists for it.
 
-:func:`fused_copy` clones a model with each fusable LSTM (and Bidirectional LSTM) replaced by such a
-layer, the same weights, every other layer cloned as it is. The fused op keeps its state in
-variable tensors that persist between ``invoke()`` calls: reset them (``reset_all_variables()``)
-before each sequence, as :class:`~compress.quantize.evaluate.TFLiteModel` does.
+:func:`fused_copy` clones a model with each fusable LSTM, SimpleRNN and Bidirectional wrapper of
+them replaced by such a layer, the same weights, every other layer cloned as it is. The fused ops
+keep their state in variable tensors that persist between ``invoke()`` calls: reset them
+(``reset_all_variables()``) before each sequence, as :class:`~compress.quantize.evaluate.TFLiteModel`
+does. BIDIRECTIONAL_SEQUENCE_LSTM is not emitted: a Bidirectional layer becomes two unidirectional ops.
 """
 
 import functools
 import uuid
 
-from analysis._tf import import_keras, import_tensorflow
+from analysis._tf import import_keras, import_tensorflow, silenced_stderr
 from analysis.loading import walk_layers
 from compress.quantize.evaluate import make_interpreter
+from compress.quantize.fused_rnn import stub_rnn_sequences
 
-__all__ = ["FUSED_OPS", "FusionRefused", "fused_copy", "fused_op_counts", "fusion_refusal", "static_signature"]
+__all__ = ["FUSED_OPS", "FusionRefused", "allocation_error", "converter_input", "fused_copy", "fused_op_counts",
+           "fusion_refusal", "static_signature"]
 
 FUSED_OPS = ("UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "UNIDIRECTIONAL_SEQUENCE_RNN")
 _MERGE_MODES = ("concat", "sum", "mul", "ave")
@@ -32,14 +38,18 @@ class FusionRefused(ValueError):
     """A recurrent layer the fused op cannot compute (the reason names the layer and the option)."""
 
 
-def _lstm_refusal(layer, keras):
-    if not isinstance(layer, keras.layers.LSTM):
-        return f"{type(layer).__name__} has no fused TFLite op that the converter emits (LSTM has)"
+def _cell_refusal(layer, keras):
+    """Why one LSTM or SimpleRNN cannot be fused, or None."""
+    if not isinstance(layer, (keras.layers.LSTM, keras.layers.SimpleRNN)):
+        return f"{type(layer).__name__} has no fused TFLite op that the converter emits (LSTM and SimpleRNN have)"
     config = layer.get_config()
     for option in ("return_state", "stateful"):
         if config.get(option):
             return f"{option}=True, and the fused op returns the output sequence only, starting from zeros"
-    for option, wanted in (("activation", "tanh"), ("recurrent_activation", "sigmoid")):
+    wanted_options = [("activation", "tanh")]
+    if isinstance(layer, keras.layers.LSTM):
+        wanted_options.append(("recurrent_activation", "sigmoid"))
+    for option, wanted in wanted_options:
         if config.get(option) != wanted:
             return f"{option}={config.get(option)!r}, and the fused op computes {option}={wanted!r} only"
     if layer.compute_dtype != "float32":
@@ -52,11 +62,11 @@ def _layer_refusal(layer, keras):
         if layer.merge_mode not in _MERGE_MODES:
             return f"merge_mode={layer.merge_mode!r} gives two outputs (fused for {', '.join(_MERGE_MODES)})"
         for inner in (layer.forward_layer, layer.backward_layer):
-            reason = _lstm_refusal(inner, keras)
+            reason = _cell_refusal(inner, keras)
             if reason:
                 return reason
         return None
-    return _lstm_refusal(layer, keras)
+    return _cell_refusal(layer, keras)
 
 
 def fusion_refusal(model):
@@ -72,6 +82,7 @@ def fusion_refusal(model):
         ``"layer NAME: reason"`` for the first layer that cannot be fused.
     """
     keras = import_keras()
+    kinds = {}
     for layer in walk_layers(model):
         if isinstance(layer, keras.layers.Masking) or getattr(layer, "mask_zero", False):
             return (f"layer {layer.name}: produces a mask, and the fused op has no mask input (a masked step "
@@ -81,7 +92,22 @@ def fusion_refusal(model):
             reason = _layer_refusal(layer, keras)
             if reason:
                 return f"layer {layer.name}: {reason}"
+            kinds.setdefault(converter_input(layer, keras), layer.name)
+    if len(kinds) > 1:
+        return (f"layer {kinds['graph_def']}: a SimpleRNN beside an LSTM ({kinds['saved_model']}), and their fused "
+                "ops need different converter inputs (a frozen graph, a SavedModel)")
     return None
+
+
+def converter_input(layer, keras=None):
+    """``"graph_def"`` for a SimpleRNN (or a Bidirectional one), ``"saved_model"`` for an LSTM.
+
+    The LSTM's composite function must survive until the converter sees it (freezing inlines it);
+    the SimpleRNN's stub op cannot be loaded from a SavedModel (:mod:`compress.quantize.fused_rnn`).
+    """
+    keras = keras or import_keras()
+    inner = layer.forward_layer if isinstance(layer, keras.layers.Bidirectional) else layer
+    return "graph_def" if isinstance(inner, keras.layers.SimpleRNN) else "saved_model"
 
 
 def _lstm_steps(tf, inputs, init_h, init_c, kernel, recurrent_kernel, bias, go_backwards):
@@ -125,45 +151,51 @@ def _layer_classes():
     keras = import_keras()
     tf = import_tensorflow()
 
-    class FusedLSTMWeights(keras.layers.Layer):
-        """An LSTM's kernel (features, 4·units), recurrent kernel (units, 4·units) and bias (4·units,)."""
+    class FusedWeights(keras.layers.Layer):
+        """A recurrent layer's kernel (features, gates·units), recurrent kernel (units, gates·units), bias."""
 
-        def __init__(self, units, use_bias=True, go_backwards=False, **kwargs):
+        def __init__(self, kind, units, use_bias=True, go_backwards=False, **kwargs):
             super().__init__(**kwargs)
-            self.units, self.use_bias, self.go_backwards = int(units), bool(use_bias), bool(go_backwards)
-            self._function = _composite_lstm(self.go_backwards)
+            self.kind, self.units, self.use_bias, self.go_backwards = kind, int(units), bool(use_bias), \
+                bool(go_backwards)
+            self.width = 4 * self.units if kind == "lstm" else self.units
+            self._function = _composite_lstm(self.go_backwards) if kind == "lstm" else None
 
         def build(self, input_shape):
-            units = self.units
-            self.kernel = self.add_weight(shape=(int(input_shape[-1]), 4 * units), name="kernel")
-            self.recurrent_kernel = self.add_weight(shape=(units, 4 * units), name="recurrent_kernel")
-            self.bias = self.add_weight(shape=(4 * units,), name="bias", initializer="zeros") \
+            self.kernel = self.add_weight(shape=(int(input_shape[-1]), self.width), name="kernel")
+            self.recurrent_kernel = self.add_weight(shape=(self.units, self.width), name="recurrent_kernel")
+            self.bias = self.add_weight(shape=(self.width,), name="bias", initializer="zeros") \
                 if self.use_bias else None
 
         def sequences(self, inputs):
             """``(last output, output sequence)`` of shapes (batch, units) and (batch, steps, units)."""
+            kernel, recurrent_kernel = tf.convert_to_tensor(self.kernel), tf.convert_to_tensor(self.recurrent_kernel)
+            bias = tf.convert_to_tensor(self.bias) if self.use_bias else tf.zeros((self.width,), inputs.dtype)
+            if self.kind == "simple_rnn":
+                return stub_rnn_sequences(inputs, kernel, recurrent_kernel, bias, self.go_backwards)
             batch = inputs.shape[0] if inputs.shape[0] is not None else tf.shape(inputs)[0]
             zeros = tf.zeros((batch, self.units), inputs.dtype)
-            bias = tf.convert_to_tensor(self.bias) if self.use_bias else tf.zeros((4 * self.units,), inputs.dtype)
-            last, sequence, *_ = self._function(inputs, zeros, zeros, tf.convert_to_tensor(self.kernel),
-                                                tf.convert_to_tensor(self.recurrent_kernel), bias)
+            last, sequence, *_ = self._function(inputs, zeros, zeros, kernel, recurrent_kernel, bias)
             return last, sequence
 
-    class FusedLSTM(keras.layers.Layer):
-        """A Keras LSTM computed by one function the TFLite converter fuses."""
+    def _refuse_extra(name, mask, initial_state):
+        if mask is not None or initial_state is not None:
+            raise FusionRefused(f"layer {name}: {'a mask' if mask is not None else 'an initial state'} "
+                                "is given, and the fused op has no input for it")
 
-        def __init__(self, units, use_bias=True, go_backwards=False, return_sequences=False, **kwargs):
+    class FusedRecurrent(keras.layers.Layer):
+        """A Keras LSTM or SimpleRNN computed by one op the TFLite converter fuses."""
+
+        def __init__(self, cell, return_sequences=False, **kwargs):
             super().__init__(**kwargs)
             self.return_sequences = bool(return_sequences)
-            self.cell = FusedLSTMWeights(units, use_bias, go_backwards, name="cell")
+            self.cell = FusedWeights(**cell, name="cell")
 
         def build(self, input_shape):
             self.cell.build(input_shape)
 
         def call(self, inputs, mask=None, initial_state=None):
-            if mask is not None or initial_state is not None:
-                raise FusionRefused(f"layer {self.name}: {'a mask' if mask is not None else 'an initial state'} "
-                                    "is given, and the fused op has no input for it")
+            _refuse_extra(self.name, mask, initial_state)
             last, sequence = self.cell.sequences(inputs)
             return sequence if self.return_sequences else last
 
@@ -171,23 +203,21 @@ def _layer_classes():
             units = self.cell.units
             return (input_shape[0], input_shape[1], units) if self.return_sequences else (input_shape[0], units)
 
-    class FusedBidirectionalLSTM(keras.layers.Layer):
-        """Keras' Bidirectional(LSTM): a forward and a go_backwards fused LSTM, merged."""
+    class FusedBidirectional(keras.layers.Layer):
+        """Keras' Bidirectional(LSTM or SimpleRNN): a forward and a go_backwards fused op, merged."""
 
         def __init__(self, forward, backward, merge_mode="concat", return_sequences=False, **kwargs):
             super().__init__(**kwargs)
             self.merge_mode, self.return_sequences = merge_mode, bool(return_sequences)
-            self.forward_cell = FusedLSTMWeights(**forward, name="forward")
-            self.backward_cell = FusedLSTMWeights(**backward, name="backward")
+            self.forward_cell = FusedWeights(**forward, name="forward")
+            self.backward_cell = FusedWeights(**backward, name="backward")
 
         def build(self, input_shape):
             self.forward_cell.build(input_shape)
             self.backward_cell.build(input_shape)
 
         def call(self, inputs, mask=None, initial_state=None):
-            if mask is not None or initial_state is not None:
-                raise FusionRefused(f"layer {self.name}: {'a mask' if mask is not None else 'an initial state'} "
-                                    "is given, and the fused op has no input for it")
+            _refuse_extra(self.name, mask, initial_state)
             forward_last, forward_sequence = self.forward_cell.sequences(inputs)
             backward_last, backward_sequence = self.backward_cell.sequences(inputs)
             if self.return_sequences:
@@ -206,24 +236,25 @@ def _layer_classes():
             units = self.forward_cell.units * (2 if self.merge_mode == "concat" else 1)
             return (input_shape[0], input_shape[1], units) if self.return_sequences else (input_shape[0], units)
 
-    return FusedLSTM, FusedBidirectionalLSTM
+    return FusedRecurrent, FusedBidirectional
 
 
-def _lstm_options(layer):
-    return {"units": layer.units, "use_bias": layer.cell.use_bias, "go_backwards": layer.go_backwards}
+def _cell_options(layer, keras):
+    kind = "lstm" if isinstance(layer, keras.layers.LSTM) else "simple_rnn"
+    return {"kind": kind, "units": layer.units, "use_bias": layer.cell.use_bias, "go_backwards": layer.go_backwards}
 
 
 def _fused_layer(layer, keras):
-    fused_lstm, fused_bidirectional = _layer_classes()
+    fused_recurrent, fused_bidirectional = _layer_classes()
     if isinstance(layer, keras.layers.Bidirectional):
-        return fused_bidirectional(_lstm_options(layer.forward_layer), _lstm_options(layer.backward_layer),
+        return fused_bidirectional(_cell_options(layer.forward_layer, keras), _cell_options(layer.backward_layer, keras),
                                    merge_mode=layer.merge_mode, return_sequences=layer.return_sequences,
                                    name=layer.name)
-    return fused_lstm(return_sequences=layer.return_sequences, name=layer.name, **_lstm_options(layer))
+    return fused_recurrent(_cell_options(layer, keras), return_sequences=layer.return_sequences, name=layer.name)
 
 
 def fused_copy(model):
-    """A copy of ``model`` whose LSTM layers the TFLite converter fuses, with the same weights.
+    """A copy of ``model`` whose LSTM and SimpleRNN layers the TFLite converter fuses, same weights.
 
     Parameters
     ----------
@@ -234,7 +265,8 @@ def fused_copy(model):
     -------
     keras.Model
         Computes what ``model`` computes; export it with a static batch and sequence length
-        (:func:`static_signature`) for the converter to fuse.
+        (:func:`static_signature`) for the converter to fuse. With a SimpleRNN it can only be
+        exported, not run: the RNN stub op has no TensorFlow kernel.
 
     Raises
     ------
@@ -248,7 +280,7 @@ def fused_copy(model):
         raise FusionRefused(refusal)
 
     def clone(layer):
-        if isinstance(layer, (keras.layers.LSTM, keras.layers.Bidirectional)):
+        if isinstance(layer, (keras.layers.LSTM, keras.layers.SimpleRNN, keras.layers.Bidirectional)):
             return _fused_layer(layer, keras)
         return layer.__class__.from_config(layer.get_config())
 
@@ -299,3 +331,25 @@ def fused_op_counts(content):
         if detail["op_name"] in FUSED_OPS:
             counts[detail["op_name"]] = counts.get(detail["op_name"], 0) + 1
     return counts
+
+
+def allocation_error(content):
+    """Why LiteRT cannot allocate a ``.tflite`` model's tensors (one line), or None when it can.
+
+    An int8 model with UNIDIRECTIONAL_SEQUENCE_RNN converts, but its kernel takes float32 only.
+
+    Parameters
+    ----------
+    content : bytes
+
+    Returns
+    -------
+    str or None
+    """
+    try:
+        with silenced_stderr():
+            make_interpreter(content).allocate_tensors()
+    except RuntimeError as error:
+        text = " ".join(str(error).split())
+        return text.split("Node number")[0].strip() or type(error).__name__
+    return None

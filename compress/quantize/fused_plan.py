@@ -9,7 +9,9 @@ frozen function of batch 1 (float modes only).
 """
 
 from analysis.errors import WeightkitError
-from compress.quantize.fused import FusionRefused, fused_copy, static_signature
+from analysis.loading import walk_layers
+from compress.quantize.fused import FusionRefused, converter_input, fused_copy, static_signature
+from compress.quantize.fused_rnn import frozen_graph
 from compress.quantize.modes import MODES
 from compress.quantize.unroll import UNROLL_MAX_STEPS, frozen_function, recurrent_layers, unrolled_copy
 
@@ -33,6 +35,9 @@ class RecurrentPlan:
         The copy to export for the fused op; None when refused.
     fused_signature : list of tf.TensorSpec or None
         Its static input specs (batch 1).
+    fused_graph : tuple or None
+        For SimpleRNN layers: ``(graph_def, inputs, outputs)`` of the copy frozen at that signature
+        (:func:`~compress.quantize.fused_rnn.frozen_graph`), converted instead of a SavedModel.
     refusal : str or None
         Why nothing is fused (a layer and its option, or the export's failure).
     fused_modes : dict of str to dict
@@ -45,13 +50,15 @@ class RecurrentPlan:
         self.keras_model = keras_model
         self.input_shape = tuple(input_shape)
         self.names = recurrent_layers(keras_model)
-        self.fused_model = self.fused_signature = self.refusal = None
+        self.fused_model = self.fused_signature = self.fused_graph = self.refusal = None
         self.fused_modes, self.unfused_modes = {}, {}
         self._fallback = None
         shapes = [self.input_shape] if len(keras_model.inputs) == 1 else [t.shape for t in keras_model.inputs]
         try:
             copy = fused_copy(keras_model)
             self.fused_signature = static_signature(copy, shapes)
+            if any(converter_input(layer) == "graph_def" for layer in _recurrent(keras_model)):
+                self.fused_graph = frozen_graph(copy, self.fused_signature)
             self.fused_model = copy
         except FusionRefused as refused:
             self.refusal = str(refused)
@@ -75,7 +82,7 @@ class RecurrentPlan:
 
     def refuse(self, reason):
         """Give up the fused attempt for every mode (``reason``: one line)."""
-        self.fused_model = self.fused_signature = None
+        self.fused_model = self.fused_signature = self.fused_graph = None
         self.refusal = reason
 
     def fallback(self):
@@ -130,6 +137,11 @@ class RecurrentPlan:
         elif fallback:
             sentences.append(f"{fallback}; not fused: {self.refusal}" if self.refusal else fallback)
         return sentences
+
+
+def _recurrent(model):
+    names = set(recurrent_layers(model))
+    return [layer for layer in walk_layers(model) if layer.name in names]
 
 
 def recurrent_plan(keras_model, input_shape):
