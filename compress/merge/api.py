@@ -64,8 +64,8 @@ def merge_neurons(model, mode="weights", data=None, *, evaluate_on=None, **optio
     **options
         The keyword options of the mode's function: ``metric``, ``threshold``, ``ratio``,
         ``layers``, ``include_bias``, ``twin_tolerance`` for weights; ``ratio``, ``max_error``,
-        ``layers``, ``samples``, ``positions``, ``seed``, ``ridge``, ``weigh_by_consumer`` for
-        data; ``progress`` and ``unsafe`` for both.
+        ``layers``, ``samples``, ``positions``, ``seed``, ``ridge``, ``weigh_by_consumer``,
+        ``refit``, ``allocation``, ``reestimate_bn`` for data; ``progress`` and ``unsafe`` for both.
 
     Returns
     -------
