@@ -144,3 +144,30 @@ def test_refit_selection_equals_the_one_shot_choice_when_nothing_was_merged():
     remove, dead = refit_selection([(a, a, weights)], count=5)
     one_shot = plan_group_fit([(a, weights)], count=5)
     assert remove.tolist() == one_shot.remove.tolist() and dead.size == 0
+
+
+def test_allocation_is_checked_before_anything_is_loaded():
+    from analysis.errors import WeightkitError
+    from compress.merge import merge_by_data
+
+    with pytest.raises(WeightkitError) as unknown:
+        merge_by_data("missing.keras", None, ratio=0.5, refit=True, allocation="even")
+    assert str(unknown.value) == ("Invalid value for allocation. Expected one of ['uniform', 'global']. "
+                                  "Received: allocation='even'.")
+    with pytest.raises(WeightkitError) as alone:
+        merge_by_data("missing.keras", None, ratio=0.5, allocation="global")
+    assert str(alone.value) == ("allocation='global': only with refit=True and a ratio (it spreads the ratio's "
+                                "removals over the groups); pass refit=True, ratio=... or leave allocation='uniform'.")
+
+
+def test_refit_flags_need_the_data_mode(capsys, tmp_path):
+    from weightkit._common import run_cli
+    from weightkit.cli import cli
+
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"not read")
+    status = run_cli(cli, ["merge", str(model), "--ratio", "0.5", "--refit", "-o", str(tmp_path / "out.keras")])
+    out, err = capsys.readouterr()
+    assert status == 2 and out == ""
+    assert err.strip() == ("weightkit merge: error: --refit: only with --mode data, which calibrates on DATA; "
+                           "add --mode data --data DATA.")
