@@ -33,11 +33,11 @@ def producer_problem(layer, spec):
 
 
 def absorbing_layout(layer):
-    """The consumer layout of a layer whose input rows absorb a group but that opens no group itself.
+    """The consumer layout of a layer the registry gives no neuron role, but whose input rows absorb a group.
 
-    ``dense``/``conv`` for a TimeDistributed(Dense/Conv) (its wrapped kernel), ``rnn`` for a
-    SimpleRNN/LSTM/GRU (its input kernel, every gate), ``bidirectional`` for a Bidirectional of
-    one (both halves' input kernels); None otherwise.
+    ``dense``/``conv`` for a TimeDistributed(Dense/Conv) (its wrapped kernel; it is a producer
+    too), ``rnn`` for a SimpleRNN/LSTM/GRU (its input kernel, every gate), ``bidirectional`` for a
+    Bidirectional of one (both halves' input kernels); None otherwise.
     """
     name = registered_name(layer) if hasattr(layer, "get_config") else None
     if name in _RECURRENT:

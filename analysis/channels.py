@@ -207,13 +207,17 @@ class _Walk:
         layer = node.layer
         spec = spec_for(layer) if hasattr(layer, "get_config") else None
         role = None if spec is None else spec.merge
+        inner = layer
+        if absorbing_layout(layer) in ("dense", "conv"):  # TimeDistributed(Dense/Conv): the wrapped layer's neurons
+            inner = layer.layer
+            spec, role = spec_for(inner), "neurons"
         layouts = [self.layout.get(t) for t in node.inputs]
         known = [lay for lay in layouts if lay is not None]
         if not known and role not in ("neurons", "separable"):
             return
         name, kind = layer.name, type(layer).__name__
         if role in ("neurons", "separable"):
-            self.producer(node, layer, spec, role, layouts)
+            self.producer(node, layer, spec, role, layouts, inner)
         elif role in _PASS or role in ("flatten", "reshape"):
             self.step(node, layer, role, layouts)
         elif role == "couple":
@@ -227,12 +231,12 @@ class _Walk:
                 self.block_layout(lay, f"{name} ({kind}) reads its channels and weightkit cannot follow them "
                                        "through it")
 
-    def producer(self, node, layer, spec, role, layouts):
+    def producer(self, node, layer, spec, role, layouts, inner):
         name, kind = layer.name, type(layer).__name__
-        problem = producer_problem(layer, spec)
+        problem = producer_problem(inner, spec)
         layout = layouts[0] if layouts else None
         if layout is not None:
-            reason = problem or self.consumer_problem(layer, spec, role, node)
+            reason = problem or self.consumer_problem(inner, spec, role, node)
             if len(node.inputs) != 1:
                 reason = f"{name} ({kind}) reads several tensors"
             if reason:
@@ -250,7 +254,7 @@ class _Walk:
                     self.record(layout, ChannelUse(name, kind, "separable", node.index, channels=channels), tid)
         if problem or len(node.outputs) != 1:
             return
-        n = int(layer.get_config()[spec.units_key])
+        n = int(inner.get_config()[spec.units_key])
         space = self.spaces.new(n)
         self.producer_of[space] = name
         out = ((space, n),)
@@ -261,7 +265,7 @@ class _Walk:
             self.spaces.block(space, f"the output of {name} is not used by any layer")
 
     def absorb(self, node, layer, layouts, layout_kind):
-        """A consumer that is no producer of groups: TimeDistributed(Dense/Conv), a recurrent layer."""
+        """A consumer that opens no group: a recurrent layer or a Bidirectional one."""
         name, kind = layer.name, type(layer).__name__
         layout, tid = layouts[0], node.inputs[0]
         masks = all(self.graph.dtype(t) == "bool" for t in node.inputs[1:])

@@ -255,3 +255,28 @@ def test_time_distributed_conv_merges_through_time_distributed_steps(keras, tmp_
         ("frames", 3, ["reader"])]
     merged = _reload(keras, merged, tmp_path, f"{form}_merged")
     np.testing.assert_allclose(_outputs(keras, merged, x), _outputs(keras, model, x), atol=ATOL)
+
+
+@pytest.mark.parametrize("mode", ["weights", "data"])
+def test_a_time_distributed_producer_merges_inside_a_residual_group(keras, tmp_path, mode):
+    """TimeDistributed(Dense) + Dense -> Add -> TimeDistributed(Dense) -> LSTM: a per-step block with a skip."""
+    L = keras.layers
+    inputs = keras.Input((6, 5))
+    block = L.TimeDistributed(L.Dense(5, activation="relu", name="inner"), name="block")(inputs)
+    x = L.Add(name="add")([block, L.Dense(5, activation="relu", name="skip")(inputs)])
+    x = L.LSTM(3, name="reader")(L.TimeDistributed(L.Dense(4, name="inner2"), name="project")(x))
+    model = keras.Model(inputs, L.Dense(2, name="head")(x))
+    rng = np.random.default_rng(7)
+    _seed(model, rng)
+    _plant_channel(model.get_layer("block").layer, 3, 1, 2.0)  # the copy in both branches
+    _plant_channel(model.get_layer("skip"), 3, 1, 2.0)
+    _plant_channel(model.get_layer("project").layer, 2, 0, 0.5)
+    model = _reload(keras, model, tmp_path, f"residual_{mode}")
+    x = rng.normal(size=(32, 6, 5)).astype("float32")
+
+    merged, report = _merge(mode, model, x, ["block", "skip", "project"], 0.2)
+    by_name = {layer.name: layer for layer in report.layers}
+    assert (by_name["block"].producers, by_name["block"].neurons_after) == (["block", "skip"], 4)
+    assert (by_name["project"].neurons_after, by_name["project"].consumers) == (3, ["reader"])
+    merged = _reload(keras, merged, tmp_path, f"residual_{mode}_merged")
+    np.testing.assert_allclose(_outputs(keras, merged, x), _outputs(keras, model, x), atol=ATOL)

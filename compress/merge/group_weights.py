@@ -13,6 +13,7 @@ relation on the tensor read instead).
 import numpy as np
 
 from analysis.matrices import mad_matrix, pearson_matrix
+from compress.merge.consumers import neuron_layer
 from compress.merge.group_fold import depthwise_rows, producer_rows, propagate_depthwise
 from compress.merge.math import (
     Merge,
@@ -126,6 +127,12 @@ def greedy_group_merges(rows_by_producer, similarity, higher, count, requirement
     return merges
 
 
+def _activation_of(producer):
+    """A producer's own activation (a TimeDistributed layer's is its wrapped layer's)."""
+    inner = neuron_layer(producer) or producer
+    return inner.get_config().get("activation", "linear")
+
+
 def folded_batchnorms(group, graph):
     """``producer -> node index of the BatchNormalization folded into its rows`` (linear producer, sole reader)."""
     folded = {}
@@ -134,7 +141,7 @@ def folded_batchnorms(group, graph):
         if use.role != "producer":
             continue
         node = graph.nodes[use.node]
-        if node.layer.get_config().get("activation", "linear") != "linear":
+        if _activation_of(node.layer) != "linear":
             continue
         readers = graph.readers(node.outputs[0])
         if len(readers) == 1 and (readers[0].index, "affine") in by_node and not graph.is_shared(readers[0].layer):
@@ -149,7 +156,7 @@ def group_requirement(group, graph, keras):
         layer = graph.nodes[use.node].layer
         step = None
         if use.role == "producer":
-            step, _ = _activation_step(layer, layer.get_config().get("activation", "linear"), keras)
+            step, _ = _activation_step(layer, _activation_of(layer), keras)
         elif use.role == "activation":
             step, _ = _activation_layer_step(layer, keras)
         elif use.role in ("max",) or (use.role == "couple" and type(layer).__name__ in ("Maximum", "Minimum",
@@ -221,7 +228,7 @@ def carry_group(group, graph, state, model, merges, folded, keras, *, twin_toler
         if use.role == "producer":
             relation = relation_from_merges(n, merges[use.layer])
             if use.layer not in folded:
-                step, _ = _activation_step(layer, layer.get_config().get("activation", "linear"), keras)
+                step, _ = _activation_step(layer, _activation_of(layer), keras)
                 if step is not None and step.description != "linear":
                     relation, bad = propagate_elementwise(relation, step.function, step.homogeneous,
                                                           twin_tolerance=twin_tolerance)
