@@ -305,7 +305,7 @@ def _raise_if_full(error, directory):
 
 
 def convert_modes(source, modes, *, calibration=None, calibration_samples=200, seed=0, verbose=False,
-                  progress=None, notes=None):
+                  progress=None, notes=None, fuse=True):
     """Convert a model in every requested mode.
 
     Parameters
@@ -321,6 +321,10 @@ def convert_modes(source, modes, *, calibration=None, calibration_samples=200, s
         Called as ``progress(done, total, mode)``.
     notes : list, default=None
         Receives a sentence on how recurrent layers were converted.
+    fuse : bool, default=True
+        Convert LSTM and SimpleRNN layers to TFLite's fused recurrent ops where they can be
+        (:mod:`compress.quantize.fused_plan`); False unrolls them (up to 64 steps) as before, for a
+        tool that reads the model op by op (ai-edge-quantizer has no fused LSTM support).
 
     Returns
     -------
@@ -337,6 +341,8 @@ def convert_modes(source, modes, *, calibration=None, calibration_samples=200, s
     if keras_model is not None:
         layer_names = [layer.name for layer in walk_layers(keras_model)]
         plan = recurrent_plan(keras_model, source.input_shape)
+        if plan is not None and not fuse:
+            plan.refuse("fusing not asked for (fuse=False)")
     settings = {"representative": representative, "verbose": verbose, "integer_inputs": integer_inputs,
                 "layer_names": layer_names}
     results = []
