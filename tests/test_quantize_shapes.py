@@ -48,40 +48,37 @@ def _cli(argv, capsys):
     return code, capsys.readouterr()
 
 
-def test_a_variable_length_lstm_converts_at_the_data_length(variable_lstm, tmp_path, capsys):
-    path, model = variable_lstm
+def test_a_variable_length_lstm_converts_at_the_data_length(variable_lstm):
+    from compress.quantize import TFLiteModel, keras_source, quantize_model
+
+    _, model = variable_lstm
     x = np.random.default_rng(0).normal(size=(60, LENGTH, 3)).astype("float32")
-    np.savez(tmp_path / "series.npz", x=x)
-    out = tmp_path / "q"
-    code, captured = _cli(["quantize", str(path), "--data", str(tmp_path / "series.npz"), "-o", str(out), "--modes",
-                           "float32,dynamic,int8", "--calibration-samples", "40"], capsys)
-    assert code == 0, captured.err
-    note = ("input series: sequence length fixed to 10 from --data (the model takes (None, None, 3)); the .tflite "
-            "files take only that length")
-    assert note in captured.out.replace("\n", " ") or note in " ".join(captured.out.split())
-    document = json.loads((out / "comparison.json").read_text())
-    assert note in document["notes"]
-    reference = model.predict(x, verbose=0)
-    from compress.quantize import TFLiteModel
-
-    for row in document["modes"]:
-        assert row["status"] == "ok" and row["agreement"] >= 0.95, row
-        runner = TFLiteModel((out / f"model_{row['mode']}.tflite").read_bytes())
-        assert runner.input_shape == (LENGTH, 3)
-        agreement = np.mean(runner.predict(x).argmax(1) == reference.argmax(1))  # Keras at the data's length
-        assert agreement >= 0.95, (row["mode"], agreement)
-
-
-def test_a_cnn_of_any_image_size_converts_at_the_data_size(variable_cnn):
-    from compress.quantize import keras_source, quantize_model
-
-    _, model = variable_cnn
-    x = np.random.default_rng(1).random((60, 8, 6, 1), dtype=np.float32)
-    _, report = quantize_model(keras_source(model), ["float32", "dynamic", "int8"], x, **FAST)
+    contents, report = quantize_model(keras_source(model), ["float32", "dynamic", "int8"], x, **FAST)
+    assert ("input series: sequence length fixed to 10 from --data (the model takes (None, None, 3)); the .tflite "
+            "files take only that length") in report.notes
+    reference = model.predict(x, verbose=0)  # Keras at the data's length
     for row in report.modes:
         assert row.ok and row.agreement >= 0.95, (row.mode, row.agreement, row.error)
-    assert ("input image: image size fixed to 8x6 from --data (the model takes (None, None, None, 1)); the .tflite "
-            "files take only that size") in report.notes
+        runner = TFLiteModel(contents[row.mode])
+        assert runner.input_shape == (LENGTH, 3)
+        assert np.mean(runner.predict(x).argmax(1) == reference.argmax(1)) >= 0.95, row.mode
+
+
+def test_a_cnn_of_any_image_size_converts_at_the_data_size_and_says_so(variable_cnn, tmp_path, capsys):
+    path, _ = variable_cnn
+    x = np.random.default_rng(1).random((60, 8, 6, 1), dtype=np.float32)
+    np.savez(tmp_path / "images.npz", x=x)
+    out = tmp_path / "q"
+    code, captured = _cli(["quantize", str(path), "--data", str(tmp_path / "images.npz"), "-o", str(out), "--modes",
+                           "float32,dynamic,int8", "--calibration-samples", "40"], capsys)
+    assert code == 0, captured.err
+    note = ("input image: image size fixed to 8x6 from --data (the model takes (None, None, None, 1)); the .tflite "
+            "files take only that size")
+    assert note in " ".join(captured.out.split())  # the console, however it wraps
+    document = json.loads((out / "comparison.json").read_text())
+    assert note in document["notes"]
+    for row in document["modes"]:
+        assert row["status"] == "ok" and row["agreement"] >= 0.95, row
 
 
 def test_without_data_a_variable_size_input_is_refused_naming_it_and_data(variable_lstm, tmp_path, capsys):
@@ -122,18 +119,19 @@ def test_int16x8_of_an_embedding_model_keeps_the_token_ids_int32(keras, tmp_path
                                "and fails; quantized instead by ai-edge-quantizer") for note in report.notes)
 
 
-def test_sensitivity_of_a_two_output_model_lists_every_layer_and_each_output(tmp_path, capsys):
+def test_int4_sensitivity_of_a_two_output_model_lists_every_layer_and_each_output(tmp_path, capsys):
     path, model = zoo_path("two_outputs", tmp_path), load_zoo("two_outputs", tmp_path)
     x = zoo_inputs(model, n=60, seed=1)
     np.savez(tmp_path / "inputs.npz", x=x)
     out = tmp_path / "q"
     code, captured = _cli(["quantize", path, "--data", str(tmp_path / "inputs.npz"),
-                           "-o", str(out), "--modes", "float32", "--sensitivity", "--mixed",
-                           "--calibration-samples", "40"], capsys)
+                           "-o", str(out), "--modes", "float32", "--sensitivity", "--mixed", "--sensitivity-mode",
+                           "int4", "--calibration-samples", "40"], capsys)
     assert code == 0, captured.err
     document = json.loads((out / "sensitivity.json").read_text())
     assert sorted(row["name"] for row in document["layers"]) == ["class_head", "trunk", "value_head"]
     assert document["combined"].startswith("mean over the outputs")
+    assert document["mode"] == "int4" and {row["mode"] for row in document["layers"]} == {"int4"}
     for row in document["layers"]:
         # value_head writes a model output: its op is named after the signature, and was left float before.
         assert row["mean_abs_diff"] > 1e-4, row

@@ -148,8 +148,9 @@ def widen_empty_ranges(result):
     return result
 
 
-def quantize_with(float_content, regexes, calibration_result, activation_bits=8):
-    """The float model with the ops matched by each regex quantized (``activation_bits`` activations, int8 weights).
+def quantize_with(float_content, regexes, calibration_result, activation_bits=8, weight_bits=8):
+    """The float model with the ops matched by each regex quantized (``activation_bits`` activations, ``weight_bits``
+    weights, per channel).
 
     Parameters
     ----------
@@ -159,6 +160,7 @@ def quantize_with(float_content, regexes, calibration_result, activation_bits=8)
     calibration_result : dict
         From :func:`calibrate` with the same ``activation_bits``.
     activation_bits : {8, 16}, default=8
+    weight_bits : {4, 8}, default=8
 
     Returns
     -------
@@ -166,6 +168,7 @@ def quantize_with(float_content, regexes, calibration_result, activation_bits=8)
     """
     q = quantizer(float_content)
     for regex in regexes:
-        q.add_static_config(regex=regex, operation_name="*", activation_num_bits=activation_bits, weight_num_bits=8)
+        q.add_static_config(regex=regex, operation_name="*", activation_num_bits=activation_bits,
+                            weight_num_bits=weight_bits)
     with _quiet():
         return bytes(q.quantize(calibration_result).quantized_model)

@@ -144,7 +144,7 @@ def _as_data(data, source, seed):
 def quantize_model(model, modes=MODE_NAMES, data=None, *, calibration_samples=200, max_drop=1.0, export=None,
                    seed=0, random_samples=256, latency_repeats=50, throughput_repeats=10, batch_size=64,
                    output_dir=None, verbose=False, progress=None, unsafe=False, sensitivity=False, mixed=False,
-                   int16x8_limit_s=60.0):
+                   int16x8_limit_s=60.0, sensitivity_mode="int8"):
     """Convert a model in each mode, evaluate every ``.tflite`` and choose the one to export.
 
     Parameters
@@ -185,10 +185,14 @@ def quantize_model(model, modes=MODE_NAMES, data=None, *, calibration_samples=20
         Load a model path with its embedded code; run a SavedModel whose graph holds ops that are
         not pure math.
     sensitivity : bool, default=False
-        Also measure each layer quantized alone (int8, the rest float): ``report.sensitivity``.
+        Also measure each layer quantized alone (``sensitivity_mode``, the rest float):
+        ``report.sensitivity``; over every output of a model with several.
     mixed : bool, default=False
-        Also build the ``mixed`` model: the k most sensitive layers float, the rest int8, the
-        smallest k within ``max_drop`` (the same as ``"mixed"`` in ``modes``).
+        Also build the ``mixed`` model: the k most sensitive layers float, the rest quantized
+        (``sensitivity_mode``), the smallest k within ``max_drop`` (as ``"mixed"`` in ``modes``).
+    sensitivity_mode : {"int8", "int4", "int16x8"}, default="int8"
+        The per-layer recipe: int8 weights and activations, int4 weights (int8 activations), or
+        int8 weights with int16 activations.
     int16x8_limit_s : float or None, default=60.0
         int16x8 runs on TFLite's reference kernels: it is first timed on a few samples and
         skipped (with its projected time) when the whole evaluation would take longer. None
@@ -214,10 +218,10 @@ def quantize_model(model, modes=MODE_NAMES, data=None, *, calibration_samples=20
         task = dataset.task
     elif inputs is not None:
         x = inputs
-        evaluation = f"{len(x)} given inputs; no labels"
+        evaluation = f"{n_samples(x)} given inputs; no labels"
         task = None
-        notes.append(f"data without labels: outputs compared on the {len(x)} given inputs, which also calibrate the "
-                     "integer modes; only agreement and output error are measured, not accuracy")
+        notes.append(f"data without labels: outputs compared on the {n_samples(x)} given inputs, which also calibrate "
+                     "the integer modes; only agreement and output error are measured, not accuracy")
     else:
         count = len(source.keras_model.inputs) if source.several else 1
         x = [random_inputs(source.keras_model.inputs[i].shape if source.several else source.input_shape,
@@ -260,13 +264,13 @@ def quantize_model(model, modes=MODE_NAMES, data=None, *, calibration_samples=20
         sensitivity_report, content = run_sensitivity(
             source, float32_content(conversions, source, verbose), calibration, x, references, y=labels, kind=kind,
             threshold=threshold, task=task, mixed="mixed" in modes, max_drop=max_drop,
-            calibration_samples=calibration_samples, seed=seed, progress=progress)
+            calibration_samples=calibration_samples, seed=seed, mode=sensitivity_mode, progress=progress)
         if content is not None:
             conversions.append(Conversion("mixed", content=content, converter="ai-edge-quantizer"))
-            kept = sensitivity_report.mixed["kept_float"]
-            notes.append(f"mixed: int8 by ai-edge-quantizer, the {len(kept)} most sensitive layers kept float "
+            kept, how = sensitivity_report.mixed["kept_float"], sensitivity_mode
+            notes.append(f"mixed: {how} by ai-edge-quantizer, the {len(kept)} most sensitive layers kept float "
                          f"({', '.join(kept)}): the fewest within --max-drop {max_drop:g}" if kept else
-                         f"mixed: every layer int8 by ai-edge-quantizer (within --max-drop {max_drop:g} with none "
+                         f"mixed: every layer {how} by ai-edge-quantizer (within --max-drop {max_drop:g} with none "
                          "kept float)")
     for mode in (m for m in modes if MODES[m].backend not in ("tflite", "mixed")):
         if progress:

@@ -1,7 +1,7 @@
 """Per-layer quantization sensitivity and the smallest mixed-precision model within a drop.
 
-One layer at a time is quantized (int8 weights and activations) in the float32 ``.tflite``
-model, every other layer kept float, with LiteRT's post-conversion quantizer
+One layer at a time is quantized (int8 weights and activations; or int4 weights, or int16
+activations: :data:`SENSITIVITY_MODES`) in the float32 ``.tflite`` model, every other layer kept float, with LiteRT's post-conversion quantizer
 (``ai-edge-quantizer``: a static a8w8 recipe whose regex matches only that layer's ops; the
 float model is calibrated once, see :mod:`.litert_quantizer`). Each layer's accuracy drop,
 agreement with the float model and mean output error are measured on the evaluation inputs.
@@ -20,13 +20,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from analysis.errors import WeightkitError
 from compress.quantize.compare import accuracy, agreement, output_differences, per_element
 from compress.quantize.evaluate import TFLiteModel
 from compress.quantize.litert_quantizer import calibrate, quantize_with
 from compress.quantize.signature import SignatureModel
 
-__all__ = ["COMBINED", "LayerSensitivity", "OutputScoring", "SensitivityReport", "layer_sensitivity",
-           "mixed_precision", "sensitivity_key"]
+__all__ = ["COMBINED", "SENSITIVITY_MODES", "LayerSensitivity", "OutputScoring", "SensitivityReport",
+           "layer_sensitivity", "mixed_precision", "sensitivity_key"]
+
+#: Per-layer recipes: mode -> (activation bits, weight bits); weights per channel, activations per tensor.
+SENSITIVITY_MODES = {"int8": (8, 8), "int4": (8, 4), "int16x8": (16, 8)}
 
 COMBINED = ("mean over the outputs: agreement and mean_abs_diff of every output, accuracy_drop of the labelled "
             "classification outputs")
@@ -40,7 +44,9 @@ class LayerSensitivity:
     ----------
     name : str
     mode : str
-        ``"int8"`` (int8 weights and activations of that layer's ops).
+        A key of :data:`SENSITIVITY_MODES`: ``"int8"`` (int8 weights and activations of that
+        layer's ops), ``"int4"`` (int4 weights, int8 activations) or ``"int16x8"`` (int8 weights,
+        int16 activations).
     accuracy_drop : float or None
         Points (100 × (float accuracy − accuracy)); None without labels. With several outputs,
         the mean over the labelled classification outputs.
@@ -84,9 +90,11 @@ class SensitivityReport:
     basis: str = "accuracy"
     mixed: dict = None
     combined: str = None
+    mode: str = "int8"
 
     def to_dict(self):
-        document = {"basis": self.basis, "layers": [layer.to_dict() for layer in self.layers], "mixed": self.mixed}
+        document = {"basis": self.basis, "mode": self.mode, "layers": [layer.to_dict() for layer in self.layers],
+                    "mixed": self.mixed}
         if self.combined:
             document["combined"] = self.combined
         return document
@@ -162,8 +170,8 @@ def sensitivity_key(row):
 
 
 def layer_sensitivity(float_content, layer_names, feed, x, outputs, *, input_names=None, output_tensors=None,
-                      progress=None):
-    """Quantize each layer alone (int8) in a float ``.tflite`` model and measure what it costs.
+                      mode="int8", progress=None):
+    """Quantize each layer alone (``mode``) in a float ``.tflite`` model and measure what it costs.
 
     Parameters
     ----------
@@ -185,6 +193,8 @@ def layer_sensitivity(float_content, layer_names, feed, x, outputs, *, input_nam
         For each layer that writes a model output, that output's tensor name in the ``.tflite``
         (:func:`~compress.quantize.litert_quantizer.output_tensor_names`): the op writing it
         does not carry the layer's name, and is quantized with the layer only through it.
+    mode : {"int8", "int4", "int16x8"}, default="int8"
+        The recipe each layer is quantized with (:data:`SENSITIVITY_MODES`).
     progress : callable, default=None
         Called as ``progress(done, total, what)``.
 
@@ -194,24 +204,27 @@ def layer_sensitivity(float_content, layer_names, feed, x, outputs, *, input_nam
         Layers most sensitive first (:func:`sensitivity_key`); the calibration is kept on the
         report's private ``_state`` for :func:`mixed_precision`.
     """
+    if mode not in SENSITIVITY_MODES:
+        raise WeightkitError(f"--sensitivity-mode {mode}: unknown; expected one of {', '.join(SENSITIVITY_MODES)}.")
+    bits = SENSITIVITY_MODES[mode]
     score = _Scorer(x, outputs, input_names)
-    result = calibrate(float_content, feed)
+    result = calibrate(float_content, feed, bits[0])
     rows = []
     for done, name in enumerate(layer_names):
         if progress:
             progress(done, len(layer_names), f"sensitivity of {name}")
-        content = quantize_with(float_content, _regexes([name], output_tensors or {}), result)
+        content = quantize_with(float_content, _regexes([name], output_tensors or {}), result, *bits)
         drop, agree, diff = score(content)
-        rows.append(LayerSensitivity(name, "int8", drop, agree, diff, len(content), score.per_output))
+        rows.append(LayerSensitivity(name, mode, drop, agree, diff, len(content), score.per_output))
     rows.sort(key=sensitivity_key, reverse=True)
     report = SensitivityReport(rows, basis="accuracy" if score.ref_accuracy is not None else "agreement",
-                               combined=COMBINED if len(outputs) > 1 else None)
-    report._state = (float_content, result, score, output_tensors or {})
+                               combined=COMBINED if len(outputs) > 1 else None, mode=mode)
+    report._state = (float_content, result, score, output_tensors or {}, bits)
     return report
 
 
 def mixed_precision(report, max_drop=1.0):
-    """The smallest model that keeps the k most sensitive layers float and quantizes the rest (int8).
+    """The smallest model that keeps the k most sensitive layers float and quantizes the rest (in the report's mode).
 
     Parameters
     ----------
@@ -229,12 +242,12 @@ def mixed_precision(report, max_drop=1.0):
         ``kept_float`` (layer names), ``quantized``, ``drop``, ``bytes``; also set as
         ``report.mixed``.
     """
-    float_content, result, score, output_tensors = report._state
+    float_content, result, score, output_tensors, bits = report._state
     order = [row.name for row in report.layers]
     chosen = None
     for k in range(len(order) + 1):
         quantized = order[k:]
-        content = quantize_with(float_content, _regexes(quantized, output_tensors), result) if quantized \
+        content = quantize_with(float_content, _regexes(quantized, output_tensors), result, *bits) if quantized \
             else float_content
         drop, agree, diff = score(content)
         value = drop if drop is not None else 100.0 * (1.0 - agree)

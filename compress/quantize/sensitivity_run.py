@@ -68,7 +68,7 @@ def _output_names(source, count):
 
 
 def run_sensitivity(source, float_content, calibration, x, reference, *, y=None, kind="multiclass", threshold=0.5,
-                    task=None, mixed=False, max_drop=1.0, calibration_samples=200, seed=0, progress=None):
+                    task=None, mixed=False, max_drop=1.0, calibration_samples=200, seed=0, mode="int8", progress=None):
     """``(SensitivityReport, mixed .tflite bytes or None)`` for a Keras source.
 
     Parameters
@@ -89,6 +89,9 @@ def run_sensitivity(source, float_content, calibration, x, reference, *, y=None,
         Of the first output; the others' are found as the pipeline's per-output table does.
     task : {"classification", "regression"}, default=None
         The data's task (for the first output).
+    mode : {"int8", "int4", "int16x8"}, default="int8"
+        Each layer's recipe (:data:`~compress.quantize.sensitivity.SENSITIVITY_MODES`); the mixed
+        model quantizes its other layers the same way.
     """
     if source.keras_model is None:
         raise WeightkitError(f"{source.name}: --sensitivity needs the Keras model (a SavedModel was given); "
@@ -102,13 +105,13 @@ def run_sensitivity(source, float_content, calibration, x, reference, *, y=None,
     report = layer_sensitivity(float_content, weighted_layers(source.keras_model), feed, x,
                                _scorings(source, references, labels, kind, threshold, task),
                                input_names=source.input_names if source.several else None,
-                               output_tensors=_output_writers(source, float_content), progress=progress)
+                               output_tensors=_output_writers(source, float_content), mode=mode, progress=progress)
     content = mixed_precision(report, max_drop=max_drop)[0] if mixed else None
     return report, content
 
 
-def quantize_sensitivity(model, data, *, mixed=False, max_drop=1.0, calibration_samples=200, seed=0):
-    """Per-layer int8 sensitivity of a Keras model on its data (and the mixed model within ``max_drop``).
+def quantize_sensitivity(model, data, *, mixed=False, max_drop=1.0, calibration_samples=200, seed=0, mode="int8"):
+    """Per-layer sensitivity (int8, int4 or int16x8) of a Keras model on its data (and the mixed model within ``max_drop``).
 
     Parameters
     ----------
@@ -121,6 +124,7 @@ def quantize_sensitivity(model, data, *, mixed=False, max_drop=1.0, calibration_
         Accuracy drop in points allowed for the mixed model.
     calibration_samples : int, default=200
     seed : int, default=0
+    mode : {"int8", "int4", "int16x8"}, default="int8"
 
     Returns
     -------
@@ -150,4 +154,4 @@ def quantize_sensitivity(model, data, *, mixed=False, max_drop=1.0, calibration_
     return run_sensitivity(source, conversion.content, dataset.x_train, x, references,
                            y=dataset.y_test, kind=kind, threshold=class_threshold(references[0], kind),
                            task=dataset.task, mixed=mixed, max_drop=max_drop,
-                           calibration_samples=calibration_samples, seed=seed)
+                           calibration_samples=calibration_samples, seed=seed, mode=mode)

@@ -50,18 +50,22 @@ def _progress():
               help="Export this mode as model.tflite instead of choosing.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the data split and samples.")
 @click.option("--sensitivity", is_flag=True,
-              help="Also quantize one layer at a time (int8, the rest float) and write sensitivity.json and "
-                   "sensitivity.png, most sensitive layer first (needs --data).")
+              help="Also quantize one layer at a time (--sensitivity-mode, the rest float) and write sensitivity.json "
+                   "and sensitivity.png, most sensitive layer first (needs --data).")
+@click.option("--sensitivity-mode", "sensitivity_mode", type=click.Choice(["int8", "int4", "int16x8"]),
+              default="int8", show_default=True,
+              help="Recipe of each layer in --sensitivity and of the quantized layers of --mixed: int8 weights and "
+                   "activations, int4 weights (int8 activations), or int8 weights with int16 activations.")
 @click.option("--mixed", is_flag=True,
-              help="Also build 'mixed': the k most sensitive layers kept float, the rest int8, the smallest k "
-                   "within --max-drop (needs --data).")
+              help="Also build 'mixed': the k most sensitive layers kept float, the rest quantized "
+                   "(--sensitivity-mode), the smallest k within --max-drop (needs --data).")
 @click.option("--verbose", is_flag=True, help="Let the TFLite converter print its logs.")
 @force_option
 @unsafe_option
 @quiet_option
 @debug_option
-def quantize(model, output, data, modes, calibration_samples, max_drop, export, seed, sensitivity, mixed, verbose,
-             force, unsafe):
+def quantize(model, output, data, modes, calibration_samples, max_drop, export, seed, sensitivity, sensitivity_mode,
+             mixed, verbose, force, unsafe):
     """Convert MODEL (.keras, .h5 or a SavedModel folder) to TFLite in every quantization mode,
     compare each with the float model, and export the smallest one within --max-drop."""
     from analysis import is_saved_model_dir
@@ -127,10 +131,11 @@ def quantize(model, output, data, modes, calibration_samples, max_drop, export, 
                                               max_drop=max_drop, export=export, seed=seed, output_dir=output,
                                               verbose=verbose, progress=progress, unsafe=unsafe,
                                               sensitivity=sensitivity, mixed=mixed,
+                                              sensitivity_mode=sensitivity_mode,
                                               int16x8_limit_s=None if explicit and "int16x8" in chosen else 60.0)
         write_outputs(report, contents, work)
         plot_comparison(report, os.path.join(work, "comparison.png"))
         if report.sensitivity is not None:
             plot_sensitivity(report.sensitivity, os.path.join(work, "sensitivity.png"),
-                             title=f"{os.path.basename(model.rstrip('/'))}: per-layer int8 sensitivity")
+                             title=f"{os.path.basename(model.rstrip('/'))}: per-layer {sensitivity_mode} sensitivity")
     print_comparison(report, stdout_console())
