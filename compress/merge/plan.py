@@ -1,10 +1,13 @@
 """Where neurons can be merged: each Dense/Conv layer's path to the layers that consume its output.
 
-For every producer we follow its output tensor through the layers in between (the *steps*:
-activations, BatchNormalization, dropout, pooling, padding, Flatten) to the *consumers* (Dense or
-Conv layers) whose input-channel weights absorb the merged neurons. Anything that mixes channels
-or meets other tensors (Add, Concatenate, a LayerNormalization, the model output) stops the walk,
-and the layer is left alone with the reason.
+For every producer (Dense, Conv, a TimeDistributed one) we follow its output tensor through the
+layers in between (the *steps*: activations, BatchNormalization, dropout, pooling, padding,
+Flatten, and the same wrapped in TimeDistributed) to the *consumers* whose input-channel weights
+absorb the merged neurons: Dense, Conv, TimeDistributed(Dense/Conv), and the input kernels of
+SimpleRNN/LSTM/GRU and Bidirectional layers (:mod:`compress.merge.consumers`). Anything that mixes
+channels or meets other tensors (Add, Concatenate, a LayerNormalization, the model output) stops
+the walk, and the layer is left alone with the reason (joins are coupled groups:
+:mod:`compress.merge.groups`).
 """
 
 import dataclasses
