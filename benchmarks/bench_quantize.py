@@ -9,8 +9,11 @@
 4. One table of every mode (TFLite, keras-int8/int4/float8, onnx, mixed) for the digits CNN and a
    small LSTM trained on a synthetic sequence task, and the CNN's per-layer sensitivity chart
    (``docs/images/quantize_sensitivity_cnn.png``).
+5. ``--only-rest``: variable-length inputs fixed to the data, int16x8 where TF's own 16x8 quantizer
+   fails (token ids; a GRU's recurrent bias) and per-layer sensitivity in int8/int4/int16x8 of a
+   two-output model (``bench_rest``).
 
-Run: ``python benchmarks/bench_quantize.py`` (about 3-5 minutes on 2 cores).
+Run: ``python benchmarks/bench_quantize.py`` (about 3-5 minutes on 2 cores); ``--only-rest`` about 1 minute.
 """
 
 import argparse
@@ -117,6 +120,114 @@ def every_mode(cnn, images, chart):
     print(f"\nchart: {os.path.relpath(chart)}\n")
 
 
+def _tokens(n=600, length=10, seed=1):
+    from analysis.data import Dataset
+
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 20, size=(n, length)).astype("int32")
+    y = (x == 3).any(axis=1).astype("int64")
+    cut = int(0.75 * n)
+    return Dataset(x[:cut], y[:cut], x[cut:], y[cut:], "synthetic tokens (class 1 when token 3 occurs)",
+                   "classification")
+
+
+def _seeded(model):
+    """Weights drawn N(0, 0.4) as in tests/zoo.py (random-weight forms)."""
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        layer.set_weights([rng.normal(0.0, 0.4, w.shape).astype(w.dtype) for w in layer.get_weights()])
+    return model
+
+
+def _reloaded(keras, model, directory, name):
+    path = os.path.join(directory, name + ".keras")
+    model.save(path)
+    return keras.saving.load_model(path)
+
+
+def _rows(name, report):
+    for row in report.modes:
+        if row.ok:
+            accuracy = "—" if row.accuracy is None else f"{row.accuracy:.4f}"
+            print(f"| {name} | {row.mode} | {row.converter} | {accuracy} | {row.agreement:.4f} | "
+                  f"{row.mean_abs_diff:.1e} |")
+        else:
+            print(f"| {name} | {row.mode} | failed: {row.error[:90]} | — | — | — |")
+
+
+def bench_rest():
+    """Section 5: variable-length inputs, int16x8 past TF's 16x8 quantizer, sensitivity of several outputs."""
+    import tempfile
+
+    from analysis._tf import import_keras
+    from compress.quantize import TFLiteModel, convert_modes, keras_source, quantize_model
+
+    keras = import_keras()
+    layers = keras.layers
+    directory = tempfile.mkdtemp(prefix="bench-quantize-")
+    fast = {"latency_repeats": 3, "throughput_repeats": 1}
+    print("## Variable-size inputs, int16x8 with token ids and GRUs (test split or given inputs)\n")
+    print("| model | mode | converter | accuracy | agreement | mean |Δ| |")
+    print("|---|---|---|---:|---:|---:|")
+    sequences = _synthetic_sequences(steps=12)
+    keras.utils.set_random_seed(0)
+    lstm = keras.Sequential([keras.Input((None, 2), name="series"), layers.LSTM(16, name="lstm"),
+                             layers.Dense(2, activation="softmax", name="probs")])
+    lstm.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+    lstm.fit(sequences.x_train, sequences.y_train, epochs=10, batch_size=32, verbose=0)
+    lstm = _reloaded(keras, lstm, directory, "variable_lstm")
+    _, report = quantize_model(keras_source(lstm), ["float32", "dynamic", "int8"], sequences, **fast)
+    _rows("LSTM(16), Input((None, 2)), data of 12 steps", report)
+    notes = [n for n in report.notes if "fixed to" in n]
+
+    tokens = _tokens()
+    keras.utils.set_random_seed(0)
+    text = keras.Sequential([keras.Input((10,), dtype="int32", name="ids"), layers.Embedding(20, 8, name="embed"),
+                             layers.LSTM(8, name="lstm"), layers.Dense(2, activation="softmax", name="probs")])
+    text.compile(keras.optimizers.Adam(0.02), "sparse_categorical_crossentropy")
+    text.fit(tokens.x_train, tokens.y_train, epochs=15, batch_size=32, verbose=0)
+    text = _reloaded(keras, text, directory, "embedding_lstm_trained")
+    _, report = quantize_model(keras_source(text), ["float32", "int8", "int16x8"], tokens, int16x8_limit_s=None,
+                               **fast)
+    _rows("trained Embedding -> LSTM(8) -> Dense, int32 ids", report)
+    notes += [n for n in report.notes if n.startswith("int16x8:")]
+
+    gru = _reloaded(keras, _seeded(keras.Sequential([
+        keras.Input((6, 3), name="series"), layers.GRU(5, return_sequences=True, name="gru"),
+        layers.TimeDistributed(layers.Dense(2, name="step_dense"), name="per_step")])), directory, "gru_sequences")
+    x = np.random.default_rng(1).normal(size=(400, 6, 3)).astype("float32")
+    reference = gru.predict(x[200:], verbose=0)
+    (tf_int16,) = convert_modes(keras_source(gru), ["int16x8"], calibration=x[:200])
+    outputs = TFLiteModel(tf_int16.content).predict(x[200:])
+    print(f"| zoo gru_sequences (random weights) | int16x8 | TF converter | — | "
+          f"{np.mean(outputs.argmax(-1) == reference.argmax(-1)):.4f} | {np.abs(outputs - reference).mean():.1e} |")
+    _, report = quantize_model(keras_source(gru), ["int8", "int16x8"], x, int16x8_limit_s=None, **fast)
+    _rows("zoo gru_sequences (random weights)", report)
+    for note in notes:
+        print(f"\n- note: {note}")
+
+    print("\n## Per-layer sensitivity of a two-output model (trunk -> softmax head + linear head), each mode\n")
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(600, 5)).astype("float32")
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((5,), name="features")
+    trunk = layers.Dense(16, activation="relu", name="trunk")(inputs)
+    two = keras.Model(inputs, [layers.Dense(3, activation="softmax", name="class_head")(trunk),
+                               layers.Dense(1, name="value_head")(trunk)])
+    two = _reloaded(keras, _seeded(two), directory, "two_outputs")
+    print("| mode | layer | agreement (mean of outputs) | class_head agreement | value_head agreement | mean |Δ| |")
+    print("|---|---|---:|---:|---:|---:|")
+    for mode in ("int8", "int4", "int16x8"):
+        start = time.perf_counter()
+        _, report = quantize_model(keras_source(two), ["float32"], features, sensitivity=True, sensitivity_mode=mode,
+                                   **fast)
+        for layer in report.sensitivity.layers:
+            each = layer.outputs
+            print(f"| {mode} | {layer.name} | {layer.agreement:.4f} | {each['class_head']['agreement']:.4f} | "
+                  f"{each['value_head']['agreement']:.4f} | {layer.mean_abs_diff:.1e} |")
+        print(f"| {mode} | ({time.perf_counter() - start:.1f} s) | | | | |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=1000, help="samples for the batched-vs-loop comparison")
@@ -125,9 +236,13 @@ def main():
     parser.add_argument("--mobilenet-samples", type=int, default=64, help="random inputs for MobileNetV2")
     parser.add_argument("--skip-mobilenet", action="store_true")
     parser.add_argument("--skip-batched", action="store_true", help="skip the batched-vs-loop comparison")
+    parser.add_argument("--only-rest", action="store_true", help="run section 5 only (bench_rest)")
     parser.add_argument("--chart", default=os.path.join(os.path.dirname(__file__), "..", "docs", "images",
                                                          "quantize_sensitivity_cnn.png"))
     args = parser.parse_args()
+    if args.only_rest:
+        bench_rest()
+        return
 
     from analysis._tf import import_keras
     from analysis.data import Dataset, load_data
