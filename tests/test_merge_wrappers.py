@@ -280,3 +280,26 @@ def test_a_time_distributed_producer_merges_inside_a_residual_group(keras, tmp_p
     assert (by_name["project"].neurons_after, by_name["project"].consumers) == (3, ["reader"])
     merged = _reload(keras, merged, tmp_path, f"residual_{mode}_merged")
     np.testing.assert_allclose(_outputs(keras, merged, x), _outputs(keras, model, x), atol=ATOL)
+
+
+def test_a_masked_text_classifier_folds_its_bidirectional_halves_through_average_pooling(keras, tmp_path):
+    """Embedding(mask_zero) -> Bidirectional(GRU, sequences) -> GlobalAveragePooling1D -> Dense: the average over
+    the unmasked steps keeps each half's relation, so the copies fold into the Dense's rows."""
+    L = keras.layers
+    tokens = keras.Input((7,), dtype="int32", name="tokens")
+    x = L.Embedding(11, 4, mask_zero=True, name="embed")(tokens)
+    x = L.Bidirectional(L.GRU(4, return_sequences=True, name="inner"), name="both")(x)
+    model = keras.Model(tokens, L.Dense(3, activation="softmax", name="probs")(
+        L.GlobalAveragePooling1D(name="average")(x)))
+    rng = np.random.default_rng(8)
+    _seed(model, rng)
+    _plant_halves(model.get_layer("both"), 3, (1, 0), (2, 3))
+    model = _reload(keras, model, tmp_path, "text")
+    ids = rng.integers(1, 11, size=(48, 7)).astype("int32")
+    ids[:, 5:] = 0  # padding, masked
+
+    merged, report = _merge("data", model, ids, None, 0.25)
+    (layer,) = report.layers
+    assert (layer.name, layer.neurons_after, layer.consumers, layer.rows) == ("both", 6, ["probs"], 2 * 48 * 5)
+    merged = _reload(keras, merged, tmp_path, "text_merged")
+    np.testing.assert_allclose(_outputs(keras, merged, ids), _outputs(keras, model, ids), atol=ATOL)

@@ -72,7 +72,8 @@ def _consumer_kind(layer):
 
 
 def follow_readers(graph, tensor, site):
-    """Collect the consumers reached from ``tensor`` through identity steps; the reason to stop, or None."""
+    """Collect the consumers reached from ``tensor`` through identity and linear steps (dropout, average
+    pooling over time, cropping); the reason to stop, or None."""
     reason = dead_end(graph, tensor)
     if reason is not None:
         return reason
@@ -90,7 +91,9 @@ def follow_readers(graph, tensor, site):
             site.consumers.append((layer.name, kind))
             continue
         spec = spec_for(layer)
-        if spec is None or spec.merge != "identity":
+        linear = spec is not None and spec.merge == "linear" and \
+            getattr(layer, "data_format", "channels_last") in (None, "channels_last")
+        if spec is None or not (spec.merge == "identity" or linear):  # averages keep h_j = Σ β h_k + c
             return f"its output feeds {label}, which cannot absorb a folded unit"
         reason = follow_readers(graph, node.outputs[0], site)
         if reason:
