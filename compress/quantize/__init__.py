@@ -40,8 +40,15 @@ from compress.quantize.modes import (
 from compress.quantize.output import write_outputs
 from compress.quantize.pipeline import quantize_model, random_inputs
 from compress.quantize.results import ExportChoice, ModeResult, QuantizationReport, ReferenceResult
-from compress.quantize.sensitivity import LayerSensitivity, SensitivityReport, layer_sensitivity, mixed_precision
+from compress.quantize.sensitivity import (
+    SENSITIVITY_MODES,
+    LayerSensitivity,
+    SensitivityReport,
+    layer_sensitivity,
+    mixed_precision,
+)
 from compress.quantize.sensitivity_run import quantize_sensitivity
+from compress.quantize.shapes import fix_to_data
 from compress.quantize.source import ModelSource, keras_source, saved_model_source
 
 __all__ = [
@@ -54,5 +61,5 @@ __all__ = [
     "output_kind", "parse_modes", "per_class_accuracy", "quantize_array",
     "quantize_model", "random_inputs", "representative_dataset", "saved_model_source", "score_drop",
     "write_outputs", "LayerSensitivity", "SensitivityReport", "layer_sensitivity", "mixed_precision",
-    "quantize_sensitivity",
+    "quantize_sensitivity", "SENSITIVITY_MODES", "fix_to_data",
 ]
