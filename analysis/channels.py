@@ -207,10 +207,14 @@ class _Walk:
         layer = node.layer
         spec = spec_for(layer) if hasattr(layer, "get_config") else None
         role = None if spec is None else spec.merge
-        inner = layer
+        inner, wrapped_step = layer, False
         if absorbing_layout(layer) in ("dense", "conv"):  # TimeDistributed(Dense/Conv): the wrapped layer's neurons
             inner = layer.layer
             spec, role = spec_for(inner), "neurons"
+        elif spec is not None and spec.family == "time_distributed" and spec_for(layer.layer) is not None \
+                and spec_for(layer.layer).merge in _PASS + ("flatten",):  # a step on every time step
+            inner, wrapped_step = layer.layer, True
+            role = spec_for(inner).merge
         layouts = [self.layout.get(t) for t in node.inputs]
         known = [lay for lay in layouts if lay is not None]
         if not known and role not in ("neurons", "separable"):
@@ -219,7 +223,7 @@ class _Walk:
         if role in ("neurons", "separable"):
             self.producer(node, layer, spec, role, layouts, inner)
         elif role in _PASS or role in ("flatten", "reshape"):
-            self.step(node, layer, role, layouts)
+            self.step(node, layer, role, layouts, inner, wrapped_step)
         elif role == "couple":
             self.couple(node, layer, layouts)
         elif role == "concatenate":
@@ -272,16 +276,15 @@ class _Walk:
         reason = None
         if layout is None or not masks or (len(node.inputs) > 1 and layout_kind not in RECURRENT_LAYOUTS):
             reason = f"{name} ({kind}) reads several tensors"
-        elif tid in self.flat:
-            reason = f"{name} ({kind}) reads a flattened tensor"
         if reason:
             for lay in layouts:
                 self.block_layout(lay, reason)
             return
         channels = sum(s for _, s in layout)
+        positions, tap = self.flat.get(tid, (1, tid))  # after a TimeDistributed(Flatten): positions x channels
         self.unite_calls(layer, "in", layout)
         self.record(layout, ChannelUse(name, kind, "consumer", node.index, layout=layout_kind, channels=channels,
-                                       tap=tid), tensor_in=tid)
+                                       positions=positions, tap=tap), tensor_in=tid)
 
     def consumer_problem(self, layer, spec, role, node):
         flat = node.inputs[0] in self.flat
@@ -293,7 +296,8 @@ class _Walk:
             return None
         return None if spec.family == "conv" else f"{type(layer).__name__} cannot absorb merged channels"
 
-    def step(self, node, layer, role, layouts):
+    def step(self, node, layer, role, layouts, inner, wrapped):
+        """A pass-through layer (``inner`` is the layer a TimeDistributed one wraps, ``wrapped`` True then)."""
         name, kind = layer.name, type(layer).__name__
         layout = layouts[0]
         tid = node.inputs[0]
@@ -303,7 +307,8 @@ class _Walk:
             return
         shape_in, shape_out = self.graph.shape(tid), self.graph.shape(node.outputs[0])
         flat = tid in self.flat
-        problem = step_problem(layer, role, len(shape_in))
+        first = 2 if wrapped else 1  # a wrapped step acts on each time step: axis 1 is time
+        problem = step_problem(inner, role, len(shape_in) - first + 1)
         if role == "reshape":
             if shape_out[-1] == shape_in[-1] and len(shape_out) > 2 and not flat:
                 role = "linear"
@@ -324,7 +329,7 @@ class _Walk:
         out = node.outputs[0]
         self.layout[out] = layout
         if role == "flatten":
-            positions = int(np.prod(shape_in[1:-1], dtype=np.int64)) if len(shape_in) > 2 else 1
+            positions = int(np.prod(shape_in[first:-1], dtype=np.int64)) if len(shape_in) > first + 1 else 1
             self.flat[out] = (positions, tid)
         elif flat:
             self.flat[out] = self.flat[tid]

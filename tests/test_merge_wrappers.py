@@ -303,3 +303,31 @@ def test_a_masked_text_classifier_folds_its_bidirectional_halves_through_average
     assert (layer.name, layer.neurons_after, layer.consumers, layer.rows) == ("both", 6, ["probs"], 2 * 48 * 5)
     merged = _reload(keras, merged, tmp_path, "text_merged")
     np.testing.assert_allclose(_outputs(keras, merged, ids), _outputs(keras, model, ids), atol=ATOL)
+
+
+@pytest.mark.parametrize("mode", ["weights", "data"])
+def test_a_residual_frame_block_merges_through_time_distributed_steps_into_an_lstm(keras, tmp_path, mode):
+    """TimeDistributed(Conv2D) a + b -> Add -> TimeDistributed BN, ReLU, MaxPooling2D, Flatten -> LSTM: the
+    coupled group walks the wrapped steps, and the LSTM's rows are positions x channels."""
+    L = keras.layers
+    td = L.TimeDistributed
+    inputs = keras.Input((3, 6, 6, 2))
+    x = L.Add(name="add")([td(L.Conv2D(4, 3, padding="same", name="c3"), name="a")(inputs),
+                           td(L.Conv2D(4, 1, name="c1"), name="b")(inputs)])
+    x = td(L.ReLU(name="r"), name="relu")(td(L.BatchNormalization(name="n"), name="norm")(x))
+    x = td(L.Flatten(name="f"), name="flatten")(td(L.MaxPooling2D(2, name="p"), name="pool")(x))
+    model = keras.Model(inputs, L.Dense(2, name="head")(L.LSTM(3, name="reader")(x)))
+    rng = np.random.default_rng(9)
+    _seed(model, rng)
+    for name in ("a", "b"):
+        _plant_channel(model.get_layer(name).layer, 3, 1, 2.0)
+    _plant_batchnorm(model.get_layer("norm").layer, 3, 1, 2.0, rng)
+    model = _reload(keras, model, tmp_path, f"frames_{mode}")
+    x = rng.normal(size=(16, 3, 6, 6, 2)).astype("float32")
+
+    merged, report = _merge(mode, model, x, ["a", "b"], 0.25)
+    (layer,) = report.layers
+    assert (layer.producers, layer.neurons_after, layer.consumers) == (["a", "b"], 3, ["reader"])
+    assert "norm" in layer.members
+    merged = _reload(keras, merged, tmp_path, f"frames_{mode}_merged")
+    np.testing.assert_allclose(_outputs(keras, merged, x), _outputs(keras, model, x), atol=ATOL)

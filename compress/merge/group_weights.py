@@ -12,6 +12,7 @@ relation on the tensor read instead).
 
 import numpy as np
 
+from analysis.layers import registered_name
 from analysis.matrices import mad_matrix, pearson_matrix
 from compress.merge.consumers import neuron_layer
 from compress.merge.group_fold import depthwise_rows, producer_rows, propagate_depthwise
@@ -127,6 +128,11 @@ def greedy_group_merges(rows_by_producer, similarity, higher, count, requirement
     return merges
 
 
+def _wrapped_step(layer):
+    """The step a TimeDistributed layer applies on every time step; any other layer itself."""
+    return layer.layer if registered_name(layer) == "TimeDistributed" else layer
+
+
 def _activation_of(producer):
     """A producer's own activation (a TimeDistributed layer's is its wrapped layer's)."""
     inner = neuron_layer(producer) or producer
@@ -158,7 +164,7 @@ def group_requirement(group, graph, keras):
         if use.role == "producer":
             step, _ = _activation_step(layer, _activation_of(layer), keras)
         elif use.role == "activation":
-            step, _ = _activation_layer_step(layer, keras)
+            step, _ = _activation_layer_step(_wrapped_step(layer), keras)
         elif use.role in ("max",) or (use.role == "couple" and type(layer).__name__ in ("Maximum", "Minimum",
                                                                                          "Multiply")):
             rule = "positive" if rule == "linear" else rule
@@ -260,7 +266,7 @@ def carry_group(group, graph, state, model, merges, folded, keras, *, twin_toler
             relation, bad = propagate_affine(relation, scale[offset:offset + n], shift[offset:offset + n])
             mark(relation, bad, refused)
         elif use.role == "activation":
-            step, _ = _activation_layer_step(layer, keras)
+            step, _ = _activation_layer_step(_wrapped_step(layer), keras)
             relation, bad = propagate_elementwise(relation, step.function, step.homogeneous,
                                                   twin_tolerance=twin_tolerance, shift_tolerance=1e-5)
             mark(relation, bad, refused)
