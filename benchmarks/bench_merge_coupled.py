@@ -10,7 +10,14 @@ For each ratio F, ``round(F · n)`` channels of every group (the residual group 
 of every plain layer are removed, no fine-tuning:
 
 - ``data-aware``: :func:`compress.merge.merge_by_data` calibrated on the training split (each
-  removed channel rebuilt from the kept ones on every tensor the consumers read);
+  removed channel rebuilt from the kept ones on every tensor the consumers read, all fitted on
+  the original model's activations);
+- ``data-aware + BN``: the same, then the BatchNormalization statistics re-estimated on the
+  calibration sample (``reestimate_bn=True``);
+- ``refit``: the sequential refit (``refit=True``): each tensor read, in topological order,
+  fitted on the model merged so far, the original consumers' inputs rebuilt from the kept channels;
+- ``refit global``: the same with ``allocation="global"`` (the ratio's removals spread over the
+  groups by the error they cost; the parameter count then differs);
 - ``weights``: :func:`compress.merge.merge_redundant` (Pearson, ``--ratio``);
 - ``group-L1``: DepGraph's criterion: the channels with the smallest L1 norm summed over every
   weight coupled to them (producers' filters, consumers' rows) dropped, no compensation.
@@ -29,18 +36,18 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from analysis._tf import import_keras  # noqa: E402
-from analysis.channels import channel_groups  # noqa: E402
-from analysis.data import Dataset, load_data  # noqa: E402
-from analysis.layers import spec_for  # noqa: E402
-from compress.merge import merge_by_data, merge_redundant  # noqa: E402
-from compress.merge.by_weights import apply_relations  # noqa: E402
-from compress.merge.group_fold import consumer_block, producer_rows  # noqa: E402
-from compress.merge.groups import plan_groups  # noqa: E402
-from compress.merge.math import Relation  # noqa: E402
-from compress.merge.rebuild import WeightState  # noqa: E402
+from analysis._tf import import_keras
+from analysis.channels import channel_groups
+from analysis.data import Dataset, load_data
+from analysis.layers import spec_for
+from compress.merge import merge_by_data, merge_redundant
+from compress.merge.by_weights import apply_relations
+from compress.merge.group_fold import consumer_block, producer_rows
+from compress.merge.groups import plan_groups
+from compress.merge.math import Relation
+from compress.merge.rebuild import WeightState
 
 
 def build_residual_cnn(width):
@@ -126,25 +133,30 @@ def main():
     model = keras.saving.load_model(path)
     methods = {
         "data-aware": lambda r: merge_by_data(model, data, ratio=r, seed=args.seed)[0],
+        "data-aware + BN": lambda r: merge_by_data(model, data, ratio=r, seed=args.seed, reestimate_bn=True)[0],
+        "refit": lambda r: merge_by_data(model, data, ratio=r, seed=args.seed, refit=True)[0],
+        "refit global": lambda r: merge_by_data(model, data, ratio=r, seed=args.seed, refit=True,
+                                                allocation="global")[0],
         "weights": lambda r: merge_redundant(model, ratio=r)[0],
         "group-L1": lambda r: group_l1(model, r),
     }
     rows = []
     for ratio in args.ratios:
         for method, run in methods.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             small = run(ratio)
-            seconds = time.perf_counter() - t0
+            seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
             before = accuracy(small, data)
             after = finetune(small, data, args.finetune, args.seed) if args.finetune else float("nan")
-            rows.append((ratio, method, before, after, small.count_params(), seconds))
-            print(f"  {ratio:.0%} {method:<10} {before:.4f} -> fine-tuned {after:.4f} "
-                  f"({small.count_params():,} params, {seconds:.1f} s)", flush=True)
-    print(f"\n| removed | method | accuracy (no fine-tune) | after {args.finetune}-epoch fine-tune | parameters |")
-    print("|---|---|---|---|---|")
-    print(f"| 0% | original | {base:.4f} | – | {model.count_params():,} |")
-    for ratio, method, before, after, params, _ in rows:
-        print(f"| {ratio:.0%} | {method} | {before:.4f} | {after:.4f} | {params:,} |")
+            rows.append((ratio, method, before, after, small.count_params(), seconds, cpu))
+            print(f"  {ratio:.0%} {method:<15} {before:.4f} -> fine-tuned {after:.4f} "
+                  f"({small.count_params():,} params, {seconds:.1f} s, {cpu:.1f} s CPU)", flush=True)
+    print(f"\n| removed | method | accuracy (no fine-tune) | after {args.finetune}-epoch fine-tune | parameters "
+          "| merge s (CPU s) |")
+    print("|---|---|---|---|---|---|")
+    print(f"| 0% | original | {base:.4f} | – | {model.count_params():,} | – |")
+    for ratio, method, before, after, params, seconds, cpu in rows:
+        print(f"| {ratio:.0%} | {method} | {before:.4f} | {after:.4f} | {params:,} | {seconds:.1f} ({cpu:.1f}) |")
 
 
 if __name__ == "__main__":

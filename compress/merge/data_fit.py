@@ -122,7 +122,7 @@ def _check_budget(n_neurons, ratio, max_error, n_remove):
         ratio = float(ratio)
         if not 0.0 <= ratio < 1.0:
             raise WeightkitError(f"--ratio must be in [0, 1), got {ratio}; 0.5 removes half of each layer.")
-        return min(n_neurons - 1, int(round(ratio * n_neurons))), None
+        return min(n_neurons - 1, round(ratio * n_neurons)), None
     if n_remove is not None:
         n_remove = int(n_remove)
         if not 0 <= n_remove < n_neurons:
@@ -185,7 +185,7 @@ def plan_data_merge(activations, *, ratio=None, max_error=None, n_remove=None, o
     ([3], [[1.0, -2.0, 0.0]], 0.5)
     """
     a = _check_activations(activations)
-    n_samples, n_neurons = a.shape
+    n_neurons = a.shape[1]
     count, max_error = _check_budget(n_neurons, ratio, max_error, n_remove)
     weights = None
     if output_weights is not None:

@@ -13,14 +13,12 @@ inputs (:func:`compress.merge.refit_fit.refit_selection`) at every unit of the g
 Plain producers merge here as one-producer groups (their channel group from
 :func:`analysis.channels.channel_groups`). All cuts are deferred
 (:meth:`compress.merge.rebuild.WeightState.cut`); the merged-so-far model is the original
-architecture with every channel pending a cut zeroed, which computes what the cut model does.
+architecture with every channel pending a cut zeroed, which computes what the cut model does
+(:mod:`compress.merge.refit_probe`: built once, its weights set at each stage).
 """
-
-import copy
 
 import numpy as np
 
-from analysis.activations.collect import collect_layer_outputs
 from analysis.channels import channel_groups
 from analysis.layers import spec_for
 from compress.merge.data_report import LayerDataMerge
@@ -28,10 +26,11 @@ from compress.merge.group_data import group_taps
 from compress.merge.group_fold import consumer_block, cut_group, depthwise_rows, propagate_depthwise
 from compress.merge.groups import group_members
 from compress.merge.math import Relation
-from compress.merge.rebuild import find_layer, rebuild_model
+from compress.merge.rebuild import find_layer
 from compress.merge.refit_fit import allocate_removals, choose_refit_map, refit_selection
+from compress.merge.refit_probe import PreviewModel, TapProbe
 
-__all__ = ["merged_so_far", "plain_groups", "refit_groups", "refittable"]
+__all__ = ["plain_groups", "refit_groups", "refittable"]
 
 _KERNEL = {"separable": "pointwise_kernel"}
 _LAYOUTS = ("dense", "conv", "flatten", "separable")
@@ -54,34 +53,6 @@ def plain_groups(model, plan, names):
              if g.reason is None and len(g.producers) == 1 and g.producers[0] in names and g.n >= 2
              and refittable(model, g)}
     return [found[name] for name in names if name in found], [name for name in names if name not in found]
-
-
-def merged_so_far(model, state):
-    """The model the state's folds give, at the original widths: channels pending a cut are zeroed.
-
-    Parameters
-    ----------
-    model : keras.Model
-        The original.
-    state : WeightState
-        Not modified.
-
-    Returns
-    -------
-    keras.Model
-    """
-    preview = copy.copy(state)
-    preview.arrays = {layer: dict(variables) for layer, variables in state.arrays.items()}
-    preview.resized, preview.cuts, preview.added_bias = {}, {}, set(state.added_bias)
-    for (layer, name, axis), (width, indices) in state.cuts.items():
-        array = preview.arrays[layer].get(name)
-        if array is None:
-            continue
-        moved = np.moveaxis(array, axis, 0)
-        blocks = moved.reshape((-1, width) + moved.shape[1:]).copy()
-        blocks[:, sorted(indices)] = 0
-        preview.arrays[layer][name] = np.moveaxis(blocks.reshape(moved.shape), 0, axis)
-    return rebuild_model(model, preview)
 
 
 def _fold_map(state, use, offset, fitted):
@@ -124,7 +95,7 @@ def _units(model, graph, group, taps):
 
 
 def _rows(samples, names, offset, n):
-    return np.concatenate([samples[name].values[offset:offset + n].T for name in names], axis=0)
+    return np.concatenate([samples[name][:, offset:offset + n] for name in names], axis=0)
 
 
 def _report(group, graph, taps):
@@ -171,8 +142,11 @@ def refit_groups(model, graph, groups, state, x, *, ratio, max_error, samples, p
     units = sorted(((g, *unit) for g in groups for unit in _units(model, graph, g, taps_of[id(g)])),
                    key=lambda item: item[3])
     names = list(dict.fromkeys(name for _, unit_names, _, _ in units for name in unit_names))
-    options = {"samples": samples, "seed": seed, "summary": "positions", "positions": positions}
-    original = collect_layer_outputs(model, x, names, **options)
+    options = {"samples": samples, "seed": seed, "positions": positions}
+    original = TapProbe(model, names, x, **options).collect()
+    biased = {u.layer for g in groups for u in g.consumers if "bias" not in state.arrays[u.layer]}
+    preview = PreviewModel(model, state, biased)
+    preview_probe = TapProbe(preview.model, names, x, **options)
     reports = {id(g): _report(g, graph, taps_of[id(g)]) for g in groups}
     counts = {}
     if allocation == "global" and ratio is not None:
@@ -183,7 +157,9 @@ def refit_groups(model, graph, groups, state, x, *, ratio, max_error, samples, p
     for index, (group, unit_names, keys, _) in enumerate(units):
         if progress is not None:
             progress(index, len(units), group.name)
-        merged = collect_layer_outputs(merged_so_far(model, state), x, names, **options) if dirty else original
+        if dirty:
+            preview.update(state)
+        merged = preview_probe.collect() if dirty else original
         passes += int(dirty)
         consumers = {(u.layer, u.inputs[0][1]): u for u in group.consumers}
         report, n = reports[id(group)], group.n

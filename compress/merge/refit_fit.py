@@ -207,48 +207,66 @@ def fit_refit_map(x, y, remove, *, weights=None, ridge=DEFAULT_RIDGE, dead_toler
     >>> np.round(fitted.beta, 4).tolist()
     [[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0], [2.0, 4.0, 0.0]]
     """
-    xc, x_mean = _centered(x)
-    yc, y_mean = _centered(y)
-    rows, n = xc.shape
+    return _fit_moments(_raw_moments(x, y), np.asarray(x).shape[1], remove, weights, ridge, dead_tolerance, diagonal)
+
+
+def _raw_moments(x, y):
+    """``[x, y, 1]ᵀ [x, y, 1]`` in float64: every fit and error below needs only this."""
+    a = np.concatenate([np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64),
+                        np.ones((np.asarray(x).shape[0], 1))], axis=1)
+    return a.T @ a
+
+
+def _centered_moments(moments, n):
+    count = moments[-1, -1]
+    mean = moments[-1, :-1] / count
+    cov = moments[:-1, :-1] / count - np.outer(mean, mean)
+    return mean[:n], mean[n:], cov[:n, :n], cov[:n, n:], cov[n:, n:]
+
+
+def _fit_moments(moments, n, remove, weights, ridge, dead_tolerance, diagonal):
+    x_mean, y_mean, cxx, cxy, cyy = _centered_moments(moments, n)
     remove = np.asarray(remove, dtype=np.int64)
     keep = np.setdiff1d(np.arange(n), remove)
-    cov = xc.T @ xc / rows
-    live = keep[~_dead(cov, x_mean, dead_tolerance)[keep]]
+    live = keep[~_dead(cxx, x_mean, dead_tolerance)[keep]]
     beta = np.zeros((n, keep.size))
-    identity = np.zeros(n)
-    identity[keep] = 1.0
-    columns = np.searchsorted(keep, live)
     beta[keep, np.arange(keep.size)] = 1.0
-    beta[remove] = 0.0
+    columns = np.searchsorted(keep, live)
     if live.size:
-        precision = _inverse(cov, live, ridge)
+        precision = _inverse(cxx, live, ridge)
         # Kept channels: fit the drift y - x (towards the identity); removed ones: fit y itself.
-        targets = yc - xc * identity
-        cross = targets.T @ xc[:, live] / rows  # (n, n_live)
+        cross = cxy[live].T.copy()  # (n, n_live): Cov(y_j, x_k)
+        cross[keep] -= cxx[np.ix_(keep, live)]
         if diagonal:
-            variance = np.diag(cov)[live]
+            variance = np.diag(cxx)[live]
             beta[live, columns] += cross[live, np.arange(live.size)] / (variance * (1 + max(ridge, 1e-10)) + 1e-300)
             beta[remove[:, None], columns[None, :]] += cross[remove] @ precision
         else:
             beta[:, columns] += cross @ precision
     shift = y_mean - beta @ x_mean[keep]
-    fitted = xc[:, keep] @ beta.T
-    residual = yc - fitted
-    variance = np.einsum("ij,ij->j", yc[:, remove], yc[:, remove])
-    r2 = 1.0 - np.einsum("ij,ij->j", residual[:, remove], residual[:, remove]) / np.maximum(variance, 1e-300)
-    r2[variance <= 1e-300] = 1.0
-    if weights is None:
-        lost, total = float(np.einsum("ij,ij->", residual, residual)), float(np.einsum("ij,ij->", yc, yc))
-    else:
-        lost = float(np.einsum("ij,ij->", residual @ weights, residual @ weights))
-        total = float(np.einsum("ij,ij->", yc @ weights, yc @ weights))
+    # Covariance of the residual y - B x_K (centered): Cyy - B Cxy_K - (B Cxy_K)ᵀ + B Cxx_KK Bᵀ.
+    mixed = beta @ cxy[keep]
+    residual = cyy - mixed - mixed.T + beta @ cxx[np.ix_(keep, keep)] @ beta.T
+    variance = np.diag(cyy)[remove]
+    r2 = np.where(variance > 1e-300, 1.0 - np.diag(residual)[remove] / np.maximum(variance, 1e-300), 1.0)
+    lost, total = _weighted(residual, weights), _weighted(cyy, weights)
     return RefitMap(keep, remove, beta, shift, r2, lost / total if total > 0 else 0.0, float(ridge), bool(diagonal))
 
 
-def _held_out_error(fitted, x, y, weights):
-    predicted = x[:, fitted.keep] @ fitted.beta.T + fitted.shift
-    residual = (y - predicted) if weights is None else (y - predicted) @ weights
-    return float(np.einsum("ij,ij->", residual, residual))
+def _weighted(covariance, weights):
+    """``tr(Wᵀ C W)`` (``tr(C)`` without weights): the consumers' squared input error from its covariance."""
+    return float(np.trace(covariance) if weights is None else np.einsum("io,io->", weights, covariance @ weights))
+
+
+def _held_out_error(fitted, moments, n, weights):
+    """``Σ ‖(y − B x_K − c) W‖²`` over the rows whose raw moments are ``moments``."""
+    inputs = np.concatenate([fitted.keep, [2 * n]])  # x_K and the constant
+    outputs = np.arange(n, 2 * n)
+    gamma = np.concatenate([fitted.beta, fitted.shift[:, None]], axis=1)  # (n, n_kept + 1)
+    szy = moments[np.ix_(inputs, outputs)]
+    mixed = gamma @ szy
+    second = moments[np.ix_(outputs, outputs)] - mixed - mixed.T + gamma @ moments[np.ix_(inputs, inputs)] @ gamma.T
+    return _weighted(second, weights)
 
 
 def choose_refit_map(x, y, remove, *, weights=None, ridge=DEFAULT_RIDGE, diagonal_only=False, grid=RIDGE_GRID):
@@ -278,17 +296,17 @@ def choose_refit_map(x, y, remove, *, weights=None, ridge=DEFAULT_RIDGE, diagona
     candidates = [(float(ridge), True)]
     if not diagonal_only:
         candidates = [(float(ridge), False)] + [(float(r), False) for r in grid if r > ridge] + candidates
-    half = x.shape[0] // 2
+    n, half = np.asarray(x).shape[1], np.asarray(x).shape[0] // 2
     if len(candidates) == 1 or half < 2:
         ridge, diagonal = candidates[0]
         return fit_refit_map(x, y, remove, weights=weights, ridge=ridge, diagonal=diagonal)
-    folds = [(slice(0, half), slice(half, None)), (slice(half, None), slice(0, half))]
+    halves = [_raw_moments(x[:half], y[:half]), _raw_moments(x[half:], y[half:])]
     scores = []
     for candidate_ridge, diagonal in candidates:
         score = 0.0
-        for train, test in folds:
-            fitted = fit_refit_map(x[train], y[train], remove, ridge=candidate_ridge, diagonal=diagonal)
-            score += _held_out_error(fitted, x[test], y[test], weights)
+        for train, test in ((0, 1), (1, 0)):
+            fitted = _fit_moments(halves[train], n, remove, None, candidate_ridge, 1e-6, diagonal)
+            score += _held_out_error(fitted, halves[test], n, weights)
         scores.append(score)
     ridge, diagonal = candidates[int(np.argmin(scores))]
-    return fit_refit_map(x, y, remove, weights=weights, ridge=ridge, diagonal=diagonal)
+    return _fit_moments(halves[0] + halves[1], n, remove, weights, ridge, 1e-6, diagonal)
