@@ -1,10 +1,10 @@
 """Benchmark: recurrent layers as TFLite's fused ops against the unrolled (or rolled) conversion.
 
 For a small LSTM classifier (16 units, 2 features, a synthetic sequence task: does the first
-feature's second half sum above its first half) trained at 8 and at 200 steps, and a SimpleRNN at
-200 steps: each mode converted fused (``convert_modes``' default) and unrolled (the recurrent layers
+feature's second half sum above its first half; at 200 steps, within the last 16 steps) trained at
+8 and at 200 steps, and a SimpleRNN at 200 steps: each mode converted fused (``convert_modes``' default) and unrolled (the recurrent layers
 cloned with ``unroll=True``, the path before fusing; at 200 steps forced past the 64-step limit for
-the comparison), with file size, conversion time, agreement with Keras and accuracy on the test
+the comparison), with file size, export-and-conversion time, agreement with Keras and accuracy on the test
 split, mean |output difference| and the median latency of one invoke at batch 1.
 
 Run: ``python benchmarks/bench_quantize_fused.py`` (a few minutes on 2 cores; ``--quick`` for a
@@ -23,12 +23,15 @@ import numpy as np
 MODES = ("float32", "dynamic", "float16", "int8", "int8-io")
 
 
-def synthetic_sequences(steps, n, seed=0):
+def synthetic_sequences(steps, n, window=None, seed=0):
+    """Class 1 when the first feature's second half sums above its first half, over the last ``window`` steps."""
     from analysis.data import Dataset
 
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, steps, 2)).astype("float32")
-    y = (x[:, steps // 2:, 0].sum(1) > x[:, :steps // 2, 0].sum(1)).astype("int64")
+    window = window or steps
+    tail = x[:, steps - window:, 0]
+    y = (tail[:, window // 2:].sum(1) > tail[:, :window // 2].sum(1)).astype("int64")
     cut = int(0.8 * n)
     return Dataset(x[:cut], y[:cut], x[cut:], y[cut:], f"synthetic sequences ({steps} steps)", "classification")
 
@@ -48,40 +51,34 @@ def unrolled_conversions(model, modes, representative):
     from compress.quantize.convert import convert_mode, exported_saved_model
     from compress.quantize.unroll import unrolled_copy
 
+    start = time.perf_counter()
     copy = unrolled_copy(model)
-    results = []
     with exported_saved_model(copy) as (directory, error):
         if directory is None:
             raise RuntimeError(error)
-        for mode in modes:
-            start = time.perf_counter()
-            conversion = convert_mode(mode, saved_model_dir=directory, keras_model=copy, representative=representative,
-                                      select_tf_ops=False)
-            results.append((conversion, time.perf_counter() - start))
-    return results
+        conversions = [convert_mode(mode, saved_model_dir=directory, keras_model=copy, representative=representative,
+                                    select_tf_ops=False) for mode in modes]
+    return conversions, time.perf_counter() - start
 
 
 def fused_conversions(model, modes, calibration):
     from compress.quantize import keras_source
     from compress.quantize.convert import convert_modes
 
-    results = []
-    for mode in modes:  # one mode at a time, so each conversion is timed with its own export
-        start = time.perf_counter()
-        (conversion,) = convert_modes(keras_source(model), [mode], calibration=calibration, calibration_samples=200)
-        results.append((conversion, time.perf_counter() - start))
-    return results
+    start = time.perf_counter()
+    conversions = convert_modes(keras_source(model), list(modes), calibration=calibration, calibration_samples=200)
+    return conversions, time.perf_counter() - start
 
 
-def measure(conversion, seconds, data, reference):
+def measure(conversion, data, reference):
     from compress.quantize import TFLiteModel
 
     if not conversion.ok:
-        return {"mode": conversion.mode, "error": conversion.error, "seconds": seconds}
+        return {"mode": conversion.mode, "error": conversion.error}
     tflite = TFLiteModel(conversion.content)
     outputs = tflite.predict(data.x_test)
     return {"mode": conversion.mode, "converter": conversion.converter, "bytes": len(conversion.content),
-            "seconds": seconds, "agreement": float(np.mean(outputs.argmax(1) == reference.argmax(1))),
+            "agreement": float(np.mean(outputs.argmax(1) == reference.argmax(1))),
             "accuracy": float(np.mean(outputs.argmax(1) == data.y_test)),
             "mad": float(np.abs(outputs - reference).mean()), "latency": tflite.latency_ms(data.x_test[:1], 50)}
 
@@ -91,28 +88,32 @@ def subject_rows(name, model, data, modes, paths):
 
     reference = model.predict(data.x_test, verbose=0)
     accuracy = float(np.mean(reference.argmax(1) == data.y_test))
-    rows = []
+    rows, seconds = [], {}
     if "fused" in paths:
-        rows += [("fused", measure(c, s, data, reference)) for c, s in fused_conversions(model, modes, data.x_train)]
+        conversions, seconds["fused"] = fused_conversions(model, modes, data.x_train)
+        rows += [("fused", measure(c, data, reference)) for c in conversions]
     if "unrolled" in paths:
-        representative = representative_dataset(data.x_train, 200)
-        rows += [("unrolled", measure(c, s, data, reference))
-                 for c, s in unrolled_conversions(model, modes, representative)]
-    return name, accuracy, rows
+        conversions, seconds["unrolled"] = unrolled_conversions(model, modes, representative_dataset(data.x_train, 200))
+        rows += [("unrolled", measure(c, data, reference)) for c in conversions]
+    return name, accuracy, rows, seconds
 
 
 def print_table(subjects):
-    print("| model | path | mode | bytes | convert s | accuracy | agreement | mean abs diff | ms/invoke @1 |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
-    for name, accuracy, rows in subjects:
-        print(f"| {name} | Keras | — | — | — | {accuracy:.4f} | — | — | — |")
+    print("| model | path | mode | bytes | accuracy | agreement | mean abs diff | ms/invoke @1 |")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
+    for name, accuracy, rows, _ in subjects:
+        print(f"| {name} | Keras | — | — | {accuracy:.4f} | — | — | — |")
         for path, row in rows:
             if "error" in row:
-                print(f"| {name} | {path} | {row['mode']} | failed | {row['seconds']:.1f} | — | — | — | — |")
+                print(f"| {name} | {path} | {row['mode']} | failed | — | — | — | — |")
                 continue
-            print(f"| {name} | {path} ({row['converter']}) | {row['mode']} | {row['bytes']:,} | {row['seconds']:.1f} | "
-                  f"{row['accuracy']:.4f} | {row['agreement']:.4f} | {row['mad']:.1e} | {row['latency']:.3f} |")
-    for name, _, rows in subjects:
+            print(f"| {name} | {path} | {row['mode']} | {row['bytes']:,} | {row['accuracy']:.4f} | "
+                  f"{row['agreement']:.4f} | {row['mad']:.1e} | {row['latency']:.3f} |")
+    print()
+    for name, _, rows, seconds in subjects:
+        for path, total in seconds.items():
+            count = sum(1 for p, _ in rows if p == path)
+            print(f"- {name}, {path}: {total:.1f} s to export and convert {count} modes")
         for path, row in rows:
             if "error" in row:
                 print(f"- {name}, {path}, {row['mode']}: {row['error']}")
@@ -134,7 +135,7 @@ def main():
     folder = tempfile.mkdtemp(prefix="bench-fused-")
     start = time.perf_counter()
     short = synthetic_sequences(8, 1200)
-    long = synthetic_sequences(200, 600)
+    long = synthetic_sequences(200, 600, window=16)
     subjects = [
         subject_rows("LSTM(16), 8 steps", trained(keras, keras.layers.LSTM(16, name="lstm"), short, short_epochs,
                                                    os.path.join(folder, "lstm8.keras")), short, modes,

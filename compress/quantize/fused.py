@@ -301,7 +301,9 @@ def static_signature(model, input_shapes, batch=1):
 
     Returns
     -------
-    list of tf.TensorSpec
+    list
+        ``model.export``'s ``input_signature``: ``[spec]`` for one input, ``[[spec, ...]]`` for
+        several (the model takes their list as one argument).
     """
     tf = import_tensorflow()
     specs = []
@@ -311,7 +313,7 @@ def static_signature(model, input_shapes, batch=1):
             raise FusionRefused(f"input {tensor.name} has unknown dimensions {tuple(shape)}: the fused op needs a "
                                 "static sequence length")
         specs.append(tf.TensorSpec((batch,) + tuple(int(d) for d in dims), tensor.dtype, name=tensor.name))
-    return specs
+    return specs if len(specs) == 1 else [specs]  # several inputs: one argument, their list (as Keras' export)
 
 
 def fused_op_counts(content):

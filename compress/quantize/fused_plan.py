@@ -55,6 +55,10 @@ class RecurrentPlan:
         self._fallback = None
         shapes = [self.input_shape] if len(keras_model.inputs) == 1 else [t.shape for t in keras_model.inputs]
         try:
+            if len(keras_model.inputs) > 1:  # measured: resized to a batch of 20, the state stayed (1, 4)
+                raise FusionRefused(f"{len(keras_model.inputs)} inputs: fused for one-input models only (the "
+                                    "several-input runner resizes the batch, which the fused op's state, fixed at "
+                                    "batch 1, cannot follow)")
             copy = fused_copy(keras_model)
             self.fused_signature = static_signature(copy, shapes)
             if any(converter_input(layer) == "graph_def" for layer in _recurrent(keras_model)):

@@ -56,8 +56,8 @@ def frozen_graph(model, signature):
     ----------
     model : keras.Model
         A copy from :func:`~compress.quantize.fused.fused_copy`.
-    signature : list of tf.TensorSpec
-        Static shapes.
+    signature : list
+        Static shapes, as :func:`~compress.quantize.fused.static_signature` gives them (one argument).
 
     Returns
     -------
@@ -70,10 +70,11 @@ def frozen_graph(model, signature):
     tf = import_tensorflow()
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    def call(*inputs):
-        return model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
+    def call(inputs):
+        return model(inputs, training=False)
 
-    frozen = convert_variables_to_constants_v2(tf.function(call, autograph=False).get_concrete_function(*signature))
+    (argument,) = signature
+    frozen = convert_variables_to_constants_v2(tf.function(call, autograph=False).get_concrete_function(argument))
     graph_def = frozen.graph.as_graph_def()
     nodes = list(graph_def.node) + [node for function in graph_def.library.function for node in function.node_def]
     for node in nodes:
