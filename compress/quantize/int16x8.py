@@ -31,7 +31,7 @@ from compress.quantize.litert_quantizer import calibrate, calibration_feed, quan
 from compress.quantize.source import keras_source
 from compress.quantize.unroll import UNROLL_MAX_STEPS, unrolled_copy
 
-__all__ = ["float32_content", "nan_scale_tensors", "rescue_int16x8"]
+__all__ = ["float32_content", "float32_for_quantizer", "nan_scale_tensors", "rescue_int16x8"]
 
 _CONSTANT_OPS = {"FILL"}  # float ops with no arithmetic (a zero initial state), acceptable in an integer model
 
@@ -58,19 +58,34 @@ def float32_content(conversions, source, verbose=False):
     return conversion.content
 
 
-def _unfused_float32(content, source, verbose):
-    """A float32 model the quantizer can take: an LSTM fused into UNIDIRECTIONAL_SEQUENCE_LSTM (no 16x8 for it in
-    ai-edge-quantizer either) is converted again unrolled, when its sequence is short enough to unroll."""
+def float32_for_quantizer(conversions, source, verbose=False, notes=None):
+    """The float32 model ai-edge-quantizer can quantize throughout.
+
+    It has no recipe for TFLite's fused UNIDIRECTIONAL_SEQUENCE_LSTM: a model whose LSTM the
+    converter fused is converted again unrolled, when its sequence has at most
+    :data:`~compress.quantize.unroll.UNROLL_MAX_STEPS` steps; a longer one keeps the fused op, which
+    then stays float (said in ``notes``).
+
+    Returns
+    -------
+    bytes or None
+    """
+    content = float32_content(conversions, source, verbose)
     if content is None or source.keras_model is None or not fused_op_counts(content):
         return content
     steps = source.input_shape[1] if len(source.input_shape) > 1 else None
     copy = unrolled_copy(source.keras_model) if steps is not None and int(steps) <= UNROLL_MAX_STEPS else None
-    if copy is None:
-        return content
-    unrolled = keras_source(copy)
-    unrolled.input_names = source.input_names
-    (conversion,) = convert_modes(unrolled, ["float32"], verbose=verbose)
-    return conversion.content or content
+    unrolled = None
+    if copy is not None:
+        copy_source = keras_source(copy)
+        copy_source.input_names = source.input_names
+        (conversion,) = convert_modes(copy_source, ["float32"], verbose=verbose)
+        unrolled = conversion.content
+    if notes is not None:
+        notes.append("ai-edge-quantizer has no recipe for the fused UNIDIRECTIONAL_SEQUENCE_LSTM: "
+                     + (f"it quantized a float32 model with the LSTM unrolled over its {int(steps)} steps"
+                        if unrolled is not None else "the LSTM stays float in what it quantizes"))
+    return unrolled or content
 
 
 def _why(conversion, integer_inputs):
@@ -116,7 +131,7 @@ def rescue_int16x8(conversions, source, calibration, *, calibration_samples=200,
     why = _why(conversions[index], any(np.dtype(t).kind in "iub" for t in dtypes))
     if why is None:
         return conversions
-    float_content = _unfused_float32(float32_content(conversions, source, verbose), source, verbose)
+    float_content = float32_for_quantizer(conversions, source, verbose)
     if float_content is None:
         return conversions
     try:

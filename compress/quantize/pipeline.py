@@ -32,7 +32,7 @@ from compress.quantize.compare import (
 from compress.quantize.convert import Conversion, convert_modes
 from compress.quantize.evaluate import TFLiteModel, time_calls
 from compress.quantize.inputs import integer_input_notes
-from compress.quantize.int16x8 import float32_content, rescue_int16x8
+from compress.quantize.int16x8 import float32_for_quantizer, rescue_int16x8
 from compress.quantize.modes import MODE_NAMES, MODES, mode_file
 from compress.quantize.native import convert_keras_mode, convert_onnx
 from compress.quantize.results import ExportChoice, ModeResult, QuantizationReport, ReferenceResult
@@ -262,8 +262,8 @@ def quantize_model(model, modes=MODE_NAMES, data=None, *, calibration_samples=20
         if progress:
             progress(len(conversions), len(modes), "per-layer sensitivity")
         sensitivity_report, content = run_sensitivity(
-            source, float32_content(conversions, source, verbose), calibration, x, references, y=labels, kind=kind,
-            threshold=threshold, task=task, mixed="mixed" in modes, max_drop=max_drop,
+            source, float32_for_quantizer(conversions, source, verbose, notes), calibration, x, references, y=labels,
+            kind=kind, threshold=threshold, task=task, mixed="mixed" in modes, max_drop=max_drop,
             calibration_samples=calibration_samples, seed=seed, mode=sensitivity_mode, progress=progress)
         if content is not None:
             conversions.append(Conversion("mixed", content=content, converter="ai-edge-quantizer"))
