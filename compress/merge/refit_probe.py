@@ -109,6 +109,11 @@ class PreviewModel:
         initial.arrays = zeroed_arrays(state)
         initial.resized, initial.cuts = {}, {}
         initial.added_bias = set(state.added_bias) | set(biased)
+        for name in biased:
+            arrays = initial.arrays[name]
+            if "bias" not in arrays:
+                kernel = arrays["pointwise_kernel"] if "pointwise_kernel" in arrays else arrays["kernel"]
+                arrays["bias"] = np.zeros(kernel.shape[-1], dtype=np.float32)
         self.model = rebuild_model(model, initial)
 
     def update(self, state):
