@@ -31,11 +31,13 @@ from compress.merge.input_rows import RECURRENT_GATES, fold_input_rows, input_ke
 from compress.merge.math import Relation
 from compress.merge.rebuild import find_layer
 from compress.merge.recurrent_units import (
+    PADDING_NOTE,
     RecurrentSite,
     check_recurrent_config,
     cut_own_units,
     fold_own_units,
     follow_readers,
+    padded_readers,
     sequence_states,
 )
 
@@ -214,6 +216,8 @@ def merge_bidirectional_by_data(model, graph, site, state, x, *, ratio, max_erro
         state.resized[site.layer] = n - removed
         if any(np.max(np.abs(p.intercept), initial=0.0) > 1e-6 for p in plans):
             report.notes.append("a folded intercept also acts at the first step, where the initial state is zero")
+            if padded_readers(model, site):
+                report.notes.append(PADDING_NOTE)
     if concat and removed:
         report.notes.append(f"lost variance: forward {plans[0].error:.3g}, backward {plans[1].error:.3g}")
     return report

@@ -37,11 +37,13 @@ from compress.merge.input_rows import RECURRENT_GATES, fold_input_rows, input_ke
 from compress.merge.math import Relation
 from compress.merge.rebuild import find_layer
 from compress.merge.recurrent_units import (
+    PADDING_NOTE,
     RecurrentSite,
     check_recurrent_config,
     cut_own_units,
     fold_own_units,
     follow_readers,
+    padded_readers,
     sequence_states,
 )
 
@@ -193,6 +195,8 @@ def merge_recurrent_by_data(model, graph, site, state, x, *, ratio, max_error, s
     report.neurons_after = int(plan.keep.size)
     if plan.n_removed and np.max(np.abs(plan.intercept)) > 1e-6:
         report.notes.append("a folded intercept also acts at the first step, where the initial state is zero")
+        if padded_readers(model, site):
+            report.notes.append(PADDING_NOTE)
     fold_recurrent(state, site, Relation(plan.remove.astype(np.int64), plan.keep.astype(np.int64), plan.beta,
                                          plan.intercept), model)
     return report

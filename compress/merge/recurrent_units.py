@@ -18,9 +18,13 @@ from analysis.batches import n_samples, rows, take
 from analysis.layers import spec_for
 from compress.merge.consumers import neuron_layer, recurrent_target
 from compress.merge.plan import dead_end
+from compress.merge.rebuild import find_layer
 
-__all__ = ["MAX_ROWS", "RecurrentSite", "check_recurrent_config", "cut_own_units", "fold_own_units",
-           "follow_readers", "sequence_states"]
+__all__ = ["MAX_ROWS", "PADDING_NOTE", "RecurrentSite", "check_recurrent_config", "cut_own_units", "fold_own_units",
+           "follow_readers", "padded_readers", "sequence_states"]
+
+#: Said when an intercept is folded into a convolution that pads with zeros.
+PADDING_NOTE = "intercepts folded into a zero-padding convolution's bias are exact only away from the borders"
 
 MAX_ROWS = 50_000  # calibration rows (sequence steps) kept for the fit, a seeded sample beyond
 
@@ -99,6 +103,17 @@ def follow_readers(graph, tensor, site):
         if reason:
             return reason
     return None
+
+
+def padded_readers(model, site):
+    """The site's convolution readers that pad with zeros (``same``/``causal``): a folded intercept is exact
+    only away from their borders."""
+    names = []
+    for name, kind in site.consumers:
+        inner = neuron_layer(find_layer(model, name)) if kind == "conv" else None
+        if inner is not None and getattr(inner, "padding", "valid") in ("same", "causal"):
+            names.append(name)
+    return names
 
 
 def check_recurrent_config(kind, config):
