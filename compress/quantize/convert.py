@@ -375,6 +375,8 @@ def convert_modes(source, modes, *, calibration=None, calibration_samples=200, s
 
 def _fused_conversion(mode, fused_input, plan, settings):
     """The mode converted from the fused export, or None (recorded in ``plan``) when it did not come out fused."""
+    if plan.known_unfused(mode):
+        return None
     conversion = convert_mode(mode, select_tf_ops=False, **fused_input, **settings)
     if not conversion.ok:
         plan.not_fused(mode, conversion.error)

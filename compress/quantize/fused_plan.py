@@ -15,7 +15,14 @@ from compress.quantize.fused_rnn import frozen_graph
 from compress.quantize.modes import MODES
 from compress.quantize.unroll import UNROLL_MAX_STEPS, frozen_function, recurrent_layers, unrolled_copy
 
-__all__ = ["RecurrentPlan", "recurrent_plan"]
+__all__ = ["KNOWN_UNFUSED", "RecurrentPlan", "recurrent_plan"]
+
+#: Modes whose fused conversion fails in TF 2.21 / LiteRT 2.3 (measured), by fused op: not tried.
+KNOWN_UNFUSED = {
+    "saved_model": {"int16x8": "TF 2.21 has no 16x8 quantization for UNIDIRECTIONAL_SEQUENCE_LSTM"},
+    "graph_def": {mode: "UNIDIRECTIONAL_SEQUENCE_RNN has no integer kernel: the converter leaves it float"
+                  for mode in ("int8", "int8-io", "int16x8")},
+}
 
 
 class RecurrentPlan:
@@ -79,6 +86,13 @@ class RecurrentPlan:
         """True when ``mode`` needs data and the fallback keeps the layers rolled (TF 2.21 cannot quantize that)."""
         steps = self.steps
         return MODES[mode].needs_data and (steps is None or int(steps) > UNROLL_MAX_STEPS)
+
+    def known_unfused(self, mode):
+        """Why ``mode`` cannot come out fused (:data:`KNOWN_UNFUSED`), or None; recorded when it cannot."""
+        reason = KNOWN_UNFUSED["graph_def" if self.fused_graph is not None else "saved_model"].get(mode)
+        if reason:
+            self.not_fused(mode, reason)
+        return reason
 
     def not_fused(self, mode, reason):
         """Record that ``mode`` did not come out fused, and why (one line)."""
