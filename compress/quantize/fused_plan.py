@@ -1,11 +1,12 @@
 """How a Keras model's recurrent layers reach the TFLite converter, and what the report says about it.
 
-First choice: every recurrent layer an LSTM (or Bidirectional LSTM) the converter fuses into
-UNIDIRECTIONAL_SEQUENCE_LSTM (:mod:`compress.quantize.fused`), at any sequence length. A mode that
-does not come out fused (int16x8: TF 2.21 has no 16x8 quantization for the fused op), and a model
-with another recurrent layer (GRU, SimpleRNN) or an option the fused op lacks, take the fallback:
-unrolled up to :data:`~compress.quantize.unroll.UNROLL_MAX_STEPS` steps, beyond that kept rolled in a
-frozen function of batch 1 (float modes only).
+First choice: every recurrent layer an LSTM or SimpleRNN (or a Bidirectional one) that the
+converter fuses into UNIDIRECTIONAL_SEQUENCE_LSTM / UNIDIRECTIONAL_SEQUENCE_RNN
+(:mod:`compress.quantize.fused`), at any sequence length, exported at a static batch of 1. A mode
+that does not come out fused (:data:`KNOWN_UNFUSED`, or a conversion that fails or is not fused),
+and a model with a GRU, several inputs or an option the fused op lacks, take the fallback: unrolled
+up to :data:`~compress.quantize.unroll.UNROLL_MAX_STEPS` steps, beyond that kept rolled in a frozen
+function of batch 1 (float modes only).
 """
 
 from analysis.errors import WeightkitError
@@ -40,13 +41,13 @@ class RecurrentPlan:
         The recurrent layers.
     fused_model : keras.Model or None
         The copy to export for the fused op; None when refused.
-    fused_signature : list of tf.TensorSpec or None
-        Its static input specs (batch 1).
+    fused_signature : list or None
+        Its static input specs (batch 1), as ``model.export`` takes them.
     fused_graph : tuple or None
         For SimpleRNN layers: ``(graph_def, inputs, outputs)`` of the copy frozen at that signature
         (:func:`~compress.quantize.fused_rnn.frozen_graph`), converted instead of a SavedModel.
     refusal : str or None
-        Why nothing is fused (a layer and its option, or the export's failure).
+        Why nothing is fused (a layer and its option, several inputs, or the export's failure).
     fused_modes : dict of str to dict
         Mode → fused op name → count, filled by the conversions that came out fused.
     unfused_modes : dict of str to str
@@ -125,8 +126,8 @@ class RecurrentPlan:
         unfused = self.unfused_modes.get(mode)
         prefix = f"not fused ({unfused}); " if unfused else (f"not fused ({self._short_refusal()}); "
                                                               if self.refusal else "")
-        others = "int8, dynamic or float16" if self.fused_model is not None and mode != "int8" else \
-            "dynamic or float16"
+        lstm_fused = self.fused_model is not None and self.fused_graph is None  # int8 converts fused for an LSTM
+        others = "int8, dynamic or float16" if lstm_fused and mode != "int8" else "dynamic or float16"
         return (f"layer {', '.join(self.names)}: {prefix}{self.steps} steps are too many to unroll (limit "
                 f"{UNROLL_MAX_STEPS}) and TF 2.21's integer quantizer crashes on the rolled loop; use {others}")
 
