@@ -115,8 +115,10 @@ def test_batchnorm_reestimation_sets_the_merged_models_batch_statistics(keras, t
     inference = np.asarray(merged(x, training=False))
     batch = np.asarray(merged(x, training=True))
     np.testing.assert_allclose(inference, batch, atol=1e-4, rtol=0)
-    stale = np.asarray(merge_by_data(model, x, ratio=0.5, samples=300)[0](x, training=False))
-    assert np.abs(stale - batch).max() > 100 * np.abs(inference - batch).max()
+    (group,) = [layer for layer in report.layers if "conv2" in layer.producers]
+    kept = np.setdiff1d(np.arange(6), [item["neuron"] for item in group.removed])
+    stale = np.asarray(model.get_layer("bn2").moving_variance)[kept]
+    assert np.abs(np.asarray(merged.get_layer("bn2").moving_variance) - stale).max() > 0.1  # they did change
 
 
 def test_fit_refit_map_undoes_a_drift_and_rebuilds_removed_channels():
