@@ -28,8 +28,7 @@ from compress.quantize.convert import Conversion, convert_modes
 from compress.quantize.diagnose import describe, float_ops
 from compress.quantize.fused import fused_op_counts
 from compress.quantize.litert_quantizer import calibrate, calibration_feed, quantize_with
-from compress.quantize.source import keras_source
-from compress.quantize.unroll import UNROLL_MAX_STEPS, unrolled_copy
+from compress.quantize.unroll import UNROLL_MAX_STEPS
 
 __all__ = ["float32_content", "float32_for_quantizer", "nan_scale_tensors", "rescue_int16x8"]
 
@@ -61,8 +60,9 @@ def float32_content(conversions, source, verbose=False):
 def float32_for_quantizer(conversions, source, verbose=False, notes=None):
     """The float32 model ai-edge-quantizer can quantize throughout.
 
-    It has no recipe for TFLite's fused UNIDIRECTIONAL_SEQUENCE_LSTM: a model whose LSTM the
-    converter fused is converted again unrolled, when its sequence has at most
+    It has no recipe for TFLite's fused recurrent ops (UNIDIRECTIONAL_SEQUENCE_LSTM, ..._RNN): a
+    model whose recurrent layers the converter fused is converted again unrolled
+    (``convert_modes(..., fuse=False)``) when its sequence has at most
     :data:`~compress.quantize.unroll.UNROLL_MAX_STEPS` steps; a longer one keeps the fused op, which
     then stays float (said in ``notes``).
 
@@ -74,17 +74,15 @@ def float32_for_quantizer(conversions, source, verbose=False, notes=None):
     if content is None or source.keras_model is None or not fused_op_counts(content):
         return content
     steps = source.input_shape[1] if len(source.input_shape) > 1 else None
-    copy = unrolled_copy(source.keras_model) if steps is not None and int(steps) <= UNROLL_MAX_STEPS else None
     unrolled = None
-    if copy is not None:
-        copy_source = keras_source(copy)
-        copy_source.input_names = source.input_names
-        (conversion,) = convert_modes(copy_source, ["float32"], verbose=verbose)
+    if steps is not None and int(steps) <= UNROLL_MAX_STEPS:
+        (conversion,) = convert_modes(source, ["float32"], verbose=verbose, fuse=False)
         unrolled = conversion.content
+    ops = ", ".join(sorted(fused_op_counts(content)))
     if notes is not None:
-        notes.append("ai-edge-quantizer has no recipe for the fused UNIDIRECTIONAL_SEQUENCE_LSTM: "
-                     + (f"it quantized a float32 model with the LSTM unrolled over its {int(steps)} steps"
-                        if unrolled is not None else "the LSTM stays float in what it quantizes"))
+        notes.append(f"ai-edge-quantizer has no recipe for the fused {ops}: "
+                     + (f"it quantized a float32 model with the recurrent layers unrolled over their {int(steps)} "
+                        "steps" if unrolled is not None else "those layers stay float in what it quantizes"))
     return unrolled or content
 
 
