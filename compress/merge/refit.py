@@ -8,7 +8,10 @@ pass, beside the original model's activations on the same inputs and positions, 
 original channels are rebuilt from the merged model's kept ones
 (:func:`compress.merge.refit_fit.fit_refit_map`), folded into the unit's consumers. The first
 unit of a group also chooses the group's removals, by the error in the original consumers'
-inputs (:func:`compress.merge.refit_fit.refit_selection`) at every unit of the group.
+inputs (:func:`compress.merge.refit_fit.refit_selection`) at every unit of the group. A
+consumer whose output only a BatchNormalization reads has its errors measured after that
+BatchNormalization's scale (``γ/√(σ² + ε)`` per output): that is what the rest of the model
+sees, and a low-variance channel the BatchNormalization amplifies counts as much as it matters.
 
 Plain producers merge here as one-producer groups (their channel group from
 :func:`analysis.channels.channel_groups`). All cuts are deferred
@@ -19,6 +22,7 @@ architecture with every channel pending a cut zeroed, which computes what the cu
 
 import numpy as np
 
+from analysis._tf import import_keras
 from analysis.channels import channel_groups
 from analysis.layers import spec_for
 from compress.merge.data_report import LayerDataMerge
@@ -27,7 +31,7 @@ from compress.merge.group_fold import consumer_block, cut_group, depthwise_rows,
 from compress.merge.groups import group_members
 from compress.merge.math import Relation
 from compress.merge.rebuild import find_layer
-from compress.merge.refit_fit import allocate_removals, choose_refit_map, refit_selection
+from compress.merge.refit_fit import allocate_removals, choose_refit_map, pruning_map, refit_selection
 from compress.merge.refit_probe import PreviewModel, TapProbe
 
 __all__ = ["plain_groups", "refit_groups", "refittable"]
@@ -94,6 +98,35 @@ def _units(model, graph, group, taps):
     return out
 
 
+def _output_scale(graph, state, layer_name):
+    """Per output channel, the scale of a BatchNormalization that alone reads the layer's output (else 1)."""
+    keras = import_keras()
+    nodes = [node for node in graph.nodes if node.layer.name == layer_name]
+    if len(nodes) != 1:
+        return None
+    readers = graph.readers(nodes[0].outputs[0])
+    if len(readers) != 1 or not isinstance(readers[0].layer, keras.layers.BatchNormalization):
+        return None
+    bn = readers[0].layer
+    arrays = state.arrays.get(bn.name, {})
+    if "moving_variance" not in arrays:
+        return None
+    gamma = arrays.get("gamma", np.ones_like(arrays["moving_variance"]))
+    return np.asarray(gamma, np.float64) / np.sqrt(np.asarray(arrays["moving_variance"], np.float64) + bn.epsilon)
+
+
+def _consumer_weights(graph, state, consumers, keys, n):
+    """The weights leaving the group's channels at one unit, each output scaled by a BatchNormalization after it."""
+    blocks = []
+    for key in keys:
+        block = consumer_block(state, consumers[key], key[1], n)
+        scale = _output_scale(graph, state, consumers[key].layer)
+        if scale is not None and block.shape[1] % scale.size == 0:
+            block = block * np.tile(scale, block.shape[1] // scale.size)
+        blocks.append(block)
+    return np.concatenate(blocks, axis=1)
+
+
 def _rows(samples, names, offset, n):
     return np.concatenate([samples[name][:, offset:offset + n] for name in names], axis=0)
 
@@ -150,7 +183,7 @@ def refit_groups(model, graph, groups, state, x, *, ratio, max_error, samples, p
     reports = {id(g): _report(g, graph, taps_of[id(g)]) for g in groups}
     counts = {}
     if allocation == "global" and ratio is not None:
-        per_group = [_unit_arrays(g, units, state, original, original, weigh_by_consumer) for g in groups]
+        per_group = [_unit_arrays(graph, g, units, state, original, original, weigh_by_consumer) for g in groups]
         counts = dict(zip(map(id, groups), allocate_removals(per_group, ratio, ridge=ridge)))
     removed, lost, totals, inexact, choices = {}, {}, {}, {}, {}
     passes, dirty = 1, False
@@ -165,17 +198,21 @@ def refit_groups(model, graph, groups, state, x, *, ratio, max_error, samples, p
         report, n = reports[id(group)], group.n
         if id(group) not in removed:
             count = counts.get(id(group), None if ratio is None else min(n - 1, round(ratio * n)))
-            removed[id(group)] = _select(group, units, state, merged, original, report, count, max_error, ridge,
+            removed[id(group)] = _select(graph, group, units, state, merged, original, report, count, max_error, ridge,
                                          weigh_by_consumer)
             families = {u.layer: spec_for(graph.nodes[u.node].layer).family for u in group.uses
                         if u.role == "producer"}
             cut_group(state, group, removed[id(group)], families)
         offset = keys[0][1]
         x_rows, y_rows = _rows(merged, unit_names, offset, n), _rows(original, unit_names, offset, n)
-        weights = np.concatenate([consumer_block(state, consumers[k], k[1], n) for k in keys], axis=1)
+        weights = _consumer_weights(graph, state, consumers, keys, n)
         separable = any(consumers[key].layout == "separable" for key in keys)
-        fitted = choose_refit_map(x_rows, y_rows, removed[id(group)], weights=weights, ridge=ridge,
-                                  diagonal_only=separable)
+        if np.isfinite(x_rows).all() and np.isfinite(y_rows).all():
+            fitted = choose_refit_map(x_rows, y_rows, removed[id(group)], weights=weights, ridge=ridge,
+                                      diagonal_only=separable)
+        else:  # NaN/Inf here: the removed channels are only cut from these consumers
+            fitted = pruning_map(n, removed[id(group)])
+            report.notes.append(f"activations at {', '.join(unit_names)} contain NaN or Inf: pruned there, not refitted")
         choices.setdefault(id(group), []).append("diagonal" if fitted.diagonal else f"ridge {fitted.ridge:g}")
         for key in keys:
             inexact.setdefault(id(group), []).extend(_fold_map(state, consumers[key], key[1], fitted))
@@ -196,9 +233,8 @@ def refit_groups(model, graph, groups, state, x, *, ratio, max_error, samples, p
 
 
 def _total(y_rows, weights):
-    centered = y_rows - y_rows.mean(axis=0)
-    product = centered @ weights
-    return float(np.einsum("ij,ij->", product, product))
+    centered = np.asarray(y_rows, dtype=np.float64) - y_rows.mean(axis=0)
+    return float(np.einsum("io,io->", weights, (centered.T @ centered) @ weights))
 
 
 def _merge_r2(entries, fitted):
@@ -209,7 +245,7 @@ def _merge_r2(entries, fitted):
     return [worst[j] for j in sorted(worst)]
 
 
-def _unit_arrays(group, units, state, merged, original, weigh_by_consumer):
+def _unit_arrays(graph, group, units, state, merged, original, weigh_by_consumer):
     """``[(X, Y, weights)]`` at every unit of ``group``: merged-so-far and original activations."""
     n = group.n
     consumers = {(u.layer, u.inputs[0][1]): u for u in group.consumers}
@@ -218,15 +254,14 @@ def _unit_arrays(group, units, state, merged, original, weigh_by_consumer):
         if other is not group:
             continue
         offset = keys[0][1]
-        weights = np.concatenate([consumer_block(state, consumers[k], k[1], n) for k in keys], axis=1) \
-            if weigh_by_consumer else np.eye(n)
+        weights = _consumer_weights(graph, state, consumers, keys, n) if weigh_by_consumer else np.eye(n)
         arrays.append((_rows(merged, unit_names, offset, n), _rows(original, unit_names, offset, n), weights))
     return arrays
 
 
-def _select(group, units, state, merged, original, report, count, max_error, ridge, weigh_by_consumer):
+def _select(graph, group, units, state, merged, original, report, count, max_error, ridge, weigh_by_consumer):
     """The group's removals, chosen on the merged-so-far model at every unit of the group."""
-    arrays = _unit_arrays(group, units, state, merged, original, weigh_by_consumer)
+    arrays = _unit_arrays(graph, group, units, state, merged, original, weigh_by_consumer)
     if not all(np.isfinite(a).all() and np.isfinite(b).all() for a, b, _ in arrays):
         report.notes.append("activations contain NaN or Inf on the calibration sample: left alone")
         return np.zeros(0, dtype=np.int64)

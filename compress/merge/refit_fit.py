@@ -27,7 +27,7 @@ from compress.merge.data_fit import DEFAULT_RIDGE, _inverse
 from compress.merge.group_fit import _greedy
 
 __all__ = ["ALLOCATIONS", "RIDGE_GRID", "RefitMap", "allocate_removals", "choose_refit_map", "fit_refit_map",
-           "refit_selection"]
+           "pruning_map", "refit_selection"]
 
 #: How ``--ratio`` is spread over the groups: the same share of each, or the cheapest channels of the model.
 ALLOCATIONS = {
@@ -66,6 +66,15 @@ class RefitMap:
     error: float
     ridge: float = DEFAULT_RIDGE
     diagonal: bool = False
+
+
+def pruning_map(n, remove):
+    """The map that keeps the kept channels as they are and drops the removed ones (no fit)."""
+    remove = np.asarray(remove, dtype=np.int64)
+    keep = np.setdiff1d(np.arange(n), remove)
+    beta = np.zeros((n, keep.size))
+    beta[keep, np.arange(keep.size)] = 1.0
+    return RefitMap(keep, remove, beta, np.zeros(n), np.zeros(remove.size), 0.0)
 
 
 def _centered(a):
