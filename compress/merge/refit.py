@@ -116,14 +116,21 @@ def _output_scale(graph, state, layer_name):
 
 
 def _consumer_weights(graph, state, consumers, keys, n):
-    """The weights leaving the group's channels at one unit, each output scaled by a BatchNormalization after it."""
+    """The weights leaving the group's channels at one unit: each output scaled by a BatchNormalization that
+    reads it alone, outputs already removed by another group left out."""
     blocks = []
     for key in keys:
-        block = consumer_block(state, consumers[key], key[1], n)
-        scale = _output_scale(graph, state, consumers[key].layer)
-        if scale is not None and block.shape[1] % scale.size == 0:
-            block = block * np.tile(scale, block.shape[1] // scale.size)
-        blocks.append(block)
+        use = consumers[key]
+        block = consumer_block(state, use, key[1], n)
+        out = state.arrays[use.layer][_KERNEL.get(use.layout, "kernel")].shape[-1]
+        factor = np.ones(out)
+        scale = _output_scale(graph, state, use.layer)
+        if scale is not None and scale.size == out:
+            factor *= scale
+        cut = state.cuts.get((use.layer, _KERNEL.get(use.layout, "kernel"), -1))
+        if cut is not None and cut[0] == out:  # outputs a group already removed: their error no longer matters
+            factor[sorted(cut[1])] = 0.0
+        blocks.append(block * np.tile(factor, block.shape[1] // out))
     return np.concatenate(blocks, axis=1)
 
 
