@@ -18,6 +18,8 @@ of every plain layer are removed, no fine-tuning:
   fitted on the model merged so far, the original consumers' inputs rebuilt from the kept channels;
 - ``refit global``: the same with ``allocation="global"`` (the ratio's removals spread over the
   groups by the error they cost; the parameter count then differs);
+- ``… all``: calibrated on every training image (``samples`` = 1,438) instead of the default
+  seeded 1,000;
 - ``weights``: :func:`compress.merge.merge_redundant` (Pearson, ``--ratio``);
 - ``group-L1``: DepGraph's criterion: the channels with the smallest L1 norm summed over every
   weight coupled to them (producers' filters, consumers' rows) dropped, no compensation.
@@ -131,12 +133,16 @@ def main():
     path = "/tmp/bench_merge_coupled.keras"
     model.save(path)
     model = keras.saving.load_model(path)
+    everything = len(data.x_train)
     methods = {
         "data-aware": lambda r: merge_by_data(model, data, ratio=r, seed=args.seed)[0],
         "data-aware + BN": lambda r: merge_by_data(model, data, ratio=r, seed=args.seed, reestimate_bn=True)[0],
         "refit": lambda r: merge_by_data(model, data, ratio=r, seed=args.seed, refit=True)[0],
         "refit global": lambda r: merge_by_data(model, data, ratio=r, seed=args.seed, refit=True,
                                                 allocation="global")[0],
+        "data-aware all": lambda r: merge_by_data(model, data, ratio=r, seed=args.seed, samples=everything)[0],
+        "refit all": lambda r: merge_by_data(model, data, ratio=r, seed=args.seed, refit=True,
+                                             samples=everything)[0],
         "weights": lambda r: merge_redundant(model, ratio=r)[0],
         "group-L1": lambda r: group_l1(model, r),
     }
