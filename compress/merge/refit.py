@@ -134,6 +134,25 @@ def _consumer_weights(graph, state, consumers, keys, n):
     return np.concatenate(blocks, axis=1)
 
 
+def _mostly_padded(model, graph, layer_name):
+    """Whether most output positions of a zero-padding consumer convolution reach into its padding.
+
+    An intercept folded into its bias is wrong there (the padded zeros stay zeros); where those
+    positions are the majority (a 3×3 kernel on a 4×4 map: 12 of 16), the fit goes through the
+    origin instead.
+    """
+    layer = find_layer(model, layer_name)
+    kernel = tuple(int(k) for k in getattr(layer, "kernel_size", ()))
+    if getattr(layer, "padding", "valid") == "valid" or not any(k > 1 for k in kernel):
+        return False
+    nodes = graph.nodes_of(layer)
+    spatial = graph.shape(nodes[0].inputs[0])[1:-1] if len(nodes) == 1 else ()
+    if len(spatial) != len(kernel) or any(d is None for d in spatial):
+        return False
+    interior = np.prod([max(0, d - (k - 1)) / d for d, k in zip(spatial, kernel)])
+    return bool(interior < 0.5)
+
+
 def _rows(samples, names, offset, n):
     return np.concatenate([samples[name][:, offset:offset + n] for name in names], axis=0)
 
@@ -214,9 +233,10 @@ def refit_groups(model, graph, groups, state, x, *, ratio, max_error, samples, p
         x_rows, y_rows = _rows(merged, unit_names, offset, n), _rows(original, unit_names, offset, n)
         weights = _consumer_weights(graph, state, consumers, keys, n)
         separable = any(consumers[key].layout == "separable" for key in keys)
+        padded = any(_mostly_padded(model, graph, consumers[key].layer) for key in keys)
         if np.isfinite(x_rows).all() and np.isfinite(y_rows).all():
             fitted = choose_refit_map(x_rows, y_rows, removed[id(group)], weights=weights, ridge=ridge,
-                                      diagonal_only=separable)
+                                      diagonal_only=separable, intercept=not padded)
         else:  # NaN/Inf here: the removed channels are only cut from these consumers
             fitted = pruning_map(n, removed[id(group)])
             report.notes.append(f"activations at {', '.join(unit_names)} contain NaN or Inf: pruned there, not refitted")

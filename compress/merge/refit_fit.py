@@ -182,7 +182,8 @@ def refit_selection(units, *, count=None, max_error=None, ridge=DEFAULT_RIDGE, d
     return np.sort(np.asarray(order, dtype=np.int64)), dead.astype(np.int64)
 
 
-def fit_refit_map(x, y, remove, *, weights=None, ridge=DEFAULT_RIDGE, dead_tolerance=1e-6, diagonal=False):
+def fit_refit_map(x, y, remove, *, weights=None, ridge=DEFAULT_RIDGE, dead_tolerance=1e-6, diagonal=False,
+                  intercept=True):
     """Rebuild every original channel of one tensor from the merged model's kept channels.
 
     Parameters
@@ -202,6 +203,9 @@ def fit_refit_map(x, y, remove, *, weights=None, ridge=DEFAULT_RIDGE, dead_toler
         Rebuild each kept channel from itself alone (``y_j ≈ b_j · x_j + c_j``): what a consumer
         that filters each channel on its own first (a SeparableConv's depthwise half) can absorb
         exactly. Removed channels are still rebuilt from every kept one.
+    intercept : bool, default=True
+        Fit ``c``; without it the map goes through the origin (``shift = 0``), which is what a
+        zero-padding convolution absorbs exactly: its padded zeros stay zeros.
 
     Returns
     -------
@@ -216,7 +220,8 @@ def fit_refit_map(x, y, remove, *, weights=None, ridge=DEFAULT_RIDGE, dead_toler
     >>> np.round(fitted.beta, 4).tolist()
     [[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0], [2.0, 4.0, 0.0]]
     """
-    return _fit_moments(_raw_moments(x, y), np.asarray(x).shape[1], remove, weights, ridge, dead_tolerance, diagonal)
+    return _fit_moments(_raw_moments(x, y), np.asarray(x).shape[1], remove, weights, ridge, dead_tolerance, diagonal,
+                        intercept)
 
 
 def _raw_moments(x, y):
@@ -226,15 +231,17 @@ def _raw_moments(x, y):
     return a.T @ a
 
 
-def _centered_moments(moments, n):
+def _centered_moments(moments, n, intercept=True):
     count = moments[-1, -1]
     mean = moments[-1, :-1] / count
+    if not intercept:  # second moments about 0: the fit goes through the origin
+        mean = np.zeros_like(mean)
     cov = moments[:-1, :-1] / count - np.outer(mean, mean)
     return mean[:n], mean[n:], cov[:n, :n], cov[:n, n:], cov[n:, n:]
 
 
-def _fit_moments(moments, n, remove, weights, ridge, dead_tolerance, diagonal):
-    x_mean, y_mean, cxx, cxy, cyy = _centered_moments(moments, n)
+def _fit_moments(moments, n, remove, weights, ridge, dead_tolerance, diagonal, intercept=True):
+    x_mean, y_mean, cxx, cxy, cyy = _centered_moments(moments, n, intercept)
     remove = np.asarray(remove, dtype=np.int64)
     keep = np.setdiff1d(np.arange(n), remove)
     live = keep[~_dead(cxx, x_mean, dead_tolerance)[keep]]
@@ -278,7 +285,8 @@ def _held_out_error(fitted, moments, n, weights):
     return _weighted(second, weights)
 
 
-def choose_refit_map(x, y, remove, *, weights=None, ridge=DEFAULT_RIDGE, diagonal_only=False, grid=RIDGE_GRID):
+def choose_refit_map(x, y, remove, *, weights=None, ridge=DEFAULT_RIDGE, diagonal_only=False, grid=RIDGE_GRID,
+                     intercept=True):
     """:func:`fit_refit_map` with the ridge and the kind of map chosen by two-fold cross-validation.
 
     The candidates are the full map at ``ridge`` and at each ridge of ``grid``, and the diagonal
@@ -296,6 +304,8 @@ def choose_refit_map(x, y, remove, *, weights=None, ridge=DEFAULT_RIDGE, diagona
     diagonal_only : bool, default=False
         Only the diagonal map (a SeparableConv consumer).
     grid : tuple of float, default=RIDGE_GRID
+    intercept : bool, default=True
+        As for :func:`fit_refit_map`.
 
     Returns
     -------
@@ -308,14 +318,14 @@ def choose_refit_map(x, y, remove, *, weights=None, ridge=DEFAULT_RIDGE, diagona
     n, half = np.asarray(x).shape[1], np.asarray(x).shape[0] // 2
     if len(candidates) == 1 or half < 2:
         ridge, diagonal = candidates[0]
-        return fit_refit_map(x, y, remove, weights=weights, ridge=ridge, diagonal=diagonal)
+        return fit_refit_map(x, y, remove, weights=weights, ridge=ridge, diagonal=diagonal, intercept=intercept)
     halves = [_raw_moments(x[:half], y[:half]), _raw_moments(x[half:], y[half:])]
     scores = []
     for candidate_ridge, diagonal in candidates:
         score = 0.0
         for train, test in ((0, 1), (1, 0)):
-            fitted = _fit_moments(halves[train], n, remove, None, candidate_ridge, 1e-6, diagonal)
+            fitted = _fit_moments(halves[train], n, remove, None, candidate_ridge, 1e-6, diagonal, intercept)
             score += _held_out_error(fitted, halves[test], n, weights)
         scores.append(score)
     ridge, diagonal = candidates[int(np.argmin(scores))]
-    return _fit_moments(halves[0] + halves[1], n, remove, weights, ridge, 1e-6, diagonal)
+    return _fit_moments(halves[0] + halves[1], n, remove, weights, ridge, 1e-6, diagonal, intercept)
