@@ -256,7 +256,7 @@ def test_a_full_disk_is_one_line_leaves_nothing_half_written_and_retrain_resumes
         (1024, ["report", good, "-o", out["report"] / "report"], out["report"] / "report"),
         (1024, ["merge", good, "-o", out["merge"] / "m.keras"], out["merge"] / "m.keras"),
         # quantize fills the temporary folder first, exporting the SavedModel the converter reads.
-        (1024, ["quantize", good, "-o", out["quantize"] / "q", "--modes", "float32"], None),
+        (1024, ["quantize", good, "-o", out["quantize"] / "q", "--modes", "float32", "-q"], None),
         (1024, ["retrain", good, "--data", npz, "-o", out["retrain"] / "r.keras", "--epochs", "1", "-q"],
          out["retrain"] / ".r.keras.retrain" / "latest.weights.h5"),
         (40_000, ["retrain", good, "--data", npz, "-o", out["resumable"] / "r.keras", "--epochs", "1", "-q"],
