@@ -92,7 +92,8 @@ class LayerSpec:
     family : str
         ``dense``, ``conv``, ``conv_transpose``, ``depthwise``, ``separable``, ``rnn``,
         ``bidirectional``, ``time_distributed`` for layers with neurons; ``weights`` for layers with
-        weights but no neurons (``recurrent`` for a generic RNN over a custom cell); ``step`` for weightless layers that merging walks through.
+        weights but no neurons (``recurrent`` for a generic RNN over a custom cell); ``step`` for
+        weightless layers that merging walks through.
     variables : dict of str to str
         Weight array key -> attribute path from the layer (``"recurrent_kernel"`` ->
         ``"cell.recurrent_kernel"``); the keys are what :func:`neuron_rows` reads.

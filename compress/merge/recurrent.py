@@ -2,9 +2,9 @@
 
 A recurrent layer's hidden state ``h_t`` (shape ``(units,)``) is read in two places: by the next
 layer (a Dense, Conv1D or TimeDistributed(Dense/Conv) on the last state or the sequence, or another
-recurrent layer's input kernel, both halves' of a Bidirectional one) and by the layer itself, through the recurrent kernel ``U`` of every gate
-at the next step. Both reads are linear in ``h``, so when ``h_j ≈ Σ_k β_k h_k + c`` holds at every
-step, unit ``j`` folds into both::
+recurrent layer's input kernel, both halves' of a Bidirectional one) and by the layer itself,
+through the recurrent kernel ``U`` of every gate at the next step. Both reads are linear in ``h``,
+so when ``h_j ≈ Σ_k β_k h_k + c`` holds at every step, unit ``j`` folds into both::
 
     U[k, :] += β_k · U[j, :]          bias_recurrent += c · U[j, :]        (every gate at once)
     W_next[k, :] += β_k · W_next[j, :]   b_next += c · W_next[j, :]

@@ -1,7 +1,8 @@
 """Per-layer quantization sensitivity and the smallest mixed-precision model within a drop.
 
 One layer at a time is quantized (int8 weights and activations; or int4 weights, or int16
-activations: :data:`SENSITIVITY_MODES`) in the float32 ``.tflite`` model, every other layer kept float, with LiteRT's post-conversion quantizer
+activations: :data:`SENSITIVITY_MODES`) in the float32 ``.tflite`` model, every other layer kept
+float, with LiteRT's post-conversion quantizer
 (``ai-edge-quantizer``: a static a8w8 recipe whose regex matches only that layer's ops; the
 float model is calibrated once, see :mod:`.litert_quantizer`). Each layer's accuracy drop,
 agreement with the float model and mean output error are measured on the evaluation inputs.
