@@ -4,8 +4,9 @@ For a small LSTM classifier (16 units, 2 features, a synthetic sequence task: do
 feature's second half sum above its first half; at 200 steps, within the last 16 steps) trained at
 8 and at 200 steps, and a SimpleRNN at 200 steps: each mode converted fused (``convert_modes``' default)
 and unrolled (the recurrent layers cloned with ``unroll=True``, the path before fusing; at 200 steps
-forced past the 64-step limit for the comparison), with file size, export-and-conversion time, agreement with Keras and accuracy on the test
-split, mean |output difference| and the median latency of one invoke at batch 1.
+forced past the 64-step limit for the comparison), with file size, export-and-conversion time,
+agreement with Keras and accuracy on the test split, mean |output difference| and the median latency
+of one invoke at batch 1.
 
 Run: ``python benchmarks/bench_quantize_fused.py`` (a few minutes on 2 cores; ``--quick`` for a
 smoke run).
