@@ -7,25 +7,16 @@ few epochs, so agreement with Keras means something.
 import numpy as np
 import pytest
 
-from analysis.data import Dataset
+from tests.zoo import reloaded, sequence_task
 
 FAST = {"latency_repeats": 2, "throughput_repeats": 1, "calibration_samples": 50}
 STEPS = 12
 
 
-def _saved(keras, model, tmp_path_factory, name):
-    path = tmp_path_factory.mktemp("quantize_fused") / f"{name}.keras"
-    model.save(path)
-    return keras.saving.load_model(path)
-
-
 @pytest.fixture(scope="module")
 def sequences():
     """(n, 12, 2) series; class 1 when the first feature's second half sums above its first half."""
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(400, STEPS, 2)).astype("float32")
-    y = (x[:, STEPS // 2:, 0].sum(1) > x[:, :STEPS // 2, 0].sum(1)).astype("int64")
-    return Dataset(x[:300], y[:300], x[300:], y[300:], "synthetic sequences", "classification")
+    return sequence_task(STEPS)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +29,7 @@ def fused_report(keras, sequences, tmp_path_factory):
                               keras.layers.Dense(2, activation="softmax", name="probs")])
     model.compile(keras.optimizers.Adam(0.02), "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(sequences.x_train, sequences.y_train, epochs=6, batch_size=32, verbose=0)
-    model = _saved(keras, model, tmp_path_factory, "lstm")
+    model = reloaded(model, tmp_path_factory.mktemp("quantize_fused"), "lstm")
     contents, report = quantize_model(keras_source(model), ["float32", "int8"], sequences, **FAST)
     return model, contents, report
 
@@ -80,7 +71,7 @@ def test_a_200_step_lstm_converts_fused_in_int8(keras, tmp_path_factory):
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((200, 2), name="series"), keras.layers.LSTM(4, name="long_lstm"),
                               keras.layers.Dense(2, name="head")])
-    model = _saved(keras, model, tmp_path_factory, "long")
+    model = reloaded(model, tmp_path_factory.mktemp("quantize_fused"), "long")
     x = np.random.default_rng(0).normal(size=(30, 200, 2)).astype("float32")
     _, report = quantize_model(keras_source(model), ["int8"], x, **FAST)
     row = report.mode("int8")
@@ -100,7 +91,7 @@ def test_fused_copy_computes_what_keras_computes(keras, tmp_path_factory):
     model = keras.Model(inputs, keras.layers.Dense(2, name="head")(hidden))
     for weight in model.weights:  # non-trivial biases too
         weight.assign(np.random.default_rng(2).normal(scale=0.5, size=weight.shape).astype("float32"))
-    model = _saved(keras, model, tmp_path_factory, "stack")
+    model = reloaded(model, tmp_path_factory.mktemp("quantize_fused"), "stack")
     x = np.random.default_rng(3).normal(size=(5, 7, 3)).astype("float32")
     copy = fused_copy(model)
     np.testing.assert_allclose(np.asarray(copy(x)), np.asarray(model(x)), rtol=0, atol=1e-6)  # eager: no tracing
@@ -113,7 +104,7 @@ def test_a_simple_rnn_converts_to_the_fused_rnn_op_equal_to_keras_in_float32(ker
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((90, 2), name="series"),
                               keras.layers.SimpleRNN(5, go_backwards=True, name="rnn"), keras.layers.Dense(2)])
-    model = _saved(keras, model, tmp_path_factory, "rnn")
+    model = reloaded(model, tmp_path_factory.mktemp("quantize_fused"), "rnn")
     x = np.random.default_rng(0).normal(size=(10, 90, 2)).astype("float32")
     contents, report = quantize_model(keras_source(model), ["float32"], x, **FAST)
     assert report.mode("float32").converter == "fused"
@@ -166,7 +157,7 @@ def test_int16x8_falls_back_to_unrolling_and_says_why(keras, tmp_path_factory):
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((4, 2), name="series"), keras.layers.LSTM(3, name="lstm"),
                               keras.layers.Dense(2, name="head")])
-    model = _saved(keras, model, tmp_path_factory, "short")
+    model = reloaded(model, tmp_path_factory.mktemp("quantize_fused"), "short")
     x = np.random.default_rng(0).normal(size=(20, 4, 2)).astype("float32")
     _, report = quantize_model(keras_source(model), ["int16x8"], x, **FAST)
     assert report.mode("int16x8").ok and report.mode("int16x8").converter == "saved_model"

@@ -10,24 +10,16 @@ import numpy as np
 import pytest
 
 from analysis.data import Dataset
+from tests.zoo import reloaded, sequence_task
 
 FAST = {"latency_repeats": 2, "throughput_repeats": 1, "calibration_samples": 50}
 STEPS = 6
 
 
-def _saved(keras, model, tmp_path_factory, name):
-    path = tmp_path_factory.mktemp("quantize_models") / f"{name}.keras"
-    model.save(path)
-    return keras.saving.load_model(path)
-
-
 @pytest.fixture(scope="module")
 def sequences():
     """(n, 6, 2) series; class 1 when the first feature's second half sums above its first half."""
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(400, STEPS, 2)).astype("float32")
-    y = (x[:, STEPS // 2:, 0].sum(1) > x[:, :STEPS // 2, 0].sum(1)).astype("int64")
-    return Dataset(x[:300], y[:300], x[300:], y[300:], "synthetic sequences", "classification")
+    return sequence_task(STEPS)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +47,7 @@ def recurrent_report(keras, sequences, tmp_path_factory):
                               keras.layers.LSTM(8, return_sequences=True, name="lstm"),
                               keras.layers.GRU(8, name="gru"),
                               keras.layers.Dense(2, activation="softmax", name="probs")])
-    model = _saved(keras, _train(keras, model, sequences, 6), tmp_path_factory, "lstm_gru")
+    model = reloaded(_train(keras, model, sequences, 6), tmp_path_factory.mktemp("quantize_models"), "lstm_gru")
     return quantize_model(keras_source(model), ["float32", "dynamic", "int8"], sequences, **FAST)[1]
 
 
@@ -76,7 +68,7 @@ def test_embedding_model_keeps_its_accuracy_under_int8_and_its_ids_stay_integers
                               keras.layers.Embedding(20, 8, name="embed"),
                               keras.layers.GlobalMaxPooling1D(name="pool"),
                               keras.layers.Dense(2, activation="softmax", name="probs")])
-    model = _saved(keras, _train(keras, model, tokens, 15), tmp_path_factory, "embedding")
+    model = reloaded(_train(keras, model, tokens, 15), tmp_path_factory.mktemp("quantize_models"), "embedding")
     contents, report = quantize_model(keras_source(model), ["float32", "int8"], tokens, **FAST)
     assert report.reference.accuracy > 0.9
     assert report.mode("int8").ok and report.mode("int8").drop <= 1.0
@@ -92,7 +84,7 @@ def test_a_long_sequence_stays_rolled_and_the_integer_modes_name_the_layer(keras
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((70, 2), name="series"), keras.layers.GRU(4, name="long_gru"),
                               keras.layers.Dense(2, name="head")])  # a long LSTM converts fused: test_quantize_fused
-    model = _saved(keras, model, tmp_path_factory, "long")
+    model = reloaded(model, tmp_path_factory.mktemp("quantize_models"), "long")
     x = np.random.default_rng(0).normal(size=(40, 70, 2)).astype("float32")
     _, report = quantize_model(keras_source(model), ["float32", "int8"], x, **FAST)
     assert report.mode("float32").ok and report.mode("float32").converter == "static_batch"

@@ -8,16 +8,15 @@ import json
 import numpy as np
 import pytest
 
-from tests.zoo import load_zoo, zoo_inputs, zoo_path
+from tests.zoo import load_zoo, reloaded, zoo_inputs, zoo_path
 
 FAST = {"latency_repeats": 1, "throughput_repeats": 1, "calibration_samples": 40}
 LENGTH = 10  # the data's sequence length; the model takes any
 
 
-def _saved(keras, model, tmp_path_factory, name):
-    path = tmp_path_factory.mktemp("quantize_shapes") / f"{name}.keras"
-    model.save(path)
-    return path, keras.saving.load_model(path)
+def _saved(model, tmp_path_factory, name):
+    directory = tmp_path_factory.mktemp("quantize_shapes")
+    return directory / f"{name}.keras", reloaded(model, directory, name)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +25,7 @@ def variable_lstm(keras, tmp_path_factory):
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((None, 3), name="series"), keras.layers.LSTM(6, name="lstm"),
                               keras.layers.Dense(3, activation="softmax", name="probs")])
-    return _saved(keras, model, tmp_path_factory, "variable_lstm")
+    return _saved(model, tmp_path_factory, "variable_lstm")
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +36,7 @@ def variable_cnn(keras, tmp_path_factory):
     x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(inputs)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="probs")(x))
-    return _saved(keras, model, tmp_path_factory, "variable_cnn")
+    return _saved(model, tmp_path_factory, "variable_cnn")
 
 
 def _cli(argv, capsys):
@@ -107,7 +106,7 @@ def test_int16x8_of_an_embedding_model_keeps_the_token_ids_int32(keras, tmp_path
                               keras.layers.Dense(2, activation="softmax", name="probs")])
     model.compile(keras.optimizers.Adam(0.02), "sparse_categorical_crossentropy")
     model.fit(x[:300], y[:300], epochs=15, batch_size=32, verbose=0)
-    _, model = _saved(keras, model, tmp_path_factory, "embedding")
+    _, model = _saved(model, tmp_path_factory, "embedding")
     data = Dataset(x[:300], y[:300], x[300:], y[300:], "synthetic tokens", "classification")
     contents, report = quantize_model(keras_source(model), ["float32", "int16x8"], data, int16x8_limit_s=None, **FAST)
     row = report.mode("int16x8")

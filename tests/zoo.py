@@ -16,7 +16,7 @@ import numpy as np
 
 from analysis._tf import import_keras
 
-__all__ = ["EXTRA_ZOO", "ZOO", "load_zoo", "zoo_inputs", "zoo_path"]
+__all__ = ["EXTRA_ZOO", "ZOO", "load_zoo", "reloaded", "sequence_task", "zoo_inputs", "zoo_path"]
 
 keras = import_keras()
 L = keras.layers
@@ -33,9 +33,28 @@ def _finish(model, directory, name, ext=".keras", seed=0):
             index = [w.path for w in layer.weights].index(layer.moving_variance.path)
             values[index] = rng.uniform(0.5, 1.5, values[index].shape).astype("float32")
         layer.set_weights(values)
+    return reloaded(model, directory, name, ext)
+
+
+def reloaded(model, directory, name, ext=".keras"):
+    """Save ``model`` as ``directory/name+ext`` and return the copy loaded back from that file."""
     path = os.path.join(str(directory), name + ext)
     model.save(path)
     return keras.saving.load_model(path)
+
+
+def sequence_task(steps, n=400, n_train=300, seed=0):
+    """A synthetic sequence classification task: ``Dataset`` of ``(n, steps, 2)`` float32 series.
+
+    Class 1 when the first feature's second half sums above its first half: a recurrent layer
+    learns it in a few epochs, so agreement with Keras after quantization means something.
+    """
+    from analysis.data import Dataset
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, steps, 2)).astype("float32")
+    y = (x[:, steps // 2:, 0].sum(1) > x[:, :steps // 2, 0].sum(1)).astype("int64")
+    return Dataset(x[:n_train], y[:n_train], x[n_train:], y[n_train:], "synthetic sequences", "classification")
 
 
 def _leaf_layers(model):
