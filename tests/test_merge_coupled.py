@@ -11,25 +11,12 @@ import json
 import numpy as np
 import pytest
 
+from tests.zoo import scaled_weights
 from weightkit._common import run_cli
 from weightkit.cli import cli
 
 # Outputs of order 1; folding changes them by float32 rounding only (a few 1e-7 measured).
 ATOL = 1e-5
-
-
-def _seed_weights(model, rng):
-    for layer in model.layers:
-        if type(layer).__name__ == "BatchNormalization":
-            n = layer.get_weights()[0].shape[0]
-            layer.set_weights([rng.uniform(0.5, 2, n), rng.normal(0, 0.5, n), rng.normal(0, 0.5, n),
-                               rng.uniform(0.5, 2, n)])
-        elif layer.weights:
-            values = []
-            for w in layer.get_weights():
-                fan_in = int(np.prod(w.shape[:-1])) if w.ndim > 1 else 1
-                values.append((rng.normal(size=w.shape) / np.sqrt(max(fan_in, 1))).astype("float32"))
-            layer.set_weights(values)
 
 
 def _plant(model, name, j, k, alpha, kernel_index=0):
@@ -65,7 +52,7 @@ def _residual(keras, rng):
     shortcut = L.BatchNormalization(name="short_bn")(L.Conv2D(6, 1, name="shortcut")(x))
     z = L.ReLU(name="out_relu")(L.Add(name="add")([y, shortcut]))
     model = keras.Model(inputs, L.Dense(3, name="head")(L.GlobalAveragePooling2D(name="gap")(z)))
-    _seed_weights(model, rng)
+    scaled_weights(model, rng)
     for producer, bn in (("conv2", "bn2"), ("shortcut", "short_bn")):  # the copy in both branches
         _plant(model, producer, 4, 1, 2.0)
         _plant_bn(model, bn, 4, 1, 2.0)
@@ -80,7 +67,7 @@ def _concatenated(keras, rng):
     x = L.BatchNormalization(name="cat_bn")(L.Concatenate(name="cat")([a, b]))
     x = L.Conv2D(3, 3, padding="same", activation="relu", name="after")(x)
     model = keras.Model(inputs, L.Dense(2, name="head")(L.Flatten(name="flat")(x)))
-    _seed_weights(model, rng)
+    scaled_weights(model, rng)
     _plant(model, "left", 0, 3, 1.5)
     _plant_bn(model, "cat_bn", 0, 3, 1.5)
     _plant(model, "right", 2, 1, 0.5)  # channel 5 + 2 of the concatenation
@@ -95,7 +82,7 @@ def _depthwise(keras, rng):
     x = L.ReLU(name="dw_relu")(L.DepthwiseConv2D(3, padding="same", name="dw")(x))
     model = keras.Model(inputs, L.Dense(2, name="head")(L.GlobalAveragePooling2D(name="gap")(
         L.Conv2D(4, 1, name="project")(x))))
-    _seed_weights(model, rng)
+    scaled_weights(model, rng)
     _plant(model, "expand", 4, 1, 2.0)
     kernel, bias = model.get_layer("dw").get_weights()
     kernel[..., 4, 0], bias[4] = 0.5 * kernel[..., 1, 0], bias[1]  # y_4 = 2·0.5·(d_1 * x_1) + b_1 = y_1
@@ -111,7 +98,7 @@ def _separable(keras, rng):
         L.SeparableConv2D(5, 3, padding="same", name="sep")(x)))
     model = keras.Model(inputs, L.Dense(2, name="head")(L.GlobalAveragePooling2D(name="gap")(
         L.Conv2D(4, 1, name="project")(x))))
-    _seed_weights(model, rng)
+    scaled_weights(model, rng)
     _plant(model, "expand", 4, 1, 2.0)  # read by the SeparableConv: its depthwise filters copied too
     depthwise, pointwise, bias = model.get_layer("sep").get_weights()
     depthwise[..., 4, 0] = depthwise[..., 1, 0]
@@ -225,7 +212,7 @@ def test_inverted_residual_block_without_biases_merges_by_data_and_loads(keras, 
     y = L.BatchNormalization(name="project_bn")(L.Conv2D(4, 1, use_bias=False, name="project")(y))
     z = L.GlobalAveragePooling2D(name="gap")(L.Add(name="add")([x, y]))
     model = keras.Model(inputs, L.Dense(2, name="head")(z))
-    _seed_weights(model, rng)
+    scaled_weights(model, rng)
     model, _ = _reload(keras, model, tmp_path, "inverted")
     x_in = rng.normal(size=(120, 5, 5, 3)).astype("float32")
     merged, report = merge_neurons(model, "data", x_in, ratio=0.5)
@@ -246,7 +233,7 @@ def test_a_producer_called_at_two_places_merges_as_one_group(keras, tmp_path, jo
     joined = getattr(L, join)(name="join")([encoder(first), encoder(second)])
     model = keras.Model([first, second], L.Dense(2, name="head")(joined))
     rng = np.random.default_rng(5)
-    _seed_weights(model, rng)
+    scaled_weights(model, rng)
     _plant(model, "encoder", 3, 1, 2.0)
     model, _ = _reload(keras, model, tmp_path, join)
     x = [rng.normal(size=(64, 4)).astype("float32") for _ in range(2)]

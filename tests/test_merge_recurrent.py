@@ -12,20 +12,12 @@ import json
 import numpy as np
 import pytest
 
+from tests.zoo import scaled_weights
 from weightkit._common import run_cli
 from weightkit.cli import cli
 
 ATOL = 1e-5
 GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
-
-
-def _seed(model, rng):
-    for layer in model.layers:
-        values = []
-        for w in layer.get_weights():
-            fan_in = w.shape[0] if w.ndim > 1 else 1
-            values.append((rng.normal(size=w.shape) / np.sqrt(fan_in)).astype("float32"))
-        layer.set_weights(values)
 
 
 def _plant(layer, gates):
@@ -62,7 +54,7 @@ def test_planted_duplicate_unit_folds_into_every_gate_exactly(keras, tmp_path, k
     model = keras.Sequential([keras.Input((6, 3)), layer(4, return_sequences=True, name="first"),
                               layer(4, name="second"), L.Dense(2, name="head")])
     rng = np.random.default_rng(0)
-    _seed(model, rng)
+    scaled_weights(model, rng)
     _plant(model.get_layer("first"), GATES[kind])
     _plant(model.get_layer("second"), GATES[kind])
     model, _ = _reload(keras, model, tmp_path, kind)
@@ -86,7 +78,7 @@ def test_masked_gru_folds_into_a_time_distributed_head(keras, tmp_path):
     x = L.GRU(4, return_sequences=True, name="gru")(L.Embedding(9, 3, mask_zero=True, name="embed")(inp))
     model = keras.Model(inp, L.TimeDistributed(L.Dense(2, use_bias=False, name="step"), name="per_step")(x))
     rng = np.random.default_rng(1)
-    _seed(model, rng)
+    scaled_weights(model, rng)
     _plant(model.get_layer("gru"), 3)
     model, _ = _reload(keras, model, tmp_path, "masked")
     tokens = rng.integers(1, 9, size=(48, 7)).astype("int32")

@@ -8,26 +8,10 @@ import pytest
 
 from compress.merge.group_fit import plan_group_fit
 from compress.merge.refit_fit import choose_refit_map, fit_refit_map, refit_selection
+from tests.zoo import reloaded, scaled_weights
 
 # Outputs of order 1; an exact merge changes them by float32 rounding only.
 ATOL = 1e-5
-
-
-def _reload(keras, model, folder, name):
-    path = folder / f"{name}.keras"
-    model.save(path)
-    return keras.saving.load_model(path)
-
-
-def _seed(model, rng):
-    for layer in model.layers:
-        if type(layer).__name__ == "BatchNormalization":
-            n = layer.get_weights()[0].shape[0]
-            layer.set_weights([rng.uniform(0.5, 2, n), rng.normal(0, 0.5, n), rng.normal(0, 0.5, n),
-                               rng.uniform(0.5, 2, n)])
-        elif layer.weights:
-            layer.set_weights([(rng.normal(size=w.shape) / np.sqrt(max(int(np.prod(w.shape[:-1])), 1)))
-                               .astype("float32") for w in layer.get_weights()])
 
 
 def _two_blocks(keras, rng, width=8):
@@ -43,7 +27,7 @@ def _two_blocks(keras, rng, width=8):
         y = L.BatchNormalization(name=f"bn{b}b")(L.Conv2D(width, 3, padding="same", name=f"c{b}b")(y))
         x = L.ReLU(name=f"o{b}")(L.Add(name=f"add{b}")([x, y]))
     model = keras.Model(inputs, L.Dense(3, name="head")(L.GlobalAveragePooling2D(name="gap")(x)))
-    _seed(model, rng)
+    scaled_weights(model, rng)
     return model
 
 
@@ -57,7 +41,7 @@ def _residual_cnn(keras, rng):
     shortcut = L.BatchNormalization(name="short_bn")(L.Conv2D(6, 1, name="shortcut")(x))
     z = L.ReLU(name="out_relu")(L.Add(name="add")([y, shortcut]))
     model = keras.Model(inputs, L.Dense(3, name="head")(L.GlobalAveragePooling2D(name="gap")(z)))
-    _seed(model, rng)
+    scaled_weights(model, rng)
     for producer, bn in (("conv2", "bn2"), ("shortcut", "short_bn")):  # an exact copy in both branches
         layer = model.get_layer(producer)
         kernel, bias = layer.get_weights()
@@ -74,7 +58,7 @@ def test_refit_rebuilds_the_original_outputs_better_than_the_one_shot_fit(keras,
 
     rng = np.random.default_rng(0)
     keras.utils.set_random_seed(0)
-    model = _reload(keras, _two_blocks(keras, rng), tmp_path, "two_blocks")
+    model = reloaded(_two_blocks(keras, rng), tmp_path, "two_blocks")
     x = rng.normal(size=(400, 6, 6, 3)).astype("float32")
     original = model.predict(x[300:], verbose=0)
     errors = {}
@@ -92,7 +76,7 @@ def test_refit_keeps_a_planted_copy_through_a_residual_block_exact(keras, tmp_pa
 
     rng = np.random.default_rng(0)
     keras.utils.set_random_seed(0)
-    model = _reload(keras, _residual_cnn(keras, rng), tmp_path, "residual")
+    model = reloaded(_residual_cnn(keras, rng), tmp_path, "residual")
     x = rng.normal(size=(260, 5, 5, 3)).astype("float32")
     merged, report = merge_by_data(model, x[:200], max_error=1e-5, layers=["conv2"], refit=True)
     (group,) = report.layers
@@ -107,7 +91,7 @@ def test_batchnorm_reestimation_sets_the_merged_models_batch_statistics(keras, t
 
     rng = np.random.default_rng(2)
     keras.utils.set_random_seed(2)
-    model = _reload(keras, _residual_cnn(keras, rng), tmp_path, "bn")
+    model = reloaded(_residual_cnn(keras, rng), tmp_path, "bn")
     x = rng.normal(size=(300, 5, 5, 3)).astype("float32")
     merged, report = merge_by_data(model, x, ratio=0.5, reestimate_bn=True, samples=300)
     assert "BatchNormalization statistics re-estimated on the calibration sample: 3 layers, 2 passes" in report.notes

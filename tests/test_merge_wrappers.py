@@ -10,17 +10,10 @@ compounded over the steps (at most 1.9e-6 measured on these models, 2026-12-01).
 import numpy as np
 import pytest
 
+from tests.zoo import scaled_weights
+
 ATOL = 1e-5
 GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
-
-
-def _seed(model, rng):
-    for layer in model.layers:
-        values = []
-        for w in layer.get_weights():
-            fan_in = int(np.prod(w.shape[:-1])) if w.ndim > 1 else 1
-            values.append((rng.normal(size=w.shape) / np.sqrt(fan_in)).astype("float32"))
-        layer.set_weights(values)
 
 
 def _plant_channel(layer, j, k, alpha):
@@ -77,7 +70,7 @@ def test_time_distributed_producer_and_a_recurrent_consumer_merge_exactly(keras,
     x = getattr(L, kind)(4, name="rnn")(x)
     model = keras.Model(inputs, L.Dense(2, name="head")(x))
     rng = np.random.default_rng(0)
-    _seed(model, rng)
+    scaled_weights(model, rng)
     _plant_channel(model.get_layer("per_step").layer, 3, 1, 2.0)
     _plant_channel(model.get_layer("dense"), 4, 0, 0.5)
     model = _reload(keras, model, tmp_path, f"{kind}_{mode}")
@@ -97,7 +90,7 @@ def test_time_distributed_conv_folds_into_a_time_distributed_conv(keras, tmp_pat
     x = L.TimeDistributed(L.Conv2D(4, 3, padding="same", activation="relu", name="c1"), name="frames1")(inputs)
     model = keras.Model(inputs, L.TimeDistributed(L.Conv2D(3, 3, name="c2"), name="frames2")(x))
     rng = np.random.default_rng(1)
-    _seed(model, rng)
+    scaled_weights(model, rng)
     _plant_channel(model.get_layer("frames1").layer, 2, 0, 3.0)
     model = _reload(keras, model, tmp_path, "frames")
     x = rng.normal(size=(8, 3, 5, 5, 2)).astype("float32")
@@ -121,7 +114,7 @@ def test_bidirectional_halves_fold_their_own_units_exactly(keras, tmp_path, merg
     x = L.Bidirectional(L.LSTM(4, name="lstm"), merge_mode=merge_mode, name="both")(x)
     model = keras.Model(inputs, L.Dense(2, name="head")(x))
     rng = np.random.default_rng(2)
-    _seed(model, rng)
+    scaled_weights(model, rng)
     _plant_channel(model.get_layer("proj"), 4, 2, -1.5)  # linear: any scale merges
     _plant_halves(model.get_layer("both"), 4, (1, 0), (2, 3) if merge_mode == "concat" else (1, 0))
     model = _reload(keras, model, tmp_path, merge_mode)
@@ -152,7 +145,7 @@ def test_a_recurrent_unit_folds_into_a_conv1d_and_a_bidirectional_consumer(keras
     x = L.Bidirectional(L.GRU(3, name="inner"), name="both")(x)
     model = keras.Model(inputs, L.Dense(2, name="head")(x))
     rng = np.random.default_rng(3)
-    _seed(model, rng)
+    scaled_weights(model, rng)
     gru = model.get_layer("gru")
     gru.set_weights(_plant_unit(gru.get_weights(), 3, 1, 0))
     _plant_channel(model.get_layer("conv"), 3, 0, 2.0)
@@ -201,7 +194,7 @@ def test_a_coupled_group_folds_into_recurrent_and_time_distributed_consumers(ker
         x = L.Bidirectional(L.GRU(3, name="inner"), name="reader")(x)
     model = keras.Model(inputs, L.Dense(2, name="head")(x))
     rng = np.random.default_rng(4)
-    _seed(model, rng)
+    scaled_weights(model, rng)
     for name in ("a", "b"):
         _plant_channel(model.get_layer(name), 3, 1, 2.0)
     _plant_channel(model.get_layer("c"), 2, 0, 0.5)
@@ -243,7 +236,7 @@ def test_time_distributed_conv_merges_through_time_distributed_steps(keras, tmp_
         output = L.GlobalAveragePooling1D(name="over_time")(x)
     model = keras.Model(inputs, output)
     rng = np.random.default_rng(6)
-    _seed(model, rng)
+    scaled_weights(model, rng)
     _plant_channel(model.get_layer("frames").layer, 3, 1, 2.0)
     if form != "flatten_into_lstm":
         _plant_batchnorm(model.get_layer("norm").layer, 3, 1, 2.0, rng)
@@ -267,7 +260,7 @@ def test_a_time_distributed_producer_merges_inside_a_residual_group(keras, tmp_p
     x = L.LSTM(3, name="reader")(L.TimeDistributed(L.Dense(4, name="inner2"), name="project")(x))
     model = keras.Model(inputs, L.Dense(2, name="head")(x))
     rng = np.random.default_rng(7)
-    _seed(model, rng)
+    scaled_weights(model, rng)
     _plant_channel(model.get_layer("block").layer, 3, 1, 2.0)  # the copy in both branches
     _plant_channel(model.get_layer("skip"), 3, 1, 2.0)
     _plant_channel(model.get_layer("project").layer, 2, 0, 0.5)
@@ -292,7 +285,7 @@ def test_a_masked_text_classifier_folds_its_bidirectional_halves_through_average
     model = keras.Model(tokens, L.Dense(3, activation="softmax", name="probs")(
         L.GlobalAveragePooling1D(name="average")(x)))
     rng = np.random.default_rng(8)
-    _seed(model, rng)
+    scaled_weights(model, rng)
     _plant_halves(model.get_layer("both"), 3, (1, 0), (2, 3))
     model = _reload(keras, model, tmp_path, "text")
     ids = rng.integers(1, 11, size=(48, 7)).astype("int32")
@@ -318,7 +311,7 @@ def test_a_residual_frame_block_merges_through_time_distributed_steps_into_an_ls
     x = td(L.Flatten(name="f"), name="flatten")(td(L.MaxPooling2D(2, name="p"), name="pool")(x))
     model = keras.Model(inputs, L.Dense(2, name="head")(L.LSTM(3, name="reader")(x)))
     rng = np.random.default_rng(9)
-    _seed(model, rng)
+    scaled_weights(model, rng)
     for name in ("a", "b"):
         _plant_channel(model.get_layer(name).layer, 3, 1, 2.0)
     _plant_batchnorm(model.get_layer("norm").layer, 3, 1, 2.0, rng)

@@ -16,7 +16,7 @@ import numpy as np
 
 from analysis._tf import import_keras
 
-__all__ = ["EXTRA_ZOO", "ZOO", "load_zoo", "reloaded", "sequence_task", "zoo_inputs", "zoo_path"]
+__all__ = ["EXTRA_ZOO", "ZOO", "load_zoo", "reloaded", "scaled_weights", "sequence_task", "zoo_inputs", "zoo_path"]
 
 keras = import_keras()
 L = keras.layers
@@ -41,6 +41,22 @@ def reloaded(model, directory, name, ext=".keras"):
     path = os.path.join(str(directory), name + ext)
     model.save(path)
     return keras.saving.load_model(path)
+
+
+def scaled_weights(model, rng):
+    """Give every top-level layer of ``model`` normal weights scaled by 1/sqrt(fan-in), drawn from ``rng``.
+
+    Fan-in is the product of a weight's leading dimensions (1 for a vector). A BatchNormalization gets
+    gamma in [0.5, 2), normal beta and moving mean (σ 0.5) and a moving variance in [0.5, 2).
+    """
+    for layer in model.layers:
+        if type(layer).__name__ == "BatchNormalization":
+            n = layer.get_weights()[0].shape[0]
+            layer.set_weights([rng.uniform(0.5, 2, n), rng.normal(0, 0.5, n), rng.normal(0, 0.5, n),
+                               rng.uniform(0.5, 2, n)])
+        elif layer.weights:
+            layer.set_weights([(rng.normal(size=w.shape) / np.sqrt(int(np.prod(w.shape[:-1])) if w.ndim > 1 else 1))
+                               .astype("float32") for w in layer.get_weights()])
 
 
 def sequence_task(steps, n=400, n_train=300, seed=0):
