@@ -26,6 +26,7 @@ import numpy as np
 
 from compress.quantize.convert import Conversion, convert_modes
 from compress.quantize.diagnose import describe, float_ops
+from compress.quantize.evaluate import make_interpreter
 from compress.quantize.fused import fused_op_counts
 from compress.quantize.litert_quantizer import calibrate, calibration_feed, quantize_with
 from compress.quantize.unroll import UNROLL_MAX_STEPS
@@ -37,9 +38,7 @@ _CONSTANT_OPS = {"FILL"}  # float ops with no arithmetic (a zero initial state),
 
 def nan_scale_tensors(content):
     """Names of the tensors of a ``.tflite`` model whose quantization scale is NaN (their values are lost)."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_content=content)
+    interpreter = make_interpreter(content)
     found = []
     for details in interpreter.get_tensor_details():
         scales = np.asarray(details.get("quantization_parameters", {}).get("scales", []), dtype=np.float64)
@@ -71,14 +70,15 @@ def float32_for_quantizer(conversions, source, verbose=False, notes=None):
     bytes or None
     """
     content = float32_content(conversions, source, verbose)
-    if content is None or source.keras_model is None or not fused_op_counts(content):
+    counts = fused_op_counts(content) if content is not None and source.keras_model is not None else {}
+    if not counts:
         return content
     steps = source.input_shape[1] if len(source.input_shape) > 1 else None
     unrolled = None
     if steps is not None and int(steps) <= UNROLL_MAX_STEPS:
         (conversion,) = convert_modes(source, ["float32"], verbose=verbose, fuse=False)
         unrolled = conversion.content
-    ops = ", ".join(sorted(fused_op_counts(content)))
+    ops = ", ".join(sorted(counts))
     if notes is not None:
         notes.append(f"ai-edge-quantizer has no recipe for the fused {ops}: "
                      + (f"it quantized a float32 model with the recurrent layers unrolled over their {int(steps)} "

@@ -8,23 +8,15 @@ Used by the per-layer sensitivity (:mod:`.sensitivity`) and by int16x8 where TF'
 quantizer fails (:mod:`.int16x8`).
 """
 
-import contextlib
 
 import numpy as np
 
-from analysis._tf import silenced_stderr, silenced_stdout
 from analysis.errors import WeightkitError
-from compress.quantize.convert import representative_dataset
+from compress.quantize.convert import _quiet, representative_dataset
+from compress.quantize.evaluate import make_interpreter
 
 __all__ = ["calibrate", "calibration_feed", "output_tensor_names", "quantize_with", "signature_inputs",
            "widen_empty_ranges"]
-
-
-def _quiet():
-    stack = contextlib.ExitStack()
-    stack.enter_context(silenced_stdout())
-    stack.enter_context(silenced_stderr())
-    return stack
 
 
 def quantizer(float_content):
@@ -39,9 +31,7 @@ def quantizer(float_content):
 
 def signature_inputs(float_content):
     """``(signature key, [input names], resizable batch)`` of a ``.tflite`` model's first signature."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_content=float_content)
+    interpreter = make_interpreter(float_content)
     signatures = interpreter.get_signature_list()
     key = next(iter(signatures))
     details = interpreter.get_signature_runner(key).get_input_details()
@@ -55,9 +45,7 @@ def output_tensor_names(float_content):
     An op that writes a model output names its tensor after the signature
     (``StatefulPartitionedCall_1:0``), not after its layer, so a layer's scope regex misses it.
     """
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_content=float_content)
+    interpreter = make_interpreter(float_content)
     details = interpreter.get_signature_runner().get_output_details()
     names = {d["index"]: d["name"] for d in interpreter.get_tensor_details()}
 
@@ -115,7 +103,7 @@ def calibrate(float_content, feed, activation_bits=8):
     """
     q = quantizer(float_content)
     q.add_static_config(regex=".*", operation_name="*", activation_num_bits=activation_bits, weight_num_bits=8)
-    with _quiet():
+    with _quiet(False):
         return widen_empty_ranges(q.calibrate(feed))
 
 
@@ -170,5 +158,5 @@ def quantize_with(float_content, regexes, calibration_result, activation_bits=8,
     for regex in regexes:
         q.add_static_config(regex=regex, operation_name="*", activation_num_bits=activation_bits,
                             weight_num_bits=weight_bits)
-    with _quiet():
+    with _quiet(False):
         return bytes(q.quantize(calibration_result).quantized_model)

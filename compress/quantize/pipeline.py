@@ -13,7 +13,6 @@ from analysis.batches import n_samples, take
 from analysis.data import Dataset
 from analysis.data_checks import output_activations
 from analysis.errors import WeightkitError
-from analysis.graph import ModelGraph
 from analysis.inputs import as_dataset, as_inputs, as_model, is_path
 from analysis.loading import is_saved_model_dir
 from compress.quantize.compare import (
@@ -40,7 +39,7 @@ from compress.quantize.sampling import UNIFORM, input_sampler, random_inputs
 from compress.quantize.sensitivity_run import run_sensitivity
 from compress.quantize.shapes import fix_to_data
 from compress.quantize.signature import SignatureModel
-from compress.quantize.source import ModelSource, keras_source, saved_model_source
+from compress.quantize.source import ModelSource, keras_source, output_names, saved_model_source
 
 __all__ = ["quantize_model", "random_inputs", "RANDOM_INPUTS"]
 
@@ -408,7 +407,7 @@ def _labels_per_output(dataset, count):
 
 def _per_output(source, references, outputs, labels, first_task):
     """Each output's comparison (agreement, output error, accuracy or MAE where labelled), by output name."""
-    names = _output_names(source, len(references))
+    names = output_names(source, len(references))
     activations = output_activations(source.keras_model) if source.keras_model is not None else []
     result = {}
     for k, (reference, candidate, y) in enumerate(zip(references, outputs, labels)):
@@ -423,10 +422,3 @@ def _per_output(source, references, outputs, labels, first_task):
         compared.pop("samples", None)
         result[names[k]] = compared
     return result
-
-
-def _output_names(source, count):
-    try:
-        return ModelGraph(source.keras_model).output_names
-    except (WeightkitError, AttributeError):
-        return [f"output_{i}" for i in range(count)]

@@ -16,6 +16,7 @@ from compress.quantize.convert import convert_modes
 from compress.quantize.litert_quantizer import calibration_feed, output_tensor_names
 from compress.quantize.sensitivity import OutputScoring, layer_sensitivity, mixed_precision
 from compress.quantize.shapes import fix_to_data
+from compress.quantize.source import output_names
 
 __all__ = ["quantize_sensitivity", "run_sensitivity", "weighted_layers"]
 
@@ -31,7 +32,7 @@ def weighted_layers(keras_model):
 
 def _scorings(source, references, labels, kind, threshold, task):
     """One :class:`OutputScoring` per output: the first with the pipeline's kind, the others as in its per-output table."""
-    names = _output_names(source, len(references))
+    names = output_names(source, len(references))
     activations = output_activations(source.keras_model) if len(references) > 1 else []
     scorings = [OutputScoring(names[0], references[0], labels[0], kind, threshold)]
     for k in range(1, len(references)):
@@ -58,13 +59,6 @@ def _output_writers(source, float_content):
         if node is not None:
             writers.setdefault(node.layer.name, []).append(tensor)
     return writers
-
-
-def _output_names(source, count):
-    try:
-        return ModelGraph(source.keras_model).output_names
-    except (WeightkitError, AttributeError):
-        return [f"output_{i}" for i in range(count)]
 
 
 def run_sensitivity(source, float_content, calibration, x, reference, *, y=None, kind="multiclass", threshold=0.5,

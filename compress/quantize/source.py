@@ -17,7 +17,7 @@ from analysis.errors import WeightkitError
 from analysis.graph import ModelGraph
 from compress.quantize.graph_scan import check_saved_model
 
-__all__ = ["ModelSource", "keras_source", "saved_model_source", "path_bytes", "probe_activation"]
+__all__ = ["ModelSource", "keras_source", "saved_model_source", "output_names", "path_bytes", "probe_activation"]
 
 
 def path_bytes(path):
@@ -230,3 +230,11 @@ def saved_model_source(path, unsafe=False):
     probe = np.random.default_rng(0).random((8,) + tuple(int(d) for d in input_shape[1:]), dtype=np.float32)
     source.final_activation = probe_activation(source.predict(probe))
     return source
+
+
+def output_names(source, count):
+    """The output names of ``source``'s Keras model, in order; ``output_0``... when it has none to read."""
+    try:
+        return ModelGraph(source.keras_model).output_names
+    except (WeightkitError, AttributeError):
+        return [f"output_{i}" for i in range(count)]
