@@ -13,6 +13,7 @@ from analysis.graph import ModelGraph
 from analysis.loading import walk_layers
 from compress.quantize.compare import class_threshold, output_kind
 from compress.quantize.convert import convert_modes
+from compress.quantize.int16x8 import float32_for_quantizer
 from compress.quantize.litert_quantizer import calibration_feed, output_tensor_names
 from compress.quantize.sensitivity import OutputScoring, layer_sensitivity, mixed_precision
 from compress.quantize.shapes import fix_to_data
@@ -141,11 +142,12 @@ def quantize_sensitivity(model, data, *, mixed=False, max_drop=1.0, calibration_
     (conversion,) = convert_modes(source, ["float32"])
     if not conversion.ok:
         raise WeightkitError(f"{source.name}: the float32 TFLite conversion failed ({conversion.error}).")
+    content = float32_for_quantizer([conversion], source)  # unrolled where the converter fused a recurrent op
     x = dataset.x_test if isinstance(dataset.x_test, (list, tuple)) else np.asarray(dataset.x_test, np.float32)
     references = source.predict(x)
     references = references if isinstance(references, list) else [references]
     kind = output_kind(int(references[0].shape[-1]) if references[0].ndim > 1 else 1, dataset.task)
-    return run_sensitivity(source, conversion.content, dataset.x_train, x, references,
+    return run_sensitivity(source, content, dataset.x_train, x, references,
                            y=dataset.y_test, kind=kind, threshold=class_threshold(references[0], kind),
                            task=dataset.task, mixed=mixed, max_drop=max_drop,
                            calibration_samples=calibration_samples, seed=seed, mode=mode)
