@@ -8,14 +8,15 @@ TimeDistributed(Dense/Conv), a recurrent layer, a Bidirectional one).
 
 from analysis.layers import registered_name, spec_for
 
-__all__ = ["RECURRENT_LAYOUTS", "absorbing_layout", "producer_problem", "step_problem"]
+__all__ = ["RECURRENT_LAYOUTS", "absorbing_layout", "channels_last", "producer_problem", "step_problem"]
 
 _RECURRENT = ("SimpleRNN", "LSTM", "GRU")
 #: Consumer layouts whose kernels are a recurrent layer's input kernels (every gate's columns).
 RECURRENT_LAYOUTS = ("rnn", "bidirectional")
 
 
-def _channels_last(layer):
+def channels_last(layer):
+    """Whether a layer keeps channels on its last axis (``data_format`` channels_last or none)."""
     return getattr(layer, "data_format", "channels_last") in (None, "channels_last")
 
 
@@ -23,7 +24,7 @@ def producer_problem(layer, spec):
     """Why a producer's output channels cannot open a group, or None."""
     if getattr(layer, "groups", 1) != 1:
         return "grouped convolution: its output channels are tied to its groups"
-    if not _channels_last(layer):
+    if not channels_last(layer):
         return "channels_first convolution is not supported"
     if not isinstance(layer.get_config().get("activation", "linear"), str):
         return "custom activation is not supported"
@@ -48,14 +49,14 @@ def absorbing_layout(layer):
     if name == "TimeDistributed":
         inner = spec_for(layer.layer)
         if inner is not None and inner.merge == "neurons" and getattr(layer.layer, "groups", 1) == 1 \
-                and _channels_last(layer.layer):
+                and channels_last(layer.layer):
             return "dense" if inner.family == "dense" else "conv"
     return None
 
 
 def step_problem(layer, role, rank):
     """Why a pass-through step cannot carry a group's channels (its input of rank ``rank``), or None."""
-    if not _channels_last(layer):
+    if not channels_last(layer):
         return "uses channels_first"
     if role == "affine":
         axis = layer.axis if isinstance(layer.axis, int) else (layer.axis[0] if len(layer.axis) == 1 else None)

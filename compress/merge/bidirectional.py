@@ -33,10 +33,10 @@ from compress.merge.rebuild import find_layer
 from compress.merge.recurrent_units import (
     PADDING_NOTE,
     RecurrentSite,
+    call_reason,
     check_recurrent_config,
     cut_own_units,
     fold_own_units,
-    follow_readers,
     padded_readers,
     sequence_states,
 )
@@ -67,17 +67,9 @@ def _site_reason(graph, layer, site):
                 "units")
     if mode not in _MODES:
         return f"merge_mode={mode!r} returns the halves as separate tensors"
-    site.n_units, site.n_gates, site.merge_mode = units[0], RECURRENT_GATES[kind], mode
+    site.n_units, site.merge_mode = units[0], mode
     site.two_row_bias = two_row_bias(forward)
-    nodes = graph.nodes_of(layer)
-    if len(nodes) != 1:
-        return "called at several places in the model"
-    if any(graph.dtype(t) != "bool" for t in nodes[0].inputs[1:]):
-        return "called with an initial state or several tensors"
-    if site.n_units < 2:
-        return "only one unit per half: nothing to merge"
-    site.input_id = nodes[0].inputs[0]
-    return follow_readers(graph, nodes[0].outputs[0], site)
+    return call_reason(graph, layer, site, "only one unit per half: nothing to merge")
 
 
 def bidirectional_site(graph, layer):

@@ -8,14 +8,11 @@ is also a producer: its wrapped layer's kernel columns are its neurons (:func:`n
 
 from dataclasses import dataclass, field
 
+from analysis.channel_roles import channels_last
 from analysis.layers import registered_name, spec_for
 from compress.merge.input_rows import RECURRENT_GATES, input_kernels
 
 __all__ = ["Consumer", "consumer_of", "neuron_layer", "recurrent_target"]
-
-
-def _channels_last(layer):
-    return getattr(layer, "data_format", "channels_last") in (None, "channels_last")
 
 
 @dataclass
@@ -108,6 +105,6 @@ def consumer_of(layer, after_flatten, positions):
         return None, f"{layer.name} ({name}) reads a flattened tensor"
     if getattr(inner, "groups", 1) != 1:
         return None, f"{layer.name} ({name}) is a grouped convolution"
-    if not _channels_last(inner):
+    if not channels_last(inner):
         return None, f"{layer.name} ({name}) uses channels_first"
     return Consumer(layer.name, name, "conv", 1, inner.padding in ("same", "causal")), None

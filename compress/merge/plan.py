@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analysis._tf import import_keras
+from analysis.channel_roles import channels_last
 from analysis.graph import ModelGraph
 from analysis.layers import registered_name, spec_for
 from analysis.rows import skip_reason
@@ -153,10 +154,6 @@ def _activation_step(layer, name, keras):
     return None, f"activation {name!r} does not act on each neuron separately"
 
 
-def _channels_last(layer):
-    return getattr(layer, "data_format", "channels_last") in (None, "channels_last")
-
-
 def _relu_step(layer, name, keras):
     config = layer.get_config()
     if config.get("max_value") is None and float(config.get("threshold", 0.0)) == 0.0:
@@ -200,7 +197,7 @@ def _classify_step(layer, keras, rank):
     role = None if spec is None else spec.merge
     if role not in ("identity", "affine", "activation", "max", "linear", "zero_pad", "flatten"):
         return None, None
-    if not _channels_last(layer):
+    if not channels_last(layer):
         return None, f"{layer.name} ({name}) uses channels_first"
     if role == "affine":  # BatchNormalization
         axis = layer.axis if isinstance(layer.axis, int) else (layer.axis[0] if len(layer.axis) == 1 else None)
@@ -234,7 +231,7 @@ def _producer_reason(layer, keras):
     if spec_for(inner).family == "conv":
         if getattr(inner, "groups", 1) != 1:
             return "grouped convolution: its output channels are tied to its groups"
-        if not _channels_last(inner):
+        if not channels_last(inner):
             return "channels_first convolution is not supported"
     return None
 

@@ -33,16 +33,16 @@ from analysis.layers import registered_name
 from compress.merge.bidirectional import bidirectional_site, merge_bidirectional_by_data
 from compress.merge.data_fit import plan_data_merge
 from compress.merge.data_report import LayerDataMerge
-from compress.merge.input_rows import RECURRENT_GATES, fold_input_rows, input_kernels, input_row_block
+from compress.merge.input_rows import RECURRENT_GATES, fold_input_rows, input_kernels, input_row_block, two_row_bias
 from compress.merge.math import Relation
 from compress.merge.rebuild import find_layer
 from compress.merge.recurrent_units import (
     PADDING_NOTE,
     RecurrentSite,
+    call_reason,
     check_recurrent_config,
     cut_own_units,
     fold_own_units,
-    follow_readers,
     padded_readers,
     sequence_states,
 )
@@ -80,21 +80,9 @@ def recurrent_site(graph, layer):
         site.reason = f"only SimpleRNN, LSTM and GRU units (also inside Bidirectional) fold by data, not {kind}"
         return site
     config = layer.get_config()
-    site.n_units, site.n_gates = int(config["units"]), RECURRENT_GATES[kind]
-    site.two_row_bias = kind == "GRU" and config.get("reset_after", True)
-    nodes = graph.nodes_of(layer)
-    site.reason = check_recurrent_config(kind, config)
-    if site.reason is not None:
-        pass
-    elif len(nodes) != 1:
-        site.reason = "called at several places in the model"
-    elif any(graph.dtype(t) != "bool" for t in nodes[0].inputs[1:]):  # a mask (bool) is fine
-        site.reason = "called with an initial state or several tensors"
-    elif site.n_units < 2:
-        site.reason = "only one unit: nothing to merge"
-    if site.reason is None:
-        site.input_id = nodes[0].inputs[0]
-        site.reason = follow_readers(graph, nodes[0].outputs[0], site)
+    site.n_units, site.two_row_bias = int(config["units"]), two_row_bias(layer)
+    site.reason = (check_recurrent_config(kind, config)
+                   or call_reason(graph, layer, site, "only one unit: nothing to merge"))
     if site.reason is not None:
         site.consumers = []
     return site

@@ -36,10 +36,8 @@ class RecurrentSite:
     Attributes
     ----------
     layer, type : str
-    n_units, n_gates : int
+    n_units : int
         Per half for a Bidirectional layer.
-    input_id : int
-        Flat id (:class:`analysis.graph.ModelGraph`) of the sequence the layer reads.
     consumers : list of (str, str)
         ``(layer name, kind)``, kind ``"dense"`` (Dense, TimeDistributed(Dense)), ``"conv"``
         (Conv1D, TimeDistributed(Conv)), ``"rnn"`` or ``"bidirectional"``.
@@ -53,8 +51,6 @@ class RecurrentSite:
     layer: str
     type: str
     n_units: int = 0
-    n_gates: int = 1
-    input_id: int = -1
     consumers: list = field(default_factory=list)
     reason: str = None
     merge_mode: str = None
@@ -73,6 +69,21 @@ def _consumer_kind(layer):
     if getattr(inner, "groups", 1) != 1 or getattr(inner, "data_format", "channels_last") != "channels_last":
         return None, f"{layer.name} ({type(layer).__name__}) is a grouped or channels_first convolution"
     return "conv", None
+
+
+def call_reason(graph, layer, site, one_unit):
+    """Why ``layer``'s call leaves it alone (``one_unit`` when it has under two units), else its readers' reason.
+
+    Fills ``site.consumers`` through :func:`follow_readers` when the call itself is mergeable.
+    """
+    nodes = graph.nodes_of(layer)
+    if len(nodes) != 1:
+        return "called at several places in the model"
+    if any(graph.dtype(t) != "bool" for t in nodes[0].inputs[1:]):  # a mask (bool) is fine
+        return "called with an initial state or several tensors"
+    if site.n_units < 2:
+        return one_unit
+    return follow_readers(graph, nodes[0].outputs[0], site)
 
 
 def follow_readers(graph, tensor, site):
