@@ -88,8 +88,13 @@ def propagate_depthwise(relation, filters, bias=None, *, tolerance=1e-4):
     return Relation(relation.removed, relation.kept, beta, shift), inexact
 
 
-def _recurrent_keys(state, use):
-    """A recurrent (or Bidirectional) consumer's input kernels, from the state's arrays."""
+def _input_keys(state, use):
+    """A consumer's ``(kernel, bias, bias row)`` keys whose rows are its input channels, from the state's arrays.
+
+    A recurrent (or Bidirectional) consumer's input kernels, every gate's; else the one kernel.
+    """
+    if use.layout not in RECURRENT_LAYOUTS:
+        return [(_KERNEL.get(use.layout, "kernel"), "bias", None)]
     prefixes = ("forward/", "backward/") if use.layout == "bidirectional" else ("",)
     return [(p + "kernel", p + "bias", 0 if np.ndim(state.arrays[use.layer].get(p + "bias")) == 2 else None)
             for p in prefixes]
@@ -97,38 +102,15 @@ def _recurrent_keys(state, use):
 
 def consumer_block(state, use, offset, n):
     """The weights leaving the group's channels in one consumer: ``(n, positions · out)``."""
-    if use.layout in RECURRENT_LAYOUTS:
-        return input_row_block(state, use.layer, _recurrent_keys(state, use), use.channels, offset, n)
-    kernel = state.arrays[use.layer][_KERNEL.get(use.layout, "kernel")].astype(np.float64)
-    view = kernel.reshape(-1, use.channels, kernel.shape[-1])[:, offset:offset + n, :]
-    return np.moveaxis(view, 1, 0).reshape(n, -1)
+    return input_row_block(state, use.layer, _input_keys(state, use), use.channels, offset, n)
 
 
 def fold_group_consumer(state, use, offset, relation):
-    """Fold ``relation`` into a consumer's rows at channel ``offset`` of the tensor it reads; cut later."""
-    if relation.removed.size == 0:
-        return
-    if use.layout in RECURRENT_LAYOUTS:  # every gate's input rows (both halves' of a Bidirectional)
-        fold_input_rows(state, use.layer, _recurrent_keys(state, use), relation, channels=use.channels,
-                        offset=offset)
-        return
-    arrays = state.arrays[use.layer]
-    name = _KERNEL.get(use.layout, "kernel")
-    kernel = arrays[name].astype(np.float64)
-    out = kernel.shape[-1]
-    view = kernel.reshape(-1, use.channels, out)
-    removed, kept = offset + relation.removed, offset + relation.kept
-    removed_part = view[:, removed, :]
-    view[:, kept, :] += np.einsum("rk,sro->sko", relation.beta, removed_part)
-    arrays[name] = view.reshape(kernel.shape).astype(np.float32)
-    had_bias = "bias" in arrays
-    bias = arrays["bias"].astype(np.float64) if had_bias else np.zeros(out)
-    bias = bias + np.einsum("r,sro->o", relation.shift, removed_part)
-    if had_bias or np.any(bias != 0):
-        arrays["bias"] = bias.astype(np.float32)
-        if not had_bias:
-            state.added_bias.add(use.layer)
-    state.cut(use.layer, name, -2, use.channels, removed)
+    """Fold ``relation`` into a consumer's rows at channel ``offset`` of the tensor it reads; cut later.
+
+    Every gate's input rows of a recurrent consumer (both halves' of a Bidirectional one).
+    """
+    fold_input_rows(state, use.layer, _input_keys(state, use), relation, channels=use.channels, offset=offset)
 
 
 def cut_group(state, group, removed, producer_family):
