@@ -340,9 +340,7 @@ def convert_modes(source, modes, *, calibration=None, calibration_samples=200, s
     keras_model, layer_names, plan = source.keras_model, (), None
     if keras_model is not None:
         layer_names = [layer.name for layer in walk_layers(keras_model)]
-        plan = recurrent_plan(keras_model, source.input_shape)
-        if plan is not None and not fuse:
-            plan.refuse("fusing not asked for (fuse=False)")
+        plan = recurrent_plan(keras_model, source.input_shape, None if fuse else "fusing not asked for (fuse=False)")
     settings = {"representative": representative, "verbose": verbose, "integer_inputs": integer_inputs,
                 "layer_names": layer_names}
     results = []

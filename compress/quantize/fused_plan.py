@@ -34,6 +34,8 @@ class RecurrentPlan:
     keras_model : keras.Model
     input_shape : tuple
         ``(None, steps, ...)``: the first input's shape, its steps fixed by the data.
+    refusal : str, default=None
+        Why no fused copy is wanted: none is built, every mode takes the fallback.
 
     Attributes
     ----------
@@ -54,13 +56,16 @@ class RecurrentPlan:
         Mode → why its fused conversion was not used.
     """
 
-    def __init__(self, keras_model, input_shape):
+    def __init__(self, keras_model, input_shape, refusal=None):
         self.keras_model = keras_model
         self.input_shape = tuple(input_shape)
         self.names = recurrent_layers(keras_model)
         self.fused_model = self.fused_signature = self.fused_graph = self.refusal = None
         self.fused_modes, self.unfused_modes = {}, {}
         self._fallback = None
+        if refusal is not None:  # nothing of the fused attempt is built
+            self.refusal = refusal
+            return
         shapes = [self.input_shape] if len(keras_model.inputs) == 1 else [t.shape for t in keras_model.inputs]
         try:
             if len(keras_model.inputs) > 1:  # measured: resized to a batch of 20, the state stayed (1, 4)
@@ -163,7 +168,7 @@ def _recurrent(model):
     return [layer for layer in walk_layers(model) if layer.name in names]
 
 
-def recurrent_plan(keras_model, input_shape):
+def recurrent_plan(keras_model, input_shape, refusal=None):
     """The :class:`RecurrentPlan` of a model, or None when it has no recurrent layer left rolled.
 
     Parameters
@@ -171,6 +176,8 @@ def recurrent_plan(keras_model, input_shape):
     keras_model : keras.Model
     input_shape : tuple
         ``(None, steps, ...)``.
+    refusal : str, default=None
+        Why no fused copy is wanted (then none is built and every mode takes the fallback).
 
     Returns
     -------
@@ -178,4 +185,4 @@ def recurrent_plan(keras_model, input_shape):
     """
     if not recurrent_layers(keras_model):
         return None
-    return RecurrentPlan(keras_model, input_shape)
+    return RecurrentPlan(keras_model, input_shape, refusal)
