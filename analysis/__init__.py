@@ -5,53 +5,52 @@ The verbs: :func:`analyze` (a model or its file -> :class:`ModelAnalysis`) and
 have ``layer(name)`` and ``to_dict()``. The numeric core (:func:`pearson_matrix`,
 :func:`mad_matrix`, :func:`find_groups`) is pure numpy/scipy; :func:`load_model` and the verbs
 bring in Keras only when called. Weight analysis of a file (:func:`analyze` without data) never
-imports TensorFlow or Keras (see :mod:`analysis.stored`).
+imports TensorFlow or Keras (see :mod:`weightkit.analysis.stored`).
 
-Names are imported on first use (PEP 562), so ``import analysis`` costs almost nothing and a
+Names are imported on first use (PEP 562), so ``import weightkit.analysis`` costs almost nothing and a
 command pays only for the modules it uses.
 """
 
 import importlib
 
-from analysis.errors import WeightkitError
+from weightkit.analysis.errors import WeightkitError
 
 #: Public name -> the module that defines it, imported on first use.
 _LAZY = {
-    "ActivationAnalysis": "analysis.activations",
-    "LayerActivations": "analysis.activations",
-    "analyze_activations": "analysis.activations",
-    "attach_activations": "analysis.activations",
-    "analyze": "analysis.api",
-    "Dataset": "analysis.data",
-    "load_data": "analysis.data",
-    "load_data_for_model": "analysis.data_checks",
-    "DEFAULT_THRESHOLDS": "analysis.groups",
-    "METRICS": "analysis.groups",
-    "cluster_linkage": "analysis.groups",
-    "cluster_order": "analysis.groups",
-    "find_groups": "analysis.groups",
-    "removable_count": "analysis.groups",
-    "supported_layer_types": "analysis.layers",
-    "LoadedModel": "analysis.loading",
-    "is_saved_model_dir": "analysis.loading",
-    "load_model": "analysis.loading",
-    "walk_layers": "analysis.loading",
-    "mad_backend": "analysis.matrices",
-    "mad_matrix": "analysis.matrices",
-    "pearson_matrix": "analysis.matrices",
-    "analyze_rows": "analysis.model_analysis",
-    "iter_layer_analyses": "analysis.model_analysis",
-    "LayerAnalysis": "analysis.results",
-    "LayerMatrices": "analysis.results",
-    "ModelAnalysis": "analysis.results",
-    "SkippedLayer": "analysis.results",
-    "NeuronRows": "analysis.rows",
-    "layer_neuron_rows": "analysis.rows",
-    "StoredModel": "analysis.stored",
-    "open_stored": "analysis.stored",
+    "ActivationAnalysis": "weightkit.analysis.activations",
+    "LayerActivations": "weightkit.analysis.activations",
+    "analyze_activations": "weightkit.analysis.activations",
+    "attach_activations": "weightkit.analysis.activations",
+    "analyze": "weightkit.analysis.api",
+    "Dataset": "weightkit.analysis.data",
+    "load_data": "weightkit.analysis.data",
+    "load_data_for_model": "weightkit.analysis.data_checks",
+    "DEFAULT_THRESHOLDS": "weightkit.analysis.groups",
+    "METRICS": "weightkit.analysis.groups",
+    "cluster_linkage": "weightkit.analysis.groups",
+    "cluster_order": "weightkit.analysis.groups",
+    "find_groups": "weightkit.analysis.groups",
+    "removable_count": "weightkit.analysis.groups",
+    "supported_layer_types": "weightkit.analysis.layers",
+    "LoadedModel": "weightkit.analysis.loading",
+    "is_saved_model_dir": "weightkit.analysis.loading",
+    "load_model": "weightkit.analysis.loading",
+    "walk_layers": "weightkit.analysis.loading",
+    "mad_backend": "weightkit.analysis.matrices",
+    "mad_matrix": "weightkit.analysis.matrices",
+    "pearson_matrix": "weightkit.analysis.matrices",
+    "analyze_rows": "weightkit.analysis.model_analysis",
+    "iter_layer_analyses": "weightkit.analysis.model_analysis",
+    "LayerAnalysis": "weightkit.analysis.results",
+    "LayerMatrices": "weightkit.analysis.results",
+    "ModelAnalysis": "weightkit.analysis.results",
+    "SkippedLayer": "weightkit.analysis.results",
+    "NeuronRows": "weightkit.analysis.rows",
+    "layer_neuron_rows": "weightkit.analysis.rows",
+    "StoredModel": "weightkit.analysis.stored",
+    "open_stored": "weightkit.analysis.stored",
 }
 
-__version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -95,7 +94,7 @@ def __getattr__(name):
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
-    raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+    raise AttributeError(f"module 'weightkit.analysis' has no attribute {name!r}")
 
 
 def __dir__():

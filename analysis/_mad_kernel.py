@@ -1,6 +1,6 @@
 """Compiled kernel for the mean-absolute-difference matrix (numba).
 
-Importing this module imports numba; :mod:`analysis.matrices` does it lazily and falls back to
+Importing this module imports numba; :mod:`weightkit.analysis.matrices` does it lazily and falls back to
 a numpy/scipy path when the import fails or ``WEIGHTKIT_NO_NUMBA=1`` is set.
 
 How the kernel is fast

@@ -1,15 +1,15 @@
 """The package's verb: :func:`analyze` a model (or the file it was saved to), weights and, with data, activations.
 
 The building blocks stay public for those who want one layer or one matrix
-(:func:`analysis.analyze_rows`, :func:`analysis.pearson_matrix`, :func:`analysis.find_groups`);
+(:func:`weightkit.analysis.analyze_rows`, :func:`weightkit.analysis.pearson_matrix`, :func:`weightkit.analysis.find_groups`);
 this is the front door for a whole model, the one ``weightkit analyze`` uses.
 """
 
-from analysis.inputs import as_inputs, as_model, as_weights_source
-from analysis.matrices import DEFAULT_MEMORY_BUDGET
-from analysis.model_analysis import analyze_model
+from weightkit.analysis.inputs import as_inputs, as_model, as_weights_source
+from weightkit.analysis.matrices import DEFAULT_MEMORY_BUDGET
+from weightkit.analysis.model_analysis import analyze_model
 
-#: Inputs drawn from ``data`` (:data:`analysis.activations.collect.DEFAULT_SAMPLES`, which a test
+#: Inputs drawn from ``data`` (:data:`weightkit.analysis.activations.collect.DEFAULT_SAMPLES`, which a test
 #: keeps equal: the activation modules are imported only when data is given).
 DEFAULT_SAMPLES = 1000
 
@@ -23,13 +23,13 @@ def analyze(model, *, metric="pearson", threshold=None, layers=None, include_bia
 
     Parameters
     ----------
-    model : keras.Model, analysis.stored.StoredModel, str or os.PathLike
-        Without ``data``, a path is read as data (:func:`analysis.stored.open_stored`: no
+    model : keras.Model, weightkit.analysis.stored.StoredModel, str or os.PathLike
+        Without ``data``, a path is read as data (:func:`weightkit.analysis.stored.open_stored`: no
         TensorFlow, no code from the file, one layer in memory); with ``data`` it is loaded with
-        :func:`analysis.load_model` (safe mode unless ``unsafe``). The result records the path and
+        :func:`weightkit.analysis.load_model` (safe mode unless ``unsafe``). The result records the path and
         the reader's notes.
     metric : {"pearson", "mad"}, default="pearson"
-        The similarity that defines a redundant group (see :func:`analysis.find_groups`).
+        The similarity that defines a redundant group (see :func:`weightkit.analysis.find_groups`).
     threshold : float, default=None
         0.9 (Pearson r) or 0.2 (fraction of the layer's median MAD) when None.
     layers : list of str, default=None
@@ -38,8 +38,8 @@ def analyze(model, *, metric="pearson", threshold=None, layers=None, include_bia
         Append each neuron's bias to its weight row.
     data : Dataset, ndarray, str or os.PathLike, default=None
         Also run ``samples`` inputs through the model (a dataset's training split, an array, or a
-        data specification; see :mod:`analysis.inputs`) and attach each entry's dead neurons and
-        activation groups (:func:`analysis.attach_activations`), as ``weightkit analyze --data``.
+        data specification; see :mod:`weightkit.analysis.inputs`) and attach each entry's dead neurons and
+        activation groups (:func:`weightkit.analysis.attach_activations`), as ``weightkit analyze --data``.
     samples : int, default=1000
         Inputs drawn (seeded) from ``data``.
     memory_budget : int, default=256 MiB
@@ -52,7 +52,7 @@ def analyze(model, *, metric="pearson", threshold=None, layers=None, include_bia
         Recorded in the result, after the loader's.
     on_layer : callable, default=None
         Called as ``on_layer(layer_analysis)`` while each entry's full matrices are attached
-        (see :func:`analysis.model_analysis.analyze_model`).
+        (see :func:`weightkit.analysis.model_analysis.analyze_model`).
     unsafe : bool, default=False
         Load a model path with its embedded code (Lambda layers, custom classes) when ``data``
         needs the model run; weight analysis alone never runs code from the file.
@@ -77,7 +77,7 @@ def analyze(model, *, metric="pearson", threshold=None, layers=None, include_bia
                            path=loaded.path if path is None else path, notes=[*loaded.notes, *notes],
                            on_layer=on_layer)
     if data is not None:
-        from analysis.activations.analyze import analyze_activations, attach_activations
+        from weightkit.analysis.activations.analyze import analyze_activations, attach_activations
 
         x, source = as_inputs(data, loaded.model)
         activations = analyze_activations(loaded.model, x, layers=layers, samples=samples, metric=metric,

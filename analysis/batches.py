@@ -6,7 +6,7 @@ helpers count, sample and slice either form the same way.
 
 import numpy as np
 
-from analysis.errors import WeightkitError
+from weightkit.analysis.errors import WeightkitError
 
 __all__ = ["as_batches", "n_samples", "take", "rows"]
 

@@ -1,4 +1,4 @@
-"""What the channel walk (:mod:`analysis.channels`) may do with one layer: the checks on a single layer.
+"""What the channel walk (:mod:`weightkit.analysis.channels`) may do with one layer: the checks on a single layer.
 
 A producer or a pass-through step may be unable to carry a group's channels (a grouped or
 channels_first convolution, a BatchNormalization of another axis, a depth multiplier); a layer may
@@ -6,7 +6,7 @@ absorb a group's channels in its input rows without opening a group of its own (
 TimeDistributed(Dense/Conv), a recurrent layer, a Bidirectional one).
 """
 
-from analysis.layers import registered_name, spec_for
+from weightkit.analysis.layers import registered_name, spec_for
 
 __all__ = ["RECURRENT_LAYOUTS", "absorbing_layout", "channels_last", "producer_problem", "step_problem"]
 

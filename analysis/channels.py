@@ -1,6 +1,6 @@
 """Channel dependency groups: the channels of a Keras model that must be removed together.
 
-Like Torch-Pruning's DepGraph, for Keras 3, on :class:`analysis.graph.ModelGraph`. Every call of a
+Like Torch-Pruning's DepGraph, for Keras 3, on :class:`weightkit.analysis.graph.ModelGraph`. Every call of a
 producer (Dense, Conv, SeparableConv's pointwise half) opens a *channel space*: its output
 channels. A space flows unchanged through pass-through layers (BatchNormalization, activations,
 dropout, pooling, padding, DepthwiseConv, a SeparableConv's depthwise half, global pooling,
@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from analysis.channel_roles import (
+from weightkit.analysis.channel_roles import (
     RECURRENT_LAYOUTS,
     absorbing_layout,
     producer_problem,
     step_problem,
 )
-from analysis.layers import spec_for
+from weightkit.analysis.layers import spec_for
 
 __all__ = ["ChannelGroup", "ChannelUse", "channel_groups"]
 
@@ -39,9 +39,9 @@ class ChannelUse:
     type : str
     role : str
         ``producer``, ``consumer`` (rows absorb a relation), or a step role of
-        :data:`analysis.layers.MERGE_STEPS` (``affine``, ``depthwise``, ``couple``...).
+        :data:`weightkit.analysis.layers.MERGE_STEPS` (``affine``, ``depthwise``, ``couple``...).
     node : int
-        Index of the call in :attr:`analysis.graph.ModelGraph.nodes`.
+        Index of the call in :attr:`weightkit.analysis.graph.ModelGraph.nodes`.
     inputs : list of (int, int)
         ``(tensor id, channel offset of the group in it)`` for the inputs carrying the group.
     output : (int, int) or None
@@ -397,7 +397,7 @@ def channel_groups(graph):
 
     Parameters
     ----------
-    graph : analysis.graph.ModelGraph
+    graph : weightkit.analysis.graph.ModelGraph
 
     Returns
     -------
@@ -407,8 +407,8 @@ def channel_groups(graph):
 
     Examples
     --------
-    >>> from analysis._tf import import_keras
-    >>> from analysis.graph import ModelGraph
+    >>> from weightkit.analysis._tf import import_keras
+    >>> from weightkit.analysis.graph import ModelGraph
     >>> keras = import_keras()
     >>> inp = keras.Input((6,))
     >>> a = keras.layers.Dense(4, name="a")(inp)

@@ -3,7 +3,7 @@
 A ``.keras`` archive's directory is checked for decompression bombs before any member is
 inflated, its weights file for datasets that declare more than they store; an ``.h5`` file's
 datasets alike; JSON nested deeper than Python can parse and a ``model_config`` that is not text
-are refused by name (see :mod:`analysis.limits`).
+are refused by name (see :mod:`weightkit.analysis.limits`).
 """
 
 import contextlib
@@ -13,9 +13,9 @@ import struct
 import zipfile
 from pathlib import PurePosixPath
 
-from analysis.declared_size import check_declared_parameters
-from analysis.errors import WeightkitError
-from analysis.limits import check_h5_storage, check_zip_directory
+from weightkit.analysis.declared_size import check_declared_parameters
+from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.limits import check_h5_storage, check_zip_directory
 
 __all__ = ["ZipWindow", "first_line", "h5_config", "keras_config", "parse_config_json"]
 

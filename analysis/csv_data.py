@@ -1,7 +1,7 @@
 """Read a ``--data`` CSV as numbers, streaming: never more than the rows already parsed in memory.
 
 The file must be a regular file (not ``/dev/zero``, a FIFO or a device) of at most
-:data:`analysis.limits.MAX_CSV_BYTES`; a field over the :mod:`csv` module's limit (131,072
+:data:`weightkit.analysis.limits.MAX_CSV_BYTES`; a field over the :mod:`csv` module's limit (131,072
 characters; no number is that long) is refused naming its line.
 """
 
@@ -10,8 +10,8 @@ import os
 
 import numpy as np
 
-from analysis.errors import WeightkitError
-from analysis.limits import MAX_CSV_BYTES, check_regular_file
+from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.limits import MAX_CSV_BYTES, check_regular_file
 
 __all__ = ["read_csv_numbers"]
 

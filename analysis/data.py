@@ -22,11 +22,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis._tf import import_keras, silenced_stderr
-from analysis.batches import n_samples, take
-from analysis.csv_data import read_csv_numbers
-from analysis.errors import WeightkitError
-from analysis.limits import check_npz_headers, check_regular_file, check_zip_directory
+from weightkit.analysis._tf import import_keras, silenced_stderr
+from weightkit.analysis.batches import n_samples, take
+from weightkit.analysis.csv_data import read_csv_numbers
+from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.limits import check_npz_headers, check_regular_file, check_zip_directory
 
 __all__ = ["Dataset", "load_data", "SKLEARN_DATASETS"]
 
@@ -53,7 +53,7 @@ class Dataset:
         Of the first labelled output; None without labels.
     input_keys, output_keys : tuple of str
         The ``.npz`` array names behind a list of inputs or labels (``("x0", "x1")``,
-        ``("y_class", "y_box")``), for :func:`analysis.data_checks.fit_to_model` to order them.
+        ``("y_class", "y_box")``), for :func:`weightkit.analysis.data_checks.fit_to_model` to order them.
     """
 
     x_train: object

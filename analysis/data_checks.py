@@ -1,22 +1,22 @@
 """Checks and fixes that match a loaded ``--data`` dataset to a model.
 
-:func:`fit_to_model` adapts a :class:`analysis.data.Dataset` where that is unambiguous,
+:func:`fit_to_model` adapts a :class:`weightkit.analysis.data.Dataset` where that is unambiguous,
 :func:`check_data_against_model` explains in one line why data and model do not fit, and
 :func:`load_data_for_model` loads ``--data`` at the model's image size and does both. The loaders
-themselves live in :mod:`analysis.data`.
+themselves live in :mod:`weightkit.analysis.data`.
 
 A model with several inputs takes one array per input, a model with several outputs one label
 array per output (or none); both are matched to the model by the ``.npz`` names (``x0``/``x_<name>``,
-``y0``/``y_<name>``, ``y`` for the first output) through :class:`analysis.graph.ModelGraph`.
+``y0``/``y_<name>``, ``y`` for the first output) through :class:`weightkit.analysis.graph.ModelGraph`.
 """
 
 import numpy as np
 
-from analysis.data import _COLOR_MODES, load_data
-from analysis.errors import WeightkitError
-from analysis.graph import ModelGraph
-from analysis.layers import spec_for
-from analysis.loading import walk_layers
+from weightkit.analysis.data import _COLOR_MODES, load_data
+from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.graph import ModelGraph
+from weightkit.analysis.layers import spec_for
+from weightkit.analysis.loading import walk_layers
 
 __all__ = ["check_data_against_model", "fit_to_model", "load_data_for_model", "model_input_shape", "model_input_shapes",
            "output_activations"]

@@ -10,7 +10,7 @@ Layers of other kinds, or without a ``build_config``, are not counted (a lower b
 
 import math
 
-from analysis.errors import WeightkitError
+from weightkit.analysis.errors import WeightkitError
 
 __all__ = ["declared_parameters", "check_declared_parameters"]
 

@@ -15,8 +15,8 @@ and its outputs are the outer call's outputs, so an id means the same tensor at 
 
 import dataclasses
 
-from analysis._tf import import_keras
-from analysis.errors import WeightkitError
+from weightkit.analysis._tf import import_keras
+from weightkit.analysis.errors import WeightkitError
 
 __all__ = ["GraphNode", "ModelGraph"]
 
@@ -148,7 +148,7 @@ class ModelGraph:
 
     Examples
     --------
-    >>> from analysis._tf import import_keras
+    >>> from weightkit.analysis._tf import import_keras
     >>> keras = import_keras()
     >>> inp = keras.Input((4,), name="x")
     >>> dense = keras.layers.Dense(2, name="shared")

@@ -3,7 +3,7 @@
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, leaves_list, linkage
 
-from analysis.errors import WeightkitError
+from weightkit.analysis.errors import WeightkitError
 
 __all__ = [
     "METRICS",

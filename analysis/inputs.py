@@ -1,14 +1,14 @@
 """What every verb accepts: a model or the path of one, and data in three forms.
 
-The verbs (:func:`analysis.analyze`, :func:`analysis.analyze_activations`,
-:func:`compress.merge_neurons`, :func:`compress.retrain`, :func:`compress.quantize_model`,
-:func:`reports.write_report`) take
+The verbs (:func:`weightkit.analysis.analyze`, :func:`weightkit.analysis.analyze_activations`,
+:func:`weightkit.compress.merge_neurons`, :func:`weightkit.compress.retrain`, :func:`weightkit.compress.quantize_model`,
+:func:`weightkit.reports.write_report`) take
 
 - ``model``: a ``keras.Model``, or the path of a ``.keras`` / ``.h5`` file, loaded with
-  :func:`analysis.load_model` in safe mode;
-- ``data``: an :class:`analysis.data.Dataset`, a numpy array of inputs, or a data specification
+  :func:`weightkit.analysis.load_model` in safe mode;
+- ``data``: an :class:`weightkit.analysis.data.Dataset`, a numpy array of inputs, or a data specification
   (``PATH.npz``, ``PATH.csv``, an image folder, ``sklearn:NAME``) loaded for the model with
-  :func:`analysis.data_checks.load_data_for_model`.
+  :func:`weightkit.analysis.data_checks.load_data_for_model`.
 
 They turn their arguments into objects here, once, so that every verb accepts the same things
 and words its errors the same way.
@@ -18,12 +18,12 @@ import os
 
 import numpy as np
 
-from analysis._tf import import_keras
-from analysis.data import Dataset
-from analysis.data_checks import load_data_for_model
-from analysis.errors import WeightkitError
-from analysis.loading import LoadedModel, load_model
-from analysis.stored import StoredModel, open_stored
+from weightkit.analysis._tf import import_keras
+from weightkit.analysis.data import Dataset
+from weightkit.analysis.data_checks import load_data_for_model
+from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.loading import LoadedModel, load_model
+from weightkit.analysis.stored import StoredModel, open_stored
 
 __all__ = ["as_dataset", "as_inputs", "as_model", "as_weights_source", "is_path"]
 
@@ -36,18 +36,18 @@ def is_path(value):
 
 
 def as_model(model, *, unsafe=False, compile=False):
-    """A :class:`~analysis.loading.LoadedModel` from a model or the path of one.
+    """A :class:`~weightkit.analysis.loading.LoadedModel` from a model or the path of one.
 
     Parameters
     ----------
     model : keras.Model, str or os.PathLike
-        A path is loaded with :func:`analysis.load_model` (safe mode unless ``unsafe``). A
-        :class:`~analysis.stored.StoredModel` is passed through, like a model in memory (no
+        A path is loaded with :func:`weightkit.analysis.load_model` (safe mode unless ``unsafe``). A
+        :class:`~weightkit.analysis.stored.StoredModel` is passed through, like a model in memory (no
         notes), for weight analysis, which reads it without Keras.
     unsafe : bool, default=False
-        Passed to :func:`analysis.load_model`.
+        Passed to :func:`weightkit.analysis.load_model`.
     compile : bool, default=False
-        Passed to :func:`analysis.load_model` (restore the saved loss and optimizer).
+        Passed to :func:`weightkit.analysis.load_model` (restore the saved loss and optimizer).
 
     Returns
     -------
@@ -77,11 +77,11 @@ def as_model(model, *, unsafe=False, compile=False):
 
 
 def as_weights_source(model):
-    """What weight analysis reads: a path as a :class:`~analysis.stored.StoredModel` (no Keras), a model as is.
+    """What weight analysis reads: a path as a :class:`~weightkit.analysis.stored.StoredModel` (no Keras), a model as is.
 
     Parameters
     ----------
-    model : keras.Model, analysis.stored.StoredModel, LoadedModel, str or os.PathLike
+    model : keras.Model, weightkit.analysis.stored.StoredModel, LoadedModel, str or os.PathLike
 
     Returns
     -------
@@ -96,7 +96,7 @@ def as_weights_source(model):
 
 
 def as_dataset(data, model, *, seed=0, what="data"):
-    """An :class:`analysis.data.Dataset` (with labels and a held-out split) from a dataset or a spec.
+    """An :class:`weightkit.analysis.data.Dataset` (with labels and a held-out split) from a dataset or a spec.
 
     Parameters
     ----------
@@ -118,7 +118,7 @@ def as_dataset(data, model, *, seed=0, what="data"):
     if is_path(data):
         return load_data_for_model(os.fspath(data), model, seed=seed)
     raise WeightkitError(
-        f"{what}: expected an analysis.data.Dataset or a data specification ({_SPEC_HINT}), got "
+        f"{what}: expected a weightkit.analysis.data.Dataset or a data specification ({_SPEC_HINT}), got "
         f"{type(data).__name__}; labels and a held-out split are needed here, so a bare array of inputs "
         "does not do: wrap it as Dataset(x_train, y_train, x_test, y_test, source, task)."
     )
@@ -147,9 +147,9 @@ def as_inputs(data, model, *, seed=0, what="data"):
         return dataset.x_train, f"{dataset.source} (training split)"
     if isinstance(data, np.ndarray) or hasattr(data, "__array__"):
         return np.asarray(data), None
-    if isinstance(data, (list, tuple)):  # one array per input of a model with several (see analysis.batches)
+    if isinstance(data, (list, tuple)):  # one array per input of a model with several (see weightkit.analysis.batches)
         return [np.asarray(array) for array in data], None
     raise WeightkitError(
-        f"{what}: expected an analysis.data.Dataset, an array of inputs (a list of arrays for a model with "
+        f"{what}: expected a weightkit.analysis.data.Dataset, an array of inputs (a list of arrays for a model with "
         f"several inputs) or a data specification ({_SPEC_HINT}), got {type(data).__name__}."
     )

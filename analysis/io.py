@@ -18,7 +18,7 @@ import shutil
 import socket
 import tempfile
 
-from analysis.errors import WeightkitError
+from weightkit.analysis.errors import WeightkitError
 
 __all__ = ["OUTPUT_MARKER", "full_disk_errno", "full_disk_error",
            "is_weightkit_output", "check_output", "atomic_write_bytes", "atomic_write_text",

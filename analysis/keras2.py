@@ -7,8 +7,8 @@ it with a doubled batch axis and fails). :func:`repaired_keras2_config` fixes a 
 configuration, saying what it did; :func:`load_h5_with_config` loads the file's weights into it.
 """
 
-from analysis._tf import import_keras, silenced_stderr
-from analysis.errors import WeightkitError
+from weightkit.analysis._tf import import_keras, silenced_stderr
+from weightkit.analysis.errors import WeightkitError
 
 __all__ = ["repaired_keras2_config", "load_h5_with_config"]
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from analysis._tf import import_keras
+from weightkit.analysis._tf import import_keras
 
 __all__ = [
     "GENERIC_SKIP",
@@ -37,7 +37,7 @@ __all__ = [
     "supported_layer_types",
 ]
 
-#: What a merge walk does with a layer between a producer and its consumers (compress.merge.plan):
+#: What a merge walk does with a layer between a producer and its consumers (weightkit.compress.merge.plan):
 #: ``identity`` passes values unchanged (dropout, noise); ``affine`` is a per-channel scale and
 #: shift (BatchNormalization); ``activation`` is an element-wise function; ``max`` picks one of
 #: several values (max pooling); ``linear`` mixes positions, never channels (average pooling,
@@ -70,7 +70,7 @@ class Kernel:
     regularizer : str
         Attribute (and config key) of the kernel's regularizer on the owner.
     layout : {"last", "transpose", "depthwise"}
-        See :data:`compress.decorrelate.penalty.LAYOUTS`.
+        See :data:`weightkit.compress.decorrelate.penalty.LAYOUTS`.
     gated : bool
         An RNN input kernel ``(features, gates * units)``: the penalty works per gate block.
     """

@@ -11,7 +11,7 @@ built from it.
 import os
 import stat
 
-from analysis.errors import WeightkitError
+from weightkit.analysis.errors import WeightkitError
 
 __all__ = ["LARGE_MEMBER_BYTES", "MAX_ARRAY_BYTES", "MAX_CONFIG_BYTES", "MAX_CSV_BYTES", "MAX_RATIO",
            "check_h5_storage", "check_npz_headers", "check_regular_file", "check_zip_directory"]

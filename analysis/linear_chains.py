@@ -2,7 +2,7 @@
 
 Without an activation between them, ``Dense(W1, b1)`` then ``Dense(W2, b2)`` is one layer:
 ``x @ (W1 @ W2) + (b1 @ W2 + b2)``; two valid-padded convolutions are one convolution whose kernel
-is the two kernels composed. This module *finds* such chains; :mod:`compress.fold` folds them.
+is the two kernels composed. This module *finds* such chains; :mod:`weightkit.compress.fold` folds them.
 
 The search is a pure function of a list of plain :class:`LayerNode` records (class name, config,
 inbound names, weight shapes): no Keras object is needed, so the same nodes can be built from a
@@ -345,7 +345,7 @@ def nodes_from_graph(graph):
 
     Parameters
     ----------
-    graph : analysis.graph.ModelGraph
+    graph : weightkit.analysis.graph.ModelGraph
 
     Returns
     -------
@@ -353,7 +353,7 @@ def nodes_from_graph(graph):
         One per layer call, in topological order; a raw ``keras.ops`` call gets its operation's
         class name (not a Keras layer class, so it stops any chain).
     """
-    from analysis._tf import import_keras
+    from weightkit.analysis._tf import import_keras
 
     keras = import_keras()
     names = {tid: name for tid, name in zip(graph.input_ids, graph.input_names)}
@@ -385,8 +385,8 @@ def model_linear_chains(model):
     list of LinearChain
         Empty for a model without a readable graph (a subclassed model).
     """
-    from analysis.errors import WeightkitError
-    from analysis.graph import ModelGraph
+    from weightkit.analysis.errors import WeightkitError
+    from weightkit.analysis.graph import ModelGraph
 
     try:
         graph = ModelGraph(model)

@@ -10,12 +10,12 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 
-from analysis._tf import import_keras, silenced_stderr
-from analysis.config_files import first_line, h5_config, keras_config
-from analysis.errors import WeightkitError
-from analysis.keras2 import load_h5_with_config, repaired_keras2_config
-from analysis.limits import check_regular_file
-from analysis.own_classes import OWN_CLASSES, is_own_class, own_custom_objects
+from weightkit.analysis._tf import import_keras, silenced_stderr
+from weightkit.analysis.config_files import first_line, h5_config, keras_config
+from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.keras2 import load_h5_with_config, repaired_keras2_config
+from weightkit.analysis.limits import check_regular_file
+from weightkit.analysis.own_classes import OWN_CLASSES, is_own_class, own_custom_objects
 
 __all__ = ["LoadedModel", "load_model", "is_saved_model_dir", "walk_layers", "read_model_config",
            "check_model_weights"]
@@ -31,7 +31,7 @@ class LoadedModel:
     ----------
     model : keras.Model
     path : str or None
-        None for a model that was given in memory (see :func:`analysis.inputs.as_model`).
+        None for a model that was given in memory (see :func:`weightkit.analysis.inputs.as_model`).
     format : {"keras", "h5"} or None
     notes : list of str
         Things the user should know (e.g. "loaded without its compiled settings").
@@ -232,7 +232,7 @@ def load_model(path, *, unsafe=False, compile=True):
     -----
     weightkit's own serializable classes (the decorrelation regularizer a model keeps after
     ``weightkit retrain --keep-regularizer``) load in safe mode without the caller importing
-    ``compress`` first: see :mod:`analysis.own_classes`.
+    ``compress`` first: see :mod:`weightkit.analysis.own_classes`.
     """
     path = os.fspath(path)
     fmt, config = read_model_config(path)

@@ -4,7 +4,7 @@ Pure numpy/scipy at the interface: these functions know nothing about Keras. ``r
 2-D array of shape ``(n_neurons, fan_in)``, one neuron's weights per row.
 
 Speed: Pearson is one symmetric float32 matrix product (BLAS ``ssyrk``, half the work of a general
-product); MAD runs a compiled, multi-threaded kernel (:mod:`analysis._mad_kernel`, numba) when
+product); MAD runs a compiled, multi-threaded kernel (:mod:`weightkit.analysis._mad_kernel`, numba) when
 numba imports and ``WEIGHTKIT_NO_NUMBA`` is not set to ``1``, and a blocked scipy ``cdist``
 otherwise. Both paths agree with the float64 references to about 1e-6.
 """
@@ -15,7 +15,7 @@ import numpy as np
 from scipy.linalg import blas
 from scipy.spatial.distance import cdist, pdist, squareform
 
-from analysis.errors import WeightkitError
+from weightkit.analysis.errors import WeightkitError
 
 __all__ = ["DEFAULT_MEMORY_BUDGET", "check_rows", "mad_backend", "mad_matrix", "pearson_matrix"]
 
@@ -102,7 +102,7 @@ def _kernel():
         return None
     if "kernel" not in _KERNEL:
         try:
-            import analysis._mad_kernel as _mad_kernel  # numba compiles on import: only when the kernel runs
+            import weightkit.analysis._mad_kernel as _mad_kernel  # numba compiles on import: only when the kernel runs
         except ImportError:  # numba missing or unable to load on this platform
             _KERNEL["kernel"] = None
         else:

@@ -19,8 +19,8 @@ import hashlib
 import json
 import os
 
-from analysis.errors import WeightkitError
-from analysis.io import _finish, atomic_write_json, temporary_path
+from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.io import _finish, atomic_write_json, temporary_path
 
 __all__ = ["OutputSet", "complete_set", "discard_set", "output_lock"]
 
@@ -39,7 +39,7 @@ class OutputSet:
     Parameters
     ----------
     paths : sequence of str
-        The final outputs (already checked with :func:`analysis.io.check_output`).
+        The final outputs (already checked with :func:`weightkit.analysis.io.check_output`).
     journal : str
         Where :meth:`commit` records the set before renaming (a file in the run's work folder).
 

@@ -1,7 +1,7 @@
 """weightkit's own Keras-serializable classes, found from a model's configuration alone.
 
 A model saved with the decorrelation regularizer still on its kernels (``weightkit retrain
---keep-regularizer``, or :func:`compress.attach_decorrelation` without the detach) names
+--keep-regularizer``, or :func:`weightkit.compress.attach_decorrelation` without the detach) names
 ``weightkit>DecorrelationRegularizer`` in its configuration, and ``weightkit>CombinedRegularizer``
 where the layer had its own weight decay as well. Keras resolves such a name only through its
 registry, which the defining module fills when it is imported; it imports a module by the name
@@ -22,8 +22,8 @@ __all__ = ["OWN_CLASSES", "is_own_class", "own_custom_objects"]
 #: ``registered name -> module defining it``, for every class weightkit registers with
 #: ``keras.saving.register_keras_serializable(package="weightkit")``.
 OWN_CLASSES = {
-    "weightkit>DecorrelationRegularizer": "compress.decorrelate.penalty",
-    "weightkit>CombinedRegularizer": "compress.decorrelate.kernels",
+    "weightkit>DecorrelationRegularizer": "weightkit.compress.decorrelate.penalty",
+    "weightkit>CombinedRegularizer": "weightkit.compress.decorrelate.kernels",
 }
 
 

@@ -132,8 +132,8 @@ class ModelAnalysis:
     skipped : list of SkippedLayer
     total_params : int
     notes : list of str
-    linear_chains : list of analysis.linear_chains.LinearChain
-        Runs of layers with no nonlinearity between them (see :mod:`analysis.linear_chains`).
+    linear_chains : list of weightkit.analysis.linear_chains.LinearChain
+        Runs of layers with no nonlinearity between them (see :mod:`weightkit.analysis.linear_chains`).
     """
 
     model: str

@@ -1,6 +1,6 @@
 """Neuron weight rows of a live Keras layer, as the layer registry says to read them.
 
-:mod:`analysis.layers` maps each supported layer class to a pure function of the layer's config
+:mod:`weightkit.analysis.layers` maps each supported layer class to a pure function of the layer's config
 and weight arrays; this module reads those arrays off a built layer, adds the parameter and MAC
 counts, and gives one :class:`NeuronRows` entry per part (a SeparableConv's two kernels, an RNN's
 gates). Anything else with weights is reported as skipped, with the reason.
@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis._tf import import_keras
-from analysis.layers import GENERIC_SKIP, neuron_rows, registered_name, spec_for
+from weightkit.analysis._tf import import_keras
+from weightkit.analysis.layers import GENERIC_SKIP, neuron_rows, registered_name, spec_for
 
 __all__ = ["NeuronRows", "layer_neuron_rows", "skip_reason"]
 
@@ -79,7 +79,7 @@ def _attribute(obj, path):
 
 
 def _arrays(layer, spec):
-    """The layer's weight arrays under the registry's keys (see :func:`analysis.layers.neuron_rows`)."""
+    """The layer's weight arrays under the registry's keys (see :func:`weightkit.analysis.layers.neuron_rows`)."""
     if spec.family == "time_distributed":
         return _arrays(layer.layer, spec_for(layer.layer))
     if spec.family == "bidirectional":
@@ -168,7 +168,7 @@ def layer_neuron_rows(layer, graph=None):
     ----------
     layer : keras.layers.Layer
         A built layer.
-    graph : analysis.graph.ModelGraph, default=None
+    graph : weightkit.analysis.graph.ModelGraph, default=None
         The graph of the model holding the layer: MACs count the positions of the layer's first
         call there. Without it, the layer's own first call is used.
 

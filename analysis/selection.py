@@ -5,7 +5,7 @@ check the names the same way: a name picks a layer, an analysis entry (``lstm/fo
 entry under a prefix (``bi/forward``); an unknown name is refused with the names that exist.
 """
 
-from analysis.errors import WeightkitError
+from weightkit.analysis.errors import WeightkitError
 
 __all__ = ["check_layer_names", "is_chosen"]
 

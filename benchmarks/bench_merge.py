@@ -7,10 +7,10 @@ decay is what makes realistic redundancy; see NOTES.md).
 
 For each ratio F in 30/50/70/80%, ``round(F · 512)`` neurons of *each* hidden layer are removed:
 
-- ``merge (METRIC)``: ``compress.merge.merge_redundant(model, ratio=F, metric=METRIC)`` (greedy, most
+- ``merge (METRIC)``: ``weightkit.compress.merge.merge_redundant(model, ratio=F, metric=METRIC)`` (greedy, most
   similar pairs first, each removed neuron's outgoing weights folded into its twin with α);
 - ``L1 prune``: drop the neurons with the smallest L1 norm of their incoming weights, no
-  compensation (``compress.apply_relations`` with ``Relation.prune``).
+  compensation (``weightkit.compress.apply_relations`` with ``Relation.prune``).
 
 No fine-tuning. Reported: test accuracy, agreement with the original model's predictions, the
 total-variation distance between their class probabilities and the hidden layers' parameters
@@ -32,11 +32,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from analysis._tf import import_keras, import_tensorflow
-from analysis.data import load_data
-from compress.merge.by_weights import apply_relations, merge_redundant
-from compress.merge.math import Relation
-from compress.merge.report import compare_models
+from weightkit.analysis._tf import import_keras, import_tensorflow
+from weightkit.analysis.data import load_data
+from weightkit.compress.merge.by_weights import apply_relations, merge_redundant
+from weightkit.compress.merge.math import Relation
+from weightkit.compress.merge.report import compare_models
 from weightkit.demo.examples import build_wide_mlp, train_example
 
 keras = import_keras()

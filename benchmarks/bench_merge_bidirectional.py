@@ -10,7 +10,7 @@ reloaded before merging.
 For each ratio F, ``round(F · units)`` units of each half of both Bidirectional layers are removed,
 no fine-tuning:
 
-- ``data-aware``: :func:`compress.merge.merge_by_data` calibrated on ``--samples`` training inputs:
+- ``data-aware``: :func:`weightkit.compress.merge.merge_by_data` calibrated on ``--samples`` training inputs:
   each half's removed units rebuilt from its kept ones on its own hidden states (every step),
   folded into that half's recurrent kernels and the next layer's input rows;
 - ``L1 prune``: the units whose outgoing weights (recurrent kernel rows and the next layer's rows)
@@ -32,14 +32,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np
 
-from analysis._tf import import_keras
-from analysis.graph import ModelGraph
-from compress.merge import merge_by_data
-from compress.merge.bidirectional import HALVES
-from compress.merge.input_rows import input_kernels
-from compress.merge.rebuild import WeightState, find_layer, rebuild_model
-from compress.merge.recurrent import recurrent_site
-from compress.merge.recurrent_units import cut_own_units
+from weightkit.analysis._tf import import_keras
+from weightkit.analysis.graph import ModelGraph
+from weightkit.compress.merge import merge_by_data
+from weightkit.compress.merge.bidirectional import HALVES
+from weightkit.compress.merge.input_rows import input_kernels
+from weightkit.compress.merge.rebuild import WeightState, find_layer, rebuild_model
+from weightkit.compress.merge.recurrent import recurrent_site
+from weightkit.compress.merge.recurrent_units import cut_own_units
 
 LAYERS = ("bi1", "bi2")
 

@@ -9,7 +9,7 @@ channel group of three producers; each block's first convolution is a plain laye
 For each ratio F, ``round(F · n)`` channels of every group (the residual group counted once) and
 of every plain layer are removed, no fine-tuning:
 
-- ``data-aware``: :func:`compress.merge.merge_by_data` calibrated on the training split (each
+- ``data-aware``: :func:`weightkit.compress.merge.merge_by_data` calibrated on the training split (each
   removed channel rebuilt from the kept ones on every tensor the consumers read, all fitted on
   the original model's activations);
 - ``data-aware + BN``: the same, then the BatchNormalization statistics re-estimated on the
@@ -20,7 +20,7 @@ of every plain layer are removed, no fine-tuning:
   groups by the error they cost; the parameter count then differs);
 - ``… all``: calibrated on every training image (``samples`` = 1,438) instead of the default
   seeded 1,000;
-- ``weights``: :func:`compress.merge.merge_redundant` (Pearson, ``--ratio``);
+- ``weights``: :func:`weightkit.compress.merge.merge_redundant` (Pearson, ``--ratio``);
 - ``group-L1``: DepGraph's criterion: the channels with the smallest L1 norm summed over every
   weight coupled to them (producers' filters, consumers' rows) dropped, no compensation.
 
@@ -40,16 +40,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np
 
-from analysis._tf import import_keras
-from analysis.channels import channel_groups
-from analysis.data import Dataset, load_data
-from analysis.layers import spec_for
-from compress.merge import merge_by_data, merge_redundant
-from compress.merge.by_weights import apply_relations
-from compress.merge.group_fold import consumer_block, producer_rows
-from compress.merge.groups import plan_groups
-from compress.merge.math import Relation
-from compress.merge.rebuild import WeightState
+from weightkit.analysis._tf import import_keras
+from weightkit.analysis.channels import channel_groups
+from weightkit.analysis.data import Dataset, load_data
+from weightkit.analysis.layers import spec_for
+from weightkit.compress.merge import merge_by_data, merge_redundant
+from weightkit.compress.merge.by_weights import apply_relations
+from weightkit.compress.merge.group_fold import consumer_block, producer_rows
+from weightkit.compress.merge.groups import plan_groups
+from weightkit.compress.merge.math import Relation
+from weightkit.compress.merge.rebuild import WeightState
 
 
 def build_residual_cnn(width):

@@ -10,12 +10,12 @@ network instead, whose weight rows show little redundancy.
 
 For each ratio F, ``round(F · width)`` neurons of each hidden layer are removed, no fine-tuning:
 
-- ``data-aware``: :func:`compress.merge.merge_by_data` calibrated on ``--samples`` inputs of the
+- ``data-aware``: :func:`weightkit.compress.merge.merge_by_data` calibrated on ``--samples`` inputs of the
   *training* split: each removed neuron's activation rebuilt from the kept ones of its layer by
   least squares, removals chosen greedily by the error they cause in the consumer's input;
 - ``data (own error)`` (with ``--ablation``): the same, choosing removals by the error in the
   layer's own activations;
-- ``merge (METRIC)``: weight-based merging (``compress.merge.merge_redundant``), as in bench_merge;
+- ``merge (METRIC)``: weight-based merging (``weightkit.compress.merge.merge_redundant``), as in bench_merge;
 - ``L1 prune``: the smallest-L1-norm neurons dropped, no compensation, as in bench_merge.
 
 Accuracy, agreement and TV distance are measured on the held-out split, which calibration never sees.
@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 from bench_merge import HIDDEN, build_wide_mlp, evaluate_subject, hidden_params, load_data, train_example  # noqa: E402
 
-from compress.merge import compare_models, merge_by_data
+from weightkit.compress.merge import compare_models, merge_by_data
 
 
 def evaluate_data_aware(model, data, ratios, *, samples, seed, ablation):

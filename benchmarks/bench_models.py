@@ -1,4 +1,4 @@
-"""``weightkit analyze`` straight from the file (analysis.stored) against what Keras needs: wall time and peak memory.
+"""``weightkit analyze`` straight from the file (weightkit.analysis.stored) against what Keras needs: wall time and peak memory.
 
 Three parts, each printed as ratios measured in one run (every measurement in a fresh process;
 peak resident memory is ``ru_maxrss`` of that child, from ``os.wait4``):
@@ -7,7 +7,7 @@ peak resident memory is ``ru_maxrss`` of that child, from ``os.wait4``):
   ``.keras``: ``python -m weightkit analyze PATH --quiet`` against ``python -c "import tensorflow"``
   (median of 3 runs each). Goals: under 1 s, under a fifth of the import.
 - ``apps``: ``keras.applications`` VGG16, ResNet50, MobileNetV2 (``weights=None``: random weights,
-  nothing downloaded), each saved once: Keras' load alone (``analysis.load_model``) against the
+  nothing downloaded), each saved once: Keras' load alone (``weightkit.analysis.load_model``) against the
   whole-model analysis (``weightkit analyze --json``), which never imports TensorFlow. Goals:
   analysis at most 1.5x the load, peak RSS under 1.5 GiB.
 - ``giant``: a synthetic model of ``--giant-layers`` Dense layers with 8192 x 4096 kernels (4096
@@ -43,7 +43,7 @@ _LOAD_ONLY = "from analysis import load_model; load_model({path!r}, compile=Fals
 
 _DIGITS_MLP = """
 from sklearn.datasets import load_digits
-from analysis._tf import import_keras
+from weightkit.analysis._tf import import_keras
 keras = import_keras()
 keras.utils.set_random_seed(0)
 x, y = load_digits(return_X_y=True)
@@ -58,7 +58,7 @@ model.save({path!r})
 # Whole-model analysis in one process, timing each entry through the progress callback.
 _TIMED_ANALYSIS = """
 import json, resource, sys, time
-from analysis import analyze
+from weightkit.analysis import analyze
 marks = []
 result = analyze({path!r}, progress=lambda done, total, name: marks.append((time.perf_counter(), done, name)))
 imported = sorted(n for n in sys.modules if n.split(".")[0] in ("tensorflow", "keras"))
@@ -122,7 +122,7 @@ def bench_apps(directory, names):
     print(f"{'model':<12} {'run':<22} {'wall s':>8} {'CPU s':>7} {'peak MiB':>9}  result")
     for name in names:
         path = os.path.join(directory, f"{name.lower()}.keras")
-        build = (f"from analysis._tf import import_keras; keras = import_keras(); "
+        build = (f"from weightkit.analysis._tf import import_keras; keras = import_keras(); "
                  f"keras.applications.{name}(weights=None).save({path!r})")
         _checked([sys.executable, "-c", build], f"building {name}")
         load_wall, load_peak, _ = _checked([sys.executable, "-c", _LOAD_ONLY.format(path=path)], f"loading {name}")

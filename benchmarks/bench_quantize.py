@@ -38,7 +38,7 @@ def _median_seconds(function, repeats):
 
 def bench_batched(contents, x, repeats):
     """Rows (mode, batched s, one-by-one s, ratio, max |difference|) for each flatbuffer."""
-    from compress.quantize import TFLiteModel
+    from weightkit.compress.quantize import TFLiteModel
 
     rows = []
     for mode, content in contents.items():
@@ -66,7 +66,7 @@ def renormalize_batchnorm(keras, model, x):
 
 
 def _synthetic_sequences(steps=8, n=1200, seed=0):
-    from analysis.data import Dataset
+    from weightkit.analysis.data import Dataset
 
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, steps, 2)).astype("float32")
@@ -77,9 +77,9 @@ def _synthetic_sequences(steps=8, n=1200, seed=0):
 
 def every_mode(cnn, images, chart):
     """Section 4: every mode for the digits CNN and a small LSTM in one table; the CNN's sensitivity chart."""
-    from analysis._tf import import_keras
-    from compress.quantize import MODE_NAMES, keras_source, quantize_model
-    from reports.sensitivity_plot import plot_sensitivity
+    from weightkit.analysis._tf import import_keras
+    from weightkit.compress.quantize import MODE_NAMES, keras_source, quantize_model
+    from weightkit.reports.sensitivity_plot import plot_sensitivity
 
     keras = import_keras()
     sequences = _synthetic_sequences()
@@ -121,7 +121,7 @@ def every_mode(cnn, images, chart):
 
 
 def _tokens(n=600, length=10, seed=1):
-    from analysis.data import Dataset
+    from weightkit.analysis.data import Dataset
 
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 20, size=(n, length)).astype("int32")
@@ -159,8 +159,8 @@ def bench_rest():
     """Section 5: variable-length inputs, int16x8 past TF's 16x8 quantizer, sensitivity of several outputs."""
     import tempfile
 
-    from analysis._tf import import_keras
-    from compress.quantize import TFLiteModel, convert_modes, keras_source, quantize_model
+    from weightkit.analysis._tf import import_keras
+    from weightkit.compress.quantize import TFLiteModel, convert_modes, keras_source, quantize_model
 
     keras = import_keras()
     layers = keras.layers
@@ -244,10 +244,10 @@ def main():
         bench_rest()
         return
 
-    from analysis._tf import import_keras
-    from analysis.data import Dataset, load_data
-    from compress.quantize import convert_modes, keras_source, quantize_model, random_inputs
-    from reports.quantize_table import markdown_table
+    from weightkit.analysis._tf import import_keras
+    from weightkit.analysis.data import Dataset, load_data
+    from weightkit.compress.quantize import convert_modes, keras_source, quantize_model, random_inputs
+    from weightkit.reports.quantize_table import markdown_table
     from weightkit.demo.examples import build_small_cnn, build_wide_mlp, train_example
 
     keras = import_keras()

@@ -26,7 +26,7 @@ MODES = ("float32", "dynamic", "float16", "int8", "int8-io")
 
 def synthetic_sequences(steps, n, window=None, seed=0):
     """Class 1 when the first feature's second half sums above its first half, over the last ``window`` steps."""
-    from analysis.data import Dataset
+    from weightkit.analysis.data import Dataset
 
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, steps, 2)).astype("float32")
@@ -49,8 +49,8 @@ def trained(keras, layer, data, epochs, path):
 
 def unrolled_conversions(model, modes, representative):
     """The pre-fusing path: recurrent layers unrolled, SavedModel export, one conversion per mode."""
-    from compress.quantize.convert import convert_mode, exported_saved_model
-    from compress.quantize.unroll import unrolled_copy
+    from weightkit.compress.quantize.convert import convert_mode, exported_saved_model
+    from weightkit.compress.quantize.unroll import unrolled_copy
 
     start = time.perf_counter()
     copy = unrolled_copy(model)
@@ -63,8 +63,8 @@ def unrolled_conversions(model, modes, representative):
 
 
 def fused_conversions(model, modes, calibration):
-    from compress.quantize import keras_source
-    from compress.quantize.convert import convert_modes
+    from weightkit.compress.quantize import keras_source
+    from weightkit.compress.quantize.convert import convert_modes
 
     start = time.perf_counter()
     conversions = convert_modes(keras_source(model), list(modes), calibration=calibration, calibration_samples=200)
@@ -72,7 +72,7 @@ def fused_conversions(model, modes, calibration):
 
 
 def measure(conversion, data, reference):
-    from compress.quantize import TFLiteModel
+    from weightkit.compress.quantize import TFLiteModel
 
     if not conversion.ok:
         return {"mode": conversion.mode, "error": conversion.error}
@@ -85,7 +85,7 @@ def measure(conversion, data, reference):
 
 
 def subject_rows(name, model, data, modes, paths):
-    from compress.quantize.convert import representative_dataset
+    from weightkit.compress.quantize.convert import representative_dataset
 
     reference = model.predict(data.x_test, verbose=0)
     accuracy = float(np.mean(reference.argmax(1) == data.y_test))
@@ -128,7 +128,7 @@ def main():
     args = parser.parse_args()
     import tempfile
 
-    from analysis._tf import import_keras
+    from weightkit.analysis._tf import import_keras
 
     keras = import_keras()
     modes = ("float32", "int8") if args.quick else MODES

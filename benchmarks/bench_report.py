@@ -30,8 +30,8 @@ def main():
     parser.add_argument("--out", default=None, help="report folder (default: a temporary one, removed)")
     args = parser.parse_args()
 
-    from analysis._tf import import_keras
-    from reports.report import write_report
+    from weightkit.analysis._tf import import_keras
+    from weightkit.reports.report import write_report
 
     keras = import_keras()
     build = {"resnet50": keras.applications.ResNet50, "mobilenetv2": keras.applications.MobileNetV2}[args.model]

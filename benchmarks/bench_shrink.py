@@ -15,7 +15,7 @@ The CNNs run for the first seed only.
 
 For each subject:
 
-- ``shrink``: :func:`compress.shrink.shrink_model` with ``--max-drop`` (default 1 point), the
+- ``shrink``: :func:`weightkit.compress.shrink.shrink_model` with ``--max-drop`` (default 1 point), the
   exported ``.tflite``; its test accuracy is on data no choice read;
 - ``L1+int8``: the shrink export's layer widths reached by dropping the smallest-L1-norm neurons
   (no compensation; a coupled group by the L1 norm summed over its producers' filters), then int8
@@ -42,16 +42,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np
 
-from analysis.data import Dataset, load_data
+from weightkit.analysis.data import Dataset, load_data
 from benchmarks.bench_merge_coupled import build_residual_cnn
-from compress.merge import merge_by_data, plan_groups
-from compress.merge.by_weights import apply_relations
-from compress.merge.math import Relation
-from compress.quantize import TFLiteModel, quantize_model
-from compress.shrink import distill, shrink_model, split_for_shrink
-from compress.shrink.scores import predict_probabilities, score_outputs
-from compress.shrink.sensitivity import mergeable_layers
-from compress.shrink.strip import strip_names
+from weightkit.compress.merge import merge_by_data, plan_groups
+from weightkit.compress.merge.by_weights import apply_relations
+from weightkit.compress.merge.math import Relation
+from weightkit.compress.quantize import TFLiteModel, quantize_model
+from weightkit.compress.shrink import distill, shrink_model, split_for_shrink
+from weightkit.compress.shrink.scores import predict_probabilities, score_outputs
+from weightkit.compress.shrink.sensitivity import mergeable_layers
+from weightkit.compress.shrink.strip import strip_names
 from weightkit.demo.examples import build_small_cnn, build_wide_mlp, train_example
 
 SUBJECTS = {

@@ -10,11 +10,11 @@ the ``.tflite`` files) first and a result with ``to_dict()`` second:
 - :func:`shrink_model` ``(model, dataset, max_drop=1, ...) -> ShrinkOutcome``: merge, fine-tune and quantize
   to the smallest model within an accuracy budget.
 
-Five subpackages hold the rest: :mod:`compress.merge`, :mod:`compress.decorrelate`,
-:mod:`compress.quantize`, :mod:`compress.fold`, :mod:`compress.shrink`.
+Five subpackages hold the rest: :mod:`weightkit.compress.merge`, :mod:`weightkit.compress.decorrelate`,
+:mod:`weightkit.compress.quantize`, :mod:`weightkit.compress.fold`, :mod:`weightkit.compress.shrink`.
 """
 
-from compress.decorrelate import (
+from weightkit.compress.decorrelate import (
     DecorrelationRegularizer,
     RedundancyMonitor,
     RetrainResult,
@@ -23,10 +23,10 @@ from compress.decorrelate import (
     redundancy_summary,
     retrain,
 )
-from compress.fold import FoldReport, fold_linear
-from compress.merge import BaseMergeReport, DataMergeReport, MergeReport, merge_neurons
-from compress.quantize import QuantizationReport, TFLiteModel, quantize_model, write_outputs
-from compress.shrink import ShrinkOutcome, shrink_model
+from weightkit.compress.fold import FoldReport, fold_linear
+from weightkit.compress.merge import BaseMergeReport, DataMergeReport, MergeReport, merge_neurons
+from weightkit.compress.quantize import QuantizationReport, TFLiteModel, quantize_model, write_outputs
+from weightkit.compress.shrink import ShrinkOutcome, shrink_model
 
 __all__ = [
     "BaseMergeReport",

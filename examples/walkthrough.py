@@ -37,8 +37,8 @@ def main(folder="walkthrough-output", *, epochs=40, finetune_epochs=5, modes=("f
     import keras
     import numpy as np
 
-    from analysis import analyze, analyze_rows, find_groups, layer_neuron_rows, load_data, load_model, pearson_matrix
-    from compress import (
+    from weightkit.analysis import analyze, analyze_rows, find_groups, layer_neuron_rows, load_data, load_model, pearson_matrix
+    from weightkit.compress import (
         RedundancyMonitor,
         TFLiteModel,
         attach_decorrelation,
@@ -46,7 +46,7 @@ def main(folder="walkthrough-output", *, epochs=40, finetune_epochs=5, modes=("f
         merge_neurons,
         quantize_model,
     )
-    from reports import save_figure, similarity_figure
+    from weightkit.reports import save_figure, similarity_figure
 
     os.makedirs(folder, exist_ok=True)
     data = load_data("sklearn:digits", seed=0)  # a Dataset: x_train, y_train, x_test, y_test

@@ -3,12 +3,12 @@
 __all__ = []
 
 # The HTML report (matplotlib) is imported on first use, so `weightkit analyze` does not load it.
-_LAZY = {"write_report": "reports.report", "render_layer_figures": "reports.report",
-         "render_page": "reports.html", "similarity_figure": "reports.figures",
-         "weight_rows_figure": "reports.figures", "histogram_figure": "reports.charts",
-         "overview_figure": "reports.charts", "save_figure": "reports.canvas"}
-_LAZY.update({"write_summary": "reports.journey_page", "render_summary_page": "reports.journey_page",
-              "summary_figure": "reports.journey_page"})
+_LAZY = {"write_report": "weightkit.reports.report", "render_layer_figures": "weightkit.reports.report",
+         "render_page": "weightkit.reports.html", "similarity_figure": "weightkit.reports.figures",
+         "weight_rows_figure": "weightkit.reports.figures", "histogram_figure": "weightkit.reports.charts",
+         "overview_figure": "weightkit.reports.charts", "save_figure": "weightkit.reports.canvas"}
+_LAZY.update({"write_summary": "weightkit.reports.journey_page", "render_summary_page": "weightkit.reports.journey_page",
+              "summary_figure": "weightkit.reports.journey_page"})
 __all__ += list(_LAZY)
 
 
@@ -17,4 +17,4 @@ def __getattr__(name):
         import importlib
 
         return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'reports' has no attribute {name!r}")
+    raise AttributeError(f"module 'weightkit.reports' has no attribute {name!r}")

@@ -1,7 +1,7 @@
 """Terminal rendering of what neurons do on data: dead neurons, activation groups, data-aware merges."""
 
-from reports.console import format_groups
-from reports.merge_console import print_notes_and_evaluation, print_parameter_change
+from weightkit.reports.console import format_groups
+from weightkit.reports.merge_console import print_notes_and_evaluation, print_parameter_change
 
 __all__ = ["activation_table", "print_activations", "data_merge_table", "print_data_merge_report", "format_indices"]
 
@@ -20,7 +20,7 @@ def _activation_entries(result):
 
 
 def activation_table(result):
-    """A rich Table of the activation extras of a ModelAnalysis (see ``analysis.attach_activations``).
+    """A rich Table of the activation extras of a ModelAnalysis (see ``weightkit.analysis.attach_activations``).
 
     Returns
     -------

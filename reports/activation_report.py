@@ -12,16 +12,16 @@ layer's activation matrices are computed when its figures are drawn and dropped 
 
 import os
 
-from analysis.activations.analyze import attach_activations
-from analysis.activations.collect import collect_activations
-from analysis.activations.results import ActivationAnalysis
-from analysis.activations.stats import layer_activations
-from analysis.batches import n_samples
-from analysis.groups import DEFAULT_THRESHOLDS
-from analysis.results import SkippedLayer
-from reports.canvas import save_figure
-from reports.figures import similarity_figure
-from reports.html import ImageRef
+from weightkit.analysis.activations.analyze import attach_activations
+from weightkit.analysis.activations.collect import collect_activations
+from weightkit.analysis.activations.results import ActivationAnalysis
+from weightkit.analysis.activations.stats import layer_activations
+from weightkit.analysis.batches import n_samples
+from weightkit.analysis.groups import DEFAULT_THRESHOLDS
+from weightkit.analysis.results import SkippedLayer
+from weightkit.reports.canvas import save_figure
+from weightkit.reports.figures import similarity_figure
+from weightkit.reports.html import ImageRef
 
 __all__ = ["ActivationFigures", "interleave"]
 
@@ -39,7 +39,7 @@ def interleave(weight_images, activation_images):
     Parameters
     ----------
     weight_images : list of ImageRef
-        ``pearson, mad, rows, histogram`` as :func:`reports.report.render_layer_figures` returns.
+        ``pearson, mad, rows, histogram`` as :func:`weightkit.reports.report.render_layer_figures` returns.
     activation_images : list of ImageRef
         ``pearson, mad`` of the activations (may be empty).
     """

@@ -3,7 +3,7 @@
 import numpy as np
 from matplotlib.ticker import MaxNLocator, NullLocator
 
-from reports.canvas import _new_figure
+from weightkit.reports.canvas import _new_figure
 
 __all__ = ["histogram_figure", "overview_figure"]
 

@@ -76,7 +76,7 @@ def print_fold_report(report, console):
 
     Parameters
     ----------
-    report : compress.fold.FoldReport
+    report : weightkit.compress.fold.FoldReport
     console : rich.console.Console
     """
     if not report.chains:

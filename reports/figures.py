@@ -17,7 +17,7 @@ from matplotlib import patheffects
 from matplotlib.collections import LineCollection, PatchCollection
 from matplotlib.patches import Rectangle
 
-from reports.canvas import _new_figure, _title, _top
+from weightkit.reports.canvas import _new_figure, _title, _top
 
 __all__ = [
     "HEATMAP_CAP",

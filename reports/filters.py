@@ -1,16 +1,16 @@
 """What convolution filters look like: their weights as image tiles, and the input patches that excite them.
 
 Pure drawing: arrays in, a :class:`matplotlib.figure.Figure` on the Agg canvas out (see
-:mod:`reports.canvas`). The filters are shown in the clustered order of the layer's heatmaps, so a
+:mod:`weightkit.reports.canvas`). The filters are shown in the clustered order of the layer's heatmaps, so a
 redundant group (outlined) is a run of neighbouring tiles there too. Where the patches come from
-is :mod:`reports.filters_data`.
+is :mod:`weightkit.reports.filters_data`.
 """
 
 import numpy as np
 from matplotlib.patches import Rectangle
 
-from reports.canvas import _new_figure, _title, _top
-from reports.figures import WEIGHT_CMAP
+from weightkit.reports.canvas import _new_figure, _title, _top
+from weightkit.reports.figures import WEIGHT_CMAP
 
 __all__ = ["MAX_CHANNELS", "MAX_FILTERS", "filter_tiles_figure", "patch_grid_figure", "shown_filters"]
 

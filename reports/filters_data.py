@@ -55,7 +55,7 @@ def receptive_fields(graph):
 
     Parameters
     ----------
-    graph : analysis.graph.ModelGraph
+    graph : weightkit.analysis.graph.ModelGraph
 
     Returns
     -------

@@ -11,16 +11,16 @@ import os
 
 import numpy as np
 
-from analysis._tf import import_keras
-from analysis.errors import WeightkitError
-from analysis.graph import ModelGraph
-from analysis.linear_chains import nodes_from_graph
-from analysis.stored import StoredModel
-from analysis.stored.nodes import stored_nodes
-from reports.canvas import save_figure
-from reports.filters import filter_tiles_figure, patch_grid_figure, shown_filters
-from reports.filters_data import cut_patches, receptive_fields, strongest_responses, top_of_responses
-from reports.html import ImageRef
+from weightkit.analysis._tf import import_keras
+from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.graph import ModelGraph
+from weightkit.analysis.linear_chains import nodes_from_graph
+from weightkit.analysis.stored import StoredModel
+from weightkit.analysis.stored.nodes import stored_nodes
+from weightkit.reports.canvas import save_figure
+from weightkit.reports.filters import filter_tiles_figure, patch_grid_figure, shown_filters
+from weightkit.reports.filters_data import cut_patches, receptive_fields, strongest_responses, top_of_responses
+from weightkit.reports.html import ImageRef
 
 __all__ = ["MAX_LAYERS", "PATCH_FILTERS", "PATCH_SAMPLES", "TOP_K", "FilterFigures"]
 
@@ -40,7 +40,7 @@ class FilterFigures:
 
     Parameters
     ----------
-    model : keras.Model or analysis.stored.StoredModel
+    model : keras.Model or weightkit.analysis.stored.StoredModel
         A stored model (read from its file, without TensorFlow) gives the filter images alone.
     x : ndarray of shape (n_inputs, *input_shape), default=None
         Inputs for the top patches (a model with one image or sequence input); None for the

@@ -8,7 +8,7 @@ import html
 import re
 from dataclasses import dataclass
 
-from reports.activation_html import activation_section_html
+from weightkit.reports.activation_html import activation_section_html
 
 __all__ = ["ImageRef", "render_page", "anchor_for", "describe_threshold"]
 

@@ -9,10 +9,10 @@ import json
 import os
 from datetime import datetime, timezone
 
-import analysis
-from analysis.io import atomic_write_json, atomic_write_text
-from reports.canvas import save_figure
-from reports.html import _CSS, ImageRef, _e, _image
+import weightkit
+from weightkit.analysis.io import atomic_write_json, atomic_write_text
+from weightkit.reports.canvas import save_figure
+from weightkit.reports.html import _CSS, ImageRef, _e, _image
 
 __all__ = ["summary_figure", "render_summary_page", "write_summary", "STAGE_COLUMNS"]
 
@@ -273,7 +273,7 @@ def write_summary(journeys, folder, *, created=None, version=None, meta=None, ex
     created : str, default=None
         Now (UTC) when None.
     version : str, default=None
-        ``analysis.__version__`` when None.
+        ``weightkit.__version__`` when None.
     meta : dict, default=None
         Extra header lines of the page.
     extra : dict, default=None
@@ -285,7 +285,7 @@ def write_summary(journeys, folder, *, created=None, version=None, meta=None, ex
         The ``summary.json`` document.
     """
     created = created or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    version = version or analysis.__version__
+    version = version or weightkit.__version__
     width, height = save_figure(summary_figure(journeys), os.path.join(folder, "summary.png"))
     plot = ImageRef("summary.png", "File size against held-out accuracy for every stage of each model", width,
                     height, "Each point is one stage; dashed: the original's accuracy; outlined: the stage quantized.")

@@ -1,6 +1,6 @@
 """Write a report folder: ``index.html``, ``analysis.json`` and ``figures/*.png``.
 
-The analysis runs once, layer by layer (:func:`analysis.model_analysis.analyze_model` with ``on_layer``): each
+The analysis runs once, layer by layer (:func:`weightkit.analysis.model_analysis.analyze_model` with ``on_layer``): each
 layer's figures are drawn from the matrices that analysis computed, written, and the matrices
 dropped before the next layer, so memory holds one layer at a time however deep the model is.
 The folder is written beside its final place and renamed into it when complete.
@@ -11,17 +11,17 @@ import json
 import os
 from datetime import datetime, timezone
 
-import analysis
-from analysis import DEFAULT_THRESHOLDS
-from analysis.inputs import as_inputs, as_model, as_weights_source
-from analysis.io import atomic_directory
-from analysis.model_analysis import analyze_model
-from reports.activation_report import ActivationFigures, interleave
-from reports.canvas import save_figure
-from reports.charts import histogram_figure, overview_figure
-from reports.figures import HEATMAP_CAP, similarity_figure, weight_rows_figure
-from reports.filters_report import FilterFigures
-from reports.html import ImageRef, anchor_for, render_page
+import weightkit
+from weightkit.analysis import DEFAULT_THRESHOLDS
+from weightkit.analysis.inputs import as_inputs, as_model, as_weights_source
+from weightkit.analysis.io import atomic_directory
+from weightkit.analysis.model_analysis import analyze_model
+from weightkit.reports.activation_report import ActivationFigures, interleave
+from weightkit.reports.canvas import save_figure
+from weightkit.reports.charts import histogram_figure, overview_figure
+from weightkit.reports.figures import HEATMAP_CAP, similarity_figure, weight_rows_figure
+from weightkit.reports.filters_report import FilterFigures
+from weightkit.reports.html import ImageRef, anchor_for, render_page
 
 __all__ = ["FIGURE_KINDS", "render_layer_figures", "write_report"]
 
@@ -54,7 +54,7 @@ def render_layer_figures(layer, folder, stem, *, metric, threshold, include_bias
 
     Parameters
     ----------
-    layer : analysis.LayerAnalysis
+    layer : weightkit.analysis.LayerAnalysis
         With ``layer.matrices`` attached (``keep_matrices=True``).
     folder : str
         Where the PNG files go.
@@ -121,7 +121,7 @@ def write_report(model, output, *, metric="pearson", threshold=None, layers=None
     Parameters
     ----------
     model : keras.Model, str or os.PathLike
-        A path is loaded with :func:`analysis.load_model` (safe mode unless ``unsafe``); the
+        A path is loaded with :func:`weightkit.analysis.load_model` (safe mode unless ``unsafe``); the
         page then names it and the result records the loader's notes.
     output : str
         The report folder. An existing non-empty folder is refused unless ``force``.
@@ -145,12 +145,12 @@ def write_report(model, output, *, metric="pearson", threshold=None, layers=None
     created : str, default=None
         Timestamp shown on the page; now (UTC) when None.
     version : str, default=None
-        Tool version shown on the page; ``analysis.__version__`` when None.
+        Tool version shown on the page; ``weightkit.__version__`` when None.
     data : Dataset, ndarray of shape (n_inputs, *input_shape), str or os.PathLike, default=None
         Inputs to run through the model (a dataset's training split, an array, or a data
         specification loaded for the model): each layer then also shows its activation Pearson
         and MAD heatmaps beside the weight ones (same neuron order) and lists its dead neurons
-        (see :mod:`reports.activation_report`); ``analysis.json`` gains ``dead`` and ``activation``.
+        (see :mod:`weightkit.reports.activation_report`); ``analysis.json`` gains ``dead`` and ``activation``.
     samples : int, default=1000
         Inputs drawn (seeded) from ``data``.
     data_source : str, default=None
@@ -161,7 +161,7 @@ def write_report(model, output, *, metric="pearson", threshold=None, layers=None
 
     Returns
     -------
-    analysis.ModelAnalysis
+    weightkit.analysis.ModelAnalysis
         The result that ``analysis.json`` holds (``result.to_dict()``).
 
     Examples
@@ -169,7 +169,7 @@ def write_report(model, output, *, metric="pearson", threshold=None, layers=None
     >>> result = write_report(model, "report")    # doctest: +SKIP
     >>> # open report/index.html in a browser
     """
-    # Weights only: a path is read as data (analysis.stored), without Keras; --data needs the model itself.
+    # Weights only: a path is read as data (weightkit.analysis.stored), without Keras; --data needs the model itself.
     loaded = as_model(model, unsafe=unsafe) if data is not None else as_weights_source(model)
     model, path, notes = loaded.model, loaded.path if path is None else path, [*loaded.notes, *notes]
     x = None
@@ -177,7 +177,7 @@ def write_report(model, output, *, metric="pearson", threshold=None, layers=None
         x, source = as_inputs(data, model)
         data_source = source if data_source is None else data_source
     created = created or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    version = version or analysis.__version__
+    version = version or weightkit.__version__
     chosen = float(DEFAULT_THRESHOLDS.get(metric, 0.0) if threshold is None else threshold)
     with atomic_directory(output, force=force) as work:
         folder = os.path.join(work, "figures")

@@ -4,7 +4,7 @@ __all__ = ["plot_retrain"]
 
 
 def plot_retrain(result, path):
-    """Draw a :class:`compress.decorrelate.training.RetrainResult`'s history to an image file.
+    """Draw a :class:`weightkit.compress.decorrelate.training.RetrainResult`'s history to an image file.
 
     Three panels side by side: training and validation loss; training and validation
     accuracy (MAE for regression); mean |r| of each regularized entry, epoch 0 being the

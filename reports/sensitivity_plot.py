@@ -4,7 +4,7 @@ __all__ = ["plot_sensitivity"]
 
 
 def plot_sensitivity(sensitivity, path, title="per-layer int8 sensitivity"):
-    """Save the bar chart of a :class:`~compress.quantize.sensitivity.SensitivityReport` to ``path`` (PNG).
+    """Save the bar chart of a :class:`~weightkit.compress.quantize.sensitivity.SensitivityReport` to ``path`` (PNG).
 
     Two panels share the layers, the most sensitive on top: the accuracy drop in points (disagreement
     with the float model in points without labels), and the mean |output error| on a log scale, which

@@ -1,4 +1,4 @@
-"""Terminal rendering of a :class:`compress.shrink.ShrinkResult`: the stages and the export."""
+"""Terminal rendering of a :class:`weightkit.compress.shrink.ShrinkResult`: the stages and the export."""
 
 from rich.table import Table
 

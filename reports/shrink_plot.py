@@ -12,7 +12,7 @@ _STYLE = {
 
 
 def plot_frontier(frontier, path):
-    """Save the frontier scatter plot of a :meth:`compress.shrink.ShrinkResult.frontier` document to ``path``.
+    """Save the frontier scatter plot of a :meth:`weightkit.compress.shrink.ShrinkResult.frontier` document to ``path``.
 
     Parameters
     ----------

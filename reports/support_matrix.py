@@ -1,9 +1,9 @@
 """The README's table of supported layer types, generated from the layer registry.
 
-Run ``python -m reports.support_matrix`` to print it; a test checks the README against it.
+Run ``python -m weightkit.reports.support_matrix`` to print it; a test checks the README against it.
 """
 
-from analysis.layers import support_matrix
+from weightkit.analysis.layers import support_matrix
 
 __all__ = ["support_matrix_markdown"]
 

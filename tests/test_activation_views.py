@@ -6,14 +6,14 @@ import os
 import numpy as np
 import pytest
 
-from analysis import analyze
-from analysis.activations.analyze import analyze_activations, attach_activations
-from analysis.activations.collect import SKIP_SEPARABLE_DEPTHWISE
-from analysis.model_analysis import analyze_rows, collect_entries
-from reports.activation_console import format_indices, print_activations, print_data_merge_report
-from reports.activation_html import activation_section_html
-from reports.activation_report import ActivationFigures, interleave
-from reports.html import ImageRef
+from weightkit.analysis import analyze
+from weightkit.analysis.activations.analyze import analyze_activations, attach_activations
+from weightkit.analysis.activations.collect import SKIP_SEPARABLE_DEPTHWISE
+from weightkit.analysis.model_analysis import analyze_rows, collect_entries
+from weightkit.reports.activation_console import format_indices, print_activations, print_data_merge_report
+from weightkit.reports.activation_html import activation_section_html
+from weightkit.reports.activation_report import ActivationFigures, interleave
+from weightkit.reports.html import ImageRef
 
 
 def _console():
@@ -97,7 +97,7 @@ def test_section_html_lists_dead_neurons_groups_and_skips(probed, keras):
 
 
 def test_data_merge_report_prints_r2_and_evaluation(trained_mlp, digits):
-    from compress.merge.by_data import merge_by_data
+    from weightkit.compress.merge.by_data import merge_by_data
 
     model, _ = trained_mlp
     _, report = merge_by_data(model, digits.x_train, ratio=0.25, samples=300)

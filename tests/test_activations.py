@@ -5,17 +5,17 @@ import json
 import numpy as np
 import pytest
 
-from analysis.activations.analyze import analyze_activations, attach_activations
-from analysis.activations.collect import (
+from weightkit.analysis.activations.analyze import analyze_activations, attach_activations
+from weightkit.analysis.activations.collect import (
     SKIP_RNN_GATE,
     SKIP_SEPARABLE_DEPTHWISE,
     _batch_size,
     collect_activations,
     sample_indices,
 )
-from analysis.activations.stats import analyze_activation_matrix, dead_neurons
-from analysis.errors import WeightkitError
-from analysis.model_analysis import analyze_model
+from weightkit.analysis.activations.stats import analyze_activation_matrix, dead_neurons
+from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.model_analysis import analyze_model
 
 
 def _dense_model(keras, weights, bias, activation="relu", n_inputs=None, name="probe_me"):
@@ -158,9 +158,9 @@ def test_batching_under_a_small_memory_budget_changes_nothing(keras, rng):
 
 
 def test_batch_size_follows_the_memory_budget(keras, rng):
-    from analysis.activations.collect import _probes
-    from analysis.graph import ModelGraph
-    from analysis.model_analysis import collect_entries
+    from weightkit.analysis.activations.collect import _probes
+    from weightkit.analysis.graph import ModelGraph
+    from weightkit.analysis.model_analysis import collect_entries
 
     model = _conv_model(keras, rng)
     probes, _ = _probes(model, collect_entries(model)[0], ModelGraph(model))

@@ -9,7 +9,7 @@ import pkgutil
 import numpy as np
 import pytest
 
-from analysis.errors import WeightkitError
+from weightkit.analysis.errors import WeightkitError
 
 FAST = {"latency_repeats": 2, "throughput_repeats": 1}
 SOURCE = "sklearn:digits (training split)"
@@ -18,7 +18,7 @@ SOURCE = "sklearn:digits (training split)"
 @pytest.fixture(scope="module")
 def small(keras, digits, tmp_path_factory):
     """``(model, path)``: a 64-24-24-10 MLP trained briefly, saved, and loaded back from the file."""
-    from analysis import load_model
+    from weightkit.analysis import load_model
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((64,), name="pixels")
@@ -35,8 +35,8 @@ def small(keras, digits, tmp_path_factory):
 
 # ---------------------------------------------------------------- what each package offers
 
-VERBS = {"analysis": {"analyze", "analyze_activations"}, "compress": {"merge_neurons", "retrain", "quantize_model"},
-         "reports": {"write_report"}}
+VERBS = {"weightkit.analysis": {"analyze", "analyze_activations"},
+         "weightkit.compress": {"merge_neurons", "retrain", "quantize_model"}, "weightkit.reports": {"write_report"}}
 INTERNALS = {"carry_relation", "fold_into_rows", "MergeSite", "kernel_rows", "analyze_model", "merge_redundant",
              "merge_by_data"}
 
@@ -50,16 +50,17 @@ def test_each_package_lists_its_verbs_and_not_its_internals(package):
 
 
 @pytest.mark.parametrize("module, names", [
-    ("compress.merge.by_weights", {"carry_relation"}),
-    ("compress.merge.data_fit", {"fold_into_rows"}),
-    ("compress.decorrelate.penalty", {"kernel_rows"}),
+    ("weightkit.compress.merge.by_weights", {"carry_relation"}),
+    ("weightkit.compress.merge.data_fit", {"fold_into_rows"}),
+    ("weightkit.compress.decorrelate.penalty", {"kernel_rows"}),
 ])
 def test_internal_helpers_are_not_in_their_modules_all(module, names):
     assert names.isdisjoint(importlib.import_module(module).__all__)
 
 
-@pytest.mark.parametrize("package", ["analysis", "compress", "compress.merge", "compress.decorrelate",
-                                     "compress.quantize", "reports"])
+@pytest.mark.parametrize("package", ["weightkit.analysis", "weightkit.compress", "weightkit.compress.merge",
+                                     "weightkit.compress.decorrelate", "weightkit.compress.quantize",
+                                     "weightkit.reports"])
 def test_no_package_attribute_shadows_a_subpackage_or_module(package):
     module = importlib.import_module(package)
     for info in pkgutil.iter_modules(module.__path__):
@@ -70,7 +71,7 @@ def test_no_package_attribute_shadows_a_subpackage_or_module(package):
 # ---------------------------------------------------------------- analysis
 
 def test_analyze_takes_a_model_or_its_path(small):
-    from analysis import ModelAnalysis, analyze
+    from weightkit.analysis import ModelAnalysis, analyze
 
     model, path = small
     by_model, by_path = analyze(model), analyze(path)
@@ -84,7 +85,7 @@ def test_analyze_takes_a_model_or_its_path(small):
 
 
 def test_analyze_with_data_attaches_dead_neurons_and_activation_groups(small, digits):
-    from analysis import analyze, analyze_activations
+    from weightkit.analysis import analyze, analyze_activations
 
     _, path = small
     result = analyze(path, data="sklearn:digits", samples=200)
@@ -96,7 +97,7 @@ def test_analyze_with_data_attaches_dead_neurons_and_activation_groups(small, di
 
 
 def test_analyze_activations_takes_a_dataset_an_array_or_a_spec(small, digits):
-    from analysis import ActivationAnalysis, analyze_activations
+    from weightkit.analysis import ActivationAnalysis, analyze_activations
 
     model, path = small
     results = [analyze_activations(model, digits, samples=200), analyze_activations(path, digits.x_train, samples=200),
@@ -113,12 +114,12 @@ def test_analyze_activations_takes_a_dataset_an_array_or_a_spec(small, digits):
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda model: __import__("analysis").analyze(42),
+    (lambda model: __import__("weightkit.analysis").analysis.analyze(42),
      "Expected a keras.Model or the path of a .keras or .h5 file, got int; pass the model itself or the file it "
      "was saved to."),
-    (lambda model: __import__("analysis").analyze_activations(model, {"x": np.zeros((4, 64))}),
-     "data: expected an analysis.data.Dataset, an array of inputs (a list of arrays for a model with several "
-     "inputs) or a data specification (PATH.npz, PATH.csv, an image folder or sklearn:NAME), got dict."),
+    (lambda model: __import__("weightkit.analysis").analysis.analyze_activations(model, {"x": np.zeros((4, 64))}),
+     "data: expected a weightkit.analysis.data.Dataset, an array of inputs (a list of arrays for a model with "
+     "several inputs) or a data specification (PATH.npz, PATH.csv, an image folder or sklearn:NAME), got dict."),
 ])
 def test_a_wrong_argument_type_is_one_clear_line(small, call, message):
     with pytest.raises(WeightkitError) as error:
@@ -129,8 +130,8 @@ def test_a_wrong_argument_type_is_one_clear_line(small, call, message):
 # ---------------------------------------------------------------- compress: merge
 
 def test_merge_neurons_by_weights_takes_a_model_or_its_path(keras, small, digits):
-    from compress import BaseMergeReport, MergeReport, merge_neurons
-    from compress.merge import compare_models
+    from weightkit.compress import BaseMergeReport, MergeReport, merge_neurons
+    from weightkit.compress.merge import compare_models
 
     model, path = small
     merged, report = merge_neurons(model, ratio=0.5)
@@ -151,7 +152,7 @@ def test_merge_neurons_by_weights_takes_a_model_or_its_path(keras, small, digits
 
 
 def test_merge_neurons_by_data_takes_a_dataset_an_array_or_a_spec(small, digits):
-    from compress import BaseMergeReport, DataMergeReport, merge_neurons
+    from weightkit.compress import BaseMergeReport, DataMergeReport, merge_neurons
 
     model, path = small
     _, report = merge_neurons(model, "data", digits, ratio=0.5, samples=300, evaluate_on=digits)
@@ -174,10 +175,10 @@ def test_merge_neurons_by_data_takes_a_dataset_an_array_or_a_spec(small, digits)
     ("data", None, {}, "mode='data': needs data (a Dataset, whose training split calibrates the merge, an array of "
      "training inputs, or a data specification such as sklearn:digits)."),
     ("weights", None, {"max_error": 0.1}, "mode='weights': no option 'max_error'; it takes metric, threshold, ratio, "
-     "layers, include_bias, twin_tolerance, progress, unsafe (see compress.merge.merge_redundant)."),
+     "layers, include_bias, twin_tolerance, progress, unsafe (see weightkit.compress.merge.merge_redundant)."),
 ])
 def test_merge_neurons_checks_its_arguments(small, mode, data, options, message):
-    from compress import merge_neurons
+    from weightkit.compress import merge_neurons
 
     with pytest.raises(WeightkitError) as error:
         merge_neurons(small[0], mode, data, **options)
@@ -186,8 +187,8 @@ def test_merge_neurons_checks_its_arguments(small, mode, data, options, message)
 
 def test_merge_evaluation_thresholds_binary_logits_as_quantization_does(keras):
     """A logit output is judged at 0, not 0.5: the merge and quantize comparisons share one agreement."""
-    from compress.merge import compare_models
-    from compress.quantize.compare import agreement, decision_threshold
+    from weightkit.compress.merge import compare_models
+    from weightkit.compress.quantize.compare import agreement, decision_threshold
 
     def shifted(offset):
         inputs = keras.Input((1,))
@@ -207,7 +208,7 @@ def test_merge_evaluation_thresholds_binary_logits_as_quantization_does(keras):
 # ---------------------------------------------------------------- compress: retrain
 
 def test_retrain_takes_a_path_and_a_spec_and_uses_the_saved_loss(keras, small):
-    from compress import RetrainResult, retrain
+    from weightkit.compress import RetrainResult, retrain
 
     _, path = small
     trained, result = retrain(path, "sklearn:digits", epochs=1, validation_split=0.0, layers=["hidden2"])
@@ -217,7 +218,7 @@ def test_retrain_takes_a_path_and_a_spec_and_uses_the_saved_loss(keras, small):
 
 
 def test_retrain_that_diverges_raises_and_removes_its_backup(small, digits, tmp_path):
-    from compress import retrain
+    from weightkit.compress import retrain
 
     work = tmp_path / "work"
     with pytest.raises(WeightkitError) as error:
@@ -231,7 +232,7 @@ def test_retrain_that_diverges_raises_and_removes_its_backup(small, digits, tmp_
 # ---------------------------------------------------------------- compress: quantize
 
 def test_quantize_model_takes_a_path_and_a_spec_and_returns_the_files_first(small):
-    from compress import QuantizationReport, quantize_model
+    from weightkit.compress import QuantizationReport, quantize_model
 
     _, path = small
     contents, report = quantize_model(path, ["float32"], "sklearn:digits", **FAST)
@@ -243,7 +244,7 @@ def test_quantize_model_takes_a_path_and_a_spec_and_returns_the_files_first(smal
 
 
 def test_quantize_model_takes_a_model_and_unlabelled_inputs(small, digits):
-    from compress import quantize_model
+    from weightkit.compress import quantize_model
 
     contents, report = quantize_model(small[0], ["float32", "int8"], digits.x_train[:100], **FAST)
     assert set(contents) == {"float32", "int8"}
@@ -255,7 +256,7 @@ def test_quantize_model_takes_a_model_and_unlabelled_inputs(small, digits):
 # ---------------------------------------------------------------- reports
 
 def test_write_report_takes_a_path_and_a_dataset(small, digits, tmp_path):
-    from reports import write_report
+    from weightkit.reports import write_report
 
     _, path = small
     result = write_report(path, tmp_path / "report", layers=["hidden2"], data=digits, samples=100)

@@ -103,7 +103,7 @@ def test_bad_model_file(capsys, corpus, tmp_path, case, command):
     path = models[case]
     argv = _command_argv(command, path, data["good"], str(tmp_path))
     if command in ("analyze", "report") and case in CODE_IN_FILE:
-        # Weight analysis reads only the file's data (analysis.stored): the layer is listed, its code never runs.
+        # Weight analysis reads only the file's data (weightkit.analysis.stored): the layer is listed, its code never runs.
         status, out, err = run(capsys, argv)
         assert (status, err) == (0, "")
         listed = out if command == "analyze" else (tmp_path / "report" / "index.html").read_text(encoding="utf-8")

@@ -234,7 +234,7 @@ def test_retrain_work_folder_that_is_not_its_own_is_refused(capsys, corpus, tmp_
 
 def test_a_second_retrain_to_the_same_output_is_one_line(capsys, corpus, tmp_path):
     """The first run holds the output's lock (flock: released by the kernel even on SIGKILL)."""
-    from analysis.output_sets import output_lock
+    from weightkit.analysis.output_sets import output_lock
 
     models, data = corpus
     output = str(tmp_path / "r.keras")

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from analysis import analyze, load_model
+from weightkit.analysis import analyze, load_model
 from weightkit._common import run_cli
 from weightkit.cli import cli
 

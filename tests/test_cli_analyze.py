@@ -236,7 +236,7 @@ def test_debug_shows_the_traceback(capsys, bad_inputs):
     status, _, err = run(capsys, "analyze", path, "--debug")
     assert status == 2
     assert err.startswith("Traceback (most recent call last):")
-    assert "analysis.errors.WeightkitError" in err
+    assert "weightkit.analysis.errors.WeightkitError" in err
     assert err.endswith(f"weightkit analyze: error: {path}: {problem}\n")
     # --debug does not stick to later runs in the same process.
     assert run(capsys, "analyze", path)[2] == f"weightkit analyze: error: {path}: {problem}\n"
@@ -291,8 +291,8 @@ def test_help_does_not_import_tensorflow():
         for argv in (["--help"], ["analyze", "--help"], ["demo", "--help"]):
             assert run_cli(cli, argv) == 0, argv
         # `analysis` itself may be imported (its names load on first use); nothing heavy may be.
-        heavy = sorted(name for name in ("tensorflow", "keras", "numpy", "scipy", "h5py", "analysis.model_analysis")
-                       if name in sys.modules)
+        heavy = sorted(name for name in ("tensorflow", "keras", "numpy", "scipy", "h5py",
+                                        "weightkit.analysis.model_analysis") if name in sys.modules)
         assert not heavy, heavy
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
@@ -308,7 +308,7 @@ def test_python_dash_m_weightkit():
 
 
 def test_console_prints_every_group():
-    from reports.console import format_groups
+    from weightkit.reports.console import format_groups
 
     groups = [[2 * i, 2 * i + 1] for i in range(20)]
     assert format_groups(groups) == " ".join(f"[{2 * i}, {2 * i + 1}]" for i in range(20))

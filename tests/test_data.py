@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from analysis.data import SKLEARN_DATASETS, Dataset, load_data
-from analysis.data_checks import check_data_against_model, fit_to_model, load_data_for_model
-from analysis.errors import WeightkitError
+from weightkit.analysis.data import SKLEARN_DATASETS, Dataset, load_data
+from weightkit.analysis.data_checks import check_data_against_model, fit_to_model, load_data_for_model
+from weightkit.analysis.errors import WeightkitError
 
 
 def message(excinfo):
@@ -327,7 +327,7 @@ def test_matching_data_passes(models):
 
 
 def test_a_csv_over_the_size_limit_is_refused_unread(tmp_path):
-    from analysis.limits import MAX_CSV_BYTES
+    from weightkit.analysis.limits import MAX_CSV_BYTES
 
     path = tmp_path / "huge.csv"
     with open(path, "wb") as handle:

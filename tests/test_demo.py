@@ -144,9 +144,9 @@ def test_the_original_is_quantized_when_nothing_smaller_keeps_its_accuracy():
 
 
 def test_pooled_mean_abs_r_is_the_mean_over_all_within_layer_pairs(rng):
-    from analysis import analyze_rows
-    from analysis.results import ModelAnalysis
-    from analysis.rows import NeuronRows
+    from weightkit.analysis import analyze_rows
+    from weightkit.analysis.results import ModelAnalysis
+    from weightkit.analysis.rows import NeuronRows
     from weightkit.demo.journey import pooled_mean_abs_r
 
     layers, values = [], []

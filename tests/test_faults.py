@@ -99,7 +99,7 @@ def test_retrain_killed_between_epochs_resumes_with_the_remaining_epochs(capsys,
                if not key.startswith("redundancy/"))
     assert sorted(os.listdir(tmp_path)) == ["retrained.json", "retrained.keras", "retrained.png"]
 
-    from analysis import load_model
+    from weightkit.analysis import load_model
 
     assert load_model(output).model.get_layer("hidden").units == 32
 
@@ -161,8 +161,8 @@ def test_quantize_killed_mid_run_leaves_no_output_folder_and_a_rerun_succeeds(ca
 # child process); the child runs the output set's own commit and kills itself after the first rename.
 _KILLED_BETWEEN_RENAMES = r"""
 import os, signal, sys
-import analysis.output_sets as sets
-from analysis.io import OUTPUT_MARKER
+import weightkit.analysis.output_sets as sets
+from weightkit.analysis.io import OUTPUT_MARKER
 output, work = sys.argv[1], sys.argv[2]
 stem = os.path.splitext(output)[0]
 os.makedirs(work)
@@ -209,7 +209,7 @@ def test_retrain_killed_between_renaming_its_outputs_is_completed_by_resume(caps
 
 
 def test_force_removes_only_what_the_killed_run_wrote(tmp_path):
-    from analysis.output_sets import discard_set
+    from weightkit.analysis.output_sets import discard_set
 
     output, work = _killed_between_renames(tmp_path)
     output.write_bytes(b"the user's own model, saved over it since")

@@ -7,10 +7,10 @@ from matplotlib.collections import PatchCollection
 from PIL import Image
 from scipy.cluster.hierarchy import dendrogram
 
-from analysis import cluster_linkage, cluster_order, find_groups, mad_matrix, pearson_matrix
-from reports.canvas import save_figure
-from reports.charts import histogram_figure, overview_figure
-from reports.figures import block_means, dendrogram_segments, group_spans, similarity_figure, weight_rows_figure
+from weightkit.analysis import cluster_linkage, cluster_order, find_groups, mad_matrix, pearson_matrix
+from weightkit.reports.canvas import save_figure
+from weightkit.reports.charts import histogram_figure, overview_figure
+from weightkit.reports.figures import block_means, dendrogram_segments, group_spans, similarity_figure, weight_rows_figure
 
 
 def planted_rows(rng, n=16, fan_in=64, shuffle=True):

@@ -5,9 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from reports.canvas import save_figure
-from reports.filters import MAX_FILTERS, filter_tiles_figure, patch_grid_figure, shown_filters
-from reports.filters_data import cut_patches, receptive_fields, top_inputs
+from weightkit.reports.canvas import save_figure
+from weightkit.reports.filters import MAX_FILTERS, filter_tiles_figure, patch_grid_figure, shown_filters
+from weightkit.reports.filters_data import cut_patches, receptive_fields, top_inputs
 
 CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=np.float32)
 #: (image, row, column) where the cross is planted: the top-left corner of its 3 × 3 window.
@@ -40,7 +40,7 @@ def cross_model(keras, tmp_path_factory):
 
 
 def test_top_inputs_of_the_planted_filter_are_the_planted_crosses(cross_model):
-    from reports.filters_report import FilterFigures
+    from weightkit.reports.filters_report import FilterFigures
 
     x = _planted_data()
     figures = FilterFigures(cross_model, x)
@@ -54,7 +54,7 @@ def test_top_inputs_of_the_planted_filter_are_the_planted_crosses(cross_model):
 
 
 def test_receptive_fields_through_valid_conv_pooling_and_same_conv(cross_model):
-    from analysis.graph import ModelGraph
+    from weightkit.analysis.graph import ModelGraph
 
     graph = ModelGraph(cross_model)
     fields = receptive_fields(graph)
@@ -99,7 +99,7 @@ def test_patch_grid_draws_one_row_per_filter(tmp_path):
 
 
 def test_report_with_data_has_filter_tiles_and_patch_grids_on_the_page(cross_model, tmp_path):
-    from reports import write_report
+    from weightkit.reports import write_report
 
     out = tmp_path / "report"
     write_report(cross_model, out, data=_planted_data(), samples=64, layers=["conv", "deep"])

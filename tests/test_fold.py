@@ -1,4 +1,4 @@
-"""Linear chains: found in the graph (analysis.linear_chains), folded into one layer (compress.fold).
+"""Linear chains: found in the graph (weightkit.analysis.linear_chains), folded into one layer (weightkit.compress.fold).
 
 Every model is saved and reloaded before use. Outputs are compared in float32 within 1e-5: the
 folded weights are computed in float64 and rounded once, so the only difference is the order of
@@ -10,8 +10,8 @@ import json
 import numpy as np
 import pytest
 
-from analysis.linear_chains import LayerNode, conv_geometry, find_linear_chains
-from compress.fold import batchnorm_affine, fold_conv, fold_dense, fold_linear
+from weightkit.analysis.linear_chains import LayerNode, conv_geometry, find_linear_chains
+from weightkit.compress.fold import batchnorm_affine, fold_conv, fold_dense, fold_linear
 
 TOLERANCE = 1e-5
 
@@ -117,7 +117,7 @@ def _planted_functional(keras):
 
 
 def test_analyze_lists_exactly_the_planted_chains(keras, tmp_path):
-    from analysis import analyze
+    from weightkit.analysis import analyze
 
     model = _reloaded(keras, _planted_functional(keras), tmp_path, "planted")
     document = json.loads(json.dumps(analyze(model).to_dict()))

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from zoo import EXTRA_ZOO, ZOO, keras, load_zoo, zoo_inputs
 
-from analysis.errors import WeightkitError
-from analysis.graph import ModelGraph
+from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.graph import ModelGraph
 
 ALL = sorted(ZOO) + sorted(EXTRA_ZOO)
 L = keras.layers

@@ -109,8 +109,8 @@ def test_a_dense_60000_with_no_weights_stored_is_refused_before_keras_builds_it(
     out = tmp_path / "out"
     out.mkdir()
     _check(["analyze", path, "--json", out / "a.json"], str(path))
-    from analysis.errors import WeightkitError
-    from analysis.loading import read_model_config
+    from weightkit.analysis.errors import WeightkitError
+    from weightkit.analysis.loading import read_model_config
 
     with pytest.raises(WeightkitError) as info:
         read_model_config(str(path))

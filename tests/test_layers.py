@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from analysis.layers import LAYERS, MERGE_STEPS, neuron_rows, registered_name, spec_for, supported_layer_types
-from analysis.rows import layer_neuron_rows
-from reports.support_matrix import support_matrix_markdown
+from weightkit.analysis.layers import LAYERS, MERGE_STEPS, neuron_rows, registered_name, spec_for, supported_layer_types
+from weightkit.analysis.rows import layer_neuron_rows
+from weightkit.reports.support_matrix import support_matrix_markdown
 
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
 
@@ -110,7 +110,7 @@ def test_a_subclass_uses_its_parents_entry_and_a_namesake_matches_nothing(keras)
 
 def test_registry_module_imports_without_keras():
     # The file reader of weight analysis needs the table and the row functions without TensorFlow.
-    code = ("import sys; import analysis.layers as L; import numpy as np; "
+    code = ("import sys; import weightkit.analysis.layers as L; import numpy as np; "
             "rows = L.neuron_rows('Dense', {}, {'kernel': np.ones((3, 2)), 'bias': np.zeros(2)}); "
             "assert rows[0][1].shape == (2, 3); "
             "assert not any(m.startswith(('keras', 'tensorflow')) for m in sys.modules), 'keras imported'")
@@ -121,4 +121,4 @@ def test_the_readme_support_matrix_is_the_registrys():
     text = open(README, encoding="utf-8").read()
     match = re.search(r"<!-- support-matrix -->\n(.*?)\n<!-- /support-matrix -->", text, re.S)
     assert match, "README.md lacks the generated support matrix"
-    assert match.group(1) == support_matrix_markdown(), "regenerate it: python -m reports.support_matrix"
+    assert match.group(1) == support_matrix_markdown(), "regenerate it: python -m weightkit.reports.support_matrix"

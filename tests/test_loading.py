@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from analysis import WeightkitError, is_saved_model_dir, load_model
+from weightkit.analysis import WeightkitError, is_saved_model_dir, load_model
 
 _UNSAFE = "whose code would run while loading; refused in safe mode: pass --unsafe (unsafe=True) only if you trust the file."
 
@@ -168,7 +168,7 @@ def test_registered_custom_class_loads_in_safe_mode(keras, tmp_path):
 
 
 def test_nested_and_shared_layers_survive_loading(keras, tmp_path):
-    from analysis import walk_layers
+    from weightkit.analysis import walk_layers
 
     inner = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, name="a")], name="inner")
     inputs = keras.Input((5,))
@@ -362,7 +362,7 @@ def test_a_keras2_lstm_sequential_loads_with_notes_and_computes_the_same(keras, 
     x = np.random.default_rng(0).normal(size=(6, 5, 3)).astype(np.float32)
     np.testing.assert_array_equal(loaded.model.predict(x, verbose=0), model.predict(x, verbose=0))
     assert open(legacy, "rb").read() == before  # the input is only read
-    from analysis.graph import ModelGraph
+    from weightkit.analysis.graph import ModelGraph
 
     assert [len(ModelGraph(loaded.model).nodes_of(layer)) for layer in loaded.model.layers] == [1, 1]
 

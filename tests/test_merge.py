@@ -124,7 +124,7 @@ def test_exact_scaled_copies_merge_to_identical_smaller_model(keras, pattern):
     model = PATTERNS[pattern](keras)
     _randomize_bias(model, rng)
     _plant(model.get_layer("producer"), [(1, 4, 2.5), (6, 4, 0.4), (7, 2, 1.7)])
-    from compress.merge import merge_redundant
+    from weightkit.compress.merge import merge_redundant
 
     before = [w.copy() for w in model.get_weights()]
     merged, report = merge_redundant(model, metric="cosine", threshold=0.99999, layers=["producer"])
@@ -161,7 +161,7 @@ def test_batchnorm_before_activation_is_folded_into_the_rows(keras):
     gamma, beta, mean, variance = model.get_layer("bn").get_weights()
     gamma[5], beta[5], mean[5], variance[5] = 3 * gamma[2], 3 * beta[2], mean[2], variance[2]
     model.get_layer("bn").set_weights([gamma, beta, mean, variance])
-    from compress.merge import merge_redundant
+    from weightkit.compress.merge import merge_redundant
 
     merged, report = merge_redundant(model, metric="cosine", threshold=0.99999, layers=["producer"])
     assert report.layers[0].neurons_after == 7
@@ -181,7 +181,7 @@ def _sigmoid_model(keras, alpha):
 
 
 def test_sigmoid_scaled_copy_is_left_alone_with_reason(keras):
-    from compress.merge import merge_redundant
+    from weightkit.compress.merge import merge_redundant
 
     merged, report = merge_redundant(_sigmoid_model(keras, 2.0), metric="cosine", threshold=0.99999,
                                      layers=["producer"])
@@ -193,7 +193,7 @@ def test_sigmoid_scaled_copy_is_left_alone_with_reason(keras):
 
 
 def test_sigmoid_exact_copy_is_merged(keras):
-    from compress.merge import merge_redundant
+    from weightkit.compress.merge import merge_redundant
 
     model = _sigmoid_model(keras, 1.0)
     merged, report = merge_redundant(model, metric="mad", threshold=0.001, layers=["producer"])
@@ -208,8 +208,8 @@ def test_residual_block_merges_as_one_group_and_output_layer_is_left_alone(keras
     y = keras.layers.Dense(8, activation="relu", name="branch")(x)
     z = keras.layers.Add(name="add")([x, y])
     model = keras.Model(inputs, keras.layers.Dense(3, name="head")(z))
-    from compress.merge import merge_redundant
-    from compress.merge.groups import plan_groups
+    from weightkit.compress.merge import merge_redundant
+    from weightkit.compress.merge.groups import plan_groups
 
     plan = plan_groups(model)
     assert [(g.producers, g.n) for g in plan.groups] == [(["trunk", "branch"], 8)]
@@ -232,7 +232,7 @@ def test_several_consumers_through_one_tensor_are_all_folded(keras):
     b = keras.layers.Dense(3, name="right")(x)
     model = keras.Model(inputs, keras.layers.Concatenate(name="cat")([a, b]))
     _plant(model.get_layer("producer"), [(0, 5, 2.0)])
-    from compress.merge import merge_redundant
+    from weightkit.compress.merge import merge_redundant
 
     merged, report = merge_redundant(model, metric="cosine", threshold=0.99999, layers=["producer"])
     assert report.layers[0].consumers == ["left", "right"] and report.layers[0].neurons_after == 9
@@ -242,7 +242,7 @@ def test_several_consumers_through_one_tensor_are_all_folded(keras):
 
 @pytest.mark.parametrize("ratio", [0.3, 0.5])
 def test_ratio_removes_exactly_the_requested_number(trained_mlp, ratio):
-    from compress.merge import merge_redundant
+    from weightkit.compress.merge import merge_redundant
 
     model, _ = trained_mlp
     merged, report = merge_redundant(model, ratio=ratio)
@@ -254,8 +254,8 @@ def test_ratio_removes_exactly_the_requested_number(trained_mlp, ratio):
 
 
 def test_merging_trained_mlp_keeps_accuracy_close(trained_mlp, digits):
-    from compress.merge import merge_redundant
-    from compress.merge.report import compare_models
+    from weightkit.compress.merge import merge_redundant
+    from weightkit.compress.merge.report import compare_models
 
     model, accuracy = trained_mlp
     # A fixed budget: how many r >= 0.9 groups a 15-epoch training leaves varies from run to run
@@ -268,9 +268,9 @@ def test_merging_trained_mlp_keeps_accuracy_close(trained_mlp, digits):
 
 
 def test_pruning_relation_and_unknown_layer(keras, trained_mlp):
-    from analysis.errors import WeightkitError
-    from compress.merge.by_weights import apply_relations, merge_redundant
-    from compress.merge.math import Relation
+    from weightkit.analysis.errors import WeightkitError
+    from weightkit.compress.merge.by_weights import apply_relations, merge_redundant
+    from weightkit.compress.merge.math import Relation
 
     model, _ = trained_mlp
     pruned = apply_relations(model, {"hidden1": Relation.prune(64, [0, 5, 9])})

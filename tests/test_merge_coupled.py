@@ -115,7 +115,7 @@ MODELS = {"residual": (_residual, {"conv2": 5}), "concatenate": (_concatenated, 
 @pytest.mark.parametrize("mode", ["weights", "data"])
 @pytest.mark.parametrize("form", list(MODELS))
 def test_planted_copies_merge_exactly_through_coupled_channels(keras, tmp_path, form, mode):
-    from compress.merge import merge_neurons
+    from weightkit.compress.merge import merge_neurons
 
     rng = np.random.default_rng(0)
     keras.utils.set_random_seed(0)
@@ -143,7 +143,7 @@ def test_planted_copies_merge_exactly_through_coupled_channels(keras, tmp_path, 
 
 
 def test_differing_scale_factors_are_reported_and_weights_stay_close(keras, tmp_path):
-    from compress.merge import merge_neurons
+    from weightkit.compress.merge import merge_neurons
 
     rng = np.random.default_rng(1)
     model = _residual(keras, rng)
@@ -184,7 +184,7 @@ def test_nothing_mergeable_exits_2_without_writing(keras, tmp_path, capsys):
 
 
 def test_group_fit_removes_the_channel_rebuilt_at_every_tensor():
-    from compress.merge.group_fit import plan_group_fit
+    from weightkit.compress.merge.group_fit import plan_group_fit
 
     rng = np.random.default_rng(3)
     units = []
@@ -201,7 +201,7 @@ def test_group_fit_removes_the_channel_rebuilt_at_every_tensor():
 def test_inverted_residual_block_without_biases_merges_by_data_and_loads(keras, tmp_path):
     """MobileNetV2's shape: a projection without bias is both a producer of the residual group and the
     consumer that a later group's fold gives a bias; both must be cut alike."""
-    from compress.merge import merge_neurons
+    from weightkit.compress.merge import merge_neurons
 
     L = keras.layers
     rng = np.random.default_rng(4)
@@ -225,7 +225,7 @@ def test_inverted_residual_block_without_biases_merges_by_data_and_loads(keras, 
 @pytest.mark.parametrize("join", ["Add", "Concatenate"])
 def test_a_producer_called_at_two_places_merges_as_one_group(keras, tmp_path, join, mode):
     """A shared encoder on two inputs (a siamese pair) joined by Add or Concatenate: the copy leaves both calls."""
-    from compress.merge import merge_neurons
+    from weightkit.compress.merge import merge_neurons
 
     L = keras.layers
     first, second = keras.Input((4,), name="first"), keras.Input((4,), name="second")

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compress.merge.math import (
+from weightkit.compress.merge.math import (
     Merge,
     Relation,
     choose_keeper,

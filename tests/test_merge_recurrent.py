@@ -60,7 +60,7 @@ def test_planted_duplicate_unit_folds_into_every_gate_exactly(keras, tmp_path, k
     model, _ = _reload(keras, model, tmp_path, kind)
     x = rng.normal(size=(48, 6, 3)).astype("float32")
 
-    from compress.merge import merge_by_data
+    from weightkit.compress.merge import merge_by_data
 
     merged, report = merge_by_data(model, x, ratio=0.25)
     assert [(layer.name, layer.neurons_after, layer.rows) for layer in report.layers] == [("first", 3, 48 * 6),
@@ -84,7 +84,7 @@ def test_masked_gru_folds_into_a_time_distributed_head(keras, tmp_path):
     tokens = rng.integers(1, 9, size=(48, 7)).astype("int32")
     tokens[:, 5:] = 0  # padding: masked steps are left out of the fit
 
-    from compress.merge import merge_by_data
+    from weightkit.compress.merge import merge_by_data
 
     merged, report = merge_by_data(model, tokens, ratio=0.25)
     (layer,) = report.layers
@@ -94,8 +94,8 @@ def test_masked_gru_folds_into_a_time_distributed_head(keras, tmp_path):
 
 
 def test_recurrent_layers_left_alone_say_why(keras):
-    from analysis.graph import ModelGraph
-    from compress.merge.recurrent import recurrent_site
+    from weightkit.analysis.graph import ModelGraph
+    from weightkit.compress.merge.recurrent import recurrent_site
 
     L = keras.layers
     inp = keras.Input((5, 3))

@@ -6,8 +6,8 @@ Every model is tiny, seeded, and saved and reloaded before merging.
 import numpy as np
 import pytest
 
-from compress.merge.group_fit import plan_group_fit
-from compress.merge.refit_fit import choose_refit_map, fit_refit_map, refit_selection
+from weightkit.compress.merge.group_fit import plan_group_fit
+from weightkit.compress.merge.refit_fit import choose_refit_map, fit_refit_map, refit_selection
 from tests.zoo import reloaded, scaled_weights
 
 # Outputs of order 1; an exact merge changes them by float32 rounding only.
@@ -54,7 +54,7 @@ def _residual_cnn(keras, rng):
 
 
 def test_refit_rebuilds_the_original_outputs_better_than_the_one_shot_fit(keras, tmp_path):
-    from compress.merge import merge_by_data
+    from weightkit.compress.merge import merge_by_data
 
     rng = np.random.default_rng(0)
     keras.utils.set_random_seed(0)
@@ -72,7 +72,7 @@ def test_refit_rebuilds_the_original_outputs_better_than_the_one_shot_fit(keras,
 
 
 def test_refit_keeps_a_planted_copy_through_a_residual_block_exact(keras, tmp_path):
-    from compress.merge import merge_by_data
+    from weightkit.compress.merge import merge_by_data
 
     rng = np.random.default_rng(0)
     keras.utils.set_random_seed(0)
@@ -87,7 +87,7 @@ def test_refit_keeps_a_planted_copy_through_a_residual_block_exact(keras, tmp_pa
 
 
 def test_batchnorm_reestimation_sets_the_merged_models_batch_statistics(keras, tmp_path):
-    from compress.merge import merge_by_data
+    from weightkit.compress.merge import merge_by_data
 
     rng = np.random.default_rng(2)
     keras.utils.set_random_seed(2)
@@ -133,8 +133,8 @@ def test_refit_selection_equals_the_one_shot_choice_when_nothing_was_merged():
 
 
 def test_allocation_is_checked_before_anything_is_loaded():
-    from analysis.errors import WeightkitError
-    from compress.merge import merge_by_data
+    from weightkit.analysis.errors import WeightkitError
+    from weightkit.compress.merge import merge_by_data
 
     with pytest.raises(WeightkitError) as unknown:
         merge_by_data("missing.keras", None, ratio=0.5, refit=True, allocation="even")

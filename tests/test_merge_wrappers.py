@@ -52,7 +52,7 @@ def _outputs(keras, model, x):
 
 
 def _merge(mode, model, x, layers, ratio):
-    from compress.merge import merge_by_data, merge_redundant
+    from weightkit.compress.merge import merge_by_data, merge_redundant
 
     if mode == "weights":
         return merge_redundant(model, ratio=ratio, layers=layers)
@@ -160,8 +160,8 @@ def test_a_recurrent_unit_folds_into_a_conv1d_and_a_bidirectional_consumer(keras
 
 
 def test_bidirectional_layers_left_alone_say_why(keras):
-    from analysis.graph import ModelGraph
-    from compress.merge.recurrent import recurrent_site
+    from weightkit.analysis.graph import ModelGraph
+    from weightkit.compress.merge.recurrent import recurrent_site
 
     L = keras.layers
     inputs = keras.Input((5, 3))

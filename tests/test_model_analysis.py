@@ -16,7 +16,7 @@ import json
 import numpy as np
 import pytest
 
-from analysis import SkippedLayer, WeightkitError, analyze, analyze_rows, iter_layer_analyses, layer_neuron_rows
+from weightkit.analysis import SkippedLayer, WeightkitError, analyze, analyze_rows, iter_layer_analyses, layer_neuron_rows
 
 EXPECTED = {
     "pearson": [[0, 6, 7], [1, 8, 9]],

@@ -17,8 +17,8 @@ def planted_rows(rng, n=12, fan_in=20):
 
 
 def test_summary_counts_pairs_and_groups_of_planted_rows(rng):
-    from analysis import pearson_matrix
-    from compress import redundancy_summary
+    from weightkit.analysis import pearson_matrix
+    from weightkit.compress import redundancy_summary
 
     rows = planted_rows(rng)
     summary = redundancy_summary(rows)
@@ -29,7 +29,7 @@ def test_summary_counts_pairs_and_groups_of_planted_rows(rng):
 
 
 def test_summary_of_diverged_weights_is_nan_not_an_error(rng):
-    from compress import redundancy_summary
+    from weightkit.compress import redundancy_summary
 
     rows = planted_rows(rng)
     rows[3, 2] = np.nan
@@ -52,7 +52,7 @@ def planted_model(keras):
 
 
 def test_monitor_puts_redundancy_into_history_and_csv(keras, planted_model, tmp_path):
-    from compress import RedundancyMonitor, redundancy_summary
+    from weightkit.compress import RedundancyMonitor, redundancy_summary
 
     model, x, y = planted_model
     monitor = RedundancyMonitor(layers=["hidden"])
@@ -72,7 +72,7 @@ def test_monitor_puts_redundancy_into_history_and_csv(keras, planted_model, tmp_
 
 
 def test_monitor_watches_every_entry_by_default_and_each_rnn_gate(keras):
-    from compress import RedundancyMonitor
+    from weightkit.compress import RedundancyMonitor
 
     inputs = keras.Input((5, 3))
     x = keras.layers.LSTM(4, name="lstm")(inputs)
@@ -84,8 +84,8 @@ def test_monitor_watches_every_entry_by_default_and_each_rnn_gate(keras):
 
 
 def test_monitor_refuses_an_unknown_layer(keras, planted_model):
-    from analysis.errors import WeightkitError
-    from compress import RedundancyMonitor
+    from weightkit.analysis.errors import WeightkitError
+    from weightkit.compress import RedundancyMonitor
 
     monitor = RedundancyMonitor(layers=["hiden"])
     monitor.set_model(planted_model[0])

@@ -82,7 +82,7 @@ def test_two_workers_retrain_the_same_model_and_agree(keras, tmp_path):
     document = json.loads((chief / "r.json").read_text())
     assert (document["strategy"], document["replicas"]) == ("MultiWorkerMirroredStrategy", 2)
     assert document["history"]["epoch"] == [1, 2]
-    from analysis import load_model
+    from weightkit.analysis import load_model
 
     weights = [load_model(str(tmp_path / f"worker{i}" / "r.keras")).model.get_weights() for i in range(2)]
     original = load_model(str(tmp_path / "model.keras")).model.get_weights()

@@ -13,8 +13,8 @@ import sys
 import pytest
 from bad_inputs_corpus import run
 
-from analysis.errors import WeightkitError
-from analysis.io import _HOST, OUTPUT_MARKER, atomic_directory, atomic_path, atomic_write_text, is_weightkit_output
+from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.io import _HOST, OUTPUT_MARKER, atomic_directory, atomic_path, atomic_write_text, is_weightkit_output
 
 
 def _dead_pid():

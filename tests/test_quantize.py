@@ -1,4 +1,4 @@
-"""``weightkit quantize`` and compress.quantize on real TFLite conversions (small digits models).
+"""``weightkit quantize`` and weightkit.compress.quantize on real TFLite conversions (small digits models).
 
 Conversions take about half a second each: every converted result is shared through
 module-scoped fixtures, and timing repeats are kept small.
@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from analysis.errors import WeightkitError
+from weightkit.analysis.errors import WeightkitError
 
 FAST = {"latency_repeats": 3, "throughput_repeats": 2}
 ALL_MODES = ["float32", "dynamic", "float16", "int8", "int8-io", "int16x8"]
@@ -18,14 +18,14 @@ ALL_MODES = ["float32", "dynamic", "float16", "int8", "int8-io", "int16x8"]
 
 @pytest.fixture(scope="module")
 def mlp_report(trained_mlp, digits):
-    from compress.quantize import keras_source, quantize_model
+    from weightkit.compress.quantize import keras_source, quantize_model
 
     return quantize_model(keras_source(trained_mlp[0]), ALL_MODES, digits, calibration_samples=100, **FAST)
 
 
 @pytest.fixture(scope="module")
 def cnn_report(trained_cnn, digits_images):
-    from compress.quantize import keras_source, quantize_model
+    from weightkit.compress.quantize import keras_source, quantize_model
 
     return quantize_model(keras_source(trained_cnn[0]), ALL_MODES, digits_images, calibration_samples=100, **FAST)
 
@@ -34,7 +34,7 @@ def cnn_report(trained_cnn, digits_images):
 def wide_mlp_sizes(keras, digits):
     """Byte sizes per mode of an untrained 64-512-512-10 MLP (1.2 MB as float32), so the
     flatbuffer's fixed overhead (a few KB) does not hide the weights' share of the size."""
-    from compress.quantize import convert_modes, keras_source
+    from weightkit.compress.quantize import convert_modes, keras_source
     from weightkit.demo.examples import build_wide_mlp
 
     keras.utils.set_random_seed(0)
@@ -48,7 +48,7 @@ def wide_mlp_sizes(keras, digits):
 @pytest.fixture(scope="module")
 def elu_report(keras, digits):
     """A model with ELU, which the int8 quantizer leaves in float and 16x8 refuses."""
-    from compress.quantize import keras_source, quantize_model
+    from weightkit.compress.quantize import keras_source, quantize_model
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((64,))
@@ -101,7 +101,7 @@ def test_reference_row_is_the_keras_model(mlp_report, trained_mlp):
 
 
 def test_int8_io_model_runs_with_quantized_io(cnn_report, digits_images):
-    from compress.quantize import TFLiteModel
+    from weightkit.compress.quantize import TFLiteModel
 
     contents = cnn_report[0]
     io_model, float_io = TFLiteModel(contents["int8-io"]), TFLiteModel(contents["int8"])
@@ -115,7 +115,7 @@ def test_int8_io_model_runs_with_quantized_io(cnn_report, digits_images):
 
 
 def test_batched_prediction_equals_one_invoke_per_sample(mlp_report, digits):
-    from compress.quantize import TFLiteModel
+    from weightkit.compress.quantize import TFLiteModel
 
     model = TFLiteModel(mlp_report[0]["dynamic"])
     x = digits.x_test[:70]
@@ -142,8 +142,8 @@ def test_an_op_without_integer_quantization_fails_only_the_integer_modes(elu_rep
 
 
 def test_regression_model_reports_mae(keras):
-    from analysis.data import load_data
-    from compress.quantize import keras_source, quantize_model
+    from weightkit.analysis.data import load_data
+    from weightkit.compress.quantize import keras_source, quantize_model
 
     data = load_data("sklearn:diabetes", seed=0)
     mean, std = data.x_train.mean(0), data.x_train.std(0)
@@ -166,8 +166,8 @@ def test_regression_model_reports_mae(keras):
 
 
 def test_binary_classifier_agreement_is_the_same_side_of_the_threshold(keras):
-    from analysis.data_checks import load_data_for_model
-    from compress.quantize import keras_source, quantize_model
+    from weightkit.analysis.data_checks import load_data_for_model
+    from weightkit.compress.quantize import keras_source, quantize_model
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((30,))
@@ -191,7 +191,7 @@ def test_binary_classifier_agreement_is_the_same_side_of_the_threshold(keras):
 
 
 def test_integer_modes_without_data_are_refused(trained_mlp):
-    from compress.quantize import keras_source, quantize_model
+    from weightkit.compress.quantize import keras_source, quantize_model
 
     with pytest.raises(WeightkitError) as error:
         quantize_model(keras_source(trained_mlp[0]), ["float32", "int8", "int16x8"])
@@ -278,7 +278,7 @@ def test_cli_option_errors_are_one_line(mlp_path, tmp_path, capsys, argv, messag
 
 
 def test_cli_takes_a_saved_model_directory(trained_cnn, tmp_path, capsys):
-    from analysis._tf import silenced_stdout
+    from weightkit.analysis._tf import silenced_stdout
 
     saved = tmp_path / "saved"
     with silenced_stdout():

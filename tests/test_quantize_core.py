@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analysis.errors import WeightkitError
-from compress.quantize import (
+from weightkit.analysis.errors import WeightkitError
+from weightkit.compress.quantize import (
     accuracy,
     agreement,
     choose_export,
@@ -174,7 +174,7 @@ def test_representative_dataset_is_a_seeded_sample(rng):
 
 
 def test_per_element_counts_every_pixel():
-    from compress.quantize.compare import compare_outputs, per_element
+    from weightkit.compress.quantize.compare import compare_outputs, per_element
 
     rng = np.random.default_rng(0)
     reference = rng.random((3, 4, 4, 2))
@@ -189,7 +189,7 @@ def test_per_element_counts_every_pixel():
 
 
 def test_compare_several_reports_each_output_and_mae_for_regression():
-    from compress.quantize.compare import compare_several
+    from weightkit.compress.quantize.compare import compare_several
 
     rng = np.random.default_rng(1)
     probs = rng.dirichlet(np.ones(3), size=10)

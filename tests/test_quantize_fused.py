@@ -1,4 +1,4 @@
-"""Keras 3 LSTM layers converted to TFLite's fused UNIDIRECTIONAL_SEQUENCE_LSTM (compress.quantize.fused).
+"""Keras 3 LSTM layers converted to TFLite's fused UNIDIRECTIONAL_SEQUENCE_LSTM (weightkit.compress.quantize.fused).
 
 Models are tiny, saved and reloaded before use; the trained one learns a synthetic sequence task in a
 few epochs, so agreement with Keras means something.
@@ -22,7 +22,7 @@ def sequences():
 @pytest.fixture(scope="module")
 def fused_report(keras, sequences, tmp_path_factory):
     """A trained LSTM classifier converted in float32 and int8: (model, contents, report)."""
-    from compress.quantize import keras_source, quantize_model
+    from weightkit.compress.quantize import keras_source, quantize_model
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((STEPS, 2), name="series"), keras.layers.LSTM(8, name="lstm"),
@@ -36,8 +36,8 @@ def fused_report(keras, sequences, tmp_path_factory):
 
 def test_a_trained_lstm_converts_to_the_fused_op_equal_to_keras_in_float32_and_agreeing_in_int8(fused_report,
                                                                                                   sequences):
-    from compress.quantize import TFLiteModel
-    from compress.quantize.fused import fused_op_counts
+    from weightkit.compress.quantize import TFLiteModel
+    from weightkit.compress.quantize.fused import fused_op_counts
 
     model, contents, report = fused_report
     assert report.reference.accuracy > 0.8  # the task is learnt
@@ -57,7 +57,7 @@ def test_a_trained_lstm_converts_to_the_fused_op_equal_to_keras_in_float32_and_a
 def test_sensitivity_from_python_quantizes_a_fused_lstm(fused_report, sequences):
     # ai-edge-quantizer has no recipe for the fused op: quantize_sensitivity must hand it the unrolled float32
     # model, as the CLI does, or the LSTM row reads the float model's ~1e-8 (measured 2.6e-08 before the mend).
-    from compress.quantize import quantize_sensitivity
+    from weightkit.compress.quantize import quantize_sensitivity
 
     report, _ = quantize_sensitivity(fused_report[0], sequences, calibration_samples=40)
     (lstm,) = [row for row in report.layers if row.name == "lstm"]
@@ -65,7 +65,7 @@ def test_sensitivity_from_python_quantizes_a_fused_lstm(fused_report, sequences)
 
 
 def test_the_fused_op_state_is_reset_between_invokes(fused_report, sequences):
-    from compress.quantize import TFLiteModel
+    from weightkit.compress.quantize import TFLiteModel
 
     _, contents, _ = fused_report
     tflite = TFLiteModel(contents["float32"])
@@ -76,7 +76,7 @@ def test_the_fused_op_state_is_reset_between_invokes(fused_report, sequences):
 
 
 def test_a_200_step_lstm_converts_fused_in_int8(keras, tmp_path_factory):
-    from compress.quantize import keras_source, quantize_model
+    from weightkit.compress.quantize import keras_source, quantize_model
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((200, 2), name="series"), keras.layers.LSTM(4, name="long_lstm"),
@@ -91,7 +91,7 @@ def test_a_200_step_lstm_converts_fused_in_int8(keras, tmp_path_factory):
 
 def test_fused_copy_computes_what_keras_computes(keras, tmp_path_factory):
     """Stacked, go_backwards, no bias, Bidirectional (concat and sum): the copy's outputs equal Keras'."""
-    from compress.quantize.fused import fused_copy
+    from weightkit.compress.quantize.fused import fused_copy
 
     keras.utils.set_random_seed(1)
     inputs = keras.Input((7, 3), name="series")
@@ -108,8 +108,8 @@ def test_fused_copy_computes_what_keras_computes(keras, tmp_path_factory):
 
 
 def test_a_simple_rnn_converts_to_the_fused_rnn_op_equal_to_keras_in_float32(keras, tmp_path_factory):
-    from compress.quantize import TFLiteModel, keras_source, quantize_model
-    from compress.quantize.fused import fused_op_counts
+    from weightkit.compress.quantize import TFLiteModel, keras_source, quantize_model
+    from weightkit.compress.quantize.fused import fused_op_counts
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((90, 2), name="series"),
@@ -136,7 +136,7 @@ def test_a_simple_rnn_converts_to_the_fused_rnn_op_equal_to_keras_in_float32(ker
      "layer kept: stateful=True, and the fused op returns the output sequence only, starting from zeros"),
 ])
 def test_what_the_fused_op_cannot_compute_is_named(keras, layers, reason):
-    from compress.quantize.fused import fusion_refusal
+    from weightkit.compress.quantize.fused import fusion_refusal
 
     model = keras.Sequential([keras.Input((5, 2), batch_size=1), *layers(keras), keras.layers.Dense(1)])
     assert fusion_refusal(model) == reason
@@ -145,9 +145,9 @@ def test_what_the_fused_op_cannot_compute_is_named(keras, layers, reason):
 @pytest.mark.slow  # 4 s: an export and a conversion, a canary for a TensorFlow upgrade
 def test_the_modes_tf_cannot_fuse_are_listed_as_measured(keras):
     """What KNOWN_UNFUSED skips still fails when tried (TF 2.21): int16x8 of a fused LSTM."""
-    from compress.quantize.convert import convert_mode, exported_saved_model, representative_dataset
-    from compress.quantize.fused import fused_copy, static_signature
-    from compress.quantize.fused_plan import KNOWN_UNFUSED
+    from weightkit.compress.quantize.convert import convert_mode, exported_saved_model, representative_dataset
+    from weightkit.compress.quantize.fused import fused_copy, static_signature
+    from weightkit.compress.quantize.fused_plan import KNOWN_UNFUSED
 
     assert set(KNOWN_UNFUSED["saved_model"]) == {"int16x8"}
     model = keras.Sequential([keras.Input((4, 2)), keras.layers.LSTM(3), keras.layers.Dense(2)])
@@ -162,7 +162,7 @@ def test_the_modes_tf_cannot_fuse_are_listed_as_measured(keras):
 
 @pytest.mark.slow  # 5-6 s on a loaded 2-core machine: two exports and two conversions
 def test_int16x8_falls_back_to_unrolling_and_says_why(keras, tmp_path_factory):
-    from compress.quantize import keras_source, quantize_model
+    from weightkit.compress.quantize import keras_source, quantize_model
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((4, 2), name="series"), keras.layers.LSTM(3, name="lstm"),

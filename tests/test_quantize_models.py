@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from analysis.data import Dataset
+from weightkit.analysis.data import Dataset
 from tests.zoo import reloaded, sequence_task
 
 FAST = {"latency_repeats": 2, "throughput_repeats": 1, "calibration_samples": 50}
@@ -40,7 +40,7 @@ def _train(keras, model, data, epochs):
 @pytest.fixture(scope="module")
 def recurrent_report(keras, sequences, tmp_path_factory):
     """One classifier with an LSTM and a GRU stacked: one training and one conversion cover both layers."""
-    from compress.quantize import keras_source, quantize_model
+    from weightkit.compress.quantize import keras_source, quantize_model
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((STEPS, 2), name="series"),
@@ -61,7 +61,7 @@ def test_trained_lstm_and_gru_agree_with_keras_in_float_dynamic_and_int8(recurre
 
 
 def test_embedding_model_keeps_its_accuracy_under_int8_and_its_ids_stay_integers(keras, tokens, tmp_path_factory):
-    from compress.quantize import TFLiteModel, keras_source, quantize_model
+    from weightkit.compress.quantize import TFLiteModel, keras_source, quantize_model
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((10,), dtype="int32", name="ids"),
@@ -79,7 +79,7 @@ def test_embedding_model_keeps_its_accuracy_under_int8_and_its_ids_stay_integers
 
 @pytest.mark.slow  # 20 s on a loaded 2-core machine: the rolled conversion is the slow one
 def test_a_long_sequence_stays_rolled_and_the_integer_modes_name_the_layer(keras, tmp_path_factory):
-    from compress.quantize import keras_source, quantize_model
+    from weightkit.compress.quantize import keras_source, quantize_model
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((70, 2), name="series"), keras.layers.GRU(4, name="long_gru"),
@@ -97,7 +97,7 @@ def test_a_long_sequence_stays_rolled_and_the_integer_modes_name_the_layer(keras
 @pytest.fixture(scope="module")
 def native_report(trained_mlp, digits):
     pytest.importorskip("onnxruntime")
-    from compress.quantize import keras_source, quantize_model
+    from weightkit.compress.quantize import keras_source, quantize_model
 
     return quantize_model(keras_source(trained_mlp[0]), ["float32", "keras-int8", "onnx", "int16x8"], digits,
                           int16x8_limit_s=0.0, **FAST)
@@ -144,7 +144,7 @@ def test_cli_sensitivity_lists_every_layer_of_the_digits_cnn(cnn_path, tmp_path)
 
 
 def test_random_inputs_follow_a_leading_rescaling(keras):
-    from compress.quantize.sampling import input_sampler, random_inputs
+    from weightkit.compress.quantize.sampling import input_sampler, random_inputs
 
     inputs = keras.Input((4, 4, 1), name="pixels")
     model = keras.Model(inputs, keras.layers.Rescaling(1 / 255, name="rescale")(inputs))
@@ -157,7 +157,7 @@ def test_random_inputs_follow_a_leading_rescaling(keras):
 def test_log_progress_writes_a_line_per_step_and_while_a_step_runs():
     import time
 
-    from reports.quantize_progress import LogProgress
+    from weightkit.reports.quantize_progress import LogProgress
 
     lines = []
     with LogProgress(lines.append, interval=0.05) as progress:

@@ -41,7 +41,7 @@ def hostile(tmp_path_factory):
         import hostile_module
     finally:
         sys.path.remove(str(root))
-    from analysis._tf import silenced_stderr
+    from weightkit.analysis._tf import silenced_stderr
 
     with silenced_stderr():
         hostile_module.save(str(root / "saved"), str(root / "pwned.txt"))
@@ -58,8 +58,8 @@ def _cli(argv, capsys):
 
 
 def test_scan_finds_the_write_and_nothing_in_a_keras_export(hostile, trained_mlp, tmp_path):
-    from analysis._tf import silenced_stdout
-    from compress.quantize import unsafe_ops
+    from weightkit.analysis._tf import silenced_stdout
+    from weightkit.compress.quantize import unsafe_ops
 
     assert [op for op, _ in unsafe_ops(hostile[0])] == ["WriteFile"]
     exported = tmp_path / "keras_export"

@@ -48,7 +48,7 @@ def _cli(argv, capsys):
 
 
 def test_a_variable_length_lstm_converts_at_the_data_length(variable_lstm):
-    from compress.quantize import TFLiteModel, keras_source, quantize_model
+    from weightkit.compress.quantize import TFLiteModel, keras_source, quantize_model
 
     _, model = variable_lstm
     x = np.random.default_rng(0).normal(size=(60, LENGTH, 3)).astype("float32")
@@ -94,8 +94,8 @@ def test_without_data_a_variable_size_input_is_refused_naming_it_and_data(variab
 def test_int16x8_of_an_embedding_model_keeps_the_token_ids_int32(keras, tmp_path_factory):
     from ai_edge_litert.interpreter import Interpreter
 
-    from analysis.data import Dataset
-    from compress.quantize import keras_source, quantize_model
+    from weightkit.analysis.data import Dataset
+    from weightkit.compress.quantize import keras_source, quantize_model
 
     rng = np.random.default_rng(1)  # class 1 when token 3 occurs: trained, so agreement is not decided by near-ties
     x = rng.integers(0, 20, size=(400, 8)).astype("int32")
@@ -142,7 +142,7 @@ def test_int4_sensitivity_of_a_two_output_model_lists_every_layer_and_each_outpu
 
 
 def test_widen_empty_ranges_gives_a_constant_zero_tensor_a_range_and_leaves_the_rest():
-    from compress.quantize.litert_quantizer import widen_empty_ranges
+    from weightkit.compress.quantize.litert_quantizer import widen_empty_ranges
 
     result = {"zeros": {"min": np.zeros(1), "max": np.zeros(1)}, "x": {"min": np.array([-2.0]), "max": np.array([3.0])},
               "weights": {"values": np.ones(3)}}
@@ -154,7 +154,7 @@ def test_widen_empty_ranges_gives_a_constant_zero_tensor_a_range_and_leaves_the_
 
 def test_int16x8_of_a_gru_keeps_its_recurrent_bias(tmp_path):
     """TF 2.21's 16x8 quantizer zeroes a GRU's recurrent bias (NaN scale): 0.71 agreement on this model."""
-    from compress.quantize import keras_source, quantize_model
+    from weightkit.compress.quantize import keras_source, quantize_model
 
     model = load_zoo("gru_sequences", tmp_path)
     x = zoo_inputs(model, n=60, seed=1)

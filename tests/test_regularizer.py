@@ -50,9 +50,9 @@ KINDS = ["dense", "conv1d", "conv2d", "conv2d_transpose", "conv3d_transpose", "d
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_penalty_matches_numpy_on_the_rows_analysis_measures(keras, kind):
-    from analysis import layer_neuron_rows
-    from compress import DecorrelationRegularizer
-    from compress.decorrelate.kernels import regularizable_kernels
+    from weightkit.analysis import layer_neuron_rows
+    from weightkit.compress import DecorrelationRegularizer
+    from weightkit.compress.decorrelate.kernels import regularizable_kernels
 
     layer = _layer(keras, kind)
     model = keras.Sequential([layer])
@@ -73,7 +73,7 @@ def test_penalty_matches_numpy_on_the_rows_analysis_measures(keras, kind):
 
 @pytest.mark.parametrize("n, fan_in", [(2, 3), (6, 40), (50, 9), (64, 64)])
 def test_penalty_matches_numpy_for_both_gram_orientations(n, fan_in):
-    from compress.decorrelate import decorrelation_penalty
+    from weightkit.compress.decorrelate import decorrelation_penalty
 
     rows = np.random.default_rng(n).normal(size=(n, fan_in)).astype(np.float32)
     got = float(decorrelation_penalty(rows))
@@ -81,7 +81,7 @@ def test_penalty_matches_numpy_for_both_gram_orientations(n, fan_in):
 
 
 def test_penalty_is_one_for_scaled_and_shifted_copies_and_zero_for_orthogonal_centered_rows():
-    from compress.decorrelate import decorrelation_penalty
+    from weightkit.compress.decorrelate import decorrelation_penalty
 
     rng = np.random.default_rng(1)
     base = rng.normal(size=12)
@@ -96,7 +96,7 @@ def test_penalty_is_one_for_scaled_and_shifted_copies_and_zero_for_orthogonal_ce
 
 @pytest.mark.parametrize("scale", [1e-4, 1.0, 1e4])
 def test_penalty_does_not_depend_on_the_scale_of_the_weights(scale):
-    from compress.decorrelate import decorrelation_penalty
+    from weightkit.compress.decorrelate import decorrelation_penalty
 
     rows = np.random.default_rng(2).normal(size=(10, 20)).astype(np.float32)
     np.testing.assert_allclose(float(decorrelation_penalty(rows * scale)), reference_penalty(rows), rtol=1e-4)
@@ -105,7 +105,7 @@ def test_penalty_does_not_depend_on_the_scale_of_the_weights(scale):
 def test_constant_and_zero_rows_give_finite_penalty_and_gradient(keras):
     import tensorflow as tf
 
-    from compress import DecorrelationRegularizer
+    from weightkit.compress import DecorrelationRegularizer
 
     kernel = np.random.default_rng(3).normal(size=(8, 5)).astype(np.float32)
     kernel[:, 1] = 0.7  # a constant neuron
@@ -128,7 +128,7 @@ def test_constant_and_zero_rows_give_finite_penalty_and_gradient(keras):
 def test_gradient_matches_finite_differences(keras, layout, shape):
     import tensorflow as tf
 
-    from compress import DecorrelationRegularizer
+    from weightkit.compress import DecorrelationRegularizer
 
     regularizer = DecorrelationRegularizer(1.0, layout=layout)
     kernel = np.random.default_rng(4).normal(size=shape)
@@ -149,7 +149,7 @@ def test_gradient_matches_finite_differences(keras, layout, shape):
 
 
 def test_config_round_trip_and_registered_name(keras):
-    from compress import DecorrelationRegularizer
+    from weightkit.compress import DecorrelationRegularizer
 
     regularizer = DecorrelationRegularizer(0.3, layout="transpose", blocks=2, epsilon=1e-5)
     config = regularizer.get_config()
@@ -169,7 +169,7 @@ def test_config_round_trip_and_registered_name(keras):
     ({"blocks": 0}, "Invalid value for argument `blocks`. Expected an integer >= 1. Received: blocks=0"),
 ])
 def test_invalid_arguments_are_refused_with_the_allowed_values(kwargs, message):
-    from compress import DecorrelationRegularizer
+    from weightkit.compress import DecorrelationRegularizer
 
     with pytest.raises(ValueError) as error:
         DecorrelationRegularizer(**kwargs)
@@ -183,8 +183,8 @@ def _small_model(keras, regularizer=None):
 
 
 def test_model_saved_with_the_regularizer_reloads_in_safe_mode(keras, tmp_path):
-    from analysis import load_model
-    from compress import DecorrelationRegularizer
+    from weightkit.analysis import load_model
+    from weightkit.compress import DecorrelationRegularizer
 
     model = _small_model(keras, DecorrelationRegularizer(0.7))
     path = tmp_path / "with.keras"
@@ -196,9 +196,9 @@ def test_model_saved_with_the_regularizer_reloads_in_safe_mode(keras, tmp_path):
 
 
 def test_attach_adds_the_loss_keeps_weight_decay_and_detach_saves_a_plain_model(keras, tmp_path):
-    from analysis import load_model
-    from compress import DecorrelationRegularizer, attach_decorrelation, detach_decorrelation
-    from compress.decorrelate import CombinedRegularizer
+    from weightkit.analysis import load_model
+    from weightkit.compress import DecorrelationRegularizer, attach_decorrelation, detach_decorrelation
+    from weightkit.compress.decorrelate import CombinedRegularizer
 
     model = _small_model(keras, keras.regularizers.L2(1e-3))
     decay = float(sum(model.losses))
@@ -224,8 +224,8 @@ def test_attach_adds_the_loss_keeps_weight_decay_and_detach_saves_a_plain_model(
 
 
 def test_attach_refuses_unknown_layers_with_the_available_ones(keras):
-    from analysis.errors import WeightkitError
-    from compress import attach_decorrelation
+    from weightkit.analysis.errors import WeightkitError
+    from weightkit.compress import attach_decorrelation
 
     with pytest.raises(WeightkitError) as error:
         attach_decorrelation(_small_model(keras), 1.0, layers=["hiden"])

@@ -8,7 +8,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from analysis import LayerAnalysis, ModelAnalysis, SkippedLayer
+from weightkit.analysis import LayerAnalysis, ModelAnalysis, SkippedLayer
 from weightkit._common import run_cli
 from weightkit.cli import cli
 
@@ -160,10 +160,9 @@ def test_analysis_json_is_the_analyze_json_document(model_path, document, tmp_pa
 
 
 def test_page_shows_metadata_table_and_every_group(page, document, model_path):
-    import analysis
-
+    import weightkit
     text = " ".join("".join(check_page(page).text).split())
-    assert f"weightkit {analysis.__version__}" in text
+    assert f"weightkit {weightkit.__version__}" in text
     assert model_path in text and "every pair has Pearson r ≥ 0.9" in text
     assert re.search(r"created\d{4}-\d\d-\d\d \d\d:\d\d UTC", text)
     for layer in document["layers"]:
@@ -226,7 +225,7 @@ def test_mad_metric_report_marks_each_layers_cutoff(model_path, tmp_path, capsys
 
 
 def test_write_report_returns_the_result_without_matrices(keras, tmp_path):
-    from reports import write_report
+    from weightkit.reports import write_report
 
     seen = []
     result = write_report(build_planted_model(keras), tmp_path / "r", layers=["out"],
@@ -237,7 +236,7 @@ def test_write_report_returns_the_result_without_matrices(keras, tmp_path):
 
 
 def test_every_piece_of_model_text_is_escaped():
-    from reports.html import ImageRef, render_page
+    from weightkit.reports.html import ImageRef, render_page
 
     evil = '<script>alert("x")</script>&'
     layer = LayerAnalysis(name=evil, layer_name=evil, type="Dense<b>", neurons=3, fan_in=2, params=9, macs=6,

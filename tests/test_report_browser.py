@@ -32,7 +32,7 @@ def build_planted_model(keras, seed=0):
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (install Debian's `chromium`; .ci/run does)")
 def test_report_opens_offline_in_headless_chromium(keras, tmp_path):
-    from reports import write_report
+    from weightkit.reports import write_report
 
     out = tmp_path / "report"
     x = np.random.default_rng(0).uniform(size=(64, 8, 8, 1)).astype("float32")

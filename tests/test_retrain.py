@@ -11,8 +11,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from analysis.data import Dataset
-from analysis.errors import WeightkitError
+from weightkit.analysis.data import Dataset
+from weightkit.analysis.errors import WeightkitError
 
 
 def _model(keras, hidden=16, output=10, activation="softmax", inputs=64):
@@ -40,14 +40,14 @@ def _dataset(y, task="classification"):
      "mean_squared_error (inferred: linear output, real-valued labels)"),
 ])
 def test_loss_is_inferred_from_output_and_labels(keras, activation, output, y, task, expected):
-    from compress.decorrelate.training import infer_loss
+    from weightkit.compress.decorrelate.training import infer_loss
 
     _, description = infer_loss(_model(keras, output=output, activation=activation), _dataset(y, task))
     assert description == expected
 
 
 def test_loss_option_overrides_and_unknown_names_list_the_choices(keras):
-    from compress.decorrelate.training import infer_loss
+    from weightkit.compress.decorrelate.training import infer_loss
 
     model = _model(keras)
     loss, description = infer_loss(model, _dataset(np.arange(10)), "mean_squared_error")
@@ -72,7 +72,7 @@ def _planted(keras, seed=0):
 
 
 def test_short_retrain_decorrelates_a_planted_redundant_layer(keras, digits):
-    from compress.decorrelate import retrain
+    from weightkit.compress.decorrelate import retrain
 
     model = _planted(keras)
     before_kernel = keras.ops.convert_to_numpy(model.get_layer("hidden").kernel).copy()
@@ -102,7 +102,7 @@ class _Interrupt:
 
 
 def test_resume_after_an_interruption_runs_only_the_remaining_epochs(keras, digits, tmp_path):
-    from compress.decorrelate import retrain
+    from weightkit.compress.decorrelate import retrain
 
     work = str(tmp_path / "work")
     model = _planted(keras)
@@ -128,13 +128,13 @@ def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
     script = textwrap.dedent("""
         import os, json
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-        from analysis._tf import import_tensorflow
+        from weightkit.analysis._tf import import_tensorflow
         tf = import_tensorflow()
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from analysis.data import load_data
+        from weightkit.analysis.data import load_data
         from weightkit.demo.examples import build_wide_mlp
-        from compress import retrain
+        from weightkit.compress import retrain
         model = build_wide_mlp((16,), weight_decay=0)
         _, result = retrain(model, load_data("sklearn:digits"), epochs=2, batch_size=128,
                             learning_rate=1e-2, validation_split=0.0)
@@ -165,7 +165,7 @@ def _run(argv, capsys):
 
 
 def test_cli_writes_model_json_and_plot_and_leaves_the_input_alone(keras, mlp_path, tmp_path, capsys):
-    from analysis import load_model
+    from weightkit.analysis import load_model
 
     out = str(tmp_path / "retrained.keras")
     checksum = _sha(mlp_path)
@@ -185,7 +185,7 @@ def test_cli_writes_model_json_and_plot_and_leaves_the_input_alone(keras, mlp_pa
         assert "weightkit" not in archive.read("config.json").decode()
     # The saved model is the trained one: it scores the held-out accuracy the JSON reports (the same
     # seeded split of digits), which neither the input model nor a broken save would.
-    from analysis.data import load_data
+    from weightkit.analysis.data import load_data
 
     digits = load_data("sklearn:digits", seed=0)
     reloaded = load_model(out).model
@@ -202,8 +202,8 @@ def test_cli_writes_model_json_and_plot_and_leaves_the_input_alone(keras, mlp_pa
 
 
 def test_cli_keep_regularizer_saves_a_model_that_reloads_with_it(keras, mlp_path, tmp_path, capsys):
-    from analysis import load_model
-    from compress import DecorrelationRegularizer
+    from weightkit.analysis import load_model
+    from weightkit.compress import DecorrelationRegularizer
 
     out = str(tmp_path / "kept.keras")
     status, _, stderr = _run(["retrain", mlp_path, "--data", "sklearn:digits", "-o", out, "--epochs", "1",
@@ -220,8 +220,8 @@ def test_a_model_kept_with_its_regularizer_loads_where_compress_was_never_import
     assert status == 0, stderr
     script = textwrap.dedent("""
         import json, sys
-        from analysis import load_model
-        before = sorted(name for name in sys.modules if name.split(".")[0] == "compress")
+        from weightkit.analysis import load_model
+        before = sorted(name for name in sys.modules if name.startswith("weightkit.compress"))
         model = load_model(sys.argv[1]).model  # safe mode
         regularizer = model.get_layer("hidden2").kernel_regularizer
         print(json.dumps({"before": before, "combined": type(regularizer).__name__,
@@ -269,7 +269,7 @@ def test_cli_rejects_2d_data_for_a_recurrent_model(keras, tmp_path, capsys):
 
 
 def test_command_default_strength_matches_the_library():
-    from compress.decorrelate.training import DEFAULT_STRENGTH
+    from weightkit.compress.decorrelate.training import DEFAULT_STRENGTH
     from weightkit.commands import retrain as command
 
     assert command.DEFAULT_STRENGTH == DEFAULT_STRENGTH
@@ -284,8 +284,8 @@ def test_console_script_help_is_fast_and_clean():
 
 
 def test_regression_reports_mean_absolute_error(keras):
-    from analysis.data import load_data
-    from compress.decorrelate import retrain
+    from weightkit.analysis.data import load_data
+    from weightkit.compress.decorrelate import retrain
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((10,))
@@ -312,7 +312,7 @@ def _labels_model(keras, loss, path):
 
 
 def test_labels_are_matched_to_the_loss_or_refused_in_one_line(keras):
-    from compress.decorrelate.label_match import match_labels_to_loss
+    from weightkit.compress.decorrelate.label_match import match_labels_to_loss
 
     inputs = keras.Input((8,))
     model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="out")(inputs))
@@ -373,7 +373,7 @@ def test_soft_labels_for_a_sparse_loss_are_one_line_and_leave_no_work_folder(ker
 
 
 def test_a_failed_fresh_run_leaves_no_backup_a_rerun_would_claim(keras, tmp_path):
-    from compress.decorrelate import retrain
+    from weightkit.compress.decorrelate import retrain
 
     work = tmp_path / "work"
     x, y = np.random.default_rng(0).normal(size=(16, 8)).astype(np.float32), np.arange(16) % 3

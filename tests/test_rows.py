@@ -7,8 +7,8 @@ is compared with the kernel slice it must be. MACs are checked against hand coun
 import numpy as np
 import pytest
 
-from analysis import layer_neuron_rows, supported_layer_types, walk_layers
-from analysis.rows import skip_reason
+from weightkit.analysis import layer_neuron_rows, supported_layer_types, walk_layers
+from weightkit.analysis.rows import skip_reason
 
 
 def _distinct(shape):

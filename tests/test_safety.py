@@ -24,11 +24,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 
-from analysis.data import load_data
-from analysis.data_checks import check_data_against_model, fit_to_model
-from analysis.errors import WeightkitError
-from analysis.groups import find_groups
-from analysis.matrices import mad_matrix, pearson_matrix
+from weightkit.analysis.data import load_data
+from weightkit.analysis.data_checks import check_data_against_model, fit_to_model
+from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.groups import find_groups
+from weightkit.analysis.matrices import mad_matrix, pearson_matrix
 from weightkit._common import run_cli
 from weightkit.cli import cli
 
@@ -90,7 +90,7 @@ def test_no_code_from_the_model_file_runs_without_unsafe(capsys, trap, tmp_path,
     paths, marker = trap
     status, out, err = run(capsys, _argv(command, paths[fmt], tmp_path))
     if command in ("analyze", "report"):
-        # Weight analysis reads the file's data only (analysis.stored): the Lambda is listed, never run.
+        # Weight analysis reads the file's data only (weightkit.analysis.stored): the Lambda is listed, never run.
         assert (status, err) == (0, "")
         skipped = "Lambda layer: its code is stored in the file and is not run (weight analysis reads only data)"
         if command == "analyze":
@@ -116,7 +116,7 @@ def test_analyze_with_data_loads_the_model_and_refuses_its_code(capsys, trap, tm
 
 @pytest.mark.parametrize("module, class_name, registered", [
     ("os", "system", "weightkit>DecorrelationRegularizer"),
-    ("compress.decorrelate.penalty", "system", "weightkit>DecorrelationRegularizer"),
+    ("weightkit.compress.decorrelate.penalty", "system", "weightkit>DecorrelationRegularizer"),
     ("os", "DecorrelationRegularizer", "weightkit>DecorrelationRegularizer"),
     (None, "L2", "weightkit>CombinedRegularizer"),
     (None, "L2", "my_project>Anything"),
@@ -124,7 +124,7 @@ def test_analyze_with_data_loads_the_model_and_refuses_its_code(capsys, trap, tm
 def test_safe_mode_matches_the_whole_identity_not_the_registered_name(keras, tmp_path, module, class_name,
                                                                        registered):
     """A file can claim any registered name: module, class and name must all be what was registered."""
-    from analysis.loading import load_model
+    from weightkit.analysis.loading import load_model
 
     inputs = keras.Input((4,))
     keras.Model(inputs, keras.layers.Dense(3, name="hidden")(inputs)).save(tmp_path / "plain.keras")
@@ -147,8 +147,8 @@ def test_safe_mode_matches_the_whole_identity_not_the_registered_name(keras, tmp
 
 
 def test_weightkits_own_regularizer_still_loads_in_safe_mode(keras, tmp_path):
-    from analysis.loading import load_model
-    from compress.decorrelate.penalty import DecorrelationRegularizer
+    from weightkit.analysis.loading import load_model
+    from weightkit.compress.decorrelate.penalty import DecorrelationRegularizer
 
     inputs = keras.Input((4,))
     keras.Model(inputs, keras.layers.Dense(3, name="hidden", kernel_regularizer=DecorrelationRegularizer(0.1))(

@@ -27,7 +27,7 @@ def tiny_path(digits, keras, tmp_path_factory):
 def shrunk(tiny_path, digits, keras, tmp_path_factory):
     """One run on a 64-32-10 digits MLP, interrupted after its search stage by the library and
     finished by ``weightkit shrink --resume``: (status, output folder, stages seen by each half, CLI stderr)."""
-    from compress.shrink import shrink_model
+    from weightkit.compress.shrink import shrink_model
     from weightkit.commands.shrink import work_folder
 
     out = tmp_path_factory.mktemp("shrink") / "out"
@@ -90,7 +90,7 @@ def test_cli_writes_a_smaller_model_within_the_budget_and_every_candidate(shrunk
 
 
 def test_calibration_fine_tune_validation_and_test_splits_are_disjoint(digits):
-    from compress.shrink import split_for_shrink
+    from weightkit.compress.shrink import split_for_shrink
 
     splits = split_for_shrink(digits, seed=3)
     assert splits.sizes() == {"calibration": 575, "fine_tune": 863, "validation": 180, "test": 179}
@@ -103,7 +103,7 @@ def test_calibration_fine_tune_validation_and_test_splits_are_disjoint(digits):
 
 
 def test_greedy_path_takes_the_cheapest_error_per_parameter_first():
-    from compress.shrink import greedy_path
+    from weightkit.compress.shrink import greedy_path
 
     curves = {"wide": [(0, 0), (100, 0.01), (200, 0.02), (300, 0.5)],
               "narrow": [(0, 0), (10, 0.05), (20, 0.06)]}
@@ -125,8 +125,8 @@ def test_resume_runs_only_the_stages_left(shrunk, tiny_path, digits, keras):
 
 
 def test_resume_with_other_settings_is_refused(digits, keras, tiny_path, tmp_path):
-    from analysis.errors import WeightkitError
-    from compress.shrink import shrink_model
+    from weightkit.analysis.errors import WeightkitError
+    from weightkit.compress.shrink import shrink_model
 
     model = keras.models.load_model(tiny_path)
     options = {"modes": ["float32"], "fractions": (0.5,), "max_probes": 0, "work_dir": str(tmp_path / "work")}

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from zoo import ZOO, load_zoo, zoo_inputs, zoo_path
 
-from analysis.data_checks import output_activations
-from analysis.graph import ModelGraph
+from weightkit.analysis.data_checks import output_activations
+from weightkit.analysis.graph import ModelGraph
 from weightkit._common import run_cli
 from weightkit.cli import cli
 
@@ -147,7 +147,7 @@ def _outputs(model, x):
 
 @pytest.mark.parametrize("name, hidden", PLANTED)
 def test_planted_copy_merges_exactly(zoo_dir, keras, name, hidden):
-    from compress import merge_neurons
+    from weightkit.compress import merge_neurons
 
     model = load_zoo(name, zoo_dir, fresh=True)
     layer = _layer(model, hidden, keras)
@@ -174,7 +174,7 @@ def test_planted_copy_merges_exactly(zoo_dir, keras, name, hidden):
 
 
 def test_sequential_holding_a_functional_model_stays_nested(tmp_path, keras):
-    from compress import merge_neurons
+    from weightkit.compress import merge_neurons
 
     layers = keras.layers
     a = keras.Input((8,), name="inner_in")
@@ -195,7 +195,7 @@ def test_sequential_holding_a_functional_model_stays_nested(tmp_path, keras):
 
 
 def test_a_shared_producer_folds_into_the_consumers_of_every_call(tmp_path, keras):
-    from compress import merge_neurons
+    from weightkit.compress import merge_neurons
 
     layers = keras.layers
     keras.utils.set_random_seed(0)

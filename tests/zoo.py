@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from analysis._tf import import_keras
+from weightkit.analysis._tf import import_keras
 
 __all__ = ["EXTRA_ZOO", "ZOO", "load_zoo", "reloaded", "scaled_weights", "sequence_task", "zoo_inputs", "zoo_path"]
 
@@ -65,7 +65,7 @@ def sequence_task(steps, n=400, n_train=300, seed=0):
     Class 1 when the first feature's second half sums above its first half: a recurrent layer
     learns it in a few epochs, so agreement with Keras after quantization means something.
     """
-    from analysis.data import Dataset
+    from weightkit.analysis.data import Dataset
 
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, steps, 2)).astype("float32")

@@ -1,3 +1,46 @@
-"""The ``weightkit`` command line: a thin front door to ``analysis``, ``compress`` and ``reports``."""
+"""weightkit: find, see, remove and quantize redundant neurons in trained Keras models.
 
-__version__ = "0.1.0"
+The verbs are here, imported on first use (PEP 562), so ``import weightkit`` loads neither TensorFlow nor numpy:
+
+>>> import weightkit
+>>> result = weightkit.analyze("model.keras")                        # doctest: +SKIP
+>>> merged, report = weightkit.merge_neurons("model.keras", ratio=0.3)  # doctest: +SKIP
+
+Three subpackages hold the library: :mod:`weightkit.analysis` (rows, matrices, groups, activations; imports neither of
+the others), :mod:`weightkit.compress` (decorrelate, merge, fold, quantize, shrink) and :mod:`weightkit.reports`
+(figures and HTML). The command line (:mod:`weightkit.cli`) is a thin front door over them.
+"""
+
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    #: The installed distribution's version: pyproject.toml is its one source.
+    __version__ = version("weightkit")
+except PackageNotFoundError:  # a source tree imported without being installed
+    __version__ = "0+unknown"
+
+#: Public name -> the module that defines it, imported on first use.
+_LAZY = {
+    **dict.fromkeys(["analyze", "analyze_activations", "load_model", "load_data", "pearson_matrix", "mad_matrix",
+                     "find_groups", "ModelAnalysis", "ActivationAnalysis", "Dataset", "WeightkitError"],
+                    "weightkit.analysis"),
+    **dict.fromkeys(["merge_neurons", "retrain", "quantize_model", "fold_linear", "shrink_model",
+                     "attach_decorrelation", "detach_decorrelation", "DecorrelationRegularizer", "RedundancyMonitor"],
+                    "weightkit.compress"),
+    **dict.fromkeys(["write_report", "write_summary"], "weightkit.reports"),
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'weightkit' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

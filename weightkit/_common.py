@@ -85,13 +85,13 @@ def note(message):
 
 
 def load_model_or_exit(path, *, unsafe=False, compile=True, finite=False):
-    """Load a model through :func:`analysis.load_model`, printing its notes.
+    """Load a model through :func:`weightkit.analysis.load_model`, printing its notes.
 
     A model without any weights is refused; with ``finite`` (commands that write a model from it)
-    so is one with a NaN or Inf weight (see :func:`analysis.loading.check_model_weights`).
+    so is one with a NaN or Inf weight (see :func:`weightkit.analysis.loading.check_model_weights`).
     """
-    from analysis import load_model
-    from analysis.loading import check_model_weights
+    from weightkit.analysis import load_model
+    from weightkit.analysis.loading import check_model_weights
 
     if unsafe:
         click.echo("weightkit: warning: --unsafe: code stored in the model file may run while loading.",
@@ -110,10 +110,10 @@ def no_space_message(error):
     """``"PATH: no space left on device"`` when ``error`` (or what caused it) is a full disk, else None.
 
     Recognises ``OSError`` with ENOSPC / EDQUOT / EFBIG (a file-size limit), and the HDF5 and
-    TensorFlow errors that carry only the text (``errno = 28``): :func:`analysis.io.full_disk_error`.
+    TensorFlow errors that carry only the text (``errno = 28``): :func:`weightkit.analysis.io.full_disk_error`.
     A weightkit temporary (``.NAME.HOST-PID-RANDOM.part``) is named by its output.
     """
-    from analysis.io import full_disk_error
+    from weightkit.analysis.io import full_disk_error
 
     error, code = full_disk_error(error)
     if code is None:
@@ -215,7 +215,7 @@ def run_cli(group, argv=None):
         return 1
     except Exception as error:  # noqa: BLE001 - last resort: one line, traceback with --debug
         # Imported here, not at the top: `weightkit --help` must not pay for `analysis` (scipy).
-        from analysis.errors import WeightkitError
+        from weightkit.analysis.errors import WeightkitError
 
         if isinstance(error, WeightkitError):
             if _STATE["debug"]:

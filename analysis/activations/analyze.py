@@ -5,7 +5,7 @@ still fire together on every real input, and a neuron whose bias keeps it below 
 at all. This module runs a seeded sample of inputs through the model once and, per analyzed
 entry, finds the **dead** neurons (constant on the sample) and the **activation Pearson and MAD**
 matrices between neurons, with groups found by the same rules and defaults as for weights
-(:func:`analysis.find_groups`).
+(:func:`weightkit.analysis.find_groups`).
 
 What "a neuron's activation" means here
 ---------------------------------------
@@ -34,29 +34,29 @@ columns). In both cases dead neurons are judged on *every* position: the running
 maximum of each channel over all inputs and positions are tracked exactly. Memory is bounded by
 batching: a batch's full outputs of all probed layers fit in ``memory_budget`` bytes.
 
-The collection lives in :mod:`analysis.activations.collect`, the per-layer statistics in
-:mod:`analysis.activations.stats`; this module runs both (:func:`analyze_activations`), merges the
+The collection lives in :mod:`weightkit.analysis.activations.collect`, the per-layer statistics in
+:mod:`weightkit.analysis.activations.stats`; this module runs both (:func:`analyze_activations`), merges the
 result into a weight analysis (:func:`attach_activations`).
 """
 
 import numpy as np
 
-from analysis.activations.collect import (
+from weightkit.analysis.activations.collect import (
     DEFAULT_SAMPLES,
     SUMMARIES,
     collect_activations,
 )
-from analysis.activations.results import ActivationAnalysis
-from analysis.activations.stats import (
+from weightkit.analysis.activations.results import ActivationAnalysis
+from weightkit.analysis.activations.stats import (
     DEFAULT_DEAD_TOLERANCE,
     layer_activations,
 )
-from analysis.batches import n_samples
-from analysis.errors import WeightkitError
-from analysis.groups import DEFAULT_THRESHOLDS, absolute_threshold
-from analysis.inputs import as_inputs, as_model
-from analysis.matrices import DEFAULT_MEMORY_BUDGET
-from analysis.results import SkippedLayer
+from weightkit.analysis.batches import n_samples
+from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.groups import DEFAULT_THRESHOLDS, absolute_threshold
+from weightkit.analysis.inputs import as_inputs, as_model
+from weightkit.analysis.matrices import DEFAULT_MEMORY_BUDGET
+from weightkit.analysis.results import SkippedLayer
 
 __all__ = ["analyze_activations", "attach_activations"]
 
@@ -70,10 +70,10 @@ def analyze_activations(model, data, *, layers=None, samples=DEFAULT_SAMPLES, se
     Parameters
     ----------
     model : keras.Model, str or os.PathLike
-        A path is loaded with :func:`analysis.load_model` (safe mode unless ``unsafe``).
+        A path is loaded with :func:`weightkit.analysis.load_model` (safe mode unless ``unsafe``).
     data : Dataset, ndarray of shape (n_inputs, *input_shape), str or os.PathLike
         The inputs: a dataset's training split, an array, or a data specification loaded for
-        the model (see :mod:`analysis.inputs`).
+        the model (see :mod:`weightkit.analysis.inputs`).
     layers : list of str, default=None
     samples : int, default=1000
     seed : int, default=0
@@ -90,7 +90,7 @@ def analyze_activations(model, data, *, layers=None, samples=DEFAULT_SAMPLES, se
     batch_size, memory_budget, progress
         See :func:`collect_activations`.
     unsafe : bool, default=False
-        Load a model path with its embedded code (see :func:`analysis.load_model`).
+        Load a model path with its embedded code (see :func:`weightkit.analysis.load_model`).
 
     Returns
     -------
@@ -136,7 +136,7 @@ def attach_activations(analysis, activations, *, source=None):
     analysis : ModelAnalysis
     activations : ActivationAnalysis
     source : str, default=None
-        Where the inputs came from, for the note recorded in ``analysis.notes``
+        Where the inputs came from, for the note recorded in ``weightkit.analysis.notes``
         (``activations.source`` when None).
 
     Returns

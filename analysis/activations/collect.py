@@ -1,28 +1,28 @@
 """Collecting activations: one batched pass of a seeded input sample through a probe model.
 
-Which tensor holds an entry's activations (see :mod:`analysis.activations` for what "a neuron's
+Which tensor holds an entry's activations (see :mod:`weightkit.analysis.activations` for what "a neuron's
 activation" means per layer kind and which entries are skipped, with the reason), a seeded sample
 of inputs, and one pass in batches sized to ``memory_budget``, keeping per entry either one column
 per input (``summary="mean"``) or a sample of positions per input (``summary="positions"``) and the
 exact running minimum and maximum of each channel over every position.
 
-The statistics computed from what is collected live in :mod:`analysis.activations.stats`;
-:mod:`analysis.activations` re-exports both.
+The statistics computed from what is collected live in :mod:`weightkit.analysis.activations.stats`;
+:mod:`weightkit.analysis.activations` re-exports both.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.activations.results import ActivationSample
-from analysis.batches import as_batches, n_samples, rows, take
-from analysis.errors import WeightkitError
-from analysis.graph import ModelGraph
-from analysis.layers import spec_for
-from analysis.loading import walk_layers
-from analysis.matrices import DEFAULT_MEMORY_BUDGET
-from analysis.model_analysis import collect_entries
-from analysis.results import SkippedLayer
+from weightkit.analysis.activations.results import ActivationSample
+from weightkit.analysis.batches import as_batches, n_samples, rows, take
+from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.graph import ModelGraph
+from weightkit.analysis.layers import spec_for
+from weightkit.analysis.loading import walk_layers
+from weightkit.analysis.matrices import DEFAULT_MEMORY_BUDGET
+from weightkit.analysis.model_analysis import collect_entries
+from weightkit.analysis.results import SkippedLayer
 
 __all__ = ["DEFAULT_SAMPLES", "SUMMARIES", "collect_activations", "collect_layer_outputs", "sample_indices"]
 
@@ -73,7 +73,7 @@ class _Probe:
     layer_name: str
     type: str
     neurons: int
-    tensors: list  # flat tensor ids (analysis.graph): the layer's output at each call site
+    tensors: list  # flat tensor ids (weightkit.analysis.graph): the layer's output at each call site
     channel_axis: int
     shape: tuple  # the output's static shape, batch axis included
 
@@ -318,7 +318,7 @@ def collect_activations(model, x, *, layers=None, samples=DEFAULT_SAMPLES, seed=
     model : keras.Model
         A functional or Sequential model with one input.
     x : ndarray of shape (n_inputs, *input_shape)
-        Inputs (already shaped for the model; see :func:`analysis.data.fit_to_model`).
+        Inputs (already shaped for the model; see :func:`weightkit.analysis.data.fit_to_model`).
     layers : list of str, default=None
         Only these layer or entry names (as ``--layers``).
     samples : int, default=1000

@@ -1,13 +1,13 @@
 """The activation analysis result: small dataclasses that reports render and ``to_dict`` serializes.
 
-See :mod:`analysis.activations` for how they are computed.
+See :mod:`weightkit.analysis.activations` for how they are computed.
 """
 
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from analysis.results import LayerMatrices, layer_named
+from weightkit.analysis.results import LayerMatrices, layer_named
 
 __all__ = ["ActivationSample", "LayerActivations", "ActivationAnalysis"]
 

@@ -1,17 +1,17 @@
 """Per-layer activation statistics: dead neurons, activation Pearson/MAD matrices and groups.
 
-The numpy core applied to what :mod:`analysis.activations.collect` gathered: an entry's
+The numpy core applied to what :mod:`weightkit.analysis.activations.collect` gathered: an entry's
 activations (neurons as rows) in, dead neurons, matrices and groups out, by the same rules and
-defaults as for weights (:func:`analysis.find_groups`). :mod:`analysis.activations` re-exports
+defaults as for weights (:func:`weightkit.analysis.find_groups`). :mod:`weightkit.analysis.activations` re-exports
 these names.
 """
 
 import numpy as np
 
-from analysis.activations.results import LayerActivations
-from analysis.groups import absolute_threshold, cluster_linkage, cluster_order, find_groups, removable_count
-from analysis.matrices import DEFAULT_MEMORY_BUDGET, _mad_matrix, _pearson_matrix
-from analysis.results import LayerMatrices, SkippedLayer
+from weightkit.analysis.activations.results import LayerActivations
+from weightkit.analysis.groups import absolute_threshold, cluster_linkage, cluster_order, find_groups, removable_count
+from weightkit.analysis.matrices import DEFAULT_MEMORY_BUDGET, _mad_matrix, _pearson_matrix
+from weightkit.analysis.results import LayerMatrices, SkippedLayer
 
 __all__ = ["DEFAULT_DEAD_TOLERANCE", "analyze_activation_matrix", "dead_neurons", "layer_activations"]
 

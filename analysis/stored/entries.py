@@ -5,7 +5,7 @@ the arrays are read when their layer's turn comes, by a reader thread that fetch
 while layer k's matrices are computed (:func:`iter_stored_rows`). Memory holds about two layers'
 weights and one layer's matrices, however large the model.
 
-Entries are named, typed, counted and skipped exactly as :func:`analysis.model_analysis.collect_entries`
+Entries are named, typed, counted and skipped exactly as :func:`weightkit.analysis.model_analysis.collect_entries`
 does for the loaded model. Classes are known by their serialized name only: a Lambda layer and a
 class from outside Keras are listed as skipped with the reason, never run.
 """
@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.layers import GENERIC_SKIP, neuron_rows, spec_named
-from analysis.results import SkippedLayer
-from analysis.rows import NeuronRows
-from analysis.stored.shapes import applications, first_input_shape
-from analysis.stored.weights import StoredLayoutError, layer_arrays
+from weightkit.analysis.layers import GENERIC_SKIP, neuron_rows, spec_named
+from weightkit.analysis.results import SkippedLayer
+from weightkit.analysis.rows import NeuronRows
+from weightkit.analysis.stored.shapes import applications, first_input_shape
+from weightkit.analysis.stored.weights import StoredLayoutError, layer_arrays
 
 __all__ = ["PlannedLayer", "iter_stored_rows", "plan_entries"]
 
@@ -59,7 +59,7 @@ def _is_foreign(layer):
 
 
 def skip_reason(class_name, config):
-    """Why a stored layer with weights has no rows, or None (as :func:`analysis.rows.skip_reason`)."""
+    """Why a stored layer with weights has no rows, or None (as :func:`weightkit.analysis.rows.skip_reason`)."""
     spec = spec_named(class_name)
     if spec is not None and spec.has_neurons:
         inner = config.get("layer") or {}

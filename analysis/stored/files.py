@@ -1,6 +1,6 @@
 """Open a saved model's weights as HDF5, straight from the file: ``zipfile``, ``json`` and ``h5py`` only.
 
-Three formats, told apart by content (as :func:`analysis.loading.read_model_config` does):
+Three formats, told apart by content (as :func:`weightkit.analysis.loading.read_model_config` does):
 
 - ``.keras`` (Keras 3): a zip holding ``config.json`` and ``model.weights.h5``. A stored member (how
   Keras writes it) is read in place through a seekable window on the zip; a deflated one is
@@ -20,9 +20,9 @@ import shutil
 import tempfile
 import zipfile
 
-from analysis.config_files import ZipWindow, parse_config_json
-from analysis.errors import WeightkitError
-from analysis.limits import check_h5_storage
+from weightkit.analysis.config_files import ZipWindow, parse_config_json
+from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.limits import check_h5_storage
 
 __all__ = ["WEIGHTS_SUFFIX", "config_beside", "open_weights"]
 

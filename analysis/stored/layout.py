@@ -1,6 +1,6 @@
 """A saved model's layers from its configuration alone: class, config, nesting, and where their weights are.
 
-The layers come in the order :func:`analysis.loading.walk_layers` gives a loaded model's
+The layers come in the order :func:`weightkit.analysis.loading.walk_layers` gives a loaded model's
 (``model.layers``, nested models expanded, the models themselves left out), so that entries are
 named and numbered as on the Keras path.
 

@@ -4,13 +4,13 @@ import contextlib
 import math
 import os
 
-from analysis.errors import WeightkitError
-from analysis.keras2 import repaired_keras2_config
-from analysis.loading import read_model_config
-from analysis.stored.files import WEIGHTS_SUFFIX, open_weights, read_weights_config
-from analysis.stored.layout import model_layers
-from analysis.stored.nodes import walk_calls
-from analysis.stored.weights import layer_datasets, total_datasets
+from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.keras2 import repaired_keras2_config
+from weightkit.analysis.loading import read_model_config
+from weightkit.analysis.stored.files import WEIGHTS_SUFFIX, open_weights, read_weights_config
+from weightkit.analysis.stored.layout import model_layers
+from weightkit.analysis.stored.nodes import walk_calls
+from weightkit.analysis.stored.weights import layer_datasets, total_datasets
 
 __all__ = ["StoredModel", "open_stored"]
 
@@ -32,7 +32,7 @@ class StoredModel:
     ----------
     name : str
         The model's name from its configuration.
-    layers : list of analysis.stored.layout.StoredLayer
+    layers : list of weightkit.analysis.stored.layout.StoredLayer
         Leaf layers in ``walk_layers`` order.
     """
 
@@ -50,7 +50,7 @@ class StoredModel:
 
     @contextlib.contextmanager
     def open(self):
-        """The weights file, open (see :func:`analysis.stored.files.open_weights`)."""
+        """The weights file, open (see :func:`weightkit.analysis.stored.files.open_weights`)."""
         with open_weights(self.path, self.format) as handle:
             yield handle
 
@@ -93,7 +93,7 @@ def open_stored(path):
     ----------
     path : str or os.PathLike
         ``.keras``, legacy ``.h5``, or ``.weights.h5`` with its configuration beside it
-        (see :func:`analysis.stored.files.config_beside`).
+        (see :func:`weightkit.analysis.stored.files.config_beside`).
 
     Returns
     -------
@@ -102,7 +102,7 @@ def open_stored(path):
     Raises
     ------
     WeightkitError
-        Missing, empty, corrupt, truncated or forged files, in one line (as :func:`analysis.load_model`),
+        Missing, empty, corrupt, truncated or forged files, in one line (as :func:`weightkit.analysis.load_model`),
         and a model with no weights at all.
     """
     path = os.fspath(path)

@@ -1,8 +1,8 @@
-"""Linear chains of a stored model: the plain layer-call records of :mod:`analysis.linear_chains`, from its config.
+"""Linear chains of a stored model: the plain layer-call records of :mod:`weightkit.analysis.linear_chains`, from its config.
 
-:func:`stored_nodes` gives the same :class:`~analysis.linear_chains.LayerNode` records as
-:func:`analysis.linear_chains.nodes_from_graph` gives for the loaded model's flat graph
-(:class:`analysis.graph.ModelGraph`): one per leaf layer call, nested models unwrapped and their
+:func:`stored_nodes` gives the same :class:`~weightkit.analysis.linear_chains.LayerNode` records as
+:func:`weightkit.analysis.linear_chains.nodes_from_graph` gives for the loaded model's flat graph
+(:class:`weightkit.analysis.graph.ModelGraph`): one per leaf layer call, nested models unwrapped and their
 layers named ``"block/dense"``, in execution order (per graph by decreasing depth, then by the
 layer's place in the config and the call's index, as Keras orders a functional graph by node depth). The calls
 and their inputs come from each layer's ``inbound_nodes`` (Keras 3: ``keras_history`` of each
@@ -12,9 +12,9 @@ Sequential, from the order of its layers.
 
 from dataclasses import dataclass
 
-from analysis.linear_chains import LayerNode, find_linear_chains
-from analysis.stored.layout import is_model, model_entries
-from analysis.stored.shapes import output_shape
+from weightkit.analysis.linear_chains import LayerNode, find_linear_chains
+from weightkit.analysis.stored.layout import is_model, model_entries
+from weightkit.analysis.stored.shapes import output_shape
 
 __all__ = ["Call", "stored_linear_chains", "stored_nodes", "walk_calls"]
 
@@ -131,7 +131,7 @@ def walk_calls(config):
 
     Shapes come from Keras 3's serialized tensors and ``build_config`` where the file has them,
     and are otherwise propagated from the inputs' batch shapes with
-    :func:`analysis.stored.shapes.output_shape`.
+    :func:`weightkit.analysis.stored.shapes.output_shape`.
 
     Returns
     -------
@@ -219,7 +219,7 @@ def stored_nodes(model):
 
     Parameters
     ----------
-    model : analysis.stored.StoredModel
+    model : weightkit.analysis.stored.StoredModel
 
     Returns
     -------
@@ -244,5 +244,5 @@ def stored_nodes(model):
 
 
 def stored_linear_chains(model):
-    """The linear chains of a stored model (:func:`~analysis.linear_chains.find_linear_chains` over its config)."""
+    """The linear chains of a stored model (:func:`~weightkit.analysis.linear_chains.find_linear_chains` over its config)."""
     return find_linear_chains(stored_nodes(model))

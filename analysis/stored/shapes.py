@@ -3,14 +3,14 @@
 Keras 3 writes what is needed: each call's input tensors with their shapes in ``inbound_nodes``
 (Functional models) and each built layer's ``build_config`` input shape (Sequential models). A
 Keras 2 file has neither: there the input shape is propagated from the model's input through
-the layers' configs with the output-shape rules below (:func:`analysis.stored.nodes.walk_calls`);
+the layers' configs with the output-shape rules below (:func:`weightkit.analysis.stored.nodes.walk_calls`);
 a layer these rules do not know leaves the shapes after it unknown, and an unknown size counts
-one position in the MACs (the convention of :class:`analysis.rows.NeuronRows`).
+one position in the MACs (the convention of :class:`weightkit.analysis.rows.NeuronRows`).
 """
 
 import math
 
-from analysis.layers import spec_named
+from weightkit.analysis.layers import spec_named
 
 __all__ = ["applications", "first_input_shape", "output_shape"]
 
@@ -135,7 +135,7 @@ def _count(dims):
 def applications(family, class_name, config, input_shape):
     """How many times per sample each kernel weight is used (the MACs per weight).
 
-    The same rule as :mod:`analysis.rows` applies to a live layer's first call: a recurrent
+    The same rule as :mod:`weightkit.analysis.rows` applies to a live layer's first call: a recurrent
     layer's timesteps, a transposed convolution's input positions, the output positions otherwise
     (``output_shape[1:-1]``).
     """

@@ -5,13 +5,13 @@ Keras 3 saves a layer's variables unnamed, as ``vars/0, 1, ...`` in the order it
 order they were created; Dense and the convolutions ``kernel`` then ``bias``, a SeparableConv
 ``depthwise_kernel``, ``pointwise_kernel``, ``bias``, an RNN cell ``kernel``, ``recurrent_kernel``,
 ``bias``). A legacy ``.h5`` names each weight; its last path component is the variable
-(``dense/kernel:0`` -> ``kernel``). See :mod:`analysis.stored.layout` for where the groups are.
+(``dense/kernel:0`` -> ``kernel``). See :mod:`weightkit.analysis.stored.layout` for where the groups are.
 """
 
 import numpy as np
 
-from analysis.layers import spec_named
-from analysis.stored.layout import keras3_group
+from weightkit.analysis.layers import spec_named
+from weightkit.analysis.stored.layout import keras3_group
 
 __all__ = ["StoredLayoutError", "layer_arrays", "layer_datasets", "legacy_weight_names", "total_datasets"]
 

@@ -5,10 +5,10 @@
 :class:`RedundancyMonitor` logs the redundancy per epoch; :func:`retrain` runs the whole loop.
 """
 
-from compress.decorrelate.kernels import CombinedRegularizer, attach_decorrelation, detach_decorrelation
-from compress.decorrelate.monitor import RedundancyMonitor, redundancy_summary
-from compress.decorrelate.penalty import DecorrelationRegularizer, decorrelation_penalty
-from compress.decorrelate.training import DEFAULT_STRENGTH, RetrainResult, retrain
+from weightkit.compress.decorrelate.kernels import CombinedRegularizer, attach_decorrelation, detach_decorrelation
+from weightkit.compress.decorrelate.monitor import RedundancyMonitor, redundancy_summary
+from weightkit.compress.decorrelate.penalty import DecorrelationRegularizer, decorrelation_penalty
+from weightkit.compress.decorrelate.training import DEFAULT_STRENGTH, RetrainResult, retrain
 
 __all__ = [
     "DEFAULT_STRENGTH",

@@ -13,7 +13,7 @@ import json
 import os
 import resource
 
-from analysis._tf import import_keras
+from weightkit.analysis._tf import import_keras
 
 __all__ = ["AtomicBackupAndRestore"]
 

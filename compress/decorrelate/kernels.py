@@ -1,7 +1,7 @@
 """Put the decorrelation regularizer on the kernels of a built (loaded) model, and take it off.
 
 Which kernels of a layer the penalty sees, on which object and in which axis layout, is the
-layer registry's word (:attr:`analysis.layers.LayerSpec.kernels`). On a built layer
+layer registry's word (:attr:`weightkit.analysis.layers.LayerSpec.kernels`). On a built layer
 Keras reads the loss from the *variable's* ``regularizer`` and the saved configuration from the
 *layer's* ``*_regularizer`` attribute, so both are set; a regularizer the layer already had (an
 L2 weight decay) is kept and summed with ours.
@@ -9,13 +9,13 @@ L2 weight decay) is kept and summed with ours.
 
 from dataclasses import dataclass
 
-from analysis._tf import import_keras
-from analysis.errors import WeightkitError
-from analysis.graph import ModelGraph
-from analysis.layers import spec_for
-from analysis.loading import walk_layers
-from analysis.selection import check_layer_names, is_chosen
-from compress.decorrelate.penalty import DecorrelationRegularizer
+from weightkit.analysis._tf import import_keras
+from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.graph import ModelGraph
+from weightkit.analysis.layers import spec_for
+from weightkit.analysis.loading import walk_layers
+from weightkit.analysis.selection import check_layer_names, is_chosen
+from weightkit.compress.decorrelate.penalty import DecorrelationRegularizer
 
 __all__ = ["RegularizedKernel", "CombinedRegularizer", "regularizable_kernels", "select_kernels",
            "attach_decorrelation", "detach_decorrelation", "default_regularized_layers"]
@@ -57,7 +57,7 @@ class RegularizedKernel:
     variable_attr, regularizer_attr : str
         Attribute names of the kernel variable and of its configured regularizer on ``owner``.
     layout : str
-        See :data:`compress.decorrelate.penalty.LAYOUTS`.
+        See :data:`weightkit.compress.decorrelate.penalty.LAYOUTS`.
     blocks : int
         Number of gates for RNN kernels, else 1.
     """

@@ -12,8 +12,8 @@ import dataclasses
 
 import numpy as np
 
-from analysis.errors import WeightkitError
-from analysis.graph import ModelGraph
+from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.graph import ModelGraph
 
 __all__ = ["loss_kind", "match_labels_to_loss"]
 
@@ -87,7 +87,7 @@ def match_labels_to_loss(model, dataset, loss):
     Parameters
     ----------
     model : keras.Model
-    dataset : analysis.data.Dataset
+    dataset : weightkit.analysis.data.Dataset
         Labelled, arranged for the model (one label array per output, or one array).
     loss : str, keras.losses.Loss, callable, list or dict
         What ``fit`` will train with: one loss, one per output, or one per output name.

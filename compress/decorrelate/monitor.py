@@ -7,11 +7,11 @@
 
 import numpy as np
 
-from analysis import find_groups, layer_neuron_rows, pearson_matrix
-from analysis._tf import import_keras
-from analysis.errors import WeightkitError
-from analysis.loading import walk_layers
-from analysis.selection import is_chosen
+from weightkit.analysis import find_groups, layer_neuron_rows, pearson_matrix
+from weightkit.analysis._tf import import_keras
+from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.loading import walk_layers
+from weightkit.analysis.selection import is_chosen
 
 __all__ = ["RedundancyMonitor", "redundancy_summary", "monitored_entries", "log_key"]
 
@@ -32,7 +32,7 @@ def redundancy_summary(rows, *, threshold=0.9):
     ----------
     rows : ndarray of shape (n_neurons, fan_in)
     threshold : float, default=0.9
-        A pair with Pearson ``r >= threshold`` is redundant; groups as :func:`analysis.find_groups`.
+        A pair with Pearson ``r >= threshold`` is redundant; groups as :func:`weightkit.analysis.find_groups`.
 
     Returns
     -------

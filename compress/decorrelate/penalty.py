@@ -3,20 +3,20 @@
 The math core (:func:`kernel_rows`, :func:`decorrelation_penalty`) takes tensors and returns
 tensors through ``keras.ops``, so it runs on any backend and inside any ``tf.distribute``
 strategy; :class:`DecorrelationRegularizer` wraps it as a serializable Keras regularizer.
-Attaching it to the layers of a loaded model lives in :mod:`compress.decorrelate.kernels`.
+Attaching it to the layers of a loaded model lives in :mod:`weightkit.compress.decorrelate.kernels`.
 
-"Neuron rows" are exactly those of :mod:`analysis.rows`: the penalty pushes down the very
+"Neuron rows" are exactly those of :mod:`weightkit.analysis.rows`: the penalty pushes down the very
 Pearson correlations that ``weightkit analyze`` measures.
 """
 
-from analysis._tf import import_keras
+from weightkit.analysis._tf import import_keras
 
 __all__ = ["LAYOUTS", "DecorrelationRegularizer", "decorrelation_penalty"]
 
 keras = import_keras()
 ops = keras.ops
 
-#: How a kernel's axes map to neuron rows, as in :mod:`analysis.rows`.
+#: How a kernel's axes map to neuron rows, as in :mod:`weightkit.analysis.rows`.
 #: ``"last"``: Dense ``(fan_in, units)``, Conv ``(*k, in, filters)``, an RNN's input kernel
 #: ``(features, gates * units)``: one neuron per index of the last axis, all other axes flattened.
 #: ``"transpose"``: Conv*Transpose ``(*k, filters, in)``: one neuron per index of axis -2.
@@ -78,7 +78,7 @@ def decorrelation_penalty(rows, *, blocks=1, epsilon=1e-6):
     formed, so the cost is ``O(n · fan_in · min(n, fan_in))`` per block and memory
     ``O(min(n, fan_in)²)``. The diagonal (``|u_i|²``, 1 for a varying row) is subtracted
     exactly. A constant row becomes a zero row: its correlations count as 0 (as in
-    :func:`analysis.pearson_matrix`), and its gradient is finite (zero), never NaN. Because the
+    :func:`weightkit.analysis.pearson_matrix`), and its gradient is finite (zero), never NaN. Because the
     epsilon is relative to the layer's mean row norm, the penalty does not depend on the scale
     of the weights.
     """
@@ -120,7 +120,7 @@ class DecorrelationRegularizer(keras.regularizers.Regularizer):
         Weight of the penalty in the loss. The penalty itself lies in [0, 1]; random rows with
         ``fan_in`` inputs score about ``1 / fan_in``.
     layout : {"last", "transpose", "depthwise"}, default="last"
-        Which kernel axes are neurons (see :data:`LAYOUTS`). :func:`compress.attach_decorrelation`
+        Which kernel axes are neurons (see :data:`LAYOUTS`). :func:`weightkit.compress.attach_decorrelation`
         chooses it from the layer class.
     blocks : int, default=1
         Penalize correlations only within equal consecutive blocks of neurons. Used for RNN

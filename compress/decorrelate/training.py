@@ -1,6 +1,6 @@
 """Retrain a model with the decorrelation regularizer and measure redundancy before and after.
 
-The glue between a loaded model, a :class:`analysis.data.Dataset` and Keras' ``fit``: choose a
+The glue between a loaded model, a :class:`weightkit.analysis.data.Dataset` and Keras' ``fit``: choose a
 ``tf.distribute`` strategy, copy the model into it, pick the loss, attach the regularizer, train
 with a backup that survives interruption, and report accuracy and redundancy before and after.
 The command line (``weightkit retrain``) only adds file handling around :func:`retrain`; the
@@ -15,19 +15,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from analysis._tf import import_keras, import_tensorflow
-from analysis.batches import n_samples, take
-from analysis.data_checks import output_activations
-from analysis.errors import WeightkitError
-from analysis.graph import ModelGraph
-from analysis.inputs import as_dataset, as_model
-from analysis.io import OUTPUT_MARKER
-from analysis.rows import layer_neuron_rows
-from compress.decorrelate.backup import AtomicBackupAndRestore
-from compress.decorrelate.kernels import attach_decorrelation, detach_decorrelation
-from compress.decorrelate.label_match import match_labels_to_loss
-from compress.decorrelate.monitor import RedundancyMonitor, monitored_entries, redundancy_summary
-from compress.decorrelate.targets import (
+from weightkit.analysis._tf import import_keras, import_tensorflow
+from weightkit.analysis.batches import n_samples, take
+from weightkit.analysis.data_checks import output_activations
+from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.graph import ModelGraph
+from weightkit.analysis.inputs import as_dataset, as_model
+from weightkit.analysis.io import OUTPUT_MARKER
+from weightkit.analysis.rows import layer_neuron_rows
+from weightkit.compress.decorrelate.backup import AtomicBackupAndRestore
+from weightkit.compress.decorrelate.kernels import attach_decorrelation, detach_decorrelation
+from weightkit.compress.decorrelate.label_match import match_labels_to_loss
+from weightkit.compress.decorrelate.monitor import RedundancyMonitor, monitored_entries, redundancy_summary
+from weightkit.compress.decorrelate.targets import (
     LOSSES,
     labels_per_output,
     loss_for_output,
@@ -274,11 +274,11 @@ def retrain(model, dataset, *, strength=DEFAULT_STRENGTH, epochs=10, layers=None
     ----------
     model : keras.Model, str or os.PathLike
         Built; not modified (a copy is trained). A path is loaded with
-        :func:`analysis.load_model` (safe mode unless ``unsafe``) with its compiled settings,
+        :func:`weightkit.analysis.load_model` (safe mode unless ``unsafe``) with its compiled settings,
         and the loss it was saved with is used when neither ``loss`` nor ``compiled_loss`` is given.
     dataset : Dataset, str or os.PathLike
         Training data with a held-out split: a dataset already checked against the model
-        (:func:`analysis.data_checks.check_data_against_model`), or a data specification loaded
+        (:func:`weightkit.analysis.data_checks.check_data_against_model`), or a data specification loaded
         for it (seeded with ``seed``).
     strength : float, default=DEFAULT_STRENGTH
         :class:`DecorrelationRegularizer` strength.

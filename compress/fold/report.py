@@ -11,7 +11,7 @@ class ChainFold:
 
     Attributes
     ----------
-    chain : analysis.linear_chains.LinearChain
+    chain : weightkit.analysis.linear_chains.LinearChain
     folded : bool
     why_not : str or None
         Why it was left alone.
@@ -27,7 +27,7 @@ class ChainFold:
 
 @dataclass
 class FoldReport:
-    """The result of :func:`compress.fold_linear`.
+    """The result of :func:`weightkit.compress.fold_linear`.
 
     Attributes
     ----------

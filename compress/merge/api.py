@@ -2,9 +2,9 @@
 
 import inspect
 
-from analysis.errors import WeightkitError
-from compress.merge.by_data import merge_by_data
-from compress.merge.by_weights import merge_redundant
+from weightkit.analysis.errors import WeightkitError
+from weightkit.compress.merge.by_data import merge_by_data
+from weightkit.compress.merge.by_weights import merge_redundant
 
 __all__ = ["MERGE_MODES", "merge_neurons"]
 
@@ -38,7 +38,7 @@ def _check_options(mode, function, options):
     if unknown:
         raise WeightkitError(
             f"mode={mode!r}: no option {', '.join(map(repr, unknown))}; it takes {', '.join(allowed)} "
-            f"(see compress.merge.{function.__name__})."
+            f"(see weightkit.compress.merge.{function.__name__})."
         )
 
 
@@ -48,13 +48,13 @@ def merge_neurons(model, mode="weights", data=None, *, evaluate_on=None, **optio
     Parameters
     ----------
     model : keras.Model, str or os.PathLike
-        Not modified. A path is loaded with :func:`analysis.load_model` (safe mode unless
+        Not modified. A path is loaded with :func:`weightkit.analysis.load_model` (safe mode unless
         ``unsafe=True``).
     mode : {"weights", "data"}, default="weights"
         ``"weights"``: fold neurons whose weight rows are (scaled) copies into their twins
-        (:func:`compress.merge.merge_redundant`). ``"data"``: rebuild each removed neuron's
+        (:func:`weightkit.compress.merge.merge_redundant`). ``"data"``: rebuild each removed neuron's
         activation from the kept ones by least squares on ``data``, any activation function
-        (:func:`compress.merge.merge_by_data`).
+        (:func:`weightkit.compress.merge.merge_by_data`).
     data : Dataset, ndarray, str or os.PathLike, default=None
         ``mode="data"`` only: the calibration inputs (a dataset's training split, an array, or a
         data specification loaded for the model).
@@ -72,7 +72,7 @@ def merge_neurons(model, mode="weights", data=None, *, evaluate_on=None, **optio
     model : keras.Model
         Rebuilt with smaller layers, names kept, uncompiled.
     report : MergeReport or DataMergeReport
-        Both are :class:`compress.merge.report.BaseMergeReport`: ``report.layer(name)``,
+        Both are :class:`weightkit.compress.merge.report.BaseMergeReport`: ``report.layer(name)``,
         ``report.to_dict()``, ``report.evaluation``.
 
     Raises

@@ -11,10 +11,10 @@ statistics of every layer whose upstream BatchNormalizations are already done. T
 
 import numpy as np
 
-from analysis._tf import import_keras
-from analysis.activations.collect import sample_indices
-from analysis.batches import n_samples, rows, take
-from analysis.graph import ModelGraph
+from weightkit.analysis._tf import import_keras
+from weightkit.analysis.activations.collect import sample_indices
+from weightkit.analysis.batches import n_samples, rows, take
+from weightkit.analysis.graph import ModelGraph
 
 __all__ = ["reestimate_batchnorm"]
 

@@ -2,7 +2,7 @@
 
 A ``Bidirectional(LSTM/GRU/SimpleRNN)`` holds two recurrent layers reading the same sequence, one
 forwards and one backwards. Each half's hidden state feeds that half's own recurrent kernels, so a
-unit of a half folds into that half exactly as in :mod:`compress.merge.recurrent`. What the
+unit of a half folds into that half exactly as in :mod:`weightkit.compress.merge.recurrent`. What the
 consumers read depends on ``merge_mode``:
 
 - ``concat`` (the default): ``[h_forward, h_backward]``. Each half is fitted on its own states,
@@ -24,13 +24,13 @@ over both halves for ``sum``/``ave``), as for a plain recurrent layer.
 
 import numpy as np
 
-from analysis.layers import registered_name
-from compress.merge.data_fit import plan_data_merge
-from compress.merge.data_report import LayerDataMerge
-from compress.merge.input_rows import RECURRENT_GATES, fold_input_rows, input_kernels, input_row_block, two_row_bias
-from compress.merge.math import Relation
-from compress.merge.rebuild import find_layer
-from compress.merge.recurrent_units import (
+from weightkit.analysis.layers import registered_name
+from weightkit.compress.merge.data_fit import plan_data_merge
+from weightkit.compress.merge.data_report import LayerDataMerge
+from weightkit.compress.merge.input_rows import RECURRENT_GATES, fold_input_rows, input_kernels, input_row_block, two_row_bias
+from weightkit.compress.merge.math import Relation
+from weightkit.compress.merge.rebuild import find_layer
+from weightkit.compress.merge.recurrent_units import (
     PADDING_NOTE,
     RecurrentSite,
     call_reason,
@@ -43,7 +43,7 @@ from compress.merge.recurrent_units import (
 
 __all__ = ["HALVES", "bidirectional_site", "merge_bidirectional_by_data"]
 
-#: Key prefixes of the two halves' arrays in :class:`compress.merge.rebuild.WeightState`.
+#: Key prefixes of the two halves' arrays in :class:`weightkit.compress.merge.rebuild.WeightState`.
 HALVES = ("forward/", "backward/")
 _MODES = ("concat", "sum", "ave")
 
@@ -73,11 +73,11 @@ def _site_reason(graph, layer, site):
 
 
 def bidirectional_site(graph, layer):
-    """The :class:`compress.merge.recurrent_units.RecurrentSite` of a Bidirectional layer (per-half sizes).
+    """The :class:`weightkit.compress.merge.recurrent_units.RecurrentSite` of a Bidirectional layer (per-half sizes).
 
     Parameters
     ----------
-    graph : analysis.graph.ModelGraph
+    graph : weightkit.analysis.graph.ModelGraph
     layer : keras.layers.Bidirectional
 
     Returns
@@ -133,17 +133,17 @@ def merge_bidirectional_by_data(model, graph, site, state, x, *, ratio, max_erro
     Parameters
     ----------
     model : keras.Model
-    graph : analysis.graph.ModelGraph
+    graph : weightkit.analysis.graph.ModelGraph
     site : RecurrentSite
         From :func:`bidirectional_site`, without a reason.
-    state : compress.merge.rebuild.WeightState
+    state : weightkit.compress.merge.rebuild.WeightState
         Updated in place.
     x : ndarray or list of ndarray
     ratio, max_error : float or None
-        One of them (see :func:`compress.merge.merge_by_data`).
+        One of them (see :func:`weightkit.compress.merge.merge_by_data`).
     samples, seed : int
     ridge : float
-        Already scaled for a recurrent fit (:data:`compress.merge.recurrent.RIDGE_FACTOR`).
+        Already scaled for a recurrent fit (:data:`weightkit.compress.merge.recurrent.RIDGE_FACTOR`).
     weigh_by_consumer : bool, default=True
 
     Returns

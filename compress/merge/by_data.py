@@ -1,45 +1,45 @@
 """Data-aware merging of a Keras model: fit each layer's relation on calibration activations, fold it.
 
-For every mergeable layer (see :func:`compress.merge.plan.find_merge_sites`: Dense/Conv producers
+For every mergeable layer (see :func:`weightkit.compress.merge.plan.find_merge_sites`: Dense/Conv producers
 whose consumers are Dense or Conv layers, through activations, BatchNormalization, dropout, pooling
 and Flatten), the activations of the *tap* (the last per-channel tensor before the consumers: the
 layer's own output after its activation, or the BatchNormalization/pooling output after it) are
-collected on a seeded calibration sample in one batched pass. :func:`compress.merge.data_fit.plan_data_merge`
+collected on a seeded calibration sample in one batched pass. :func:`weightkit.compress.merge.data_fit.plan_data_merge`
 chooses the neurons to remove and rebuilds each from the kept ones (``a_j ≈ Σ β_jk a_k + c_j``);
-:func:`compress.apply_relations` folds that into the consumers and rebuilds a smaller model.
+:func:`weightkit.compress.apply_relations` folds that into the consumers and rebuilds a smaller model.
 
 Because the relation is fitted on the values the consumer actually reads, this works for any
 activation function and for dead neurons (β = 0, c = their constant). Conv layers are fitted on
-a sample of positions per input (see :func:`analysis.activations.collect_layer_outputs`); an
+a sample of positions per input (see :func:`weightkit.analysis.activations.collect_layer_outputs`); an
 intercept folded into a zero-padding convolution's bias is exact only away from the borders.
 
 By default all layers are fitted on the original model's activations (one pass) and each layer's
-relation is folded independently. With ``refit=True`` (:mod:`compress.merge.refit`) each tensor
+relation is folded independently. With ``refit=True`` (:mod:`weightkit.compress.merge.refit`) each tensor
 read is fitted on the model merged so far instead, in topological order.
 """
 
 import numpy as np
 
-from analysis._tf import import_keras
-from analysis.activations.collect import DEFAULT_SAMPLES, collect_layer_outputs
-from analysis.batches import n_samples
-from analysis.errors import WeightkitError
-from analysis.inputs import as_inputs, as_model
-from analysis.model_analysis import collect_entries
-from analysis.results import SkippedLayer
-from compress.merge.batchnorm_stats import reestimate_batchnorm
-from compress.merge.data_fit import DEFAULT_RIDGE, plan_data_merge
-from compress.merge.data_report import DataMergeReport, LayerDataMerge
-from compress.merge.group_data import group_taps, merge_group_by_data
-from compress.merge.groups import plan_groups
-from compress.merge.input_rows import consumer_kernel
-from compress.merge.math import Relation
-from compress.merge.plan import selected_sites
-from compress.merge.rebuild import WeightState, find_layer, fold_relation, rebuild_model
-from compress.merge.recurrent import RECURRENT_TYPES, merge_recurrent_by_data, recurrent_site
-from compress.merge.refit import plain_groups, refit_groups, refittable
-from compress.merge.refit_fit import ALLOCATIONS
-from compress.merge.report import record_params
+from weightkit.analysis._tf import import_keras
+from weightkit.analysis.activations.collect import DEFAULT_SAMPLES, collect_layer_outputs
+from weightkit.analysis.batches import n_samples
+from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.inputs import as_inputs, as_model
+from weightkit.analysis.model_analysis import collect_entries
+from weightkit.analysis.results import SkippedLayer
+from weightkit.compress.merge.batchnorm_stats import reestimate_batchnorm
+from weightkit.compress.merge.data_fit import DEFAULT_RIDGE, plan_data_merge
+from weightkit.compress.merge.data_report import DataMergeReport, LayerDataMerge
+from weightkit.compress.merge.group_data import group_taps, merge_group_by_data
+from weightkit.compress.merge.groups import plan_groups
+from weightkit.compress.merge.input_rows import consumer_kernel
+from weightkit.compress.merge.math import Relation
+from weightkit.compress.merge.plan import selected_sites
+from weightkit.compress.merge.rebuild import WeightState, find_layer, fold_relation, rebuild_model
+from weightkit.compress.merge.recurrent import RECURRENT_TYPES, merge_recurrent_by_data, recurrent_site
+from weightkit.compress.merge.refit import plain_groups, refit_groups, refittable
+from weightkit.compress.merge.refit_fit import ALLOCATIONS
+from weightkit.compress.merge.report import record_params
 
 __all__ = ["DEFAULT_MAX_ERROR", "DataMergeReport", "LayerDataMerge", "consumer_weights", "merge_by_data"]
 
@@ -108,7 +108,7 @@ def merge_by_data(model, data, *, ratio=None, max_error=None, layers=None, sampl
     ----------
     model : keras.Model, str or os.PathLike
         Sequential or Functional with one input; not modified. A path is loaded with
-        :func:`analysis.load_model` (safe mode unless ``unsafe``).
+        :func:`weightkit.analysis.load_model` (safe mode unless ``unsafe``).
     data : Dataset, ndarray of shape (n_inputs, *input_shape), str or os.PathLike
         Calibration inputs: a dataset's (or data specification's) *training* split, or an array
         (use training inputs; evaluate on held-out data with ``evaluate_on``).
@@ -125,25 +125,25 @@ def merge_by_data(model, data, *, ratio=None, max_error=None, layers=None, sampl
         Positions sampled per input for conv layers.
     seed : int, default=0
     ridge : float, default=1e-6
-        Relative ridge of the least squares (see :func:`compress.merge.data_fit.plan_data_merge`).
+        Relative ridge of the least squares (see :func:`weightkit.compress.merge.data_fit.plan_data_merge`).
     weigh_by_consumer : bool, default=True
         Choose removals by the error in the consumers' pre-activations (their weights) rather
         than in the layer's own activations.
     refit : bool, default=False
-        Sequential refit (:mod:`compress.merge.refit`): process the tensors the consumers read in
+        Sequential refit (:mod:`weightkit.compress.merge.refit`): process the tensors the consumers read in
         topological order and fit each on the model merged so far, rebuilding the original
         model's consumer inputs from the kept channels (one probe pass per tensor read). When
         False, every relation is fitted on the original model's activations (one pass).
     allocation : {"uniform", "global"}, default="uniform"
         With ``refit`` and ``ratio``: remove ``round(ratio · n)`` channels of every group, or the
         same total spread over the groups by the share of their error each removal costs
-        (:func:`compress.merge.refit_fit.allocate_removals`).
+        (:func:`weightkit.compress.merge.refit_fit.allocate_removals`).
     reestimate_bn : bool, default=False
         After merging, set every BatchNormalization's moving statistics to the merged model's
-        exact statistics on the calibration sample (:func:`compress.merge.batchnorm_stats.reestimate_batchnorm`).
+        exact statistics on the calibration sample (:func:`weightkit.compress.merge.batchnorm_stats.reestimate_batchnorm`).
     evaluate_on : Dataset, ndarray, str or os.PathLike, default=None
         Held-out data to compare the merged model with the original on (a dataset's test split,
-        see :func:`compress.merge.report.evaluate_merge`); fills ``report.evaluation``.
+        see :func:`weightkit.compress.merge.report.evaluate_merge`); fills ``report.evaluation``.
     progress : callable, default=None
         Called as ``progress(done, total, name)``.
     unsafe : bool, default=False
@@ -195,7 +195,7 @@ def merge_by_data(model, data, *, ratio=None, max_error=None, layers=None, sampl
     for name, site in sites.items():
         if (wanted is not None and name not in wanted) or name in grouped or name in members:
             continue
-        if site.type in RECURRENT_TYPES:  # units folded into every gate (compress.merge.recurrent)
+        if site.type in RECURRENT_TYPES:  # units folded into every gate (weightkit.compress.merge.recurrent)
             unit_site = recurrent_site(plan.graph, find_layer(model, name))
             if unit_site.reason is None:
                 recurrent.append(unit_site)

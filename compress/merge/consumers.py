@@ -8,9 +8,9 @@ is also a producer: its wrapped layer's kernel columns are its neurons (:func:`n
 
 from dataclasses import dataclass, field
 
-from analysis.channel_roles import channels_last
-from analysis.layers import registered_name, spec_for
-from compress.merge.input_rows import RECURRENT_GATES, input_kernels
+from weightkit.analysis.channel_roles import channels_last
+from weightkit.analysis.layers import registered_name, spec_for
+from weightkit.compress.merge.input_rows import RECURRENT_GATES, input_kernels
 
 __all__ = ["Consumer", "consumer_of", "neuron_layer", "recurrent_target"]
 
@@ -24,7 +24,7 @@ class Consumer:
     layer : str
     type : str
     layout : {"dense", "conv", "flatten"}
-        How its kernel indexes the producer's channels (see :func:`compress.merge.math.fold_into_kernel`).
+        How its kernel indexes the producer's channels (see :func:`weightkit.compress.merge.math.fold_into_kernel`).
     positions : int
         Spatial positions per channel after a Flatten (1 otherwise).
     zero_padded : bool
@@ -36,7 +36,7 @@ class Consumer:
         ``bidirectional``: both halves' input kernels.
     keys : list of (str, str, int or None)
         For ``rnn`` and ``bidirectional``: the kernels that absorb the fold
-        (:func:`compress.merge.input_rows.input_kernels`).
+        (:func:`weightkit.compress.merge.input_rows.input_kernels`).
     """
 
     layer: str

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.errors import WeightkitError
+from weightkit.analysis.errors import WeightkitError
 
 __all__ = ["DEFAULT_RIDGE", "DataMergePlan", "plan_data_merge"]
 

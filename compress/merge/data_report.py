@@ -2,8 +2,8 @@
 
 from dataclasses import dataclass, field
 
-from compress.merge.data_fit import DEFAULT_RIDGE
-from compress.merge.report import BaseMergeReport
+from weightkit.compress.merge.data_fit import DEFAULT_RIDGE
+from weightkit.compress.merge.report import BaseMergeReport
 
 __all__ = ["DataMergeReport", "LayerDataMerge"]
 
@@ -97,7 +97,7 @@ class DataMergeReport(BaseMergeReport):
     layers : list of LayerDataMerge
 
     The other attributes (``model``, ``skipped``, ``layer_params``, parameter counts,
-    ``evaluation``, ``notes``) are those of :class:`compress.merge.report.BaseMergeReport`.
+    ``evaluation``, ``notes``) are those of :class:`weightkit.compress.merge.report.BaseMergeReport`.
     """
 
     ratio: float = None

@@ -5,7 +5,7 @@ Concatenate...). Each *unit* is one tensor (or the stacked tensors a shared cons
 the weights of the consumers reading it. Removing channel ``j`` removes it at every unit; each
 unit rebuilds it from the kept channels with its own least squares (``a_j ≈ Σ β_jk a_k + c_j``
 on that tensor, one β for all the consumers of the tensor). The greedy backward elimination of
-:mod:`compress.merge.data_fit` is run on the *summed* error over the units: the cost of dropping
+:mod:`weightkit.compress.merge.data_fit` is run on the *summed* error over the units: the cost of dropping
 ``j`` is ``Σ_u ‖coef_u,j‖² / P_u,jj``, exact for the kept set at each step.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compress.merge.data_fit import DEFAULT_RIDGE, _fit, _inverse
+from weightkit.compress.merge.data_fit import DEFAULT_RIDGE, _fit, _inverse
 
 __all__ = ["GroupFitPlan", "plan_group_fit"]
 

@@ -1,19 +1,19 @@
 """Apply a coupled group's merge to a model's weights: fold into every consumer, cut every member.
 
-A channel group (:func:`analysis.channels.channel_groups`) is merged by one relation per tensor a
+A channel group (:func:`weightkit.analysis.channels.channel_groups`) is merged by one relation per tensor a
 consumer reads (``out[removed] ≈ β out[kept] + shift`` in the group's own channel indices). Each
 consumer folds the relation into its rows at the group's channel offset; then the removed
 channels are cut from every producer's outputs, every member's per-channel weights
 (BatchNormalization statistics, depthwise filters, a SeparableConv's depthwise half) and the
-consumers' rows. Cuts are deferred to :meth:`compress.merge.rebuild.WeightState.apply_cuts`, so
+consumers' rows. Cuts are deferred to :meth:`weightkit.compress.merge.rebuild.WeightState.apply_cuts`, so
 offsets into concatenated tensors stay valid while several groups are folded.
 """
 
 import numpy as np
 
-from analysis.channel_roles import RECURRENT_LAYOUTS
-from compress.merge.input_rows import fold_input_rows, input_row_block
-from compress.merge.math import Relation, fold_coefficient
+from weightkit.analysis.channel_roles import RECURRENT_LAYOUTS
+from weightkit.compress.merge.input_rows import fold_input_rows, input_row_block
+from weightkit.compress.merge.math import Relation, fold_coefficient
 
 __all__ = [
     "consumer_block",
@@ -119,7 +119,7 @@ def cut_group(state, group, removed, producer_family):
     Parameters
     ----------
     state : WeightState
-    group : analysis.channels.ChannelGroup
+    group : weightkit.analysis.channels.ChannelGroup
     removed : ndarray of int
     producer_family : dict of str to str
         ``producer layer -> "dense" | "conv" | "separable"``.

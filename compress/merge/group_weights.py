@@ -12,11 +12,11 @@ relation on the tensor read instead).
 
 import numpy as np
 
-from analysis.layers import registered_name
-from analysis.matrices import mad_matrix, pearson_matrix
-from compress.merge.consumers import neuron_layer
-from compress.merge.group_fold import depthwise_rows, producer_rows, propagate_depthwise
-from compress.merge.math import (
+from weightkit.analysis.layers import registered_name
+from weightkit.analysis.matrices import mad_matrix, pearson_matrix
+from weightkit.compress.merge.consumers import neuron_layer
+from weightkit.compress.merge.group_fold import depthwise_rows, producer_rows, propagate_depthwise
+from weightkit.compress.merge.math import (
     Merge,
     Relation,
     cosine_matrix,
@@ -25,9 +25,9 @@ from compress.merge.math import (
     propagate_elementwise,
     relation_from_merges,
 )
-from compress.merge.pair_rule import allowed_pairs
-from compress.merge.plan import _activation_layer_step, _activation_step
-from compress.merge.rebuild import batchnorm_affine
+from weightkit.compress.merge.pair_rule import allowed_pairs
+from weightkit.compress.merge.plan import _activation_layer_step, _activation_step
+from weightkit.compress.merge.rebuild import batchnorm_affine
 
 __all__ = ["carry_group", "folded_batchnorms", "greedy_group_merges", "group_requirement", "group_similarity"]
 
@@ -216,7 +216,7 @@ def carry_group(group, graph, state, model, merges, folded, keras, *, twin_toler
     inexact : dict of int to str
         Channels merged approximately, with the reason.
     """
-    from compress.merge.rebuild import find_layer
+    from weightkit.compress.merge.rebuild import find_layer
 
     n = group.n
     relations, at_consumers, refused, inexact = {}, {}, {}, {}
@@ -295,8 +295,8 @@ def carry_group(group, graph, state, model, merges, folded, keras, *, twin_toler
 
 def member_rows(group, graph, state, model, folded):
     """Rows that decide similarity: each producer's (BN folded where it follows directly), and depthwise filters."""
-    from analysis.layers import spec_for
-    from compress.merge.rebuild import find_layer
+    from weightkit.analysis.layers import spec_for
+    from weightkit.compress.merge.rebuild import find_layer
 
     rows, extra = {}, []
     for use in group.uses:

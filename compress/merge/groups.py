@@ -1,21 +1,21 @@
 """Which producers merge alone and which merge as a coupled group; merging a group by weights.
 
-:func:`plan_groups` runs the channel walk (:func:`analysis.channels.channel_groups`) beside the
-plain merge sites (:func:`compress.merge.plan.find_merge_sites`): a producer whose site is
+:func:`plan_groups` runs the channel walk (:func:`weightkit.analysis.channels.channel_groups`) beside the
+plain merge sites (:func:`weightkit.compress.merge.plan.find_merge_sites`): a producer whose site is
 mergeable on its own keeps the plain path; the channels tied by joins, concatenations and
 depthwise filters merge as one group (:func:`merge_group_by_weights`, and
-:func:`compress.merge.group_data.merge_group_by_data`), counted once by ``--ratio``.
+:func:`weightkit.compress.merge.group_data.merge_group_by_data`), counted once by ``--ratio``.
 """
 
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from analysis.channels import channel_groups
-from analysis.graph import ModelGraph
-from analysis.layers import spec_for
-from compress.merge.group_fold import cut_group, fold_group_consumer
-from compress.merge.group_weights import (
+from weightkit.analysis.channels import channel_groups
+from weightkit.analysis.graph import ModelGraph
+from weightkit.analysis.layers import spec_for
+from weightkit.compress.merge.group_fold import cut_group, fold_group_consumer
+from weightkit.compress.merge.group_weights import (
     carry_group,
     folded_batchnorms,
     greedy_group_merges,
@@ -23,8 +23,8 @@ from compress.merge.group_weights import (
     group_similarity,
     member_rows,
 )
-from compress.merge.plan import find_merge_sites
-from compress.merge.report import LayerMerge
+from weightkit.compress.merge.plan import find_merge_sites
+from weightkit.compress.merge.report import LayerMerge
 
 __all__ = ["GroupPlan", "apply_group_relations", "group_members", "merge_group_by_weights", "plan_groups"]
 
@@ -40,7 +40,7 @@ class GroupPlan:
     ----------
     graph : ModelGraph
     sites : dict of str to MergeSite
-        The plain sites (:func:`compress.merge.plan.find_merge_sites`).
+        The plain sites (:func:`weightkit.compress.merge.plan.find_merge_sites`).
     groups : list of ChannelGroup
         The coupled groups merged as a whole, mergeable ones only.
     blocked : dict of str to str
@@ -90,7 +90,7 @@ def plan_groups(model):
 def _shared_producer_problem(group, graph):
     """Why a producer called at several places blocks its group, or None.
 
-    The walk unites every call's output channels (:func:`analysis.channels.channel_groups`), so a
+    The walk unites every call's output channels (:func:`weightkit.analysis.channels.channel_groups`), so a
     channel removed from the producer's kernel leaves every call's output, and each call's
     consumers are folded on their own tensor. Only calls whose outputs the group does not hold
     (the walk gave up on them) block it.

@@ -8,14 +8,14 @@ Bidirectional layer, the input kernels of both halves. Folding ``a[removed] ≈ 
 into such a kernel is ``W[kept] += βᵀ W[removed]``, ``b += shiftᵀ W[removed]``; a GRU with
 ``reset_after`` keeps two bias rows and the input offset goes to the first (the input bias).
 
-:class:`compress.merge.rebuild.WeightState` keys a Bidirectional layer's arrays as
+:class:`weightkit.compress.merge.rebuild.WeightState` keys a Bidirectional layer's arrays as
 ``forward/<variable>`` and ``backward/<variable>``.
 """
 
 import numpy as np
 
-from analysis._tf import import_keras
-from analysis.layers import registered_name, spec_for
+from weightkit.analysis._tf import import_keras
+from weightkit.analysis.layers import registered_name, spec_for
 
 __all__ = ["RECURRENT_GATES", "consumer_kernel", "fold_input_rows", "input_kernels", "input_row_block",
            "two_row_bias"]
@@ -40,7 +40,7 @@ def input_kernels(layer):
     Returns
     -------
     list of (str, str, int or None)
-        ``(kernel key, bias key, bias row)`` in :class:`compress.merge.rebuild.WeightState`'s keys;
+        ``(kernel key, bias key, bias row)`` in :class:`weightkit.compress.merge.rebuild.WeightState`'s keys;
         the bias row is 0 for a two-row GRU bias (the input bias), None for a 1-D bias.
     """
     if registered_name(layer) == "Bidirectional":
@@ -105,13 +105,13 @@ def fold_input_rows(state, layer, keys, relation, *, channels, offset=0):
 
     Parameters
     ----------
-    state : compress.merge.rebuild.WeightState
+    state : weightkit.compress.merge.rebuild.WeightState
         Updated in place; the removed rows are cut by
-        :meth:`compress.merge.rebuild.WeightState.apply_cuts`.
+        :meth:`weightkit.compress.merge.rebuild.WeightState.apply_cuts`.
     layer : str
     keys : list of (str, str, int or None)
         From :func:`input_kernels`.
-    relation : compress.merge.math.Relation
+    relation : weightkit.compress.merge.math.Relation
         In the producer's channel indices (``0 .. relation.n``).
     channels : int
         Input channels of the tensor the consumer reads (several producers' side by side).

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compress.merge.pair_rule import allowed_pairs
+from weightkit.compress.merge.pair_rule import allowed_pairs
 
 __all__ = [
     "REQUIREMENTS",

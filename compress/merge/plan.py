@@ -4,10 +4,10 @@ For every producer (Dense, Conv, a TimeDistributed one) we follow its output ten
 layers in between (the *steps*: activations, BatchNormalization, dropout, pooling, padding,
 Flatten, and the same wrapped in TimeDistributed) to the *consumers* whose input-channel weights
 absorb the merged neurons: Dense, Conv, TimeDistributed(Dense/Conv), and the input kernels of
-SimpleRNN/LSTM/GRU and Bidirectional layers (:mod:`compress.merge.consumers`). Anything that mixes
+SimpleRNN/LSTM/GRU and Bidirectional layers (:mod:`weightkit.compress.merge.consumers`). Anything that mixes
 channels or meets other tensors (Add, Concatenate, a LayerNormalization, the model output) stops
 the walk, and the layer is left alone with the reason (joins are coupled groups:
-:mod:`compress.merge.groups`).
+:mod:`weightkit.compress.merge.groups`).
 """
 
 import dataclasses
@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from analysis._tf import import_keras
-from analysis.channel_roles import channels_last
-from analysis.graph import ModelGraph
-from analysis.layers import registered_name, spec_for
-from analysis.rows import skip_reason
-from analysis.selection import check_layer_names
-from compress.merge.consumers import Consumer, consumer_of, neuron_layer, recurrent_target
+from weightkit.analysis._tf import import_keras
+from weightkit.analysis.channel_roles import channels_last
+from weightkit.analysis.graph import ModelGraph
+from weightkit.analysis.layers import registered_name, spec_for
+from weightkit.analysis.rows import skip_reason
+from weightkit.analysis.selection import check_layer_names
+from weightkit.compress.merge.consumers import Consumer, consumer_of, neuron_layer, recurrent_target
 
 __all__ = [
     "ELEMENTWISE_ACTIVATIONS",
@@ -123,7 +123,7 @@ class MergeSite:
 
     @property
     def requirement(self):
-        """``linear``, ``positive`` or ``twin``: what the steps allow (see :mod:`compress.merge.math`)."""
+        """``linear``, ``positive`` or ``twin``: what the steps allow (see :mod:`weightkit.compress.merge.math`)."""
         later = self.steps[self.folded_steps:]
         if any(s.kind == "activation" and not s.homogeneous for s in later):
             return "twin"
@@ -246,7 +246,7 @@ def dead_end(graph, tensor):
 
 
 class _Walk:
-    """One producer's walk through the flat graph (:class:`analysis.graph.ModelGraph`)."""
+    """One producer's walk through the flat graph (:class:`weightkit.analysis.graph.ModelGraph`)."""
 
     def __init__(self, graph, keras):
         self.graph, self.keras = graph, keras
@@ -349,7 +349,7 @@ def _site(layer, graph, keras):
 def find_merge_sites(model):
     """Every Dense/Conv layer of a model with its steps and consumers, or why it is left alone.
 
-    The walk follows the model's own graph (:class:`analysis.graph.ModelGraph`): nested models
+    The walk follows the model's own graph (:class:`weightkit.analysis.graph.ModelGraph`): nested models
     are unwrapped, so their layers merge where they are, and a layer called at several places
     merges when every call leads to the same kind of consumers.
 
@@ -362,7 +362,7 @@ def find_merge_sites(model):
     -------
     sites : dict
         ``layer name -> MergeSite`` in model order, for every layer with neuron rows (see
-        :func:`analysis.rows.layer_neuron_rows`).
+        :func:`weightkit.analysis.rows.layer_neuron_rows`).
     """
     keras = import_keras()
     graph = ModelGraph(model)

@@ -8,12 +8,12 @@ the weights. The input model is never modified.
 
 import numpy as np
 
-from analysis._tf import import_keras
-from analysis.graph import ModelGraph
-from analysis.layers import registered_name, spec_for, spec_named
-from analysis.loading import walk_layers
-from compress.merge.input_rows import fold_input_rows
-from compress.merge.math import fold_into_kernel
+from weightkit.analysis._tf import import_keras
+from weightkit.analysis.graph import ModelGraph
+from weightkit.analysis.layers import registered_name, spec_for, spec_named
+from weightkit.analysis.loading import walk_layers
+from weightkit.compress.merge.input_rows import fold_input_rows
+from weightkit.compress.merge.math import fold_into_kernel
 
 __all__ = ["WeightState", "batchnorm_affine", "effective_rows", "find_layer", "fold_relation", "rebuild_model",
            "weight_keys"]
@@ -130,11 +130,11 @@ def fold_relation(state, site, relation):
     state : WeightState
         Updated in place.
     site : MergeSite
-        A mergeable site (see :func:`compress.merge.plan.find_merge_sites`).
+        A mergeable site (see :func:`weightkit.compress.merge.plan.find_merge_sites`).
     relation : Relation
         ``out[removed] ≈ β out[kept] + shift``, holding at ``site.tap`` (the tensor the
         consumers read, per channel). Weight-based merging carries its relation there with
-        :func:`compress.merge.carry_relation`; a data-aware merge fits it there directly.
+        :func:`weightkit.compress.merge.carry_relation`; a data-aware merge fits it there directly.
     """
     if relation.removed.size == 0:
         return

@@ -12,14 +12,14 @@ so when ``h_j ≈ Σ_k β_k h_k + c`` holds at every step, unit ``j`` folds into
 and the unit leaves every gate: its kernel columns, its recurrent kernel rows and columns and its
 bias entries (a GRU with ``reset_after`` has two bias rows; the folded offset goes to the
 recurrent one, which the reset gate multiplies). The relation is fitted by
-:func:`compress.merge.data_fit.plan_data_merge` on the hidden states of every step of the
+:func:`weightkit.compress.merge.data_fit.plan_data_merge` on the hidden states of every step of the
 calibration sequences (a copy of the layer run with ``return_sequences=True``).
 
 Left alone, with the reason: a recurrent layer whose output is a model output, with
 ``return_state``, stateful, called at several places or with an initial state, a GRU with
 ``reset_after=False`` (the reset gate multiplies the state *before* the recurrent kernel, so the
 candidate is not linear in ``h``), and layers wrapped in TimeDistributed. The halves of a
-Bidirectional layer fold by :mod:`compress.merge.bidirectional`, dispatched from here.
+Bidirectional layer fold by :mod:`weightkit.compress.merge.bidirectional`, dispatched from here.
 
 Notes
 -----
@@ -29,14 +29,14 @@ with ``c ≠ 0`` is therefore approximate at that step (exact copies have ``c = 
 
 import numpy as np
 
-from analysis.layers import registered_name
-from compress.merge.bidirectional import bidirectional_site, merge_bidirectional_by_data
-from compress.merge.data_fit import plan_data_merge
-from compress.merge.data_report import LayerDataMerge
-from compress.merge.input_rows import RECURRENT_GATES, fold_input_rows, input_kernels, input_row_block, two_row_bias
-from compress.merge.math import Relation
-from compress.merge.rebuild import find_layer
-from compress.merge.recurrent_units import (
+from weightkit.analysis.layers import registered_name
+from weightkit.compress.merge.bidirectional import bidirectional_site, merge_bidirectional_by_data
+from weightkit.compress.merge.data_fit import plan_data_merge
+from weightkit.compress.merge.data_report import LayerDataMerge
+from weightkit.compress.merge.input_rows import RECURRENT_GATES, fold_input_rows, input_kernels, input_row_block, two_row_bias
+from weightkit.compress.merge.math import Relation
+from weightkit.compress.merge.rebuild import find_layer
+from weightkit.compress.merge.recurrent_units import (
     PADDING_NOTE,
     RecurrentSite,
     call_reason,
@@ -51,7 +51,7 @@ __all__ = ["RECURRENT_TYPES", "RIDGE_FACTOR", "RecurrentSite", "fold_recurrent",
            "recurrent_site"]
 
 #: Layer classes whose units fold by data: SimpleRNN, LSTM, GRU (class -> gates) and Bidirectional
-#: (the gates of the layer it wraps, per half; :mod:`compress.merge.bidirectional`).
+#: (the gates of the layer it wraps, per half; :mod:`weightkit.compress.merge.bidirectional`).
 RECURRENT_TYPES = {**RECURRENT_GATES, "Bidirectional": None}
 #: The relation is fed back at every step, so the ridge's shrinkage compounds: recurrent fits use
 #: ``ridge · RIDGE_FACTOR``. Two stacked layers of 4 units with a planted duplicate, 6 steps, ridge
@@ -64,7 +64,7 @@ def recurrent_site(graph, layer):
 
     Parameters
     ----------
-    graph : analysis.graph.ModelGraph
+    graph : weightkit.analysis.graph.ModelGraph
     layer : keras.layers.Layer
 
     Returns
@@ -106,10 +106,10 @@ def fold_recurrent(state, site, relation, model):
 
     Parameters
     ----------
-    state : compress.merge.rebuild.WeightState
-        Updated in place; the cuts are deferred to :func:`compress.merge.rebuild.rebuild_model`.
+    state : weightkit.compress.merge.rebuild.WeightState
+        Updated in place; the cuts are deferred to :func:`weightkit.compress.merge.rebuild.rebuild_model`.
     site : RecurrentSite
-    relation : compress.merge.math.Relation
+    relation : weightkit.compress.merge.math.Relation
         ``h[removed] ≈ β h[kept] + shift`` on the hidden states.
     model : keras.Model
         The original model (for the consumers' configurations).
@@ -131,14 +131,14 @@ def merge_recurrent_by_data(model, graph, site, state, x, *, ratio, max_error, s
     Parameters
     ----------
     model : keras.Model
-    graph : analysis.graph.ModelGraph
+    graph : weightkit.analysis.graph.ModelGraph
     site : RecurrentSite
         Without a reason.
-    state : compress.merge.rebuild.WeightState
+    state : weightkit.compress.merge.rebuild.WeightState
     x : ndarray or list of ndarray
         Calibration inputs.
     ratio, max_error : float or None
-        One of them (see :func:`compress.merge.merge_by_data`).
+        One of them (see :func:`weightkit.compress.merge.merge_by_data`).
     samples, seed : int
     ridge : float
         Scaled by :data:`RIDGE_FACTOR`.

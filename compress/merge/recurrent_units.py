@@ -1,9 +1,9 @@
 """A recurrent layer's own units: who reads its hidden state, its states on calibration data, its own folds.
 
-Shared by :mod:`compress.merge.recurrent` (SimpleRNN, LSTM, GRU) and
-:mod:`compress.merge.bidirectional` (each half of a Bidirectional layer). The readers of a hidden
+Shared by :mod:`weightkit.compress.merge.recurrent` (SimpleRNN, LSTM, GRU) and
+:mod:`weightkit.compress.merge.bidirectional` (each half of a Bidirectional layer). The readers of a hidden
 state are the layers whose input rows absorb a folded unit (see
-:mod:`compress.merge.input_rows`): Dense, Conv1D, TimeDistributed(Dense/Conv), another recurrent
+:mod:`weightkit.compress.merge.input_rows`): Dense, Conv1D, TimeDistributed(Dense/Conv), another recurrent
 layer's input kernel, a Bidirectional layer's two input kernels.
 """
 
@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from analysis._tf import import_keras
-from analysis.activations.collect import sample_indices
-from analysis.batches import n_samples, rows, take
-from analysis.layers import spec_for
-from compress.merge.consumers import neuron_layer, recurrent_target
-from compress.merge.plan import dead_end
-from compress.merge.rebuild import find_layer
+from weightkit.analysis._tf import import_keras
+from weightkit.analysis.activations.collect import sample_indices
+from weightkit.analysis.batches import n_samples, rows, take
+from weightkit.analysis.layers import spec_for
+from weightkit.compress.merge.consumers import neuron_layer, recurrent_target
+from weightkit.compress.merge.plan import dead_end
+from weightkit.compress.merge.rebuild import find_layer
 
 __all__ = ["MAX_ROWS", "PADDING_NOTE", "RecurrentSite", "check_recurrent_config", "cut_own_units", "fold_own_units",
            "follow_readers", "padded_readers", "sequence_states"]
@@ -144,8 +144,8 @@ def sequence_states(graph, node, config, x, *, widths, samples, seed, batch_size
 
     Parameters
     ----------
-    graph : analysis.graph.ModelGraph
-    node : analysis.graph.GraphNode
+    graph : weightkit.analysis.graph.ModelGraph
+    node : weightkit.analysis.graph.GraphNode
         The layer's one call.
     config : dict
         The copy's config (``return_sequences=True``; a Bidirectional copy with ``merge_mode=None``
@@ -201,9 +201,9 @@ def fold_own_units(state, layer, relation, *, prefix="", two_row_bias=False):
 
     Parameters
     ----------
-    state : compress.merge.rebuild.WeightState
+    state : weightkit.compress.merge.rebuild.WeightState
     layer : str
-    relation : compress.merge.math.Relation
+    relation : weightkit.compress.merge.math.Relation
     prefix : str, default=""
         ``forward/`` or ``backward/`` for a half of a Bidirectional layer.
     two_row_bias : bool, default=False

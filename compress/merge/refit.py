@@ -1,38 +1,38 @@
 """Sequential refit of a data-aware merge: each tensor read is fitted on the model merged so far.
 
-The one-shot merge (:mod:`compress.merge.by_data`) fits every relation on the original model's
+The one-shot merge (:mod:`weightkit.compress.merge.by_data`) fits every relation on the original model's
 activations, so the errors of successive layers add up. Here the tensors the consumers read
-(*units*: a group's channels at one tap, see :func:`compress.merge.group_data.group_taps`) are
+(*units*: a group's channels at one tap, see :func:`weightkit.compress.merge.group_data.group_taps`) are
 processed in topological order. At each unit the model merged so far is probed in one batched
 pass, beside the original model's activations on the same inputs and positions, and the
 original channels are rebuilt from the merged model's kept ones
-(:func:`compress.merge.refit_fit.fit_refit_map`), folded into the unit's consumers. The first
+(:func:`weightkit.compress.merge.refit_fit.fit_refit_map`), folded into the unit's consumers. The first
 unit of a group also chooses the group's removals, by the error in the original consumers'
-inputs (:func:`compress.merge.refit_fit.refit_selection`) at every unit of the group. A
+inputs (:func:`weightkit.compress.merge.refit_fit.refit_selection`) at every unit of the group. A
 consumer whose output only a BatchNormalization reads has its errors measured after that
 BatchNormalization's scale (``γ/√(σ² + ε)`` per output): that is what the rest of the model
 sees, and a low-variance channel the BatchNormalization amplifies counts as much as it matters.
 
 Plain producers merge here as one-producer groups (their channel group from
-:func:`analysis.channels.channel_groups`). All cuts are deferred
-(:meth:`compress.merge.rebuild.WeightState.cut`); the merged-so-far model is the original
+:func:`weightkit.analysis.channels.channel_groups`). All cuts are deferred
+(:meth:`weightkit.compress.merge.rebuild.WeightState.cut`); the merged-so-far model is the original
 architecture with every channel pending a cut zeroed, which computes what the cut model does
-(:mod:`compress.merge.refit_probe`: built once, its weights set at each stage).
+(:mod:`weightkit.compress.merge.refit_probe`: built once, its weights set at each stage).
 """
 
 import numpy as np
 
-from analysis._tf import import_keras
-from analysis.channels import channel_groups
-from analysis.layers import spec_for
-from compress.merge.data_report import LayerDataMerge
-from compress.merge.group_data import group_taps
-from compress.merge.group_fold import consumer_block, cut_group, depthwise_rows, propagate_depthwise
-from compress.merge.groups import group_members
-from compress.merge.math import Relation
-from compress.merge.rebuild import find_layer
-from compress.merge.refit_fit import allocate_removals, choose_refit_map, pruning_map, refit_selection
-from compress.merge.refit_probe import PreviewModel, TapProbe
+from weightkit.analysis._tf import import_keras
+from weightkit.analysis.channels import channel_groups
+from weightkit.analysis.layers import spec_for
+from weightkit.compress.merge.data_report import LayerDataMerge
+from weightkit.compress.merge.group_data import group_taps
+from weightkit.compress.merge.group_fold import consumer_block, cut_group, depthwise_rows, propagate_depthwise
+from weightkit.compress.merge.groups import group_members
+from weightkit.compress.merge.math import Relation
+from weightkit.compress.merge.rebuild import find_layer
+from weightkit.compress.merge.refit_fit import allocate_removals, choose_refit_map, pruning_map, refit_selection
+from weightkit.compress.merge.refit_probe import PreviewModel, TapProbe
 
 __all__ = ["plain_groups", "refit_groups", "refittable"]
 
@@ -182,13 +182,13 @@ def refit_groups(model, graph, groups, state, x, *, ratio, max_error, samples, p
     graph : ModelGraph
         Of ``model``.
     groups : list of ChannelGroup
-        Mergeable groups whose taps :func:`compress.merge.group_data.group_taps` finds.
+        Mergeable groups whose taps :func:`weightkit.compress.merge.group_data.group_taps` finds.
     state : WeightState
         Of ``model``; updated in place (cuts deferred).
     x : ndarray or list of ndarray
         Calibration inputs.
     ratio, max_error, samples, positions, seed, ridge, weigh_by_consumer, allocation, progress
-        As for :func:`compress.merge.merge_by_data`.
+        As for :func:`weightkit.compress.merge.merge_by_data`.
 
     Returns
     -------

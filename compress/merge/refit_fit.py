@@ -12,10 +12,10 @@ by ridge least squares, and folded into the consumer: ``W'[k] = Σ_j B_jk · W[j
 least-squares reconstruction of the original consumer's pre-activation ``Y W`` from the kept
 channels for any ``W``. For kept channels the fit is of the drift ``y_j − x_j`` (so ``B`` stays
 the identity where the merged model already agrees, and the ridge shrinks towards it); when
-``X = Y`` (nothing merged upstream) the plan equals :func:`compress.merge.group_fit.plan_group_fit`'s.
+``X = Y`` (nothing merged upstream) the plan equals :func:`weightkit.compress.merge.group_fit.plan_group_fit`'s.
 
 The channels to remove are chosen by the same greedy backward elimination
-(:mod:`compress.merge.group_fit`) on the error in the *original* consumers' inputs predicted from
+(:mod:`weightkit.compress.merge.group_fit`) on the error in the *original* consumers' inputs predicted from
 the *merged* channels: ``cov = Cov(X)``, ``g = Cov(X, Y) · W``.
 """
 
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compress.merge.data_fit import DEFAULT_RIDGE, _inverse
-from compress.merge.group_fit import _greedy
+from weightkit.compress.merge.data_fit import DEFAULT_RIDGE, _inverse
+from weightkit.compress.merge.group_fit import _greedy
 
 __all__ = ["ALLOCATIONS", "RIDGE_GRID", "RefitMap", "allocate_removals", "choose_refit_map", "fit_refit_map",
            "pruning_map", "refit_selection"]
@@ -197,7 +197,7 @@ def fit_refit_map(x, y, remove, *, weights=None, ridge=DEFAULT_RIDGE, dead_toler
     weights : ndarray of shape (n, n_outputs), default=None
         The consumers' weights leaving each channel, for :attr:`RefitMap.error`.
     ridge : float, default=1e-6
-        Relative to each regressor's variance, as in :func:`compress.merge.data_fit.plan_data_merge`.
+        Relative to each regressor's variance, as in :func:`weightkit.compress.merge.data_fit.plan_data_merge`.
     dead_tolerance : float, default=1e-6
     diagonal : bool, default=False
         Rebuild each kept channel from itself alone (``y_j ≈ b_j · x_j + c_j``): what a consumer

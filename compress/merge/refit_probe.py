@@ -11,12 +11,12 @@ import copy
 
 import numpy as np
 
-from analysis.activations.collect import sample_indices
-from analysis.batches import n_samples, rows, take
-from analysis.graph import ModelGraph
-from analysis.loading import walk_layers
-from analysis.matrices import DEFAULT_MEMORY_BUDGET
-from compress.merge.rebuild import find_layer, rebuild_model, weight_keys
+from weightkit.analysis.activations.collect import sample_indices
+from weightkit.analysis.batches import n_samples, rows, take
+from weightkit.analysis.graph import ModelGraph
+from weightkit.analysis.loading import walk_layers
+from weightkit.analysis.matrices import DEFAULT_MEMORY_BUDGET
+from weightkit.compress.merge.rebuild import find_layer, rebuild_model, weight_keys
 
 __all__ = ["PreviewModel", "TapProbe", "zeroed_arrays"]
 
@@ -32,7 +32,7 @@ class TapProbe:
     x : ndarray or list of ndarray
         Inputs; a seeded sample of ``samples`` of them is kept.
     samples, seed, positions : int
-        As for :func:`analysis.activations.collect_layer_outputs` (``summary="positions"``).
+        As for :func:`weightkit.analysis.activations.collect_layer_outputs` (``summary="positions"``).
     batch_size : int, default=256
         Upper bound; lowered so that a batch's probed outputs fit ``memory_budget`` bytes.
     memory_budget : int, default=256 MiB

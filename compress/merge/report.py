@@ -2,21 +2,21 @@
 
 :class:`BaseMergeReport` holds what every merge reports (layers, skips, parameter counts, the
 held-out evaluation, notes); :class:`MergeReport` (by weights) and
-:class:`compress.merge.by_data.DataMergeReport` (by data) add their settings.
+:class:`weightkit.compress.merge.by_data.DataMergeReport` (by data) add their settings.
 """
 
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from analysis.data import Dataset
-from analysis.data_checks import output_activations
-from analysis.errors import WeightkitError
-from analysis.graph import ModelGraph
-from analysis.inputs import as_dataset, is_path
-from analysis.results import layer_named
-from compress.merge.rebuild import find_layer
-from compress.quantize.compare import compare_several
+from weightkit.analysis.data import Dataset
+from weightkit.analysis.data_checks import output_activations
+from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.graph import ModelGraph
+from weightkit.analysis.inputs import as_dataset, is_path
+from weightkit.analysis.results import layer_named
+from weightkit.compress.merge.rebuild import find_layer
+from weightkit.compress.quantize.compare import compare_several
 
 __all__ = ["BaseMergeReport", "LayerMerge", "MergeReport", "compare_models", "evaluate_merge", "record_params"]
 
@@ -31,7 +31,7 @@ class LayerMerge:
     activation : str
         The nonlinearities between the layer and its consumers (``relu``, ``sigmoid``, ``linear``).
     rule : {"linear", "positive", "twin"}
-        What a pair needed to be merged (see :mod:`compress.merge.math`).
+        What a pair needed to be merged (see :mod:`weightkit.compress.merge.math`).
     consumers : list of str
     neurons_before, neurons_after : int
     params_before, params_after : int
@@ -97,7 +97,7 @@ class BaseMergeReport:
     model : str
     layers : list
         One report per producer layer (:class:`LayerMerge` or
-        :class:`compress.merge.by_data.LayerDataMerge`).
+        :class:`weightkit.compress.merge.by_data.LayerDataMerge`).
     skipped : list of SkippedLayer
         Layers left alone entirely, with the reason.
     layer_params : dict
@@ -119,7 +119,7 @@ class BaseMergeReport:
     evaluation: dict = None
     notes: list = field(default_factory=list)
 
-    #: ``"weights"`` or ``"data"``: the ``mode`` of :func:`compress.merge_neurons` that makes it.
+    #: ``"weights"`` or ``"data"``: the ``mode`` of :func:`weightkit.compress.merge_neurons` that makes it.
     mode = None
 
     @property
@@ -159,7 +159,7 @@ class BaseMergeReport:
 
 @dataclass(kw_only=True)
 class MergeReport(BaseMergeReport):
-    """A whole model's merge by weights (:func:`compress.merge.merge_redundant`).
+    """A whole model's merge by weights (:func:`weightkit.compress.merge.merge_redundant`).
 
     Attributes
     ----------
@@ -194,7 +194,7 @@ def record_params(report, original, merged):
 
     Parameters
     ----------
-    report : MergeReport or compress.merge.by_data.DataMergeReport
+    report : MergeReport or weightkit.compress.merge.by_data.DataMergeReport
     original, merged : keras.Model
     """
     report.params_after = int(merged.count_params())
@@ -250,7 +250,7 @@ def compare_models(original, merged, x, y=None, *, task="classification", batch_
     Returns
     -------
     dict
-        See :func:`compress.quantize.compare.compare_outputs`: the same agreement (and binary
+        See :func:`weightkit.compress.quantize.compare.compare_outputs`: the same agreement (and binary
         decision threshold) as the quantization comparison, for the first output; with several
         outputs, ``outputs`` maps each output name to its own comparison (agreement per output,
         accuracy or MAE where it has labels, per element for outputs with positions).

@@ -6,7 +6,7 @@ output error and speed; :func:`write_outputs` writes the files. The numeric core
 (:mod:`.compare`) takes numpy arrays only.
 """
 
-from compress.quantize.compare import (
+from weightkit.compress.quantize.compare import (
                                        DROP_BASES,
                                        OUTPUT_KINDS,
                                        accuracy,
@@ -19,7 +19,7 @@ from compress.quantize.compare import (
                                        per_class_accuracy,
                                        score_drop,
 )
-from compress.quantize.convert import (
+from weightkit.compress.quantize.convert import (
                                        Conversion,
                                        convert_mode,
                                        convert_modes,
@@ -27,9 +27,9 @@ from compress.quantize.convert import (
                                        float_compute_ops,
                                        representative_dataset,
 )
-from compress.quantize.evaluate import TFLiteModel, dequantize_array, make_interpreter, quantize_array
-from compress.quantize.graph_scan import PURE_OPS, check_saved_model, unsafe_ops
-from compress.quantize.modes import (
+from weightkit.compress.quantize.evaluate import TFLiteModel, dequantize_array, make_interpreter, quantize_array
+from weightkit.compress.quantize.graph_scan import PURE_OPS, check_saved_model, unsafe_ops
+from weightkit.compress.quantize.modes import (
                                        DATA_FREE_MODES,
                                        MODE_NAMES,
                                        MODES,
@@ -37,19 +37,19 @@ from compress.quantize.modes import (
                                        configure_converter,
                                        parse_modes,
 )
-from compress.quantize.output import write_outputs
-from compress.quantize.pipeline import quantize_model, random_inputs
-from compress.quantize.results import ExportChoice, ModeResult, QuantizationReport, ReferenceResult
-from compress.quantize.sensitivity import (
+from weightkit.compress.quantize.output import write_outputs
+from weightkit.compress.quantize.pipeline import quantize_model, random_inputs
+from weightkit.compress.quantize.results import ExportChoice, ModeResult, QuantizationReport, ReferenceResult
+from weightkit.compress.quantize.sensitivity import (
     SENSITIVITY_MODES,
     LayerSensitivity,
     SensitivityReport,
     layer_sensitivity,
     mixed_precision,
 )
-from compress.quantize.sensitivity_run import quantize_sensitivity
-from compress.quantize.shapes import fix_to_data
-from compress.quantize.source import ModelSource, keras_source, saved_model_source
+from weightkit.compress.quantize.sensitivity_run import quantize_sensitivity
+from weightkit.compress.quantize.shapes import fix_to_data
+from weightkit.compress.quantize.source import ModelSource, keras_source, saved_model_source
 
 __all__ = [
     "Conversion", "DATA_FREE_MODES", "PURE_OPS", "check_saved_model", "unsafe_ops", "DROP_BASES", "ExportChoice",

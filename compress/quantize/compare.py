@@ -11,7 +11,7 @@ Nothing here knows about Keras or TFLite. What *agreement* means depends on the 
 
 import numpy as np
 
-from analysis.errors import WeightkitError
+from weightkit.analysis.errors import WeightkitError
 
 __all__ = ["OUTPUT_KINDS", "output_kind", "decision_threshold", "class_threshold", "agreement",
            "output_differences", "predicted_labels", "label_indices", "accuracy", "mean_absolute_error",
@@ -153,7 +153,7 @@ def per_class_accuracy(outputs, y, kind, n_classes, threshold=0.5):
 def compare_outputs(reference, candidate, y=None, *, task=None):
     """Two models' outputs on the same inputs: agreement, accuracy before and after, output error.
 
-    The comparison of a merged model with its original (:func:`compress.merge.report.compare_models`);
+    The comparison of a merged model with its original (:func:`weightkit.compress.merge.report.compare_models`);
     agreement and the binary decision threshold are those of the quantization comparison.
 
     Parameters

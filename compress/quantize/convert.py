@@ -15,15 +15,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis._tf import import_tensorflow, silenced_stderr, silenced_stdout
-from analysis.errors import WeightkitError
-from analysis.io import full_disk_errno
-from analysis.loading import walk_layers
-from compress.quantize.diagnose import describe, flex_ops, float_ops, layer_in
-from compress.quantize.fused import allocation_error, fused_op_counts
-from compress.quantize.fused_plan import recurrent_plan
-from compress.quantize.modes import MODES, configure_converter
-from compress.quantize.unroll import UNROLL_MAX_STEPS
+from weightkit.analysis._tf import import_tensorflow, silenced_stderr, silenced_stdout
+from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.io import full_disk_errno
+from weightkit.analysis.loading import walk_layers
+from weightkit.compress.quantize.diagnose import describe, flex_ops, float_ops, layer_in
+from weightkit.compress.quantize.fused import allocation_error, fused_op_counts
+from weightkit.compress.quantize.fused_plan import recurrent_plan
+from weightkit.compress.quantize.modes import MODES, configure_converter
+from weightkit.compress.quantize.unroll import UNROLL_MAX_STEPS
 
 __all__ = ["UNROLL_MAX_STEPS", "Conversion", "convert_mode", "convert_modes", "converter_reason", "float_compute_ops",
            "representative_dataset"]
@@ -165,7 +165,7 @@ def float_compute_ops(content):
     -------
     list of str
         Sorted op names whose outputs are float (QUANTIZE, DEQUANTIZE and SHAPE excepted).
-        Empty for a model that is integer throughout. :func:`~compress.quantize.diagnose.float_ops`
+        Empty for a model that is integer throughout. :func:`~weightkit.compress.quantize.diagnose.float_ops`
         also names their layers.
     """
     return sorted({op for op, _ in float_ops(content)})
@@ -198,7 +198,7 @@ def convert_mode(mode, *, saved_model_dir=None, keras_model=None, representative
     Parameters
     ----------
     mode : str
-        A key of :data:`~compress.quantize.modes.MODES`.
+        A key of :data:`~weightkit.compress.quantize.modes.MODES`.
     saved_model_dir : str, default=None
         Tried first when given.
     keras_model : keras.Model, default=None
@@ -323,7 +323,7 @@ def convert_modes(source, modes, *, calibration=None, calibration_samples=200, s
         Receives a sentence on how recurrent layers were converted.
     fuse : bool, default=True
         Convert LSTM and SimpleRNN layers to TFLite's fused recurrent ops where they can be
-        (:mod:`compress.quantize.fused_plan`); False unrolls them (up to 64 steps) as before, for a
+        (:mod:`weightkit.compress.quantize.fused_plan`); False unrolls them (up to 64 steps) as before, for a
         tool that reads the model op by op (ai-edge-quantizer has no fused LSTM support).
 
     Returns

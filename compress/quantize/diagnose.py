@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 
-from compress.quantize.evaluate import make_interpreter
+from weightkit.compress.quantize.evaluate import make_interpreter
 
 __all__ = ["describe", "flex_ops", "float_ops", "layer_in"]
 

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from analysis._tf import import_tensorflow, silenced_stderr
+from weightkit.analysis._tf import import_tensorflow, silenced_stderr
 
 __all__ = ["make_interpreter", "TFLiteModel", "quantize_array", "dequantize_array", "time_calls"]
 

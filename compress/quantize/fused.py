@@ -10,22 +10,22 @@ plus the attributes ``time_major`` and ``go_backwards``. It needs a static batch
 length and erases the function's body: the body here (a loop with the math of Keras' LSTMCell,
 gates in the order input, forget, cell, output) only runs in TensorFlow. A SimpleRNN: the stub op
 of TF 1's OpHint tooling, which the converter legalizes to UNIDIRECTIONAL_SEQUENCE_RNN
-(:mod:`compress.quantize.fused_rnn`). GRU has neither: no fused TFLite op exists for it.
+(:mod:`weightkit.compress.quantize.fused_rnn`). GRU has neither: no fused TFLite op exists for it.
 
 :func:`fused_copy` clones a model with each fusable LSTM, SimpleRNN and Bidirectional wrapper of
 them replaced by such a layer, the same weights, every other layer cloned as it is. The fused ops
 keep their state in variable tensors that persist between ``invoke()`` calls: reset them
-(``reset_all_variables()``) before each sequence, as :class:`~compress.quantize.evaluate.TFLiteModel`
+(``reset_all_variables()``) before each sequence, as :class:`~weightkit.compress.quantize.evaluate.TFLiteModel`
 does. BIDIRECTIONAL_SEQUENCE_LSTM is not emitted: a Bidirectional layer becomes two unidirectional ops.
 """
 
 import functools
 import uuid
 
-from analysis._tf import import_keras, import_tensorflow, silenced_stderr
-from analysis.loading import walk_layers
-from compress.quantize.evaluate import make_interpreter
-from compress.quantize.fused_rnn import stub_rnn_sequences
+from weightkit.analysis._tf import import_keras, import_tensorflow, silenced_stderr
+from weightkit.analysis.loading import walk_layers
+from weightkit.compress.quantize.evaluate import make_interpreter
+from weightkit.compress.quantize.fused_rnn import stub_rnn_sequences
 
 __all__ = ["FUSED_OPS", "FusionRefused", "allocation_error", "converter_input", "fused_copy", "fused_op_counts",
            "fusion_refusal", "static_signature"]
@@ -103,7 +103,7 @@ def converter_input(layer, keras=None):
     """``"graph_def"`` for a SimpleRNN (or a Bidirectional one), ``"saved_model"`` for an LSTM.
 
     The LSTM's composite function must survive until the converter sees it (freezing inlines it);
-    the SimpleRNN's stub op cannot be loaded from a SavedModel (:mod:`compress.quantize.fused_rnn`).
+    the SimpleRNN's stub op cannot be loaded from a SavedModel (:mod:`weightkit.compress.quantize.fused_rnn`).
     """
     keras = keras or import_keras()
     inner = layer.forward_layer if isinstance(layer, keras.layers.Bidirectional) else layer

@@ -2,19 +2,19 @@
 
 First choice: every recurrent layer an LSTM or SimpleRNN (or a Bidirectional one) that the
 converter fuses into UNIDIRECTIONAL_SEQUENCE_LSTM / UNIDIRECTIONAL_SEQUENCE_RNN
-(:mod:`compress.quantize.fused`), at any sequence length, exported at a static batch of 1. A mode
+(:mod:`weightkit.compress.quantize.fused`), at any sequence length, exported at a static batch of 1. A mode
 that does not come out fused (:data:`KNOWN_UNFUSED`, or a conversion that fails or is not fused),
 and a model with a GRU, several inputs or an option the fused op lacks, take the fallback: unrolled
-up to :data:`~compress.quantize.unroll.UNROLL_MAX_STEPS` steps, beyond that kept rolled in a frozen
+up to :data:`~weightkit.compress.quantize.unroll.UNROLL_MAX_STEPS` steps, beyond that kept rolled in a frozen
 function of batch 1 (float modes only).
 """
 
-from analysis.errors import WeightkitError
-from analysis.loading import walk_layers
-from compress.quantize.fused import FusionRefused, converter_input, fused_copy, static_signature
-from compress.quantize.fused_rnn import frozen_graph
-from compress.quantize.modes import MODES
-from compress.quantize.unroll import UNROLL_MAX_STEPS, frozen_function, recurrent_layers, unrolled_copy
+from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.loading import walk_layers
+from weightkit.compress.quantize.fused import FusionRefused, converter_input, fused_copy, static_signature
+from weightkit.compress.quantize.fused_rnn import frozen_graph
+from weightkit.compress.quantize.modes import MODES
+from weightkit.compress.quantize.unroll import UNROLL_MAX_STEPS, frozen_function, recurrent_layers, unrolled_copy
 
 __all__ = ["KNOWN_UNFUSED", "RecurrentPlan", "recurrent_plan"]
 
@@ -47,7 +47,7 @@ class RecurrentPlan:
         Its static input specs (batch 1), as ``model.export`` takes them.
     fused_graph : tuple or None
         For SimpleRNN layers: ``(graph_def, inputs, outputs)`` of the copy frozen at that signature
-        (:func:`~compress.quantize.fused_rnn.frozen_graph`), converted instead of a SavedModel.
+        (:func:`~weightkit.compress.quantize.fused_rnn.frozen_graph`), converted instead of a SavedModel.
     refusal : str or None
         Why nothing is fused (a layer and its option, several inputs, or the export's failure).
     fused_modes : dict of str to dict

@@ -16,7 +16,7 @@ converter leaves the op float in an int8 model.
 
 import functools
 
-from analysis._tf import import_tensorflow
+from weightkit.analysis._tf import import_tensorflow
 
 __all__ = ["CONVERTER_OP", "STUB_OP", "frozen_graph", "register_stub", "stub_rnn_sequences"]
 
@@ -55,9 +55,9 @@ def frozen_graph(model, signature):
     Parameters
     ----------
     model : keras.Model
-        A copy from :func:`~compress.quantize.fused.fused_copy`.
+        A copy from :func:`~weightkit.compress.quantize.fused.fused_copy`.
     signature : list
-        Static shapes, as :func:`~compress.quantize.fused.static_signature` gives them (one argument).
+        Static shapes, as :func:`~weightkit.compress.quantize.fused.static_signature` gives them (one argument).
 
     Returns
     -------

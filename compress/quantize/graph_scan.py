@@ -12,7 +12,7 @@ saver definition points at and nothing else calls.
 
 import os
 
-from analysis.errors import WeightkitError
+from weightkit.analysis.errors import WeightkitError
 
 __all__ = ["CHECKPOINT_OPS", "PURE_OPS", "check_saved_model", "saved_model_ops", "unsafe_ops"]
 

@@ -7,8 +7,8 @@ such inputs and the layers that read them, so the report can say so.
 
 import numpy as np
 
-from analysis.errors import WeightkitError
-from analysis.graph import ModelGraph
+from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.graph import ModelGraph
 
 __all__ = ["integer_input_notes", "integer_inputs"]
 

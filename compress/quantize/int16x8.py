@@ -14,22 +14,22 @@ Two failures are known (measured 2026-12-01, TF 2.21):
 
 In both cases :func:`rescue_int16x8` replaces the converter's result with the quantizer's and
 says so in a note; its calibration widens empty ranges
-(:func:`~compress.quantize.litert_quantizer.widen_empty_ranges`), which keeps that bias: the same
+(:func:`~weightkit.compress.quantize.litert_quantizer.widen_empty_ranges`), which keeps that bias: the same
 GRU agrees 1.0, mean error 0.0016. An LSTM the converter fused (UNIDIRECTIONAL_SEQUENCE_LSTM, which
 the quantizer cannot take in 16x8) is converted again unrolled first when it has at most
-:data:`~compress.quantize.unroll.UNROLL_MAX_STEPS` steps. The quantizer keeps the FILL that makes
+:data:`~weightkit.compress.quantize.unroll.UNROLL_MAX_STEPS` steps. The quantizer keeps the FILL that makes
 a recurrent layer's zero initial state in float (a constant, no arithmetic) and gives the model an
 int16 output (dequantized with its scale when the model is run here).
 """
 
 import numpy as np
 
-from compress.quantize.convert import Conversion, convert_modes
-from compress.quantize.diagnose import describe, float_ops
-from compress.quantize.evaluate import make_interpreter
-from compress.quantize.fused import fused_op_counts
-from compress.quantize.litert_quantizer import calibrate, calibration_feed, quantize_with
-from compress.quantize.unroll import UNROLL_MAX_STEPS
+from weightkit.compress.quantize.convert import Conversion, convert_modes
+from weightkit.compress.quantize.diagnose import describe, float_ops
+from weightkit.compress.quantize.evaluate import make_interpreter
+from weightkit.compress.quantize.fused import fused_op_counts
+from weightkit.compress.quantize.litert_quantizer import calibrate, calibration_feed, quantize_with
+from weightkit.compress.quantize.unroll import UNROLL_MAX_STEPS
 
 __all__ = ["float32_content", "float32_for_quantizer", "nan_scale_tensors", "rescue_int16x8"]
 
@@ -62,7 +62,7 @@ def float32_for_quantizer(conversions, source, verbose=False, notes=None):
     It has no recipe for TFLite's fused recurrent ops (UNIDIRECTIONAL_SEQUENCE_LSTM, ..._RNN): a
     model whose recurrent layers the converter fused is converted again unrolled
     (``convert_modes(..., fuse=False)``) when its sequence has at most
-    :data:`~compress.quantize.unroll.UNROLL_MAX_STEPS` steps; a longer one keeps the fused op, which
+    :data:`~weightkit.compress.quantize.unroll.UNROLL_MAX_STEPS` steps; a longer one keeps the fused op, which
     then stays float (said in ``notes``).
 
     Returns
@@ -108,7 +108,7 @@ def rescue_int16x8(conversions, source, calibration, *, calibration_samples=200,
     Parameters
     ----------
     conversions : list of Conversion
-        From :func:`~compress.quantize.convert.convert_modes`; changed in place.
+        From :func:`~weightkit.compress.quantize.convert.convert_modes`; changed in place.
     source : ModelSource
     calibration : ndarray or list of ndarray
         Training inputs (the same sample size and seed as the converter's representative dataset).

@@ -11,9 +11,9 @@ quantizer fails (:mod:`.int16x8`).
 
 import numpy as np
 
-from analysis.errors import WeightkitError
-from compress.quantize.convert import _quiet, representative_dataset
-from compress.quantize.evaluate import make_interpreter
+from weightkit.analysis.errors import WeightkitError
+from weightkit.compress.quantize.convert import _quiet, representative_dataset
+from weightkit.compress.quantize.evaluate import make_interpreter
 
 __all__ = ["calibrate", "calibration_feed", "output_tensor_names", "quantize_with", "signature_inputs",
            "widen_empty_ranges"]

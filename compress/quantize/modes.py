@@ -18,8 +18,8 @@ int16x8    ``DEFAULT`` + representative dataset + ``supported_ops=[EXPERIMENTAL_
 
 from dataclasses import dataclass
 
-from analysis._tf import import_tensorflow
-from analysis.errors import WeightkitError
+from weightkit.analysis._tf import import_tensorflow
+from weightkit.analysis.errors import WeightkitError
 
 __all__ = ["DATA_FREE_MODES", "MODES", "MODE_NAMES", "TFLITE_MODES", "QuantizationMode", "configure_converter",
            "mode_file", "parse_modes"]
@@ -42,7 +42,7 @@ class QuantizationMode:
         What converts and runs it: the TFLite converter and LiteRT, Keras' own
         ``model.quantize`` (a ``.keras`` file run by Keras), or ``model.export(format="onnx")``
         run in onnxruntime; ``mixed`` is a TFLite model quantized per layer after conversion
-        (:mod:`compress.quantize.sensitivity`).
+        (:mod:`weightkit.compress.quantize.sensitivity`).
     """
 
     name: str

@@ -6,8 +6,8 @@
   Embedding; every other layer with weights stays float and is listed.
 - ``onnx``: ``model.export(path, format="onnx")`` (tf2onnx), run in onnxruntime.
 
-Each conversion returns a :class:`~compress.quantize.convert.Conversion` with the file's bytes
-and a runner with the interface of :class:`~compress.quantize.evaluate.TFLiteModel`
+Each conversion returns a :class:`~weightkit.compress.quantize.convert.Conversion` with the file's bytes
+and a runner with the interface of :class:`~weightkit.compress.quantize.evaluate.TFLiteModel`
 (``predict``, ``latency_ms``, ``throughput``).
 """
 
@@ -18,11 +18,11 @@ import warnings
 
 import numpy as np
 
-from analysis._tf import import_keras, silenced_stderr, silenced_stdout
-from analysis.batches import n_samples, rows
-from analysis.loading import walk_layers
-from compress.quantize.convert import Conversion, converter_reason
-from compress.quantize.evaluate import time_calls
+from weightkit.analysis._tf import import_keras, silenced_stderr, silenced_stdout
+from weightkit.analysis.batches import n_samples, rows
+from weightkit.analysis.loading import walk_layers
+from weightkit.compress.quantize.convert import Conversion, converter_reason
+from weightkit.compress.quantize.evaluate import time_calls
 
 __all__ = ["KERAS_KINDS", "KerasRunner", "OnnxRunner", "convert_keras_mode", "convert_onnx", "keras_skipped"]
 

@@ -1,12 +1,12 @@
 """Write a quantization comparison: the ``.tflite`` files and ``comparison.json``.
 
-The plot of the comparison is drawn by :func:`reports.quantize_plot.plot_comparison`.
+The plot of the comparison is drawn by :func:`weightkit.reports.quantize_plot.plot_comparison`.
 """
 
 import os
 
-from analysis.io import atomic_write_bytes, atomic_write_json
-from compress.quantize.modes import mode_file
+from weightkit.analysis.io import atomic_write_bytes, atomic_write_json
+from weightkit.compress.quantize.modes import mode_file
 
 __all__ = ["write_outputs"]
 
@@ -18,9 +18,9 @@ def write_outputs(report, contents, directory):
     ----------
     report : QuantizationReport
     contents : dict of str to bytes
-        From :func:`~compress.quantize.pipeline.quantize_model`.
+        From :func:`~weightkit.compress.quantize.pipeline.quantize_model`.
     directory : str
-        An existing folder (the temporary one of :func:`analysis.io.atomic_directory`).
+        An existing folder (the temporary one of :func:`weightkit.analysis.io.atomic_directory`).
 
     Returns
     -------

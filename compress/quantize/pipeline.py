@@ -9,13 +9,13 @@ import os
 
 import numpy as np
 
-from analysis.batches import n_samples, take
-from analysis.data import Dataset
-from analysis.data_checks import output_activations
-from analysis.errors import WeightkitError
-from analysis.inputs import as_dataset, as_inputs, as_model, is_path
-from analysis.loading import is_saved_model_dir
-from compress.quantize.compare import (
+from weightkit.analysis.batches import n_samples, take
+from weightkit.analysis.data import Dataset
+from weightkit.analysis.data_checks import output_activations
+from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.inputs import as_dataset, as_inputs, as_model, is_path
+from weightkit.analysis.loading import is_saved_model_dir
+from weightkit.compress.quantize.compare import (
     accuracy,
     agreement,
     choose_export,
@@ -28,18 +28,18 @@ from compress.quantize.compare import (
     per_element,
     score_drop,
 )
-from compress.quantize.convert import Conversion, convert_modes
-from compress.quantize.evaluate import TFLiteModel, time_calls
-from compress.quantize.inputs import integer_input_notes
-from compress.quantize.int16x8 import float32_for_quantizer, rescue_int16x8
-from compress.quantize.modes import MODE_NAMES, MODES, mode_file
-from compress.quantize.native import convert_keras_mode, convert_onnx
-from compress.quantize.results import ExportChoice, ModeResult, QuantizationReport, ReferenceResult
-from compress.quantize.sampling import UNIFORM, input_sampler, random_inputs
-from compress.quantize.sensitivity_run import run_sensitivity
-from compress.quantize.shapes import fix_to_data
-from compress.quantize.signature import SignatureModel
-from compress.quantize.source import ModelSource, keras_source, output_names, saved_model_source
+from weightkit.compress.quantize.convert import Conversion, convert_modes
+from weightkit.compress.quantize.evaluate import TFLiteModel, time_calls
+from weightkit.compress.quantize.inputs import integer_input_notes
+from weightkit.compress.quantize.int16x8 import float32_for_quantizer, rescue_int16x8
+from weightkit.compress.quantize.modes import MODE_NAMES, MODES, mode_file
+from weightkit.compress.quantize.native import convert_keras_mode, convert_onnx
+from weightkit.compress.quantize.results import ExportChoice, ModeResult, QuantizationReport, ReferenceResult
+from weightkit.compress.quantize.sampling import UNIFORM, input_sampler, random_inputs
+from weightkit.compress.quantize.sensitivity_run import run_sensitivity
+from weightkit.compress.quantize.shapes import fix_to_data
+from weightkit.compress.quantize.signature import SignatureModel
+from weightkit.compress.quantize.source import ModelSource, keras_source, output_names, saved_model_source
 
 __all__ = ["quantize_model", "random_inputs", "RANDOM_INPUTS"]
 
@@ -149,10 +149,10 @@ def quantize_model(model, modes=MODE_NAMES, data=None, *, calibration_samples=20
     Parameters
     ----------
     model : keras.Model, ModelSource, str or os.PathLike
-        A Keras model; a ``.keras`` / ``.h5`` path (loaded with :func:`analysis.load_model`, safe
+        A Keras model; a ``.keras`` / ``.h5`` path (loaded with :func:`weightkit.analysis.load_model`, safe
         mode unless ``unsafe``); a SavedModel folder; or a source from
-        :func:`~compress.quantize.source.keras_source` /
-        :func:`~compress.quantize.source.saved_model_source`.
+        :func:`~weightkit.compress.quantize.source.keras_source` /
+        :func:`~weightkit.compress.quantize.source.saved_model_source`.
     modes : sequence of str, default=all modes
     data : Dataset, ndarray, str or os.PathLike, default=None
         A dataset fitted to the model's input, or a data specification loaded for the model: its
@@ -164,7 +164,7 @@ def quantize_model(model, modes=MODE_NAMES, data=None, *, calibration_samples=20
         Size of the seeded random sample of training inputs used as representative dataset.
     max_drop : float, default=1.0
         Largest acceptable drop for the automatic export choice (see
-        :data:`~compress.quantize.compare.DROP_BASES` for the unit).
+        :data:`~weightkit.compress.quantize.compare.DROP_BASES` for the unit).
     export : str, default=None
         Export this mode instead of choosing.
     seed : int, default=0

@@ -3,7 +3,7 @@
 import math
 from dataclasses import dataclass, field
 
-from compress.quantize.compare import DROP_BASES
+from weightkit.compress.quantize.compare import DROP_BASES
 
 __all__ = ["ReferenceResult", "ModeResult", "ExportChoice", "QuantizationReport"]
 
@@ -68,7 +68,7 @@ class ModeResult:
         ``bytes`` / the float32 TFLite model's bytes (None when float32 was not converted).
     accuracy, mae : float or None
     agreement : float or None
-        See :mod:`compress.quantize.compare` for its meaning per output kind.
+        See :mod:`weightkit.compress.quantize.compare` for its meaning per output kind.
     max_abs_diff, mean_abs_diff : float or None
         |TFLite output − reference output| over every output value.
     per_class_accuracy_change : list of float or None

@@ -8,8 +8,8 @@ layer reading the input and draws accordingly; agreement on random inputs stays 
 
 import numpy as np
 
-from analysis.errors import WeightkitError
-from analysis.graph import ModelGraph
+from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.graph import ModelGraph
 
 __all__ = ["UNIFORM", "input_sampler", "random_inputs"]
 

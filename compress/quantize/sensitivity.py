@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from analysis.errors import WeightkitError
-from compress.quantize.compare import accuracy, agreement, output_differences, per_element
-from compress.quantize.evaluate import TFLiteModel
-from compress.quantize.litert_quantizer import calibrate, quantize_with
-from compress.quantize.signature import SignatureModel
+from weightkit.analysis.errors import WeightkitError
+from weightkit.compress.quantize.compare import accuracy, agreement, output_differences, per_element
+from weightkit.compress.quantize.evaluate import TFLiteModel
+from weightkit.compress.quantize.litert_quantizer import calibrate, quantize_with
+from weightkit.compress.quantize.signature import SignatureModel
 
 __all__ = ["COMBINED", "SENSITIVITY_MODES", "LayerSensitivity", "OutputScoring", "SensitivityReport",
            "layer_sensitivity", "mixed_precision", "sensitivity_key"]
@@ -182,7 +182,7 @@ def layer_sensitivity(float_content, layer_names, feed, x, outputs, *, input_nam
         The Keras layers to try (those with weights).
     feed : dict
         Calibration inputs by signature and input name
-        (:func:`~compress.quantize.litert_quantizer.calibration_feed`).
+        (:func:`~weightkit.compress.quantize.litert_quantizer.calibration_feed`).
     x : ndarray of shape (m, ...) or list of them
         Evaluation inputs (one array per input when ``input_names`` is given).
     outputs : list of OutputScoring
@@ -192,7 +192,7 @@ def layer_sensitivity(float_content, layer_names, feed, x, outputs, *, input_nam
         With several inputs or outputs: the signature's input names, in model order.
     output_tensors : dict of str to list of str, default=None
         For each layer that writes a model output, that output's tensor name in the ``.tflite``
-        (:func:`~compress.quantize.litert_quantizer.output_tensor_names`): the op writing it
+        (:func:`~weightkit.compress.quantize.litert_quantizer.output_tensor_names`): the op writing it
         does not carry the layer's name, and is quantized with the layer only through it.
     mode : {"int8", "int4", "int16x8"}, default="int8"
         The recipe each layer is quantized with (:data:`SENSITIVITY_MODES`).

@@ -1,30 +1,30 @@
 """Sensitivity and the mixed model for a whole model: the glue between a source and :mod:`.sensitivity`.
 
 :func:`quantize_sensitivity` is the entry point for other packages (a model and its data in, a
-:class:`~compress.quantize.sensitivity.SensitivityReport` out); :func:`run_sensitivity` is what
-:func:`~compress.quantize.pipeline.quantize_model` calls with what it has already measured.
+:class:`~weightkit.compress.quantize.sensitivity.SensitivityReport` out); :func:`run_sensitivity` is what
+:func:`~weightkit.compress.quantize.pipeline.quantize_model` calls with what it has already measured.
 """
 
 import numpy as np
 
-from analysis.data_checks import output_activations
-from analysis.errors import WeightkitError
-from analysis.graph import ModelGraph
-from analysis.loading import walk_layers
-from compress.quantize.compare import class_threshold, output_kind
-from compress.quantize.convert import convert_modes
-from compress.quantize.int16x8 import float32_for_quantizer
-from compress.quantize.litert_quantizer import calibration_feed, output_tensor_names
-from compress.quantize.sensitivity import OutputScoring, layer_sensitivity, mixed_precision
-from compress.quantize.shapes import fix_to_data
-from compress.quantize.source import output_names
+from weightkit.analysis.data_checks import output_activations
+from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.graph import ModelGraph
+from weightkit.analysis.loading import walk_layers
+from weightkit.compress.quantize.compare import class_threshold, output_kind
+from weightkit.compress.quantize.convert import convert_modes
+from weightkit.compress.quantize.int16x8 import float32_for_quantizer
+from weightkit.compress.quantize.litert_quantizer import calibration_feed, output_tensor_names
+from weightkit.compress.quantize.sensitivity import OutputScoring, layer_sensitivity, mixed_precision
+from weightkit.compress.quantize.shapes import fix_to_data
+from weightkit.compress.quantize.source import output_names
 
 __all__ = ["quantize_sensitivity", "run_sensitivity", "weighted_layers"]
 
 
 def weighted_layers(keras_model):
     """Names of the leaf layers that hold weights, in model order."""
-    from analysis._tf import import_keras
+    from weightkit.analysis._tf import import_keras
 
     keras = import_keras()
     return [layer.name for layer in walk_layers(keras_model)
@@ -85,7 +85,7 @@ def run_sensitivity(source, float_content, calibration, x, reference, *, y=None,
     task : {"classification", "regression"}, default=None
         The data's task (for the first output).
     mode : {"int8", "int4", "int16x8"}, default="int8"
-        Each layer's recipe (:data:`~compress.quantize.sensitivity.SENSITIVITY_MODES`); the mixed
+        Each layer's recipe (:data:`~weightkit.compress.quantize.sensitivity.SENSITIVITY_MODES`); the mixed
         model quantizes its other layers the same way.
     """
     if source.keras_model is None:
@@ -113,7 +113,7 @@ def quantize_sensitivity(model, data, *, mixed=False, max_drop=1.0, calibration_
     model : keras.Model, str or os.PathLike
         One or several inputs and outputs.
     data : Dataset, str or os.PathLike
-        Labelled data fitted to the model (a :class:`analysis.data.Dataset` or a specification).
+        Labelled data fitted to the model (a :class:`weightkit.analysis.data.Dataset` or a specification).
     mixed : bool, default=False
     max_drop : float, default=1.0
         Accuracy drop in points allowed for the mixed model.
@@ -133,8 +133,8 @@ def quantize_sensitivity(model, data, *, mixed=False, max_drop=1.0, calibration_
     >>> report, _ = quantize_sensitivity(model, "sklearn:digits")  # doctest: +SKIP
     >>> [(row.name, row.accuracy_drop) for row in report.layers]  # doctest: +SKIP
     """
-    from analysis.inputs import as_dataset, as_model
-    from compress.quantize.source import keras_source
+    from weightkit.analysis.inputs import as_dataset, as_model
+    from weightkit.compress.quantize.source import keras_source
 
     loaded = as_model(model)
     dataset = as_dataset(data, loaded.model, seed=seed)

@@ -11,8 +11,8 @@ input and ``--data``.
 
 import numpy as np
 
-from analysis._tf import import_keras
-from analysis.errors import WeightkitError
+from weightkit.analysis._tf import import_keras
+from weightkit.analysis.errors import WeightkitError
 
 __all__ = ["fix_to_data", "refuse_unknown", "unknown_inputs"]
 
@@ -114,7 +114,7 @@ def fix_to_data(source, x, origin="--data"):
         One per input that was fixed: ``"input series: sequence length fixed to 10 from --data
         ...; the .tflite files take only that length"``.
     """
-    from compress.quantize.source import keras_source
+    from weightkit.compress.quantize.source import keras_source
 
     unknown = unknown_inputs(source)
     if not unknown:

@@ -4,7 +4,7 @@
 layers and its outputs ``output_0``, ``output_1``... in model order, so each input tensor is fed
 by name (never by position in the interpreter's tensor list) and the outputs come back in model
 order. The signature runner resizes the batch itself. Quantized tensors are quantized and
-dequantized as in :class:`compress.quantize.evaluate.TFLiteModel`; integer inputs without a scale
+dequantized as in :class:`weightkit.compress.quantize.evaluate.TFLiteModel`; integer inputs without a scale
 (token ids) are passed as integers.
 """
 
@@ -12,9 +12,9 @@ import contextlib
 
 import numpy as np
 
-from analysis._tf import silenced_stderr
-from analysis.batches import n_samples, rows
-from compress.quantize.evaluate import dequantize_array, make_interpreter, quantize_array, time_calls
+from weightkit.analysis._tf import silenced_stderr
+from weightkit.analysis.batches import n_samples, rows
+from weightkit.compress.quantize.evaluate import dequantize_array, make_interpreter, quantize_array, time_calls
 
 __all__ = ["SignatureModel"]
 

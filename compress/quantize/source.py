@@ -11,11 +11,11 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from analysis._tf import import_tensorflow, silenced_stderr
-from analysis.batches import n_samples, rows
-from analysis.errors import WeightkitError
-from analysis.graph import ModelGraph
-from compress.quantize.graph_scan import check_saved_model
+from weightkit.analysis._tf import import_tensorflow, silenced_stderr
+from weightkit.analysis.batches import n_samples, rows
+from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.graph import ModelGraph
+from weightkit.compress.quantize.graph_scan import check_saved_model
 
 __all__ = ["ModelSource", "keras_source", "saved_model_source", "output_names", "path_bytes", "probe_activation"]
 
@@ -102,9 +102,9 @@ class ModelSource:
         return self._call(x if isinstance(x, list) else np.asarray(x, dtype=np.float32))
 
     def shape_view(self):
-        """A stand-in for a Keras model in the shared data checks (:mod:`analysis.data`).
+        """A stand-in for a Keras model in the shared data checks (:mod:`weightkit.analysis.data`).
 
-        It has what :func:`analysis.data.load_data_for_model` reads from a model: ``name``,
+        It has what :func:`weightkit.analysis.data.load_data_for_model` reads from a model: ``name``,
         ``inputs[0].shape``, ``outputs[0].shape`` and a last layer whose activation is
         :attr:`final_activation` (``"linear"`` when unknown).
         """
@@ -143,7 +143,7 @@ def keras_source(model, path=None):
     """A :class:`ModelSource` for a Keras model (loaded from ``path`` when given).
 
     A variable-size input (``keras.Input((None, 3))``) is kept as it is: the pipeline fixes it to
-    its data's shape (:func:`~compress.quantize.shapes.fix_to_data`) or refuses it without data.
+    its data's shape (:func:`~weightkit.compress.quantize.shapes.fix_to_data`) or refuses it without data.
     """
     name = path or model.name
     inputs, outputs = list(model.inputs)[0], list(model.outputs)[0]
@@ -191,7 +191,7 @@ def saved_model_source(path, unsafe=False):
     unsafe : bool, default=False
         Run the SavedModel even when its graph holds ops that are not pure math (file, network,
         process or Python ops); without it such a graph is refused before anything of it runs
-        (:func:`~compress.quantize.graph_scan.check_saved_model`).
+        (:func:`~weightkit.compress.quantize.graph_scan.check_saved_model`).
     """
     check_saved_model(path, unsafe=unsafe)
     tf = import_tensorflow()

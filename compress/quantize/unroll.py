@@ -6,8 +6,8 @@ recurrent layer's config, the same weights convert in every mode (float32, dynam
 the batch stays resizable (see /work/shared/NOTES.md). Unrolling needs a fixed sequence length.
 """
 
-from analysis._tf import import_keras, import_tensorflow
-from analysis.loading import walk_layers
+from weightkit.analysis._tf import import_keras, import_tensorflow
+from weightkit.analysis.loading import walk_layers
 
 __all__ = ["UNROLL_MAX_STEPS", "frozen_function", "recurrent_layers", "unrolled_copy"]
 

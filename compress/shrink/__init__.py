@@ -7,14 +7,14 @@
 (resume by stage), :mod:`.result` (what is reported).
 """
 
-from compress.shrink.allocation import Allocation, greedy_path
-from compress.shrink.costs import TARGETS, model_cost, multiply_adds
-from compress.shrink.distill import DistillResult, distill, soft_targets
-from compress.shrink.pipeline import DEFAULT_MODES, ShrinkOutcome, shrink_model
-from compress.shrink.result import Candidate, ShrinkResult
-from compress.shrink.scores import as_probabilities, score_outputs
-from compress.shrink.sensitivity import DEFAULT_FRACTIONS, LayerSensitivity, measure_sensitivity, merge_allocation
-from compress.shrink.splits import ShrinkSplits, split_for_shrink
+from weightkit.compress.shrink.allocation import Allocation, greedy_path
+from weightkit.compress.shrink.costs import TARGETS, model_cost, multiply_adds
+from weightkit.compress.shrink.distill import DistillResult, distill, soft_targets
+from weightkit.compress.shrink.pipeline import DEFAULT_MODES, ShrinkOutcome, shrink_model
+from weightkit.compress.shrink.result import Candidate, ShrinkResult
+from weightkit.compress.shrink.scores import as_probabilities, score_outputs
+from weightkit.compress.shrink.sensitivity import DEFAULT_FRACTIONS, LayerSensitivity, measure_sensitivity, merge_allocation
+from weightkit.compress.shrink.splits import ShrinkSplits, split_for_shrink
 
 __all__ = [
     "DEFAULT_FRACTIONS",

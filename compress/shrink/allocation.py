@@ -1,11 +1,11 @@
 """Which layers give up how many neurons: a greedy path through the per-layer sensitivity curves.
 
 Pure Python and numpy, no model: each layer is a list of levels ``(cost_removed, error)`` from
-:mod:`compress.shrink.sensitivity`, level 0 being ``(0, 0)``. :func:`greedy_path` starts with
+:mod:`weightkit.compress.shrink.sensitivity`, level 0 being ``(0, 0)``. :func:`greedy_path` starts with
 nothing removed and repeatedly takes the move with the smallest error increase per unit of cost
 removed (parameters, or multiply-adds for ``--target latency``), one layer moving to any of its
 deeper levels, until every layer is at its deepest. The path is a list of allocations, each
-removing more than the one before; :func:`compress.shrink.shrink_model` then searches it for the
+removing more than the one before; :func:`weightkit.compress.shrink.shrink_model` then searches it for the
 deepest allocation whose measured accuracy stays within the budget.
 
 Why greedy and not a knapsack: the per-layer errors are measured one layer at a time and do not

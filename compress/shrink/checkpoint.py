@@ -4,8 +4,8 @@ import json
 import os
 import shutil
 
-from analysis.errors import WeightkitError
-from analysis.io import atomic_path, atomic_write_json
+from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.io import atomic_path, atomic_write_json
 
 __all__ = ["STAGES", "Checkpoint"]
 
@@ -61,7 +61,7 @@ class Checkpoint:
 
     def model(self, name):
         """A model stored by :meth:`finish`, loaded (uncompiled)."""
-        from analysis.inputs import as_model
+        from weightkit.analysis.inputs import as_model
 
         return as_model(os.path.join(self.folder, f"{name}.keras")).model
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from analysis.errors import WeightkitError
-from analysis.graph import ModelGraph
+from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.graph import ModelGraph
 
 __all__ = ["TARGETS", "model_cost", "multiply_adds"]
 

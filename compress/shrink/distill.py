@@ -3,7 +3,7 @@
 The student (the merged model) learns the teacher's (the original's) softened probabilities,
 ``softmax(log p_teacher / T)``, mixed with the true labels: loss = α·T²·CE(soft teacher, soft
 student) + (1 − α)·CE(labels, student). It trains under the same ``tf.distribute`` strategy as
-``weightkit retrain`` (:func:`compress.decorrelate.training.choose_strategy`) and stops early on
+``weightkit retrain`` (:func:`weightkit.compress.decorrelate.training.choose_strategy`) and stops early on
 the validation split's accuracy, restoring the best epoch's weights.
 """
 
@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from analysis._tf import import_keras
-from compress.decorrelate.training import choose_strategy
-from compress.shrink.scores import predict_probabilities, score_outputs
+from weightkit.analysis._tf import import_keras
+from weightkit.compress.decorrelate.training import choose_strategy
+from weightkit.compress.shrink.scores import predict_probabilities, score_outputs
 
 __all__ = ["DistillResult", "distill", "soft_targets"]
 

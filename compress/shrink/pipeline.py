@@ -5,7 +5,7 @@
 3. ``search``: the greedy path through them (:mod:`.allocation`), searched by bisection for the
    deepest allocation whose validation drop, after a distillation fine-tune where the merge cost
    more than half the budget (:mod:`.distill`), stays within the merge share of the budget.
-4. ``quantize``: :func:`compress.quantize.quantize_model` on the chosen float model, the smallest
+4. ``quantize``: :func:`weightkit.compress.quantize.quantize_model` on the chosen float model, the smallest
    mode within the budget that remains, every ``.tflite`` run in LiteRT.
 
 Every choice reads the validation split; the test split is scored for the report only
@@ -14,20 +14,20 @@ Every choice reads the validation split; the test split is scored for the report
 
 import time
 
-from analysis.data_checks import output_activations
-from analysis.errors import WeightkitError
-from analysis.inputs import as_dataset, as_model
-from compress.quantize import TFLiteModel, quantize_model
-from compress.shrink.allocation import greedy_path
-from compress.shrink.checkpoint import STAGES, Checkpoint
-from compress.shrink.costs import TARGETS
-from compress.shrink.distill import distill
-from compress.shrink.result import FLOAT_BYTES, Candidate, ShrinkResult
-from compress.shrink.scores import predict_probabilities, score_outputs
-from compress.shrink.search import search_path
-from compress.shrink.sensitivity import DEFAULT_FRACTIONS, LayerSensitivity, measure_sensitivity
-from compress.shrink.splits import split_for_shrink
-from compress.shrink.strip import strip_names
+from weightkit.analysis.data_checks import output_activations
+from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.inputs import as_dataset, as_model
+from weightkit.compress.quantize import TFLiteModel, quantize_model
+from weightkit.compress.shrink.allocation import greedy_path
+from weightkit.compress.shrink.checkpoint import STAGES, Checkpoint
+from weightkit.compress.shrink.costs import TARGETS
+from weightkit.compress.shrink.distill import distill
+from weightkit.compress.shrink.result import FLOAT_BYTES, Candidate, ShrinkResult
+from weightkit.compress.shrink.scores import predict_probabilities, score_outputs
+from weightkit.compress.shrink.search import search_path
+from weightkit.compress.shrink.sensitivity import DEFAULT_FRACTIONS, LayerSensitivity, measure_sensitivity
+from weightkit.compress.shrink.splits import split_for_shrink
+from weightkit.compress.shrink.strip import strip_names
 
 __all__ = ["DEFAULT_MODES", "ShrinkOutcome", "shrink_model"]
 
@@ -75,11 +75,11 @@ def shrink_model(model, dataset, *, max_drop=1.0, target="size", fine_tune_epoch
     dataset : Dataset, str or os.PathLike
         Labelled classification data fitted to the model (or a data specification): its training
         split is cut into calibration, fine-tune and validation splits, its test split is the
-        final evaluation (:func:`compress.shrink.splits.split_for_shrink`).
+        final evaluation (:func:`weightkit.compress.shrink.splits.split_for_shrink`).
     max_drop : float, default=1.0
         Accuracy points the export may lose against the original on the validation split.
     target : {"size", "params", "latency"}, default="size"
-        What the allocation removes most of (:data:`compress.shrink.costs.TARGETS`); ``latency``
+        What the allocation removes most of (:data:`weightkit.compress.shrink.costs.TARGETS`); ``latency``
         also exports the fastest mode within the budget instead of the smallest.
     fine_tune_epochs : int, default=30
         Most epochs of the distillation fine-tune (early-stopped on validation); 0: none.
@@ -94,7 +94,7 @@ def shrink_model(model, dataset, *, max_drop=1.0, target="size", fine_tune_epoch
     max_probes : int, default=4
         Allocations the search merges (and fine-tunes) at most.
     temperature, alpha : float, default=4.0, 0.7
-        See :func:`compress.shrink.distill.distill`.
+        See :func:`weightkit.compress.shrink.distill.distill`.
     calibration_samples : int, default=200
         Representative dataset of the integer modes (from the calibration split).
     seed : int, default=0

@@ -72,9 +72,9 @@ class ShrinkResult:
     original : dict
         The original's accuracy (validation, test), parameters and float32 ``.tflite`` bytes.
     sensitivity : list of dict
-        :class:`compress.shrink.sensitivity.LayerSensitivity` as dicts.
+        :class:`weightkit.compress.shrink.sensitivity.LayerSensitivity` as dicts.
     path : list of dict
-        The greedy allocations (:class:`compress.shrink.allocation.Allocation`), with ``removals``.
+        The greedy allocations (:class:`weightkit.compress.shrink.allocation.Allocation`), with ``removals``.
     probes : list of dict
         Each allocation the search merged: its validation accuracy before and after fine-tuning,
         whether it stayed within the merge budget.

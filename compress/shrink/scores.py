@@ -63,7 +63,7 @@ def score_outputs(probabilities, y, teacher=None):
 
 
 def predict_probabilities(model, x, activation, batch_size=256):
-    """A Keras model's (or :class:`compress.quantize.TFLiteModel`'s) class probabilities on ``x``."""
+    """A Keras model's (or :class:`weightkit.compress.quantize.TFLiteModel`'s) class probabilities on ``x``."""
     try:
         outputs = model.predict(x, batch_size=batch_size, verbose=0)
     except TypeError:  # a TFLiteModel takes no verbose

@@ -1,14 +1,14 @@
 """Search the greedy path for the deepest allocation within the merge budget, fine-tuning where it pays.
 
 Bisection over the path's allocations: each probe merges the allocation into the original
-(:func:`compress.shrink.sensitivity.merge_allocation`), scores it on the validation split, and
+(:func:`weightkit.compress.shrink.sensitivity.merge_allocation`), scores it on the validation split, and
 fine-tunes it by distillation when its drop exceeds half of ``max_drop`` (or always / never). A
 probe within the budget moves the lower end up, one beyond it the upper end down: the path
 removes more at every step, so its accuracy falls roughly monotonically.
 """
 
-from compress.shrink.scores import predict_probabilities, score_outputs
-from compress.shrink.sensitivity import merge_allocation
+from weightkit.compress.shrink.scores import predict_probabilities, score_outputs
+from weightkit.compress.shrink.sensitivity import merge_allocation
 
 __all__ = ["search_path"]
 

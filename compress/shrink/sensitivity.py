@@ -1,18 +1,18 @@
 """Per-layer merge sensitivity: the validation error of merging a fraction of one layer, data-aware.
 
 For each mergeable layer (or coupled channel group, as one unit) and each fraction of its
-neurons, :func:`compress.merge.merge_by_data` removes that fraction of that layer alone (fitted
+neurons, :func:`weightkit.compress.merge.merge_by_data` removes that fraction of that layer alone (fitted
 on the calibration split) and the merged model is scored on the validation split against the original (accuracy, agreement, KL
-divergence). The curves feed :func:`compress.shrink.allocation.greedy_path`.
+divergence). The curves feed :func:`weightkit.compress.shrink.allocation.greedy_path`.
 """
 
 from dataclasses import dataclass, field
 
-from analysis.errors import WeightkitError
-from compress.merge import merge_by_data, plan_groups
-from compress.merge.group_data import group_taps
-from compress.shrink.costs import model_cost
-from compress.shrink.scores import predict_probabilities, score_outputs
+from weightkit.analysis.errors import WeightkitError
+from weightkit.compress.merge import merge_by_data, plan_groups
+from weightkit.compress.merge.group_data import group_taps
+from weightkit.compress.shrink.costs import model_cost
+from weightkit.compress.shrink.scores import predict_probabilities, score_outputs
 
 __all__ = ["DEFAULT_FRACTIONS", "LayerSensitivity", "measure_sensitivity", "merge_allocation", "mergeable_layers"]
 
@@ -41,7 +41,7 @@ class LayerSensitivity:
     notes: list = field(default_factory=list)
 
     def levels(self, key="kl"):
-        """``[(0, 0), (cost_removed, error), ...]`` for :func:`~compress.shrink.allocation.greedy_path`."""
+        """``[(0, 0), (cost_removed, error), ...]`` for :func:`~weightkit.compress.shrink.allocation.greedy_path`."""
         return [(0.0, 0.0)] + [(float(p["cost_removed"]), float(p[key])) for p in self.points]
 
     def to_dict(self):
@@ -52,7 +52,7 @@ def mergeable_layers(model):
     """``{name: neurons}`` of the units data-aware merging can shrink (two neurons or more), in model order.
 
     A unit is a plain layer, or a coupled channel group (producers tied by a residual ``Add``, a
-    concatenation, depthwise filters; :func:`compress.merge.plan_groups`) named after its first
+    concatenation, depthwise filters; :func:`weightkit.compress.merge.plan_groups`) named after its first
     producer: ``merge_by_data(layers=[that name])`` merges the whole group, counted once.
     """
     plan = plan_groups(model)
@@ -118,7 +118,7 @@ def measure_sensitivity(model, x_calibration, x_validation, y_validation, teache
     teacher : ndarray of shape (n_validation, n_classes)
         The original's probabilities on the validation split.
     activation : str
-        The output activation (see :func:`compress.shrink.scores.as_probabilities`).
+        The output activation (see :func:`weightkit.compress.shrink.scores.as_probabilities`).
     fractions : sequence of float, default=DEFAULT_FRACTIONS
     target : {"size", "params", "latency"}, default="size"
     seed : int, default=0

@@ -1,6 +1,6 @@
 """The disjoint splits of a shrink run: calibration, fine-tuning, validation and the final test.
 
-Every choice of :func:`compress.shrink.shrink_model` (which neurons to merge, how many per layer,
+Every choice of :func:`weightkit.compress.shrink.shrink_model` (which neurons to merge, how many per layer,
 when to stop fine-tuning, which quantization mode) is made on the calibration and validation
 splits; the test split is read once, at the end, for the accuracy that is reported.
 
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.data import Dataset
-from analysis.errors import WeightkitError
+from weightkit.analysis.data import Dataset
+from weightkit.analysis.errors import WeightkitError
 
 __all__ = ["ShrinkSplits", "split_for_shrink"]
 
@@ -57,7 +57,7 @@ class ShrinkSplits:
         return {name: len(index) for name, index in self.indices.items()}
 
     def quantize_view(self):
-        """A Dataset for :func:`compress.quantize.quantize_model`: calibrates on the calibration split and
+        """A Dataset for :func:`weightkit.compress.quantize.quantize_model`: calibrates on the calibration split and
         measures on the validation split (the mode choice never sees the test split)."""
         return Dataset(self.x_calibration, None, self.x_validation, self.y_validation,
                        f"{self.source} (validation split)", "classification")

@@ -8,7 +8,7 @@ on the same inputs and kept only when its outputs are identical.
 
 import numpy as np
 
-from compress.quantize import TFLiteModel
+from weightkit.compress.quantize import TFLiteModel
 
 __all__ = ["strip_names"]
 

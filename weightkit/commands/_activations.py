@@ -26,20 +26,20 @@ def load_dataset(spec, model):
 
     Images are decoded at the model's input size and channels, a CSV with as many columns as the
     model has inputs is read without labels; then fitted and checked against the model
-    (:func:`analysis.data_checks.load_data_for_model`).
+    (:func:`weightkit.analysis.data_checks.load_data_for_model`).
 
     Returns
     -------
-    analysis.data.Dataset
+    weightkit.analysis.data.Dataset
     """
-    from analysis.data_checks import load_data_for_model
+    from weightkit.analysis.data_checks import load_data_for_model
 
     return load_data_for_model(spec, model)
 
 
 def check_merge_mode(mode, data, threshold, max_error):
     """The options ``merge --mode`` allows together; one clear line when they do not fit."""
-    from analysis.errors import WeightkitError
+    from weightkit.analysis.errors import WeightkitError
 
     if mode == "data":
         if not data:

@@ -2,7 +2,7 @@
 
 A retrain writing ``OUT.keras`` keeps its per-epoch backup in the hidden work folder
 ``.OUT.keras.retrain`` beside it and holds the lock ``.OUT.keras.lock`` (one run per output).
-Its three outputs are renamed together at the end (:class:`analysis.output_sets.OutputSet`), with a
+Its three outputs are renamed together at the end (:class:`weightkit.analysis.output_sets.OutputSet`), with a
 journal in the work folder, so a run killed between the renames leaves something ``--resume``
 completes and ``--force`` removes. Nothing here imports TensorFlow.
 """
@@ -10,8 +10,8 @@ completes and ``--force`` removes. Nothing here imports TensorFlow.
 import os
 import shutil
 
-from analysis.errors import WeightkitError
-from analysis.io import OUTPUT_MARKER
+from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.io import OUTPUT_MARKER
 
 __all__ = ["JOURNAL", "check_work_folder", "finish_interrupted_outputs", "work_folder"]
 
@@ -53,7 +53,7 @@ def finish_interrupted_outputs(output, work, *, resume, force):
     ``--force`` removes what that run had written (its temporaries, and outputs still holding the
     bytes it recorded) and the work folder, then the run starts over.
     """
-    from analysis.output_sets import complete_set, discard_set
+    from weightkit.analysis.output_sets import complete_set, discard_set
 
     journal = os.path.join(work, JOURNAL)
     if not os.path.isfile(journal):

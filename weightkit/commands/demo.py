@@ -38,8 +38,8 @@ def demo(output, epochs, retrain_epochs, models, modes, ratio, fast, seed, force
     """Train an over-wide MLP and a small CNN on scikit-learn's digits, then analyze, report, retrain,
     merge and quantize each, and shrink each to its smallest model within 1 accuracy point (the
     headline); OUTPUT/index.html compares every stage."""
-    from analysis.errors import WeightkitError
-    from analysis.io import check_output
+    from weightkit.analysis.errors import WeightkitError
+    from weightkit.analysis.io import check_output
 
     names = [name.strip().lower() for name in models.split(",") if name.strip()]
     unknown = [name for name in names if name not in EXAMPLES]
@@ -48,14 +48,14 @@ def demo(output, epochs, retrain_epochs, models, modes, ratio, fast, seed, force
                              f"of {', '.join(EXAMPLES)}.")
     epochs = epochs or (_FAST["epochs"] if fast else 40)
     retrain_epochs = retrain_epochs or (_FAST["retrain_epochs"] if fast else 10)
-    from compress.quantize import parse_modes
+    from weightkit.compress.quantize import parse_modes
 
     chosen_modes = parse_modes(modes or (_FAST["modes"] if fast else _FULL_MODES))
     check_output(output, force=force, directory=True)
 
-    from analysis.io import atomic_directory
-    from reports.journey_console import print_journey
-    from reports.journey_page import write_summary
+    from weightkit.analysis.io import atomic_directory
+    from weightkit.reports.journey_console import print_journey
+    from weightkit.reports.journey_page import write_summary
 
     start_wall, start_cpu = time.perf_counter(), time.process_time()
     journeys, trained = [], {}
@@ -90,9 +90,9 @@ def demo(output, epochs, retrain_epochs, models, modes, ratio, fast, seed, force
 
 def _run_example(builder, epochs, retrain_epochs, modes, ratio, seed, work, progress, index, count, fast_shrink=False):
     """Train one example, then run the journey on it with a report per Keras stage."""
-    from analysis.data import load_data
-    from analysis.data_checks import fit_to_model
-    from reports.report import write_report
+    from weightkit.analysis.data import load_data
+    from weightkit.analysis.data_checks import fit_to_model
+    from weightkit.reports.report import write_report
     from weightkit.demo import examples
     from weightkit.demo.journey import KERAS_STAGES, run_journey
 
@@ -111,7 +111,7 @@ def _run_example(builder, epochs, retrain_epochs, modes, ratio, seed, work, prog
 
     def report(stage_model, stage, folder):
         if stage.key == "shrunk":  # its page is frontier.png and shrink.json; an HTML report would cost ~5 s
-            from analysis import analyze
+            from weightkit.analysis import analyze
 
             return analyze(stage_model, path=stage.path)
         result = write_report(stage_model, os.path.join(folder, "report"), path=stage.path)

@@ -41,10 +41,10 @@ def fold(model, output, approximate, always, data, samples, force, unsafe):
     Chains that do not fold exactly or would grow are left alone with the reason, unless
     --approximate or --always.
     """
-    from analysis.errors import WeightkitError
-    from analysis.io import atomic_path, atomic_write_json, check_output
-    from compress.fold import fold_linear
-    from reports.console import print_fold_report
+    from weightkit.analysis.errors import WeightkitError
+    from weightkit.analysis.io import atomic_path, atomic_write_json, check_output
+    from weightkit.compress.fold import fold_linear
+    from weightkit.reports.console import print_fold_report
 
     if not output.lower().endswith(".keras"):
         raise WeightkitError(f"-o {output}: the folded model is saved as a Keras 3 archive; give a name ending "

@@ -4,7 +4,7 @@ import os
 
 import click
 
-from reports.merge_console import nothing_to_merge, print_groups, print_merge_report
+from weightkit.reports.merge_console import nothing_to_merge, print_groups, print_merge_report
 from weightkit._common import (
     debug_option,
     force_option,
@@ -65,9 +65,9 @@ def merge(model, output, metric, threshold, ratio, layers, exclude_bias, twin_to
     Each removed neuron's outgoing weights are added, scaled, to its kept twin's in the next layer:
     exact for scaled copies under ReLU/LeakyReLU/linear, twins only for other activations.
     """
-    from analysis.errors import WeightkitError
-    from analysis.io import atomic_path, atomic_write_json, check_output
-    from compress.merge import merge_neurons
+    from weightkit.analysis.errors import WeightkitError
+    from weightkit.analysis.io import atomic_path, atomic_write_json, check_output
+    from weightkit.compress.merge import merge_neurons
 
     check_merge_mode(mode, data, threshold, max_error)
     if mode != "data" and (refit or reestimate_bn):
@@ -100,7 +100,7 @@ def merge(model, output, metric, threshold, ratio, layers, exclude_bias, twin_to
     document["input"], document["output"] = model, output
     atomic_write_json(report_path, document)
     if mode == "data":
-        from reports.activation_console import print_data_merge_report
+        from weightkit.reports.activation_console import print_data_merge_report
 
         print_data_merge_report(report, stdout_console())
     else:

@@ -26,7 +26,7 @@ def _progress():
 
     if sys.stderr.isatty():
         return progress_reporter("quantizing")
-    from reports.quantize_progress import LogProgress
+    from weightkit.reports.quantize_progress import LogProgress
 
     return LogProgress(note, interval=10.0)
 
@@ -68,11 +68,11 @@ def quantize(model, output, data, modes, calibration_samples, max_drop, export, 
              mixed, verbose, force, unsafe):
     """Convert MODEL (.keras, .h5 or a SavedModel folder) to TFLite in every quantization mode,
     compare each with the float model, and export the smallest one within --max-drop."""
-    from analysis import is_saved_model_dir
-    from analysis.data_checks import load_data_for_model
-    from analysis.errors import WeightkitError
-    from analysis.io import atomic_directory, check_output
-    from compress.quantize import (
+    from weightkit.analysis import is_saved_model_dir
+    from weightkit.analysis.data_checks import load_data_for_model
+    from weightkit.analysis.errors import WeightkitError
+    from weightkit.analysis.io import atomic_directory, check_output
+    from weightkit.compress.quantize import (
         DATA_FREE_MODES,
         MODE_NAMES,
         MODES,
@@ -82,10 +82,10 @@ def quantize(model, output, data, modes, calibration_samples, max_drop, export, 
         saved_model_source,
         write_outputs,
     )
-    from compress.quantize.shapes import refuse_unknown
-    from reports.quantize_plot import plot_comparison
-    from reports.quantize_table import print_comparison
-    from reports.sensitivity_plot import plot_sensitivity
+    from weightkit.compress.quantize.shapes import refuse_unknown
+    from weightkit.reports.quantize_plot import plot_comparison
+    from weightkit.reports.quantize_table import print_comparison
+    from weightkit.reports.sensitivity_plot import plot_sensitivity
 
     explicit = modes is not None
     chosen = parse_modes(modes if explicit else _ALL_MODES)

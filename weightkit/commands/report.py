@@ -41,8 +41,8 @@ def report(model, output, metric, threshold, layers, include_bias, data, samples
     Open OUTPUT/index.html in a browser: it needs no network. OUTPUT/analysis.json holds the
     same document as `weightkit analyze --json`.
     """
-    from analysis.io import check_output
-    from reports.report import write_report
+    from weightkit.analysis.io import check_output
+    from weightkit.reports.report import write_report
 
     check_output(output, force=force, directory=True, inputs=(model, data))
     loaded = load_model_or_exit(model, unsafe=unsafe, compile=False) if data else stored_model_or_exit(model, unsafe)

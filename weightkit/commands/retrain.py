@@ -20,7 +20,7 @@ from weightkit._common import (
 from weightkit._options import SEED, Real, Whole
 from weightkit.commands._retrain_files import JOURNAL, check_work_folder, finish_interrupted_outputs, work_folder
 
-#: Mirrors compress.decorrelate.training.DEFAULT_STRENGTH (not imported here: that would load TensorFlow on --help).
+#: Mirrors weightkit.compress.decorrelate.training.DEFAULT_STRENGTH (not imported here: that would load TensorFlow on --help).
 DEFAULT_STRENGTH = 1.0
 
 
@@ -60,9 +60,9 @@ def side_outputs(output):
 def retrain(model, data, output, strength, epochs, layers, batch_size, learning_rate, validation_split, loss,
             target, resume, keep_regularizer, seed, force, unsafe):
     """Retrain MODEL with a decorrelation regularizer; compare redundancy and accuracy before and after."""
-    from analysis.errors import WeightkitError
-    from analysis.io import check_output
-    from analysis.output_sets import output_lock
+    from weightkit.analysis.errors import WeightkitError
+    from weightkit.analysis.io import check_output
+    from weightkit.analysis.output_sets import output_lock
 
     if not output.endswith(".keras"):
         raise WeightkitError(f"{output}: the retrained model is saved in the Keras format; give a name "
@@ -81,8 +81,8 @@ def retrain(model, data, output, strength, epochs, layers, batch_size, learning_
 
 def _retrain(model, data, output, work, strength, epochs, layers, batch_size, learning_rate, validation_split, loss,
              target, resume, keep_regularizer, seed, force, unsafe):
-    from analysis.errors import WeightkitError
-    from analysis.io import check_output, named_if_full
+    from weightkit.analysis.errors import WeightkitError
+    from weightkit.analysis.io import check_output, named_if_full
 
     json_path, png_path = side_outputs(output)
     if os.path.isdir(work) and not resume and not force:
@@ -93,19 +93,19 @@ def _retrain(model, data, output, work, strength, epochs, layers, batch_size, le
     if resume and not os.path.isdir(work):
         note(f"--resume: no backup in {work}; starting from the first epoch")
 
-    from compress.decorrelate.training import choose_strategy
+    from weightkit.compress.decorrelate.training import choose_strategy
 
     choose_strategy()  # with TF_CONFIG, MultiWorkerMirroredStrategy must exist before any op runs
     loaded = load_model_or_exit(model, unsafe=unsafe, compile=True, finite=True)
-    from analysis.batches import n_samples
-    from analysis.data_checks import load_data_for_model
-    from analysis.output_sets import OutputSet
-    from compress.decorrelate.kernels import select_kernels
-    from compress.decorrelate.label_match import match_labels_to_loss
-    from compress.decorrelate.training import infer_loss
-    from compress.decorrelate.training import retrain as run_retrain
-    from reports.retrain_console import print_retrain_result
-    from reports.retrain_plot import plot_retrain
+    from weightkit.analysis.batches import n_samples
+    from weightkit.analysis.data_checks import load_data_for_model
+    from weightkit.analysis.output_sets import OutputSet
+    from weightkit.compress.decorrelate.kernels import select_kernels
+    from weightkit.compress.decorrelate.label_match import match_labels_to_loss
+    from weightkit.compress.decorrelate.training import infer_loss
+    from weightkit.compress.decorrelate.training import retrain as run_retrain
+    from weightkit.reports.retrain_console import print_retrain_result
+    from weightkit.reports.retrain_plot import plot_retrain
 
     dataset = load_data_for_model(data, loaded.model, target=target, seed=seed)
     select_kernels(loaded.model, list(layers) or None)  # user errors before any output
@@ -150,7 +150,7 @@ class _EpochNotes:
     """A Keras callback (built lazily: keras is imported in the command only) printing one line per epoch."""
 
     def __new__(cls, epochs):
-        from analysis._tf import import_keras
+        from weightkit.analysis._tf import import_keras
 
         keras = import_keras()
 

@@ -18,7 +18,7 @@ from weightkit._common import (
 )
 from weightkit._options import SEED, Real, Whole
 
-#: Mirrors compress.shrink.DEFAULT_MODES (not imported here: that would load TensorFlow on --help).
+#: Mirrors weightkit.compress.shrink.DEFAULT_MODES (not imported here: that would load TensorFlow on --help).
 _MODES = "float32,dynamic,float16,int8,int8-io"
 
 
@@ -57,9 +57,9 @@ def shrink(model, data, output, max_drop, target, fine_tune_epochs, modes, targe
     """Find the smallest model within --max-drop accuracy points of MODEL: per-layer merge sensitivity, an
     allocation of removals, a distillation fine-tune, then the smallest quantization mode; every candidate
     goes on DIR/frontier.png."""
-    from analysis.errors import WeightkitError
-    from analysis.io import check_output
-    from compress.quantize import parse_modes
+    from weightkit.analysis.errors import WeightkitError
+    from weightkit.analysis.io import check_output
+    from weightkit.compress.quantize import parse_modes
 
     chosen_modes = parse_modes(modes)
     work = work_folder(output)
@@ -70,11 +70,11 @@ def shrink(model, data, output, max_drop, target, fine_tune_epochs, modes, targe
     if resume and not os.path.isdir(work):
         note(f"--resume: no checkpoint in {work}; starting from the first stage")
     loaded = load_model_or_exit(model, unsafe=unsafe, compile=False, finite=True)
-    from analysis.data_checks import load_data_for_model
-    from analysis.io import atomic_directory, atomic_write_bytes, atomic_write_json
-    from compress.shrink import shrink_model, split_for_shrink
-    from reports.shrink_console import print_shrink_result
-    from reports.shrink_plot import plot_frontier
+    from weightkit.analysis.data_checks import load_data_for_model
+    from weightkit.analysis.io import atomic_directory, atomic_write_bytes, atomic_write_json
+    from weightkit.compress.shrink import shrink_model, split_for_shrink
+    from weightkit.reports.shrink_console import print_shrink_result
+    from weightkit.reports.shrink_plot import plot_frontier
 
     dataset = load_data_for_model(data, loaded.model, target=target_column, seed=seed)
     sizes = split_for_shrink(dataset, seed=seed).sizes()  # bad data fails here, before any work

@@ -5,7 +5,7 @@ weight decay pulls neurons that receive similar gradients towards the same direc
 hidden layers hold real redundant groups for the tools to find.
 """
 
-from analysis._tf import import_keras
+from weightkit.analysis._tf import import_keras
 
 __all__ = ["build_small_cnn", "build_wide_mlp", "train_example"]
 
@@ -51,7 +51,7 @@ def build_small_cnn(*, filters=(16, 32), n_classes=10, weight_decay=1e-3, name="
 
 
 def train_example(model, dataset, *, epochs=40, batch_size=32, learning_rate=1e-3, seed=0):
-    """Compile and train a built-in example on a :class:`analysis.data.Dataset`, seeded.
+    """Compile and train a built-in example on a :class:`weightkit.analysis.data.Dataset`, seeded.
 
     Returns
     -------

@@ -1,6 +1,6 @@
 """The demo's headline: ``weightkit shrink`` on the original, with the journey's stages on its frontier.
 
-:func:`shrink_for_journey` runs :func:`compress.shrink.shrink_model` with settings light enough
+:func:`shrink_for_journey` runs :func:`weightkit.compress.shrink.shrink_model` with settings light enough
 for the demo's time budget (:data:`DEMO_SHRINK`), and :func:`write_frontier` writes its
 ``shrink.json``, ``frontier.json`` and ``frontier.png`` with every Keras stage of the journey
 added as a labelled point (``demo:<stage>``), measured on the same held-out split.
@@ -18,8 +18,8 @@ FAST_SHRINK = {"fractions": (0.5, 0.9), "max_probes": 2, "fine_tune_epochs": 4}
 
 
 def shrink_for_journey(model, dataset, *, max_drop, modes, seed, fast=False):
-    """:func:`compress.shrink.shrink_model` with :data:`DEMO_SHRINK` (:data:`FAST_SHRINK` when ``fast``)."""
-    from compress.shrink import shrink_model
+    """:func:`weightkit.compress.shrink.shrink_model` with :data:`DEMO_SHRINK` (:data:`FAST_SHRINK` when ``fast``)."""
+    from weightkit.compress.shrink import shrink_model
 
     options = FAST_SHRINK if fast else DEMO_SHRINK
     return shrink_model(model, dataset, max_drop=max_drop, modes=modes, seed=seed, **options)
@@ -30,7 +30,7 @@ def write_frontier(outcome, stages, folder):
 
     Parameters
     ----------
-    outcome : compress.shrink.ShrinkOutcome
+    outcome : weightkit.compress.shrink.ShrinkOutcome
     stages : list of weightkit.demo.journey.Stage
         The journey's Keras stages, added to the frontier as ``demo:<key>`` (4 bytes per
         parameter, their held-out accuracy).
@@ -41,9 +41,9 @@ def write_frontier(outcome, stages, folder):
     dict of str to str
         ``{"json": "shrink.json", "plot": "frontier.png", "frontier_json": "frontier.json"}``.
     """
-    from analysis.io import atomic_write_json
-    from compress.shrink.result import FLOAT_BYTES
-    from reports.shrink_plot import plot_frontier
+    from weightkit.analysis.io import atomic_write_json
+    from weightkit.compress.shrink.result import FLOAT_BYTES
+    from weightkit.reports.shrink_plot import plot_frontier
 
     result = outcome.result
     frontier = result.frontier()

@@ -1,11 +1,11 @@
 """The whole journey on one trained model: analyze, retrain, merge, quantize, and measure every stage.
 
 :func:`run_journey` calls the same library functions the commands do
-(:func:`analysis.analyze` or a caller's analyzer, :func:`compress.retrain`,
-:func:`compress.merge_neurons`, :func:`compress.quantize_model`), writes each
+(:func:`weightkit.analysis.analyze` or a caller's analyzer, :func:`weightkit.compress.retrain`,
+:func:`weightkit.compress.merge_neurons`, :func:`weightkit.compress.quantize_model`), writes each
 stage's files into a folder, and returns a :class:`Journey`: one :class:`Stage` per model it made,
 each measured the same way (parameters, file size, held-out accuracy, agreement with the original,
-mean |r|, redundant groups). ``reports.journey_page`` renders it; nothing here draws a page.
+mean |r|, redundant groups). ``weightkit.reports.journey_page`` renders it; nothing here draws a page.
 
 The stages, in order:
 
@@ -21,7 +21,7 @@ The stages, in order:
 ``retrained-merged-ratio``
     The retrained model merged at the same ratio: does decorrelating first help or hurt a hard cut?
 ``shrunk``
-    The headline: :func:`compress.shrink.shrink_model` on the original (per-layer merge
+    The headline: :func:`weightkit.compress.shrink.shrink_model` on the original (per-layer merge
     sensitivity, an allocation within ``max_drop`` points, a distillation fine-tune), with its
     ``model.tflite``, ``shrink.json`` and a ``frontier.png`` on which the stages above are
     labelled points (:mod:`weightkit.demo.headline`).
@@ -36,7 +36,7 @@ import time
 
 import numpy as np
 
-from analysis.errors import WeightkitError
+from weightkit.analysis.errors import WeightkitError
 from weightkit.demo.stages import Journey, Stage
 
 __all__ = [
@@ -124,7 +124,7 @@ def choose_quantize_source(stages, max_drop):
 
 
 def _default_analyzer(model, stage, directory):
-    from analysis import analyze
+    from weightkit.analysis import analyze
 
     return analyze(model, path=stage.path)
 
@@ -151,8 +151,8 @@ def run_journey(model, dataset, directory, *, prefix="", name=None, retrain_epoc
     ----------
     model : keras.Model
         Trained; not modified.
-    dataset : analysis.data.Dataset
-        Fitted to the model (:func:`analysis.data.fit_to_model`), classification. Its training
+    dataset : weightkit.analysis.data.Dataset
+        Fitted to the model (:func:`weightkit.analysis.data.fit_to_model`), classification. Its training
         split retrains and calibrates, its held-out split measures every stage.
     directory : str
         An existing folder the stages are written into (``original`` at its top, the others in
@@ -163,7 +163,7 @@ def run_journey(model, dataset, directory, *, prefix="", name=None, retrain_epoc
         File name stem of the original (``model.name`` when None).
     retrain_epochs : int, default=10
     strength : float, default=None
-        Decorrelation strength (:data:`compress.decorrelate.training.DEFAULT_STRENGTH` when None).
+        Decorrelation strength (:data:`weightkit.compress.decorrelate.training.DEFAULT_STRENGTH` when None).
     ratio : float, default=0.5
         Share of each layer's neurons the ratio merges remove.
     threshold : float, default=None
@@ -178,7 +178,7 @@ def run_journey(model, dataset, directory, *, prefix="", name=None, retrain_epoc
     analyzer : callable, default=None
         ``analyzer(model, stage, folder) -> analysis.ModelAnalysis`` for each Keras stage, with
         ``folder`` the stage's absolute folder; it may add files to ``stage.files``. Default:
-        :func:`analysis.analyze` (no files). ``weightkit demo`` writes a report here.
+        :func:`weightkit.analysis.analyze` (no files). ``weightkit demo`` writes a report here.
     progress : callable, default=None
         ``progress(done, total, what)`` before each stage.
     on_stage : callable, default=None
@@ -190,12 +190,12 @@ def run_journey(model, dataset, directory, *, prefix="", name=None, retrain_epoc
     -------
     Journey
     """
-    from compress.decorrelate.training import DEFAULT_STRENGTH, retrain
-    from compress.merge import merge_neurons
-    from compress.merge.report import compare_models
-    from compress.quantize import TFLiteModel, write_outputs
-    from compress.quantize.compare import compare_outputs
-    from reports.quantize_plot import plot_comparison
+    from weightkit.compress.decorrelate.training import DEFAULT_STRENGTH, retrain
+    from weightkit.compress.merge import merge_neurons
+    from weightkit.compress.merge.report import compare_models
+    from weightkit.compress.quantize import TFLiteModel, write_outputs
+    from weightkit.compress.quantize.compare import compare_outputs
+    from weightkit.reports.quantize_plot import plot_comparison
     from weightkit.demo.headline import shrink_for_journey, write_frontier
 
     if dataset.task != "classification":
@@ -259,7 +259,7 @@ def run_journey(model, dataset, directory, *, prefix="", name=None, retrain_epoc
         title = KERAS_STAGES[key] + (f" {ratio:g}" if "ratio" in options else f" (r ≥ {threshold:g})")
 
         def write_json(path):
-            from analysis.io import atomic_write_json
+            from weightkit.analysis.io import atomic_write_json
 
             atomic_write_json(path, {**document, "input": source_key})
 
@@ -286,12 +286,12 @@ def run_journey(model, dataset, directory, *, prefix="", name=None, retrain_epoc
                               for entry in retrain_result.before["layers"]}}
 
     def write_retrain_json(path):
-        from analysis.io import atomic_write_json
+        from weightkit.analysis.io import atomic_write_json
 
         atomic_write_json(path, {"model": "original", "data": dataset.source, **retrain_result.to_dict()})
 
     def write_retrain_plot(path):
-        from reports.retrain_plot import plot_retrain
+        from weightkit.reports.retrain_plot import plot_retrain
 
         plot_retrain(retrain_result, path)
 
