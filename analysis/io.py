@@ -2,9 +2,16 @@
 
 Temporary names are ``.NAME.HOST-PID-RANDOM.part[SUFFIX]`` beside the output (``NAME`` shortened
 with a hash when long, so the temporary name stays under 255 bytes). A run removes the ones a
-killed run on this machine left for the same output (their process is gone), and no others. The
-final rename of a new output never replaces what appeared there meanwhile (another run to the
-same output): that run's output stays and this one is refused.
+killed run on this machine left for the same output (their process is gone), and no others.
+
+No clobbering, even under races: without ``force`` the final step is an exclusive rename
+(``renameat2(RENAME_NOREPLACE)``, else ``link`` then ``unlink``), which fails when anything is at
+the output by then, whether it was there when the run began or another run to the same output put
+it there meanwhile: that output stays and this run is refused in one line. Only ``force`` (the
+commands' ``--force``) lets the final step replace a file.
+
+An output folder given as a symbolic link to a folder is written into the link's target (the link
+stays, and now leads to the new output), as every earlier folder of an output path is followed.
 """
 
 import contextlib
@@ -35,13 +42,21 @@ def check_output(path, *, force=False, directory=False, inputs=()):
         The final output path.
     force : bool, default=False
     directory : bool, default=False
-        The output is a folder: an existing *empty* folder is accepted.
+        The output is a folder: an existing *empty* folder is accepted, and a link to a folder stands
+        for the folder it leads to.
     inputs : sequence of str, default=()
         The run's input files or folders (None and ``sklearn:NAME`` are ignored). An output that
         is one of them, or a folder holding one, is refused even with ``force``: replacing it
         would destroy the input.
+
+    Returns
+    -------
+    str
+        The output path; for a folder given as a link, the folder the link leads to.
     """
     path = os.fspath(path)
+    if directory:
+        path = _through_link(path)
     _refuse_inputs(path, inputs)
     if os.path.lexists(path):
         if directory and os.path.isdir(path) and not os.listdir(path):
@@ -76,6 +91,22 @@ OUTPUT_MARKER = ".weightkit-output"
 def is_weightkit_output(path):
     """Whether ``path`` is a folder that weightkit wrote (it holds :data:`OUTPUT_MARKER`)."""
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, OUTPUT_MARKER))
+
+
+def _through_link(path):
+    """An output folder given as a symbolic link: the folder it leads to; a link to anything else is refused.
+
+    Writing through the link (rather than replacing the link by a folder) is what every earlier link
+    in an output path already gets, and what the user who made the link meant by it.
+    """
+    if not os.path.islink(path):
+        return path
+    target = os.path.realpath(path)
+    if not os.path.isdir(target):
+        what = "is not a folder" if os.path.lexists(target) else "does not exist"
+        raise WeightkitError(f"{path}: is a link to {target}, which {what}; give a folder as the output, or "
+                             "change or remove the link.")
+    return target
 
 
 def _refuse_inputs(path, inputs):
@@ -189,9 +220,15 @@ def _rename_noreplace(source, target):
         os.unlink(source)
 
 
-def _finish(temporary, path, existed):
-    """Put ``temporary`` at ``path``: replacing it when it existed before the run, else only if still absent."""
-    if not existed:
+def _finish(temporary, path, replace):
+    """Put ``temporary`` at ``path``: replacing a file there only when ``replace`` (``--force``), else if absent.
+
+    Raises
+    ------
+    WeightkitError
+        Without ``replace``, when anything is at ``path`` by now (another run's output).
+    """
+    if not replace:
         try:
             _rename_noreplace(temporary, path)
         except FileExistsError:
@@ -277,20 +314,27 @@ def temporary_path(path, *, suffix=None):
 
 
 @contextlib.contextmanager
-def atomic_path(path, *, suffix=None):
+def atomic_path(path, *, suffix=None, force=False):
     """Yield a temporary path beside ``path``; on success rename it onto ``path``.
 
-    Whatever is written to the yielded path appears at ``path`` all at once, or not at all. A
-    ``path`` that did not exist when this began is never replaced: if another run created it
-    meanwhile, :class:`WeightkitError` says so and that run's output stays.
+    Whatever is written to the yielded path appears at ``path`` all at once, or not at all.
+
+    Parameters
+    ----------
+    path : str
+    suffix : str, default=None
+        The temporary's suffix (default: the output's own).
+    force : bool, default=False
+        Replace a file at ``path``. Without it nothing at ``path`` is ever replaced: if something is
+        there by the final rename (another run to the same output created it meanwhile),
+        :class:`WeightkitError` says so and that output stays.
     """
     path = os.fspath(path)
-    existed = os.path.lexists(path)
     temporary = temporary_path(path, suffix=suffix)
     try:
         with named_if_full(path):
             yield temporary
-        _finish(temporary, path, existed)
+        _finish(temporary, path, replace=force)
     finally:
         if os.path.isdir(temporary):
             shutil.rmtree(temporary, ignore_errors=True)
@@ -298,34 +342,36 @@ def atomic_path(path, *, suffix=None):
             os.unlink(temporary)
 
 
-def atomic_write_bytes(path, data):
-    """Write ``data`` to ``path`` atomically."""
-    with atomic_path(path) as temporary:
+def atomic_write_bytes(path, data, *, force=False):
+    """Write ``data`` to ``path`` atomically; replace a file there only with ``force`` (see :func:`atomic_path`)."""
+    with atomic_path(path, force=force) as temporary:
         with open(temporary, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
 
 
-def atomic_write_text(path, text):
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path, text, *, force=False):
+    """Write ``text`` (UTF-8) to ``path`` atomically; replace a file there only with ``force``."""
+    atomic_write_bytes(path, text.encode("utf-8"), force=force)
 
 
-def atomic_write_json(path, document):
-    """Write a JSON document atomically, indented, keys in insertion order."""
-    atomic_write_text(path, json.dumps(document, indent=2, allow_nan=False) + "\n")
+def atomic_write_json(path, document, *, force=False):
+    """Write a JSON document atomically, indented, keys in insertion order; replace only with ``force``."""
+    atomic_write_text(path, json.dumps(document, indent=2, allow_nan=False) + "\n", force=force)
 
 
 @contextlib.contextmanager
 def atomic_directory(path, *, force=False):
-    """Yield a temporary folder beside ``path``; on success it replaces ``path``.
+    """Yield a temporary folder beside ``path``; on success it becomes ``path``.
 
-    An interrupted run leaves at most a hidden ``.NAME.part*`` folder, never a half output.
+    An interrupted run leaves at most a hidden ``.NAME.part*`` folder, never a half output. Without
+    ``force`` the final rename only takes an absent name or an empty folder (atomically: another run
+    that filled it meanwhile keeps its output and this one is refused); with ``force`` an earlier
+    weightkit output folder is replaced. A link to a folder is written through (see the module notes).
     """
     path = check_output(path, force=force, directory=True)
     parent = os.path.dirname(os.path.abspath(path))
-    existed = os.path.lexists(path)
     temporary = tempfile.mkdtemp(prefix=_temporary_prefix(path), suffix=".part", dir=parent)
     umask = os.umask(0)
     os.umask(umask)
@@ -335,16 +381,31 @@ def atomic_directory(path, *, force=False):
             yield temporary
         with open(os.path.join(temporary, OUTPUT_MARKER), "w", encoding="utf-8") as handle:
             handle.write("written by weightkit; `--force` may replace this folder\n")
-        if existed and os.path.lexists(path):
-            if os.listdir(path) and not is_weightkit_output(path):
-                check_output(path, force=force, directory=True)  # refused: something else moved in
-            backup = tempfile.mkdtemp(prefix=_temporary_prefix(path), suffix=".old", dir=parent)
-            os.rmdir(backup)
-            os.replace(path, backup)
-            os.replace(temporary, path)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            _finish(temporary, path, existed=False)
+        _finish_directory(temporary, path, force)
     finally:
         if os.path.isdir(temporary):
             shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _finish_directory(temporary, path, force):
+    """Rename the finished folder ``temporary`` onto ``path`` (see :func:`atomic_directory`)."""
+    if not force or not os.path.lexists(path):
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                os.rename(temporary, path)  # takes an empty folder only, atomically
+            else:
+                _rename_noreplace(temporary, path)
+        except FileExistsError:
+            raise _appeared(path) from None
+        except OSError as error:
+            if error.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                raise _appeared(path) from None
+            raise
+        return
+    if os.listdir(path) and not is_weightkit_output(path):
+        check_output(path, force=force, directory=True)  # refused: something else moved in
+    backup = tempfile.mkdtemp(prefix=_temporary_prefix(path), suffix=".old", dir=os.path.dirname(os.path.abspath(path)))
+    os.rmdir(backup)
+    os.replace(path, backup)
+    os.replace(temporary, path)
+    shutil.rmtree(backup, ignore_errors=True)

@@ -7,20 +7,18 @@ killed during the renames leaves the journal: :func:`complete_set` finishes the 
 still holds (a temporary, or a final output whose bytes are the recorded ones: what ``--force``
 does). Nothing that the journal does not name, or whose content changed since, is touched.
 
-:func:`output_lock` holds an exclusive ``flock`` on a hidden lock file beside an output for the
-whole run; the kernel releases it when the process dies, even by SIGKILL, so a lock is never
-stale.
+:func:`output_lock` (kept in :mod:`weightkit.analysis.work_folder` with the work folders of the
+resumable commands, and named here too) lets one run at a time write an output.
 """
 
 import contextlib
-import errno
-import fcntl
 import hashlib
 import json
 import os
 
 from weightkit.analysis.errors import WeightkitError
 from weightkit.analysis.io import _finish, atomic_write_json, temporary_path
+from weightkit.analysis.work_folder import output_lock
 
 __all__ = ["OutputSet", "complete_set", "discard_set", "output_lock"]
 
@@ -42,6 +40,9 @@ class OutputSet:
         The final outputs (already checked with :func:`weightkit.analysis.io.check_output`).
     journal : str
         Where :meth:`commit` records the set before renaming (a file in the run's work folder).
+    force : bool, default=False
+        Replace files at the outputs. Without it an output that exists by the renames (another run
+        wrote it meanwhile) is refused, and the outputs this set had renamed already are taken back.
 
     Examples
     --------
@@ -51,10 +52,10 @@ class OutputSet:
     ...     outputs.commit()
     """
 
-    def __init__(self, paths, *, journal):
+    def __init__(self, paths, *, journal, force=False):
         self.paths = [os.fspath(p) for p in paths]
         self.journal = os.fspath(journal)
-        self._existed = {p: os.path.lexists(p) for p in self.paths}
+        self.force = bool(force)
         self._temporaries = {p: temporary_path(p) for p in self.paths}
         self.committed = False
 
@@ -67,10 +68,14 @@ class OutputSet:
 
     def commit(self):
         """Record the set in the journal, then rename every temporary onto its output."""
-        records = [{"final": os.path.abspath(p), "temporary": os.path.abspath(t), "replace": self._existed[p],
+        records = [{"final": os.path.abspath(p), "temporary": os.path.abspath(t), "replace": self.force,
                     "sha256": _sha256(t)} for p, t in self._temporaries.items()]
-        atomic_write_json(self.journal, {"outputs": records})
-        _rename_all(records)
+        atomic_write_json(self.journal, {"outputs": records}, force=True)
+        try:
+            _rename_all(records)
+        except WeightkitError:
+            os.unlink(self.journal)  # nothing of this set is left at the outputs: nothing to complete
+            raise
         self.committed = True
 
     def __exit__(self, *exc):
@@ -81,10 +86,18 @@ class OutputSet:
 
 
 def _rename_all(records):
+    """Rename each temporary onto its output; when one is refused, take back those renamed by this call."""
+    renamed = []
     for record in records:
         if os.path.lexists(record["temporary"]):
-            _finish(record["temporary"], record["final"], existed=record["replace"] and
-                    os.path.lexists(record["final"]))
+            try:
+                _finish(record["temporary"], record["final"], replace=bool(record.get("replace")))
+            except WeightkitError:
+                for done in renamed:
+                    if os.path.isfile(done["final"]) and _sha256(done["final"]) == done["sha256"]:
+                        os.replace(done["final"], done["temporary"])
+                raise
+            renamed.append(record)
 
 
 def _records(journal):
@@ -134,53 +147,3 @@ def discard_set(journal):
             os.unlink(final)
             removed.append(final)
     return removed
-
-
-@contextlib.contextmanager
-def output_lock(output, *, what="run"):
-    """Hold the lock of ``output`` (``.NAME.lock`` beside it) for the block; refuse if another run holds it.
-
-    Parameters
-    ----------
-    output : str
-        The run's main output.
-    what : str, default="run"
-        The kind of run, for the message (``"retrain"``).
-
-    Raises
-    ------
-    WeightkitError
-        When another live process holds the lock.
-    """
-    parent, name = os.path.split(os.path.abspath(output))
-    path = os.path.join(parent, f".{name}.lock")
-    while True:
-        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole block
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            handle.seek(0)
-            holder = handle.read().strip() or "?"
-            handle.close()
-            if error.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            raise WeightkitError(
-                f"{output}: another {what} to this output is running (process {holder}, lock {path}); wait for it to "
-                "finish or choose another output.") from None
-        try:
-            same = os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:  # not a lock file the previous holder removed while we waited for it
-            break
-        handle.close()
-    try:
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        yield path
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        handle.close()

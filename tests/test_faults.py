@@ -169,8 +169,8 @@ os.makedirs(work)
 open(os.path.join(work, OUTPUT_MARKER), "w").close()
 open(os.path.join(work, "training_metadata.json"), "w").write('{"epoch": 2, "batch": 0}')
 finish, renamed = sets._finish, []
-def finish_then_die(temporary, path, existed):
-    finish(temporary, path, existed)
+def finish_then_die(temporary, path, replace):
+    finish(temporary, path, replace)
     renamed.append(path)
     if len(renamed) == 1:
         os.kill(os.getpid(), signal.SIGKILL)

@@ -10,7 +10,6 @@ check that training did not diverge is here.
 import csv
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +21,7 @@ from weightkit.analysis.errors import WeightkitError
 from weightkit.analysis.graph import ModelGraph
 from weightkit.analysis.inputs import as_dataset, as_model
 from weightkit.analysis.io import OUTPUT_MARKER
+from weightkit.analysis.work_folder import WorkFolder
 from weightkit.analysis.rows import layer_neuron_rows
 from weightkit.compress.decorrelate.backup import AtomicBackupAndRestore
 from weightkit.compress.decorrelate.kernels import attach_decorrelation, detach_decorrelation
@@ -363,11 +363,8 @@ def retrain(model, dataset, *, strength=DEFAULT_STRENGTH, epochs=10, layers=None
     history_path = None
     fit_callbacks = [RedundancyMonitor(names, threshold)]
     if work_dir is not None:
-        if not resume and os.path.isdir(work_dir):
-            shutil.rmtree(work_dir)  # a fresh run never picks up an old backup
-        os.makedirs(work_dir, exist_ok=True)
-        with open(os.path.join(work_dir, WORK_MARKER), "w", encoding="utf-8") as handle:
-            handle.write("retrain's backup, written by weightkit; --force or a finished run removes it\n")
+        work_folder = WorkFolder(work_dir, "retrain")
+        work_folder.start(resume=resume)  # a fresh run never picks up an old backup; a user's files are refused
         history_path = os.path.join(work_dir, HISTORY_FILE)
         fit_callbacks.append(keras.callbacks.CSVLogger(history_path, append=True))
         fit_callbacks.append(AtomicBackupAndRestore(work_dir))
@@ -380,11 +377,11 @@ def retrain(model, dataset, *, strength=DEFAULT_STRENGTH, epochs=10, layers=None
                            shuffle=True, callbacks=fit_callbacks, verbose=verbose)
     except Exception:
         if work_dir is not None and not resume and not _finished_epochs(work_dir):
-            shutil.rmtree(work_dir, ignore_errors=True)  # nothing to resume: a rerun must not claim one
+            work_folder.remove(strict=False)  # nothing to resume: a rerun must not claim one
         raise
     if not all(np.isfinite(weight).all() for weight in work.get_weights()):
         if work_dir is not None:
-            shutil.rmtree(work_dir, ignore_errors=True)  # its backup diverged too: nothing to resume
+            work_folder.remove(strict=False)  # its backup diverged too: nothing to resume
         raise WeightkitError(f"{label}: training diverged (the weights became NaN or Inf), so nothing was written; "
                              f"lower --learning-rate (now {learning_rate:g}) or --strength (now {strength:g}).")
     initial_epoch = int(getattr(work, "_initial_epoch", 0) or 0)

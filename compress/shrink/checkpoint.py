@@ -1,16 +1,24 @@
-"""Resume a shrink run from its last finished stage: a folder with ``state.json`` and the models made so far."""
+"""Resume a shrink run from its last finished stage: a folder with ``state.json`` and the models made so far.
+
+The folder is shrink's :class:`weightkit.analysis.work_folder.WorkFolder`: created with its marker,
+and a fresh run removes only the files a run writes there (a folder holding anything else, or a file
+or link in its place, is refused in one line).
+"""
 
 import json
 import os
-import shutil
 
 from weightkit.analysis.errors import WeightkitError
 from weightkit.analysis.io import atomic_path, atomic_write_json
+from weightkit.analysis.work_folder import OWNED, WorkFolder
 
-__all__ = ["STAGES", "Checkpoint"]
+__all__ = ["STAGES", "STATE", "Checkpoint"]
 
 #: The stages of a run, in order; each one's results are stored when it finishes.
 STAGES = ("original", "sensitivity", "search", "quantize")
+
+#: The file holding the finished stages' results (and the settings a resumed run must match).
+STATE = "state.json"
 
 
 class Checkpoint:
@@ -23,6 +31,12 @@ class Checkpoint:
         The run's options; a resumed run must have the same.
     resume : bool
         Continue from ``folder``; otherwise an old state there is removed.
+
+    Raises
+    ------
+    WeightkitError
+        When ``folder`` is not shrink's work folder (see :meth:`WorkFolder.check`), or the
+        interrupted run used other settings.
     """
 
     def __init__(self, folder, settings, resume=False):
@@ -30,19 +44,25 @@ class Checkpoint:
         self.state = {"settings": settings, "stages": {}}
         if folder is None:
             return
-        path = os.path.join(folder, "state.json")
-        if resume and os.path.isfile(path):
-            with open(path, encoding="utf-8") as handle:
-                stored = json.load(handle)
+        work = WorkFolder(folder, "shrink")
+        work.check()
+        path = os.path.join(folder, STATE)
+        resumed = resume and os.path.isfile(path)
+        if resumed:
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    stored = json.load(handle)
+                stored["stages"].items()
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+                raise WeightkitError(f"--resume: {path} cannot be read ({error}); rerun without --resume to "
+                                     "start over.") from error
             if stored.get("settings") != settings:
                 changed = sorted(k for k in set(settings) | set(stored.get("settings", {}))
                                  if settings.get(k) != stored.get("settings", {}).get(k))
                 raise WeightkitError(f"--resume: the interrupted run in {folder} used other settings "
                                      f"({', '.join(changed)}); rerun with the same options, or without --resume.")
             self.state = stored
-        elif os.path.isdir(folder):
-            shutil.rmtree(folder)
-        os.makedirs(folder, exist_ok=True)
+        work.start(resume=resumed)
 
     def done(self, stage):
         """The stored results of ``stage``, or None when it has not finished."""
@@ -54,10 +74,12 @@ class Checkpoint:
             self.state["stages"][stage] = results
             return
         for name, model in (models or {}).items():
-            with atomic_path(os.path.join(self.folder, f"{name}.keras"), suffix=".keras") as temporary:
+            if f"{name}.keras" not in OWNED["shrink"]:
+                raise ValueError(f"{name}.keras is not one of shrink's files {OWNED['shrink']}: add it there first.")
+            with atomic_path(os.path.join(self.folder, f"{name}.keras"), suffix=".keras", force=True) as temporary:
                 model.save(temporary)
         self.state["stages"][stage] = results
-        atomic_write_json(os.path.join(self.folder, "state.json"), self.state)
+        atomic_write_json(os.path.join(self.folder, STATE), self.state, force=True)
 
     def model(self, name):
         """A model stored by :meth:`finish`, loaded (uncompiled)."""

@@ -1,17 +1,17 @@
 """``weightkit retrain``'s files around training: its work folder, its lock and its set of outputs.
 
 A retrain writing ``OUT.keras`` keeps its per-epoch backup in the hidden work folder
-``.OUT.keras.retrain`` beside it and holds the lock ``.OUT.keras.lock`` (one run per output).
+``.OUT.keras.retrain`` beside it and holds the lock ``.OUT.keras.lock`` (one run per output): the
+resumable commands' :class:`weightkit.analysis.work_folder.WorkFolder`.
 Its three outputs are renamed together at the end (:class:`weightkit.analysis.output_sets.OutputSet`), with a
 journal in the work folder, so a run killed between the renames leaves something ``--resume``
 completes and ``--force`` removes. Nothing here imports TensorFlow.
 """
 
 import os
-import shutil
 
 from weightkit.analysis.errors import WeightkitError
-from weightkit.analysis.io import OUTPUT_MARKER
+from weightkit.analysis.work_folder import WorkFolder
 
 __all__ = ["JOURNAL", "check_work_folder", "finish_interrupted_outputs", "work_folder"]
 
@@ -21,29 +21,16 @@ JOURNAL = "outputs.json"
 
 def work_folder(output):
     """The backup folder of a retrain writing ``output``: hidden, beside it."""
-    directory, name = os.path.split(os.path.abspath(output))
-    return os.path.join(directory, f".{name}.retrain")
+    return WorkFolder.beside(output, "retrain").path
 
 
 def check_work_folder(output, work, inputs):
     """Refuse a work folder that is not a folder, is not retrain's, or holds one of the inputs.
 
-    A fresh run (and ``--force``) deletes the work folder, so it must hold nothing of the user's.
+    A fresh run (and ``--force``) removes retrain's files there, so it must hold nothing of the user's
+    (:meth:`weightkit.analysis.work_folder.WorkFolder.check`).
     """
-    if os.path.islink(work) or (os.path.lexists(work) and not os.path.isdir(work)):
-        kind = "a link" if os.path.islink(work) else "a file"
-        raise WeightkitError(f"{output}: retrain keeps its backup in {work}, which exists and is {kind}, not "
-                             "retrain's folder; move or remove it, or choose another output.")
-    real_work = os.path.realpath(work)
-    for item in inputs:
-        if item and os.path.exists(item):
-            real = os.path.realpath(item)
-            if real == real_work or real.startswith(real_work + os.sep):
-                raise WeightkitError(f"{item}: is inside {work}, the work folder retrain deletes when it starts "
-                                     f"over or finishes {output}; move the input out of that folder first.")
-    if os.path.isdir(work) and os.listdir(work) and not os.path.isfile(os.path.join(work, OUTPUT_MARKER)):
-        raise WeightkitError(f"{output}: {work} holds files retrain did not write (no {OUTPUT_MARKER} in it), so it "
-                             "is never deleted, not even with --force; move them or choose another output.")
+    WorkFolder(work, "retrain", output=output).check(inputs)
 
 
 def finish_interrupted_outputs(output, work, *, resume, force):
@@ -58,13 +45,14 @@ def finish_interrupted_outputs(output, work, *, resume, force):
     journal = os.path.join(work, JOURNAL)
     if not os.path.isfile(journal):
         return None
+    folder = WorkFolder(work, "retrain", output=output)
     if resume:
         finished = complete_set(journal)
-        shutil.rmtree(work, ignore_errors=True)
+        folder.remove()
         return finished
     if force:
         discard_set(journal)
-        shutil.rmtree(work, ignore_errors=True)
+        folder.remove()
         return None
     raise WeightkitError(
         f"{output}: a killed run finished training but not renaming its outputs (recorded in {journal}); pass "

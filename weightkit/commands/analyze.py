@@ -65,7 +65,7 @@ def analyze(model, metric, threshold, layers, include_bias, json_path, force, me
 
         print_activations(result, stdout_console())
     if json_path:
-        atomic_write_json(json_path, result.to_dict())
+        atomic_write_json(json_path, result.to_dict(), force=force)
 
 
 def stored_model_or_exit(path, unsafe=False):

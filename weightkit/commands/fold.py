@@ -59,10 +59,10 @@ def fold(model, output, approximate, always, data, samples, force, unsafe):
     folded, report = fold_linear(loaded.model, approximate=approximate, always=always, data=dataset,
                                  samples=samples)
     report.notes.extend(loaded.notes)
-    with atomic_path(output, suffix=".keras") as temporary:
+    with atomic_path(output, suffix=".keras", force=force) as temporary:
         folded.save(temporary)
     document = report.to_dict()
     document["input"], document["output"] = model, output
-    atomic_write_json(report_path, document)
+    atomic_write_json(report_path, document, force=force)
     print_fold_report(report, stdout_console())
     note(f"wrote {output} and {report_path}")

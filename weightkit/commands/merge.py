@@ -94,11 +94,11 @@ def merge(model, output, metric, threshold, ratio, layers, exclude_bias, twin_to
     report.notes.extend(loaded.notes)
     if not report.layers:
         raise WeightkitError(nothing_to_merge(model, report))
-    with atomic_path(output, suffix=".keras") as temporary:
+    with atomic_path(output, suffix=".keras", force=force) as temporary:
         merged.save(temporary)
     document = report.to_dict()
     document["input"], document["output"] = model, output
-    atomic_write_json(report_path, document)
+    atomic_write_json(report_path, document, force=force)
     if mode == "data":
         from weightkit.reports.activation_console import print_data_merge_report
 

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 
 import click
 
@@ -84,8 +83,11 @@ def _retrain(model, data, output, work, strength, epochs, layers, batch_size, le
     from weightkit.analysis.errors import WeightkitError
     from weightkit.analysis.io import check_output, named_if_full
 
+    from weightkit.analysis.work_folder import WorkFolder
+
     json_path, png_path = side_outputs(output)
-    if os.path.isdir(work) and not resume and not force:
+    folder = WorkFolder(work, "retrain", output=output)
+    if folder.interrupted() and not resume and not force:
         raise WeightkitError(f"{output}: an interrupted run left its backup in {work}; pass --resume to "
                              "continue it or --force to start over.")
     for path in (output, json_path, png_path):
@@ -123,7 +125,8 @@ def _retrain(model, data, output, work, strength, epochs, layers, batch_size, le
             compiled_loss=compiled_loss, work_dir=work, resume=resume, keep_regularizer=keep_regularizer,
             seed=seed, callbacks=[_EpochNotes(epochs)], label=output)
         document = {"model": model, "output": output, "data": data, **result.to_dict()}
-        with OutputSet([output, json_path, png_path], journal=os.path.join(work, JOURNAL)) as outputs:
+        with OutputSet([output, json_path, png_path], journal=os.path.join(work, JOURNAL),
+                       force=force) as outputs:
             with named_if_full(output):
                 trained.save(outputs[output])
             with named_if_full(json_path), open(outputs[json_path], "w", encoding="utf-8") as handle:
@@ -140,7 +143,7 @@ def _retrain(model, data, output, work, strength, epochs, layers, batch_size, le
             raise WeightkitError(f"{full}; the finished epochs are kept in {work}: free space and rerun with "
                                  "--resume") from error
         raise
-    shutil.rmtree(work, ignore_errors=True)
+    folder.remove(strict=False)
     for text in print_retrain_result(result, stdout_console()):
         note(text)
     stdout_console().print(f"wrote {output}, {json_path} and {png_path}")

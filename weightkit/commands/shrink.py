@@ -1,7 +1,6 @@
 """``weightkit shrink``: the smallest model within an accuracy budget (merge, distil, quantize), in one command."""
 
 import os
-import shutil
 
 import click
 
@@ -20,6 +19,8 @@ from weightkit._options import SEED, Real, Whole
 
 #: Mirrors weightkit.compress.shrink.DEFAULT_MODES (not imported here: that would load TensorFlow on --help).
 _MODES = "float32,dynamic,float16,int8,int8-io"
+#: Mirrors weightkit.compress.shrink.checkpoint.STATE: the checkpoint file that holds the finished stages.
+_STATE = "state.json"
 
 
 def work_folder(output):
@@ -61,14 +62,36 @@ def shrink(model, data, output, max_drop, target, fine_tune_epochs, modes, targe
     from weightkit.analysis.io import check_output
     from weightkit.compress.quantize import parse_modes
 
+    from weightkit.analysis.work_folder import WorkFolder
+
     chosen_modes = parse_modes(modes)
-    work = work_folder(output)
-    if os.path.isdir(work) and not resume and not force:
-        raise WeightkitError(f"{output}: an interrupted run left its checkpoints in {work}; pass --resume to "
-                             "continue it or --force to start over.")
-    check_output(output, force=force, directory=True, inputs=(model, data))
-    if resume and not os.path.isdir(work):
-        note(f"--resume: no checkpoint in {work}; starting from the first stage")
+    checkpoints = WorkFolder.beside(output, "shrink")
+    check_output(output, force=True, directory=True, inputs=(model, data))  # its folder, before the lock goes there
+    checkpoints.check(inputs=(model, data))
+    with checkpoints.lock():  # one run per output: a second one would take the first one's checkpoints
+        if checkpoints.interrupted() and not resume and not force:
+            raise WeightkitError(f"{output}: an interrupted run left its checkpoints in {checkpoints.path}; pass "
+                                 "--resume to continue it or --force to start over.")
+        check_output(output, force=force, directory=True, inputs=(model, data))
+        resuming = resume and checkpoints.holds(_STATE)
+        if resume and not resuming:
+            note(f"--resume: no checkpoint in {checkpoints.path}; starting from the first stage")
+        try:
+            _shrink(model, data, output, checkpoints.path, max_drop, target, fine_tune_epochs, chosen_modes,
+                    target_column, seed, resume, force, unsafe)
+        except WeightkitError:
+            if not resuming:  # a refusal: a rerun with --resume would meet it again, so nothing is kept
+                checkpoints.remove(strict=False)
+            raise
+        except Exception:
+            if not checkpoints.holds(_STATE):  # no finished stage: nothing a rerun could resume
+                checkpoints.remove(strict=False)
+            raise
+        checkpoints.remove(strict=False)
+
+
+def _shrink(model, data, output, work, max_drop, target, fine_tune_epochs, chosen_modes, target_column, seed, resume,
+            force, unsafe):
     loaded = load_model_or_exit(model, unsafe=unsafe, compile=False, finite=True)
     from weightkit.analysis.data_checks import load_data_for_model
     from weightkit.analysis.io import atomic_directory, atomic_write_bytes, atomic_write_json
@@ -98,7 +121,6 @@ def shrink(model, data, output, max_drop, target, fine_tune_epochs, modes, targe
         atomic_write_json(os.path.join(folder, "shrink.json"), {"input": model, "data": data, **result.to_dict()})
         atomic_write_json(os.path.join(folder, "frontier.json"), result.frontier())
         plot_frontier(result.frontier(), os.path.join(folder, "frontier.png"))
-    shutil.rmtree(work, ignore_errors=True)
     for text in print_shrink_result(result, stdout_console()):
         note(text)
     stdout_console().print(f"wrote {os.path.join(output, 'model.tflite')}, model.keras, shrink.json, frontier.json "
