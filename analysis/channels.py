@@ -185,6 +185,18 @@ class _Walk:
             else:
                 self.spaces.union(a, b)
 
+    def untracked_call(self, layer, node):
+        """A call of a layer with weights whose input carries no group: its other calls' channels stay.
+
+        A shared layer's weights serve every call, so a group reaching one call while another call
+        reads channels no group holds (another model input) cannot cut the layer's input rows.
+        """
+        if not node.inputs or not getattr(layer, "weights", None) or not self.graph.is_shared(layer):
+            return
+        shape = self.graph.shape(node.inputs[0])
+        if shape and shape[-1] is not None:
+            self.unite_calls(layer, "in", ((None, int(shape[-1])),))
+
     def record(self, layout, use, tensor_in=None, tensor_out=None):
         for space, offset, size in self.segments(layout):
             if space is None:
@@ -217,6 +229,8 @@ class _Walk:
             role = spec_for(inner).merge
         layouts = [self.layout.get(t) for t in node.inputs]
         known = [lay for lay in layouts if lay is not None]
+        if not known:
+            self.untracked_call(layer, node)
         if not known and role not in ("neurons", "separable"):
             return
         name, kind = layer.name, type(layer).__name__
