@@ -43,7 +43,7 @@ OWNED = {
 _KEEPS = {"retrain": "its backup", "shrink": "its checkpoints"}
 
 #: A temporary of ``weightkit.analysis.io`` for the output NAME: ``.NAME.HOST-PID-RANDOM.part*`` or ``.old``.
-_TEMPORARY = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{6}-\d+-[a-z0-9_]{8}\.(part|old)")
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{6}-\d+-[a-z0-9_]{8}\.(part|old)(\..*)?")
 
 
 class WorkFolder:

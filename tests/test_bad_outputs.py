@@ -9,7 +9,16 @@ import os
 import shutil
 
 import pytest
-from bad_inputs_corpus import DATA_COMMANDS, MODEL_COMMANDS, _command_argv, _root, _write, check_refused, tree_digest
+from bad_inputs_corpus import (
+    DATA_COMMANDS,
+    MODEL_COMMANDS,
+    _command_argv,
+    _root,
+    _write,
+    check_refused,
+    run,
+    tree_digest,
+)
 
 # --------------------------------------------------------------------------------------------------
 # Outputs that cannot or must not be written
@@ -246,3 +255,166 @@ def test_a_second_retrain_to_the_same_output_is_one_line(capsys, corpus, tmp_pat
                                      f"lock {lock}); wait for it to finish or choose another output.")
         assert sorted(os.listdir(tmp_path)) == before and line
     assert os.listdir(tmp_path) == []  # the lock file goes with the run that held it
+
+
+# --------------------------------------------------------------------------------------------------
+# One work folder for every resumable command (issue 29 item 2): shrink's is guarded as retrain's is, --force never
+# deletes a user's file there, and a file or a link in its place is one line, not an internal error.
+
+
+def _shrink_work(path):
+    return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.shrink")
+
+
+def _plant_work_folder(tmp_path, models, work, case):
+    """Put ``case`` at the work path ``work``; the model to pass (a copy inside it for "input inside")."""
+    model = models["good"]
+    if case == "a file":
+        _write(work, b"a file of the user's")
+    elif case == "a link":
+        os.symlink(str(tmp_path), work)
+    else:
+        os.makedirs(work)
+        if case == "foreign files":
+            _write(os.path.join(work, "thesis.tex"), b"mine")
+        elif case == "user's files in its own folder":
+            _write(os.path.join(work, ".weightkit-output"), b"")
+            _write(os.path.join(work, "state.json"), b"{}")
+            _write(os.path.join(work, "latest.weights.h5"), b"a backup")
+            _write(os.path.join(work, "data.npz"), b"the user's data")
+            _write(os.path.join(work, "model.keras"), b"the user's model")
+        else:
+            model = shutil.copy(models["good"], os.path.join(work, "model.keras"))
+    return model
+
+
+@pytest.mark.parametrize("case", ["a file", "a link", "foreign files", "user's files in its own folder",
+                                  "input inside"])
+def test_shrink_work_folder_that_is_not_its_own_is_refused(capsys, corpus, tmp_path, case):
+    models, data = corpus
+    output = str(tmp_path / "small")
+    work = _shrink_work(output)
+    model = _plant_work_folder(tmp_path, models, work, case)
+    argv = ["shrink", model, "--data", data["good"], "-o", output, "--force"]
+    message = {
+        "a file": f"{output}: shrink keeps its checkpoints in {work}, which exists and is a file, not shrink's folder; "
+                  "move or remove it, or choose another output.",
+        "a link": f"{output}: shrink keeps its checkpoints in {work}, which exists and is a link, not shrink's folder; "
+                  "move or remove it, or choose another output.",
+        "foreign files": f"{output}: {work} holds files shrink did not write (no .weightkit-output in it), so it is "
+                         "never deleted, not even with --force; move them or choose another output.",
+        "user's files in its own folder": f"{output}: {work} holds files shrink did not write (data.npz, "
+                                          "latest.weights.h5, model.keras), so they are never deleted, not even with "
+                                          "--force; move them out or choose another output.",
+        "input inside": f"{model}: is inside {work}, the work folder shrink deletes when it starts over or finishes "
+                        f"{output}; move the input out of that folder first.",
+    }[case]
+    check_refused(capsys, argv, str(tmp_path), _root(corpus), message=message)
+
+
+def test_retrain_keeps_a_users_files_in_its_own_work_folder(capsys, corpus, tmp_path):
+    """A marked folder is retrain's, but --force removes only retrain's files: one of the user's there is refused."""
+    models, data = corpus
+    output = str(tmp_path / "r.keras")
+    work = _work(output)
+    _plant_work_folder(tmp_path, models, work, "user's files in its own folder")
+    argv = ["retrain", models["good"], "--data", data["good"], "-o", output, "--epochs", "1", "--force"]
+    check_refused(capsys, argv, str(tmp_path), _root(corpus),
+                  message=f"{output}: {work} holds files retrain did not write (data.npz, model.keras, state.json), so "
+                          "they are never deleted, not even with --force; move them out or choose another output.")
+
+
+def test_work_folder_removes_only_its_own_files(tmp_path):
+    from weightkit.analysis.work_folder import WorkFolder
+
+    work = WorkFolder.beside(str(tmp_path / "small"), "shrink")
+    work.start()
+    for name in ("state.json", "merged.keras", ".merged.keras.abc123-99999999-abcdefgh.part.keras"):
+        _write(os.path.join(work.path, name), b"shrink's")
+    assert work.interrupted()
+    _write(os.path.join(work.path, "notes.txt"), b"the user's")
+    work.remove(strict=False)  # the clean-up after a failure: ours go, the user's file and its folder stay
+    assert os.listdir(work.path) == ["notes.txt"]
+    os.unlink(os.path.join(work.path, "notes.txt"))
+    work.start()
+    work.remove()
+    assert os.listdir(tmp_path) == []
+
+
+# --------------------------------------------------------------------------------------------------
+# One lock for every resumable command (issue 29 item 3)
+
+
+def test_a_second_shrink_to_the_same_output_is_one_line_and_leaves_the_live_runs_checkpoints(capsys, corpus,
+                                                                                             tmp_path):
+    """A live run (it holds the lock) is never called interrupted, and --force cannot take its checkpoints."""
+    from weightkit.analysis.work_folder import output_lock
+
+    models, data = corpus
+    output = str(tmp_path / "small")
+    work = _shrink_work(output)
+    os.makedirs(work)
+    _write(os.path.join(work, ".weightkit-output"), b"")
+    _write(os.path.join(work, "state.json"), b'{"settings": {}, "stages": {"original": {}}}')
+    with output_lock(output, what="shrink") as lock:
+        for extra in ([], ["--force"]):
+            check_refused(capsys, ["shrink", models["good"], "--data", data["good"], "-o", output, *extra],
+                          str(tmp_path), _root(corpus),
+                          message=f"{output}: another shrink to this output is running (process {os.getpid()}, "
+                                  f"lock {lock}); wait for it to finish or choose another output.")
+
+
+@pytest.mark.parametrize("command", ["retrain", "shrink"])
+def test_a_lock_path_that_is_a_link_is_refused_and_never_followed(capsys, corpus, tmp_path, command):
+    """A planted ``.OUT.lock`` link to a user's file: following it would truncate that file and write a pid in it."""
+    models, data = corpus
+    output = str(tmp_path / ("r.keras" if command == "retrain" else "small"))
+    victim = _write(tmp_path / "thesis.tex", b"the user's thesis")
+    lock = os.path.join(tmp_path, f".{os.path.basename(output)}.lock")
+    os.symlink(victim, lock)
+    argv = [command, models["good"], "--data", data["good"], "-o", output]
+    check_refused(capsys, argv, str(tmp_path), _root(corpus),
+                  message=f"{lock}: is not a plain file but weightkit keeps its lock there (one run per output); "
+                          "move or remove it, or choose another output.")
+    assert open(victim, "rb").read() == b"the user's thesis"
+
+
+# --------------------------------------------------------------------------------------------------
+# An output folder given as a link to a folder (issue 29 item 5): written into the link's target, the link kept.
+# Refusing would also be safe; writing through is what every earlier link in an output path already gets, and what
+# the user who made the link means by it. A link to anything else is refused.
+
+
+@pytest.mark.parametrize("case", ["a link to a file", "a dangling link"])
+def test_an_output_folder_link_that_leads_to_no_folder_is_refused(capsys, corpus, tmp_path, case):
+    models, _ = corpus
+    target = tmp_path / ("notes.txt" if case == "a link to a file" else "gone")
+    if case == "a link to a file":
+        _write(target, b"the user's notes")
+    link = tmp_path / "latest"
+    os.symlink(target, link)
+    message = None  # a link to a file: click's own check of -o names it first
+    if case == "a dangling link":
+        message = (f"{link}: is a link to {target}, which does not exist; give a folder as the output, or change or "
+                   "remove the link.")
+    check_refused(capsys, ["report", models["good"], "-o", str(link)], str(tmp_path), _root(corpus), names=[link],
+                  message=message)
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_report_into_a_link_to_a_folder_writes_into_its_target(capsys, corpus, tmp_path, force):
+    models, _ = corpus
+    target = tmp_path / "runs" / "today"
+    os.makedirs(target)
+    if force:  # an earlier report there: --force replaces it, still through the link
+        _write(target / ".weightkit-output", b"")
+        _write(target / "index.html", b"the earlier report")
+    link = tmp_path / "latest"
+    os.symlink(target, link)
+    status, _, err = run(capsys, ["report", models["good"], "-o", str(link), *(["--force"] if force else [])])
+    assert (status, err) == (0, "")
+    assert os.path.islink(link) and os.readlink(link) == str(target)
+    assert sorted(os.listdir(tmp_path)) == ["latest", "runs"]  # no hidden leftover beside the link
+    assert os.listdir(tmp_path / "runs") == ["today"]  # nor beside its target
+    assert sorted(os.listdir(link)) == [".weightkit-output", "analysis.json", "figures", "index.html"]
+    assert (target / "index.html").read_text().rstrip().endswith("</html>")
