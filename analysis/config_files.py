@@ -6,6 +6,7 @@ datasets alike; JSON nested deeper than Python can parse and a ``model_config`` 
 are refused by name (see :mod:`weightkit.analysis.limits`).
 """
 
+import collections
 import contextlib
 import io
 import json
@@ -15,6 +16,7 @@ from pathlib import PurePosixPath
 
 from weightkit.analysis.declared_size import check_declared_parameters
 from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.hdf5 import open_h5
 from weightkit.analysis.limits import check_h5_storage, check_zip_directory
 
 __all__ = ["ZipWindow", "first_line", "h5_config", "keras_config", "parse_config_json"]
@@ -34,6 +36,12 @@ def keras_config(path):
                         f"{path}: archive member {name!r} points outside the archive; refusing to "
                         f"read it. {_RESAVE}"
                     )
+            twice = sorted((name, count) for name, count in collections.Counter(names).items() if count > 1)
+            if twice:
+                raise WeightkitError(
+                    f"{path}: archive holds {twice[0][1]} members named {twice[0][0]!r}; Keras would read "
+                    f"one and ignore the others, so which model this is cannot be told (a forged file?). {_RESAVE}"
+                )
             if "config.json" not in names:
                 raise WeightkitError(
                     f"{path}: zip archive without config.json, so not a Keras model file; save the "
@@ -62,8 +70,6 @@ def _check_archived_weights(path, archive):
 
     Returns the bytes of weights it stores, or None when it is not HDF5.
     """
-    import h5py
-
     info = archive.getinfo("model.weights.h5")
     with contextlib.ExitStack() as stack:
         if info.compress_type == zipfile.ZIP_STORED:  # as Keras writes it: read in place, seeking directly
@@ -71,7 +77,7 @@ def _check_archived_weights(path, archive):
         else:
             member = stack.enter_context(archive.open(info))
         try:
-            handle = stack.enter_context(h5py.File(member, "r"))
+            handle = stack.enter_context(open_h5(member, path, where="model.weights.h5:"))
         except (OSError, ValueError):
             return None  # not HDF5: Keras says so in its own words
         return check_h5_storage(path, handle, where="model.weights.h5:")
@@ -146,10 +152,8 @@ def _depth(document):
 
 def h5_config(path):
     """The parsed ``model_config`` of an ``.h5`` model file."""
-    import h5py
-
     try:
-        with h5py.File(path, "r") as handle:
+        with open_h5(path, path) as handle:
             raw = handle.attrs.get("model_config")
             stored = check_h5_storage(path, handle)
     except (OSError, ValueError) as error:

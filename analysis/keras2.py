@@ -9,6 +9,7 @@ configuration, saying what it did; :func:`load_h5_with_config` loads the file's 
 
 from weightkit.analysis._tf import import_keras, silenced_stderr
 from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.hdf5 import open_h5
 
 __all__ = ["repaired_keras2_config", "load_h5_with_config"]
 
@@ -85,12 +86,11 @@ def load_h5_with_config(path, config, custom_objects, unsafe):
 
     The file is only read. Keras' errors propagate: the caller words them.
     """
-    import h5py
     from keras.src.legacy.saving import legacy_h5_format, saving_options, saving_utils
     from keras.src.saving import serialization_lib
 
     import_keras()
-    with silenced_stderr(), h5py.File(path, "r") as handle, \
+    with silenced_stderr(), open_h5(path, path) as handle, \
             saving_options.keras_option_scope(use_legacy_config=True), \
             serialization_lib.SafeModeScope(not unsafe):
         model = saving_utils.model_from_config(config, custom_objects=custom_objects or {})

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import shutil
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -162,6 +163,110 @@ def build_hostile_models(folder, members, good):
         handle.attrs["model_config"] = np.arange(5)
         handle.create_dataset("model_weights/w", data=np.zeros(3))
     paths[".h5 model_config is an int array"] = str(folder / "intconfig.h5")
+    paths.update(_build_reaching_hdf5(folder, members, legacy))
+    paths.update(_build_mismatched_weights(folder, members))
+    return paths
+
+
+def _edited_keras(path, members, edit=None, config=None):
+    """A copy of the good ``.keras`` whose model.weights.h5 went through ``edit(handle)`` (and/or a new config)."""
+    import h5py
+
+    weights = Path(str(path) + ".weights.h5")
+    weights.write_bytes(members["model.weights.h5"])
+    if edit is not None:
+        with h5py.File(weights, "r+") as handle:
+            edit(handle)
+    changed = {**members, "model.weights.h5": weights.read_bytes()}
+    if config is not None:
+        changed["config.json"] = json.dumps(config)
+    weights.unlink()
+    return _zip(path, changed)
+
+
+def _build_reaching_hdf5(folder, members, legacy):
+    """HDF5 weights that reach outside their file (issue 29 item 1) or loop back into it (item 7).
+
+    ``legacy`` is a legacy ``.h5`` of the good model (its kernel forged: only its path matters here).
+    """
+    import h5py
+
+    kernel = "layers/dense/vars/0"  # the hidden layer's (8, 6) kernel
+    fifo = folder / "weights.fifo"
+    os.mkfifo(fifo)  # opening it waits for a writer forever
+
+    def external_storage(target, size):
+        def edit(handle):
+            del handle[kernel]
+            handle.create_dataset(kernel, shape=(8, 6), dtype="float32", external=[(target, 0, size)])
+        return edit
+
+    def replace(link):
+        def edit(handle):
+            del handle[kernel]
+            handle[kernel] = link
+        return edit
+
+    def virtual(handle):
+        layout = h5py.VirtualLayout(shape=(8, 6), dtype="float32")
+        layout[:6, :3] = h5py.VirtualSource(str(legacy), "model_weights/out/out/kernel", shape=(6, 3))
+        del handle[kernel]
+        handle.create_virtual_dataset(kernel, layout)
+
+    def cycle(handle):
+        handle["layers/dense/vars/loop"] = handle["layers"]
+
+    paths = {
+        "HDF5 external storage in /etc/passwd": _edited_keras(folder / "passwd.keras", members,
+                                                              external_storage("/etc/passwd", 192)),
+        "HDF5 external link to a FIFO": _edited_keras(folder / "extlink.keras", members,
+                                                      replace(h5py.ExternalLink(str(fifo), "/kernel"))),
+        "HDF5 soft link": _edited_keras(folder / "softlink.keras", members,
+                                        replace(h5py.SoftLink("/layers/dense_1/vars/0"))),
+        "HDF5 virtual dataset": _edited_keras(folder / "virtual.keras", members, virtual),
+        "HDF5 link cycle": _edited_keras(folder / "cycle.keras", members, cycle),
+    }
+    fifo_h5 = folder / "fifo.h5"
+    shutil.copy(legacy, fifo_h5)
+    with h5py.File(fifo_h5, "r+") as handle:
+        name = "model_weights/out/out/kernel"
+        del handle[name]
+        handle.create_dataset(name, shape=(6, 3), dtype="float32", external=[(str(fifo), 0, 72)])
+    paths[".h5 external storage in a FIFO"] = str(fifo_h5)
+    return paths
+
+
+def _build_mismatched_weights(folder, members):
+    """Weights that do not fit the configuration beside them (issue 29 items 6 and 7)."""
+
+    def dataset(shape, dtype):
+        def edit(handle):
+            del handle["layers/dense/vars/0"]
+            handle.create_dataset("layers/dense/vars/0", data=np.zeros(shape, dtype=dtype))
+        return edit
+
+    config = json.loads(members["config.json"])
+    wider = json.loads(members["config.json"].decode().replace('"units": 6', '"units": 7'))
+    renamed = json.loads(members["config.json"].decode().replace('"hidden"', '"renamed"'))
+    assert wider != config and renamed != config
+    paths = {
+        "3-D Dense kernel": _edited_keras(folder / "kernel3d.keras", members, dataset((8, 6, 1), np.float32)),
+        "compound-dtype kernel": _edited_keras(folder / "compound.keras", members,
+                                               dataset((8, 6), [("re", "<f4"), ("im", "<f4")])),
+        "complex kernel": _edited_keras(folder / "complex.keras", members, dataset((8, 6), np.complex64)),
+        "kernel shape differs from units": _edited_keras(folder / "wider.keras", members, config=wider),
+        "layer name differs from its weights": _edited_keras(folder / "renamed.keras", members, config=renamed),
+    }
+    duplicate = folder / "duplicate.keras"
+    other = json.loads(members["config.json"])
+    other["config"]["name"] = "other"
+    with zipfile.ZipFile(duplicate, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # zipfile warns of the duplicate name: the point here
+            archive.writestr("config.json", json.dumps(other))
+    paths["zip with two config.json"] = str(duplicate)
     return paths
 
 

@@ -16,13 +16,15 @@ import sys
 import time
 
 import pytest
+from bad_inputs_corpus import MODEL_COMMANDS, _command_argv, _root, check_refused
 
 #: Peak resident memory of one command, bytes; wall time, seconds.
 MEMORY_LIMIT = 1.5e9
 TIME_LIMIT = 30.0
 
 MODEL_CASES = ["config.json bomb", "weights bomb", "deeply nested config", "weights declare more than stored",
-               ".h5 dataset declares more than stored"]
+               ".h5 dataset declares more than stored", "HDF5 external storage in /etc/passwd",
+               "HDF5 external link to a FIFO", ".h5 external storage in a FIFO"]
 DATA_CASES = ["npz bomb", "npz header declares more than stored", ".csv linked to /dev/zero"]
 
 
@@ -118,3 +120,88 @@ def test_a_dense_60000_with_no_weights_stored_is_refused_before_keras_builds_it(
         f"{path}: layer 'wide' (Dense) declares 3,600,060,000 parameters, and the model 3,600,060,000 in all, but the "
         "file stores 140 bytes of weights; refusing to build it (Keras would allocate 13.4 GiB first): the file is "
         "truncated or forged, save the model again with model.save('model.keras').")
+
+
+# --------------------------------------------------------------------------------------------------
+# HDF5 that reaches outside its file (issue 29 item 1), or loops (item 7): every command, before a byte is read
+
+_RESAVE = "save the model again with model.save('model.keras')."
+_FOLLOW = "Keras never writes links, so refusing to follow it (a forged file?): " + _RESAVE
+REACHING = {
+    "HDF5 external storage in /etc/passwd": "{path}: model.weights.h5:layers/dense/vars/0 keeps its values in other "
+                                            "files ('/etc/passwd': HDF5 external storage); refusing to read them (a "
+                                            "forged file?): " + _RESAVE,
+    "HDF5 external link to a FIFO": "{path}: model.weights.h5:layers/dense/vars/0 is an external link to "
+                                    "{folder}/weights.fifo:/kernel; " + _FOLLOW,
+    "HDF5 soft link": "{path}: model.weights.h5:layers/dense/vars/0 is a soft link to /layers/dense_1/vars/0; "
+                      + _FOLLOW,
+    "HDF5 virtual dataset": "{path}: model.weights.h5:layers/dense/vars/0 is a virtual dataset (its values are mapped "
+                            "from other files); refusing to read it (a forged file?): " + _RESAVE,
+    "HDF5 link cycle": "{path}: model.weights.h5:layers/dense/vars/loop links back to its ancestor 'layers' (a link "
+                       "cycle, which Keras never writes); refusing to walk it (a forged file?): " + _RESAVE,
+    ".h5 external storage in a FIFO": "{path}: model_weights/out/out/kernel keeps its values in other files "
+                                      "('{folder}/weights.fifo': HDF5 external storage); refusing to read them (a "
+                                      "forged file?): " + _RESAVE,
+    "zip with two config.json": "{path}: archive holds 2 members named 'config.json'; Keras would read one and ignore "
+                                "the others, so which model this is cannot be told (a forged file?). Re-save the "
+                                "model with model.save('model.keras').",
+}
+
+_APART = "the configuration and the weights do not belong together: " + _RESAVE
+_DAMAGED = "the file is damaged or forged: " + _RESAVE
+#: Weights that do not fit their configuration (items 6 and 7): refused by weight analysis, which builds nothing.
+#: (The commands that load the model through Keras get Keras' own check.)
+MISMATCHED = {
+    "3-D Dense kernel": "{path}: layer 'hidden' (Dense): its stored kernel has shape (8, 6, 1) but its configuration "
+                        "implies (8, 6); " + _APART,
+    "kernel shape differs from units": "{path}: layer 'hidden' (Dense): its stored kernel has shape (8, 6) but its "
+                                       "configuration implies (8, 7); " + _APART,
+    "layer name differs from its weights": "{path}: layer 'renamed' (Dense) has no weights in the file: its weights "
+                                           "group layers/dense was saved for a layer named 'hidden'; " + _APART,
+    "compound-dtype kernel": "{path}: layer 'hidden' (Dense): its stored kernel is compound data (fields 're', 'im'), "
+                             "where Keras stores real numbers; " + _DAMAGED,
+    "complex kernel": "{path}: layer 'hidden' (Dense): its stored kernel is complex64 data, where Keras stores real "
+                      "numbers; " + _DAMAGED,
+}
+
+
+@pytest.mark.parametrize("command", MODEL_COMMANDS)
+@pytest.mark.parametrize("case", list(REACHING))
+def test_hdf5_reaching_outside_its_file_is_refused_by_every_command(capsys, corpus, tmp_path, case, command):
+    models, data = corpus
+    path = models[case]
+    argv = _command_argv(command, path, data["good"], str(tmp_path))
+    message = REACHING[case].format(path=path, folder=os.path.dirname(path))
+    check_refused(capsys, argv, str(tmp_path), _root(corpus), message=message)
+
+
+@pytest.mark.parametrize("command", ["analyze", "report"])
+@pytest.mark.parametrize("case", list(MISMATCHED))
+def test_weights_that_do_not_fit_the_configuration_are_refused(capsys, corpus, tmp_path, case, command):
+    models, data = corpus
+    path = models[case]
+    argv = _command_argv(command, path, data["good"], str(tmp_path))
+    check_refused(capsys, argv, str(tmp_path), _root(corpus), message=MISMATCHED[case].format(path=path))
+
+
+def test_resume_refuses_a_backup_that_reaches_outside_it(corpus, tmp_path):
+    """A backup replaced by one whose kernel is stored in /etc/passwd: --resume refuses it before Keras reads it."""
+    import h5py
+    from bad_inputs_corpus import _datasets
+
+    from weightkit.analysis.errors import WeightkitError
+    from weightkit.compress.decorrelate.training import retrain
+
+    models, data = corpus
+    work = tmp_path / "work"
+    retrain(models["good"], data["good"], epochs=1, work_dir=str(work))
+    backup = work / "latest.weights.h5"
+    with h5py.File(backup, "r+") as handle:
+        kernel = next(name for name in _datasets(handle) if handle[name].shape == (8, 6))
+        del handle[kernel]
+        handle.create_dataset(kernel, shape=(8, 6), dtype="float32", external=[("/etc/passwd", 0, 192)])
+    with pytest.raises(WeightkitError) as info:
+        retrain(models["good"], data["good"], epochs=2, work_dir=str(work), resume=True)
+    assert str(info.value) == (
+        f"{backup}: {kernel} keeps its values in other files ('/etc/passwd': HDF5 external storage); refusing to "
+        "read them (a forged file?): " + _RESAVE)

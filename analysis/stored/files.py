@@ -22,6 +22,7 @@ import zipfile
 
 from weightkit.analysis.config_files import ZipWindow, parse_config_json
 from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.hdf5 import open_h5
 from weightkit.analysis.limits import check_h5_storage
 
 __all__ = ["WEIGHTS_SUFFIX", "config_beside", "open_weights"]
@@ -77,11 +78,9 @@ def open_weights(path, fmt):
     h5py.File
         For ``.keras``, the archive's ``model.weights.h5``; otherwise the file itself.
     """
-    import h5py
-
     with contextlib.ExitStack() as stack:
         if fmt != "keras":
-            handle = stack.enter_context(h5py.File(path, "r"))
+            handle = stack.enter_context(open_h5(path, path))
             if fmt == "weights":
                 check_h5_storage(path, handle)
             yield handle
@@ -99,7 +98,7 @@ def open_weights(path, fmt):
             with archive.open(info) as source, open(member, "wb") as target:
                 shutil.copyfileobj(source, target, 16 * 2**20)
         try:
-            handle = stack.enter_context(h5py.File(member, "r"))
+            handle = stack.enter_context(open_h5(member, path, where="model.weights.h5:"))
         except (OSError, ValueError) as error:
             raise WeightkitError(f"{path}: its model.weights.h5 is not an HDF5 file ({error}); save the model "
                                  "again.") from error

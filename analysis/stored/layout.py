@@ -23,7 +23,7 @@ Where a layer's variables sit, per format, as Keras' own saving code puts them:
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["StoredLayer", "is_model", "keras3_group", "model_layers", "snake_case"]
+__all__ = ["StoredLayer", "is_model", "keras3_group", "model_layers", "saved_name", "snake_case"]
 
 _MODELS = ("Functional", "Sequential", "Model")
 
@@ -136,18 +136,19 @@ def keras3_group(handle, layer):
     sibling whose ``vars`` names the layer.
     """
     group = handle.get(layer.keras_group)
-    if group is not None and _saved_name(group) in (None, layer.name):
+    if group is not None and saved_name(group) in (None, layer.name):
         return group
     container = handle.get(layer.container + "layers")
     if container is None:
         return None
     for child in container.values():
-        if _saved_name(child) == layer.name:
+        if saved_name(child) == layer.name:
             return child
     return None
 
 
-def _saved_name(group):
+def saved_name(group):
+    """The layer name Keras 3.15 records on a group's ``vars``, or None."""
     entry = group.get("vars") if hasattr(group, "get") else None
     name = None if entry is None else entry.attrs.get("name")
     return name.decode() if isinstance(name, bytes) else name

@@ -7,6 +7,7 @@ import os
 from weightkit.analysis.errors import WeightkitError
 from weightkit.analysis.keras2 import repaired_keras2_config
 from weightkit.analysis.loading import read_model_config
+from weightkit.analysis.stored.checks import check_weights_fit_config
 from weightkit.analysis.stored.files import WEIGHTS_SUFFIX, open_weights, read_weights_config
 from weightkit.analysis.stored.layout import model_layers
 from weightkit.analysis.stored.nodes import walk_calls
@@ -128,4 +129,6 @@ def open_stored(path):
             f"{path}: model {stored.name!r} has no layer with weights (only {', '.join(kinds) or 'its input'}), "
             "so there is nothing to analyze or change; check that this is the trained model you meant."
         )
+    with stored.open() as handle:
+        check_weights_fit_config(stored, handle)
     return stored

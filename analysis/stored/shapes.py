@@ -9,10 +9,11 @@ one position in the MACs (the convention of :class:`weightkit.analysis.rows.Neur
 """
 
 import math
+import re
 
 from weightkit.analysis.layers import spec_named
 
-__all__ = ["applications", "first_input_shape", "output_shape"]
+__all__ = ["applications", "expected_weight_shapes", "first_input_shape", "output_shape"]
 
 
 def _shape(value):
@@ -145,3 +146,80 @@ def applications(family, class_name, config, input_shape):
         return _count(None if input_shape is None else input_shape[1:-1])
     out = output_shape(class_name, config, input_shape)
     return _count(None if out is None else out[1:-1])
+
+
+def _rank(class_name):
+    digit = re.search(r"(\d)D", class_name)
+    return int(digit.group(1)) if digit else 1
+
+
+def _recurrent_shapes(spec, config, features):
+    units = config.get("units")
+    width = None if units is None else len(spec.gates) * units
+    shapes = {"kernel": (features, width), "recurrent_kernel": (units, width)}
+    if config.get("use_bias", True):
+        two_rows = spec.gates == ("update", "reset", "candidate") and config.get("reset_after", True)
+        shapes["bias"] = (2, width) if two_rows else (width,)
+    return shapes
+
+
+def expected_weight_shapes(class_name, config, input_shape):
+    """The shapes Keras' ``build`` gives a layer's weights, by registry key (None: a dimension not known here).
+
+    Parameters
+    ----------
+    class_name : str
+        A class with neuron rows (:func:`weightkit.analysis.layers.spec_named`).
+    config : dict
+    input_shape : tuple or None
+        Of its first call, batch axis included; None leaves the input dimensions unknown.
+
+    Returns
+    -------
+    dict of str to tuple, or None
+        None for a class these rules do not know.
+    """
+    spec = spec_named(class_name)
+    family = spec.family if spec is not None else None
+    first = config.get("data_format") == "channels_first"
+    last = None
+    if input_shape is not None and len(input_shape) > 1:
+        last = input_shape[1] if first and family != "dense" else input_shape[-1]
+    bias = config.get("use_bias", True)
+    if family == "dense":
+        units = config.get("units")
+        shapes = {"kernel": (last, units), "bias": (units,)}
+    elif family in ("conv", "conv_transpose", "depthwise", "separable"):
+        rank = _rank(class_name)
+        kernel = _tuple(config.get("kernel_size", 1), rank)
+        filters = config.get("filters")
+        if family == "conv":
+            groups = config.get("groups", 1) or 1
+            shapes = {"kernel": kernel + (None if last is None else last // groups, filters), "bias": (filters,)}
+        elif family == "conv_transpose":
+            shapes = {"kernel": kernel + (filters, last), "bias": (filters,)}
+        else:
+            multiplier = config.get("depth_multiplier", 1)
+            depthwise = kernel + (last, multiplier)
+            channels = None if last is None else last * multiplier
+            if family == "depthwise":
+                shapes = {"kernel": depthwise, "bias": (channels,)}
+            else:
+                shapes = {"depthwise_kernel": depthwise, "pointwise_kernel": (1,) * rank + (channels, filters),
+                          "bias": (filters,)}
+    elif family == "rnn":
+        return _recurrent_shapes(spec, config, last)
+    elif family == "bidirectional":
+        inner = config.get("layer") or {}
+        sub = expected_weight_shapes(inner.get("class_name"), inner.get("config") or {}, input_shape)
+        return None if sub is None else {f"{d}/{key}": shape for d in ("forward", "backward")
+                                         for key, shape in sub.items()}
+    elif family == "time_distributed":
+        inner = config.get("layer") or {}
+        inner_shape = None if input_shape is None or len(input_shape) < 3 else (input_shape[0],) + input_shape[2:]
+        return expected_weight_shapes(inner.get("class_name"), inner.get("config") or {}, inner_shape)
+    else:
+        return None
+    if not bias:
+        del shapes["bias"]
+    return shapes

@@ -13,7 +13,8 @@ import numpy as np
 from weightkit.analysis.layers import spec_named
 from weightkit.analysis.stored.layout import keras3_group
 
-__all__ = ["StoredLayoutError", "layer_arrays", "layer_datasets", "legacy_weight_names", "total_datasets"]
+__all__ = ["StoredLayoutError", "dtype_problem", "keyed_datasets", "layer_arrays", "layer_datasets",
+           "legacy_weight_names", "total_datasets"]
 
 #: Keras 3 ``vars`` order per registry family; a layer without a bias stores one fewer.
 _ORDER = {
@@ -131,6 +132,52 @@ def _legacy_arrays(selection, class_name, config):
     return arrays
 
 
+def keyed_datasets(handle, layer, fmt, class_name=None, config=None):
+    """``{registry key: h5py.Dataset}`` of a layer with neuron rows, unread.
+
+    Parameters
+    ----------
+    handle : h5py.File
+    layer : StoredLayer
+    fmt : {"keras", "h5", "weights"}
+
+    Raises
+    ------
+    StoredLayoutError
+        When the variables are not where, or not as many as, its class saves them.
+    """
+    class_name = layer.class_name if class_name is None else class_name
+    config = layer.config if config is None else config
+    if fmt == "h5":
+        return _legacy_arrays(_legacy_selection(handle, layer), class_name, config)
+    group = keras3_group(handle, layer)
+    if group is None:
+        raise StoredLayoutError("no weights group in the file")
+    return _keras3_arrays(group, class_name, config, "its weights group")
+
+
+def dtype_problem(dataset):
+    """Why a weight dataset does not hold real numbers Keras could load (``"complex64 data"``), or None."""
+    dtype = dataset.dtype
+    if dtype.kind in "fiu" and dtype.fields is None:
+        return None
+    if dtype.kind == "V" and dtype.itemsize == 2 and dtype.fields is None and dataset.attrs.get("dtype") in (
+            "bfloat16", b"bfloat16"):
+        return None  # Keras 3 writes bfloat16 variables as 2-byte opaque data with this attribute
+    if dtype.fields is not None:
+        return f"compound data (fields {', '.join(map(repr, dtype.names))})"
+    return f"{dtype} data"
+
+
+def _read(dataset):
+    value = dataset[()]
+    if value.dtype.kind == "V":  # bfloat16 (see dtype_problem)
+        import ml_dtypes
+
+        value = value.view(ml_dtypes.bfloat16)
+    return np.asarray(value, dtype=np.float32)
+
+
 def layer_arrays(handle, layer, fmt, class_name=None, config=None):
     """``{registry key: ndarray}`` of a layer with neuron rows, read now (one layer's worth).
 
@@ -147,16 +194,11 @@ def layer_arrays(handle, layer, fmt, class_name=None, config=None):
     Raises
     ------
     StoredLayoutError
-        When the variables are not where, or not as many as, its class saves them.
+        When the variables are not where, or not as many as, its class saves them, or hold no real numbers.
     """
-    class_name = layer.class_name if class_name is None else class_name
-    config = layer.config if config is None else config
-    where = "its weights group"
-    if fmt == "h5":
-        arrays = _legacy_arrays(_legacy_selection(handle, layer), class_name, config)
-    else:
-        group = keras3_group(handle, layer)
-        if group is None:
-            raise StoredLayoutError("no weights group in the file")
-        arrays = _keras3_arrays(group, class_name, config, where)
-    return {key: np.asarray(dataset[()], dtype=np.float32) for key, dataset in arrays.items()}
+    arrays = keyed_datasets(handle, layer, fmt, class_name, config)
+    for key, dataset in arrays.items():
+        problem = dtype_problem(dataset)
+        if problem is not None:
+            raise StoredLayoutError(f"its {key} is {problem}")
+    return {key: _read(dataset) for key, dataset in arrays.items()}

@@ -14,6 +14,7 @@ import os
 import resource
 
 from weightkit.analysis._tf import import_keras
+from weightkit.analysis.hdf5 import open_h5
 
 __all__ = ["AtomicBackupAndRestore"]
 
@@ -36,6 +37,17 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     def __init__(self, backup_dir):
         super().__init__(backup_dir, delete_checkpoint=False, double_checkpoint=False)
+
+    def _load_model(self):
+        """Keras' restore, after the backup is checked to hold its own weights (see :mod:`weightkit.analysis.hdf5`).
+
+        A backup is a file on disk that anyone with access to the work folder can replace; ``--resume``
+        must not read other files through it.
+        """
+        if os.path.exists(self._weights_path):
+            with open_h5(self._weights_path, self._weights_path):
+                pass
+        super()._load_model()
 
     def _save_model(self):
         os.makedirs(self.backup_dir, exist_ok=True)
