@@ -72,11 +72,18 @@ def print_activations(result, console):
                       "every position")
 
 
+#: How ``merge --max-drop`` budgets are written (mirrors weightkit.compress.shrink.judge.UNITS).
+UNITS_WRITTEN = {"accuracy": "accuracy points", "agreement": "agreement points", "mae": "MAE"}
+
+
 def data_merge_table(report):
     """A rich Table with one row per layer of a DataMergeReport."""
     from rich.table import Table
 
-    budget = f"ratio {report.ratio:g}" if report.ratio is not None else f"max error {report.max_error:g}"
+    if getattr(report, "budget", None):  # merge --max-drop
+        budget = f"max drop {report.budget['max_drop']:g} {UNITS_WRITTEN[report.budget['unit']]}"
+    else:
+        budget = f"ratio {report.ratio:g}" if report.ratio is not None else f"max error {report.max_error:g}"
     table = Table(title=f"{report.model}: merged by data ({budget}, {report.samples} calibration inputs)",
                   title_justify="left")
     for header in ("layer", "fitted on", "neurons", "params", "removed", "dead", "min R²", "median R²",

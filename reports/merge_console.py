@@ -68,6 +68,8 @@ def print_notes_and_evaluation(report, console):
         console.print(f"  note: {text}")
     if report.evaluation:
         console.print(evaluation_line(report.evaluation))
+    if getattr(report, "warning", None):
+        console.print(report.warning)
 
 
 def print_merge_report(report, console):

@@ -83,8 +83,9 @@ def test_calibration_and_evaluation_data_are_disjoint(capsys, tmp_path, monkeypa
     monkeypatch.setattr(merge_data_model, "collect_layer_outputs", spy_collect)
     monkeypatch.setattr(merge_report, "compare_models", spy_compare)
     _, path, data = planted
+    # --no-refit: the one-shot fit collects the calibration activations in one call the spy sees.
     status, _, err = run(capsys, "merge", path, "-o", tmp_path / "small.keras", "--mode", "data", "--data", data,
-                         "--ratio", "0.5")
+                         "--ratio", "0.5", "--no-refit")
     assert status == 0, err
     arrays = np.load(data)
     np.testing.assert_array_equal(seen["calibration"], arrays["x_train"])

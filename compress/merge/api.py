@@ -64,8 +64,9 @@ def merge_neurons(model, mode="weights", data=None, *, evaluate_on=None, **optio
     **options
         The keyword options of the mode's function: ``metric``, ``threshold``, ``ratio``,
         ``layers``, ``include_bias``, ``twin_tolerance`` for weights; ``ratio``, ``max_error``,
-        ``layers``, ``samples``, ``positions``, ``seed``, ``ridge``, ``weigh_by_consumer``,
-        ``refit``, ``allocation``, ``reestimate_bn`` for data; ``progress`` and ``unsafe`` for both.
+        ``layers``, ``samples`` (default: all, up to 2,048), ``positions``, ``seed``, ``ridge``,
+        ``weigh_by_consumer``, ``refit`` (default True; False: the one-shot fit), ``allocation``,
+        ``reestimate_bn`` for data; ``progress`` and ``unsafe`` for both.
 
     Returns
     -------
@@ -80,6 +81,12 @@ def merge_neurons(model, mode="weights", data=None, *, evaluate_on=None, **optio
     WeightkitError
         An unknown mode (naming the allowed ones), an option the mode does not take, data
         missing for ``mode="data"`` or given to ``mode="weights"``.
+
+    See Also
+    --------
+    weightkit.compress.shrink.guided_merge : a data-aware merge within an accuracy budget
+        (``max_drop``) and/or with a distillation fine-tune (``fine_tune``), as ``merge --max-drop``
+        and ``merge --fine-tune``.
 
     Examples
     --------

@@ -95,6 +95,13 @@ class DataMergeReport(BaseMergeReport):
         Where the calibration inputs came from (e.g. ``sklearn:digits (training split)``); None
         for an array.
     layers : list of LayerDataMerge
+    budget : dict or None
+        ``merge --max-drop``: the unit, the budget, the drop on the validation and test halves, the
+        removals per layer, the probes and sensitivity curves
+        (:func:`weightkit.compress.shrink.budget.merge_within_budget`).
+    fine_tune : dict or None
+        ``merge --fine-tune``: the distillation's epochs and history
+        (:class:`weightkit.compress.shrink.distill.DistillResult`).
 
     The other attributes (``model``, ``skipped``, ``layer_params``, parameter counts,
     ``evaluation``, ``notes``) are those of :class:`weightkit.compress.merge.report.BaseMergeReport`.
@@ -107,10 +114,14 @@ class DataMergeReport(BaseMergeReport):
     ridge: float = DEFAULT_RIDGE
     seed: int = 0
     calibration: str = None
+    budget: dict = None
+    fine_tune: dict = None
 
     mode = "data"
 
     def settings(self):
         return {"mode": self.mode, "ratio": self.ratio, "max_error": self.max_error,
                 "calibration": {"source": self.calibration, "samples": self.samples, "positions": self.positions,
-                                "ridge": self.ridge, "seed": self.seed}}
+                                "ridge": self.ridge, "seed": self.seed},
+                **({"budget": self.budget} if self.budget is not None else {}),
+                **({"fine_tune": self.fine_tune} if self.fine_tune is not None else {})}

@@ -18,7 +18,11 @@ from weightkit.analysis.results import layer_named
 from weightkit.compress.merge.rebuild import find_layer
 from weightkit.compress.quantize.compare import compare_several
 
-__all__ = ["BaseMergeReport", "LayerMerge", "MergeReport", "compare_models", "evaluate_merge", "record_params"]
+__all__ = ["AGREEMENT_FLOOR", "BaseMergeReport", "LayerMerge", "MergeReport", "compare_models", "evaluate_merge",
+           "merge_warning", "record_params"]
+
+#: Below this held-out agreement with the original, a merge's report says so in one line (``warning``).
+AGREEMENT_FLOOR = 0.9
 
 
 @dataclass
@@ -108,6 +112,10 @@ class BaseMergeReport:
     evaluation : dict or None
         From :func:`evaluate_merge` when the merge was given held-out data (``evaluate_on=``).
     notes : list of str
+    warning : str or None
+        One line when the held-out evaluation shows the merged model drifting from the original
+        (agreement below :data:`AGREEMENT_FLOOR`, or a budget exceeded), naming the options that
+        help (:func:`merge_warning`).
     """
 
     model: str
@@ -118,6 +126,7 @@ class BaseMergeReport:
     params_after: int = 0
     evaluation: dict = None
     notes: list = field(default_factory=list)
+    warning: str = None
 
     #: ``"weights"`` or ``"data"``: the ``mode`` of :func:`weightkit.compress.merge_neurons` that makes it.
     mode = None
@@ -132,8 +141,10 @@ class BaseMergeReport:
         return layer_named(self.layers, name)
 
     def evaluate(self, original, merged, data):
-        """Fill :attr:`evaluation` by comparing the two models on ``data`` (see :func:`evaluate_merge`)."""
+        """Fill :attr:`evaluation` by comparing the two models on ``data`` (see :func:`evaluate_merge`), and
+        :attr:`warning` when they agree less than :data:`AGREEMENT_FLOOR`."""
         self.evaluation = evaluate_merge(original, merged, data)
+        self.warning = merge_warning(self.evaluation, self.mode)
         return self.evaluation
 
     def settings(self):
@@ -153,6 +164,7 @@ class BaseMergeReport:
                 "params_after": self.params_after,
             },
             "evaluation": self.evaluation,
+            "warning": self.warning,
             "notes": list(self.notes),
         }
 
@@ -293,3 +305,42 @@ def evaluate_merge(original, merged, data, *, batch_size=256):
     evaluation = compare_models(original, merged, x, task=None, batch_size=batch_size)
     evaluation["data"] = "the given inputs"
     return evaluation
+
+
+def merge_warning(evaluation, mode, *, budget=None):
+    """The one line that says a merged model drifted from its original, and what helps; None when it did not.
+
+    Parameters
+    ----------
+    evaluation : dict or None
+        :func:`evaluate_merge`'s result (its ``agreement`` and ``samples``).
+    mode : {"weights", "data"}
+        The merge's mode: which options to name.
+    budget : tuple of (float, float, str), default=None
+        ``(drop, max_drop, unit)`` of a ``--max-drop`` merge on the held-out samples no choice read.
+
+    Returns
+    -------
+    str or None
+
+    Examples
+    --------
+    >>> merge_warning({"agreement": 0.95, "samples": 359}, "data") is None
+    True
+    """
+    if not evaluation:
+        return None
+    helps = ("try --max-drop 1 (the largest merge within 1 point), --fine-tune 10 (distil the original back in) or "
+             "a smaller --ratio." if mode == "data" else
+             "try --mode data --max-drop 1 (the largest merge within 1 point), --mode data --fine-tune 10 or a "
+             "smaller --ratio.")
+    if budget is not None and budget[0] > budget[1] + 1e-9:
+        drop, max_drop, unit = budget
+        return (f"warning: on {evaluation['samples']} held-out samples no choice read the merge lost {drop:.3g} "
+                f"{unit}, more than --max-drop {max_drop:g}: the validation half was kinder; "
+                + ("try --fine-tune 10 or a smaller --max-drop." if mode == "data" else helps))
+    agreement = evaluation.get("agreement")
+    if agreement is None or agreement >= AGREEMENT_FLOOR:
+        return None
+    return (f"warning: the merged model agrees with the original on only {agreement:.1%} of {evaluation['samples']} "
+            f"held-out samples (below {AGREEMENT_FLOOR:.0%}): " + helps)

@@ -4,38 +4,59 @@
 :mod:`.splits` (disjoint calibration / fine-tune / validation / test splits), :mod:`.sensitivity`
 (per-layer merge curves), :mod:`.allocation` (the greedy path, numpy only), :mod:`.search`
 (bisection along it), :mod:`.distill` (knowledge-distillation recovery), :mod:`.checkpoint`
-(resume by stage), :mod:`.result` (what is reported).
+(resume by stage), :mod:`.result` (what is reported). The same sensitivity, search and distillation
+serve ``merge --max-drop`` / ``--fine-tune`` (:mod:`.guided`, :mod:`.budget`, :mod:`.judge`).
 """
 
 from weightkit.compress.shrink.allocation import Allocation, greedy_path
 from weightkit.compress.shrink.costs import TARGETS, model_cost, multiply_adds
+from weightkit.compress.shrink.budget import MERGE_FRACTIONS, fine_tune_merged, merge_within_budget, split_held_out
 from weightkit.compress.shrink.distill import DistillResult, distill, soft_targets
+from weightkit.compress.shrink.guided import guided_merge
+from weightkit.compress.shrink.judge import UNITS, Judge
 from weightkit.compress.shrink.pipeline import DEFAULT_MODES, ShrinkOutcome, shrink_model
 from weightkit.compress.shrink.result import Candidate, ShrinkResult
 from weightkit.compress.shrink.scores import as_probabilities, score_outputs
-from weightkit.compress.shrink.sensitivity import DEFAULT_FRACTIONS, LayerSensitivity, measure_sensitivity, merge_allocation
+from weightkit.compress.shrink.search import search_path, search_removals
+from weightkit.compress.shrink.sensitivity import (
+    DEFAULT_FRACTIONS,
+    LayerSensitivity,
+    measure_sensitivity,
+    merge_allocation,
+    sensitivity_curves,
+)
 from weightkit.compress.shrink.splits import ShrinkSplits, split_for_shrink
 
 __all__ = [
     "DEFAULT_FRACTIONS",
     "DEFAULT_MODES",
+    "MERGE_FRACTIONS",
     "TARGETS",
+    "UNITS",
     "Allocation",
     "Candidate",
     "DistillResult",
+    "Judge",
     "LayerSensitivity",
     "ShrinkOutcome",
     "ShrinkResult",
     "ShrinkSplits",
     "as_probabilities",
     "distill",
+    "fine_tune_merged",
     "greedy_path",
+    "guided_merge",
     "measure_sensitivity",
     "merge_allocation",
+    "merge_within_budget",
     "model_cost",
     "multiply_adds",
     "score_outputs",
+    "search_path",
+    "search_removals",
+    "sensitivity_curves",
     "shrink_model",
     "soft_targets",
     "split_for_shrink",
+    "split_held_out",
 ]

@@ -80,6 +80,13 @@ def _loss(n_classes, temperature, alpha, from_probabilities):
     return distillation_loss
 
 
+def _nested_layers(model):
+    """Every layer of ``model``, nested models' layers included."""
+    for layer in getattr(model, "layers", []):
+        yield layer
+        yield from _nested_layers(layer)
+
+
 def _copy_into(model, strategy):
     keras = import_keras()
     with strategy.scope():
@@ -90,7 +97,7 @@ def _copy_into(model, strategy):
 
 def distill(student, teacher_train, x_train, y_train, x_validation, y_validation, teacher_validation, activation, *,
             epochs=30, temperature=4.0, alpha=0.7, learning_rate=1e-3, batch_size=32, patience=6, seed=0,
-            progress=None):
+            freeze_batchnorm=False, progress=None):
     """Fine-tune ``student`` on the teacher's soft targets and the labels; keep the best validation epoch.
 
     Parameters
@@ -100,10 +107,12 @@ def distill(student, teacher_train, x_train, y_train, x_validation, y_validation
     teacher_train : ndarray of shape (n_train, n_classes)
         The original's probabilities on ``x_train``.
     x_train, y_train : ndarray of shape (n_train, ...), (n_train,)
-        The fine-tuning split (class indices).
+        The fine-tuning split (class indices). ``y_train=None``: no labels, the soft targets
+        alone (give ``alpha=1``).
     x_validation, y_validation, teacher_validation
         The validation split, its labels and the original's probabilities on it: early stopping
-        reads validation accuracy (then lower KL to the teacher on ties).
+        reads validation accuracy (then lower KL to the teacher on ties); ``y_validation=None``:
+        agreement with the teacher instead of accuracy.
     activation : str
         The output activation: ``softmax`` outputs are probabilities, anything else logits.
     epochs : int, default=30
@@ -111,13 +120,16 @@ def distill(student, teacher_train, x_train, y_train, x_validation, y_validation
         Softening of the teacher, and the soft targets' share of the loss.
     learning_rate, batch_size, patience, seed
         Adam's rate; the global batch; epochs without a better validation score before stopping.
+    freeze_batchnorm : bool, default=False
+        Train with every BatchNormalization frozen (its moving statistics kept): a few epochs of
+        batch statistics can move them far from what the merge fitted.
     progress : callable, default=None
         ``progress(epoch, epochs, what)`` after each epoch.
 
     Returns
     -------
     model : keras.Model
-        The best epoch's weights, uncompiled.
+        The best epoch's weights, uncompiled (every layer trainable as in ``student``).
     result : DistillResult
     """
     keras = import_keras()
@@ -125,7 +137,16 @@ def distill(student, teacher_train, x_train, y_train, x_validation, y_validation
     strategy, strategy_name = choose_strategy()
     work = _copy_into(student, strategy)
     n_classes = int(teacher_train.shape[1])
-    labels = np.eye(n_classes, dtype=np.float32)[np.asarray(y_train, dtype=np.int64).reshape(-1)]
+    if freeze_batchnorm:
+        for layer in _nested_layers(work):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+    if y_train is None:
+        labels = np.zeros((len(teacher_train), n_classes), dtype=np.float32)
+    else:
+        labels = np.eye(n_classes, dtype=np.float32)[np.asarray(y_train, dtype=np.int64).reshape(-1)]
+    if y_validation is None:
+        y_validation = np.asarray(teacher_validation).argmax(axis=1)
     targets = np.concatenate([labels, soft_targets(teacher_train, temperature)], axis=1)
     with strategy.scope():
         work.compile(optimizer=keras.optimizers.Adam(learning_rate),

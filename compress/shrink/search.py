@@ -10,7 +10,7 @@ removes more at every step, so its accuracy falls roughly monotonically.
 from weightkit.compress.shrink.scores import predict_probabilities, score_outputs
 from weightkit.compress.shrink.sensitivity import merge_allocation
 
-__all__ = ["search_path"]
+__all__ = ["search_path", "search_removals"]
 
 
 def _scores(model, splits, teacher, activation, reference):
@@ -55,8 +55,46 @@ def search_path(original, splits, teacher, activation, removals, reference, *, b
         ``probes`` (one dict per merged allocation, in the order tried), ``merged`` (the chosen
         one: index, removals, parameters, validation scores, drop, fine-tune) and ``model``.
     """
+    return search_removals(original, splits.x_calibration, removals,
+                           lambda model: _scores(model, splits, teacher, activation, reference), budget=budget,
+                           max_drop=max_drop, tune=tune, fine_tune=fine_tune, max_probes=max_probes, seed=seed,
+                           progress=progress)
+
+
+def search_removals(original, x_calibration, removals, score, *, budget, max_drop, tune=None, fine_tune=None,
+                    max_probes=4, seed=0, refit=False, progress=None):
+    """Bisect ``removals`` for the deepest allocation whose ``score(model)["drop"]`` stays within ``budget``.
+
+    The one search behind ``shrink`` and ``merge --max-drop``.
+
+    Parameters
+    ----------
+    original : keras.Model
+    x_calibration : ndarray of shape (n_calibration, ...), or a list of them (one per input)
+    removals : list of dict of str to int
+        Neurons removed per layer at each step of the path; the first removes nothing.
+    score : callable
+        ``score(model) -> dict`` with ``drop``, the loss against the original in the budget's unit.
+    budget : float
+    max_drop : float
+        A merge losing more than half of it is fine-tuned (``fine_tune=None``).
+    tune : callable, default=None
+        ``tune(model) -> (model, DistillResult)``; None: no fine-tune.
+    fine_tune : bool, default=None
+    max_probes : int, default=4
+    seed : int, default=0
+    refit : bool, default=False
+        Merge each allocation with the sequential refit (:func:`merge_allocation`).
+    progress : callable, default=None
+        ``progress(what)``.
+
+    Returns
+    -------
+    dict
+        ``probes``, ``merged`` (the chosen one) and ``model``, as :func:`search_path`.
+    """
     probes, models = [], {}
-    base = _scores(original, splits, teacher, activation, reference)
+    base = score(original)
     models[0] = original
     chosen = {"index": 0, "removed": {}, "params": int(original.count_params()), "scores": base, "drop": base["drop"],
               "fine_tune": None}
@@ -64,17 +102,17 @@ def search_path(original, splits, teacher, activation, removals, reference, *, b
     def probe(index):
         if progress is not None:
             progress(f"search: merging path step {index} of {len(removals) - 1}")
-        merged, removed = merge_allocation(original, splits.x_calibration, removals[index], seed=seed)
-        before = _scores(merged, splits, teacher, activation, reference)
+        merged, removed = merge_allocation(original, x_calibration, removals[index], seed=seed, refit=refit)
+        before = score(merged)
         record = {"index": index, "requested": removals[index], "removed": removed,
                   "params": int(merged.count_params()), "before": before, "after": None, "fine_tune": None}
         final = before
         wanted = fine_tune if fine_tune is not None else before["drop"] > max_drop / 2
         if tune is not None and wanted and before["drop"] > 0:
             tuned, distilled = tune(merged)
-            after = _scores(tuned, splits, teacher, activation, reference)
+            after = score(tuned)
             record.update(after=after, fine_tune=distilled.to_dict())
-            if after["accuracy"] >= before["accuracy"]:
+            if after["drop"] <= before["drop"]:
                 merged, final = tuned, after
         record["ok"] = final["drop"] <= budget
         record["drop"] = final["drop"]

@@ -8,13 +8,17 @@ divergence). The curves feed :func:`weightkit.compress.shrink.allocation.greedy_
 
 from dataclasses import dataclass, field
 
+from weightkit.analysis.batches import n_samples
 from weightkit.analysis.errors import WeightkitError
 from weightkit.compress.merge import merge_by_data, plan_groups
 from weightkit.compress.merge.group_data import group_taps
+from weightkit.compress.merge.rebuild import find_layer
+from weightkit.compress.merge.recurrent import RECURRENT_TYPES, recurrent_site
 from weightkit.compress.shrink.costs import model_cost
 from weightkit.compress.shrink.scores import predict_probabilities, score_outputs
 
-__all__ = ["DEFAULT_FRACTIONS", "LayerSensitivity", "measure_sensitivity", "merge_allocation", "mergeable_layers"]
+__all__ = ["DEFAULT_FRACTIONS", "LayerSensitivity", "measure_sensitivity", "merge_allocation", "mergeable_layers",
+           "sensitivity_curves"]
 
 #: Fractions of a layer's neurons tried, lightest first.
 DEFAULT_FRACTIONS = (0.5, 0.75, 0.9, 0.97)
@@ -51,7 +55,7 @@ class LayerSensitivity:
 def mergeable_layers(model):
     """``{name: neurons}`` of the units data-aware merging can shrink (two neurons or more), in model order.
 
-    A unit is a plain layer, or a coupled channel group (producers tied by a residual ``Add``, a
+    A unit is a plain layer, a recurrent layer (SimpleRNN, LSTM, GRU), or a coupled channel group (producers tied by a residual ``Add``, a
     concatenation, depthwise filters; :func:`weightkit.compress.merge.plan_groups`) named after its first
     producer: ``merge_by_data(layers=[that name])`` merges the whole group, counted once.
     """
@@ -63,12 +67,17 @@ def mergeable_layers(model):
     for name, site in plan.sites.items():
         if name in groups:
             units[name] = int(groups[name].n)
-        elif plan.plain(name) and name not in members and site.n_neurons >= 2:
+        elif name in members or site.n_neurons < 2:
+            continue
+        elif site.type in RECURRENT_TYPES:  # units folded into every gate, when the layer's calls allow it
+            if recurrent_site(plan.graph, find_layer(model, name)).reason is None:
+                units[name] = int(site.n_neurons)
+        elif plan.plain(name):
             units[name] = int(site.n_neurons)
     return units
 
 
-def merge_allocation(model, x_calibration, removals, *, seed=0, samples=None):
+def merge_allocation(model, x_calibration, removals, *, seed=0, samples=None, refit=False):
     """Merge ``removals[name]`` neurons out of each named layer, one layer after the other.
 
     Each layer is fitted on the activations of the model its earlier merges left, so later
@@ -83,6 +92,8 @@ def merge_allocation(model, x_calibration, removals, *, seed=0, samples=None):
     seed : int, default=0
     samples : int, default=None
         Calibration inputs per fit (all of them when None).
+    refit : bool, default=False
+        Fit each layer with the sequential refit (:mod:`weightkit.compress.merge.refit`).
 
     Returns
     -------
@@ -91,7 +102,7 @@ def merge_allocation(model, x_calibration, removals, *, seed=0, samples=None):
         Neurons each layer really lost.
     """
     removed = {}
-    samples = len(x_calibration) if samples is None else int(samples)
+    samples = n_samples(x_calibration) if samples is None else int(samples)
     for name, count in removals.items():
         if count <= 0:
             continue
@@ -100,7 +111,8 @@ def merge_allocation(model, x_calibration, removals, *, seed=0, samples=None):
             continue
         count = min(int(count), n - 1)
         ratio = (count - 0.25) / n  # merge_by_data removes round(ratio * n): exactly `count`
-        model, report = merge_by_data(model, x_calibration, ratio=ratio, layers=[name], samples=samples, seed=seed)
+        model, report = merge_by_data(model, x_calibration, ratio=ratio, layers=[name], samples=samples, seed=seed,
+                                      refit=refit)
         removed[name] = int(sum(layer.n_removed for layer in report.layers))
     return model, removed
 
@@ -129,10 +141,41 @@ def measure_sensitivity(model, x_calibration, x_validation, y_validation, teache
     -------
     list of LayerSensitivity
     """
+    def score(merged):
+        return score_outputs(predict_probabilities(merged, x_validation, activation), y_validation, teacher)
+
+    return sensitivity_curves(model, x_calibration, score, fractions=fractions, target=target, seed=seed,
+                              progress=progress)
+
+
+def sensitivity_curves(model, x_calibration, score, *, fractions=DEFAULT_FRACTIONS, target="size", seed=0,
+                       progress=None):
+    """Each mergeable layer's scores, by ``score(merged_model)``, as a function of the fraction merged away.
+
+    The one implementation behind ``shrink`` (classifier scores) and ``merge --max-drop`` (any
+    :class:`weightkit.compress.shrink.judge.Judge`).
+
+    Parameters
+    ----------
+    model : keras.Model
+        The original; not modified.
+    x_calibration : ndarray of shape (n_calibration, ...), or a list of them (one per input)
+    score : callable
+        ``score(model) -> dict`` of numbers; each becomes a key of the curve's points.
+    fractions : sequence of float, default=DEFAULT_FRACTIONS
+    target : {"size", "params", "latency"}, default="size"
+    seed : int, default=0
+    progress : callable, default=None
+        ``progress(done, total, what)``.
+
+    Returns
+    -------
+    list of LayerSensitivity
+    """
     layers = mergeable_layers(model)
     if not layers:
-        raise WeightkitError(f"model {model.name!r}: no layer data-aware merging can shrink (Dense or Conv layers "
-                             "read by Dense or Conv layers); quantize it instead.")
+        raise WeightkitError(f"model {model.name!r}: no layer data-aware merging can shrink (Dense, Conv or "
+                             "recurrent layers read by layers a merge can rewrite); quantize it instead.")
     base_cost = model_cost(model, target)
     total, done = len(layers) * len(fractions), 0
     curves = []
@@ -152,8 +195,7 @@ def measure_sensitivity(model, x_calibration, x_validation, y_validation, teache
             except WeightkitError as error:
                 curve.notes.append(f"{fraction:.0%}: not merged: {error}")
                 break
-            scores = score_outputs(predict_probabilities(merged, x_validation, activation), y_validation, teacher)
             curve.points.append({"fraction": float(fraction), "removed": int(removed.get(name, 0)),
-                                 "cost_removed": int(base_cost - model_cost(merged, target)), **scores})
+                                 "cost_removed": int(base_cost - model_cost(merged, target)), **score(merged)})
         curves.append(curve)
     return curves

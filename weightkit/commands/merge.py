@@ -16,8 +16,8 @@ from weightkit._common import (
     stdout_console,
     unsafe_option,
 )
-from weightkit._options import Real
-from weightkit.commands._activations import check_merge_mode, load_dataset, samples_option
+from weightkit._options import Real, Whole
+from weightkit.commands._activations import check_merge_mode, load_dataset
 
 
 @click.command()
@@ -46,20 +46,30 @@ from weightkit.commands._activations import check_merge_mode, load_dataset, samp
 @click.option("--max-error", "max_error", type=Real(), default=None,
               help="--mode data: remove neurons while at most this fraction of each consumer's input variance is "
                    "lost on the calibration sample (default 0.001 without --ratio).")
-@click.option("--refit", is_flag=True,
+@click.option("--refit/--no-refit", "refit", default=None,
               help="--mode data: fit each tensor the consumers read on the model merged so far, in order, rebuilding "
-                   "the original consumers' inputs from the kept channels (one pass per tensor; slower, fewer "
-                   "errors adding up through the layers).")
+                   "the original consumers' inputs from the kept channels (the default: 2-6x the time of the "
+                   "one-shot fit, far better on residual networks); --no-refit: the one-shot fit on the original's "
+                   "activations.")
+@click.option("--max-drop", "max_drop", type=Real(min=0.0), default=None, metavar="P",
+              help="--mode data: instead of --ratio, the largest per-layer merge losing at most P accuracy points "
+                   "(agreement points without labels, MAE for a regression) on half of DATA's held-out split; the "
+                   "other half is reported.")
+@click.option("--fine-tune", "fine_tune", type=Whole(min=0), default=0, metavar="EPOCHS",
+              help="--mode data: after merging, distil the original into the merged model for at most EPOCHS "
+                   "epochs (no labels needed), early-stopped on half of DATA's held-out split.")
 @click.option("--reestimate-bn", "reestimate_bn", is_flag=True,
               help="--mode data: after merging, set the BatchNormalization statistics to the merged model's on the "
                    "calibration sample.")
-@samples_option
+@click.option("--samples", type=Whole(min=1), default=None,
+              help="--mode data: calibration inputs drawn (seeded) from DATA's training split [default: all of "
+                   "them, up to 2,048].")
 @force_option
 @unsafe_option
 @quiet_option
 @debug_option
 def merge(model, output, metric, threshold, ratio, layers, exclude_bias, twin_tolerance, data, mode, max_error, refit,
-          reestimate_bn, samples, force, unsafe):
+          max_drop, fine_tune, reestimate_bn, samples, force, unsafe):
     """Merge redundant neurons of MODEL and save a smaller model to OUT (.keras).
 
     Each removed neuron's outgoing weights are added, scaled, to its kept twin's in the next layer:
@@ -67,12 +77,17 @@ def merge(model, output, metric, threshold, ratio, layers, exclude_bias, twin_to
     """
     from weightkit.analysis.errors import WeightkitError
     from weightkit.analysis.io import atomic_path, atomic_write_json, check_output
-    from weightkit.compress.merge import merge_neurons
 
     check_merge_mode(mode, data, threshold, max_error)
-    if mode != "data" and (refit or reestimate_bn):
-        raise WeightkitError(f"{'--refit' if refit else '--reestimate-bn'}: only with --mode data, which "
-                             "calibrates on DATA; add --mode data --data DATA.")
+    asked = [name for name, value in (("--refit/--no-refit", refit is not None), ("--reestimate-bn", reestimate_bn),
+                                      ("--max-drop", max_drop is not None), ("--fine-tune", fine_tune),
+                                      ("--samples", samples is not None)) if value]
+    if mode != "data" and asked:
+        raise WeightkitError(f"{asked[0]}: only with --mode data, which calibrates on DATA; add --mode data "
+                             "--data DATA.")
+    if max_drop is not None and (ratio is not None or max_error is not None):
+        raise WeightkitError(f"--max-drop and {'--ratio' if ratio is not None else '--max-error'}: give one of "
+                             "them; --max-drop finds the largest merge within the budget, the others fix its size.")
     if not output.lower().endswith(".keras"):
         raise WeightkitError(f"-o {output}: the merged model is saved as a Keras 3 archive; give a name ending "
                              "in .keras.")
@@ -81,16 +96,26 @@ def merge(model, output, metric, threshold, ratio, layers, exclude_bias, twin_to
         raise WeightkitError(f"-o {output}: is the input model, which is never modified; choose another path.")
     check_output(output, force=force, inputs=(model, data))
     check_output(report_path, force=force, inputs=(model, data))
+    from weightkit.compress.merge import merge_neurons  # TensorFlow: after every check
+
     loaded = load_model_or_exit(model, unsafe=unsafe, compile=False, finite=True)
     dataset = load_dataset(data, loaded.model) if data else None
     if mode == "data":
-        options = {"max_error": max_error, "samples": samples, "refit": refit, "reestimate_bn": reestimate_bn}
+        options = {"max_error": max_error, "samples": samples, "refit": refit is not False,
+                   "reestimate_bn": reestimate_bn}
     else:
         options = {"metric": metric, "threshold": threshold, "include_bias": not exclude_bias,
                    "twin_tolerance": twin_tolerance}
     with progress_reporter("merging") as progress:
-        merged, report = merge_neurons(loaded.model, mode, dataset if mode == "data" else None, evaluate_on=dataset,
-                                       ratio=ratio, layers=list(layers) or None, progress=progress, **options)
+        if max_drop is not None or fine_tune:
+            from weightkit.compress.shrink import guided_merge
+
+            merged, report = guided_merge(loaded.model, dataset, max_drop=max_drop, fine_tune=fine_tune, ratio=ratio,
+                                          layers=list(layers) or None, progress=progress, **options)
+        else:
+            merged, report = merge_neurons(loaded.model, mode, dataset if mode == "data" else None,
+                                           evaluate_on=dataset, ratio=ratio, layers=list(layers) or None,
+                                           progress=progress, **options)
     report.notes.extend(loaded.notes)
     if not report.layers:
         raise WeightkitError(nothing_to_merge(model, report))

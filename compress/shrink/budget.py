@@ -1,0 +1,154 @@
+"""``merge --max-drop`` and ``merge --fine-tune``: shrink's sensitivity, search and distillation for a merge.
+
+:func:`merge_within_budget` measures every mergeable layer's curve
+(:func:`weightkit.compress.shrink.sensitivity.sensitivity_curves`), orders the removals along the greedy
+path (:func:`weightkit.compress.shrink.allocation.greedy_path`) and bisects it
+(:func:`weightkit.compress.shrink.search.search_removals`) for the deepest allocation whose drop on the
+validation split, as a :class:`weightkit.compress.shrink.judge.Judge` counts it, stays within the budget:
+the same code ``shrink`` runs, with finer fractions (a merge has no quantization to leave room for).
+
+:func:`fine_tune_merged` is :func:`weightkit.compress.shrink.distill.distill` with the original as the
+teacher: it needs no labels (then it learns the teacher's soft targets alone and stops early on
+agreement).
+"""
+
+import numpy as np
+
+from weightkit.analysis.batches import n_samples
+from weightkit.analysis.errors import WeightkitError
+from weightkit.compress.shrink.allocation import greedy_path
+from weightkit.compress.shrink.distill import distill
+from weightkit.compress.shrink.judge import UNITS, Judge
+from weightkit.compress.shrink.search import search_removals
+from weightkit.compress.shrink.sensitivity import sensitivity_curves
+
+__all__ = ["MERGE_FRACTIONS", "fine_tune_merged", "merge_within_budget", "split_held_out"]
+
+#: Fractions of each layer the sensitivity of ``merge --max-drop`` tries (shrink's start at 0.5).
+MERGE_FRACTIONS = (0.25, 0.5, 0.75, 0.9)
+
+
+def _take(x, index):
+    return [np.asarray(a)[index] for a in x] if isinstance(x, (list, tuple)) else np.asarray(x)[index]
+
+
+def split_held_out(x, y=None, *, seed=0, minimum=20):
+    """Cut held-out data into a validation half (every choice reads it) and a test half (only reported).
+
+    Parameters
+    ----------
+    x : ndarray of shape (n, ...), or a list of them
+    y : ndarray of shape (n, ...), default=None
+    seed : int, default=0
+    minimum : int, default=20
+        Fewer held-out samples than this: both halves are the whole split (said in the returned note).
+
+    Returns
+    -------
+    (x_validation, y_validation), (x_test, y_test), note : str or None
+    """
+    n = n_samples(x)
+    if n < minimum:
+        return (x, y), (x, y), (f"only {n} held-out samples: the budget was chosen and reported on the same "
+                                "samples")
+    order = np.random.default_rng(seed).permutation(n)
+    first, second = np.sort(order[: n // 2]), np.sort(order[n // 2:])
+    pick = (lambda index: None) if y is None else (lambda index: np.asarray(y)[index])
+    return (_take(x, first), pick(first)), (_take(x, second), pick(second)), None
+
+
+def merge_within_budget(model, x_calibration, judge, *, max_drop, fractions=MERGE_FRACTIONS, max_probes=6,
+                        refit=True, samples=None, seed=0, progress=None):
+    """The deepest per-layer allocation of a data-aware merge whose drop on ``judge``'s split is within budget.
+
+    Parameters
+    ----------
+    model : keras.Model
+        The original; not modified.
+    x_calibration : ndarray of shape (n, ...), or a list of them
+        Training inputs that fit every merge.
+    judge : Judge
+        Scores on the validation split (its :attr:`~Judge.unit` is the budget's).
+    max_drop : float
+        Accuracy or agreement points, or MAE (:data:`weightkit.compress.shrink.judge.UNITS`).
+    fractions : sequence of float, default=MERGE_FRACTIONS
+    max_probes : int, default=6
+        Allocations the bisection merges at most.
+    refit : bool, default=True
+        Merge each probed allocation with the sequential refit.
+    samples : int, default=None
+        Calibration inputs per fit (all of ``x_calibration`` when None).
+    seed : int, default=0
+    progress : callable, default=None
+        ``progress(done, total, what)``.
+
+    Returns
+    -------
+    model : keras.Model
+        The chosen allocation merged (the original itself when nothing fits the budget).
+    summary : dict
+        ``unit``, ``max_drop``, ``validation_samples``, ``drop`` (on the validation split),
+        ``removed`` per layer, ``probes`` and the sensitivity ``curves``.
+    """
+    if not float(max_drop) >= 0:
+        raise WeightkitError(f"--max-drop {max_drop}: must be at least 0 ({UNITS[judge.unit]}), e.g. 1.")
+    if samples is not None and n_samples(x_calibration) > int(samples):
+        index = np.sort(np.random.default_rng(seed).choice(n_samples(x_calibration), int(samples), replace=False))
+        x_calibration = _take(x_calibration, index)
+    curves = sensitivity_curves(model, x_calibration, judge.score, fractions=fractions, target="params", seed=seed,
+                                progress=progress)
+    path = greedy_path({c.name: c.levels("error") for c in curves})
+    removals = [{c.name: (c.points[a.levels[c.name] - 1]["removed"] if a.levels[c.name] else 0) for c in curves}
+                for a in path]
+    found = search_removals(model, x_calibration, removals, judge.score, budget=float(max_drop),
+                            max_drop=float(max_drop), max_probes=max_probes, seed=seed, refit=refit,
+                            progress=progress and (lambda what: progress(0, 1, what)))
+    chosen = found["merged"]
+    summary = {"unit": judge.unit, "max_drop": float(max_drop), "validation_samples": n_samples(judge.x),
+               "drop": float(chosen["drop"]), "removed": dict(chosen["removed"]), "path_steps": len(path) - 1,
+               "chosen_step": int(chosen["index"]),
+               "probes": [{"index": p["index"], "removed": p["removed"], "params": p["params"], "drop": p["drop"],
+                           "within_budget": p["ok"]} for p in found["probes"]],
+               "curves": [c.to_dict() for c in curves]}
+    return found["model"], summary
+
+
+def fine_tune_merged(original, merged, x_train, x_validation, *, y_train=None, y_validation=None, epochs=10,
+                     temperature=4.0, alpha=0.7, patience=4, seed=0, progress=None):
+    """Distil the original into the merged model; early stopping on held-out accuracy, or agreement without labels.
+
+    Parameters
+    ----------
+    original, merged : keras.Model
+        One output of class scores, shape ``(batch, n_classes)``; neither is modified.
+    x_train : ndarray of shape (n_train, ...)
+        Training inputs (no labels needed: the original's probabilities are the targets).
+    x_validation : ndarray of shape (n_validation, ...)
+        Held-out inputs the early stopping reads.
+    y_train, y_validation : ndarray, default=None
+        Class labels; with ``y_train`` the loss mixes them in (``1 − alpha``), with ``y_validation``
+        the early stopping reads accuracy instead of agreement.
+    epochs, temperature, alpha, patience, seed
+        See :func:`weightkit.compress.shrink.distill.distill`.
+    progress : callable, default=None
+
+    Returns
+    -------
+    model : keras.Model
+    result : DistillResult
+    """
+    from weightkit.analysis.data_checks import output_activations
+    from weightkit.compress.shrink.scores import predict_probabilities
+
+    if len(original.outputs) != 1 or len(original.outputs[0].shape) != 2 or (original.outputs[0].shape[-1] or 0) < 2:
+        raise WeightkitError(f"--fine-tune: distillation needs a classifier with one output of class scores, shape "
+                             f"(batch, n_classes); model {original.name!r} has {len(original.outputs)} output(s) of "
+                             f"shape {tuple(original.outputs[0].shape)}. Merge with a smaller --ratio or --max-drop "
+                             "instead.")
+    activation = output_activations(original)[0]
+    teacher_train = predict_probabilities(original, x_train, activation)
+    teacher_validation = predict_probabilities(original, x_validation, activation)
+    return distill(merged, teacher_train, x_train, y_train, x_validation, y_validation, teacher_validation,
+                   activation, epochs=int(epochs), temperature=temperature, alpha=alpha if y_train is not None else 1.0,
+                   patience=patience, seed=seed, freeze_batchnorm=True, progress=progress)
+

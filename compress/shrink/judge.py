@@ -1,0 +1,155 @@
+"""How far a candidate model is from the original on one split, in the unit of a budget.
+
+:class:`Judge` runs the original once on the split and scores any candidate against it:
+
+- a classifier with labels: accuracy points lost (``100 · (accuracy_original − accuracy)``);
+- a classifier without labels: agreement points lost (``100 · (1 − agreement)``);
+- a regression (one linear output column per element): the MAE added against the labels, or
+  the mean absolute difference from the original's outputs without labels.
+
+Classes are read along the last axis, so per-element outputs (a segmentation's per-pixel classes)
+are scored per element; a one-column sigmoid (or logit) output is a binary class. With several
+outputs the budget reads the first output; every output adds to the smooth ``error`` (KL divergence
+to the original's probabilities, or squared difference over the original's variance) that ranks
+the per-layer sensitivity curves.
+"""
+
+import numpy as np
+
+from weightkit.analysis.data_checks import output_activations
+
+__all__ = ["UNITS", "Judge", "model_outputs"]
+
+#: ``unit -> how a drop in it is written``.
+UNITS = {"accuracy": "accuracy points", "agreement": "agreement points", "mae": "MAE"}
+
+_EPS = 1e-7
+
+
+def model_outputs(model, x, batch_size=256):
+    """A model's outputs on ``x`` as a list of float64 arrays, one per output, in model order."""
+    outputs = model.predict(x, batch_size=batch_size, verbose=0)
+    if isinstance(outputs, dict):
+        outputs = [outputs[name] for name in model.output_names]
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    return [np.asarray(output, dtype=np.float64) for output in outputs]
+
+
+def _probabilities(output, activation):
+    """``(n_elements, n_classes)`` probabilities of a classification output, classes on the last axis."""
+    width = output.shape[-1] if output.ndim > 1 else 1
+    flat = output.reshape(-1, width)
+    if width == 1:
+        p = flat[:, 0] if activation == "sigmoid" else 1.0 / (1.0 + np.exp(-flat[:, 0]))
+        p = np.clip(p, 0.0, 1.0)
+        return np.stack([1.0 - p, p], axis=1)
+    if activation == "softmax":
+        p = np.clip(flat, 0.0, None)
+        return p / np.maximum(p.sum(axis=1, keepdims=True), _EPS)
+    shifted = np.exp(flat - flat.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def _classes(y, output):
+    """Class labels per element: indices, or one-hot (same shape as the output) turned into indices."""
+    y = np.asarray(y)
+    width = output.shape[-1] if output.ndim > 1 else 1
+    if width >= 2 and y.shape == output.shape:
+        return y.argmax(axis=-1).reshape(-1)
+    return y.reshape(-1).astype(np.int64)
+
+
+def _is_classifier(output, activation, task):
+    if task is not None:
+        return task == "classification"
+    width = output.shape[-1] if output.ndim > 1 else 1
+    return width >= 2 or activation in ("softmax", "sigmoid")
+
+
+class Judge:
+    """Scores candidates against the original on one split (see the module docstring).
+
+    Parameters
+    ----------
+    original : keras.Model
+    x : ndarray of shape (n_samples, ...), or a list of them (one per input)
+    y : ndarray, default=None
+        Labels of the first output; None: compared with the original alone.
+    task : {"classification", "regression"}, default=None
+        The first output's; None: a classifier when it has two columns or more, or a softmax or sigmoid.
+    batch_size : int, default=256
+
+    Attributes
+    ----------
+    unit : {"accuracy", "agreement", "mae"}
+        What ``drop`` counts (:data:`UNITS`).
+    reference : dict
+        The original's own scores (``accuracy`` or ``mae`` when it has labels).
+    """
+
+    def __init__(self, original, x, y=None, *, task=None, batch_size=256):
+        self.x, self.batch_size = x, int(batch_size)
+        self.activations = output_activations(original)
+        self.outputs = model_outputs(original, x, self.batch_size)
+        self.classifier = [_is_classifier(out, act, task if i == 0 else None)
+                           for i, (out, act) in enumerate(zip(self.outputs, self.activations))]
+        self.probabilities = [_probabilities(out, act) if cls else None
+                              for out, act, cls in zip(self.outputs, self.activations, self.classifier)]
+        self.y = None if y is None else np.asarray(y)
+        if self.classifier[0]:
+            self.unit = "agreement" if self.y is None else "accuracy"
+        else:
+            self.unit = "mae"
+        self.reference = self._first(self.outputs[0], self.probabilities[0])
+
+    def _first(self, output, probabilities):
+        """The first output's scores: accuracy / agreement, or MAE."""
+        if self.classifier[0]:
+            predicted = probabilities.argmax(axis=1)
+            scores = {"agreement": float(np.mean(predicted == self.probabilities[0].argmax(axis=1)))}
+            if self.y is not None:
+                scores["accuracy"] = float(np.mean(predicted == _classes(self.y, output)))
+            return scores
+        scores = {"mae_to_original": float(np.mean(np.abs(output - self.outputs[0])))}
+        if self.y is not None:
+            scores["mae"] = float(np.mean(np.abs(output.reshape(len(output), -1) -
+                                                 self.y.reshape(len(self.y), -1).astype(np.float64))))
+        return scores
+
+    def score(self, model):
+        """``{"drop", "error", ...}`` of a candidate: ``drop`` in :attr:`unit`, ``error`` the smooth distance.
+
+        Parameters
+        ----------
+        model : keras.Model
+            Same inputs and outputs as the original.
+
+        Returns
+        -------
+        dict
+            ``drop``; ``error`` (also as ``kl``, the key the allocation reads); ``agreement`` and
+            ``accuracy`` for a classifier, ``mae`` / ``mae_to_original`` for a regression.
+        """
+        outputs = model_outputs(model, self.x, self.batch_size)
+        error = 0.0
+        first = None
+        for index, (output, reference) in enumerate(zip(outputs, self.outputs)):
+            if self.classifier[index]:
+                teacher = self.probabilities[index]
+                probabilities = _probabilities(output, self.activations[index])
+                error += float(np.mean(np.sum(teacher * (np.log(teacher + _EPS) - np.log(probabilities + _EPS)),
+                                              axis=1)))
+            else:
+                probabilities = None
+                error += float(np.mean((output - reference) ** 2) / max(float(np.var(reference)), _EPS))
+            if index == 0:
+                first = self._first(output, probabilities)
+        if self.unit == "accuracy":
+            drop = 100.0 * (self.reference["accuracy"] - first["accuracy"])
+        elif self.unit == "agreement":
+            drop = 100.0 * (1.0 - first["agreement"])
+        elif self.y is not None:
+            drop = first["mae"] - self.reference["mae"]
+        else:
+            drop = first["mae_to_original"]
+        return {"drop": float(drop), "error": error, "kl": error, **first}
