@@ -1,14 +1,18 @@
-"""MkDocs hook: lay the installed package's layout out for mkdocstrings.
+"""MkDocs hooks: lay the installed package's layout out for mkdocstrings; fill in the support matrix.
 
 The repository keeps ``analysis/``, ``compress/`` and ``reports/`` beside ``weightkit/`` and setup.py installs them
-inside it (``weightkit.analysis``, ...). Griffe, which reads the docstrings statically, looks for
-``weightkit/analysis/`` on disk and does not follow setup.py's mapping, so this hook copies the four folders into that tree
-under ``build/docs-src/`` (ignored by git; about 1.5 MB) before the pages are rendered (Griffe resolves symbolic links
-to their real folder, so links would not do); mkdocs.yml points the Python handler
-there. Nothing is imported: no TensorFlow at build time.
+inside it (``weightkit.analysis``, ...). Griffe, which reads the docstrings statically, looks for ``weightkit/analysis/``
+on disk and does not follow setup.py's mapping, so ``on_config`` copies the four folders into that tree under
+``build/docs-src/`` (ignored by git; about 1.5 MB), where mkdocs.yml points the Python handler. Griffe resolves
+symbolic links to their real folder, so links would not do. Nothing is imported for that: no TensorFlow at build time.
+
+``on_page_markdown`` fills in what the code already knows, where a page asks for it: the support matrix (from
+``weightkit.reports.support_matrix``, which reads the layer registry without Keras) and the API entries of a package
+whose public names live in a lazy table.
 """
 
 import os
+import re
 import shutil
 
 #: Import name under ``weightkit`` -> the repository folder that holds it (as setup.py's FOLDERS).
@@ -24,3 +28,35 @@ def on_config(config):
     for name, folder in FOLDERS.items():
         shutil.copytree(os.path.join(root, folder), os.path.join(tree, name), ignore=skip)
     return config
+
+
+#: Where a page asks for the support matrix, generated from the layer registry at build time (so it cannot go stale).
+SUPPORT_MATRIX = "<!-- support-matrix: generated -->"
+
+
+#: ``<!-- api: PACKAGE -->`` on a page: one mkdocstrings entry per name of PACKAGE's lazy table (``_LAZY``), grouped by
+#: the module that defines it. weightkit.analysis and weightkit.reports name their API in such a table, which Griffe
+#: cannot read statically; importing the package reads it without TensorFlow (the modules load on first use).
+API_MARKER = re.compile(r"<!-- api: ([\w.]+) -->")
+
+
+def _api_entries(package):
+    import importlib
+
+    lazy = dict(importlib.import_module(package)._LAZY)
+    if package == "weightkit.analysis":
+        lazy["WeightkitError"] = "weightkit.analysis.errors"  # imported eagerly, not in the lazy table
+    lines = []
+    for module in sorted(set(lazy.values())):
+        lines += [f"## `{module}`", ""]
+        for name in sorted(n for n, m in lazy.items() if m == module):
+            lines += [f"::: {module}.{name}", "    options:", "      heading_level: 3", ""]
+    return "\n".join(lines)
+
+
+def on_page_markdown(markdown, page, config, files):
+    if SUPPORT_MATRIX in markdown:
+        from weightkit.reports.support_matrix import support_matrix_markdown
+
+        markdown = markdown.replace(SUPPORT_MATRIX, support_matrix_markdown())
+    return API_MARKER.sub(lambda match: _api_entries(match.group(1)), markdown)
