@@ -1,0 +1,61 @@
+"""Convolutions: one neuron per filter (Conv1D/2D/3D), and the transposed ones (analyzed, not merged)."""
+
+import numpy as np
+
+from weightkit.analysis.kinds.base import Kernel, LayerKind, bias, count
+from weightkit.analysis.kinds.dense import PLAIN_KERNEL, PLAIN_VARIABLES
+
+__all__ = ["ConvKind", "ConvTransposeKind", "KINDS"]
+
+
+class ConvKind(LayerKind):
+    """A convolution: kernel ``(*kernel_size, in_channels / groups, filters)``, a filter per neuron."""
+
+    family = "conv"
+    variables = PLAIN_VARIABLES
+    kernels = PLAIN_KERNEL
+    merge = "neurons"
+    units_key = "filters"
+    has_neurons = True
+    order = 1
+
+    def neuron_rows(self, config, arrays):
+        kernel = arrays["kernel"]
+        return [(None, kernel.reshape(-1, kernel.shape[-1]).T, bias(arrays))]
+
+    def consumer_problem(self, layer, after_flatten):
+        if after_flatten:
+            return "reads a flattened tensor"
+        if getattr(layer, "groups", 1) != 1:
+            return "is a grouped convolution"
+        if self.layout_problem(layer):
+            return "uses channels_first"
+        return None
+
+    def wrapped_layout(self, layer):
+        """The consumer layout of this layer inside a TimeDistributed, or None when it absorbs nothing."""
+        return "conv" if self.layout_problem(layer) is None else None
+
+
+class ConvTransposeKind(LayerKind):
+    """A transposed convolution: kernel ``(*kernel_size, filters, in_channels)``; analyzed, not merged."""
+
+    family = "conv_transpose"
+    variables = PLAIN_VARIABLES
+    kernels = (Kernel(None, "", "kernel", "kernel_regularizer", "transpose"),)
+    units_key = "filters"
+    has_neurons = True
+    order = 2
+
+    def neuron_rows(self, config, arrays):
+        kernel = arrays["kernel"]
+        return [(None, np.moveaxis(kernel, -2, 0).reshape(kernel.shape[-2], -1), bias(arrays))]
+
+    def applications(self, input_shape, output_shape):
+        return count(None if input_shape is None else input_shape[1:-1])  # each filter once per *input* position
+
+
+KINDS = {}
+for _n in ("1D", "2D", "3D"):
+    KINDS[f"Conv{_n}"] = ConvKind()
+    KINDS[f"Conv{_n}Transpose"] = ConvTransposeKind()
