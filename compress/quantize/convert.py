@@ -23,6 +23,7 @@ from weightkit.compress.quantize.diagnose import describe, flex_ops, float_ops, 
 from weightkit.compress.quantize.fused import allocation_error, fused_op_counts
 from weightkit.compress.quantize.fused_plan import recurrent_plan
 from weightkit.compress.quantize.modes import MODES, configure_converter
+from weightkit.compress.quantize.norms import integer_friendly_norms
 from weightkit.compress.quantize.unroll import UNROLL_MAX_STEPS
 
 __all__ = ["UNROLL_MAX_STEPS", "Conversion", "convert_mode", "convert_modes", "converter_reason", "float_compute_ops",
@@ -269,6 +270,8 @@ def convert_mode(mode, *, saved_model_dir=None, keras_model=None, representative
 def exported_saved_model(keras_model, verbose=False, input_signature=None):
     """Yield a temporary SavedModel folder exported from ``keras_model``, or None if export fails.
 
+    Normalization layers are exported as ops with int8 kernels (:mod:`weightkit.compress.quantize.norms`).
+
     Parameters
     ----------
     keras_model : keras.Model
@@ -285,7 +288,7 @@ def exported_saved_model(keras_model, verbose=False, input_signature=None):
     """
     with tempfile.TemporaryDirectory(prefix="weightkit-savedmodel-") as directory:
         try:
-            with _quiet(verbose):
+            with _quiet(verbose), integer_friendly_norms(keras_model):
                 keras_model.export(directory, format="tf_saved_model", verbose=verbose,
                                    input_signature=input_signature)
         except Exception as error:  # noqa: BLE001 - fall back to from_keras_model
