@@ -87,7 +87,7 @@ def test_lazy_packages_list_their_api_from_the_lazy_table(package, page):
 
 
 def _static_all(folder):
-    """A package's ``__all__``, read from its ``__init__.py`` without importing it (weightkit.compress imports Keras)."""
+    """A package's ``__all__``, read from its ``__init__.py`` without importing it (compress imports Keras)."""
     tree = ast.parse(_read(folder, "__init__.py"))
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(getattr(target, "id", None) == "__all__" for target in node.targets):

@@ -1,10 +1,11 @@
-"""MkDocs hooks: lay the installed package's layout out for mkdocstrings; fill in the support matrix.
+"""MkDocs hooks: lay the installed package's layout out for mkdocstrings; fill in what the code knows.
 
 The repository keeps ``analysis/``, ``compress/`` and ``reports/`` beside ``weightkit/`` and setup.py installs them
-inside it (``weightkit.analysis``, ...). Griffe, which reads the docstrings statically, looks for ``weightkit/analysis/``
-on disk and does not follow setup.py's mapping, so ``on_config`` copies the four folders into that tree under
-``build/docs-src/`` (ignored by git; about 1.5 MB), where mkdocs.yml points the Python handler. Griffe resolves
-symbolic links to their real folder, so links would not do. Nothing is imported for that: no TensorFlow at build time.
+inside it (``weightkit.analysis``, ...). Griffe, which reads the docstrings statically, looks for
+``weightkit/analysis/`` on disk and does not follow setup.py's mapping, so ``on_config`` copies the four folders into
+that tree under ``build/docs-src/`` (ignored by git; about 1.5 MB), where mkdocs.yml points the Python handler.
+Griffe resolves symbolic links to their real folder, so links would not do. Nothing is imported for that: no
+TensorFlow at build time.
 
 ``on_page_markdown`` fills in what the code already knows, where a page asks for it: the support matrix (from
 ``weightkit.reports.support_matrix``, which reads the layer registry without Keras) and the API entries of a package
