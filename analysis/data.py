@@ -28,7 +28,7 @@ from weightkit.analysis.csv_data import read_csv_numbers
 from weightkit.analysis.errors import WeightkitError
 from weightkit.analysis.limits import check_npz_headers, check_regular_file, check_zip_directory
 
-__all__ = ["Dataset", "load_data", "SKLEARN_DATASETS"]
+__all__ = ["Dataset", "check_data_spec", "load_data", "SKLEARN_DATASETS"]
 
 SKLEARN_DATASETS = ("digits", "iris", "wine", "breast_cancer", "diabetes")
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -134,11 +134,6 @@ def _numeric(array, source, what):
 def _load_sklearn(name, source, test_fraction, seed):
     from sklearn import datasets
 
-    if name not in SKLEARN_DATASETS:
-        raise WeightkitError(
-            f"--data {source}: unknown bundled dataset {name!r}; expected one of "
-            f"{', '.join('sklearn:' + n for n in SKLEARN_DATASETS)}."
-        )
     bunch = getattr(datasets, f"load_{name}")()
     x = bunch.data.astype(np.float32)
     if name == "digits":
@@ -348,21 +343,57 @@ def load_data(spec, *, target=None, image_size=(256, 256), test_fraction=0.2, se
     --------
     load_data_for_model : load, fit and check against a model in one call.
     """
+    kind = check_data_spec(spec)
+    spec = os.fspath(spec)
+    if kind == "sklearn":
+        return _load_sklearn(spec.split(":", 1)[1], spec, test_fraction, seed)
+    if kind == "folder":
+        return _load_image_folder(spec, image_size, test_fraction, seed, channels)
+    if kind == "npz":
+        return _load_npz(spec, test_fraction, seed)
+    return _load_csv(spec, target, test_fraction, seed, features)
+
+
+def check_data_spec(spec):
+    """Check a ``--data`` specification without reading the data (and without TensorFlow).
+
+    What :func:`load_data` checks first, for the command line to run before anything heavy is
+    imported: a known ``sklearn:NAME``, a path that exists and can be read, a folder or a regular
+    ``.npz`` / ``.csv`` file (not a FIFO or a device).
+
+    Parameters
+    ----------
+    spec : str or os.PathLike
+
+    Returns
+    -------
+    {"sklearn", "folder", "npz", "csv"}
+
+    Raises
+    ------
+    WeightkitError
+        In one line naming ``--data`` and the fix.
+    """
     spec = os.fspath(spec)
     if spec.startswith("sklearn:"):
-        return _load_sklearn(spec.split(":", 1)[1], spec, test_fraction, seed)
+        name = spec.split(":", 1)[1]
+        if name not in SKLEARN_DATASETS:
+            raise WeightkitError(
+                f"--data {spec}: unknown bundled dataset {name!r}; expected one of "
+                f"{', '.join('sklearn:' + n for n in SKLEARN_DATASETS)}."
+            )
+        return "sklearn"
     if not os.path.exists(spec):
         raise WeightkitError(f"--data {spec}: no such file or folder; check the path.")
     if not os.access(spec, os.R_OK):
         raise WeightkitError(f"--data {spec}: cannot be read (permission denied); fix its permissions.")
     if os.path.isdir(spec):
-        return _load_image_folder(spec, image_size, test_fraction, seed, channels)
+        return "folder"
     suffix = os.path.splitext(spec)[1].lower()
-    if suffix == ".npz":
-        return _load_npz(spec, test_fraction, seed)
-    if suffix == ".csv":
-        return _load_csv(spec, target, test_fraction, seed, features)
-    raise WeightkitError(
-        f"--data {spec}: unsupported data format {suffix or '(no extension)'!r}; use .npz, .csv, an "
-        "image folder or sklearn:NAME."
-    )
+    if suffix not in (".npz", ".csv"):
+        raise WeightkitError(
+            f"--data {spec}: unsupported data format {suffix or '(no extension)'!r}; use .npz, .csv, an "
+            "image folder or sklearn:NAME."
+        )
+    check_regular_file(spec, "--data ")
+    return suffix[1:]

@@ -18,7 +18,7 @@ from weightkit.analysis.limits import check_regular_file
 from weightkit.analysis.own_classes import OWN_CLASSES, is_own_class, own_custom_objects
 
 __all__ = ["LoadedModel", "load_model", "is_saved_model_dir", "walk_layers", "read_model_config",
-           "check_model_weights"]
+           "check_model_weights", "check_model_path"]
 
 _UNSAFE_HINT = "pass --unsafe (unsafe=True) only if you trust the file"
 
@@ -66,6 +66,20 @@ def _check_path(path):
     check_regular_file(path)
     if os.path.getsize(path) == 0:
         raise WeightkitError(f"{path}: is an empty file, not a model; save the model again.")
+
+
+def check_model_path(path):
+    """Check a model path without reading the model (no TensorFlow): what :func:`load_model` checks first.
+
+    A TensorFlow SavedModel folder passes (``quantize`` converts one; :func:`load_model` refuses it).
+
+    Raises
+    ------
+    WeightkitError
+        A missing, unreadable, empty or special file, or a plain folder, in one line.
+    """
+    if not is_saved_model_dir(path):
+        _check_path(path)
 
 
 def _sniff_format(path):

@@ -12,6 +12,7 @@ import click
 
 from weightkit import __version__
 from weightkit._common import run_cli
+from weightkit._options import prechecked
 
 COMMANDS = {
     "analyze": "weightkit.commands.analyze",
@@ -33,7 +34,7 @@ class _LazyGroup(click.Group):
         module = COMMANDS.get(name)
         if module is None or importlib.util.find_spec(module) is None:
             return None
-        return getattr(importlib.import_module(module), name)
+        return prechecked(getattr(importlib.import_module(module), name))  # paths checked before TensorFlow
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -44,15 +44,17 @@ def analyze(model, metric, threshold, layers, include_bias, json_path, force, me
     Without --data the weights are read straight from the file: TensorFlow is not loaded and no
     code stored in the file runs (Lambda layers and custom classes are listed as skipped).
     """
-    from weightkit.analysis import WeightkitError, analyze
+    from weightkit.analysis import WeightkitError
     from weightkit.analysis.io import atomic_write_json, check_output
-    from weightkit.reports.console import print_analysis
 
     if json_path:
         # Checked before --force can act: the input is never overwritten.
         if os.path.exists(json_path) and os.path.exists(model) and os.path.samefile(json_path, model):
             raise WeightkitError(f"--json {json_path}: is the model file itself; choose another path for the JSON.")
         check_output(json_path, force=force, inputs=(model, data))
+    from weightkit.analysis import analyze  # scipy: after the checks
+    from weightkit.reports.console import print_analysis
+
     loaded = load_model_or_exit(model, unsafe=unsafe, compile=False) if data else stored_model_or_exit(model, unsafe)
     dataset = load_dataset(data, loaded.model) if data else None
     with progress_reporter("analyzing") as progress:

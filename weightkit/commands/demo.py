@@ -48,10 +48,10 @@ def demo(output, epochs, retrain_epochs, models, modes, ratio, fast, seed, force
                              f"of {', '.join(EXAMPLES)}.")
     epochs = epochs or (_FAST["epochs"] if fast else 40)
     retrain_epochs = retrain_epochs or (_FAST["retrain_epochs"] if fast else 10)
-    from weightkit.compress.quantize import parse_modes
+    check_output(output, force=force, directory=True)
+    from weightkit.compress.quantize import parse_modes  # TensorFlow: after the checks
 
     chosen_modes = parse_modes(modes or (_FAST["modes"] if fast else _FULL_MODES))
-    check_output(output, force=force, directory=True)
 
     from weightkit.analysis.io import atomic_directory
     from weightkit.reports.journey_console import print_journey

@@ -43,8 +43,6 @@ def fold(model, output, approximate, always, data, samples, force, unsafe):
     """
     from weightkit.analysis.errors import WeightkitError
     from weightkit.analysis.io import atomic_path, atomic_write_json, check_output
-    from weightkit.compress.fold import fold_linear
-    from weightkit.reports.console import print_fold_report
 
     if not output.lower().endswith(".keras"):
         raise WeightkitError(f"-o {output}: the folded model is saved as a Keras 3 archive; give a name ending "
@@ -54,6 +52,9 @@ def fold(model, output, approximate, always, data, samples, force, unsafe):
         raise WeightkitError(f"-o {output}: is the input model, which is never modified; choose another path.")
     check_output(output, force=force, inputs=(model, data))
     check_output(report_path, force=force, inputs=(model, data))
+    from weightkit.compress.fold import fold_linear  # TensorFlow: after every check
+    from weightkit.reports.console import print_fold_report
+
     loaded = load_model_or_exit(model, unsafe=unsafe, compile=False, finite=True)
     dataset = load_dataset(data, loaded.model) if data else None
     folded, report = fold_linear(loaded.model, approximate=approximate, always=always, data=dataset,

@@ -72,6 +72,8 @@ def quantize(model, output, data, modes, calibration_samples, max_drop, export, 
     from weightkit.analysis.data_checks import load_data_for_model
     from weightkit.analysis.errors import WeightkitError
     from weightkit.analysis.io import atomic_directory, check_output
+
+    check_output(output, force=force, directory=True, inputs=(model, data))  # before TensorFlow loads
     from weightkit.compress.quantize import (
         DATA_FREE_MODES,
         MODE_NAMES,
@@ -109,7 +111,6 @@ def quantize(model, output, data, modes, calibration_samples, max_drop, export, 
                 f"representative dataset; {hint}")
         if needing:
             chosen = [m for m in chosen if m not in needing]
-    check_output(output, force=force, directory=True, inputs=(model, data))
 
     if is_saved_model_dir(model):
         source = saved_model_source(model, unsafe=unsafe)

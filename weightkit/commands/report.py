@@ -42,9 +42,10 @@ def report(model, output, metric, threshold, layers, include_bias, data, samples
     same document as `weightkit analyze --json`.
     """
     from weightkit.analysis.io import check_output
-    from weightkit.reports.report import write_report
 
     check_output(output, force=force, directory=True, inputs=(model, data))
+    from weightkit.reports.report import write_report  # matplotlib and scipy: after the checks
+
     loaded = load_model_or_exit(model, unsafe=unsafe, compile=False) if data else stored_model_or_exit(model, unsafe)
     dataset = load_dataset(data, loaded.model) if data else None
     with progress_reporter("analyzing and drawing") as progress:

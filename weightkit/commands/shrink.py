@@ -60,11 +60,8 @@ def shrink(model, data, output, max_drop, target, fine_tune_epochs, modes, targe
     goes on DIR/frontier.png."""
     from weightkit.analysis.errors import WeightkitError
     from weightkit.analysis.io import check_output
-    from weightkit.compress.quantize import parse_modes
-
     from weightkit.analysis.work_folder import WorkFolder
 
-    chosen_modes = parse_modes(modes)
     checkpoints = WorkFolder.beside(output, "shrink")
     check_output(output, force=True, directory=True, inputs=(model, data))  # its folder, before the lock goes there
     checkpoints.check(inputs=(model, data))
@@ -73,6 +70,9 @@ def shrink(model, data, output, max_drop, target, fine_tune_epochs, modes, targe
             raise WeightkitError(f"{output}: an interrupted run left its checkpoints in {checkpoints.path}; pass "
                                  "--resume to continue it or --force to start over.")
         check_output(output, force=force, directory=True, inputs=(model, data))
+        from weightkit.compress.quantize import parse_modes  # TensorFlow: after the paths are checked
+
+        chosen_modes = parse_modes(modes)
         resuming = resume and checkpoints.holds(_STATE)
         if resume and not resuming:
             note(f"--resume: no checkpoint in {checkpoints.path}; starting from the first stage")
