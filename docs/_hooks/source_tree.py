@@ -9,7 +9,7 @@ TensorFlow at build time.
 
 ``on_page_markdown`` fills in what the code already knows, where a page asks for it: the support matrix (from
 ``weightkit.reports.support_matrix``, which reads the layer registry without Keras) and the API entries of a package
-whose public names live in a lazy table.
+whose public names live in a lazy table, and the table of the names ``import weightkit`` gives.
 """
 
 import os
@@ -55,9 +55,35 @@ def _api_entries(package):
     return "\n".join(lines)
 
 
+#: ``<!-- verbs -->`` on a page: a table of the names ``import weightkit`` gives, each linked to its API entry.
+VERBS = "<!-- verbs -->"
+
+
+def _verb_table(root):
+    import ast
+    import importlib
+
+    import weightkit
+
+    # weightkit.compress imports its names eagerly from its subpackages, which document them: read where from.
+    tree = ast.parse(open(os.path.join(root, "compress", "__init__.py"), encoding="utf-8").read())
+    compress = {alias.name: node.module for node in tree.body if isinstance(node, ast.ImportFrom)
+                for alias in node.names}
+    rows = ["| `weightkit.` | defined in |", "|---|---|"]
+    for name, package in sorted(weightkit._LAZY.items(), key=lambda item: (item[1], item[0].lower())):
+        if package == "weightkit.compress":
+            target = f"{compress[name]}.{name}"
+        else:
+            target = f"{dict(importlib.import_module(package)._LAZY).get(name, package + '.errors')}.{name}"
+        rows.append(f"| [`{name}`][{target}] | `{target.rsplit('.', 1)[0]}` |")
+    return "\n".join(rows)
+
+
 def on_page_markdown(markdown, page, config, files):
     if SUPPORT_MATRIX in markdown:
         from weightkit.reports.support_matrix import support_matrix_markdown
 
         markdown = markdown.replace(SUPPORT_MATRIX, support_matrix_markdown())
+    if VERBS in markdown:
+        markdown = markdown.replace(VERBS, _verb_table(os.path.dirname(os.path.abspath(config.config_file_path))))
     return API_MARKER.sub(lambda match: _api_entries(match.group(1)), markdown)
