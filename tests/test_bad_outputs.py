@@ -401,20 +401,31 @@ def test_an_output_folder_link_that_leads_to_no_folder_is_refused(capsys, corpus
                   message=message)
 
 
-@pytest.mark.parametrize("force", [False, True])
-def test_report_into_a_link_to_a_folder_writes_into_its_target(capsys, corpus, tmp_path, force):
+def test_report_into_a_link_to_a_folder_writes_into_its_target(capsys, corpus, tmp_path):
     models, _ = corpus
     target = tmp_path / "runs" / "today"
     os.makedirs(target)
-    if force:  # an earlier report there: --force replaces it, still through the link
-        _write(target / ".weightkit-output", b"")
-        _write(target / "index.html", b"the earlier report")
     link = tmp_path / "latest"
     os.symlink(target, link)
-    status, _, err = run(capsys, ["report", models["good"], "-o", str(link), *(["--force"] if force else [])])
+    status, _, err = run(capsys, ["report", models["good"], "-o", str(link)])
     assert (status, err) == (0, "")
     assert os.path.islink(link) and os.readlink(link) == str(target)
     assert sorted(os.listdir(tmp_path)) == ["latest", "runs"]  # no hidden leftover beside the link
     assert os.listdir(tmp_path / "runs") == ["today"]  # nor beside its target
     assert sorted(os.listdir(link)) == [".weightkit-output", "analysis.json", "figures", "index.html"]
     assert (target / "index.html").read_text().rstrip().endswith("</html>")
+
+
+def test_force_replaces_an_output_folder_through_its_link(tmp_path):
+    from weightkit.analysis.io import atomic_directory
+
+    target = tmp_path / "runs" / "today"
+    os.makedirs(target)
+    _write(target / ".weightkit-output", b"")
+    _write(target / "index.html", b"the earlier report")
+    link = tmp_path / "latest"
+    os.symlink(target, link)
+    with atomic_directory(str(link), force=True) as folder:
+        _write(os.path.join(folder, "index.html"), b"the new report")
+    assert os.path.islink(link) and (link / "index.html").read_bytes() == b"the new report"
+    assert sorted(os.listdir(tmp_path)) == ["latest", "runs"] and os.listdir(tmp_path / "runs") == ["today"]
