@@ -4,8 +4,9 @@ The repository keeps ``analysis/``, ``compress/`` and ``reports/`` beside ``weig
 inside it (``weightkit.analysis``, ...). Griffe, which reads the docstrings statically, looks for
 ``weightkit/analysis/`` on disk and does not follow setup.py's mapping, so ``on_config`` copies the four folders into
 that tree under ``build/docs-src/`` (ignored by git; about 1.5 MB), where mkdocs.yml points the Python handler.
-Griffe resolves symbolic links to their real folder, so links would not do. Nothing is imported for that: no
-TensorFlow at build time.
+Griffe resolves symbolic links to their real folder, so links would not do. In the copy, Sphinx roles
+(``:func:`name```) become plain code spans, which Markdown shows as code. Nothing is imported for that: no TensorFlow at
+build time.
 
 ``on_page_markdown`` fills in what the code already knows, where a page asks for it: the support matrix (from
 ``weightkit.reports.support_matrix``, which reads the layer registry without Keras) and the API entries of a package
@@ -28,7 +29,31 @@ def on_config(config):
     shutil.copytree(os.path.join(root, "weightkit"), tree, ignore=skip)
     for name, folder in FOLDERS.items():
         shutil.copytree(os.path.join(root, folder), os.path.join(tree, name), ignore=skip)
+    _plain_roles(tree)
     return config
+
+
+#: A Sphinx cross-reference role in a docstring (``:func:`~weightkit.analysis.analyze```), which mkdocstrings would
+#: print as it stands.
+SPHINX_ROLE = re.compile(r":(?:func|class|mod|meth|attr|data|exc|obj):`(~?)([^`<]+?)`")
+
+
+def _plain_roles(tree):
+    """Turn the copy's Sphinx roles into code spans (``~`` keeps the last name, as Sphinx shows it)."""
+    def plain(match):
+        name = match.group(2).strip()
+        return f"`{name.rsplit('.', 1)[-1] if match.group(1) else name}`"
+
+    for directory, _, files in os.walk(tree):
+        for file in files:
+            if file.endswith(".py"):
+                path = os.path.join(directory, file)
+                with open(path, encoding="utf-8") as handle:
+                    text = handle.read()
+                changed = SPHINX_ROLE.sub(plain, text)
+                if changed != text:
+                    with open(path, "w", encoding="utf-8") as handle:
+                        handle.write(changed)
 
 
 #: Where a page asks for the support matrix, generated from the layer registry at build time (so it cannot go stale).
