@@ -13,9 +13,58 @@ import numpy as np
 from weightkit.analysis.errors import WeightkitError
 from weightkit.analysis.limits import MAX_CSV_BYTES, check_regular_file
 
-__all__ = ["read_csv_numbers"]
+__all__ = ["read_csv_header", "read_csv_numbers"]
 
 _CHUNK = 4096
+#: Bytes of one block of parsed rows: a wide file gets fewer rows per block, never 4,096 x columns up front.
+_CHUNK_BYTES = 32 << 20
+
+
+def _rows_per_chunk(columns):
+    return max(1, min(_CHUNK, _CHUNK_BYTES // (8 * max(1, columns))))
+
+
+def _checked(path):
+    check_regular_file(path, "--data ")
+    size = os.path.getsize(path)
+    if size > MAX_CSV_BYTES:
+        raise WeightkitError(
+            f"--data {path}: is {size / (1 << 30):.1f} GiB, over the limit of {MAX_CSV_BYTES >> 30} GiB for a CSV; "
+            "save the data as .npz (np.savez) or give a smaller sample.")
+
+
+def read_csv_header(path):
+    """The column names of a CSV file: its first non-empty line, nothing more is read.
+
+    Lets a caller check the width against a model before any row is parsed.
+
+    Parameters
+    ----------
+    path : str
+
+    Returns
+    -------
+    list of str
+
+    Raises
+    ------
+    WeightkitError
+        As :func:`read_csv_numbers`, for the header line.
+    """
+    _checked(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            for row in reader:
+                if row:
+                    return row
+    except (OSError, UnicodeDecodeError) as error:
+        raise WeightkitError(f"{path}: cannot be read as UTF-8 CSV ({error}).") from error
+    except csv.Error as error:
+        what = (f"has a field over {csv.field_size_limit()} characters, which is no number" if "field larger" in
+                str(error) else f"is not valid CSV ({error})")
+        raise WeightkitError(f"{path}: line {reader.line_num} {what}; check the file (an unclosed quote?).") from error
+    raise WeightkitError(f"{path}: no data rows; expected a header line and at least one row.")
 
 
 def read_csv_numbers(path):
@@ -36,12 +85,7 @@ def read_csv_numbers(path):
         Not a regular file, too large, not UTF-8, a field too long, a ragged row or text in a
         numeric column, naming the line.
     """
-    check_regular_file(path, "--data ")
-    size = os.path.getsize(path)
-    if size > MAX_CSV_BYTES:
-        raise WeightkitError(
-            f"--data {path}: is {size / (1 << 30):.1f} GiB, over the limit of {MAX_CSV_BYTES >> 30} GiB for a CSV; "
-            "save the data as .npz (np.savez) or give a smaller sample.")
+    _checked(path)
     header, chunks, chunk, line = None, [], None, 0
     try:
         with open(path, newline="", encoding="utf-8") as handle:
@@ -52,7 +96,8 @@ def read_csv_numbers(path):
                     continue
                 if header is None:
                     header = row
-                    chunk, used = np.empty((_CHUNK, len(header))), 0
+                    block = _rows_per_chunk(len(header))
+                    chunk, used = np.empty((block, len(header))), 0
                     continue
                 if len(row) != len(header):
                     raise WeightkitError(
@@ -66,9 +111,9 @@ def read_csv_numbers(path):
                             f"{path}: line {line}, column {header[field]!r}: {text[:80]!r} is not a number; "
                             "encode text columns as numbers first.") from None
                 used += 1
-                if used == _CHUNK:
+                if used == block:
                     chunks.append(chunk)
-                    chunk, used = np.empty((_CHUNK, len(header))), 0
+                    chunk, used = np.empty((block, len(header))), 0
     except (OSError, UnicodeDecodeError) as error:
         raise WeightkitError(f"{path}: cannot be read as UTF-8 CSV ({error}).") from error
     except csv.Error as error:

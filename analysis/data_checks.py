@@ -12,11 +12,13 @@ array per output (or none); both are matched to the model by the ``.npz`` names 
 
 import numpy as np
 
-from weightkit.analysis.data import _COLOR_MODES, load_data
+from weightkit.analysis.csv_data import read_csv_header
+from weightkit.analysis.data import _COLOR_MODES, check_data_spec, load_data
 from weightkit.analysis.errors import WeightkitError
 from weightkit.analysis.graph import ModelGraph
 from weightkit.analysis.layers import spec_for
 from weightkit.analysis.loading import walk_layers
+from weightkit.analysis.token_ids import check_token_ids
 
 __all__ = ["check_data_against_model", "fit_to_model", "load_data_for_model", "model_input_shape", "model_input_shapes",
            "output_activations"]
@@ -212,6 +214,7 @@ def load_data_for_model(spec, model, *, target=None, test_fraction=0.2, seed=0):
         image_size = (int(shape[1]), int(shape[2]))
         channels = int(shape[3]) if shape[3] in _COLOR_MODES else 3
     features = int(shape[1]) if len(shape) == 2 and shape[1] is not None else None
+    _check_csv_width(spec, model, target, features)
     dataset = load_data(spec, target=target, image_size=image_size, test_fraction=test_fraction, seed=seed,
                         channels=channels, features=features)
     fit_to_model(dataset, model)
@@ -219,11 +222,22 @@ def load_data_for_model(spec, model, *, target=None, test_fraction=0.2, seed=0):
     return dataset
 
 
+def _check_csv_width(spec, model, target, features):
+    """A CSV's width against a one-input model, from its header alone: before any row is parsed."""
+    if check_data_spec(spec) != "csv" or len(model_input_shapes(model)) != 1:
+        return
+    header = read_csv_header(spec)
+    inputs_only = target is None and features is not None and len(header) == features
+    width = len(header) if inputs_only else len(header) - 1
+    _check_shape(spec, model, model_input_shape(model), (None, width), "")
+
+
 def check_data_against_model(dataset, model):
     """Check that inputs and labels fit the model; raise one clear line when they do not.
 
     Checks, in order, for each input: the number of dimensions, each axis, finite numeric values
-    (integers when the input is integer-typed); then for each labelled output: finite labels,
+    (integers when the input is integer-typed); token ids within the vocabulary of every Embedding
+    the input reaches (:func:`weightkit.analysis.token_ids.check_token_ids`); then for each labelled output: finite labels,
     and labels that fit the output's shape. An output of any shape (a sequence, an edge map, a
     mask) takes labels of its own shape per sample, or one class index per element
     (``(n, H, W)`` for a per-pixel softmax); a flat output takes one class per sample
@@ -258,6 +272,7 @@ def check_data_against_model(dataset, model):
     for index, (expected, dtype, train, test) in enumerate(zip(shapes, dtypes, trains, tests)):
         suffix = f"{index}" if several else ""
         _check_input(dataset.source, model, expected, dtype, train, test, suffix)
+    check_token_ids(dataset.source, model, [[train, test] for train, test in zip(trains, tests)], _names(model)[0])
     outputs = _output_shapes(model)
     tests_by_index = dict(_labels(dataset, "test"))
     for index, train in _labels(dataset):
@@ -282,7 +297,21 @@ def _same_sample_shape(source, name, train, test):
 
 def _check_input(source, model, expected, input_dtype, train, test, suffix):
     _same_sample_shape(source, f"x{suffix}", train, test)
-    got = np.asarray(train).shape
+    _check_shape(source, model, expected, np.asarray(train).shape, suffix)
+    for name, x in ((f"x{suffix}_train", train), (f"x{suffix}_test", test)):
+        if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+            raise WeightkitError(
+                f"--data {source}: {name} contains NaN or Inf; remove or impute those values first."
+            )
+    if "int" in input_dtype and np.issubdtype(train.dtype, np.floating) and not np.all(train == np.round(train)):
+        raise WeightkitError(
+            f"--data {source}: the model expects {input_dtype} input (token ids), the data has "
+            f"fractional {train.dtype} values; give integer ids."
+        )
+
+
+def _check_shape(source, model, expected, got, suffix):
+    """The data's shape ``got`` (batch axis first) against the model input's ``expected``."""
     if len(got) != len(expected):
         if len(expected) == 3 and len(got) == 2:
             kind = "A recurrent model" if _is_recurrent(model) else "A model with 3-D input (e.g. a 1-D convolution)"
@@ -303,16 +332,6 @@ def _check_input(source, model, expected, input_dtype, train, test, suffix):
                 f"data has {_shape(got)} (axis {axis} is {have}, expected {want}); give data of the model's input "
                 "shape."
             )
-    for name, x in ((f"x{suffix}_train", train), (f"x{suffix}_test", test)):
-        if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
-            raise WeightkitError(
-                f"--data {source}: {name} contains NaN or Inf; remove or impute those values first."
-            )
-    if "int" in input_dtype and np.issubdtype(train.dtype, np.floating) and not np.all(train == np.round(train)):
-        raise WeightkitError(
-            f"--data {source}: the model expects {input_dtype} input (token ids), the data has "
-            f"fractional {train.dtype} values; give integer ids."
-        )
 
 
 def _check_labels(dataset, output, train, test, task, suffix):

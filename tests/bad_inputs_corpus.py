@@ -321,6 +321,7 @@ def build_data(folder):
     paths["pickled arrays"] = str(folder / "pickled.npz")
     np.savez(paths["pickled arrays"], x=np.array([object()] * 3, dtype=object), y=np.arange(3))
     paths.update(build_hostile_data(folder, x, y))
+    paths.update(build_token_data(folder))
     return paths
 
 
@@ -373,6 +374,31 @@ def build_hostile_data(folder, x, y):
         os.symlink("/dev/zero", paths[f".{suffix} linked to /dev/zero"])
     paths[".npz that is a FIFO"] = str(folder / "pipe.npz")
     os.mkfifo(paths[".npz that is a FIFO"])  # opening it would wait for a writer forever
+    # 1,000,000 columns and three rows (8 MB): a reader that sizes its blocks by rows x columns wants 32 GB.
+    columns = 10**6
+    paths["CSV a million columns wide"] = _write(folder / "wide.csv", ("c," * (columns - 1) + "label\n" + (
+        "0," * (columns - 1) + "1\n") * 3).encode())
+    return paths
+
+
+#: Vocabulary of the corpus' token model (tests/test_bad_inputs.py builds it: ids -> Embedding -> Dense).
+N_TOKENS, N_STEPS = 20, 5
+
+
+def build_token_data(folder):
+    """Token ids for a model whose Embedding has :data:`N_TOKENS` rows: in range, too large, negative."""
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, N_CLASSES, size=40)
+    ids = rng.integers(0, N_TOKENS, size=(40, N_STEPS)).astype(np.int32)
+    paths = {"good token ids": str(folder / "tokens.npz")}
+    np.savez(paths["good token ids"], x=ids, y=y)
+    too_large, negative = ids.copy(), ids.copy()
+    too_large[7, 2] = N_TOKENS + 29
+    negative[3, 1] = -3
+    paths["token ids beyond the vocabulary"] = str(folder / "bigids.npz")
+    np.savez(paths["token ids beyond the vocabulary"], x=too_large, y=y)
+    paths["negative token ids"] = str(folder / "negids.npz")
+    np.savez(paths["negative token ids"], x=negative, y=y)
     return paths
 
 

@@ -158,7 +158,8 @@ DATA_CASES = ["empty file", "random bytes .npz", "wrong dimensions", "x and y le
               "image folder without images", "corrupt image", "missing path", "path through a file",
               "pickled arrays", "npz bomb", "npz header declares more than stored", "npz header declares 1e12 elements",
               "truncated .npy member", "CSV field over 131072 characters",
-              ".csv linked to /dev/zero", ".npz linked to /dev/zero", ".npz that is a FIFO"]
+              ".csv linked to /dev/zero", ".npz linked to /dev/zero", ".npz that is a FIFO",
+              "CSV a million columns wide"]
 
 
 @pytest.mark.parametrize("command", DATA_COMMANDS)
@@ -197,7 +198,66 @@ DATA_MESSAGES = {
     ".npz linked to /dev/zero": "--data {path}: is a character device, not a regular file; give the path of a saved "
                                 "file.",
     ".npz that is a FIFO": "--data {path}: is a FIFO, not a regular file; give the path of a saved file.",
+    # Checked from the header before a row is read (it used to allocate 4,096 x 1,000,000 floats: out of memory).
+    "CSV a million columns wide": "--data {path}: the model expects input of shape (batch, 8), the data has (batch, "
+                                  "999999) (axis 1 is 999999, expected 8); give data of the model's input shape.",
 }
+
+
+# --------------------------------------------------------------------------------------------------
+# Token ids outside an Embedding's vocabulary × every command that runs the model on --data
+
+
+@pytest.fixture(scope="module")
+def token_model(keras, tmp_path_factory):
+    """ids (5 steps) -> Flatten (passes ids on) -> Embedding(20, 4) -> pooling -> Dense, saved and reloaded."""
+    from bad_inputs_corpus import N_CLASSES, N_STEPS, N_TOKENS
+
+    keras.utils.set_random_seed(0)
+    ids = keras.Input((N_STEPS,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(N_TOKENS, 4, name="words")(keras.layers.Dropout(0.1, name="drop")(ids))
+    x = keras.layers.Dense(6, activation="relu", name="hidden")(keras.layers.GlobalAveragePooling1D()(x))
+    model = keras.Model(ids, keras.layers.Dense(N_CLASSES, activation="softmax", name="out")(x), name="tokens")
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    path = tmp_path_factory.mktemp("token_model") / "tokens.keras"
+    model.save(path)
+    return str(path)
+
+
+TOKEN_COMMANDS = DATA_COMMANDS + ["report --data", "merge --mode data"]
+TOKEN_MESSAGES = {
+    "token ids beyond the vocabulary": "--data {path}: input 'tokens' holds token id 49, but Embedding 'words' has a "
+                                       "vocabulary of 20 (ids 0 to 19); give ids below 20 (map unknown tokens to a "
+                                       "reserved id) or the model the data was made for.",
+    "negative token ids": "--data {path}: input 'tokens' holds token id -3, but Embedding 'words' takes ids 0 to 19 (a "
+                          "vocabulary of 20); give non-negative ids.",
+}
+
+
+def _token_argv(command, model, data, out):
+    extra = {"report --data": ["report", model, "-o", os.path.join(out, "report"), "--data", data],
+             "merge --mode data": ["merge", model, "-o", os.path.join(out, "m.keras"), "--mode", "data", "--data",
+                                   data]}
+    return extra[command] if command in extra else _command_argv(command, model, data, out)
+
+
+@pytest.mark.parametrize("command", TOKEN_COMMANDS)
+@pytest.mark.parametrize("case", list(TOKEN_MESSAGES))
+def test_token_ids_outside_the_vocabulary(capsys, corpus, token_model, tmp_path, case, command):
+    """Used to crash inside the model: 'internal error: InvalidArgumentError ... GatherV2' (exit 1)."""
+    _, data = corpus
+    check_refused(capsys, _token_argv(command, token_model, data[case], str(tmp_path)), str(tmp_path), _root(corpus),
+                  message=TOKEN_MESSAGES[case].format(path=data[case]))
+
+
+def test_token_ids_in_range_pass_the_check(corpus, token_model, keras):
+    from weightkit.analysis.data_checks import load_data_for_model
+    from weightkit.analysis.token_ids import embedding_vocabularies
+
+    model = keras.models.load_model(token_model)
+    assert embedding_vocabularies(model) == [[("words", 20)]]  # through the Dropout
+    dataset = load_data_for_model(corpus[1]["good token ids"], model)
+    assert dataset.x_train.max() == 19
 
 
 # --------------------------------------------------------------------------------------------------

@@ -409,3 +409,47 @@ def test_image_folders_reach_every_command_at_the_models_size(keras, image_folde
     capsys.readouterr()
     status = run_cli(cli, [str(a) for a in argv] + ["--quiet"])
     assert (status, capsys.readouterr().err) == (0, "")
+
+
+def test_a_csv_too_wide_for_the_model_is_refused_from_its_header(models, tmp_path):
+    """The width is checked before any row is parsed: the rows here are not even numbers."""
+    path = tmp_path / "wide.csv"
+    path.write_text(",".join(f"c{i}" for i in range(70)) + ",label\n" + "text,\n" * 3)
+    with pytest.raises(WeightkitError) as excinfo:
+        load_data_for_model(str(path), models["mlp"])
+    assert message(excinfo) == (f"--data {path}: the model expects input of shape (batch, 64), the data has (batch, "
+                                "70) (axis 1 is 70, expected 64); give data of the model's input shape.")
+
+
+def test_a_wide_csv_is_read_in_blocks_under_the_memory_budget(tmp_path, monkeypatch):
+    """2,000 columns: each block holds what 32 MiB allows (2,097 rows), not 4,096 x columns up front."""
+    from weightkit.analysis import csv_data
+
+    shapes = []
+    real_empty = np.empty
+    monkeypatch.setattr(csv_data.np, "empty", lambda shape, *a, **k: shapes.append(shape) or real_empty(shape, *a, **k))
+    columns = 2000
+    (tmp_path / "wide.csv").write_text(",".join(f"c{i}" for i in range(columns)) + "\n" + ("1," * columns)[:-1] + "\n")
+    header, values = csv_data.read_csv_numbers(str(tmp_path / "wide.csv"))
+    assert (len(header), values.shape) == (columns, (1, columns))
+    assert shapes == [((32 << 20) // (8 * columns), columns)]
+
+
+def test_token_ids_are_checked_against_every_embedding_they_reach(keras):
+    """Directly, through a Reshape or a Concatenate of two inputs; the smallest vocabulary reached is named."""
+    from weightkit.analysis.token_ids import check_token_ids, embedding_vocabularies
+
+    layers = keras.layers
+    a, b = keras.Input((3,), dtype="int32", name="a"), keras.Input((2,), dtype="int32", name="b")
+    joined = layers.Concatenate(name="join")([a, b])
+    x = layers.Embedding(10, 2, name="big")(layers.Reshape((5,), name="same")(joined))
+    y = layers.Embedding(7, 2, name="small")(b)
+    model = keras.Model([a, b], layers.Dense(1)(layers.Concatenate(axis=1)([x, y])))
+    assert embedding_vocabularies(model) == [[("big", 10)], [("small", 7), ("big", 10)]]
+    ids = np.zeros((4, 3), np.int32), np.full((4, 2), 6, np.int32)
+    check_token_ids("d.npz", model, [[ids[0]], [ids[1]]], ["a", "b"])  # 6 < 7: in range everywhere
+    with pytest.raises(WeightkitError) as excinfo:
+        check_token_ids("d.npz", model, [[ids[0]], [ids[1] + 1]], ["a", "b"])
+    assert message(excinfo) == ("--data d.npz: input 'b' holds token id 7, but Embedding 'small' has a vocabulary of 7 "
+                                "(ids 0 to 6); give ids below 7 (map unknown tokens to a reserved id) or the model the "
+                                "data was made for.")
