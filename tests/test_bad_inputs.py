@@ -313,3 +313,60 @@ def test_debug_shows_the_traceback_and_still_the_line(capsys, corpus, tmp_path, 
     assert "zipfile.BadZipFile" in err  # the cause, chained
     assert err.splitlines()[-1] == f"weightkit {command}: error: " + MODEL_MESSAGES["truncated .keras"].format(path=path)
     assert os.listdir(tmp_path) == []
+
+
+# --------------------------------------------------------------------------------------------------
+# Refusals come before TensorFlow: a bad option, a missing --data or an existing output in well under a second
+
+_FAST_REFUSALS = """
+import json, sys, time
+from weightkit._common import run_cli
+from weightkit.cli import cli
+import weightkit.analysis.data, weightkit.analysis.io, weightkit.analysis.loading  # what every refusal needs
+results = []
+for argv in json.loads(sys.argv[1]):
+    start = time.perf_counter()
+    status = run_cli(cli, argv)
+    results.append([argv, status, time.perf_counter() - start, "tensorflow" in sys.modules])
+print(json.dumps(results))
+"""
+
+
+def test_refusals_of_every_command_come_before_tensorflow(corpus, tmp_path):
+    """Each used to take 6-7 s (TensorFlow loaded first); now each takes well under a second, TensorFlow never
+    imported. One subprocess runs them all, in process, so that the interpreter's start is not timed."""
+    import subprocess
+    import sys
+
+    models, data = corpus
+    good, npz, missing = models["good"], data["good"], str(tmp_path / "missing.npz")
+    existing, full = tmp_path / "exists.keras", tmp_path / "full"
+    existing.write_bytes(b"keep")
+    (tmp_path / "exists.json").write_text("{}")
+    full.mkdir()
+    (full / "mine.txt").write_text("keep")
+    out = str(tmp_path / "new")
+    cases = [
+        ["analyze", good, "--data", missing], ["analyze", good, "--json", str(tmp_path / "exists.json")],
+        ["analyze", models["missing path"]],
+        ["report", good, "-o", str(full)], ["report", good, "-o", out, "--data", missing],
+        ["merge", good, "-o", out + ".keras", "--ratio", "2"], ["merge", good, "-o", str(existing)],
+        ["merge", good, "-o", out + ".keras", "--data", missing],
+        ["merge", good, "-o", out + ".keras", "--mode", "data", "--data", npz, "--max-error", "3"],
+        ["fold", good, "-o", str(existing)], ["fold", good, "-o", out + ".keras", "--data", "sklearn:nope"],
+        ["quantize", good, "-o", str(full)], ["quantize", good, "-o", out, "--data", missing],
+        ["quantize", models["empty file"], "-o", out],
+        ["retrain", good, "--data", missing, "-o", out + ".keras"], ["retrain", good, "--data", npz, "-o", str(existing)],
+        ["shrink", good, "--data", missing, "-o", out], ["shrink", good, "--data", npz, "-o", str(full)],
+        ["demo", "-o", str(full)],
+    ]
+    result = subprocess.run([sys.executable, "-c", _FAST_REFUSALS, json.dumps(cases)], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    lines = result.stderr.splitlines()
+    assert result.returncode == 0, result.stderr
+    assert len(lines) == len(cases) and all(": error: " in line for line in lines), result.stderr
+    slow = [(argv, status, round(seconds, 2), tensorflow) for argv, status, seconds, tensorflow
+            in json.loads(result.stdout) if status != 2 or seconds >= 1.5 or tensorflow]
+    assert slow == []
+    assert {argv[0] for argv in cases} == {"analyze", "report", "merge", "fold", "quantize", "retrain", "shrink", "demo"}
+    assert (existing.read_bytes(), os.listdir(full)) == (b"keep", ["mine.txt"])
