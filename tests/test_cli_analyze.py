@@ -59,7 +59,8 @@ def test_analyze_prints_the_table_and_the_groups(capsys, planted_path):
     header = next(line for line in lines if line.startswith("┃"))
     assert [cell.strip() for cell in header.strip("┃").split("┃")] == HEADERS
     rows = [_cells(line) for line in _table_lines(out)]
-    assert [row[:6] for row in rows] == [["planted", "Dense", "14", "32", "462", "448"],
+    # fan-in 33: 32 inputs and the bias, which the rows include by default (issue 29 item 12)
+    assert [row[:6] for row in rows] == [["planted", "Dense", "14", "33", "462", "448"],
                                          ["head", "Dense", "3", "14", "45", "42"]]
     assert [row[7:] for row in rows] == [["2", "4"], ["0", "0"]]
     assert "planted: 2 group(s): [0, 6, 7] [1, 8, 9]" in lines
@@ -134,7 +135,7 @@ def test_json_output(capsys, planted_path, tmp_path, metric):
     assert (document["model"], document["metric"], document["threshold"]) == (
         "planted_dense", metric, {"pearson": 0.9, "mad": 0.2}[metric])
     planted = document["layers"][0]
-    assert (planted["name"], planted["type"], planted["neurons"], planted["fan_in"]) == ("planted", "Dense", 14, 32)
+    assert (planted["name"], planted["type"], planted["neurons"], planted["fan_in"]) == ("planted", "Dense", 14, 33)
     assert (planted["params"], planted["macs"]) == (462, 448)
     assert planted["groups"] == EXPECTED[metric]
     assert planted["removable"] == {"pearson": 4, "mad": 3}[metric]

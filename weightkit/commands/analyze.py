@@ -5,6 +5,7 @@ import os
 import click
 
 from weightkit._common import (
+    bias_option,
     debug_option,
     load_model_or_exit,
     metric_option,
@@ -26,7 +27,7 @@ from weightkit.commands._activations import data_option, load_dataset, samples_o
 @threshold_option
 @click.option("--layers", multiple=True, metavar="NAME",
               help="Analyze only these layers or parts (lstm/forget); repeat it or separate names with commas.")
-@click.option("--include-bias", is_flag=True, help="Append each neuron's bias to its weight row.")
+@bias_option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Also write the result as JSON to this file.")
 @click.option("--force", is_flag=True, help="Replace an existing --json file.")

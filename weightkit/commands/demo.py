@@ -113,8 +113,8 @@ def _run_example(builder, epochs, retrain_epochs, modes, ratio, seed, work, prog
         if stage.key == "shrunk":  # its page is frontier.png and shrink.json; an HTML report would cost ~5 s
             from weightkit.analysis import analyze
 
-            return analyze(stage_model, path=stage.path)
-        result = write_report(stage_model, os.path.join(folder, "report"), path=stage.path)
+            return analyze(stage_model, path=stage.path, include_bias=True)  # as merge compares rows
+        result = write_report(stage_model, os.path.join(folder, "report"), path=stage.path, include_bias=True)
         stage.files["report"] = f"{stage.folder}/report/index.html"
         return result
 

@@ -6,6 +6,7 @@ import click
 
 from weightkit.reports.merge_console import nothing_to_merge, print_groups, print_merge_report
 from weightkit._common import (
+    bias_option,
     debug_option,
     force_option,
     load_model_or_exit,
@@ -32,7 +33,7 @@ from weightkit.commands._activations import check_merge_mode, load_dataset
 @click.option("--ratio", type=Real(), default=None,
               help="Instead remove this share of each layer's neurons, most similar pairs first (e.g. 0.5).")
 @click.option("--layers", multiple=True, metavar="NAME", help="Merge only these layers (repeatable).")
-@click.option("--exclude-bias", is_flag=True, help="Compare rows without their bias (α always uses it).")
+@bias_option
 @click.option("--twin-tolerance", type=Real(min=0.0), default=0.05, show_default=True,
               help="Activations that are not positively homogeneous (sigmoid, tanh...) merge only rows with "
                    "‖w_j − w_k‖ ≤ this × ‖w_k‖.")
@@ -68,7 +69,7 @@ from weightkit.commands._activations import check_merge_mode, load_dataset
 @unsafe_option
 @quiet_option
 @debug_option
-def merge(model, output, metric, threshold, ratio, layers, exclude_bias, twin_tolerance, data, mode, max_error, refit,
+def merge(model, output, metric, threshold, ratio, layers, include_bias, twin_tolerance, data, mode, max_error, refit,
           max_drop, fine_tune, reestimate_bn, samples, force, unsafe):
     """Merge redundant neurons of MODEL and save a smaller model to OUT (.keras).
 
@@ -104,7 +105,7 @@ def merge(model, output, metric, threshold, ratio, layers, exclude_bias, twin_to
         options = {"max_error": max_error, "samples": samples, "refit": refit is not False,
                    "reestimate_bn": reestimate_bn}
     else:
-        options = {"metric": metric, "threshold": threshold, "include_bias": not exclude_bias,
+        options = {"metric": metric, "threshold": threshold, "include_bias": include_bias,
                    "twin_tolerance": twin_tolerance}
     with progress_reporter("merging") as progress:
         if max_drop is not None or fine_tune:

@@ -5,6 +5,7 @@ import os
 import click
 
 from weightkit._common import (
+    bias_option,
     debug_option,
     force_option,
     load_model_or_exit,
@@ -27,7 +28,7 @@ from weightkit.commands.analyze import _names, stored_model_or_exit
 @threshold_option
 @click.option("--layers", multiple=True, metavar="NAME",
               help="Report only these layers or parts (lstm/forget); repeat it or separate names with commas.")
-@click.option("--include-bias", is_flag=True, help="Append each neuron's bias to its weight row.")
+@bias_option
 @data_option("Also show each layer's activation heatmaps beside the weight ones (same neuron order) and list its "
              "dead neurons, from DATA's training split (.npz, .csv, image folder or sklearn:NAME).")
 @samples_option

@@ -126,7 +126,7 @@ def choose_quantize_source(stages, max_drop):
 def _default_analyzer(model, stage, directory):
     from weightkit.analysis import analyze
 
-    return analyze(model, path=stage.path)
+    return analyze(model, path=stage.path, include_bias=True)  # rows as merge compares them (its default)
 
 
 class _Clock:
