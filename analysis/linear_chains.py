@@ -22,8 +22,9 @@ model output, and no member is a layer called at several places.
 import math
 from dataclasses import dataclass
 
+from weightkit.analysis.kinds.registry import KINDS, kind_named
+
 __all__ = [
-    "IDENTITY",
     "WEIGHTED",
     "LayerNode",
     "LinearChain",
@@ -34,12 +35,8 @@ __all__ = [
     "padding_of",
 ]
 
-#: Weighted layer classes a chain is made of, and their family (members of one chain share it).
-WEIGHTED = {"Dense": "dense", "Conv1D": "conv1d", "Conv2D": "conv2d", "Conv3D": "conv3d"}
-#: Layers that are the identity at inference.
-IDENTITY = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
-            "GaussianDropout", "AlphaDropout", "ActivityRegularization")
-_RESHAPES = ("Flatten", "Reshape")
+#: Weighted layer classes a chain is made of, and their family (members of one chain share it): the kinds'.
+WEIGHTED = {name: kind.chain_family for name, kind in KINDS.items() if kind.chain_family}
 
 SAME_PADDING = ("'same' padding in {layer}: it pads {previous}'s output with zeros, where one folded "
                 "convolution would pad the chain's input, so the outputs near the borders differ")
@@ -147,16 +144,6 @@ def _is_linear(config):
     return config.get("activation") in (None, "linear")
 
 
-def _weighted_ok(node):
-    """Whether a Dense/Conv node can be a chain member (plain layout, no groups)."""
-    config = node.config
-    if node.class_name == "Dense":
-        return len(node.weight_shapes) in (1, 2) and len(node.weight_shapes[0]) == 2
-    return (config.get("data_format", "channels_last") in (None, "channels_last")
-            and int(config.get("groups", 1) or 1) == 1 and config.get("padding", "valid") in ("valid", "same")
-            and len(node.weight_shapes) in (1, 2))
-
-
 def _bn_ok(node):
     axis = node.config.get("axis", -1)
     axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
@@ -167,16 +154,17 @@ def _bn_ok(node):
 
 def _role(node, by_name):
     """``weighted``, ``affine``, ``pass`` or None for a node outside any chain."""
-    name = node.class_name
-    if len(node.inbound) != 1:
+    kind = kind_named(node.class_name)
+    if len(node.inbound) != 1 or kind is None:
         return None
-    if name in WEIGHTED:
-        return "weighted" if _weighted_ok(node) else None
-    if name == "BatchNormalization":
+    role = kind.chain_role(node.config)
+    if role == "weighted":  # a Dense or a convolution of a plain layout, no groups
+        return "weighted" if kind.chain_member_ok(node.config, node.weight_shapes) else None
+    if role == "affine":
         return "affine" if _bn_ok(node) else None
-    if name in IDENTITY or (name == "Activation" and _is_linear(node.config)):
+    if role == "pass":
         return "pass"
-    if name in _RESHAPES:
+    if role == "reshape":
         source = by_name.get(node.inbound[0])
         same = (source is not None and source.output_shape is not None and node.output_shape is not None
                 and tuple(source.output_shape) == tuple(node.output_shape))
@@ -225,11 +213,7 @@ def _folded_params(members):
     weighted = [m for m in members if m.class_name in WEIGHTED]
     first, last = weighted[0].weight_shapes[0], weighted[-1].weight_shapes[0]
     bias = any(len(m.weight_shapes) > 1 for m in weighted) or len(weighted) < len(members)
-    units = last[-1]
-    if weighted[0].class_name == "Dense":
-        return first[0] * units + (units if bias else 0)
-    kernel_size, _, _, _ = conv_geometry([m.config for m in weighted])
-    return math.prod(kernel_size) * first[-2] * units + (units if bias else 0)
+    return kind_named(weighted[0].class_name).chain_params([m.config for m in weighted], first, last[-1], bias)
 
 
 def padding_of(config):
@@ -240,16 +224,16 @@ def padding_of(config):
     return padding
 
 
-def _exactness(members, kind):
+def _exactness(members, chain_family):
     """``(exact, reason, approximable)`` of a chain of weighted and affine members.
 
     Exact: every convolution after the first pads nothing (valid, or one-tap kernels), and a
     'same'-padded first one is neither preceded by a BatchNormalization (its padded zeros would be
     shifted) nor followed by a convolution that widens the kernel.
     """
-    if kind == "dense":
-        return True, None, False
     convs = [m for m in members if m.class_name in WEIGHTED]
+    if not kind_named(convs[0].class_name).spatial:  # Dense: nothing pads
+        return True, None, False
     rank = len(_as_tuple(convs[0].config["kernel_size"], 1))
     approximable = all(c.config.get("padding", "valid") == "same"
                        and _as_tuple(c.config.get("strides", 1), rank) == (1,) * rank

@@ -101,7 +101,7 @@ def group_l1(model, ratio):
         for use in group.uses:
             layer = plan.graph.nodes[use.node].layer
             if use.role == "producer":
-                score += np.abs(producer_rows(state, use.layer, spec_for(layer).family)).sum(axis=1)
+                score += np.abs(producer_rows(state, use.layer, spec_for(layer))).sum(axis=1)
             elif use.role == "consumer":
                 score += np.abs(consumer_block(state, use, use.inputs[0][1], group.n)).sum(axis=1)
         count = min(group.n - 1, round(ratio * group.n))

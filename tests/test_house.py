@@ -120,3 +120,108 @@ def test_compress_has_its_subpackages_and_no_loose_modules():
     # fold and shrink arrive with their issues (#19, #20); until then they may be absent.
     assert set(entries) - {"fold", "shrink"} == {"decorrelate", "merge", "quantize"}
     assert all((ROOT / "compress" / name).is_dir() for name in entries)
+
+
+# --- one class per layer kind (issue 26) ------------------------------------------------------------------------
+
+def _registered_names():
+    from weightkit.analysis.kinds import KINDS
+
+    return set(KINDS)
+
+
+def _is_class_name(node):
+    """``type(x).__name__``, ``x.__class__.__name__`` or ``registered_name(x)``."""
+    if isinstance(node, ast.Attribute) and node.attr == "__name__":
+        inner = node.value
+        return (isinstance(inner, ast.Call) and isinstance(inner.func, ast.Name) and inner.func.id == "type") or \
+            (isinstance(inner, ast.Attribute) and inner.attr == "__class__")
+    return isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "registered_name"
+
+
+def _is_family(node):
+    """``x.family``, a name ``family``, or ``getattr(x, "family", ...)``."""
+    if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "getattr" and len(node.args) >= 2:
+        return isinstance(node.args[1], ast.Constant) and node.args[1].value == "family"
+    return (isinstance(node, ast.Attribute) and node.attr == "family") or (isinstance(node, ast.Name)
+                                                                          and node.id == "family")
+
+
+def _strings(node):
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return {node.value}
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return {e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)}
+    if isinstance(node, ast.Dict):
+        return {k.value for k in node.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
+    return set()
+
+
+def kind_branches(tree, names):
+    """Lines of ``tree`` that branch on a layer family or a class name, or hold a list of layer classes.
+
+    A branch is a comparison (``==``, ``!=``, ``in``, ``not in``...) one side of which is a class
+    name (``type(x).__name__``, ``x.__class__.__name__``, ``registered_name(x)``), a family
+    (``spec.family``, ``family``, ``getattr(spec, "family")``) or a string (or literal set of
+    strings) naming a registered layer class; an ``isinstance`` against ``keras.layers.<registered
+    class>``; a class list is a tuple, list, set or dict literal naming two or more registered
+    classes. Inside analysis/kinds/ this knowledge is at home; everywhere else it is a question
+    the kind should answer.
+    """
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            if any(_is_class_name(s) or _is_family(s) or _strings(s) & names for s in sides):
+                found.append(node.lineno)
+        elif isinstance(node, (ast.Tuple, ast.List, ast.Set, ast.Dict)) and len(_strings(node) & names) >= 2:
+            found.append(node.lineno)
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "isinstance" and len(node.args) == 2:
+            classes = node.args[1].elts if isinstance(node.args[1], ast.Tuple) else [node.args[1]]
+            if any(isinstance(c, ast.Attribute) and c.attr in names for c in classes):
+                found.append(node.lineno)
+    return sorted(set(found))
+
+
+#: Modules that still branch on a layer family or class name, and how many lines do (issue 26). Another
+#: engineer's files, not migrated this session: the number may only go down. Everything else asks the kind.
+KIND_BRANCHES_LEFT = {
+    "weightkit.analysis.activations.collect": 5,
+    "weightkit.analysis.data_checks": 1,
+    "weightkit.analysis.declared_size": 7,
+    "weightkit.analysis.stored.entries": 8,
+    "weightkit.analysis.stored.shapes": 23,
+    "weightkit.analysis.stored.weights": 5,
+    "weightkit.analysis.token_ids": 2,
+    "weightkit.compress.fold.apply": 6,
+    "weightkit.compress.merge.batchnorm_stats": 2,
+    "weightkit.compress.merge.refit": 1,
+    "weightkit.compress.quantize.fused": 9,
+    "weightkit.compress.quantize.sampling": 1,
+    "weightkit.compress.quantize.source": 1,
+    "weightkit.compress.shrink.distill": 1,
+    "weightkit.reports.filters_data": 1,
+    "weightkit.reports.filters_report": 1,
+}
+
+
+def test_kind_branches_are_found_where_they_are():
+    tree = ast.parse("if type(layer).__name__ == 'Dense': pass\n"
+                     "if spec.family in ('rnn', 'bidirectional'): pass\n"
+                     "RECURRENT = ('SimpleRNN', 'LSTM', 'GRU')\n"
+                     "ok = kind.merge == 'couple' and isinstance(layer, keras.Model)\n"
+                     "if isinstance(layer, keras.layers.Add): pass\n")
+    assert kind_branches(tree, {"Dense", "SimpleRNN", "LSTM", "GRU", "Add"}) == [1, 2, 3, 5]
+
+
+def test_no_module_outside_the_kinds_branches_on_a_layer_family_or_class_name():
+    names = _registered_names()
+    counts = {}
+    for name, path in MODULES.items():
+        if name.startswith("weightkit.analysis.kinds"):
+            continue
+        lines = kind_branches(ast.parse(path.read_text(encoding="utf-8")), names)
+        if lines:
+            counts[name] = len(lines)
+    over = {name: count for name, count in counts.items() if count > KIND_BRANCHES_LEFT.get(name, 0)}
+    assert over == {}, "ask the layer's kind (weightkit.analysis.kinds) instead"

@@ -102,3 +102,26 @@ def test_register_layer_kind_refuses_what_is_not_a_class_and_a_kind(cls, kind, m
 def test_a_kind_refuses_an_attribute_it_does_not_have():
     with pytest.raises(TypeError, match="LayerKind has no attribute 'familly'"):
         LayerKind(familly="dense")
+
+
+@keras.saving.register_keras_serializable(package="weightkit_tests")
+class Residual(keras.layers.Add):
+    """A user's subclass of Add: it must be combined as an Add (it was combined as a Multiply)."""
+
+
+def test_a_subclass_of_add_carries_a_relation_as_an_add(tmp_path):
+    L = keras.layers
+    inputs = keras.Input((6,))
+    left, right = L.Dense(5, name="left")(inputs), L.Dense(5, name="right")(inputs)
+    model = keras.Model(inputs, L.Dense(3, name="head")(Residual(name="residual")([left, right])))
+    scaled_weights(model, np.random.default_rng(0))
+    for name in ("left", "right"):  # channel 4 is twice channel 1 in both branches: twice it in the sum too
+        kernel, bias = model.get_layer(name).get_weights()
+        kernel[:, 4], bias[4] = 2.0 * kernel[:, 1], 2.0 * bias[1]
+        model.get_layer(name).set_weights([kernel, bias])
+    model = reloaded(model, tmp_path, "residual")
+    merged, report = merge_redundant(model, threshold=0.999)
+    assert merged.get_layer("left").units == 4 and merged.get_layer("right").units == 4
+    x = np.random.default_rng(1).normal(size=(32, 6)).astype("float32")
+    np.testing.assert_allclose(reloaded(merged, tmp_path, "merged").predict(x, verbose=0), model.predict(x, verbose=0),
+                               atol=ATOL)

@@ -193,6 +193,11 @@ class LayerKind:
         config[self.units_key] = units
         return config
 
+    def kernel_layers(self, layer, name):
+        """``[(entry name, layer, kind)]`` whose :attr:`kernels` the decorrelation penalty sees (a wrapper: its
+        wrapped layers')."""
+        return [(name, layer, self)]
+
     def wrapped_configs(self, config):
         """The configs of a wrapper's inner layers, in ``config`` (none for a plain layer)."""
         return []
@@ -227,6 +232,14 @@ class LayerKind:
         """Why the layer's input rows cannot absorb merged channels (``reads a flattened tensor``...), or None."""
         return f"{type(layer).__name__} cannot absorb merged channels"
 
+    def wrapped_producer(self, layer):
+        """The wrapped layer whose neurons a wrapper's channels are (a TimeDistributed(Dense/Conv)), or None."""
+        return None
+
+    def wrapped_step(self, layer):
+        """The kind of a wrapped pass-through step a wrapper runs on every time step, or None."""
+        return None
+
     def absorbing_layout(self, layer):
         """The consumer layout of a layer that absorbs a group in its input rows without a neuron role
         (a recurrent layer: ``rnn``), or None."""
@@ -241,6 +254,61 @@ class LayerKind:
     def unmergeable_reason(self, layer):
         """Why a layer with neurons of this kind merges on no path (by weights), or None."""
         return f"merging supports Dense, Conv1D/2D/3D and SeparableConv layers, not {type(layer).__name__}"
+
+    def zero_padded(self, layer):
+        """Whether the layer pads its input with zeros (a ``same``/``causal`` convolution reading a group)."""
+        return False
+
+    def input_kernels(self, layer, prefix=""):
+        """``[(kernel key, bias key, bias row)]`` of the kernels whose rows are its input channels, in
+        :class:`weightkit.compress.merge.rebuild.WeightState`'s keys (bias row 0: a two-row GRU bias)."""
+        return [(f"{prefix}kernel", f"{prefix}bias", None)]
+
+    def input_kernel_variables(self, layer):
+        """The live variables of :meth:`input_kernels`."""
+        return [layer.kernel]
+
+    def two_row_bias(self, layer):
+        """Whether it keeps an input and a recurrent bias row (a GRU with ``reset_after``)."""
+        return False
+
+    def halves(self, layer):
+        """``[(key prefix, half layer, its kind)]`` of a layer made of two recurrent halves, or None."""
+        return None
+
+    def config_problem(self, config):
+        """Why a recurrent config cannot fold its units by data, or None."""
+        return None
+
+    #: The variable whose last axis holds its output channels (what a merge cuts).
+    output_kernel = "kernel"
+
+    def producer_kernel(self, arrays):
+        """Its kernel as one ``(..., fan_in, n_outputs)`` float64 array (a SeparableConv: the composite filter)."""
+        return np.asarray(arrays[self.output_kernel], dtype=np.float64)
+
+    #: A linear chain (:mod:`weightkit.analysis.linear_chains`): the family its weighted members share
+    #: (``dense``, ``conv2d``...), or None for a layer that is no weighted member.
+    chain_family = None
+    #: Whether its kernel slides over positions (a convolution): padding then matters.
+    spatial = False
+
+    def chain_role(self, config):
+        """Its part in a linear chain: ``weighted``, ``affine`` (folds into it), ``pass`` (the identity at
+        inference), ``reshape`` (passes when the shape stays) or None (ends a chain)."""
+        return {"identity": "pass", "flatten": "reshape", "reshape": "reshape"}.get(self.merge)
+
+    def chain_member_ok(self, config, weight_shapes):
+        """Whether a weighted layer with this config and weight shapes can be a chain member."""
+        return False
+
+    def chain_params(self, configs, first_shape, units, bias):
+        """Parameters of the one layer a chain of these weighted members (configs in order) folds into."""
+        raise NotImplementedError(type(self).__name__)
+
+    #: Whether it runs over time steps: the TFLite converter needs it unrolled
+    #: (:mod:`weightkit.compress.quantize.unroll`) and its units merge by data on its hidden states.
+    recurrent = False
 
     def gate_count(self, layer=None):
         """The gates of a recurrent input kernel (SimpleRNN 1, LSTM 4, GRU 3), or None for other kinds."""

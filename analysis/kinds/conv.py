@@ -1,5 +1,7 @@
 """Convolutions: one neuron per filter (Conv1D/2D/3D), and the transposed ones (analyzed, not merged)."""
 
+import math
+
 import numpy as np
 
 from weightkit.analysis.kinds.base import Kernel, LayerKind, bias, count
@@ -18,10 +20,25 @@ class ConvKind(LayerKind):
     units_key = "filters"
     has_neurons = True
     order = 1
+    spatial = True
 
     def neuron_rows(self, config, arrays):
         kernel = arrays["kernel"]
         return [(None, kernel.reshape(-1, kernel.shape[-1]).T, bias(arrays))]
+
+    def chain_role(self, config):
+        return "weighted"
+
+    def chain_member_ok(self, config, weight_shapes):
+        return (config.get("data_format", "channels_last") in (None, "channels_last")
+                and int(config.get("groups", 1) or 1) == 1 and config.get("padding", "valid") in ("valid", "same")
+                and len(weight_shapes) in (1, 2))
+
+    def chain_params(self, configs, first_shape, units, bias):
+        from weightkit.analysis.linear_chains import conv_geometry
+
+        kernel_size, _, _, _ = conv_geometry(configs)
+        return math.prod(kernel_size) * first_shape[-2] * units + (units if bias else 0)
 
     def consumer_problem(self, layer, after_flatten):
         if after_flatten:
@@ -32,9 +49,8 @@ class ConvKind(LayerKind):
             return "uses channels_first"
         return None
 
-    def wrapped_layout(self, layer):
-        """The consumer layout of this layer inside a TimeDistributed, or None when it absorbs nothing."""
-        return "conv" if self.layout_problem(layer) is None else None
+    def zero_padded(self, layer):
+        return layer.padding in ("same", "causal")
 
 
 class ConvTransposeKind(LayerKind):
@@ -57,5 +73,5 @@ class ConvTransposeKind(LayerKind):
 
 KINDS = {}
 for _n in ("1D", "2D", "3D"):
-    KINDS[f"Conv{_n}"] = ConvKind()
+    KINDS[f"Conv{_n}"] = ConvKind(chain_family=f"conv{_n.lower()}")
     KINDS[f"Conv{_n}Transpose"] = ConvTransposeKind()

@@ -24,15 +24,22 @@ class DenseKind(LayerKind):
     def neuron_rows(self, config, arrays):
         return [(None, arrays["kernel"].T, bias(arrays))]  # kernel (fan_in, units)
 
+    chain_family = "dense"
+
+    def chain_role(self, config):
+        return "weighted"
+
+    def chain_member_ok(self, config, weight_shapes):
+        return len(weight_shapes) in (1, 2) and len(weight_shapes[0]) == 2
+
+    def chain_params(self, configs, first_shape, units, bias):
+        return first_shape[0] * units + (units if bias else 0)
+
     def input_layout(self, after_flatten):
         return "flatten" if after_flatten else "dense"
 
     def consumer_problem(self, layer, after_flatten):
         return None
-
-    def wrapped_layout(self, layer):
-        """The consumer layout of this layer inside a TimeDistributed, or None when it absorbs nothing."""
-        return "dense"
 
 
 KINDS = {"Dense": DenseKind()}

@@ -1,5 +1,7 @@
 """DepthwiseConv (a filter per input channel) and SeparableConv (a depthwise half, then a pointwise producer)."""
 
+import numpy as np
+
 from weightkit.analysis.kinds.base import Kernel, LayerKind, bias
 
 __all__ = ["DepthwiseKind", "KINDS", "SeparableKind"]
@@ -58,6 +60,11 @@ class SeparableKind(LayerKind):
         pointwise = arrays["pointwise_kernel"]  # (1, ..., in_channels * multiplier, filters)
         return [("depthwise", _depthwise_rows(arrays["depthwise_kernel"]), None),
                 ("pointwise", pointwise.reshape(-1, pointwise.shape[-1]).T, bias(arrays))]
+
+    def producer_kernel(self, arrays):
+        depthwise = np.asarray(arrays["depthwise_kernel"], dtype=np.float64)[..., 0]  # (*k, C), multiplier 1
+        pointwise = np.asarray(arrays["pointwise_kernel"], dtype=np.float64)
+        return depthwise[..., None] * pointwise.reshape(-1, pointwise.shape[-1])  # (*k, C, filters)
 
     def producer_problem(self, layer):
         problem = super().producer_problem(layer)

@@ -17,6 +17,9 @@ class BatchNormalizationKind(LayerKind):
     skip = "normalization layer: per-channel scale and shift, no neurons"
     merge = "affine"
 
+    def chain_role(self, config):
+        return "affine"
+
     def step_problem(self, layer, rank):
         problem = super().step_problem(layer, rank)
         if problem is None and normalized_axis(layer) not in (-1, rank - 1):

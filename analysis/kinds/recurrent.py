@@ -27,8 +27,7 @@ class RecurrentKind(LayerKind):
     units_key = "units"
     has_neurons = True
     order = 5
-    #: Whether the TFLite converter needs it unrolled (:mod:`weightkit.compress.quantize.unroll`).
-    unrolls = True
+    recurrent = True
 
     def __init__(self, gates, **attributes):
         super().__init__(gates=tuple(gates), internal=() if tuple(gates) == (None,) else ("*",), **attributes)
@@ -58,15 +57,10 @@ class RecurrentKind(LayerKind):
         return "rnn"
 
     def input_kernels(self, layer, prefix=""):
-        """``[(kernel key, bias key, bias row)]`` of its input kernel (bias row 0: a two-row GRU bias)."""
         return [(f"{prefix}kernel", f"{prefix}bias", 0 if self.two_row_bias(layer) else None)]
 
     def input_kernel_variables(self, layer):
         return [layer.cell.kernel]
-
-    def two_row_bias(self, layer):
-        """Whether it keeps an input and a recurrent bias row (a GRU with ``reset_after``)."""
-        return False
 
     def config_problem(self, config):
         """Why its config cannot fold its units by data, or None."""

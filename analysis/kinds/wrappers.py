@@ -29,7 +29,7 @@ class BidirectionalKind(LayerKind):
     wraps = "layer"
     has_neurons = True
     order = 6
-    unrolls = True
+    recurrent = True
 
     def neuron_rows(self, config, arrays):
         parts = []
@@ -69,6 +69,10 @@ class BidirectionalKind(LayerKind):
 
     def applications(self, input_shape, output_shape):
         return per_timestep(input_shape)
+
+    def kernel_layers(self, layer, name):
+        return [entry for prefix, half, kind in self.halves(layer) if kind is not None and kind.has_neurons
+                for entry in kind.kernel_layers(half, f"{name}/{prefix.rstrip('/')}")]
 
     def weight_keys(self, layer):
         return [prefix + v.name for prefix, half, _ in self.halves(layer) for v in half.weights]
@@ -138,6 +142,12 @@ class TimeDistributedKind(LayerKind):
     def applications(self, input_shape, output_shape):
         return per_timestep(input_shape)
 
+    def kernel_layers(self, layer, name):
+        inner = self.inner_kind(layer)
+        if inner is None or not inner.has_neurons:
+            return []
+        return inner.kernel_layers(layer.layer, f"{name}/{layer.layer.name}")
+
     def entry_name(self, layer, part):
         base = f"{layer.name}/{layer.layer.name}"
         return base if part is None else f"{base}/{part}"
@@ -163,13 +173,13 @@ class TimeDistributedKind(LayerKind):
             return None
         return inner.input_layout(False)
 
+    def wrapped_producer(self, layer):
+        return layer.layer if self.absorbing_layout(layer) is not None else None
+
     def wrapped_step(self, layer):
         """The kind of the wrapped layer when it is a pass-through step (run on every time step), else None."""
         inner = self.inner_kind(layer)
         return inner if inner is not None and inner.merge in STEP_ROLES else None
-
-    def input_kernels(self, layer, prefix=""):
-        return [(f"{prefix}kernel", f"{prefix}bias", None)]
 
     def input_kernel_variables(self, layer):
         return [layer.layer.kernel]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from weightkit.analysis._tf import import_keras
 from weightkit.analysis.errors import WeightkitError
 from weightkit.analysis.graph import ModelGraph
-from weightkit.analysis.layers import spec_for
+from weightkit.analysis.kinds.registry import kind_for
 from weightkit.analysis.loading import walk_layers
 from weightkit.analysis.selection import check_layer_names, is_chosen
 from weightkit.compress.decorrelate.penalty import DecorrelationRegularizer
@@ -93,18 +93,12 @@ def _owner(layer, path):
 
 def _kernels(layer, name):
     """The layer's kernels as the registry lists them (wrappers: their wrapped layers')."""
-    spec = spec_for(layer)
+    spec = kind_for(layer)
     if spec is None or not spec.has_neurons:
         return []
-    if spec.family == "time_distributed":
-        kernels = _kernels(layer.layer, f"{name}/{layer.layer.name}")
-    elif spec.family == "bidirectional":
-        kernels = [kernel for direction, sub in (("forward", layer.forward_layer), ("backward", layer.backward_layer))
-                   for kernel in _kernels(sub, f"{name}/{direction}")]
-    else:
-        kernels = [RegularizedKernel(name if k.part is None else f"{name}/{k.part}", layer.name, _owner(layer, k.owner),
-                                     k.variable, k.regularizer, k.layout, len(spec.gates) if k.gated else 1)
-                   for k in spec.kernels]
+    kernels = [RegularizedKernel(entry if k.part is None else f"{entry}/{k.part}", sub.name, _owner(sub, k.owner),
+                                 k.variable, k.regularizer, k.layout, len(kind.gates) if k.gated else 1)
+               for entry, sub, kind in spec.kernel_layers(layer, name) for k in kind.kernels]
     for kernel in kernels:
         kernel.layer_name = layer.name
     return kernels

@@ -24,17 +24,16 @@ over both halves for ``sum``/``ave``), as for a plain recurrent layer.
 
 import numpy as np
 
-from weightkit.analysis.layers import registered_name
+from weightkit.analysis.kinds.registry import kind_for
 from weightkit.compress.merge.data_fit import plan_data_merge
 from weightkit.compress.merge.data_report import LayerDataMerge
-from weightkit.compress.merge.input_rows import RECURRENT_GATES, fold_input_rows, input_kernels, input_row_block, two_row_bias
+from weightkit.compress.merge.input_rows import fold_input_rows, input_kernels, input_row_block, two_row_bias
 from weightkit.compress.merge.math import Relation
 from weightkit.compress.merge.rebuild import find_layer
 from weightkit.compress.merge.recurrent_units import (
     PADDING_NOTE,
     RecurrentSite,
     call_reason,
-    check_recurrent_config,
     cut_own_units,
     fold_own_units,
     padded_readers,
@@ -50,12 +49,12 @@ _MODES = ("concat", "sum", "ave")
 
 def _site_reason(graph, layer, site):
     forward, backward = layer.forward_layer, layer.backward_layer
-    kind = registered_name(forward)
-    if kind not in RECURRENT_GATES or registered_name(backward) != kind:
+    kind = kind_for(forward)
+    if kind is None or kind.gate_count(forward) is None or kind_for(backward) is not kind:
         return (f"only SimpleRNN, LSTM and GRU halves of one class fold by data, not {type(forward).__name__} "
                 f"and {type(backward).__name__}")
     for half in (forward, backward):
-        reason = check_recurrent_config(kind, half.get_config())
+        reason = kind.config_problem(half.get_config())
         if reason:
             return reason
     units = (int(forward.get_config()["units"]), int(backward.get_config()["units"]))

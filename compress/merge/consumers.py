@@ -8,9 +8,8 @@ is also a producer: its wrapped layer's kernel columns are its neurons (:func:`n
 
 from dataclasses import dataclass, field
 
-from weightkit.analysis.channel_roles import channels_last
-from weightkit.analysis.layers import registered_name, spec_for
-from weightkit.compress.merge.input_rows import RECURRENT_GATES, input_kernels
+from weightkit.analysis.kinds.registry import kind_for
+from weightkit.compress.merge.input_rows import input_kernels
 
 __all__ = ["Consumer", "consumer_of", "neuron_layer", "recurrent_target"]
 
@@ -48,29 +47,17 @@ class Consumer:
     keys: list = field(default_factory=list)
 
 
-def _is_neuron_layer(layer):
-    spec = spec_for(layer)
-    return spec is not None and spec.merge == "neurons"
-
-
 def neuron_layer(layer):
     """The layer holding a producer's neurons: the layer itself (Dense, Conv), the wrapped layer of a
     TimeDistributed(Dense/Conv); None for any other layer."""
-    spec = spec_for(layer)
-    if spec is not None and spec.family == "time_distributed":
-        return layer.layer if _is_neuron_layer(layer.layer) else None
-    return layer if _is_neuron_layer(layer) else None
+    kind = kind_for(layer)
+    return None if kind is None else kind.neuron_layer(layer)
 
 
 def recurrent_target(layer):
     """``"rnn"`` for SimpleRNN/LSTM/GRU, ``"bidirectional"`` for a Bidirectional of one; None otherwise."""
-    name = registered_name(layer)
-    if name in RECURRENT_GATES:
-        return "rnn"
-    if name == "Bidirectional" and registered_name(layer.forward_layer) in RECURRENT_GATES \
-            and registered_name(layer.backward_layer) in RECURRENT_GATES:
-        return "bidirectional"
-    return None
+    kind = kind_for(layer)
+    return None if kind is None or not kind.recurrent else kind.absorbing_layout(layer)
 
 
 def consumer_of(layer, after_flatten, positions):
@@ -99,12 +86,8 @@ def consumer_of(layer, after_flatten, positions):
     inner = neuron_layer(layer)
     if inner is None:
         return None, None
-    if spec_for(inner).family == "dense":
-        return Consumer(layer.name, name, "flatten" if after_flatten else "dense", positions), None
-    if after_flatten:
-        return None, f"{layer.name} ({name}) reads a flattened tensor"
-    if getattr(inner, "groups", 1) != 1:
-        return None, f"{layer.name} ({name}) is a grouped convolution"
-    if not channels_last(inner):
-        return None, f"{layer.name} ({name}) uses channels_first"
-    return Consumer(layer.name, name, "conv", 1, inner.padding in ("same", "causal")), None
+    kind = kind_for(inner)
+    problem = kind.consumer_problem(inner, after_flatten)
+    if problem:
+        return None, f"{layer.name} ({name}) {problem}"
+    return Consumer(layer.name, name, kind.input_layout(after_flatten), positions, kind.zero_padded(inner)), None

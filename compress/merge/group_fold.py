@@ -28,15 +28,13 @@ _TINY = 1e-30
 _KERNEL = {"separable": "pointwise_kernel"}
 
 
-def producer_rows(state, layer_name, family):
-    """A producer's rows ``(n, fan_in + 1)`` in float64, bias last; a SeparableConv's composite filter."""
+def producer_rows(state, layer_name, kind):
+    """A producer's rows ``(n, fan_in + 1)`` in float64, bias last; a SeparableConv's composite filter.
+
+    ``kind`` is the producer's :class:`weightkit.analysis.kinds.LayerKind`.
+    """
     arrays = state.arrays[layer_name]
-    if family == "separable":
-        depthwise = arrays["depthwise_kernel"].astype(np.float64)[..., 0]  # (*k, C)
-        pointwise = arrays["pointwise_kernel"].astype(np.float64).reshape(-1, arrays["pointwise_kernel"].shape[-1])
-        kernel = depthwise[..., None] * pointwise  # (*k, C, filters)
-    else:
-        kernel = arrays["kernel"].astype(np.float64)
+    kernel = kind.producer_kernel(arrays)
     n = kernel.shape[-1]
     rows = kernel.reshape(-1, n).T
     bias = arrays.get("bias")
@@ -113,7 +111,7 @@ def fold_group_consumer(state, use, offset, relation):
     fold_input_rows(state, use.layer, _input_keys(state, use), relation, channels=use.channels, offset=offset)
 
 
-def cut_group(state, group, removed, producer_family):
+def cut_group(state, group, removed, producer_kinds):
     """Cut ``removed`` (group channel indices) from every producer's outputs and member's channels.
 
     Parameters
@@ -121,15 +119,14 @@ def cut_group(state, group, removed, producer_family):
     state : WeightState
     group : weightkit.analysis.channels.ChannelGroup
     removed : ndarray of int
-    producer_family : dict of str to str
-        ``producer layer -> "dense" | "conv" | "separable"``.
+    producer_kinds : dict of str to LayerKind
+        ``producer layer -> its kind`` (:mod:`weightkit.analysis.kinds`): the kernel it cuts.
     """
     removed = np.asarray(removed, dtype=np.int64)
     if removed.size == 0:
         return
     for name in group.producers:
-        kernel = "pointwise_kernel" if producer_family[name] == "separable" else "kernel"
-        state.cut(name, kernel, -1, group.n, removed)
+        state.cut(name, producer_kinds[name].output_kernel, -1, group.n, removed)
         state.cut(name, "bias", 0, group.n, removed)  # also a bias a later fold gives it
         state.resized[name] = group.n - int(removed.size)
     for use in group.members:

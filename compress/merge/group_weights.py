@@ -12,7 +12,7 @@ relation on the tensor read instead).
 
 import numpy as np
 
-from weightkit.analysis.layers import registered_name
+from weightkit.analysis.kinds.registry import kind_for
 from weightkit.analysis.matrices import mad_matrix, pearson_matrix
 from weightkit.compress.merge.consumers import neuron_layer
 from weightkit.compress.merge.group_fold import depthwise_rows, producer_rows, propagate_depthwise
@@ -130,7 +130,8 @@ def greedy_group_merges(rows_by_producer, similarity, higher, count, requirement
 
 def _wrapped_step(layer):
     """The step a TimeDistributed layer applies on every time step; any other layer itself."""
-    return layer.layer if registered_name(layer) == "TimeDistributed" else layer
+    kind = kind_for(layer)
+    return layer.layer if kind is not None and kind.wrapped_step(layer) is not None else layer
 
 
 def _activation_of(producer):
@@ -165,8 +166,7 @@ def group_requirement(group, graph, keras):
             step, _ = _activation_step(layer, _activation_of(layer), keras)
         elif use.role == "activation":
             step, _ = _activation_layer_step(_wrapped_step(layer), keras)
-        elif use.role in ("max",) or (use.role == "couple" and type(layer).__name__ in ("Maximum", "Minimum",
-                                                                                         "Multiply")):
+        elif use.role in ("max",) or (use.role == "couple" and kind_for(layer).nonlinear):
             rule = "positive" if rule == "linear" else rule
         if step is not None and step.description != "linear":
             if not step.homogeneous:
@@ -175,33 +175,13 @@ def group_requirement(group, graph, keras):
     return rule
 
 
-def _combine(kind, relations):
-    """The relation after an elementwise join of tensors with ``relations``; rows that differ reported."""
+def _combine(layer, relations):
+    """The relation after an elementwise join (its kind's :meth:`~weightkit.analysis.kinds.JoinKind.carry`) of
+    tensors with ``relations``; rows that differ reported."""
     first = relations[0]
-    betas = np.stack([r.beta for r in relations])
-    shifts = np.stack([r.shift for r in relations])
-    agree = np.all(np.abs(betas - betas[0]) <= _AGREE * np.maximum(np.abs(betas[0]), 1e-12), axis=(0, 2))
-    notes = []
-    if kind in ("Add", "Subtract", "Average"):
-        beta = betas.mean(axis=0)
-        if kind == "Add":
-            shift = shifts.sum(axis=0)
-        elif kind == "Subtract":
-            shift = shifts[0] - shifts[1]
-        else:
-            shift = shifts.mean(axis=0)
-        notes = [(int(r), "the producers' scale factors differ: the merge is approximate (use --mode data)", False)
-                 for r in np.flatnonzero(~agree)]
-        return Relation(first.removed, first.kept, beta, shift), notes
-    if kind in ("Maximum", "Minimum"):
-        same_shift = np.all(np.abs(shifts - shifts[0]) <= 1e-6 * np.maximum(np.abs(shifts[0]), 1.0), axis=0)
-        notes = [(int(r), f"{kind} of inputs whose relations differ", True) for r in np.flatnonzero(~(agree & same_shift))]
-        return Relation(first.removed, first.kept, betas[0].copy(), shifts[0].copy()), notes
-    beta = np.prod(betas, axis=0)  # Multiply: single-keeper rows without shifts
-    single = (np.abs(betas) > 0).sum(axis=2).max(axis=0) <= 1
-    no_shift = np.all(np.abs(shifts) <= 1e-9, axis=0)
-    notes = [(int(r), "Multiply needs one keeper and no offsets", True) for r in np.flatnonzero(~(single & no_shift))]
-    return Relation(first.removed, first.kept, beta, np.zeros_like(first.shift)), notes
+    beta, shift, notes = kind_for(layer).carry(type(layer).__name__, np.stack([r.beta for r in relations]),
+                                                np.stack([r.shift for r in relations]))
+    return Relation(first.removed, first.kept, beta, shift), notes
 
 
 def carry_group(group, graph, state, model, merges, folded, keras, *, twin_tolerance=0.05):
@@ -230,7 +210,6 @@ def carry_group(group, graph, state, model, merges, folded, keras, *, twin_toler
     for use in group.uses:
         node = graph.nodes[use.node]
         layer = node.layer
-        kind = type(layer).__name__
         if use.role == "producer":
             relation = relation_from_merges(n, merges[use.layer])
             if use.layer not in folded:
@@ -287,7 +266,7 @@ def carry_group(group, graph, state, model, merges, folded, keras, *, twin_toler
                                                  None if bias is None else bias[offset:offset + n])
             mark(relation, rows, inexact)
         elif use.role == "couple":
-            relation, rows = _combine(kind, source)
+            relation, rows = _combine(layer, source)
             mark(relation, rows, inexact)
         relations[use.output[0]] = relation
     return at_consumers, refused, inexact
@@ -295,15 +274,13 @@ def carry_group(group, graph, state, model, merges, folded, keras, *, twin_toler
 
 def member_rows(group, graph, state, model, folded):
     """Rows that decide similarity: each producer's (BN folded where it follows directly), and depthwise filters."""
-    from weightkit.analysis.layers import spec_for
     from weightkit.compress.merge.rebuild import find_layer
 
     rows, extra = {}, []
     for use in group.uses:
         layer = graph.nodes[use.node].layer
         if use.role == "producer" and use.layer not in rows:
-            family = spec_for(layer).family
-            r = producer_rows(state, use.layer, family)
+            r = producer_rows(state, use.layer, kind_for(layer))
             if use.layer in folded:
                 bn = graph.nodes[folded[use.layer]].layer
                 scale, offset = batchnorm_affine(state, bn.name, find_layer(model, bn.name))

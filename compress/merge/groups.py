@@ -13,7 +13,7 @@ import numpy as np
 
 from weightkit.analysis.channels import channel_groups
 from weightkit.analysis.graph import ModelGraph
-from weightkit.analysis.layers import spec_for
+from weightkit.analysis.kinds.registry import kind_for
 from weightkit.compress.merge.group_fold import cut_group, fold_group_consumer
 from weightkit.compress.merge.group_weights import (
     carry_group,
@@ -79,10 +79,10 @@ def plan_groups(model):
         elif reason is None and single:
             continue
         else:
-            families = _families(group, graph)
+            kinds = _kinds(group, graph)
             for name in group.producers:
                 site = sites.get(name)
-                own = site.reason if site is not None and families.get(name) != "separable" else None
+                own = site.reason if site is not None and kinds[name].merge != "separable" else None
                 plan.blocked[name] = own or reason or "only one channel: nothing to merge"
     return plan
 
@@ -110,8 +110,9 @@ def group_members(group):
     return list(dict.fromkeys(group.producers + [u.layer for u in group.members] + [u.layer for u in group.consumers]))
 
 
-def _families(group, graph):
-    return {u.layer: spec_for(graph.nodes[u.node].layer).family for u in group.uses if u.role == "producer"}
+def _kinds(group, graph):
+    """``producer layer -> its kind``."""
+    return {u.layer: kind_for(graph.nodes[u.node].layer) for u in group.uses if u.role == "producer"}
 
 
 def apply_group_relations(state, group, graph, at_consumers, removed):
@@ -123,7 +124,7 @@ def apply_group_relations(state, group, graph, at_consumers, removed):
         relation = relation.without(drop)
         use = next(u for u in group.consumers if u.layer == layer and u.inputs[0][1] == offset)
         fold_group_consumer(state, use, offset, relation)
-    cut_group(state, group, removed, _families(group, graph))
+    cut_group(state, group, removed, _kinds(group, graph))
 
 
 def merge_group_by_weights(model, plan, group, state, keras, *, metric, threshold, ratio, twin_tolerance):

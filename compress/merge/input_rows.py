@@ -15,18 +15,18 @@ into such a kernel is ``W[kept] += βᵀ W[removed]``, ``b += shiftᵀ W[removed
 import numpy as np
 
 from weightkit.analysis._tf import import_keras
-from weightkit.analysis.layers import registered_name, spec_for
+from weightkit.analysis.kinds.registry import KINDS, kind_for
 
 __all__ = ["RECURRENT_GATES", "consumer_kernel", "fold_input_rows", "input_kernels", "input_row_block",
            "two_row_bias"]
 
-#: Recurrent layer classes whose units fold by data, and their gates.
-RECURRENT_GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
+#: Recurrent layer classes whose units fold by data, and their gates (from the layer kinds).
+RECURRENT_GATES = {name: kind.gate_count() for name, kind in KINDS.items() if kind.gate_count() is not None}
 
 
 def two_row_bias(layer):
     """Whether a recurrent layer keeps an input and a recurrent bias row (GRU with ``reset_after``)."""
-    return registered_name(layer) == "GRU" and layer.get_config().get("reset_after", True)
+    return kind_for(layer).two_row_bias(layer)
 
 
 def input_kernels(layer):
@@ -43,23 +43,7 @@ def input_kernels(layer):
         ``(kernel key, bias key, bias row)`` in :class:`weightkit.compress.merge.rebuild.WeightState`'s keys;
         the bias row is 0 for a two-row GRU bias (the input bias), None for a 1-D bias.
     """
-    if registered_name(layer) == "Bidirectional":
-        return [(f"{half}/kernel", f"{half}/bias", 0 if two_row_bias(inner) else None)
-                for half, inner in (("forward", layer.forward_layer), ("backward", layer.backward_layer))]
-    if registered_name(layer) in RECURRENT_GATES:
-        return [("kernel", "bias", 0 if two_row_bias(layer) else None)]
-    return [("kernel", "bias", None)]
-
-
-def _kernel_variables(layer):
-    name = registered_name(layer)
-    if name == "Bidirectional":
-        return [layer.forward_layer.cell.kernel, layer.backward_layer.cell.kernel]
-    if name in RECURRENT_GATES:
-        return [layer.cell.kernel]
-    if spec_for(layer) is not None and spec_for(layer).family == "time_distributed":
-        return [layer.layer.kernel]
-    return [layer.kernel]
+    return kind_for(layer).input_kernels(layer)
 
 
 def consumer_kernel(layer):
@@ -70,7 +54,8 @@ def consumer_kernel(layer):
     ndarray of shape (..., n_in, n_outputs)
     """
     keras = import_keras()
-    arrays = [np.asarray(keras.ops.convert_to_numpy(v), dtype=np.float64) for v in _kernel_variables(layer)]
+    arrays = [np.asarray(keras.ops.convert_to_numpy(v), dtype=np.float64)
+              for v in kind_for(layer).input_kernel_variables(layer)]
     return np.concatenate(arrays, axis=-1)
 
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from weightkit.analysis._tf import import_keras
-from weightkit.analysis.channel_roles import channels_last
 from weightkit.analysis.graph import ModelGraph
-from weightkit.analysis.layers import registered_name, spec_for
+from weightkit.analysis.kinds.base import LayerKind, channels_last
+from weightkit.analysis.kinds.registry import kind_for
 from weightkit.analysis.rows import skip_reason
 from weightkit.analysis.selection import check_layer_names
 from weightkit.compress.merge.consumers import Consumer, consumer_of, neuron_layer, recurrent_target
@@ -154,57 +154,33 @@ def _activation_step(layer, name, keras):
     return None, f"activation {name!r} does not act on each neuron separately"
 
 
-def _relu_step(layer, name, keras):
-    config = layer.get_config()
-    if config.get("max_value") is None and float(config.get("threshold", 0.0)) == 0.0:
-        slope = float(config.get("negative_slope", 0.0))
-
-        def relu(x, slope=slope):
-            return np.where(x > 0, x, slope * x)
-
-        return Step(layer.name, name, "activation", True, "relu", relu)
-    return Step(layer.name, name, "activation", False, "relu (capped or thresholded)",
-                lambda x, layer=layer: np.asarray(keras.ops.convert_to_numpy(layer(x.astype("float32"))),
-                                                  dtype=np.float64))
-
-
 def _activation_layer_step(layer, keras):
     """The Step of an activation layer (Activation, ReLU, LeakyReLU, ELU), or (None, reason)."""
-    name = type(layer).__name__
-    kind = registered_name(layer)
-    if kind == "Activation":
-        return _activation_step(layer, layer.get_config()["activation"], keras)
-    if kind == "ReLU":
-        return _relu_step(layer, name, keras), None
-    if kind == "LeakyReLU":
-        slope = float(layer.get_config()["negative_slope"])
-        return Step(layer.name, name, "activation", True, "leaky_relu",
-                    lambda x, slope=slope: np.where(x > 0, x, slope * x)), None
-    alpha = float(layer.get_config().get("alpha", 1.0))  # ELU
-    return Step(layer.name, name, "activation", False, "elu",
-                lambda x, alpha=alpha: np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))), None
+    description, homogeneous, function = kind_for(layer).elementwise(layer)
+    if function is None:
+        return _activation_step(layer, description, keras)
+    return Step(layer.name, type(layer).__name__, "activation", homogeneous, description, function), None
 
 
 def _classify_step(layer, keras, rank):
     """A Step for a layer between producer and consumer, or (None, reason); its kind is the registry's."""
     name = type(layer).__name__
-    spec = spec_for(layer)
-    if spec is not None and spec.family == "time_distributed":  # the wrapped step, on each time step
+    kind = kind_for(layer)
+    if kind is not None and kind.wrapped_step(layer) is not None:  # the wrapped step, on each time step
         step, reason = _classify_step(layer.layer, keras, rank - 1)
         if step is None:
             return None, reason and reason.replace(layer.layer.name, layer.name, 1)
         return dataclasses.replace(step, layer=layer.name, type=name, wrapped=True), None
-    role = None if spec is None else spec.merge
+    role = None if kind is None else kind.merge
     if role not in ("identity", "affine", "activation", "max", "linear", "zero_pad", "flatten"):
         return None, None
     if not channels_last(layer):
         return None, f"{layer.name} ({name}) uses channels_first"
-    if role == "affine":  # BatchNormalization
-        axis = layer.axis if isinstance(layer.axis, int) else (layer.axis[0] if len(layer.axis) == 1 else None)
-        if axis not in (-1, rank - 1):
-            return None, f"{layer.name} ({name}) normalizes axis {layer.axis}, not the channels"
     if role == "activation":
         return _activation_layer_step(layer, keras)
+    problem = kind.step_problem(layer, rank)  # BatchNormalization: the axis it normalizes
+    if problem:
+        return None, f"{layer.name} ({name}) {problem}"
     descriptions = {"max": "max pooling"}
     return Step(layer.name, name, role, True, descriptions.get(role, name)), None
 
@@ -212,28 +188,8 @@ def _classify_step(layer, keras, rank):
 def _producer_reason(layer, keras):
     inner = neuron_layer(layer)
     if inner is None:
-        spec = spec_for(layer)
-        family = None if spec is None else spec.family
-        kind = type(layer).__name__
-        if family in ("rnn", "bidirectional"):
-            if family == "rnn":
-                return (f"recurrent layers ({kind}) merge by data only (--mode data): a unit is rebuilt from the "
-                        "others on its hidden states and folded into every gate's recurrent kernel")
-            return ("the halves of a Bidirectional layer merge by data only (--mode data): each half's units are "
-                    "rebuilt from its own hidden states")
-        if family == "time_distributed":
-            return f"{kind}({type(layer.layer).__name__}): only a wrapped Dense or Conv layer merges"
-        if family == "depthwise":
-            return f"a {kind} has no channels of its own: it merges with the layer that feeds it"
-        if family == "separable":
-            return f"{kind} merges only as part of a channel group"
-        return f"merging supports Dense, Conv1D/2D/3D and SeparableConv layers, not {kind}"
-    if spec_for(inner).family == "conv":
-        if getattr(inner, "groups", 1) != 1:
-            return "grouped convolution: its output channels are tied to its groups"
-        if not channels_last(inner):
-            return "channels_first convolution is not supported"
-    return None
+        return (kind_for(layer) or LayerKind()).unmergeable_reason(layer)
+    return kind_for(inner).layout_problem(inner)
 
 
 def dead_end(graph, tensor):
@@ -313,7 +269,7 @@ def _site(layer, graph, keras):
         site.reason = reason
         return site
     inner = neuron_layer(layer)  # a TimeDistributed layer's neurons are its wrapped layer's
-    site.n_neurons = int(inner.get_config()[spec_for(inner).units_key])
+    site.n_neurons = int(inner.get_config()[kind_for(inner).units_key])
     if any(graph.is_output(node.outputs[0]) for node in graph.nodes_of(layer)):
         site.reason = "its output is (on the way to) a model output"
         return site

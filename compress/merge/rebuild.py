@@ -10,7 +10,8 @@ import numpy as np
 
 from weightkit.analysis._tf import import_keras
 from weightkit.analysis.graph import ModelGraph
-from weightkit.analysis.layers import registered_name, spec_for, spec_named
+from weightkit.analysis.kinds.base import LayerKind
+from weightkit.analysis.kinds.registry import kind_for
 from weightkit.analysis.loading import walk_layers
 from weightkit.compress.merge.input_rows import fold_input_rows
 from weightkit.compress.merge.math import fold_into_kernel
@@ -70,10 +71,8 @@ class WeightState:
 def weight_keys(layer):
     """The keys of a layer's weight arrays, in ``layer.weights`` order: variable names, a Bidirectional
     layer's prefixed by its half (``forward/kernel``, ``backward/recurrent_kernel``)."""
-    if registered_name(layer) == "Bidirectional":
-        return ([f"forward/{v.name}" for v in layer.forward_layer.weights]
-                + [f"backward/{v.name}" for v in layer.backward_layer.weights])
-    return [variable.name for variable in layer.weights]
+    kind = kind_for(layer)
+    return [variable.name for variable in layer.weights] if kind is None else kind.weight_keys(layer)
 
 
 def find_layer(model, name):
@@ -181,16 +180,12 @@ def rebuild_model(model, state):
 
     def clone(layer):
         config = layer.get_config()
-        spec = spec_for(layer)
-        wrapped = _wrapped_configs(config, spec)
+        kind = kind_for(layer) or LayerKind()
+        wrapped = kind.wrapped_configs(config)
         for inner in wrapped:
             inner.pop("build_config", None)  # built again on the (maybe narrower) input it gets
         if layer.name in state.resized:
-            if wrapped:
-                for inner in wrapped:
-                    inner["config"][spec_named(inner["class_name"]).units_key] = state.resized[layer.name]
-            else:
-                config[spec.units_key] = state.resized[layer.name]
+            kind.resized_config(config, state.resized[layer.name])
         if layer.name in state.added_bias:
             for target in [inner["config"] for inner in wrapped] or [config]:
                 target["use_bias"] = True
@@ -215,14 +210,6 @@ def _array_for(weights, key, variable, bias_added):
     if key not in weights and bias_added and key.rsplit("/", 1)[-1] == "bias":
         return np.zeros(tuple(variable.shape), dtype=np.float32)
     return weights[key]
-
-
-def _wrapped_configs(config, spec):
-    """The configs of a wrapper's inner layers (TimeDistributed: one; Bidirectional: both halves)."""
-    if spec is None or not spec.wraps:
-        return []
-    keys = (spec.wraps, "backward_layer") if spec.family == "bidirectional" else (spec.wraps,)
-    return [config[key] for key in keys if isinstance(config.get(key), dict)]
 
 
 def _clone(model, clone_layer, input_tensors, cache):

@@ -29,18 +29,17 @@ with ``c ≠ 0`` is therefore approximate at that step (exact copies have ``c = 
 
 import numpy as np
 
-from weightkit.analysis.layers import registered_name
+from weightkit.analysis.kinds.registry import KINDS, kind_for, registered_name
 from weightkit.compress.merge.bidirectional import bidirectional_site, merge_bidirectional_by_data
 from weightkit.compress.merge.data_fit import plan_data_merge
 from weightkit.compress.merge.data_report import LayerDataMerge
-from weightkit.compress.merge.input_rows import RECURRENT_GATES, fold_input_rows, input_kernels, input_row_block, two_row_bias
+from weightkit.compress.merge.input_rows import fold_input_rows, input_kernels, input_row_block, two_row_bias
 from weightkit.compress.merge.math import Relation
 from weightkit.compress.merge.rebuild import find_layer
 from weightkit.compress.merge.recurrent_units import (
     PADDING_NOTE,
     RecurrentSite,
     call_reason,
-    check_recurrent_config,
     cut_own_units,
     fold_own_units,
     padded_readers,
@@ -52,7 +51,7 @@ __all__ = ["RECURRENT_TYPES", "RIDGE_FACTOR", "RecurrentSite", "fold_recurrent",
 
 #: Layer classes whose units fold by data: SimpleRNN, LSTM, GRU (class -> gates) and Bidirectional
 #: (the gates of the layer it wraps, per half; :mod:`weightkit.compress.merge.bidirectional`).
-RECURRENT_TYPES = {**RECURRENT_GATES, "Bidirectional": None}
+RECURRENT_TYPES = {name: kind.gate_count() for name, kind in KINDS.items() if kind.recurrent}
 #: The relation is fed back at every step, so the ridge's shrinkage compounds: recurrent fits use
 #: ``ridge · RIDGE_FACTOR``. Two stacked layers of 4 units with a planted duplicate, 6 steps, ridge
 #: 1e-6: outputs off by 6.4e-5 (SimpleRNN), 9.9e-6 (LSTM), 4.9e-6 (GRU); at 1e-9: 4.8e-7, 1.2e-7, 1.2e-7.
@@ -72,16 +71,17 @@ def recurrent_site(graph, layer):
     RecurrentSite
         ``reason`` set when the layer is left alone.
     """
-    kind = registered_name(layer)
-    if kind == "Bidirectional":
+    kind = kind_for(layer)
+    if kind is not None and kind.halves(layer) is not None:
         return bidirectional_site(graph, layer)
     site = RecurrentSite(layer.name, type(layer).__name__)
-    if kind not in RECURRENT_GATES:
-        site.reason = f"only SimpleRNN, LSTM and GRU units (also inside Bidirectional) fold by data, not {kind}"
+    if kind is None or kind.gate_count(layer) is None:
+        site.reason = ("only SimpleRNN, LSTM and GRU units (also inside Bidirectional) fold by data, not "
+                       f"{registered_name(layer)}")
         return site
     config = layer.get_config()
     site.n_units, site.two_row_bias = int(config["units"]), two_row_bias(layer)
-    site.reason = (check_recurrent_config(kind, config)
+    site.reason = (kind.config_problem(config)
                    or call_reason(graph, layer, site, "only one unit: nothing to merge"))
     if site.reason is not None:
         site.consumers = []

@@ -15,12 +15,13 @@ import numpy as np
 from weightkit.analysis._tf import import_keras
 from weightkit.analysis.activations.collect import sample_indices
 from weightkit.analysis.batches import n_samples, rows, take
-from weightkit.analysis.layers import spec_for
+from weightkit.analysis.kinds.base import channels_last
+from weightkit.analysis.kinds.registry import kind_for
 from weightkit.compress.merge.consumers import neuron_layer, recurrent_target
 from weightkit.compress.merge.plan import dead_end
 from weightkit.compress.merge.rebuild import find_layer
 
-__all__ = ["MAX_ROWS", "PADDING_NOTE", "RecurrentSite", "check_recurrent_config", "cut_own_units", "fold_own_units",
+__all__ = ["MAX_ROWS", "PADDING_NOTE", "RecurrentSite", "cut_own_units", "fold_own_units",
            "follow_readers", "padded_readers", "sequence_states"]
 
 #: Said when an intercept is folded into a convolution that pads with zeros.
@@ -64,11 +65,10 @@ def _consumer_kind(layer):
     inner = neuron_layer(layer)
     if inner is None:
         return None, None
-    if spec_for(inner).family == "dense":
-        return "dense", None
-    if getattr(inner, "groups", 1) != 1 or getattr(inner, "data_format", "channels_last") != "channels_last":
+    kind = kind_for(inner)
+    if kind.consumer_problem(inner, False) is not None:
         return None, f"{layer.name} ({type(layer).__name__}) is a grouped or channels_first convolution"
-    return "conv", None
+    return kind.input_layout(False), None
 
 
 def call_reason(graph, layer, site, one_unit):
@@ -105,9 +105,8 @@ def follow_readers(graph, tensor, site):
                 return f"its output feeds {layer.name}, a layer shared with other inputs"
             site.consumers.append((layer.name, kind))
             continue
-        spec = spec_for(layer)
-        linear = spec is not None and spec.merge == "linear" and \
-            getattr(layer, "data_format", "channels_last") in (None, "channels_last")
+        spec = kind_for(layer)
+        linear = spec is not None and spec.merge == "linear" and channels_last(layer)
         if spec is None or not (spec.merge == "identity" or linear):  # averages keep h_j = Σ β h_k + c
             return f"its output feeds {label}, which cannot absorb a folded unit"
         reason = follow_readers(graph, node.outputs[0], site)
@@ -125,18 +124,6 @@ def padded_readers(model, site):
         if inner is not None and getattr(inner, "padding", "valid") in ("same", "causal"):
             names.append(name)
     return names
-
-
-def check_recurrent_config(kind, config):
-    """Why a SimpleRNN/LSTM/GRU config cannot fold its units by data, or None."""
-    if config.get("return_state"):
-        return "it returns its states (return_state): they would need folding too"
-    if config.get("stateful"):
-        return "a stateful layer keeps its state between batches"
-    if kind == "GRU" and not config.get("reset_after", True):
-        return ("a GRU with reset_after=False multiplies the state by the reset gate before the recurrent "
-                "kernel: not linear in the state")
-    return None
 
 
 def sequence_states(graph, node, config, x, *, widths, samples, seed, batch_size=256):

@@ -226,7 +226,7 @@ def refit_groups(model, graph, groups, state, x, *, ratio, max_error, samples, p
             count = counts.get(id(group), None if ratio is None else min(n - 1, round(ratio * n)))
             removed[id(group)] = _select(graph, group, units, state, merged, original, report, count, max_error, ridge,
                                          weigh_by_consumer)
-            families = {u.layer: spec_for(graph.nodes[u.node].layer).family for u in group.uses
+            families = {u.layer: spec_for(graph.nodes[u.node].layer) for u in group.uses
                         if u.role == "producer"}
             cut_group(state, group, removed[id(group)], families)
         offset = keys[0][1]

@@ -7,18 +7,18 @@ the batch stays resizable (see /work/shared/NOTES.md). Unrolling needs a fixed s
 """
 
 from weightkit.analysis._tf import import_keras, import_tensorflow
+from weightkit.analysis.kinds.registry import kind_for
 from weightkit.analysis.loading import walk_layers
 
 __all__ = ["UNROLL_MAX_STEPS", "frozen_function", "recurrent_layers", "unrolled_copy"]
 
 UNROLL_MAX_STEPS = 64  # longer sequences stay rolled: an unrolled graph grows with every step
 
-_RECURRENT = ("SimpleRNN", "LSTM", "GRU")
-
 
 def _is_recurrent(layer):
-    keras = import_keras()
-    return isinstance(layer, (keras.layers.SimpleRNN, keras.layers.LSTM, keras.layers.GRU, keras.layers.Bidirectional))
+    """A SimpleRNN/LSTM/GRU or Bidirectional layer (its kind runs over time steps)."""
+    kind = kind_for(layer)
+    return kind is not None and kind.recurrent
 
 
 def recurrent_layers(model):
