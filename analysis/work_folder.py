@@ -120,9 +120,8 @@ class WorkFolder:
                                  "deleted, not even with --force; move them out or choose another output.")
 
     def interrupted(self):
-        """Whether an earlier run left work here (any file of the command's beside the marker)."""
-        return os.path.isdir(self.path) and not os.path.islink(self.path) and any(
-            name != MARKER and self._ours(name) for name in os.listdir(self.path))
+        """Whether an earlier run left its folder here: a run that failed with nothing to resume removes it."""
+        return os.path.isdir(self.path) and not os.path.islink(self.path)
 
     def holds(self, name):
         """Whether the folder holds the file ``name``."""
