@@ -2,7 +2,9 @@
 
 Formats: ``.keras`` (Keras 3 zip archives) and legacy ``.h5`` (Keras 2 or 3). Before Keras sees
 a file we read its configuration ourselves, so that a Lambda layer or an unknown custom class is
-refused by name *before* any code from the file could run; ``unsafe=True`` lifts that.
+refused by name *before* any code from the file could run; ``unsafe=True`` lifts that. Classes of
+installed Keras-ecosystem libraries (keras-hub) are installed code, not the file's: they load in
+safe mode (:data:`weightkit.analysis.own_classes.ECOSYSTEM_PACKAGES`).
 """
 
 import contextlib
@@ -15,7 +17,8 @@ from weightkit.analysis.config_files import first_line, h5_config, keras_config
 from weightkit.analysis.errors import WeightkitError
 from weightkit.analysis.keras2 import load_h5_with_config, repaired_keras2_config
 from weightkit.analysis.limits import check_regular_file
-from weightkit.analysis.own_classes import OWN_CLASSES, is_own_class, own_custom_objects
+from weightkit.analysis.own_classes import (OWN_CLASSES, ecosystem_package, import_ecosystem, is_own_class,
+                                           own_custom_objects)
 
 __all__ = ["LoadedModel", "load_model", "is_saved_model_dir", "walk_layers", "read_model_config",
            "check_model_weights", "check_model_path"]
@@ -178,7 +181,7 @@ def _config_objects(config, layer_name=None):
 
 def _unsafe_objects(config):
     """``(description, layer_name)`` for code a config would run: Lambda layers, Python lambdas,
-    and classes or functions that Keras does not know."""
+    TFSMLayers (an external SavedModel is a program), and classes or functions that Keras does not know."""
     keras = import_keras()
     known = _known_class_names()
     found = []
@@ -192,6 +195,11 @@ def _unsafe_objects(config):
             continue
         if class_name == "__lambda__":
             found.append(("uses a Python lambda", owner))
+            continue
+        if class_name == "TFSMLayer":  # Keras refuses it in safe mode too, in a message too long for one line
+            source = inner.get("filepath") if isinstance(inner, dict) else None
+            found.append((f"{verb} a TFSMLayer, which loads and runs an external SavedModel"
+                          f"{f' ({source})' if isinstance(source, str) else ''}", owner))
             continue
         if class_name in _DATA_CLASS_NAMES:
             continue
@@ -208,6 +216,24 @@ def _unsafe_objects(config):
             what = f"{module}.{class_name} registered as {registered}"
         found.append((f"{verb} an unknown custom object ({what})", owner))
     return found
+
+
+def _import_ecosystems(config, path):
+    """Import the Keras-ecosystem libraries whose classes ``config`` names (keras_hub), or refuse in one line.
+
+    Their classes then pass :func:`_unsafe_objects` through Keras' registry, identity checked; a library
+    that is not installed is refused whatever ``unsafe`` says, since the class cannot be found either way.
+    """
+    tried = {}
+    for item, owner in _config_objects(config):
+        package = ecosystem_package(item.get("module"), item.get("registered_name"))
+        if package is None:
+            continue
+        if package not in tried:
+            tried[package] = import_ecosystem(package)
+        if tried[package] is not None:
+            where = "the model" if owner is None else f"layer {owner!r}"
+            raise WeightkitError(f"{path}: {where} is {item['registered_name']}, but {tried[package]}.")
 
 
 def _is_registered_here(keras, module, class_name, registered):
@@ -246,10 +272,13 @@ def load_model(path, *, unsafe=False, compile=True):
     -----
     weightkit's own serializable classes (the decorrelation regularizer a model keeps after
     ``weightkit retrain --keep-regularizer``) load in safe mode without the caller importing
-    ``compress`` first: see :mod:`weightkit.analysis.own_classes`.
+    ``compress`` first, and so do the classes of installed Keras-ecosystem libraries (keras-hub's
+    ``keras_hub>TransformerEncoder``, ``keras_hub>GemmaBackbone``, ...), imported only when the file
+    names one: see :mod:`weightkit.analysis.own_classes`.
     """
     path = os.fspath(path)
     fmt, config = read_model_config(path)
+    _import_ecosystems(config, path)
     unsafe_items = _unsafe_objects(config)
     if unsafe_items and not unsafe:
         description, layer_name = unsafe_items[0]

@@ -13,11 +13,21 @@ the module that defines each class, and :func:`own_custom_objects` imports that 
 (:func:`importlib.import_module`) only when a configuration mentions the class. The module
 names come from this table, never from the file: such a model runs only weightkit's own,
 installed code while loading, so safe mode accepts it.
+
+The same holds for the layer classes that installed Keras-ecosystem libraries register:
+:data:`ECOSYSTEM_PACKAGES` is the one list of them. A configuration object whose registered name
+is ``keras_hub>...`` imports ``keras_hub`` (on demand: models without such a name never pay for the
+import), and loads in safe mode when the class registered under that name has the module and class
+name the file states (:func:`ecosystem_package` finds the package; the loader checks the identity
+against Keras' registry). Lambda layers, serialized lambdas and classes of any other package still
+need ``unsafe``. Without the library installed, the loader's refusal names the package to install.
 """
 
 import importlib
+import importlib.util
 
-__all__ = ["OWN_CLASSES", "is_own_class", "own_custom_objects"]
+__all__ = ["ECOSYSTEM_PACKAGES", "OWN_CLASSES", "ecosystem_package", "import_ecosystem", "is_own_class",
+           "own_custom_objects"]
 
 #: ``registered name -> module defining it``, for every class weightkit registers with
 #: ``keras.saving.register_keras_serializable(package="weightkit")``.
@@ -25,6 +35,14 @@ OWN_CLASSES = {
     "weightkit>DecorrelationRegularizer": "weightkit.compress.decorrelate.penalty",
     "weightkit>CombinedRegularizer": "weightkit.compress.decorrelate.kernels",
 }
+
+#: ``import name -> pip distribution`` of the Keras-ecosystem libraries whose registered classes
+#: (``registered_name`` ``"<import name>>Class"``, defined in a module under the import name) load in
+#: safe mode when the library is installed. keras-hub (Google's Keras library of BERT, Gemma, Llama,
+#: ViT, ... and their layers) serializes its classes as ``keras_hub>TransformerEncoder``,
+#: ``keras_hub>GemmaBackbone``. A new library is one entry here, once its classes are checked to
+#: serialize that way.
+ECOSYSTEM_PACKAGES = {"keras_hub": "keras-hub"}
 
 
 def own_custom_objects(names):
@@ -65,3 +83,52 @@ def is_own_class(module, class_name, registered_name):
     """
     expected = OWN_CLASSES.get(registered_name)
     return expected is not None and module == expected and class_name == registered_name.split(">", 1)[1]
+
+
+def ecosystem_package(module, registered_name):
+    """The import name of the :data:`ECOSYSTEM_PACKAGES` library a serialized object names, or None.
+
+    Both the registered name's package (``keras_hub>``) and the stored module (``keras_hub.src...``)
+    must name the library: anything else is not its class.
+
+    Parameters
+    ----------
+    module, registered_name : str or None
+        The ``module`` and ``registered_name`` keys of the serialized object.
+
+    Returns
+    -------
+    str or None
+    """
+    if not isinstance(registered_name, str) or ">" not in registered_name or not isinstance(module, str):
+        return None
+    package = registered_name.split(">", 1)[0]
+    if package in ECOSYSTEM_PACKAGES and (module == package or module.startswith(package + ".")):
+        return package
+    return None
+
+
+def import_ecosystem(package):
+    """Import an :data:`ECOSYSTEM_PACKAGES` library (registering its classes with Keras), or say why not.
+
+    Parameters
+    ----------
+    package : str
+        A key of :data:`ECOSYSTEM_PACKAGES`.
+
+    Returns
+    -------
+    str or None
+        None once it is imported; otherwise what to do, in words (``pip install keras-hub``).
+    """
+    distribution = ECOSYSTEM_PACKAGES[package]
+    if importlib.util.find_spec(package) is None:
+        return (f"it is a class of {distribution}, which is not installed here; install it with "
+                f"pip install {distribution} and run again")
+    try:
+        importlib.import_module(package)
+    except Exception as error:  # noqa: BLE001 - a broken install becomes one line
+        return (f"it is a class of {distribution}, which is installed but fails to import "
+                f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); repair that "
+                f"installation (pip install --force-reinstall {distribution})")
+    return None

@@ -85,21 +85,66 @@ class KerasRunner:
         return batch_size / time_calls(lambda: self._call(batch), repeats, warmup)
 
 
+def _unreloadable(model):
+    """Layers of ``model`` whose quantized form Keras 3.15 cannot load back from a ``.keras`` file.
+
+    A quantized MultiHeadAttention saves its EinsumDense projections' quantized variables, but the
+    reloaded layer looks for float ones ("Layer 'key' expected 2 variables, but received 0"): its
+    sublayers stay float. So do layers of other packages (keras-hub's ReversibleEmbedding fails the
+    same way): their quantized variables are theirs to restore.
+
+    Returns
+    -------
+    names : list of str
+        The top-most such layers, as ``"MultiHeadAttention b0_mha"``.
+    excluded : set of int
+        ``id`` of every layer to leave float (the listed layers and their sublayers).
+    """
+    keras = import_keras()
+    names, excluded = [], set()
+    for layer in model._flatten_layers(include_self=False, recursive=True):  # Keras' walk, sublayers included
+        if id(layer) in excluded or isinstance(layer, keras.Model):
+            continue
+        foreign = not type(layer).__module__.startswith("keras.")
+        if isinstance(layer, keras.layers.MultiHeadAttention) or (foreign and layer.weights):
+            names.append(f"{type(layer).__name__} {layer.name}")
+            excluded.update(id(sub) for sub in layer._flatten_layers(include_self=True, recursive=True))
+    return names, excluded
+
+
+def _quantized_file(keras_model, kind, directory, mode, excluded=None):
+    """Quantize a copy (leaving the layers whose ``id`` is in ``excluded`` float), save it, reload it."""
+    keras = import_keras()
+    copy = _copy(keras_model, directory)
+    if excluded is None:
+        copy.quantize(kind)
+    else:
+        _, left = _unreloadable(copy)
+        copy.quantize(kind, filters=lambda layer: id(layer) not in left)
+    path = os.path.join(directory, f"model_{mode}.keras")
+    copy.save(path)
+    return path, keras.saving.load_model(path, compile=False)
+
+
 def convert_keras_mode(mode, keras_model, verbose=False):
     """``(Conversion, runner or None, note or None)`` for a ``keras-*`` mode.
 
-    The note lists the layers with weights Keras did not quantize.
+    The note lists the layers with weights Keras did not quantize. When the quantized file does not
+    load back (Keras 3.15 and a MultiHeadAttention, or a layer of another package: see
+    :func:`_unreloadable`), it is quantized again with those layers float, and the note says so.
     """
-    keras = import_keras()
     kind = KERAS_KINDS[mode]
+    kept = []
     with tempfile.TemporaryDirectory(prefix="weightkit-keras-quantize-") as directory:
         try:
             with _quiet(verbose):
-                copy = _copy(keras_model, directory)
-                copy.quantize(kind)
-                path = os.path.join(directory, f"model_{mode}.keras")
-                copy.save(path)
-                reloaded = keras.saving.load_model(path, compile=False)
+                try:
+                    path, reloaded = _quantized_file(keras_model, kind, directory, mode)
+                except Exception:  # noqa: BLE001 - retried without the layers Keras cannot reload
+                    kept, excluded = _unreloadable(keras_model)
+                    if not kept:
+                        raise
+                    path, reloaded = _quantized_file(keras_model, kind, directory, mode, excluded)
         except Exception as error:  # noqa: BLE001 - Keras raises many kinds for layers it cannot quantize
             return Conversion(mode, error=converter_reason(error), converter="keras.quantize"), None, None
         with open(path, "rb") as handle:
@@ -109,7 +154,14 @@ def convert_keras_mode(mode, keras_model, verbose=False):
     if not quantized:
         return Conversion(mode, error=f"Keras quantized no layer ({kind} covers Dense, EinsumDense and Embedding); "
                                       f"it left {skipped} in float", converter="keras.quantize"), None, None
-    note = f"{mode}: Keras does not quantize {skipped} (left in float in the .keras file)" if skipped else None
+    notes = []
+    skipped = ", ".join(name for name in (skipped or "").split(", ") if name and name not in kept) or None
+    if kept:
+        notes.append(f"{', '.join(kept)} left in float: Keras {import_keras().__version__} cannot load the "
+                     f"quantized layer back from a .keras file")
+    if skipped:
+        notes.append(f"Keras does not quantize {skipped}")
+    note = f"{mode}: {'; '.join(notes)} (left in float in the .keras file)" if notes else None
     return Conversion(mode, content=content, converter="keras.quantize"), KerasRunner(reloaded), note
 
 
