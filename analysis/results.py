@@ -134,6 +134,9 @@ class ModelAnalysis:
     notes : list of str
     linear_chains : list of weightkit.analysis.linear_chains.LinearChain
         Runs of layers with no nonlinearity between them (see :mod:`weightkit.analysis.linear_chains`).
+    states : list of weightkit.analysis.activations.LayerActivations
+        With data: the outputs of recurrent layers whose weight entries are their gates (LSTM, GRU,
+        Bidirectional), analyzed as entries of their own (``"states"`` in :meth:`to_dict` when there are any).
     """
 
     model: str
@@ -146,6 +149,7 @@ class ModelAnalysis:
     total_params: int = 0
     notes: list = field(default_factory=list)
     linear_chains: list = field(default_factory=list)
+    states: list = field(default_factory=list)
 
     @property
     def removable(self):
@@ -172,6 +176,7 @@ class ModelAnalysis:
             },
             "notes": list(self.notes),
             "linear_chains": [chain.to_dict() for chain in self.linear_chains],
+            **({"states": [state.to_dict() for state in self.states]} if self.states else {}),
         }
 
 

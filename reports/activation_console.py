@@ -1,5 +1,7 @@
 """Terminal rendering of what neurons do on data: dead neurons, activation groups, data-aware merges."""
 
+from typing import NamedTuple
+
 from weightkit.reports.console import format_groups
 from weightkit.reports.merge_console import print_notes_and_evaluation, print_parameter_change
 
@@ -15,8 +17,25 @@ def format_indices(indices, limit=16):
     return shown
 
 
+class _Row(NamedTuple):
+    name: str
+    neurons: int
+    extras: dict
+    weight_groups: str
+
+
 def _activation_entries(result):
-    return [layer for layer in result.layers if "activation" in layer.extras]
+    """Every entry with activation results; a recurrent layer's hidden state (``result.states``) after its gates."""
+    states = {}
+    for state in getattr(result, "states", ()):
+        states.setdefault(state.layer_name, []).append(_Row(state.name, state.neurons, state.to_extras(), "–"))
+    layers = [layer for layer in result.layers if "activation" in layer.extras]
+    rows = []
+    for index, layer in enumerate(layers):
+        rows.append(_Row(layer.name, layer.neurons, layer.extras, f"{len(layer.groups):,}"))
+        if index + 1 == len(layers) or layers[index + 1].layer_name != layer.layer_name:
+            rows.extend(states.pop(layer.layer_name, []))
+    return rows + [row for rest in states.values() for row in rest]
 
 
 def activation_table(result):
@@ -42,11 +61,11 @@ def activation_table(result):
     for layer in entries:
         activation = layer.extras["activation"]
         if "skipped" in activation:
-            table.add_row(layer.name, f"{layer.neurons:,}", "–", "–", "–", "–", "–", f"{len(layer.groups):,}")
+            table.add_row(layer.name, f"{layer.neurons:,}", "–", "–", "–", "–", "–", layer.weight_groups)
             continue
         table.add_row(layer.name, f"{layer.neurons:,}", f"{len(layer.extras['dead']):,}",
                       f"{activation['pearson']['mean_abs_offdiag']:.3f}", f"{activation['pearson']['max_offdiag']:.3f}",
-                      f"{len(activation['groups']):,}", f"{activation['removable']:,}", f"{len(layer.groups):,}")
+                      f"{len(activation['groups']):,}", f"{activation['removable']:,}", layer.weight_groups)
     return table
 
 
@@ -68,8 +87,8 @@ def print_activations(result, console):
             console.print(f"[bold]{layer.name}[/bold]: {len(activation['groups'])} activation group(s): "
                           f"{format_groups(activation['groups'], limit=len(activation['groups']))}")
     if any(layer.extras["activation"].get("summary") == "mean" for layer in _activation_entries(result)):
-        console.print("conv layers: activations are per-channel means over positions; dead means constant at "
-                      "every position")
+        console.print("layers with positions (conv, sequences): activations are per-channel means over positions; "
+                      "dead means constant at every position")
 
 
 #: How ``merge --max-drop`` budgets are written (mirrors weightkit.compress.shrink.judge.UNITS).

@@ -1,8 +1,9 @@
 """The report page's activation text for one layer: dead neurons and activation groups (escaped HTML)."""
 
 import html
+from types import SimpleNamespace
 
-__all__ = ["activation_section_html"]
+__all__ = ["activation_section_html", "states_section_html"]
 
 _MAX_LISTED = 300
 
@@ -30,3 +31,25 @@ def activation_section_html(layer):
     else:
         groups_html = '<p class="groups none">No redundant groups among the activations at this threshold.</p>'
     return dead_html + groups_html
+
+
+def states_section_html(result):
+    """The hidden states of recurrent layers (``result.states``): a table, then each one's dead neurons and groups."""
+    states = getattr(result, "states", ())
+    if not states:
+        return ""
+    e = html.escape
+    body = "".join(
+        f'<tr><td class="text">{e(s.name)}</td><td class="text">{e(s.type)}</td><td>{s.neurons:,}</td>'
+        f"<td>{len(s.dead):,}</td><td>{s.pearson_mean_abs_offdiag:.3f}</td><td>{s.pearson_max_offdiag:.3f}</td>"
+        f"<td>{s.mad_median_offdiag:.4g}</td><td>{len(s.groups):,}</td><td>{s.removable:,}</td></tr>" for s in states)
+    details = "".join(f"<h3>{e(s.name)}</h3>{activation_section_html(SimpleNamespace(extras=s.to_extras()))}"
+                      for s in states)
+    return ('<section id="states"><h2>Hidden states of recurrent layers</h2>'
+            '<p class="layer-stats">Their weight entries are the gates, whose activations never leave the cell; the '
+            "layer's output, its hidden state (with return_sequences every step's, summarized as per-unit means), is "
+            "analyzed here on the data.</p>"
+            '<div class="wide"><table><thead><tr><th class="text">entry</th><th class="text">type</th>'
+            "<th>neurons</th><th>dead</th><th>act. mean |r|</th><th>act. max r</th><th>act. median MAD</th>"
+            f"<th>act. groups</th><th>act. removable</th></tr></thead><tbody>{body}</tbody></table></div>"
+            f"{details}</section>")

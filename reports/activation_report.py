@@ -116,5 +116,8 @@ class ActivationFigures:
         return images
 
     def attach(self, analysis):
-        """Add ``dead`` and ``activation`` to every analyzed layer (as ``weightkit analyze --data``)."""
+        """Add ``dead`` and ``activation`` to every analyzed layer, and the recurrent hidden states (as ``analyze``)."""
+        for sample in [sample for sample in self.activations.values() if sample.state]:
+            item = layer_activations(self.activations.pop(sample.name), metric=self.metric, threshold=self.threshold)
+            (self.result.skipped if isinstance(item, SkippedLayer) else self.result.layers).append(item)
         return attach_activations(analysis, self.result, source=self.source)

@@ -8,7 +8,7 @@ import html
 import re
 from dataclasses import dataclass
 
-from weightkit.reports.activation_html import activation_section_html
+from weightkit.reports.activation_html import activation_section_html, states_section_html
 
 __all__ = ["ImageRef", "render_page", "anchor_for", "describe_threshold"]
 
@@ -273,5 +273,6 @@ def render_page(result, *, images, anchors, overview=None, created="", version="
             f"<title>weightkit report: {_e(result.model)}</title><style>{_CSS}</style></head>"
             f"<body><main>{_header(result, created=created, version=version, source=source)}"
             f"{_summary_table(result, anchors)}{overview_html}{_chains_section(result)}{_skipped_table(result)}{sections}"
+            f"{states_section_html(result)}"
             f'<footer>Made by weightkit {_e(version)} on {_e(created)}. Figures: <code>figures/</code>; '
             'data: <a href="analysis.json">analysis.json</a>.</footer></main></body></html>\n')

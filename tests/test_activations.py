@@ -180,7 +180,8 @@ def test_parts_without_an_output_are_skipped_with_reasons(keras, rng):
     result = analyze_activations(model, rng.random((30, 8, 8, 3)).astype(np.float32))
     reasons = {s.name: s.reason for s in result.skipped}
     assert reasons["sep/depthwise"] == SKIP_SEPARABLE_DEPTHWISE
-    assert all(reasons[f"lstm/{gate}"] == SKIP_RNN_GATE for gate in ("input", "forget", "cell", "output"))
+    assert all(reasons[f"lstm/{gate}"] == SKIP_RNN_GATE.format(name="lstm")
+               for gate in ("input", "forget", "cell", "output"))
     # The LSTM's output, its hidden state, is probed as one more entry named after the layer.
     assert [layer.name for layer in result.layers] == ["sep/pointwise", "lstm", "out"]
     assert result.layer("sep/pointwise").neurons == 4
@@ -277,3 +278,102 @@ def test_a_multi_input_model_takes_one_array_per_input(keras, rng):
                                 "(x0, x1, ... or x_<input name>).")
     samples, _ = collect_activations(model, [rng.random((10, 3)), rng.random((10, 3))])
     assert list(samples) == ["out"] and samples["out"].values.shape == (2, 10)
+
+
+# --------------------------------------------------------------------------------------------------
+# Recurrent layers: their output, the hidden state, is an entry of its own (issue 29 item 14)
+
+
+def _copy_unit(layer, source, target, gates):
+    """Make unit ``target`` of a recurrent layer compute exactly what unit ``source`` does, in every gate."""
+    kernel, recurrent, bias = layer.get_weights()
+    units = recurrent.shape[0]
+    for gate in range(gates):
+        kernel[:, gate * units + target] = kernel[:, gate * units + source]
+        recurrent[:, gate * units + target] = recurrent[:, gate * units + source]
+        bias[..., gate * units + target] = bias[..., gate * units + source]
+    layer.set_weights([kernel, recurrent, bias])
+
+
+@pytest.fixture(scope="module")
+def recurrent_path(keras, tmp_path_factory):
+    """LSTM -> GRU -> Bidirectional(LSTM) -> SimpleRNN -> Dense, saved. LSTM unit 0 never opens its output gate
+    (a dead unit), LSTM unit 4 copies unit 1 and GRU unit 3 copies unit 0 (activation twins)."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 3), name="sequence")
+    lstm = keras.layers.LSTM(5, return_sequences=True, name="lstm")
+    gru = keras.layers.GRU(4, return_sequences=True, name="gru")
+    x = keras.layers.Bidirectional(keras.layers.LSTM(3, return_sequences=True), name="bi")(gru(lstm(inputs)))
+    x = keras.layers.SimpleRNN(4, name="rnn")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="out")(x), name="recurrent")
+    _copy_unit(lstm, 1, 4, 4)
+    kernel, recurrent, bias = lstm.get_weights()
+    bias[3 * 5 + 0] = -60.0  # output gate (input, forget, cell, output) of unit 0: h0 = sigmoid(-60) * tanh(c0)
+    lstm.set_weights([kernel, recurrent, bias])
+    _copy_unit(gru, 0, 3, 3)
+    path = tmp_path_factory.mktemp("recurrent") / "recurrent.keras"
+    model.save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def recurrent_result(recurrent_path):
+    from weightkit.analysis import analyze
+
+    x = np.random.default_rng(1).normal(size=(120, 6, 3)).astype(np.float32)
+    return analyze(recurrent_path, data=x, samples=1000), x
+
+
+def test_recurrent_hidden_states_are_entries_of_their_own(recurrent_result):
+    result, _ = recurrent_result
+    assert [(s.name, s.type, s.neurons, s.summary) for s in result.states] == [
+        ("lstm", "LSTM (hidden state)", 5, "mean"), ("gru", "GRU (hidden state)", 4, "mean"),
+        ("bi", "Bidirectional (hidden state)", 6, "mean")]
+    lstm, gru, _ = result.states
+    assert lstm.dead == [0] and any({1, 4} <= set(group) for group in lstm.groups)
+    assert any({0, 3} <= set(group) for group in gru.groups)
+    # A SimpleRNN's one entry is its hidden state already: probed there, no second entry.
+    assert result.layer("rnn").extras["activation"]["summary"] == "values"
+    assert result.layer("lstm/forget").extras["activation"] == {"skipped": SKIP_RNN_GATE.format(name="lstm")}
+    document = json.loads(json.dumps(result.to_dict()))
+    assert [(s["name"], s["dead"]) for s in document["states"]] == [("lstm", [0]), ("gru", []), ("bi", [])]
+
+
+def test_a_hidden_state_is_the_layer_output_averaged_over_time(keras, recurrent_path, recurrent_result):
+    """Reference: the Bidirectional output on every input, its per-unit mean over the six steps, np.corrcoef."""
+    result, x = recurrent_result
+    model = keras.saving.load_model(recurrent_path)
+    probe = keras.Model(model.inputs, model.get_layer("bi").output)
+    means = probe.predict(x, verbose=0).mean(axis=1)  # (inputs, 6 units)
+    pearson = np.corrcoef(means.T)
+    off = ~np.eye(6, dtype=bool)
+    state = result.states[2]
+    # float32 activations and Pearson through a float32 matrix product (NOTES.md): 1e-5 is ample.
+    assert state.pearson_mean_abs_offdiag == pytest.approx(np.abs(pearson[off]).mean(), abs=1e-5)
+    assert state.pearson_max_offdiag == pytest.approx(pearson[off].max(), abs=1e-5)
+
+
+def test_analyze_and_report_show_the_hidden_states(capsys, recurrent_path, tmp_path):
+    from weightkit._common import run_cli
+    from weightkit.cli import cli
+
+    x = np.random.default_rng(1).normal(size=(40, 6, 3)).astype(np.float32)
+    np.savez(tmp_path / "data.npz", x=x, y=np.zeros(40, dtype=np.int64))
+    capsys.readouterr()
+    assert run_cli(cli, ["analyze", recurrent_path, "--data", str(tmp_path / "data.npz"),
+                         "--json", str(tmp_path / "a.json")]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("recurrent: what neurons do on "):]
+    rows = [line.strip("│ ").split("│")[0].strip() for line in table.splitlines() if line.startswith("│")]
+    bi = [f"bi/{d}/{g}" for d in ("forward", "backward") for g in ("input", "forget", "cell", "output")]
+    assert rows == ["lstm/input", "lstm/forget", "lstm/cell", "lstm/output", "lstm", "gru/update", "gru/reset",
+                    "gru/candidate", "gru", *bi, "bi", "rnn", "out"]
+    assert "lstm: dead on the sample (constant): 0" in out
+    assert [s["name"] for s in json.loads((tmp_path / "a.json").read_text())["states"]] == ["lstm", "gru", "bi"]
+    assert run_cli(cli, ["report", recurrent_path, "--data", str(tmp_path / "data.npz"), "-o",
+                         str(tmp_path / "report")]) == 0
+    page = (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
+    assert '<section id="states"><h2>Hidden states of recurrent layers</h2>' in page
+    assert '<td class="text">lstm</td><td class="text">LSTM (hidden state)</td><td>5</td><td>1</td>' in page
+    report_json = json.loads((tmp_path / "report" / "analysis.json").read_text())
+    assert [s["name"] for s in report_json["states"]] == ["lstm", "gru", "bi"]

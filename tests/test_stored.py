@@ -176,7 +176,8 @@ def test_analyze_and_report_never_import_tensorflow(zoo_dir, tmp_path):
     assert done.stderr.strip().splitlines()[-1] == "IMPORTED []"
     for form, document in (("residual_cnn", tmp_path / "a.json"), ("sequential_mlp", tmp_path / "report" /
                                                                     "analysis.json")):
-        by_keras = analyze_model(load_zoo(form, zoo_dir), path=zoo_path(form, zoo_dir)).to_dict()
+        # include_bias=True: the commands' default (issue 29 item 12)
+        by_keras = analyze_model(load_zoo(form, zoo_dir), path=zoo_path(form, zoo_dir), include_bias=True).to_dict()
         assert json.loads(document.read_text()) == json.loads(json.dumps(by_keras))
 
 

@@ -20,7 +20,10 @@ The output of the layer the neuron belongs to, *after* the layer's own activatio
   ``/depthwise`` entry's output is internal to the layer (never a tensor one can probe), so it
   is skipped with that reason.
 - ``LSTM``/``GRU`` gates and ``Bidirectional`` halves: gate activations are internal to the
-  recurrent cell (only the mixed hidden state leaves it), so they are skipped with that reason.
+  recurrent cell, so they are skipped with that reason; the layer's output, its hidden state (each
+  step's with ``return_sequences``, then summarized over time like any sequence), is analyzed as an
+  entry of its own named after the layer (type ``"LSTM (hidden state)"``; a Bidirectional's holds
+  both directions' units as its output does), listed in ``ModelAnalysis.states``.
 - A layer used at several places in the graph, or inside a nested model, is skipped: it has no
   single output that the outer model's inputs reach.
 
@@ -129,7 +132,8 @@ def attach_activations(analysis, activations, *, source=None):
 
     Each analyzed weight entry gains ``dead`` and ``activation`` (see
     :meth:`LayerActivations.to_extras`); an entry whose activations were skipped gets
-    ``"dead": None`` and ``"activation": {"skipped": reason}``. Weight fields are unchanged.
+    ``"dead": None`` and ``"activation": {"skipped": reason}``. Weight fields are unchanged. The hidden
+    states of recurrent layers with gate entries (no weight entry of their own) go to ``analysis.states``.
 
     Parameters
     ----------
@@ -154,6 +158,7 @@ def attach_activations(analysis, activations, *, source=None):
         else:
             reason = reasons.get(layer.name, "no activations collected for this entry")
             layer.extras.update({"dead": None, "activation": {"skipped": reason}})
+    analysis.states = [layer for layer in activations.layers if layer.state]
     where = f" of {source}" if source else ""
     note = f"activations: {activations.samples} seeded input samples{where} (seed {activations.seed})"
     if any(layer.summary == "mean" for layer in activations.layers):

@@ -35,8 +35,8 @@ SUMMARIES = {
 
 SKIP_SEPARABLE_DEPTHWISE = ("the depthwise output of a separable convolution is internal to the layer; "
                             "its /pointwise entry is analyzed")
-SKIP_RNN_GATE = "gate activations are internal to the recurrent cell; only its hidden state leaves it"
-SKIP_BIDIRECTIONAL = "a Bidirectional layer's halves are mixed in its output; not probed"
+SKIP_RNN_GATE = "gate activations are internal to the recurrent cell; its hidden state is the entry {name!r}"
+SKIP_BIDIRECTIONAL = "a Bidirectional layer's halves are mixed in its output; its hidden states are the entry {name!r}"
 SKIP_UNREACHABLE = "not called in the model's graph: its output is not reachable from the model's inputs"
 
 
@@ -76,6 +76,7 @@ class _Probe:
     tensors: list  # flat tensor ids (weightkit.analysis.graph): the layer's output at each call site
     channel_axis: int
     shape: tuple  # the output's static shape, batch axis included
+    state: bool = False  # a recurrent layer's output beside its gate entries (ActivationSample.state)
 
 
 def _probe_kind(layer, entry_name):
@@ -87,9 +88,9 @@ def _probe_kind(layer, entry_name):
     if not internal:
         return None
     if spec.family == "bidirectional":
-        return SKIP_BIDIRECTIONAL
+        return SKIP_BIDIRECTIONAL.format(name=layer.name)
     if spec.family == "rnn":
-        return SKIP_RNN_GATE
+        return SKIP_RNN_GATE.format(name=layer.name)
     if "*" in internal or entry_name.rsplit("/", 1)[-1] in internal:
         return SKIP_SEPARABLE_DEPTHWISE if spec.family == "separable" else "internal to the layer; not probed"
     return None
@@ -153,6 +154,7 @@ def _probes(model, entries, graph):
             if reason is not None:
                 skipped.append(SkippedLayer(state[0], state[1], reason))
             else:
+                probe.state = True
                 probes.append(probe)
     return probes, skipped
 
@@ -209,7 +211,7 @@ class _Accumulator:
         values = np.concatenate(self.columns, axis=0).T if self.columns else np.zeros((self.probe.neurons, 0))
         return ActivationSample(self.probe.name, self.probe.layer_name, self.probe.type,
                                 np.ascontiguousarray(values, dtype=np.float32),
-                                self.minimum, self.maximum, self.kind or self.summary, samples)
+                                self.minimum, self.maximum, self.kind or self.summary, samples, self.probe.state)
 
 
 def _check_summary(summary):

@@ -31,6 +31,9 @@ class ActivationSample:
         ``values`` when the layer has no positions (Dense on a flat input).
     samples : int
         Input samples the columns come from.
+    state : bool
+        The output of a recurrent layer whose weight entries are its gates (or a Bidirectional's halves):
+        an entry of its own, with no weight rows.
     """
 
     name: str
@@ -41,6 +44,7 @@ class ActivationSample:
     maximum: np.ndarray
     summary: str
     samples: int
+    state: bool = False
 
     @property
     def n_neurons(self):
@@ -70,6 +74,8 @@ class LayerActivations:
     threshold_value : float
     matrices : LayerMatrices or None
         ``rows`` are the activations, shape (n_neurons, n_columns); kept only on request.
+    state : bool
+        A recurrent layer's hidden state (see :class:`ActivationSample`): no weight entry has its name.
     """
 
     name: str
@@ -88,6 +94,7 @@ class LayerActivations:
     mad_min_offdiag: float
     threshold_value: float
     matrices: LayerMatrices = None
+    state: bool = False
 
     def to_dict(self):
         """The entry's names and size, then the keys of :meth:`to_extras`."""
