@@ -24,10 +24,9 @@ need ``unsafe``. Without the library installed, the loader's refusal names the p
 """
 
 import importlib
-import importlib.util
 
-__all__ = ["ECOSYSTEM_PACKAGES", "OWN_CLASSES", "ecosystem_package", "import_ecosystem", "is_own_class",
-           "own_custom_objects"]
+__all__ = ["ECOSYSTEM_PACKAGES", "OWN_CLASSES", "ecosystem_package", "ecosystem_skip_reason", "import_ecosystem",
+           "is_own_class", "own_custom_objects"]
 
 #: ``registered name -> module defining it``, for every class weightkit registers with
 #: ``keras.saving.register_keras_serializable(package="weightkit")``.
@@ -122,13 +121,39 @@ def import_ecosystem(package):
         None once it is imported; otherwise what to do, in words (``pip install keras-hub``).
     """
     distribution = ECOSYSTEM_PACKAGES[package]
-    if importlib.util.find_spec(package) is None:
-        return (f"it is a class of {distribution}, which is not installed here; install it with "
-                f"pip install {distribution} and run again")
     try:
         importlib.import_module(package)
+    except ModuleNotFoundError as error:
+        if error.name == package:
+            return (f"it is a class of {distribution}, which is not installed here; install it with "
+                    f"pip install {distribution} and run again")
+        return _broken(distribution, error)
     except Exception as error:  # noqa: BLE001 - a broken install becomes one line
-        return (f"it is a class of {distribution}, which is installed but fails to import "
-                f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); repair that "
-                f"installation (pip install --force-reinstall {distribution})")
+        return _broken(distribution, error)
     return None
+
+
+def _broken(distribution, error):
+    first = str(error).splitlines()[0] if str(error) else ""
+    return (f"it is a class of {distribution}, which is installed but fails to import ({type(error).__name__}: "
+            f"{first}); repair that installation (pip install --force-reinstall {distribution})")
+
+
+def ecosystem_skip_reason(module, registered_name):
+    """Why weight analysis from the file lists a layer of an :data:`ECOSYSTEM_PACKAGES` library as skipped, or None.
+
+    Parameters
+    ----------
+    module, registered_name : str or None
+        The ``module`` and ``registered_name`` keys of the stored layer.
+
+    Returns
+    -------
+    str or None
+        None for a class of no listed library.
+    """
+    package = ecosystem_package(module, registered_name)
+    if package is None:
+        return None
+    return (f"{ECOSYSTEM_PACKAGES[package]} layer {registered_name}: weight analysis from the file does not open "
+            "its sublayers yet")

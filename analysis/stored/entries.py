@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from weightkit.analysis.layers import GENERIC_SKIP, neuron_rows, spec_named
+from weightkit.analysis.own_classes import ecosystem_skip_reason
 from weightkit.analysis.results import SkippedLayer
 from weightkit.analysis.rows import NeuronRows
 from weightkit.analysis.stored.shapes import applications, first_input_shape
@@ -93,7 +94,8 @@ def plan_entries(model):
         params = model.layer_params(layer)
         if layer.class_name == "Lambda" or _is_foreign(layer):
             what = layer.item.get("registered_name") or f"{layer.module}.{layer.class_name}"
-            reason = LAMBDA_SKIP if layer.class_name == "Lambda" else CUSTOM_SKIP.format(what=what)
+            reason = LAMBDA_SKIP if layer.class_name == "Lambda" else (
+                ecosystem_skip_reason(layer.module, layer.item.get("registered_name")) or CUSTOM_SKIP.format(what=what))
             skipped.append(SkippedLayer(layer.name, layer.class_name, reason, params=params or None))
             continue
         if not params:
