@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from bad_inputs_corpus import MODEL_COMMANDS, _command_argv, _root, check_refused
 
@@ -205,3 +206,78 @@ def test_resume_refuses_a_backup_that_reaches_outside_it(corpus, tmp_path):
     assert str(info.value) == (
         f"{backup}: {kernel} keeps its values in other files ('/etc/passwd': HDF5 external storage); refusing to "
         "read them (a forged file?): " + _RESAVE)
+
+
+def test_a_weights_file_beside_its_config_is_checked_too(keras, tmp_path, capsys):
+    """``model.weights.h5`` + ``config.json`` (the TF-free reader's third format): external storage refused."""
+    import h5py
+
+    from bad_inputs_corpus import _datasets, run
+
+    inputs = keras.Input((6,), name="x")
+    model = keras.Model(inputs, keras.layers.Dense(5, name="wide")(inputs))
+    path = tmp_path / "model.weights.h5"
+    model.save_weights(path)
+    (tmp_path / "config.json").write_text(model.to_json())
+    with h5py.File(path, "r+") as handle:
+        kernel = next(name for name in _datasets(handle) if handle[name].ndim == 2)
+        del handle[kernel]
+        handle.create_dataset(kernel, shape=(6, 5), dtype="float32", external=[("/etc/passwd", 0, 120)])
+    status, out, err = run(capsys, ["analyze", path])
+    assert (status, out) == (2, "")
+    assert err == (f"weightkit analyze: error: {path}: {kernel} keeps its values in other files ('/etc/passwd': HDF5 "
+                   "external storage); refusing to read them (a forged file?): " + _RESAVE + "\n")
+
+
+def _h5(path, build):
+    import h5py
+
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("layers/dense/vars/0", data=np.zeros((2, 3), np.float32))
+        build(handle)
+    return str(path)
+
+
+def test_a_second_link_to_a_group_and_deep_nesting_are_refused(tmp_path):
+    from weightkit.analysis.errors import WeightkitError
+    from weightkit.analysis.hdf5 import MAX_H5_DEPTH, open_h5
+
+    def alias(handle):
+        handle["copy"] = handle["layers/dense"]
+
+    def deep(handle):
+        group = handle
+        for _ in range(MAX_H5_DEPTH + 2):
+            group = group.create_group("g")
+
+    path = _h5(tmp_path / "alias.h5", alias)
+    with pytest.raises(WeightkitError) as info, open_h5(path, path):
+        pass
+    assert str(info.value) == (f"{path}: layers/dense is a second link to group 'copy' (one group under two names, "
+                               "which Keras never writes); refusing to walk it (a forged file?): " + _RESAVE)
+    path = _h5(tmp_path / "deep.h5", deep)
+    with pytest.raises(WeightkitError) as info, open_h5(path, path):
+        pass
+    assert str(info.value).startswith(f"{path}: g/g/g/") and str(info.value).endswith(
+        f" nests groups more than {MAX_H5_DEPTH} deep (Keras' own files nest a few levels); refusing to walk it "
+        "(a forged file?): " + _RESAVE)
+
+
+def test_what_keras_writes_passes_the_check(keras, tmp_path):
+    """A .keras's weights, a legacy .h5 and a save_weights file of a nested recurrent model hold only themselves."""
+    import zipfile
+
+    from weightkit.analysis.hdf5 import open_h5
+
+    inner = keras.Sequential([keras.Input((4, 3)), keras.layers.Bidirectional(keras.layers.LSTM(2))], name="inner")
+    inputs = keras.Input((4, 3))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inner(inputs)))
+    model.compile("adam", "mse")
+    model.save(tmp_path / "m.keras")
+    model.save(tmp_path / "m.h5")
+    model.save_weights(tmp_path / "m.weights.h5")
+    with zipfile.ZipFile(tmp_path / "m.keras") as archive:
+        (tmp_path / "inner.h5").write_bytes(archive.read("model.weights.h5"))
+    for name in ("inner.h5", "m.h5", "m.weights.h5"):
+        with open_h5(str(tmp_path / name), name) as handle:
+            assert len(handle.keys()) > 0
