@@ -114,7 +114,7 @@ def merge_within_budget(model, x_calibration, judge, *, max_drop, fractions=MERG
 
 
 def fine_tune_merged(original, merged, x_train, x_validation, *, y_train=None, y_validation=None, epochs=10,
-                     temperature=4.0, alpha=0.7, patience=4, seed=0, progress=None):
+                     temperature=2.0, alpha=0.7, learning_rate=3e-3, patience=4, seed=0, progress=None):
     """Distil the original into the merged model; early stopping on held-out accuracy, or agreement without labels.
 
     Parameters
@@ -128,8 +128,11 @@ def fine_tune_merged(original, merged, x_train, x_validation, *, y_train=None, y
     y_train, y_validation : ndarray, default=None
         Class labels; with ``y_train`` the loss mixes them in (``1 − alpha``), with ``y_validation``
         the early stopping reads accuracy instead of agreement.
-    epochs, temperature, alpha, patience, seed
-        See :func:`weightkit.compress.shrink.distill.distill`.
+    epochs, temperature, alpha, learning_rate, patience, seed
+        See :func:`weightkit.compress.shrink.distill.distill`. Measured on a 64-32-10 digits MLP merged
+        to 3 hidden neurons (held-out agreement 0.657), 8 epochs without labels: Adam 1e-3 and T=4
+        (shrink's) reached 0.747, 3e-3 and T=2 0.808 (1e-2 and T=2 0.855, not taken: untried on
+        BatchNormalization networks).
     progress : callable, default=None
 
     Returns
@@ -150,5 +153,5 @@ def fine_tune_merged(original, merged, x_train, x_validation, *, y_train=None, y
     teacher_validation = predict_probabilities(original, x_validation, activation)
     return distill(merged, teacher_train, x_train, y_train, x_validation, y_validation, teacher_validation,
                    activation, epochs=int(epochs), temperature=temperature, alpha=alpha if y_train is not None else 1.0,
-                   patience=patience, seed=seed, freeze_batchnorm=True, progress=progress)
+                   learning_rate=learning_rate, patience=patience, seed=seed, freeze_batchnorm=True, progress=progress)
 
