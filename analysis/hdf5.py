@@ -18,16 +18,17 @@ import contextlib
 
 from weightkit.analysis.errors import WeightkitError
 
-__all__ = ["MAX_H5_DEPTH", "check_self_contained", "open_h5"]
+__all__ = ["FIX", "MAX_H5_DEPTH", "check_self_contained", "open_h5"]
 
 #: Deepest group nesting accepted (Keras' own files nest a few levels: a nested model's RNN cell).
 MAX_H5_DEPTH = 64
 
-_FIX = "save the model again with model.save('model.keras')"
+#: What the user should do, ending each message (a retrain backup says how to start over instead).
+FIX = "save the model again with model.save('model.keras')"
 
 
 @contextlib.contextmanager
-def open_h5(source, path, *, where=""):
+def open_h5(source, path, *, where="", fix=FIX):
     """An ``h5py.File`` open read-only, refused unless everything in it is stored inside it.
 
     Parameters
@@ -38,6 +39,8 @@ def open_h5(source, path, *, where=""):
         The file the user named, in messages.
     where : str, default=""
         Prefix for names inside ``path`` (``"model.weights.h5:"`` inside a ``.keras`` archive).
+    fix : str, default=FIX
+        What the user should do, ending the message.
 
     Yields
     ------
@@ -52,7 +55,7 @@ def open_h5(source, path, *, where=""):
     import h5py
 
     with h5py.File(source, "r") as handle:
-        check_self_contained(path, handle, where)
+        check_self_contained(path, handle, where, fix=fix)
         yield handle
 
 
@@ -60,7 +63,7 @@ def _name(prefix, name):
     return f"{prefix}/{name}" if prefix else name
 
 
-def check_self_contained(path, handle, where=""):
+def check_self_contained(path, handle, where="", *, fix=FIX):
     """Refuse an HDF5 file whose links or datasets reach outside it, or whose groups form a cycle.
 
     Parameters
@@ -70,6 +73,8 @@ def check_self_contained(path, handle, where=""):
     handle : h5py.File
     where : str, default=""
         Prefix for names inside the file.
+    fix : str, default=FIX
+        What the user should do, ending the message.
 
     Raises
     ------
@@ -87,13 +92,13 @@ def check_self_contained(path, handle, where=""):
         group, prefix, depth = stack.pop()
         if depth > MAX_H5_DEPTH:
             raise WeightkitError(f"{start}{prefix} nests groups more than {MAX_H5_DEPTH} deep (Keras' own files "
-                                 f"nest a few levels); refusing to walk it (a forged file?): {_FIX}.")
+                                 f"nest a few levels); refusing to walk it (a forged file?): {fix}.")
         for name in group:
             full = _name(prefix, name)
             info = group.id.links.get_info(name.encode("utf-8", "surrogateescape"))
             if info.type != h5py.h5l.TYPE_HARD:
                 raise WeightkitError(f"{start}{full} {_link_text(group, name, info.type)}; Keras never writes links, "
-                                     f"so refusing to follow it (a forged file?): {_FIX}.")
+                                     f"so refusing to follow it (a forged file?): {fix}.")
             item = group[name]
             if isinstance(item, h5py.Group):
                 seen = groups.get(info.u)
@@ -101,11 +106,11 @@ def check_self_contained(path, handle, where=""):
                     what = ("links back to its ancestor {!r} (a link cycle" if _is_ancestor(seen, full)
                             else "is a second link to group {!r} (one group under two names").format(seen)
                     raise WeightkitError(f"{start}{full} {what}, which Keras never writes); refusing to walk it "
-                                         f"(a forged file?): {_FIX}.")
+                                         f"(a forged file?): {fix}.")
                 groups[info.u] = full
                 stack.append((item, full, depth + 1))
             elif isinstance(item, h5py.Dataset):
-                _check_dataset(start, full, item)
+                _check_dataset(start, full, item, fix)
 
 
 def _is_ancestor(seen, full):
@@ -123,7 +128,7 @@ def _link_text(group, name, link_type):
     return f"is a user-defined link (type {link_type})"
 
 
-def _check_dataset(start, full, dataset):
+def _check_dataset(start, full, dataset, fix):
     """Refuse a dataset whose values are not stored in the file; reads its creation properties only."""
     import h5py
 
@@ -132,11 +137,11 @@ def _check_dataset(start, full, dataset):
         files = ", ".join(repr(entry[0].decode("utf-8", "replace") if isinstance(entry[0], bytes) else entry[0])
                           for entry in (dataset.external or []))
         raise WeightkitError(f"{start}{full} keeps its values in other files ({files}: HDF5 external storage); "
-                             f"refusing to read them (a forged file?): {_FIX}.")
+                             f"refusing to read them (a forged file?): {fix}.")
     layout = plist.get_layout()
     if layout == h5py.h5d.VIRTUAL:
         raise WeightkitError(f"{start}{full} is a virtual dataset (its values are mapped from other files); "
-                             f"refusing to read it (a forged file?): {_FIX}.")
+                             f"refusing to read it (a forged file?): {fix}.")
     if layout not in (h5py.h5d.COMPACT, h5py.h5d.CONTIGUOUS, h5py.h5d.CHUNKED):
         raise WeightkitError(f"{start}{full} is not stored inside the file (HDF5 layout {layout}); refusing to "
-                             f"read it: {_FIX}.")
+                             f"read it: {fix}.")

@@ -205,7 +205,7 @@ def test_resume_refuses_a_backup_that_reaches_outside_it(corpus, tmp_path):
         retrain(models["good"], data["good"], epochs=2, work_dir=str(work), resume=True)
     assert str(info.value) == (
         f"{backup}: {kernel} keeps its values in other files ('/etc/passwd': HDF5 external storage); refusing to "
-        "read them (a forged file?): " + _RESAVE)
+        f"read them (a forged file?): remove {work} (or rerun with --force) and start over.")
 
 
 def test_a_weights_file_beside_its_config_is_checked_too(keras, tmp_path, capsys):

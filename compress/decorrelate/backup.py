@@ -45,7 +45,8 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         must not read other files through it.
         """
         if os.path.exists(self._weights_path):
-            with open_h5(self._weights_path, self._weights_path):
+            fix = f"remove {self.backup_dir} (or rerun with --force) and start over"
+            with open_h5(self._weights_path, self._weights_path, fix=fix):
                 pass
         super()._load_model()
 
