@@ -418,7 +418,7 @@ def order_task(length=12, vocab=VOCAB, n=1200, n_train=900, seed=0):
     return Dataset(x[:n_train], y[:n_train], x[n_train:], y[n_train:], "synthetic token order", "classification")
 
 
-def vit_digits(directory, epochs=12):
+def vit_digits(directory, epochs=6):
     """A ViT on digits: 16 patches of 2x2, Dense patch embedding + position embedding, 2 pre-norm blocks of
     MultiHeadAttention(4 heads, key_dim 8) and a Dense FFN (32-64-32), residual Adds, mean pool, softmax head."""
     keras.utils.set_random_seed(0)
@@ -439,7 +439,7 @@ def vit_digits(directory, epochs=12):
     return reloaded(model, directory, "vit_digits")
 
 
-def text_attention(directory, epochs=25):
+def text_attention(directory, epochs=10):
     """int32 tokens (length 12) -> Embedding + position embedding -> one block of MultiHeadAttention(2 heads) and
     a Dense FFN -> mean pool -> softmax; trained on :func:`order_task`."""
     keras.utils.set_random_seed(0)
@@ -454,7 +454,7 @@ def text_attention(directory, epochs=25):
     return reloaded(model, directory, "text_attention")
 
 
-def hub_encoder(directory, epochs=25):
+def hub_encoder(directory, epochs=8):
     """keras_hub: TokenAndPositionEmbedding + two TransformerEncoder(2 heads) -> mean pool -> softmax, trained on
     :func:`order_task`."""
     import keras_hub
@@ -470,7 +470,7 @@ def hub_encoder(directory, epochs=25):
     return reloaded(model, directory, "hub_encoder")
 
 
-def hub_gemma(directory, epochs=10):
+def hub_gemma(directory, epochs=4):
     """A tiny keras_hub GemmaBackbone (vocabulary 50, 2 layers, 4 query heads, 1 key/value head, hidden 64,
     intermediate 128, head_dim 16) with a mean-pool softmax head, trained on :func:`order_task` (length 12)."""
     import keras_hub

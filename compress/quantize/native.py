@@ -89,9 +89,10 @@ def _unreloadable(model):
     """Layers of ``model`` whose quantized form Keras 3.15 cannot load back from a ``.keras`` file.
 
     A quantized MultiHeadAttention saves its EinsumDense projections' quantized variables, but the
-    reloaded layer looks for float ones ("Layer 'key' expected 2 variables, but received 0"): its
-    sublayers stay float. So do layers of other packages (keras-hub's ReversibleEmbedding fails the
-    same way): their quantized variables are theirs to restore.
+    reloaded layer looks for float ones ("Layer 'key' expected 2 variables, but received 0"): the
+    sublayers of a composite layer (one whose sublayers hold the weights) stay float. So do layers of
+    other packages (keras-hub's ReversibleEmbedding fails the same way): their quantized variables
+    are theirs to restore.
 
     Returns
     -------
@@ -105,8 +106,9 @@ def _unreloadable(model):
     for layer in model._flatten_layers(include_self=False, recursive=True):  # Keras' walk, sublayers included
         if id(layer) in excluded or isinstance(layer, keras.Model):
             continue
+        composite = any(sub.weights for sub in layer._flatten_layers(include_self=False, recursive=True))
         foreign = not type(layer).__module__.startswith("keras.")
-        if isinstance(layer, keras.layers.MultiHeadAttention) or (foreign and layer.weights):
+        if composite or (foreign and layer.weights):
             names.append(f"{type(layer).__name__} {layer.name}")
             excluded.update(id(sub) for sub in layer._flatten_layers(include_self=True, recursive=True))
     return names, excluded
