@@ -2,7 +2,8 @@
 
 A live bar is invisible in a log file: a 20-minute run would leave nothing. :class:`LogProgress`
 writes one line when a step starts (``converting int8 (4/6) after 12 s``) and, from a background
-thread, one line every ``interval`` seconds while a step is still running.
+thread, one line whenever ``interval`` seconds have passed since the last line while a step is still
+running (never a "still" line right after a step's own line).
 """
 
 import threading
@@ -27,6 +28,7 @@ class LogProgress:
         self.interval = float(interval)
         self._step = None
         self._step_start = None
+        self._last_line = None
         self._start = time.monotonic()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -43,15 +45,18 @@ class LogProgress:
             if what == self._step:
                 return
             self._step, self._step_start = what, time.monotonic()
+            self._last_line = self._step_start
             elapsed = self._step_start - self._start
         self.write(f"{what} ({done + 1}/{total}) after {elapsed:.0f} s")
 
     def _beat(self):
-        while not self._stop.wait(self.interval):
+        while not self._stop.wait(min(1.0, self.interval / 5)):
             with self._lock:
-                if self._step is None:
+                now = time.monotonic()
+                if self._step is None or now - self._last_line < self.interval:
                     continue
-                running = time.monotonic() - self._step_start
+                self._last_line = now
+                running = now - self._step_start
                 step = self._step
             self.write(f"still {step}: {running:.0f} s so far")
 

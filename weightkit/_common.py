@@ -10,7 +10,7 @@ import click
 from weightkit._options import Real
 
 __all__ = ["debug_option", "unsafe_option", "force_option", "quiet_option", "model_argument",
-           "run_cli", "load_model_or_exit", "stdout_console", "stderr_console", "progress_reporter",
+           "run_cli", "load_model_or_exit", "stdout_console", "stderr_console", "progress_reporter", "progress_lines",
            "note", "metric_option", "threshold_option", "no_space_message", "bias_option"]
 
 _STATE = {"debug": bool(os.environ.get("WEIGHTKIT_DEBUG")), "quiet": False}
@@ -182,6 +182,20 @@ class progress_reporter:
         if self._progress is not None:
             self._progress.__exit__(*exc)
         return False
+
+
+def progress_lines(description, interval=10.0):
+    """A live bar on a terminal; plain log lines when stderr is not one (a log file, CI).
+
+    The lines (:class:`weightkit.reports.quantize_progress.LogProgress`): one when a step starts and
+    one every ``interval`` seconds while it runs, so a long step never leaves a log silent. Nothing
+    with ``--quiet``.
+    """
+    if sys.stderr.isatty():
+        return progress_reporter(description)
+    from weightkit.reports.quantize_progress import LogProgress
+
+    return LogProgress(note, interval=interval)
 
 
 def _command_name(argv):

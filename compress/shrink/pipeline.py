@@ -44,6 +44,18 @@ class ShrinkOutcome:
         self.quantization, self.result = quantization, result
 
 
+def _budget_reason(quantization, max_drop, merged_drop, remaining):
+    """Why the quantize stage exported its mode, in the budget the user set (``quantize_model`` was given
+    only what merging left of it, which is no ``--max-drop`` of anyone's)."""
+    row = next(r for r in quantization.modes if r.mode == quantization.exported.mode)
+    merged = f"lost {merged_drop:.2f}" if merged_drop >= 0 else f"gained {-merged_drop:.2f}"
+    left = f"the {remaining:.2f} points that --max-drop {max_drop:g} leaves after merging ({merged} points)"
+    if row.drop <= remaining:
+        return (f"smallest model ({row.bytes:,} bytes) whose drop against the merged model ({row.drop:.2f} points) "
+                f"is within {left}")
+    return f"no mode within {left}; exported the one with the smallest drop ({row.drop:.2f} points, {row.bytes:,} bytes)"
+
+
 def _check(model, max_drop, target, fine_tune_epochs, quantize_reserve):
     if target not in TARGETS:
         raise WeightkitError(f"--target {target}: expected one of {', '.join(TARGETS)}.")
@@ -231,6 +243,7 @@ def shrink_model(model, dataset, *, max_drop=1.0, target="size", fine_tune_epoch
     contents, quantization = quantize_model(chosen_model, modes, splits.quantize_view(),
                                             calibration_samples=min(calibration_samples, len(splits.x_calibration)),
                                             max_drop=remaining, seed=seed, latency_repeats=10, throughput_repeats=2)
+    quantization.exported.reason = _budget_reason(quantization, float(max_drop), result.merged["drop"], remaining)
     export = quantization.exported.mode
     within = [row for row in quantization.modes if row.ok and row.drop <= remaining]
     if target == "latency" and within:

@@ -10,7 +10,7 @@ from weightkit._common import (
     load_model_or_exit,
     model_argument,
     note,
-    progress_reporter,
+    progress_lines,
     quiet_option,
     stdout_console,
     unsafe_option,
@@ -107,7 +107,7 @@ def _shrink(model, data, output, work, max_drop, target, fine_tune_epochs, chose
         note(f"stage {name}: {'read from the checkpoint' if resumed else f'done in {seconds:.1f} s'}")
 
     try:
-        with progress_reporter("shrinking") as progress:
+        with progress_lines("shrinking") as progress:
             outcome = shrink_model(loaded.model, dataset, max_drop=max_drop, target=target,
                                    fine_tune_epochs=fine_tune_epochs, modes=chosen_modes, seed=seed, work_dir=work,
                                    resume=resume, progress=progress, on_stage=stage)
