@@ -12,7 +12,7 @@ import numpy as np
 
 from weightkit.analysis._tf import import_keras
 
-__all__ = ["GENERIC_SKIP", "MERGE_STEPS", "Kernel", "LayerKind", "channels_last"]
+__all__ = ["GENERIC_SKIP", "MERGE_STEPS", "Kernel", "LayerKind", "channels_last", "grouped"]
 
 #: What a merge walk does with a layer between a producer and its consumers (weightkit.compress.merge.plan):
 #: ``identity`` passes values unchanged (dropout, noise); ``affine`` is a per-channel scale and
@@ -63,6 +63,11 @@ class Kernel:
 def channels_last(layer):
     """Whether a layer keeps channels on its last axis (``data_format`` channels_last or none)."""
     return getattr(layer, "data_format", "channels_last") in (None, "channels_last")
+
+
+def grouped(layer):
+    """Whether a convolution splits its channels into groups (``groups`` > 1)."""
+    return getattr(layer, "groups", 1) != 1
 
 
 def attribute(obj, path):
@@ -210,7 +215,7 @@ class LayerKind:
 
     def layout_problem(self, layer):
         """Why the layer's channels are not one per output index on the last axis (grouped, channels_first), or None."""
-        if getattr(layer, "groups", 1) != 1:
+        if grouped(layer):
             return "grouped convolution: its output channels are tied to its groups"
         if not channels_last(layer):
             return "channels_first convolution is not supported"

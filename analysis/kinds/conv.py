@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from weightkit.analysis.kinds.base import Kernel, LayerKind, bias, count
+from weightkit.analysis.kinds.base import Kernel, LayerKind, bias, count, grouped
 from weightkit.analysis.kinds.dense import PLAIN_KERNEL, PLAIN_VARIABLES
 
 __all__ = ["ConvKind", "ConvTransposeKind", "KINDS"]
@@ -43,11 +43,9 @@ class ConvKind(LayerKind):
     def consumer_problem(self, layer, after_flatten):
         if after_flatten:
             return "reads a flattened tensor"
-        if getattr(layer, "groups", 1) != 1:
-            return "is a grouped convolution"
-        if self.layout_problem(layer):
-            return "uses channels_first"
-        return None
+        if self.layout_problem(layer) is None:
+            return None
+        return "is a grouped convolution" if grouped(layer) else "uses channels_first"
 
     def zero_padded(self, layer):
         return layer.padding in ("same", "causal")
