@@ -371,7 +371,7 @@ def test_analyze_and_report_show_the_hidden_states(capsys, recurrent_path, tmp_p
     assert "lstm: dead on the sample (constant): 0" in out
     assert [s["name"] for s in json.loads((tmp_path / "a.json").read_text())["states"]] == ["lstm", "gru", "bi"]
     assert run_cli(cli, ["report", recurrent_path, "--data", str(tmp_path / "data.npz"), "-o",
-                         str(tmp_path / "report")]) == 0
+                         str(tmp_path / "report"), "--layers", "lstm/forget,gru/reset,bi/forward/cell"]) == 0
     page = (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
     assert '<section id="states"><h2>Hidden states of recurrent layers</h2>' in page
     assert '<td class="text">lstm</td><td class="text">LSTM (hidden state)</td><td>5</td><td>1</td>' in page
