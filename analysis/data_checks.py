@@ -237,8 +237,8 @@ def check_data_against_model(dataset, model):
 
     Checks, in order, for each input: the number of dimensions, each axis, finite numeric values
     (integers when the input is integer-typed); token ids within the vocabulary of every Embedding
-    the input reaches (:func:`weightkit.analysis.token_ids.check_token_ids`); then for each labelled output: finite labels,
-    and labels that fit the output's shape. An output of any shape (a sequence, an edge map, a
+    the input reaches (:func:`weightkit.analysis.token_ids.check_token_ids`); then for each labelled
+    output: finite labels, and labels that fit the output's shape. An output of any shape (a sequence, an edge map, a
     mask) takes labels of its own shape per sample, or one class index per element
     (``(n, H, W)`` for a per-pixel softmax); a flat output takes one class per sample
     ``(n,)``, one-hot ``(n, classes)`` or targets ``(n, width)``.

@@ -119,6 +119,7 @@ def open_stored(path):
         raise WeightkitError(f"{path}: its configuration is not a Keras model configuration (no class_name); "
                              "save the model with model.save('model.keras').")
     stored = StoredModel(path, fmt, config, notes)
+    _refuse_subclassed(stored)
     try:
         total = stored.count_params()
     except (OSError, KeyError, ValueError) as error:
@@ -132,3 +133,18 @@ def open_stored(path):
     with stored.open() as handle:
         check_weights_fit_config(stored, handle)
     return stored
+
+
+def _refuse_subclassed(stored):
+    """A subclassed model's file lists no layers (its class's code builds them): name the class, one line."""
+    inner = stored.config.get("config")
+    if stored.layers or (isinstance(inner, dict) and "layers" in inner) or \
+            stored.config["class_name"] in ("Functional", "Sequential"):
+        return
+    name = stored.config.get("registered_name") or stored.config["class_name"]
+    raise WeightkitError(
+        f"{stored.path}: the model is a subclassed model of custom class {name}, whose layers only its code builds, "
+        "so the file lists none to read (and --unsafe cannot help: the class is not in this process); in Python, "
+        "with the class imported, save it as a functional model: inp = keras.Input(shape=...); "
+        "keras.Model(inp, model.call(inp)).save('model.keras')."
+    )

@@ -11,9 +11,12 @@ import contextlib
 import errno
 import json
 import os
+import re
 import resource
+import warnings
 
 from weightkit.analysis._tf import import_keras
+from weightkit.analysis.errors import WeightkitError
 from weightkit.analysis.hdf5 import open_h5
 
 __all__ = ["AtomicBackupAndRestore"]
@@ -48,7 +51,17 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
             fix = f"remove {self.backup_dir} (or rerun with --force) and start over"
             with open_h5(self._weights_path, self._weights_path, fix=fix):
                 pass
-        super()._load_model()
+        with warnings.catch_warnings(record=True) as caught:  # Keras warns, then skips or fails, on a mismatch
+            warnings.simplefilter("always")
+            try:
+                super()._load_model()
+                error = None
+            except ValueError as raised:
+                error = raised
+        messages = [str(w.message) for w in caught]  # an optimizer's state skipped only restarts its moments
+        skipped = [m for m in messages if ("Skipping" in m or "could not" in m) and "optimizer" not in m]
+        if error is not None or skipped:
+            raise WeightkitError(_mismatch(self.backup_dir, error, skipped)) from error
 
     def _save_model(self):
         os.makedirs(self.backup_dir, exist_ok=True)
@@ -67,6 +80,16 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
             for leftover in (weights, metadata):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(leftover)
+
+
+def _mismatch(backup_dir, error, skipped):
+    """One line: the backup is another model's (a run of another model or other options to the same output)."""
+    found = re.search(r"<(\w+) name=([^,>]+).*?variable\.shape=(\([^)]*\)), Received: value\.shape=(\([^)]*\))",
+                      str(error or ""), re.S)
+    what = (f"layer {found.group(2)!r} ({found.group(1)}) has weights of shape {found.group(4)} there, "
+            f"{found.group(3)} here" if found else "its weights do not fit this model's layers")
+    return (f"--resume: the backup in {backup_dir} was written for another model ({what}); resume with the model and "
+            "options of the interrupted run, or pass --force to start over.")
 
 
 def _backup_bytes(model):

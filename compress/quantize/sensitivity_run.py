@@ -31,6 +31,20 @@ def weighted_layers(keras_model):
             if layer.weights and not isinstance(layer, keras.Model)]
 
 
+def _no_float32(source, mixed):
+    """Why ai-edge-quantizer has nothing to work on: the float32 ``.tflite`` did not convert, and the fix."""
+    option = "--mixed" if mixed else "--sensitivity"
+    compute = sorted({str(getattr(getattr(layer, "dtype_policy", None), "compute_dtype", "float32"))
+                      for layer in walk_layers(source.keras_model) if layer.weights} - {"float32"})
+    if compute:
+        return (f"{source.name}: {option} quantizes the model's float32 .tflite, which did not convert: its layers "
+                f"compute in {', '.join(compute)} (a mixed-precision policy), whose ops TFLite's builtins do not take; "
+                "save a float32 copy (rebuild it under keras.mixed_precision.set_global_policy('float32') and copy the "
+                "weights) and quantize that.")
+    return (f"{source.name}: {option} quantizes the model's float32 .tflite, which did not convert (see the float32 "
+            f"mode's reason without {option}); quantize without {option} to see it.")
+
+
 def _scorings(source, references, labels, kind, threshold, task):
     """One :class:`OutputScoring` per output: the first with the pipeline's kind, the others as in its per-output table."""
     names = output_names(source, len(references))
@@ -93,6 +107,8 @@ def run_sensitivity(source, float_content, calibration, x, reference, *, y=None,
                              "quantize the .keras file.")
     if calibration is None:
         raise WeightkitError("--sensitivity: needs calibration data; pass --data DATA (training inputs).")
+    if float_content is None:
+        raise WeightkitError(_no_float32(source, mixed))
     references = list(reference) if isinstance(reference, (list, tuple)) else [reference]
     labels = list(y) if isinstance(y, (list, tuple)) else [y]
     labels += [None] * (len(references) - len(labels))

@@ -53,7 +53,8 @@ def _budget_reason(quantization, max_drop, merged_drop, remaining):
     if row.drop <= remaining:
         return (f"smallest model ({row.bytes:,} bytes) whose drop against the merged model ({row.drop:.2f} points) "
                 f"is within {left}")
-    return f"no mode within {left}; exported the one with the smallest drop ({row.drop:.2f} points, {row.bytes:,} bytes)"
+    return (f"no mode within {left}; exported the one with the smallest drop ({row.drop:.2f} points, "
+            f"{row.bytes:,} bytes)")
 
 
 def _check(model, max_drop, target, fine_tune_epochs, quantize_reserve):
