@@ -16,13 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from weightkit.analysis.channel_roles import (
-    RECURRENT_LAYOUTS,
-    absorbing_layout,
-    producer_problem,
-    step_problem,
-)
-from weightkit.analysis.layers import spec_for
+from weightkit.analysis.channel_roles import RECURRENT_LAYOUTS, absorbing_layout
+from weightkit.analysis.kinds.registry import kind_for
 
 __all__ = ["ChannelGroup", "ChannelUse", "channel_groups"]
 
@@ -217,16 +212,15 @@ class _Walk:
 
     def visit(self, node):
         layer = node.layer
-        spec = spec_for(layer) if hasattr(layer, "get_config") else None
+        spec = kind_for(layer) if hasattr(layer, "get_config") else None
         role = None if spec is None else spec.merge
         inner, wrapped_step = layer, False
-        if absorbing_layout(layer) in ("dense", "conv"):  # TimeDistributed(Dense/Conv): the wrapped layer's neurons
-            inner = layer.layer
-            spec, role = spec_for(inner), "neurons"
-        elif spec is not None and spec.family == "time_distributed" and spec_for(layer.layer) is not None \
-                and spec_for(layer.layer).merge in _PASS + ("flatten",):  # a step on every time step
+        if spec is not None and spec.wrapped_producer(layer) is not None:  # TimeDistributed(Dense/Conv)
+            inner = spec.wrapped_producer(layer)
+            spec, role = kind_for(inner), "neurons"
+        elif spec is not None and spec.wrapped_step(layer) is not None:  # a step on every time step
             inner, wrapped_step = layer.layer, True
-            role = spec_for(inner).merge
+            role = spec.wrapped_step(layer).merge
         layouts = [self.layout.get(t) for t in node.inputs]
         known = [lay for lay in layouts if lay is not None]
         if not known:
@@ -251,10 +245,10 @@ class _Walk:
 
     def producer(self, node, layer, spec, role, layouts, inner):
         name, kind = layer.name, type(layer).__name__
-        problem = producer_problem(inner, spec)
+        problem = spec.producer_problem(inner)
         layout = layouts[0] if layouts else None
         if layout is not None:
-            reason = problem or self.consumer_problem(inner, spec, role, node)
+            reason = problem or spec.consumer_problem(inner, node.inputs[0] in self.flat)
             if len(node.inputs) != 1:
                 reason = f"{name} ({kind}) reads several tensors"
             if reason:
@@ -262,8 +256,7 @@ class _Walk:
             else:
                 tid = node.inputs[0]
                 positions, tap = self.flat.get(tid, (1, tid))
-                layout_kind = ("flatten" if tid in self.flat else "dense") if spec.family == "dense" else (
-                    "separable" if role == "separable" else "conv")
+                layout_kind = spec.input_layout(tid in self.flat)
                 channels = sum(s for _, s in layout)
                 self.unite_calls(layer, "in", layout)
                 self.record(layout, ChannelUse(name, kind, "consumer", node.index, layout=layout_kind,
@@ -300,16 +293,6 @@ class _Walk:
         self.record(layout, ChannelUse(name, kind, "consumer", node.index, layout=layout_kind, channels=channels,
                                        positions=positions, tap=tap), tensor_in=tid)
 
-    def consumer_problem(self, layer, spec, role, node):
-        flat = node.inputs[0] in self.flat
-        if spec.family == "dense":
-            return None
-        if flat:
-            return "reads a flattened tensor"
-        if role == "separable":
-            return None
-        return None if spec.family == "conv" else f"{type(layer).__name__} cannot absorb merged channels"
-
     def step(self, node, layer, role, layouts, inner, wrapped):
         """A pass-through layer (``inner`` is the layer a TimeDistributed one wraps, ``wrapped`` True then)."""
         name, kind = layer.name, type(layer).__name__
@@ -322,7 +305,7 @@ class _Walk:
         shape_in, shape_out = self.graph.shape(tid), self.graph.shape(node.outputs[0])
         flat = tid in self.flat
         first = 2 if wrapped else 1  # a wrapped step acts on each time step: axis 1 is time
-        problem = step_problem(inner, role, len(shape_in) - first + 1)
+        problem = kind_for(inner).step_problem(inner, len(shape_in) - first + 1)
         if role == "reshape":
             if shape_out[-1] == shape_in[-1] and len(shape_out) > 2 and not flat:
                 role = "linear"
