@@ -103,7 +103,8 @@ def guided_merge(model, data, *, evaluate_on=None, max_drop=None, fine_tune=0, r
     training, y_train = _labelled(data, original, seed)
     x_train = training.x_train if isinstance(training, Dataset) else training
     x_held, y_held, task, held_source = _held_out(evaluate_on, data, original, seed)
-    (x_val, y_val), (x_test, y_test), held_note = split_held_out(x_held, y_held, seed=seed)
+    (x_val, y_val), (x_test, y_test), held_note = split_held_out(x_held, y_held, seed=seed,
+                                                                 n_train=n_samples(x_train))
     count = calibration_count(n_samples(x_train), samples)
     index = np.sort(np.random.default_rng(seed).permutation(n_samples(x_train))[:count])
     x_calibration = [np.asarray(a)[index] for a in x_train] if isinstance(x_train, (list, tuple)) \

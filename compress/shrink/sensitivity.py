@@ -55,9 +55,10 @@ class LayerSensitivity:
 def mergeable_layers(model):
     """``{name: neurons}`` of the units data-aware merging can shrink (two neurons or more), in model order.
 
-    A unit is a plain layer, a recurrent layer (SimpleRNN, LSTM, GRU), or a coupled channel group (producers tied by a residual ``Add``, a
-    concatenation, depthwise filters; :func:`weightkit.compress.merge.plan_groups`) named after its first
-    producer: ``merge_by_data(layers=[that name])`` merges the whole group, counted once.
+    A unit is a plain layer, a recurrent layer (SimpleRNN, LSTM, GRU; its units), or a coupled channel
+    group (producers tied by a residual ``Add``, a concatenation, depthwise filters;
+    :func:`weightkit.compress.merge.plan_groups`) named after its first producer:
+    ``merge_by_data(layers=[that name])`` merges the whole group, counted once.
     """
     plan = plan_groups(model)
     members = {u.layer for group in plan.groups for u in group.members}
@@ -67,12 +68,13 @@ def mergeable_layers(model):
     for name, site in plan.sites.items():
         if name in groups:
             units[name] = int(groups[name].n)
-        elif name in members or site.n_neurons < 2:
+        elif name in members:
             continue
         elif site.type in RECURRENT_TYPES:  # units folded into every gate, when the layer's calls allow it
-            if recurrent_site(plan.graph, find_layer(model, name)).reason is None:
-                units[name] = int(site.n_neurons)
-        elif plan.plain(name):
+            recurrent = recurrent_site(plan.graph, find_layer(model, name))
+            if recurrent.reason is None and recurrent.n_units >= 2:
+                units[name] = int(recurrent.n_units)
+        elif plan.plain(name) and site.n_neurons >= 2:
             units[name] = int(site.n_neurons)
     return units
 
