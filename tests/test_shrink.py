@@ -165,3 +165,29 @@ def test_a_folder_weightkit_did_not_write_is_refused(tiny_path, tmp_path, capsys
     assert run_cli(cli, ["shrink", tiny_path, "--data", "sklearn:digits", "-o", str(out), "--force"]) == 2
     assert "weightkit did not write it" in capsys.readouterr().err
     assert os.listdir(out) == ["keep.txt"]
+
+
+@pytest.mark.parametrize("form, units", [("embedding_lstm", {"lstm": 5}), ("simple_rnn", {"rnn": 5}),
+                                         ("gru_sequences", {"gru": 5}), ("bidirectional_lstm", {"bilstm": 4}),
+                                         ("masked_lstm", {"lstm": 5})])
+def test_recurrent_layers_are_units_shrink_can_merge(form, units, tmp_path_factory):
+    from weightkit.compress.shrink.sensitivity import mergeable_layers
+    from tests.zoo import load_zoo
+
+    # Before issue 28 every one of these was refused ("no layer data-aware merging can shrink").
+    assert mergeable_layers(load_zoo(form, tmp_path_factory.mktemp("zoo"))) == units
+
+
+def test_an_lstm_gets_a_sensitivity_curve(tmp_path_factory):
+    from weightkit.compress.shrink import Judge, sensitivity_curves
+    from tests.zoo import load_zoo, zoo_inputs
+
+    model = load_zoo("embedding_lstm", tmp_path_factory.mktemp("zoo"))
+    judge = Judge(model, zoo_inputs(model, 100, seed=2))
+    (curve,) = sensitivity_curves(model, zoo_inputs(model, 200, seed=1), judge.score, fractions=(0.4, 0.8))
+    assert curve.name == "lstm" and curve.notes == []
+    assert [point["removed"] for point in curve.points] == [2, 4]
+    # An LSTM unit owns 4 gates' input and recurrent rows and biases, and a row of the Dense reader.
+    assert all(point["cost_removed"] > 0 for point in curve.points)
+    assert all(0.0 <= point["agreement"] <= 1.0 and point["drop"] == pytest.approx(100 * (1 - point["agreement"]))
+               for point in curve.points)
