@@ -227,6 +227,8 @@ def _check_csv_width(spec, model, target, features):
     if check_data_spec(spec) != "csv" or len(model_input_shapes(model)) != 1:
         return
     header = read_csv_header(spec)
+    if target is not None and target not in header:
+        return  # the loader names the missing column and lists the others
     inputs_only = target is None and features is not None and len(header) == features
     width = len(header) if inputs_only else len(header) - 1
     _check_shape(spec, model, model_input_shape(model), (None, width), "")
