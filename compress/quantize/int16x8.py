@@ -3,7 +3,8 @@
 Two failures are known (measured 2026-12-01, TF 2.21):
 
 - **Integer inputs.** The 16x8 converter tries to quantize an integer input (token ids feeding an
-  Embedding) and stops with "Empty min/max". ai-edge-quantizer with an int16-activation /
+  Embedding), or an integer tensor the model computes (position ids ``zeros_like(x) + arange(n)``
+  feeding a position Embedding), and stops with "Empty min/max". ai-edge-quantizer with an int16-activation /
   int8-weight recipe on the float32 ``.tflite`` leaves the ``int32`` input alone.
 - **A bias with a NaN scale.** A GRU (``reset_after=True``, Keras' default) adds its recurrent
   bias after the matrix product of the state; at the first step the state is the zero initial
@@ -92,6 +93,8 @@ def _why(conversion, integer_inputs):
         error = conversion.error or ""
         if integer_inputs and ("Empty min/max" in error or "quantize the integer input" in error):
             return "TF 2.21's 16x8 quantizer tries to quantize the integer input (token ids) and fails"
+        if "Empty min/max" in error:  # an integer tensor the model computes (a transformer's position ids)
+            return "TF 2.21's 16x8 quantizer tries to quantize an integer tensor of the model (position ids) and fails"
         return None
     lost = nan_scale_tensors(conversion.content)
     if lost:
