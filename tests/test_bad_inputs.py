@@ -356,7 +356,7 @@ def test_refusals_of_every_command_come_before_tensorflow(corpus, tmp_path):
         ["merge", good, "-o", out + ".keras", "--mode", "data", "--data", npz, "--max-error", "3"],
         ["fold", good, "-o", str(existing)], ["fold", good, "-o", out + ".keras", "--data", "sklearn:nope"],
         ["quantize", good, "-o", str(full)], ["quantize", good, "-o", out, "--data", missing],
-        ["quantize", models["empty file"], "-o", out],
+        ["quantize", models["empty file"], "-o", out], ["quantize", good, "-o", out, "--mixed"],
         ["retrain", good, "--data", missing, "-o", out + ".keras"],
         ["retrain", good, "--data", npz, "-o", str(existing)],
         ["shrink", good, "--data", missing, "-o", out], ["shrink", good, "--data", npz, "-o", str(full)],

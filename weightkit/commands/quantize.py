@@ -74,6 +74,9 @@ def quantize(model, output, data, modes, calibration_samples, max_drop, export, 
     from weightkit.analysis.io import atomic_directory, check_output
 
     check_output(output, force=force, directory=True, inputs=(model, data))  # before TensorFlow loads
+    if data is None and (sensitivity or mixed):
+        raise WeightkitError(f"--{'sensitivity' if sensitivity else 'mixed'}: needs calibration data to quantize "
+                             "layers; pass --data DATA (training inputs).")
     from weightkit.compress.quantize import (
         DATA_FREE_MODES,
         MODE_NAMES,
@@ -97,9 +100,6 @@ def quantize(model, output, data, modes, calibration_samples, max_drop, export, 
             raise WeightkitError(f"--export {export}: unknown mode; expected one of {', '.join(MODE_NAMES)}.")
         if export not in chosen:
             raise WeightkitError(f"--export {export}: not among --modes {','.join(chosen)}; add it to --modes.")
-    if data is None and (sensitivity or mixed):
-        raise WeightkitError(f"--{'sensitivity' if sensitivity else 'mixed'}: needs calibration data to quantize "
-                             "layers; pass --data DATA (training inputs).")
     if data is None:
         hint = "pass --data DATA (training inputs) or choose from " + ", ".join(DATA_FREE_MODES) + "."
         if export is not None and MODES[export].needs_data:
