@@ -23,7 +23,7 @@ from weightkit.compress.quantize.diagnose import describe, flex_ops, float_ops, 
 from weightkit.compress.quantize.fused import allocation_error, fused_op_counts
 from weightkit.compress.quantize.fused_plan import recurrent_plan
 from weightkit.compress.quantize.modes import MODES, configure_converter
-from weightkit.compress.quantize.norms import integer_friendly_norms
+from weightkit.compress.quantize.norms import integer_friendly_norms, norms_note
 from weightkit.compress.quantize.unroll import UNROLL_MAX_STEPS
 
 __all__ = ["UNROLL_MAX_STEPS", "Conversion", "convert_mode", "convert_modes", "converter_reason", "float_compute_ops",
@@ -371,6 +371,8 @@ def convert_modes(source, modes, *, calibration=None, calibration_samples=200, s
             results.append(conversion)
     if plan is not None and notes is not None:
         notes.extend(plan.notes())
+    if notes is not None and keras_model is not None and any(MODES[m].integer_only for m in modes):
+        notes.extend(norms_note(keras_model))
     return results
 
 

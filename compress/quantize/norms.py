@@ -20,7 +20,7 @@ import sys
 
 from weightkit.analysis._tf import import_keras
 
-__all__ = ["integer_friendly_norms", "rewritten_norms"]
+__all__ = ["integer_friendly_norms", "norms_note", "rewritten_norms"]
 
 
 def _layer_norm_call(self, inputs):
@@ -63,6 +63,10 @@ def _sublayers(model):
     return model._flatten_layers(include_self=False, recursive=True)
 
 
+def _path(layer):
+    return getattr(layer, "path", None) or layer.name  # "enc0/self_attention_layer_norm" inside a keras-hub layer
+
+
 def rewritten_norms(model):
     """Names of the layers of ``model`` that :func:`integer_friendly_norms` rewrites (their exact class only).
 
@@ -73,9 +77,10 @@ def rewritten_norms(model):
     Returns
     -------
     list of str
+        Their paths (``"b0_ln1"``, ``"enc0/self_attention_layer_norm"``).
     """
     rewrites = dict(_rewrites())
-    return [layer.name for layer in _sublayers(model) if type(layer) in rewrites]
+    return [_path(layer) for layer in _sublayers(model) if type(layer) in rewrites]
 
 
 @contextlib.contextmanager
@@ -101,7 +106,26 @@ def integer_friendly_norms(model):
             if call is not None:
                 swapped.append(layer)
                 layer.call = call.__get__(layer)
-        yield [layer.name for layer in swapped]
+        yield [_path(layer) for layer in swapped]
     finally:
         for layer in swapped:
             del layer.call
+
+
+def norms_note(model):
+    """A one-sentence note naming the normalization layers the export rewrote, as a list (empty when none).
+
+    Parameters
+    ----------
+    model : keras.Model
+
+    Returns
+    -------
+    list of str
+    """
+    names = rewritten_norms(model)
+    if not names:
+        return []
+    return [f"normalization layers ({', '.join(names)}) exported as MEAN, SUB, MUL, RSQRT and ADD, which all have "
+            "int8 kernels (Keras' LayerNormalization computes a NEG that TFLite's int8 quantizer leaves in float); "
+            "the values are the same in float"]
