@@ -24,6 +24,7 @@ from weightkit.analysis.data_checks import load_data_for_model
 from weightkit.analysis.errors import WeightkitError
 from weightkit.analysis.loading import LoadedModel, load_model
 from weightkit.analysis.stored import StoredModel, open_stored
+from weightkit.analysis.token_ids import check_token_ids
 
 __all__ = ["as_dataset", "as_inputs", "as_model", "as_weights_source", "is_path"]
 
@@ -139,6 +140,8 @@ def as_inputs(data, model, *, seed=0, what="data"):
     Returns
     -------
     x : ndarray of shape (n_inputs, *input_shape), or list of ndarray
+        Token ids checked against the Embeddings they reach
+        (:func:`weightkit.analysis.token_ids.check_token_ids`).
     source : str or None
         ``"<source> (training split)"`` for a dataset or spec; None for an array.
     """
@@ -146,9 +149,13 @@ def as_inputs(data, model, *, seed=0, what="data"):
         dataset = as_dataset(data, model, seed=seed, what=what)
         return dataset.x_train, f"{dataset.source} (training split)"
     if isinstance(data, np.ndarray) or hasattr(data, "__array__"):
-        return np.asarray(data), None
+        x = np.asarray(data)
+        check_token_ids(what, model, [[x]], prefix="")
+        return x, None
     if isinstance(data, (list, tuple)):  # one array per input of a model with several (see weightkit.analysis.batches)
-        return [np.asarray(array) for array in data], None
+        arrays = [np.asarray(array) for array in data]
+        check_token_ids(what, model, [[array] for array in arrays], prefix="")
+        return arrays, None
     raise WeightkitError(
         f"{what}: expected a weightkit.analysis.data.Dataset, an array of inputs (a list of arrays for a model with "
         f"several inputs) or a data specification ({_SPEC_HINT}), got {type(data).__name__}."

@@ -58,7 +58,7 @@ def embedding_vocabularies(model):
     return found
 
 
-def check_token_ids(source, model, inputs, names=None):
+def check_token_ids(source, model, inputs, names=None, *, prefix="--data "):
     """Refuse token ids outside the vocabulary of an Embedding they reach, in one line.
 
     Parameters
@@ -70,6 +70,8 @@ def check_token_ids(source, model, inputs, names=None):
         For each model input, in order, the arrays fed to it (training and held-out split).
     names : list of str, default=None
         The inputs' names; default the model graph's.
+    prefix : str, default="--data "
+        Put before ``source`` in the message (``""`` for an argument of the Python API).
 
     Raises
     ------
@@ -90,12 +92,12 @@ def check_token_ids(source, model, inputs, names=None):
         layer, size = min(reached, key=lambda item: item[1])
         if high >= size:
             raise WeightkitError(
-                f"--data {source}: input {name!r} holds token id {high}, but Embedding {layer!r} has a vocabulary "
+                f"{prefix}{source}: input {name!r} holds token id {high}, but Embedding {layer!r} has a vocabulary "
                 f"of {size} (ids 0 to {size - 1}); give ids below {size} (map unknown tokens to a reserved id) or "
                 "the model the data was made for."
             )
         if low < 0:
             raise WeightkitError(
-                f"--data {source}: input {name!r} holds token id {low}, but Embedding {layer!r} takes ids 0 to "
+                f"{prefix}{source}: input {name!r} holds token id {low}, but Embedding {layer!r} takes ids 0 to "
                 f"{size - 1} (a vocabulary of {size}); give non-negative ids."
             )

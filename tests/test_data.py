@@ -437,6 +437,7 @@ def test_a_wide_csv_is_read_in_blocks_under_the_memory_budget(tmp_path, monkeypa
 
 def test_token_ids_are_checked_against_every_embedding_they_reach(keras):
     """Directly, through a Reshape or a Concatenate of two inputs; the smallest vocabulary reached is named."""
+    from weightkit.analysis.inputs import as_inputs
     from weightkit.analysis.token_ids import check_token_ids, embedding_vocabularies
 
     layers = keras.layers
@@ -453,3 +454,7 @@ def test_token_ids_are_checked_against_every_embedding_they_reach(keras):
     assert message(excinfo) == ("--data d.npz: input 'b' holds token id 7, but Embedding 'small' has a vocabulary of 7 "
                                 "(ids 0 to 6); give ids below 7 (map unknown tokens to a reserved id) or the model the "
                                 "data was made for.")
+    with pytest.raises(WeightkitError) as excinfo:  # arrays given to the Python API: the same check
+        as_inputs([ids[0], -ids[1]], model)
+    assert message(excinfo) == ("data: input 'b' holds token id -6, but Embedding 'small' takes ids 0 to 6 (a "
+                                "vocabulary of 7); give non-negative ids.")
