@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from weightkit.analysis.kinds.registry import kind_for, skip_reason
+from weightkit.analysis.kinds.registry import kind_for
+from weightkit.analysis.kinds.registry import skip_reason as _kind_skip_reason
 from weightkit.analysis.layers import kind_rows
 
 __all__ = ["NeuronRows", "layer_neuron_rows", "skip_reason"]
@@ -79,6 +80,34 @@ def _shapes(layer, graph):
     return tuple(shapes)
 
 
+def composite_leaves(layer, prefix=None):
+    """``[(path, sublayer)]`` of a composite layer's sublayers with neuron rows, at any depth.
+
+    A composite layer is one of no registered kind that owns sublayers (keras-hub's
+    TransformerEncoder, a decoder block, a user's own block layer): each sublayer with rows is
+    named by its path under the layer (``enc0/feedforward_intermediate_dense``), as Keras names its
+    variables. Sublayers of no kind are opened in turn.
+    """
+    prefix = layer.name if prefix is None else prefix
+    leaves = []
+    for sub in layer._flatten_layers(include_self=False, recursive=False):
+        path = f"{prefix}/{sub.name}"
+        kind = kind_for(sub)
+        if kind is None:
+            leaves.extend(composite_leaves(sub, path))
+        elif kind.has_neurons and kind.wrapped_reason(sub) is None and sub.weights:
+            leaves.append((path, sub))
+    return leaves
+
+
+def skip_reason(layer):
+    """Why a layer with weights has no neuron rows, or None (a composite layer with such sublayers has them)."""
+    reason = _kind_skip_reason(layer)
+    if reason is not None and kind_for(layer) is None and composite_leaves(layer):
+        return None
+    return reason
+
+
 def layer_neuron_rows(layer, graph=None):
     """The neuron rows of a layer, one entry per analyzable part.
 
@@ -97,6 +126,8 @@ def layer_neuron_rows(layer, graph=None):
         :func:`skip_reason`).
     """
     kind = kind_for(layer)
+    if kind is None and composite_leaves(layer):
+        return _composite_rows(layer)
     if kind is None or not kind.has_neurons or kind.wrapped_reason(layer) is not None:
         return None
     rows_kind, config = kind.rows_source(layer)
@@ -108,4 +139,15 @@ def layer_neuron_rows(layer, graph=None):
         entries.append(NeuronRows(name=kind.entry_name(layer, part), layer_name=layer.name,
                                   type=kind.entry_type(layer), rows=rows, bias=bias,
                                   params=kernel_size + bias_size, macs=kernel_size * applications))
+    return entries
+
+
+def _composite_rows(layer):
+    """The entries of a composite layer's sublayers, named and attributed by their paths under it."""
+    entries = []
+    for path, sub in composite_leaves(layer):
+        for entry in layer_neuron_rows(sub):
+            entry.name = f"{path.rsplit('/', 1)[0]}/{entry.name}"
+            entry.layer_name = path
+            entries.append(entry)
     return entries

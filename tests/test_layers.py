@@ -17,7 +17,7 @@ README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 
 def _built(keras, layer, input_shape):
     inputs = keras.Input(input_shape)
-    keras.Model(inputs, layer(inputs))
+    keras.Model(inputs, layer(inputs, inputs) if isinstance(layer, keras.layers.MultiHeadAttention) else layer(inputs))
     return layer
 
 
@@ -38,6 +38,8 @@ _LAYERS_WITH_NEURONS = [
     ("GRU", lambda L: L.GRU(3), (5, 2)),
     ("Bidirectional", lambda L: L.Bidirectional(L.LSTM(3)), (5, 2)),
     ("TimeDistributed", lambda L: L.TimeDistributed(L.Dense(4)), (5, 2)),
+    ("EinsumDense", lambda L: L.EinsumDense("btd,dnh->btnh", (5, 3, 2), bias_axes="nh"), (5, 4)),
+    ("MultiHeadAttention", lambda L: L.MultiHeadAttention(3, 2), (5, 4)),
 ]
 
 
@@ -62,6 +64,11 @@ def test_pure_rows_from_config_and_arrays_equal_the_live_layers(keras, name, mak
         arrays = {f"{direction}/{variable.name}": np.asarray(variable.numpy())
                   for direction, sub in (("forward", layer.forward_layer), ("backward", layer.backward_layer))
                   for variable in sub.weights}
+        class_name, config = name, layer.get_config()
+    elif spec.family == "attention":  # four sublayers, each with a kernel and a bias: keyed by sublayer
+        names = {"query": "query", "key": "key", "value": "value", "attention_output": "output"}
+        arrays = {f"{names[variable.path.split('/')[-2]]}_{variable.name}": np.asarray(variable.numpy())
+                  for variable in layer.weights}
         class_name, config = name, layer.get_config()
     elif spec.family == "time_distributed":
         arrays = {variable.name: np.asarray(variable.numpy()) for variable in layer.layer.weights}

@@ -32,7 +32,7 @@ def test_registry_lists_every_supported_class():
     assert supported_layer_types() == sorted([
         "Dense", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
         "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D", "SimpleRNN", "LSTM",
-        "GRU", "Bidirectional", "TimeDistributed"])
+        "GRU", "Bidirectional", "TimeDistributed", "EinsumDense", "MultiHeadAttention"])
 
 
 def test_dense_rows_are_kernel_columns(keras):

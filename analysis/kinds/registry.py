@@ -17,8 +17,8 @@ from weightkit.analysis.kinds.base import GENERIC_SKIP, LayerKind
 __all__ = ["KINDS", "kind_for", "kind_named", "register_layer_kind", "registered_name", "skip_reason"]
 
 #: The modules whose ``KINDS`` tables make up the registry, in support-matrix order.
-_MODULES = ("dense", "conv", "depthwise", "recurrent", "wrappers", "normalization", "weights", "activations",
-            "pooling", "reshape", "joins")
+_MODULES = ("dense", "conv", "depthwise", "recurrent", "wrappers", "einsum", "attention", "normalization", "weights",
+            "activations", "pooling", "reshape", "joins")
 
 
 def _table():

@@ -1,4 +1,4 @@
-"""Layers with weights but no neurons weightkit merges: embeddings, preprocessing, attention, PReLU."""
+"""Layers with weights but no neurons weightkit merges: embeddings, preprocessing, PReLU."""
 
 from weightkit.analysis.kinds.base import LayerKind
 
@@ -7,8 +7,6 @@ __all__ = ["KINDS"]
 _SKIPS = {
     "embedding table: rows are tokens, not neurons": ("Embedding",),
     "preprocessing layer: stored statistics, no neurons": ("Normalization",),
-    "attention layer: not supported yet": ("MultiHeadAttention",),
-    "EinsumDense: not supported yet (its neuron axis depends on the equation)": ("EinsumDense",),
     "activation parameters, no neurons": ("PReLU",),
 }
 

@@ -41,6 +41,8 @@ class PlannedLayer:
 
 def _parts(class_name, config):
     spec = spec_named(class_name)
+    if hasattr(spec, "entry_parts"):  # a kind whose config names its parts (attention heads, EinsumDense)
+        return spec.entry_parts(config)
     if spec.family == "separable":
         return ["depthwise", "pointwise"]
     if spec.family == "rnn":
@@ -120,8 +122,9 @@ def plan_entries(model):
         shape = first_input_shape(layer, {layer.name: model.propagated_shape(layer)})
         if shape is None:
             unknown.append(layer.name)
-        planned.append(PlannedLayer(layer, names, kind,
-                                    applications(spec.family, layer.class_name, layer.config, shape)))
+        uses = (spec.applications(shape, None) if hasattr(spec, "entry_parts") else
+                applications(spec.family, layer.class_name, layer.config, shape))
+        planned.append(PlannedLayer(layer, names, kind, uses))
     model.shape_notes = [] if not unknown else [
         (f"MACs of {', '.join(map(repr, unknown))} count one position: the input shape cannot be derived from the "
         "file's configuration without Keras (a layer before it that weightkit's shape rules do not know)")]

@@ -87,6 +87,9 @@ def _keyed(names, datasets, family, where):
 
 def _keras3_arrays(group, class_name, config, where):
     spec = spec_named(class_name)
+    layout = getattr(spec, "stored_vars", None)  # a kind that says where each array is (its sublayers' groups)
+    if layout is not None:
+        return _laid_out(group, layout, where)
     if spec.family == "time_distributed":
         inner = config.get("layer") or {}
         return _keras3_arrays(_child(group, "layer", where), inner.get("class_name"), inner.get("config", {}), where)
@@ -102,6 +105,16 @@ def _keras3_arrays(group, class_name, config, where):
     entry = group.get("vars")
     datasets = [] if entry is None else [entry[str(i)] for i in range(len(entry)) if str(i) in entry]
     return _keyed(None, datasets, spec.family, where)
+
+
+def _laid_out(group, layout, where):
+    """``{key: dataset}`` where ``layout`` maps each key to (sublayer group or "", index in its ``vars``)."""
+    arrays = {}
+    for key, (child, index) in layout.items():
+        entry = (_child(group, child, where) if child else group).get("vars")
+        if entry is not None and str(index) in entry:
+            arrays[key] = entry[str(index)]
+    return arrays
 
 
 def _child(group, name, where):
@@ -124,9 +137,15 @@ def _legacy_arrays(selection, class_name, config):
                     if any(part.startswith(direction + "_") for part in parts[:-1])]
             arrays.update({f"{direction}/{key}": value for key, value in _legacy_arrays(mine, inner, {}).items()})
         return arrays
+    legacy = {names: key for key, names in getattr(spec, "legacy_vars", {}).items()}  # (sublayer, variable)
     aliases = _ALIASES.get(spec.family, {})
     arrays = {}
     for parts, dataset in selection:
+        if legacy:
+            key = legacy.get((parts[-2] if len(parts) > 1 else "", parts[-1].split(":", 1)[0]))
+            if key is not None:
+                arrays[key] = dataset
+            continue
         key = parts[-1].split(":", 1)[0]
         arrays[aliases.get(key, key)] = dataset
     return arrays

@@ -1,0 +1,142 @@
+"""Transformers in weight analysis (issue 27): attention heads are neurons, EinsumDense rows follow the equation,
+composite layers (keras-hub's TransformerEncoder, a Backbone's decoder blocks) are opened under their paths.
+
+The zoo's transformer forms are built untrained (``epochs=0``: analysis needs weights, not accuracy), saved and
+reloaded; the planted forms are saved and reloaded again after the plant.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from tests import zoo
+from weightkit.analysis.kinds.einsum import einsum_axes, einsum_rows
+from weightkit.analysis.model_analysis import analyze_model
+from weightkit.analysis.stored import open_stored
+
+keras = zoo.keras
+
+# Pearson of two identical float32 rows is 1 up to float32 rounding of the centred dot products.
+ATOL_PEARSON = 1e-6
+
+
+@pytest.fixture(scope="module")
+def forms(tmp_path_factory):
+    """name -> (saved path, reloaded model) of the zoo's four transformer forms, untrained."""
+    directory = tmp_path_factory.mktemp("transformers")
+    built = {}
+    for name in ("vit_digits", "text_attention", "hub_encoder", "hub_gemma"):
+        model = getattr(zoo, name)(directory, epochs=0)
+        built[name] = (str(directory / f"{name}.keras"), model)
+    return built
+
+
+def _entries(result):
+    return {layer.name: (layer.type, layer.neurons, layer.fan_in) for layer in result.layers}
+
+
+def test_vit_lists_one_heads_entry_per_attention_layer(forms):
+    entries = _entries(analyze_model(forms["vit_digits"][1]))
+    # 4 heads; a row: query, key, value kernels (32 x 8 each), output slice (8 x 32), biases 3 x 8.
+    assert entries["b0_mha/heads"] == ("MultiHeadAttention", 4, 3 * 32 * 8 + 8 * 32 + 3 * 8)
+    assert entries["b1_mha/heads"] == entries["b0_mha/heads"]
+
+
+def test_text_classifier_lists_its_heads(forms):
+    entries = _entries(analyze_model(forms["text_attention"][1]))
+    assert entries["b0_mha/heads"] == ("MultiHeadAttention", 2, 3 * 32 * 16 + 16 * 32 + 3 * 16)
+
+
+def test_hub_encoder_is_opened_under_its_weight_paths(forms):
+    result = analyze_model(forms["hub_encoder"][1])
+    entries = _entries(result)
+    for block in ("enc0", "enc1"):
+        assert entries[f"{block}/self_attention_layer/heads"] == ("MultiHeadAttention", 2, 3 * 32 * 16 + 16 * 32 + 48)
+        assert entries[f"{block}/feedforward_intermediate_dense"] == ("Dense", 64, 33)
+        assert entries[f"{block}/feedforward_output_dense"] == ("Dense", 32, 65)
+    assert {s.name for s in result.skipped} == {"embed"}
+
+
+def test_gemma_query_heads_come_from_the_einsum_equation(forms):
+    result = analyze_model(forms["hub_gemma"][1])
+    entries = _entries(result)
+    # btd,ndh->btnh: 4 query heads, each row d x h = 64 x 16; the MLP's btd,df->btf: 64 neurons of fan-in 64.
+    assert entries["decoder_block_0/attention/query/heads"] == ("EinsumDense", 4, 64 * 16)
+    assert entries["decoder_block_0/ffw_gating"] == ("EinsumDense", 64, 64)
+    assert entries["decoder_block_0/attention/attention_output"] == ("EinsumDense", 64, 4 * 16)
+    reasons = {s.name: s.reason for s in result.skipped}
+    assert reasons["decoder_block_1/attention/key/heads"] == "only one neuron: nothing to compare it with"
+
+
+@pytest.mark.parametrize("equation, axes", [
+    ("ab,bc->ac", ("ab", "bc", "ac", "c")),
+    ("...b,bc->...c", ("b", "bc", "c", "c")),
+    ("btd,df->btf", ("btd", "df", "btf", "f")),
+    ("bqm,muh->bquh", ("bqm", "muh", "bquh", "uh")),
+    ("btnh,nhd->btd", ("btnh", "nhd", "btd", "d")),
+])
+def test_einsum_neuron_axes_are_the_output_axes_only_the_kernel_brings(equation, axes):
+    assert einsum_axes(equation) == axes
+
+
+def test_einsum_head_rows_are_kernel_slices():
+    kernel = np.arange(5 * 3 * 2, dtype=np.float32).reshape(5, 3, 2)  # muh: m=5, u=3 heads, h=2
+    bias = np.arange(6, dtype=np.float32).reshape(3, 2)
+    part, rows, row_bias = einsum_rows("bqm,muh->bquh", kernel, bias, "uh")
+    assert part == "heads" and rows.shape == (3, 10)
+    for head in range(3):
+        np.testing.assert_array_equal(rows[head], kernel[:, head, :].ravel())
+        np.testing.assert_array_equal(row_bias[head], bias[head])
+
+
+def _plant_duplicate_head(mha):
+    """Head 1 becomes a copy of head 0: its query, key, value kernels and biases and its output kernel slice."""
+    for dense in (mha.query_dense, mha.key_dense, mha.value_dense):
+        kernel = dense.kernel.numpy()
+        kernel[:, 1, :] = kernel[:, 0, :]
+        dense.kernel.assign(kernel)
+        if dense.bias is not None:
+            bias = dense.bias.numpy()
+            bias[1] = bias[0]
+            dense.bias.assign(bias)
+    kernel = mha.output_dense.kernel.numpy()
+    kernel[1] = kernel[0]
+    mha.output_dense.kernel.assign(kernel)
+
+
+@pytest.mark.parametrize("form, layer, entry", [
+    ("vit_digits", lambda m: m.get_layer("b0_mha"), "b0_mha/heads"),
+    ("hub_encoder", lambda m: m.get_layer("enc0")._self_attention_layer, "enc0/self_attention_layer/heads"),
+])
+def test_a_planted_duplicate_head_is_a_group_with_pearson_one(forms, tmp_path, form, layer, entry):
+    model = keras.saving.load_model(forms[form][0])
+    _plant_duplicate_head(layer(model))
+    path = str(tmp_path / "planted.keras")
+    model.save(path)
+    found = {}
+    result = analyze_model(keras.saving.load_model(path), layers=[entry], on_layer=lambda a: found.update(
+        pearson=a.matrices.pearson.copy()))
+    (analysis,) = result.layers
+    assert [0, 1] in [sorted(group)[:2] for group in analysis.groups]
+    np.testing.assert_allclose(found["pearson"][0, 1], 1.0, atol=ATOL_PEARSON)
+    assert analysis.removable >= 1
+
+
+@pytest.mark.parametrize("form", ["vit_digits", "text_attention"])
+def test_the_file_alone_gives_the_keras_paths_heads(forms, form):
+    path, model = forms[form]
+    matrices = {}
+
+    def keep(source):
+        return lambda a: matrices.setdefault(source, {}).update({a.name: (a.matrices.pearson.copy(),
+                                                                           a.matrices.mad.copy())})
+
+    by_keras = analyze_model(model, path=path, on_layer=keep("keras")).to_dict()
+    by_file = analyze_model(open_stored(path), path=path, on_layer=keep("file")).to_dict()
+    assert json.dumps(by_file, indent=1) == json.dumps(by_keras, indent=1)
+    heads = [name for name in matrices["keras"] if name.endswith("/heads")]
+    assert heads
+    for name in heads:  # the same float32 rows: equal matrices (1e-6 allows another summation order)
+        for ours, theirs in zip(matrices["file"][name], matrices["keras"][name]):
+            np.testing.assert_allclose(ours, theirs, atol=1e-6)
