@@ -16,7 +16,7 @@ DEFAULT_SAMPLES = 1000
 __all__ = ["analyze"]
 
 
-def analyze(model, *, metric="pearson", threshold=None, layers=None, include_bias=False, data=None,
+def analyze(model, *, metric="pearson", threshold=None, layers=None, include_bias=True, data=None,
             samples=DEFAULT_SAMPLES, memory_budget=DEFAULT_MEMORY_BUDGET, progress=None, path=None, notes=(),
             on_layer=None, unsafe=False):
     """Find the redundant neurons of every analyzable layer of a model.
@@ -34,8 +34,9 @@ def analyze(model, *, metric="pearson", threshold=None, layers=None, include_bia
         0.9 (Pearson r) or 0.2 (fraction of the layer's median MAD) when None.
     layers : list of str, default=None
         Analyze only these layers or entries (``dense_1``, ``lstm/forget``).
-    include_bias : bool, default=False
-        Append each neuron's bias to its weight row.
+    include_bias : bool, default=True
+        Append each neuron's bias to its weight row (the default of every command and verb: merging compares
+        rows with the bias, and a neuron's bias is part of what it computes).
     data : Dataset, ndarray, str or os.PathLike, default=None
         Also run ``samples`` inputs through the model (a dataset's training split, an array, or a
         data specification; see :mod:`weightkit.analysis.inputs`) and attach each entry's dead neurons and

@@ -74,7 +74,7 @@ def collect_entries(model, layers=None, graph=None):
     return entries, skipped
 
 
-def analyze_rows(entry, *, metric="pearson", threshold=None, include_bias=False,
+def analyze_rows(entry, *, metric="pearson", threshold=None, include_bias=True,
                  keep_matrices=False, memory_budget=DEFAULT_MEMORY_BUDGET):
     """Analyze one entry's rows.
 
@@ -84,7 +84,7 @@ def analyze_rows(entry, *, metric="pearson", threshold=None, include_bias=False,
     metric : {"pearson", "mad"}, default="pearson"
     threshold : float, default=None
         The metric's default when None.
-    include_bias : bool, default=False
+    include_bias : bool, default=True
         Append each neuron's bias to its row.
     keep_matrices : bool, default=False
         Attach the full matrices (for reports); otherwise only summaries and groups are kept.
@@ -136,7 +136,7 @@ def analyze_rows(entry, *, metric="pearson", threshold=None, include_bias=False,
 
 
 def iter_layer_analyses(model, *, metric="pearson", threshold=None, layers=None,
-                        include_bias=False, keep_matrices=False,
+                        include_bias=True, keep_matrices=False,
                         memory_budget=DEFAULT_MEMORY_BUDGET, progress=None):
     """Yield each layer's analysis in model order, computing one layer at a time.
 
@@ -196,7 +196,7 @@ def _iter_stored_analyses(model, layers, progress, options):
         progress(total, total, "")
 
 
-def analyze_model(model, *, metric="pearson", threshold=None, layers=None, include_bias=False,
+def analyze_model(model, *, metric="pearson", threshold=None, layers=None, include_bias=True,
                   memory_budget=DEFAULT_MEMORY_BUDGET, progress=None, path=None, notes=(), on_layer=None):
     """Find the redundant neurons of every analyzable layer of a model.
 
@@ -210,8 +210,9 @@ def analyze_model(model, *, metric="pearson", threshold=None, layers=None, inclu
         0.9 (Pearson r) or 0.2 (fraction of the layer's median MAD) when None.
     layers : list of str, default=None
         Analyze only these layers or entries.
-    include_bias : bool, default=False
-        Append each neuron's bias to its weight row.
+    include_bias : bool, default=True
+        Append each neuron's bias to its weight row (the default of every command and verb: merging compares
+        rows with the bias, and a neuron's bias is part of what it computes).
     memory_budget : int, default=256 MiB
     progress : callable, default=None
         Called as ``progress(done, total, name)``.

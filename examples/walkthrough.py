@@ -79,7 +79,7 @@ def main(folder="walkthrough-output", *, epochs=40, finetune_epochs=5, modes=("f
 
     # 3. The same groups from the numpy core, for one layer: rows -> Pearson matrix -> groups.
     entry = layer_neuron_rows(model.get_layer("hidden2"))[0]  # entry.rows: (256 neurons, 256 inputs)
-    groups = find_groups(pearson_matrix(entry.rows), "pearson", 0.9)
+    groups = find_groups(pearson_matrix(entry.with_bias()), "pearson", 0.9)  # rows with the bias, as analyze
     say(f"hidden2 by hand: {len(groups)} groups, the largest {max(groups, key=len) if groups else []}")
 
     # 4. Plot that layer's heatmap in clustered order with its groups outlined.
@@ -121,7 +121,7 @@ def main(folder="walkthrough-output", *, epochs=40, finetune_epochs=5, modes=("f
     accuracy = float(np.mean(predictions.argmax(axis=1) == data.y_test))
     say(f"exported {report.exported.mode}: {report.exported.reason}; accuracy {accuracy:.4f}")
 
-    return {"analysis": result, "groups": groups, "heatmap": heatmap, "history": history.history,
+    return {"path": path, "analysis": result, "groups": groups, "heatmap": heatmap, "history": history.history,
             "initial": monitor.initial, "merge": merge_report, "quantization": report, "tflite": tflite_path,
             "tflite_accuracy": accuracy}
 

@@ -113,7 +113,7 @@ def render_layer_figures(layer, folder, stem, *, metric, threshold, include_bias
     return images
 
 
-def write_report(model, output, *, metric="pearson", threshold=None, layers=None, include_bias=False,
+def write_report(model, output, *, metric="pearson", threshold=None, layers=None, include_bias=True,
                  force=False, progress=None, path=None, notes=(), cap=HEATMAP_CAP, created=None,
                  version=None, data=None, samples=1000, data_source=None, unsafe=False):
     """Analyze ``model`` and write a self-contained HTML report folder.
@@ -130,7 +130,7 @@ def write_report(model, output, *, metric="pearson", threshold=None, layers=None
         0.9 (Pearson r) or 0.2 (fraction of the layer's median MAD) when None.
     layers : list of str, default=None
         Only these layers or entries.
-    include_bias : bool, default=False
+    include_bias : bool, default=True
     force : bool, default=False
         Replace an existing non-empty folder.
     progress : callable, default=None

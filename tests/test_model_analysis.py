@@ -80,7 +80,8 @@ def test_planted_groups_are_recovered_exactly(planted_models, kind, metric):
 
 @pytest.mark.parametrize("kind", ["dense", "conv"])
 def test_constant_neuron_never_gives_nan(planted_models, kind):
-    layer = next(iter_layer_analyses(planted_models[kind], layers=["planted"], keep_matrices=True))
+    # The planted rows are the kernel's; the bias (the default since issue 29) would take them apart.
+    layer = next(iter_layer_analyses(planted_models[kind], layers=["planted"], keep_matrices=True, include_bias=False))
     pearson = layer.matrices.pearson
     assert np.isfinite(pearson).all() and np.isfinite(layer.matrices.mad).all()
     assert pearson[11, 11] == 1.0
@@ -101,7 +102,8 @@ def test_layer_summaries_match_the_matrices(planted_models):
     assert layer.mad_median_offdiag == pytest.approx(np.median(layer.matrices.mad[off]))
     assert layer.mad_min_offdiag == pytest.approx(layer.matrices.mad[off].min())
     assert layer.threshold_value == pytest.approx(0.1)
-    assert (layer.neurons, layer.fan_in, layer.params, layer.macs) == (14, 32, 14 * 33, 14 * 32)
+    # fan_in is the row's length: 32 inputs and the bias column (rows carry the bias by default).
+    assert (layer.neurons, layer.fan_in, layer.params, layer.macs) == (14, 33, 14 * 33, 14 * 32)
     assert sorted(layer.matrices.order.tolist()) == list(range(14))
 
 
@@ -122,7 +124,7 @@ def test_include_bias_appends_the_bias(keras, planted_models):
         bias = np.zeros(14, dtype=np.float32)
         bias[7] = 100.0
         layer.bias.assign(bias)
-        without = analyze(model, metric="mad", layers=["planted"]).layer("planted")
+        without = analyze(model, metric="mad", layers=["planted"], include_bias=False).layer("planted")
         with_bias = analyze(model, metric="mad", layers=["planted"], include_bias=True).layer("planted")
     finally:
         layer.bias.assign(original)
