@@ -79,6 +79,10 @@ class _Probe:
     state: bool = False  # a recurrent layer's output beside its gate entries (ActivationSample.state)
 
 
+#: Why a composite layer's sublayer is not probed.
+SKIP_SUBLAYER = "inside a composite layer: its output is not a tensor of the model's graph; not probed"
+
+
 def _probe_kind(layer, entry_name):
     """None when the entry's activations are the layer's output, else the skip reason."""
     spec = spec_for(layer)
@@ -138,7 +142,10 @@ def _probes(model, entries, graph):
     by_name = {layer.name: layer for layer in walk_layers(model)}
     probes, skipped, states = [], [], set()
     for entry in entries:
-        layer = by_name[entry.layer_name]
+        layer = by_name.get(entry.layer_name)
+        if layer is None:  # a sublayer of a composite layer (rows.composite_leaves): called inside its owner
+            skipped.append(SkippedLayer(entry.name, entry.type, SKIP_SUBLAYER))
+            continue
         reason = _probe_kind(layer, entry.name)
         probe = None
         if reason is None:

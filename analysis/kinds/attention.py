@@ -61,6 +61,7 @@ class MultiHeadAttentionKind(LayerKind):
     variables = {f"{key}_{variable}": f"{attr}.{variable}" for key, attr in PROJECTIONS
                  for variable in ("kernel", "bias")}
     has_neurons = True
+    internal = ("heads",)  # a head's output is inside the layer, not its output tensor
     order = 9
     #: Where a Keras 3 file keeps each array: (sublayer group, index in its ``vars``).
     stored_vars = {f"{key}_{variable}": (attr, index) for key, attr in PROJECTIONS

@@ -85,6 +85,7 @@ class EinsumDenseKind(LayerKind):
     family = "einsum"
     variables = {"kernel": "kernel", "bias": "bias"}
     has_neurons = True
+    internal = ("heads",)  # a head's output is inside the layer, not its output tensor
     order = 8
     #: Where a Keras 3 file keeps each array: (sublayer group, index in its ``vars``); "" is the layer's own.
     stored_vars = {"kernel": ("", 0), "bias": ("", 1)}
