@@ -140,3 +140,19 @@ def test_the_file_alone_gives_the_keras_paths_heads(forms, form):
     for name in heads:  # the same float32 rows: equal matrices (1e-6 allows another summation order)
         for ours, theirs in zip(matrices["file"][name], matrices["keras"][name]):
             np.testing.assert_allclose(ours, theirs, atol=1e-6)
+
+
+@pytest.mark.parametrize("ext", [".keras", ".h5"])
+def test_attention_and_einsum_from_either_file_format_match_keras(tmp_path, ext):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((5, 8))
+    h = keras.layers.MultiHeadAttention(3, 4, name="mha")(inputs, inputs)
+    out = keras.layers.EinsumDense("btd,dnh->btnh", (5, 2, 3), bias_axes="nh", name="ed")(h)
+    path = str(tmp_path / f"small{ext}")
+    keras.Model(inputs, out).save(path)
+    by_keras = analyze_model(keras.saving.load_model(path), path=path).to_dict()
+    by_file = analyze_model(open_stored(path), path=path).to_dict()
+    assert json.dumps(by_file, indent=1) == json.dumps(by_keras, indent=1)
+    # mha: 3 heads of 3 x (8 x 4) + 4 x 8 weights and 3 x 4 biases; ed: 2 heads of 8 x 3 weights and 3 biases.
+    assert [(e["name"], e["neurons"], e["fan_in"]) for e in by_file["layers"]] == [("mha/heads", 3, 140),
+                                                                                  ("ed/heads", 2, 27)]
