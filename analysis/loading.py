@@ -226,14 +226,15 @@ def _import_ecosystems(config, path):
     """
     tried = {}
     for item, owner in _config_objects(config):
-        package = ecosystem_package(item.get("module"), item.get("registered_name"))
+        package = ecosystem_package(item.get("module"), item.get("registered_name") or item["class_name"])
         if package is None:
             continue
         if package not in tried:
             tried[package] = import_ecosystem(package)
         if tried[package] is not None:
             where = "the model" if owner is None else f"layer {owner!r}"
-            raise WeightkitError(f"{path}: {where} is {item['registered_name']}, but {tried[package]}.")
+            raise WeightkitError(f"{path}: {where} is {item.get('registered_name') or item['class_name']}, but "
+                                 f"{tried[package]}.")
 
 
 def _is_registered_here(keras, module, class_name, registered):
@@ -242,7 +243,9 @@ def _is_registered_here(keras, module, class_name, registered):
         return False  # weightkit's own names are checked against their table only
     found = keras.saving.get_registered_object(registered)
     name = getattr(found, "__name__", None)
-    return (found is not None and (name == class_name or (class_name == "function" and callable(found)))
+    # A legacy .h5 stores the registered name as the class name ("keras_hub>TransformerEncoder") and no module.
+    return (found is not None
+            and (name == class_name.split(">", 1)[-1] or (class_name == "function" and callable(found)))
             and (module is None or getattr(found, "__module__", None) == module))
 
 

@@ -88,7 +88,8 @@ def ecosystem_package(module, registered_name):
     """The import name of the :data:`ECOSYSTEM_PACKAGES` library a serialized object names, or None.
 
     Both the registered name's package (``keras_hub>``) and the stored module (``keras_hub.src...``)
-    must name the library: anything else is not its class.
+    must name the library: anything else is not its class. A legacy ``.h5`` stores no module (its
+    class name is the registered name); Keras then finds the class by that name in its registry only.
 
     Parameters
     ----------
@@ -99,10 +100,10 @@ def ecosystem_package(module, registered_name):
     -------
     str or None
     """
-    if not isinstance(registered_name, str) or ">" not in registered_name or not isinstance(module, str):
+    if not isinstance(registered_name, str) or ">" not in registered_name or not isinstance(module, (str, type(None))):
         return None
     package = registered_name.split(">", 1)[0]
-    if package in ECOSYSTEM_PACKAGES and (module == package or module.startswith(package + ".")):
+    if package in ECOSYSTEM_PACKAGES and (module is None or module == package or module.startswith(package + ".")):
         return package
     return None
 

@@ -66,8 +66,9 @@ def main():
                 print(f"- {row.mode}: failed: {row.error}")
         for note in report.notes:
             print(f"- note: {note}")
-        print("- sensitivity (int8 one layer at a time, most sensitive first): " + ", ".join(
-            f"{r.name} {r.accuracy_drop:+.2f} pts / mean |Δ| {r.mean_abs_diff:.1e}" for r in report.sensitivity.layers))
+        ranked = ", ".join(f"{r.name} {r.accuracy_drop:+.2f} pts / mean |Δ| {r.mean_abs_diff:.1e}"
+                           for r in report.sensitivity.layers)
+        print(f"- sensitivity (int8 one layer at a time, most sensitive first): {ranked}")
     load = os.getloadavg()
     print(f"\nload average at the end: {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}")
 

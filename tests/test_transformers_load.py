@@ -23,8 +23,8 @@ LENGTH, VOCAB = 6, 12
 
 @pytest.fixture(scope="module")
 def hub_files(keras, tmp_path_factory):
-    """``{"hub": TransformerEncoder + Dense classifier, "plain": Dense model, "lambda": hub model with a Lambda}`` paths and
-    ``"data"``: an .npz of token ids and labels for it."""
+    """Paths: ``"hub"`` (a TransformerEncoder + Dense classifier, .keras), ``"h5"`` (the same, legacy .h5), ``"plain"``
+    (a Dense model), ``"lambda"`` (the hub model with a Lambda) and ``"data"`` (an .npz of token ids and labels)."""
     import keras_hub
 
     folder = tmp_path_factory.mktemp("hub_load")
@@ -34,14 +34,17 @@ def hub_files(keras, tmp_path_factory):
         tokens = keras.Input((LENGTH,), dtype="int32", name="tokens")
         x = keras.layers.Embedding(VOCAB, 8, name="embed")(tokens)
         x = keras_hub.layers.TransformerEncoder(16, 2, name="enc")(x)
-        x = keras.layers.Dense(8, activation="relu", name="hidden")(keras.layers.GlobalAveragePooling1D(name="pool")(x))
+        x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
+        x = keras.layers.Dense(8, activation="relu", name="hidden")(x)
         if extra is not None:
             x = extra(x)
         return keras.Model(tokens, keras.layers.Dense(2, activation="softmax", name="probs")(x))
 
-    paths = {"hub": folder / "hub.keras", "lambda": folder / "hub_lambda.keras", "plain": folder / "plain.keras",
-             "data": folder / "tokens.npz"}
-    classifier().save(paths["hub"])
+    paths = {"hub": folder / "hub.keras", "h5": folder / "hub.h5", "lambda": folder / "hub_lambda.keras",
+             "plain": folder / "plain.keras", "data": folder / "tokens.npz"}
+    model = classifier()
+    model.save(paths["hub"])
+    model.save(paths["h5"])
     classifier(keras.layers.Lambda(lambda t: t * 2.0, name="double")).save(paths["lambda"])
     inputs = keras.Input((4,))
     keras.Model(inputs, keras.layers.Dense(3, name="hidden")(inputs)).save(paths["plain"])
@@ -65,8 +68,10 @@ def _forged(path, folder, **identity):
     return forged
 
 
-def test_a_keras_hub_model_loads_in_safe_mode(hub_files):
-    loaded = load_model(hub_files["hub"])
+@pytest.mark.parametrize("fmt", ["hub", "h5"])
+def test_a_keras_hub_model_loads_in_safe_mode(hub_files, fmt):
+    """A legacy .h5 names the class only by its registered name (no module): Keras' registry resolves it."""
+    loaded = load_model(hub_files[fmt])
     assert type(loaded.model.get_layer("enc")).__name__ == "TransformerEncoder"
     assert loaded.model.predict(np.zeros((2, LENGTH), "int32"), verbose=0).shape == (2, 2)
 
@@ -126,8 +131,8 @@ def test_analyze_from_the_file_lists_keras_hub_layers_with_their_reason(capsys, 
     status, out, err = _run(capsys, ["analyze", hub_files["hub"]])
     assert (status, err) == (0, "")
     params = load_model(hub_files["hub"]).model.get_layer("enc").count_params()
-    assert (f"skipped enc (TransformerEncoder, {params:,} params): keras-hub layer keras_hub>TransformerEncoder: weight "
-            "analysis from the file does not open its sublayers yet") in " ".join(out.split())
+    assert (f"skipped enc (TransformerEncoder, {params:,} params): keras-hub layer keras_hub>TransformerEncoder: "
+            "weight analysis from the file does not open its sublayers yet") in " ".join(out.split())
 
 
 @pytest.mark.parametrize("command", ["analyze", "merge", "quantize"])
