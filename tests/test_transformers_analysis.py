@@ -156,3 +156,53 @@ def test_attention_and_einsum_from_either_file_format_match_keras(tmp_path, ext)
     # mha: 3 heads of 3 x (8 x 4) + 4 x 8 weights and 3 x 4 biases; ed: 2 heads of 8 x 3 weights and 3 biases.
     assert [(e["name"], e["neurons"], e["fan_in"]) for e in by_file["layers"]] == [("mha/heads", 3, 140),
                                                                                   ("ed/heads", 2, 27)]
+
+
+# --- heads on data (analyze --data) ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def planted_heads(tmp_path_factory):
+    """(6, 8) -> MultiHeadAttention(4 heads, key_dim 4) -> mean -> Dense(3), saved and reloaded: head 1 a copy of
+    head 0, head 2 attending uniformly (zero query and key), head 3 silent (zero output slice)."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 8))
+    h = keras.layers.MultiHeadAttention(4, 4, name="mha")(inputs, inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="out")(keras.layers.GlobalAveragePooling1D()(h)))
+    mha = model.get_layer("mha")
+    _plant_duplicate_head(mha)
+    for dense in (mha.query_dense, mha.key_dense):
+        kernel, bias = dense.kernel.numpy(), dense.bias.numpy()
+        kernel[:, 2, :], bias[2] = 0.0, 0.0
+        dense.kernel.assign(kernel)
+        dense.bias.assign(bias)
+    kernel = mha.output_dense.kernel.numpy()
+    kernel[3] = 0.0
+    mha.output_dense.kernel.assign(kernel)
+    return zoo.reloaded(model, tmp_path_factory.mktemp("heads"), "planted_heads")
+
+
+def test_heads_on_data_find_the_duplicate_the_uniform_and_the_silent_head(planted_heads):
+    from weightkit.analysis.activations import analyze_activations
+
+    x = np.random.default_rng(0).normal(size=(64, 6, 8)).astype("float32")
+    result = analyze_activations(planted_heads, x, keep_matrices=True)
+    heads = result.layer("mha/heads")
+    assert [0, 1] in [sorted(group) for group in heads.groups]
+    np.testing.assert_allclose(heads.matrices.pearson[0, 1], 1.0, atol=ATOL_PEARSON)
+    assert (heads.heads["uniform"], heads.heads["silent"]) == ([2], [3])
+    np.testing.assert_allclose(heads.heads["entropy_ratio"][2], 1.0, atol=1e-6)  # exactly uniform weights
+    assert heads.heads["contribution"][3] == 0.0
+    assert heads.to_extras()["heads"] == heads.heads
+
+
+def test_heads_of_a_masked_call_are_skipped_with_the_reason(tmp_path):
+    from weightkit.analysis.activations import analyze_activations
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 8))
+    h = keras.layers.MultiHeadAttention(2, 4, name="mha")(inputs, inputs, use_causal_mask=True)
+    model = zoo.reloaded(keras.Model(inputs, h), tmp_path, "causal")
+    x = np.random.default_rng(0).normal(size=(16, 6, 8)).astype("float32")
+    (skipped,) = [s for s in analyze_activations(model, x).skipped if s.name == "mha/heads"]
+    assert skipped.reason.startswith("its heads cannot be replayed from its inputs and weights (output differs by ")
+    assert skipped.reason.endswith("): a mask or another call option this probe does not apply")

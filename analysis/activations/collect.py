@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from weightkit.analysis.activations.heads import collect_heads
 from weightkit.analysis.activations.results import ActivationSample
 from weightkit.analysis.batches import as_batches, n_samples, rows, take
 from weightkit.analysis.errors import WeightkitError
@@ -355,9 +356,18 @@ def collect_activations(model, x, *, layers=None, samples=DEFAULT_SAMPLES, seed=
     graph = ModelGraph(model)
     entries, _ = collect_entries(model, layers, graph)
     probes, skipped = _probes(model, entries, graph)
-    if not probes:
-        return {}, skipped
-    activations = _run_probes(model, graph, probes, x, samples=samples, seed=seed, summary=summary,
-                              positions=positions, batch_size=batch_size, memory_budget=memory_budget,
-                              progress=progress)
+    by_name = {layer.name: layer for layer in walk_layers(model)}
+    head_layers = {e.name: by_name[e.layer_name] for e in entries if e.layer_name in by_name
+                   and getattr(spec_for(by_name[e.layer_name]), "head_probe", False)}
+    skipped = [s for s in skipped if s.name not in head_layers]
+    activations = {} if not probes else _run_probes(
+        model, graph, probes, x, samples=samples, seed=seed, summary=summary, positions=positions,
+        batch_size=batch_size, memory_budget=memory_budget, progress=progress)
+    if head_layers:
+        chosen = sample_indices(n_samples(x), samples, seed)
+        found, missed = collect_heads(graph, x, head_layers, chosen, progress=progress)
+        activations = {e.name: (activations.get(e.name) or found[e.name]) for e in entries
+                       if e.name in activations or e.name in found} | {
+            name: sample for name, sample in activations.items() if sample.state}
+        skipped += missed
     return activations, skipped

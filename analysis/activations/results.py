@@ -34,6 +34,9 @@ class ActivationSample:
     state : bool
         The output of a recurrent layer whose weight entries are its gates (or a Bidirectional's halves):
         an entry of its own, with no weight rows.
+    heads : dict or None
+        Attention heads' statistics (:mod:`weightkit.analysis.activations.heads`): ``entropy``,
+        ``entropy_ratio``, ``contribution`` per head, and the flagged ``uniform`` and ``silent`` heads.
     """
 
     name: str
@@ -45,6 +48,7 @@ class ActivationSample:
     summary: str
     samples: int
     state: bool = False
+    heads: dict = None
 
     @property
     def n_neurons(self):
@@ -76,6 +80,8 @@ class LayerActivations:
         ``rows`` are the activations, shape (n_neurons, n_columns); kept only on request.
     state : bool
         A recurrent layer's hidden state (see :class:`ActivationSample`): no weight entry has its name.
+    heads : dict or None
+        Attention heads' entropy and contribution (see :class:`ActivationSample`).
     """
 
     name: str
@@ -95,6 +101,7 @@ class LayerActivations:
     threshold_value: float
     matrices: LayerMatrices = None
     state: bool = False
+    heads: dict = None
 
     def to_dict(self):
         """The entry's names and size, then the keys of :meth:`to_extras`."""
@@ -117,6 +124,7 @@ class LayerActivations:
                 "samples": self.samples,
                 "summary": self.summary,
             },
+            **({} if self.heads is None else {"heads": self.heads}),
         }
 
 

@@ -118,4 +118,4 @@ def layer_activations(sample, *, metric="pearson", threshold=None, keep_matrices
         name=sample.name, layer_name=sample.layer_name, type=sample.type, neurons=sample.n_neurons,
         samples=sample.samples, summary=sample.summary,
         dead=dead_neurons(sample.minimum, sample.maximum, tolerance=dead_tolerance), metric=metric, state=sample.state,
-        **summary)
+        heads=sample.heads, **summary)

@@ -62,6 +62,8 @@ class MultiHeadAttentionKind(LayerKind):
                  for variable in ("kernel", "bias")}
     has_neurons = True
     internal = ("heads",)  # a head's output is inside the layer, not its output tensor
+    #: With data, its heads' outputs are replayed from its inputs (weightkit.analysis.activations.heads).
+    head_probe = True
     order = 9
     #: Where a Keras 3 file keeps each array: (sublayer group, index in its ``vars``).
     stored_vars = {f"{key}_{variable}": (attr, index) for key, attr in PROJECTIONS
