@@ -141,7 +141,7 @@ def test_allocation_is_checked_before_anything_is_loaded():
     assert str(unknown.value) == ("Invalid value for allocation. Expected one of ['uniform', 'global']. "
                                   "Received: allocation='even'.")
     with pytest.raises(WeightkitError) as alone:
-        merge_by_data("missing.keras", None, ratio=0.5, allocation="global")
+        merge_by_data("missing.keras", None, ratio=0.5, refit=False, allocation="global")
     assert str(alone.value) == ("allocation='global': only with refit=True and a ratio (it spreads the ratio's "
                                 "removals over the groups); pass refit=True, ratio=... or leave allocation='uniform'.")
 

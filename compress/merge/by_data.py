@@ -265,6 +265,8 @@ def merge_by_data(model, data, *, ratio=None, max_error=None, layers=None, sampl
         report.layers.append(merge_recurrent_by_data(model, plan.graph, unit_site, state, x, ratio=ratio,
                                                      max_error=max_error, samples=samples, seed=seed, ridge=ridge,
                                                      weigh_by_consumer=weigh_by_consumer))
+    order = {name: index for index, name in enumerate(sites)}  # model order, whichever path merged a layer
+    report.layers.sort(key=lambda entry: order.get(entry.name, len(order)))
     merged = rebuild_model(model, state)
     if reestimate_bn:
         names, passes = reestimate_batchnorm(merged, x, samples=samples, seed=seed)

@@ -80,7 +80,8 @@ def merge(model, output, metric, threshold, ratio, layers, include_bias, twin_to
     from weightkit.analysis.io import atomic_path, atomic_write_json, check_output
 
     check_merge_mode(mode, data, threshold, max_error)
-    asked = [name for name, value in (("--refit/--no-refit", refit is not None), ("--reestimate-bn", reestimate_bn),
+    asked = [name for name, value in (("--refit" if refit else "--no-refit", refit is not None),
+                                      ("--reestimate-bn", reestimate_bn),
                                       ("--max-drop", max_drop is not None), ("--fine-tune", fine_tune),
                                       ("--samples", samples is not None)) if value]
     if mode != "data" and asked:
