@@ -86,6 +86,13 @@ def print_activations(result, console):
         if activation["groups"]:
             console.print(f"[bold]{layer.name}[/bold]: {len(activation['groups'])} activation group(s): "
                           f"{format_groups(activation['groups'], limit=len(activation['groups']))}")
+        heads = layer.extras.get("heads")
+        if heads is not None:
+            console.print(f"[bold]{layer.name}[/bold]: attention entropy / uniform per head "
+                          f"{', '.join(f'{v:.2f}' for v in heads['entropy_ratio'])}; contribution per head "
+                          f"{', '.join(f'{v:.3g}' for v in heads['contribution'])}; uniform: "
+                          f"{format_indices(heads['uniform']) if heads['uniform'] else 'none'}; silent: "
+                          f"{format_indices(heads['silent']) if heads['silent'] else 'none'}")
     if any(layer.extras["activation"].get("summary") == "mean" for layer in _activation_entries(result)):
         console.print("layers with positions (conv, sequences): activations are per-channel means over positions; "
                       "dead means constant at every position")

@@ -206,3 +206,25 @@ def test_heads_of_a_masked_call_are_skipped_with_the_reason(tmp_path):
     (skipped,) = [s for s in analyze_activations(model, x).skipped if s.name == "mha/heads"]
     assert skipped.reason.startswith("its heads cannot be replayed from its inputs and weights (output differs by ")
     assert skipped.reason.endswith("): a mask or another call option this probe does not apply")
+
+
+def test_analyze_data_prints_each_layers_heads(planted_heads, tmp_path, capsys):
+    from weightkit._common import run_cli
+    from weightkit.cli import cli
+
+    path, data = tmp_path / "planted.keras", tmp_path / "x.npz"
+    planted_heads.save(path)
+    np.savez(data, x=np.random.default_rng(0).normal(size=(64, 6, 8)).astype("float32"))
+    status = run_cli(cli, ["analyze", str(path), "--data", str(data), "--json", str(tmp_path / "a.json")])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    written = json.loads((tmp_path / "a.json").read_text())
+    heads = next(layer for layer in written["layers"] if layer["name"] == "mha/heads")["heads"]
+    assert (heads["uniform"], heads["silent"]) == ([2], [3])
+    status = run_cli(cli, ["analyze", str(path), "--data", str(data)])
+    out, err = capsys.readouterr()
+    (line,) = [line for line in " ".join(out.split("\n")).split("mha/heads: ")[1:] if "attention entropy" in line]
+    ratios = ", ".join(f"{v:.2f}" for v in heads["entropy_ratio"])
+    contributions = ", ".join(f"{v:.3g}" for v in heads["contribution"])
+    assert line.startswith(f"attention entropy / uniform per head {ratios}; contribution per head {contributions}; "
+                           "uniform: 2; silent: 3")
