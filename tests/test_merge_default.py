@@ -156,3 +156,22 @@ def test_bad_combinations_are_one_line_and_exit_2(tiny, tmp_path, capsys, argv, 
     assert status == 2
     assert err == f"weightkit merge: error: {expected}\n"
     assert not (tmp_path / "m.keras").exists()
+
+
+def test_max_drop_of_a_regression_is_in_mae_against_the_original(zoo_dir, keras):
+    from weightkit.compress.shrink import guided_merge, split_held_out
+
+    L = keras.layers
+    inputs = keras.Input((6,))
+    hidden = L.Dense(12, activation="relu", name="h2")(L.Dense(12, activation="relu", name="h1")(inputs))
+    model = keras.Model(inputs, L.Dense(1, name="value")(hidden), name="regression")
+    scaled_weights(model, np.random.default_rng(0))
+    model = reloaded(model, zoo_dir, "regression")
+    rng = np.random.default_rng(3)
+    x_train, x_held = rng.normal(size=(300, 6)).astype("float32"), rng.normal(size=(120, 6)).astype("float32")
+    merged, report = guided_merge(model, x_train, evaluate_on=x_held, max_drop=0.05)
+    (x_val, _), _, _ = split_held_out(x_held, seed=0, n_train=300)
+    mae = float(np.mean(np.abs(merged.predict(x_val, verbose=0) - model.predict(x_val, verbose=0))))
+    assert report.budget["unit"] == "mae"
+    assert merged.count_params() < model.count_params()
+    assert mae <= 0.05 and report.budget["drop"] == pytest.approx(mae, rel=1e-5)
