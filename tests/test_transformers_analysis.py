@@ -123,7 +123,7 @@ def test_a_planted_duplicate_head_is_a_group_with_pearson_one(forms, tmp_path, f
     assert analysis.removable >= 1
 
 
-@pytest.mark.parametrize("form", ["vit_digits", "text_attention"])
+@pytest.mark.parametrize("form", ["vit_digits", "text_attention", "hub_encoder"])
 def test_the_file_alone_gives_the_keras_paths_heads(forms, form):
     path, model = forms[form]
     matrices = {}
@@ -134,7 +134,9 @@ def test_the_file_alone_gives_the_keras_paths_heads(forms, form):
 
     by_keras = analyze_model(model, path=path, on_layer=keep("keras")).to_dict()
     by_file = analyze_model(open_stored(path), path=path, on_layer=keep("file")).to_dict()
-    assert json.dumps(by_file, indent=1) == json.dumps(by_keras, indent=1)
+    # The same entries; skipped layers by name (a keras-hub embedding's reason names the library from the file).
+    assert json.dumps(by_file["layers"], indent=1) == json.dumps(by_keras["layers"], indent=1)
+    assert [s["name"] for s in by_file["skipped"]] == [s["name"] for s in by_keras["skipped"]]
     heads = [name for name in matrices["keras"] if name.endswith("/heads")]
     assert heads
     for name in heads:  # the same float32 rows: equal matrices (1e-6 allows another summation order)

@@ -127,12 +127,15 @@ def _run(capsys, argv):
     return status, out, err
 
 
-def test_analyze_from_the_file_lists_keras_hub_layers_with_their_reason(capsys, hub_files):
-    status, out, err = _run(capsys, ["analyze", hub_files["hub"]])
+def test_analyze_from_the_file_opens_the_keras_hub_encoder(capsys, hub_files, tmp_path):
+    # The file's TransformerEncoder is opened (analysis/kinds/composites.py): its sublayers' entries, as with Keras.
+    status, out, err = _run(capsys, ["analyze", hub_files["hub"], "--json", tmp_path / "a.json"])
     assert (status, err) == (0, "")
-    params = load_model(hub_files["hub"]).model.get_layer("enc").count_params()
-    assert (f"skipped enc (TransformerEncoder, {params:,} params): keras-hub layer keras_hub>TransformerEncoder: "
-            "weight analysis from the file does not open its sublayers yet") in " ".join(out.split())
+    written = json.loads((tmp_path / "a.json").read_text())
+    assert [layer["name"] for layer in written["layers"]] == [
+        "enc/self_attention_layer/heads", "enc/feedforward_intermediate_dense", "enc/feedforward_output_dense",
+        "hidden", "probs"]
+    assert [skipped["name"] for skipped in written["skipped"]] == ["embed"]
 
 
 @pytest.mark.parametrize("command", ["analyze", "merge", "quantize"])

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from weightkit.analysis.kinds.composites import composite_sublayers
 from weightkit.analysis.layers import GENERIC_SKIP, neuron_rows, spec_named
 from weightkit.analysis.own_classes import ecosystem_skip_reason
 from weightkit.analysis.results import SkippedLayer
 from weightkit.analysis.rows import NeuronRows
+from weightkit.analysis.stored.layout import StoredLayer
 from weightkit.analysis.stored.shapes import applications, first_input_shape
 from weightkit.analysis.stored.weights import StoredLayoutError, layer_arrays
 
@@ -94,6 +96,10 @@ def plan_entries(model):
     planned, skipped, seen, unknown = [], [], set(), []
     for layer in model.layers:
         params = model.layer_params(layer)
+        opened = _opened(model, layer)
+        if opened:
+            planned.extend(opened)
+            continue
         if layer.class_name == "Lambda" or _is_foreign(layer):
             what = layer.item.get("registered_name") or f"{layer.module}.{layer.class_name}"
             reason = LAMBDA_SKIP if layer.class_name == "Lambda" else (
@@ -131,6 +137,23 @@ def plan_entries(model):
     return planned, skipped
 
 
+def _opened(model, layer):
+    """PlannedLayers of the sublayers of a composite layer the kinds' table knows (keras-hub's TransformerEncoder),
+    named by their paths under it as Keras' path names them (:func:`weightkit.analysis.rows.composite_leaves`); []
+    for any other layer, and in a legacy ``.h5`` (whose weight names this reader does not map to sublayers)."""
+    subs = composite_sublayers(layer.item.get("registered_name"))
+    if not subs or model.format == "h5":
+        return []
+    planned = []
+    for attribute, name, class_name in subs:
+        path = f"{layer.name}/{name}"
+        sub = StoredLayer(name, class_name, {}, {}, f"{layer.keras_group}/{attribute}", layer.h5_group, layer.path,
+                          layer.index, f"{layer.keras_group}/", extras={"entry_layer": path})
+        names = [path if part is None else f"{path}/{part}" for part in _parts(class_name, {})]
+        planned.append(PlannedLayer(sub, names, class_name, 1))  # a sublayer's shapes are unknown: one position
+    return planned
+
+
 def _rows_of(handle, model, planned):
     """The NeuronRows of one planned layer (its arrays read now), or a SkippedLayer."""
     layer = planned.layer
@@ -140,13 +163,16 @@ def _rows_of(handle, model, planned):
         parts = neuron_rows(layer.class_name, config, arrays)
     except (StoredLayoutError, KeyError, ValueError) as error:
         reason = f"its stored weights are not laid out as {layer.class_name} saves them ({error})"
-        return [SkippedLayer(layer.name, layer.class_name, reason, params=model.layer_params(layer))]
+        entry_layer = layer.extras.get("entry_layer")  # a composite's sublayer: no top-level parameter count
+        return [SkippedLayer(entry_layer or layer.name, layer.class_name, reason,
+                             params=None if entry_layer else model.layer_params(layer))]
     entries = []
     for name, (_, rows, bias) in zip(planned.names, parts):
         kernel_size = int(rows.size)
         bias_size = 0 if bias is None else int(np.asarray(bias).size)
-        entries.append(NeuronRows(name=name, layer_name=layer.name, type=planned.type, rows=rows, bias=bias,
-                                  params=kernel_size + bias_size, macs=kernel_size * planned.applications))
+        entries.append(NeuronRows(name=name, layer_name=layer.extras.get("entry_layer", layer.name), type=planned.type,
+                                  rows=rows, bias=bias, params=kernel_size + bias_size,
+                                  macs=kernel_size * planned.applications))
     return entries
 
 
