@@ -87,6 +87,9 @@ class MultiHeadAttentionKind(LayerKind):
     def unmergeable_reason(self, layer):
         return "attention heads are analyzed, not merged yet"
 
+    def support(self, name):
+        return dict(super().support(name), activations="each head's output, replayed from the layer's inputs (with attention entropy and contribution)")
+
     def entries_text(self):
         return "one per head (query, key, value and output slices)"
 

@@ -107,6 +107,9 @@ class EinsumDenseKind(LayerKind):
     def unmergeable_reason(self, layer):
         return "EinsumDense layers are analyzed, not merged yet (their neuron axes come from the equation)"
 
+    def support(self, name):
+        return dict(super().support(name), activations="its output when one axis holds the neurons; not per head")
+
     def entries_text(self):
         return "one per output axis the kernel brings (several: one per head)"
 
