@@ -30,7 +30,23 @@ def activation_section_html(layer):
                        f"(mean |r| {activation['pearson']['mean_abs_offdiag']:.3f})</h3><p class=\"groups\">{items}</p>")
     else:
         groups_html = '<p class="groups none">No redundant groups among the activations at this threshold.</p>'
-    return dead_html + groups_html
+    return dead_html + groups_html + _heads_html(layer.extras.get("heads"))
+
+
+def _heads_html(heads):
+    """Per attention head: entropy relative to uniform and contribution, flagged heads marked ('' for other layers)."""
+    if heads is None:
+        return ""
+    flagged = {i: "uniform" for i in heads["uniform"]}
+    for i in heads["silent"]:
+        flagged[i] = "silent" if i not in flagged else "uniform, silent"
+    rows = "".join(f"<tr><td>{i}</td><td>{ratio:.3f}</td><td>{entropy:.3f}</td><td>{contribution:.4g}</td>"
+                   f"<td>{flagged.get(i, '')}</td></tr>"
+                   for i, (ratio, entropy, contribution) in enumerate(zip(heads["entropy_ratio"], heads["entropy"],
+                                                                         heads["contribution"])))
+    return ("<h3>Attention heads: entropy (1 = uniform attention) and contribution after the output projection</h3>"
+            "<table><tr><th>head</th><th>entropy / uniform</th><th>entropy (nats)</th><th>contribution</th>"
+            f"<th>flag</th></tr>{rows}</table>")
 
 
 def states_section_html(result):

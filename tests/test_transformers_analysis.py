@@ -230,3 +230,20 @@ def test_analyze_data_prints_each_layers_heads(planted_heads, tmp_path, capsys):
     contributions = ", ".join(f"{v:.3g}" for v in heads["contribution"])
     assert line.startswith(f"attention entropy / uniform per head {ratios}; contribution per head {contributions}; "
                            "uniform: 2; silent: 3")
+
+
+def test_the_report_page_tables_each_heads_entropy_and_contribution():
+    from types import SimpleNamespace
+
+    from weightkit.reports.activation_html import activation_section_html
+
+    heads = {"entropy": [0.5, 1.0986], "entropy_ratio": [0.455, 1.0], "contribution": [2.5, 0.0], "uniform": [1],
+             "silent": [1]}
+    layer = SimpleNamespace(extras={"dead": [], "heads": heads, "activation": {
+        "samples": 4, "groups": [], "removable": 0, "pearson": {"mean_abs_offdiag": 0.1}}})
+    page = activation_section_html(layer)
+    assert page.endswith(
+        "<h3>Attention heads: entropy (1 = uniform attention) and contribution after the output projection</h3>"
+        "<table><tr><th>head</th><th>entropy / uniform</th><th>entropy (nats)</th><th>contribution</th>"
+        "<th>flag</th></tr><tr><td>0</td><td>0.455</td><td>0.500</td><td>2.5</td><td></td></tr>"
+        "<tr><td>1</td><td>1.000</td><td>1.099</td><td>0</td><td>uniform, silent</td></tr></table>")
