@@ -79,7 +79,8 @@ def guided_merge(model, data, *, evaluate_on=None, max_drop=None, fine_tune=0, r
     max_drop : float, default=None
         Accuracy points (agreement points without labels, MAE for a regression) the merge may lose
         on the validation half: the largest per-layer allocation within it
-        (:func:`weightkit.compress.shrink.budget.merge_within_budget`). None: ``ratio`` /
+        (:func:`weightkit.compress.shrink.budget.merge_within_budget`, merging as ``shrink`` does: one
+        layer after another, one-shot, so ``refit`` does not apply). None: ``ratio`` /
         ``options["max_error"]`` as :func:`weightkit.compress.merge.merge_by_data`.
     fine_tune : int, default=0
         Most epochs of distillation from the original after the merge (early-stopped on the
@@ -112,8 +113,8 @@ def guided_merge(model, data, *, evaluate_on=None, max_drop=None, fine_tune=0, r
     source = training.source + " (training split)" if isinstance(training, Dataset) else None
     if max_drop is not None:
         judge = Judge(original, x_val, y_val, task=task)
-        merged, summary = merge_within_budget(original, x_calibration, judge, max_drop=max_drop, refit=refit,
-                                              seed=seed, progress=progress)
+        merged, summary = merge_within_budget(original, x_calibration, judge, max_drop=max_drop, seed=seed,
+                                              progress=progress)
         report = _budget_report(original, merged, summary, source, count)
         report.budget = summary
         report.notes.append(f"--max-drop {float(max_drop):g} {UNITS[judge.unit]}: path step "
