@@ -247,3 +247,31 @@ def test_the_report_page_tables_each_heads_entropy_and_contribution():
         "<table><tr><th>head</th><th>entropy / uniform</th><th>entropy (nats)</th><th>contribution</th>"
         "<th>flag</th></tr><tr><td>0</td><td>0.455</td><td>0.500</td><td>2.5</td><td></td></tr>"
         "<tr><td>1</td><td>1.000</td><td>1.099</td><td>0</td><td>uniform, silent</td></tr></table>")
+
+
+@keras.saving.register_keras_serializable(package="weightkit_tests")
+class _Block(keras.layers.Layer):
+    """A user's own block: attention, then an EinsumDense and a Dense."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.mha = keras.layers.MultiHeadAttention(2, 4, name="mha")
+        self.up = keras.layers.EinsumDense("btd,df->btf", (None, 12), bias_axes="f", name="up")
+        self.down = keras.layers.Dense(8, name="down")
+
+    def build(self, input_shape):
+        self.mha.build(input_shape, input_shape)
+        self.up.build(input_shape)
+        self.down.build(tuple(input_shape[:-1]) + (12,))
+
+    def call(self, x):
+        return self.down(self.up(x + self.mha(x, x)))
+
+
+def test_a_users_own_block_layer_is_opened(tmp_path):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((5, 8))
+    model = zoo.reloaded(keras.Model(inputs, _Block(name="block")(inputs)), tmp_path, "block")
+    entries = _entries(analyze_model(model))
+    assert entries == {"block/mha/heads": ("MultiHeadAttention", 2, 3 * 8 * 4 + 4 * 8 + 3 * 4),
+                       "block/up": ("EinsumDense", 12, 9), "block/down": ("Dense", 8, 13)}
