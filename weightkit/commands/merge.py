@@ -49,7 +49,7 @@ from weightkit.commands._activations import check_merge_mode, load_dataset
                    "lost on the calibration sample (default 0.001 without --ratio).")
 @click.option("--refit/--no-refit", "refit", default=None,
               help="--mode data: fit each tensor the consumers read on the model merged so far, in order, rebuilding "
-                   "the original consumers' inputs from the kept channels (the default: 2-6x the time of the "
+                   "the original consumers' inputs from the kept channels (the default: 3-10x the time of the "
                    "one-shot fit, far better on residual networks); --no-refit: the one-shot fit on the original's "
                    "activations.")
 @click.option("--max-drop", "max_drop", type=Real(min=0.0), default=None, metavar="P",
