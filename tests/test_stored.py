@@ -56,6 +56,27 @@ def test_same_json_under_mad_with_bias_and_chosen_layers(zoo_dir, name):
     assert by_file == by_keras and len(json.loads(by_file)["layers"]) >= 1
 
 
+def _nested_on_the_outer_input(keras, form):
+    """A Functional ``inner`` called on the outer model's Input: its output is the model's, or feeds a Dense,
+    or it is called twice."""
+    keras.utils.set_random_seed(0)
+    a = keras.Input((3,), name="inner_in")
+    inner = keras.Model(a, keras.layers.Dense(3, name="inner_dense")(a), name="inner")
+    x = keras.Input((3,), name="features")
+    y = {"output": inner(x), "head": keras.layers.Dense(2, name="head")(inner(x)),
+         "twice": keras.layers.Dense(2, name="head")(inner(inner(x)))}[form]
+    return keras.Model(x, y, name=f"outer_{form}")
+
+
+@pytest.mark.parametrize("form", ["output", "head", "twice"])
+def test_a_nested_model_called_on_the_outer_input_gives_the_keras_paths_json(keras, tmp_path, form):
+    path = tmp_path / f"{form}.keras"
+    _nested_on_the_outer_input(keras, form).save(path)
+    by_keras, by_file = _both(load_model(path).model, open_stored(path), str(path))
+    assert by_file == by_keras
+    assert "inner_dense" in by_file
+
+
 # ---------------------------------------------------------------- Keras 2 files
 
 

@@ -18,6 +18,8 @@ from weightkit.analysis.stored.shapes import output_shape
 
 __all__ = ["Call", "stored_linear_chains", "stored_nodes", "walk_calls"]
 
+_FUNCTIONAL = ("Functional", "Model")  # the classes Keras writes with a construction node of their own
+
 
 def _refs(value):
     """``(layer, node, tensor)`` of every tensor an argument structure refers to, in Keras' flattening order."""
@@ -63,6 +65,17 @@ def _calls(entry):
     """The inbound node list of a serialized layer (each: its argument structure)."""
     nodes = entry.get("inbound_nodes")
     return nodes if isinstance(nodes, list) else []
+
+
+def _graph_refs(refs, entries):
+    """``refs`` of a model's ``input_layers``/``output_layers`` as indices into each layer's ``inbound_nodes``.
+
+    Keras counts a nested Functional model's own construction node there (its first call is node 1), but not
+    in the ``inbound_nodes`` it writes; this shifts such references back by one.
+    """
+    functional = {entry["config"].get("name") for entry in entries if entry.get("class_name") in _FUNCTIONAL}
+    return [(name, node - 1, tensor) if name in functional and node > 0 else (name, node, tensor)
+            for name, node, tensor in refs]
 
 
 def _ordered_calls(entries, outputs):
@@ -159,7 +172,7 @@ def walk_calls(config):
                                                               _batch_shape(entry["config"]))
         for ref, given in zip(_refs(inner.get("input_layers")), inputs):
             local[ref] = (given[0], given[1] if given[1] is not None else local.get(ref, (None, None))[1])
-        output_refs = _refs(inner.get("output_layers"))
+        output_refs = _graph_refs(_refs(inner.get("output_layers")), entries)
         counts = {}
         for ref in [r for entry in entries for call in _calls(entry) for r in _refs(call)] + output_refs:
             counts[ref[:2]] = max(counts.get(ref[:2], 0), ref[2] + 1)
