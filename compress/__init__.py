@@ -12,21 +12,35 @@ the ``.tflite`` files) first and a result with ``to_dict()`` second:
 
 Five subpackages hold the rest: :mod:`weightkit.compress.merge`, :mod:`weightkit.compress.decorrelate`,
 :mod:`weightkit.compress.quantize`, :mod:`weightkit.compress.fold`, :mod:`weightkit.compress.shrink`.
+
+Names are imported on first use (PEP 562), so ``import weightkit.compress`` (or one of its light modules, such
+as :mod:`weightkit.compress.quantize.modes`) does not load TensorFlow.
 """
 
-from weightkit.compress.decorrelate import (
-    DecorrelationRegularizer,
-    RedundancyMonitor,
-    RetrainResult,
-    attach_decorrelation,
-    detach_decorrelation,
-    redundancy_summary,
-    retrain,
-)
-from weightkit.compress.fold import FoldReport, fold_linear
-from weightkit.compress.merge import BaseMergeReport, DataMergeReport, MergeReport, merge_neurons
-from weightkit.compress.quantize import QuantizationReport, TFLiteModel, quantize_model, write_outputs
-from weightkit.compress.shrink import ShrinkOutcome, shrink_model
+import importlib
+
+#: Public name -> the module that defines it, imported on first use.
+_LAZY = {
+    "DecorrelationRegularizer": "weightkit.compress.decorrelate",
+    "RedundancyMonitor": "weightkit.compress.decorrelate",
+    "RetrainResult": "weightkit.compress.decorrelate",
+    "attach_decorrelation": "weightkit.compress.decorrelate",
+    "detach_decorrelation": "weightkit.compress.decorrelate",
+    "redundancy_summary": "weightkit.compress.decorrelate",
+    "retrain": "weightkit.compress.decorrelate",
+    "FoldReport": "weightkit.compress.fold",
+    "fold_linear": "weightkit.compress.fold",
+    "BaseMergeReport": "weightkit.compress.merge",
+    "DataMergeReport": "weightkit.compress.merge",
+    "MergeReport": "weightkit.compress.merge",
+    "merge_neurons": "weightkit.compress.merge",
+    "QuantizationReport": "weightkit.compress.quantize",
+    "TFLiteModel": "weightkit.compress.quantize",
+    "quantize_model": "weightkit.compress.quantize",
+    "write_outputs": "weightkit.compress.quantize",
+    "ShrinkOutcome": "weightkit.compress.shrink",
+    "shrink_model": "weightkit.compress.shrink",
+}
 
 __all__ = [
     "BaseMergeReport",
@@ -49,3 +63,15 @@ __all__ = [
     "shrink_model",
     "write_outputs",
 ]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'weightkit.compress' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

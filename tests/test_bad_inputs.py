@@ -357,6 +357,8 @@ def test_refusals_of_every_command_come_before_tensorflow(corpus, tmp_path):
         ["fold", good, "-o", str(existing)], ["fold", good, "-o", out + ".keras", "--data", "sklearn:nope"],
         ["quantize", good, "-o", str(full)], ["quantize", good, "-o", out, "--data", missing],
         ["quantize", models["empty file"], "-o", out], ["quantize", good, "-o", out, "--mixed"],
+        ["quantize", good, "-o", out, "--modes", "float32,int9"],
+        ["shrink", good, "--data", npz, "-o", out, "--modes", "int9"], ["demo", "-o", out, "--modes", "int9"],
         ["retrain", good, "--data", missing, "-o", out + ".keras"],
         ["retrain", good, "--data", npz, "-o", str(existing)],
         ["shrink", good, "--data", missing, "-o", out], ["shrink", good, "--data", npz, "-o", str(full)],
@@ -373,6 +375,10 @@ def test_refusals_of_every_command_come_before_tensorflow(corpus, tmp_path):
     commands = {"analyze", "report", "merge", "fold", "quantize", "retrain", "shrink", "demo"}
     assert {argv[0] for argv in cases} == commands
     assert (existing.read_bytes(), os.listdir(full)) == (b"keep", ["mine.txt"])
+    modes = ("--modes: unknown mode 'int9'; expected a comma-separated list of float32, dynamic, float16, int8, "
+             "int8-io, int16x8, keras-int8, keras-int4, keras-float8, mixed, onnx.")
+    assert [line for line in lines if "--modes" in line] == [
+        f"weightkit {command}: error: {modes}" for command in ("quantize", "shrink", "demo")]
 
 
 # --------------------------------------------------------------------------------------------------

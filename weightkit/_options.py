@@ -123,7 +123,7 @@ def precheck(params):
     ----------
     params : dict
         The command's parsed parameters (``ctx.params``): ``model``, ``data``, ``ratio``,
-        ``max_error`` are checked where present and given.
+        ``max_error`` and ``modes`` are checked where present and given.
 
     Raises
     ------
@@ -151,6 +151,11 @@ def precheck(params):
         value = params.get(name)
         if value is not None and not (0.0 <= value <= 1.0 if closed else 0.0 < value < 1.0):
             raise WeightkitError(f"{option} {value}: must be between 0 and 1 ({what}")
+    modes = params.get("modes")
+    if isinstance(modes, str):
+        from weightkit.compress.quantize.modes import parse_modes  # the mode names alone: no TensorFlow
+
+        parse_modes(modes)
 
 
 def prechecked(command):
