@@ -9,7 +9,7 @@ import contextlib
 import os
 import sys
 
-__all__ = ["import_keras", "import_tensorflow", "silenced_stderr", "silenced_stdout"]
+__all__ = ["import_keras", "import_tensorflow", "recreating_loaded_layers", "silenced_stderr", "silenced_stdout"]
 
 
 @contextlib.contextmanager
@@ -62,3 +62,20 @@ def import_keras():
     import keras
 
     return keras
+
+
+@contextlib.contextmanager
+def recreating_loaded_layers():
+    """Keras' safe mode lifted, for this block only, while layers of a model already in this process are re-created.
+
+    A rebuild (``layer.__class__.from_config(layer.get_config())``) reads no file: every layer it re-creates
+    exists already, so it was admitted by the load (a TFSMLayer or a Lambda only with ``safe_mode=False``,
+    ``--unsafe``) or built by the caller. Keras' ``TFSMLayer.from_config`` and ``Lambda.from_config`` still
+    consult the global safe-mode flag; this sets it (Keras' ``SafeModeScope``) and restores it on exit, where
+    ``keras.config.enable_unsafe_deserialization()`` would leave it off for the whole process.
+    """
+    import_keras()
+    from keras.src.saving import serialization_lib
+
+    with serialization_lib.SafeModeScope(False):
+        yield

@@ -106,7 +106,7 @@ def test_bad_model_file(capsys, corpus, tmp_path, case, command):
     if command in ("analyze", "report") and case in CODE_IN_FILE:
         # Weight analysis reads only the file's data (weightkit.analysis.stored): the layer is listed, its code never runs.
         status, out, err = run(capsys, argv)
-        assert (status, err) == (0, "")
+        assert (status, err) == (0, ""), err
         listed = out if command == "analyze" else (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
         assert CODE_IN_FILE[case] in listed
         return
@@ -122,7 +122,7 @@ def test_broken_model_is_refused_by_commands_that_write_a_model(capsys, corpus, 
     if command in ("analyze", "report") and case != "no layer with weights":
         # A diagnosis, not a refusal: the broken layer is listed as skipped with the reason.
         status, out, err = run(capsys, argv)
-        assert (status, err) == (0, "")
+        assert (status, err) == (0, ""), err
         if command == "analyze":
             assert "skipped hidden (Dense, 54 params, 48 MACs): weights contain NaN or Inf" in out
             assert json.loads((tmp_path / "a.json").read_text())["skipped"][0]["reason"] == "weights contain NaN or Inf"
@@ -137,7 +137,7 @@ def test_one_neuron_layers_are_explained_not_crashed(capsys, corpus, tmp_path):
     models, data = corpus
     path = models["one-neuron layers"]
     status, out, err = run(capsys, _command_argv("analyze", path, None, str(tmp_path)))
-    assert (status, err) == (0, "")
+    assert (status, err) == (0, ""), err
     assert "skipped hidden (Dense, 9 params, 8 MACs): only one neuron: nothing to compare it with" in out
     check_refused(capsys, _command_argv("merge", path, None, str(tmp_path)), str(tmp_path), _root(corpus),
                   message=f"{path}: nothing can be merged, so no copy was written: every layer is left alone "
@@ -461,6 +461,30 @@ def test_a_tfsm_layer_is_refused_by_name_in_safe_mode(capsys, corpus, odd_models
                   message=f"{path}: layer 'tfsm' is a TFSMLayer, which loads and runs an external SavedModel "
                           f"({saved}), whose code would run while loading; refused in safe mode: pass --unsafe "
                           "(unsafe=True) only if you trust the file.")
+
+
+def test_merge_unsafe_rebuilds_a_tfsm_layer_and_leaves_safe_mode_as_it_was(capsys, keras, odd_models, tmp_path):
+    """Used to be an internal error: the rebuild re-created the TFSMLayer in safe mode although the load had
+    --unsafe. The rebuild lifts safe mode for itself only (the global flag is the same afterwards)."""
+    from keras.src.saving import serialization_lib
+
+    from bad_inputs_corpus import N_CLASSES, N_FEATURES
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((N_FEATURES,), name="x")
+    served = keras.layers.TFSMLayer(os.path.join(os.path.dirname(odd_models["TFSMLayer"]), "saved"),
+                                    call_endpoint="serve", name="tfsm")(inputs)
+    hidden = keras.layers.Dense(6, activation="relu", name="hidden")(served)
+    path, output = str(tmp_path / "tfsm_hidden.keras"), str(tmp_path / "m.keras")
+    keras.Model(inputs, keras.layers.Dense(N_CLASSES, name="head")(hidden)).save(path)
+    before = serialization_lib.in_safe_mode()
+    status, _, err = run(capsys, ["merge", path, "-o", output, "--unsafe", "--ratio", "0.5", "-q"])
+    assert (status, err) == (0, "weightkit: warning: --unsafe: code stored in the model file may run while loading.\n")
+    assert serialization_lib.in_safe_mode() == before
+    merged = keras.models.load_model(output, safe_mode=False)
+    assert merged.get_layer("hidden").units == 3
+    x = np.random.default_rng(0).normal(size=(5, N_FEATURES)).astype(np.float32)
+    assert merged.predict(x, verbose=0).shape == (5, N_CLASSES)
 
 
 def test_resume_from_another_models_backup_is_one_line(capsys, keras, corpus, tmp_path):

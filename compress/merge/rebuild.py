@@ -8,7 +8,7 @@ the weights. The input model is never modified.
 
 import numpy as np
 
-from weightkit.analysis._tf import import_keras
+from weightkit.analysis._tf import import_keras, recreating_loaded_layers
 from weightkit.analysis.graph import ModelGraph
 from weightkit.analysis.kinds.base import LayerKind
 from weightkit.analysis.kinds.registry import kind_for
@@ -192,7 +192,8 @@ def rebuild_model(model, state):
         return layer.__class__.from_config(config)
 
     state.apply_cuts()
-    new = _clone(model, clone, None, {})
+    with recreating_loaded_layers():  # a TFSMLayer or Lambda the load admitted (--unsafe) is re-created too
+        new = _clone(model, clone, None, {})
     for layer in walk_layers(new):
         weights = state.arrays.get(layer.name)
         if weights is None:
