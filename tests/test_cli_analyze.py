@@ -61,7 +61,7 @@ def test_analyze_prints_the_table_and_the_groups(capsys, planted_path):
     rows = [_cells(line) for line in _table_lines(out)]
     # fan-in 33: 32 inputs and the bias, which the rows include by default (issue 29 item 12)
     assert [row[:6] for row in rows] == [["planted", "Dense", "14", "33", "462", "448"],
-                                         ["head", "Dense", "3", "14", "45", "42"]]
+                                         ["head", "Dense", "3", "15", "45", "42"]]
     assert [row[7:] for row in rows] == [["2", "4"], ["0", "0"]]
     assert "planted: 2 group(s): [0, 6, 7] [1, 8, 9]" in lines
     assert lines[-1] == ("total: 507 parameters; 4 removable neurons in 2 analyzed layer entries "
