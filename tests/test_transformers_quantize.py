@@ -70,6 +70,7 @@ def test_keras_native_int8_keeps_the_attention_float_and_says_why(reports):
             "final_ln (left in float in the .keras file)") in report.notes
 
 
+@pytest.mark.slow  # 28 s of one worker: the suite's time budget (run with -m slow)
 def test_gemma_converts_in_float_modes_and_int8_names_what_stays_float(reports):
     """Gemma's rotary embedding (NEG, PACK) and attention mask (SELECT_V2, ZEROS_LIKE) have no int8 rewrite yet."""
     _, report = reports("hub_gemma")
@@ -82,6 +83,7 @@ def test_gemma_converts_in_float_modes_and_int8_names_what_stays_float(reports):
         "replace that layer")
 
 
+@pytest.mark.slow  # 65 s of one worker: the suite's time budget (run with -m slow)
 def test_sensitivity_ranks_the_vits_attention_and_ffn_layers(reports):
     from weightkit.compress.quantize import quantize_sensitivity
 
