@@ -1,6 +1,6 @@
 """Benchmark: ``weightkit quantize`` on two transformers in every mode (one run, a markdown table for the README).
 
-The subjects are the test zoo's (tests/zoo.py), trained here a little longer than in the tests:
+The subjects are the test zoo's (tests/zoo_transformers.py), trained here a little longer than in the tests:
 
 - ``ViT``: scikit-learn digits as 16 patches of 2x2, Dense patch embedding + position embedding, two pre-norm
   blocks of MultiHeadAttention(4 heads) + Dense FFN, residual Adds (12 epochs);
@@ -30,7 +30,7 @@ SUBJECTS = (("ViT", "vit_digits", 12), ("text", "text_attention", 10))
 def main():
     import tempfile
 
-    from tests.zoo import TRANSFORMER_TASKS, TRANSFORMER_ZOO
+    from tests.zoo_transformers import TRANSFORMER_TASKS, TRANSFORMER_ZOO
     from weightkit.compress.quantize import MODE_NAMES, keras_source, quantize_model
 
     load = os.getloadavg()

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from tests import zoo
+from tests import zoo, zoo_transformers
 from weightkit.analysis.kinds.einsum import einsum_axes, einsum_rows
 from weightkit.analysis.model_analysis import analyze_model
 from weightkit.analysis.stored import open_stored
@@ -27,7 +27,7 @@ def forms(tmp_path_factory):
     directory = tmp_path_factory.mktemp("transformers")
     built = {}
     for name in ("vit_digits", "text_attention", "hub_encoder", "hub_gemma"):
-        model = getattr(zoo, name)(directory, epochs=0)
+        model = zoo_transformers.TRANSFORMER_ZOO[name](directory, epochs=0)
         built[name] = (str(directory / f"{name}.keras"), model)
     return built
 

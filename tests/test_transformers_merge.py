@@ -12,7 +12,8 @@ another machine's rounding.
 import numpy as np
 import pytest
 
-from tests.zoo import TRANSFORMER_TASKS, TRANSFORMER_ZOO, reloaded
+from tests.zoo import reloaded
+from tests.zoo_transformers import TRANSFORMER_TASKS, TRANSFORMER_ZOO
 
 #: Lowest held-out agreement accepted after the merge by data at ratio 0.5 (measured 1.0, see above).
 AGREEMENT_FLOOR = 0.98

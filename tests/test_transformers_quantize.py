@@ -9,7 +9,7 @@ flip on another machine's rounding, a broken route flips many.
 import numpy as np
 import pytest
 
-from tests.zoo import TRANSFORMER_TASKS, TRANSFORMER_ZOO
+from tests.zoo_transformers import TRANSFORMER_TASKS, TRANSFORMER_ZOO
 
 FAST = {"latency_repeats": 2, "throughput_repeats": 1, "calibration_samples": 50}
 MODES = {"vit_digits": ["float32", "dynamic", "int8", "int8-io", "keras-int8"],

@@ -84,23 +84,32 @@ def _api_entries(package):
 VERBS = "<!-- verbs -->"
 
 
-def _verb_table(root):
-    import ast
+def _defining_module(package, name):
+    """The module that defines ``name`` of ``package``, following lazy tables (``_LAZY``) down, importing no TensorFlow.
+
+    weightkit, weightkit.analysis, weightkit.compress (and its quantize subpackage) and weightkit.reports name their
+    API in such tables; a name a package imports eagerly instead (weightkit.analysis.WeightkitError) gives its class's
+    module.
+    """
     import importlib
 
+    module = importlib.import_module(package)
+    lazy = getattr(module, "_LAZY", {})
+    if name in lazy and lazy[name] != package:
+        return _defining_module(lazy[name], name)
+    if name in lazy:
+        return package
+    return getattr(module, name).__module__
+
+
+def _verb_table(root):
     import weightkit
 
-    # weightkit.compress imports its names eagerly from its subpackages, which document them: read where from.
-    tree = ast.parse(open(os.path.join(root, "compress", "__init__.py"), encoding="utf-8").read())
-    compress = {alias.name: node.module for node in tree.body if isinstance(node, ast.ImportFrom)
-                for alias in node.names}
     rows = ["| `weightkit.` | defined in |", "|---|---|"]
     for name, package in sorted(weightkit._LAZY.items(), key=lambda item: (item[1], item[0].lower())):
-        if package == "weightkit.compress":
-            target = f"{compress[name]}.{name}"
-        else:
-            target = f"{dict(importlib.import_module(package)._LAZY).get(name, package + '.errors')}.{name}"
-        rows.append(f"| [`{name}`][{target}] | `{target.rsplit('.', 1)[0]}` |")
+        module = _defining_module(package, name)
+        # A subpackage that documents its names itself (compress.merge, ...) is their page; its entries resolve there.
+        rows.append(f"| [`{name}`][{module}.{name}] | `{module}` |")
     return "\n".join(rows)
 
 
