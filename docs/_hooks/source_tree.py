@@ -17,10 +17,13 @@ import os
 import re
 import shutil
 
+from mkdocs.plugins import event_priority
+
 #: Import name under ``weightkit`` -> the repository folder that holds it (as setup.py's FOLDERS).
 FOLDERS = {"analysis": "analysis", "compress": "compress", "reports": "reports"}
 
 
+@event_priority(100)  # before mkdocstrings' on_config, which drops a search path that does not exist yet
 def on_config(config):
     root = os.path.dirname(os.path.abspath(config.config_file_path))
     tree = os.path.join(root, "build", "docs-src", "weightkit")
