@@ -11,7 +11,7 @@ Names are imported on first use (PEP 562), so ``import weightkit.analysis`` cost
 command pays only for the modules it uses.
 """
 
-import importlib
+from weightkit.analysis._lazy import lazy_names
 
 from weightkit.analysis.errors import WeightkitError
 
@@ -92,14 +92,4 @@ __all__ = [
     "walk_layers",
 ]
 
-
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'weightkit.analysis' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)

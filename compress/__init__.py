@@ -17,7 +17,7 @@ Names are imported on first use (PEP 562), so ``import weightkit.compress`` (or 
 as :mod:`weightkit.compress.quantize.modes`) does not load TensorFlow.
 """
 
-import importlib
+from weightkit.analysis._lazy import lazy_names
 
 #: Public name -> the module that defines it, imported on first use.
 _LAZY = {
@@ -64,14 +64,4 @@ __all__ = [
     "write_outputs",
 ]
 
-
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'weightkit.compress' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)

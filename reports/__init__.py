@@ -1,5 +1,7 @@
 """Render analysis results: figures and self-contained HTML reports."""
 
+from weightkit.analysis._lazy import lazy_names
+
 __all__ = []
 
 # The HTML report (matplotlib) is imported on first use, so `weightkit analyze` does not load it.
@@ -11,10 +13,4 @@ _LAZY.update({"write_summary": "weightkit.reports.journey_page", "render_summary
               "summary_figure": "weightkit.reports.journey_page"})
 __all__ += list(_LAZY)
 
-
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'weightkit.reports' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)

@@ -11,8 +11,9 @@ the others), :mod:`weightkit.compress` (decorrelate, merge, fold, quantize, shri
 (figures and HTML). The command line (:mod:`weightkit.cli`) is a thin front door over them.
 """
 
-import importlib
 from importlib.metadata import PackageNotFoundError, version
+
+from weightkit.analysis._lazy import lazy_names
 
 try:
     #: The installed distribution's version: pyproject.toml is its one source.
@@ -33,14 +34,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY) + ["__version__"]
 
-
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'weightkit' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)

@@ -8,7 +8,7 @@ output error and speed; :func:`write_outputs` writes the files. The numeric core
 Names are imported on first use (PEP 562): the mode names (:mod:`.modes`) can be checked without TensorFlow.
 """
 
-import importlib
+from weightkit.analysis._lazy import lazy_names
 
 #: Public name -> the module that defines it, imported on first use.
 _LAZY = {
@@ -111,14 +111,4 @@ __all__ = [
     "fix_to_data",
 ]
 
-
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'weightkit.compress.quantize' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)
