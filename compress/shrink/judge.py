@@ -17,6 +17,7 @@ the per-layer sensitivity curves.
 import numpy as np
 
 from weightkit.analysis.data_checks import output_activations
+from weightkit.compress.shrink.scores import as_probabilities
 
 __all__ = ["UNITS", "Judge", "model_outputs"]
 
@@ -38,16 +39,7 @@ def model_outputs(model, x, batch_size=256):
 def _probabilities(output, activation):
     """``(n_elements, n_classes)`` probabilities of a classification output, classes on the last axis."""
     width = output.shape[-1] if output.ndim > 1 else 1
-    flat = output.reshape(-1, width)
-    if width == 1:
-        p = flat[:, 0] if activation == "sigmoid" else 1.0 / (1.0 + np.exp(-flat[:, 0]))
-        p = np.clip(p, 0.0, 1.0)
-        return np.stack([1.0 - p, p], axis=1)
-    if activation == "softmax":
-        p = np.clip(flat, 0.0, None)
-        return p / np.maximum(p.sum(axis=1, keepdims=True), _EPS)
-    shifted = np.exp(flat - flat.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+    return as_probabilities(output.reshape(-1, width), activation)
 
 
 def _classes(y, output):
