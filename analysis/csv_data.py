@@ -33,6 +33,15 @@ def _checked(path):
             "save the data as .npz (np.savez) or give a smaller sample.")
 
 
+def _unreadable(path, error, reader):
+    """The one line for a CSV file that cannot be read: not UTF-8 text, or not CSV at ``reader``'s line."""
+    if not isinstance(error, csv.Error):
+        return WeightkitError(f"{path}: cannot be read as UTF-8 CSV ({error}).")
+    what = (f"has a field over {csv.field_size_limit()} characters, which is no number" if "field larger" in
+            str(error) else f"is not valid CSV ({error})")
+    return WeightkitError(f"{path}: line {reader.line_num} {what}; check the file (an unclosed quote?).")
+
+
 def read_csv_header(path):
     """The column names of a CSV file: its first non-empty line, nothing more is read.
 
@@ -52,18 +61,15 @@ def read_csv_header(path):
         As :func:`read_csv_numbers`, for the header line.
     """
     _checked(path)
+    reader = None  # a csv.Error comes from it, so it exists by then
     try:
         with open(path, newline="", encoding="utf-8") as handle:
             reader = csv.reader(handle)
             for row in reader:
                 if row:
                     return row
-    except (OSError, UnicodeDecodeError) as error:
-        raise WeightkitError(f"{path}: cannot be read as UTF-8 CSV ({error}).") from error
-    except csv.Error as error:
-        what = (f"has a field over {csv.field_size_limit()} characters, which is no number" if "field larger" in
-                str(error) else f"is not valid CSV ({error})")
-        raise WeightkitError(f"{path}: line {reader.line_num} {what}; check the file (an unclosed quote?).") from error
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise _unreadable(path, error, reader) from error
     raise WeightkitError(f"{path}: no data rows; expected a header line and at least one row.")
 
 
@@ -87,6 +93,7 @@ def read_csv_numbers(path):
     """
     _checked(path)
     header, chunks, chunk, line = None, [], None, 0
+    reader = None  # a csv.Error comes from it, so it exists by then
     try:
         with open(path, newline="", encoding="utf-8") as handle:
             reader = csv.reader(handle)
@@ -114,12 +121,8 @@ def read_csv_numbers(path):
                 if used == block:
                     chunks.append(chunk)
                     chunk, used = np.empty((block, len(header))), 0
-    except (OSError, UnicodeDecodeError) as error:
-        raise WeightkitError(f"{path}: cannot be read as UTF-8 CSV ({error}).") from error
-    except csv.Error as error:
-        what = (f"has a field over {csv.field_size_limit()} characters, which is no number" if "field larger" in
-                str(error) else f"is not valid CSV ({error})")
-        raise WeightkitError(f"{path}: line {reader.line_num} {what}; check the file (an unclosed quote?).") from error
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise _unreadable(path, error, reader) from error
     if header is None or (not chunks and used == 0):
         raise WeightkitError(f"{path}: no data rows; expected a header line and at least one row.")
     chunks.append(chunk[:used])
