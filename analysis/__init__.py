@@ -5,7 +5,7 @@ The verbs: :func:`analyze` (a model or its file -> :class:`ModelAnalysis`) and
 have ``layer(name)`` and ``to_dict()``. The numeric core (:func:`pearson_matrix`,
 :func:`mad_matrix`, :func:`find_groups`) is pure numpy/scipy; :func:`load_model` and the verbs
 bring in Keras only when called. Weight analysis of a file (:func:`analyze` without data) never
-imports TensorFlow or Keras (see :mod:`weightkit.analysis.stored`).
+imports TensorFlow or Keras (see :mod:`weightkit.analysis.files.stored`).
 
 Names are imported on first use (PEP 562), so ``import weightkit.analysis`` costs almost nothing and a
 command pays only for the modules it uses.
@@ -22,25 +22,25 @@ _LAZY = {
     "analyze_activations": "weightkit.analysis.activations",
     "attach_activations": "weightkit.analysis.activations",
     "analyze": "weightkit.analysis.api",
-    "Dataset": "weightkit.analysis.data",
-    "load_data": "weightkit.analysis.data",
-    "load_data_for_model": "weightkit.analysis.data_checks",
-    "DEFAULT_THRESHOLDS": "weightkit.analysis.groups",
-    "METRICS": "weightkit.analysis.groups",
-    "cluster_linkage": "weightkit.analysis.groups",
-    "cluster_order": "weightkit.analysis.groups",
-    "find_groups": "weightkit.analysis.groups",
-    "removable_count": "weightkit.analysis.groups",
+    "Dataset": "weightkit.analysis.data.datasets",
+    "load_data": "weightkit.analysis.data.datasets",
+    "load_data_for_model": "weightkit.analysis.data.checks",
+    "DEFAULT_THRESHOLDS": "weightkit.analysis.numeric.groups",
+    "METRICS": "weightkit.analysis.numeric.groups",
+    "cluster_linkage": "weightkit.analysis.numeric.groups",
+    "cluster_order": "weightkit.analysis.numeric.groups",
+    "find_groups": "weightkit.analysis.numeric.groups",
+    "removable_count": "weightkit.analysis.numeric.groups",
     "LayerKind": "weightkit.analysis.kinds",
     "register_layer_kind": "weightkit.analysis.kinds",
-    "supported_layer_types": "weightkit.analysis.layers",
-    "LoadedModel": "weightkit.analysis.loading",
-    "is_saved_model_dir": "weightkit.analysis.loading",
-    "load_model": "weightkit.analysis.loading",
-    "walk_layers": "weightkit.analysis.loading",
-    "mad_backend": "weightkit.analysis.matrices",
-    "mad_matrix": "weightkit.analysis.matrices",
-    "pearson_matrix": "weightkit.analysis.matrices",
+    "supported_layer_types": "weightkit.analysis.kinds.layers",
+    "LoadedModel": "weightkit.analysis.files.loading",
+    "is_saved_model_dir": "weightkit.analysis.files.loading",
+    "load_model": "weightkit.analysis.files.loading",
+    "walk_layers": "weightkit.analysis.files.loading",
+    "mad_backend": "weightkit.analysis.numeric.matrices",
+    "mad_matrix": "weightkit.analysis.numeric.matrices",
+    "pearson_matrix": "weightkit.analysis.numeric.matrices",
     "analyze_rows": "weightkit.analysis.model_analysis",
     "iter_layer_analyses": "weightkit.analysis.model_analysis",
     "LayerAnalysis": "weightkit.analysis.results",
@@ -49,8 +49,8 @@ _LAZY = {
     "SkippedLayer": "weightkit.analysis.results",
     "NeuronRows": "weightkit.analysis.rows",
     "layer_neuron_rows": "weightkit.analysis.rows",
-    "StoredModel": "weightkit.analysis.stored",
-    "open_stored": "weightkit.analysis.stored",
+    "StoredModel": "weightkit.analysis.files.stored",
+    "open_stored": "weightkit.analysis.files.stored",
 }
 
 

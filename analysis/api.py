@@ -5,8 +5,8 @@ The building blocks stay public for those who want one layer or one matrix
 this is the front door for a whole model, the one ``weightkit analyze`` uses.
 """
 
-from weightkit.analysis.inputs import as_inputs, as_model, as_weights_source
-from weightkit.analysis.matrices import DEFAULT_MEMORY_BUDGET
+from weightkit.analysis.data.inputs import as_inputs, as_model, as_weights_source
+from weightkit.analysis.numeric.matrices import DEFAULT_MEMORY_BUDGET
 from weightkit.analysis.model_analysis import analyze_model
 
 #: Inputs drawn from ``data`` (:data:`weightkit.analysis.activations.collect.DEFAULT_SAMPLES`, which a test
@@ -23,8 +23,8 @@ def analyze(model, *, metric="pearson", threshold=None, layers=None, include_bia
 
     Parameters
     ----------
-    model : keras.Model, weightkit.analysis.stored.StoredModel, str or os.PathLike
-        Without ``data``, a path is read as data (:func:`weightkit.analysis.stored.open_stored`: no
+    model : keras.Model, weightkit.analysis.files.stored.StoredModel, str or os.PathLike
+        Without ``data``, a path is read as data (:func:`weightkit.analysis.files.stored.open_stored`: no
         TensorFlow, no code from the file, one layer in memory); with ``data`` it is loaded with
         :func:`weightkit.analysis.load_model` (safe mode unless ``unsafe``). The result records the path and
         the reader's notes.
@@ -39,7 +39,7 @@ def analyze(model, *, metric="pearson", threshold=None, layers=None, include_bia
         rows with the bias, and a neuron's bias is part of what it computes).
     data : Dataset, ndarray, str or os.PathLike, default=None
         Also run ``samples`` inputs through the model (a dataset's training split, an array, or a
-        data specification; see :mod:`weightkit.analysis.inputs`) and attach each entry's dead neurons and
+        data specification; see :mod:`weightkit.analysis.data.inputs`) and attach each entry's dead neurons and
         activation groups (:func:`weightkit.analysis.attach_activations`), as ``weightkit analyze --data``.
     samples : int, default=1000
         Inputs drawn (seeded) from ``data``.

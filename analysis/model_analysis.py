@@ -3,8 +3,8 @@
 import numpy as np
 
 from weightkit.analysis.errors import WeightkitError
-from weightkit.analysis.graph import ModelGraph
-from weightkit.analysis.groups import (
+from weightkit.analysis.structure.graph import ModelGraph
+from weightkit.analysis.numeric.groups import (
     DEFAULT_THRESHOLDS,
     absolute_threshold,
     cluster_linkage,
@@ -13,14 +13,14 @@ from weightkit.analysis.groups import (
     find_groups,
     removable_count,
 )
-from weightkit.analysis.linear_chains import model_linear_chains
-from weightkit.analysis.loading import walk_layers
-from weightkit.analysis.matrices import DEFAULT_MEMORY_BUDGET, _mad_matrix, _pearson_matrix
+from weightkit.analysis.structure.linear_chains import model_linear_chains
+from weightkit.analysis.files.loading import walk_layers
+from weightkit.analysis.numeric.matrices import DEFAULT_MEMORY_BUDGET, _mad_matrix, _pearson_matrix
 from weightkit.analysis.results import LayerAnalysis, LayerMatrices, ModelAnalysis, SkippedLayer
 from weightkit.analysis.rows import layer_neuron_rows, skip_reason
 from weightkit.analysis.selection import check_layer_names, is_chosen
-from weightkit.analysis.stored import StoredModel, iter_stored_rows, plan_entries
-from weightkit.analysis.stored.nodes import stored_linear_chains
+from weightkit.analysis.files.stored import StoredModel, iter_stored_rows, plan_entries
+from weightkit.analysis.files.stored.nodes import stored_linear_chains
 
 __all__ = ["analyze_model", "analyze_rows", "collect_entries", "iter_layer_analyses"]
 
@@ -169,7 +169,7 @@ def iter_layer_analyses(model, *, metric="pearson", threshold=None, layers=None,
 
 
 def _iter_stored_analyses(model, layers, progress, options):
-    """:func:`iter_layer_analyses` of a :class:`~weightkit.analysis.stored.StoredModel`: the next layer is read while
+    """:func:`iter_layer_analyses` of a :class:`~weightkit.analysis.files.stored.StoredModel`: the next layer is read while
     the current one is analyzed."""
     planned, skipped = plan_entries(model)
     names = [name for item in planned for name in item.names]
@@ -202,7 +202,7 @@ def analyze_model(model, *, metric="pearson", threshold=None, layers=None, inclu
 
     Parameters
     ----------
-    model : keras.Model or weightkit.analysis.stored.StoredModel
+    model : keras.Model or weightkit.analysis.files.stored.StoredModel
         A stored model is analyzed from its file without Keras (the same result).
     metric : {"pearson", "mad"}, default="pearson"
         The similarity that defines a redundant group (see :func:`find_groups`).

@@ -132,8 +132,8 @@ class ModelAnalysis:
     skipped : list of SkippedLayer
     total_params : int
     notes : list of str
-    linear_chains : list of weightkit.analysis.linear_chains.LinearChain
-        Runs of layers with no nonlinearity between them (see :mod:`weightkit.analysis.linear_chains`).
+    linear_chains : list of weightkit.analysis.structure.linear_chains.LinearChain
+        Runs of layers with no nonlinearity between them (see :mod:`weightkit.analysis.structure.linear_chains`).
     states : list of weightkit.analysis.activations.LayerActivations
         With data: the outputs of recurrent layers whose weight entries are their gates (LSTM, GRU,
         Bidirectional), analyzed as entries of their own (``"states"`` in :meth:`to_dict` when there are any).

@@ -12,7 +12,7 @@ import numpy as np
 
 from weightkit.analysis.kinds.registry import kind_for
 from weightkit.analysis.kinds.registry import skip_reason as _kind_skip_reason
-from weightkit.analysis.layers import kind_rows
+from weightkit.analysis.kinds.layers import kind_rows
 
 __all__ = ["NeuronRows", "layer_neuron_rows", "skip_reason"]
 
@@ -115,7 +115,7 @@ def layer_neuron_rows(layer, graph=None):
     ----------
     layer : keras.layers.Layer
         A built layer.
-    graph : weightkit.analysis.graph.ModelGraph, default=None
+    graph : weightkit.analysis.structure.graph.ModelGraph, default=None
         The graph of the model holding the layer: MACs count the positions of the layer's first
         call there. Without it, the layer's own first call is used.
 

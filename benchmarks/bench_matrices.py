@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from scipy.spatial.distance import pdist, squareform  # noqa: E402
 
-from weightkit.analysis.matrices import _mad_matrix_blocked, mad_backend, mad_matrix, pearson_matrix
+from weightkit.analysis.numeric.matrices import _mad_matrix_blocked, mad_backend, mad_matrix, pearson_matrix
 
 # The issue's three sizes, plus 4096 x 1024 where the Pearson goal is set.
 SIZES = [(512, 512), (2048, 1024), (4096, 1024), (4096, 4608)]
@@ -72,7 +72,7 @@ _STARTUP = textwrap.dedent("""
     start = time.perf_counter()
     import numba
     imported = time.perf_counter()
-    from weightkit.analysis.matrices import _mad_matrix_numba
+    from weightkit.analysis.numeric.matrices import _mad_matrix_numba
     loaded = time.perf_counter()
     _mad_matrix_numba(np.ones((8, 8), dtype=np.float32))
     called = time.perf_counter()

@@ -33,10 +33,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from weightkit.analysis._tf import import_keras, import_tensorflow
-from weightkit.analysis.data import load_data
+from weightkit.analysis.data.datasets import load_data
 from weightkit.compress.merge.by_weights import apply_relations, merge_redundant
-from weightkit.compress.merge.math import Relation
-from weightkit.compress.merge.report import compare_models
+from weightkit.compress.merge.applying.math import Relation
+from weightkit.compress.merge.reporting.report import compare_models
 from weightkit.demo.examples import build_wide_mlp, train_example
 
 keras = import_keras()

@@ -33,11 +33,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np
 
 from weightkit.analysis._tf import import_keras
-from weightkit.analysis.graph import ModelGraph
+from weightkit.analysis.structure.graph import ModelGraph
 from weightkit.compress.merge import merge_by_data
 from weightkit.compress.merge.bidirectional import HALVES
-from weightkit.compress.merge.input_rows import input_kernels
-from weightkit.compress.merge.rebuild import WeightState, find_layer, rebuild_model
+from weightkit.compress.merge.applying.input_rows import input_kernels
+from weightkit.compress.merge.applying.rebuild import WeightState, find_layer, rebuild_model
 from weightkit.compress.merge.recurrent import recurrent_site
 from weightkit.compress.merge.recurrent_units import cut_own_units
 

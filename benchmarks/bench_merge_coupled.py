@@ -41,15 +41,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np
 
 from weightkit.analysis._tf import import_keras
-from weightkit.analysis.channels import channel_groups
-from weightkit.analysis.data import Dataset, load_data
-from weightkit.analysis.layers import spec_for
+from weightkit.analysis.structure.channels import channel_groups
+from weightkit.analysis.data.datasets import Dataset, load_data
+from weightkit.analysis.kinds.layers import spec_for
 from weightkit.compress.merge import merge_by_data, merge_redundant
 from weightkit.compress.merge.by_weights import apply_relations
-from weightkit.compress.merge.group_fold import consumer_block, producer_rows
-from weightkit.compress.merge.groups import plan_groups
-from weightkit.compress.merge.math import Relation
-from weightkit.compress.merge.rebuild import WeightState
+from weightkit.compress.merge.applying.group_fold import consumer_block, producer_rows
+from weightkit.compress.merge.planning.groups import plan_groups
+from weightkit.compress.merge.applying.math import Relation
+from weightkit.compress.merge.applying.rebuild import WeightState
 
 
 def build_residual_cnn(width):

@@ -38,7 +38,7 @@ import numpy as np
 
 from benchmarks.bench_merge_coupled import build_residual_cnn, group_l1
 from weightkit.analysis._tf import import_keras
-from weightkit.analysis.data import Dataset, load_data
+from weightkit.analysis.data.datasets import Dataset, load_data
 from weightkit.compress.merge import merge_by_data
 from weightkit.compress.shrink import fine_tune_merged, guided_merge, shrink_model, split_held_out
 from weightkit.demo.examples import build_wide_mlp

@@ -1,4 +1,4 @@
-"""``weightkit analyze`` straight from the file (weightkit.analysis.stored) against what Keras needs: wall time and peak memory.
+"""``weightkit analyze`` straight from the file (weightkit.analysis.files.stored) against what Keras needs: wall time and peak memory.
 
 Three parts, each printed as ratios measured in one run (every measurement in a fresh process;
 peak resident memory is ``ru_maxrss`` of that child, from ``os.wait4``):

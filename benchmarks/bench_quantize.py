@@ -66,7 +66,7 @@ def renormalize_batchnorm(keras, model, x):
 
 
 def _synthetic_sequences(steps=8, n=1200, seed=0):
-    from weightkit.analysis.data import Dataset
+    from weightkit.analysis.data.datasets import Dataset
 
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, steps, 2)).astype("float32")
@@ -121,7 +121,7 @@ def every_mode(cnn, images, chart):
 
 
 def _tokens(n=600, length=10, seed=1):
-    from weightkit.analysis.data import Dataset
+    from weightkit.analysis.data.datasets import Dataset
 
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 20, size=(n, length)).astype("int32")
@@ -245,9 +245,9 @@ def main():
         return
 
     from weightkit.analysis._tf import import_keras
-    from weightkit.analysis.data import Dataset, load_data
+    from weightkit.analysis.data.datasets import Dataset, load_data
     from weightkit.compress.quantize import convert_modes, keras_source, quantize_model, random_inputs
-    from weightkit.reports.quantize_table import markdown_table
+    from weightkit.console.quantize_table import markdown_table
     from weightkit.demo.examples import build_small_cnn, build_wide_mlp, train_example
 
     keras = import_keras()

@@ -26,7 +26,7 @@ MODES = ("float32", "dynamic", "float16", "int8", "int8-io")
 
 def synthetic_sequences(steps, n, window=None, seed=0):
     """Class 1 when the first feature's second half sums above its first half, over the last ``window`` steps."""
-    from weightkit.analysis.data import Dataset
+    from weightkit.analysis.data.datasets import Dataset
 
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, steps, 2)).astype("float32")

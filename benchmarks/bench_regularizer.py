@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from weightkit.analysis._tf import import_keras
-from weightkit.analysis.data import load_data
+from weightkit.analysis.data.datasets import load_data
 from weightkit.compress.decorrelate import CombinedRegularizer, DecorrelationRegularizer, redundancy_summary
 
 keras = import_keras()

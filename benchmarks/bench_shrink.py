@@ -42,11 +42,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np
 
-from weightkit.analysis.data import Dataset, load_data
+from weightkit.analysis.data.datasets import Dataset, load_data
 from benchmarks.bench_merge_coupled import build_residual_cnn
 from weightkit.compress.merge import merge_by_data, plan_groups
 from weightkit.compress.merge.by_weights import apply_relations
-from weightkit.compress.merge.math import Relation
+from weightkit.compress.merge.applying.math import Relation
 from weightkit.compress.quantize import TFLiteModel, quantize_model
 from weightkit.compress.shrink import distill, shrink_model, split_for_shrink
 from weightkit.compress.shrink.scores import predict_probabilities, score_outputs

@@ -16,8 +16,8 @@ from weightkit.analysis.activations.analyze import attach_activations
 from weightkit.analysis.activations.collect import collect_activations
 from weightkit.analysis.activations.results import ActivationAnalysis
 from weightkit.analysis.activations.stats import layer_activations
-from weightkit.analysis.batches import n_samples
-from weightkit.analysis.groups import DEFAULT_THRESHOLDS
+from weightkit.analysis.data.batches import n_samples
+from weightkit.analysis.numeric.groups import DEFAULT_THRESHOLDS
 from weightkit.analysis.results import SkippedLayer
 from weightkit.reports.canvas import save_figure
 from weightkit.reports.figures import similarity_figure

@@ -55,7 +55,7 @@ def receptive_fields(graph):
 
     Parameters
     ----------
-    graph : weightkit.analysis.graph.ModelGraph
+    graph : weightkit.analysis.structure.graph.ModelGraph
 
     Returns
     -------

@@ -13,10 +13,10 @@ import numpy as np
 
 from weightkit.analysis._tf import import_keras
 from weightkit.analysis.errors import WeightkitError
-from weightkit.analysis.graph import ModelGraph
-from weightkit.analysis.linear_chains import nodes_from_graph
-from weightkit.analysis.stored import StoredModel
-from weightkit.analysis.stored.nodes import stored_nodes
+from weightkit.analysis.structure.graph import ModelGraph
+from weightkit.analysis.structure.linear_chains import nodes_from_graph
+from weightkit.analysis.files.stored import StoredModel
+from weightkit.analysis.files.stored.nodes import stored_nodes
 from weightkit.reports.canvas import save_figure
 from weightkit.reports.filters import filter_tiles_figure, patch_grid_figure, shown_filters
 from weightkit.reports.filters_data import cut_patches, receptive_fields, strongest_responses, top_of_responses
@@ -40,7 +40,7 @@ class FilterFigures:
 
     Parameters
     ----------
-    model : keras.Model or weightkit.analysis.stored.StoredModel
+    model : keras.Model or weightkit.analysis.files.stored.StoredModel
         A stored model (read from its file, without TensorFlow) gives the filter images alone.
     x : ndarray of shape (n_inputs, *input_shape), default=None
         Inputs for the top patches (a model with one image or sequence input); None for the

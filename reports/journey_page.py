@@ -10,7 +10,7 @@ import os
 from datetime import datetime, timezone
 
 import weightkit
-from weightkit.analysis.io import atomic_write_json, atomic_write_text
+from weightkit.analysis.files.io import atomic_write_json, atomic_write_text
 from weightkit.reports.canvas import save_figure
 from weightkit.reports.html import _CSS, ImageRef, _e, _image
 

@@ -35,7 +35,7 @@ def print_parameter_change(report, console):
 
 
 def evaluation_line(evaluation):
-    """One line comparing the models on held-out data (see ``weightkit.compress.merge.report.compare_models``)."""
+    """One line comparing the models on held-out data (see ``weightkit.compress.merge.reporting.report.compare_models``)."""
     line = f"on {evaluation['samples']} held-out samples of {evaluation.get('data', 'the data')}:"
     if "accuracy_before" in evaluation:
         line += (f" accuracy {evaluation['accuracy_before']:.4f} → {evaluation['accuracy_after']:.4f},"

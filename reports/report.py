@@ -13,8 +13,8 @@ from datetime import datetime, timezone
 
 import weightkit
 from weightkit.analysis import DEFAULT_THRESHOLDS
-from weightkit.analysis.inputs import as_inputs, as_model, as_weights_source
-from weightkit.analysis.io import atomic_directory
+from weightkit.analysis.data.inputs import as_inputs, as_model, as_weights_source
+from weightkit.analysis.files.io import atomic_directory
 from weightkit.analysis.model_analysis import analyze_model
 from weightkit.reports.activation_report import ActivationFigures, interleave
 from weightkit.reports.canvas import save_figure
@@ -169,7 +169,7 @@ def write_report(model, output, *, metric="pearson", threshold=None, layers=None
     >>> result = write_report(model, "report")    # doctest: +SKIP
     >>> # open report/index.html in a browser
     """
-    # Weights only: a path is read as data (weightkit.analysis.stored), without Keras; --data needs the model itself.
+    # Weights only: a path is read as data (weightkit.analysis.files.stored), without Keras; --data needs the model itself.
     loaded = as_model(model, unsafe=unsafe) if data is not None else as_weights_source(model)
     model, path, notes = loaded.model, loaded.path if path is None else path, [*loaded.notes, *notes]
     x = None

@@ -3,7 +3,7 @@
 Run ``python -m weightkit.reports.support_matrix`` to print it; a test checks the README against it.
 """
 
-from weightkit.analysis.layers import support_matrix
+from weightkit.analysis.kinds.layers import support_matrix
 
 __all__ = ["support_matrix_markdown"]
 

@@ -31,7 +31,7 @@ def keras():
 @pytest.fixture(scope="session")
 def digits():
     """scikit-learn's digits as a Dataset: x of shape (n, 64) in [0, 1], integer labels."""
-    from weightkit.analysis.data import load_data
+    from weightkit.analysis.data.datasets import load_data
 
     return load_data("sklearn:digits", seed=0)
 
@@ -39,7 +39,7 @@ def digits():
 @pytest.fixture(scope="session")
 def digits_images(digits):
     """The same split with x reshaped to (n, 8, 8, 1) images."""
-    from weightkit.analysis.data import Dataset
+    from weightkit.analysis.data.datasets import Dataset
 
     return Dataset(digits.x_train.reshape(-1, 8, 8, 1), digits.y_train, digits.x_test.reshape(-1, 8, 8, 1),
                    digits.y_test, "sklearn:digits", "classification")

@@ -10,7 +10,7 @@ from weightkit.analysis import analyze
 from weightkit.analysis.activations.analyze import analyze_activations, attach_activations
 from weightkit.analysis.activations.collect import SKIP_SEPARABLE_DEPTHWISE
 from weightkit.analysis.model_analysis import analyze_rows, collect_entries
-from weightkit.reports.activation_console import format_indices, print_activations, print_data_merge_report
+from weightkit.console.activations import format_indices, print_activations, print_data_merge_report
 from weightkit.reports.activation_html import activation_section_html
 from weightkit.reports.activation_report import ActivationFigures, interleave
 from weightkit.reports.html import ImageRef

@@ -159,7 +159,7 @@ def test_batching_under_a_small_memory_budget_changes_nothing(keras, rng):
 
 def test_batch_size_follows_the_memory_budget(keras, rng):
     from weightkit.analysis.activations.collect import _probes
-    from weightkit.analysis.graph import ModelGraph
+    from weightkit.analysis.structure.graph import ModelGraph
     from weightkit.analysis.model_analysis import collect_entries
 
     model = _conv_model(keras, rng)

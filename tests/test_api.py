@@ -51,7 +51,7 @@ def test_each_package_lists_its_verbs_and_not_its_internals(package):
 
 @pytest.mark.parametrize("module, names", [
     ("weightkit.compress.merge.by_weights", {"carry_relation"}),
-    ("weightkit.compress.merge.data_fit", {"fold_into_rows"}),
+    ("weightkit.compress.merge.fitting.data_fit", {"fold_into_rows"}),
     ("weightkit.compress.decorrelate.penalty", {"kernel_rows"}),
 ])
 def test_internal_helpers_are_not_in_their_modules_all(module, names):
@@ -118,7 +118,7 @@ def test_analyze_activations_takes_a_dataset_an_array_or_a_spec(small, digits):
      "Expected a keras.Model or the path of a .keras or .h5 file, got int; pass the model itself or the file it "
      "was saved to."),
     (lambda model: __import__("weightkit.analysis").analysis.analyze_activations(model, {"x": np.zeros((4, 64))}),
-     "data: expected a weightkit.analysis.data.Dataset, an array of inputs (a list of arrays for a model with "
+     "data: expected a weightkit.analysis.data.datasets.Dataset, an array of inputs (a list of arrays for a model with "
      "several inputs) or a data specification (PATH.npz, PATH.csv, an image folder or sklearn:NAME), got dict."),
 ])
 def test_a_wrong_argument_type_is_one_clear_line(small, call, message):

@@ -104,7 +104,7 @@ def test_bad_model_file(capsys, corpus, tmp_path, case, command):
     path = models[case]
     argv = _command_argv(command, path, data["good"], str(tmp_path))
     if command in ("analyze", "report") and case in CODE_IN_FILE:
-        # Weight analysis reads only the file's data (weightkit.analysis.stored): the layer is listed, its code never runs.
+        # Weight analysis reads only the file's data (weightkit.analysis.files.stored): the layer is listed, its code never runs.
         status, out, err = run(capsys, argv)
         assert (status, err) == (0, ""), err
         listed = out if command == "analyze" else (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
@@ -252,8 +252,8 @@ def test_token_ids_outside_the_vocabulary(capsys, corpus, token_model, tmp_path,
 
 
 def test_token_ids_in_range_pass_the_check(corpus, token_model, keras):
-    from weightkit.analysis.data_checks import load_data_for_model
-    from weightkit.analysis.token_ids import embedding_vocabularies
+    from weightkit.analysis.data.checks import load_data_for_model
+    from weightkit.analysis.data.token_ids import embedding_vocabularies
 
     model = keras.models.load_model(token_model)
     assert embedding_vocabularies(model) == [[("words", 20)]]  # through the Dropout
@@ -323,7 +323,7 @@ _FAST_REFUSALS = """
 import json, sys, time
 from weightkit._common import run_cli
 from weightkit.cli import cli
-import weightkit.analysis.data, weightkit.analysis.io, weightkit.analysis.loading  # what every refusal needs
+import weightkit.analysis.data.datasets, weightkit.analysis.files.io, weightkit.analysis.files.loading  # what every refusal needs
 results = []
 for argv in json.loads(sys.argv[1]):
     start = time.perf_counter()
@@ -492,7 +492,7 @@ def test_resume_from_another_models_backup_is_one_line(capsys, keras, corpus, tm
     Keras warnings ('Skipping nested container ...', 'A total of 2 objects could not be loaded')."""
     from bad_inputs_corpus import N_CLASSES, N_FEATURES
 
-    from weightkit.analysis.work_folder import WorkFolder
+    from weightkit.analysis.files.work_folder import WorkFolder
 
     models, data = corpus
     output = str(tmp_path / "r.keras")

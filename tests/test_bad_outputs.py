@@ -243,7 +243,7 @@ def test_retrain_work_folder_that_is_not_its_own_is_refused(capsys, corpus, tmp_
 
 def test_a_second_retrain_to_the_same_output_is_one_line(capsys, corpus, tmp_path):
     """The first run holds the output's lock (flock: released by the kernel even on SIGKILL)."""
-    from weightkit.analysis.output_sets import output_lock
+    from weightkit.output_sets import output_lock
 
     models, data = corpus
     output = str(tmp_path / "r.keras")
@@ -325,7 +325,7 @@ def test_retrain_keeps_a_users_files_in_its_own_work_folder(capsys, corpus, tmp_
 
 
 def test_work_folder_removes_only_its_own_files(tmp_path):
-    from weightkit.analysis.work_folder import WorkFolder
+    from weightkit.analysis.files.work_folder import WorkFolder
 
     work = WorkFolder.beside(str(tmp_path / "small"), "shrink")
     work.start()
@@ -348,7 +348,7 @@ def test_work_folder_removes_only_its_own_files(tmp_path):
 def test_a_second_shrink_to_the_same_output_is_one_line_and_leaves_the_live_runs_checkpoints(capsys, corpus,
                                                                                              tmp_path):
     """A live run (it holds the lock) is never called interrupted, and --force cannot take its checkpoints."""
-    from weightkit.analysis.work_folder import output_lock
+    from weightkit.analysis.files.work_folder import output_lock
 
     models, data = corpus
     output = str(tmp_path / "small")
@@ -417,7 +417,7 @@ def test_report_into_a_link_to_a_folder_writes_into_its_target(capsys, corpus, t
 
 
 def test_force_replaces_an_output_folder_through_its_link(tmp_path):
-    from weightkit.analysis.io import atomic_directory
+    from weightkit.analysis.files.io import atomic_directory
 
     target = tmp_path / "runs" / "today"
     os.makedirs(target)

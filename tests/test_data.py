@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from weightkit.analysis.data import SKLEARN_DATASETS, Dataset, load_data
-from weightkit.analysis.data_checks import check_data_against_model, fit_to_model, load_data_for_model
+from weightkit.analysis.data.datasets import SKLEARN_DATASETS, Dataset, load_data
+from weightkit.analysis.data.checks import check_data_against_model, fit_to_model, load_data_for_model
 from weightkit.analysis.errors import WeightkitError
 
 
@@ -327,7 +327,7 @@ def test_matching_data_passes(models):
 
 
 def test_a_csv_over_the_size_limit_is_refused_unread(tmp_path):
-    from weightkit.analysis.limits import MAX_CSV_BYTES
+    from weightkit.analysis.files.limits import MAX_CSV_BYTES
 
     path = tmp_path / "huge.csv"
     with open(path, "wb") as handle:
@@ -423,7 +423,7 @@ def test_a_csv_too_wide_for_the_model_is_refused_from_its_header(models, tmp_pat
 
 def test_a_wide_csv_is_read_in_blocks_under_the_memory_budget(tmp_path, monkeypatch):
     """2,000 columns: each block holds what 32 MiB allows (2,097 rows), not 4,096 x columns up front."""
-    from weightkit.analysis import csv_data
+    from weightkit.analysis.data import csv_data
 
     shapes = []
     real_empty = np.empty
@@ -437,8 +437,8 @@ def test_a_wide_csv_is_read_in_blocks_under_the_memory_budget(tmp_path, monkeypa
 
 def test_token_ids_are_checked_against_every_embedding_they_reach(keras):
     """Directly, through a Reshape or a Concatenate of two inputs; the smallest vocabulary reached is named."""
-    from weightkit.analysis.inputs import as_inputs
-    from weightkit.analysis.token_ids import check_token_ids, embedding_vocabularies
+    from weightkit.analysis.data.inputs import as_inputs
+    from weightkit.analysis.data.token_ids import check_token_ids, embedding_vocabularies
 
     layers = keras.layers
     a, b = keras.Input((3,), dtype="int32", name="a"), keras.Input((2,), dtype="int32", name="b")

@@ -161,8 +161,8 @@ def test_quantize_killed_mid_run_leaves_no_output_folder_and_a_rerun_succeeds(ca
 # child process); the child runs the output set's own commit and kills itself after the first rename.
 _KILLED_BETWEEN_RENAMES = r"""
 import os, signal, sys
-import weightkit.analysis.output_sets as sets
-from weightkit.analysis.io import OUTPUT_MARKER
+import weightkit.output_sets as sets
+from weightkit.analysis.files.io import OUTPUT_MARKER
 output, work = sys.argv[1], sys.argv[2]
 stem = os.path.splitext(output)[0]
 os.makedirs(work)
@@ -209,7 +209,7 @@ def test_retrain_killed_between_renaming_its_outputs_is_completed_by_resume(caps
 
 
 def test_force_removes_only_what_the_killed_run_wrote(tmp_path):
-    from weightkit.analysis.output_sets import discard_set
+    from weightkit.output_sets import discard_set
 
     output, work = _killed_between_renames(tmp_path)
     output.write_bytes(b"the user's own model, saved over it since")
@@ -323,7 +323,7 @@ def _race(count, write):
 
 def _file_writer(path):
     """As merge, fold, analyze --json: check the output first, write it last (the writers take turns finishing)."""
-    from weightkit.analysis.io import atomic_write_bytes, check_output
+    from weightkit.analysis.files.io import atomic_write_bytes, check_output
 
     def write(i, ready, turn):
         check_output(path)
@@ -335,7 +335,7 @@ def _file_writer(path):
 
 def _folder_writer(path):
     """As report, quantize, shrink into an existing empty folder: the check is atomic_directory's own."""
-    from weightkit.analysis.io import atomic_directory
+    from weightkit.analysis.files.io import atomic_directory
 
     def write(i, ready, turn):
         held = False
@@ -354,8 +354,8 @@ def _folder_writer(path):
 
 def _set_writer(path):
     """As retrain: OUT.keras and OUT.json renamed together; a refused set takes back what it renamed."""
-    from weightkit.analysis.io import check_output
-    from weightkit.analysis.output_sets import OutputSet
+    from weightkit.analysis.files.io import check_output
+    from weightkit.output_sets import OutputSet
 
     stem = os.path.splitext(path)[0]
 

@@ -54,7 +54,7 @@ def test_top_inputs_of_the_planted_filter_are_the_planted_crosses(cross_model):
 
 
 def test_receptive_fields_through_valid_conv_pooling_and_same_conv(cross_model):
-    from weightkit.analysis.graph import ModelGraph
+    from weightkit.analysis.structure.graph import ModelGraph
 
     graph = ModelGraph(cross_model)
     fields = receptive_fields(graph)

@@ -1,4 +1,4 @@
-"""Linear chains: found in the graph (weightkit.analysis.linear_chains), folded into one layer (weightkit.compress.fold).
+"""Linear chains: found in the graph (weightkit.analysis.structure.linear_chains), folded into one layer (weightkit.compress.fold).
 
 Every model is saved and reloaded before use. Outputs are compared in float32 within 1e-5: the
 folded weights are computed in float64 and rounded once, so the only difference is the order of
@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from weightkit.analysis.linear_chains import LayerNode, conv_geometry, find_linear_chains
+from weightkit.analysis.structure.linear_chains import LayerNode, conv_geometry, find_linear_chains
 from weightkit.compress.fold import batchnorm_affine, fold_conv, fold_dense, fold_linear
 
 TOLERANCE = 1e-5

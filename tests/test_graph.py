@@ -5,7 +5,7 @@ import pytest
 from zoo import EXTRA_ZOO, ZOO, keras, load_zoo, zoo_inputs
 
 from weightkit.analysis.errors import WeightkitError
-from weightkit.analysis.graph import ModelGraph
+from weightkit.analysis.structure.graph import ModelGraph
 
 ALL = sorted(ZOO) + sorted(EXTRA_ZOO)
 L = keras.layers

@@ -5,7 +5,7 @@ import pytest
 from scipy.spatial.distance import squareform
 
 from weightkit.analysis import DEFAULT_THRESHOLDS, WeightkitError, find_groups, mad_matrix, pearson_matrix, removable_count
-from weightkit.analysis.groups import absolute_threshold, cluster_linkage, cluster_order, condensed_distance, distance_matrix
+from weightkit.analysis.numeric.groups import absolute_threshold, cluster_linkage, cluster_order, condensed_distance, distance_matrix
 
 
 def _symmetric(n, pairs, fill):
@@ -161,7 +161,7 @@ def test_non_square_matrix_is_refused():
 @pytest.mark.parametrize("fan_in, threshold", [(9, 0.9), (16, 0.8), (25, 0.7)])
 def test_expected_chance_pairs_matches_a_simulation_of_unrelated_rows(fan_in, threshold):
     from weightkit.analysis import pearson_matrix
-    from weightkit.analysis.groups import expected_chance_pairs
+    from weightkit.analysis.numeric.groups import expected_chance_pairs
 
     rng = np.random.default_rng(0)
     n, repeats = 64, 40
@@ -173,7 +173,7 @@ def test_expected_chance_pairs_matches_a_simulation_of_unrelated_rows(fan_in, th
 
 
 def test_long_rows_have_no_chance_pairs():
-    from weightkit.analysis.groups import expected_chance_pairs
+    from weightkit.analysis.numeric.groups import expected_chance_pairs
 
     assert expected_chance_pairs(256, 256) < 1e-50
     assert expected_chance_pairs(1, 9) == 0.0

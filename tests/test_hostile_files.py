@@ -113,7 +113,7 @@ def test_a_dense_60000_with_no_weights_stored_is_refused_before_keras_builds_it(
     out.mkdir()
     _check(["analyze", path, "--json", out / "a.json"], str(path))
     from weightkit.analysis.errors import WeightkitError
-    from weightkit.analysis.loading import read_model_config
+    from weightkit.analysis.files.loading import read_model_config
 
     with pytest.raises(WeightkitError) as info:
         read_model_config(str(path))
@@ -240,7 +240,7 @@ def _h5(path, build):
 
 def test_a_second_link_to_a_group_and_deep_nesting_are_refused(tmp_path):
     from weightkit.analysis.errors import WeightkitError
-    from weightkit.analysis.hdf5 import MAX_H5_DEPTH, open_h5
+    from weightkit.analysis.files.hdf5 import MAX_H5_DEPTH, open_h5
 
     def alias(handle):
         handle["copy"] = handle["layers/dense"]
@@ -267,7 +267,7 @@ def test_what_keras_writes_passes_the_check(keras, tmp_path):
     """A .keras's weights, a legacy .h5 and a save_weights file of a nested recurrent model hold only themselves."""
     import zipfile
 
-    from weightkit.analysis.hdf5 import open_h5
+    from weightkit.analysis.files.hdf5 import open_h5
 
     inner = keras.Sequential([keras.Input((4, 3)), keras.layers.Bidirectional(keras.layers.LSTM(2))], name="inner")
     inputs = keras.Input((4, 3))

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from weightkit.analysis.layers import LAYERS, MERGE_STEPS, neuron_rows, registered_name, spec_for, supported_layer_types
+from weightkit.analysis.kinds.layers import LAYERS, MERGE_STEPS, neuron_rows, registered_name, spec_for, supported_layer_types
 from weightkit.analysis.rows import layer_neuron_rows
 from weightkit.reports.support_matrix import support_matrix_markdown
 
@@ -117,7 +117,7 @@ def test_a_subclass_uses_its_parents_entry_and_a_namesake_matches_nothing(keras)
 
 def test_registry_module_imports_without_keras():
     # The file reader of weight analysis needs the table and the row functions without TensorFlow.
-    code = ("import sys; import weightkit.analysis.layers as L; import numpy as np; "
+    code = ("import sys; import weightkit.analysis.kinds.layers as L; import numpy as np; "
             "rows = L.neuron_rows('Dense', {}, {'kernel': np.ones((3, 2)), 'bias': np.zeros(2)}); "
             "assert rows[0][1].shape == (2, 3); "
             "assert not any(m.startswith(('keras', 'tensorflow')) for m in sys.modules), 'keras imported'")

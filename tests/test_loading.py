@@ -362,7 +362,7 @@ def test_a_keras2_lstm_sequential_loads_with_notes_and_computes_the_same(keras, 
     x = np.random.default_rng(0).normal(size=(6, 5, 3)).astype(np.float32)
     np.testing.assert_array_equal(loaded.model.predict(x, verbose=0), model.predict(x, verbose=0))
     assert open(legacy, "rb").read() == before  # the input is only read
-    from weightkit.analysis.graph import ModelGraph
+    from weightkit.analysis.structure.graph import ModelGraph
 
     assert [len(ModelGraph(loaded.model).nodes_of(layer)) for layer in loaded.model.layers] == [1, 1]
 

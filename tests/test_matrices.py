@@ -17,7 +17,7 @@ from hypothesis.extra.numpy import arrays
 from scipy.spatial.distance import cdist
 
 from weightkit.analysis import WeightkitError, mad_matrix, pearson_matrix
-from weightkit.analysis.matrices import DEFAULT_MEMORY_BUDGET, _mad_matrix_blocked, _mad_matrix_numba, mad_backend
+from weightkit.analysis.numeric.matrices import DEFAULT_MEMORY_BUDGET, _mad_matrix_blocked, _mad_matrix_numba, mad_backend
 from weightkit._common import run_cli
 from weightkit.cli import cli
 
@@ -98,7 +98,7 @@ def test_blocked_fallback_is_exact_for_any_block_size(memory_budget, rng):
 def test_kernel_layouts_and_thread_counts_agree(layout, shape, rng, monkeypatch):
     # Small inputs go four rows at a time; SMALL_BYTES = 0 sends them through the cache-tiled
     # groups used for large layers (group and tile edges: 130 and 200 are not multiples of 64).
-    from weightkit.analysis import _mad_kernel
+    from weightkit.analysis.numeric import _mad_kernel
 
     monkeypatch.setattr(_mad_kernel, "SERIAL_WORK", 0)  # threads even for these small inputs
     if layout == "tiled groups":

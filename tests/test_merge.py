@@ -209,7 +209,7 @@ def test_residual_block_merges_as_one_group_and_output_layer_is_left_alone(keras
     z = keras.layers.Add(name="add")([x, y])
     model = keras.Model(inputs, keras.layers.Dense(3, name="head")(z))
     from weightkit.compress.merge import merge_redundant
-    from weightkit.compress.merge.groups import plan_groups
+    from weightkit.compress.merge.planning.groups import plan_groups
 
     plan = plan_groups(model)
     assert [(g.producers, g.n) for g in plan.groups] == [(["trunk", "branch"], 8)]
@@ -255,7 +255,7 @@ def test_ratio_removes_exactly_the_requested_number(trained_mlp, ratio):
 
 def test_merging_trained_mlp_keeps_accuracy_close(trained_mlp, digits):
     from weightkit.compress.merge import merge_redundant
-    from weightkit.compress.merge.report import compare_models
+    from weightkit.compress.merge.reporting.report import compare_models
 
     model, accuracy = trained_mlp
     # A fixed budget: how many r >= 0.9 groups a 15-epoch training leaves varies from run to run
@@ -270,7 +270,7 @@ def test_merging_trained_mlp_keeps_accuracy_close(trained_mlp, digits):
 def test_pruning_relation_and_unknown_layer(keras, trained_mlp):
     from weightkit.analysis.errors import WeightkitError
     from weightkit.compress.merge.by_weights import apply_relations, merge_redundant
-    from weightkit.compress.merge.math import Relation
+    from weightkit.compress.merge.applying.math import Relation
 
     model, _ = trained_mlp
     pruned = apply_relations(model, {"hidden1": Relation.prune(64, [0, 5, 9])})

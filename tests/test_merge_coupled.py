@@ -184,7 +184,7 @@ def test_nothing_mergeable_exits_2_without_writing(keras, tmp_path, capsys):
 
 
 def test_group_fit_removes_the_channel_rebuilt_at_every_tensor():
-    from weightkit.compress.merge.group_fit import plan_group_fit
+    from weightkit.compress.merge.fitting.group_fit import plan_group_fit
 
     rng = np.random.default_rng(3)
     units = []

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from weightkit.analysis.errors import WeightkitError
-from weightkit.compress.merge.data_fit import DataMergePlan, fold_into_rows, plan_data_merge
+from weightkit.compress.merge.fitting.data_fit import DataMergePlan, fold_into_rows, plan_data_merge
 
 
 def _relu_layer(rng, n_samples=400, n_inputs=12, n_neurons=10):

@@ -67,7 +67,7 @@ def test_dead_neurons_removed_with_outputs_unchanged(capsys, tmp_path, keras, pl
 
 def test_calibration_and_evaluation_data_are_disjoint(capsys, tmp_path, monkeypatch, planted):
     import weightkit.compress.merge.by_data as merge_data_model
-    import weightkit.compress.merge.report as merge_report
+    import weightkit.compress.merge.reporting.report as merge_report
 
     seen = {}
     real_collect, real_compare = merge_data_model.collect_layer_outputs, merge_report.compare_models

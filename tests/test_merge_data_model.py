@@ -5,7 +5,7 @@ import pytest
 
 from weightkit.analysis.errors import WeightkitError
 from weightkit.compress.merge.by_data import consumer_weights, merge_by_data
-from weightkit.compress.merge.plan import find_merge_sites
+from weightkit.compress.merge.planning.plan import find_merge_sites
 
 # Outputs of a merge that only removes dead or exactly dependent neurons must not move: float32
 # rounding of the folded weights is about 1e-6 of the outputs here.

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from weightkit.compress.merge.math import (
+from weightkit.compress.merge.applying.math import (
     Merge,
     Relation,
     choose_keeper,

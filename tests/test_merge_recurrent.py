@@ -94,7 +94,7 @@ def test_masked_gru_folds_into_a_time_distributed_head(keras, tmp_path):
 
 
 def test_recurrent_layers_left_alone_say_why(keras):
-    from weightkit.analysis.graph import ModelGraph
+    from weightkit.analysis.structure.graph import ModelGraph
     from weightkit.compress.merge.recurrent import recurrent_site
 
     L = keras.layers

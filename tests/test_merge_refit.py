@@ -6,8 +6,8 @@ Every model is tiny, seeded, and saved and reloaded before merging.
 import numpy as np
 import pytest
 
-from weightkit.compress.merge.group_fit import plan_group_fit
-from weightkit.compress.merge.refit_fit import choose_refit_map, fit_refit_map, refit_selection
+from weightkit.compress.merge.fitting.group_fit import plan_group_fit
+from weightkit.compress.merge.fitting.refit_fit import choose_refit_map, fit_refit_map, refit_selection
 from tests.zoo import reloaded, scaled_weights
 
 # Outputs of order 1; an exact merge changes them by float32 rounding only.

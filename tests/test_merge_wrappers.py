@@ -160,7 +160,7 @@ def test_a_recurrent_unit_folds_into_a_conv1d_and_a_bidirectional_consumer(keras
 
 
 def test_bidirectional_layers_left_alone_say_why(keras):
-    from weightkit.analysis.graph import ModelGraph
+    from weightkit.analysis.structure.graph import ModelGraph
     from weightkit.compress.merge.recurrent import recurrent_site
 
     L = keras.layers

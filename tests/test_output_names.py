@@ -14,7 +14,7 @@ import pytest
 from bad_inputs_corpus import run
 
 from weightkit.analysis.errors import WeightkitError
-from weightkit.analysis.io import _HOST, OUTPUT_MARKER, atomic_directory, atomic_path, atomic_write_text, is_weightkit_output
+from weightkit.analysis.files.io import _HOST, OUTPUT_MARKER, atomic_directory, atomic_path, atomic_write_text, is_weightkit_output
 
 
 def _dead_pid():

@@ -7,7 +7,7 @@ import pytest
 
 
 def test_log_lines_come_at_least_every_interval_and_never_right_after_a_step():
-    from weightkit.reports.quantize_progress import LogProgress
+    from weightkit.console.quantize_progress import LogProgress
 
     stamps = []
     with LogProgress(lambda line: stamps.append((time.monotonic(), line)), interval=0.2) as progress:

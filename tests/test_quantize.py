@@ -142,7 +142,7 @@ def test_an_op_without_integer_quantization_fails_only_the_integer_modes(elu_rep
 
 
 def test_regression_model_reports_mae(keras):
-    from weightkit.analysis.data import load_data
+    from weightkit.analysis.data.datasets import load_data
     from weightkit.compress.quantize import keras_source, quantize_model
 
     data = load_data("sklearn:diabetes", seed=0)
@@ -166,7 +166,7 @@ def test_regression_model_reports_mae(keras):
 
 
 def test_binary_classifier_agreement_is_the_same_side_of_the_threshold(keras):
-    from weightkit.analysis.data_checks import load_data_for_model
+    from weightkit.analysis.data.checks import load_data_for_model
     from weightkit.compress.quantize import keras_source, quantize_model
 
     keras.utils.set_random_seed(0)

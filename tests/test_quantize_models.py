@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from weightkit.analysis.data import Dataset
+from weightkit.analysis.data.datasets import Dataset
 from tests.zoo import reloaded, sequence_task
 
 FAST = {"latency_repeats": 2, "throughput_repeats": 1, "calibration_samples": 50}
@@ -157,7 +157,7 @@ def test_random_inputs_follow_a_leading_rescaling(keras):
 def test_log_progress_writes_a_line_per_step_and_while_a_step_runs():
     import time
 
-    from weightkit.reports.quantize_progress import LogProgress
+    from weightkit.console.quantize_progress import LogProgress
 
     lines = []
     with LogProgress(lines.append, interval=0.05) as progress:

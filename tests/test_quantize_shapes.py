@@ -94,7 +94,7 @@ def test_without_data_a_variable_size_input_is_refused_naming_it_and_data(variab
 def test_int16x8_of_an_embedding_model_keeps_the_token_ids_int32(keras, tmp_path_factory):
     from ai_edge_litert.interpreter import Interpreter
 
-    from weightkit.analysis.data import Dataset
+    from weightkit.analysis.data.datasets import Dataset
     from weightkit.compress.quantize import keras_source, quantize_model
 
     rng = np.random.default_rng(1)  # class 1 when token 3 occurs: trained, so agreement is not decided by near-ties

@@ -11,7 +11,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from weightkit.analysis.data import Dataset
+from weightkit.analysis.data.datasets import Dataset
 from weightkit.analysis.errors import WeightkitError
 
 
@@ -132,7 +132,7 @@ def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
         tf = import_tensorflow()
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from weightkit.analysis.data import load_data
+        from weightkit.analysis.data.datasets import load_data
         from weightkit.demo.examples import build_wide_mlp
         from weightkit.compress import retrain
         model = build_wide_mlp((16,), weight_decay=0)
@@ -185,7 +185,7 @@ def test_cli_writes_model_json_and_plot_and_leaves_the_input_alone(keras, mlp_pa
         assert "weightkit" not in archive.read("config.json").decode()
     # The saved model is the trained one: it scores the held-out accuracy the JSON reports (the same
     # seeded split of digits), which neither the input model nor a broken save would.
-    from weightkit.analysis.data import load_data
+    from weightkit.analysis.data.datasets import load_data
 
     digits = load_data("sklearn:digits", seed=0)
     reloaded = load_model(out).model
@@ -284,7 +284,7 @@ def test_console_script_help_is_fast_and_clean():
 
 
 def test_regression_reports_mean_absolute_error(keras):
-    from weightkit.analysis.data import load_data
+    from weightkit.analysis.data.datasets import load_data
     from weightkit.compress.decorrelate import retrain
 
     keras.utils.set_random_seed(0)

@@ -24,11 +24,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 
-from weightkit.analysis.data import load_data
-from weightkit.analysis.data_checks import check_data_against_model, fit_to_model
+from weightkit.analysis.data.datasets import load_data
+from weightkit.analysis.data.checks import check_data_against_model, fit_to_model
 from weightkit.analysis.errors import WeightkitError
-from weightkit.analysis.groups import find_groups
-from weightkit.analysis.matrices import mad_matrix, pearson_matrix
+from weightkit.analysis.numeric.groups import find_groups
+from weightkit.analysis.numeric.matrices import mad_matrix, pearson_matrix
 from weightkit._common import run_cli
 from weightkit.cli import cli
 
@@ -90,7 +90,7 @@ def test_no_code_from_the_model_file_runs_without_unsafe(capsys, trap, tmp_path,
     paths, marker = trap
     status, out, err = run(capsys, _argv(command, paths[fmt], tmp_path))
     if command in ("analyze", "report"):
-        # Weight analysis reads the file's data only (weightkit.analysis.stored): the Lambda is listed, never run.
+        # Weight analysis reads the file's data only (weightkit.analysis.files.stored): the Lambda is listed, never run.
         assert (status, err) == (0, "")
         skipped = "Lambda layer: its code is stored in the file and is not run (weight analysis reads only data)"
         if command == "analyze":
@@ -124,7 +124,7 @@ def test_analyze_with_data_loads_the_model_and_refuses_its_code(capsys, trap, tm
 def test_safe_mode_matches_the_whole_identity_not_the_registered_name(keras, tmp_path, module, class_name,
                                                                        registered):
     """A file can claim any registered name: module, class and name must all be what was registered."""
-    from weightkit.analysis.loading import load_model
+    from weightkit.analysis.files.loading import load_model
 
     inputs = keras.Input((4,))
     keras.Model(inputs, keras.layers.Dense(3, name="hidden")(inputs)).save(tmp_path / "plain.keras")
@@ -147,7 +147,7 @@ def test_safe_mode_matches_the_whole_identity_not_the_registered_name(keras, tmp
 
 
 def test_weightkits_own_regularizer_still_loads_in_safe_mode(keras, tmp_path):
-    from weightkit.analysis.loading import load_model
+    from weightkit.analysis.files.loading import load_model
     from weightkit.compress.decorrelate.penalty import DecorrelationRegularizer
 
     inputs = keras.Input((4,))

@@ -1,7 +1,7 @@
-"""Weight analysis straight from the file (weightkit.analysis.stored): the Keras path's JSON, byte for byte, without Keras.
+"""Weight analysis straight from the file (weightkit.analysis.files.stored): the Keras path's JSON, byte for byte, without Keras.
 
 Every zoo form and Keras 2-style ``.h5`` files are analyzed both ways: loaded with Keras
-(:func:`weightkit.analysis.load_model`) and read as data (:func:`weightkit.analysis.stored.open_stored`); the JSON
+(:func:`weightkit.analysis.load_model`) and read as data (:func:`weightkit.analysis.files.stored.open_stored`); the JSON
 documents must be equal as text. A subprocess checks that ``analyze`` and ``report`` without
 ``--data`` never import TensorFlow or Keras.
 """
@@ -18,9 +18,9 @@ import pytest
 from zoo import EXTRA_ZOO, ZOO, load_zoo, zoo_path
 
 from weightkit.analysis.errors import WeightkitError
-from weightkit.analysis.loading import load_model
+from weightkit.analysis.files.loading import load_model
 from weightkit.analysis.model_analysis import analyze_model
-from weightkit.analysis.stored import StoredModel, open_stored
+from weightkit.analysis.files.stored import StoredModel, open_stored
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 

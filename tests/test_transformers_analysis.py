@@ -13,7 +13,7 @@ import pytest
 from tests import zoo, zoo_transformers
 from weightkit.analysis.kinds.einsum import einsum_axes, einsum_rows
 from weightkit.analysis.model_analysis import analyze_model
-from weightkit.analysis.stored import open_stored
+from weightkit.analysis.files.stored import open_stored
 
 keras = zoo.keras
 

@@ -15,7 +15,7 @@ import pytest
 
 from weightkit._common import run_cli
 from weightkit.analysis.errors import WeightkitError
-from weightkit.analysis.loading import load_model
+from weightkit.analysis.files.loading import load_model
 from weightkit.cli import cli
 
 LENGTH, VOCAB = 6, 12
@@ -111,7 +111,7 @@ def test_without_keras_hub_installed_the_refusal_names_the_package(hub_files, mo
 
 def test_keras_hub_is_imported_only_for_a_model_that_names_it(hub_files):
     """A fresh process: loading a plain model leaves keras_hub unimported; a keras-hub model imports it."""
-    script = ("import sys; from weightkit.analysis.loading import load_model; "
+    script = ("import sys; from weightkit.analysis.files.loading import load_model; "
               f"load_model({str(hub_files['plain'])!r}); print('keras_hub' in sys.modules); "
               f"load_model({str(hub_files['hub'])!r}); print('keras_hub' in sys.modules)")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from zoo import ZOO, load_zoo, zoo_inputs, zoo_path
 
-from weightkit.analysis.data_checks import output_activations
-from weightkit.analysis.graph import ModelGraph
+from weightkit.analysis.data.checks import output_activations
+from weightkit.analysis.structure.graph import ModelGraph
 from weightkit._common import run_cli
 from weightkit.cli import cli
 

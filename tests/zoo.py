@@ -65,7 +65,7 @@ def sequence_task(steps, n=400, n_train=300, seed=0):
     Class 1 when the first feature's second half sums above its first half: a recurrent layer
     learns it in a few epochs, so agreement with Keras after quantization means something.
     """
-    from weightkit.analysis.data import Dataset
+    from weightkit.analysis.data.datasets import Dataset
 
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, steps, 2)).astype("float32")

@@ -48,7 +48,7 @@ def digits_images():
     """scikit-learn's digits as ``Dataset`` of (n, 8, 8, 1) float32 images in [0, 1], 1,437 / 360 split."""
     from sklearn.datasets import load_digits
 
-    from weightkit.analysis.data import Dataset
+    from weightkit.analysis.data.datasets import Dataset
 
     digits = load_digits()
     x = (digits.images / 16.0).astype("float32")[..., None]
@@ -63,7 +63,7 @@ def order_task(length=12, vocab=VOCAB, n=1200, n_train=900, seed=0):
 
     A bag of tokens cannot tell the order: the model has to attend across positions.
     """
-    from weightkit.analysis.data import Dataset
+    from weightkit.analysis.data.datasets import Dataset
 
     rng = np.random.default_rng(seed)
     x = rng.integers(3, vocab, size=(n, length)).astype("int32")
@@ -148,7 +148,7 @@ def hub_gemma(directory, epochs=4):
 
 def gemma_task():
     """:func:`order_task` for :func:`hub_gemma`: inputs ``[token_ids, padding_mask]`` (the mask all ones)."""
-    from weightkit.analysis.data import Dataset
+    from weightkit.analysis.data.datasets import Dataset
 
     data = order_task()
     both = [[x, np.ones_like(x)] for x in (data.x_train, data.x_test)]

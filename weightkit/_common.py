@@ -101,10 +101,10 @@ def load_model_or_exit(path, *, unsafe=False, compile=True, finite=False):
     """Load a model through :func:`weightkit.analysis.load_model`, printing its notes.
 
     A model without any weights is refused; with ``finite`` (commands that write a model from it)
-    so is one with a NaN or Inf weight (see :func:`weightkit.analysis.loading.check_model_weights`).
+    so is one with a NaN or Inf weight (see :func:`weightkit.analysis.files.loading.check_model_weights`).
     """
     from weightkit.analysis import load_model
-    from weightkit.analysis.loading import check_model_weights
+    from weightkit.analysis.files.loading import check_model_weights
 
     if unsafe:
         click.echo("weightkit: warning: --unsafe: code stored in the model file may run while loading.",
@@ -123,10 +123,10 @@ def no_space_message(error):
     """``"PATH: no space left on device"`` when ``error`` (or what caused it) is a full disk, else None.
 
     Recognises ``OSError`` with ENOSPC / EDQUOT / EFBIG (a file-size limit), and the HDF5 and
-    TensorFlow errors that carry only the text (``errno = 28``): :func:`weightkit.analysis.io.full_disk_error`.
+    TensorFlow errors that carry only the text (``errno = 28``): :func:`weightkit.analysis.files.io.full_disk_error`.
     A weightkit temporary (``.NAME.HOST-PID-RANDOM.part``) is named by its output.
     """
-    from weightkit.analysis.io import full_disk_error
+    from weightkit.analysis.files.io import full_disk_error
 
     error, code = full_disk_error(error)
     if code is None:
@@ -187,13 +187,13 @@ class progress_reporter:
 def progress_lines(description, interval=10.0):
     """A live bar on a terminal; plain log lines when stderr is not one (a log file, CI).
 
-    The lines (:class:`weightkit.reports.quantize_progress.LogProgress`): one when a step starts and
+    The lines (:class:`weightkit.console.quantize_progress.LogProgress`): one when a step starts and
     one every ``interval`` seconds while it runs, so a long step never leaves a log silent. Nothing
     with ``--quiet``.
     """
     if sys.stderr.isatty():
         return progress_reporter(description)
-    from weightkit.reports.quantize_progress import LogProgress
+    from weightkit.console.quantize_progress import LogProgress
 
     return LogProgress(note, interval=interval)
 

@@ -139,12 +139,12 @@ def precheck(params):
 
     model = params.get("model")
     if isinstance(model, str):
-        from weightkit.analysis.loading import check_model_path
+        from weightkit.analysis.files.loading import check_model_path
 
         check_model_path(model)
     data = params.get("data")
     if isinstance(data, str):
-        from weightkit.analysis.data import check_data_spec
+        from weightkit.analysis.data.datasets import check_data_spec
 
         check_data_spec(data)
     for name, (option, closed, what) in _SHARES.items():

@@ -54,11 +54,11 @@ from weightkit.analysis.activations.stats import (
     DEFAULT_DEAD_TOLERANCE,
     layer_activations,
 )
-from weightkit.analysis.batches import n_samples
+from weightkit.analysis.data.batches import n_samples
 from weightkit.analysis.errors import WeightkitError
-from weightkit.analysis.groups import DEFAULT_THRESHOLDS, absolute_threshold
-from weightkit.analysis.inputs import as_inputs, as_model
-from weightkit.analysis.matrices import DEFAULT_MEMORY_BUDGET
+from weightkit.analysis.numeric.groups import DEFAULT_THRESHOLDS, absolute_threshold
+from weightkit.analysis.data.inputs import as_inputs, as_model
+from weightkit.analysis.numeric.matrices import DEFAULT_MEMORY_BUDGET
 from weightkit.analysis.results import SkippedLayer
 
 __all__ = ["analyze_activations", "attach_activations"]
@@ -76,7 +76,7 @@ def analyze_activations(model, data, *, layers=None, samples=DEFAULT_SAMPLES, se
         A path is loaded with :func:`weightkit.analysis.load_model` (safe mode unless ``unsafe``).
     data : Dataset, ndarray of shape (n_inputs, *input_shape), str or os.PathLike
         The inputs: a dataset's training split, an array, or a data specification loaded for
-        the model (see :mod:`weightkit.analysis.inputs`).
+        the model (see :mod:`weightkit.analysis.data.inputs`).
     layers : list of str, default=None
     samples : int, default=1000
     seed : int, default=0

@@ -16,12 +16,12 @@ import numpy as np
 
 from weightkit.analysis.activations.heads import collect_heads
 from weightkit.analysis.activations.results import ActivationSample
-from weightkit.analysis.batches import as_batches, n_samples, rows, take
+from weightkit.analysis.data.batches import as_batches, n_samples, rows, take
 from weightkit.analysis.errors import WeightkitError
-from weightkit.analysis.graph import ModelGraph
-from weightkit.analysis.layers import spec_for
-from weightkit.analysis.loading import walk_layers
-from weightkit.analysis.matrices import DEFAULT_MEMORY_BUDGET
+from weightkit.analysis.structure.graph import ModelGraph
+from weightkit.analysis.kinds.layers import spec_for
+from weightkit.analysis.files.loading import walk_layers
+from weightkit.analysis.numeric.matrices import DEFAULT_MEMORY_BUDGET
 from weightkit.analysis.model_analysis import collect_entries
 from weightkit.analysis.results import SkippedLayer
 
@@ -74,7 +74,7 @@ class _Probe:
     layer_name: str
     type: str
     neurons: int
-    tensors: list  # flat tensor ids (weightkit.analysis.graph): the layer's output at each call site
+    tensors: list  # flat tensor ids (weightkit.analysis.structure.graph): the layer's output at each call site
     channel_axis: int
     shape: tuple  # the output's static shape, batch axis included
     state: bool = False  # a recurrent layer's output beside its gate entries (ActivationSample.state)
@@ -328,7 +328,7 @@ def collect_activations(model, x, *, layers=None, samples=DEFAULT_SAMPLES, seed=
     model : keras.Model
         A functional or Sequential model with one input.
     x : ndarray of shape (n_inputs, *input_shape)
-        Inputs (already shaped for the model; see :func:`weightkit.analysis.data.fit_to_model`).
+        Inputs (already shaped for the model; see :func:`weightkit.analysis.data.datasets.fit_to_model`).
     layers : list of str, default=None
         Only these layer or entry names (as ``--layers``).
     samples : int, default=1000

@@ -22,8 +22,8 @@ import itertools
 import numpy as np
 
 from weightkit.analysis.activations.results import ActivationSample
-from weightkit.analysis.batches import n_samples, rows, take
-from weightkit.analysis.layers import spec_for
+from weightkit.analysis.data.batches import n_samples, rows, take
+from weightkit.analysis.kinds.layers import spec_for
 from weightkit.analysis.results import SkippedLayer
 
 __all__ = ["UNIFORM_RATIO", "SILENT_RATIO", "attention_heads", "collect_heads"]
@@ -141,7 +141,7 @@ def collect_heads(graph, x, names, chosen_indices, batch_size=64, progress=None)
 
     Parameters
     ----------
-    graph : weightkit.analysis.graph.ModelGraph
+    graph : weightkit.analysis.structure.graph.ModelGraph
     x : ndarray or list of ndarray
         The model's inputs.
     names : dict of str to keras.layers.Layer

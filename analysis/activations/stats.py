@@ -9,8 +9,8 @@ these names.
 import numpy as np
 
 from weightkit.analysis.activations.results import LayerActivations
-from weightkit.analysis.groups import absolute_threshold, cluster_linkage, cluster_order, find_groups, removable_count
-from weightkit.analysis.matrices import DEFAULT_MEMORY_BUDGET, _mad_matrix, _pearson_matrix
+from weightkit.analysis.numeric.groups import absolute_threshold, cluster_linkage, cluster_order, find_groups, removable_count
+from weightkit.analysis.numeric.matrices import DEFAULT_MEMORY_BUDGET, _mad_matrix, _pearson_matrix
 from weightkit.analysis.results import LayerMatrices, SkippedLayer
 
 __all__ = ["DEFAULT_DEAD_TOLERANCE", "analyze_activation_matrix", "dead_neurons", "layer_activations"]

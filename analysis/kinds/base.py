@@ -14,7 +14,7 @@ from weightkit.analysis._tf import import_keras
 
 __all__ = ["GENERIC_SKIP", "MERGE_STEPS", "Kernel", "LayerKind", "channels_last", "grouped"]
 
-#: What a merge walk does with a layer between a producer and its consumers (weightkit.compress.merge.plan):
+#: What a merge walk does with a layer between a producer and its consumers (weightkit.compress.merge.planning.plan):
 #: ``identity`` passes values unchanged (dropout, noise); ``affine`` is a per-channel scale and
 #: shift (BatchNormalization); ``activation`` is an element-wise function; ``max`` picks one of
 #: several values (max pooling); ``linear`` mixes positions, never channels (average pooling,
@@ -230,7 +230,7 @@ class LayerKind:
 
     def input_layout(self, after_flatten):
         """How the layer's input rows index a producer's channels: ``dense``, ``flatten`` (a Dense after a
-        Flatten), ``conv`` or ``separable`` (see :func:`weightkit.compress.merge.math.fold_into_kernel`)."""
+        Flatten), ``conv`` or ``separable`` (see :func:`weightkit.compress.merge.applying.math.fold_into_kernel`)."""
         return "conv"
 
     def consumer_problem(self, layer, after_flatten):
@@ -266,7 +266,7 @@ class LayerKind:
 
     def input_kernels(self, layer, prefix=""):
         """``[(kernel key, bias key, bias row)]`` of the kernels whose rows are its input channels, in
-        :class:`weightkit.compress.merge.rebuild.WeightState`'s keys (bias row 0: a two-row GRU bias)."""
+        :class:`weightkit.compress.merge.applying.rebuild.WeightState`'s keys (bias row 0: a two-row GRU bias)."""
         return [(f"{prefix}kernel", f"{prefix}bias", None)]
 
     def input_kernel_variables(self, layer):
@@ -292,7 +292,7 @@ class LayerKind:
         """Its kernel as one ``(..., fan_in, n_outputs)`` float64 array (a SeparableConv: the composite filter)."""
         return np.asarray(arrays[self.output_kernel], dtype=np.float64)
 
-    #: A linear chain (:mod:`weightkit.analysis.linear_chains`): the family its weighted members share
+    #: A linear chain (:mod:`weightkit.analysis.structure.linear_chains`): the family its weighted members share
     #: (``dense``, ``conv2d``...), or None for a layer that is no weighted member.
     chain_family = None
     #: Whether its kernel slides over positions (a convolution): padding then matters.

@@ -35,7 +35,7 @@ class ConvKind(LayerKind):
                 and len(weight_shapes) in (1, 2))
 
     def chain_params(self, configs, first_shape, units, bias):
-        from weightkit.analysis.linear_chains import conv_geometry
+        from weightkit.analysis.structure.linear_chains import conv_geometry
 
         kernel_size, _, _, _ = conv_geometry(configs)
         return math.prod(kernel_size) * first_shape[-2] * units + (units if bias else 0)

@@ -77,7 +77,7 @@ class RecurrentKind(LayerKind):
     def entries_text(self):
         return "one per unit" if self.gates == (None,) else "one per gate: " + ", ".join(self.gates)
 
-    def merge_support(self):  # compress/merge/recurrent.py; as a consumer: compress/merge/input_rows.py
+    def merge_support(self):  # compress/merge/recurrent.py; as a consumer: compress/merge/applying/input_rows.py
         return "its units by data (`--mode data`), leaving every gate; absorbs a merged layer in every gate's inputs"
 
 

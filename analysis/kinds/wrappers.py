@@ -193,7 +193,7 @@ class TimeDistributedKind(LayerKind):
     def entries_text(self):
         return "the wrapped layer's"
 
-    def merge_support(self):  # compress/merge/consumers.py
+    def merge_support(self):  # compress/merge/planning/consumers.py
         return "yes, a wrapped Dense or Conv"
 
 

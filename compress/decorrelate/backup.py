@@ -17,7 +17,7 @@ import warnings
 
 from weightkit.analysis._tf import import_keras
 from weightkit.analysis.errors import WeightkitError
-from weightkit.analysis.hdf5 import open_h5
+from weightkit.analysis.files.hdf5 import open_h5
 
 __all__ = ["AtomicBackupAndRestore"]
 
@@ -42,7 +42,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         super().__init__(backup_dir, delete_checkpoint=False, double_checkpoint=False)
 
     def _load_model(self):
-        """Keras' restore, after the backup is checked to hold its own weights (see :mod:`weightkit.analysis.hdf5`).
+        """Keras' restore, after the backup is checked to hold its own weights (see :mod:`weightkit.analysis.files.hdf5`).
 
         A backup is a file on disk that anyone with access to the work folder can replace; ``--resume``
         must not read other files through it.

@@ -1,7 +1,7 @@
 """Put the decorrelation regularizer on the kernels of a built (loaded) model, and take it off.
 
 Which kernels of a layer the penalty sees, on which object and in which axis layout, is the
-layer registry's word (:attr:`weightkit.analysis.layers.LayerSpec.kernels`). On a built layer
+layer registry's word (:attr:`weightkit.analysis.kinds.layers.LayerSpec.kernels`). On a built layer
 Keras reads the loss from the *variable's* ``regularizer`` and the saved configuration from the
 *layer's* ``*_regularizer`` attribute, so both are set; a regularizer the layer already had (an
 L2 weight decay) is kept and summed with ours.
@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 from weightkit.analysis._tf import import_keras
 from weightkit.analysis.errors import WeightkitError
-from weightkit.analysis.graph import ModelGraph
+from weightkit.analysis.structure.graph import ModelGraph
 from weightkit.analysis.kinds.registry import kind_for
-from weightkit.analysis.loading import walk_layers
+from weightkit.analysis.files.loading import walk_layers
 from weightkit.analysis.selection import check_layer_names, is_chosen
 from weightkit.compress.decorrelate.penalty import DecorrelationRegularizer
 

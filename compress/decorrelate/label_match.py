@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 
 from weightkit.analysis.errors import WeightkitError
-from weightkit.analysis.graph import ModelGraph
+from weightkit.analysis.structure.graph import ModelGraph
 
 __all__ = ["loss_kind", "match_labels_to_loss"]
 
@@ -87,7 +87,7 @@ def match_labels_to_loss(model, dataset, loss):
     Parameters
     ----------
     model : keras.Model
-    dataset : weightkit.analysis.data.Dataset
+    dataset : weightkit.analysis.data.datasets.Dataset
         Labelled, arranged for the model (one label array per output, or one array).
     loss : str, keras.losses.Loss, callable, list or dict
         What ``fit`` will train with: one loss, one per output, or one per output name.

@@ -10,7 +10,7 @@ import numpy as np
 from weightkit.analysis import find_groups, layer_neuron_rows, pearson_matrix
 from weightkit.analysis._tf import import_keras
 from weightkit.analysis.errors import WeightkitError
-from weightkit.analysis.loading import walk_layers
+from weightkit.analysis.files.loading import walk_layers
 from weightkit.analysis.selection import is_chosen
 
 __all__ = ["RedundancyMonitor", "redundancy_summary", "monitored_entries", "log_key"]

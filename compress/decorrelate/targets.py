@@ -9,9 +9,9 @@ outputs with positions (a mask per pixel, a sequence per step).
 import numpy as np
 
 from weightkit.analysis._tf import import_keras
-from weightkit.analysis.data_checks import output_activations
+from weightkit.analysis.data.checks import output_activations
 from weightkit.analysis.errors import WeightkitError
-from weightkit.analysis.graph import ModelGraph
+from weightkit.analysis.structure.graph import ModelGraph
 from weightkit.compress.quantize.compare import per_element
 
 __all__ = ["LOSSES", "labels_per_output", "output_task", "loss_for_output", "metric_for_output",

@@ -1,6 +1,6 @@
 """Retrain a model with the decorrelation regularizer and measure redundancy before and after.
 
-The glue between a loaded model, a :class:`weightkit.analysis.data.Dataset` and Keras' ``fit``: choose a
+The glue between a loaded model, a :class:`weightkit.analysis.data.datasets.Dataset` and Keras' ``fit``: choose a
 ``tf.distribute`` strategy, copy the model into it, pick the loss, attach the regularizer, train
 with a backup that survives interruption, and report accuracy and redundancy before and after.
 The command line (``weightkit retrain``) only adds file handling around :func:`retrain`; the
@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from weightkit.analysis._tf import import_keras, import_tensorflow
-from weightkit.analysis.batches import n_samples, take
-from weightkit.analysis.data_checks import output_activations
+from weightkit.analysis.data.batches import n_samples, take
+from weightkit.analysis.data.checks import output_activations
 from weightkit.analysis.errors import WeightkitError
-from weightkit.analysis.graph import ModelGraph
-from weightkit.analysis.inputs import as_dataset, as_model
-from weightkit.analysis.io import OUTPUT_MARKER
-from weightkit.analysis.work_folder import WorkFolder
+from weightkit.analysis.structure.graph import ModelGraph
+from weightkit.analysis.data.inputs import as_dataset, as_model
+from weightkit.analysis.files.io import OUTPUT_MARKER
+from weightkit.analysis.files.work_folder import WorkFolder
 from weightkit.analysis.rows import layer_neuron_rows
 from weightkit.compress.decorrelate.backup import AtomicBackupAndRestore
 from weightkit.compress.decorrelate.kernels import attach_decorrelation, detach_decorrelation
@@ -278,7 +278,7 @@ def retrain(model, dataset, *, strength=DEFAULT_STRENGTH, epochs=10, layers=None
         and the loss it was saved with is used when neither ``loss`` nor ``compiled_loss`` is given.
     dataset : Dataset, str or os.PathLike
         Training data with a held-out split: a dataset already checked against the model
-        (:func:`weightkit.analysis.data_checks.check_data_against_model`), or a data specification loaded
+        (:func:`weightkit.analysis.data.checks.check_data_against_model`), or a data specification loaded
         for it (seeded with ``seed``).
     strength : float, default=DEFAULT_STRENGTH
         :class:`DecorrelationRegularizer` strength.

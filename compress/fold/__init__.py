@@ -3,7 +3,7 @@
 :func:`fold_linear` is the verb (:mod:`~weightkit.compress.fold.apply`); the arithmetic is numpy alone
 (:mod:`~weightkit.compress.fold.math`); :class:`FoldReport` says what was folded, what was left alone and
 why (:mod:`~weightkit.compress.fold.report`). The chains themselves are found by
-:func:`weightkit.analysis.linear_chains.find_linear_chains`.
+:func:`weightkit.analysis.structure.linear_chains.find_linear_chains`.
 """
 
 from weightkit.compress.fold.apply import DEFAULT_SAMPLES, fold_linear

@@ -1,6 +1,6 @@
 """Fold the linear chains of a Keras model: each chain becomes one Dense or convolution layer.
 
-:func:`fold_linear` finds the chains (:func:`weightkit.analysis.linear_chains.find_linear_chains`), decides
+:func:`fold_linear` finds the chains (:func:`weightkit.analysis.structure.linear_chains.find_linear_chains`), decides
 which to fold (exact ones that do not grow; inexact ones only with ``approximate``; growing ones
 only with ``always``), computes each folded layer's weights (:mod:`weightkit.compress.fold.math`) and
 rebuilds the model around them: a Sequential stays Sequential, anything else becomes one
@@ -10,9 +10,9 @@ functional model of its leaf layers. The unchanged layers are the input model's 
 import numpy as np
 
 from weightkit.analysis._tf import import_keras
-from weightkit.analysis.graph import ModelGraph
-from weightkit.analysis.inputs import as_inputs, as_model
-from weightkit.analysis.linear_chains import WEIGHTED, conv_geometry, find_linear_chains, nodes_from_graph, padding_of
+from weightkit.analysis.structure.graph import ModelGraph
+from weightkit.analysis.data.inputs import as_inputs, as_model
+from weightkit.analysis.structure.linear_chains import WEIGHTED, conv_geometry, find_linear_chains, nodes_from_graph, padding_of
 from weightkit.compress.fold.math import batchnorm_affine, fold_conv, fold_dense
 from weightkit.compress.fold.report import ChainFold, FoldReport
 
@@ -157,7 +157,7 @@ def fold_linear(model, *, approximate=False, always=False, data=None, samples=DE
     always : bool, default=False
         Also fold chains whose folded layer holds more weights than the chain.
     data : Dataset, ndarray, str or os.PathLike, default=None
-        Inputs to compare the outputs on (see :func:`weightkit.analysis.inputs.as_inputs`); seeded
+        Inputs to compare the outputs on (see :func:`weightkit.analysis.data.inputs.as_inputs`); seeded
         standard-normal inputs when None.
     samples : int, default=256
     seed : int, default=0

@@ -111,7 +111,7 @@ def fold_conv(steps, dilation):
     steps : list of tuple
         ``("conv", kernel, bias, strides, dilation)`` and ``("affine", scale, shift)``.
     dilation : tuple of int
-        The folded convolution's dilation (from :func:`weightkit.analysis.linear_chains.conv_geometry`):
+        The folded convolution's dilation (from :func:`weightkit.analysis.structure.linear_chains.conv_geometry`):
         the composed kernel keeps every ``dilation``-th tap, the others being zero by construction.
 
     Returns

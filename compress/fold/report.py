@@ -11,7 +11,7 @@ class ChainFold:
 
     Attributes
     ----------
-    chain : weightkit.analysis.linear_chains.LinearChain
+    chain : weightkit.analysis.structure.linear_chains.LinearChain
     folded : bool
     why_not : str or None
         Why it was left alone.

@@ -3,21 +3,21 @@
 :func:`merge_neurons` is the verb: ``mode="weights"`` dispatches to :func:`merge_redundant`
 (rows that are scaled copies of each other), ``mode="data"`` to :func:`merge_by_data` (a neuron
 rebuilt from others by least squares on activations). Both plan the model's merge sites
-(:mod:`~weightkit.compress.merge.plan`), fold the removed neurons into the consumers
-(:mod:`~weightkit.compress.merge.math`, :mod:`~weightkit.compress.merge.data_fit`) and rebuild a smaller model
-(:mod:`~weightkit.compress.merge.rebuild`). Channels tied by residual joins, concatenations and depthwise
-filters merge as one coupled group (:mod:`~weightkit.compress.merge.groups`, on
-:func:`weightkit.analysis.channels.channel_groups`); :func:`apply_relations` applies an explicit removal plan.
+(:mod:`~weightkit.compress.merge.planning.plan`), fold the removed neurons into the consumers
+(:mod:`~weightkit.compress.merge.applying.math`, :mod:`~weightkit.compress.merge.fitting.data_fit`) and rebuild a smaller model
+(:mod:`~weightkit.compress.merge.applying.rebuild`). Channels tied by residual joins, concatenations and depthwise
+filters merge as one coupled group (:mod:`~weightkit.compress.merge.planning.groups`, on
+:func:`weightkit.analysis.structure.channels.channel_groups`); :func:`apply_relations` applies an explicit removal plan.
 Their reports share :class:`BaseMergeReport`
-(:mod:`~weightkit.compress.merge.report`).
+(:mod:`~weightkit.compress.merge.reporting.report`).
 """
 
 from weightkit.compress.merge.api import MERGE_MODES, merge_neurons
 from weightkit.compress.merge.by_data import DataMergeReport, LayerDataMerge, merge_by_data
 from weightkit.compress.merge.by_weights import MERGE_METRICS, apply_relations, merge_redundant
-from weightkit.compress.merge.groups import plan_groups
-from weightkit.compress.merge.plan import find_merge_sites
-from weightkit.compress.merge.report import BaseMergeReport, LayerMerge, MergeReport, compare_models, evaluate_merge
+from weightkit.compress.merge.planning.groups import plan_groups
+from weightkit.compress.merge.planning.plan import find_merge_sites
+from weightkit.compress.merge.reporting.report import BaseMergeReport, LayerMerge, MergeReport, compare_models, evaluate_merge
 
 __all__ = [
     "MERGE_METRICS",

@@ -73,7 +73,7 @@ def merge_neurons(model, mode="weights", data=None, *, evaluate_on=None, **optio
     model : keras.Model
         Rebuilt with smaller layers, names kept, uncompiled.
     report : MergeReport or DataMergeReport
-        Both are :class:`weightkit.compress.merge.report.BaseMergeReport`: ``report.layer(name)``,
+        Both are :class:`weightkit.compress.merge.reporting.report.BaseMergeReport`: ``report.layer(name)``,
         ``report.to_dict()``, ``report.evaluation``.
 
     Raises

@@ -25,11 +25,11 @@ over both halves for ``sum``/``ave``), as for a plain recurrent layer.
 import numpy as np
 
 from weightkit.analysis.kinds.registry import kind_for
-from weightkit.compress.merge.data_fit import plan_data_merge
-from weightkit.compress.merge.data_report import LayerDataMerge
-from weightkit.compress.merge.input_rows import fold_input_rows, input_kernels, input_row_block, two_row_bias
-from weightkit.compress.merge.math import Relation
-from weightkit.compress.merge.rebuild import find_layer
+from weightkit.compress.merge.fitting.data_fit import plan_data_merge
+from weightkit.compress.merge.reporting.data_report import LayerDataMerge
+from weightkit.compress.merge.applying.input_rows import fold_input_rows, input_kernels, input_row_block, two_row_bias
+from weightkit.compress.merge.applying.math import Relation
+from weightkit.compress.merge.applying.rebuild import find_layer
 from weightkit.compress.merge.recurrent_units import (
     PADDING_NOTE,
     RecurrentSite,
@@ -42,7 +42,7 @@ from weightkit.compress.merge.recurrent_units import (
 
 __all__ = ["HALVES", "bidirectional_site", "merge_bidirectional_by_data"]
 
-#: Key prefixes of the two halves' arrays in :class:`weightkit.compress.merge.rebuild.WeightState`.
+#: Key prefixes of the two halves' arrays in :class:`weightkit.compress.merge.applying.rebuild.WeightState`.
 HALVES = ("forward/", "backward/")
 _MODES = ("concat", "sum", "ave")
 
@@ -76,7 +76,7 @@ def bidirectional_site(graph, layer):
 
     Parameters
     ----------
-    graph : weightkit.analysis.graph.ModelGraph
+    graph : weightkit.analysis.structure.graph.ModelGraph
     layer : keras.layers.Bidirectional
 
     Returns
@@ -132,10 +132,10 @@ def merge_bidirectional_by_data(model, graph, site, state, x, *, ratio, max_erro
     Parameters
     ----------
     model : keras.Model
-    graph : weightkit.analysis.graph.ModelGraph
+    graph : weightkit.analysis.structure.graph.ModelGraph
     site : RecurrentSite
         From :func:`bidirectional_site`, without a reason.
-    state : weightkit.compress.merge.rebuild.WeightState
+    state : weightkit.compress.merge.applying.rebuild.WeightState
         Updated in place.
     x : ndarray or list of ndarray
     ratio, max_error : float or None

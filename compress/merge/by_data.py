@@ -1,10 +1,10 @@
 """Data-aware merging of a Keras model: fit each layer's relation on calibration activations, fold it.
 
-For every mergeable layer (see :func:`weightkit.compress.merge.plan.find_merge_sites`: Dense/Conv producers
+For every mergeable layer (see :func:`weightkit.compress.merge.planning.plan.find_merge_sites`: Dense/Conv producers
 whose consumers are Dense or Conv layers, through activations, BatchNormalization, dropout, pooling
 and Flatten), the activations of the *tap* (the last per-channel tensor before the consumers: the
 layer's own output after its activation, or the BatchNormalization/pooling output after it) are
-collected on a seeded calibration sample in one batched pass. :func:`weightkit.compress.merge.data_fit.plan_data_merge`
+collected on a seeded calibration sample in one batched pass. :func:`weightkit.compress.merge.fitting.data_fit.plan_data_merge`
 chooses the neurons to remove and rebuilds each from the kept ones (``a_j ≈ Σ β_jk a_k + c_j``);
 :func:`weightkit.compress.apply_relations` folds that into the consumers and rebuilds a smaller model.
 
@@ -26,24 +26,24 @@ import numpy as np
 
 from weightkit.analysis._tf import import_keras
 from weightkit.analysis.activations.collect import collect_layer_outputs
-from weightkit.analysis.batches import n_samples
+from weightkit.analysis.data.batches import n_samples
 from weightkit.analysis.errors import WeightkitError
-from weightkit.analysis.inputs import as_inputs, as_model
+from weightkit.analysis.data.inputs import as_inputs, as_model
 from weightkit.analysis.model_analysis import collect_entries
 from weightkit.analysis.results import SkippedLayer
-from weightkit.compress.merge.batchnorm_stats import reestimate_batchnorm
-from weightkit.compress.merge.data_fit import DEFAULT_RIDGE, plan_data_merge
-from weightkit.compress.merge.data_report import DataMergeReport, LayerDataMerge
+from weightkit.compress.merge.fitting.batchnorm_stats import reestimate_batchnorm
+from weightkit.compress.merge.fitting.data_fit import DEFAULT_RIDGE, plan_data_merge
+from weightkit.compress.merge.reporting.data_report import DataMergeReport, LayerDataMerge
 from weightkit.compress.merge.group_data import group_taps, merge_group_by_data
-from weightkit.compress.merge.groups import plan_groups
-from weightkit.compress.merge.input_rows import consumer_kernel
-from weightkit.compress.merge.math import Relation
-from weightkit.compress.merge.plan import selected_sites
-from weightkit.compress.merge.rebuild import WeightState, find_layer, fold_relation, rebuild_model
+from weightkit.compress.merge.planning.groups import plan_groups
+from weightkit.compress.merge.applying.input_rows import consumer_kernel
+from weightkit.compress.merge.applying.math import Relation
+from weightkit.compress.merge.planning.plan import selected_sites
+from weightkit.compress.merge.applying.rebuild import WeightState, find_layer, fold_relation, rebuild_model
 from weightkit.compress.merge.recurrent import RECURRENT_TYPES, merge_recurrent_by_data, recurrent_site
 from weightkit.compress.merge.refit import plain_groups, refit_groups, refittable
-from weightkit.compress.merge.refit_fit import ALLOCATIONS
-from weightkit.compress.merge.report import record_params
+from weightkit.compress.merge.fitting.refit_fit import ALLOCATIONS
+from weightkit.compress.merge.reporting.report import record_params
 
 __all__ = ["DEFAULT_MAX_ERROR", "MAX_CALIBRATION_SAMPLES", "DataMergeReport", "LayerDataMerge", "calibration_count",
            "consumer_weights", "merge_by_data"]
@@ -142,7 +142,7 @@ def merge_by_data(model, data, *, ratio=None, max_error=None, layers=None, sampl
         Positions sampled per input for conv layers.
     seed : int, default=0
     ridge : float, default=1e-6
-        Relative ridge of the least squares (see :func:`weightkit.compress.merge.data_fit.plan_data_merge`).
+        Relative ridge of the least squares (see :func:`weightkit.compress.merge.fitting.data_fit.plan_data_merge`).
     weigh_by_consumer : bool, default=True
         Choose removals by the error in the consumers' pre-activations (their weights) rather
         than in the layer's own activations.
@@ -156,13 +156,13 @@ def merge_by_data(model, data, *, ratio=None, max_error=None, layers=None, sampl
     allocation : {"uniform", "global"}, default="uniform"
         With ``refit`` and ``ratio``: remove ``round(ratio · n)`` channels of every group, or the
         same total spread over the groups by the share of their error each removal costs
-        (:func:`weightkit.compress.merge.refit_fit.allocate_removals`).
+        (:func:`weightkit.compress.merge.fitting.refit_fit.allocate_removals`).
     reestimate_bn : bool, default=False
         After merging, set every BatchNormalization's moving statistics to the merged model's
-        exact statistics on the calibration sample (:func:`weightkit.compress.merge.batchnorm_stats.reestimate_batchnorm`).
+        exact statistics on the calibration sample (:func:`weightkit.compress.merge.fitting.batchnorm_stats.reestimate_batchnorm`).
     evaluate_on : Dataset, ndarray, str or os.PathLike, default=None
         Held-out data to compare the merged model with the original on (a dataset's test split,
-        see :func:`weightkit.compress.merge.report.evaluate_merge`); fills ``report.evaluation``.
+        see :func:`weightkit.compress.merge.reporting.report.evaluate_merge`); fills ``report.evaluation``.
     progress : callable, default=None
         Called as ``progress(done, total, name)``.
     unsafe : bool, default=False

@@ -12,13 +12,13 @@ import numpy as np
 
 from weightkit.analysis._tf import import_keras
 from weightkit.analysis.errors import WeightkitError
-from weightkit.analysis.groups import DEFAULT_THRESHOLDS, find_groups
-from weightkit.analysis.inputs import as_model
+from weightkit.analysis.numeric.groups import DEFAULT_THRESHOLDS, find_groups
+from weightkit.analysis.data.inputs import as_model
 from weightkit.analysis.model_analysis import analyze_rows, collect_entries
 from weightkit.analysis.results import SkippedLayer
 from weightkit.analysis.rows import NeuronRows
-from weightkit.compress.merge.groups import apply_group_relations, merge_group_by_weights, plan_groups
-from weightkit.compress.merge.math import (
+from weightkit.compress.merge.planning.groups import apply_group_relations, merge_group_by_weights, plan_groups
+from weightkit.compress.merge.applying.math import (
     cosine_matrix,
     greedy_merges,
     group_merges,
@@ -26,8 +26,8 @@ from weightkit.compress.merge.math import (
     propagate_elementwise,
     relation_from_merges,
 )
-from weightkit.compress.merge.plan import selected_sites
-from weightkit.compress.merge.rebuild import (
+from weightkit.compress.merge.planning.plan import selected_sites
+from weightkit.compress.merge.applying.rebuild import (
     WeightState,
     batchnorm_affine,
     effective_rows,
@@ -35,7 +35,7 @@ from weightkit.compress.merge.rebuild import (
     fold_relation,
     rebuild_model,
 )
-from weightkit.compress.merge.report import LayerMerge, MergeReport, record_params
+from weightkit.compress.merge.reporting.report import LayerMerge, MergeReport, record_params
 
 __all__ = ["MERGE_METRICS", "apply_relations", "merge_redundant"]
 
@@ -115,7 +115,7 @@ def apply_relations(model, relations, *, sites=None):
     The entry point for any merge that has decided what to remove: weight-based merging,
     data-aware merging (β fitted by least squares on the tap's activations) and plain pruning
     (:meth:`Relation.prune`) all end here. A producer of a coupled channel group
-    (:func:`weightkit.compress.merge.groups.plan_groups`) stands for its whole group: the relation is
+    (:func:`weightkit.compress.merge.planning.groups.plan_groups`) stands for its whole group: the relation is
     folded into every consumer of the group (it must hold at every tensor they read, as a
     pruning relation always does) and its channels are cut from every member.
 
@@ -127,7 +127,7 @@ def apply_relations(model, relations, *, sites=None):
         ``producer layer name -> Relation`` (``out[removed] ≈ β out[kept] + shift`` at
         ``sites[name].tap``, or at every tensor a group's consumers read).
     sites : dict, default=None
-        Ignored (kept for callers that pass :func:`weightkit.compress.merge.plan.find_merge_sites`).
+        Ignored (kept for callers that pass :func:`weightkit.compress.merge.planning.plan.find_merge_sites`).
 
     Returns
     -------
@@ -199,7 +199,7 @@ def merge_redundant(model, *, metric="pearson", threshold=None, ratio=None, laye
         ``‖w_j − w_k‖ ≤ twin_tolerance · ‖w_k‖``.
     evaluate_on : Dataset, ndarray, str or os.PathLike, default=None
         Held-out data to compare the merged model with the original on (a dataset's test split,
-        see :func:`weightkit.compress.merge.report.evaluate_merge`); fills ``report.evaluation``.
+        see :func:`weightkit.compress.merge.reporting.report.evaluate_merge`); fills ``report.evaluation``.
     progress : callable, default=None
         Called as ``progress(done, total, name)``.
     unsafe : bool, default=False

@@ -1,9 +1,9 @@
 """Data-aware merging of a coupled channel group: fit on the tensors the consumers read, fold, cut.
 
-For a group (:func:`weightkit.analysis.channels.channel_groups`), each tensor its consumers read (after the
+For a group (:func:`weightkit.analysis.structure.channels.channel_groups`), each tensor its consumers read (after the
 residual Add, the concatenation, the pooling before a Flatten) is a *tap*. The consumers of one
 tap share one reconstruction ``a_j ≈ Σ β_jk a_k + c_j`` fitted there; the channels to remove are
-chosen by the summed error over every tap's consumers (:func:`weightkit.compress.merge.group_fit.plan_group_fit`)
+chosen by the summed error over every tap's consumers (:func:`weightkit.compress.merge.fitting.group_fit.plan_group_fit`)
 and removed from every producer and member of the group at once. A SeparableConv consumer reads
 its depthwise half's output, which is internal: the relation is fitted on its input and carried
 through the depthwise filters (exact only where they are scaled copies; the report says so).
@@ -11,11 +11,11 @@ through the depthwise filters (exact only where they are scaled copies; the repo
 
 import numpy as np
 
-from weightkit.compress.merge.data_report import LayerDataMerge
-from weightkit.compress.merge.group_fit import plan_group_fit
-from weightkit.compress.merge.group_fold import consumer_block, depthwise_rows, propagate_depthwise
-from weightkit.compress.merge.groups import apply_group_relations, group_members
-from weightkit.compress.merge.math import Relation
+from weightkit.compress.merge.reporting.data_report import LayerDataMerge
+from weightkit.compress.merge.fitting.group_fit import plan_group_fit
+from weightkit.compress.merge.applying.group_fold import consumer_block, depthwise_rows, propagate_depthwise
+from weightkit.compress.merge.planning.groups import apply_group_relations, group_members
+from weightkit.compress.merge.applying.math import Relation
 
 __all__ = ["group_taps", "merge_group_by_data"]
 
@@ -40,7 +40,7 @@ def merge_group_by_data(plan, group, state, activations, taps, *, ratio, max_err
 
     Parameters
     ----------
-    plan : weightkit.compress.merge.groups.GroupPlan
+    plan : weightkit.compress.merge.planning.groups.GroupPlan
     group : ChannelGroup
     state : WeightState
         Updated in place.

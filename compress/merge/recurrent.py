@@ -12,7 +12,7 @@ so when ``h_j ≈ Σ_k β_k h_k + c`` holds at every step, unit ``j`` folds into
 and the unit leaves every gate: its kernel columns, its recurrent kernel rows and columns and its
 bias entries (a GRU with ``reset_after`` has two bias rows; the folded offset goes to the
 recurrent one, which the reset gate multiplies). The relation is fitted by
-:func:`weightkit.compress.merge.data_fit.plan_data_merge` on the hidden states of every step of the
+:func:`weightkit.compress.merge.fitting.data_fit.plan_data_merge` on the hidden states of every step of the
 calibration sequences (a copy of the layer run with ``return_sequences=True``).
 
 Left alone, with the reason: a recurrent layer whose output is a model output, with
@@ -31,11 +31,11 @@ import numpy as np
 
 from weightkit.analysis.kinds.registry import KINDS, kind_for, registered_name
 from weightkit.compress.merge.bidirectional import bidirectional_site, merge_bidirectional_by_data
-from weightkit.compress.merge.data_fit import plan_data_merge
-from weightkit.compress.merge.data_report import LayerDataMerge
-from weightkit.compress.merge.input_rows import fold_input_rows, input_kernels, input_row_block, two_row_bias
-from weightkit.compress.merge.math import Relation
-from weightkit.compress.merge.rebuild import find_layer
+from weightkit.compress.merge.fitting.data_fit import plan_data_merge
+from weightkit.compress.merge.reporting.data_report import LayerDataMerge
+from weightkit.compress.merge.applying.input_rows import fold_input_rows, input_kernels, input_row_block, two_row_bias
+from weightkit.compress.merge.applying.math import Relation
+from weightkit.compress.merge.applying.rebuild import find_layer
 from weightkit.compress.merge.recurrent_units import (
     PADDING_NOTE,
     RecurrentSite,
@@ -63,7 +63,7 @@ def recurrent_site(graph, layer):
 
     Parameters
     ----------
-    graph : weightkit.analysis.graph.ModelGraph
+    graph : weightkit.analysis.structure.graph.ModelGraph
     layer : keras.layers.Layer
 
     Returns
@@ -106,10 +106,10 @@ def fold_recurrent(state, site, relation, model):
 
     Parameters
     ----------
-    state : weightkit.compress.merge.rebuild.WeightState
-        Updated in place; the cuts are deferred to :func:`weightkit.compress.merge.rebuild.rebuild_model`.
+    state : weightkit.compress.merge.applying.rebuild.WeightState
+        Updated in place; the cuts are deferred to :func:`weightkit.compress.merge.applying.rebuild.rebuild_model`.
     site : RecurrentSite
-    relation : weightkit.compress.merge.math.Relation
+    relation : weightkit.compress.merge.applying.math.Relation
         ``h[removed] ≈ β h[kept] + shift`` on the hidden states.
     model : keras.Model
         The original model (for the consumers' configurations).
@@ -131,10 +131,10 @@ def merge_recurrent_by_data(model, graph, site, state, x, *, ratio, max_error, s
     Parameters
     ----------
     model : keras.Model
-    graph : weightkit.analysis.graph.ModelGraph
+    graph : weightkit.analysis.structure.graph.ModelGraph
     site : RecurrentSite
         Without a reason.
-    state : weightkit.compress.merge.rebuild.WeightState
+    state : weightkit.compress.merge.applying.rebuild.WeightState
     x : ndarray or list of ndarray
         Calibration inputs.
     ratio, max_error : float or None

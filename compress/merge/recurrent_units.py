@@ -3,7 +3,7 @@
 Shared by :mod:`weightkit.compress.merge.recurrent` (SimpleRNN, LSTM, GRU) and
 :mod:`weightkit.compress.merge.bidirectional` (each half of a Bidirectional layer). The readers of a hidden
 state are the layers whose input rows absorb a folded unit (see
-:mod:`weightkit.compress.merge.input_rows`): Dense, Conv1D, TimeDistributed(Dense/Conv), another recurrent
+:mod:`weightkit.compress.merge.applying.input_rows`): Dense, Conv1D, TimeDistributed(Dense/Conv), another recurrent
 layer's input kernel, a Bidirectional layer's two input kernels.
 """
 
@@ -14,12 +14,12 @@ import numpy as np
 
 from weightkit.analysis._tf import import_keras
 from weightkit.analysis.activations.collect import sample_indices
-from weightkit.analysis.batches import n_samples, rows, take
+from weightkit.analysis.data.batches import n_samples, rows, take
 from weightkit.analysis.kinds.base import channels_last
 from weightkit.analysis.kinds.registry import kind_for
-from weightkit.compress.merge.consumers import neuron_layer, recurrent_target
-from weightkit.compress.merge.plan import dead_end
-from weightkit.compress.merge.rebuild import find_layer
+from weightkit.compress.merge.planning.consumers import neuron_layer, recurrent_target
+from weightkit.compress.merge.planning.plan import dead_end
+from weightkit.compress.merge.applying.rebuild import find_layer
 
 __all__ = ["MAX_ROWS", "PADDING_NOTE", "RecurrentSite", "cut_own_units", "fold_own_units",
            "follow_readers", "padded_readers", "sequence_states"]
@@ -131,8 +131,8 @@ def sequence_states(graph, node, config, x, *, widths, samples, seed, batch_size
 
     Parameters
     ----------
-    graph : weightkit.analysis.graph.ModelGraph
-    node : weightkit.analysis.graph.GraphNode
+    graph : weightkit.analysis.structure.graph.ModelGraph
+    node : weightkit.analysis.structure.graph.GraphNode
         The layer's one call.
     config : dict
         The copy's config (``return_sequences=True``; a Bidirectional copy with ``merge_mode=None``
@@ -188,9 +188,9 @@ def fold_own_units(state, layer, relation, *, prefix="", two_row_bias=False):
 
     Parameters
     ----------
-    state : weightkit.compress.merge.rebuild.WeightState
+    state : weightkit.compress.merge.applying.rebuild.WeightState
     layer : str
-    relation : weightkit.compress.merge.math.Relation
+    relation : weightkit.compress.merge.applying.math.Relation
     prefix : str, default=""
         ``forward/`` or ``backward/`` for a half of a Bidirectional layer.
     two_row_bias : bool, default=False

@@ -6,33 +6,33 @@ activations, so the errors of successive layers add up. Here the tensors the con
 processed in topological order. At each unit the model merged so far is probed in one batched
 pass, beside the original model's activations on the same inputs and positions, and the
 original channels are rebuilt from the merged model's kept ones
-(:func:`weightkit.compress.merge.refit_fit.fit_refit_map`), folded into the unit's consumers. The first
+(:func:`weightkit.compress.merge.fitting.refit_fit.fit_refit_map`), folded into the unit's consumers. The first
 unit of a group also chooses the group's removals, by the error in the original consumers'
-inputs (:func:`weightkit.compress.merge.refit_fit.refit_selection`) at every unit of the group. A
+inputs (:func:`weightkit.compress.merge.fitting.refit_fit.refit_selection`) at every unit of the group. A
 consumer whose output only a BatchNormalization reads has its errors measured after that
 BatchNormalization's scale (``γ/√(σ² + ε)`` per output): that is what the rest of the model
 sees, and a low-variance channel the BatchNormalization amplifies counts as much as it matters.
 
 Plain producers merge here as one-producer groups (their channel group from
-:func:`weightkit.analysis.channels.channel_groups`). All cuts are deferred
-(:meth:`weightkit.compress.merge.rebuild.WeightState.cut`); the merged-so-far model is the original
+:func:`weightkit.analysis.structure.channels.channel_groups`). All cuts are deferred
+(:meth:`weightkit.compress.merge.applying.rebuild.WeightState.cut`); the merged-so-far model is the original
 architecture with every channel pending a cut zeroed, which computes what the cut model does
-(:mod:`weightkit.compress.merge.refit_probe`: built once, its weights set at each stage).
+(:mod:`weightkit.compress.merge.fitting.refit_probe`: built once, its weights set at each stage).
 """
 
 import numpy as np
 
 from weightkit.analysis._tf import import_keras
-from weightkit.analysis.channels import channel_groups
-from weightkit.analysis.layers import spec_for
-from weightkit.compress.merge.data_report import LayerDataMerge
+from weightkit.analysis.structure.channels import channel_groups
+from weightkit.analysis.kinds.layers import spec_for
+from weightkit.compress.merge.reporting.data_report import LayerDataMerge
 from weightkit.compress.merge.group_data import group_taps
-from weightkit.compress.merge.group_fold import consumer_block, cut_group, depthwise_rows, propagate_depthwise
-from weightkit.compress.merge.groups import group_members
-from weightkit.compress.merge.math import Relation
-from weightkit.compress.merge.rebuild import find_layer
-from weightkit.compress.merge.refit_fit import allocate_removals, choose_refit_map, pruning_map, refit_selection
-from weightkit.compress.merge.refit_probe import PreviewModel, TapProbe
+from weightkit.compress.merge.applying.group_fold import consumer_block, cut_group, depthwise_rows, propagate_depthwise
+from weightkit.compress.merge.planning.groups import group_members
+from weightkit.compress.merge.applying.math import Relation
+from weightkit.compress.merge.applying.rebuild import find_layer
+from weightkit.compress.merge.fitting.refit_fit import allocate_removals, choose_refit_map, pruning_map, refit_selection
+from weightkit.compress.merge.fitting.refit_probe import PreviewModel, TapProbe
 
 __all__ = ["plain_groups", "refit_groups", "refittable"]
 

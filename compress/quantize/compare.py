@@ -153,7 +153,7 @@ def per_class_accuracy(outputs, y, kind, n_classes, threshold=0.5):
 def compare_outputs(reference, candidate, y=None, *, task=None):
     """Two models' outputs on the same inputs: agreement, accuracy before and after, output error.
 
-    The comparison of a merged model with its original (:func:`weightkit.compress.merge.report.compare_models`);
+    The comparison of a merged model with its original (:func:`weightkit.compress.merge.reporting.report.compare_models`);
     agreement and the binary decision threshold are those of the quantization comparison.
 
     Parameters

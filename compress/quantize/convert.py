@@ -17,8 +17,8 @@ import numpy as np
 
 from weightkit.analysis._tf import import_tensorflow, silenced_stderr, silenced_stdout
 from weightkit.analysis.errors import WeightkitError
-from weightkit.analysis.io import full_disk_errno
-from weightkit.analysis.loading import walk_layers
+from weightkit.analysis.files.io import full_disk_errno
+from weightkit.analysis.files.loading import walk_layers
 from weightkit.compress.quantize.diagnose import describe, flex_ops, float_ops, layer_in
 from weightkit.compress.quantize.fused import allocation_error, fused_op_counts
 from weightkit.compress.quantize.fused_plan import recurrent_plan

@@ -23,7 +23,7 @@ import functools
 import uuid
 
 from weightkit.analysis._tf import import_keras, import_tensorflow, silenced_stderr
-from weightkit.analysis.loading import walk_layers
+from weightkit.analysis.files.loading import walk_layers
 from weightkit.compress.quantize.evaluate import make_interpreter
 from weightkit.compress.quantize.fused_rnn import stub_rnn_sequences
 

@@ -10,7 +10,7 @@ function of batch 1 (float modes only).
 """
 
 from weightkit.analysis.errors import WeightkitError
-from weightkit.analysis.loading import walk_layers
+from weightkit.analysis.files.loading import walk_layers
 from weightkit.compress.quantize.fused import FusionRefused, converter_input, fused_copy, static_signature
 from weightkit.compress.quantize.fused_rnn import frozen_graph
 from weightkit.compress.quantize.modes import MODES

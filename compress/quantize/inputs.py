@@ -8,7 +8,7 @@ such inputs and the layers that read them, so the report can say so.
 import numpy as np
 
 from weightkit.analysis.errors import WeightkitError
-from weightkit.analysis.graph import ModelGraph
+from weightkit.analysis.structure.graph import ModelGraph
 
 __all__ = ["integer_input_notes", "integer_inputs"]
 

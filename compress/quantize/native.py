@@ -19,8 +19,8 @@ import warnings
 import numpy as np
 
 from weightkit.analysis._tf import import_keras, silenced_stderr, silenced_stdout
-from weightkit.analysis.batches import n_samples, rows
-from weightkit.analysis.loading import walk_layers
+from weightkit.analysis.data.batches import n_samples, rows
+from weightkit.analysis.files.loading import walk_layers
 from weightkit.compress.quantize.convert import Conversion, converter_reason
 from weightkit.compress.quantize.evaluate import time_calls
 

@@ -5,7 +5,7 @@ The plot of the comparison is drawn by :func:`weightkit.reports.quantize_plot.pl
 
 import os
 
-from weightkit.analysis.io import atomic_write_bytes, atomic_write_json
+from weightkit.analysis.files.io import atomic_write_bytes, atomic_write_json
 from weightkit.compress.quantize.modes import mode_file
 
 __all__ = ["write_outputs"]
@@ -20,7 +20,7 @@ def write_outputs(report, contents, directory):
     contents : dict of str to bytes
         From :func:`~weightkit.compress.quantize.pipeline.quantize_model`.
     directory : str
-        An existing folder (the temporary one of :func:`weightkit.analysis.io.atomic_directory`).
+        An existing folder (the temporary one of :func:`weightkit.analysis.files.io.atomic_directory`).
 
     Returns
     -------

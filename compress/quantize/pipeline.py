@@ -9,12 +9,12 @@ import os
 
 import numpy as np
 
-from weightkit.analysis.batches import n_samples, take
-from weightkit.analysis.data import Dataset
-from weightkit.analysis.data_checks import output_activations
+from weightkit.analysis.data.batches import n_samples, take
+from weightkit.analysis.data.datasets import Dataset
+from weightkit.analysis.data.checks import output_activations
 from weightkit.analysis.errors import WeightkitError
-from weightkit.analysis.inputs import as_dataset, as_inputs, as_model, is_path
-from weightkit.analysis.loading import is_saved_model_dir
+from weightkit.analysis.data.inputs import as_dataset, as_inputs, as_model, is_path
+from weightkit.analysis.files.loading import is_saved_model_dir
 from weightkit.compress.quantize.compare import (
     accuracy,
     agreement,

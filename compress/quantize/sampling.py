@@ -9,7 +9,7 @@ layer reading the input and draws accordingly; agreement on random inputs stays 
 import numpy as np
 
 from weightkit.analysis.errors import WeightkitError
-from weightkit.analysis.graph import ModelGraph
+from weightkit.analysis.structure.graph import ModelGraph
 
 __all__ = ["UNIFORM", "input_sampler", "random_inputs"]
 

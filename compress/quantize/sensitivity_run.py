@@ -7,10 +7,10 @@
 
 import numpy as np
 
-from weightkit.analysis.data_checks import output_activations
+from weightkit.analysis.data.checks import output_activations
 from weightkit.analysis.errors import WeightkitError
-from weightkit.analysis.graph import ModelGraph
-from weightkit.analysis.loading import walk_layers
+from weightkit.analysis.structure.graph import ModelGraph
+from weightkit.analysis.files.loading import walk_layers
 from weightkit.compress.quantize.compare import class_threshold, output_kind
 from weightkit.compress.quantize.convert import convert_modes
 from weightkit.compress.quantize.int16x8 import float32_for_quantizer
@@ -129,7 +129,7 @@ def quantize_sensitivity(model, data, *, mixed=False, max_drop=1.0, calibration_
     model : keras.Model, str or os.PathLike
         One or several inputs and outputs.
     data : Dataset, str or os.PathLike
-        Labelled data fitted to the model (a :class:`weightkit.analysis.data.Dataset` or a specification).
+        Labelled data fitted to the model (a :class:`weightkit.analysis.data.datasets.Dataset` or a specification).
     mixed : bool, default=False
     max_drop : float, default=1.0
         Accuracy drop in points allowed for the mixed model.
@@ -149,7 +149,7 @@ def quantize_sensitivity(model, data, *, mixed=False, max_drop=1.0, calibration_
     >>> report, _ = quantize_sensitivity(model, "sklearn:digits")  # doctest: +SKIP
     >>> [(row.name, row.accuracy_drop) for row in report.layers]  # doctest: +SKIP
     """
-    from weightkit.analysis.inputs import as_dataset, as_model
+    from weightkit.analysis.data.inputs import as_dataset, as_model
     from weightkit.compress.quantize.source import keras_source
 
     loaded = as_model(model)

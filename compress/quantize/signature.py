@@ -13,7 +13,7 @@ import contextlib
 import numpy as np
 
 from weightkit.analysis._tf import silenced_stderr
-from weightkit.analysis.batches import n_samples, rows
+from weightkit.analysis.data.batches import n_samples, rows
 from weightkit.compress.quantize.evaluate import dequantize_array, make_interpreter, quantize_array, time_calls
 
 __all__ = ["SignatureModel"]

@@ -12,9 +12,9 @@ from types import SimpleNamespace
 import numpy as np
 
 from weightkit.analysis._tf import import_tensorflow, silenced_stderr
-from weightkit.analysis.batches import n_samples, rows
+from weightkit.analysis.data.batches import n_samples, rows
 from weightkit.analysis.errors import WeightkitError
-from weightkit.analysis.graph import ModelGraph
+from weightkit.analysis.structure.graph import ModelGraph
 from weightkit.compress.quantize.graph_scan import check_saved_model
 
 __all__ = ["ModelSource", "keras_source", "saved_model_source", "output_names", "path_bytes", "probe_activation"]
@@ -102,9 +102,9 @@ class ModelSource:
         return self._call(x if isinstance(x, list) else np.asarray(x, dtype=np.float32))
 
     def shape_view(self):
-        """A stand-in for a Keras model in the shared data checks (:mod:`weightkit.analysis.data`).
+        """A stand-in for a Keras model in the shared data checks (:mod:`weightkit.analysis.data.datasets`).
 
-        It has what :func:`weightkit.analysis.data.load_data_for_model` reads from a model: ``name``,
+        It has what :func:`weightkit.analysis.data.datasets.load_data_for_model` reads from a model: ``name``,
         ``inputs[0].shape``, ``outputs[0].shape`` and a last layer whose activation is
         :attr:`final_activation` (``"linear"`` when unknown).
         """

@@ -8,7 +8,7 @@ the batch stays resizable (see /work/shared/NOTES.md). Unrolling needs a fixed s
 
 from weightkit.analysis._tf import import_keras, import_tensorflow
 from weightkit.analysis.kinds.registry import kind_for
-from weightkit.analysis.loading import walk_layers
+from weightkit.analysis.files.loading import walk_layers
 
 __all__ = ["UNROLL_MAX_STEPS", "frozen_function", "recurrent_layers", "unrolled_copy"]
 

@@ -14,7 +14,7 @@ agreement).
 
 import numpy as np
 
-from weightkit.analysis.batches import n_samples
+from weightkit.analysis.data.batches import n_samples
 from weightkit.analysis.errors import WeightkitError
 from weightkit.compress.shrink.allocation import greedy_path
 from weightkit.compress.shrink.distill import distill
@@ -153,7 +153,7 @@ def fine_tune_merged(original, merged, x_train, x_validation, *, y_train=None, y
     model : keras.Model
     result : DistillResult
     """
-    from weightkit.analysis.data_checks import output_activations
+    from weightkit.analysis.data.checks import output_activations
     from weightkit.compress.shrink.scores import predict_probabilities
 
     if len(original.outputs) != 1 or len(original.outputs[0].shape) != 2 or (original.outputs[0].shape[-1] or 0) < 2:

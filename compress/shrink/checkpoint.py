@@ -1,6 +1,6 @@
 """Resume a shrink run from its last finished stage: a folder with ``state.json`` and the models made so far.
 
-The folder is shrink's :class:`weightkit.analysis.work_folder.WorkFolder`: created with its marker,
+The folder is shrink's :class:`weightkit.analysis.files.work_folder.WorkFolder`: created with its marker,
 and a fresh run removes only the files a run writes there (a folder holding anything else, or a file
 or link in its place, is refused in one line).
 """
@@ -9,8 +9,8 @@ import json
 import os
 
 from weightkit.analysis.errors import WeightkitError
-from weightkit.analysis.io import atomic_path, atomic_write_json
-from weightkit.analysis.work_folder import OWNED, WorkFolder
+from weightkit.analysis.files.io import atomic_path, atomic_write_json
+from weightkit.analysis.files.work_folder import OWNED, WorkFolder
 
 __all__ = ["STAGES", "STATE", "Checkpoint"]
 
@@ -83,7 +83,7 @@ class Checkpoint:
 
     def model(self, name):
         """A model stored by :meth:`finish`, loaded (uncompiled)."""
-        from weightkit.analysis.inputs import as_model
+        from weightkit.analysis.data.inputs import as_model
 
         return as_model(os.path.join(self.folder, f"{name}.keras")).model
 

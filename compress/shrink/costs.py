@@ -3,7 +3,7 @@
 import numpy as np
 
 from weightkit.analysis.errors import WeightkitError
-from weightkit.analysis.graph import ModelGraph
+from weightkit.analysis.structure.graph import ModelGraph
 
 __all__ = ["TARGETS", "model_cost", "multiply_adds"]
 

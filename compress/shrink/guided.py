@@ -10,14 +10,14 @@ calibrates the merge and is the fine-tune's training set (no labels needed).
 
 import numpy as np
 
-from weightkit.analysis.batches import n_samples
-from weightkit.analysis.data import Dataset
+from weightkit.analysis.data.batches import n_samples
+from weightkit.analysis.data.datasets import Dataset
 from weightkit.analysis.errors import WeightkitError
-from weightkit.analysis.inputs import as_dataset, as_inputs, as_model, is_path
+from weightkit.analysis.data.inputs import as_dataset, as_inputs, as_model, is_path
 from weightkit.compress.merge.by_data import calibration_count, merge_by_data
-from weightkit.compress.merge.data_report import DataMergeReport, LayerDataMerge
-from weightkit.compress.merge.rebuild import find_layer
-from weightkit.compress.merge.report import compare_models, merge_warning, record_params
+from weightkit.compress.merge.reporting.data_report import DataMergeReport, LayerDataMerge
+from weightkit.compress.merge.applying.rebuild import find_layer
+from weightkit.compress.merge.reporting.report import compare_models, merge_warning, record_params
 from weightkit.compress.shrink.budget import fine_tune_merged, merge_within_budget, split_held_out
 from weightkit.compress.shrink.judge import UNITS, Judge
 from weightkit.compress.shrink.sensitivity import mergeable_layers

@@ -16,7 +16,7 @@ the per-layer sensitivity curves.
 
 import numpy as np
 
-from weightkit.analysis.data_checks import output_activations
+from weightkit.analysis.data.checks import output_activations
 from weightkit.compress.shrink.scores import as_probabilities
 
 __all__ = ["UNITS", "Judge", "model_outputs"]

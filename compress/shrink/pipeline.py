@@ -14,9 +14,9 @@ Every choice reads the validation split; the test split is scored for the report
 
 import time
 
-from weightkit.analysis.data_checks import output_activations
+from weightkit.analysis.data.checks import output_activations
 from weightkit.analysis.errors import WeightkitError
-from weightkit.analysis.inputs import as_dataset, as_model
+from weightkit.analysis.data.inputs import as_dataset, as_model
 from weightkit.compress.quantize import TFLiteModel, quantize_model
 from weightkit.compress.shrink.allocation import greedy_path
 from weightkit.compress.shrink.checkpoint import STAGES, Checkpoint

@@ -8,11 +8,11 @@ divergence). The curves feed :func:`weightkit.compress.shrink.allocation.greedy_
 
 from dataclasses import dataclass, field
 
-from weightkit.analysis.batches import n_samples
+from weightkit.analysis.data.batches import n_samples
 from weightkit.analysis.errors import WeightkitError
 from weightkit.compress.merge import merge_by_data, plan_groups
 from weightkit.compress.merge.group_data import group_taps
-from weightkit.compress.merge.rebuild import find_layer
+from weightkit.compress.merge.applying.rebuild import find_layer
 from weightkit.compress.merge.recurrent import RECURRENT_TYPES, recurrent_site
 from weightkit.compress.shrink.costs import model_cost
 from weightkit.compress.shrink.scores import predict_probabilities, score_outputs

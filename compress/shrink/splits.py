@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from weightkit.analysis.data import Dataset
+from weightkit.analysis.data.datasets import Dataset
 from weightkit.analysis.errors import WeightkitError
 
 __all__ = ["ShrinkSplits", "split_for_shrink"]

@@ -26,13 +26,13 @@ def load_dataset(spec, model):
 
     Images are decoded at the model's input size and channels, a CSV with as many columns as the
     model has inputs is read without labels; then fitted and checked against the model
-    (:func:`weightkit.analysis.data_checks.load_data_for_model`).
+    (:func:`weightkit.analysis.data.checks.load_data_for_model`).
 
     Returns
     -------
-    weightkit.analysis.data.Dataset
+    weightkit.analysis.data.datasets.Dataset
     """
-    from weightkit.analysis.data_checks import load_data_for_model
+    from weightkit.analysis.data.checks import load_data_for_model
 
     return load_data_for_model(spec, model)
 

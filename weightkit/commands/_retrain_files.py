@@ -2,8 +2,8 @@
 
 A retrain writing ``OUT.keras`` keeps its per-epoch backup in the hidden work folder
 ``.OUT.keras.retrain`` beside it and holds the lock ``.OUT.keras.lock`` (one run per output): the
-resumable commands' :class:`weightkit.analysis.work_folder.WorkFolder`.
-Its three outputs are renamed together at the end (:class:`weightkit.analysis.output_sets.OutputSet`), with a
+resumable commands' :class:`weightkit.analysis.files.work_folder.WorkFolder`.
+Its three outputs are renamed together at the end (:class:`weightkit.output_sets.OutputSet`), with a
 journal in the work folder, so a run killed between the renames leaves something ``--resume``
 completes and ``--force`` removes. Nothing here imports TensorFlow.
 """
@@ -11,7 +11,7 @@ completes and ``--force`` removes. Nothing here imports TensorFlow.
 import os
 
 from weightkit.analysis.errors import WeightkitError
-from weightkit.analysis.work_folder import WorkFolder
+from weightkit.analysis.files.work_folder import WorkFolder
 
 __all__ = ["JOURNAL", "check_work_folder", "finish_interrupted_outputs", "work_folder"]
 
@@ -28,7 +28,7 @@ def check_work_folder(output, work, inputs):
     """Refuse a work folder that is not a folder, is not retrain's, or holds one of the inputs.
 
     A fresh run (and ``--force``) removes retrain's files there, so it must hold nothing of the user's
-    (:meth:`weightkit.analysis.work_folder.WorkFolder.check`).
+    (:meth:`weightkit.analysis.files.work_folder.WorkFolder.check`).
     """
     WorkFolder(work, "retrain", output=output).check(inputs)
 
@@ -40,7 +40,7 @@ def finish_interrupted_outputs(output, work, *, resume, force):
     ``--force`` removes what that run had written (its temporaries, and outputs still holding the
     bytes it recorded) and the work folder, then the run starts over.
     """
-    from weightkit.analysis.output_sets import complete_set, discard_set
+    from weightkit.output_sets import complete_set, discard_set
 
     journal = os.path.join(work, JOURNAL)
     if not os.path.isfile(journal):

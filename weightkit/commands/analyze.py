@@ -46,7 +46,7 @@ def analyze(model, metric, threshold, layers, include_bias, json_path, force, me
     code stored in the file runs (Lambda layers and custom classes are listed as skipped).
     """
     from weightkit.analysis import WeightkitError
-    from weightkit.analysis.io import atomic_write_json, check_output
+    from weightkit.analysis.files.io import atomic_write_json, check_output
 
     if json_path:
         # Checked before --force can act: the input is never overwritten.
@@ -64,7 +64,7 @@ def analyze(model, metric, threshold, layers, include_bias, json_path, force, me
                          memory_budget=memory_budget * 2**20, progress=progress, path=model, notes=loaded.notes)
     print_analysis(result, stdout_console())
     if dataset is not None:
-        from weightkit.reports.activation_console import print_activations
+        from weightkit.console.activations import print_activations
 
         print_activations(result, stdout_console())
     if json_path:
@@ -72,11 +72,11 @@ def analyze(model, metric, threshold, layers, include_bias, json_path, force, me
 
 
 def stored_model_or_exit(path, unsafe=False):
-    """The model file read as data for weight analysis (:func:`weightkit.analysis.stored.open_stored`), its notes printed.
+    """The model file read as data for weight analysis (:func:`weightkit.analysis.files.stored.open_stored`), its notes printed.
 
     Nothing in the file runs and TensorFlow is not imported, so ``--unsafe`` changes nothing here.
     """
-    from weightkit.analysis.inputs import as_weights_source
+    from weightkit.analysis.data.inputs import as_weights_source
 
     if unsafe:
         note("--unsafe changes nothing for weight analysis: the file is read as data and none of its code runs.")

@@ -39,7 +39,7 @@ def demo(output, epochs, retrain_epochs, models, modes, ratio, fast, seed, force
     merge and quantize each, and shrink each to its smallest model within 1 accuracy point (the
     headline); OUTPUT/index.html compares every stage."""
     from weightkit.analysis.errors import WeightkitError
-    from weightkit.analysis.io import check_output
+    from weightkit.analysis.files.io import check_output
 
     names = [name.strip().lower() for name in models.split(",") if name.strip()]
     unknown = [name for name in names if name not in EXAMPLES]
@@ -53,8 +53,8 @@ def demo(output, epochs, retrain_epochs, models, modes, ratio, fast, seed, force
 
     chosen_modes = parse_modes(modes or (_FAST["modes"] if fast else _FULL_MODES))
 
-    from weightkit.analysis.io import atomic_directory
-    from weightkit.reports.journey_console import print_journey
+    from weightkit.analysis.files.io import atomic_directory
+    from weightkit.console.journey import print_journey
     from weightkit.reports.journey_page import write_summary
 
     start_wall, start_cpu = time.perf_counter(), time.process_time()
@@ -90,8 +90,8 @@ def demo(output, epochs, retrain_epochs, models, modes, ratio, fast, seed, force
 
 def _run_example(builder, epochs, retrain_epochs, modes, ratio, seed, work, progress, index, count, fast_shrink=False):
     """Train one example, then run the journey on it with a report per Keras stage."""
-    from weightkit.analysis.data import load_data
-    from weightkit.analysis.data_checks import fit_to_model
+    from weightkit.analysis.data.datasets import load_data
+    from weightkit.analysis.data.checks import fit_to_model
     from weightkit.reports.report import write_report
     from weightkit.demo import examples
     from weightkit.demo.journey import KERAS_STAGES, run_journey

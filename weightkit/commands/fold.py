@@ -42,7 +42,7 @@ def fold(model, output, approximate, always, data, samples, force, unsafe):
     --approximate or --always.
     """
     from weightkit.analysis.errors import WeightkitError
-    from weightkit.analysis.io import atomic_path, atomic_write_json, check_output
+    from weightkit.analysis.files.io import atomic_path, atomic_write_json, check_output
 
     if not output.lower().endswith(".keras"):
         raise WeightkitError(f"-o {output}: the folded model is saved as a Keras 3 archive; give a name ending "

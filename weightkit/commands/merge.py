@@ -77,7 +77,7 @@ def merge(model, output, metric, threshold, ratio, layers, include_bias, twin_to
     exact for scaled copies under ReLU/LeakyReLU/linear, twins only for other activations.
     """
     from weightkit.analysis.errors import WeightkitError
-    from weightkit.analysis.io import atomic_path, atomic_write_json, check_output
+    from weightkit.analysis.files.io import atomic_path, atomic_write_json, check_output
 
     check_merge_mode(mode, data, threshold, max_error)
     asked = [name for name, value in (("--refit" if refit else "--no-refit", refit is not None),
@@ -127,7 +127,7 @@ def merge(model, output, metric, threshold, ratio, layers, include_bias, twin_to
     document["input"], document["output"] = model, output
     atomic_write_json(report_path, document, force=force)
     if mode == "data":
-        from weightkit.reports.activation_console import print_data_merge_report
+        from weightkit.console.activations import print_data_merge_report
 
         print_data_merge_report(report, stdout_console())
     else:

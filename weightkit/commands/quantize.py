@@ -26,7 +26,7 @@ def _progress():
 
     if sys.stderr.isatty():
         return progress_reporter("quantizing")
-    from weightkit.reports.quantize_progress import LogProgress
+    from weightkit.console.quantize_progress import LogProgress
 
     return LogProgress(note, interval=10.0)
 
@@ -69,9 +69,9 @@ def quantize(model, output, data, modes, calibration_samples, max_drop, export, 
     """Convert MODEL (.keras, .h5 or a SavedModel folder) to TFLite in every quantization mode,
     compare each with the float model, and export the smallest one within --max-drop."""
     from weightkit.analysis import is_saved_model_dir
-    from weightkit.analysis.data_checks import load_data_for_model
+    from weightkit.analysis.data.checks import load_data_for_model
     from weightkit.analysis.errors import WeightkitError
-    from weightkit.analysis.io import atomic_directory, check_output
+    from weightkit.analysis.files.io import atomic_directory, check_output
 
     check_output(output, force=force, directory=True, inputs=(model, data))  # before TensorFlow loads
     if data is None and (sensitivity or mixed):
@@ -89,7 +89,7 @@ def quantize(model, output, data, modes, calibration_samples, max_drop, export, 
     )
     from weightkit.compress.quantize.shapes import refuse_unknown
     from weightkit.reports.quantize_plot import plot_comparison
-    from weightkit.reports.quantize_table import print_comparison
+    from weightkit.console.quantize_table import print_comparison
     from weightkit.reports.sensitivity_plot import plot_sensitivity
 
     explicit = modes is not None

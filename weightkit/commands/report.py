@@ -42,7 +42,7 @@ def report(model, output, metric, threshold, layers, include_bias, data, samples
     Open OUTPUT/index.html in a browser: it needs no network. OUTPUT/analysis.json holds the
     same document as `weightkit analyze --json`.
     """
-    from weightkit.analysis.io import check_output
+    from weightkit.analysis.files.io import check_output
 
     check_output(output, force=force, directory=True, inputs=(model, data))
     from weightkit.reports.report import write_report  # matplotlib and scipy: after the checks

@@ -60,8 +60,8 @@ def retrain(model, data, output, strength, epochs, layers, batch_size, learning_
             target, resume, keep_regularizer, seed, force, unsafe):
     """Retrain MODEL with a decorrelation regularizer; compare redundancy and accuracy before and after."""
     from weightkit.analysis.errors import WeightkitError
-    from weightkit.analysis.io import check_output
-    from weightkit.analysis.output_sets import output_lock
+    from weightkit.analysis.files.io import check_output
+    from weightkit.output_sets import output_lock
 
     if not output.endswith(".keras"):
         raise WeightkitError(f"{output}: the retrained model is saved in the Keras format; give a name "
@@ -81,9 +81,9 @@ def retrain(model, data, output, strength, epochs, layers, batch_size, learning_
 def _retrain(model, data, output, work, strength, epochs, layers, batch_size, learning_rate, validation_split, loss,
              target, resume, keep_regularizer, seed, force, unsafe):
     from weightkit.analysis.errors import WeightkitError
-    from weightkit.analysis.io import check_output, named_if_full
+    from weightkit.analysis.files.io import check_output, named_if_full
 
-    from weightkit.analysis.work_folder import WorkFolder
+    from weightkit.analysis.files.work_folder import WorkFolder
 
     json_path, png_path = side_outputs(output)
     folder = WorkFolder(work, "retrain", output=output)
@@ -99,14 +99,14 @@ def _retrain(model, data, output, work, strength, epochs, layers, batch_size, le
 
     choose_strategy()  # with TF_CONFIG, MultiWorkerMirroredStrategy must exist before any op runs
     loaded = load_model_or_exit(model, unsafe=unsafe, compile=True, finite=True)
-    from weightkit.analysis.batches import n_samples
-    from weightkit.analysis.data_checks import load_data_for_model
-    from weightkit.analysis.output_sets import OutputSet
+    from weightkit.analysis.data.batches import n_samples
+    from weightkit.analysis.data.checks import load_data_for_model
+    from weightkit.output_sets import OutputSet
     from weightkit.compress.decorrelate.kernels import select_kernels
     from weightkit.compress.decorrelate.label_match import match_labels_to_loss
     from weightkit.compress.decorrelate.training import infer_loss
     from weightkit.compress.decorrelate.training import retrain as run_retrain
-    from weightkit.reports.retrain_console import print_retrain_result
+    from weightkit.console.retrain import print_retrain_result
     from weightkit.reports.retrain_plot import plot_retrain
 
     dataset = load_data_for_model(data, loaded.model, target=target, seed=seed)

@@ -59,8 +59,8 @@ def shrink(model, data, output, max_drop, target, fine_tune_epochs, modes, targe
     allocation of removals, a distillation fine-tune, then the smallest quantization mode; every candidate
     goes on DIR/frontier.png."""
     from weightkit.analysis.errors import WeightkitError
-    from weightkit.analysis.io import check_output
-    from weightkit.analysis.work_folder import WorkFolder
+    from weightkit.analysis.files.io import check_output
+    from weightkit.analysis.files.work_folder import WorkFolder
 
     checkpoints = WorkFolder.beside(output, "shrink")
     check_output(output, force=True, directory=True, inputs=(model, data))  # its folder, before the lock goes there
@@ -93,10 +93,10 @@ def shrink(model, data, output, max_drop, target, fine_tune_epochs, modes, targe
 def _shrink(model, data, output, work, max_drop, target, fine_tune_epochs, chosen_modes, target_column, seed, resume,
             force, unsafe):
     loaded = load_model_or_exit(model, unsafe=unsafe, compile=False, finite=True)
-    from weightkit.analysis.data_checks import load_data_for_model
-    from weightkit.analysis.io import atomic_directory, atomic_write_bytes, atomic_write_json
+    from weightkit.analysis.data.checks import load_data_for_model
+    from weightkit.analysis.files.io import atomic_directory, atomic_write_bytes, atomic_write_json
     from weightkit.compress.shrink import shrink_model, split_for_shrink
-    from weightkit.reports.shrink_console import print_shrink_result
+    from weightkit.console.shrink import print_shrink_result
     from weightkit.reports.shrink_plot import plot_frontier
 
     dataset = load_data_for_model(data, loaded.model, target=target_column, seed=seed)

@@ -51,7 +51,7 @@ def build_small_cnn(*, filters=(16, 32), n_classes=10, weight_decay=1e-3, name="
 
 
 def train_example(model, dataset, *, epochs=40, batch_size=32, learning_rate=1e-3, seed=0):
-    """Compile and train a built-in example on a :class:`weightkit.analysis.data.Dataset`, seeded.
+    """Compile and train a built-in example on a :class:`weightkit.analysis.data.datasets.Dataset`, seeded.
 
     Returns
     -------

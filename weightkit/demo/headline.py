@@ -41,7 +41,7 @@ def write_frontier(outcome, stages, folder):
     dict of str to str
         ``{"json": "shrink.json", "plot": "frontier.png", "frontier_json": "frontier.json"}``.
     """
-    from weightkit.analysis.io import atomic_write_json
+    from weightkit.analysis.files.io import atomic_write_json
     from weightkit.compress.shrink.result import FLOAT_BYTES
     from weightkit.reports.shrink_plot import plot_frontier
 

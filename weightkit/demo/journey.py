@@ -151,8 +151,8 @@ def run_journey(model, dataset, directory, *, prefix="", name=None, retrain_epoc
     ----------
     model : keras.Model
         Trained; not modified.
-    dataset : weightkit.analysis.data.Dataset
-        Fitted to the model (:func:`weightkit.analysis.data.fit_to_model`), classification. Its training
+    dataset : weightkit.analysis.data.datasets.Dataset
+        Fitted to the model (:func:`weightkit.analysis.data.datasets.fit_to_model`), classification. Its training
         split retrains and calibrates, its held-out split measures every stage.
     directory : str
         An existing folder the stages are written into (``original`` at its top, the others in
@@ -192,7 +192,7 @@ def run_journey(model, dataset, directory, *, prefix="", name=None, retrain_epoc
     """
     from weightkit.compress.decorrelate.training import DEFAULT_STRENGTH, retrain
     from weightkit.compress.merge import merge_neurons
-    from weightkit.compress.merge.report import compare_models
+    from weightkit.compress.merge.reporting.report import compare_models
     from weightkit.compress.quantize import TFLiteModel, write_outputs
     from weightkit.compress.quantize.compare import compare_outputs
     from weightkit.reports.quantize_plot import plot_comparison
@@ -259,7 +259,7 @@ def run_journey(model, dataset, directory, *, prefix="", name=None, retrain_epoc
         title = KERAS_STAGES[key] + (f" {ratio:g}" if "ratio" in options else f" (r ≥ {threshold:g})")
 
         def write_json(path):
-            from weightkit.analysis.io import atomic_write_json
+            from weightkit.analysis.files.io import atomic_write_json
 
             atomic_write_json(path, {**document, "input": source_key})
 
@@ -286,7 +286,7 @@ def run_journey(model, dataset, directory, *, prefix="", name=None, retrain_epoc
                               for entry in retrain_result.before["layers"]}}
 
     def write_retrain_json(path):
-        from weightkit.analysis.io import atomic_write_json
+        from weightkit.analysis.files.io import atomic_write_json
 
         atomic_write_json(path, {"model": "original", "data": dataset.source, **retrain_result.to_dict()})
 

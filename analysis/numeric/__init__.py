@@ -1,0 +1,1 @@
+"""The numeric core: similarity matrices between neuron rows and the groups they form (numpy, scipy; no Keras)."""

@@ -1,0 +1,1 @@
+"""What a merge did: the reports of merging by weights and by data."""

@@ -1,0 +1,1 @@
+"""What the command line prints: one module per command's console output."""
