@@ -94,7 +94,7 @@ def print_merge_report(report, console):
         for item in layer.left_alone:
             reasons.setdefault(item["reason"], []).append(item["neuron"])
         for reason, neurons in reasons.items():
-            console.print(f"  {layer.name}: neurons {', '.join(map(str, neurons[:8]))}"
+            console.print(f"  {layer.name}: {getattr(layer, 'unit', 'neuron')}s {', '.join(map(str, neurons[:8]))}"
                           f"{' ...' if len(neurons) > 8 else ''} not merged: {reason}")
         for text in layer.notes:
             console.print(f"  {layer.name}: {text}")

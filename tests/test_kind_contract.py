@@ -129,8 +129,8 @@ CASES["EinsumDense"] = ((5, 3), lambda x: L.EinsumDense("btd,df->btf", (5, 6), b
                         None, "unit", 6, "EinsumDense layers are analyzed, not merged yet",
                         "EinsumDense layers are analyzed, not merged yet")
 CASES["MultiHeadAttention"] = ((5, 4), lambda x: L.MultiHeadAttention(2, 3, name="unit")(x, x), None, "unit", 2,
-                               "attention heads are analyzed, not merged yet",
-                               "attention heads are analyzed, not merged yet")
+                               "its heads merge as heads (merge_neurons",
+                               "its heads merge as heads (merge_neurons")
 for _n, _shape in (("1D", (5, 2)), ("2D", (4, 4, 2)), ("3D", (3, 3, 3, 2))):
     CASES[f"Conv{_n}Transpose"] = (_shape, lambda x, n=_n: getattr(L, f"Conv{n}Transpose")(4, 2, name="unit")(x),
                                    None, "unit", 4, "merging supports Dense, Conv1D/2D/3D and SeparableConv layers",

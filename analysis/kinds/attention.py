@@ -8,7 +8,7 @@ keras-hub's CachedMultiHeadAttention resolve to this kind through their MRO.
 
 import numpy as np
 
-from weightkit.analysis.kinds.base import LayerKind, count
+from weightkit.analysis.kinds.base import LayerKind, attribute, count
 
 __all__ = ["KINDS", "MultiHeadAttentionKind", "head_rows"]
 
@@ -54,7 +54,9 @@ def head_rows(arrays):
 class MultiHeadAttentionKind(LayerKind):
     """A MultiHeadAttention layer: one entry ``name/heads`` whose neurons are its heads.
 
-    Analyzed only for now: merging heads rebuilds the layer with fewer heads (issue 27's merge part).
+    Merging removes heads (:mod:`weightkit.compress.merge.heads`): the layer is rebuilt from its config
+    with fewer ``num_heads`` (:meth:`resized_config`; key_dim and value_dim kept) and its arrays sliced
+    on the head axis, under :meth:`weight_keys`.
     """
 
     family = "attention"
@@ -84,8 +86,32 @@ class MultiHeadAttentionKind(LayerKind):
         """The query's positions (its first input between the batch and the last axis)."""
         return count(None if input_shape is None else input_shape[1:-1])
 
+    #: Its heads merge as units of their own (weightkit.compress.merge.heads), not as neurons of its output.
+    merges_heads = True
+
+    def weight_keys(self, layer):
+        """``query_kernel``, ``query_bias``, ... in ``layer.weights`` order (the sublayers' variables share names)."""
+        keys = {id(attribute(layer, path)): key for key, path in self.variables.items()
+                if attribute(layer, path) is not None}
+        return [keys.get(id(variable), variable.path) for variable in layer.weights]
+
+    def resized_config(self, config, units):
+        """The config of a copy with ``units`` heads (key_dim and value_dim kept)."""
+        config["num_heads"] = int(units)
+        return config
+
+    def heads_problem(self, layer):
+        """Why its heads cannot be removed by slicing its projections on the head axis, or None."""
+        if layer.get_config().get("use_gate"):
+            return "its gate projection (use_gate=True) is not sliced by head yet"
+        extra = [v.path for v in layer.weights if id(v) not in
+                 {id(attribute(layer, path)) for path in self.variables.values()}]
+        if extra:
+            return f"it holds weights no head slice covers ({', '.join(extra[:3])})"
+        return None
+
     def unmergeable_reason(self, layer):
-        return "attention heads are analyzed, not merged yet"
+        return "its heads merge as heads (merge_neurons, name/heads), not as neurons of its output"
 
     def support(self, name):
         return dict(super().support(name), activations="each head's output, replayed from the layer's inputs (with attention entropy and contribution)")
@@ -94,7 +120,8 @@ class MultiHeadAttentionKind(LayerKind):
         return "one per head (query, key, value and output slices)"
 
     def merge_support(self):
-        return "no (analyzed only)"
+        return ("its heads (`name/heads`): exact duplicates fold by weights; by data (`--mode data`) the removed "
+                "heads' output is rebuilt in the kept heads' output projection; key_dim kept")
 
 
 KINDS = {"MultiHeadAttention": MultiHeadAttentionKind()}

@@ -1,34 +1,89 @@
-"""One verb for both ways of merging: :func:`merge_neurons` with ``mode="weights"`` or ``mode="data"``."""
+"""One verb for both ways of merging: :func:`merge_neurons` with ``mode="weights"`` or ``mode="data"``.
+
+Attention heads merge first (:mod:`weightkit.compress.merge.heads`, the same mode and budget), then the
+neurons of the model that gives; one report holds both (:mod:`weightkit.compress.merge.reporting.heads`).
+"""
 
 import inspect
 
+from weightkit.analysis.data.batches import n_samples
+from weightkit.analysis.data.inputs import as_dataset, as_inputs, as_model, is_path
 from weightkit.analysis.errors import WeightkitError
-from weightkit.compress.merge.by_data import merge_by_data
+from weightkit.compress.merge.by_data import DEFAULT_MAX_ERROR, calibration_count, merge_by_data
 from weightkit.compress.merge.by_weights import merge_redundant
+from weightkit.compress.merge.composites import merge_composite_ffns
+from weightkit.compress.merge.fitting.data_fit import DEFAULT_RIDGE
+from weightkit.compress.merge.heads import merge_heads_by_data, merge_heads_by_weights
+from weightkit.compress.merge.reporting.heads import attach_heads
 
 __all__ = ["MERGE_MODES", "merge_neurons"]
 
 
-def _by_weights(model, data, **options):
+def _refuse_data(data):
     if data is not None:
         raise WeightkitError(
             "data: only for mode='data', where it calibrates the merge; mode='weights' compares weight rows "
             "and needs no data (pass held-out data as evaluate_on= to measure the merge)."
         )
-    return merge_redundant(model, **options)
 
 
-def _by_data(model, data, **options):
+def _need_data(data):
     if data is None:
         raise WeightkitError(
             "mode='data': needs data (a Dataset, whose training split calibrates the merge, an array of "
             "training inputs, or a data specification such as sklearn:digits)."
         )
+
+
+def _by_weights(model, data, **options):
+    _refuse_data(data)
+    return merge_redundant(model, **options)
+
+
+def _by_data(model, data, **options):
+    _need_data(data)
     return merge_by_data(model, data, **options)
 
 
 #: ``mode -> (dispatcher, the merge function whose keyword options it takes)``.
 MERGE_MODES = {"weights": (_by_weights, merge_redundant), "data": (_by_data, merge_by_data)}
+
+
+def _invalid_budget(options, other):
+    """Whether the neuron merge will refuse the budget (a ratio out of (0, 1), or both it and ``other``): it names them."""
+    ratio = options.get("ratio")
+    return ratio is not None and (options.get(other) is not None or not 0.0 < float(ratio) < 1.0)
+
+
+def _heads_by_weights(model, data, options):
+    _refuse_data(data)
+    if _invalid_budget(options, "threshold"):
+        return model, [], []
+    return merge_heads_by_weights(model, metric=options.get("metric", "pearson"), threshold=options.get("threshold"),
+                                  ratio=options.get("ratio"), layers=options.get("layers"),
+                                  include_bias=options.get("include_bias", True))
+
+
+def _heads_by_data(model, data, options):
+    _need_data(data)
+    ratio, max_error = options.get("ratio"), options.get("max_error")
+    if _invalid_budget(options, "max_error"):
+        return model, [], []
+    seed = options.get("seed", 0)
+    x, _ = as_inputs(data, model, seed=seed)
+    return merge_heads_by_data(model, x, ratio=ratio, max_error=DEFAULT_MAX_ERROR if ratio is None and max_error is None
+                               else max_error, layers=options.get("layers"),
+                               samples=calibration_count(n_samples(x), options.get("samples")), seed=seed,
+                               ridge=options.get("ridge", DEFAULT_RIDGE), progress=options.get("progress"))
+
+
+#: ``mode -> the heads merge run before the neurons``: ``(model, data, options) -> (model, entries, skipped)``.
+HEADS_MODES = {"weights": _heads_by_weights, "data": _heads_by_data}
+
+
+def _neuron_layers(layers):
+    """``--layers`` for the neuron merge: an attention entry ``name/heads`` stands for its layer."""
+    return None if layers is None else list(dict.fromkeys(name.split("/heads")[0] for name in layers))
 
 
 def _check_options(mode, function, options):
@@ -42,8 +97,8 @@ def _check_options(mode, function, options):
         )
 
 
-def merge_neurons(model, mode="weights", data=None, *, evaluate_on=None, **options):
-    """Merge a model's redundant neurons and return a genuinely smaller model with its report.
+def merge_neurons(model, mode="weights", data=None, *, evaluate_on=None, heads=True, **options):
+    """Merge a model's redundant neurons and attention heads; return a genuinely smaller model with its report.
 
     Parameters
     ----------
@@ -61,6 +116,12 @@ def merge_neurons(model, mode="weights", data=None, *, evaluate_on=None, **optio
     evaluate_on : Dataset, ndarray, str or os.PathLike, default=None
         Held-out data to compare the merged model with the original on; fills
         ``report.evaluation`` (accuracy before and after, agreement, output difference).
+    heads : bool, default=True
+        First merge the heads of every ``keras.layers.MultiHeadAttention`` with the same mode and
+        budget (:mod:`weightkit.compress.merge.heads`): by weights, heads that duplicate another
+        exactly; by data, ``round(ratio · heads)`` heads (or within ``max_error``) rebuilt in the kept
+        heads' output projection. Each appears in ``report.layers`` as ``name/heads``, its heads
+        counted as neurons. False: neurons only.
     **options
         The keyword options of the mode's function: ``metric``, ``threshold``, ``ratio``,
         ``layers``, ``include_bias``, ``twin_tolerance`` for weights; ``ratio``, ``max_error``,
@@ -99,4 +160,18 @@ def merge_neurons(model, mode="weights", data=None, *, evaluate_on=None, **optio
         )
     dispatch, function = MERGE_MODES[mode]
     _check_options(mode, function, options)
-    return dispatch(model, data, evaluate_on=evaluate_on, **options)
+    if not heads:
+        return dispatch(model, data, evaluate_on=evaluate_on, **options)
+    loaded = as_model(model, unsafe=options.get("unsafe", False))
+    original = loaded.model
+    if is_path(data):  # a specification is loaded once, for the heads and the neurons
+        data = as_dataset(data, original, seed=options.get("seed", 0))
+    headed, entries, skipped = HEADS_MODES[mode](original, data, options)
+    options["layers"] = _neuron_layers(options.get("layers"))
+    merged, report = dispatch(headed, data, **options)
+    merged = merge_composite_ffns(merged, report, mode, data, options)  # FFNs inside composite layers
+    attach_heads(report, entries, skipped, original, merged)
+    report.notes.extend(loaded.notes)
+    if evaluate_on is not None:
+        report.evaluate(original, merged, evaluate_on)
+    return merged, report

@@ -134,7 +134,7 @@ def print_data_merge_report(report, console):
         if layer.removed:
             shown = ", ".join(f"{item['neuron']} ({item['r2']:.3f})" for item in layer.removed[:12])
             more = f" … and {len(layer.removed) - 12} more" if len(layer.removed) > 12 else ""
-            console.print(f"  {layer.name}: removed neuron (R²): {shown}{more}")
+            console.print(f"  {layer.name}: removed {getattr(layer, 'unit', 'neuron')} (R²): {shown}{more}")
         for text in layer.notes:
             console.print(f"  {layer.name}: {text}")
     for skipped in report.skipped:

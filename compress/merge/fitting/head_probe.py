@@ -1,0 +1,69 @@
+"""Each attention head's output on calibration data, summed into the moments a head merge fits on.
+
+A head's output (its attention-weighted values before the output projection, (batch, T, value_dim))
+never leaves the layer: it is replayed from the tensors the layer's call reads and its weights
+(:func:`weightkit.analysis.activations.heads.attention_heads`, the same replay ``analyze --data``
+probes heads with), and the replay is checked against the layer's real output on the first batch: a
+mask or call option the replay does not apply leaves the layer alone with the difference as reason.
+"""
+
+import numpy as np
+
+from weightkit.analysis.activations.collect import sample_indices
+from weightkit.analysis.activations.heads import REPLAY_TOLERANCE, _node_problem, _replay, attention_heads
+from weightkit.analysis.data.batches import n_samples, rows, take
+from weightkit.analysis.kinds.registry import kind_for
+from weightkit.analysis.structure.graph import ModelGraph
+from weightkit.compress.merge.applying.rebuild import find_layer
+from weightkit.compress.merge.fitting.heads import head_moments
+
+__all__ = ["head_output_moments"]
+
+
+def head_output_moments(model, layer_name, x, *, samples, seed=0, batch_size=64):
+    """The raw moments of one attention layer's head outputs over a seeded calibration sample.
+
+    Parameters
+    ----------
+    model : keras.Model
+    layer_name : str
+        A MultiHeadAttention (or subclass) called once in the model on rank-3 tensors.
+    x : ndarray or list of ndarray
+        The model's inputs.
+    samples : int
+        Calibration inputs drawn (seeded) from ``x``.
+    seed : int, default=0
+    batch_size : int, default=64
+
+    Returns
+    -------
+    moments : ndarray of shape (heads * value_dim + 1, heads * value_dim + 1) or None
+        :func:`weightkit.compress.merge.fitting.heads.head_moments` summed over every input and
+        query position; None when the heads cannot be replayed.
+    n_rows : int
+        Rows the moments sum (inputs × query positions).
+    reason : str or None
+        Why the heads were not probed.
+    """
+    layer = find_layer(model, layer_name)
+    graph = ModelGraph(model)
+    node, reason = _node_problem(graph, layer)
+    if reason is not None:
+        return None, 0, reason
+    arrays = kind_for(layer).layer_arrays(layer)
+    probe, _ = graph.flat_model(outputs=[*node.inputs, *node.outputs])
+    chosen = take(x, sample_indices(n_samples(x), samples, seed))
+    total, moments, order, n_rows = n_samples(chosen), 0.0, None, 0
+    for start in range(0, total, batch_size):
+        outputs = probe.predict_on_batch(rows(chosen, start, start + batch_size))
+        outputs = [np.asarray(o, dtype=np.float64) for o in outputs]
+        inputs, output = outputs[:-1], outputs[-1]
+        if order is None:
+            order, difference = _replay(arrays, inputs, output)
+            if order is None or difference > REPLAY_TOLERANCE * (1.0 + float(np.abs(output).max())):
+                return None, 0, (f"its heads cannot be replayed from its inputs and weights (output differs by "
+                                 f"{difference:.3g}): a mask or another call option the head merge does not apply")
+        heads, _ = attention_heads(arrays, *(inputs[i] for i in order))
+        moments = moments + head_moments(heads)
+        n_rows += heads.shape[0] * heads.shape[1]
+    return moments, n_rows, None
