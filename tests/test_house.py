@@ -157,22 +157,51 @@ def _strings(node):
     return set()
 
 
-def kind_branches(tree, names):
+def _lists_classes(value, names):
+    """Whether a value is a class list: a literal naming two or more registered classes (maybe inside
+    ``frozenset(...)``), or a comprehension over the registry (``{n: k for n, k in KINDS.items() if k.recurrent}``)."""
+    if len(_strings(value) & names) >= 2:
+        return True
+    if isinstance(value, (ast.DictComp, ast.SetComp, ast.ListComp, ast.GeneratorExp)):
+        return any(isinstance(n, ast.Name) and n.id in ("KINDS", "LAYERS")
+                   for generator in value.generators for n in ast.walk(generator.iter))
+    return isinstance(value, ast.Call) and len(value.args) == 1 and _lists_classes(value.args[0], names)
+
+
+def class_list_constants(tree, names):
+    """Names a module binds at its top level to a class list (see :func:`_lists_classes`)."""
+    found = set()
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, ast.AnnAssign) and node.value is not None else []
+        if targets and _lists_classes(node.value, names):
+            found.update(t.id for t in targets if isinstance(t, ast.Name))
+    return found
+
+
+def kind_branches(tree, names, imported=frozenset()):
     """Lines of ``tree`` that branch on a layer family or a class name, or hold a list of layer classes.
 
     A branch is a comparison (``==``, ``!=``, ``in``, ``not in``...) one side of which is a class
     name (``type(x).__name__``, ``x.__class__.__name__``, ``registered_name(x)``), a family
     (``spec.family``, ``family``, ``getattr(spec, "family")``) or a string (or literal set of
-    strings) naming a registered layer class; an ``isinstance`` against ``keras.layers.<registered
-    class>``; a class list is a tuple, list, set or dict literal naming two or more registered
-    classes. Inside analysis/kinds/ this knowledge is at home; everywhere else it is a question
-    the kind should answer.
+    strings) naming a registered layer class; a membership test (``in``, ``not in``) in a class-list
+    constant (``site.type in RECURRENT_TYPES``): one the module binds, or one of ``imported`` (names
+    other modules bind to class lists) that it imports; an ``isinstance`` against
+    ``keras.layers.<registered class>``; a class list is a tuple, list, set or dict literal naming two or
+    more registered classes. Inside analysis/kinds/ this knowledge is at home; everywhere else it is a
+    question the kind should answer.
     """
+    constants = class_list_constants(tree, names) | {
+        alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+        for alias in node.names if alias.name in imported}
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Compare):
             sides = [node.left, *node.comparators]
-            if any(_is_class_name(s) or _is_family(s) or _strings(s) & names for s in sides):
+            in_constant = any(isinstance(op, (ast.In, ast.NotIn)) and getattr(side, "id", getattr(side, "attr", None))
+                              in constants for op, side in zip(node.ops, node.comparators))
+            if in_constant or any(_is_class_name(s) or _is_family(s) or _strings(s) & names for s in sides):
                 found.append(node.lineno)
         elif isinstance(node, (ast.Tuple, ast.List, ast.Set, ast.Dict)) and len(_strings(node) & names) >= 2:
             found.append(node.lineno)
@@ -186,22 +215,6 @@ def kind_branches(tree, names):
 #: Modules that still branch on a layer family or class name, and how many lines do (issue 26). Another
 #: engineer's files, not migrated this session: the number may only go down. Everything else asks the kind.
 KIND_BRANCHES_LEFT = {
-    "weightkit.analysis.activations.collect": 5,
-    "weightkit.analysis.data.checks": 1,
-    "weightkit.analysis.files.declared_size": 7,
-    "weightkit.analysis.files.stored.entries": 8,
-    "weightkit.analysis.files.stored.shapes": 23,
-    "weightkit.analysis.files.stored.weights": 5,
-    "weightkit.analysis.data.token_ids": 2,
-    "weightkit.compress.fold.apply": 6,
-    "weightkit.compress.merge.fitting.batchnorm_stats": 2,
-    "weightkit.compress.merge.refit": 1,
-    "weightkit.compress.quantize.fused": 9,
-    "weightkit.compress.quantize.sampling": 1,
-    "weightkit.compress.quantize.source": 1,
-    "weightkit.compress.shrink.distill": 1,
-    "weightkit.reports.filters_data": 1,
-    "weightkit.reports.filters_report": 1,
 }
 
 
@@ -210,18 +223,64 @@ def test_kind_branches_are_found_where_they_are():
                      "if spec.family in ('rnn', 'bidirectional'): pass\n"
                      "RECURRENT = ('SimpleRNN', 'LSTM', 'GRU')\n"
                      "ok = kind.merge == 'couple' and isinstance(layer, keras.Model)\n"
-                     "if isinstance(layer, keras.layers.Add): pass\n")
-    assert kind_branches(tree, {"Dense", "SimpleRNN", "LSTM", "GRU", "Add"}) == [1, 2, 3, 5]
+                     "if isinstance(layer, keras.layers.Add): pass\n"
+                     "if site.type in RECURRENT: pass\n"
+                     "GATED = {name: kind for name, kind in KINDS.items() if kind.recurrent}\n"
+                     "ok = name not in GATED\n"
+                     "from weightkit.compress.merge.recurrent import RECURRENT_TYPES as TYPES\n"
+                     "if type(layer).__name__ in TYPES: pass\n"
+                     "if site.type in TYPES: pass\n"
+                     "ok = kind.recurrent and name in KINDS and name in {'units': 1}\n")
+    assert kind_branches(tree, {"Dense", "SimpleRNN", "LSTM", "GRU", "Add"}, {"RECURRENT_TYPES"}) == [
+        1, 2, 3, 5, 6, 8, 10, 11]
 
 
 def test_no_module_outside_the_kinds_branches_on_a_layer_family_or_class_name():
     names = _registered_names()
+    trees = {name: ast.parse(path.read_text(encoding="utf-8")) for name, path in MODULES.items()}
+    imported = set().union(*(class_list_constants(tree, names) for name, tree in trees.items()
+                             if not name.startswith("weightkit.analysis.kinds")))  # the kinds' own tables: the registry
     counts = {}
-    for name, path in MODULES.items():
+    for name, tree in trees.items():
         if name.startswith("weightkit.analysis.kinds"):
             continue
-        lines = kind_branches(ast.parse(path.read_text(encoding="utf-8")), names)
+        lines = kind_branches(tree, names, imported)
         if lines:
             counts[name] = len(lines)
     over = {name: count for name, count in counts.items() if count > KIND_BRANCHES_LEFT.get(name, 0)}
     assert over == {}, "ask the layer's kind (weightkit.analysis.kinds) instead"
+
+
+def class_lists(tree, names):
+    """``{frozenset of class names: [line, ...]}``: every tuple, list or set literal of ``tree`` (a
+    ``frozenset(...)``'s too) naming two or more registered layer classes, by the set of those it names."""
+    found = collections.defaultdict(list)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            named = frozenset(_strings(node) & names)
+            if len(named) >= 2:
+                found[named].append(node.lineno)
+    return dict(found)
+
+
+def test_class_lists_are_found_where_they_are():
+    tree = ast.parse("RECURRENT = ('LSTM', 'GRU')\n"
+                     "GATED = frozenset({'GRU', 'LSTM', 'units'})\n"
+                     "ONE = ['Dense', 'units']\n"
+                     "NESTED = [('Conv1D', 'Conv2D'), 'Dense']\n"
+                     "if name in ['GRU', 'LSTM']: pass\n")
+    assert class_lists(tree, {"Dense", "Conv1D", "Conv2D", "LSTM", "GRU"}) == {
+        frozenset({"LSTM", "GRU"}): [1, 2, 5], frozenset({"Conv1D", "Conv2D"}): [4]}
+
+
+def test_no_two_modules_hold_the_same_class_list():
+    """A list of layer classes lives in one kind module (issue 26): elsewhere, ask the registry or the kinds."""
+    names = _registered_names()
+    holders, outside = collections.defaultdict(list), []
+    for name, path in MODULES.items():
+        for classes, lines in class_lists(ast.parse(path.read_text(encoding="utf-8")), names).items():
+            holders[classes].append(name)
+            if not name.startswith("weightkit.analysis.kinds"):
+                outside += [f"{name}:{line} {sorted(classes)}" for line in lines]
+    twice = {", ".join(sorted(classes)): modules for classes, modules in holders.items() if len(modules) > 1}
+    assert (outside, twice) == ([], {}), "ask the layer's kind or the registry (weightkit.analysis.kinds) instead"

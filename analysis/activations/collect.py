@@ -19,7 +19,10 @@ from weightkit.analysis.activations.results import ActivationSample
 from weightkit.analysis.data.batches import as_batches, n_samples, rows, take
 from weightkit.analysis.errors import WeightkitError
 from weightkit.analysis.structure.graph import ModelGraph
+from weightkit.analysis.kinds.depthwise import SKIP_DEPTHWISE_HALF
 from weightkit.analysis.kinds.layers import spec_for
+from weightkit.analysis.kinds.recurrent import SKIP_RNN_GATE
+from weightkit.analysis.kinds.wrappers import SKIP_BIDIRECTIONAL
 from weightkit.analysis.files.loading import walk_layers
 from weightkit.analysis.numeric.matrices import DEFAULT_MEMORY_BUDGET
 from weightkit.analysis.model_analysis import collect_entries
@@ -34,10 +37,9 @@ SUMMARIES = {
     "positions": "a seeded sample of positions per input, one column per (input, position)",
 }
 
-SKIP_SEPARABLE_DEPTHWISE = ("the depthwise output of a separable convolution is internal to the layer; "
-                            "its /pointwise entry is analyzed")
-SKIP_RNN_GATE = "gate activations are internal to the recurrent cell; its hidden state is the entry {name!r}"
-SKIP_BIDIRECTIONAL = "a Bidirectional layer's halves are mixed in its output; its hidden states are the entry {name!r}"
+#: Why a SeparableConv's depthwise entry is not probed. Each kind says why its internal entries are not
+#: (``internal_reason``); this and :data:`SKIP_RNN_GATE`, :data:`SKIP_BIDIRECTIONAL` are re-exported from the kinds.
+SKIP_SEPARABLE_DEPTHWISE = SKIP_DEPTHWISE_HALF
 SKIP_UNREACHABLE = "not called in the model's graph: its output is not reachable from the model's inputs"
 
 
@@ -85,20 +87,9 @@ SKIP_SUBLAYER = "inside a composite layer: its output is not a tensor of the mod
 
 
 def _probe_kind(layer, entry_name):
-    """None when the entry's activations are the layer's output, else the skip reason."""
-    spec = spec_for(layer)
-    if spec is not None and spec.family == "time_distributed":
-        spec = spec_for(layer.layer)
-    internal = () if spec is None else spec.internal
-    if not internal:
-        return None
-    if spec.family == "bidirectional":
-        return SKIP_BIDIRECTIONAL.format(name=layer.name)
-    if spec.family == "rnn":
-        return SKIP_RNN_GATE.format(name=layer.name)
-    if "*" in internal or entry_name.rsplit("/", 1)[-1] in internal:
-        return SKIP_SEPARABLE_DEPTHWISE if spec.family == "separable" else "internal to the layer; not probed"
-    return None
+    """None when the entry's activations are the layer's output, else the skip reason (the layer's kind says)."""
+    kind = spec_for(layer)
+    return None if kind is None else kind.probe_skip(layer, entry_name.rsplit("/", 1)[-1])
 
 
 def _channel_axis(layer):
@@ -116,9 +107,9 @@ def _layer_outputs(graph, layer):
     return [node.outputs[0] for node in nodes], None  # outputs[0]: the sequence/state, not return_state's extras
 
 
-def _hidden_state_entry(layer, spec):
+def _hidden_state_entry(layer, kind):
     """For an RNN with gates (or a Bidirectional one): its output, the hidden state, as one more entry."""
-    if spec is None or spec.family not in ("rnn", "bidirectional") or spec.gates == (None,):
+    if kind is None or not kind.hidden_state_probed():
         return None
     return layer.name, f"{type(layer).__name__} (hidden state)"
 

@@ -64,8 +64,7 @@ def output_activations(model):
 
 
 def _is_recurrent(model):
-    return any(getattr(spec_for(layer), "family", None) in ("rnn", "bidirectional", "recurrent")
-               for layer in walk_layers(model))
+    return any(getattr(spec_for(layer), "over_time", False) for layer in walk_layers(model))
 
 
 def _names(model):

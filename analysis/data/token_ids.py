@@ -5,8 +5,9 @@ model (``InvalidArgumentError ... GatherV2``) or, on some devices, read zeros si
 checked instead against every Embedding each model input reaches through the model graph
 (:class:`weightkit.analysis.structure.graph.ModelGraph`): directly, or through layers whose outputs stay within
 the range of what they read (dropout, reshaping, padding with zeros, cropping, pooling,
-concatenation: the ``step`` entries of :data:`weightkit.analysis.kinds.layers.LAYERS` listed in
-:data:`RANGE_KEEPING`).
+concatenation: the steps whose kind :meth:`~weightkit.analysis.kinds.config_rules.ConfigRules.keeps_value_range`;
+their merge roles are :data:`RANGE_KEEPING`). Which layers take token ids, and how many, their kinds say
+(:meth:`~weightkit.analysis.kinds.data_rules.DataRules.vocabulary_size`).
 """
 
 import numpy as np
@@ -14,13 +15,10 @@ import numpy as np
 from weightkit.analysis._tf import import_keras
 from weightkit.analysis.errors import WeightkitError
 from weightkit.analysis.structure.graph import ModelGraph
+from weightkit.analysis.kinds.config_rules import RANGE_KEEPING
 from weightkit.analysis.kinds.layers import spec_for
 
 __all__ = ["RANGE_KEEPING", "check_token_ids", "embedding_vocabularies"]
-
-#: Step roles (``LayerSpec.merge`` of weightless layers) whose every output value lies within the
-#: range of the values they read, or is 0: ids go through them unchanged in range.
-RANGE_KEEPING = frozenset({"identity", "max", "linear", "zero_pad", "flatten", "reshape", "concatenate"})
 
 
 def embedding_vocabularies(model):
@@ -36,7 +34,7 @@ def embedding_vocabularies(model):
         One list per model input, in input order: ``(layer name, input_dim)`` of each Embedding
         (or subclass) its values reach. Empty lists for a model without a readable graph.
     """
-    keras = import_keras()
+    layer_class = import_keras().layers.Layer
     try:
         graph = ModelGraph(model)
     except WeightkitError:  # a subclassed model or a SavedModel's shape view: nothing to follow
@@ -46,11 +44,12 @@ def embedding_vocabularies(model):
         reached, seen, frontier = {}, {tid}, [tid]
         while frontier:
             for node in graph.readers(frontier.pop()):
-                if isinstance(node.layer, keras.layers.Embedding):
-                    reached.setdefault(node.name, int(node.layer.input_dim))
+                kind = spec_for(node.layer) if isinstance(node.layer, layer_class) else None
+                vocabulary = None if kind is None else kind.vocabulary_size(node.layer)
+                if vocabulary is not None:
+                    reached.setdefault(node.name, vocabulary)
                     continue
-                spec = spec_for(node.layer) if isinstance(node.layer, keras.layers.Layer) else None
-                if spec is not None and spec.family == "step" and spec.merge in RANGE_KEEPING:
+                if kind is not None and kind.keeps_value_range():
                     fresh = [out for out in node.outputs if out not in seen]
                     seen.update(fresh)
                     frontier.extend(fresh)

@@ -72,4 +72,4 @@ class ELUKind(ElementwiseKind):
 
 
 KINDS = {"Activation": ActivationKind(), "ReLU": ReLUKind(), "LeakyReLU": LeakyReLUKind(), "ELU": ELUKind()}
-KINDS["Softmax"] = LayerKind(family="step", activation="softmax")  # mixes channels: stops a merge walk
+KINDS["Softmax"] = LayerKind(family="step", activation="softmax", same_shape=True)  # mixes channels: stops a merge walk

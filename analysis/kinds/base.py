@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from weightkit.analysis._tf import import_keras
+from weightkit.analysis.kinds.config_rules import ConfigRules
+from weightkit.analysis.kinds.data_rules import DataRules
 
 __all__ = ["GENERIC_SKIP", "MERGE_STEPS", "Kernel", "LayerKind", "channels_last", "grouped"]
 
@@ -79,12 +81,14 @@ def attribute(obj, path):
     return obj
 
 
-class LayerKind:
+class LayerKind(ConfigRules, DataRules):
     """What weightkit knows about, and does with, one family of Keras layer classes.
 
     Subclass it for a new family and register an instance for each class
     (:func:`weightkit.analysis.kinds.register_layer_kind`). The class attributes below are data
-    (readable without Keras); the methods take live layers or configs.
+    (readable without Keras); the methods take live layers or configs. What the file reader asks of a
+    config is in :class:`~weightkit.analysis.kinds.config_rules.ConfigRules`, what probing activations and
+    checking data ask in :class:`~weightkit.analysis.kinds.data_rules.DataRules`.
 
     Attributes
     ----------
@@ -292,6 +296,16 @@ class LayerKind:
         """Its kernel as one ``(..., fan_in, n_outputs)`` float64 array (a SeparableConv: the composite filter)."""
         return np.asarray(arrays[self.output_kernel], dtype=np.float64)
 
+    def output_cuts(self, layer, prefix=""):
+        """``[(array key, axis)]`` that lose a removed output channel, each axis ``positions · n`` wide (channels
+        fastest): its :attr:`output_kernel`'s last axis and its bias."""
+        return [(prefix + self.output_kernel, -1), (prefix + "bias", 0)]
+
+    def own_input_kernels(self, layer, prefix=""):
+        """``[(kernel key, bias key, bias row)]`` whose rows read the layer's own outputs (a recurrent kernel): a
+        merge of its outputs folds into them too; their rows are among :meth:`output_cuts`."""
+        return []
+
     #: A linear chain (:mod:`weightkit.analysis.structure.linear_chains`): the family its weighted members share
     #: (``dense``, ``conv2d``...), or None for a layer that is no weighted member.
     chain_family = None
@@ -317,6 +331,48 @@ class LayerKind:
 
     def gate_count(self, layer=None):
         """The gates of a recurrent input kernel (SimpleRNN 1, LSTM 4, GRU 3), or None for other kinds."""
+        return None
+
+    #: Whether it loops over the time steps of its input: :attr:`recurrent` kinds and a generic RNN over a
+    #: custom cell (which neither unrolls nor merges).
+    over_time = False
+    #: The fused TFLite op that computes it (``"lstm"``, ``"simple_rnn"``; see
+    #: :mod:`weightkit.compress.quantize.fused`), or None (a GRU: TFLite has none).
+    fused_op = None
+    #: Whether it normalizes with moving statistics of its input (a BatchNormalization): a merge re-estimates
+    #: them, a fine-tune may freeze them, and at inference it scales channel ``c`` by
+    #: ``gamma[c] / sqrt(moving_variance[c] + epsilon)``.
+    moving_statistics = False
+
+    def makes_mask(self, layer):
+        """Whether the layer produces a mask for the layers after it (a Masking layer; an embedding with
+        ``mask_zero``: any layer of that attribute, registered or not, as ``(kind_for(layer) or LayerKind())``)."""
+        return bool(getattr(layer, "mask_zero", False))
+
+    def chain_step(self, layer):
+        """Its step in a linear chain's fold (:mod:`weightkit.compress.fold.math`), weights as numpy arrays.
+
+        Returns
+        -------
+        tuple
+            ``("dense", kernel (fan_in, units), bias or None)``, ``("conv", kernel (*k, c_in, c_out), bias or
+            None, strides, dilation)`` or ``("batchnorm", gamma or None, beta or None, mean, variance, epsilon)``
+            (each of shape ``(channels,)``).
+        """
+        raise NotImplementedError(type(self).__name__)
+
+    # --- reports and sampling -------------------------------------------------------------------------
+
+    #: The config key of the window it slides over its input positions (``kernel_size`` for a convolution,
+    #: ``pool_size`` for a pooling layer), or None: receptive fields follow it.
+    window_key = None
+    #: Whether a report draws its filters as images (Conv1D: strips, Conv2D: tiles).
+    filter_images = False
+
+    def input_sampler(self, layer):
+        """``(description, draw)`` of random inputs shaped like what the layer expects to read as a model's first
+        layer (a Rescaling: its range; a Normalization: its mean and spread), or None; ``draw(rng, shape)``
+        returns float32 inputs."""
         return None
 
     # --- the README's support matrix ------------------------------------------------------------------
@@ -359,3 +415,13 @@ def to_numpy(variable):
     """A variable's value as a float32 numpy array."""
     keras = import_keras()
     return np.asarray(keras.ops.convert_to_numpy(variable), dtype=np.float32)
+
+
+def value_of(variable):
+    """A variable's value as a numpy array of its own dtype; None for None."""
+    return None if variable is None else np.asarray(import_keras().ops.convert_to_numpy(variable))
+
+
+def axis_tuple(value, rank):
+    """A config's per-axis value (``strides``, ``dilation_rate``: an int or a sequence) as ``rank`` ints."""
+    return tuple(int(v) for v in value) if isinstance(value, (list, tuple)) else (int(value),) * rank

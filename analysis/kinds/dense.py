@@ -1,6 +1,7 @@
 """Dense: one neuron per unit, its kernel column the neuron's row."""
 
-from weightkit.analysis.kinds.base import Kernel, LayerKind, bias
+from weightkit.analysis.kinds.base import Kernel, LayerKind, bias, value_of
+from weightkit.analysis.kinds.config_rules import positive_int, without_bias
 
 __all__ = ["DenseKind", "KINDS", "PLAIN_KERNEL", "PLAIN_VARIABLES"]
 
@@ -34,6 +35,21 @@ class DenseKind(LayerKind):
 
     def chain_params(self, configs, first_shape, units, bias):
         return first_shape[0] * units + (units if bias else 0)
+
+    def chain_step(self, layer):
+        return "dense", value_of(layer.kernel), value_of(layer.bias) if getattr(layer, "use_bias", False) else None
+
+    def output_shape(self, config, input_shape):
+        return input_shape[:-1] + (config.get("units"),)
+
+    def weight_shapes(self, config, input_shape):
+        units = config.get("units")
+        last = input_shape[-1] if input_shape is not None and len(input_shape) > 1 else None
+        return without_bias({"kernel": (last, units), "bias": (units,)}, config)
+
+    def declared_parameters(self, config, width):
+        units = config.get("units")
+        return width * units + units if width is not None and positive_int(units) else None
 
     def input_layout(self, after_flatten):
         return "flatten" if after_flatten else "dense"

@@ -3,8 +3,15 @@
 import numpy as np
 
 from weightkit.analysis.kinds.base import Kernel, LayerKind, bias
+from weightkit.analysis.kinds.config_rules import (as_tuple, conv_output_shape, input_channels, kernel_positions,
+                                                   positive_int, without_bias)
 
-__all__ = ["DepthwiseKind", "KINDS", "SeparableKind"]
+__all__ = ["DepthwiseKind", "KINDS", "SKIP_DEPTHWISE_HALF", "SeparableKind"]
+
+
+#: Why a SeparableConv's depthwise entry is not probed.
+SKIP_DEPTHWISE_HALF = ("the depthwise output of a separable convolution is internal to the layer; "
+                       "its /pointwise entry is analyzed")
 
 
 def _depthwise_rows(kernel):
@@ -13,6 +20,18 @@ def _depthwise_rows(kernel):
 
 def _multiplier_problem(layer):
     return None if int(layer.depth_multiplier) == 1 else "depth_multiplier > 1 is not supported"
+
+
+def _depthwise_shape(config, input_shape, rank):
+    """``(depthwise kernel shape, channels out)`` from a config and an input shape (None: unknown)."""
+    last, multiplier = input_channels(config, input_shape), config.get("depth_multiplier", 1)
+    kernel = as_tuple(config.get("kernel_size", 1), rank) + (last, multiplier)
+    return kernel, None if last is None else last * multiplier
+
+
+def _declared_multiplier(config):
+    multiplier = config.get("depth_multiplier", 1)
+    return multiplier if isinstance(multiplier, int) else 1
 
 
 class DepthwiseKind(LayerKind):
@@ -24,9 +43,24 @@ class DepthwiseKind(LayerKind):
     merge = "depthwise"
     has_neurons = True
     order = 3
+    legacy_aliases = {"depthwise_kernel": "kernel"}  # Keras 2's DepthwiseConv2D names its kernel so
+    window_key = "kernel_size"
 
     def neuron_rows(self, config, arrays):
         return [(None, _depthwise_rows(arrays["kernel"]), bias(arrays))]
+
+    def output_shape(self, config, input_shape):
+        channels = input_channels(config, input_shape)
+        channels = None if channels is None else channels * config.get("depth_multiplier", 1)
+        return conv_output_shape(config, input_shape, channels)
+
+    def weight_shapes(self, config, input_shape):
+        kernel, channels = _depthwise_shape(config, input_shape, self.rank)
+        return without_bias({"kernel": kernel, "bias": (channels,)}, config)
+
+    def declared_parameters(self, config, width):
+        kernel = kernel_positions(config)
+        return None if width is None or kernel is None else kernel * width * _declared_multiplier(config)
 
     def step_problem(self, layer, rank):
         return super().step_problem(layer, rank) or _multiplier_problem(layer)
@@ -49,10 +83,12 @@ class SeparableKind(LayerKind):
     kernels = (Kernel("depthwise", "", "depthwise_kernel", "depthwise_regularizer", "depthwise"),
                Kernel("pointwise", "", "pointwise_kernel", "pointwise_regularizer", "last"))
     internal = ("depthwise",)
+    internal_reason = SKIP_DEPTHWISE_HALF
     merge = "separable"
     units_key = "filters"
     has_neurons = True
     order = 4
+    window_key = "kernel_size"
     #: The variable that holds its output channels (the cut and the rows of a group read it).
     output_kernel = "pointwise_kernel"
 
@@ -60,6 +96,24 @@ class SeparableKind(LayerKind):
         pointwise = arrays["pointwise_kernel"]  # (1, ..., in_channels * multiplier, filters)
         return [("depthwise", _depthwise_rows(arrays["depthwise_kernel"]), None),
                 ("pointwise", pointwise.reshape(-1, pointwise.shape[-1]).T, bias(arrays))]
+
+    def entry_parts(self, config):
+        return ["depthwise", "pointwise"]
+
+    def output_shape(self, config, input_shape):
+        return conv_output_shape(config, input_shape, config.get("filters"))
+
+    def weight_shapes(self, config, input_shape):
+        depthwise, channels = _depthwise_shape(config, input_shape, self.rank)
+        filters = config.get("filters")
+        return without_bias({"depthwise_kernel": depthwise, "pointwise_kernel": (1,) * self.rank + (channels, filters),
+                             "bias": (filters,)}, config)
+
+    def declared_parameters(self, config, width):
+        kernel, filters, multiplier = kernel_positions(config), config.get("filters"), _declared_multiplier(config)
+        if width is None or kernel is None or not positive_int(filters):
+            return None
+        return kernel * width * multiplier + width * multiplier * filters
 
     def producer_kernel(self, arrays):
         depthwise = np.asarray(arrays["depthwise_kernel"], dtype=np.float64)[..., 0]  # (*k, C), multiplier 1
@@ -74,6 +128,9 @@ class SeparableKind(LayerKind):
 
     def input_layout(self, after_flatten):
         return "separable"
+
+    def input_kernels(self, layer, prefix=""):
+        return [(f"{prefix}pointwise_kernel", f"{prefix}bias", None)]  # its depthwise half passes the channels
 
     def consumer_problem(self, layer, after_flatten):
         return "reads a flattened tensor" if after_flatten else None
@@ -93,5 +150,5 @@ class SeparableKind(LayerKind):
 
 KINDS = {}
 for _n in ("1D", "2D"):
-    KINDS[f"DepthwiseConv{_n}"] = DepthwiseKind()
-    KINDS[f"SeparableConv{_n}"] = SeparableKind()
+    KINDS[f"DepthwiseConv{_n}"] = DepthwiseKind(rank=int(_n[0]))
+    KINDS[f"SeparableConv{_n}"] = SeparableKind(rank=int(_n[0]))

@@ -1,6 +1,6 @@
 """Normalization layers: BatchNormalization (a per-channel affine map a group passes through) and the others."""
 
-from weightkit.analysis.kinds.base import LayerKind
+from weightkit.analysis.kinds.base import LayerKind, value_of
 
 __all__ = ["BatchNormalizationKind", "KINDS", "normalized_axis"]
 
@@ -16,9 +16,14 @@ class BatchNormalizationKind(LayerKind):
     family = "weights"
     skip = "normalization layer: per-channel scale and shift, no neurons"
     merge = "affine"
+    moving_statistics = True
 
     def chain_role(self, config):
         return "affine"
+
+    def chain_step(self, layer):
+        return ("batchnorm", value_of(layer.gamma), value_of(layer.beta), value_of(layer.moving_mean),
+                value_of(layer.moving_variance), layer.epsilon)
 
     def step_problem(self, layer, rank):
         problem = super().step_problem(layer, rank)
@@ -30,5 +35,6 @@ class BatchNormalizationKind(LayerKind):
 KINDS = {
     "BatchNormalization": BatchNormalizationKind(),
     "GroupNormalization": LayerKind(skip="normalization layer: per-channel scale and shift, no neurons"),
-    "LayerNormalization": LayerKind(skip="normalization layer: per-feature scale and shift, no neurons"),
+    "LayerNormalization": LayerKind(skip="normalization layer: per-feature scale and shift, no neurons",
+                                    same_shape=True),
 }

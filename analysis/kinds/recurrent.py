@@ -3,8 +3,12 @@
 import numpy as np
 
 from weightkit.analysis.kinds.base import Kernel, LayerKind, count
+from weightkit.analysis.kinds.config_rules import input_channels, positive_int
 
-__all__ = ["GRUKind", "KINDS", "RecurrentKind", "per_timestep"]
+__all__ = ["GRUKind", "KINDS", "RecurrentKind", "SKIP_RNN_GATE", "per_timestep"]
+
+#: Why an LSTM's or GRU's gate entries are not probed (``{name}``: the layer's name).
+SKIP_RNN_GATE = "gate activations are internal to the recurrent cell; its hidden state is the entry {name!r}"
 
 _VARIABLES = {"kernel": "cell.kernel", "recurrent_kernel": "cell.recurrent_kernel", "bias": "cell.bias"}
 
@@ -28,9 +32,37 @@ class RecurrentKind(LayerKind):
     has_neurons = True
     order = 5
     recurrent = True
+    over_time = True
+    stored_group = "cell"
+    internal_reason = SKIP_RNN_GATE
 
     def __init__(self, gates, **attributes):
         super().__init__(gates=tuple(gates), internal=() if tuple(gates) == (None,) else ("*",), **attributes)
+
+    def entry_parts(self, config):
+        return list(self.gates)
+
+    def output_shape(self, config, input_shape):
+        units = config.get("units")
+        return input_shape[:2] + (units,) if config.get("return_sequences") else (input_shape[0], units)
+
+    def bias_rows(self, config):
+        """The rows of its bias (a GRU with ``reset_after``: an input and a recurrent row)."""
+        return 1
+
+    def weight_shapes(self, config, input_shape):
+        units = config.get("units")
+        width = None if units is None else len(self.gates) * units
+        shapes = {"kernel": (input_channels(config, input_shape), width), "recurrent_kernel": (units, width)}
+        if config.get("use_bias", True):
+            shapes["bias"] = (2, width) if self.bias_rows(config) == 2 else (width,)
+        return shapes
+
+    def declared_parameters(self, config, width):
+        units = config.get("units")
+        if width is None or not positive_int(units):
+            return None
+        return len(self.gates) * units * (width + units + 1)  # GRU with reset_after has one bias more: a lower bound
 
     def neuron_rows(self, config, arrays):
         kernel, recurrent = arrays["kernel"], arrays["recurrent_kernel"]  # (features | units, gates * units)
@@ -58,6 +90,15 @@ class RecurrentKind(LayerKind):
 
     def input_kernels(self, layer, prefix=""):
         return [(f"{prefix}kernel", f"{prefix}bias", 0 if self.two_row_bias(layer) else None)]
+
+    def output_cuts(self, layer, prefix=""):
+        # every gate's column block of both kernels, the recurrent kernel's rows (the state it reads), the bias
+        return [(f"{prefix}kernel", 1), (f"{prefix}recurrent_kernel", 0), (f"{prefix}recurrent_kernel", 1),
+                (f"{prefix}bias", 1 if self.two_row_bias(layer) else 0)]
+
+    def own_input_kernels(self, layer, prefix=""):
+        # the folded offset goes to the recurrent bias row, which a GRU's reset gate multiplies
+        return [(f"{prefix}recurrent_kernel", f"{prefix}bias", 1 if self.two_row_bias(layer) else None)]
 
     def input_kernel_variables(self, layer):
         return [layer.cell.kernel]
@@ -87,6 +128,9 @@ class GRUKind(RecurrentKind):
     def two_row_bias(self, layer):
         return bool(layer.get_config().get("reset_after", True))
 
+    def bias_rows(self, config):
+        return 2 if config.get("reset_after", True) else 1
+
     def config_problem(self, config):
         if config.get("return_state") or config.get("stateful") or config.get("reset_after", True):
             return super().config_problem(config)
@@ -99,11 +143,12 @@ class GenericRNNKind(LayerKind):
 
     family = "recurrent"
     skip = "a generic RNN over a custom cell: only SimpleRNN, LSTM and GRU are supported"
+    over_time = True
 
 
 KINDS = {
-    "SimpleRNN": RecurrentKind((None,)),
-    "LSTM": RecurrentKind(("input", "forget", "cell", "output")),
+    "SimpleRNN": RecurrentKind((None,), fused_op="simple_rnn"),
+    "LSTM": RecurrentKind(("input", "forget", "cell", "output"), fused_op="lstm"),
     "GRU": GRUKind(("update", "reset", "candidate")),
     "RNN": GenericRNNKind(),
 }

@@ -14,11 +14,12 @@ import importlib
 from weightkit.analysis._tf import import_keras
 from weightkit.analysis.kinds.base import GENERIC_SKIP, LayerKind
 
-__all__ = ["KINDS", "kind_for", "kind_named", "register_layer_kind", "registered_name", "skip_reason"]
+__all__ = ["KINDS", "kind_for", "kind_named", "register_layer_kind", "registered_name", "skip_reason",
+           "skip_reason_named"]
 
 #: The modules whose ``KINDS`` tables make up the registry, in support-matrix order.
 _MODULES = ("dense", "conv", "depthwise", "recurrent", "wrappers", "einsum", "attention", "normalization", "weights",
-            "activations", "pooling", "reshape", "joins")
+            "preprocessing", "masking", "activations", "pooling", "reshape", "joins")
 
 
 def _table():
@@ -118,3 +119,13 @@ def skip_reason(layer):
     if kind is not None and kind.skip:
         return kind.skip
     return GENERIC_SKIP.format(name=type(layer).__name__)
+
+
+def skip_reason_named(class_name, config):
+    """:func:`skip_reason` of a stored layer, from its Keras class name and config alone (no Keras needed)."""
+    kind = KINDS.get(class_name)
+    if kind is not None and kind.has_neurons:
+        return kind.wrapped_config_reason(config)
+    if kind is not None and kind.skip:
+        return kind.skip
+    return GENERIC_SKIP.format(name=class_name)

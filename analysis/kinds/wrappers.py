@@ -1,11 +1,14 @@
 """Wrappers that delegate to the kind of the layer they wrap: Bidirectional and TimeDistributed."""
 
 from weightkit.analysis.kinds.base import LayerKind
+from weightkit.analysis.kinds.config_rules import Wrapped
 from weightkit.analysis.kinds.recurrent import per_timestep
 
-__all__ = ["BidirectionalKind", "KINDS", "TimeDistributedKind"]
+__all__ = ["BidirectionalKind", "KINDS", "SKIP_BIDIRECTIONAL", "TimeDistributedKind"]
 
 _HALVES = ("forward", "backward")
+#: Why a Bidirectional layer's gate entries are not probed (``{name}``: the layer's name).
+SKIP_BIDIRECTIONAL = "a Bidirectional layer's halves are mixed in its output; its hidden states are the entry {name!r}"
 
 
 def _registry():
@@ -20,6 +23,12 @@ def _wrapped_class(config):
     return inner.get("class_name"), inner.get("config", {})
 
 
+def _stored_layer(config):
+    """``(class name, config, kind or None)`` of the layer a stored wrapper's config wraps."""
+    inner = config.get("layer") or {}
+    return inner.get("class_name"), inner.get("config") or {}, _registry().kind_named(inner.get("class_name"))
+
+
 class BidirectionalKind(LayerKind):
     """A Bidirectional recurrent layer: two halves, each with the wrapped recurrent kind's rows and gates."""
 
@@ -30,6 +39,8 @@ class BidirectionalKind(LayerKind):
     has_neurons = True
     order = 6
     recurrent = True
+    over_time = True
+    internal_reason = SKIP_BIDIRECTIONAL
 
     def neuron_rows(self, config, arrays):
         parts = []
@@ -66,6 +77,39 @@ class BidirectionalKind(LayerKind):
         if inner is None or inner.family != "rnn":
             return f"wraps {type(layer.forward_layer).__name__}: only SimpleRNN, LSTM and GRU are supported"
         return None
+
+    # --- a stored config (weightkit.analysis.files.stored) ---------------------------------------------
+
+    def entry_parts(self, config):
+        inner = _stored_layer(config)[2]
+        return [half if part is None else f"{half}/{part}" for half in _HALVES for part in inner.entry_parts({})]
+
+    def stored_wrapped(self, config):
+        class_name, inner_config, _ = _stored_layer(config)
+        return [Wrapped(f"{half}/", f"{half}_layer", f"{half}_", class_name, inner_config) for half in _HALVES]
+
+    def wrapped_config_reason(self, config):
+        class_name, _, inner = _stored_layer(config)
+        if inner is None or inner.family != "rnn":
+            return f"wraps {class_name}: only SimpleRNN, LSTM and GRU are supported"
+        return None
+
+    def output_shape(self, config, input_shape):
+        _, inner_config, inner = _stored_layer(config)
+        out = None if inner is None else inner.output_shape(inner_config, input_shape)
+        if out is None or config.get("merge_mode", "concat") != "concat":
+            return out
+        return out[:-1] + (None if out[-1] is None else 2 * out[-1],)
+
+    def weight_shapes(self, config, input_shape):
+        shapes = {}
+        for half in self.stored_wrapped(config):
+            inner = _registry().kind_named(half.class_name)
+            sub = None if inner is None else inner.weight_shapes(half.config, input_shape)
+            if sub is None:
+                return None
+            shapes.update({half.prefix + key: shape for key, shape in sub.items()})
+        return shapes
 
     def applications(self, input_shape, output_shape):
         return per_timestep(input_shape)
@@ -138,6 +182,39 @@ class TimeDistributedKind(LayerKind):
     def wrapped_reason(self, layer):
         reason = _registry().skip_reason(layer.layer)
         return None if reason is None else f"wraps {type(layer.layer).__name__}: {reason}"
+
+    def probe_skip(self, layer, part):
+        inner = self.inner_kind(layer)
+        return None if inner is None else inner.probe_skip(layer, part)
+
+    # --- a stored config (weightkit.analysis.files.stored) ---------------------------------------------
+
+    def entry_parts(self, config):
+        _, inner_config, inner = _stored_layer(config)
+        return inner.entry_parts(inner_config)
+
+    def stored_wrapped(self, config):
+        class_name, inner_config, _ = _stored_layer(config)
+        return [Wrapped("", "layer", None, class_name, inner_config)]
+
+    def wrapped_config_reason(self, config):
+        class_name, inner_config, _ = _stored_layer(config)
+        reason = _registry().skip_reason_named(class_name, inner_config)
+        return None if reason is None else f"wraps {class_name}: {reason}"
+
+    def stored_entry(self, name, class_name, config):
+        inner_name, inner_config, _ = _stored_layer(config)
+        return f"{name}/{inner_config.get('name')}", f"TimeDistributed({inner_name})"
+
+    def output_shape(self, config, input_shape):
+        _, inner_config, inner = _stored_layer(config)
+        out = None if inner is None else inner.output_shape(inner_config, (input_shape[0],) + input_shape[2:])
+        return None if out is None else input_shape[:2] + out[1:]
+
+    def weight_shapes(self, config, input_shape):
+        _, inner_config, inner = _stored_layer(config)
+        inner_shape = None if input_shape is None or len(input_shape) < 3 else (input_shape[0],) + input_shape[2:]
+        return None if inner is None else inner.weight_shapes(inner_config, inner_shape)
 
     def applications(self, input_shape, output_shape):
         return per_timestep(input_shape)

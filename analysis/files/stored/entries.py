@@ -17,12 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from weightkit.analysis.kinds.composites import composite_sublayers
-from weightkit.analysis.kinds.layers import GENERIC_SKIP, neuron_rows, spec_named
+from weightkit.analysis.kinds.layers import neuron_rows
+from weightkit.analysis.kinds.registry import kind_named, skip_reason_named
 from weightkit.analysis.files.own_classes import ecosystem_skip_reason
 from weightkit.analysis.results import SkippedLayer
 from weightkit.analysis.rows import NeuronRows
 from weightkit.analysis.files.stored.layout import StoredLayer
-from weightkit.analysis.files.stored.shapes import applications, first_input_shape
+from weightkit.analysis.files.stored.shapes import first_input_shape, output_shape
 from weightkit.analysis.files.stored.weights import StoredLayoutError, layer_arrays
 
 __all__ = ["PlannedLayer", "iter_stored_rows", "plan_entries"]
@@ -41,44 +42,9 @@ class PlannedLayer:
     applications: int
 
 
-def _parts(class_name, config):
-    spec = spec_named(class_name)
-    if hasattr(spec, "entry_parts"):  # a kind whose config names its parts (attention heads, EinsumDense)
-        return spec.entry_parts(config)
-    if spec.family == "separable":
-        return ["depthwise", "pointwise"]
-    if spec.family == "rnn":
-        return list(spec.gates)
-    if spec.family == "bidirectional":
-        inner = spec_named((config.get("layer") or {}).get("class_name"))
-        return [d if g is None else f"{d}/{g}" for d in ("forward", "backward") for g in inner.gates]
-    if spec.family == "time_distributed":
-        inner = config.get("layer") or {}
-        return _parts(inner.get("class_name"), inner.get("config", {}))
-    return [None]
-
-
 def _is_foreign(layer):
     module = layer.module
     return isinstance(module, str) and not (module == "keras" or module.startswith("keras."))
-
-
-def skip_reason(class_name, config):
-    """Why a stored layer with weights has no rows, or None (as :func:`weightkit.analysis.rows.skip_reason`)."""
-    spec = spec_named(class_name)
-    if spec is not None and spec.has_neurons:
-        inner = config.get("layer") or {}
-        if spec.family == "time_distributed":
-            reason = skip_reason(inner.get("class_name"), inner.get("config", {}))
-            return None if reason is None else f"wraps {inner.get('class_name')}: {reason}"
-        if spec.family == "bidirectional":
-            wrapped = spec_named(inner.get("class_name"))
-            if wrapped is None or wrapped.family != "rnn":
-                return f"wraps {inner.get('class_name')}: only SimpleRNN, LSTM and GRU are supported"
-        return None
-    if spec is not None and spec.skip:
-        return spec.skip
-    return GENERIC_SKIP.format(name=class_name)
 
 
 def plan_entries(model):
@@ -108,18 +74,14 @@ def plan_entries(model):
             continue
         if not params:
             continue
-        reason = skip_reason(layer.class_name, layer.config)
+        reason = skip_reason_named(layer.class_name, layer.config)
         if reason is not None:
             skipped.append(SkippedLayer(layer.name, layer.class_name, reason, params=params))
             continue
-        spec = spec_named(layer.class_name)
-        base, kind = layer.name, layer.class_name
-        if spec.family == "time_distributed":
-            inner = layer.config.get("layer") or {}
-            base = f"{layer.name}/{(inner.get('config') or {}).get('name')}"
-            kind = f"TimeDistributed({inner.get('class_name')})"
+        kind = kind_named(layer.class_name)
+        base, entry_type = kind.stored_entry(layer.name, layer.class_name, layer.config)
         names = []
-        for part in _parts(layer.class_name, layer.config):
+        for part in kind.entry_parts(layer.config):
             name = base if part is None else f"{base}/{part}"
             if name in seen:
                 name = f"{name}#{len(seen)}"
@@ -128,9 +90,8 @@ def plan_entries(model):
         shape = first_input_shape(layer, {layer.name: model.propagated_shape(layer)})
         if shape is None:
             unknown.append(layer.name)
-        uses = (spec.applications(shape, None) if hasattr(spec, "entry_parts") else
-                applications(spec.family, layer.class_name, layer.config, shape))
-        planned.append(PlannedLayer(layer, names, kind, uses))
+        uses = kind.applications(shape, output_shape(layer.class_name, layer.config, shape))
+        planned.append(PlannedLayer(layer, names, entry_type, uses))
     model.shape_notes = [] if not unknown else [
         (f"MACs of {', '.join(map(repr, unknown))} count one position: the input shape cannot be derived from the "
         "file's configuration without Keras (a layer before it that weightkit's shape rules do not know)")]
@@ -149,7 +110,7 @@ def _opened(model, layer):
         path = f"{layer.name}/{name}"
         sub = StoredLayer(name, class_name, {}, {}, f"{layer.keras_group}/{attribute}", layer.h5_group, layer.path,
                           layer.index, f"{layer.keras_group}/", extras={"entry_layer": path})
-        names = [path if part is None else f"{path}/{part}" for part in _parts(class_name, {})]
+        names = [path if part is None else f"{path}/{part}" for part in kind_named(class_name).entry_parts({})]
         planned.append(PlannedLayer(sub, names, class_name, 1))  # a sublayer's shapes are unknown: one position
     return planned
 

@@ -10,24 +10,11 @@ order they were created; Dense and the convolutions ``kernel`` then ``bias``, a 
 
 import numpy as np
 
-from weightkit.analysis.kinds.layers import spec_named
+from weightkit.analysis.kinds.registry import kind_named
 from weightkit.analysis.files.stored.layout import keras3_group
 
 __all__ = ["StoredLayoutError", "dtype_problem", "keyed_datasets", "layer_arrays", "layer_datasets",
            "legacy_weight_names", "total_datasets"]
-
-#: Keras 3 ``vars`` order per registry family; a layer without a bias stores one fewer.
-_ORDER = {
-    "dense": ("kernel", "bias"),
-    "conv": ("kernel", "bias"),
-    "conv_transpose": ("kernel", "bias"),
-    "depthwise": ("kernel", "bias"),
-    "separable": ("depthwise_kernel", "pointwise_kernel", "bias"),
-    "rnn": ("kernel", "recurrent_kernel", "bias"),
-}
-#: Legacy variable names that differ from the registry's key (Keras 2's DepthwiseConv2D).
-_ALIASES = {"depthwise": {"depthwise_kernel": "kernel"}}
-
 
 class StoredLayoutError(Exception):
     """A layer's stored variables are not laid out as its class saves them (the reason is the message)."""
@@ -78,33 +65,29 @@ def total_datasets(handle, fmt):
     return [] if root is None else _datasets_under(root)
 
 
-def _keyed(names, datasets, family, where):
-    order = _ORDER[family]
+def _keyed(datasets, order, where):
     if len(datasets) not in (len(order), len(order) - 1):
         raise StoredLayoutError(f"{where} holds {len(datasets)} variables where its class saves {len(order)}")
-    return dict(zip(names or order, datasets))
+    return dict(zip(order, datasets))
 
 
 def _keras3_arrays(group, class_name, config, where):
-    spec = spec_named(class_name)
-    layout = getattr(spec, "stored_vars", None)  # a kind that says where each array is (its sublayers' groups)
-    if layout is not None:
-        return _laid_out(group, layout, where)
-    if spec.family == "time_distributed":
-        inner = config.get("layer") or {}
-        return _keras3_arrays(_child(group, "layer", where), inner.get("class_name"), inner.get("config", {}), where)
-    if spec.family == "bidirectional":
-        inner = (config.get("layer") or {}).get("class_name")
+    """``{key: dataset}`` of a layer's Keras 3 group, laid out as its kind says."""
+    kind = kind_named(class_name)
+    if kind.stored_vars is not None:  # its arrays lie in its sublayers' groups
+        return _laid_out(group, kind.stored_vars, where)
+    wrapped = kind.stored_wrapped(config)
+    if wrapped:
         arrays = {}
-        for direction in ("forward", "backward"):
-            sub = _keras3_arrays(_child(group, f"{direction}_layer", where), inner, {}, where)
-            arrays.update({f"{direction}/{key}": value for key, value in sub.items()})
+        for inner in wrapped:
+            sub = _keras3_arrays(_child(group, inner.group, where), inner.class_name, inner.config, where)
+            arrays.update({inner.prefix + key: value for key, value in sub.items()})
         return arrays
-    if spec.family == "rnn":
-        group = _child(group, "cell", where)
+    if kind.stored_group:
+        group = _child(group, kind.stored_group, where)
     entry = group.get("vars")
     datasets = [] if entry is None else [entry[str(i)] for i in range(len(entry)) if str(i) in entry]
-    return _keyed(None, datasets, spec.family, where)
+    return _keyed(datasets, kind.stored_order, where)
 
 
 def _laid_out(group, layout, where):
@@ -125,20 +108,19 @@ def _child(group, name, where):
 
 
 def _legacy_arrays(selection, class_name, config):
-    spec = spec_named(class_name)
-    if spec.family == "time_distributed":
-        inner = config.get("layer") or {}
-        return _legacy_arrays(selection, inner.get("class_name"), inner.get("config", {}))
-    if spec.family == "bidirectional":
+    """``{key: dataset}`` of a legacy layer's named weights, as its kind names them."""
+    kind = kind_named(class_name)
+    wrapped = kind.stored_wrapped(config)
+    if wrapped:
         arrays = {}
-        inner = (config.get("layer") or {}).get("class_name")
-        for direction in ("forward", "backward"):
-            mine = [(parts, data) for parts, data in selection
-                    if any(part.startswith(direction + "_") for part in parts[:-1])]
-            arrays.update({f"{direction}/{key}": value for key, value in _legacy_arrays(mine, inner, {}).items()})
+        for inner in wrapped:
+            mine = selection if inner.legacy_prefix is None else [
+                (parts, data) for parts, data in selection if any(p.startswith(inner.legacy_prefix) for p in parts[:-1])]
+            sub = _legacy_arrays(mine, inner.class_name, inner.config)
+            arrays.update({inner.prefix + key: value for key, value in sub.items()})
         return arrays
-    legacy = {names: key for key, names in getattr(spec, "legacy_vars", {}).items()}  # (sublayer, variable)
-    aliases = _ALIASES.get(spec.family, {})
+    legacy = {names: key for key, names in kind.legacy_vars.items()}  # (sublayer, variable)
+    aliases = kind.legacy_aliases
     arrays = {}
     for parts, dataset in selection:
         if legacy:
