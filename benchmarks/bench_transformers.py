@@ -1,0 +1,281 @@
+"""Attention heads and FFN neurons removed without fine-tuning: weightkit's merge by data against magnitude and
+Michel et al.'s importance pruning; then ``shrink --max-drop 1`` (issue 27, "Tests and benchmark").
+
+Subjects: the test zoo's transformers (tests/zoo_transformers.py), trained, saved and reloaded in a temporary
+folder of this run:
+
+- ``ViT``: scikit-learn digits as 16 patches of 2x2, two pre-norm blocks of MultiHeadAttention(4 heads, key_dim 8)
+  and a Dense FFN 32-64-32 (12 epochs; held-out: the 360 test images);
+- ``text``: int32 tokens, one block of MultiHeadAttention(2 heads, key_dim 16) and a Dense FFN 32-64-32, on the
+  synthetic "is token 1 before token 2?" task (10 epochs; held-out: the 300 test sequences).
+
+Rows, each on the reloaded original, no fine-tuning, the same number of heads removed in every attention layer
+(``round(ratio * heads)`` as weightkit's merge counts them; the table prints the heads kept):
+
+- ``merge by data``: :func:`weightkit.compress.merge.merge_by_data` on the attention layers (heads; once head
+  merging is in weightkit) or the first FFN layers (neurons, rebuilt in the down-projection by least squares);
+- ``L1 magnitude``: heads with the smallest L1 norm of their query, key and value kernel slices ``[:, h, :]`` and
+  output kernel slice ``[h]`` (biases left out) sliced out; FFN neurons with the smallest L1 norm of their incoming
+  kernel column (as ``bench_merge.py``), pruned with no compensation;
+- ``Michel importance``: Michel, Levy & Neubig 2019, "Are Sixteen Heads Really Better than One?", eq. 2:
+  ``I_h = E_x |dL(x)/dxi_h|`` with a head mask ``xi`` multiplying each head's attention output (the input of the
+  output projection, ``(batch, T, heads, value_dim)``, as returned by Keras'
+  ``MultiHeadAttention._compute_attention``), at ``xi = 1``, ``L`` the per-example cross-entropy on the training
+  labels, the absolute value taken per example and averaged over the training inputs. It is computed exactly so:
+  a copy of the model whose MultiHeadAttention layers multiply that output by a ``(batch, heads)`` mask, and
+  ``tf.GradientTape`` for ``dL/dxi``. The least important heads are sliced out. (The paper's per-layer L2
+  normalization changes nothing here: heads are ranked within their layer.)
+
+Columns: held-out accuracy, agreement (argmax) with the original on the held-out split, parameters after, wall
+seconds (scoring, fitting and rebuilding). Then ``shrink_model(max_drop=1)`` on both: the original's float32
+.tflite bytes against the exported .tflite, the ratio and the test accuracies.
+
+Run: ``python benchmarks/bench_transformers.py`` (``--quick``: fewer epochs, calibration inputs and shrink probes).
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests.zoo, from the repository
+
+import numpy as np  # noqa: E402
+
+from weightkit.analysis._tf import import_keras, import_tensorflow  # noqa: E402
+
+#: ``(label, zoo builder, epochs, quick epochs)``.
+SUBJECTS = (("ViT", "vit_digits", 12, 6), ("text", "text_attention", 10, 10))
+HEAD_RATIOS = (0.25, 0.5)
+FFN_RATIO = 0.5
+
+
+def _removed_count(ratio, n):
+    """``round(ratio * n)`` (Python's round, as weightkit's merge: 25% of 2 heads is 0), at most ``n - 1``."""
+    return int(min(n - 1, round(ratio * n)))
+
+
+def _layers_of(model, class_name):
+    return [layer for layer in model.layers if type(layer).__name__ == class_name]
+
+
+def ffn_pairs(model):
+    """``[(first FFN Dense, its down-projection)]`` by the zoo's names (``b0_ffn1`` -> ``b0_ffn2``)."""
+    return [(layer.name, layer.name[:-1] + "2") for layer in model.layers if layer.name.endswith("_ffn1")]
+
+
+def head_l1(layer):
+    """L1 norm of each head's query, key and value kernel slices and its output kernel slice, shape (heads,)."""
+    norms = sum(np.abs(getattr(layer, f"_{p}_dense").kernel.numpy()).sum(axis=(0, 2))
+                for p in ("query", "key", "value"))
+    return norms + np.abs(layer._output_dense.kernel.numpy()).sum(axis=(1, 2))
+
+
+def head_importance(model, x, y, batch_size=128):
+    """Michel et al.'s head importance ``E_x |dL(x)/dxi_h|`` of every MultiHeadAttention, by layer name."""
+    keras, tf = import_keras(), import_tensorflow()
+    masks = {}
+
+    class HeadMasked(keras.layers.MultiHeadAttention):
+        """MultiHeadAttention whose heads' attention outputs are multiplied by ``masks[self.name]``."""
+
+        def _compute_attention(self, *args, **kwargs):
+            output, scores = super()._compute_attention(*args, **kwargs)
+            return output * masks[self.name][:, None, :, None], scores
+
+    def clone(layer):
+        cls = HeadMasked if isinstance(layer, keras.layers.MultiHeadAttention) else layer.__class__
+        return cls.from_config(layer.get_config())
+
+    masked = keras.models.clone_model(model, clone_function=clone)
+    masked.set_weights(model.get_weights())
+    attention = {layer.name: layer.num_heads for layer in _layers_of(model, "MultiHeadAttention")}
+    total = {name: np.zeros(heads) for name, heads in attention.items()}
+    for start in range(0, len(x), batch_size):
+        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+        with tf.GradientTape() as tape:
+            for name, heads in attention.items():
+                masks[name] = tf.ones((len(xb), heads))
+                tape.watch(masks[name])
+            probs = masked(xb, training=False)
+            loss = tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(yb, probs))
+        grads = tape.gradient(loss, [masks[name] for name in attention])  # per example: (batch, heads)
+        for name, grad in zip(attention, grads):
+            total[name] += np.abs(grad.numpy()).sum(axis=0)
+    return {name: value / len(x) for name, value in total.items()}
+
+
+def without_heads(model, removed):
+    """A copy of ``model`` whose MultiHeadAttention layers lose the heads ``removed[name]`` (sliced out).
+
+    Query/key/value kernels ``(d, heads, dim)`` and biases ``(heads, dim)`` lose those heads on their head axis,
+    the output kernel ``(heads, value_dim, d)`` on its first; the output bias is kept.
+    """
+    keras = import_keras()
+
+    def clone(layer):
+        config = layer.get_config()
+        if layer.name in removed:
+            config["num_heads"] = layer.num_heads - len(removed[layer.name])
+        return layer.__class__.from_config(config)
+
+    new = keras.models.clone_model(model, clone_function=clone)
+    for layer in new.layers:
+        weights = model.get_layer(layer.name).get_weights()
+        if layer.name in removed:
+            kept = np.setdiff1d(np.arange(model.get_layer(layer.name).num_heads), removed[layer.name])
+            query_kernel, query_bias, key_kernel, key_bias, value_kernel, value_bias, out_kernel, out_bias = weights
+            weights = [query_kernel[:, kept], query_bias[kept], key_kernel[:, kept], key_bias[kept],
+                       value_kernel[:, kept], value_bias[kept], out_kernel[kept], out_bias]
+        layer.set_weights(weights)
+    return new
+
+
+def prune_heads(model, scores, ratio):
+    """Slice out the ``round(ratio * heads)`` lowest-scoring heads of every attention layer."""
+    return without_heads(model, {name: np.argsort(s, kind="stable")[:_removed_count(ratio, len(s))]
+                                 for name, s in scores.items()})
+
+
+def prune_ffn_l1(model, ratio):
+    """Drop the smallest-L1 (incoming kernel column) neurons of every first FFN layer, no compensation."""
+    from weightkit.compress.merge.applying.math import Relation
+    from weightkit.compress.merge.by_weights import apply_relations
+
+    relations = {}
+    for first, _ in ffn_pairs(model):
+        kernel = model.get_layer(first).get_weights()[0]
+        order = np.argsort(np.abs(kernel).sum(axis=0), kind="stable")
+        relations[first] = Relation.prune(kernel.shape[1], order[:_removed_count(ratio, kernel.shape[1])])
+    return apply_relations(model, relations)
+
+
+def merge_heads_by_data(model, data, ratio, samples):
+    """weightkit's head merge by data on every attention layer, or None while weightkit leaves heads alone."""
+    from weightkit.compress.merge import merge_by_data
+
+    names = [layer.name for layer in _layers_of(model, "MultiHeadAttention")]
+    merged, report = merge_by_data(model, data, ratio=ratio, layers=names, samples=samples)
+    return None if any(s.name in names for s in report.skipped) else merged
+
+
+def heads_kept(model):
+    return "/".join(str(layer.num_heads) for layer in _layers_of(model, "MultiHeadAttention"))
+
+
+def _timed(run):
+    start = time.perf_counter()
+    result = run()
+    return result, time.perf_counter() - start
+
+
+def compare_subject(label, model, data, args):
+    """Table rows ``(subject, what, method, heads kept, params, accuracy, agreement, seconds)`` for one model."""
+    from weightkit.compress.merge import merge_by_data
+
+    x, y = data.x_test, data.y_test
+    reference = model.predict(x, verbose=0).argmax(axis=1)
+    rows = []
+
+    def row(what, method, small, seconds):
+        if small is None:
+            rows.append((label, what, method, "—", None, None, None, seconds))
+        else:
+            predicted = small.predict(x, verbose=0).argmax(axis=1)
+            rows.append((label, what, method, heads_kept(small), small.count_params(), float((predicted == y).mean()),
+                         float((predicted == reference).mean()), seconds))
+        if small is not None:
+            print(f"  {label} {what} {method}: heads {rows[-1][3]}, {rows[-1][4]:,} parameters, accuracy "
+                  f"{rows[-1][5]:.4f}, agreement {rows[-1][6]:.4f}, {seconds:.1f} s", flush=True)
+
+    row("original", "—", model, 0.0)
+    calib = np.arange(min(len(data.x_train), args.samples))
+    l1, l1_s = _timed(lambda: {layer.name: head_l1(layer) for layer in _layers_of(model, "MultiHeadAttention")})
+    michel, michel_s = _timed(lambda: head_importance(model, data.x_train[calib], data.y_train[calib]))
+    for name in michel:
+        print(f"  {label} {name}: L1 {np.round(l1[name], 2).tolist()}  Michel {np.round(michel[name], 4).tolist()}")
+    for ratio in HEAD_RATIOS:
+        what = f"heads {ratio:.0%}"
+        if not any(_removed_count(ratio, len(scores)) for scores in l1.values()):
+            rows.append((label, what, f"none: round({ratio:g} x {heads_kept(model)} heads) = 0", heads_kept(model),
+                         None, None, None, 0.0))
+            continue
+        small, s = _timed(lambda: merge_heads_by_data(model, data, ratio, args.samples))
+        row(what, "merge by data" + ("" if small is not None else " (not in weightkit yet)"), small, s)
+        small, s = _timed(lambda: prune_heads(model, l1, ratio))
+        row(what, "L1 magnitude", small, s + l1_s)
+        small, s = _timed(lambda: prune_heads(model, michel, ratio))
+        row(what, "Michel importance", small, s + michel_s)
+    what = f"FFN {FFN_RATIO:.0%}"
+    ffn = [first for first, _ in ffn_pairs(model)]
+    small, s = _timed(lambda: merge_by_data(model, data, ratio=FFN_RATIO, layers=ffn, samples=args.samples)[0])
+    row(what, "merge by data", small, s)
+    small, s = _timed(lambda: prune_ffn_l1(model, FFN_RATIO))
+    row(what, "L1 magnitude", small, s)
+    return rows
+
+
+def shrink_subject(label, model, data, args):
+    """``(subject, original float32 .tflite bytes, exported mode, bytes, x smaller, test accuracy of the original
+    and the export, parameters after, seconds)`` of ``shrink_model(max_drop=args.max_drop)``."""
+    from weightkit.compress.shrink import shrink_model
+
+    options = {"fine_tune_epochs": 5, "max_probes": 2} if args.quick else {}
+    outcome, seconds = _timed(lambda: shrink_model(model, data, max_drop=args.max_drop, seed=0, **options))
+    original, export = outcome.result.original, outcome.result.export
+    return (label, original["float32_tflite_bytes"], export["mode"], export["bytes"],
+            original["float32_tflite_bytes"] / export["bytes"], original["test_accuracy"], export["test_accuracy"],
+            outcome.model.count_params(), seconds)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer ViT epochs, 300 calibration inputs, shrink with 5 fine-tune epochs and 2 probes")
+    parser.add_argument("--samples", type=int, default=None, help="calibration / importance inputs (default all)")
+    parser.add_argument("--max-drop", type=float, default=1.0)
+    parser.add_argument("--no-shrink", action="store_true")
+    args = parser.parse_args()
+    if args.samples is None:
+        args.samples = 300 if args.quick else 2048
+
+    from tests.zoo_transformers import TRANSFORMER_TASKS, TRANSFORMER_ZOO
+
+    load = os.getloadavg()
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    print(f"# Heads and FFN neurons removed without fine-tuning ({stamp} UTC, {platform.machine()}, {os.cpu_count()} cores, load average at start {load[0]:.2f} / "
+          f"{load[1]:.2f} / {load[2]:.2f}{', --quick' if args.quick else ''})\n", flush=True)
+    rows, shrunk, trained = [], [], []
+    with tempfile.TemporaryDirectory(prefix="bench-transformers-") as folder:
+        for label, name, epochs, quick_epochs in SUBJECTS:
+            model, seconds = _timed(lambda: TRANSFORMER_ZOO[name](folder, epochs=quick_epochs if args.quick else epochs))
+            data = TRANSFORMER_TASKS[name]()
+            trained.append(f"{label}: {model.count_params():,} parameters, trained and reloaded in {seconds:.0f} s")
+            print(trained[-1], flush=True)
+            rows += compare_subject(label, model, data, args)
+            if not args.no_shrink:
+                shrunk.append(shrink_subject(label, model, data, args))
+                print("  " + " | ".join(map(str, shrunk[-1])), flush=True)
+    print("\n| subject | removed | method | heads kept | parameters | held-out accuracy | agreement | seconds |")
+    print("|---|---|---|---|---:|---:|---:|---:|")
+    for label, what, method, heads, params, accuracy, agreement, seconds in rows:
+        cells = ("—", "—", "—") if params is None else (f"{params:,}", f"{accuracy:.4f}", f"{agreement:.4f}")
+        print(f"| {label} | {what} | {method} | {heads} | {cells[0]} | {cells[1]} | {cells[2]} | {seconds:.1f} |")
+    if shrunk:
+        print(f"\n| subject | float32 .tflite bytes | shrink --max-drop {args.max_drop:g}: mode | bytes | x smaller | "
+              "test accuracy before | after | parameters after | seconds |")
+        print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+        for label, before, mode, after, ratio, acc0, acc1, params, seconds in shrunk:
+            print(f"| {label} | {before:,} | {mode} | {after:,} | {ratio:.1f} | {acc0:.4f} | {acc1:.4f} | "
+                  f"{params:,} | {seconds:.0f} |")
+    print("\n" + "; ".join(trained))
+    load = os.getloadavg()
+    print(f"load average at the end: {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
