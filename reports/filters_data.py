@@ -11,12 +11,9 @@ import math
 
 import numpy as np
 
+from weightkit.analysis.kinds.registry import kind_for
+
 __all__ = ["Window", "cut_patches", "receptive_fields", "strongest_responses", "top_inputs", "top_of_responses"]
-
-_KERNELS = {"Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D",
-            "SeparableConv2D", "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D",
-            "AveragePooling2D", "AveragePooling3D"}
-
 
 class Window(tuple):
     """Per spatial axis ``(size, stride, offset)``: position ``i`` sees input positions
@@ -29,10 +26,12 @@ def _tuple(value, rank):
     return tuple(int(v) for v in value) if isinstance(value, (list, tuple)) else (int(value),) * rank
 
 
-def _through(window, config, in_shape, pool):
-    """The window after one convolution or pooling layer with ``config`` on input spatial ``in_shape``."""
+def _through(window, config, in_shape, key):
+    """The window after one convolution or pooling layer with ``config`` on input spatial ``in_shape``; ``key``:
+    the config key of its window (``kernel_size``, ``pool_size``: a pooling layer's strides default to it)."""
     rank = len(window)
-    kernel = _tuple(config["pool_size"] if pool else config["kernel_size"], rank)
+    pool = key == "pool_size"
+    kernel = _tuple(config[key], rank)
     strides = _tuple(config.get("strides") or kernel if pool else config.get("strides", 1), rank)
     dilation = _tuple(config.get("dilation_rate", 1), rank)
     padding = config.get("padding", "valid")
@@ -70,13 +69,14 @@ def receptive_fields(graph):
         fields[tid] = Window([(1, 1, 0)] * (len(shape) - 2)) if len(shape) >= 3 else None
     for node in graph.nodes:
         ins = [fields.get(t) for t in node.inputs]
-        name = type(node.layer).__name__
+        kind = kind_for(node.layer)
+        key = None if kind is None else kind.window_key  # convolutions and pooling layers slide a window
         spatial = [graph.shape(t) for t in node.outputs]
         known = [w for w in ins if w is not None]
         window = max(known, key=lambda w: [a[0] for a in w]) if known and len(known) == len(ins) else None
-        if window is not None and name in _KERNELS:
+        if window is not None and key is not None:
             in_shape = graph.shape(node.inputs[0])[1:-1]
-            window = _through(window, node.layer.get_config(), in_shape, "Pooling" in name)
+            window = _through(window, node.layer.get_config(), in_shape, key)
         elif window is not None:
             in_shape = graph.shape(node.inputs[0])[1:-1]
             if any(len(s) != len(in_shape) + 2 or s[1:-1] != in_shape for s in spatial):

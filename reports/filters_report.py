@@ -13,6 +13,7 @@ import numpy as np
 
 from weightkit.analysis._tf import import_keras
 from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.kinds.registry import kind_named
 from weightkit.analysis.structure.graph import ModelGraph
 from weightkit.analysis.structure.linear_chains import nodes_from_graph
 from weightkit.analysis.files.stored import StoredModel
@@ -32,7 +33,12 @@ MAX_LAYERS = 8
 PATCH_FILTERS = 16
 #: Inputs searched for the top patches.
 PATCH_SAMPLES = 512
-_CONVS = ("Conv1D", "Conv2D")
+
+
+def _filter_images(class_name):
+    """Whether a layer class's filters are drawn as images (a Conv1D, a Conv2D: its kind says)."""
+    kind = kind_named(class_name)
+    return kind is not None and kind.filter_images
 
 
 class FilterFigures:
@@ -65,7 +71,7 @@ class FilterFigures:
             nodes = nodes_from_graph(graph)
         for node in nodes:
             name = node.name.rsplit("/", 1)[-1]
-            if node.class_name in _CONVS and name not in self.shapes and node.weight_shapes:
+            if _filter_images(node.class_name) and name not in self.shapes and node.weight_shapes:
                 self.shapes[name] = tuple(node.weight_shapes[0])
                 self.first = self.first or name
         if graph is not None and x is not None and not isinstance(x, (list, dict)) and len(graph.input_ids) == 1:

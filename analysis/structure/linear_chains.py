@@ -22,10 +22,9 @@ model output, and no member is a layer called at several places.
 import math
 from dataclasses import dataclass
 
-from weightkit.analysis.kinds.registry import KINDS, kind_named
+from weightkit.analysis.kinds.registry import kind_named
 
 __all__ = [
-    "WEIGHTED",
     "LayerNode",
     "LinearChain",
     "conv_geometry",
@@ -35,8 +34,13 @@ __all__ = [
     "padding_of",
 ]
 
-#: Weighted layer classes a chain is made of, and their family (members of one chain share it): the kinds'.
-WEIGHTED = {name: kind.chain_family for name, kind in KINDS.items() if kind.chain_family}
+
+def _family(node):
+    """The family a weighted chain member shares with the others (``dense``, ``conv2d``: its kind's
+    ``chain_family``), or None for a node that is no weighted member."""
+    kind = kind_named(node.class_name)
+    return None if kind is None else kind.chain_family
+
 
 SAME_PADDING = ("'same' padding in {layer}: it pads {previous}'s output with zeros, where one folded "
                 "convolution would pad the chain's input, so the outputs near the borders differ")
@@ -210,7 +214,7 @@ def conv_geometry(configs):
 
 def _folded_params(members):
     """Weights of the layer that replaces ``members`` (weighted and affine nodes in order)."""
-    weighted = [m for m in members if m.class_name in WEIGHTED]
+    weighted = [m for m in members if _family(m)]
     first, last = weighted[0].weight_shapes[0], weighted[-1].weight_shapes[0]
     bias = any(len(m.weight_shapes) > 1 for m in weighted) or len(weighted) < len(members)
     return kind_named(weighted[0].class_name).chain_params([m.config for m in weighted], first, last[-1], bias)
@@ -231,7 +235,7 @@ def _exactness(members, chain_family):
     'same'-padded first one is neither preceded by a BatchNormalization (its padded zeros would be
     shifted) nor followed by a convolution that widens the kernel.
     """
-    convs = [m for m in members if m.class_name in WEIGHTED]
+    convs = [m for m in members if _family(m)]
     if not kind_named(convs[0].class_name).spatial:  # Dense: nothing pads
         return True, None, False
     rank = len(_as_tuple(convs[0].config["kernel_size"], 1))
@@ -239,7 +243,7 @@ def _exactness(members, chain_family):
                        and _as_tuple(c.config.get("strides", 1), rank) == (1,) * rank
                        and all(k % 2 == 1 for k in _as_tuple(c.config["kernel_size"], rank)) for c in convs)
     for index, member in enumerate(members):
-        if member.class_name in WEIGHTED and index > 0 and padding_of(member.config) == "same":
+        if _family(member) and index > 0 and padding_of(member.config) == "same":
             reason = SAME_PADDING.format(layer=member.name, previous=members[index - 1].name)
             if approximable:
                 return False, reason, True
@@ -263,10 +267,10 @@ def _walk(start, role, readers, family):
         kind = role.get(following.name)
         if kind is None or following.inbound != (current.name,):
             break
-        if kind == "weighted" and family[0] is not None and WEIGHTED[following.class_name] != family[0]:
+        if kind == "weighted" and family[0] is not None and _family(following) != family[0]:
             break
         if kind == "weighted":
-            family[0] = WEIGHTED[following.class_name]
+            family[0] = _family(following)
         path.append(following)
         current = following
     while path and role[path[-1].name] == "pass":
@@ -312,7 +316,7 @@ def find_linear_chains(nodes):
     for node in nodes:
         if node.name in used or role.get(node.name) not in ("weighted", "affine"):
             continue
-        family = [WEIGHTED.get(node.class_name)]
+        family = [_family(node)]
         path = _walk(node, role, readers, family)
         members = [m for m in path if role[m.name] != "pass"]
         if family[0] is None or len(members) < 2:

@@ -10,9 +10,10 @@ functional model of its leaf layers. The unchanged layers are the input model's 
 import numpy as np
 
 from weightkit.analysis._tf import import_keras
-from weightkit.analysis.structure.graph import ModelGraph
 from weightkit.analysis.data.inputs import as_inputs, as_model
-from weightkit.analysis.structure.linear_chains import WEIGHTED, conv_geometry, find_linear_chains, nodes_from_graph, padding_of
+from weightkit.analysis.kinds.registry import kind_for
+from weightkit.analysis.structure.graph import ModelGraph
+from weightkit.analysis.structure.linear_chains import conv_geometry, find_linear_chains, nodes_from_graph, padding_of
 from weightkit.compress.fold.math import batchnorm_affine, fold_conv, fold_dense
 from weightkit.compress.fold.report import ChainFold, FoldReport
 
@@ -22,35 +23,29 @@ __all__ = ["DEFAULT_SAMPLES", "fold_linear"]
 DEFAULT_SAMPLES = 256
 
 
-def _numpy(variable):
-    return None if variable is None else np.asarray(import_keras().ops.convert_to_numpy(variable))
+#: Chain steps a kind gives in terms of its own weights, as :mod:`weightkit.compress.fold.math` takes them.
+_AS_FOLD_STEP = {"batchnorm": lambda *weights: ("affine", *batchnorm_affine(*weights))}
 
 
 def _step(layer):
-    name = type(layer).__name__
-    if name == "BatchNormalization":
-        return ("affine", *batchnorm_affine(_numpy(layer.gamma), _numpy(layer.beta), _numpy(layer.moving_mean),
-                                            _numpy(layer.moving_variance), layer.epsilon))
-    bias = _numpy(layer.bias) if getattr(layer, "use_bias", False) else None
-    if name == "Dense":
-        return ("dense", _numpy(layer.kernel), bias)
-    rank = len(layer.kernel.shape) - 2
-    return ("conv", _numpy(layer.kernel), bias, _tuple(layer.strides, rank), _tuple(layer.dilation_rate, rank))
+    """The layer's step for :func:`fold_dense` / :func:`fold_conv` (its kind's :meth:`chain_step`)."""
+    name, *weights = kind_for(layer).chain_step(layer)
+    return _AS_FOLD_STEP[name](*weights) if name in _AS_FOLD_STEP else (name, *weights)
 
 
-def _tuple(value, rank):
-    return tuple(int(v) for v in value) if isinstance(value, (list, tuple)) else (int(value),) * rank
+def _role(layer):
+    """The layer's part in a linear chain (``weighted``, ``affine``, ``pass``...), from its kind."""
+    return kind_for(layer).chain_role(layer.get_config())
 
 
 def _folded_layer(chain, layers):
     """A new, unbuilt layer for ``chain`` and the weights to give it once built."""
-    members = [layer for layer in layers if type(layer).__name__ in WEIGHTED or
-               type(layer).__name__ == "BatchNormalization"]
-    weighted = [layer for layer in members if type(layer).__name__ in WEIGHTED]
+    members = [layer for layer in layers if _role(layer) in ("weighted", "affine")]
+    weighted = [layer for layer in members if _role(layer) == "weighted"]
     steps = [_step(layer) for layer in members]
     last = weighted[-1]
     config = dict(last.get_config(), name=layers[-1].name)
-    if type(layers[-1]).__name__ not in WEIGHTED:
+    if _role(layers[-1]) != "weighted":
         config["activation"] = "linear"
     if chain.kind == "dense":
         kernel, bias = fold_dense(steps)

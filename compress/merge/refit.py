@@ -22,7 +22,6 @@ architecture with every channel pending a cut zeroed, which computes what the cu
 
 import numpy as np
 
-from weightkit.analysis._tf import import_keras
 from weightkit.analysis.structure.channels import channel_groups
 from weightkit.analysis.kinds.layers import spec_for
 from weightkit.compress.merge.reporting.data_report import LayerDataMerge
@@ -100,12 +99,11 @@ def _units(model, graph, group, taps):
 
 def _output_scale(graph, state, layer_name):
     """Per output channel, the scale of a BatchNormalization that alone reads the layer's output (else 1)."""
-    keras = import_keras()
     nodes = [node for node in graph.nodes if node.layer.name == layer_name]
     if len(nodes) != 1:
         return None
     readers = graph.readers(nodes[0].outputs[0])
-    if len(readers) != 1 or not isinstance(readers[0].layer, keras.layers.BatchNormalization):
+    if len(readers) != 1 or not getattr(spec_for(readers[0].layer), "moving_statistics", False):
         return None
     bn = readers[0].layer
     arrays = state.arrays.get(bn.name, {})

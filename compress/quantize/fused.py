@@ -24,6 +24,8 @@ import uuid
 
 from weightkit.analysis._tf import import_keras, import_tensorflow, silenced_stderr
 from weightkit.analysis.files.loading import walk_layers
+from weightkit.analysis.kinds.base import LayerKind
+from weightkit.analysis.kinds.registry import kind_for
 from weightkit.compress.quantize.evaluate import make_interpreter
 from weightkit.compress.quantize.fused_rnn import stub_rnn_sequences
 
@@ -32,24 +34,46 @@ __all__ = ["FUSED_OPS", "FusionRefused", "allocation_error", "converter_input", 
 
 FUSED_OPS = ("UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "UNIDIRECTIONAL_SEQUENCE_RNN")
 _MERGE_MODES = ("concat", "sum", "mul", "ave")
+#: Per fused op (a kind's :attr:`~weightkit.analysis.kinds.LayerKind.fused_op`): the activations it computes.
+_FUSED_ACTIVATIONS = {"lstm": (("activation", "tanh"), ("recurrent_activation", "sigmoid")),
+                      "simple_rnn": (("activation", "tanh"),)}
+#: Per fused op: what the converter must read for it to survive (see :func:`converter_input`).
+_CONVERTER_INPUTS = {"lstm": "saved_model", "simple_rnn": "graph_def"}
+
+
+def _fused_op(layer):
+    """The fused TFLite op of a recurrent layer (its kind's), or None."""
+    kind = kind_for(layer)
+    return None if kind is None else kind.fused_op
+
+
+def _over_time(layer):
+    """Whether the layer loops over time steps (its kind's :attr:`over_time`)."""
+    kind = kind_for(layer)
+    return kind is not None and kind.over_time
+
+
+def _halves(layer):
+    """The forward and backward layers of a Bidirectional (its kind's halves), or None."""
+    kind = kind_for(layer)
+    halves = None if kind is None else kind.halves(layer)
+    return None if halves is None else [half for _, half, _ in halves]
 
 
 class FusionRefused(ValueError):
     """A recurrent layer the fused op cannot compute (the reason names the layer and the option)."""
 
 
-def _cell_refusal(layer, keras):
+def _cell_refusal(layer):
     """Why one LSTM or SimpleRNN cannot be fused, or None."""
-    if not isinstance(layer, (keras.layers.LSTM, keras.layers.SimpleRNN)):
+    op = _fused_op(layer)
+    if op is None:
         return f"{type(layer).__name__} has no fused TFLite op that the converter emits (LSTM and SimpleRNN have)"
     config = layer.get_config()
     for option in ("return_state", "stateful"):
         if config.get(option):
             return f"{option}=True, and the fused op returns the output sequence only, starting from zeros"
-    wanted_options = [("activation", "tanh")]
-    if isinstance(layer, keras.layers.LSTM):
-        wanted_options.append(("recurrent_activation", "sigmoid"))
-    for option, wanted in wanted_options:
+    for option, wanted in _FUSED_ACTIVATIONS[op]:
         if config.get(option) != wanted:
             return f"{option}={config.get(option)!r}, and the fused op computes {option}={wanted!r} only"
     if layer.compute_dtype != "float32":
@@ -57,16 +81,17 @@ def _cell_refusal(layer, keras):
     return None
 
 
-def _layer_refusal(layer, keras):
-    if isinstance(layer, keras.layers.Bidirectional):
+def _layer_refusal(layer):
+    halves = _halves(layer)
+    if halves is not None:
         if layer.merge_mode not in _MERGE_MODES:
             return f"merge_mode={layer.merge_mode!r} gives two outputs (fused for {', '.join(_MERGE_MODES)})"
-        for inner in (layer.forward_layer, layer.backward_layer):
-            reason = _cell_refusal(inner, keras)
+        for inner in halves:
+            reason = _cell_refusal(inner)
             if reason:
                 return reason
         return None
-    return _cell_refusal(layer, keras)
+    return _cell_refusal(layer)
 
 
 def fusion_refusal(model):
@@ -81,33 +106,30 @@ def fusion_refusal(model):
     str or None
         ``"layer NAME: reason"`` for the first layer that cannot be fused.
     """
-    keras = import_keras()
     kinds = {}
     for layer in walk_layers(model):
-        if isinstance(layer, keras.layers.Masking) or getattr(layer, "mask_zero", False):
+        if (kind_for(layer) or LayerKind()).makes_mask(layer):
             return (f"layer {layer.name}: produces a mask, and the fused op has no mask input (a masked step "
                     "keeps the previous state)")
-        if isinstance(layer, (keras.layers.SimpleRNN, keras.layers.LSTM, keras.layers.GRU,
-                              keras.layers.Bidirectional, keras.layers.RNN)):
-            reason = _layer_refusal(layer, keras)
+        if _over_time(layer):
+            reason = _layer_refusal(layer)
             if reason:
                 return f"layer {layer.name}: {reason}"
-            kinds.setdefault(converter_input(layer, keras), layer.name)
+            kinds.setdefault(converter_input(layer), layer.name)
     if len(kinds) > 1:
         return (f"layer {kinds['graph_def']}: a SimpleRNN beside an LSTM ({kinds['saved_model']}), and their fused "
                 "ops need different converter inputs (a frozen graph, a SavedModel)")
     return None
 
 
-def converter_input(layer, keras=None):
+def converter_input(layer):
     """``"graph_def"`` for a SimpleRNN (or a Bidirectional one), ``"saved_model"`` for an LSTM.
 
     The LSTM's composite function must survive until the converter sees it (freezing inlines it);
     the SimpleRNN's stub op cannot be loaded from a SavedModel (:mod:`weightkit.compress.quantize.fused_rnn`).
     """
-    keras = keras or import_keras()
-    inner = layer.forward_layer if isinstance(layer, keras.layers.Bidirectional) else layer
-    return "graph_def" if isinstance(inner, keras.layers.SimpleRNN) else "saved_model"
+    halves = _halves(layer)
+    return _CONVERTER_INPUTS.get(_fused_op(layer if halves is None else halves[0]), "saved_model")
 
 
 def _lstm_steps(tf, inputs, init_h, init_c, kernel, recurrent_kernel, bias, go_backwards):
@@ -239,18 +261,19 @@ def _layer_classes():
     return FusedRecurrent, FusedBidirectional
 
 
-def _cell_options(layer, keras):
-    kind = "lstm" if isinstance(layer, keras.layers.LSTM) else "simple_rnn"
-    return {"kind": kind, "units": layer.units, "use_bias": layer.cell.use_bias, "go_backwards": layer.go_backwards}
+def _cell_options(layer):
+    return {"kind": _fused_op(layer), "units": layer.units, "use_bias": layer.cell.use_bias,
+            "go_backwards": layer.go_backwards}
 
 
-def _fused_layer(layer, keras):
+def _fused_layer(layer):
     fused_recurrent, fused_bidirectional = _layer_classes()
-    if isinstance(layer, keras.layers.Bidirectional):
-        return fused_bidirectional(_cell_options(layer.forward_layer, keras), _cell_options(layer.backward_layer, keras),
-                                   merge_mode=layer.merge_mode, return_sequences=layer.return_sequences,
-                                   name=layer.name)
-    return fused_recurrent(_cell_options(layer, keras), return_sequences=layer.return_sequences, name=layer.name)
+    halves = _halves(layer)
+    if halves is not None:
+        forward, backward = halves
+        return fused_bidirectional(_cell_options(forward), _cell_options(backward), merge_mode=layer.merge_mode,
+                                   return_sequences=layer.return_sequences, name=layer.name)
+    return fused_recurrent(_cell_options(layer), return_sequences=layer.return_sequences, name=layer.name)
 
 
 def fused_copy(model):
@@ -280,8 +303,8 @@ def fused_copy(model):
         raise FusionRefused(refusal)
 
     def clone(layer):
-        if isinstance(layer, (keras.layers.LSTM, keras.layers.SimpleRNN, keras.layers.Bidirectional)):
-            return _fused_layer(layer, keras)
+        if _over_time(layer):  # every one fusable: an LSTM, a SimpleRNN or a Bidirectional of them
+            return _fused_layer(layer)
         return layer.__class__.from_config(layer.get_config())
 
     copy = keras.models.clone_model(model, clone_function=clone, recursive=True)

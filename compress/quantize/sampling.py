@@ -9,6 +9,7 @@ layer reading the input and draws accordingly; agreement on random inputs stays 
 import numpy as np
 
 from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.kinds.registry import kind_for
 from weightkit.analysis.structure.graph import ModelGraph
 
 __all__ = ["UNIFORM", "input_sampler", "random_inputs"]
@@ -40,20 +41,9 @@ def input_sampler(model, index=0):
     draw : callable
     """
     layer = _first_reader(model, index) if model is not None else None
-    kind = type(layer).__name__ if layer is not None else None
-    if kind == "Rescaling":
-        scale = float(np.mean(np.asarray(layer.scale, dtype=np.float64)))
-        offset = float(np.mean(np.asarray(layer.offset, dtype=np.float64)))
-        if scale > 0:
-            high = (1.0 - min(offset, 0.0)) / scale  # Rescaling(1/255) -> 255; (1/127.5, -1) -> 255
-            return (f"uniform in [0, {high:g}), from Rescaling {layer.name}",
-                    lambda rng, shape: (rng.random(shape, dtype=np.float32) * np.float32(high)))
-    if kind == "Normalization" and getattr(layer, "mean", None) is not None and not layer.invert:
-        mean = np.asarray(layer.mean, np.float32)
-        std = np.sqrt(np.asarray(layer.variance, np.float32))
-        return (f"normal around the mean and spread of Normalization {layer.name}",
-                lambda rng, shape: (mean + std * rng.standard_normal(shape, dtype=np.float32)).astype(np.float32))
-    return UNIFORM, lambda rng, shape: rng.random(shape, dtype=np.float32)
+    kind = kind_for(layer) if layer is not None else None
+    sampler = kind.input_sampler(layer) if kind is not None else None  # Rescaling: its range; Normalization
+    return sampler or (UNIFORM, lambda rng, shape: rng.random(shape, dtype=np.float32))
 
 
 def random_inputs(input_shape, n_samples, seed=0, model=None, index=0):

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from weightkit.analysis._tf import import_tensorflow, silenced_stderr
+from weightkit.analysis._tf import import_keras, import_tensorflow, silenced_stderr
 from weightkit.analysis.data.batches import n_samples, rows
 from weightkit.analysis.errors import WeightkitError
 from weightkit.analysis.structure.graph import ModelGraph
@@ -168,7 +168,7 @@ def keras_source(model, path=None):
 
 def _dict_keys(model):
     """The dict keys of a model called on a dict of inputs, in ``model.inputs`` order; None otherwise."""
-    structure = None if type(model).__name__ == "Sequential" else getattr(model, "input", None)
+    structure = None if isinstance(model, import_keras().Sequential) else getattr(model, "input", None)
     if not isinstance(structure, dict):
         return None
     key_of = {id(tensor): key for key, tensor in structure.items()}

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from weightkit.analysis._tf import import_keras
+from weightkit.analysis.kinds.registry import kind_for
 from weightkit.compress.decorrelate.training import choose_strategy
 from weightkit.compress.shrink.scores import predict_probabilities, score_outputs
 
@@ -139,7 +140,7 @@ def distill(student, teacher_train, x_train, y_train, x_validation, y_validation
     n_classes = int(teacher_train.shape[1])
     if freeze_batchnorm:
         for layer in _nested_layers(work):
-            if isinstance(layer, keras.layers.BatchNormalization):
+            if getattr(kind_for(layer), "moving_statistics", False):
                 layer.trainable = False
     if y_train is None:
         labels = np.zeros((len(teacher_train), n_classes), dtype=np.float32)

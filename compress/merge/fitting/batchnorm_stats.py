@@ -11,15 +11,21 @@ statistics of every layer whose upstream BatchNormalizations are already done. T
 
 import numpy as np
 
-from weightkit.analysis._tf import import_keras
 from weightkit.analysis.activations.collect import sample_indices
 from weightkit.analysis.data.batches import n_samples, rows, take
+from weightkit.analysis.kinds.registry import kind_for
 from weightkit.analysis.structure.graph import ModelGraph
 
 __all__ = ["reestimate_batchnorm"]
 
 
-def _levels(graph, keras):
+def _moving_statistics(layer):
+    """Whether the layer normalizes with moving statistics (its kind's :attr:`moving_statistics`)."""
+    kind = kind_for(layer)
+    return kind is not None and kind.moving_statistics
+
+
+def _levels(graph):
     """BatchNormalization nodes grouped by how many others lie upstream of them (channels-last only)."""
     level = {}
 
@@ -28,13 +34,13 @@ def _levels(graph, keras):
         if node is None or node.index in seen:
             return seen.get(node.index, 0) if node is not None else 0
         inner = max((depth(t, seen) for t in node.inputs), default=0)
-        seen[node.index] = inner + (1 if isinstance(node.layer, keras.layers.BatchNormalization) else 0)
+        seen[node.index] = inner + (1 if _moving_statistics(node.layer) else 0)
         return seen[node.index]
 
     seen = {}
     for node in graph.nodes:
         layer = node.layer
-        if isinstance(layer, keras.layers.BatchNormalization) and not graph.is_shared(layer):
+        if _moving_statistics(layer) and not graph.is_shared(layer):
             if layer.axis not in (-1, len(graph.shape(node.inputs[0])) - 1):
                 continue
             level[node.index] = max((depth(t, seen) for t in node.inputs), default=0)
@@ -66,12 +72,11 @@ def reestimate_batchnorm(model, x, *, samples=1000, seed=0, batch_size=256):
     passes : int
         Batched passes over the sample (one per level).
     """
-    keras = import_keras()
     graph = ModelGraph(model)
     chosen = take(x, sample_indices(n_samples(x), samples, seed))
     total = n_samples(chosen)
     done = []
-    levels = _levels(graph, keras)
+    levels = _levels(graph)
     for nodes in levels:
         probe, _ = graph.flat_model(outputs=[node.inputs[0] for node in nodes])
         sums = [None] * len(nodes)
