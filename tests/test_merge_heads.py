@@ -4,13 +4,15 @@ transformers saved and reloaded.
 Measured 2026-12-07 (2 shared cores): on the zoo's text classifier (one block, 2 heads of key_dim 16, held-out
 accuracy 1.0), removing 1 of the 2 heads by data keeps agreement 0.9967 on the 300 held-out sequences. On the
 zoo's ViT (2 blocks of 4 heads, key_dim 8; held-out accuracy 0.939 on 360 digits), 25% of the heads by data (one
-per layer, round(0.25 · 4)) keeps agreement 0.869 (accuracy 0.844) where pruning the same heads without the
-least-squares rebuild keeps 0.825 (0.794): these heads are not redundant (R² of the removed heads' contribution
-rebuilt from the kept ones 0.32 and 0.68). The floors below leave room for another machine's rounding.
+per layer, round(0.25 · 4)) keeps agreement 0.906 (accuracy 0.883) where pruning the same heads without the
+least-squares rebuild keeps 0.783 (0.772); at 50%, 0.811 against 0.639. These heads are not redundant (R² of the
+removed heads' contribution rebuilt from the kept ones 0.32 and 0.57). The floors below leave room for another
+machine's rounding.
 A ratio of 0.25 removes no head of a 2-head layer (round(0.5) = 0, as for neurons).
 """
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -21,8 +23,8 @@ from weightkit._common import run_cli
 
 #: Lowest held-out agreement after removing 1 of the text classifier's 2 heads by data (measured 0.9967).
 TEXT_HALF_FLOOR = 0.97
-#: Lowest held-out agreement after removing 25% of the ViT's heads by data (measured 0.869; pruned: 0.825).
-VIT_QUARTER_FLOOR = 0.8
+#: Lowest held-out agreement after removing 25% of the ViT's heads by data (measured 0.906; pruned: 0.783).
+VIT_QUARTER_FLOOR = 0.85
 #: float32 sums in another order, on softmax outputs (measured 1.8e-7 for a planted duplicate).
 EXACT = 1e-5
 
@@ -148,7 +150,7 @@ def test_cli_merge_by_data_removes_heads_and_neurons_and_reports_heads(transform
                            "--ratio", "0.25", "--data", "sklearn:digits"])
     out, err = capsys.readouterr()
     assert status == 0, err
-    assert "b0_mha/heads │ b0_mha    │   4 → 3" in out
+    assert re.search(r"b0_mha/heads\s*│\s*b0_mha\s*│\s*4 → 3", out), out
     small = keras.saving.load_model(output)
     assert small.get_layer("b1_mha").num_heads == 3 and small.count_params() < model.count_params()
     document = json.loads((tmp_path / "vit_small.json").read_text())

@@ -13,7 +13,8 @@ writes through its rows of the output projection (see :mod:`weightkit.compress.m
   (:mod:`weightkit.compress.merge.fitting.head_probe`), the heads to remove chosen greedily by the output
   error they leave and their contribution rebuilt in the kept heads' output rows by least squares
   (:mod:`weightkit.compress.merge.fitting.heads`). Layers are merged one after the other, each probed
-  on the model with the earlier layers' heads already merged.
+  on the model with the earlier layers' heads already merged and fitted to the original model's layer
+  output (a sequential refit: it rebuilds what the earlier merges changed too).
 
 Both return ``(model, entries, skipped)``: the rebuilt model, one report entry ``name/heads`` per
 attention layer (the merge report's own classes, heads counted as its neurons) and the attention
@@ -245,7 +246,8 @@ def merge_heads_by_data(model, x, *, ratio=None, max_error=None, layers=None, sa
     model : keras.Model
     entries : list of HeadsDataMerge
         One per attention layer probed, named ``name/heads``: ``removed`` (head, R² of its own
-        contribution rebuilt from the kept heads), ``error`` (fraction of the output variance lost).
+        contribution rebuilt from the kept heads), ``error`` (fraction of the variance of the original
+        layer's output not rebuilt).
     skipped : list of SkippedLayer
 
     Examples
@@ -257,7 +259,8 @@ def merge_heads_by_data(model, x, *, ratio=None, max_error=None, layers=None, sa
     for index, layer in enumerate(targets):
         if progress is not None:
             progress(index, len(targets), f"{layer.name}/heads")
-        moments, n_rows, reason = head_output_moments(current, layer.name, x, samples=samples, seed=seed)
+        moments, n_rows, reason = head_output_moments(current, layer.name, x, samples=samples, seed=seed,
+                                                      reference=None if current is model else model)
         if reason is not None:
             skipped.append(SkippedLayer(f"{layer.name}/heads", type(layer).__name__, reason))
             continue

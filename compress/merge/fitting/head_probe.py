@@ -5,6 +5,9 @@ never leaves the layer: it is replayed from the tensors the layer's call reads a
 (:func:`weightkit.analysis.activations.heads.attention_heads`, the same replay ``analyze --data``
 probes heads with), and the replay is checked against the layer's real output on the first batch: a
 mask or call option the replay does not apply leaves the layer alone with the difference as reason.
+
+The target each row is fitted to is the layer's output without its bias: on the same model, or on a
+``reference`` model (the original, before earlier layers were merged) fed the same inputs.
 """
 
 import numpy as np
@@ -20,8 +23,24 @@ from weightkit.compress.merge.fitting.heads import head_moments
 __all__ = ["head_output_moments"]
 
 
-def head_output_moments(model, layer_name, x, *, samples, seed=0, batch_size=64):
-    """The raw moments of one attention layer's head outputs over a seeded calibration sample.
+def _probe(model, layer_name):
+    """``((flat model returning the layer's inputs and output, its arrays), None)`` or ``(None, reason)``."""
+    layer = find_layer(model, layer_name)
+    graph = ModelGraph(model)
+    node, reason = _node_problem(graph, layer)
+    if reason is not None:
+        return None, reason
+    probe, _ = graph.flat_model(outputs=[*node.inputs, *node.outputs])
+    return (probe, kind_for(layer).layer_arrays(layer)), None
+
+
+def _predict(probe, x):
+    outputs = probe.predict_on_batch(x)
+    return [np.asarray(o, dtype=np.float64) for o in outputs]
+
+
+def head_output_moments(model, layer_name, x, *, samples, seed=0, batch_size=64, reference=None):
+    """The raw moments of one attention layer's head outputs and target over a seeded calibration sample.
 
     Parameters
     ----------
@@ -34,10 +53,13 @@ def head_output_moments(model, layer_name, x, *, samples, seed=0, batch_size=64)
         Calibration inputs drawn (seeded) from ``x``.
     seed : int, default=0
     batch_size : int, default=64
+    reference : keras.Model, default=None
+        A model with a layer of the same name (the original, before earlier merges) whose output,
+        less ``model``'s layer's output bias, is the target; None: ``model``'s own layer's.
 
     Returns
     -------
-    moments : ndarray of shape (heads * value_dim + 1, heads * value_dim + 1) or None
+    moments : ndarray of shape (heads * value_dim + n_output + 1, heads * value_dim + n_output + 1) or None
         :func:`weightkit.compress.merge.fitting.heads.head_moments` summed over every input and
         query position; None when the heads cannot be replayed.
     n_rows : int
@@ -45,18 +67,18 @@ def head_output_moments(model, layer_name, x, *, samples, seed=0, batch_size=64)
     reason : str or None
         Why the heads were not probed.
     """
-    layer = find_layer(model, layer_name)
-    graph = ModelGraph(model)
-    node, reason = _node_problem(graph, layer)
+    found, reason = _probe(model, layer_name)
+    if reason is None and reference is not None:
+        target_probe, reason = _probe(reference, layer_name)
     if reason is not None:
         return None, 0, reason
-    arrays = kind_for(layer).layer_arrays(layer)
-    probe, _ = graph.flat_model(outputs=[*node.inputs, *node.outputs])
+    probe, arrays = found
+    bias = np.asarray(arrays.get("output_bias", 0.0), dtype=np.float64)
     chosen = take(x, sample_indices(n_samples(x), samples, seed))
     total, moments, order, n_rows = n_samples(chosen), 0.0, None, 0
     for start in range(0, total, batch_size):
-        outputs = probe.predict_on_batch(rows(chosen, start, start + batch_size))
-        outputs = [np.asarray(o, dtype=np.float64) for o in outputs]
+        batch = rows(chosen, start, start + batch_size)
+        outputs = _predict(probe, batch)
         inputs, output = outputs[:-1], outputs[-1]
         if order is None:
             order, difference = _replay(arrays, inputs, output)
@@ -64,6 +86,7 @@ def head_output_moments(model, layer_name, x, *, samples, seed=0, batch_size=64)
                 return None, 0, (f"its heads cannot be replayed from its inputs and weights (output differs by "
                                  f"{difference:.3g}): a mask or another call option the head merge does not apply")
         heads, _ = attention_heads(arrays, *(inputs[i] for i in order))
-        moments = moments + head_moments(heads)
+        target = output if reference is None else _predict(target_probe[0], batch)[-1]
+        moments = moments + head_moments(heads, target - bias)
         n_rows += heads.shape[0] * heads.shape[1]
     return moments, n_rows, None
