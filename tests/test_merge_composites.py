@@ -1,0 +1,107 @@
+"""FFN neurons inside composite layers merge (issue 27): keras-hub's TransformerEncoder and Gemma's gated MLP.
+
+The zoo's hub_encoder (two TransformerEncoders, FFN 32-64-32, relu) and hub_gemma (a GemmaBackbone of two
+decoder blocks, gate and up 64 -> 64 neurons, down 64 -> 64, no biases), trained and saved and reloaded. Measured
+2026-12-07 on this machine (both models at held-out accuracy 1.0 on the 300 held-out sequences of the order task):
+
+- by data at ratio 0.25, every FFN 64 -> 48: hub_encoder 18,178 -> 16,098 parameters, agreement 1.0, max softmax
+  difference 0.0133 (pruning the same neurons with no compensation: 0.062); hub_gemma 48,706 -> 42,562 parameters,
+  agreement 1.0, max difference 0.0045 (pruned: 0.0039; Gemma's down projection has no bias, so its fit has no
+  intercept). The floor below leaves room for another machine's rounding.
+- by weights, a planted duplicate neuron (hub_gemma: gate and up columns both, in each block, since the backbone
+  builds its blocks at one width) folds exactly: max output difference 6e-8 (encoder) and 1.2e-7 (Gemma) after
+  save and reload.
+"""
+
+import numpy as np
+import pytest
+
+from tests.zoo import reloaded
+from tests.zoo_transformers import TRANSFORMER_TASKS, TRANSFORMER_ZOO
+from weightkit._common import run_cli
+from weightkit.analysis.files.loading import load_model
+
+#: Lowest held-out agreement accepted after the merge by data at ratio 0.25 (measured 1.0 on both models).
+AGREEMENT_FLOOR = 0.98
+#: name -> (first producer path of each block, the blocks' layers, the data's first held-out inputs)
+BLOCKS = {"hub_encoder": ["enc0/feedforward_intermediate_dense", "enc1/feedforward_intermediate_dense"],
+          "hub_gemma": ["decoder_block_0/ffw_gating", "decoder_block_1/ffw_gating"]}
+
+
+@pytest.fixture(scope="module")
+def hubs(tmp_path_factory):
+    """name -> (folder, reloaded trained model, its Dataset) for hub_encoder and hub_gemma."""
+    folder = tmp_path_factory.mktemp("merge_composites")
+    return {name: (folder, TRANSFORMER_ZOO[name](folder), TRANSFORMER_TASKS[name]()) for name in BLOCKS}
+
+
+def _held_out(data, count=100):
+    x = data.x_test
+    return [a[:count] for a in x] if isinstance(x, list) else x[:count]
+
+
+def _ffn(model, block):
+    """The FFN sublayers of one composite (hub_encoder's ``enc0`` or hub_gemma's ``decoder_block_0``)."""
+    from weightkit.compress.merge.applying.composite_ffn import ffn_sites
+
+    return next(site for site in ffn_sites(model) if site.name == block)
+
+
+@pytest.mark.parametrize("name", list(BLOCKS))
+def test_a_planted_duplicate_ffn_neuron_folds_exactly_by_weights(hubs, name, keras):
+    from weightkit.compress.merge import merge_neurons
+
+    folder, _, data = hubs[name]
+    planted = keras.saving.load_model(folder / f"{name}.keras")
+    for path in BLOCKS[name]:
+        for sub in _ffn(planted, path.split("/")[0]).producers:  # gate and up alike: one coupled neuron
+            weights = sub.get_weights()
+            weights[0][:, 7] = weights[0][:, 3]
+            if len(weights) > 1:
+                weights[1][7] = weights[1][3]
+            sub.set_weights(weights)
+    planted = reloaded(planted, folder, f"{name}_planted")
+    merged, report = merge_neurons(planted, "weights")
+    for path in BLOCKS[name]:
+        entry = report.layer(path)
+        assert (entry.neurons_before, entry.neurons_after) == (64, 63)
+        assert [(m["removed"], m["keeper"], m["exact"]) for m in entry.merges] in ([(7, 3, True)], [(3, 7, True)])
+    merged = reloaded(merged, folder, f"{name}_planted_merged")
+    x = _held_out(data)
+    # float32 sums in another order: measured 6e-8 (encoder) and 1.2e-7 (Gemma)
+    np.testing.assert_allclose(merged.predict(x, verbose=0), planted.predict(x, verbose=0), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(BLOCKS))
+def test_ffn_neurons_merge_by_data_and_the_model_reloads_in_safe_mode(hubs, name):
+    from weightkit.compress.merge import merge_neurons
+
+    folder, model, data = hubs[name]
+    merged, report = merge_neurons(model, "data", data, ratio=0.25, evaluate_on=data)
+    for path in BLOCKS[name]:
+        entry = report.layer(path)
+        assert (entry.neurons_before, entry.neurons_after) == (64, 48)
+        assert entry.consumers[0].startswith(path.split("/")[0] + "/")  # folded into the block's down projection
+    assert report.params_after < report.params_before == model.count_params()
+    assert merged.count_params() == report.params_after
+    assert report.evaluation["agreement"] >= AGREEMENT_FLOOR
+    merged.save(folder / f"{name}_by_data.keras")
+    again = load_model(folder / f"{name}_by_data.keras").model  # weightkit's loader: safe mode
+    block = _ffn(again, BLOCKS[name][0].split("/")[0])
+    assert block.n_neurons == 48 and all(tuple(sub.kernel.shape)[1] == 48 for sub in block.producers)
+    x = _held_out(data)
+    np.testing.assert_allclose(again.predict(x, verbose=0), merged.predict(x, verbose=0), atol=1e-6)
+
+
+def test_cli_merges_the_encoders_ffn_by_data(hubs, tmp_path, capsys):
+    from weightkit.cli import cli
+
+    folder, _, data = hubs["hub_encoder"]
+    tokens = tmp_path / "tokens.npz"
+    np.savez(tokens, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test, y_test=data.y_test)
+    output = tmp_path / "merged.keras"
+    status = run_cli(cli, ["merge", str(folder / "hub_encoder.keras"), "-o", str(output), "--mode", "data",
+                           "--ratio", "0.25", "--data", str(tokens)])
+    printed = capsys.readouterr().out
+    assert status == 0 and output.exists()
+    assert "enc0/feedforward_intermediate_dense" in printed and "64 → 48" in printed
