@@ -23,7 +23,8 @@ Accuracies: ``held-out`` on all 359 samples (rows that read no held-out data), `
 179 that no choice of ``--max-drop`` / ``--fine-tune`` / ``shrink`` read
 (:func:`weightkit.compress.shrink.split_held_out`, drawn as ``shrink`` draws its test split).
 
-Run: ``python benchmarks/bench_merge_default.py`` (``--quick``: residual only, 30% and 50%, no shrink).
+Run: ``python benchmarks/bench_merge_default.py`` (``--quick``: residual only, 30% and 50%, no shrink;
+``--budget-only``: the ``--max-drop`` / ``shrink`` rows alone).
 """
 
 import argparse
@@ -71,6 +72,8 @@ def main():
     parser.add_argument("--max-drop", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="residual CNN only, no shrink comparison")
+    parser.add_argument("--budget-only", action="store_true",
+                        help="only merge --max-drop beside shrink's float model, on both subjects")
     args = parser.parse_args()
 
     keras = import_keras()
@@ -90,7 +93,7 @@ def main():
     (residual, train_s) = _timed(lambda: _train(keras, build_residual_cnn(32), images, 30, args.seed))
     print(f"residual CNN trained in {train_s:.0f} s", flush=True)
     row("residual", "original", residual, images, 0.0)
-    for ratio in args.ratios:
+    for ratio in ([] if args.budget_only else args.ratios):
         small, s = _timed(lambda: merge_by_data(residual, images, ratio=ratio, seed=args.seed)[0])
         row("residual", f"{ratio:.0%} default (refit, all)", small, images, s)
         small, s = _timed(lambda: merge_by_data(residual, images, ratio=ratio, seed=args.seed, refit=False,
@@ -101,8 +104,9 @@ def main():
     ratio = args.fine_tune_ratio
     (x_val, y_val), _, _ = split_held_out(images.x_test, images.y_test, seed=args.seed,
                                       n_train=len(images.x_train))
-    for name, make in (("default", lambda: merge_by_data(residual, images, ratio=ratio, seed=args.seed)[0]),
-                       ("group-L1", lambda: group_l1(residual, ratio))):
+    for name, make in () if args.budget_only else (
+            ("default", lambda: merge_by_data(residual, images, ratio=ratio, seed=args.seed)[0]),
+            ("group-L1", lambda: group_l1(residual, ratio))):
         def tuned():
             tuned_model, _ = fine_tune_merged(residual, make(), images.x_train, x_val, y_train=images.y_train,
                                               y_validation=y_val, epochs=args.fine_tune, seed=args.seed)

@@ -1,7 +1,6 @@
 """Long runs speak in a log (stderr not a terminal), and say the budget the user set (issue 29 item 15)."""
 
 import time
-from types import SimpleNamespace
 
 import pytest
 
@@ -52,16 +51,15 @@ def test_shrink_writes_progress_lines_when_stderr_is_not_a_terminal(digits_model
     assert lines[-1] == "weightkit shrink: error: stopped by the test"
 
 
-@pytest.mark.parametrize("merged_drop, drop, expected", [
-    (-1.11111, 0.5, "smallest model (6,064 bytes) whose drop against the merged model (0.50 points) is within the "
-                    "2.11 points that --max-drop 1 leaves after merging (gained 1.11 points)"),
-    (0.75, 0.5, "no mode within the 0.25 points that --max-drop 1 leaves after merging (lost 0.75 points); exported "
-                "the one with the smallest drop (0.50 points, 6,064 bytes)"),
+@pytest.mark.parametrize("drop, within, expected", [
+    (-0.61111, True, "smallest model (6,064 bytes) whose drop against the original (-0.61 points) is within "
+                     "--max-drop 1 accuracy points"),
+    (1.25, False, "no mode within --max-drop 1 accuracy points; exported the one with the smallest drop (1.25 "
+                  "points, 6,064 bytes)"),
 ])
-def test_shrink_names_the_budget_the_user_set_not_what_merging_left(merged_drop, drop, expected):
-    """The demo's page said 'within --max-drop 2.11111', a budget nobody set (1 point, after a merge that gained)."""
-    from weightkit.compress.shrink.pipeline import _budget_reason
+def test_shrink_names_the_budget_the_user_set_not_what_merging_left(drop, within, expected):
+    """The demo's page said 'within --max-drop 2.11111', a budget nobody set (1 point, after a merge that gained);
+    the export's drop is now measured against the original, so the reason names the user's budget itself."""
+    from weightkit.compress.shrink.export import export_reason
 
-    row = SimpleNamespace(mode="int8", bytes=6064, drop=drop, ok=True)
-    quantization = SimpleNamespace(modes=[row], exported=SimpleNamespace(mode="int8"))
-    assert _budget_reason(quantization, 1.0, merged_drop, max(0.0, 1.0 - merged_drop)) == expected
+    assert export_reason({"bytes": 6064, "drop": drop}, within, 1.0, "size", "accuracy") == expected

@@ -89,17 +89,19 @@ def test_cli_writes_a_smaller_model_within_the_budget_and_every_candidate(shrunk
         assert removed == sorted(removed) and removed[-1] <= curve["neurons"] - 1
 
 
-def test_calibration_fine_tune_validation_and_test_splits_are_disjoint(digits):
-    from weightkit.compress.shrink import split_for_shrink
+def test_shrink_and_merge_max_drop_calibrate_and_choose_on_the_same_samples(digits):
+    from weightkit.compress.shrink import calibration_inputs, split_for_shrink, split_held_out
 
     splits = split_for_shrink(digits, seed=3)
-    assert splits.sizes() == {"calibration": 575, "fine_tune": 863, "validation": 180, "test": 179}
-    for part, whole in ((("calibration", "fine_tune"), len(digits.x_train)), (("validation", "test"), 359)):
-        joined = np.concatenate([splits.indices[name] for name in part])
-        assert sorted(joined.tolist()) == list(range(whole))  # a partition of the training / held-out split
-    np.testing.assert_array_equal(splits.x_validation, digits.x_test[splits.indices["validation"]])
-    np.testing.assert_array_equal(splits.x_test, digits.x_test[splits.indices["test"]])
-    np.testing.assert_array_equal(splits.y_fine_tune, digits.y_train[splits.indices["fine_tune"]])
+    # Every training input calibrates (under the 2,048 cap) and fine-tunes; the held-out split is halved.
+    assert splits.sizes() == {"calibration": 1438, "fine_tune": 1438, "validation": 180, "test": 179}
+    joined = np.concatenate([splits.indices["validation"], splits.indices["test"]])
+    assert sorted(joined.tolist()) == list(range(359))  # a partition of the held-out split
+    (x_val, y_val), (x_test, y_test), _ = split_held_out(digits.x_test, digits.y_test, seed=3, n_train=1438)
+    np.testing.assert_array_equal(splits.x_validation, x_val)  # what merge --max-drop chooses on
+    np.testing.assert_array_equal(splits.y_test, y_test)
+    np.testing.assert_array_equal(splits.x_calibration, calibration_inputs(digits.x_train, seed=3)[0])
+    np.testing.assert_array_equal(splits.y_fine_tune, digits.y_train)
 
 
 def test_greedy_path_takes_the_cheapest_error_per_parameter_first():

@@ -8,17 +8,15 @@ by the report's evaluation, so the reported drop is on samples no choice saw. Th
 calibrates the merge and is the fine-tune's training set (no labels needed).
 """
 
-import numpy as np
-
 from weightkit.analysis.data.batches import n_samples
 from weightkit.analysis.data.datasets import Dataset
 from weightkit.analysis.errors import WeightkitError
 from weightkit.analysis.data.inputs import as_dataset, as_inputs, as_model, is_path
-from weightkit.compress.merge.by_data import calibration_count, merge_by_data
+from weightkit.compress.merge.by_data import merge_by_data
 from weightkit.compress.merge.reporting.data_report import DataMergeReport, LayerDataMerge
 from weightkit.compress.merge.applying.rebuild import find_layer
 from weightkit.compress.merge.reporting.report import compare_models, merge_warning, record_params
-from weightkit.compress.shrink.budget import fine_tune_merged, merge_within_budget, split_held_out
+from weightkit.compress.shrink.budget import calibration_inputs, fine_tune_merged, merge_within_budget, split_held_out
 from weightkit.compress.shrink.judge import UNITS, Judge
 from weightkit.compress.shrink.sensitivity import mergeable_layers
 
@@ -106,10 +104,8 @@ def guided_merge(model, data, *, evaluate_on=None, max_drop=None, fine_tune=0, r
     x_held, y_held, task, held_source = _held_out(evaluate_on, data, original, seed)
     (x_val, y_val), (x_test, y_test), held_note = split_held_out(x_held, y_held, seed=seed,
                                                                  n_train=n_samples(x_train))
-    count = calibration_count(n_samples(x_train), samples)
-    index = np.sort(np.random.default_rng(seed).permutation(n_samples(x_train))[:count])
-    x_calibration = [np.asarray(a)[index] for a in x_train] if isinstance(x_train, (list, tuple)) \
-        else np.asarray(x_train)[index]
+    x_calibration, index = calibration_inputs(x_train, samples, seed=seed)  # as shrink draws them
+    count = len(index)
     source = training.source + " (training split)" if isinstance(training, Dataset) else None
     if max_drop is not None:
         judge = Judge(original, x_val, y_val, task=task)

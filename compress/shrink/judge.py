@@ -28,8 +28,15 @@ _EPS = 1e-7
 
 
 def model_outputs(model, x, batch_size=256):
-    """A model's outputs on ``x`` as a list of float64 arrays, one per output, in model order."""
-    outputs = model.predict(x, batch_size=batch_size, verbose=0)
+    """A model's outputs on ``x`` as a list of float64 arrays, one per output, in model order.
+
+    ``model`` is a Keras model or a ``.tflite`` runner (:class:`weightkit.compress.quantize.TFLiteModel`,
+    ``SignatureModel``), whose ``predict`` takes no ``verbose``.
+    """
+    try:
+        outputs = model.predict(x, batch_size=batch_size, verbose=0)
+    except TypeError:  # a .tflite runner
+        outputs = model.predict(x, batch_size=batch_size)
     if isinstance(outputs, dict):
         outputs = [outputs[name] for name in model.output_names]
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
@@ -107,6 +114,18 @@ class Judge:
             scores["mae"] = float(np.mean(np.abs(output.reshape(len(output), -1) -
                                                  self.y.reshape(len(self.y), -1).astype(np.float64))))
         return scores
+
+    def metric(self, scores):
+        """The first output's own score in ``scores``: accuracy, agreement, or MAE (to the labels, else to the
+        original's outputs), as :attr:`unit` reads it."""
+        if self.unit == "mae":
+            return scores["mae"] if self.y is not None else scores["mae_to_original"]
+        return scores[self.unit]
+
+    @property
+    def metric_name(self):
+        """``"accuracy"``, ``"agreement"`` or ``"MAE"``: what :meth:`metric` returns."""
+        return "MAE" if self.unit == "mae" else self.unit
 
     def score(self, model):
         """``{"drop", "error", ...}`` of a candidate: ``drop`` in :attr:`unit`, ``error`` the smooth distance.

@@ -89,6 +89,10 @@ class ShrinkResult:
     stages : dict of str to float
         Wall seconds per stage (those resumed from a checkpoint: as first measured).
     notes : list of str
+    unit : {"accuracy", "agreement", "mae"}
+        What the budget and every ``*_accuracy`` score count
+        (:data:`weightkit.compress.shrink.judge.UNITS`): accuracy for a classifier, MAE for a regression
+        (then ``validation_accuracy`` / ``test_accuracy`` hold MAEs and a drop is MAE added).
     """
 
     model: str
@@ -107,6 +111,7 @@ class ShrinkResult:
     candidates: list = field(default_factory=list)
     stages: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+    unit: str = "accuracy"
 
     def candidate(self, key):
         for candidate in self.candidates:
@@ -117,12 +122,13 @@ class ShrinkResult:
     def frontier(self):
         """The frontier document (``frontier.json``): every candidate, the chosen one marked."""
         return {"model": self.model, "data": self.data, "max_drop": self.max_drop, "target": self.target,
-                "accuracy_split": "test (never used for a choice); choices read validation_accuracy",
+                "unit": self.unit, "accuracy_split": "test (never used for a choice); choices read validation_accuracy",
                 "candidates": [c.to_dict() for c in self.candidates]}
 
     def to_dict(self):
         return {"model": self.model, "data": self.data, "max_drop": self.max_drop, "target": self.target,
-                "settings": dict(self.settings), "splits": dict(self.splits), "original": dict(self.original),
+                "unit": self.unit, "settings": dict(self.settings), "splits": dict(self.splits),
+                "original": dict(self.original),
                 "sensitivity": list(self.sensitivity), "path": list(self.path), "probes": list(self.probes),
                 "merged": dict(self.merged), "quantized": dict(self.quantized), "export": dict(self.export),
                 "stages": dict(self.stages), "candidates": [c.to_dict() for c in self.candidates],

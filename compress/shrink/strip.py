@@ -13,15 +13,26 @@ from weightkit.compress.quantize import TFLiteModel
 __all__ = ["strip_names"]
 
 
-def strip_names(content, x):
+def _same(first, second):
+    first = first if isinstance(first, list) else [first]
+    second = second if isinstance(second, list) else [second]
+    return len(first) == len(second) and all(np.array_equal(a, b) for a, b in zip(first, second))
+
+
+def strip_names(content, x, runner=TFLiteModel):
     """``content`` without its tensor names when the outputs on ``x`` stay bit-identical.
 
     Parameters
     ----------
     content : bytes
-        A ``.tflite`` flatbuffer with one input and one output.
-    x : ndarray of shape (n_samples, ...)
+        A ``.tflite`` flatbuffer.
+    x : ndarray of shape (n_samples, ...), or a list of them (one per input)
         Inputs the two models are compared on.
+    runner : callable, default=TFLiteModel
+        ``runner(content)`` -> an object whose ``predict(x)`` gives the outputs (a list for several);
+        a model with several inputs or outputs needs a signature runner
+        (:func:`weightkit.compress.shrink.run.tflite_runner`). A model whose signature the stripping
+        removed fails to run and is kept with its names.
 
     Returns
     -------
@@ -36,8 +47,8 @@ def strip_names(content, x):
         model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
         flatbuffer_utils.strip_strings(model)
         stripped = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
-        same = np.array_equal(TFLiteModel(content).predict(x), TFLiteModel(stripped).predict(x))
-    except (ImportError, RuntimeError, ValueError, AttributeError):
+        same = _same(runner(content).predict(x), runner(stripped).predict(x))
+    except (ImportError, RuntimeError, ValueError, AttributeError, KeyError):
         return content, 0
     if not same or len(stripped) >= len(content):
         return content, 0

@@ -32,13 +32,15 @@ def work_folder(output):
 @click.command()
 @model_argument
 @click.option("--data", "data", required=True, metavar="DATA",
-              help="Labelled classification data: FILE.npz, FILE.csv, an image folder, or sklearn:NAME. Its "
-                   "training split is cut into calibration, fine-tune and validation splits; its test split is "
-                   "only scored.")
+              help="Data with labels of the model's first output (classes, or regression targets; per sample or "
+                   "per pixel/step): FILE.npz, FILE.csv, an image folder, or sklearn:NAME. Its training split "
+                   "calibrates the merges and the fine-tune; its held-out split is cut into validation (every "
+                   "choice) and test (only scored).")
 @click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False, path_type=str),
               metavar="DIR", help="Folder for model.tflite, model.keras, shrink.json, frontier.json and frontier.png.")
 @click.option("--max-drop", type=Real(min=0.0), default=1.0, show_default=True,
-              help="Accuracy points the exported model may lose against MODEL (on the validation split).")
+              help="What the exported model may lose against MODEL on the validation split: accuracy points for "
+                   "a classifier (per pixel or step for per-element classes), MAE added for a regression.")
 @click.option("--target", type=click.Choice(["size", "params", "latency"]), default="size", show_default=True,
               help="Remove most parameters (size, params) or multiply-adds (latency; exports the fastest mode).")
 @click.option("--fine-tune-epochs", type=Whole(min=0), default=30, show_default=True,
@@ -55,7 +57,8 @@ def work_folder(output):
 @debug_option
 def shrink(model, data, output, max_drop, target, fine_tune_epochs, modes, target_column, seed, resume, force,
            unsafe):
-    """Find the smallest model within --max-drop accuracy points of MODEL: per-layer merge sensitivity, an
+    """Find the smallest model within --max-drop of MODEL (accuracy points, or MAE for a regression; any number
+    of inputs and outputs, the budget on the first): per-layer merge sensitivity, an
     allocation of removals, a distillation fine-tune, then the smallest quantization mode; every candidate
     goes on DIR/frontier.png."""
     from weightkit.analysis.errors import WeightkitError
@@ -79,12 +82,11 @@ def shrink(model, data, output, max_drop, target, fine_tune_epochs, modes, targe
         try:
             _shrink(model, data, output, checkpoints.path, max_drop, target, fine_tune_epochs, chosen_modes,
                     target_column, seed, resume, force, unsafe)
-        except WeightkitError:
-            if not resuming:  # a refusal: a rerun with --resume would meet it again, so nothing is kept
-                checkpoints.remove(strict=False)
-            raise
-        except Exception:
-            if not checkpoints.holds(_STATE):  # no finished stage: nothing a rerun could resume
+        except Exception as error:
+            # A refusal or a failure: a rerun with --resume would meet it again, so nothing is kept; only an
+            # interrupted run (KeyboardInterrupt) keeps its finished stages, and a --resume refused for its own
+            # reasons (other options, an unreadable state) keeps them for a rerun that puts that right.
+            if not (resuming and isinstance(error, WeightkitError) and str(error).startswith("--resume:")):
                 checkpoints.remove(strict=False)
             raise
         checkpoints.remove(strict=False)
@@ -101,7 +103,8 @@ def _shrink(model, data, output, work, max_drop, target, fine_tune_epochs, chose
 
     dataset = load_data_for_model(data, loaded.model, target=target_column, seed=seed)
     sizes = split_for_shrink(dataset, seed=seed).sizes()  # bad data fails here, before any work
-    note(f"{data}: {', '.join(f'{k} {v}' for k, v in sizes.items())} samples (disjoint)")
+    note(f"{data}: {sizes['fine_tune']} training samples calibrate the merges ({sizes['calibration']}) and fine-tune; "
+         f"{sizes['validation']} validate every choice, {sizes['test']} others are only scored")
 
     def stage(name, seconds, resumed):
         note(f"stage {name}: {'read from the checkpoint' if resumed else f'done in {seconds:.1f} s'}")

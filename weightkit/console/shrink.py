@@ -13,9 +13,12 @@ def print_shrink_result(result, console):
     list of str
         The result's notes, for the caller to print where its notes go.
     """
-    table = Table(title=f"{result.model}: shrink within {result.max_drop:g} accuracy points "
+    unit = getattr(result, "unit", "accuracy")
+    metric = {"accuracy": "acc", "agreement": "agreement", "mae": "MAE"}[unit]
+    budget = {"accuracy": "accuracy points", "agreement": "agreement points", "mae": "MAE"}[unit]
+    table = Table(title=f"{result.model}: shrink within {result.max_drop:g} {budget} "
                         f"(target {result.target}; splits {', '.join(f'{k} {v}' for k, v in result.splits.items())})")
-    for column in ("candidate", "params", "bytes", "validation acc", "test acc", ""):
+    for column in ("candidate", "params", "bytes", f"validation {metric}", f"test {metric}", ""):
         table.add_column(column, justify="left" if column in ("candidate", "") else "right")
     shown = [c for c in result.candidates if c.stage in ("original", "quantize")
              or c.key.startswith(f"merge:{result.merged.get('index')}")]
@@ -28,6 +31,8 @@ def print_shrink_result(result, console):
     console.print(table)
     export = result.export
     console.print(f"model.tflite: {export['mode']}, {export['bytes']:,} bytes, {export['ratio']:.1f}x smaller than "
-                  f"the original's float32 .tflite; test accuracy {export['test_accuracy']:.4f} "
-                  f"({export['test_drop_points']:+.2f} points lost on data no choice read). * 4 bytes per parameter")
+                  f"the original's float32 .tflite; test {metric} {export['test_accuracy']:.4f} "
+                  f"({export['test_drop_points']:+.{2 if unit != 'mae' else 4}f} "
+                  f"{'points' if unit != 'mae' else 'MAE'} {'added' if unit == 'mae' else 'lost'} on data no choice "
+                  "read). * 4 bytes per parameter")
     return list(result.notes)

@@ -1,0 +1,96 @@
+"""What every stage of one shrink run reads: :class:`ShrinkRun`.
+
+The original, its splits, the options, the two judges (the validation split every choice reads,
+the test split only reported), the checkpoint and the result being filled in.
+"""
+
+import numpy as np
+
+from weightkit.analysis.data.checks import output_activations
+from weightkit.analysis.errors import WeightkitError
+from weightkit.compress.shrink.budget import distillable
+from weightkit.compress.shrink.checkpoint import Checkpoint
+from weightkit.compress.shrink.distill import distill
+from weightkit.compress.shrink.judge import Judge
+from weightkit.compress.shrink.result import ShrinkResult
+from weightkit.compress.shrink.scores import predict_probabilities
+
+__all__ = ["ShrinkRun", "tflite_runner"]
+
+
+def tflite_runner(model, content):
+    """A runner of ``content`` (a ``.tflite`` of ``model``) with Keras' ``predict`` contract: several inputs and
+    outputs as lists in model order."""
+    from weightkit.compress.quantize import TFLiteModel, keras_source
+    from weightkit.compress.quantize.signature import SignatureModel
+
+    source = keras_source(model)
+    return SignatureModel(content, source.input_names) if source.several else TFLiteModel(content)
+
+
+def _check_labels(judge, model, source):
+    """A regression's labels must have one target per output value (a silent broadcast would score nonsense)."""
+    if judge.unit != "mae" or judge.y is None:
+        return
+    per_sample, wanted = judge.y.size // max(1, len(judge.y)), judge.outputs[0].size // max(1, len(judge.y))
+    if per_sample != wanted:
+        raise WeightkitError(f"--data {source}: {per_sample} target value(s) per sample, but model {model.name!r}'s "
+                             f"first output has {wanted}; give one target per output value.")
+
+
+def _indices(y):
+    """Class labels of a ``(batch, n_classes)`` output as indices (one-hot rows become their argmax)."""
+    if y is None:
+        return None
+    y = np.asarray(y)
+    return y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else y.reshape(len(y))
+
+
+class ShrinkRun:
+    """One run's shared state (see the module docstring).
+
+    Parameters
+    ----------
+    original : keras.Model
+    splits : ShrinkSplits
+    options : ShrinkOptions
+    notes : list of str
+        Notes of the model's loading, carried into the result.
+    """
+
+    def __init__(self, original, splits, options, notes=()):
+        self.original, self.splits, self.options = original, splits, options
+        self.judge = Judge(original, splits.x_validation, splits.first_labels("validation"), task=splits.task)
+        _check_labels(self.judge, original, splits.source)
+        self.test_judge = Judge(original, splits.x_test, splits.first_labels("test"), task=splits.task)
+        settings = options.settings(splits.source, splits.sizes())
+        self.checkpoint = Checkpoint(options.work_dir, settings, resume=options.resume)
+        self.result = ShrinkResult(model=original.name, data=splits.source, max_drop=options.max_drop,
+                                   target=options.target, settings=settings, splits=splits.sizes(), notes=list(notes),
+                                   unit=self.judge.unit)
+        self.merged = None
+
+    def tune(self):
+        """``tune(student) -> (model, DistillResult)``, the distillation from the original; None when the options
+        ask for no fine-tune or the model's outputs are not one set of class scores (said in the notes)."""
+        options = self.options
+        if not options.fine_tune_epochs or options.fine_tune is False:
+            return None
+        if not distillable(self.original):
+            self.result.notes.append("fine-tune: not available for this model (distillation takes one output of "
+                                     "class scores, shape (batch, n_classes)); every merge is judged as it is")
+            return None
+        activation = output_activations(self.original)[0]
+        splits, teacher = self.splits, {}
+
+        def tune(student):
+            if not teacher:
+                teacher["train"] = predict_probabilities(self.original, splits.x_fine_tune, activation)
+                teacher["validation"] = self.judge.probabilities[0]
+            return distill(student, teacher["train"], splits.x_fine_tune, _indices(splits.first_labels("fine_tune")),
+                           splits.x_validation, _indices(splits.first_labels("validation")), teacher["validation"],
+                           activation,
+                           epochs=options.fine_tune_epochs, temperature=options.temperature, alpha=options.alpha,
+                           seed=options.seed, progress=options.reporter(2))
+
+        return tune

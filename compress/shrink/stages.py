@@ -1,0 +1,115 @@
+"""The first three stages of a shrink run, each stored in the checkpoint when it finishes.
+
+1. :func:`original_stage`: the original's scores and its float32 ``.tflite`` size.
+2. :func:`sensitivity_stage`: per-layer merge curves
+   (:func:`weightkit.compress.shrink.budget.budget_curves`) on the calibration inputs, scored on the
+   validation split.
+3. :func:`search_stage`: the greedy path through them, bisected
+   (:func:`weightkit.compress.shrink.search.search_removals`) for the deepest allocation whose validation
+   drop, after a distillation fine-tune where the merge cost more than half the budget, stays within
+   the merge share of the budget.
+
+The same curves, path and search as ``merge --max-drop``
+(:func:`weightkit.compress.shrink.budget.merge_within_budget`). The fourth stage is in :mod:`.export`.
+"""
+
+import time
+
+from weightkit.compress.quantize import quantize_model
+from weightkit.compress.shrink.budget import budget_curves, budget_removals
+from weightkit.compress.shrink.result import FLOAT_BYTES, Candidate
+from weightkit.compress.shrink.run import tflite_runner
+from weightkit.compress.shrink.search import search_removals
+from weightkit.compress.shrink.sensitivity import LayerSensitivity
+
+__all__ = ["original_stage", "run_stage", "search_stage", "sensitivity_stage"]
+
+
+def run_stage(run, name, index, what, compute):
+    """Stage ``name``'s stored results: read from the checkpoint, or ``compute()`` -> ``(results, models)`` and
+    stored; its seconds go to ``run.result.stages`` and ``on_stage``."""
+    started, stored = time.perf_counter(), run.checkpoint.done(name)
+    resumed = stored is not None
+    if not resumed:
+        run.options.report(index, what)
+        stored, models = compute()
+        stored = {**stored, "seconds": time.perf_counter() - started}
+        run.checkpoint.finish(name, stored, models=models)
+    seconds = stored.get("seconds", time.perf_counter() - started) if resumed else time.perf_counter() - started
+    run.result.stages[name] = round(float(seconds), 2)
+    if run.options.on_stage is not None:
+        run.options.on_stage(name, seconds, resumed)
+    return stored
+
+
+def original_stage(run):
+    """The original's validation and test scores, parameters, and float32 ``.tflite`` bytes and test score."""
+    original, judge, test = run.original, run.judge, run.test_judge
+
+    def compute():
+        contents, _ = quantize_model(original, ["float32"], run.splits.quantize_view(), seed=run.options.seed,
+                                     latency_repeats=3, throughput_repeats=1)
+        tflite = test.score(tflite_runner(original, contents["float32"]))
+        return {"params": int(original.count_params()), "validation_accuracy": judge.metric(judge.reference),
+                "test_accuracy": test.metric(test.reference), "float32_tflite_bytes": len(contents["float32"]),
+                "float32_tflite_test_accuracy": test.metric(tflite)}, None
+
+    stored = run_stage(run, "original", 0, "original: scoring and converting to float32 .tflite", compute)
+    run.result.original = base = {k: v for k, v in stored.items() if k != "seconds"}
+    run.result.candidates.append(Candidate("original", "original", "keras", base["params"],
+                                           base["params"] * FLOAT_BYTES, base["validation_accuracy"],
+                                           base["test_accuracy"], 1.0, estimated=True, within_budget=True,
+                                           title="original (float Keras)"))
+    run.result.candidates.append(Candidate("original:float32", "original", "tflite", base["params"],
+                                           base["float32_tflite_bytes"], base["validation_accuracy"],
+                                           base["float32_tflite_test_accuracy"], within_budget=True,
+                                           title="original, float32 .tflite"))
+    return base
+
+
+def sensitivity_stage(run):
+    """Every mergeable layer's curve (:class:`LayerSensitivity`), measured or read from the checkpoint."""
+    options = run.options
+
+    def compute():
+        curves = budget_curves(run.original, run.splits.x_calibration, run.judge, fractions=options.fractions,
+                               target=options.target, seed=options.seed, progress=options.reporter(1))
+        return {"curves": [c.to_dict() for c in curves]}, None
+
+    stored = run_stage(run, "sensitivity", 1, "sensitivity: merging each layer alone", compute)
+    run.result.sensitivity = stored["curves"]
+    return [LayerSensitivity(**c) for c in stored["curves"]]
+
+
+def search_stage(run, curves):
+    """The chosen merged (and perhaps fine-tuned) float model, its probes and candidates in ``run.result``."""
+    options, result = run.options, run.result
+    path, removals = budget_removals(curves)
+    result.path = [{**a.to_dict(), "removals": r} for a, r in zip(path, removals)]
+    test = run.test_judge
+
+    def score(model):
+        scores = run.judge.score(model)
+        return {**scores, "test_accuracy": test.metric(test.score(model))}
+
+    def compute():
+        found = search_removals(run.original, run.splits.x_calibration, removals, score,
+                                budget=options.merge_budget, max_drop=options.max_drop, tune=run.tune(),
+                                fine_tune=options.fine_tune, max_probes=options.max_probes, seed=options.seed,
+                                progress=options.reporter(2))
+        run.merged = found.pop("model")
+        return found, {"merged": run.merged}
+
+    stored = run_stage(run, "search", 2, "search: merging along the greedy path", compute)
+    result.probes, result.merged = stored["probes"], stored["merged"]
+    for probe in result.probes:
+        for suffix, key in (("", "before"), ("+fine-tune", "after")):
+            if probe.get(key) is None:
+                continue
+            result.candidates.append(Candidate(
+                f"merge:{probe['index']}{suffix}", "fine-tune" if suffix else "merge", "keras", probe["params"],
+                probe["params"] * FLOAT_BYTES, run.judge.metric(probe[key]), probe[key].get("test_accuracy"),
+                probe[key].get("agreement"), removed=probe["removed"], estimated=True,
+                within_budget=probe[key]["drop"] <= options.merge_budget,
+                title=f"merged, path step {probe['index']}" + (", fine-tuned" if suffix else "")))
+    return run.merged if run.merged is not None else run.checkpoint.model("merged")
