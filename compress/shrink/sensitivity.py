@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 
 from weightkit.analysis.data.batches import n_samples
 from weightkit.analysis.errors import WeightkitError
+from weightkit.analysis.kinds.registry import kind_for
 from weightkit.compress.merge import merge_by_data, plan_groups
 from weightkit.compress.merge.group_data import group_taps
 from weightkit.compress.merge.applying.rebuild import find_layer
-from weightkit.compress.merge.recurrent import RECURRENT_TYPES, recurrent_site
+from weightkit.compress.merge.recurrent import recurrent_site
 from weightkit.compress.shrink.costs import model_cost
 from weightkit.compress.shrink.scores import predict_probabilities, score_outputs
 
@@ -70,7 +71,7 @@ def mergeable_layers(model):
             units[name] = int(groups[name].n)
         elif name in members:
             continue
-        elif site.type in RECURRENT_TYPES:  # units folded into every gate, when the layer's calls allow it
+        elif getattr(kind_for(find_layer(model, name)), "recurrent", False):  # units folded into every gate
             recurrent = recurrent_site(plan.graph, find_layer(model, name))
             if recurrent.reason is None and recurrent.n_units >= 2:
                 units[name] = int(recurrent.n_units)
