@@ -7,10 +7,8 @@ import click
 
 from weightkit._common import debug_option, force_option, progress_reporter, quiet_option, stdout_console
 from weightkit._options import SEED, Real, Whole
+from weightkit.demo.showcase import EXAMPLES, DemoOptions, run_examples, write_demo_summary
 
-#: The built-in examples: name -> (builder in weightkit.demo.examples, share of --epochs it trains, merge ratio).
-#: The MLP is deliberately over-wide (half its neurons can go); the CNN's 16 and 32 filters are not.
-EXAMPLES = {"mlp": ("build_wide_mlp", 1.0, 0.5), "cnn": ("build_small_cnn", 0.5, 0.25)}
 _FULL_MODES = "float32,dynamic,float16,int8"
 _FAST = {"epochs": 10, "retrain_epochs": 3, "modes": "float32,int8"}
 
@@ -46,85 +44,22 @@ def demo(output, epochs, retrain_epochs, models, modes, ratio, fast, seed, force
     if unknown or not names:
         raise WeightkitError(f"--models {models}: unknown example {', '.join(unknown) or '(none)'}; expected some "
                              f"of {', '.join(EXAMPLES)}.")
-    epochs = epochs or (_FAST["epochs"] if fast else 40)
-    retrain_epochs = retrain_epochs or (_FAST["retrain_epochs"] if fast else 10)
     check_output(output, force=force, directory=True)
     from weightkit.compress.quantize import parse_modes  # TensorFlow: after the checks
 
-    chosen_modes = parse_modes(modes or (_FAST["modes"] if fast else _FULL_MODES))
-
+    options = DemoOptions(epochs=epochs or (_FAST["epochs"] if fast else 40),
+                          retrain_epochs=retrain_epochs or (_FAST["retrain_epochs"] if fast else 10),
+                          modes=tuple(parse_modes(modes or (_FAST["modes"] if fast else _FULL_MODES))),
+                          ratio=ratio, seed=seed, fast=fast)
     from weightkit.analysis.files.io import atomic_directory
     from weightkit.console.journey import print_journey
-    from weightkit.reports.journey_page import write_summary
 
     start_wall, start_cpu = time.perf_counter(), time.process_time()
-    journeys, trained = [], {}
     with atomic_directory(output, force=force) as work, progress_reporter("demo") as progress:
-        for index, name in enumerate(dict.fromkeys(names)):
-            builder, share, example_ratio = EXAMPLES[name]
-            example_epochs = max(1, round(epochs * share))
-            journey, accuracy = _run_example(builder, example_epochs, retrain_epochs, chosen_modes,
-                                             ratio or example_ratio, seed, work, progress, index, len(names),
-                                             fast_shrink=fast)
-            trained[journey.model] = (example_epochs, accuracy)
-            journeys.append(journey)
-        wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
-        settings = {"epochs": {model: epochs_ for model, (epochs_, _) in trained.items()},
-                    "retrain_epochs": retrain_epochs, "modes": chosen_modes,
-                    "ratio": {j.model: j.settings["ratio"] for j in journeys}, "seed": seed,
-                    "fast": fast}
-        meta = {"data": f"scikit-learn's digits (sklearn:digits): 8×8 images, seeded 80/20 split (seed {seed})",
-                "training": "; ".join(f"{model}: {e} epochs, Adam, test accuracy {a:.4f}"
-                                      for model, (e, a) in trained.items()),
-                "time": f"{wall:.0f} s wall, {cpu:.0f} s CPU (this process) before this page was written",
-                "machine": f"{os.cpu_count()} CPU cores"}
-        write_summary(journeys, work, meta=meta,
-                      extra={"command": "weightkit demo", "settings": settings,
-                             "seconds": round(wall, 1), "cpu_seconds": round(cpu, 1)})
+        runs = run_examples(names, options, work, progress)
+        write_demo_summary(runs, options, work, time.perf_counter() - start_wall, time.process_time() - start_cpu)
     console = stdout_console()
-    for journey in journeys:
-        print_journey(journey, console)
+    for run in runs:
+        print_journey(run.journey, console)
     console.print(f"wrote {os.path.join(output, 'index.html')} ({time.perf_counter() - start_wall:.0f} s, "
                   f"{time.process_time() - start_cpu:.0f} s CPU); open it in a browser")
-
-
-def _run_example(builder, epochs, retrain_epochs, modes, ratio, seed, work, progress, index, count, fast_shrink=False):
-    """Train one example, then run the journey on it with a report per Keras stage."""
-    from weightkit.analysis.data.datasets import load_data
-    from weightkit.analysis.data.checks import fit_to_model
-    from weightkit.reports.report import write_report
-    from weightkit.demo import examples
-    from weightkit.demo.journey import KERAS_STAGES, run_journey
-
-    model = getattr(examples, builder)()
-    steps = len(KERAS_STAGES) + 1  # training, then the Keras stages (the last, shrink, quantizes)
-
-    def step(done, total, what):
-        progress(index * steps + done, count * steps, what)
-
-    dataset = fit_to_model(load_data("sklearn:digits", seed=seed), model)
-    step(0, steps, f"{model.name}: training {epochs} epochs")
-    clock = time.perf_counter()
-    model, accuracy = examples.train_example(model, dataset, epochs=epochs, seed=seed)
-    progress.note(f"{model.name}: trained {epochs} epochs in {time.perf_counter() - clock:.1f} s, "
-         f"held-out accuracy {accuracy:.4f}")
-
-    def report(stage_model, stage, folder):
-        if stage.key == "shrunk":  # its page is frontier.png and shrink.json; an HTML report would cost ~5 s
-            from weightkit.analysis import analyze
-
-            return analyze(stage_model, path=stage.path, include_bias=True)  # as merge compares rows
-        result = write_report(stage_model, os.path.join(folder, "report"), path=stage.path, include_bias=True)
-        stage.files["report"] = f"{stage.folder}/report/index.html"
-        return result
-
-    def done(stage):
-        progress.note(f"{model.name}: {stage.key}: {stage.params:,} params, {stage.bytes / 1024:.1f} KiB, accuracy "
-             f"{stage.accuracy:.4f}, agreement {stage.agreement:.4f} ({stage.seconds:.1f} s)")
-
-    folder = os.path.join(work, model.name)
-    os.mkdir(folder)
-    journey = run_journey(model, dataset, folder, prefix=model.name, retrain_epochs=retrain_epochs, ratio=ratio,
-                          modes=modes, seed=seed, analyzer=report, on_stage=done,
-                          progress=lambda d, t, what: step(1 + d, steps, what), fast_shrink=fast_shrink)
-    return journey, accuracy

@@ -68,8 +68,6 @@ def quantize(model, output, data, modes, calibration_samples, max_drop, export, 
              mixed, verbose, force, unsafe):
     """Convert MODEL (.keras, .h5 or a SavedModel folder) to TFLite in every quantization mode,
     compare each with the float model, and export the smallest one within --max-drop."""
-    from weightkit.analysis import is_saved_model_dir
-    from weightkit.analysis.data.checks import load_data_for_model
     from weightkit.analysis.errors import WeightkitError
     from weightkit.analysis.files.io import atomic_directory, check_output
 
@@ -77,52 +75,18 @@ def quantize(model, output, data, modes, calibration_samples, max_drop, export, 
     if data is None and (sensitivity or mixed):
         raise WeightkitError(f"--{'sensitivity' if sensitivity else 'mixed'}: needs calibration data to quantize "
                              "layers; pass --data DATA (training inputs).")
-    from weightkit.compress.quantize import (
-        DATA_FREE_MODES,
-        MODE_NAMES,
-        MODES,
-        keras_source,
-        parse_modes,
-        quantize_model,
-        saved_model_source,
-        write_outputs,
-    )
-    from weightkit.compress.quantize.shapes import refuse_unknown
-    from weightkit.reports.quantize_plot import plot_comparison
+    export = export.strip().lower() if export is not None else None
+    chosen, left_out = _chosen_modes(modes, export, data)
+    from weightkit.compress.quantize import quantize_model
     from weightkit.console.quantize_table import print_comparison
-    from weightkit.reports.sensitivity_plot import plot_sensitivity
 
-    explicit = modes is not None
-    chosen = parse_modes(modes if explicit else _ALL_MODES)
-    if export is not None:
-        export = export.strip().lower()
-        if export not in MODES:
-            raise WeightkitError(f"--export {export}: unknown mode; expected one of {', '.join(MODE_NAMES)}.")
-        if export not in chosen:
-            raise WeightkitError(f"--export {export}: not among --modes {','.join(chosen)}; add it to --modes.")
-    if data is None:
-        hint = "pass --data DATA (training inputs) or choose from " + ", ".join(DATA_FREE_MODES) + "."
-        if export is not None and MODES[export].needs_data:
-            raise WeightkitError(f"--export {export}: needs calibration data for the representative dataset; {hint}")
-        needing = [m for m in chosen if MODES[m].needs_data]
-        if needing and explicit:
-            raise WeightkitError(
-                f"--modes {','.join(needing)}: {'needs' if len(needing) == 1 else 'need'} calibration data for the "
-                f"representative dataset; {hint}")
-        if needing:
-            chosen = [m for m in chosen if m not in needing]
-
-    if is_saved_model_dir(model):
-        source = saved_model_source(model, unsafe=unsafe)
-    else:
-        loaded = load_model_or_exit(model, unsafe=unsafe, compile=False, finite=True)
-        source = keras_source(loaded.model, path=model)
-    if data is None:  # a variable-size input needs the data's shape to convert
-        refuse_unknown(source)
-    if data is None and needing:  # after the inputs are checked: an error stays the only line on stderr
-        note(f"no --data: running {', '.join(chosen)} only; {', '.join(needing)} need calibration data (--data)")
+    source = _load_source(model, unsafe, data)
+    if left_out:  # after the inputs are checked: an error stays the only line on stderr
+        note(f"no --data: running {', '.join(chosen)} only; {', '.join(left_out)} need calibration data (--data)")
     dataset = None
     if data is not None:
+        from weightkit.analysis.data.checks import load_data_for_model
+
         view = source.keras_model if source.keras_model is not None else source.shape_view()
         dataset = load_data_for_model(data, view, seed=seed)
 
@@ -133,10 +97,64 @@ def quantize(model, output, data, modes, calibration_samples, max_drop, export, 
                                               verbose=verbose, progress=progress, unsafe=unsafe,
                                               sensitivity=sensitivity, mixed=mixed,
                                               sensitivity_mode=sensitivity_mode,
-                                              int16x8_limit_s=None if explicit and "int16x8" in chosen else 60.0)
-        write_outputs(report, contents, work)
-        plot_comparison(report, os.path.join(work, "comparison.png"))
-        if report.sensitivity is not None:
-            plot_sensitivity(report.sensitivity, os.path.join(work, "sensitivity.png"),
-                             title=f"{os.path.basename(model.rstrip('/'))}: per-layer {sensitivity_mode} sensitivity")
+                                              int16x8_limit_s=None if modes is not None and "int16x8" in chosen
+                                              else 60.0)
+        _write_files(report, contents, work, model, sensitivity_mode)
     print_comparison(report, stdout_console())
+
+
+def _chosen_modes(modes, export, data):
+    """``(modes to run, modes left out)``: ``--modes`` checked, or the default less what needs absent data.
+
+    An explicit ``--modes`` (or ``--export``) that needs calibration data without ``--data`` is
+    refused; the default list drops those modes instead.
+    """
+    from weightkit.analysis.errors import WeightkitError
+    from weightkit.compress.quantize import DATA_FREE_MODES, MODE_NAMES, MODES, parse_modes
+
+    chosen = parse_modes(modes if modes is not None else _ALL_MODES)
+    if export is not None:
+        if export not in MODES:
+            raise WeightkitError(f"--export {export}: unknown mode; expected one of {', '.join(MODE_NAMES)}.")
+        if export not in chosen:
+            raise WeightkitError(f"--export {export}: not among --modes {','.join(chosen)}; add it to --modes.")
+    if data is not None:
+        return chosen, []
+    hint = "pass --data DATA (training inputs) or choose from " + ", ".join(DATA_FREE_MODES) + "."
+    if export is not None and MODES[export].needs_data:
+        raise WeightkitError(f"--export {export}: needs calibration data for the representative dataset; {hint}")
+    needing = [m for m in chosen if MODES[m].needs_data]
+    if needing and modes is not None:
+        raise WeightkitError(
+            f"--modes {','.join(needing)}: {'needs' if len(needing) == 1 else 'need'} calibration data for the "
+            f"representative dataset; {hint}")
+    return [m for m in chosen if m not in needing], needing
+
+
+def _load_source(model, unsafe, data):
+    """The model as a quantization source: a SavedModel folder, or a Keras file loaded (its notes printed)."""
+    from weightkit.analysis import is_saved_model_dir
+    from weightkit.compress.quantize import keras_source, saved_model_source
+    from weightkit.compress.quantize.shapes import refuse_unknown
+
+    if is_saved_model_dir(model):
+        source = saved_model_source(model, unsafe=unsafe)
+    else:
+        loaded = load_model_or_exit(model, unsafe=unsafe, compile=False, finite=True)
+        source = keras_source(loaded.model, path=model)
+    if data is None:  # a variable-size input needs the data's shape to convert
+        refuse_unknown(source)
+    return source
+
+
+def _write_files(report, contents, work, model, sensitivity_mode):
+    """The modes' files, ``comparison.json``, ``comparison.png`` and, with --sensitivity, its json and plot."""
+    from weightkit.compress.quantize import write_outputs
+    from weightkit.reports.quantize_plot import plot_comparison
+    from weightkit.reports.sensitivity_plot import plot_sensitivity
+
+    write_outputs(report, contents, work)
+    plot_comparison(report, os.path.join(work, "comparison.png"))
+    if report.sensitivity is not None:
+        plot_sensitivity(report.sensitivity, os.path.join(work, "sensitivity.png"),
+                         title=f"{os.path.basename(model.rstrip('/'))}: per-layer {sensitivity_mode} sensitivity")
