@@ -158,3 +158,17 @@ def test_cli_merge_by_data_removes_heads_and_neurons_and_reports_heads(transform
     assert {name: (h["heads"]["before"], h["heads"]["after"]) for name, h in heads.items()} == {
         "b0_mha/heads": (4, 3), "b1_mha/heads": (4, 3)}
     assert document["layers"][1]["name"] == "b0_ffn1"  # the heads sit in model order among the neurons
+
+
+def test_attention_inside_a_keras_hub_encoder_is_left_alone_with_its_reason(keras, tmp_path):
+    keras_hub = pytest.importorskip("keras_hub")
+    from weightkit.compress.merge.heads import merge_heads_by_weights
+
+    tokens = keras.Input((6,), dtype="int32", name="tokens")
+    x = keras_hub.layers.TokenAndPositionEmbedding(20, 6, 16, name="embed")(tokens)
+    x = keras_hub.layers.TransformerEncoder(32, 2, name="enc0")(x)
+    model = reloaded(keras.Model(tokens, keras.layers.Dense(2, name="probs")(x[:, 0])), tmp_path, "hub_untrained")
+    merged, entries, skipped = merge_heads_by_weights(model)
+    assert merged is model and entries == []
+    assert [(s.name, s.reason.split(",")[0]) for s in skipped] == [
+        ("enc0/self_attention_layer/heads", "inside the composite layer enc0 (TransformerEncoder)")]

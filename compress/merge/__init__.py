@@ -8,11 +8,15 @@ rebuilt from others by least squares on activations). Both plan the model's merg
 (:mod:`~weightkit.compress.merge.applying.rebuild`). Channels tied by residual joins, concatenations and depthwise
 filters merge as one coupled group (:mod:`~weightkit.compress.merge.planning.groups`, on
 :func:`weightkit.analysis.structure.channels.channel_groups`); :func:`apply_relations` applies an explicit removal plan.
+Attention heads merge as units of their own (:func:`merge_heads_by_weights`, :func:`merge_heads_by_data`,
+:func:`remove_heads`; :mod:`~weightkit.compress.merge.heads`), before the neurons in :func:`merge_neurons`.
 Their reports share :class:`BaseMergeReport`
 (:mod:`~weightkit.compress.merge.reporting.report`).
 """
 
 from weightkit.compress.merge.api import MERGE_MODES, merge_neurons
+from weightkit.compress.merge.applying.heads import remove_heads
+from weightkit.compress.merge.heads import merge_heads_by_data, merge_heads_by_weights
 from weightkit.compress.merge.by_data import DataMergeReport, LayerDataMerge, merge_by_data
 from weightkit.compress.merge.by_weights import MERGE_METRICS, apply_relations, merge_redundant
 from weightkit.compress.merge.planning.groups import plan_groups
@@ -32,7 +36,10 @@ __all__ = [
     "evaluate_merge",
     "find_merge_sites",
     "merge_by_data",
+    "merge_heads_by_data",
+    "merge_heads_by_weights",
     "merge_neurons",
     "merge_redundant",
     "plan_groups",
+    "remove_heads",
 ]
