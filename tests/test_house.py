@@ -253,14 +253,15 @@ def test_no_module_outside_the_kinds_branches_on_a_layer_family_or_class_name():
 
 def class_lists(tree, names):
     """``{frozenset of class names: [line, ...]}``: every tuple, list or set literal of ``tree`` (a
-    ``frozenset(...)``'s too) naming two or more registered layer classes, by the set of those it names."""
+    ``frozenset(...)``'s too), and every dict literal by its keys, naming two or more registered layer
+    classes, by the set of those it names."""
     found = collections.defaultdict(list)
     for node in ast.walk(tree):
-        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set, ast.Dict)):
             named = frozenset(_strings(node) & names)
             if len(named) >= 2:
                 found[named].append(node.lineno)
-    return dict(found)
+    return {named: sorted(lines) for named, lines in found.items()}
 
 
 def test_class_lists_are_found_where_they_are():
@@ -268,9 +269,11 @@ def test_class_lists_are_found_where_they_are():
                      "GATED = frozenset({'GRU', 'LSTM', 'units'})\n"
                      "ONE = ['Dense', 'units']\n"
                      "NESTED = [('Conv1D', 'Conv2D'), 'Dense']\n"
-                     "if name in ['GRU', 'LSTM']: pass\n")
+                     "if name in ['GRU', 'LSTM']: pass\n"
+                     "GATES = {'LSTM': 4, 'GRU': 3, 'units': 1}\n"
+                     "ONE_KEY = {'Dense': ('units',)}\n")
     assert class_lists(tree, {"Dense", "Conv1D", "Conv2D", "LSTM", "GRU"}) == {
-        frozenset({"LSTM", "GRU"}): [1, 2, 5], frozenset({"Conv1D", "Conv2D"}): [4]}
+        frozenset({"LSTM", "GRU"}): [1, 2, 5, 6], frozenset({"Conv1D", "Conv2D"}): [4]}
 
 
 def test_no_two_modules_hold_the_same_class_list():

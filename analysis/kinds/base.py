@@ -139,7 +139,7 @@ class LayerKind(ConfigRules, DataRules):
         for name, value in attributes.items():
             if not hasattr(type(self), name):
                 raise TypeError(f"{type(self).__name__} has no attribute {name!r}; expected one of "
-                                f"{sorted(k for k in vars(LayerKind) if not k.startswith('_'))}")
+                                f"{sorted(k for k in dir(LayerKind) if not k.startswith('_'))}")
             setattr(self, name, value)
 
     def __repr__(self):
