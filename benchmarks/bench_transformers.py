@@ -12,11 +12,15 @@ folder of this run:
 Rows, each on the reloaded original, no fine-tuning, the same number of heads removed in every attention layer
 (``round(ratio * heads)`` as weightkit's merge counts them; the table prints the heads kept):
 
-- ``merge by data``: :func:`weightkit.compress.merge.merge_by_data` on the attention layers (heads; once head
-  merging is in weightkit) or the first FFN layers (neurons, rebuilt in the down-projection by least squares);
+- ``merge by data``: heads: :func:`weightkit.compress.merge.merge_neurons` (``mode="data"``, ``layers`` = the
+  attention layers), which runs :func:`weightkit.compress.merge.heads.merge_heads_by_data` (the removed heads'
+  contribution rebuilt in the kept heads' output projection by least squares); FFN:
+  :func:`weightkit.compress.merge.merge_by_data` on the first FFN layers (removed neurons rebuilt in the
+  down-projection);
 - ``L1 magnitude``: heads with the smallest L1 norm of their query, key and value kernel slices ``[:, h, :]`` and
-  output kernel slice ``[h]`` (biases left out) sliced out; FFN neurons with the smallest L1 norm of their incoming
-  kernel column (as ``bench_merge.py``), pruned with no compensation;
+  output kernel slice ``[h]`` (biases left out), sliced out with :func:`weightkit.compress.merge.remove_heads`
+  and no compensation; FFN neurons with the smallest
+  L1 norm of their incoming kernel column (as ``bench_merge.py``), pruned with no compensation;
 - ``Michel importance``: Michel, Levy & Neubig 2019, "Are Sixteen Heads Really Better than One?", eq. 2:
   ``I_h = E_x |dL(x)/dxi_h|`` with a head mask ``xi`` multiplying each head's attention output (the input of the
   output projection, ``(batch, T, heads, value_dim)``, as returned by Keras'
@@ -52,11 +56,6 @@ from weightkit.analysis._tf import import_keras, import_tensorflow  # noqa: E402
 SUBJECTS = (("ViT", "vit_digits", 12, 6), ("text", "text_attention", 10, 10))
 HEAD_RATIOS = (0.25, 0.5)
 FFN_RATIO = 0.5
-
-
-def _removed_count(ratio, n):
-    """``round(ratio * n)`` (Python's round, as weightkit's merge: 25% of 2 heads is 0), at most ``n - 1``."""
-    return int(min(n - 1, round(ratio * n)))
 
 
 def _layers_of(model, class_name):
@@ -109,36 +108,13 @@ def head_importance(model, x, y, batch_size=128):
     return {name: value / len(x) for name, value in total.items()}
 
 
-def without_heads(model, removed):
-    """A copy of ``model`` whose MultiHeadAttention layers lose the heads ``removed[name]`` (sliced out).
-
-    Query/key/value kernels ``(d, heads, dim)`` and biases ``(heads, dim)`` lose those heads on their head axis,
-    the output kernel ``(heads, value_dim, d)`` on its first; the output bias is kept.
-    """
-    keras = import_keras()
-
-    def clone(layer):
-        config = layer.get_config()
-        if layer.name in removed:
-            config["num_heads"] = layer.num_heads - len(removed[layer.name])
-        return layer.__class__.from_config(config)
-
-    new = keras.models.clone_model(model, clone_function=clone)
-    for layer in new.layers:
-        weights = model.get_layer(layer.name).get_weights()
-        if layer.name in removed:
-            kept = np.setdiff1d(np.arange(model.get_layer(layer.name).num_heads), removed[layer.name])
-            query_kernel, query_bias, key_kernel, key_bias, value_kernel, value_bias, out_kernel, out_bias = weights
-            weights = [query_kernel[:, kept], query_bias[kept], key_kernel[:, kept], key_bias[kept],
-                       value_kernel[:, kept], value_bias[kept], out_kernel[kept], out_bias]
-        layer.set_weights(weights)
-    return new
-
-
 def prune_heads(model, scores, ratio):
-    """Slice out the ``round(ratio * heads)`` lowest-scoring heads of every attention layer."""
-    return without_heads(model, {name: np.argsort(s, kind="stable")[:_removed_count(ratio, len(s))]
-                                 for name, s in scores.items()})
+    """Slice out the ``round(ratio * heads)`` lowest-scoring heads of every attention layer, no compensation."""
+    from weightkit.compress.merge import remove_heads
+    from weightkit.compress.merge.heads import heads_removed
+
+    return remove_heads(model, {name: sorted(np.argsort(s, kind="stable")[heads_removed(ratio, len(s)):].tolist())
+                                for name, s in scores.items()})
 
 
 def prune_ffn_l1(model, ratio):
@@ -150,17 +126,16 @@ def prune_ffn_l1(model, ratio):
     for first, _ in ffn_pairs(model):
         kernel = model.get_layer(first).get_weights()[0]
         order = np.argsort(np.abs(kernel).sum(axis=0), kind="stable")
-        relations[first] = Relation.prune(kernel.shape[1], order[:_removed_count(ratio, kernel.shape[1])])
+        relations[first] = Relation.prune(kernel.shape[1], order[:int(round(ratio * kernel.shape[1]))])
     return apply_relations(model, relations)
 
 
 def merge_heads_by_data(model, data, ratio, samples):
-    """weightkit's head merge by data on every attention layer, or None while weightkit leaves heads alone."""
-    from weightkit.compress.merge import merge_by_data
+    """weightkit's merge by data (``merge_neurons(mode="data")``) of every attention layer's heads only."""
+    from weightkit.compress.merge import merge_neurons
 
     names = [layer.name for layer in _layers_of(model, "MultiHeadAttention")]
-    merged, report = merge_by_data(model, data, ratio=ratio, layers=names, samples=samples)
-    return None if any(s.name in names for s in report.skipped) else merged
+    return merge_neurons(model, "data", data, ratio=ratio, layers=names, samples=samples)[0]
 
 
 def heads_kept(model):
@@ -176,6 +151,7 @@ def _timed(run):
 def compare_subject(label, model, data, args):
     """Table rows ``(subject, what, method, heads kept, params, accuracy, agreement, seconds)`` for one model."""
     from weightkit.compress.merge import merge_by_data
+    from weightkit.compress.merge.heads import heads_removed
 
     x, y = data.x_test, data.y_test
     reference = model.predict(x, verbose=0).argmax(axis=1)
@@ -200,12 +176,12 @@ def compare_subject(label, model, data, args):
         print(f"  {label} {name}: L1 {np.round(l1[name], 2).tolist()}  Michel {np.round(michel[name], 4).tolist()}")
     for ratio in HEAD_RATIOS:
         what = f"heads {ratio:.0%}"
-        if not any(_removed_count(ratio, len(scores)) for scores in l1.values()):
+        if not any(heads_removed(ratio, len(scores)) for scores in l1.values()):
             rows.append((label, what, f"none: round({ratio:g} x {heads_kept(model)} heads) = 0", heads_kept(model),
                          None, None, None, 0.0))
             continue
         small, s = _timed(lambda: merge_heads_by_data(model, data, ratio, args.samples))
-        row(what, "merge by data" + ("" if small is not None else " (not in weightkit yet)"), small, s)
+        row(what, "merge by data", small, s)
         small, s = _timed(lambda: prune_heads(model, l1, ratio))
         row(what, "L1 magnitude", small, s + l1_s)
         small, s = _timed(lambda: prune_heads(model, michel, ratio))
@@ -260,11 +236,14 @@ def main():
             if not args.no_shrink:
                 shrunk.append(shrink_subject(label, model, data, args))
                 print("  " + " | ".join(map(str, shrunk[-1])), flush=True)
-    print("\n| subject | removed | method | heads kept | parameters | held-out accuracy | agreement | seconds |")
-    print("|---|---|---|---|---:|---:|---:|---:|")
+    print("\n| subject | removed | method | heads kept | parameters | held-out accuracy | drop (points) | agreement | "
+          "seconds |")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|")
+    original = {row[0]: row[5] for row in rows if row[1] == "original"}
     for label, what, method, heads, params, accuracy, agreement, seconds in rows:
-        cells = ("—", "—", "—") if params is None else (f"{params:,}", f"{accuracy:.4f}", f"{agreement:.4f}")
-        print(f"| {label} | {what} | {method} | {heads} | {cells[0]} | {cells[1]} | {cells[2]} | {seconds:.1f} |")
+        cells = ["—"] * 4 if params is None else [f"{params:,}", f"{accuracy:.4f}",
+                                                  f"{100 * (original[label] - accuracy):+.2f}", f"{agreement:.4f}"]
+        print(f"| {label} | {what} | {method} | {heads} | {' | '.join(cells)} | {seconds:.1f} |")
     if shrunk:
         print(f"\n| subject | float32 .tflite bytes | shrink --max-drop {args.max_drop:g}: mode | bytes | x smaller | "
               "test accuracy before | after | parameters after | seconds |")
