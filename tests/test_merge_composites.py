@@ -105,3 +105,21 @@ def test_cli_merges_the_encoders_ffn_by_data(hubs, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert status == 0 and output.exists()
     assert "enc0/feedforward_intermediate_dense" in printed and "64 → 48" in printed
+
+
+def test_a_backbones_blocks_keep_one_width(hubs, keras):
+    """GemmaBackbone builds every block from its one ``intermediate_dim``: a duplicate planted in one block only
+    is not merged, and the report says why."""
+    from weightkit.compress.merge import merge_neurons
+
+    folder, _, _ = hubs["hub_gemma"]
+    planted = keras.saving.load_model(folder / "hub_gemma.keras")
+    for sub in _ffn(planted, "decoder_block_0").producers:
+        kernel, = sub.get_weights()
+        kernel[:, 7] = kernel[:, 3]
+        sub.set_weights([kernel])
+    merged, report = merge_neurons(planted, "weights")
+    first, second = (report.layer(path) for path in BLOCKS["hub_gemma"])
+    assert (first.neurons_after, second.neurons_after) == (64, 64)
+    assert "builds all its blocks at one width" in " ".join(first.notes)
+    assert merged.count_params() == planted.count_params()

@@ -24,6 +24,8 @@ from weightkit.analysis.data.inputs import as_inputs
 from weightkit.analysis.files.loading import walk_layers
 from weightkit.analysis.numeric.groups import DEFAULT_THRESHOLDS, find_groups
 from weightkit.analysis.numeric.matrices import mad_matrix, pearson_matrix
+from weightkit.compress.merge.applying.composite_ffn import ffn_sites
+from weightkit.compress.merge.applying.composite_rebuild import rebuild_with
 from weightkit.compress.merge.applying.math import (
     Relation,
     cosine_matrix,
@@ -31,9 +33,8 @@ from weightkit.compress.merge.applying.math import (
     group_merges,
     relation_from_merges,
 )
-from weightkit.compress.merge.applying.composite_ffn import ffn_sites
+from weightkit.compress.merge.by_data import DEFAULT_MAX_ERROR, calibration_count
 from weightkit.compress.merge.fitting.composite_probe import probe_intermediates
-from weightkit.compress.merge.applying.composite_rebuild import rebuild_with
 from weightkit.compress.merge.fitting.data_fit import DEFAULT_RIDGE, plan_data_merge
 from weightkit.compress.merge.reporting.data_report import LayerDataMerge
 from weightkit.compress.merge.reporting.report import LayerMerge
@@ -41,8 +42,6 @@ from weightkit.compress.merge.reporting.report import LayerMerge
 __all__ = ["merge_composite_ffns"]
 
 _EXACT_TOLERANCE = 1e-4
-_DEFAULT_MAX_ERROR = 0.001  # as merge_by_data's default budget (by_data.DEFAULT_MAX_ERROR)
-_MAX_CALIBRATION_SAMPLES = 2048  # as by_data.MAX_CALIBRATION_SAMPLES
 
 
 def _selected(sites, layers):
@@ -104,7 +103,7 @@ def _plan(site, values, options, n_remove=None):
         values = np.concatenate([values, -values])
     ratio, max_error = options.get("ratio"), options.get("max_error")
     budget = ({"n_remove": n_remove} if n_remove is not None else {"ratio": ratio} if ratio is not None
-              else {"max_error": _DEFAULT_MAX_ERROR if max_error is None else max_error})
+              else {"max_error": DEFAULT_MAX_ERROR if max_error is None else max_error})
     weights = site.consumer_rows() if options.get("weigh_by_consumer", True) else None
     return plan_data_merge(values, output_weights=weights, ridge=options.get("ridge", DEFAULT_RIDGE), **budget)
 
@@ -131,7 +130,7 @@ def _relations(sites, mode, merged, data, options):
     if mode == "data":
         seed = options.get("seed", 0)
         x, _ = as_inputs(data, merged, seed=seed)
-        samples = min(n_samples(x), options.get("samples") or _MAX_CALIBRATION_SAMPLES)
+        samples = calibration_count(n_samples(x), options.get("samples"))
         probed = probe_intermediates(merged, sites, x, samples=samples, positions=options.get("positions", 16),
                                      seed=seed)
         plans = {site.name: _plan(site, probed[site.name], options) for site in sites}
