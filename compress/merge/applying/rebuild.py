@@ -230,7 +230,10 @@ def _clone(model, clone_layer, input_tensors, cache):
             key = id(layer)
             if key not in cache:
                 arrived = args[0] if args else next(iter(kwargs.values()))
-                cache[key] = _clone(layer, clone_layer, _fresh_inputs(layer, arrived), cache)
+                # A model whose config does not list its layers (keras-hub's GemmaBackbone builds them in its
+                # own code, some not serializable one by one) is re-created from its config.
+                cache[key] = (_clone(layer, clone_layer, _fresh_inputs(layer, arrived), cache)
+                              if "layers" in layer.get_config() else layer.__class__.from_config(layer.get_config()))
             layer = cache[key]
         return layer(*args, **kwargs)
 
