@@ -5,7 +5,10 @@ Keras 3 saves a layer's variables unnamed, as ``vars/0, 1, ...`` in the order it
 order they were created; Dense and the convolutions ``kernel`` then ``bias``, a SeparableConv
 ``depthwise_kernel``, ``pointwise_kernel``, ``bias``, an RNN cell ``kernel``, ``recurrent_kernel``,
 ``bias``). A legacy ``.h5`` names each weight; its last path component is the variable
-(``dense/kernel:0`` -> ``kernel``). See :mod:`weightkit.analysis.files.stored.layout` for where the groups are.
+(``dense/kernel:0`` -> ``kernel``). Each layer's kind says which (its ``stored_order``, ``stored_group``,
+``stored_vars``, ``legacy_vars``, ``legacy_aliases`` and a wrapper's ``stored_wrapped``:
+:class:`weightkit.analysis.kinds.config_rules.ConfigRules`). See :mod:`weightkit.analysis.files.stored.layout`
+for where the groups are.
 """
 
 import numpy as np
