@@ -1,4 +1,5 @@
-"""FFN neurons inside composite layers merge (issue 27): keras-hub's TransformerEncoder and Gemma's gated MLP.
+"""FFN neurons inside composite layers merge (issue 27): keras-hub's TransformerEncoder, TransformerDecoder and
+Gemma's gated MLP.
 
 The zoo's hub_encoder (two TransformerEncoders, FFN 32-64-32, relu) and hub_gemma (a GemmaBackbone of two
 decoder blocks, gate and up 64 -> 64 neurons, down 64 -> 64, no biases), trained and saved and reloaded. Measured
@@ -23,7 +24,7 @@ from weightkit.analysis.files.loading import load_model
 
 #: Lowest held-out agreement accepted after the merge by data at ratio 0.25 (measured 1.0 on both models).
 AGREEMENT_FLOOR = 0.98
-#: name -> (first producer path of each block, the blocks' layers, the data's first held-out inputs)
+#: name -> each block's FFN entry (its first producer's path)
 BLOCKS = {"hub_encoder": ["enc0/feedforward_intermediate_dense", "enc1/feedforward_intermediate_dense"],
           "hub_gemma": ["decoder_block_0/ffw_gating", "decoder_block_1/ffw_gating"]}
 
@@ -123,3 +124,28 @@ def test_a_backbones_blocks_keep_one_width(hubs, keras):
     assert (first.neurons_after, second.neurons_after) == (64, 64)
     assert "builds all its blocks at one width" in " ".join(first.notes)
     assert merged.count_params() == planted.count_params()
+
+
+def test_a_transformer_decoders_ffn_folds_exactly_by_weights(tmp_path, keras):
+    """keras-hub's TransformerDecoder (untrained, gelu: the twin rule) with a planted duplicate FFN neuron."""
+    import keras_hub
+
+    from weightkit.compress.merge import merge_neurons
+
+    keras.utils.set_random_seed(0)
+    tokens = keras.Input((8,), dtype="int32", name="tokens")
+    x = keras_hub.layers.TransformerDecoder(32, 2, activation="gelu", name="dec0")(
+        keras.layers.Embedding(20, 16, name="embed")(tokens))
+    model = keras.Model(tokens, keras.layers.Dense(2, activation="softmax", name="probs")(
+        keras.layers.GlobalAveragePooling1D(name="pool")(x)))
+    kernel, bias = model.get_layer("dec0")._feedforward_intermediate_dense.get_weights()
+    kernel[:, 5], bias[5] = kernel[:, 2], bias[2]
+    model.get_layer("dec0")._feedforward_intermediate_dense.set_weights([kernel, bias])
+    model = reloaded(model, tmp_path, "decoder")
+    merged, report = merge_neurons(model, "weights")
+    entry = report.layer("dec0/feedforward_intermediate_dense")
+    assert (entry.neurons_after, entry.rule) == (31, "twin")
+    merged = reloaded(merged, tmp_path, "decoder_merged")
+    x = np.random.default_rng(0).integers(0, 20, size=(64, 8)).astype("int32")
+    # measured 9e-8
+    np.testing.assert_allclose(merged.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)

@@ -85,6 +85,9 @@ FEED_FORWARDS = {
     "keras_hub>TransformerEncoder": CompositeFFN(
         ("_feedforward_intermediate_dense",), "_feedforward_output_dense", "intermediate_dim",
         activation_key="activation"),
+    "keras_hub>TransformerDecoder": CompositeFFN(
+        ("_feedforward_intermediate_dense",), "_feedforward_output_dense", "intermediate_dim",
+        activation_key="activation"),
     # gelu(gate, approximate=True) * up, down: keras_hub/src/models/gemma/gemma_decoder_block.py
     "keras_hub.src.models.gemma.gemma_decoder_block>GemmaDecoderBlock": CompositeFFN(
         ("gating_ffw", "gating_ffw_2"), "ffw_linear", "intermediate_dim", per_neuron=2,
