@@ -172,3 +172,31 @@ def test_attention_inside_a_keras_hub_encoder_is_left_alone_with_its_reason(kera
     assert merged is model and entries == []
     assert [(s.name, s.reason.split(",")[0]) for s in skipped] == [
         ("enc0/self_attention_layer/heads", "inside the composite layer enc0 (TransformerEncoder)")]
+
+
+def test_cross_attention_without_biases_in_a_nested_model_merges_both_ways(keras, tmp_path):
+    """Query (5, 8) attends over another input (7, 6); value_dim 5 ≠ key_dim 3, output_shape 6, use_bias=False."""
+    from weightkit.compress.merge import merge_heads_by_data, merge_heads_by_weights
+
+    keras.utils.set_random_seed(0)
+    query, memory = keras.Input((5, 8)), keras.Input((7, 6))
+    attention = keras.layers.MultiHeadAttention(4, 3, value_dim=5, use_bias=False, output_shape=(6,), name="cross")
+    inner = keras.Model([query, memory], attention(query, memory), name="inner")
+    inputs = [keras.Input((5, 8), name="q"), keras.Input((7, 6), name="kv")]
+    pooled = keras.layers.GlobalAveragePooling1D(name="pool")(inner(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="probs")(pooled))
+    weights = attention.get_weights()  # query, key, value kernels, output kernel
+    weights[0][:, 2], weights[1][:, 2], weights[2][:, 2] = weights[0][:, 0], weights[1][:, 0], 0.5 * weights[2][:, 0]
+    attention.set_weights(weights)
+    model = reloaded(model, tmp_path, "cross")
+    rng = np.random.default_rng(0)
+    x = [rng.normal(size=(300, 5, 8)).astype("float32"), rng.normal(size=(300, 7, 6)).astype("float32")]
+    expected = model.predict(x, verbose=0)
+    merged, entries, _ = merge_heads_by_weights(model)
+    assert [(m["removed"], m["keeper"], m["alpha"]) for m in entries[0].merges] == [(2, 0, 0.5)]
+    merged = reloaded(merged, tmp_path, "cross_weights")
+    np.testing.assert_allclose(merged.predict(x, verbose=0), expected, atol=EXACT)
+    merged, entries, skipped = merge_heads_by_data(model, x, ratio=0.5)
+    assert skipped == [] and (entries[0].neurons_after, entries[0].removed[-1]["neuron"]) == (2, 2)
+    assert entries[0].removed[-1]["r2"] > 0.999  # the scaled copy is rebuilt from head 0
+    assert reloaded(merged, tmp_path, "cross_data").get_layer("inner").get_layer("cross").num_heads == 2

@@ -75,7 +75,10 @@ def _replay(arrays, inputs, output):
     """``(order, max difference)`` of the input order (query, value[, key]) that best replays ``output``."""
     best = (None, np.inf)
     for order in itertools.permutations(range(len(inputs))):
-        heads, _ = attention_heads(arrays, *(inputs[i] for i in order))
+        try:
+            heads, _ = attention_heads(arrays, *(inputs[i] for i in order))
+        except ValueError:  # cross-attention: this order gives a projection inputs of another width
+            continue
         out = np.einsum("bthv,hvd->btd", heads, arrays["output_kernel"]) + arrays.get("output_bias", 0.0)
         diff = float(np.abs(out - output).max()) if out.shape == output.shape else np.inf
         if diff < best[1]:

@@ -264,11 +264,12 @@ def merge_heads_by_data(model, x, *, ratio=None, max_error=None, layers=None, sa
         if reason is not None:
             skipped.append(SkippedLayer(f"{layer.name}/heads", type(layer).__name__, reason))
             continue
-        kernel = kind_for(layer).layer_arrays(find_layer(current, layer.name))["output_kernel"]
+        arrays = kind_for(layer).layer_arrays(find_layer(current, layer.name))
+        kernel = arrays["output_kernel"]
         heads = kernel.shape[0]
         count = None if ratio is None else heads_removed(ratio, heads)
         plan = plan_heads_fit(moments, kernel, count=count, max_error=None if count is not None else max_error,
-                              ridge=ridge)
+                              ridge=ridge, intercept="output_bias" in arrays)
         entry = HeadsDataMerge(name=f"{layer.name}/heads", type=type(layer).__name__, tap=layer.name,
                                consumers=[layer.name], neurons_before=heads, neurons_after=int(plan.keep.size),
                                requested=count, rows=int(n_rows), error=float(plan.error))

@@ -85,12 +85,12 @@ def head_moments(outputs, targets):
 class _Blocks:
     """Centered statistics of the head-output channels and the target, and the channel indices of each head."""
 
-    def __init__(self, moments, output_kernel, ridge, dead_tolerance):
+    def __init__(self, moments, output_kernel, ridge, dead_tolerance, intercept=True):
         heads, value_dim = output_kernel.shape[:2]
         self.heads, self.value_dim, self.ridge = heads, value_dim, ridge
         n = heads * value_dim
         moments = np.asarray(moments, dtype=np.float64)
-        self.mean, self.target_mean, self.cov, self.cross, self.target_cov = _centered_moments(moments, n)
+        self.mean, self.target_mean, self.cov, self.cross, self.target_cov = _centered_moments(moments, n, intercept)
         self.weights = np.asarray(output_kernel, dtype=np.float64).reshape(n, -1)
         if self.cross.shape[1] != self.weights.shape[1]:
             raise WeightkitError(f"The moments hold {self.cross.shape[1]} target columns; the output kernel writes "
@@ -135,7 +135,8 @@ class _Blocks:
         return 1.0 - max(variance - explained, 0.0) / variance
 
 
-def plan_heads_fit(moments, output_kernel, *, count=None, max_error=None, ridge=DEFAULT_RIDGE, dead_tolerance=1e-6):
+def plan_heads_fit(moments, output_kernel, *, count=None, max_error=None, ridge=DEFAULT_RIDGE, dead_tolerance=1e-6,
+                   intercept=True):
     """Choose heads to remove and rebuild the layer's output from the kept heads' outputs.
 
     Parameters
@@ -152,6 +153,9 @@ def plan_heads_fit(moments, output_kernel, *, count=None, max_error=None, ridge=
         Relative to each kept channel's variance (as :func:`weightkit.compress.merge.fitting.data_fit.plan_data_merge`).
     dead_tolerance : float, default=1e-6
         Channels whose standard deviation is below this (relative to ``max(1, |mean|)``) are no regressors.
+    intercept : bool, default=True
+        Fit ``c`` (into the output bias); False for a layer without biases: the fit goes through the
+        origin (second moments about 0) and ``bias_update`` is zero.
 
     Returns
     -------
@@ -173,7 +177,7 @@ def plan_heads_fit(moments, output_kernel, *, count=None, max_error=None, ridge=
         raise WeightkitError(f"Expected an output kernel of shape (heads, value_dim, *output), got {kernel.shape}.")
     if (count is None) == (max_error is None):
         raise WeightkitError(f"Give exactly one of count or max_error, got count={count}, max_error={max_error}.")
-    blocks = _Blocks(moments, kernel, ridge, dead_tolerance)
+    blocks = _Blocks(moments, kernel, ridge, dead_tolerance, intercept)
     total = blocks.target_variance()
     limit = blocks.heads - 1 if count is None else min(blocks.heads - 1, int(count))
     budget = None if max_error is None else float(max_error) * total
