@@ -40,7 +40,7 @@ from weightkit.compress.merge.applying.input_rows import consumer_kernel
 from weightkit.compress.merge.applying.math import Relation
 from weightkit.compress.merge.planning.plan import selected_sites
 from weightkit.compress.merge.applying.rebuild import WeightState, find_layer, fold_relation, rebuild_model
-from weightkit.compress.merge.recurrent import RECURRENT_TYPES, merge_recurrent_by_data, recurrent_site
+from weightkit.compress.merge.recurrent import folds_by_data, merge_recurrent_by_data, recurrent_site
 from weightkit.compress.merge.refit import plain_groups, refit_groups, refittable
 from weightkit.compress.merge.fitting.refit_fit import ALLOCATIONS
 from weightkit.compress.merge.reporting.report import record_params
@@ -215,7 +215,7 @@ def merge_by_data(model, data, *, ratio=None, max_error=None, layers=None, sampl
     for name, site in sites.items():
         if (wanted is not None and name not in wanted) or name in grouped or name in members:
             continue
-        if site.type in RECURRENT_TYPES:  # units folded into every gate (weightkit.compress.merge.recurrent)
+        if folds_by_data(find_layer(model, name)):  # units folded into every gate (compress.merge.recurrent)
             unit_site = recurrent_site(plan.graph, find_layer(model, name))
             if unit_site.reason is None:
                 recurrent.append(unit_site)

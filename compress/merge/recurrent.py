@@ -29,7 +29,7 @@ with ``c ≠ 0`` is therefore approximate at that step (exact copies have ``c = 
 
 import numpy as np
 
-from weightkit.analysis.kinds.registry import KINDS, kind_for, registered_name
+from weightkit.analysis.kinds.registry import kind_for, registered_name
 from weightkit.compress.merge.bidirectional import bidirectional_site, merge_bidirectional_by_data
 from weightkit.compress.merge.fitting.data_fit import plan_data_merge
 from weightkit.compress.merge.reporting.data_report import LayerDataMerge
@@ -46,16 +46,21 @@ from weightkit.compress.merge.recurrent_units import (
     sequence_states,
 )
 
-__all__ = ["RECURRENT_TYPES", "RIDGE_FACTOR", "RecurrentSite", "fold_recurrent", "merge_recurrent_by_data",
+__all__ = ["RIDGE_FACTOR", "RecurrentSite", "fold_recurrent", "folds_by_data", "merge_recurrent_by_data",
            "recurrent_site"]
 
-#: Layer classes whose units fold by data: SimpleRNN, LSTM, GRU (class -> gates) and Bidirectional
-#: (the gates of the layer it wraps, per half; :mod:`weightkit.compress.merge.bidirectional`).
-RECURRENT_TYPES = {name: kind.gate_count() for name, kind in KINDS.items() if kind.recurrent}
 #: The relation is fed back at every step, so the ridge's shrinkage compounds: recurrent fits use
 #: ``ridge · RIDGE_FACTOR``. Two stacked layers of 4 units with a planted duplicate, 6 steps, ridge
 #: 1e-6: outputs off by 6.4e-5 (SimpleRNN), 9.9e-6 (LSTM), 4.9e-6 (GRU); at 1e-9: 4.8e-7, 1.2e-7, 1.2e-7.
 RIDGE_FACTOR = 1e-3
+
+
+def folds_by_data(layer):
+    """Whether the layer's units fold by data into every gate: its kind is recurrent (SimpleRNN, LSTM, GRU, and
+    Bidirectional, per half: :mod:`weightkit.compress.merge.bidirectional`); :func:`recurrent_site` says whether
+    this one can."""
+    kind = kind_for(layer)
+    return kind is not None and kind.recurrent
 
 
 def recurrent_site(graph, layer):
