@@ -167,7 +167,8 @@ def _fold_layer(layer, metric, threshold, ratio, include_bias):
                             "by weights (same attention, values a linear map of a kept head's); --mode data "
                             "rebuilds heads that are not duplicates")
     report.neurons_after = len(kept)
-    report.notes.append(f"heads {heads} → {len(kept)} (key_dim and value_dim kept)")
+    if len(kept) < heads:
+        report.notes.append(f"heads {heads} → {len(kept)} (key_dim and value_dim kept)")
     return kept, update, report
 
 
