@@ -193,3 +193,23 @@ def test_an_lstm_gets_a_sensitivity_curve(tmp_path_factory):
     assert all(point["cost_removed"] > 0 for point in curve.points)
     assert all(0.0 <= point["agreement"] <= 1.0 and point["drop"] == pytest.approx(100 * (1 - point["agreement"]))
                for point in curve.points)
+
+
+def test_attention_heads_are_a_unit_shrink_allocates_over(tmp_path_factory):
+    from weightkit.compress.shrink import Judge, guided_merge, sensitivity_curves
+    from weightkit.compress.shrink.sensitivity import mergeable_layers
+    from tests.zoo import load_zoo, zoo_inputs
+
+    # Heads merge by data (issue 27, merge_heads_by_data): shrink's sensitivity and search reach them as "name/heads".
+    model = load_zoo("attention", tmp_path_factory.mktemp("zoo"))
+    assert mergeable_layers(model) == {"mha/heads": 2}
+    judge = Judge(model, zoo_inputs(model, 100, seed=2))
+    (curve,) = sensitivity_curves(model, zoo_inputs(model, 200, seed=1), judge.score, fractions=(0.5,))
+    assert curve.name == "mha/heads" and curve.notes == []
+    # One of two heads: its query, key and value slices (3 x (4 x 2 + 2)) and its output rows (2 x 4).
+    assert [(point["removed"], point["cost_removed"]) for point in curve.points] == [(1, 38)]
+    # merge --max-drop takes the same unit and reports it as merge_neurons reports heads.
+    merged, report = guided_merge(model, zoo_inputs(model, 200, seed=1), evaluate_on=zoo_inputs(model, 100, seed=2),
+                                  max_drop=30)
+    assert [(layer.name, layer.neurons_before, layer.neurons_after) for layer in report.layers] == [("mha/heads", 2, 1)]
+    assert merged.count_params() == model.count_params() - 38

@@ -23,7 +23,7 @@ from weightkit.compress.shrink.allocation import greedy_path
 from weightkit.compress.shrink.distill import distill
 from weightkit.compress.shrink.judge import UNITS
 from weightkit.compress.shrink.search import search_removals
-from weightkit.compress.shrink.sensitivity import sensitivity_curves
+from weightkit.compress.shrink.sensitivity import DEFAULT_FRACTIONS, sensitivity_curves
 
 __all__ = ["BUDGET_FRACTIONS", "BUDGET_PROBES", "MERGE_FRACTIONS", "budget_curves", "budget_removals",
            "calibration_inputs", "distillable", "fine_tune_merged", "held_out_halves", "merge_within_budget",
@@ -33,7 +33,7 @@ __all__ = ["BUDGET_FRACTIONS", "BUDGET_PROBES", "MERGE_FRACTIONS", "budget_curve
 #: 2026-12-07 (1-point budget, digits): on the residual CNN, shrink's former grid (0.5, 0.75, 0.9, 0.97) had no
 #: allocation between 28,986 parameters (-1.11 points) and 14,618 (2.2-3.3 points lost), where starting at 0.25
 #: found 21,802-24,338 within the budget; adding 0.97 changed neither subject's choice and cost 10-70% more time.
-BUDGET_FRACTIONS = (0.25, 0.5, 0.75, 0.9)
+BUDGET_FRACTIONS = DEFAULT_FRACTIONS
 #: Allocations the bisection merges at most, in ``merge --max-drop`` and ``shrink``.
 BUDGET_PROBES = 6
 #: The name ``merge --max-drop``'s fractions had before ``shrink`` shared them.
@@ -164,10 +164,11 @@ def merge_within_budget(model, x_calibration, judge, *, max_drop, fractions=BUDG
         Allocations the bisection merges at most.
     refit : bool, default=False
         Merge each probed allocation with the sequential refit. Off, as in ``shrink``, so both find
-        the same allocation: measured 2026-12-07 (bench_merge_default.py, load ~2), probes merged
-        with the refit kept 8,970 of the digits MLP's 85,002 parameters where shrink kept 2,662 at
-        the same 1-point budget, and on the residual digits CNN kept 18,306 of 38,282 but lost 2.8
-        points on the test half (shrink: 28,986, +0.56).
+        the same allocation. Measured 2026-12-07 05:00 UTC (``bench_merge_default.py --budget-only``, 1
+        point, shared 2-core machine): ``merge --max-drop`` and ``shrink``'s float model (no fine-tune,
+        no quantization reserve) now keep the same 6,120 of the digits MLP's 85,002 parameters (test
+        half 0.9553 against 0.9721) and the same 25,298 of the residual CNN's 38,282 (0.9777 against
+        1.0000); before they shared this function they kept 6,120 / 2,662 and 18,306 / 24,338.
     samples : int, default=None
         Calibration inputs per fit (all of ``x_calibration`` when None).
     seed : int, default=0

@@ -14,11 +14,12 @@ from weightkit.analysis.errors import WeightkitError
 from weightkit.analysis.data.inputs import as_dataset, as_inputs, as_model, is_path
 from weightkit.compress.merge.by_data import merge_by_data
 from weightkit.compress.merge.reporting.data_report import DataMergeReport, LayerDataMerge
+from weightkit.compress.merge.reporting.heads import HeadsDataMerge, attach_heads
 from weightkit.compress.merge.applying.rebuild import find_layer
 from weightkit.compress.merge.reporting.report import compare_models, merge_warning, record_params
 from weightkit.compress.shrink.budget import calibration_inputs, fine_tune_merged, merge_within_budget, split_held_out
 from weightkit.compress.shrink.judge import UNITS, Judge
-from weightkit.compress.shrink.sensitivity import mergeable_layers
+from weightkit.compress.shrink.sensitivity import HEADS_SUFFIX, mergeable_layers
 
 __all__ = ["guided_merge"]
 
@@ -51,13 +52,25 @@ def _held_out(evaluate_on, data, model, seed):
 def _budget_report(model, merged, summary, data_source, samples):
     report = DataMergeReport(model=model.name, samples=samples, calibration=data_source,
                              params_before=int(model.count_params()))
-    units = mergeable_layers(model)
+    units, heads = mergeable_layers(model), []
     for name, removed in summary["removed"].items():
-        if removed:
-            report.layers.append(LayerDataMerge(name=name, type=type(find_layer(model, name)).__name__, tap=name,
-                                                consumers=[], neurons_before=units[name],
-                                                neurons_after=units[name] - int(removed)))
+        if not removed:
+            continue
+        if name.endswith(HEADS_SUFFIX):  # an attention layer's heads: reported as merge_neurons reports them
+            layer = name[:-len(HEADS_SUFFIX)]
+            entry = HeadsDataMerge(name=name, type=type(find_layer(model, layer)).__name__, tap=layer,
+                                   consumers=[layer], neurons_before=units[name],
+                                   neurons_after=units[name] - int(removed))
+            entry.params_before = int(find_layer(model, layer).count_params())
+            entry.params_after = int(find_layer(merged, layer).count_params())
+            heads.append(entry)
+            continue
+        report.layers.append(LayerDataMerge(name=name, type=type(find_layer(model, name)).__name__, tap=name,
+                                            consumers=[], neurons_before=units[name],
+                                            neurons_after=units[name] - int(removed)))
     record_params(report, model, merged)
+    if heads:
+        attach_heads(report, heads, [], model, merged)
     return report
 
 

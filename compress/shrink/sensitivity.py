@@ -14,6 +14,7 @@ from weightkit.analysis.kinds.registry import kind_for
 from weightkit.compress.merge import merge_by_data, plan_groups
 from weightkit.compress.merge.group_data import group_taps
 from weightkit.compress.merge.applying.rebuild import find_layer
+from weightkit.compress.merge.heads import attention_targets, merge_heads_by_data
 from weightkit.compress.merge.recurrent import recurrent_site
 from weightkit.compress.shrink.costs import model_cost
 from weightkit.compress.shrink.scores import predict_probabilities, score_outputs
@@ -21,8 +22,12 @@ from weightkit.compress.shrink.scores import predict_probabilities, score_output
 __all__ = ["DEFAULT_FRACTIONS", "LayerSensitivity", "measure_sensitivity", "merge_allocation", "mergeable_layers",
            "sensitivity_curves"]
 
-#: Fractions of a layer's neurons tried, lightest first.
-DEFAULT_FRACTIONS = (0.5, 0.75, 0.9, 0.97)
+#: The suffix of an attention layer's heads as one unit (``merge_heads_by_data``'s entry name).
+HEADS_SUFFIX = "/heads"
+
+#: Fractions of a layer's neurons tried, lightest first: ``shrink``'s and ``merge --max-drop``'s
+#: (:data:`weightkit.compress.shrink.budget.BUDGET_FRACTIONS`, where the measurement behind them is).
+DEFAULT_FRACTIONS = (0.25, 0.5, 0.75, 0.9)
 
 
 @dataclass
@@ -59,13 +64,16 @@ def mergeable_layers(model):
     A unit is a plain layer, a recurrent layer (SimpleRNN, LSTM, GRU; its units), or a coupled channel
     group (producers tied by a residual ``Add``, a concatenation, depthwise filters;
     :func:`weightkit.compress.merge.plan_groups`) named after its first producer:
-    ``merge_by_data(layers=[that name])`` merges the whole group, counted once.
+    ``merge_by_data(layers=[that name])`` merges the whole group, counted once. An attention layer
+    whose heads merge (:func:`weightkit.compress.merge.merge_heads_by_data`) is the unit ``name/heads``,
+    its heads counted as neurons; these come first, as ``merge_neurons`` merges heads before neurons.
     """
+    units = {f"{layer.name}{HEADS_SUFFIX}": int(layer.get_config()["num_heads"])
+             for layer in attention_targets(model)[0]}
     plan = plan_groups(model)
     members = {u.layer for group in plan.groups for u in group.members}
     groups = {group.producers[0]: group for group in plan.groups
               if group.n >= 2 and group_taps(group, plan.graph)[1] is None}
-    units = {}
     for name, site in plan.sites.items():
         if name in groups:
             units[name] = int(groups[name].n)
@@ -113,11 +121,23 @@ def merge_allocation(model, x_calibration, removals, *, seed=0, samples=None, re
         if n is None:
             continue
         count = min(int(count), n - 1)
-        ratio = (count - 0.25) / n  # merge_by_data removes round(ratio * n): exactly `count`
+        ratio = (count - 0.25) / n  # both merges remove round(ratio * n): exactly `count`
+        if name.endswith(HEADS_SUFFIX):
+            model, removed[name] = _merge_heads(model, x_calibration, name, ratio, samples, seed)
+            continue
         model, report = merge_by_data(model, x_calibration, ratio=ratio, layers=[name], samples=samples, seed=seed,
                                       refit=refit)
         removed[name] = int(sum(layer.n_removed for layer in report.layers))
     return model, removed
+
+
+def _merge_heads(model, x_calibration, name, ratio, samples, seed):
+    """``(model, heads removed)`` of one attention unit ``name/heads``; its refusal as a WeightkitError."""
+    merged, entries, skipped = merge_heads_by_data(model, x_calibration, ratio=ratio, layers=[name], samples=samples,
+                                                   seed=seed)
+    if not entries and skipped:
+        raise WeightkitError(f"{name}: {skipped[0].reason}")
+    return merged, int(sum(entry.neurons_before - entry.neurons_after for entry in entries))
 
 
 def measure_sensitivity(model, x_calibration, x_validation, y_validation, teacher, activation, *,
