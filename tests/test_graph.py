@@ -322,3 +322,20 @@ def test_flat_model_refuses_a_name_used_twice(tmp_path):
     assert str(info.value) == (
         "Cannot flatten model 'clash': the name 'dense' is used by layer 'dense' and layer 'encoder/dense', and one "
         "functional model needs unique names. Rename one of them in the model and save it again.")
+
+
+@pytest.mark.parametrize("name", ["sequential_mlp", "nested_functional", "two_outputs", "residual_cnn", "segmentation_cnn"])
+def test_a_plain_merge_site_is_the_walks_group_with_one_producer(graphs, name):
+    # The site's producer, per-channel members and consumers are those of its channel group (issue 26).
+    from weightkit.analysis.structure.channels import channel_groups
+    from weightkit.compress.merge.planning.plan import find_merge_sites
+
+    model, graph = graphs(name)
+    groups = {g.producers[0]: g for g in channel_groups(graph) if len(g.producers) == 1 and g.mergeable}
+    plain = {n: s for n, s in find_merge_sites(model).items() if s.mergeable}
+    assert plain
+    for site_name, site in plain.items():
+        group, walked = site.channel_group(), groups[site_name]
+        assert (group.n, group.producers) == (walked.n, walked.producers)
+        assert [u.layer for u in group.members] == [u.layer for u in walked.members]
+        assert [u.layer for u in group.consumers] == list(dict.fromkeys(u.layer for u in walked.consumers))

@@ -1,10 +1,14 @@
 """The numpy core of merging: coefficients, keeper choice, greedy selection, relations, kernel folding."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from weightkit.compress.merge.applying.carry import carry_step
+from weightkit.compress.merge.applying.folding import cut_channels, fold_rows
 from weightkit.compress.merge.applying.math import (
     Merge,
     Relation,
@@ -149,3 +153,27 @@ def test_scaled_copies_fold_exactly_through_relu(n, seed, alpha):
     new_kernel, new_bias = fold_into_kernel(consumer, bias, relation)
     np.testing.assert_allclose(activations[:, relation.kept] @ new_kernel + new_bias,
                                activations @ consumer + bias, rtol=1e-4, atol=1e-4)
+
+
+def test_folding_at_an_offset_of_a_concatenated_input_matches_the_consumer_output(rng):
+    # A Conv kernel (3, 9, 2) reads two producers side by side: channels 4..8 are the relation's 0..4.
+    relation = Relation(np.array([1, 3]), np.array([0, 2, 4]), rng.normal(size=(2, 3)), rng.normal(size=2))
+    kernel = rng.normal(size=(3, 9, 2))
+    inputs = rng.normal(size=(10, 3, 9))
+    inputs[..., 4 + relation.removed] = inputs[..., 4 + relation.kept] @ relation.beta.T + relation.shift
+    expected = np.einsum("nsc,sco->no", inputs, kernel)
+    folded, bias = fold_rows(kernel, relation, channels=9, offset=4)
+    cut = cut_channels(folded, -2, 9, 4 + relation.removed)
+    assert cut.shape == (3, 7, 2) and folded.dtype == np.float32
+    kept_inputs = np.delete(inputs, 4 + relation.removed, axis=-1)
+    np.testing.assert_allclose(np.einsum("nsc,sco->no", kept_inputs, cut) + bias, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shift, reference, refused", [(5e-6, 1.0, False), (5e-5, 1.0, True), (5e-5, 10.0, False)])
+def test_an_offset_passes_a_zero_padding_below_the_one_tolerance(shift, reference, refused):
+    # SHIFT_TOLERANCE (1e-5) times the largest normalization offset on the way, for plain sites and groups alike.
+    relation = Relation(np.array([1]), np.array([0]), np.array([[2.0]]), np.array([shift]))
+    step = SimpleNamespace(kind="zero_pad", layer="pad")
+    carried, bad, _ = carry_step(relation, step, reference=reference)
+    assert [row for row, _ in bad] == ([0] if refused else [])
+    assert carried is relation

@@ -27,6 +27,7 @@ import numpy as np
 from weightkit.analysis.kinds.registry import kind_for
 from weightkit.compress.merge.fitting.data_fit import plan_data_merge
 from weightkit.compress.merge.reporting.data_report import LayerDataMerge
+from weightkit.compress.merge.applying.apply_group import cut_outputs, fold_own
 from weightkit.compress.merge.applying.input_rows import fold_input_rows, input_kernels, input_row_block, two_row_bias
 from weightkit.compress.merge.applying.math import Relation
 from weightkit.compress.merge.applying.rebuild import find_layer
@@ -34,8 +35,6 @@ from weightkit.compress.merge.recurrent_units import (
     PADDING_NOTE,
     RecurrentSite,
     call_reason,
-    cut_own_units,
-    fold_own_units,
     padded_readers,
     sequence_states,
 )
@@ -189,8 +188,8 @@ def merge_bidirectional_by_data(model, graph, site, state, x, *, ratio, max_erro
                                for j, r2 in zip(plan.remove, plan.r2)]
         if relation.removed.size == 0:
             continue
-        fold_own_units(state, site.layer, relation, prefix=prefix, two_row_bias=site.two_row_bias)
-        cut_own_units(state, site.layer, n, relation.removed, prefix=prefix, two_row_bias=site.two_row_bias)
+        fold_own(state, site.layer, relation, prefix=prefix)
+        cut_outputs(state, site.layer, n, relation.removed, prefix=prefix)
         if concat:
             for name, keys in consumers:
                 fold_input_rows(state, name, keys, relation, channels=2 * n, offset=index * n)

@@ -27,32 +27,26 @@ import numpy as np
 from weightkit.analysis._tf import import_keras
 from weightkit.analysis.activations.collect import collect_layer_outputs
 from weightkit.analysis.data.batches import n_samples
-from weightkit.analysis.errors import WeightkitError
 from weightkit.analysis.data.inputs import as_inputs, as_model
 from weightkit.analysis.model_analysis import collect_entries
-from weightkit.analysis.results import SkippedLayer
-from weightkit.compress.merge.fitting.batchnorm_stats import reestimate_batchnorm
-from weightkit.compress.merge.fitting.data_fit import DEFAULT_RIDGE, plan_data_merge
-from weightkit.compress.merge.reporting.data_report import DataMergeReport, LayerDataMerge
-from weightkit.compress.merge.group_data import group_taps, merge_group_by_data
-from weightkit.compress.merge.planning.groups import plan_groups
+from weightkit.compress.merge.applying.apply_group import apply_group
 from weightkit.compress.merge.applying.input_rows import consumer_kernel
 from weightkit.compress.merge.applying.math import Relation
+from weightkit.compress.merge.applying.rebuild import WeightState, find_layer, rebuild_model
+from weightkit.compress.merge.data_options import DEFAULT_MAX_ERROR, DataMergeOptions
+from weightkit.compress.merge.data_work import sort_work
+from weightkit.compress.merge.fitting.batchnorm_stats import reestimate_batchnorm
+from weightkit.compress.merge.fitting.data_fit import DEFAULT_RIDGE, plan_data_merge
+from weightkit.compress.merge.group_data import merge_group_by_data
+from weightkit.compress.merge.planning.groups import plan_groups
 from weightkit.compress.merge.planning.plan import selected_sites
-from weightkit.compress.merge.applying.rebuild import WeightState, find_layer, fold_relation, rebuild_model
-from weightkit.compress.merge.recurrent import folds_by_data, merge_recurrent_by_data, recurrent_site
-from weightkit.compress.merge.refit import plain_groups, refit_groups, refittable
-from weightkit.compress.merge.fitting.refit_fit import ALLOCATIONS
+from weightkit.compress.merge.recurrent import merge_recurrent_by_data
+from weightkit.compress.merge.refit import refit_groups
+from weightkit.compress.merge.reporting.data_report import DataMergeReport, LayerDataMerge
 from weightkit.compress.merge.reporting.report import record_params
 
 __all__ = ["DEFAULT_MAX_ERROR", "MAX_CALIBRATION_SAMPLES", "DataMergeReport", "LayerDataMerge", "calibration_count",
            "consumer_weights", "merge_by_data"]
-
-#: Used when neither a ratio nor a maximum error is given: remove neurons while at most 0.1% of
-#: the variance of each consumer's input is lost on the calibration sample. (On a 64-64 digits
-#: MLP, 1% removed 45 and 54 of the 64 neurons per layer and cost 2.8 accuracy points; 0.1%
-#: removed 26 and 38 and cost 0.56 points, two of 359 test samples.)
-DEFAULT_MAX_ERROR = 0.001
 
 #: Calibration inputs when ``samples`` is not given: every training input, up to this many. Measured
 #: on the residual digits CNN (refit, 50% removed, load ~9): 500, 1,000 and all 1,438 training
@@ -98,21 +92,6 @@ def consumer_weights(model, site):
             block = kernel.reshape(consumer.positions, n, -1).transpose(1, 0, 2).reshape(n, -1)
         blocks.append(block)
     return np.concatenate(blocks, axis=1)
-
-
-def _check_budget(ratio, max_error):
-    if ratio is not None and max_error is not None:
-        raise WeightkitError("--ratio and --max-error: give one of them, not both; --ratio removes a fixed share "
-                             "of each layer, --max-error removes neurons while the reconstruction stays that good.")
-    if ratio is not None and not 0.0 < float(ratio) < 1.0:
-        raise WeightkitError(f"--ratio {ratio}: must be between 0 and 1 (the share of each layer's neurons to "
-                             "remove), e.g. 0.5.")
-    if max_error is not None and not 0.0 <= float(max_error) <= 1.0:
-        raise WeightkitError(f"--max-error {max_error}: must be between 0 and 1 (the fraction of each consumer's "
-                             "input variance allowed to be lost), e.g. 0.01.")
-    if ratio is None and max_error is None:
-        return None, DEFAULT_MAX_ERROR
-    return (None if ratio is None else float(ratio)), (None if max_error is None else float(max_error))
 
 
 def merge_by_data(model, data, *, ratio=None, max_error=None, layers=None, samples=None, positions=16,
@@ -180,100 +159,27 @@ def merge_by_data(model, data, *, ratio=None, max_error=None, layers=None, sampl
     >>> small, report = merge_by_data(model, dataset, ratio=0.5, evaluate_on=dataset)   # doctest: +SKIP
     >>> [(layer.name, layer.n_removed, layer.min_r2) for layer in report.layers]   # doctest: +SKIP
     """
-    ratio, max_error = _check_budget(ratio, max_error)
-    if allocation not in ALLOCATIONS:
-        raise WeightkitError(f"Invalid value for allocation. Expected one of {list(ALLOCATIONS)}. "
-                             f"Received: allocation={allocation!r}.")
-    if allocation != "uniform" and not (refit and ratio is not None):
-        raise WeightkitError(f"allocation={allocation!r}: only with refit=True and a ratio (it spreads the ratio's "
-                             "removals over the groups); pass refit=True, ratio=... or leave allocation='uniform'.")
+    options = DataMergeOptions(ratio, max_error, layers, samples, positions, seed, ridge, weigh_by_consumer, refit,
+                               allocation, reestimate_bn)
     loaded = as_model(model, unsafe=unsafe)
     model = loaded.model
     x, calibration = as_inputs(data, model, seed=seed)
-    samples = calibration_count(n_samples(x), samples)
+    options.samples = calibration_count(n_samples(x), samples)
     collect_entries(model, layers)  # validates --layers names against the analyzable layers
     plan = plan_groups(model)
-    sites = plan.sites
-    wanted = selected_sites(sites, layers)
-    report = DataMergeReport(model=model.name, ratio=ratio, max_error=max_error, samples=0, positions=int(positions),
-                             ridge=float(ridge), seed=int(seed), params_before=int(model.count_params()),
-                             calibration=calibration)
-    targets = []
-    grouped = {name for group in plan.groups for name in group.producers}
-    groups, group_taps_of = [], {}
-    for group in plan.groups:
-        if wanted is not None and not wanted & set(group.producers):
-            continue
-        taps, reason = group_taps(group, plan.graph)
-        if reason is None:
-            groups.append(group)
-            group_taps_of[id(group)] = taps
-        else:
-            report.skipped.extend(SkippedLayer(name, sites[name].type, reason) for name in group.producers)
-    members = {u.layer for group in plan.groups for u in group.members}
-    recurrent = []
-    for name, site in sites.items():
-        if (wanted is not None and name not in wanted) or name in grouped or name in members:
-            continue
-        if folds_by_data(find_layer(model, name)):  # units folded into every gate (compress.merge.recurrent)
-            unit_site = recurrent_site(plan.graph, find_layer(model, name))
-            if unit_site.reason is None:
-                recurrent.append(unit_site)
-            else:
-                report.skipped.append(SkippedLayer(name, site.type, unit_site.reason))
-        elif not site.mergeable:
-            report.skipped.append(SkippedLayer(name, site.type, plan.blocked.get(name, site.reason)))
-        elif site.n_neurons < 2:
-            report.skipped.append(SkippedLayer(name, site.type, "only one neuron: nothing to merge"))
-        else:
-            targets.append(site)
-    refitted = []
-    if refit:  # plain producers become one-producer groups; every group is refitted sequentially
-        plain, alone = plain_groups(model, plan, [site.layer for site in targets])
-        refitted = plain + [group for group in groups if refittable(model, group)]
-        groups = [group for group in groups if not refittable(model, group)]
-        targets = [site for site in targets if site.layer in alone]
-    tap_layers = [site.tap for site in targets] + [name for group in groups
-                                                   for names in group_taps_of[id(group)].values() for name in names]
-    activations = collect_layer_outputs(model, x, list(dict.fromkeys(tap_layers)), samples=samples, seed=seed,
+    report = DataMergeReport(model=model.name, ratio=options.ratio, max_error=options.max_error, samples=0,
+                             positions=int(positions), ridge=float(ridge), seed=int(seed),
+                             params_before=int(model.count_params()), calibration=calibration)
+    work = sort_work(model, plan, selected_sites(plan.sites, layers), report, refit)
+    activations = collect_layer_outputs(model, x, work.tap_layers, samples=options.samples, seed=seed,
                                         summary="positions", positions=positions,
-                                        progress=progress) if tap_layers else {}
-    report.samples = int(min(int(samples), n_samples(x)))
-    relations = {}
-    total = len(targets) + len(groups)
-    for index, site in enumerate(targets):
-        if progress is not None:
-            progress(index, total, site.layer)
-        sample = activations[site.tap]
-        layer_report, relation = _plan_layer(model, site, sample, ratio, max_error, ridge, weigh_by_consumer)
-        report.layers.append(layer_report)
-        if relation is not None:
-            relations[site.layer] = relation
+                                        progress=progress) if work.tap_layers else {}
+    report.samples = int(min(int(options.samples), n_samples(x)))
     state = WeightState(model)
-    if refitted:
-        entries, passes = refit_groups(model, plan.graph, refitted, state, x, ratio=ratio, max_error=max_error,
-                                       samples=samples, positions=positions, seed=seed, ridge=ridge,
-                                       weigh_by_consumer=weigh_by_consumer, allocation=allocation,
-                                       progress=progress)
-        report.layers.extend(entries)
-        report.notes.append(f"sequential refit: {passes} probe passes")
-    for name, relation in relations.items():  # after the refit: these cut at once, the refit defers its cuts
-        fold_relation(state, sites[name], relation)
-    for index, group in enumerate(groups):
-        if progress is not None:
-            progress(len(targets) + index, total, group.name)
-        report.layers.append(merge_group_by_data(plan, group, state, activations, group_taps_of[id(group)],
-                                                 ratio=ratio, max_error=max_error, ridge=ridge,
-                                                 weigh_by_consumer=weigh_by_consumer))
-    for unit_site in recurrent:
-        report.layers.append(merge_recurrent_by_data(model, plan.graph, unit_site, state, x, ratio=ratio,
-                                                     max_error=max_error, samples=samples, seed=seed, ridge=ridge,
-                                                     weigh_by_consumer=weigh_by_consumer))
-    order = {name: index for index, name in enumerate(sites)}  # model order, whichever path merged a layer
-    report.layers.sort(key=lambda entry: order.get(entry.name, len(order)))
+    _merge(model, plan, work, state, x, activations, options, report, progress)
     merged = rebuild_model(model, state)
     if reestimate_bn:
-        names, passes = reestimate_batchnorm(merged, x, samples=samples, seed=seed)
+        names, passes = reestimate_batchnorm(merged, x, samples=options.samples, seed=seed)
         if names:
             report.notes.append(f"BatchNormalization statistics re-estimated on the calibration sample: "
                                 f"{len(names)} layers, {passes} passes")
@@ -284,7 +190,38 @@ def merge_by_data(model, data, *, ratio=None, max_error=None, layers=None, sampl
     return merged, report
 
 
-def _plan_layer(model, site, sample, ratio, max_error, ridge, weigh_by_consumer):
+def _merge(model, plan, work, state, x, activations, options, report, progress):
+    """Every path of the merge, into ``state`` and ``report``: plain sites, the refit, groups, recurrent layers."""
+    fit = options.fit
+    relations = {}
+    total = len(work.targets) + len(work.groups)
+    for index, site in enumerate(work.targets):
+        if progress is not None:
+            progress(index, total, site.layer)
+        layer_report, relation = _plan_layer(model, site, activations[site.tap], **fit)
+        report.layers.append(layer_report)
+        if relation is not None:
+            relations[site.layer] = relation
+    if work.refitted:
+        entries, passes = refit_groups(model, plan.graph, work.refitted, state, x, samples=options.samples,
+                                       positions=options.positions, seed=options.seed, allocation=options.allocation,
+                                       progress=progress, **fit)
+        report.layers.extend(entries)
+        report.notes.append(f"sequential refit: {passes} probe passes")
+    for name, relation in relations.items():  # after the refit: these cut at once, the refit defers its cuts
+        apply_group(state, plan.sites[name].channel_group(), relation, at_once=True)
+    for index, group in enumerate(work.groups):
+        if progress is not None:
+            progress(len(work.targets) + index, total, group.name)
+        report.layers.append(merge_group_by_data(plan, group, state, activations, work.taps[id(group)], **fit))
+    for unit_site in work.recurrent:
+        report.layers.append(merge_recurrent_by_data(model, plan.graph, unit_site, state, x, samples=options.samples,
+                                                     seed=options.seed, **fit))
+    order = {name: index for index, name in enumerate(plan.sites)}  # model order, whichever path merged a layer
+    report.layers.sort(key=lambda entry: order.get(entry.name, len(order)))
+
+
+def _plan_layer(model, site, sample, *, ratio, max_error, ridge, weigh_by_consumer):
     n = site.n_neurons
     layer_report = LayerDataMerge(name=site.layer, type=site.type, tap=site.tap,
                                   consumers=[c.layer for c in site.consumers], neurons_before=n, neurons_after=n,

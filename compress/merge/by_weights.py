@@ -17,13 +17,13 @@ from weightkit.analysis.data.inputs import as_model
 from weightkit.analysis.model_analysis import analyze_rows, collect_entries
 from weightkit.analysis.results import SkippedLayer
 from weightkit.analysis.rows import NeuronRows
-from weightkit.compress.merge.planning.groups import apply_group_relations, merge_group_by_weights, plan_groups
+from weightkit.compress.merge.applying.apply_group import apply_group
+from weightkit.compress.merge.applying.carry import carry_step
+from weightkit.compress.merge.planning.groups import merge_group_by_weights, plan_groups
 from weightkit.compress.merge.applying.math import (
     cosine_matrix,
     greedy_merges,
     group_merges,
-    propagate_affine,
-    propagate_elementwise,
     relation_from_merges,
 )
 from weightkit.compress.merge.planning.plan import selected_sites
@@ -32,7 +32,6 @@ from weightkit.compress.merge.applying.rebuild import (
     batchnorm_affine,
     effective_rows,
     find_layer,
-    fold_relation,
     rebuild_model,
 )
 from weightkit.compress.merge.reporting.report import LayerMerge, MergeReport, record_params
@@ -85,24 +84,9 @@ def carry_relation(relation, site, state, model, *, twin_tolerance=0.05):
     refused = []
     reference = 1.0
     for step in site.steps[site.folded_steps:]:
-        bad = []
-        if step.kind == "affine":
-            scale, offset = batchnorm_affine(state, step.layer, find_layer(model, step.layer))
-            reference = max(reference, float(np.abs(offset).max(initial=0.0)))
-            relation, bad = propagate_affine(relation, scale, offset)
-        elif step.kind == "activation" and step.description != "linear":
-            relation, bad = propagate_elementwise(relation, step.function, step.homogeneous,
-                                                  twin_tolerance=twin_tolerance, shift_tolerance=1e-5,
-                                                  reference=reference)
-        elif step.kind == "max":
-            shifts = relation.shift.copy()
-            relation.shift[:] = 0.0
-            relation, bad = propagate_elementwise(relation, None, True, twin_tolerance=twin_tolerance)
-            relation.shift[:] = shifts  # max(a·x + c) = a·max(x) + c for a > 0
-        elif step.kind == "zero_pad":
-            limit = 1e-5 * reference
-            bad = [(int(r), f"an offset of {relation.shift[r]:.3g} cannot pass {step.layer} (zero padding)")
-                   for r in np.flatnonzero(np.abs(relation.shift) > limit)]
+        affine = batchnorm_affine(state, step.layer, find_layer(model, step.layer)) if step.kind == "affine" else None
+        relation, bad, reference = carry_step(relation, step, affine=affine, twin_tolerance=twin_tolerance,
+                                              reference=reference)
         if bad:
             refused.extend((int(relation.removed[r]), reason) for r, reason in bad)
             relation = relation.without([r for r, _ in bad])
@@ -147,14 +131,13 @@ def apply_relations(model, relations, *, sites=None):
             if id(group) in done:
                 raise WeightkitError(f"{name}: its group ({', '.join(group.producers)}) was given twice.")
             done.add(id(group))
-            at = {(u.layer, u.inputs[0][1]): relation for u in group.consumers}
-            apply_group_relations(state, group, plan.graph, at, relation.removed)
+            apply_group(state, group, relation)
             continue
         site = plan.sites.get(name)
         if site is None or not plan.plain(name):
             reason = "not a layer with weights" if site is None else plan.blocked.get(name, site.reason)
             raise WeightkitError(f"{name}: cannot be merged ({reason}).")
-        fold_relation(state, site, relation)
+        apply_group(state, site.channel_group(), relation, at_once=True)
     return rebuild_model(model, state)
 
 
@@ -305,6 +288,6 @@ def _merge_layer(model, site, state, metric, threshold, ratio, include_bias, twi
     if relation.removed.size and any(c.zero_padded for c in site.consumers) and np.any(relation.shift != 0):
         layer_report.notes.append("normalization offsets folded into a zero-padded convolution's bias are "
                                   "exact only away from the borders")
-    fold_relation(state, site, relation)
+    apply_group(state, site.channel_group(), relation, at_once=True)
     layer_report.neurons_after = int(relation.kept.size)
     return layer_report

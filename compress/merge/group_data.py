@@ -14,7 +14,8 @@ import numpy as np
 from weightkit.compress.merge.reporting.data_report import LayerDataMerge
 from weightkit.compress.merge.fitting.group_fit import plan_group_fit
 from weightkit.compress.merge.applying.group_fold import consumer_block, depthwise_rows, propagate_depthwise
-from weightkit.compress.merge.planning.groups import apply_group_relations, group_members
+from weightkit.compress.merge.applying.apply_group import apply_group
+from weightkit.compress.merge.planning.groups import group_members
 from weightkit.compress.merge.applying.math import Relation
 
 __all__ = ["group_taps", "merge_group_by_data"]
@@ -102,6 +103,6 @@ def merge_group_by_data(plan, group, state, activations, taps, *, ratio, max_err
     report.removed = [{"neuron": int(j), "r2": round(float(r2), 6), "dead": int(j) in dead}
                       for j, r2 in zip(fit.remove, fit.r2)]
     report.error = float(fit.error)
-    apply_group_relations(state, group, graph, at_consumers, fit.remove)
+    apply_group(state, group, at_consumers, fit.remove)
     report.neurons_after = int(fit.keep.size)
     return report

@@ -33,15 +33,14 @@ from weightkit.analysis.kinds.registry import kind_for, registered_name
 from weightkit.compress.merge.bidirectional import bidirectional_site, merge_bidirectional_by_data
 from weightkit.compress.merge.fitting.data_fit import plan_data_merge
 from weightkit.compress.merge.reporting.data_report import LayerDataMerge
-from weightkit.compress.merge.applying.input_rows import fold_input_rows, input_kernels, input_row_block, two_row_bias
+from weightkit.compress.merge.applying.apply_group import apply_group
+from weightkit.compress.merge.applying.input_rows import input_kernels, input_row_block, two_row_bias
 from weightkit.compress.merge.applying.math import Relation
 from weightkit.compress.merge.applying.rebuild import find_layer
 from weightkit.compress.merge.recurrent_units import (
     PADDING_NOTE,
     RecurrentSite,
     call_reason,
-    cut_own_units,
-    fold_own_units,
     padded_readers,
     sequence_states,
 )
@@ -109,6 +108,9 @@ def hidden_states(model, graph, site, x, *, samples, seed, batch_size=256):
 def fold_recurrent(state, site, relation, model):
     """Fold ``relation`` into the layer's recurrent kernel and its consumers; cut the units from every gate.
 
+    The layer's units are a channel group with one producer
+    (:func:`weightkit.compress.merge.applying.apply_group.apply_group`; its kind names the kernels).
+
     Parameters
     ----------
     state : weightkit.compress.merge.applying.rebuild.WeightState
@@ -117,16 +119,9 @@ def fold_recurrent(state, site, relation, model):
     relation : weightkit.compress.merge.applying.math.Relation
         ``h[removed] ≈ β h[kept] + shift`` on the hidden states.
     model : keras.Model
-        The original model (for the consumers' configurations).
+        The original model (unused: the state knows its layers).
     """
-    if relation.removed.size == 0:
-        return
-    units, removed = site.n_units, relation.removed
-    fold_own_units(state, site.layer, relation, two_row_bias=site.two_row_bias)
-    for name, _ in site.consumers:
-        fold_input_rows(state, name, input_kernels(find_layer(model, name)), relation, channels=units)
-    cut_own_units(state, site.layer, units, removed, two_row_bias=site.two_row_bias)
-    state.resized[site.layer] = int(relation.kept.size)
+    apply_group(state, site.channel_group(), relation)
 
 
 def merge_recurrent_by_data(model, graph, site, state, x, *, ratio, max_error, samples, seed, ridge,

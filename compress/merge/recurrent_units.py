@@ -17,11 +17,13 @@ from weightkit.analysis.activations.collect import sample_indices
 from weightkit.analysis.data.batches import n_samples, rows, take
 from weightkit.analysis.kinds.base import channels_last
 from weightkit.analysis.kinds.registry import kind_for
+from weightkit.analysis.structure.channels import ChannelGroup, ChannelUse
+from weightkit.compress.merge.applying.apply_group import cut_outputs
 from weightkit.compress.merge.planning.consumers import neuron_layer, recurrent_target
 from weightkit.compress.merge.planning.plan import dead_end
 from weightkit.compress.merge.applying.rebuild import find_layer
 
-__all__ = ["MAX_ROWS", "PADDING_NOTE", "RecurrentSite", "cut_own_units", "fold_own_units",
+__all__ = ["MAX_ROWS", "PADDING_NOTE", "RecurrentSite", "cut_own_units",
            "follow_readers", "padded_readers", "sequence_states"]
 
 #: Said when an intercept is folded into a convolution that pads with zeros.
@@ -56,6 +58,15 @@ class RecurrentSite:
     reason: str = None
     merge_mode: str = None
     two_row_bias: bool = False
+
+    def channel_group(self):
+        """The layer's units as a channel group with one producer (its recurrent kernel reads them too), for
+        :func:`weightkit.compress.merge.applying.apply_group.apply_group`."""
+        n = self.n_units
+        uses = [ChannelUse(self.layer, self.type, "producer", -1, output=(None, 0))]
+        uses += [ChannelUse(name, "", "consumer", -1, inputs=[(None, 0)], channels=n, layout=kind)
+                 for name, kind in self.consumers]
+        return ChannelGroup(n, [self.layer], uses)
 
 
 def _consumer_kind(layer):
@@ -174,48 +185,7 @@ def sequence_states(graph, node, config, x, *, widths, samples, seed, batch_size
     return states
 
 
-def _fold_rows(array, relation):
-    """``rows[kept] += βᵀ rows[removed]`` in float64 (full width kept); and the offset ``shiftᵀ rows[removed]``."""
-    rows = array.astype(np.float64)
-    removed = rows[relation.removed]
-    folded = rows.copy()
-    folded[relation.kept] += relation.beta.T @ removed
-    return folded.astype(array.dtype), relation.shift @ removed
-
-
-def fold_own_units(state, layer, relation, *, prefix="", two_row_bias=False):
-    """Fold ``h[removed] ≈ β h[kept] + shift`` into a layer's recurrent kernel (every gate) and bias.
-
-    Parameters
-    ----------
-    state : weightkit.compress.merge.applying.rebuild.WeightState
-    layer : str
-    relation : weightkit.compress.merge.applying.math.Relation
-    prefix : str, default=""
-        ``forward/`` or ``backward/`` for a half of a Bidirectional layer.
-    two_row_bias : bool, default=False
-        The folded offset goes to the recurrent bias row (which a GRU's reset gate multiplies).
-    """
-    weights = state.arrays[layer]
-    key = prefix + "recurrent_kernel"
-    weights[key], offset = _fold_rows(weights[key], relation)
-    bias_key = prefix + "bias"
-    if bias_key not in weights:
-        if not np.any(offset != 0):
-            return
-        weights[bias_key] = np.zeros((2, offset.size) if two_row_bias else (offset.size,), dtype=np.float32)
-        state.added_bias.add(layer)
-    bias = weights[bias_key].astype(np.float64)
-    if bias.ndim == 2:
-        bias[1] += offset
-    else:
-        bias += offset
-    weights[bias_key] = bias.astype(np.float32)
-
-
 def cut_own_units(state, layer, units, removed, *, prefix="", two_row_bias=False):
-    """Cut units from every gate of a layer: kernel columns, recurrent kernel rows and columns, bias."""
-    state.cut(layer, prefix + "kernel", 1, units, removed)  # every gate's column block
-    state.cut(layer, prefix + "recurrent_kernel", 0, units, removed)
-    state.cut(layer, prefix + "recurrent_kernel", 1, units, removed)
-    state.cut(layer, prefix + "bias", 1 if two_row_bias else 0, units, removed)
+    """Cut units from every gate of a layer: kernel columns, recurrent kernel rows and columns, bias
+    (:func:`weightkit.compress.merge.applying.apply_group.cut_outputs`; ``two_row_bias`` is the kind's)."""
+    cut_outputs(state, layer, units, np.asarray(removed, dtype=np.int64), prefix=prefix)

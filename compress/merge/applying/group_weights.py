@@ -15,18 +15,17 @@ import numpy as np
 from weightkit.analysis.kinds.registry import kind_for
 from weightkit.analysis.numeric.matrices import mad_matrix, pearson_matrix
 from weightkit.compress.merge.planning.consumers import neuron_layer
+from weightkit.compress.merge.applying.carry import carry_step
 from weightkit.compress.merge.applying.group_fold import depthwise_rows, producer_rows, propagate_depthwise
 from weightkit.compress.merge.applying.math import (
     Merge,
     Relation,
     cosine_matrix,
     pair_allowed,
-    propagate_affine,
-    propagate_elementwise,
     relation_from_merges,
 )
 from weightkit.compress.merge.planning.pair_rule import allowed_pairs
-from weightkit.compress.merge.planning.plan import _activation_layer_step, _activation_step
+from weightkit.compress.merge.planning.plan import Step, _activation_layer_step, _activation_step
 from weightkit.compress.merge.applying.rebuild import batchnorm_affine
 
 __all__ = ["carry_group", "folded_batchnorms", "greedy_group_merges", "group_requirement", "group_similarity"]
@@ -207,6 +206,7 @@ def carry_group(group, graph, state, model, merges, folded, keras, *, twin_toler
             channel = int(relation.removed[row])
             (refused if (hard and hard[0]) or target is refused else inexact).setdefault(channel, reason)
 
+    references = {}  # tensor id -> the largest normalization offset on the way (see carry_step)
     for use in group.uses:
         node = graph.nodes[use.node]
         layer = node.layer
@@ -214,16 +214,16 @@ def carry_group(group, graph, state, model, merges, folded, keras, *, twin_toler
             relation = relation_from_merges(n, merges[use.layer])
             if use.layer not in folded:
                 step, _ = _activation_step(layer, _activation_of(layer), keras)
-                if step is not None and step.description != "linear":
-                    relation, bad = propagate_elementwise(relation, step.function, step.homogeneous,
-                                                          twin_tolerance=twin_tolerance)
+                if step is not None:
+                    relation, bad, _ = carry_step(relation, step, twin_tolerance=twin_tolerance)
                     mark(relation, bad, refused)
-            relations[use.output[0]] = relation
+            relations[use.output[0]], references[use.output[0]] = relation, 1.0
             continue
         source = [relations.get(tid) for tid, _ in use.inputs]
         if any(r is None for r in source):
             continue
         relation = source[0]
+        reference = max(references[tid] for tid, _ in use.inputs)
         if use.role == "consumer":
             if use.layout == "separable":
                 filters = depthwise_rows(state.arrays[use.layer]["depthwise_kernel"], use.inputs[0][1], n)
@@ -239,25 +239,17 @@ def carry_group(group, graph, state, model, merges, folded, keras, *, twin_toler
             continue
         if use.role == "separable":
             continue
-        if use.role == "affine" and use.node not in folded_nodes:
-            offset = use.inputs[0][1]
-            scale, shift = batchnorm_affine(state, use.layer, find_layer(model, use.layer))
-            relation, bad = propagate_affine(relation, scale[offset:offset + n], shift[offset:offset + n])
+        if use.role in ("affine", "activation", "max", "zero_pad") and use.node not in folded_nodes:
+            step, affine = Step(use.layer, use.type, use.role), None
+            if use.role == "affine":
+                offset = use.inputs[0][1]
+                scale, shift = batchnorm_affine(state, use.layer, find_layer(model, use.layer))
+                affine = scale[offset:offset + n], shift[offset:offset + n]
+            elif use.role == "activation":
+                step, _ = _activation_layer_step(_wrapped_step(layer), keras)
+            relation, bad, reference = carry_step(relation, step, affine=affine, twin_tolerance=twin_tolerance,
+                                                  reference=reference)
             mark(relation, bad, refused)
-        elif use.role == "activation":
-            step, _ = _activation_layer_step(_wrapped_step(layer), keras)
-            relation, bad = propagate_elementwise(relation, step.function, step.homogeneous,
-                                                  twin_tolerance=twin_tolerance, shift_tolerance=1e-5)
-            mark(relation, bad, refused)
-        elif use.role == "max":
-            shifts = relation.shift.copy()
-            relation = Relation(relation.removed, relation.kept, relation.beta, np.zeros_like(shifts))
-            relation, bad = propagate_elementwise(relation, None, True, twin_tolerance=twin_tolerance)
-            relation.shift[:] = shifts
-            mark(relation, bad, refused)
-        elif use.role == "zero_pad":
-            mark(relation, [(int(r), f"an offset cannot pass {use.layer} (zero padding)")
-                            for r in np.flatnonzero(np.abs(relation.shift) > 1e-6)], refused)
         elif use.role == "depthwise":
             arrays = state.arrays[use.layer]
             offset = use.inputs[0][1]
@@ -268,7 +260,7 @@ def carry_group(group, graph, state, model, merges, folded, keras, *, twin_toler
         elif use.role == "couple":
             relation, rows = _combine(layer, source)
             mark(relation, rows, inexact)
-        relations[use.output[0]] = relation
+        relations[use.output[0]], references[use.output[0]] = relation, reference
     return at_consumers, refused, inexact
 
 

@@ -16,8 +16,9 @@ import numpy as np
 
 from weightkit.analysis._tf import import_keras
 from weightkit.analysis.kinds.registry import KINDS, kind_for
+from weightkit.compress.merge.applying.folding import fold_rows
 
-__all__ = ["RECURRENT_GATES", "consumer_kernel", "fold_input_rows", "input_kernels", "input_row_block",
+__all__ = ["RECURRENT_GATES", "add_to_bias", "consumer_kernel", "fold_input_rows", "input_kernels", "input_row_block",
            "two_row_bias"]
 
 #: Recurrent layer classes whose units fold by data, and their gates (from the layer kinds).
@@ -69,7 +70,8 @@ def input_row_block(state, layer, keys, channels, offset, n):
     return np.concatenate(blocks, axis=1)
 
 
-def _add_to_bias(state, layer, bias_key, bias_row, kernel_key, offset):
+def add_to_bias(state, layer, bias_key, bias_row, kernel_key, offset):
+    """Add ``offset`` (out,) to a layer's bias (row ``bias_row`` of a two-row one), giving it one when needed."""
     arrays = state.arrays[layer]
     if bias_key not in arrays:
         if not np.any(offset != 0):
@@ -105,13 +107,8 @@ def fold_input_rows(state, layer, keys, relation, *, channels, offset=0):
     """
     if relation.removed.size == 0:
         return
-    removed, kept = offset + relation.removed, offset + relation.kept
     for kernel_key, bias_key, bias_row in keys:
-        kernel = np.asarray(state.arrays[layer][kernel_key], dtype=np.float64)
-        view = kernel.reshape(-1, channels, kernel.shape[-1]).copy()
-        removed_part = view[:, removed, :]
-        view[:, kept, :] += np.einsum("rk,sro->sko", relation.beta, removed_part)
-        state.arrays[layer][kernel_key] = view.reshape(kernel.shape).astype(np.float32)
-        bias_offset = np.einsum("r,sro->o", relation.shift, removed_part)
-        _add_to_bias(state, layer, bias_key, bias_row, kernel_key, bias_offset)
-        state.cut(layer, kernel_key, -2, channels, removed)
+        state.arrays[layer][kernel_key], bias_offset = fold_rows(state.arrays[layer][kernel_key], relation,
+                                                                 channels=channels, offset=offset)
+        add_to_bias(state, layer, bias_key, bias_row, kernel_key, bias_offset)
+        state.cut(layer, kernel_key, -2, channels, offset + relation.removed)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from weightkit.compress.merge.applying.folding import cut_channels, fold_rows
 from weightkit.compress.merge.planning.pair_rule import allowed_pairs
 
 __all__ = [
@@ -427,24 +428,15 @@ def fold_into_kernel(kernel, bias, relation, *, layout="dense", positions=1):
     bias : ndarray of shape (out,), float32
     """
     kernel = np.asarray(kernel, dtype=np.float64)
-    out = kernel.shape[-1]
-    n = relation.n
-    if layout == "dense":
-        blocks = kernel.reshape(1, n, out)
-        final_shape = (relation.kept.size, out)
-    elif layout == "conv":
-        blocks = kernel.reshape(-1, n, out)
-        final_shape = kernel.shape[:-2] + (relation.kept.size, out)
-    elif layout == "flatten":
-        blocks = kernel.reshape(int(positions), n, out)
-        final_shape = (int(positions) * relation.kept.size, out)
-    else:
+    out, n, k = kernel.shape[-1], relation.n, relation.kept.size
+    shapes = {"dense": ((1, n, out), (k, out)), "conv": ((-1, n, out), kernel.shape[:-2] + (k, out)),
+              "flatten": ((int(positions), n, out), (int(positions) * k, out))}
+    if layout not in shapes:
         raise ValueError(f"Invalid value for layout. Expected one of ['dense', 'conv', 'flatten']. "
                          f"Received: layout={layout!r}.")
+    blocks = kernel.reshape(shapes[layout][0])
     if blocks.shape[1] != n:
         raise ValueError(f"kernel has {blocks.shape[1]} input channels, the relation {n}")
-    removed_part = blocks[:, relation.removed, :]  # (S, n_removed, out)
-    new = blocks[:, relation.kept, :] + np.einsum("rk,sro->sko", relation.beta, removed_part)
+    folded, offset = fold_rows(blocks, relation, channels=n)
     bias = np.zeros(out) if bias is None else np.asarray(bias, dtype=np.float64)
-    bias = bias + np.einsum("r,sro->o", relation.shift, removed_part)
-    return new.reshape(final_shape).astype(np.float32), bias.astype(np.float32)
+    return cut_channels(folded, 1, n, relation.removed).reshape(shapes[layout][1]), (bias + offset).astype(np.float32)

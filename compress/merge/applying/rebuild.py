@@ -1,8 +1,8 @@
 """Apply merges to a model's weights and rebuild it with smaller layers.
 
-:class:`WeightState` holds every layer's weights as numpy arrays; :func:`fold_relation` removes a
-producer's channels and folds the relation into its consumers there; :func:`rebuild_model` clones
-the model with the new ``units``/``filters`` (Keras recomputes every downstream shape) and sets
+:class:`WeightState` holds every layer's weights as numpy arrays, with the channel cuts still to make;
+:func:`weightkit.compress.merge.applying.apply_group.apply_group` folds a merge into it; :func:`rebuild_model`
+clones the model with the new ``units``/``filters`` (Keras recomputes every downstream shape) and sets
 the weights. The input model is never modified.
 """
 
@@ -13,10 +13,9 @@ from weightkit.analysis.structure.graph import ModelGraph
 from weightkit.analysis.kinds.base import LayerKind
 from weightkit.analysis.kinds.registry import kind_for
 from weightkit.analysis.files.loading import walk_layers
-from weightkit.compress.merge.applying.input_rows import fold_input_rows
-from weightkit.compress.merge.applying.math import fold_into_kernel
+from weightkit.compress.merge.applying.folding import cut_channels
 
-__all__ = ["WeightState", "batchnorm_affine", "effective_rows", "find_layer", "fold_relation", "rebuild_model",
+__all__ = ["WeightState", "batchnorm_affine", "effective_rows", "find_layer", "rebuild_model",
            "weight_keys"]
 
 
@@ -34,7 +33,9 @@ class WeightState:
         self.added_bias = set()  # consumers that get a bias they did not have
         self.untouched = {}  # layers whose variables share a name: copied as they are
         self.cuts = {}  # (layer, variable, axis) -> (width, set of indices): deleted when rebuilding
+        self.layers = {}  # name -> the original layer (its kind says which arrays fold and cut)
         for layer in walk_layers(model):
+            self.layers[layer.name] = layer
             names = weight_keys(layer)
             if names and len(set(names)) == len(names):
                 self.arrays[layer.name] = dict(zip(names, layer.get_weights()))
@@ -58,13 +59,7 @@ class WeightState:
         for (layer, name, axis), (width, indices) in self.cuts.items():
             if name not in self.arrays[layer]:
                 continue  # a bias that no fold gave the layer
-            array = self.arrays[layer][name]
-            moved = np.moveaxis(array, axis, 0)
-            blocks = moved.reshape((-1, width) + moved.shape[1:])
-            kept = np.setdiff1d(np.arange(width), sorted(indices))
-            blocks = blocks[:, kept]
-            moved = blocks.reshape((-1,) + moved.shape[1:])
-            self.arrays[layer][name] = np.moveaxis(moved, 0, axis)
+            self.arrays[layer][name] = cut_channels(self.arrays[layer][name], axis, width, indices)
         self.cuts = {}
 
 
@@ -119,48 +114,6 @@ def effective_rows(state, site, model):
             rows = rows * scale[:, None]
             rows[:, -1] += offset
     return rows
-
-
-def fold_relation(state, site, relation):
-    """Remove ``relation.removed`` from a producer and fold the relation into its consumers.
-
-    Parameters
-    ----------
-    state : WeightState
-        Updated in place.
-    site : MergeSite
-        A mergeable site (see :func:`weightkit.compress.merge.planning.plan.find_merge_sites`).
-    relation : Relation
-        ``out[removed] ≈ β out[kept] + shift``, holding at ``site.tap`` (the tensor the
-        consumers read, per channel). Weight-based merging carries its relation there with
-        :func:`weightkit.compress.merge.carry_relation`; a data-aware merge fits it there directly.
-    """
-    if relation.removed.size == 0:
-        return
-    kept = relation.kept
-    producer = state.arrays[site.layer]
-    producer["kernel"] = producer["kernel"][..., kept]
-    if "bias" in producer:
-        producer["bias"] = producer["bias"][kept]
-    state.resized[site.layer] = int(kept.size)
-    for layer in site.channel_layers:
-        weights = state.arrays[layer]
-        for name in list(weights):
-            weights[name] = weights[name][kept]
-    for consumer in site.consumers:
-        if consumer.target != "plain":  # a recurrent layer's input kernel, or both halves' of a Bidirectional
-            fold_input_rows(state, consumer.layer, consumer.keys, relation, channels=relation.n)
-            continue
-        weights = state.arrays[consumer.layer]
-        had_bias = "bias" in weights
-        kernel, bias = fold_into_kernel(weights["kernel"], weights.get("bias"), relation,
-                                        layout=consumer.layout, positions=consumer.positions)
-        weights["kernel"] = kernel
-        if had_bias or consumer.layer in state.added_bias:
-            weights["bias"] = bias
-        elif np.any(bias != 0):
-            weights["bias"] = bias
-            state.added_bias.add(consumer.layer)
 
 
 def rebuild_model(model, state):

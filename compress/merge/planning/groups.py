@@ -14,7 +14,7 @@ import numpy as np
 from weightkit.analysis.structure.channels import channel_groups
 from weightkit.analysis.structure.graph import ModelGraph
 from weightkit.analysis.kinds.registry import kind_for
-from weightkit.compress.merge.applying.group_fold import cut_group, fold_group_consumer
+from weightkit.compress.merge.applying.apply_group import apply_group
 from weightkit.compress.merge.applying.group_weights import (
     carry_group,
     folded_batchnorms,
@@ -26,7 +26,7 @@ from weightkit.compress.merge.applying.group_weights import (
 from weightkit.compress.merge.planning.plan import find_merge_sites
 from weightkit.compress.merge.reporting.report import LayerMerge
 
-__all__ = ["GroupPlan", "apply_group_relations", "group_members", "merge_group_by_weights", "plan_groups"]
+__all__ = ["GroupPlan", "group_members", "merge_group_by_weights", "plan_groups"]
 
 _DEFAULT_THRESHOLDS = {"pearson": 0.9, "cosine": 0.9, "mad": 0.2}
 _EXACT = 1e-4
@@ -115,18 +115,6 @@ def _kinds(group, graph):
     return {u.layer: kind_for(graph.nodes[u.node].layer) for u in group.uses if u.role == "producer"}
 
 
-def apply_group_relations(state, group, graph, at_consumers, removed):
-    """Fold each consumer's relation (restricted to ``removed``) and cut the channels from every member."""
-    removed = np.asarray(sorted(removed), dtype=np.int64)
-    for (layer, offset), relation in at_consumers.items():
-        keep_rows = np.flatnonzero(np.isin(relation.removed, removed))
-        drop = np.setdiff1d(np.arange(relation.removed.size), keep_rows)
-        relation = relation.without(drop)
-        use = next(u for u in group.consumers if u.layer == layer and u.inputs[0][1] == offset)
-        fold_group_consumer(state, use, offset, relation)
-    cut_group(state, group, removed, _kinds(group, graph))
-
-
 def merge_group_by_weights(model, plan, group, state, keras, *, metric, threshold, ratio, twin_tolerance):
     """Merge one coupled group by its producers' weights; the report entry of the group.
 
@@ -176,6 +164,6 @@ def merge_group_by_weights(model, plan, group, state, keras, *, metric, threshol
     if count is not None and len(removed) < count:
         report.notes.append(f"removed {len(removed)} of the {count} requested: only that many pairs meet the "
                             f"{requirement} rule in every producer of the group")
-    apply_group_relations(state, group, graph, at_consumers, removed)
+    apply_group(state, group, at_consumers, removed)
     report.neurons_after = group.n - len(removed)
     return report

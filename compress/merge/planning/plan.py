@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from weightkit.analysis._tf import import_keras
+from weightkit.analysis.structure.channels import ChannelGroup, ChannelUse
 from weightkit.analysis.structure.graph import ModelGraph
 from weightkit.analysis.kinds.base import LayerKind, channels_last
 from weightkit.analysis.kinds.registry import kind_for
@@ -136,6 +137,18 @@ class MergeSite:
         """A short description of the nonlinearities on the way, e.g. ``relu`` or ``linear``."""
         names = [s.description for s in self.steps if s.nonlinear]
         return " → ".join(names) if names else "linear"
+
+    def channel_group(self):
+        """The site as a channel group with one producer, for
+        :func:`weightkit.compress.merge.applying.apply_group.apply_group`: its per-channel steps are members, its
+        consumers read its channels alone (offset 0)."""
+        n = self.n_neurons
+        uses = [ChannelUse(self.layer, self.type, "producer", -1, output=(None, 0))]
+        uses += [ChannelUse(s.layer, s.type, "affine", -1, inputs=[(None, 0)], channels=n)
+                 for s in self.steps if s.kind == "affine"]
+        uses += [ChannelUse(c.layer, c.type, "consumer", -1, inputs=[(None, 0)], channels=n, positions=c.positions,
+                            layout=c.layout if c.target == "plain" else c.target) for c in self.consumers]
+        return ChannelGroup(n, [self.layer], uses)
 
 
 def _activation_step(layer, name, keras):
