@@ -9,7 +9,8 @@ from weightkit.compress.quantize.convert import Conversion, convert_modes
 from weightkit.compress.quantize.inputs import integer_input_notes
 from weightkit.compress.quantize.int16x8 import float32_for_quantizer, rescue_int16x8
 from weightkit.compress.quantize.modes import MODES
-from weightkit.compress.quantize.native import convert_keras_mode, convert_onnx
+from weightkit.compress.quantize.native import convert_keras_mode
+from weightkit.compress.quantize.onnx_export import convert_onnx
 from weightkit.compress.quantize.sensitivity_run import run_sensitivity
 
 __all__ = ["convert_every_mode"]

@@ -24,6 +24,7 @@ from weightkit.compress.quantize.fused import allocation_error, fused_op_counts
 from weightkit.compress.quantize.fused_plan import recurrent_plan
 from weightkit.compress.quantize.modes import MODES, configure_converter
 from weightkit.compress.quantize.norms import integer_friendly_norms, norms_note
+from weightkit.compress.quantize.rotary import attention_note, integer_friendly_attention
 from weightkit.compress.quantize.unroll import UNROLL_MAX_STEPS
 
 __all__ = ["UNROLL_MAX_STEPS", "Conversion", "convert_mode", "convert_modes", "converter_reason", "float_compute_ops",
@@ -270,7 +271,8 @@ def convert_mode(mode, *, saved_model_dir=None, keras_model=None, representative
 def exported_saved_model(keras_model, verbose=False, input_signature=None):
     """Yield a temporary SavedModel folder exported from ``keras_model``, or None if export fails.
 
-    Normalization layers are exported as ops with int8 kernels (:mod:`weightkit.compress.quantize.norms`).
+    Normalization layers and keras-hub's rotary attention are exported as ops with int8 kernels
+    (:mod:`weightkit.compress.quantize.norms`, :mod:`weightkit.compress.quantize.rotary`).
 
     Parameters
     ----------
@@ -288,7 +290,7 @@ def exported_saved_model(keras_model, verbose=False, input_signature=None):
     """
     with tempfile.TemporaryDirectory(prefix="weightkit-savedmodel-") as directory:
         try:
-            with _quiet(verbose), integer_friendly_norms(keras_model):
+            with _quiet(verbose), integer_friendly_norms(keras_model), integer_friendly_attention(keras_model):
                 keras_model.export(directory, format="tf_saved_model", verbose=verbose,
                                    input_signature=input_signature)
         except Exception as error:  # noqa: BLE001 - fall back to from_keras_model
@@ -372,7 +374,7 @@ def convert_modes(source, modes, *, calibration=None, calibration_samples=200, s
     if plan is not None and notes is not None:
         notes.extend(plan.notes())
     if notes is not None and keras_model is not None and any(MODES[m].integer_only for m in modes):
-        notes.extend(norms_note(keras_model))
+        notes.extend(norms_note(keras_model) + attention_note(keras_model))
     return results
 
 

@@ -1,13 +1,10 @@
-"""The modes that are not TFLite: Keras' own quantization (``keras-*``) and ONNX, beside the TFLite ones.
+"""Keras' own quantization (``keras-*``), beside the TFLite modes (ONNX: :mod:`~weightkit.compress.quantize.onnx_export`).
 
-- ``keras-int8``, ``keras-int4``, ``keras-float8``: ``model.quantize(kind)`` on a copy (the
-  model is saved and reloaded, never changed), written as a ``.keras`` file and run by Keras
-  after a reload from those bytes, as a user would. Keras 3 quantizes Dense, EinsumDense and
-  Embedding; every other layer with weights stays float and is listed.
-- ``onnx``: ``model.export(path, format="onnx")`` (tf2onnx), run in onnxruntime.
-
-Each conversion returns a :class:`~weightkit.compress.quantize.convert.Conversion` with the file's bytes
-and a runner with the interface of :class:`~weightkit.compress.quantize.evaluate.TFLiteModel`
+``keras-int8``, ``keras-int4``, ``keras-float8``: ``model.quantize(kind)`` on a copy (the model is
+saved and reloaded, never changed), written as a ``.keras`` file and run by Keras after a reload from
+those bytes, as a user would. Keras 3 quantizes Dense, EinsumDense and Embedding; every other layer
+with weights stays float and is listed. Each conversion returns a
+:class:`~weightkit.compress.quantize.convert.Conversion` with the file's bytes and a runner with the interface of :class:`~weightkit.compress.quantize.evaluate.TFLiteModel`
 (``predict``, ``latency_ms``, ``throughput``).
 """
 
@@ -24,14 +21,14 @@ from weightkit.analysis.files.loading import walk_layers
 from weightkit.compress.quantize.convert import Conversion, converter_reason
 from weightkit.compress.quantize.evaluate import time_calls
 
-__all__ = ["KERAS_KINDS", "KerasRunner", "OnnxRunner", "convert_keras_mode", "convert_onnx", "keras_skipped"]
+__all__ = ["KERAS_KINDS", "KerasRunner", "convert_keras_mode", "keras_skipped", "quiet_export"]
 
 KERAS_KINDS = {"keras-int8": "int8", "keras-int4": "int4", "keras-float8": "float8"}
-ONNX_PACKAGES = "tf2onnx, onnx and onnxruntime (pip install 'weightkit[onnx]')"
 
 
 @contextlib.contextmanager
-def _quiet(verbose):
+def quiet_export(verbose):
+    """Hide the exporters' stdout, stderr and warnings unless ``verbose``."""
     with contextlib.ExitStack() as stack:
         if not verbose:
             stack.enter_context(silenced_stdout())
@@ -139,7 +136,7 @@ def convert_keras_mode(mode, keras_model, verbose=False):
     kept = []
     with tempfile.TemporaryDirectory(prefix="weightkit-keras-quantize-") as directory:
         try:
-            with _quiet(verbose):
+            with quiet_export(verbose):
                 try:
                     path, reloaded = _quantized_file(keras_model, kind, directory, mode)
                 except Exception:  # noqa: BLE001 - retried without the layers Keras cannot reload
@@ -165,53 +162,3 @@ def convert_keras_mode(mode, keras_model, verbose=False):
         notes.append(f"Keras does not quantize {skipped}")
     note = f"{mode}: {'; '.join(notes)} (left in float in the .keras file)" if notes else None
     return Conversion(mode, content=content, converter="keras.quantize"), KerasRunner(reloaded), note
-
-
-class OnnxRunner:
-    """An ONNX model in onnxruntime (CPU), numpy in and numpy out, inputs fed in model order."""
-
-    def __init__(self, content, input_dtypes=None):
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3
-        self.session = onnxruntime.InferenceSession(content, options, providers=["CPUExecutionProvider"])
-        self.inputs = self.session.get_inputs()
-        self.dtypes = input_dtypes or ["float32"] * len(self.inputs)
-
-    def _feed(self, x):
-        xs = x if isinstance(x, list) else [x]
-        return {i.name: np.asarray(a, dtype=np.dtype(t) if np.dtype(t).kind in "iub" else np.float32)
-                for i, a, t in zip(self.inputs, xs, self.dtypes)}
-
-    def _call(self, x):
-        outputs = [np.asarray(o, np.float32) for o in self.session.run(None, self._feed(x))]
-        return outputs if len(outputs) > 1 else outputs[0]
-
-    predict = KerasRunner.predict
-    latency_ms = KerasRunner.latency_ms
-    throughput = KerasRunner.throughput
-
-
-def convert_onnx(keras_model, input_dtypes=None, verbose=False):
-    """``(Conversion, runner or None, note or None)`` for the ``onnx`` mode."""
-    try:
-        import onnxruntime  # noqa: F401 - checked before the slow export
-        import tf2onnx  # noqa: F401
-    except ImportError:
-        return Conversion("onnx", error=f"needs {ONNX_PACKAGES}", converter="keras.export"), None, None
-    with tempfile.TemporaryDirectory(prefix="weightkit-onnx-") as directory:
-        path = os.path.join(directory, "model.onnx")
-        try:
-            with _quiet(verbose):
-                keras_model.export(path, format="onnx", verbose=verbose)
-        except Exception as error:  # noqa: BLE001 - tf2onnx raises many kinds
-            return Conversion("onnx", error=converter_reason(error), converter="keras.export"), None, None
-        with open(path, "rb") as handle:
-            content = handle.read()
-    try:
-        runner = OnnxRunner(content, input_dtypes)
-    except Exception as error:  # noqa: BLE001 - onnxruntime's own exception types
-        return Conversion("onnx", error=f"exported, but onnxruntime could not load it: {converter_reason(error)}",
-                          converter="keras.export"), None, None
-    return Conversion("onnx", content=content, converter="keras.export"), runner, None
