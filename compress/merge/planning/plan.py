@@ -205,6 +205,23 @@ def _producer_reason(layer, keras):
     return kind_for(inner).layout_problem(inner)
 
 
+def join_reason(graph, node):
+    """Why a producer read by a join (an Add, a Concatenate) is left alone: the join, and what reads the result.
+
+    In a transformer the result is the residual stream: ``"its output feeds b0_res2 (Add), which combines several
+    tensors into a stream that final_ln (LayerNormalization) reads: the stream through Add + LayerNormalization is
+    left alone"``.
+    """
+    join = f"{node.layer.name} ({type(node.layer).__name__})"
+    readers = [reader.layer for output in node.outputs for reader in graph.readers(output)]
+    if not readers:
+        return f"its output feeds {join}, which combines several tensors"
+    names = ", ".join(f"{reader.name} ({type(reader).__name__})" for reader in readers)
+    classes = " + ".join(dict.fromkeys([type(node.layer).__name__] + [type(reader).__name__ for reader in readers]))
+    return (f"its output feeds {join}, which combines several tensors into a stream that {names} "
+            f"read{'s' if len(readers) == 1 else ''}: the stream through {classes} is left alone")
+
+
 def dead_end(graph, tensor):
     """Why nothing can be folded into the readers of flat tensor ``tensor`` (a model output, no reader), or None."""
     if graph.is_output(tensor):
@@ -235,7 +252,7 @@ class _Walk:
             masks = [t for t in node.inputs[1:] if graph.dtype(t) == "bool"]
             if len(node.inputs) - len(masks) != 1 or node.inputs[0] != tensor or \
                     (masks and recurrent_target(layer) is None):  # a recurrent layer may read a mask
-                return f"its output feeds {layer.name} ({type(layer).__name__}), which combines several tensors"
+                return join_reason(graph, node)
             consumer, reason = consumer_of(layer, after_flatten, positions)
             if reason:
                 return reason
