@@ -121,6 +121,9 @@ def test_half_the_text_heads_by_data_keep_agreement(transformers):
     assert merged.get_layer("b0_mha").num_heads == 1
     x = data.x_test
     assert _agreement(merged.predict(x, verbose=0), model.predict(x, verbose=0)) >= TEXT_HALF_FLOOR
+    unchanged, (entry,), _ = merge_heads_by_data(model, data.x_train, ratio=0.25)  # round(0.25 · 2) = 0
+    assert unchanged is model and (entry.requested, entry.neurons_after, entry.notes) == (
+        0, 2, ["round(0.25 · 2) = 0: no head removed"])
 
 
 def test_a_quarter_of_the_vit_heads_by_data_beats_pruning_them(transformers):

@@ -260,6 +260,13 @@ def merge_heads_by_data(model, x, *, ratio=None, max_error=None, layers=None, sa
     for index, layer in enumerate(targets):
         if progress is not None:
             progress(index, len(targets), f"{layer.name}/heads")
+        heads = int(layer.get_config()["num_heads"])
+        count = None if ratio is None else heads_removed(ratio, heads)
+        if count == 0 and current is model:  # nothing to remove, nothing upstream to make up for: no probe
+            entries.append(HeadsDataMerge(name=f"{layer.name}/heads", type=type(layer).__name__, tap=layer.name,
+                                          consumers=[layer.name], neurons_before=heads, neurons_after=heads,
+                                          requested=0, notes=[f"round({ratio:g} · {heads}) = 0: no head removed"]))
+            continue
         moments, n_rows, reason = head_output_moments(current, layer.name, x, samples=samples, seed=seed,
                                                       reference=None if current is model else model)
         if reason is not None:
@@ -267,8 +274,6 @@ def merge_heads_by_data(model, x, *, ratio=None, max_error=None, layers=None, sa
             continue
         arrays = kind_for(layer).layer_arrays(find_layer(current, layer.name))
         kernel = arrays["output_kernel"]
-        heads = kernel.shape[0]
-        count = None if ratio is None else heads_removed(ratio, heads)
         plan = plan_heads_fit(moments, kernel, count=count, max_error=None if count is not None else max_error,
                               ridge=ridge, intercept="output_bias" in arrays)
         entry = HeadsDataMerge(name=f"{layer.name}/heads", type=type(layer).__name__, tap=layer.name,
@@ -280,7 +285,7 @@ def merge_heads_by_data(model, x, *, ratio=None, max_error=None, layers=None, sa
             entry.notes.append(f"heads {heads} → {plan.keep.size}: the removed heads' output rebuilt in the kept "
                                "heads' output projection (key_dim and value_dim kept)")
         entries.append(entry)
-        if plan.remove.size:
+        if plan.remove.size or current is not model:  # kept heads refitted to the original output too
             current = remove_heads(current, {layer.name: plan.keep.tolist()},
                                    output_kernel_updates={layer.name: plan.update},
                                    output_bias_updates={layer.name: plan.bias_update})
