@@ -22,7 +22,6 @@ architecture with every channel pending a cut zeroed, which computes what the cu
 
 import numpy as np
 
-from weightkit.analysis.structure.channels import channel_groups
 from weightkit.analysis.kinds.layers import spec_for
 from weightkit.compress.merge.reporting.data_report import LayerDataMerge
 from weightkit.compress.merge.group_data import group_taps
@@ -52,7 +51,7 @@ def refittable(model, group):
 
 def plain_groups(model, plan, names):
     """The one-producer channel groups of plain sites ``names``; ``(groups, names without one)``."""
-    found = {g.producers[0]: g for g in channel_groups(plan.graph)
+    found = {g.producers[0]: g for g in plan.walked
              if g.reason is None and len(g.producers) == 1 and g.producers[0] in names and g.n >= 2
              and refittable(model, g)}
     return [found[name] for name in names if name in found], [name for name in names if name not in found]

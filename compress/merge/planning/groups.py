@@ -45,12 +45,16 @@ class GroupPlan:
         The coupled groups merged as a whole, mergeable ones only.
     blocked : dict of str to str
         Producers left alone: the reason of their group (or of their plain site).
+    walked : list of ChannelGroup
+        Every group of the channel walk (:func:`weightkit.analysis.structure.channels.channel_groups`), mergeable or
+        not, one-producer ones included: the walk runs once per plan.
     """
 
     graph: object
     sites: dict
     groups: list = field(default_factory=list)
     blocked: dict = field(default_factory=dict)
+    walked: list = field(default_factory=list)
 
     def plain(self, name):
         """Whether producer ``name`` merges on the plain path."""
@@ -66,9 +70,9 @@ def plan_groups(model):
     GroupPlan
     """
     graph = ModelGraph(model)
-    sites = find_merge_sites(model)
-    plan = GroupPlan(graph, sites)
-    for group in channel_groups(graph):
+    sites = find_merge_sites(model, graph)
+    plan = GroupPlan(graph, sites, walked=channel_groups(graph))
+    for group in plan.walked:
         single = len(group.producers) == 1 and sites.get(group.producers[0]) is not None and \
             sites[group.producers[0]].mergeable
         if single and not group.coupled:

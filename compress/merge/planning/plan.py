@@ -332,7 +332,7 @@ def _site(layer, graph, keras):
     return site
 
 
-def find_merge_sites(model):
+def find_merge_sites(model, graph=None):
     """Every Dense/Conv layer of a model with its steps and consumers, or why it is left alone.
 
     The walk follows the model's own graph (:class:`weightkit.analysis.structure.graph.ModelGraph`): nested models
@@ -343,6 +343,8 @@ def find_merge_sites(model):
     ----------
     model : keras.Model
         Sequential or Functional, loaded or built in memory.
+    graph : ModelGraph, default=None
+        The model's graph, when the caller has it already.
 
     Returns
     -------
@@ -351,7 +353,7 @@ def find_merge_sites(model):
         :func:`weightkit.analysis.rows.layer_neuron_rows`).
     """
     keras = import_keras()
-    graph = ModelGraph(model)
+    graph = ModelGraph(model) if graph is None else graph
     sites = {}
     for node in graph.nodes:
         layer = node.layer
