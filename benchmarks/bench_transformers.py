@@ -32,7 +32,8 @@ Rows, each on the reloaded original, no fine-tuning, the same number of heads re
 
 Columns: held-out accuracy, agreement (argmax) with the original on the held-out split, parameters after, wall
 seconds (scoring, fitting and rebuilding). Then ``shrink_model(max_drop=1)`` on both: the original's float32
-.tflite bytes against the exported .tflite, the ratio and the test accuracies.
+.tflite bytes against the exported .tflite, the ratio, the test accuracies, and the export's bytes split into
+constant buffers (the weights) and everything else (operators, tensors, quantization parameters, metadata).
 
 Run: ``python benchmarks/bench_transformers.py`` (``--quick``: fewer epochs, calibration inputs and shrink probes).
 """
@@ -195,6 +196,16 @@ def compare_subject(label, model, data, args):
     return rows
 
 
+def flatbuffer_parts(blob):
+    """``(constant buffer bytes, every other byte, operators)`` of a ``.tflite``: weights against graph, quantization
+    parameters and metadata."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(blob))
+    weights = sum(0 if buffer.data is None else len(buffer.data) for buffer in model.buffers)
+    return weights, len(blob) - weights, sum(len(graph.operators) for graph in model.subgraphs)
+
+
 def shrink_subject(label, model, data, args):
     """``(subject, original float32 .tflite bytes, exported mode, bytes, x smaller, test accuracy of the original
     and the export, parameters after, seconds)`` of ``shrink_model(max_drop=args.max_drop)``."""
@@ -205,7 +216,7 @@ def shrink_subject(label, model, data, args):
     original, export = outcome.result.original, outcome.result.export
     return (label, original["float32_tflite_bytes"], export["mode"], export["bytes"],
             original["float32_tflite_bytes"] / export["bytes"], original["test_accuracy"], export["test_accuracy"],
-            outcome.model.count_params(), seconds)
+            outcome.model.count_params(), flatbuffer_parts(outcome.tflite), seconds)
 
 
 def main():
@@ -220,6 +231,8 @@ def main():
         args.samples = 300 if args.quick else 2048
 
     from tests.zoo_transformers import TRANSFORMER_TASKS, TRANSFORMER_ZOO
+    from weightkit.compress.merge import merge_neurons, remove_heads  # noqa: F401 (fail before any training)
+    from weightkit.compress.shrink import shrink_model  # noqa: F401
 
     load = os.getloadavg()
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
@@ -246,11 +259,12 @@ def main():
         print(f"| {label} | {what} | {method} | {heads} | {' | '.join(cells)} | {seconds:.1f} |")
     if shrunk:
         print(f"\n| subject | float32 .tflite bytes | shrink --max-drop {args.max_drop:g}: mode | bytes | x smaller | "
-              "test accuracy before | after | parameters after | seconds |")
-        print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
-        for label, before, mode, after, ratio, acc0, acc1, params, seconds in shrunk:
+              "test accuracy before | after | parameters after | export: weight buffers / other bytes / ops | "
+              "seconds |")
+        print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+        for label, before, mode, after, ratio, acc0, acc1, params, (weights, other, ops), seconds in shrunk:
             print(f"| {label} | {before:,} | {mode} | {after:,} | {ratio:.1f} | {acc0:.4f} | {acc1:.4f} | "
-                  f"{params:,} | {seconds:.0f} |")
+                  f"{params:,} | {weights:,} / {other:,} / {ops} | {seconds:.0f} |")
     print("\n" + "; ".join(trained))
     load = os.getloadavg()
     print(f"load average at the end: {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}")
