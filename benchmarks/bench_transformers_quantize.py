@@ -5,14 +5,18 @@ The subjects are the test zoo's (tests/zoo_transformers.py), trained here a litt
 - ``ViT``: scikit-learn digits as 16 patches of 2x2, Dense patch embedding + position embedding, two pre-norm
   blocks of MultiHeadAttention(4 heads) + Dense FFN, residual Adds (12 epochs);
 - ``text``: int32 token ids, Embedding + position embedding, one MultiHeadAttention(2 heads) + FFN block, on a
-  synthetic task that needs attention (is token 1 before token 2?) (10 epochs).
+  synthetic task that needs attention (is token 1 before token 2?) (10 epochs);
+- ``Gemma`` (when keras-hub is installed): a tiny keras_hub GemmaBackbone (2 decoder blocks, rotary attention with
+  4 query heads and 1 key/value head, RMSNormalization, gated GELU MLP) with a mean-pool softmax head, on the same
+  task (4 epochs).
 
 Every mode of :data:`weightkit.compress.quantize.MODE_NAMES` (TFLite float32, dynamic, float16, int8, int8-io,
 int16x8; Keras-native int8/int4/float8; ONNX; mixed) with the per-layer int8 sensitivity, on each test split:
 size, accuracy, agreement with Keras, mean |output difference|, latency at batch 1. What stays float in each
 mode is printed under the table (notes and failures).
 
-Run: ``python benchmarks/bench_transformers_quantize.py`` (about 4-6 minutes on 2 cores).
+Run: ``python benchmarks/bench_transformers_quantize.py [ViT text Gemma]`` (the subjects named, all by default;
+about 4-6 minutes on 2 cores for the first two).
 """
 
 import datetime
@@ -24,7 +28,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests.zoo, from the repository
 
-SUBJECTS = (("ViT", "vit_digits", 12), ("text", "text_attention", 10))
+SUBJECTS = (("ViT", "vit_digits", 12), ("text", "text_attention", 10), ("Gemma", "hub_gemma", 4))
 
 
 def main():
@@ -39,6 +43,14 @@ def main():
     reports = []
     with tempfile.TemporaryDirectory(prefix="bench-transformers-") as folder:
         for label, name, epochs in SUBJECTS:
+            if sys.argv[1:] and label not in sys.argv[1:]:
+                continue
+            if name.startswith("hub"):
+                try:
+                    import keras_hub  # noqa: F401 - the zoo's keras-hub builders need it
+                except ImportError:
+                    print(f"{label}: skipped (pip install keras-hub)\n")
+                    continue
             start = time.perf_counter()
             model = TRANSFORMER_ZOO[name](folder, epochs=epochs)
             trained = time.perf_counter() - start

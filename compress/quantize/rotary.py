@@ -40,7 +40,8 @@ def _apply_rotary_pos_emb(self, tensor, cos_emb, sin_emb):
 
 
 def _gemma_attention_call(self, x, attention_mask=None, cache=None, cache_update_index=0, training=False):
-    if cache is not None or attention_mask is None:
+    # A fused attention op (GPU, TPU) may give a query with no key uniform weights: keep the wipe there.
+    if cache is not None or attention_mask is None or self._use_fused_attention_op():
         return type(self).call(self, x, attention_mask=attention_mask, cache=cache,
                                cache_update_index=cache_update_index, training=training)
     query = self._apply_rope(self.query_dense(x), cache_update_index)
