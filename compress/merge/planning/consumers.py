@@ -6,10 +6,9 @@ gate at once) or a Bidirectional of one (both halves' input kernels). A TimeDist
 is also a producer: its wrapped layer's kernel columns are its neurons (:func:`neuron_layer`).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from weightkit.analysis.kinds.registry import kind_for
-from weightkit.compress.merge.applying.input_rows import input_kernels
 
 __all__ = ["Consumer", "consumer_of", "neuron_layer", "recurrent_target"]
 
@@ -23,7 +22,8 @@ class Consumer:
     layer : str
     type : str
     layout : {"dense", "conv", "flatten"}
-        How its kernel indexes the producer's channels (see :func:`weightkit.compress.merge.applying.math.fold_into_kernel`).
+        How its kernel indexes the producer's channels (see
+        :func:`weightkit.compress.merge.applying.folding.fold_rows`).
     positions : int
         Spatial positions per channel after a Flatten (1 otherwise).
     zero_padded : bool
@@ -32,10 +32,8 @@ class Consumer:
     target : {"plain", "rnn", "bidirectional"}
         ``plain``: a Dense/Conv kernel (a TimeDistributed layer's wrapped one); ``rnn``: a
         SimpleRNN/LSTM/GRU input kernel ``(inputs, gates · units)``, every gate's columns at once;
-        ``bidirectional``: both halves' input kernels.
-    keys : list of (str, str, int or None)
-        For ``rnn`` and ``bidirectional``: the kernels that absorb the fold
-        (:func:`weightkit.compress.merge.applying.input_rows.input_kernels`).
+        ``bidirectional``: both halves' input kernels (the layer's kind names them:
+        :func:`weightkit.compress.merge.applying.apply_group.input_keys`).
     """
 
     layer: str
@@ -44,7 +42,6 @@ class Consumer:
     positions: int = 1
     zero_padded: bool = False
     target: str = "plain"
-    keys: list = field(default_factory=list)
 
 
 def neuron_layer(layer):
@@ -81,8 +78,7 @@ def consumer_of(layer, after_flatten, positions):
     name = type(layer).__name__
     target = recurrent_target(layer)
     if target is not None:  # its input kernel's rows absorb the fold, every gate (and half) at once
-        return Consumer(layer.name, name, "flatten" if after_flatten else "dense", positions, target=target,
-                        keys=input_kernels(layer)), None
+        return Consumer(layer.name, name, "flatten" if after_flatten else "dense", positions, target=target), None
     inner = neuron_layer(layer)
     if inner is None:
         return None, None
