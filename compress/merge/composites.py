@@ -14,6 +14,9 @@ composite whose kind describes its FFN (:func:`weightkit.analysis.kinds.composit
 
 The composite is re-created with the smaller width (``intermediate_dim``); a model that builds its
 blocks from its own config (GemmaBackbone) is re-created with it, all its blocks cut to one width.
+
+``shrink`` and ``merge --max-drop`` allocate their budget over the same FFNs as units (:func:`ffn_units`,
+merged by :func:`merge_ffn_unit`, reported by :func:`ffn_entries` and :func:`attach_ffns`).
 """
 
 import numpy as np
@@ -21,6 +24,7 @@ import numpy as np
 from weightkit.analysis._tf import import_keras
 from weightkit.analysis.data.batches import n_samples
 from weightkit.analysis.data.inputs import as_inputs
+from weightkit.analysis.errors import WeightkitError
 from weightkit.analysis.files.loading import walk_layers
 from weightkit.analysis.numeric.groups import DEFAULT_THRESHOLDS, find_groups
 from weightkit.analysis.numeric.matrices import mad_matrix, pearson_matrix
@@ -39,16 +43,101 @@ from weightkit.compress.merge.fitting.data_fit import DEFAULT_RIDGE, plan_data_m
 from weightkit.compress.merge.reporting.data_report import LayerDataMerge
 from weightkit.compress.merge.reporting.report import LayerMerge
 
-__all__ = ["merge_composite_ffns"]
+__all__ = ["attach_ffns", "ffn_entries", "ffn_units", "merge_composite_ffns", "merge_ffn_unit"]
 
 _EXACT_TOLERANCE = 1e-4
 
 
 def _selected(sites, layers):
+    """The sites ``layers`` names; a site whose owner builds all its blocks at one width brings its siblings."""
     if layers is None:
         return sites
     wanted = set(layers)
-    return [s for s in sites if s.name in wanted or wanted & set(s.paths + [s.consumer_path])]
+    named = [s for s in sites if s.name in wanted or wanted & set(s.paths + [s.consumer_path])]
+    chosen, owners = {id(s) for s in named}, {id(s.owner) for s in named if s.owner is not None}
+    return [s for s in sites if id(s) in chosen or (s.owner is not None and id(s.owner) in owners)]
+
+
+def ffn_units(model):
+    """``{unit: sites}``: the composite FFNs a budget allocates over (``shrink``, ``merge --max-drop``), in model order.
+
+    One unit per FFN, named by its first producer's path (``enc0/feedforward_intermediate_dense``). The
+    blocks of a model that builds them all at one width (keras-hub's GemmaBackbone) are one unit, named
+    by its first block's FFN (``decoder_block_0/ffw_gating``): its neurons are each block's width, and
+    removing ``k`` of them removes ``k`` from every block. An FFN (or a backbone with one) that cannot be
+    cut (:meth:`~weightkit.compress.merge.applying.composite_ffn.FfnSite.problem`) is no unit.
+
+    Parameters
+    ----------
+    model : keras.Model
+
+    Returns
+    -------
+    dict of str to list of FfnSite
+    """
+    units, keys = {}, {}
+    for site in ffn_sites(model):
+        key = id(site) if site.owner is None else id(site.owner)
+        keys.setdefault(key, site.paths[0])
+        units.setdefault(keys[key], []).append(site)
+    return {name: sites for name, sites in units.items() if all(s.problem() is None for s in sites)}
+
+
+def merge_ffn_unit(model, x, name, *, ratio, samples=None, seed=0):
+    """Merge ``round(ratio · width)`` intermediate neurons by data out of one unit of :func:`ffn_units`.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Not modified.
+    x : ndarray of shape (n, ...), or a list of them
+        Calibration inputs.
+    name : str
+        A key of ``ffn_units(model)``.
+    ratio : float in [0, 1)
+    samples : int, default=None
+        Calibration inputs probed (all, up to :func:`~weightkit.compress.merge.by_data.calibration_count`'s cap).
+    seed : int, default=0
+
+    Returns
+    -------
+    model : keras.Model
+        A smaller copy (``model`` itself when nothing was removed).
+    entries : list of LayerDataMerge
+        One per FFN of the unit, as :func:`merge_composite_ffns` reports them.
+
+    Raises
+    ------
+    WeightkitError
+        When ``name`` is no unit of ``model``.
+    """
+    units = ffn_units(model)
+    if name not in units:
+        raise WeightkitError(f"{name}: no composite FFN unit of model {model.name!r}; its units are "
+                             f"{sorted(units)}.")
+    found = _relations(units[name], "data", model, x, {"ratio": ratio, "samples": samples, "seed": seed})
+    return _apply(model, found), [entry for _, _, entry in found]
+
+
+def ffn_entries(sites, removed):
+    """Report entries of one unit's FFNs that lost ``removed`` neurons each (a budget's summary has no plan).
+
+    Returns
+    -------
+    list of LayerDataMerge
+    """
+    entries = []
+    for site in sites:
+        entry = LayerDataMerge(tap=site.paths[0], **_entry_fields(site))
+        entry.neurons_after = site.n_neurons - int(removed)
+        entry.params_before, entry.params_after = site.params(site.n_neurons), site.params(entry.neurons_after)
+        entries.append(entry)
+    return entries
+
+
+def attach_ffns(report, original, merged, entries):
+    """Place FFN ``entries`` in ``report`` as :func:`merge_composite_ffns` does: model order, parameters."""
+    _record(report, original, merged, entries, {entry.name.split("/")[0] for entry in entries})
 
 
 def _entry_fields(site):
@@ -193,6 +282,13 @@ def merge_composite_ffns(merged, report, mode, data, options):
     if not sites:
         return merged
     found = _relations(sites, mode, merged, data, options)
+    new = _apply(merged, found)
+    _record(report, merged, new, [entry for _, _, entry in found], {site.name for site in sites})
+    return new
+
+
+def _apply(merged, found):
+    """The model with every relation of ``found`` folded in and its composites (or owners) re-created."""
     configs, arrays = {}, {}
     for site, relation, entry in found:
         entry.neurons_after = int(relation.kept.size)
@@ -202,9 +298,7 @@ def merge_composite_ffns(merged, report, mode, data, options):
             holder = site.owner or site.layer
             config = configs.setdefault(id(holder), holder.get_config())
             config[site.ffn.config_key] = site.ffn.width_config(relation.kept.size)
-    new = rebuild_with(merged, configs, arrays) if configs else merged
-    _record(report, merged, new, [entry for _, _, entry in found], {site.name for site in sites})
-    return new
+    return rebuild_with(merged, configs, arrays) if configs else merged
 
 
 def _record(report, merged, new, entries, names):

@@ -13,6 +13,7 @@ from weightkit.analysis.data.datasets import Dataset
 from weightkit.analysis.errors import WeightkitError
 from weightkit.analysis.data.inputs import as_dataset, as_inputs, as_model, is_path
 from weightkit.compress.merge.by_data import merge_by_data
+from weightkit.compress.merge.composites import attach_ffns, ffn_entries, ffn_units
 from weightkit.compress.merge.reporting.data_report import DataMergeReport, LayerDataMerge
 from weightkit.compress.merge.reporting.heads import HeadsDataMerge, attach_heads
 from weightkit.compress.merge.applying.rebuild import find_layer
@@ -52,9 +53,12 @@ def _held_out(evaluate_on, data, model, seed):
 def _budget_report(model, merged, summary, data_source, samples):
     report = DataMergeReport(model=model.name, samples=samples, calibration=data_source,
                              params_before=int(model.count_params()))
-    units, heads = mergeable_layers(model), []
+    units, heads, ffns, ffn_merges = mergeable_layers(model), [], ffn_units(model), []
     for name, removed in summary["removed"].items():
         if not removed:
+            continue
+        if name in ffns:  # FFNs inside composite layers: reported as merge_neurons reports them
+            ffn_merges.extend(ffn_entries(ffns[name], removed))
             continue
         if name.endswith(HEADS_SUFFIX):  # an attention layer's heads: reported as merge_neurons reports them
             layer = name[:-len(HEADS_SUFFIX)]
@@ -69,6 +73,8 @@ def _budget_report(model, merged, summary, data_source, samples):
                                             consumers=[], neurons_before=units[name],
                                             neurons_after=units[name] - int(removed)))
     record_params(report, model, merged)
+    if ffn_merges:
+        attach_ffns(report, model, merged, ffn_merges)
     if heads:
         attach_heads(report, heads, [], model, merged)
     return report
@@ -135,7 +141,7 @@ def guided_merge(model, data, *, evaluate_on=None, max_drop=None, fine_tune=0, r
         report.calibration = source
     if int(fine_tune) > 0:
         tuned, distilled = fine_tune_merged(original, merged, x_train, x_val, y_train=y_train, y_validation=y_val,
-                                            epochs=int(fine_tune), seed=seed)
+                                            task=task, epochs=int(fine_tune), seed=seed)
         merged = tuned
         report.fine_tune = distilled.to_dict()
         report.notes.append(f"fine-tune: distilled from the original, {distilled.epochs_run} epochs run, best "

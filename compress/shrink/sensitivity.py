@@ -14,6 +14,7 @@ from weightkit.analysis.kinds.registry import kind_for
 from weightkit.compress.merge import merge_by_data, plan_groups
 from weightkit.compress.merge.group_data import group_taps
 from weightkit.compress.merge.applying.rebuild import find_layer
+from weightkit.compress.merge.composites import ffn_units, merge_ffn_unit
 from weightkit.compress.merge.heads import attention_targets, merge_heads_by_data
 from weightkit.compress.merge.recurrent import recurrent_site
 from weightkit.compress.shrink.costs import model_cost
@@ -67,6 +68,11 @@ def mergeable_layers(model):
     ``merge_by_data(layers=[that name])`` merges the whole group, counted once. An attention layer
     whose heads merge (:func:`weightkit.compress.merge.merge_heads_by_data`) is the unit ``name/heads``,
     its heads counted as neurons; these come first, as ``merge_neurons`` merges heads before neurons.
+    The feed-forward networks inside composite layers (keras-hub's TransformerEncoder, Gemma's gated
+    MLP; :func:`weightkit.compress.merge.composites.ffn_units`) come last, as ``merge_neurons`` merges
+    them last: one unit per FFN named by its first producer's path
+    (``enc0/feedforward_intermediate_dense``), its intermediate neurons counted; a GemmaBackbone's
+    blocks, all at one width, are one unit named by its first block's FFN.
     """
     units = {f"{layer.name}{HEADS_SUFFIX}": int(layer.get_config()["num_heads"])
              for layer in attention_targets(model)[0]}
@@ -85,6 +91,7 @@ def mergeable_layers(model):
                 units[name] = int(recurrent.n_units)
         elif plan.plain(name) and site.n_neurons >= 2:
             units[name] = int(site.n_neurons)
+    units.update({name: int(sites[0].n_neurons) for name, sites in ffn_units(model).items()})
     return units
 
 
@@ -124,6 +131,10 @@ def merge_allocation(model, x_calibration, removals, *, seed=0, samples=None, re
         ratio = (count - 0.25) / n  # both merges remove round(ratio * n): exactly `count`
         if name.endswith(HEADS_SUFFIX):
             model, removed[name] = _merge_heads(model, x_calibration, name, ratio, samples, seed)
+            continue
+        if name in ffn_units(model):  # a composite's FFN: every block of a one-width backbone loses `count`
+            model, entries = merge_ffn_unit(model, x_calibration, name, ratio=ratio, samples=samples, seed=seed)
+            removed[name] = int(entries[0].neurons_before - entries[0].neurons_after)
             continue
         model, report = merge_by_data(model, x_calibration, ratio=ratio, layers=[name], samples=samples, seed=seed,
                                       refit=refit)
