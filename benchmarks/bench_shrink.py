@@ -55,7 +55,7 @@ from weightkit.compress.merge import merge_by_data, plan_groups
 from weightkit.compress.merge.by_weights import apply_relations
 from weightkit.compress.merge.applying.math import Relation
 from weightkit.compress.quantize import TFLiteModel, quantize_model
-from weightkit.compress.shrink import distill, shrink_model, split_for_shrink
+from weightkit.compress.shrink import Judge, distill, shrink_model, split_for_shrink
 from weightkit.compress.shrink.scores import predict_probabilities, score_outputs
 from weightkit.compress.shrink.sensitivity import mergeable_layers
 from weightkit.compress.shrink.strip import strip_names
@@ -120,10 +120,8 @@ def run_subject(name, seed, max_drop, fine_tune_epochs):
     widths = {layer: outcome.model.get_layer(layer).get_weights()[0].shape[-1] for layer in mergeable_layers(model)}
     pruned = l1_prune(model, widths)
     rows.append(("L1+int8 (same widths)", *int8_file(pruned, splits, splits.x_test, splits.y_test, activation)))
-    teacher = {k: predict_probabilities(model, x, activation) for k, x in
-               (("fine_tune", splits.x_fine_tune), ("validation", splits.x_validation))}
-    tuned, _ = distill(pruned, teacher["fine_tune"], splits.x_fine_tune, splits.y_fine_tune, splits.x_validation,
-                       splits.y_validation, teacher["validation"], activation, epochs=fine_tune_epochs, seed=seed)
+    tuned, _ = distill(pruned, model, splits.x_fine_tune, Judge(model, splits.x_validation, splits.y_validation),
+                       y_train=splits.y_fine_tune, epochs=fine_tune_epochs, seed=seed)
     rows.append(("L1+KD+int8 (same widths)", *int8_file(tuned, splits, splits.x_test, splits.y_test, activation)))
     for ratio in (0.5, 0.8, 0.9):
         merged, _ = merge_by_data(model, splits.x_calibration, ratio=ratio, samples=len(splits.x_calibration),

@@ -20,13 +20,13 @@ import numpy as np
 from weightkit.analysis.data.batches import n_samples
 from weightkit.analysis.errors import WeightkitError
 from weightkit.compress.shrink.allocation import greedy_path
-from weightkit.compress.shrink.distill import distill
+from weightkit.compress.shrink.distill import fine_tune_merged
 from weightkit.compress.shrink.judge import UNITS
 from weightkit.compress.shrink.search import search_removals
 from weightkit.compress.shrink.sensitivity import DEFAULT_FRACTIONS, sensitivity_curves
 
 __all__ = ["BUDGET_FRACTIONS", "BUDGET_PROBES", "MERGE_FRACTIONS", "budget_curves", "budget_removals",
-           "calibration_inputs", "distillable", "fine_tune_merged", "held_out_halves", "merge_within_budget",
+           "calibration_inputs", "fine_tune_merged", "held_out_halves", "merge_within_budget",
            "split_held_out"]
 
 #: Fractions of each layer the sensitivity of ``merge --max-drop`` and ``shrink`` tries, lightest first. Measured
@@ -200,54 +200,3 @@ def merge_within_budget(model, x_calibration, judge, *, max_drop, fractions=BUDG
                            "within_budget": p["ok"]} for p in found["probes"]],
                "curves": [c.to_dict() for c in curves]}
     return found["model"], summary
-
-
-def distillable(model):
-    """Whether :func:`weightkit.compress.shrink.distill.distill` can fine-tune ``model``: one output of class
-    scores, shape ``(batch, n_classes)`` with two classes or more."""
-    return len(model.outputs) == 1 and len(model.outputs[0].shape) == 2 and (model.outputs[0].shape[-1] or 0) >= 2
-
-
-def fine_tune_merged(original, merged, x_train, x_validation, *, y_train=None, y_validation=None, epochs=10,
-                     temperature=2.0, alpha=0.7, learning_rate=1e-3, patience=4, seed=0, progress=None):
-    """Distil the original into the merged model; early stopping on held-out accuracy, or agreement without labels.
-
-    Parameters
-    ----------
-    original, merged : keras.Model
-        One output of class scores, shape ``(batch, n_classes)``; neither is modified.
-    x_train : ndarray of shape (n_train, ...)
-        Training inputs (no labels needed: the original's probabilities are the targets).
-    x_validation : ndarray of shape (n_validation, ...)
-        Held-out inputs the early stopping reads.
-    y_train, y_validation : ndarray, default=None
-        Class labels; with ``y_train`` the loss mixes them in (``1 − alpha``), with ``y_validation``
-        the early stopping reads accuracy instead of agreement.
-    epochs, temperature, alpha, learning_rate, patience, seed
-        See :func:`weightkit.compress.shrink.distill.distill`. Measured 2026-12-07, 8-10 epochs: a 64-32-10
-        digits MLP merged to 3 hidden neurons, no labels (agreement 0.657): Adam 1e-3 / T=4 (shrink's)
-        0.747, 1e-3 / T=2 0.763, 3e-3 / T=2 0.808; the residual digits CNN merged by half, with labels
-        (validation accuracy 0.939): 3e-4 and 1e-3 / T=2 0.983, but 3e-3 / T=2 fell to 0.106 at once
-        (epoch 0 kept). Hence 1e-3 and T=2.
-    progress : callable, default=None
-
-    Returns
-    -------
-    model : keras.Model
-    result : DistillResult
-    """
-    from weightkit.analysis.data.checks import output_activations
-    from weightkit.compress.shrink.scores import predict_probabilities
-
-    if not distillable(original):
-        raise WeightkitError(f"--fine-tune: distillation needs a classifier with one output of class scores, shape "
-                             f"(batch, n_classes); model {original.name!r} has {len(original.outputs)} output(s) of "
-                             f"shape {tuple(original.outputs[0].shape)}. Merge with a smaller --ratio or --max-drop "
-                             "instead.")
-    activation = output_activations(original)[0]
-    teacher_train = predict_probabilities(original, x_train, activation)
-    teacher_validation = predict_probabilities(original, x_validation, activation)
-    return distill(merged, teacher_train, x_train, y_train, x_validation, y_validation, teacher_validation,
-                   activation, epochs=int(epochs), temperature=temperature, alpha=alpha if y_train is not None else 1.0,
-                   learning_rate=learning_rate, patience=patience, seed=seed, freeze_batchnorm=True, progress=progress)
-

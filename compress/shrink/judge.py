@@ -11,13 +11,14 @@ Classes are read along the last axis, so per-element outputs (a segmentation's p
 are scored per element; a one-column sigmoid (or logit) output is a binary class. With several
 outputs the budget reads the first output; every output adds to the smooth ``error`` (KL divergence
 to the original's probabilities, or squared difference over the original's variance) that ranks
-the per-layer sensitivity curves.
+the per-layer sensitivity curves and the distillation's epochs. An output after the first is a class
+output behind a softmax or sigmoid, else a regression (it has no labels or task to say otherwise).
 """
 
 import numpy as np
 
 from weightkit.analysis.data.checks import output_activations
-from weightkit.compress.shrink.scores import as_probabilities
+from weightkit.compress.shrink.scores import element_classes, element_probabilities
 
 __all__ = ["UNITS", "Judge", "model_outputs"]
 
@@ -43,26 +44,13 @@ def model_outputs(model, x, batch_size=256):
     return [np.asarray(output, dtype=np.float64) for output in outputs]
 
 
-def _probabilities(output, activation):
-    """``(n_elements, n_classes)`` probabilities of a classification output, classes on the last axis."""
-    width = output.shape[-1] if output.ndim > 1 else 1
-    return as_probabilities(output.reshape(-1, width), activation)
-
-
-def _classes(y, output):
-    """Class labels per element: indices, or one-hot (same shape as the output) turned into indices."""
-    y = np.asarray(y)
-    width = output.shape[-1] if output.ndim > 1 else 1
-    if width >= 2 and y.shape == output.shape:
-        return y.argmax(axis=-1).reshape(-1)
-    return y.reshape(-1).astype(np.int64)
-
-
-def _is_classifier(output, activation, task):
+def _is_classifier(output, activation, task, first=True):
+    """The first output: ``task``, else classes when two columns or more, or a softmax or sigmoid; every other
+    output (no labels to say): classes only behind a softmax or sigmoid."""
     if task is not None:
         return task == "classification"
     width = output.shape[-1] if output.ndim > 1 else 1
-    return width >= 2 or activation in ("softmax", "sigmoid")
+    return (first and width >= 2) or activation in ("softmax", "sigmoid")
 
 
 class Judge:
@@ -72,8 +60,8 @@ class Judge:
     ----------
     original : keras.Model
     x : ndarray of shape (n_samples, ...), or a list of them (one per input)
-    y : ndarray, default=None
-        Labels of the first output; None: compared with the original alone.
+    y : ndarray, or a list of them (one per output), default=None
+        Labels of the first output (of a list, the first); None: compared with the original alone.
     task : {"classification", "regression"}, default=None
         The first output's; None: a classifier when it has two columns or more, or a softmax or sigmoid.
     batch_size : int, default=256
@@ -84,16 +72,23 @@ class Judge:
         What ``drop`` counts (:data:`UNITS`).
     reference : dict
         The original's own scores (``accuracy`` or ``mae`` when it has labels).
+    activations : list of str
+        Each output's activation (:func:`weightkit.analysis.data.checks.output_activations`).
+    classifier : list of bool
+        Per output: class scores (per element on the last axis) or regression values.
+    outputs : list of ndarray
+        The original's outputs on ``x``, float64.
     """
 
     def __init__(self, original, x, y=None, *, task=None, batch_size=256):
         self.x, self.batch_size = x, int(batch_size)
         self.activations = output_activations(original)
         self.outputs = model_outputs(original, x, self.batch_size)
-        self.classifier = [_is_classifier(out, act, task if i == 0 else None)
+        self.classifier = [_is_classifier(out, act, task if i == 0 else None, first=i == 0)
                            for i, (out, act) in enumerate(zip(self.outputs, self.activations))]
-        self.probabilities = [_probabilities(out, act) if cls else None
+        self.probabilities = [element_probabilities(out, act) if cls else None
                               for out, act, cls in zip(self.outputs, self.activations, self.classifier)]
+        y = y[0] if isinstance(y, (list, tuple)) else y  # one label array per output: the first output's
         self.y = None if y is None else np.asarray(y)
         if self.classifier[0]:
             self.unit = "agreement" if self.y is None else "accuracy"
@@ -107,7 +102,7 @@ class Judge:
             predicted = probabilities.argmax(axis=1)
             scores = {"agreement": float(np.mean(predicted == self.probabilities[0].argmax(axis=1)))}
             if self.y is not None:
-                scores["accuracy"] = float(np.mean(predicted == _classes(self.y, output)))
+                scores["accuracy"] = float(np.mean(predicted == element_classes(self.y, output)))
             return scores
         scores = {"mae_to_original": float(np.mean(np.abs(output - self.outputs[0])))}
         if self.y is not None:
@@ -147,7 +142,7 @@ class Judge:
         for index, (output, reference) in enumerate(zip(outputs, self.outputs)):
             if self.classifier[index]:
                 teacher = self.probabilities[index]
-                probabilities = _probabilities(output, self.activations[index])
+                probabilities = element_probabilities(output, self.activations[index])
                 error += float(np.mean(np.sum(teacher * (np.log(teacher + _EPS) - np.log(probabilities + _EPS)),
                                               axis=1)))
             else:

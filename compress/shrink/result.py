@@ -23,9 +23,11 @@ class Candidate:
     bytes : int
         The ``.tflite`` size; for a Keras candidate ``FLOAT_BYTES`` per parameter (``estimated``).
     validation_accuracy : float
-        On the validation split: what the choices read.
+        On the validation split: what the choices read. The score in the run's
+        :attr:`ShrinkResult.unit`, named for a classifier: accuracy (agreement without labels), or a
+        regression's MAE.
     test_accuracy : float or None
-        On the test split, never read by a choice.
+        On the test split, never read by a choice; in the same unit.
     agreement : float or None
         With the original, on the validation split.
     removed : dict of str to int
@@ -65,7 +67,8 @@ class ShrinkResult:
     model : str
     data : str
     max_drop : float
-        Accuracy points the export may lose against the original, on the validation split.
+        What the export may lose against the original, on the validation split, in :attr:`unit`
+        (accuracy or agreement points, or MAE added).
     target : str
     splits : dict of str to int
         Samples in the calibration, fine-tune, validation and test splits (disjoint).

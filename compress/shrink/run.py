@@ -4,16 +4,11 @@ The original, its splits, the options, the two judges (the validation split ever
 the test split only reported), the checkpoint and the result being filled in.
 """
 
-import numpy as np
-
-from weightkit.analysis.data.checks import output_activations
 from weightkit.analysis.errors import WeightkitError
-from weightkit.compress.shrink.budget import distillable
 from weightkit.compress.shrink.checkpoint import Checkpoint
 from weightkit.compress.shrink.distill import distill
-from weightkit.compress.shrink.judge import Judge
+from weightkit.compress.shrink.judge import Judge, model_outputs
 from weightkit.compress.shrink.result import ShrinkResult
-from weightkit.compress.shrink.scores import predict_probabilities
 
 __all__ = ["ShrinkRun", "tflite_runner"]
 
@@ -36,14 +31,6 @@ def _check_labels(judge, model, source):
     if per_sample != wanted:
         raise WeightkitError(f"--data {source}: {per_sample} target value(s) per sample, but model {model.name!r}'s "
                              f"first output has {wanted}; give one target per output value.")
-
-
-def _indices(y):
-    """Class labels of a ``(batch, n_classes)`` output as indices (one-hot rows become their argmax)."""
-    if y is None:
-        return None
-    y = np.asarray(y)
-    return y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else y.reshape(len(y))
 
 
 class ShrinkRun:
@@ -71,25 +58,17 @@ class ShrinkRun:
         self.merged = None
 
     def tune(self):
-        """``tune(student) -> (model, DistillResult)``, the distillation from the original; None when the options
-        ask for no fine-tune or the model's outputs are not one set of class scores (said in the notes)."""
+        """``tune(student) -> (model, DistillResult)``, the distillation from the original (every output, early
+        stopping on the validation Judge); None when the options ask for no fine-tune."""
         options = self.options
         if not options.fine_tune_epochs or options.fine_tune is False:
             return None
-        if not distillable(self.original):
-            self.result.notes.append("fine-tune: not available for this model (distillation takes one output of "
-                                     "class scores, shape (batch, n_classes)); every merge is judged as it is")
-            return None
-        activation = output_activations(self.original)[0]
-        splits, teacher = self.splits, {}
+        splits, teacher = self.splits, []
 
         def tune(student):
             if not teacher:
-                teacher["train"] = predict_probabilities(self.original, splits.x_fine_tune, activation)
-                teacher["validation"] = self.judge.probabilities[0]
-            return distill(student, teacher["train"], splits.x_fine_tune, _indices(splits.first_labels("fine_tune")),
-                           splits.x_validation, _indices(splits.first_labels("validation")), teacher["validation"],
-                           activation,
+                teacher.extend(model_outputs(self.original, splits.x_fine_tune))
+            return distill(student, teacher, splits.x_fine_tune, self.judge, y_train=splits.first_labels("fine_tune"),
                            epochs=options.fine_tune_epochs, temperature=options.temperature, alpha=options.alpha,
                            seed=options.seed, progress=options.reporter(2))
 

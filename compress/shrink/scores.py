@@ -5,7 +5,7 @@ Arrays in, numbers out; :func:`predict_probabilities` is the only part that runs
 
 import numpy as np
 
-__all__ = ["as_probabilities", "predict_probabilities", "score_outputs"]
+__all__ = ["as_probabilities", "element_classes", "element_probabilities", "predict_probabilities", "score_outputs"]
 
 _EPS = 1e-7
 
@@ -34,6 +34,35 @@ def as_probabilities(outputs, activation):
         return p / np.maximum(p.sum(axis=1, keepdims=True), _EPS)
     shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def element_probabilities(output, activation):
+    """Class probabilities per element of a classification output, classes on the last axis.
+
+    Parameters
+    ----------
+    output : ndarray of shape (n_samples, ..., n_classes), (n_samples, ..., 1) or (n_samples,)
+        A one-column output is a binary class (see :func:`as_probabilities`).
+    activation : str
+
+    Returns
+    -------
+    ndarray of shape (n_elements, max(n_classes, 2)), float64
+        ``n_elements`` is ``output.size // n_classes``, in C order.
+    """
+    output = np.asarray(output)
+    width = output.shape[-1] if output.ndim > 1 else 1
+    return as_probabilities(output.reshape(-1, width), activation)
+
+
+def element_classes(y, output):
+    """Class labels per element, shape ``(n_elements,)``: indices as given, or one-hot labels (the output's
+    shape, two columns or more) turned into indices."""
+    y, output = np.asarray(y), np.asarray(output)
+    width = output.shape[-1] if output.ndim > 1 else 1
+    if width >= 2 and y.shape == output.shape:
+        return y.argmax(axis=-1).reshape(-1)
+    return y.reshape(-1).astype(np.int64)
 
 
 def score_outputs(probabilities, y, teacher=None):
