@@ -339,3 +339,24 @@ def test_a_plain_merge_site_is_the_walks_group_with_one_producer(graphs, name):
         assert (group.n, group.producers) == (walked.n, walked.producers)
         assert [u.layer for u in group.members] == [u.layer for u in walked.members]
         assert [u.layer for u in group.consumers] == list(dict.fromkeys(u.layer for u in walked.consumers))
+
+
+
+@pytest.mark.parametrize("name", ["sequential_mlp", "nested_functional", "functional_mlp", "segmentation_cnn"])
+def test_a_site_leads_only_where_the_channel_walk_carries_its_channels(graphs, name):
+    # One walk (issue 26): a site is read off its producer's channel group. Given no groups, no producer leads to a
+    # consumer, and a producer that merges is stopped at its first reader with the channel walk's words.
+    from weightkit.compress.merge.planning.plan import find_merge_sites
+
+    model, graph = graphs(name)
+    sites = find_merge_sites(model, graph)
+    blind = find_merge_sites(model, graph, groups=[])
+    assert any(site.mergeable for site in sites.values())
+    for site_name, site in blind.items():
+        assert not site.mergeable
+        if sites[site_name].mergeable:
+            reader = graph.readers(graph.nodes_of(_layer(graph, site_name))[0].outputs[0])[0].layer
+            assert site.reason == (f"{reader.name} ({type(reader).__name__}) reads its channels and weightkit "
+                                   "cannot follow them through it")
+        else:
+            assert site.reason == sites[site_name].reason

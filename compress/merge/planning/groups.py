@@ -70,8 +70,9 @@ def plan_groups(model):
     GroupPlan
     """
     graph = ModelGraph(model)
-    sites = find_merge_sites(model, graph)
-    plan = GroupPlan(graph, sites, walked=channel_groups(graph))
+    walked = channel_groups(graph)
+    sites = find_merge_sites(model, graph, walked)
+    plan = GroupPlan(graph, sites, walked=walked)
     for group in plan.walked:
         single = len(group.producers) == 1 and sites.get(group.producers[0]) is not None and \
             sites[group.producers[0]].mergeable

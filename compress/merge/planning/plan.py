@@ -1,5 +1,7 @@
 """Where neurons can be merged: each Dense/Conv layer's path to the layers that consume its output.
 
+A site is read off its producer's channel group (:func:`weightkit.analysis.structure.channels.channel_groups`, the
+one walk of the graph): only the calls that walk records as carrying the producer's channels lead on.
 For every producer (Dense, Conv, a TimeDistributed one) we follow its output tensor through the
 layers in between (the *steps*: activations, BatchNormalization, dropout, pooling, padding,
 Flatten, and the same wrapped in TimeDistributed) to the *consumers* whose input-channel weights
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from weightkit.analysis._tf import import_keras
-from weightkit.analysis.structure.channels import ChannelGroup, ChannelUse
+from weightkit.analysis.structure.channels import ChannelGroup, ChannelUse, channel_groups
 from weightkit.analysis.structure.graph import ModelGraph
 from weightkit.analysis.kinds.base import LayerKind, channels_last
 from weightkit.analysis.kinds.registry import kind_for
@@ -231,17 +233,33 @@ def dead_end(graph, tensor):
     return None
 
 
-class _Walk:
-    """One producer's walk through the flat graph (:class:`weightkit.analysis.structure.graph.ModelGraph`)."""
+class _Reading:
+    """One producer's site, read off its channel group: the group's uses, in the order of the graph's readers.
 
-    def __init__(self, graph, keras):
-        self.graph, self.keras = graph, keras
+    The channel walk (:func:`weightkit.analysis.structure.channels.channel_groups`) says which calls carry the
+    producer's channels (``recorded``); the reading adds what a plain site needs of them (one path of steps, the
+    consumers' layouts, no Flatten twice) and words why the producer is left alone where it stops.
+    """
+
+    def __init__(self, graph, keras, group):
+        self.graph, self.keras, self.group = graph, keras, group
         self.layers = {layer.name: layer for layer in graph.layers}
         self.paths = []  # (steps, after_flatten, Consumer)
         self.reached = set()  # ids of the nodes reached: a shared layer must be reached at every call
+        self.recorded = {}  # (node index, tensor read) -> the group's use
+        for use in [] if group is None else group.uses:
+            for tensor, _ in use.inputs:
+                self.recorded.setdefault((use.node, tensor), use)
+
+    def unrecorded(self, node):
+        """Why the producer stops at ``node``, a call the channel walk does not carry its channels through."""
+        layer = node.layer
+        return (self.group.reason if self.group is not None and self.group.reason else
+                f"{layer.name} ({type(layer).__name__}) reads its channels and weightkit cannot follow them through it")
 
     def follow(self, tensor, steps, after_flatten, positions, rank):
-        """Follow flat tensor ``tensor`` to its consumers; the reason it cannot be merged, or None."""
+        """Read the group's uses from flat tensor ``tensor`` to its consumers; the reason it cannot be merged, or
+        None."""
         graph, keras = self.graph, self.keras
         reason = dead_end(graph, tensor)
         if reason is not None:
@@ -256,14 +274,19 @@ class _Walk:
             consumer, reason = consumer_of(layer, after_flatten, positions)
             if reason:
                 return reason
+            use = self.recorded.get((node.index, tensor))
             if consumer is not None:
+                if use is None or use.role != "consumer":
+                    return self.unrecorded(node)
                 self.paths.append((list(steps), after_flatten, consumer))
                 continue
             step, reason = _classify_step(layer, keras, rank)
             if step is None:
                 return reason or (f"{layer.name} ({type(layer).__name__}) between it and a Dense or Conv layer is "
                                   "not supported")
-            output = node.outputs[0]
+            if use is None or use.output is None:
+                return self.unrecorded(node)
+            output = use.output[0]
             if step.kind == "flatten":
                 if after_flatten:
                     return f"{layer.name}: a second Flatten on the way"
@@ -292,7 +315,7 @@ class _Walk:
         return None
 
 
-def _site(layer, graph, keras):
+def _site(layer, graph, keras, group):
     site = MergeSite(layer.name, type(layer).__name__)
     reason = _producer_reason(layer, keras)
     if reason:
@@ -308,7 +331,7 @@ def _site(layer, graph, keras):
         site.reason = reason
         return site
     first = [] if activation.description == "linear" else [activation]
-    walk = _Walk(graph, keras)
+    walk = _Reading(graph, keras, group)
     for node in graph.nodes_of(layer):  # a shared producer: every call's output, folded alike
         tensor = node.outputs[0]
         reason = walk.follow(tensor, first, False, 1, len(graph.shape(tensor)))
@@ -332,10 +355,11 @@ def _site(layer, graph, keras):
     return site
 
 
-def find_merge_sites(model, graph=None):
+def find_merge_sites(model, graph=None, groups=None):
     """Every Dense/Conv layer of a model with its steps and consumers, or why it is left alone.
 
-    The walk follows the model's own graph (:class:`weightkit.analysis.structure.graph.ModelGraph`): nested models
+    Each site is read off its producer's channel group (:func:`weightkit.analysis.structure.channels.channel_groups`,
+    the one walk of the model's own graph, :class:`weightkit.analysis.structure.graph.ModelGraph`): nested models
     are unwrapped, so their layers merge where they are, and a layer called at several places
     merges when every call leads to the same kind of consumers.
 
@@ -345,6 +369,8 @@ def find_merge_sites(model, graph=None):
         Sequential or Functional, loaded or built in memory.
     graph : ModelGraph, default=None
         The model's graph, when the caller has it already.
+    groups : list of ChannelGroup, default=None
+        The channel walk's groups of ``graph``, when the caller has them already.
 
     Returns
     -------
@@ -354,6 +380,8 @@ def find_merge_sites(model, graph=None):
     """
     keras = import_keras()
     graph = ModelGraph(model) if graph is None else graph
+    groups = channel_groups(graph) if groups is None else groups
+    group_of = {name: group for group in groups for name in group.producers}
     sites = {}
     for node in graph.nodes:
         layer = node.layer
@@ -361,7 +389,7 @@ def find_merge_sites(model, graph=None):
             continue
         if skip_reason(layer) is not None:
             continue  # no neurons (BatchNormalization, Embedding...): nothing to merge
-        sites[layer.name] = _site(layer, graph, keras)
+        sites[layer.name] = _site(layer, graph, keras, group_of.get(layer.name))
     return sites
 
 
