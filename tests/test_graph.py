@@ -360,3 +360,22 @@ def test_a_site_leads_only_where_the_channel_walk_carries_its_channels(graphs, n
                                    "cannot follow them through it")
         else:
             assert site.reason == sites[site_name].reason
+
+
+@pytest.mark.parametrize("name, layer", [("gru_sequences", "gru"), ("simple_rnn", "rnn"), ("embedding_lstm", "lstm")])
+def test_recurrent_readers_are_read_off_the_channel_walk(graphs, name, layer):
+    # One walk (issue 26): the channel walk opens a group on a recurrent layer's output when asked (readers_of), and
+    # follow_readers reads the layer's consumers off it; given no group, it stops at the first reader.
+    from weightkit.analysis.structure.channels import channel_groups
+    from weightkit.compress.merge.recurrent_units import RecurrentSite, follow_readers
+
+    model, graph = graphs(name)
+    (group,) = [g for g in channel_groups(graph, readers_of=(layer,)) if g.producers == [layer]]
+    tensor = graph.nodes_of(_layer(graph, layer))[0].outputs[0]
+    site, blind = RecurrentSite(layer, ""), RecurrentSite(layer, "")
+    assert follow_readers(graph, tensor, site, group) is None
+    assert [name for name, _ in site.consumers] == [u.layer for u in group.consumers]
+    reader = graph.readers(tensor)[0].layer
+    assert follow_readers(graph, tensor, blind, None) == (
+        f"{reader.name} ({type(reader).__name__}) reads its channels and weightkit cannot follow them through it")
+    assert layer not in {p for g in channel_groups(graph) for p in g.producers}

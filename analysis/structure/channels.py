@@ -144,8 +144,9 @@ class _Spaces:
 
 
 class _Walk:
-    def __init__(self, graph):
+    def __init__(self, graph, readers_of=()):
         self.graph = graph
+        self.sources = set(readers_of)  # layers with no neuron role whose output opens a space too
         self.spaces = _Spaces()
         self.layout = {}  # tensor id -> tuple of (space or None, size)
         self.flat = {}  # tensor id -> (positions, tensor before the Flatten)
@@ -211,6 +212,22 @@ class _Walk:
             self.block_layout(self.layout.get(tid), "its channels reach a model output")
 
     def visit(self, node):
+        self.call(node)
+        if node.layer.name in self.sources and len(node.outputs) == 1:
+            self.open(node)
+
+    def read(self, node):
+        """How many tensors a call reads; given ``readers_of``, masks (bool tensors after the first) left out."""
+        return len(node.inputs) - (sum(self.graph.dtype(t) == "bool" for t in node.inputs[1:]) if self.sources else 0)
+
+    def open(self, node):
+        """Open a space on the output of a layer with no neuron role (a recurrent one): to find who reads it."""
+        out, n, layer = node.outputs[0], int(self.graph.shape(node.outputs[0])[-1]), node.layer
+        self.layout[out] = ((self.spaces.new(n), n),)
+        self.uses.append((self.layout[out][0][0], ChannelUse(layer.name, type(layer).__name__, "producer", node.index,
+                                                             output=(out, 0))))
+
+    def call(self, node):
         layer = node.layer
         spec = kind_for(layer) if hasattr(layer, "get_config") else None
         role = None if spec is None else spec.merge
@@ -249,7 +266,7 @@ class _Walk:
         layout = layouts[0] if layouts else None
         if layout is not None:
             reason = problem or spec.consumer_problem(inner, node.inputs[0] in self.flat)
-            if len(node.inputs) != 1:
+            if self.read(node) != 1:
                 reason = f"{name} ({kind}) reads several tensors"
             if reason:
                 self.block_layout(layout, f"{name} ({kind}): {reason}")
@@ -298,7 +315,7 @@ class _Walk:
         name, kind = layer.name, type(layer).__name__
         layout = layouts[0]
         tid = node.inputs[0]
-        if len(node.inputs) != 1 or len(node.outputs) != 1 or layout is None:
+        if self.read(node) != 1 or len(node.outputs) != 1 or layout is None:
             for lay in layouts:
                 self.block_layout(lay, f"{name} ({kind}) reads several tensors")
             return
@@ -389,12 +406,15 @@ class _Walk:
         self.layout[out] = tuple(out_layout)
 
 
-def channel_groups(graph):
+def channel_groups(graph, readers_of=()):
     """Every channel group of a model's graph, with its member layers and why it may be left alone.
 
     Parameters
     ----------
     graph : weightkit.analysis.structure.graph.ModelGraph
+    readers_of : collection of str, default=()
+        Layers with no neuron role (recurrent ones) whose output opens a group too, to read off who reads it
+        (:func:`weightkit.compress.merge.recurrent_units.follow_readers`); a reader that also takes a mask carries it.
 
     Returns
     -------
@@ -414,7 +434,7 @@ def channel_groups(graph):
     >>> [(g.producers, g.n, g.mergeable) for g in channel_groups(ModelGraph(keras.Model(inp, out)))]
     [(['a', 'b'], 4, True), (['head'], 2, False)]
     """
-    walk = _Walk(graph)
+    walk = _Walk(graph, readers_of)
     walk.run()
     spaces = walk.spaces
     groups = {}

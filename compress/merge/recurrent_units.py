@@ -17,7 +17,7 @@ from weightkit.analysis.activations.collect import sample_indices
 from weightkit.analysis.data.batches import n_samples, rows, take
 from weightkit.analysis.kinds.base import channels_last
 from weightkit.analysis.kinds.registry import kind_for
-from weightkit.analysis.structure.channels import ChannelGroup, ChannelUse
+from weightkit.analysis.structure.channels import ChannelGroup, ChannelUse, channel_groups
 from weightkit.compress.merge.applying.apply_group import cut_outputs
 from weightkit.compress.merge.planning.consumers import neuron_layer, recurrent_target
 from weightkit.compress.merge.planning.plan import dead_end
@@ -85,7 +85,8 @@ def _consumer_kind(layer):
 def call_reason(graph, layer, site, one_unit):
     """Why ``layer``'s call leaves it alone (``one_unit`` when it has under two units), else its readers' reason.
 
-    Fills ``site.consumers`` through :func:`follow_readers` when the call itself is mergeable.
+    Fills ``site.consumers`` through :func:`follow_readers` when the call itself is mergeable, from the channel
+    walk's group on the layer's output (:func:`weightkit.analysis.structure.channels.channel_groups`).
     """
     nodes = graph.nodes_of(layer)
     if len(nodes) != 1:
@@ -94,12 +95,31 @@ def call_reason(graph, layer, site, one_unit):
         return "called with an initial state or several tensors"
     if site.n_units < 2:
         return one_unit
-    return follow_readers(graph, nodes[0].outputs[0], site)
+    groups = [g for g in channel_groups(graph, readers_of=(layer.name,)) if layer.name in g.producers]
+    return follow_readers(graph, nodes[0].outputs[0], site, groups[0] if groups else None)
 
 
-def follow_readers(graph, tensor, site):
+def follow_readers(graph, tensor, site, group):
     """Collect the consumers reached from ``tensor`` through identity and linear steps (dropout, average
-    pooling over time, cropping); the reason to stop, or None."""
+    pooling over time, cropping); the reason to stop, or None.
+
+    Only the calls the channel walk's ``group`` records as carrying the channels lead on (a
+    :class:`weightkit.analysis.structure.channels.ChannelGroup` opened on the layer's output, or None).
+    """
+    recorded = {}
+    for use in [] if group is None else group.uses:
+        for read, _ in use.inputs:
+            recorded.setdefault((use.node, read), use)
+    return _read(graph, tensor, site, group, recorded)
+
+
+def _unrecorded(group, layer):
+    """Why the readers stop at ``layer``, a call the channel walk does not carry the units through."""
+    return (group.reason if group is not None and group.reason else
+            f"{layer.name} ({type(layer).__name__}) reads its channels and weightkit cannot follow them through it")
+
+
+def _read(graph, tensor, site, group, recorded):
     reason = dead_end(graph, tensor)
     if reason is not None:
         return reason
@@ -111,16 +131,21 @@ def follow_readers(graph, tensor, site):
         kind, reason = _consumer_kind(layer)
         if reason:
             return f"its output feeds {reason}"
+        use = recorded.get((node.index, tensor))
         if kind is not None:
             if graph.is_shared(layer):
                 return f"its output feeds {layer.name}, a layer shared with other inputs"
+            if use is None or use.role != "consumer":
+                return _unrecorded(group, layer)
             site.consumers.append((layer.name, kind))
             continue
         spec = kind_for(layer)
         linear = spec is not None and spec.merge == "linear" and channels_last(layer)
         if spec is None or not (spec.merge == "identity" or linear):  # averages keep h_j = Σ β h_k + c
             return f"its output feeds {label}, which cannot absorb a folded unit"
-        reason = follow_readers(graph, node.outputs[0], site)
+        if use is None or use.output is None:
+            return _unrecorded(group, layer)
+        reason = _read(graph, use.output[0], site, group, recorded)
         if reason:
             return reason
     return None
