@@ -4,7 +4,9 @@ default and group-L1 pruning; ``--fine-tune``; ``--max-drop`` beside ``shrink``'
 Subjects (scikit-learn's digits, seeded split: 1438 training, 359 held-out samples):
 
 - ``residual``: the residual digits CNN of ``bench_merge_coupled.py`` (width 32, 30 epochs of Adam 1e-3);
-- ``mlp``: the 64-256-256-10 ReLU MLP of ``bench_shrink.py`` (15 epochs).
+- ``mlp``: the 64-256-256-10 ReLU MLP of ``bench_shrink.py`` (15 epochs);
+- ``lstm``: each digit read as 8 time steps of 8 pixels by an LSTM(128) and a softmax Dense (30 epochs), for the
+  ``--max-drop`` rows (a recurrent model).
 
 Rows, on the residual CNN at each ``--ratios`` share of every channel group, no fine-tuning:
 
@@ -23,9 +25,10 @@ Accuracies: ``held-out`` on all 359 samples (rows that read no held-out data), `
 179 that no choice of ``--max-drop`` / ``--fine-tune`` / ``shrink`` read
 (:func:`weightkit.compress.shrink.split_held_out`, drawn as ``shrink`` draws its test split).
 
-Measured 2026-12-07 05:00 UTC with ``--budget-only`` (shared 2-core machine): ``merge --max-drop 1`` and
-``shrink``'s float model agree, MLP 6,120 and 6,120 parameters (test half 0.9553, original 0.9721; 39.6 s and
-70.1 s), residual CNN 25,298 and 25,298 (0.9777, original 1.0000; 68.1 s and 83.8 s).
+Measured 2026-12-07 06:07 UTC with ``--budget-only`` (shared 2-core machine, load about 2): ``merge --max-drop
+1`` and ``shrink``'s float model choose the same model on all three subjects: MLP 6,120 and 6,120 parameters
+(test half 0.9553, original 0.9721), residual CNN 25,298 and 25,298 (0.9888, original 1.0000), LSTM 71,434 ->
+41,290 and 41,290 (0.9553, original 0.9665).
 
 Run: ``python benchmarks/bench_merge_default.py`` (``--quick``: residual only, 30% and 50%, no shrink;
 ``--budget-only``: the ``--max-drop`` / ``shrink`` rows alone).
@@ -66,6 +69,13 @@ def _train(keras, model, data, epochs, seed):
     path = f"/tmp/bench_merge_default_{model.name}.keras"
     model.save(path)
     return keras.saving.load_model(path)
+
+
+def build_digits_lstm(keras, units=128):
+    """A digits classifier that reads each 8x8 image as 8 time steps of 8 pixels: LSTM(units) -> Dense(10)."""
+    inputs = keras.Input((8, 8), name="rows")
+    hidden = keras.layers.LSTM(units, name="lstm")(inputs)
+    return keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="classes")(hidden), name="lstm")
 
 
 def main():
@@ -124,6 +134,11 @@ def main():
                                        args.seed))
         row("mlp", "original", mlp, digits, 0.0)
         subjects.insert(0, ("mlp", mlp, digits))
+        sequences = Dataset(digits.x_train.reshape(-1, 8, 8), digits.y_train, digits.x_test.reshape(-1, 8, 8),
+                            digits.y_test, "sklearn:digits", "classification")
+        lstm, _ = _timed(lambda: _train(keras, build_digits_lstm(keras), sequences, 30, args.seed))
+        row("lstm", "original", lstm, sequences, 0.0)
+        subjects.append(("lstm", lstm, sequences))
     for subject, model, data in subjects:
         small, s = _timed(lambda: guided_merge(model, data, max_drop=args.max_drop, seed=args.seed)[0])
         row(subject, f"merge --max-drop {args.max_drop:g}", small, data, s, test_only=True)
