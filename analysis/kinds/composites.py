@@ -5,6 +5,9 @@ configuration does not list them, so the file alone cannot tell which class each
 holds. This table says it, per registered class, for the sublayers with neuron rows (Keras'
 own path finds them on the live layer, :func:`weightkit.analysis.rows.composite_leaves`, in the
 same order): the attribute Keras saves the sublayer under, its layer name, and its Keras class.
+:data:`BACKBONES` does the same for a layer that builds its sublayers from its own config (keras-hub's
+GemmaBackbone: its decoder blocks' attention projections and gated FFN, with their EinsumDense equations):
+:func:`stored_sublayers` gives either table's sublayers.
 
 :data:`FEED_FORWARDS` describes the feed-forward network inside a composite (its up, or gate and up,
 projections, its down projection, the config key of its width and its activation), so that a merge can
@@ -13,7 +16,8 @@ cut its intermediate neurons and fold them into the down projection: :func:`comp
 
 from dataclasses import dataclass
 
-__all__ = ["COMPOSITES", "FEED_FORWARDS", "CompositeFFN", "composite_ffn", "composite_sublayers"]
+__all__ = ["BACKBONES", "COMPOSITES", "FEED_FORWARDS", "CompositeFFN", "StoredSublayer", "composite_ffn",
+           "composite_sublayers", "stored_sublayers"]
 
 #: Registered name -> ((saved attribute, layer name, Keras class name), ...), in the layer's tracking order.
 COMPOSITES = {
@@ -28,6 +32,105 @@ COMPOSITES = {
 def composite_sublayers(registered_name):
     """The sublayers with neuron rows of a composite class (see :data:`COMPOSITES`); empty when unknown."""
     return COMPOSITES.get(registered_name, ())
+
+
+@dataclass(frozen=True)
+class StoredSublayer:
+    """A sublayer of a composite or backbone layer, as weight analysis from the file reads it.
+
+    Attributes
+    ----------
+    group : str
+        Where its variables sit under its owner's weights group (``layers/gemma_decoder_block_1/attention/key_dense``).
+    path : str
+        Its entry's layer name as Keras' path gives it: ``enc0/self_attention_layer`` under a composite layer
+        (:func:`weightkit.analysis.rows.composite_leaves`), ``decoder_block_1/attention/key`` in a backbone (a
+        Functional model, whose layers Keras' walk lists as the model's own).
+    class_name : str
+        The Keras class whose kind reads its weights (``"EinsumDense"``, ``"Embedding"``).
+    type : str
+        The class name Keras' path reports (``type(layer).__name__``: ``"ReversibleEmbedding"``).
+    config : dict
+        The config its kind reads (an EinsumDense's ``equation``), as its owner builds it.
+    """
+
+    group: str
+    path: str
+    class_name: str
+    type: str
+    config: dict
+
+
+_MAX_BLOCKS = 1024  # Gemma's largest has 62 decoder blocks
+
+
+def _gemma_backbone(config):
+    """keras-hub's GemmaBackbone (``keras_hub/src/models/gemma/gemma_backbone.py``): its token embedding, each
+    decoder block's attention projections (``gemma_attention.py``) and gated FFN (``gemma_decoder_block.py``),
+    its final normalization. The backbone is Functional: its layers are saved as a container, after its two
+    inputs, one group per class made unique (``gemma_decoder_block``, ``gemma_decoder_block_1``...)."""
+    heads, kv_heads = int(config["num_query_heads"]), int(config["num_key_value_heads"])
+    head_dim, hidden, width = int(config["head_dim"]), int(config["hidden_dim"]), int(config["intermediate_dim"])
+    blocks = int(config["num_layers"])
+    if not 0 <= blocks <= _MAX_BLOCKS:  # an untrusted file's config: never plan millions of entries
+        raise ValueError(f"Expected 0 to {_MAX_BLOCKS} decoder blocks. Received: num_layers={blocks}.")
+
+    def einsum(equation, shape):
+        return {"equation": equation, "output_shape": list(shape), "bias_axes": None}
+
+    subs = [StoredSublayer("layers/reversible_embedding", "token_embedding", "Embedding", "ReversibleEmbedding", {})]
+    for i in range(blocks):
+        group, path = "layers/gemma_decoder_block" + (f"_{i}" if i else ""), f"decoder_block_{i}"
+        for attribute, name, equation, shape in (
+                ("query_dense", "query", "btd,ndh->btnh", (None, heads, head_dim)),
+                ("key_dense", "key", "bsd,kdh->bskh", (None, kv_heads, head_dim)),
+                ("value_dense", "value", "bsd,kdh->bskh", (None, kv_heads, head_dim)),
+                ("output_dense", "attention_output", "btnh,nhd->btd", (None, hidden))):
+            subs.append(StoredSublayer(f"{group}/attention/{attribute}", f"{path}/attention/{name}", "EinsumDense",
+                                       "EinsumDense", einsum(equation, shape)))
+        for attribute, name, equation, shape in (
+                ("gating_ffw", "ffw_gating", "btd,df->btf", (None, width // 2)),
+                ("gating_ffw_2", "ffw_gating_2", "btd,df->btf", (None, width // 2)),
+                ("ffw_linear", "ffw_linear", "btf,fd->btd", (None, hidden))):
+            subs.append(StoredSublayer(f"{group}/{attribute}", f"{path}/{name}", "EinsumDense", "EinsumDense",
+                                       einsum(equation, shape)))
+    subs.append(StoredSublayer("layers/rms_normalization", "final_normalization", "RMSNormalization",
+                               "RMSNormalization", {}))
+    return subs
+
+
+#: Registered name -> function(config) -> [StoredSublayer]: layers that build their sublayers from their own
+#: config (keras-hub backbones), whose saved config lists none of them.
+BACKBONES = {
+    "keras_hub>GemmaBackbone": _gemma_backbone,
+}
+
+
+def stored_sublayers(registered_name, config, name):
+    """The :class:`StoredSublayer` list of a composite or backbone layer from its registered name and config.
+
+    Parameters
+    ----------
+    registered_name : str or None
+        ``"keras_hub>GemmaBackbone"``, as the file's configuration records it.
+    config : dict
+        The layer's saved config.
+    name : str
+        The layer's name: a composite's sublayer paths start with it (a backbone's do not).
+
+    Returns
+    -------
+    list of StoredSublayer
+        Empty when the class is not in :data:`COMPOSITES` or :data:`BACKBONES`, or its config lacks a key the
+        table reads.
+    """
+    if registered_name in BACKBONES:
+        try:
+            return BACKBONES[registered_name](config)
+        except (KeyError, TypeError, ValueError):
+            return []
+    return [StoredSublayer(attribute, f"{name}/{sub}", class_name, class_name, {})
+            for attribute, sub, class_name in composite_sublayers(registered_name)]
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from weightkit.analysis.kinds.composites import composite_sublayers
+from weightkit.analysis.kinds.composites import stored_sublayers
 from weightkit.analysis.kinds.layers import neuron_rows
 from weightkit.analysis.kinds.registry import kind_named, skip_reason_named
 from weightkit.analysis.files.own_classes import ecosystem_skip_reason
@@ -62,9 +62,10 @@ def plan_entries(model):
     planned, skipped, seen, unknown = [], [], set(), []
     for layer in model.layers:
         params = model.layer_params(layer)
-        opened = _opened(model, layer)
+        opened, closed = _opened(model, layer)
         if opened:
             planned.extend(opened)
+            skipped.extend(closed)
             continue
         if layer.class_name == "Lambda" or _is_foreign(layer):
             what = layer.item.get("registered_name") or f"{layer.module}.{layer.class_name}"
@@ -99,20 +100,36 @@ def plan_entries(model):
 
 
 def _opened(model, layer):
-    """PlannedLayers of the sublayers of a composite layer the kinds' table knows (keras-hub's TransformerEncoder),
-    named by their paths under it as Keras' path names them (:func:`weightkit.analysis.rows.composite_leaves`); []
-    for any other layer, and in a legacy ``.h5`` (whose weight names this reader does not map to sublayers)."""
-    subs = composite_sublayers(layer.item.get("registered_name"))
+    """``(planned, skipped)`` of the sublayers of a composite or backbone layer the kinds' table knows (keras-hub's
+    TransformerEncoder, GemmaBackbone: :func:`weightkit.analysis.kinds.composites.stored_sublayers`), named by
+    their paths under it as Keras' path names them (:func:`weightkit.analysis.rows.composite_leaves`); ``([], [])``
+    for any other layer, and in a legacy ``.h5`` (whose weight names this reader does not map to sublayers).
+
+    A sublayer of no neuron rows (a backbone's embedding, its normalization) is skipped with its kind's reason.
+    """
+    subs = stored_sublayers(layer.item.get("registered_name"), layer.config, layer.name)
     if not subs or model.format == "h5":
-        return []
-    planned = []
-    for attribute, name, class_name in subs:
-        path = f"{layer.name}/{name}"
-        sub = StoredLayer(name, class_name, {}, {}, f"{layer.keras_group}/{attribute}", layer.h5_group, layer.path,
-                          layer.index, f"{layer.keras_group}/", extras={"entry_layer": path})
-        names = [path if part is None else f"{path}/{part}" for part in kind_named(class_name).entry_parts({})]
-        planned.append(PlannedLayer(sub, names, class_name, 1))  # a sublayer's shapes are unknown: one position
-    return planned
+        return [], []
+    planned, skipped = [], []
+    for sub in subs:
+        name = sub.path.rsplit("/", 1)[-1]
+        stored = StoredLayer(name, sub.class_name, sub.config, {}, f"{layer.keras_group}/{sub.group}", layer.h5_group,
+                             layer.path, layer.index, f"{layer.keras_group}/", extras={"entry_layer": sub.path})
+        kind = kind_named(sub.class_name)
+        if kind is None or not kind.has_neurons:
+            skipped.append(SkippedLayer(sub.path, sub.type, skip_reason_named(sub.class_name, sub.config),
+                                        params=_stored_size(model, stored) or None))
+            continue
+        names = [sub.path if part is None else f"{sub.path}/{part}" for part in kind.entry_parts(sub.config)]
+        planned.append(PlannedLayer(stored, names, sub.type, 1))  # a sublayer's shapes are unknown: one position
+    return planned, skipped
+
+
+def _stored_size(model, layer):
+    """Values stored in a sublayer's own ``vars`` (its ``count_params()``: a layer with no sublayers)."""
+    with model.open() as handle:
+        group = handle.get(f"{layer.keras_group}/vars")
+        return 0 if group is None else sum(int(getattr(d, "size", 0)) for d in group.values())
 
 
 def _rows_of(handle, model, planned):
