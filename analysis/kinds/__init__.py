@@ -1,8 +1,11 @@
 """One class per layer kind: everything weightkit knows about, and does with, each family of Keras layers.
 
 :class:`LayerKind` is the base; each module holds one family (:mod:`~.dense`, :mod:`~.conv`,
-:mod:`~.depthwise`, :mod:`~.recurrent`, :mod:`~.wrappers`, and the steps a merge walks through:
-:mod:`~.normalization`, :mod:`~.activations`, :mod:`~.pooling`, :mod:`~.reshape`, :mod:`~.joins`);
+:mod:`~.depthwise`, :mod:`~.recurrent`, :mod:`~.wrappers`, :mod:`~.attention`, :mod:`~.einsum`,
+:mod:`~.composites`, layers with weights and no neurons in :mod:`~.weights`, :mod:`~.preprocessing` and
+:mod:`~.masking`, and the steps a merge walks through: :mod:`~.normalization`, :mod:`~.activations`,
+:mod:`~.pooling`, :mod:`~.reshape`, :mod:`~.joins`); :class:`~.config_rules.ConfigRules` and
+:class:`~.data_rules.DataRules` are the parts of the base that answer from a saved config and for data probes;
 :mod:`~.registry` maps Keras class names, and the classes a user registers with
 :func:`register_layer_kind`, to kinds. The package imports without Keras.
 """
