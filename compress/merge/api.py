@@ -11,7 +11,7 @@ from weightkit.analysis.data.inputs import as_dataset, as_inputs, as_model, is_p
 from weightkit.analysis.errors import WeightkitError
 from weightkit.compress.merge.by_data import DEFAULT_MAX_ERROR, calibration_count, merge_by_data
 from weightkit.compress.merge.by_weights import merge_redundant
-from weightkit.compress.merge.composites import merge_composite_ffns
+from weightkit.compress.merge.composites import ffn_layer_names, merge_composite_ffns
 from weightkit.compress.merge.fitting.data_fit import DEFAULT_RIDGE
 from weightkit.compress.merge.heads import merge_heads_by_data, merge_heads_by_weights
 from weightkit.compress.merge.reporting.heads import attach_heads
@@ -81,9 +81,14 @@ def _heads_by_data(model, data, options):
 HEADS_MODES = {"weights": _heads_by_weights, "data": _heads_by_data}
 
 
-def _neuron_layers(layers):
-    """``--layers`` for the neuron merge: an attention entry ``name/heads`` stands for its layer."""
-    return None if layers is None else list(dict.fromkeys(name.split("/heads")[0] for name in layers))
+def _neuron_layers(layers, model):
+    """``--layers`` for the neuron merge: an attention entry ``name/heads`` stands for its layer, a composite
+    FFN's path (``decoder_block_0/ffw_gating``, as :func:`~weightkit.compress.merge.composites.ffn_units` names
+    its units) for its composite layer."""
+    if layers is None:
+        return None
+    composite = ffn_layer_names(model) if any("/" in name for name in layers) else {}
+    return list(dict.fromkeys(composite.get(name, name.split("/heads")[0]) for name in layers))
 
 
 def _check_options(mode, function, options):
@@ -167,7 +172,7 @@ def merge_neurons(model, mode="weights", data=None, *, evaluate_on=None, heads=T
     if is_path(data):  # a specification is loaded once, for the heads and the neurons
         data = as_dataset(data, original, seed=options.get("seed", 0))
     headed, entries, skipped = HEADS_MODES[mode](original, data, options)
-    options["layers"] = _neuron_layers(options.get("layers"))
+    options["layers"] = _neuron_layers(options.get("layers"), headed)
     merged, report = dispatch(headed, data, **options)
     merged = merge_composite_ffns(merged, report, mode, data, options)  # FFNs inside composite layers
     attach_heads(report, entries, skipped, original, merged)

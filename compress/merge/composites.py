@@ -43,7 +43,7 @@ from weightkit.compress.merge.fitting.data_fit import DEFAULT_RIDGE, plan_data_m
 from weightkit.compress.merge.reporting.data_report import LayerDataMerge
 from weightkit.compress.merge.reporting.report import LayerMerge
 
-__all__ = ["attach_ffns", "ffn_entries", "ffn_units", "merge_composite_ffns", "merge_ffn_unit"]
+__all__ = ["attach_ffns", "ffn_entries", "ffn_layer_names", "ffn_units", "merge_composite_ffns", "merge_ffn_unit"]
 
 _EXACT_TOLERANCE = 1e-4
 
@@ -81,6 +81,24 @@ def ffn_units(model):
         keys.setdefault(key, site.paths[0])
         units.setdefault(keys[key], []).append(site)
     return {name: sites for name, sites in units.items() if all(s.problem() is None for s in sites)}
+
+
+def ffn_layer_names(model):
+    """``{path: composite layer}``: each FFN sublayer's path (a unit's name among them) and the layer it is in.
+
+    ``--layers decoder_block_0/ffw_gating`` (a unit of :func:`ffn_units`, a producer or the down
+    projection) picks that composite's FFN; the neuron merge, which checks names against whole
+    layers, reads it as the composite layer (``decoder_block_0``), which it leaves alone.
+
+    Parameters
+    ----------
+    model : keras.Model
+
+    Returns
+    -------
+    dict of str to str
+    """
+    return {path: site.name for site in ffn_sites(model) for path in site.paths + [site.consumer_path]}
 
 
 def merge_ffn_unit(model, x, name, *, ratio, samples=None, seed=0):

@@ -12,7 +12,7 @@ from weightkit.analysis.data.batches import n_samples
 from weightkit.analysis.data.datasets import Dataset
 from weightkit.analysis.errors import WeightkitError
 from weightkit.analysis.data.inputs import as_dataset, as_inputs, as_model, is_path
-from weightkit.compress.merge.by_data import merge_by_data
+from weightkit.compress.merge.api import merge_neurons
 from weightkit.compress.merge.composites import attach_ffns, ffn_entries, ffn_units
 from weightkit.compress.merge.reporting.data_report import DataMergeReport, LayerDataMerge
 from weightkit.compress.merge.reporting.heads import HeadsDataMerge, attach_heads
@@ -98,12 +98,13 @@ def guided_merge(model, data, *, evaluate_on=None, max_drop=None, fine_tune=0, r
         on the validation half: the largest per-layer allocation within it
         (:func:`weightkit.compress.shrink.budget.merge_within_budget`, merging as ``shrink`` does: one
         layer after another, one-shot, so ``refit`` does not apply). None: ``ratio`` /
-        ``options["max_error"]`` as :func:`weightkit.compress.merge.merge_by_data`.
+        ``options["max_error"]`` as :func:`weightkit.compress.merge.merge_neurons` with ``mode="data"``
+        (attention heads, neurons, composite FFNs), then the fine-tune.
     fine_tune : int, default=0
         Most epochs of distillation from the original after the merge (early-stopped on the
         validation half); 0: none.
     ratio, samples, seed, refit, progress, unsafe, **options
-        As :func:`weightkit.compress.merge.merge_by_data`.
+        As :func:`weightkit.compress.merge.merge_neurons` with ``mode="data"``.
 
     Returns
     -------
@@ -136,8 +137,9 @@ def guided_merge(model, data, *, evaluate_on=None, max_drop=None, fine_tune=0, r
                             f"{summary['chosen_step']} of {summary['path_steps']}, {summary['drop']:.3g} lost on "
                             f"the {summary['validation_samples']} validation samples")
     else:
-        merged, report = merge_by_data(original, x_calibration, ratio=ratio, samples=count, seed=seed, refit=refit,
-                                       progress=progress, **options)
+        # the three passes of merge_neurons (heads, neurons, composite FFNs), as a merge without --fine-tune
+        merged, report = merge_neurons(original, "data", x_calibration, ratio=ratio, samples=count, seed=seed,
+                                       refit=refit, progress=progress, **options)
         report.calibration = source
     if int(fine_tune) > 0:
         tuned, distilled = fine_tune_merged(original, merged, x_train, x_val, y_train=y_train, y_validation=y_val,
