@@ -19,6 +19,7 @@ import contextlib
 import sys
 
 from weightkit.analysis._tf import import_keras
+from weightkit.compress.quantize.export_swaps import rewritten_paths, swapped_methods
 
 __all__ = ["integer_friendly_norms", "norms_note", "rewritten_norms"]
 
@@ -48,23 +49,14 @@ def _rms_norm_call(self, inputs):
 
 
 def _rewrites():
-    """``(class, integer-friendly call)`` for each normalization class this process can have in a model."""
+    """``(class, "call", integer-friendly call)`` for each normalization class this process can have in a model."""
     keras = import_keras()
-    found = [(keras.layers.LayerNormalization, _layer_norm_call)]
+    found = [(keras.layers.LayerNormalization, "call", _layer_norm_call)]
     if "keras_hub" in sys.modules:  # a model holding keras-hub layers has imported it; never import it here
         from keras_hub.src.models.gemma.rms_normalization import RMSNormalization
 
-        found.append((RMSNormalization, _rms_norm_call))
+        found.append((RMSNormalization, "call", _rms_norm_call))
     return found
-
-
-def _sublayers(model):
-    # Keras' own recursive walk (nested models and layers kept as attributes); no public equivalent in Keras 3.15.
-    return model._flatten_layers(include_self=False, recursive=True)
-
-
-def _path(layer):
-    return getattr(layer, "path", None) or layer.name  # "enc0/self_attention_layer_norm" inside a keras-hub layer
 
 
 def rewritten_norms(model):
@@ -79,8 +71,7 @@ def rewritten_norms(model):
     list of str
         Their paths (``"b0_ln1"``, ``"enc0/self_attention_layer_norm"``).
     """
-    rewrites = dict(_rewrites())
-    return [_path(layer) for layer in _sublayers(model) if type(layer) in rewrites]
+    return rewritten_paths(model, _rewrites())
 
 
 @contextlib.contextmanager
@@ -98,18 +89,8 @@ def integer_friendly_norms(model):
     names : list of str
         The layers whose ``call`` was swapped, restored when the block ends.
     """
-    rewrites = dict(_rewrites())
-    swapped = []
-    try:
-        for layer in _sublayers(model):
-            call = rewrites.get(type(layer))
-            if call is not None:
-                swapped.append(layer)
-                layer.call = call.__get__(layer)
-        yield [_path(layer) for layer in swapped]
-    finally:
-        for layer in swapped:
-            del layer.call
+    with swapped_methods(model, _rewrites()) as names:
+        yield names
 
 
 def norms_note(model):

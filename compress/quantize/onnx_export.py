@@ -21,6 +21,7 @@ import numpy as np
 
 from weightkit.analysis._tf import import_keras, import_tensorflow
 from weightkit.compress.quantize.convert import Conversion, converter_reason
+from weightkit.compress.quantize.export_swaps import layer_path, sublayers
 from weightkit.compress.quantize.native import KerasRunner, quiet_export
 
 __all__ = ["ONNX_PACKAGES", "OnnxRunner", "convert_onnx", "erf_gelu", "onnx_bytes", "onnx_friendly_gelu"]
@@ -59,12 +60,11 @@ def onnx_friendly_gelu(model):
     gelu = import_keras().activations.gelu
     swapped = []
     try:
-        # Keras' own recursive walk (nested models and layers kept as attributes); no public one in Keras 3.15.
-        for layer in model._flatten_layers(include_self=False, recursive=True):
+        for layer in sublayers(model):
             if getattr(layer, "activation", None) is gelu:
                 swapped.append(layer)
                 layer.activation = erf_gelu
-        yield [getattr(layer, "path", None) or layer.name for layer in swapped]
+        yield [layer_path(layer) for layer in swapped]
     finally:
         for layer in swapped:
             layer.activation = gelu

@@ -28,6 +28,7 @@ import sys
 import numpy as np
 
 from weightkit.analysis._tf import import_keras
+from weightkit.compress.quantize.export_swaps import rewritten_paths, swapped_methods
 
 __all__ = ["MASK_DEPTH", "attention_note", "integer_friendly_attention", "rewritten_attention"]
 
@@ -101,15 +102,6 @@ def _rewrites():
             (CachedGemmaAttention, "_compute_attention", _gemma_compute_attention)]
 
 
-def _sublayers(model):
-    # Keras' own recursive walk (nested models and layers kept as attributes); no public equivalent in Keras 3.15.
-    return model._flatten_layers(include_self=False, recursive=True)
-
-
-def _path(layer):
-    return getattr(layer, "path", None) or layer.name
-
-
 def rewritten_attention(model):
     """Paths of the layers of ``model`` that :func:`integer_friendly_attention` rewrites (their exact class only).
 
@@ -122,8 +114,7 @@ def rewritten_attention(model):
     list of str
         ``"gemma/decoder_block_0/attention"``, ``"gemma/decoder_block_0/attention/rotary_embedding"``, ...
     """
-    classes = {cls for cls, _, _ in _rewrites()}
-    return [_path(layer) for layer in _sublayers(model) if type(layer) in classes]
+    return rewritten_paths(model, _rewrites())
 
 
 @contextlib.contextmanager
@@ -139,19 +130,8 @@ def integer_friendly_attention(model):
     names : list of str
         The paths of the layers whose methods were swapped, restored when the block ends.
     """
-    by_class = {}
-    for cls, method, function in _rewrites():
-        by_class.setdefault(cls, []).append((method, function))
-    swapped = []
-    try:
-        for layer in _sublayers(model):
-            for method, function in by_class.get(type(layer), ()):
-                setattr(layer, method, function.__get__(layer))
-                swapped.append((layer, method))
-        yield sorted({_path(layer) for layer, _ in swapped})
-    finally:
-        for layer, method in swapped:
-            delattr(layer, method)
+    with swapped_methods(model, _rewrites()) as names:
+        yield names
 
 
 def attention_note(model):
