@@ -1,10 +1,9 @@
-"""The bad-input corpus (built from code: tiny models, a few bytes of data) and the checks every case runs.
+"""The bad-input corpus, built from code: tiny models and a few bytes of data, good and bad.
 
-Shared by ``test_bad_inputs.py`` and ``test_bad_outputs.py``; the session fixture ``corpus`` in
-``conftest.py`` builds it once.
+The session fixture ``corpus`` in ``conftest.py`` builds it once; :mod:`refusal_checks` holds the checks
+every case runs.
 """
 
-import hashlib
 import json
 import os
 import shutil
@@ -13,9 +12,6 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-
-from weightkit._common import run_cli
-from weightkit.cli import cli
 
 N_FEATURES, N_CLASSES = 8, 3
 
@@ -400,115 +396,3 @@ def build_token_data(folder):
     paths["negative token ids"] = str(folder / "negids.npz")
     np.savez(paths["negative token ids"], x=negative, y=y)
     return paths
-
-
-# --------------------------------------------------------------------------------------------------
-# Careless numbers: every numeric option of every command
-
-
-def numeric_options():
-    """``{command: [click.Option]}`` of every option that takes a number, over every registered command."""
-    import click
-
-    found = {}
-    context = click.Context(cli)
-    for name in cli.list_commands(context):  # the lazy group imports each command here
-        for param in cli.get_command(context, name).params:
-            if isinstance(param, click.Option) and isinstance(param.type, (click.types._NumberParamTypeBase,
-                                                                            click.types._NumberRangeBase)):
-                found.setdefault(name, []).append(param)
-    return found
-
-
-def careless_values(param):
-    """Values a careless user types for ``param``: NaN and infinities for a float, out of range for an integer."""
-    import click
-
-    if isinstance(param.type, (click.FloatRange, click.types.FloatParamType)):
-        return ["nan", "inf", "-inf"]
-    low = param.type.min if isinstance(param.type, click.IntRange) and param.type.min is not None else 0
-    return [str(low - 1), str(2**70)]
-
-
-def numeric_option_argv(command, option, value, models, data, out):
-    """A valid ``command`` line (writing under ``out``) ending in ``option value`` (its only occurrence)."""
-    known = {"demo": ["demo", "-o", os.path.join(out, "demo")]}
-    for name in MODEL_COMMANDS + DATA_COMMANDS:
-        known.setdefault(name.split()[0], _command_argv(name, models["good"], data["good"], out))
-    argv = known.get(command, [command, models["good"], "-o", os.path.join(out, "out.keras")])
-    if option in argv:
-        index = argv.index(option)
-        argv = argv[:index] + argv[index + 2:]
-    return [*argv, option, value]
-
-
-def tree_digest(folder):
-    """{relative path: sha256 (or 'dir')} of everything under ``folder``, hidden files included."""
-    digest = {}
-    for directory, folders, files in os.walk(folder):
-        for name in folders:
-            digest[os.path.relpath(os.path.join(directory, name), folder)] = "dir"
-        for name in files:
-            path = os.path.join(directory, name)
-            if os.path.islink(path) or not os.path.isfile(path):
-                digest[os.path.relpath(path, folder)] = "special"
-                continue
-            with open(path, "rb") as handle:
-                digest[os.path.relpath(path, folder)] = hashlib.sha256(handle.read()).hexdigest()
-    return digest
-
-
-def run(capsys, argv):
-    capsys.readouterr()
-    status = run_cli(cli, [str(arg) for arg in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def _command_argv(command, model, data, out):
-    """The argv of ``command`` on ``model`` (and ``data``), writing under the folder ``out``."""
-    return {
-        "analyze": ["analyze", model, "--json", os.path.join(out, "a.json")],
-        "report": ["report", model, "-o", os.path.join(out, "report")],
-        "retrain": ["retrain", model, "--data", data, "-o", os.path.join(out, "r.keras"), "--epochs", "1"],
-        "merge": ["merge", model, "-o", os.path.join(out, "m.keras")],
-        "merge --data": ["merge", model, "-o", os.path.join(out, "m.keras"), "--data", data],
-        "analyze --data": ["analyze", model, "--data", data, "--json", os.path.join(out, "a.json")],
-        "quantize": ["quantize", model, "-o", os.path.join(out, "q")],
-        "quantize --data": ["quantize", model, "-o", os.path.join(out, "q"), "--data", data,
-                            "--modes", "float32,dynamic"],
-    }[command]
-
-
-def check_refused(capsys, argv, out, corpus_root, *, names=(), message=None):
-    """Run argv; assert exit 2, one error line naming one of ``names``, no output, corpus unchanged."""
-    before_inputs = tree_digest(corpus_root)
-    before_out = tree_digest(out)
-    status, stdout, err = run(capsys, argv)
-    command = f"weightkit {argv[0]}"
-    lines = err.splitlines()
-    assert status == 2, (status, err)
-    assert len(lines) == 1, err
-    assert lines[0].startswith(f"{command}: error: "), err
-    assert "Traceback" not in err + stdout
-    if names:
-        assert any(str(name) in lines[0] for name in names), (names, lines[0])
-    if message is not None:
-        assert lines[0] == f"{command}: error: {message}"
-    assert tree_digest(out) == before_out
-    assert tree_digest(corpus_root) == before_inputs
-    MESSAGES_SEEN[os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0]] = lines[0]
-    return lines[0]
-
-
-#: {test id: the error line}: what users see, collected for the README table.
-MESSAGES_SEEN = {}
-
-
-def _root(corpus):
-    return os.path.dirname(os.path.dirname(corpus[0]["good"]))
-
-
-#: The commands that load a model, and those that take --data.
-MODEL_COMMANDS = ["analyze", "report", "retrain", "merge", "quantize"]
-DATA_COMMANDS = ["retrain", "merge --data", "quantize --data", "analyze --data"]

@@ -1,6 +1,6 @@
 """Outputs that cannot or must not be written, and unreadable inputs: exit 2, one line, nothing lost.
 
-The checks are those of ``test_bad_inputs.py`` (``bad_inputs_corpus.check_refused``): exit status 2, one
+The checks are those of ``test_bad_inputs.py`` (``refusal_checks.check_refused``): exit status 2, one
 stderr line, no traceback, nothing written, every input byte for byte unchanged.
 """
 
@@ -9,16 +9,8 @@ import os
 import shutil
 
 import pytest
-from bad_inputs_corpus import (
-    DATA_COMMANDS,
-    MODEL_COMMANDS,
-    _command_argv,
-    _root,
-    _write,
-    check_refused,
-    run,
-    tree_digest,
-)
+from bad_inputs_corpus import _write
+from refusal_checks import DATA_COMMANDS, MODEL_COMMANDS, _command_argv, _root, check_refused, run, tree_digest
 
 # --------------------------------------------------------------------------------------------------
 # Outputs that cannot or must not be written

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 import pytest
-from bad_inputs_corpus import MODEL_COMMANDS, _command_argv, _root, check_refused
+from refusal_checks import MODEL_COMMANDS, _command_argv, _root, check_refused
 
 #: Peak resident memory of one command, bytes; wall time, seconds.
 MEMORY_LIMIT = 1.5e9
@@ -212,7 +212,8 @@ def test_a_weights_file_beside_its_config_is_checked_too(keras, tmp_path, capsys
     """``model.weights.h5`` + ``config.json`` (the TF-free reader's third format): external storage refused."""
     import h5py
 
-    from bad_inputs_corpus import _datasets, run
+    from bad_inputs_corpus import _datasets
+    from refusal_checks import run
 
     inputs = keras.Input((6,), name="x")
     model = keras.Model(inputs, keras.layers.Dense(5, name="wide")(inputs))

@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from bad_inputs_corpus import run
+from refusal_checks import run
 
 from weightkit.analysis.errors import WeightkitError
 from weightkit.analysis.files.io import _HOST, OUTPUT_MARKER, atomic_directory, atomic_path, atomic_write_text, is_weightkit_output
