@@ -91,3 +91,34 @@ def corpus(keras, tmp_path_factory):
     os.makedirs(root / "models")
     os.makedirs(root / "data")
     return build_models(keras, root / "models"), build_data(root / "data")
+
+
+@pytest.fixture(scope="session")
+def trained_transformer(tmp_path_factory):
+    """``get(name) -> (folder, Dataset)``: the zoo transformer ``name`` trained once per session, saved as
+    ``folder/name.keras``. Read-only: a test loads its own copy from the file (and writes elsewhere)."""
+    from tests.zoo_transformers import TRANSFORMER_TASKS, TRANSFORMER_ZOO
+
+    folder = tmp_path_factory.mktemp("transformers")
+    tasks = {}
+
+    def get(name):
+        if name not in tasks:
+            if name.startswith("hub"):
+                pytest.importorskip("keras_hub")
+            TRANSFORMER_ZOO[name](folder)
+            tasks[name] = TRANSFORMER_TASKS[name]()
+        return folder, tasks[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def load_transformer(keras, trained_transformer):
+    """``load(name) -> (folder, a fresh copy of the trained model loaded from its file, Dataset)``."""
+
+    def load(name):
+        folder, data = trained_transformer(name)
+        return folder, keras.saving.load_model(folder / f"{name}.keras"), data
+
+    return load

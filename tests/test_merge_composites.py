@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 
 from tests.zoo import reloaded
-from tests.zoo_transformers import TRANSFORMER_TASKS, TRANSFORMER_ZOO
 from weightkit._common import run_cli
 from weightkit.analysis.files.loading import load_model
 
@@ -30,10 +29,9 @@ BLOCKS = {"hub_encoder": ["enc0/feedforward_intermediate_dense", "enc1/feedforwa
 
 
 @pytest.fixture(scope="module")
-def hubs(tmp_path_factory):
+def hubs(load_transformer):
     """name -> (folder, reloaded trained model, its Dataset) for hub_encoder and hub_gemma."""
-    folder = tmp_path_factory.mktemp("merge_composites")
-    return {name: (folder, TRANSFORMER_ZOO[name](folder), TRANSFORMER_TASKS[name]()) for name in BLOCKS}
+    return {name: load_transformer(name) for name in BLOCKS}
 
 
 def _held_out(data, count=100):

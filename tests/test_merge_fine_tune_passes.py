@@ -13,19 +13,16 @@ import json
 import numpy as np
 import pytest
 
-from tests.zoo_transformers import TRANSFORMER_TASKS, TRANSFORMER_ZOO
 from weightkit._common import run_cli
 
 
 @pytest.fixture(scope="session")
-def text_attention(tmp_path_factory):
+def text_attention(trained_transformer, tmp_path_factory):
     """``(model path, .npz path)``: the zoo's text classifier (one MultiHeadAttention of 2 heads), trained once."""
-    folder = tmp_path_factory.mktemp("fine_tune_passes")
-    TRANSFORMER_ZOO["text_attention"](folder)
-    data = TRANSFORMER_TASKS["text_attention"]()
-    np.savez(folder / "order.npz", x=np.concatenate([data.x_train, data.x_test]),
-             y=np.concatenate([data.y_train, data.y_test]))
-    return folder / "text_attention.keras", folder / "order.npz"
+    folder, data = trained_transformer("text_attention")
+    npz = tmp_path_factory.mktemp("fine_tune_passes") / "order.npz"
+    np.savez(npz, x=np.concatenate([data.x_train, data.x_test]), y=np.concatenate([data.y_train, data.y_test]))
+    return folder / "text_attention.keras", npz
 
 
 def test_ratio_with_fine_tune_merges_heads_then_distils(text_attention, keras, capsys, tmp_path):

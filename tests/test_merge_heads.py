@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 
 from tests.zoo import reloaded
-from tests.zoo_transformers import TRANSFORMER_TASKS, TRANSFORMER_ZOO
 from weightkit._common import run_cli
 
 #: Lowest held-out agreement after removing 1 of the text classifier's 2 heads by data (measured 0.9967).
@@ -30,11 +29,9 @@ EXACT = 1e-5
 
 
 @pytest.fixture(scope="session")
-def transformers(tmp_path_factory):
+def transformers(load_transformer):
     """``{name: (folder, reloaded model, Dataset)}`` for the text classifier and the ViT, trained once."""
-    folder = tmp_path_factory.mktemp("merge_heads")
-    return {name: (folder, TRANSFORMER_ZOO[name](folder), TRANSFORMER_TASKS[name]())
-            for name in ("text_attention", "vit_digits")}
+    return {name: load_transformer(name) for name in ("text_attention", "vit_digits")}
 
 
 def _planted(keras, folder, name, value_scale=2.0, same_values=True):

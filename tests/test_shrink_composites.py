@@ -12,7 +12,6 @@ import json
 import numpy as np
 import pytest
 
-from tests.zoo_transformers import TRANSFORMER_TASKS, TRANSFORMER_ZOO
 from weightkit._common import run_cli
 
 UNITS = ["enc0/feedforward_intermediate_dense", "enc1/feedforward_intermediate_dense"]
@@ -21,10 +20,9 @@ FAST = {"fine_tune_epochs": 0, "modes": ["float32"], "fractions": (0.5,), "max_p
 
 
 @pytest.fixture(scope="module")
-def encoder(tmp_path_factory):
+def encoder(load_transformer):
     """(folder, the reloaded trained hub_encoder, its Dataset)."""
-    folder = tmp_path_factory.mktemp("shrink_composites")
-    return folder, TRANSFORMER_ZOO["hub_encoder"](folder), TRANSFORMER_TASKS["hub_encoder"]()
+    return load_transformer("hub_encoder")
 
 
 def test_each_encoders_ffn_is_a_unit(encoder):

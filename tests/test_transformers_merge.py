@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from tests.zoo import reloaded
-from tests.zoo_transformers import TRANSFORMER_TASKS, TRANSFORMER_ZOO
 
 #: Lowest held-out agreement accepted after the merge by data at ratio 0.5 (measured 1.0, see above).
 AGREEMENT_FLOOR = 0.98
@@ -26,10 +25,9 @@ HEADS_AND_NEURONS_FLOOR = 0.97
 
 
 @pytest.fixture(scope="module")
-def text_model(tmp_path_factory):
-    """``(folder, reloaded text classifier, its Dataset)``, trained once for this module."""
-    folder = tmp_path_factory.mktemp("transformers_merge")
-    return folder, TRANSFORMER_ZOO["text_attention"](folder), TRANSFORMER_TASKS["text_attention"]()
+def text_model(load_transformer):
+    """``(folder, reloaded text classifier, its Dataset)``, trained once per session."""
+    return load_transformer("text_attention")
 
 
 def test_ffn_neurons_merge_by_data_and_attention_is_left_to_the_heads_merge(text_model, keras):

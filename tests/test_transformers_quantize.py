@@ -10,7 +10,7 @@ flip on another machine's rounding, a broken route flips many.
 import numpy as np
 import pytest
 
-from tests.zoo_transformers import TRANSFORMER_TASKS, TRANSFORMER_ZOO
+from tests.zoo_transformers import TRANSFORMER_TASKS
 
 FAST = {"latency_repeats": 2, "throughput_repeats": 1, "calibration_samples": 50}
 MODES = {"vit_digits": ["float32", "dynamic", "int8", "int8-io", "keras-int8"],
@@ -22,12 +22,7 @@ FLOORS = {"vit_digits": 0.97, "text_attention": 0.98, "hub_encoder": 0.98, "hub_
 
 
 @pytest.fixture(scope="module")
-def zoo_folder(tmp_path_factory):
-    return tmp_path_factory.mktemp("transformers")
-
-
-@pytest.fixture(scope="module")
-def reports(zoo_folder):
+def reports(load_transformer):
     """``name -> (reloaded model, QuantizationReport)``, each model built, trained and converted once."""
     from weightkit.compress.quantize import keras_source, quantize_model
 
@@ -35,11 +30,8 @@ def reports(zoo_folder):
 
     def get(name):
         if name not in built:
-            if name.startswith("hub"):
-                pytest.importorskip("keras_hub")
-            model = TRANSFORMER_ZOO[name](zoo_folder)
-            built[name] = model, quantize_model(keras_source(model), MODES[name], TRANSFORMER_TASKS[name](),
-                                                **FAST)[1]
+            _, model, data = load_transformer(name)
+            built[name] = model, quantize_model(keras_source(model), MODES[name], data, **FAST)[1]
         return built[name]
 
     return get
