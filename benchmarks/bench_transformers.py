@@ -1,5 +1,6 @@
 """Attention heads and FFN neurons removed without fine-tuning: weightkit's merge by data against magnitude and
-Michel et al.'s importance pruning; then ``shrink --max-drop 1`` (issue 27, "Tests and benchmark").
+Michel et al.'s importance pruning (issue 27, "Tests and benchmark"; ``shrink --max-drop 1`` on the same models is
+``bench_transformers_shrink.py``).
 
 Subjects: the test zoo's transformers (tests/zoo_transformers.py), trained, saved and reloaded in a temporary
 folder of this run:
@@ -31,11 +32,9 @@ Rows, each on the reloaded original, no fine-tuning, the same number of heads re
   normalization changes nothing here: heads are ranked within their layer.)
 
 Columns: held-out accuracy, agreement (argmax) with the original on the held-out split, parameters after, wall
-seconds (scoring, fitting and rebuilding). Then ``shrink_model(max_drop=1)`` on both: the original's float32
-.tflite bytes against the exported .tflite, the ratio, the test accuracies, and the export's bytes split into
-constant buffers (the weights) and everything else (operators, tensors, quantization parameters, metadata).
+seconds (scoring, fitting and rebuilding).
 
-Run: ``python benchmarks/bench_transformers.py`` (``--quick``: fewer epochs, calibration inputs and shrink probes).
+Run: ``python benchmarks/bench_transformers.py`` (``--quick``: fewer epochs and calibration inputs).
 """
 
 import argparse
@@ -196,49 +195,23 @@ def compare_subject(label, model, data, args):
     return rows
 
 
-def flatbuffer_parts(blob):
-    """``(constant buffer bytes, every other byte, operators)`` of a ``.tflite``: weights against graph, quantization
-    parameters and metadata."""
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(blob))
-    weights = sum(0 if buffer.data is None else len(buffer.data) for buffer in model.buffers)
-    return weights, len(blob) - weights, sum(len(graph.operators) for graph in model.subgraphs)
-
-
-def shrink_subject(label, model, data, args):
-    """``(subject, original float32 .tflite bytes, exported mode, bytes, x smaller, test accuracy of the original
-    and the export, parameters after, seconds)`` of ``shrink_model(max_drop=args.max_drop)``."""
-    from weightkit.compress.shrink import shrink_model
-
-    options = {"fine_tune_epochs": 5, "max_probes": 2} if args.quick else {}
-    outcome, seconds = _timed(lambda: shrink_model(model, data, max_drop=args.max_drop, seed=0, **options))
-    original, export = outcome.result.original, outcome.result.export
-    return (label, original["float32_tflite_bytes"], export["mode"], export["bytes"],
-            original["float32_tflite_bytes"] / export["bytes"], original["test_accuracy"], export["test_accuracy"],
-            outcome.model.count_params(), flatbuffer_parts(outcome.tflite), seconds)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help="fewer ViT epochs, 300 calibration inputs, shrink with 5 fine-tune epochs and 2 probes")
+                        help="fewer ViT epochs, 300 calibration inputs")
     parser.add_argument("--samples", type=int, default=None, help="calibration / importance inputs (default all)")
-    parser.add_argument("--max-drop", type=float, default=1.0)
-    parser.add_argument("--no-shrink", action="store_true")
     args = parser.parse_args()
     if args.samples is None:
         args.samples = 300 if args.quick else 2048
 
     from tests.zoo_transformers import TRANSFORMER_TASKS, TRANSFORMER_ZOO
     from weightkit.compress.merge import merge_neurons, remove_heads  # noqa: F401 (fail before any training)
-    from weightkit.compress.shrink import shrink_model  # noqa: F401
 
     load = os.getloadavg()
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
     print(f"# Heads and FFN neurons removed without fine-tuning ({stamp} UTC, {platform.machine()}, {os.cpu_count()} cores, load average at start {load[0]:.2f} / "
           f"{load[1]:.2f} / {load[2]:.2f}{', --quick' if args.quick else ''})\n", flush=True)
-    rows, shrunk, trained = [], [], []
+    rows, trained = [], []
     with tempfile.TemporaryDirectory(prefix="bench-transformers-") as folder:
         for label, name, epochs, quick_epochs in SUBJECTS:
             model, seconds = _timed(lambda: TRANSFORMER_ZOO[name](folder, epochs=quick_epochs if args.quick else epochs))
@@ -246,9 +219,6 @@ def main():
             trained.append(f"{label}: {model.count_params():,} parameters, trained and reloaded in {seconds:.0f} s")
             print(trained[-1], flush=True)
             rows += compare_subject(label, model, data, args)
-            if not args.no_shrink:
-                shrunk.append(shrink_subject(label, model, data, args))
-                print("  " + " | ".join(map(str, shrunk[-1])), flush=True)
     print("\n| subject | removed | method | heads kept | parameters | held-out accuracy | drop (points) | agreement | "
           "seconds |")
     print("|---|---|---|---|---:|---:|---:|---:|---:|")
@@ -257,14 +227,6 @@ def main():
         cells = ["—"] * 4 if params is None else [f"{params:,}", f"{accuracy:.4f}",
                                                   f"{100 * (original[label] - accuracy):+.2f}", f"{agreement:.4f}"]
         print(f"| {label} | {what} | {method} | {heads} | {' | '.join(cells)} | {seconds:.1f} |")
-    if shrunk:
-        print(f"\n| subject | float32 .tflite bytes | shrink --max-drop {args.max_drop:g}: mode | bytes | x smaller | "
-              "test accuracy before | after | parameters after | export: weight buffers / other bytes / ops | "
-              "seconds |")
-        print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
-        for label, before, mode, after, ratio, acc0, acc1, params, (weights, other, ops), seconds in shrunk:
-            print(f"| {label} | {before:,} | {mode} | {after:,} | {ratio:.1f} | {acc0:.4f} | {acc1:.4f} | "
-                  f"{params:,} | {weights:,} / {other:,} / {ops} | {seconds:.0f} |")
     print("\n" + "; ".join(trained))
     load = os.getloadavg()
     print(f"load average at the end: {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}")

@@ -1,0 +1,87 @@
+"""``shrink --max-drop 1`` on the test zoo's transformers: the exported .tflite against the original's float32
+.tflite, and where the exported bytes go (issue 27, "Tests and benchmark": at least 12x smaller within 1 point on
+the ViT).
+
+Subjects as in ``bench_transformers.py`` (the test zoo's ViT on digits and text classifier, trained, saved and
+reloaded in a temporary folder of this run). For each: :func:`weightkit.compress.shrink.shrink_model`
+(``max_drop=1``, as ``weightkit shrink --max-drop 1``, its own test split), the original's float32 .tflite bytes
+against the exported .tflite, the ratio, the test accuracies, and the export's bytes split with
+``tensorflow.lite.tools.flatbuffer_utils`` into constant buffers (the weights) and everything else (operators,
+tensors, quantization parameters, metadata).
+
+Run: ``python benchmarks/bench_transformers_shrink.py`` (``--quick``: fewer epochs, 5 fine-tune epochs, 2 probes).
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests.zoo, from the repository
+
+from benchmarks.bench_transformers import SUBJECTS, _timed  # noqa: E402
+
+
+def flatbuffer_parts(blob):
+    """``(constant buffer bytes, every other byte, operators)`` of a ``.tflite``: weights against graph, quantization
+    parameters and metadata."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(blob))
+    weights = sum(0 if buffer.data is None else len(buffer.data) for buffer in model.buffers)
+    return weights, len(blob) - weights, sum(len(graph.operators) for graph in model.subgraphs)
+
+
+def shrink_subject(label, model, data, args):
+    """``(subject, original float32 .tflite bytes, exported mode, bytes, x smaller, test accuracy of the original
+    and the export, parameters after, seconds)`` of ``shrink_model(max_drop=args.max_drop)``."""
+    from weightkit.compress.shrink import shrink_model
+
+    options = {"fine_tune_epochs": 5, "max_probes": 2} if args.quick else {}
+    outcome, seconds = _timed(lambda: shrink_model(model, data, max_drop=args.max_drop, seed=0, **options))
+    original, export = outcome.result.original, outcome.result.export
+    return (label, original["float32_tflite_bytes"], export["mode"], export["bytes"],
+            original["float32_tflite_bytes"] / export["bytes"], original["test_accuracy"], export["test_accuracy"],
+            outcome.model.count_params(), flatbuffer_parts(outcome.tflite), seconds)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer epochs, 5 fine-tune epochs and 2 probes")
+    parser.add_argument("--max-drop", type=float, default=1.0)
+    args = parser.parse_args()
+
+    from tests.zoo_transformers import TRANSFORMER_TASKS, TRANSFORMER_ZOO
+    from weightkit.compress.shrink import shrink_model  # noqa: F401 (fail before any training)
+
+    load = os.getloadavg()
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    print(f"# shrink --max-drop {args.max_drop:g} on the zoo's transformers ({stamp} UTC, {platform.machine()}, "
+          f"{os.cpu_count()} cores, load average at start {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}"
+          f"{', --quick' if args.quick else ''})\n", flush=True)
+    shrunk, trained = [], []
+    with tempfile.TemporaryDirectory(prefix="bench-transformers-shrink-") as folder:
+        for label, name, epochs, quick_epochs in SUBJECTS:
+            model, seconds = _timed(lambda: TRANSFORMER_ZOO[name](folder, epochs=quick_epochs if args.quick else epochs))
+            data = TRANSFORMER_TASKS[name]()
+            trained.append(f"{label}: {model.count_params():,} parameters, trained and reloaded in {seconds:.0f} s")
+            print(trained[-1], flush=True)
+            shrunk.append(shrink_subject(label, model, data, args))
+            print("  " + " | ".join(map(str, shrunk[-1])), flush=True)
+    print(f"\n| subject | float32 .tflite bytes | shrink --max-drop {args.max_drop:g}: mode | bytes | x smaller | "
+          "test accuracy before | after | parameters after | export: weight buffers / other bytes / ops | "
+          "seconds |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    for label, before, mode, after, ratio, acc0, acc1, params, (weights, other, ops), seconds in shrunk:
+        print(f"| {label} | {before:,} | {mode} | {after:,} | {ratio:.1f} | {acc0:.4f} | {acc1:.4f} | "
+              f"{params:,} | {weights:,} / {other:,} / {ops} | {seconds:.0f} |")
+    print("\n" + "; ".join(trained))
+    load = os.getloadavg()
+    print(f"load average at the end: {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
