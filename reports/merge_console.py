@@ -19,8 +19,28 @@ def print_groups(report, console):
                           f"producers {', '.join(layer.producers)}; also changed: {', '.join(others) or 'nothing else'}")
 
 
+#: ``unit -> (how a budget in it is written, the verb of a drop in it)`` (``merge --max-drop``'s ``budget["unit"]``).
+_BUDGET_WORDS = {"accuracy": ("accuracy points", "lost"), "agreement": ("agreement points", "lost"),
+                 "mae": ("MAE", "added")}
+
+
+def _nothing_within(model, budget):
+    """The line for a ``--max-drop`` merge whose every probed step exceeded the budget."""
+    unit, verb = _BUDGET_WORDS[budget["unit"]]
+    least = min(budget["probes"], key=lambda probe: probe["drop"])
+    return (f"{model}: no merge is within --max-drop {budget['max_drop']:g} {unit}, so no copy was written: the "
+            f"step tried that cost least, path step {least['index']} of {budget['path_steps']} "
+            f"({sum(least['removed'].values())} neurons), {verb} {least['drop']:.3g} {unit} on the "
+            f"{budget['validation_samples']} validation samples. Give a larger --max-drop, or --ratio for a fixed "
+            "size.")
+
+
 def nothing_to_merge(model, report):
-    """The one line for a model where every layer is left alone (the command exits 2, writes nothing)."""
+    """The one line for a model where every layer is left alone (the command exits 2, writes nothing), or where
+    no step of a ``--max-drop`` search was within its budget."""
+    budget = getattr(report, "budget", None)
+    if budget and not budget.get("removed") and budget.get("probes"):
+        return _nothing_within(model, budget)
     reasons = [f"{s.name} ({s.reason})" for s in report.skipped]
     shown = "; ".join(reasons[:2]) + (f"; and {len(reasons) - 2} more" if len(reasons) > 2 else "")
     return (f"{model}: nothing can be merged, so no copy was written: every layer is left alone"

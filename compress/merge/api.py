@@ -1,7 +1,9 @@
 """One verb for both ways of merging: :func:`merge_neurons` with ``mode="weights"`` or ``mode="data"``.
 
-Attention heads merge first (:mod:`weightkit.compress.merge.heads`, the same mode and budget), then the
-neurons of the model that gives; one report holds both (:mod:`weightkit.compress.merge.reporting.heads`).
+Attention heads merge first (:mod:`weightkit.compress.merge.heads`, the same mode and budget; ``heads=False``
+skips this pass alone), then the neurons of the model that gives, then the FFNs inside composite layers
+(:mod:`weightkit.compress.merge.composites`); one report holds all three
+(:mod:`weightkit.compress.merge.reporting.heads`).
 """
 
 import inspect
@@ -126,7 +128,10 @@ def merge_neurons(model, mode="weights", data=None, *, evaluate_on=None, heads=T
         budget (:mod:`weightkit.compress.merge.heads`): by weights, heads that duplicate another
         exactly; by data, ``round(ratio · heads)`` heads (or within ``max_error``) rebuilt in the kept
         heads' output projection. Each appears in ``report.layers`` as ``name/heads``, its heads
-        counted as neurons. False: neurons only.
+        counted as neurons. False: only this heads pass is skipped (every attention layer is then
+        left alone, with its reason); the neurons and the FFNs inside composite layers (keras-hub's
+        TransformerEncoder, TransformerDecoder, Gemma's blocks:
+        :func:`weightkit.compress.merge.composites.merge_composite_ffns`) merge as with True.
     **options
         The keyword options of the mode's function: ``metric``, ``threshold``, ``ratio``,
         ``layers``, ``include_bias``, ``twin_tolerance`` for weights; ``ratio``, ``max_error``,
@@ -165,13 +170,11 @@ def merge_neurons(model, mode="weights", data=None, *, evaluate_on=None, heads=T
         )
     dispatch, function = MERGE_MODES[mode]
     _check_options(mode, function, options)
-    if not heads:
-        return dispatch(model, data, evaluate_on=evaluate_on, **options)
     loaded = as_model(model, unsafe=options.get("unsafe", False))
     original = loaded.model
     if is_path(data):  # a specification is loaded once, for the heads and the neurons
         data = as_dataset(data, original, seed=options.get("seed", 0))
-    headed, entries, skipped = HEADS_MODES[mode](original, data, options)
+    headed, entries, skipped = HEADS_MODES[mode](original, data, options) if heads else (original, [], [])
     options["layers"] = _neuron_layers(options.get("layers"), headed)
     merged, report = dispatch(headed, data, **options)
     merged = merge_composite_ffns(merged, report, mode, data, options)  # FFNs inside composite layers

@@ -180,7 +180,8 @@ def merge_within_budget(model, x_calibration, judge, *, max_drop, fractions=BUDG
     model : keras.Model
         The chosen allocation merged (the original itself when nothing fits the budget).
     summary : dict
-        ``unit``, ``max_drop``, ``validation_samples``, ``drop`` (on the validation split),
+        ``unit`` (what ``max_drop`` and ``drop`` count), ``metric`` (what the scores hold:
+        :attr:`~Judge.metric_key`), ``max_drop``, ``validation_samples``, ``drop`` (on the validation split),
         ``removed`` per layer, ``probes`` and the sensitivity ``curves``.
     """
     if not float(max_drop) >= 0:
@@ -193,7 +194,7 @@ def merge_within_budget(model, x_calibration, judge, *, max_drop, fractions=BUDG
                             max_drop=float(max_drop), max_probes=max_probes, seed=seed, refit=refit,
                             progress=progress and (lambda what: progress(0, 1, what)))
     chosen = found["merged"]
-    summary = {"unit": judge.unit, "max_drop": float(max_drop), "validation_samples": n_samples(judge.x),
+    summary = {"unit": judge.unit, "metric": judge.metric_key, "max_drop": float(max_drop), "validation_samples": n_samples(judge.x),
                "drop": float(chosen["drop"]), "removed": dict(chosen["removed"]), "path_steps": len(path) - 1,
                "chosen_step": int(chosen["index"]),
                "probes": [{"index": p["index"], "removed": p["removed"], "params": p["params"], "drop": p["drop"],

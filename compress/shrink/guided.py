@@ -133,8 +133,10 @@ def guided_merge(model, data, *, evaluate_on=None, max_drop=None, fine_tune=0, r
                                               progress=progress)
         report = _budget_report(original, merged, summary, source, count)
         report.budget = summary
-        report.notes.append(f"--max-drop {float(max_drop):g} {UNITS[judge.unit]}: path step "
-                            f"{summary['chosen_step']} of {summary['path_steps']}, {summary['drop']:.3g} lost on "
+        spent = f"{summary['drop']:.3g} " + ("MAE added" if judge.unit == "mae" else "points lost")
+        against = " to the original's outputs (no labels)" if judge.metric_key == "mae_to_original" else ""
+        report.notes.append(f"--max-drop {float(max_drop):g} {UNITS[judge.unit]}{against}: path step "
+                            f"{summary['chosen_step']} of {summary['path_steps']}, {spent} on "
                             f"the {summary['validation_samples']} validation samples")
     else:
         # the three passes of merge_neurons (heads, neurons, composite FFNs), as a merge without --fine-tune

@@ -118,6 +118,15 @@ class Judge:
         return scores[self.unit]
 
     @property
+    def metric_key(self):
+        """``"accuracy"``, ``"agreement"``, ``"mae"`` or ``"mae_to_original"`` (a regression without labels): the
+        key of the scores :meth:`metric` reads, and the word a document's score fields carry
+        (:func:`weightkit.compress.shrink.result.score_names`)."""
+        if self.unit == "mae":
+            return "mae" if self.y is not None else "mae_to_original"
+        return self.unit
+
+    @property
     def metric_name(self):
         """``"accuracy"``, ``"agreement"`` or ``"MAE"``: what :meth:`metric` returns."""
         return "MAE" if self.unit == "mae" else self.unit
@@ -133,8 +142,9 @@ class Judge:
         Returns
         -------
         dict
-            ``drop``; ``error`` (also as ``kl``, the key the allocation reads); ``agreement`` and
-            ``accuracy`` for a classifier, ``mae`` / ``mae_to_original`` for a regression.
+            ``drop``; ``error`` (also as ``kl`` where every output is a class output, the error then being
+            their KL divergence); ``agreement`` and ``accuracy`` for a classifier, ``mae`` /
+            ``mae_to_original`` for a regression.
         """
         outputs = model_outputs(model, self.x, self.batch_size)
         error = 0.0
@@ -158,4 +168,5 @@ class Judge:
             drop = first["mae"] - self.reference["mae"]
         else:
             drop = first["mae_to_original"]
-        return {"drop": float(drop), "error": error, "kl": error, **first}
+        kl = {"kl": error} if all(self.classifier) else {}  # only class outputs: the error is their KL divergence
+        return {"drop": float(drop), "error": error, **kl, **first}

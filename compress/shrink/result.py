@@ -1,11 +1,60 @@
-"""What a shrink run measured: every candidate on the frontier, the stages, the chosen export."""
+"""What a shrink run measured: every candidate on the frontier, the stages, the chosen export.
+
+In Python the score fields carry a classifier's names (``validation_accuracy``, ``test_accuracy``) whatever
+the run's metric; the documents (:meth:`ShrinkResult.to_dict`, :meth:`ShrinkResult.frontier`) name each
+by what it holds (:func:`score_names`): ``test_mae`` for a regression, ``test_agreement`` without labels,
+``test_accuracy`` unchanged for a classifier with labels, beside a ``metric`` field that says which.
+"""
 
 from dataclasses import dataclass, field
 
-__all__ = ["FLOAT_BYTES", "Candidate", "ShrinkResult"]
+__all__ = ["FLOAT_BYTES", "SCORE_FIELDS", "Candidate", "ShrinkResult", "score_names"]
 
 #: Bytes per parameter of a float32 Keras candidate on the frontier (it has no .tflite of its own).
 FLOAT_BYTES = 4
+
+#: The fields that hold a score in the run's metric, as a classifier with labels names them.
+SCORE_FIELDS = ("validation_accuracy", "test_accuracy", "float32_tflite_test_accuracy")
+
+#: ``unit -> the word for a drop in it``: a drop of accuracy or agreement is in points, of MAE in MAE.
+_DROP_WORDS = {"accuracy": "points", "agreement": "points", "mae": "mae"}
+
+
+def score_names(metric, unit):
+    """``{field as a classifier names it: field in the documents}`` for a run scored in ``metric``.
+
+    Parameters
+    ----------
+    metric : {"accuracy", "agreement", "mae", "mae_to_original"}
+        What the scores hold (:attr:`weightkit.compress.shrink.judge.Judge.metric_key`).
+    unit : {"accuracy", "agreement", "mae"}
+        What a drop counts (:attr:`weightkit.compress.shrink.judge.Judge.unit`).
+
+    Returns
+    -------
+    dict of str to str
+        Every field of :data:`SCORE_FIELDS` with ``accuracy`` replaced by ``metric``, and ``test_drop_points``
+        by ``test_drop_mae`` for a regression; the identity for a classifier with labels.
+
+    Examples
+    --------
+    >>> score_names("mae", "mae")["test_accuracy"], score_names("mae", "mae")["test_drop_points"]
+    ('test_mae', 'test_drop_mae')
+    >>> set(score_names("accuracy", "accuracy").items()) == {(k, k) for k in score_names("accuracy", "accuracy")}
+    True
+    """
+    names = {key: key.replace("accuracy", metric) for key in SCORE_FIELDS}
+    names["test_drop_points"] = f"test_drop_{_DROP_WORDS[unit]}"
+    return names
+
+
+def _renamed(document, names):
+    """``document`` (dicts and lists, any depth) with every key in ``names`` renamed."""
+    if isinstance(document, dict):
+        return {names.get(key, key): _renamed(value, names) for key, value in document.items()}
+    if isinstance(document, list):
+        return [_renamed(value, names) for value in document]
+    return document
 
 
 @dataclass
@@ -24,10 +73,10 @@ class Candidate:
         The ``.tflite`` size; for a Keras candidate ``FLOAT_BYTES`` per parameter (``estimated``).
     validation_accuracy : float
         On the validation split: what the choices read. The score in the run's
-        :attr:`ShrinkResult.unit`, named for a classifier: accuracy (agreement without labels), or a
-        regression's MAE.
+        :attr:`ShrinkResult.metric`, named for a classifier: accuracy (agreement without labels), or a
+        regression's MAE; :meth:`ShrinkResult.to_dict` names it ``validation_<metric>``.
     test_accuracy : float or None
-        On the test split, never read by a choice; in the same unit.
+        On the test split, never read by a choice; in the same metric (``test_<metric>`` in the documents).
     agreement : float or None
         With the original, on the validation split.
     removed : dict of str to int
@@ -93,9 +142,14 @@ class ShrinkResult:
         Wall seconds per stage (those resumed from a checkpoint: as first measured).
     notes : list of str
     unit : {"accuracy", "agreement", "mae"}
-        What the budget and every ``*_accuracy`` score count
-        (:data:`weightkit.compress.shrink.judge.UNITS`): accuracy for a classifier, MAE for a regression
-        (then ``validation_accuracy`` / ``test_accuracy`` hold MAEs and a drop is MAE added).
+        What the budget and every drop count (:data:`weightkit.compress.shrink.judge.UNITS`): accuracy
+        points for a classifier, MAE added for a regression.
+    metric : {"accuracy", "agreement", "mae", "mae_to_original"}, default=None
+        What every score holds (:attr:`weightkit.compress.shrink.judge.Judge.metric_key`); None: as
+        ``unit``. In Python the scores keep a classifier's names (``validation_accuracy``,
+        ``test_accuracy``, ``float32_tflite_test_accuracy``); :meth:`to_dict` and :meth:`frontier` name
+        them by ``metric`` (``test_mae``) and a regression's ``test_drop_points`` ``test_drop_mae``
+        (:func:`score_names`).
     """
 
     model: str
@@ -115,6 +169,11 @@ class ShrinkResult:
     stages: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
     unit: str = "accuracy"
+    metric: str = None
+
+    def __post_init__(self):
+        if self.metric is None:
+            self.metric = self.unit
 
     def candidate(self, key):
         for candidate in self.candidates:
@@ -123,16 +182,21 @@ class ShrinkResult:
         raise KeyError(key)
 
     def frontier(self):
-        """The frontier document (``frontier.json``): every candidate, the chosen one marked."""
+        """The frontier document (``frontier.json``): every candidate, the chosen one marked; its scores are
+        ``validation_<metric>`` and ``test_<metric>`` (:func:`score_names`)."""
+        metric = self.metric
         return {"model": self.model, "data": self.data, "max_drop": self.max_drop, "target": self.target,
-                "unit": self.unit, "accuracy_split": "test (never used for a choice); choices read validation_accuracy",
-                "candidates": [c.to_dict() for c in self.candidates]}
+                "unit": self.unit, "metric": metric,
+                f"{metric}_split": f"test (never used for a choice); choices read validation_{metric}",
+                "candidates": _renamed([c.to_dict() for c in self.candidates], score_names(metric, self.unit))}
 
     def to_dict(self):
-        return {"model": self.model, "data": self.data, "max_drop": self.max_drop, "target": self.target,
-                "unit": self.unit, "settings": dict(self.settings), "splits": dict(self.splits),
-                "original": dict(self.original),
-                "sensitivity": list(self.sensitivity), "path": list(self.path), "probes": list(self.probes),
-                "merged": dict(self.merged), "quantized": dict(self.quantized), "export": dict(self.export),
-                "stages": dict(self.stages), "candidates": [c.to_dict() for c in self.candidates],
-                "notes": list(self.notes)}
+        """The whole run (``shrink.json``), every score field named by :attr:`metric` (:func:`score_names`)."""
+        document = {"model": self.model, "data": self.data, "max_drop": self.max_drop, "target": self.target,
+                    "unit": self.unit, "metric": self.metric, "settings": dict(self.settings),
+                    "splits": dict(self.splits), "original": dict(self.original),
+                    "sensitivity": list(self.sensitivity), "path": list(self.path), "probes": list(self.probes),
+                    "merged": dict(self.merged), "quantized": dict(self.quantized), "export": dict(self.export),
+                    "stages": dict(self.stages), "candidates": [c.to_dict() for c in self.candidates],
+                    "notes": list(self.notes)}
+        return _renamed(document, score_names(self.metric, self.unit))

@@ -51,7 +51,7 @@ class LayerSensitivity:
     points: list = field(default_factory=list)
     notes: list = field(default_factory=list)
 
-    def levels(self, key="kl"):
+    def levels(self, key="error"):
         """``[(0, 0), (cost_removed, error), ...]`` for :func:`~weightkit.compress.shrink.allocation.greedy_path`."""
         return [(0.0, 0.0)] + [(float(p["cost_removed"]), float(p[key])) for p in self.points]
 

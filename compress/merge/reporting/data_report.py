@@ -96,8 +96,11 @@ class DataMergeReport(BaseMergeReport):
         for an array.
     layers : list of LayerDataMerge
     budget : dict or None
-        ``merge --max-drop``: the unit, the budget, the drop on the validation and test halves, the
-        removals per layer, the probes and sensitivity curves
+        ``merge --max-drop``: the ``unit`` (what ``max_drop``, ``drop`` and ``test_drop`` count:
+        accuracy or agreement points, or MAE added), the ``metric`` the scores hold (``accuracy``,
+        ``agreement``, ``mae``, ``mae_to_original``: a regression without labels, against the
+        original's outputs), the budget, the drop on the validation and test halves, the removals
+        per layer, the probes and sensitivity curves
         (:func:`weightkit.compress.shrink.budget.merge_within_budget`).
     fine_tune : dict or None
         ``merge --fine-tune``: the distillation's epochs and history

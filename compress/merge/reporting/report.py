@@ -317,7 +317,9 @@ def merge_warning(evaluation, mode, *, budget=None):
     mode : {"weights", "data"}
         The merge's mode: which options to name.
     budget : tuple of (float, float, str), default=None
-        ``(drop, max_drop, unit)`` of a ``--max-drop`` merge on the held-out samples no choice read.
+        ``(drop, max_drop, unit)`` of a ``--max-drop`` merge on the held-out samples no choice read;
+        ``unit`` as written (``"accuracy points"``, ``"agreement points"``, ``"MAE"``: a drop then is MAE
+        added).
 
     Returns
     -------
@@ -336,8 +338,9 @@ def merge_warning(evaluation, mode, *, budget=None):
              "smaller --ratio.")
     if budget is not None and budget[0] > budget[1] + 1e-9:
         drop, max_drop, unit = budget
-        return (f"warning: on {evaluation['samples']} held-out samples no choice read the merge lost {drop:.3g} "
-                f"{unit}, more than --max-drop {max_drop:g}: the validation half was kinder; "
+        spent = f"added {drop:.3g} MAE" if unit == "MAE" else f"lost {drop:.3g} {unit}"
+        return (f"warning: on {evaluation['samples']} held-out samples no choice read the merge {spent}, "
+                f"more than --max-drop {max_drop:g}: the validation half was kinder; "
                 + ("try --fine-tune 10 or a smaller --max-drop." if mode == "data" else helps))
     agreement = evaluation.get("agreement")
     if agreement is None or agreement >= AGREEMENT_FLOOR:
