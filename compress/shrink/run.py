@@ -54,7 +54,7 @@ class ShrinkRun:
         self.checkpoint = Checkpoint(options.work_dir, settings, resume=options.resume)
         self.result = ShrinkResult(model=original.name, data=splits.source, max_drop=options.max_drop,
                                    target=options.target, settings=settings, splits=splits.sizes(), notes=list(notes),
-                                   unit=self.judge.unit)
+                                   unit=self.judge.unit, metric=self.judge.metric_key)
         self.merged = None
 
     def tune(self):
