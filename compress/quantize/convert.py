@@ -23,6 +23,7 @@ from weightkit.compress.quantize.diagnose import describe, flex_ops, float_ops, 
 from weightkit.compress.quantize.fused import allocation_error, fused_op_counts
 from weightkit.compress.quantize.fused_plan import recurrent_plan
 from weightkit.compress.quantize.modes import MODES, configure_converter
+from weightkit.compress.quantize.lean_ops import fewer_ops
 from weightkit.compress.quantize.norms import integer_friendly_norms, norms_note
 from weightkit.compress.quantize.rotary import attention_note, integer_friendly_attention
 from weightkit.compress.quantize.unroll import UNROLL_MAX_STEPS
@@ -272,7 +273,8 @@ def exported_saved_model(keras_model, verbose=False, input_signature=None):
     """Yield a temporary SavedModel folder exported from ``keras_model``, or None if export fails.
 
     Normalization layers and keras-hub's rotary attention are exported as ops with int8 kernels
-    (:mod:`weightkit.compress.quantize.norms`, :mod:`weightkit.compress.quantize.rotary`).
+    (:mod:`weightkit.compress.quantize.norms`, :mod:`weightkit.compress.quantize.rotary`), and Dense,
+    Reshape and MultiHeadAttention as fewer ops (:mod:`weightkit.compress.quantize.lean_ops`).
 
     Parameters
     ----------
@@ -290,7 +292,8 @@ def exported_saved_model(keras_model, verbose=False, input_signature=None):
     """
     with tempfile.TemporaryDirectory(prefix="weightkit-savedmodel-") as directory:
         try:
-            with _quiet(verbose), integer_friendly_norms(keras_model), integer_friendly_attention(keras_model):
+            with _quiet(verbose), integer_friendly_norms(keras_model), integer_friendly_attention(keras_model), \
+                    fewer_ops(keras_model):
                 keras_model.export(directory, format="tf_saved_model", verbose=verbose,
                                    input_signature=input_signature)
         except Exception as error:  # noqa: BLE001 - fall back to from_keras_model

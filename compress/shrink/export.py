@@ -14,7 +14,7 @@ from weightkit.compress.quantize import MODES, quantize_model
 from weightkit.compress.shrink.judge import UNITS
 from weightkit.compress.shrink.result import Candidate
 from weightkit.compress.shrink.run import tflite_runner
-from weightkit.compress.shrink.strip import strip_names
+from weightkit.compress.shrink.strip import slim_export
 
 __all__ = ["choose_export", "export_reason", "quantize_stage"]
 
@@ -69,7 +69,9 @@ def quantize_stage(run, model):
     quantization : QuantizationReport
         Its ``exported`` names shrink's choice.
     exported : bytes
-        The chosen ``.tflite`` (tensor names stripped where that changes no output).
+        The chosen ``.tflite``. Every mode is slimmed before the choice (:func:`slim_export`: names
+        stripped and repeats stored once where that changes no output), so the sizes compared, shown
+        and exported are those of the files written; ``bytes_as_converted`` keeps the converter's.
     """
     options, result, splits = run.options, run.result, run.splits
     started = time.perf_counter()
@@ -78,7 +80,7 @@ def quantize_stage(run, model):
                                             calibration_samples=min(options.calibration_samples,
                                                                     n_samples(splits.x_calibration)),
                                             seed=options.seed, latency_repeats=10, throughput_repeats=2)
-    rows = {}
+    rows, slimmed = {}, {}
     for row in quantization.modes:
         if not row.ok:
             result.notes.append(f"{row.mode}: not converted: {row.error}")
@@ -87,7 +89,11 @@ def quantize_stage(run, model):
             continue
         runner = tflite_runner(model, contents[row.mode])
         validation, test = run.judge.score(runner), run.test_judge.score(runner)
-        rows[row.mode] = {"bytes": int(row.bytes), "validation_accuracy": run.judge.metric(validation),
+        contents[row.mode], steps = slim_export(contents[row.mode], splits.x_validation,
+                                                runner=lambda c: tflite_runner(model, c))
+        slimmed[row.mode] = steps
+        rows[row.mode] = {"bytes": len(contents[row.mode]), "bytes_as_converted": int(row.bytes),
+                          "validation_accuracy": run.judge.metric(validation),
                           "drop": validation["drop"], "test_accuracy": run.test_judge.metric(test),
                           "test_drop": test["drop"], "test_agreement": test.get("agreement"),
                           "latency_ms": row.latency_ms}
@@ -102,12 +108,10 @@ def quantize_stage(run, model):
                                            removed=result.merged["removed"],
                                            within_budget=row["drop"] <= options.max_drop + _SLACK,
                                            chosen=mode == export, title=f"merged, {mode} .tflite"))
-    exported, saved = strip_names(contents[export], splits.x_validation, runner=lambda c: tflite_runner(model, c))
-    if saved:
-        result.notes.append(f"model.tflite: tensor names stripped ({saved:,} bytes less, outputs identical on the "
-                            "validation split)")
-        chosen = {**chosen, "bytes": len(exported), "bytes_with_names": chosen["bytes"]}
-        result.candidate(f"quantize:{export}").bytes = len(exported)
+    exported = contents[export]
+    for what, saved in slimmed[export]:
+        result.notes.append(f"model.tflite: {what} ({saved:,} bytes less, outputs identical on the validation "
+                            "split)")
     result.quantized = {"mode": export, "remaining_budget": max(0.0, options.max_drop - result.merged["drop"]),
                         "reason": reason, "modes": rows}
     _record_export(run, export, chosen, params)

@@ -1,16 +1,19 @@
-"""Drop the names a ``.tflite`` carries (tensor and op names) when that changes no output.
+"""Drop the bytes a ``.tflite`` does not need to compute (names, repeats) when that changes no output.
 
 On a model of a few thousand parameters the flatbuffer's own strings are a large share of the
 file (``functional_1/hidden1_1/MatMul;...`` for every tensor). TensorFlow's
-``tensorflow.lite.tools.flatbuffer_utils.strip_strings`` removes them; the stripped model is run
-on the same inputs and kept only when its outputs are identical.
+``tensorflow.lite.tools.flatbuffer_utils.strip_strings`` removes them (:func:`strip_names`), and
+:func:`weightkit.compress.quantize.compact.compact_flatbuffer` stores every repeated vector and table
+once; :func:`slim_export` does both. Each result is run on the same inputs and kept only when its
+outputs are identical.
 """
 
 import numpy as np
 
 from weightkit.compress.quantize import TFLiteModel
+from weightkit.compress.quantize.compact import compact_flatbuffer
 
-__all__ = ["strip_names"]
+__all__ = ["slim_export", "strip_names"]
 
 
 def _same(first, second):
@@ -42,14 +45,56 @@ def strip_names(content, x, runner=TFLiteModel):
         Bytes saved (0 when the given one is returned).
     """
     try:
-        from tensorflow.lite.tools import flatbuffer_utils
-
-        model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
-        flatbuffer_utils.strip_strings(model)
-        stripped = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+        stripped = _stripped(content)
         same = _same(runner(content).predict(x), runner(stripped).predict(x))
     except (ImportError, RuntimeError, ValueError, AttributeError, KeyError):
         return content, 0
     if not same or len(stripped) >= len(content):
         return content, 0
     return stripped, len(content) - len(stripped)
+
+
+def _stripped(content):
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
+    flatbuffer_utils.strip_strings(model)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def slim_export(content, x, runner=TFLiteModel):
+    """``content`` without its names and with each repeated part stored once, each step kept only when the
+    outputs on ``x`` stay bit-identical.
+
+    Parameters
+    ----------
+    content : bytes
+        A ``.tflite`` flatbuffer.
+    x : ndarray of shape (n_samples, ...), or a list of them (one per input)
+        Inputs the models are compared on.
+    runner : callable, default=TFLiteModel
+        As in :func:`strip_names`.
+
+    Returns
+    -------
+    content : bytes
+        The smallest flatbuffer whose outputs equal the given one's.
+    steps : list of (str, int)
+        The steps kept, with the bytes each saved.
+    """
+    steps = []
+    try:
+        expected = runner(content).predict(x)
+    except (RuntimeError, ValueError, AttributeError, KeyError):
+        return content, steps
+    for label, step in (("tensor names stripped", _stripped),
+                        ("repeated vectors and tables stored once", compact_flatbuffer)):
+        try:
+            slimmer = step(content)
+            same = len(slimmer) < len(content) and _same(expected, runner(slimmer).predict(x))
+        except (ImportError, RuntimeError, ValueError, AttributeError, KeyError):
+            continue
+        if same:
+            steps.append((label, len(content) - len(slimmer)))
+            content = slimmer
+    return content, steps
