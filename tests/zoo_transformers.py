@@ -74,11 +74,14 @@ def order_task(length=12, vocab=VOCAB, n=1200, n_train=900, seed=0):
     return Dataset(x[:n_train], y[:n_train], x[n_train:], y[n_train:], "synthetic token order", "classification")
 
 
-def vit_digits(directory, epochs=6):
+def vit_digits(directory, epochs=6, *, width=32, heads=4, key_dim=8, name="vit_digits"):
     """A ViT on digits: 16 patches of 2x2, Dense patch embedding + position embedding, 2 pre-norm blocks of
-    MultiHeadAttention(4 heads, key_dim 8) and a Dense FFN (32-64-32), residual Adds, mean pool, softmax head."""
+    MultiHeadAttention(4 heads, key_dim 8) and a Dense FFN (32-64-32), residual Adds, mean pool, softmax head.
+
+    ``width`` (the model dimension; the FFN is twice as wide), ``heads`` and ``key_dim`` make a wider ViT of the
+    same form (``benchmarks/bench_transformers_shrink.py --wide``); ``name`` names the model and its file."""
     keras.utils.set_random_seed(0)
-    d, n = 32, 16
+    d, n = width, 16
     image = keras.Input((8, 8, 1), name="image")
     x = L.Reshape((4, 2, 4, 2), name="grid")(image)
     x = L.Permute((1, 3, 2, 4), name="patch_order")(x)
@@ -87,12 +90,12 @@ def vit_digits(directory, epochs=6):
     x = L.Dense(d, name="patch_embed")(x)
     x = L.Add(name="add_positions")([x, L.Embedding(n, d, name="position_embed")(ids)])
     for block in range(2):
-        x = _encoder_block(x, f"b{block}", 4, 8, 2 * d)
+        x = _encoder_block(x, f"b{block}", heads, key_dim, 2 * d)
     x = L.LayerNormalization(epsilon=1e-6, name="final_ln")(x)
     x = L.GlobalAveragePooling1D(name="pool")(x)
     out = L.Dense(10, activation="softmax", name="probs")(x)
-    model = _fit(keras.Model(image, out, name="vit_digits"), digits_images(), epochs)
-    return reloaded(model, directory, "vit_digits")
+    model = _fit(keras.Model(image, out, name=name), digits_images(), epochs)
+    return reloaded(model, directory, name)
 
 
 def text_attention(directory, epochs=10):
