@@ -15,8 +15,10 @@ Rows, on the residual CNN at each ``--ratios`` share of every channel group, no 
 - ``group-L1``: ``bench_merge_coupled.group_l1`` (DepGraph's criterion, no compensation).
 
 Then at ``--fine-tune-ratio``: ``default + fine-tune`` (:func:`weightkit.compress.shrink.fine_tune_merged`,
-``--fine-tune`` epochs, labels mixed in, early-stopped on the validation half of the held-out split)
-against ``group-L1 + fine-tune`` (the same function on the pruned model). And ``merge --max-drop``
+``--fine-tune`` epochs, labels mixed in, early-stopped on the validation half of the held-out split after
+``--patience`` epochs without a better score) against ``group-L1 + fine-tune`` (the same function on the pruned
+model), for each ``--fine-tune`` epochs, ``--mixup`` (mixtures of pairs of training inputs added per epoch, 0: none),
+``--schedule`` and ``--patience`` given. And ``merge --max-drop``
 (:func:`weightkit.compress.shrink.guided_merge`) on both subjects beside ``shrink``'s merged float
 model (:func:`weightkit.compress.shrink.shrink_model`, ``fine_tune_epochs=0``, ``quantize_reserve=0``,
 so the whole budget goes to merging; it chooses on the same validation half).
@@ -31,7 +33,8 @@ Measured 2026-12-07 06:07 UTC with ``--budget-only`` (shared 2-core machine, loa
 41,290 and 41,290 (0.9553, original 0.9665).
 
 Run: ``python benchmarks/bench_merge_default.py`` (``--quick``: residual only, 30% and 50%, no shrink;
-``--budget-only``: the ``--max-drop`` / ``shrink`` rows alone).
+``--budget-only``: the ``--max-drop`` / ``shrink`` rows alone; ``--fine-tune-only``: the original and the
+fine-tune rows alone, e.g. ``--fine-tune-only --fine-tune 10 30 --mixup 0 1``).
 """
 
 import argparse
@@ -78,11 +81,43 @@ def build_digits_lstm(keras, units=128):
     return keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="classes")(hidden), name="lstm")
 
 
+def _fine_tune_rows(args, residual, images, row):
+    """``default + fine-tune`` and ``group-L1 + fine-tune`` at ``--fine-tune-ratio``, once per ``--fine-tune``,
+    ``--mixup``, ``--schedule`` and ``--patience``."""
+    ratio = args.fine_tune_ratio
+    (x_val, y_val), _, _ = split_held_out(images.x_test, images.y_test, seed=args.seed,
+                                          n_train=len(images.x_train))
+    variants = [(e, m, c, p) for e in args.fine_tune for m in args.mixup for c in args.schedule for p in args.patience]
+    for epochs, mixup, schedule, patience in variants:
+        for name, make in (("default", lambda: merge_by_data(residual, images, ratio=ratio, seed=args.seed)[0]),
+                           ("group-L1", lambda: group_l1(residual, ratio))):
+            def tuned():
+                tuned_model, _ = fine_tune_merged(residual, make(), images.x_train, x_val, y_train=images.y_train,
+                                                  y_validation=y_val, epochs=epochs, seed=args.seed,
+                                                  mixup=mixup, schedule=schedule, patience=patience)
+                return tuned_model
+
+            small, s = _timed(tuned)
+            what = (f"mixup {mixup:g}" + ("" if schedule == "constant" else f", {schedule}") +
+                    ("" if len(args.patience) == 1 else f", patience {patience}"))
+            row("residual", f"{ratio:.0%} {name} + fine-tune {epochs} ({what})", small, images, s, test_only=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.3, 0.5])
     parser.add_argument("--fine-tune-ratio", type=float, default=0.5)
-    parser.add_argument("--fine-tune", type=int, default=10)
+    parser.add_argument("--fine-tune", type=int, nargs="+", default=[10],
+                        help="most epochs of fine_tune_merged, one pair of fine-tune rows per value")
+    parser.add_argument("--mixup", type=float, nargs="+", default=[0.0],
+                        help="fine_tune_merged's mixup (mixtures per training input each epoch; 0: none), one "
+                             "pair of fine-tune rows per value")
+    parser.add_argument("--schedule", choices=["constant", "cosine"], nargs="+", default=["constant"],
+                        help="fine_tune_merged's learning-rate schedule, one pair of fine-tune rows per value")
+    parser.add_argument("--patience", type=int, nargs="+", default=[4],
+                        help="fine_tune_merged's early-stopping patience, one pair of fine-tune rows per value")
+    parser.add_argument("--fine-tune-only", action="store_true",
+                        help="the original and the fine-tune rows alone (no --ratios rows, no --max-drop)")
     parser.add_argument("--max-drop", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="residual CNN only, no shrink comparison")
@@ -107,7 +142,7 @@ def main():
     (residual, train_s) = _timed(lambda: _train(keras, build_residual_cnn(32), images, 30, args.seed))
     print(f"residual CNN trained in {train_s:.0f} s", flush=True)
     row("residual", "original", residual, images, 0.0)
-    for ratio in ([] if args.budget_only else args.ratios):
+    for ratio in ([] if args.budget_only or args.fine_tune_only else args.ratios):
         small, s = _timed(lambda: merge_by_data(residual, images, ratio=ratio, seed=args.seed)[0])
         row("residual", f"{ratio:.0%} default (refit, all)", small, images, s)
         small, s = _timed(lambda: merge_by_data(residual, images, ratio=ratio, seed=args.seed, refit=False,
@@ -115,21 +150,10 @@ def main():
         row("residual", f"{ratio:.0%} one-shot (old default)", small, images, s)
         small, s = _timed(lambda: group_l1(residual, ratio))
         row("residual", f"{ratio:.0%} group-L1", small, images, s)
-    ratio = args.fine_tune_ratio
-    (x_val, y_val), _, _ = split_held_out(images.x_test, images.y_test, seed=args.seed,
-                                      n_train=len(images.x_train))
-    for name, make in () if args.budget_only else (
-            ("default", lambda: merge_by_data(residual, images, ratio=ratio, seed=args.seed)[0]),
-            ("group-L1", lambda: group_l1(residual, ratio))):
-        def tuned():
-            tuned_model, _ = fine_tune_merged(residual, make(), images.x_train, x_val, y_train=images.y_train,
-                                              y_validation=y_val, epochs=args.fine_tune, seed=args.seed)
-            return tuned_model
-
-        small, s = _timed(tuned)
-        row("residual", f"{ratio:.0%} {name} + fine-tune {args.fine_tune}", small, images, s, test_only=True)
-    subjects = [("residual", residual, images)]
-    if not args.quick:
+    if not args.budget_only:
+        _fine_tune_rows(args, residual, images, row)
+    subjects = [] if args.fine_tune_only else [("residual", residual, images)]
+    if not (args.quick or args.fine_tune_only):
         mlp, _ = _timed(lambda: _train(keras, build_wide_mlp((256, 256), weight_decay=0, name="mlp"), digits, 15,
                                        args.seed))
         row("mlp", "original", mlp, digits, 0.0)

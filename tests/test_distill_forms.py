@@ -15,7 +15,7 @@ import pytest
 
 from weightkit._common import run_cli
 from weightkit.cli import cli
-from tests.zoo import load_zoo, reloaded, scaled_weights, zoo_inputs
+from tests.zoo import VOCAB, load_zoo, reloaded, scaled_weights, zoo_inputs
 
 N, N_TRAIN, EPOCHS = 1000, 600, 10
 
@@ -88,6 +88,7 @@ def test_fine_tune_recovers_agreement_of_two_inputs_and_two_outputs(merged):
     assert judge.unit == "agreement"
     assert document["fine_tune"]["losses"] == ["kl", "mse"]  # softmax classes, linear values
     assert document["fine_tune"]["unit"] == "agreement" and document["fine_tune"]["best_epoch"] >= 1
+    assert document["fine_tune"]["mixed"] == 0  # no mixtures by default (fine_tune_merged's measurement)
     before, after = judge.score(plain), judge.score(tuned)
     assert len(tuned.inputs) == 2 and len(tuned.outputs) == 2 and tuned.count_params() == plain.count_params()
     # Measured 2026-12-07 (10 epochs, best epoch 10): agreement on the 200 reported samples 0.675 -> 0.715 (32.5 ->
@@ -122,3 +123,98 @@ def test_per_pixel_classes_distil_per_element(keras, tmp_path):
     # Measured 2026-12-07 (3 epochs): KL per pixel 0.0194 -> 0.0183; agreement stays 0.827 (the merged model, 35 of
     # 245 parameters, marks every pixel as the majority class, and 3 epochs do not change that).
     assert judge.score(tuned)["error"] < judge.score(student)["error"]
+
+
+def _tokens_and_features(keras, folder):
+    """Token ids in a float32 input (the Embedding casts them) and 3 float features -> 3 softmax classes."""
+    L = keras.layers
+    tokens, features = keras.Input((5,), name="tokens"), keras.Input((3,), name="features")
+    pooled = L.GlobalAveragePooling1D(name="pool")(L.Embedding(VOCAB, 4, name="embed")(tokens))
+    hidden = L.Dense(8, activation="relu", name="h")(L.Concatenate(name="join")([pooled, features]))
+    model = keras.Model([tokens, features], L.Dense(3, activation="softmax", name="classes")(hidden),
+                        name="tokens_and_features")
+    scaled_weights(model, np.random.default_rng(0))
+    return reloaded(model, folder, "tokens_and_features")
+
+
+def test_function_matching_mixes_float_inputs_and_keeps_token_ids(keras, tmp_path):
+    """Mixtures of pairs of samples on the float features; the token ids stay the dominant sample's, whole."""
+    from weightkit.compress.shrink.distill_inputs import mixable_inputs, mixed_inputs
+
+    model = _tokens_and_features(keras, tmp_path)
+    rng = np.random.default_rng(0)
+    n = 40
+    tokens = rng.integers(0, VOCAB, size=(n, 5)).astype(np.float32)
+    features = np.concatenate([rng.normal(size=(n, 2)), np.ones((n, 1))], axis=1).astype(np.float32)
+    assert mixable_inputs(model, [tokens, features]) == [False, True]  # token ids reach the Embedding
+    assert mixable_inputs(load_zoo("embedding_lstm", tmp_path), np.zeros((n, 7), np.int32)) == [False]
+    assert mixable_inputs(load_zoo("residual_cnn", tmp_path), np.zeros((n, 8, 8, 1), np.float32)) == [True]
+    mixed_tokens, mixed_features = mixed_inputs([tokens, features], [False, True], np.random.default_rng(1), 200)
+    assert mixed_tokens.shape == (200, 5) and mixed_features.shape == (200, 3)
+    assert {tuple(row) for row in mixed_tokens} <= {tuple(row) for row in tokens}
+    np.testing.assert_allclose(mixed_features[:, 2], 1.0, rtol=1e-6)  # weights sum to 1 (float32 rounding)
+    new = ~(mixed_features[:, None, :2] == features[None, :, :2]).all(axis=2).any(axis=1)
+    assert new.mean() > 0.9  # a pair (i, i) or λ = 1 returns a training row: 1/40 of the draws or fewer
+
+
+def test_distill_mixes_float_inputs_only(keras, tmp_path):
+    """``distill(mixup=1)`` adds one mixture per training input each epoch on a float model, none on a token
+    model."""
+    from weightkit.compress.merge import merge_neurons
+    from weightkit.compress.shrink import Judge, distill
+
+    for name, expected in (("residual_cnn", 120), ("embedding_lstm", 0)):
+        model = load_zoo(name, tmp_path)
+        x_train, x_validation = zoo_inputs(model, 120, seed=1), zoo_inputs(model, 60, seed=2)
+        student, _ = merge_neurons(model, "data", x_train, ratio=0.75)
+        tuned, result = distill(student, model, x_train, Judge(model, x_validation), epochs=2, seed=0, mixup=1)
+        assert result.mixed == expected and result.epochs_run == 2
+        assert tuned.count_params() == student.count_params()
+
+
+def test_no_mixtures_without_the_teacher_model_or_with_mixup_0(keras, tmp_path):
+    """Mixtures need the teacher model to label them: outputs alone, or ``mixup=0`` (the default), give the plain
+    distillation."""
+    from weightkit.compress.merge import merge_neurons
+    from weightkit.compress.shrink import Judge, distill
+    from weightkit.compress.shrink.judge import model_outputs
+
+    model = load_zoo("residual_cnn", tmp_path)
+    x_train, x_validation = zoo_inputs(model, 120, seed=1), zoo_inputs(model, 60, seed=2)
+    student, _ = merge_neurons(model, "data", x_train, ratio=0.75)
+    judge = Judge(model, x_validation)
+    _, given_outputs = distill(student, model_outputs(model, x_train), x_train, judge, epochs=1, mixup=1)
+    _, none = distill(student, model, x_train, judge, epochs=1)
+    _, half = distill(student, model, x_train, judge, epochs=1, mixup=0.5, schedule="cosine")
+    assert (given_outputs.mixed, none.mixed, half.mixed) == (0, 0, 60)
+
+
+def test_cosine_schedule_decays_to_zero_over_the_steps(keras):
+    """Adam's rate at batch 0, 50 and 100 of 100: held, or 1e-3, 5e-4, 0 along the cosine."""
+    from weightkit.compress.shrink.distill import _optimizer
+
+    rates = {}
+    for schedule in ("constant", "cosine"):
+        optimizer = _optimizer(keras, 1e-3, schedule, 100)
+        for step in (0, 50, 100):
+            optimizer.iterations.assign(step)
+            rates[schedule, step] = float(optimizer.learning_rate)
+    assert [rates["constant", step] for step in (0, 50, 100)] == pytest.approx([1e-3] * 3)
+    # float32 schedule arithmetic: 1e-7 absolute is 1e-4 of the rate
+    assert [rates["cosine", step] for step in (0, 50, 100)] == pytest.approx([1e-3, 5e-4, 0.0], abs=1e-7)
+
+
+def test_bad_schedule_and_mixup_are_refused_with_the_allowed_values(keras, tmp_path):
+    from weightkit.compress.shrink import Judge, distill
+    from weightkit.compress.shrink.distill import _optimizer
+
+    with pytest.raises(ValueError) as caught:
+        _optimizer(keras, 1e-3, "linear", 10)
+    assert str(caught.value) == ("Invalid value for argument `schedule`. Expected one of {'constant', 'cosine'}. "
+                                 "Received: schedule='linear'")
+    model = load_zoo("residual_cnn", tmp_path)
+    x = zoo_inputs(model, 20, seed=1)
+    with pytest.raises(ValueError) as caught:
+        distill(model, model, x, Judge(model, x), epochs=1, mixup=-1)
+    assert str(caught.value) == ("Invalid value for argument `mixup`. Expected a number >= 0 (mixtures per "
+                                 "training input each epoch; 0: none). Received: mixup=-1")

@@ -68,8 +68,9 @@ class ShrinkRun:
         def tune(student):
             if not teacher:
                 teacher.extend(model_outputs(self.original, splits.x_fine_tune))
-            return distill(student, teacher, splits.x_fine_tune, self.judge, y_train=splits.first_labels("fine_tune"),
-                           epochs=options.fine_tune_epochs, temperature=options.temperature, alpha=options.alpha,
-                           seed=options.seed, progress=options.reporter(2))
+            return distill(student, self.original, splits.x_fine_tune, self.judge, teacher_outputs=teacher,
+                           y_train=splits.first_labels("fine_tune"), epochs=options.fine_tune_epochs,
+                           temperature=options.temperature, alpha=options.alpha, seed=options.seed,
+                           progress=options.reporter(2))
 
         return tune
