@@ -10,12 +10,22 @@ folder of this run:
 - ``text``: int32 tokens, one block of MultiHeadAttention(2 heads, key_dim 16) and a Dense FFN 32-64-32, on the
   synthetic "is token 1 before token 2?" task (10 epochs; held-out: the 300 test sequences).
 
-Rows, each on the reloaded original, no fine-tuning, the same number of heads removed in every attention layer
-(``round(ratio * heads)`` as weightkit's merge counts them; the table prints the heads kept):
+Rows, each on the reloaded original, no fine-tuning. Two allocations of the removed heads, every method given the
+same one (the table prints the heads kept per layer):
+
+- ``uniform``: the same number of heads removed in every attention layer (``round(ratio * heads)`` as weightkit's
+  merge counts them);
+- ``global``: ``round(ratio * all heads)`` heads of the model, at most all but one of a layer, wherever the method
+  ranks them lowest: weightkit's ``merge_heads_by_data(..., allocation="global")`` (one head at a time, the one whose
+  removal with its least-squares rebuild moves the model's outputs on the calibration inputs least, by KL); L1 by
+  the raw norms (every layer's heads have the same shapes); Michel by the importance normalized by its L2 norm in
+  each layer, as the paper does for global pruning. Only for a model with more than one attention layer (with one,
+  it is the uniform row).
 
 - ``merge by data``: heads: :func:`weightkit.compress.merge.merge_neurons` (``mode="data"``, ``layers`` = the
   attention layers), which runs :func:`weightkit.compress.merge.heads.merge_heads_by_data` (the removed heads'
-  contribution rebuilt in the kept heads' output projection by least squares); FFN:
+  contribution rebuilt in the kept heads' output projection by least squares); global: ``merge_heads_by_data``
+  with ``allocation="global"`` on the same calibration inputs; FFN:
   :func:`weightkit.compress.merge.merge_by_data` on the first FFN layers (removed neurons rebuilt in the
   down-projection);
 - ``L1 magnitude``: heads with the smallest L1 norm of their query, key and value kernel slices ``[:, h, :]`` and
@@ -29,7 +39,8 @@ Rows, each on the reloaded original, no fine-tuning, the same number of heads re
   labels, the absolute value taken per example and averaged over the training inputs. It is computed exactly so:
   a copy of the model whose MultiHeadAttention layers multiply that output by a ``(batch, heads)`` mask, and
   ``tf.GradientTape`` for ``dL/dxi``. The least important heads are sliced out. (The paper's per-layer L2
-  normalization changes nothing here: heads are ranked within their layer.)
+  normalization changes nothing in the uniform rows, where heads are ranked within their layer; the global rows
+  apply it.)
 
 Columns: held-out accuracy, agreement (argmax) with the original on the held-out split, parameters after, wall
 seconds (scoring, fitting and rebuilding).
@@ -55,6 +66,7 @@ from weightkit.analysis._tf import import_keras, import_tensorflow  # noqa: E402
 #: ``(label, zoo builder, epochs, quick epochs)``.
 SUBJECTS = (("ViT", "vit_digits", 12, 6), ("text", "text_attention", 10, 10))
 HEAD_RATIOS = (0.25, 0.5)
+ALLOCATIONS = ("uniform", "global")
 FFN_RATIO = 0.5
 
 
@@ -108,13 +120,32 @@ def head_importance(model, x, y, batch_size=128):
     return {name: value / len(x) for name, value in total.items()}
 
 
-def prune_heads(model, scores, ratio):
-    """Slice out the ``round(ratio * heads)`` lowest-scoring heads of every attention layer, no compensation."""
-    from weightkit.compress.merge import remove_heads
+def lowest_heads(scores, ratio, allocation, normalize=False):
+    """``{layer: heads removed}``: the lowest-scoring ``round(ratio * heads)`` of each layer (uniform) or
+    ``round(ratio * all heads)`` of the model, at most all but one per layer (global; scores divided by their
+    layer's L2 norm first when ``normalize``)."""
     from weightkit.compress.merge.heads import heads_removed
 
-    return remove_heads(model, {name: sorted(np.argsort(s, kind="stable")[heads_removed(ratio, len(s)):].tolist())
-                                for name, s in scores.items()})
+    if allocation == "uniform":
+        return {name: np.argsort(s, kind="stable")[:heads_removed(ratio, len(s))].tolist() for name, s in scores.items()}
+    ranked = sorted((float(s[h] / np.linalg.norm(s) if normalize else s[h]), index, h)
+                    for index, s in enumerate(scores.values()) for h in range(len(s)))
+    total = min(int(round(ratio * sum(len(s) for s in scores.values()))), sum(len(s) - 1 for s in scores.values()))
+    removed = {name: [] for name in scores}
+    names = list(scores)
+    for _, index, head in ranked:
+        name = names[index]
+        if sum(len(r) for r in removed.values()) < total and len(removed[name]) < len(scores[name]) - 1:
+            removed[name].append(head)
+    return removed
+
+
+def prune_heads(model, removed):
+    """Slice out the ``removed`` heads (``{layer: heads}``), no compensation."""
+    from weightkit.compress.merge import remove_heads
+
+    return remove_heads(model, {name: [h for h in range(model.get_layer(name).num_heads) if h not in heads]
+                                for name, heads in removed.items()})
 
 
 def prune_ffn_l1(model, ratio):
@@ -130,12 +161,18 @@ def prune_ffn_l1(model, ratio):
     return apply_relations(model, relations)
 
 
-def merge_heads_by_data(model, data, ratio, samples):
-    """weightkit's merge by data (``merge_neurons(mode="data")``) of every attention layer's heads only."""
-    from weightkit.compress.merge import merge_neurons
+def merge_heads_by_data(model, data, ratio, samples, allocation):
+    """weightkit's merge by data of every attention layer's heads only: ``merge_neurons(mode="data")`` (uniform),
+    ``merge_heads_by_data(allocation="global")`` on the same calibration inputs (global)."""
+    from weightkit.compress.merge import merge_heads_by_data as by_data, merge_neurons
 
     names = [layer.name for layer in _layers_of(model, "MultiHeadAttention")]
-    return merge_neurons(model, "data", data, ratio=ratio, layers=names, samples=samples)[0]
+    if allocation == "uniform":
+        return merge_neurons(model, "data", data, ratio=ratio, layers=names, samples=samples)[0]
+    merged, entries, _ = by_data(model, data.x_train, ratio=ratio, samples=min(samples, len(data.x_train)),
+                                 allocation="global")
+    print(f"    {entries[0].notes[-1]}")
+    return merged
 
 
 def heads_kept(model):
@@ -157,16 +194,12 @@ def compare_subject(label, model, data, args):
     reference = model.predict(x, verbose=0).argmax(axis=1)
     rows = []
 
-    def row(what, method, small, seconds):
-        if small is None:
-            rows.append((label, what, method, "—", None, None, None, seconds))
-        else:
-            predicted = small.predict(x, verbose=0).argmax(axis=1)
-            rows.append((label, what, method, heads_kept(small), small.count_params(), float((predicted == y).mean()),
-                         float((predicted == reference).mean()), seconds))
-        if small is not None:
-            print(f"  {label} {what} {method}: heads {rows[-1][3]}, {rows[-1][4]:,} parameters, accuracy "
-                  f"{rows[-1][5]:.4f}, agreement {rows[-1][6]:.4f}, {seconds:.1f} s", flush=True)
+    def row(what, method, small, seconds, allocation="—"):
+        predicted = small.predict(x, verbose=0).argmax(axis=1)
+        rows.append((label, what, allocation, method, heads_kept(small), small.count_params(),
+                     float((predicted == y).mean()), float((predicted == reference).mean()), seconds))
+        print(f"  {label} {what} {allocation} {method}: heads {rows[-1][4]}, {rows[-1][5]:,} parameters, accuracy "
+              f"{rows[-1][6]:.4f}, agreement {rows[-1][7]:.4f}, {seconds:.1f} s", flush=True)
 
     row("original", "—", model, 0.0)
     calib = np.arange(min(len(data.x_train), args.samples))
@@ -174,18 +207,19 @@ def compare_subject(label, model, data, args):
     michel, michel_s = _timed(lambda: head_importance(model, data.x_train[calib], data.y_train[calib]))
     for name in michel:
         print(f"  {label} {name}: L1 {np.round(l1[name], 2).tolist()}  Michel {np.round(michel[name], 4).tolist()}")
-    for ratio in HEAD_RATIOS:
+    allocations = ALLOCATIONS if len(l1) > 1 else ALLOCATIONS[:1]
+    for ratio, allocation in [(r, a) for r in HEAD_RATIOS for a in allocations]:
         what = f"heads {ratio:.0%}"
         if not any(heads_removed(ratio, len(scores)) for scores in l1.values()):
-            rows.append((label, what, f"none: round({ratio:g} x {heads_kept(model)} heads) = 0", heads_kept(model),
-                         None, None, None, 0.0))
+            rows.append((label, what, allocation, f"none: round({ratio:g} x {heads_kept(model)} heads) = 0",
+                         heads_kept(model), None, None, None, 0.0))
             continue
-        small, s = _timed(lambda: merge_heads_by_data(model, data, ratio, args.samples))
-        row(what, "merge by data", small, s)
-        small, s = _timed(lambda: prune_heads(model, l1, ratio))
-        row(what, "L1 magnitude", small, s + l1_s)
-        small, s = _timed(lambda: prune_heads(model, michel, ratio))
-        row(what, "Michel importance", small, s + michel_s)
+        small, s = _timed(lambda: merge_heads_by_data(model, data, ratio, args.samples, allocation))
+        row(what, "merge by data", small, s, allocation)
+        small, s = _timed(lambda: prune_heads(model, lowest_heads(l1, ratio, allocation)))
+        row(what, "L1 magnitude", small, s + l1_s, allocation)
+        small, s = _timed(lambda: prune_heads(model, lowest_heads(michel, ratio, allocation, normalize=True)))
+        row(what, "Michel importance", small, s + michel_s, allocation)
     what = f"FFN {FFN_RATIO:.0%}"
     ffn = [first for first, _ in ffn_pairs(model)]
     small, s = _timed(lambda: merge_by_data(model, data, ratio=FFN_RATIO, layers=ffn, samples=args.samples)[0])
@@ -219,14 +253,14 @@ def main():
             trained.append(f"{label}: {model.count_params():,} parameters, trained and reloaded in {seconds:.0f} s")
             print(trained[-1], flush=True)
             rows += compare_subject(label, model, data, args)
-    print("\n| subject | removed | method | heads kept | parameters | held-out accuracy | drop (points) | agreement | "
-          "seconds |")
-    print("|---|---|---|---|---:|---:|---:|---:|---:|")
-    original = {row[0]: row[5] for row in rows if row[1] == "original"}
-    for label, what, method, heads, params, accuracy, agreement, seconds in rows:
+    print("\n| subject | removed | allocation | method | heads kept | parameters | held-out accuracy | drop (points) | "
+          "agreement | seconds |")
+    print("|---|---|---|---|---|---:|---:|---:|---:|---:|")
+    original = {row[0]: row[6] for row in rows if row[1] == "original"}
+    for label, what, allocation, method, heads, params, accuracy, agreement, seconds in rows:
         cells = ["—"] * 4 if params is None else [f"{params:,}", f"{accuracy:.4f}",
                                                   f"{100 * (original[label] - accuracy):+.2f}", f"{agreement:.4f}"]
-        print(f"| {label} | {what} | {method} | {heads} | {' | '.join(cells)} | {seconds:.1f} |")
+        print(f"| {label} | {what} | {allocation} | {method} | {heads} | {' | '.join(cells)} | {seconds:.1f} |")
     print("\n" + "; ".join(trained))
     load = os.getloadavg()
     print(f"load average at the end: {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}")

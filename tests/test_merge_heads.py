@@ -200,3 +200,104 @@ def test_cross_attention_without_biases_in_a_nested_model_merges_both_ways(keras
     assert skipped == [] and (entries[0].neurons_after, entries[0].removed[-1]["neuron"]) == (2, 2)
     assert entries[0].removed[-1]["r2"] > 0.999  # the scaled copy is rebuilt from head 0
     assert reloaded(merged, tmp_path, "cross_data").get_layer("inner").get_layer("cross").num_heads == 2
+
+
+def test_a_fit_of_given_heads_is_the_searched_fit_of_the_same_heads():
+    from weightkit.analysis.errors import WeightkitError
+    from weightkit.compress.merge.fitting.heads import head_moments, plan_heads_fit
+
+    rng = np.random.default_rng(0)
+    outputs, kernel = rng.normal(size=(500, 4, 3)), rng.normal(size=(4, 3, 5))
+    outputs[:, 3] = outputs[:, 1] @ rng.normal(size=(3, 3))  # head 3's values: a linear map of head 1's
+    moments = head_moments(outputs, np.einsum("nhv,hvd->nd", outputs, kernel))
+    searched = plan_heads_fit(moments, kernel, count=1)
+    given = plan_heads_fit(moments, kernel, remove=searched.remove.tolist())
+    assert searched.remove.tolist() in ([1], [3]) and searched.error < 1e-9
+    np.testing.assert_array_equal(given.update, searched.update)
+    worse = plan_heads_fit(moments, kernel, remove=[0, 2])
+    assert worse.keep.tolist() == [1, 3] and worse.order.tolist() == [0, 2] and worse.error > 0.1
+    with pytest.raises(WeightkitError) as error:
+        plan_heads_fit(moments, kernel, remove=[0, 1, 2, 3])
+    assert str(error.value) == ("remove=[0, 1, 2, 3]: expected distinct head indices in [0, 4) that keep at least "
+                                "one head.")
+
+
+def test_output_divergence_is_kl_for_distributions_and_relative_error_otherwise():
+    from scipy.stats import entropy
+
+    from weightkit.compress.merge.fitting.head_choice import output_divergence
+
+    rng = np.random.default_rng(0)
+    p, q = rng.dirichlet(np.ones(5), size=40), rng.dirichlet(np.ones(5), size=40)
+    expected = float(np.mean([entropy(a, b) for a, b in zip(p, q)]))  # scipy's KL, row by row
+    assert output_divergence(p, q) == pytest.approx(expected, rel=1e-9)
+    assert output_divergence(p, p) == 0.0
+    y = rng.normal(size=(40, 3))  # not distributions: mean squared error over the total variance
+    assert output_divergence(y, y + 0.5) == pytest.approx(0.75 / np.sum(y.var(axis=0)), rel=1e-9)
+    assert output_divergence(y, np.broadcast_to(y.mean(axis=0), y.shape)) == pytest.approx(1.0)
+    assert output_divergence([p, y], [q, y + 0.5]) == pytest.approx(expected + 0.75 / np.sum(y.var(axis=0)))
+
+
+def _vit_with_a_free_head(keras, folder):
+    """The ViT with b1_mha's head 2 a copy of its head 0 (same attention, half the values), reloaded."""
+    model = keras.saving.load_model(folder / "vit_digits.keras")
+    mha = model.get_layer("b1_mha")
+    weights = mha.get_weights()  # query, key, value kernels (32, 4, 8) and biases (4, 8), output kernel and bias
+    for index, scale in ((0, 1.0), (1, 1.0), (2, 1.0), (3, 1.0), (4, 0.5), (5, 0.5)):
+        weights[index][..., 2, :] = scale * weights[index][..., 0, :]
+    mha.set_weights(weights)
+    return reloaded(model, folder, "vit_free_head")
+
+
+def test_global_allocation_finds_the_free_head_in_any_layer(transformers, keras, tmp_path):
+    from weightkit.compress.merge.heads import merge_heads_by_data
+
+    folder, _, data = transformers["vit_digits"]
+    planted = _vit_with_a_free_head(keras, folder)
+    x = data.x_test
+    expected = planted.predict(x, verbose=0)
+    same, entries, _ = merge_heads_by_data(planted, data.x_train, ratio=0.125, samples=400)  # round(0.5) = 0
+    assert same is planted and [e.neurons_after for e in entries] == [4, 4]
+    merged, entries, skipped = merge_heads_by_data(planted, data.x_train, ratio=0.125, samples=400,
+                                                   allocation="global")
+    assert skipped == [] and [(e.name, [r["neuron"] for r in e.removed]) for e in entries][0] == ("b0_mha/heads", [])
+    assert [r["neuron"] for r in entries[1].removed] in ([0], [2]) and entries[1].removed[0]["r2"] > 0.999
+    assert entries[1].notes[-1].startswith("global allocation: 1 of the model's 8 heads removed one at a time")
+    merged = reloaded(merged, tmp_path, "vit_free_head_merged")
+    assert [merged.get_layer(n).num_heads for n in ("b0_mha", "b1_mha")] == [4, 3]
+    np.testing.assert_allclose(merged.predict(x, verbose=0), expected, atol=1e-4)
+
+
+def test_global_allocation_of_a_quarter_of_the_vit_heads_moves_the_outputs_less_than_uniform(transformers):
+    from weightkit.analysis.activations.collect import sample_indices
+    from weightkit.compress.merge.fitting.head_choice import output_divergence
+    from weightkit.compress.merge.heads import merge_heads_by_data
+
+    folder, model, data = transformers["vit_digits"]
+    x = data.x_train
+    chosen, entries, _ = merge_heads_by_data(model, x, ratio=0.25, allocation="global")
+    assert sum(len(e.removed) for e in entries) == 2 and all(e.neurons_after >= 1 for e in entries)
+    uniform, _, _ = merge_heads_by_data(model, x, ratio=0.25)
+    sample = x[sample_indices(len(x), 1000, 0)]  # the calibration sample the choice was measured on
+    original = model.predict(sample, verbose=0)
+    # measured 2026-12-07 13:05 UTC on the fixture (6 epochs): 0.062 (both heads from b1_mha) against 0.094
+    divergences = [output_divergence(original, m.predict(sample, verbose=0)) for m in (chosen, uniform)]
+    print("divergences global, uniform:", divergences, [[r["neuron"] for r in e.removed] for e in entries])
+    assert divergences[0] < divergences[1]
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(ratio=0.25, allocation="layerwise"),
+     "Invalid value for allocation. Expected one of ['uniform', 'global']. Received: allocation='layerwise'."),
+    (dict(max_error=0.1, allocation="global"),
+     "allocation='global' spreads a ratio over all the model's heads: give ratio (max_error budgets every layer on "
+     "its own)."),
+])
+def test_merge_heads_by_data_refuses_a_bad_allocation(transformers, options, message):
+    from weightkit.analysis.errors import WeightkitError
+    from weightkit.compress.merge.heads import merge_heads_by_data
+
+    _, model, data = transformers["text_attention"]
+    with pytest.raises(WeightkitError) as error:
+        merge_heads_by_data(model, data.x_train, **options)
+    assert str(error.value) == message

@@ -29,6 +29,7 @@ from weightkit.analysis.kinds.registry import kind_for
 from weightkit.analysis.files.loading import walk_layers
 from weightkit.analysis.model_analysis import analyze_rows
 from weightkit.analysis.numeric.groups import DEFAULT_THRESHOLDS, find_groups
+from weightkit.analysis.errors import WeightkitError
 from weightkit.analysis.results import SkippedLayer
 from weightkit.analysis.rows import NeuronRows, composite_leaves
 from weightkit.compress.merge.applying.head_pairs import head_fold
@@ -38,6 +39,7 @@ from weightkit.compress.merge.applying.rebuild import WeightState, find_layer, r
 from weightkit.compress.merge.fitting.data_fit import DEFAULT_RIDGE
 from weightkit.compress.merge.fitting.head_probe import head_output_moments
 from weightkit.compress.merge.fitting.heads import plan_heads_fit
+from weightkit.compress.merge.heads_global import HEAD_ALLOCATIONS, global_removals
 from weightkit.compress.merge.reporting.heads import HeadsDataMerge, HeadsMerge
 
 __all__ = ["attention_targets", "heads_removed", "merge_heads_by_data", "merge_heads_by_weights"]
@@ -219,7 +221,7 @@ def merge_heads_by_weights(model, *, metric="pearson", threshold=None, ratio=Non
 
 
 def merge_heads_by_data(model, x, *, ratio=None, max_error=None, layers=None, samples=1000, seed=0,
-                        ridge=DEFAULT_RIDGE, progress=None):
+                        ridge=DEFAULT_RIDGE, allocation="uniform", progress=None):
     """Remove attention heads whose output the kept heads rebuild on calibration data; a smaller model out.
 
     Parameters
@@ -229,7 +231,8 @@ def merge_heads_by_data(model, x, *, ratio=None, max_error=None, layers=None, sa
     x : ndarray or list of ndarray
         Calibration inputs (training data), as the model takes them.
     ratio : float in (0, 1), default=None
-        Remove ``round(ratio · heads)`` heads of each attention layer (at most all but one).
+        Remove ``round(ratio · heads)`` heads of each attention layer (at most all but one); with
+        ``allocation="global"``, ``round(ratio · all heads)`` heads of the model.
     max_error : float, default=None
         Instead: remove heads while at most this fraction of the layer's output variance is lost.
     layers : list of str, default=None
@@ -239,6 +242,13 @@ def merge_heads_by_data(model, x, *, ratio=None, max_error=None, layers=None, sa
     seed : int, default=0
     ridge : float, default=1e-6
         Relative ridge of the least squares.
+    allocation : {"uniform", "global"}, default="uniform"
+        ``"uniform"``: each layer loses its share, the heads chosen greedily by the error they leave in
+        the layer's output. ``"global"``: the model's share goes where it costs the least end to end:
+        one head at a time, every head of every layer is tried with its least-squares rebuild (and the
+        later layers refitted) and the one whose removal moves the model's outputs on the calibration
+        inputs the least (:func:`weightkit.compress.merge.fitting.head_choice.output_divergence`: KL
+        for probabilities) is removed (:mod:`weightkit.compress.merge.heads_global`). Needs ``ratio``.
     progress : callable, default=None
         Called as ``progress(done, total, name)``.
 
@@ -251,48 +261,103 @@ def merge_heads_by_data(model, x, *, ratio=None, max_error=None, layers=None, sa
         layer's output not rebuilt).
     skipped : list of SkippedLayer
 
+    Notes
+    -----
+    The global choice builds and runs a merged model for every head still in the model at each of
+    the ``round(ratio · all heads)`` steps: ``O(ratio · H²)`` probes and predictions for ``H`` heads in
+    all. Fine for a few layers of a few heads; slow for a large model.
+
     Examples
     --------
     >>> smaller, entries, skipped = merge_heads_by_data(model, dataset.x_train, ratio=0.25)   # doctest: +SKIP
+    >>> smaller, entries, skipped = merge_heads_by_data(model, dataset.x_train, ratio=0.25,
+    ...                                                 allocation="global")                  # doctest: +SKIP
     """
+    if allocation not in HEAD_ALLOCATIONS:
+        raise WeightkitError(f"Invalid value for allocation. Expected one of {list(HEAD_ALLOCATIONS)}. "
+                             f"Received: allocation={allocation!r}.")
+    if allocation == "global" and ratio is None:
+        raise WeightkitError("allocation='global' spreads a ratio over all the model's heads: give ratio "
+                             "(max_error budgets every layer on its own).")
     targets, skipped = attention_targets(model, layers)
-    current, entries = model, []
+    options = dict(samples=samples, seed=seed, ridge=ridge, ratio=ratio)
+    if allocation == "uniform":
+        budgets = {layer.name: ("count", heads_removed(ratio, _heads(layer))) if ratio is not None
+                   else ("max_error", max_error) for layer in targets}
+        merged, entries, failed = _sequential(model, targets, x, budgets, options, progress=progress)
+    else:
+        def build(removals, cache):
+            return _sequential(model, targets, x, {name: ("remove", tuple(r)) for name, r in removals.items()},
+                               options, cache=cache)
+
+        removals, note = global_removals(model, targets, x, ratio, build, samples=samples, seed=seed,
+                                         progress=progress)
+        merged, entries, failed = build(removals, None)
+        for entry in entries:
+            entry.notes.append(note)
+    _record_params(entries, model, merged)
+    return merged, entries, skipped + failed
+
+
+def _heads(layer):
+    return int(layer.get_config()["num_heads"])
+
+
+def _sequential(model, targets, x, budgets, options, *, cache=None, progress=None):
+    """Merge the ``targets``' heads one layer after the other, each refitted to the original layer's output.
+
+    ``budgets``: layer name -> ``("count", n)``, ``("max_error", e)`` or ``("remove", heads)``. ``cache``
+    (a dict, or None): the merged-so-far model after each prefix of budgets, kept for the next call.
+    Returns ``(model, entries, skipped)``.
+    """
+    current, entries, skipped, key = model, [], [], ()
     for index, layer in enumerate(targets):
         if progress is not None:
             progress(index, len(targets), f"{layer.name}/heads")
-        heads = int(layer.get_config()["num_heads"])
-        count = None if ratio is None else heads_removed(ratio, heads)
-        if count == 0 and current is model:  # nothing to remove, nothing upstream to make up for: no probe
-            entries.append(HeadsDataMerge(name=f"{layer.name}/heads", type=type(layer).__name__, tap=layer.name,
-                                          consumers=[layer.name], neurons_before=heads, neurons_after=heads,
-                                          requested=0, notes=[f"round({ratio:g} · {heads}) = 0: no head removed"]))
-            continue
-        moments, n_rows, reason = head_output_moments(current, layer.name, x, samples=samples, seed=seed,
-                                                      reference=None if current is model else model)
-        if reason is not None:
-            skipped.append(SkippedLayer(f"{layer.name}/heads", type(layer).__name__, reason))
-            continue
-        arrays = kind_for(layer).layer_arrays(find_layer(current, layer.name))
-        kernel = arrays["output_kernel"]
-        plan = plan_heads_fit(moments, kernel, count=count, max_error=None if count is not None else max_error,
-                              ridge=ridge, intercept="output_bias" in arrays)
-        entry = HeadsDataMerge(name=f"{layer.name}/heads", type=type(layer).__name__, tap=layer.name,
-                               consumers=[layer.name], neurons_before=heads, neurons_after=int(plan.keep.size),
-                               requested=count, rows=int(n_rows), error=float(plan.error))
-        entry.removed = [{"neuron": int(h), "r2": round(float(r2), 6), "dead": False}
-                         for h, r2 in zip(plan.remove, plan.r2)]
-        if plan.remove.size:
-            entry.notes.append(f"heads {heads} → {plan.keep.size}: the removed heads' output rebuilt in the kept "
-                               "heads' output projection (key_dim and value_dim kept)")
-        entries.append(entry)
-        if plan.remove.size or current is not model:  # kept heads refitted to the original output too
-            current = remove_heads(current, {layer.name: plan.keep.tolist()},
-                                   output_kernel_updates={layer.name: plan.update},
-                                   output_bias_updates={layer.name: plan.bias_update})
+        key += ((layer.name, budgets[layer.name]),)
+        if cache is not None and key in cache:
+            current, entry, skip = cache[key]
+        else:
+            current, entry, skip = _merge_layer(model, current, layer, x, budgets[layer.name], options)
+            if cache is not None:
+                cache[key] = current, entry, skip
+        entries += [entry] if entry is not None else []
+        skipped += [skip] if skip is not None else []
     if progress is not None:
         progress(len(targets), len(targets), "")
-    _record_params(entries, model, current)
     return current, entries, skipped
+
+
+def _merge_layer(model, current, layer, x, budget, options):
+    """``(model with this layer's heads merged, HeadsDataMerge or None, SkippedLayer or None)``."""
+    heads, (how, amount) = _heads(layer), budget
+    count = amount if how == "count" else len(amount) if how == "remove" else None
+    name, kind_name = f"{layer.name}/heads", type(layer).__name__
+    if count == 0 and current is model:  # nothing to remove, nothing upstream to make up for: no probe
+        note = (f"round({options['ratio']:g} · {heads}) = 0: no head removed" if how == "count"
+                else "no head removed")
+        return current, HeadsDataMerge(name=name, type=kind_name, tap=layer.name, consumers=[layer.name],
+                                       neurons_before=heads, neurons_after=heads, requested=0, notes=[note]), None
+    moments, n_rows, reason = head_output_moments(current, layer.name, x, samples=options["samples"],
+                                                  seed=options["seed"], reference=None if current is model else model)
+    if reason is not None:
+        return current, None, SkippedLayer(name, kind_name, reason)
+    arrays = kind_for(layer).layer_arrays(find_layer(current, layer.name))
+    plan = plan_heads_fit(moments, arrays["output_kernel"], **{how: amount if how != "remove" else list(amount)},
+                          ridge=options["ridge"], intercept="output_bias" in arrays)
+    entry = HeadsDataMerge(name=name, type=kind_name, tap=layer.name, consumers=[layer.name], neurons_before=heads,
+                           neurons_after=int(plan.keep.size), requested=count, rows=int(n_rows),
+                           error=float(plan.error))
+    entry.removed = [{"neuron": int(h), "r2": round(float(r2), 6), "dead": False}
+                     for h, r2 in zip(plan.remove, plan.r2)]
+    if plan.remove.size:
+        entry.notes.append(f"heads {heads} → {plan.keep.size}: the removed heads' output rebuilt in the kept "
+                           "heads' output projection (key_dim and value_dim kept)")
+    if plan.remove.size or current is not model:  # kept heads refitted to the original output too
+        current = remove_heads(current, {layer.name: plan.keep.tolist()},
+                               output_kernel_updates={layer.name: plan.update},
+                               output_bias_updates={layer.name: plan.bias_update})
+    return current, entry, None
 
 
 def _record_params(entries, original, merged):

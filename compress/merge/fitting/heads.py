@@ -135,8 +135,8 @@ class _Blocks:
         return 1.0 - max(variance - explained, 0.0) / variance
 
 
-def plan_heads_fit(moments, output_kernel, *, count=None, max_error=None, ridge=DEFAULT_RIDGE, dead_tolerance=1e-6,
-                   intercept=True):
+def plan_heads_fit(moments, output_kernel, *, count=None, max_error=None, remove=None, ridge=DEFAULT_RIDGE,
+                   dead_tolerance=1e-6, intercept=True):
     """Choose heads to remove and rebuild the layer's output from the kept heads' outputs.
 
     Parameters
@@ -149,6 +149,9 @@ def plan_heads_fit(moments, output_kernel, *, count=None, max_error=None, ridge=
         Remove this many heads (at most ``heads - 1``).
     max_error : float, default=None
         Instead: remove heads while at most this fraction of the target's variance is lost.
+    remove : sequence of int, default=None
+        Instead: remove exactly these heads (no search; at least one head kept), as a caller that chose
+        them by another measure (:mod:`weightkit.compress.merge.heads_global`) does.
     ridge : float, default=1e-6
         Relative to each kept channel's variance (as :func:`weightkit.compress.merge.fitting.data_fit.plan_data_merge`).
     dead_tolerance : float, default=1e-6
@@ -175,10 +178,18 @@ def plan_heads_fit(moments, output_kernel, *, count=None, max_error=None, ridge=
     kernel = np.asarray(output_kernel, dtype=np.float64)
     if kernel.ndim < 3:
         raise WeightkitError(f"Expected an output kernel of shape (heads, value_dim, *output), got {kernel.shape}.")
-    if (count is None) == (max_error is None):
-        raise WeightkitError(f"Give exactly one of count or max_error, got count={count}, max_error={max_error}.")
+    if sum(value is not None for value in (count, max_error, remove)) != 1:
+        raise WeightkitError(f"Give exactly one of count, max_error or remove, got count={count}, "
+                             f"max_error={max_error}, remove={remove}.")
     blocks = _Blocks(moments, kernel, ridge, dead_tolerance, intercept)
     total = blocks.target_variance()
+    if remove is not None:
+        removed = [int(h) for h in dict.fromkeys(remove)]
+        if any(not 0 <= h < blocks.heads for h in removed) or len(removed) >= blocks.heads:
+            raise WeightkitError(f"remove={list(remove)}: expected distinct head indices in [0, {blocks.heads}) "
+                                 "that keep at least one head.")
+        kept = [h for h in range(blocks.heads) if h not in removed]
+        return _plan(blocks, kept, removed, blocks.fit(kept)[2], total)
     limit = blocks.heads - 1 if count is None else min(blocks.heads - 1, int(count))
     budget = None if max_error is None else float(max_error) * total
     kept, removed, lost = list(range(blocks.heads)), [], blocks.fit(range(blocks.heads))[2]
