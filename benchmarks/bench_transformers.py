@@ -24,8 +24,10 @@ same one (the table prints the heads kept per layer):
 
 - ``merge by data``: heads: :func:`weightkit.compress.merge.merge_neurons` (``mode="data"``, ``layers`` = the
   attention layers), which runs :func:`weightkit.compress.merge.heads.merge_heads_by_data` (the removed heads'
-  contribution rebuilt in the kept heads' output projection by least squares); global: ``merge_heads_by_data``
-  with ``allocation="global"`` on the same calibration inputs; FFN:
+  contribution rebuilt in the kept heads' value and output projections by alternating least squares); global:
+  ``merge_heads_by_data`` with ``allocation="global"`` on the same calibration inputs; ``merge by data, output rows
+  only``: ``merge_heads_by_data(..., refit_values=False)``, the rebuild in the output projection alone (the method
+  before the value refit); FFN:
   :func:`weightkit.compress.merge.merge_by_data` on the first FFN layers (removed neurons rebuilt in the
   down-projection);
 - ``L1 magnitude``: heads with the smallest L1 norm of their query, key and value kernel slices ``[:, h, :]`` and
@@ -127,7 +129,8 @@ def lowest_heads(scores, ratio, allocation, normalize=False):
     from weightkit.compress.merge.heads import heads_removed
 
     if allocation == "uniform":
-        return {name: np.argsort(s, kind="stable")[:heads_removed(ratio, len(s))].tolist() for name, s in scores.items()}
+        return {name: np.argsort(s, kind="stable")[:heads_removed(ratio, len(s))].tolist()
+                for name, s in scores.items()}
     ranked = sorted((float(s[h] / np.linalg.norm(s) if normalize else s[h]), index, h)
                     for index, s in enumerate(scores.values()) for h in range(len(s)))
     total = min(int(round(ratio * sum(len(s) for s in scores.values()))), sum(len(s) - 1 for s in scores.values()))
@@ -161,17 +164,18 @@ def prune_ffn_l1(model, ratio):
     return apply_relations(model, relations)
 
 
-def merge_heads_by_data(model, data, ratio, samples, allocation):
-    """weightkit's merge by data of every attention layer's heads only: ``merge_neurons(mode="data")`` (uniform),
-    ``merge_heads_by_data(allocation="global")`` on the same calibration inputs (global)."""
+def merge_heads_by_data(model, data, ratio, samples, allocation, refit_values=True):
+    """weightkit's merge by data of every attention layer's heads only: ``merge_neurons(mode="data")`` (uniform,
+    its defaults), else ``merge_heads_by_data`` on the same calibration inputs (global, or output rows only)."""
     from weightkit.compress.merge import merge_heads_by_data as by_data, merge_neurons
 
     names = [layer.name for layer in _layers_of(model, "MultiHeadAttention")]
-    if allocation == "uniform":
+    if allocation == "uniform" and refit_values:
         return merge_neurons(model, "data", data, ratio=ratio, layers=names, samples=samples)[0]
     merged, entries, _ = by_data(model, data.x_train, ratio=ratio, samples=min(samples, len(data.x_train)),
-                                 allocation="global")
-    print(f"    {entries[0].notes[-1]}")
+                                 allocation=allocation, refit_values=refit_values)
+    if allocation == "global":
+        print(f"    {entries[0].notes[-1]}")
     return merged
 
 
@@ -216,6 +220,8 @@ def compare_subject(label, model, data, args):
             continue
         small, s = _timed(lambda: merge_heads_by_data(model, data, ratio, args.samples, allocation))
         row(what, "merge by data", small, s, allocation)
+        small, s = _timed(lambda: merge_heads_by_data(model, data, ratio, args.samples, allocation, False))
+        row(what, "merge by data, output rows only", small, s, allocation)
         small, s = _timed(lambda: prune_heads(model, lowest_heads(l1, ratio, allocation)))
         row(what, "L1 magnitude", small, s + l1_s, allocation)
         small, s = _timed(lambda: prune_heads(model, lowest_heads(michel, ratio, allocation, normalize=True)))

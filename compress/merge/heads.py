@@ -12,7 +12,10 @@ writes through its rows of the output projection (see :mod:`weightkit.compress.m
 - **By data** (:func:`merge_heads_by_data`): each head's output is probed on calibration inputs
   (:mod:`weightkit.compress.merge.fitting.head_probe`), the heads to remove chosen greedily by the output
   error they leave and their contribution rebuilt in the kept heads' output rows by least squares
-  (:mod:`weightkit.compress.merge.fitting.heads`). Layers are merged one after the other, each probed
+  (:mod:`weightkit.compress.merge.fitting.heads`), then in their value kernels and output rows together
+  (:mod:`weightkit.compress.merge.fitting.head_values`, ``refit_values``). ``allocation="global"`` spreads
+  the ratio over the model's heads by the model's output divergence
+  (:mod:`weightkit.compress.merge.heads_global`). Layers are merged one after the other, each probed
   on the model with the earlier layers' heads already merged and fitted to the original model's layer
   output (a sequential refit: it rebuilds what the earlier merges changed too).
 
@@ -38,11 +41,15 @@ from weightkit.compress.merge.applying.math import cosine_matrix
 from weightkit.compress.merge.applying.rebuild import WeightState, find_layer, rebuild_model
 from weightkit.compress.merge.fitting.data_fit import DEFAULT_RIDGE
 from weightkit.compress.merge.fitting.head_probe import head_output_moments
+from weightkit.compress.merge.fitting.head_values import plan_value_refit
 from weightkit.compress.merge.fitting.heads import plan_heads_fit
 from weightkit.compress.merge.heads_global import HEAD_ALLOCATIONS, global_removals
 from weightkit.compress.merge.reporting.heads import HeadsDataMerge, HeadsMerge
 
 __all__ = ["attention_targets", "heads_removed", "merge_heads_by_data", "merge_heads_by_weights"]
+
+#: The largest ``heads · d_in`` whose value kernels the data merge refits (its moments are that squared).
+MAX_VALUE_CHANNELS = 2048
 
 #: The threshold of each metric when neither a threshold nor a ratio is given (as for neurons).
 _DEFAULT_THRESHOLDS = dict(DEFAULT_THRESHOLDS, cosine=0.9)
@@ -221,7 +228,7 @@ def merge_heads_by_weights(model, *, metric="pearson", threshold=None, ratio=Non
 
 
 def merge_heads_by_data(model, x, *, ratio=None, max_error=None, layers=None, samples=1000, seed=0,
-                        ridge=DEFAULT_RIDGE, allocation="uniform", progress=None):
+                        ridge=DEFAULT_RIDGE, allocation="uniform", refit_values=True, progress=None):
     """Remove attention heads whose output the kept heads rebuild on calibration data; a smaller model out.
 
     Parameters
@@ -249,6 +256,11 @@ def merge_heads_by_data(model, x, *, ratio=None, max_error=None, layers=None, sa
         later layers refitted) and the one whose removal moves the model's outputs on the calibration
         inputs the least (:func:`weightkit.compress.merge.fitting.head_choice.output_divergence`: KL
         for probabilities) is removed (:mod:`weightkit.compress.merge.heads_global`). Needs ``ratio``.
+    refit_values : bool, default=True
+        Rebuild the removed heads through the kept heads' value kernels as well as their output
+        kernel rows (:mod:`weightkit.compress.merge.fitting.head_values`: alternating least squares on
+        each head's attention applied to the value input); False: the output rows only. A layer whose
+        ``heads · d_in`` exceeds 2048 gets the output rows only (the moments grow with its square).
     progress : callable, default=None
         Called as ``progress(done, total, name)``.
 
@@ -280,7 +292,7 @@ def merge_heads_by_data(model, x, *, ratio=None, max_error=None, layers=None, sa
         raise WeightkitError("allocation='global' spreads a ratio over all the model's heads: give ratio "
                              "(max_error budgets every layer on its own).")
     targets, skipped = attention_targets(model, layers)
-    options = dict(samples=samples, seed=seed, ridge=ridge, ratio=ratio)
+    options = dict(samples=samples, seed=seed, ridge=ridge, ratio=ratio, values=bool(refit_values))
     if allocation == "uniform":
         budgets = {layer.name: ("count", heads_removed(ratio, _heads(layer))) if ratio is not None
                    else ("max_error", max_error) for layer in targets}
@@ -338,13 +350,20 @@ def _merge_layer(model, current, layer, x, budget, options):
                 else "no head removed")
         return current, HeadsDataMerge(name=name, type=kind_name, tap=layer.name, consumers=[layer.name],
                                        neurons_before=heads, neurons_after=heads, requested=0, notes=[note]), None
+    arrays = kind_for(layer).layer_arrays(find_layer(current, layer.name))
+    values = options["values"] and heads * int(arrays["value_kernel"].shape[0]) <= MAX_VALUE_CHANNELS
     moments, n_rows, reason = head_output_moments(current, layer.name, x, samples=options["samples"],
-                                                  seed=options["seed"], reference=None if current is model else model)
+                                                  seed=options["seed"], reference=None if current is model else model,
+                                                  values=values)
     if reason is not None:
         return current, None, SkippedLayer(name, kind_name, reason)
-    arrays = kind_for(layer).layer_arrays(find_layer(current, layer.name))
-    plan = plan_heads_fit(moments, arrays["output_kernel"], **{how: amount if how != "remove" else list(amount)},
-                          ridge=options["ridge"], intercept="output_bias" in arrays)
+    budget = {how: amount if how != "remove" else list(amount)}
+    fit = dict(ridge=options["ridge"], intercept="output_bias" in arrays)
+    if values:
+        plan, value_update = plan_value_refit(moments, arrays["value_kernel"], arrays.get("value_bias"),
+                                              arrays["output_kernel"], **budget, **fit)
+    else:
+        plan, value_update = plan_heads_fit(moments, arrays["output_kernel"], **budget, **fit), None
     entry = HeadsDataMerge(name=name, type=kind_name, tap=layer.name, consumers=[layer.name], neurons_before=heads,
                            neurons_after=int(plan.keep.size), requested=count, rows=int(n_rows),
                            error=float(plan.error))
@@ -352,11 +371,13 @@ def _merge_layer(model, current, layer, x, budget, options):
                      for h, r2 in zip(plan.remove, plan.r2)]
     if plan.remove.size:
         entry.notes.append(f"heads {heads} → {plan.keep.size}: the removed heads' output rebuilt in the kept "
-                           "heads' output projection (key_dim and value_dim kept)")
+                           f"heads' {'value and output' if values else 'output'} projections (key_dim and value_dim "
+                           "kept)")
     if plan.remove.size or current is not model:  # kept heads refitted to the original output too
         current = remove_heads(current, {layer.name: plan.keep.tolist()},
                                output_kernel_updates={layer.name: plan.update},
-                               output_bias_updates={layer.name: plan.bias_update})
+                               output_bias_updates={layer.name: plan.bias_update},
+                               value_kernel_updates=None if value_update is None else {layer.name: value_update})
     return current, entry, None
 
 

@@ -44,7 +44,8 @@ def slice_heads(arrays, kept):
             for key, value in arrays.items()}
 
 
-def cut_heads(state, layer_name, kept, *, output_kernel_update=None, output_bias_update=None):
+def cut_heads(state, layer_name, kept, *, output_kernel_update=None, output_bias_update=None,
+              value_kernel_update=None):
     """Keep only ``kept`` heads of one layer in a weight state and add the merge's compensation.
 
     Parameters
@@ -58,6 +59,8 @@ def cut_heads(state, layer_name, kept, *, output_kernel_update=None, output_bias
         Added to the kept heads' output kernel (after slicing).
     output_bias_update : ndarray of shape (*output,), default=None
         Added to the output bias (a layer without biases must not need one: refused).
+    value_kernel_update : ndarray of shape (d_in, n_kept, value_dim), default=None
+        Added to the kept heads' value kernel (a refit of the kept heads' values).
     """
     arrays = slice_heads(state.arrays[layer_name], kept)
     kernel = arrays["output_kernel"]
@@ -72,6 +75,13 @@ def cut_heads(state, layer_name, kept, *, output_kernel_update=None, output_bias
             raise WeightkitError(f"{layer_name}: an output bias update for a layer built with use_bias=False.")
         bias = arrays["output_bias"]
         arrays["output_bias"] = (bias + np.asarray(output_bias_update).reshape(bias.shape)).astype(bias.dtype)
+    if value_kernel_update is not None:
+        value = arrays["value_kernel"]
+        update = np.asarray(value_kernel_update, dtype=np.float64)
+        if update.shape != value.shape:
+            raise WeightkitError(f"{layer_name}: value_kernel_updates holds {update.shape} values; the kept heads' "
+                                 f"value kernel is {value.shape} (d_in, n_kept, value_dim).")
+        arrays["value_kernel"] = (value + update).astype(value.dtype)
     state.arrays[layer_name] = arrays
     state.resized[layer_name] = int(len(kept))
 
@@ -95,7 +105,8 @@ def _checked_heads(model, name, kept):
     return kept
 
 
-def remove_heads(model, kept_heads, *, output_kernel_updates=None, output_bias_updates=None):
+def remove_heads(model, kept_heads, *, output_kernel_updates=None, output_bias_updates=None,
+                 value_kernel_updates=None):
     """A new model whose attention layers keep only the given heads.
 
     Parameters
@@ -112,6 +123,8 @@ def remove_heads(model, kept_heads, *, output_kernel_updates=None, output_bias_u
         plain head pruning.
     output_bias_updates : dict of str to ndarray of shape (*output,), default=None
         Layer name -> added to its output bias (an intercept of a data fit).
+    value_kernel_updates : dict of str to ndarray of shape (d_in, n_kept, value_dim), default=None
+        Layer name -> added to its kept heads' value kernel (a data fit that refits the values too).
 
     Returns
     -------
@@ -134,11 +147,13 @@ def remove_heads(model, kept_heads, *, output_kernel_updates=None, output_bias_u
     """
     output_kernel_updates = output_kernel_updates or {}
     output_bias_updates = output_bias_updates or {}
-    unknown = sorted((set(output_kernel_updates) | set(output_bias_updates)) - set(kept_heads))
+    value_kernel_updates = value_kernel_updates or {}
+    unknown = sorted((set(output_kernel_updates) | set(output_bias_updates) | set(value_kernel_updates))
+                     - set(kept_heads))
     if unknown:
         raise WeightkitError(f"updates for {', '.join(unknown)}, which kept_heads does not name.")
     state = WeightState(model)
     for name, kept in kept_heads.items():
         cut_heads(state, name, _checked_heads(model, name, kept), output_kernel_update=output_kernel_updates.get(name),
-                  output_bias_update=output_bias_updates.get(name))
+                  output_bias_update=output_bias_updates.get(name), value_kernel_update=value_kernel_updates.get(name))
     return rebuild_model(model, state)

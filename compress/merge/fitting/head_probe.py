@@ -39,7 +39,7 @@ def _predict(probe, x):
     return [np.asarray(o, dtype=np.float64) for o in outputs]
 
 
-def head_output_moments(model, layer_name, x, *, samples, seed=0, batch_size=64, reference=None):
+def head_output_moments(model, layer_name, x, *, samples, seed=0, batch_size=64, reference=None, values=False):
     """The raw moments of one attention layer's head outputs and target over a seeded calibration sample.
 
     Parameters
@@ -56,10 +56,14 @@ def head_output_moments(model, layer_name, x, *, samples, seed=0, batch_size=64,
     reference : keras.Model, default=None
         A model with a layer of the same name (the original, before earlier merges) whose output,
         less ``model``'s layer's output bias, is the target; None: ``model``'s own layer's.
+    values : bool, default=False
+        Instead of each head's output, each head's attention applied to the raw value input
+        (``U_h = A_h V``, (…, heads, d_in)): what :mod:`weightkit.compress.merge.fitting.head_values` fits on.
 
     Returns
     -------
     moments : ndarray of shape (heads * value_dim + n_output + 1, heads * value_dim + n_output + 1) or None
+        (``heads * d_in`` in place of ``heads * value_dim`` with ``values``)
         :func:`weightkit.compress.merge.fitting.heads.head_moments` summed over every input and
         query position; None when the heads cannot be replayed.
     n_rows : int
@@ -85,7 +89,9 @@ def head_output_moments(model, layer_name, x, *, samples, seed=0, batch_size=64,
             if order is None or difference > REPLAY_TOLERANCE * (1.0 + float(np.abs(output).max())):
                 return None, 0, (f"its heads cannot be replayed from its inputs and weights (output differs by "
                                  f"{difference:.3g}): a mask or another call option the head merge does not apply")
-        heads, _ = attention_heads(arrays, *(inputs[i] for i in order))
+        heads, probs = attention_heads(arrays, *(inputs[i] for i in order))
+        if values:  # the value input is the second of (query, value[, key])
+            heads = np.einsum("bhts,bsd->bthd", probs, inputs[order[1]])
         target = output if reference is None else _predict(target_probe[0], batch)[-1]
         moments = moments + head_moments(heads, target - bias)
         n_rows += heads.shape[0] * heads.shape[1]
