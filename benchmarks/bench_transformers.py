@@ -67,6 +67,10 @@ from weightkit.analysis._tf import import_keras, import_tensorflow  # noqa: E402
 
 #: ``(label, zoo builder, epochs, quick epochs)``.
 SUBJECTS = (("ViT", "vit_digits", 12, 6), ("text", "text_attention", 10, 10))
+#: ``--wide``: the zoo's ViT form at width 128 (4 heads of key_dim 32, FFN 256; about 270k parameters), keyword
+#: options of ``tests.zoo_transformers.vit_digits``.
+WIDE_VIT = {"width": 128, "heads": 4, "key_dim": 32, "name": "vit_digits_wide"}
+WIDE_SUBJECT = ("wide ViT", "vit_digits", 12, 6)
 HEAD_RATIOS = (0.25, 0.5)
 ALLOCATIONS = ("uniform", "global")
 FFN_RATIO = 0.5
@@ -240,6 +244,8 @@ def main():
     parser.add_argument("--quick", action="store_true",
                         help="fewer ViT epochs, 300 calibration inputs")
     parser.add_argument("--samples", type=int, default=None, help="calibration / importance inputs (default all)")
+    parser.add_argument("--wide", action="store_true", help="add the zoo's ViT form at width 128 (key_dim 32)")
+    parser.add_argument("--only-wide", action="store_true", help="the wide ViT alone")
     args = parser.parse_args()
     if args.samples is None:
         args.samples = 300 if args.quick else 2048
@@ -253,8 +259,11 @@ def main():
           f"{load[1]:.2f} / {load[2]:.2f}{', --quick' if args.quick else ''})\n", flush=True)
     rows, trained = [], []
     with tempfile.TemporaryDirectory(prefix="bench-transformers-") as folder:
-        for label, name, epochs, quick_epochs in SUBJECTS:
-            model, seconds = _timed(lambda: TRANSFORMER_ZOO[name](folder, epochs=quick_epochs if args.quick else epochs))
+        subjects = ([] if args.only_wide else list(SUBJECTS)) + ([WIDE_SUBJECT] if args.wide or args.only_wide else [])
+        for label, name, epochs, quick_epochs in subjects:
+            options = WIDE_VIT if label == WIDE_SUBJECT[0] else {}
+            model, seconds = _timed(lambda: TRANSFORMER_ZOO[name](folder, epochs=quick_epochs if args.quick else epochs,
+                                                                  **options))
             data = TRANSFORMER_TASKS[name]()
             trained.append(f"{label}: {model.count_params():,} parameters, trained and reloaded in {seconds:.0f} s")
             print(trained[-1], flush=True)

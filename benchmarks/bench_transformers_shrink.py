@@ -26,11 +26,7 @@ import tempfile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests.zoo, from the repository
 
-from benchmarks.bench_transformers import SUBJECTS, _timed  # noqa: E402
-
-
-#: The ``--wide`` ViT: the zoo's form at a width where the weights, not the graph, make most of the file.
-WIDE_VIT = {"width": 128, "heads": 4, "key_dim": 32, "name": "vit_digits_wide"}
+from benchmarks.bench_transformers import SUBJECTS, WIDE_SUBJECT, WIDE_VIT, _timed  # noqa: E402
 
 
 def flatbuffer_parts(blob):
@@ -74,11 +70,9 @@ def main():
           f"{', --quick' if args.quick else ''})\n", flush=True)
     shrunk, trained = [], []
     with tempfile.TemporaryDirectory(prefix="bench-transformers-shrink-") as folder:
-        subjects = [] if args.only_wide else list(SUBJECTS)
-        if args.wide or args.only_wide:
-            subjects.append(("wide ViT", "vit_digits", 12, 6))
+        subjects = ([] if args.only_wide else list(SUBJECTS)) + ([WIDE_SUBJECT] if args.wide or args.only_wide else [])
         for label, name, epochs, quick_epochs in subjects:
-            options = WIDE_VIT if label == "wide ViT" else {}
+            options = WIDE_VIT if label == WIDE_SUBJECT[0] else {}
             model, seconds = _timed(lambda: TRANSFORMER_ZOO[name](folder, epochs=quick_epochs if args.quick else epochs,
                                                                   **options))
             data = TRANSFORMER_TASKS[name]()
