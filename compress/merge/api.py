@@ -57,7 +57,7 @@ def _invalid_budget(options, other):
     return ratio is not None and (options.get(other) is not None or not 0.0 < float(ratio) < 1.0)
 
 
-def _heads_by_weights(model, data, options):
+def _heads_by_weights(model, data, options, allocation="uniform"):
     _refuse_data(data)
     if _invalid_budget(options, "threshold"):
         return model, [], []
@@ -66,7 +66,7 @@ def _heads_by_weights(model, data, options):
                                   include_bias=options.get("include_bias", True))
 
 
-def _heads_by_data(model, data, options):
+def _heads_by_data(model, data, options, allocation="uniform"):
     _need_data(data)
     ratio, max_error = options.get("ratio"), options.get("max_error")
     if _invalid_budget(options, "max_error"):
@@ -76,7 +76,8 @@ def _heads_by_data(model, data, options):
     return merge_heads_by_data(model, x, ratio=ratio, max_error=DEFAULT_MAX_ERROR if ratio is None and max_error is None
                                else max_error, layers=options.get("layers"),
                                samples=calibration_count(n_samples(x), options.get("samples")), seed=seed,
-                               ridge=options.get("ridge", DEFAULT_RIDGE), progress=options.get("progress"))
+                               ridge=options.get("ridge", DEFAULT_RIDGE), allocation=allocation,
+                               progress=options.get("progress"))
 
 
 #: ``mode -> the heads merge run before the neurons``: ``(model, data, options) -> (model, entries, skipped)``.
@@ -91,6 +92,19 @@ def _neuron_layers(layers, model):
         return None
     composite = ffn_layer_names(model) if any("/" in name for name in layers) else {}
     return list(dict.fromkeys(composite.get(name, name.split("/heads")[0]) for name in layers))
+
+
+def _heads_allocation(heads, mode, options):
+    """The heads pass's allocation (``"uniform"`` or ``"global"``) for ``merge_neurons(heads=...)``; refuses a bad one."""
+    if heads is True or heads is False or heads == "uniform":
+        return "uniform"
+    if heads != "global":
+        raise WeightkitError(f"Invalid value for heads. Expected True, False, 'uniform' or 'global'. Received: "
+                             f"heads={heads!r}.")
+    if mode != "data" or options.get("ratio") is None:
+        raise WeightkitError("heads='global' spreads a ratio over all the model's attention heads by their effect "
+                             "on the outputs: use it with mode='data' and ratio=.")
+    return "global"
 
 
 def _check_options(mode, function, options):
@@ -123,12 +137,16 @@ def merge_neurons(model, mode="weights", data=None, *, evaluate_on=None, heads=T
     evaluate_on : Dataset, ndarray, str or os.PathLike, default=None
         Held-out data to compare the merged model with the original on; fills
         ``report.evaluation`` (accuracy before and after, agreement, output difference).
-    heads : bool, default=True
+    heads : bool or {"uniform", "global"}, default=True
         First merge the heads of every ``keras.layers.MultiHeadAttention`` with the same mode and
         budget (:mod:`weightkit.compress.merge.heads`): by weights, heads that duplicate another
-        exactly; by data, ``round(ratio · heads)`` heads (or within ``max_error``) rebuilt in the kept
-        heads' output projection. Each appears in ``report.layers`` as ``name/heads``, its heads
-        counted as neurons. False: only this heads pass is skipped (every attention layer is then
+        exactly; by data, ``round(ratio · heads)`` heads of each layer (or within ``max_error``)
+        rebuilt in the kept heads' value and output projections. ``"uniform"`` is True. ``"global"``
+        (``mode="data"`` with ``ratio``): ``round(ratio · all heads)`` of the model, removed one at a
+        time where the model's outputs move least
+        (:func:`weightkit.compress.merge.heads.merge_heads_by_data`, ``allocation="global"``; a
+        merged model is run for every candidate head at every step). Each appears in
+        ``report.layers`` as ``name/heads``, its heads counted as neurons. False: only this heads pass is skipped (every attention layer is then
         left alone, with its reason); the neurons and the FFNs inside composite layers (keras-hub's
         TransformerEncoder, TransformerDecoder, Gemma's blocks:
         :func:`weightkit.compress.merge.composites.merge_composite_ffns`) merge as with True.
@@ -170,11 +188,13 @@ def merge_neurons(model, mode="weights", data=None, *, evaluate_on=None, heads=T
         )
     dispatch, function = MERGE_MODES[mode]
     _check_options(mode, function, options)
+    allocation = _heads_allocation(heads, mode, options)
     loaded = as_model(model, unsafe=options.get("unsafe", False))
     original = loaded.model
     if is_path(data):  # a specification is loaded once, for the heads and the neurons
         data = as_dataset(data, original, seed=options.get("seed", 0))
-    headed, entries, skipped = HEADS_MODES[mode](original, data, options) if heads else (original, [], [])
+    headed, entries, skipped = (HEADS_MODES[mode](original, data, options, allocation) if heads
+                                else (original, [], []))
     options["layers"] = _neuron_layers(options.get("layers"), headed)
     merged, report = dispatch(headed, data, **options)
     merged = merge_composite_ffns(merged, report, mode, data, options)  # FFNs inside composite layers

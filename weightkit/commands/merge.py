@@ -62,6 +62,10 @@ from weightkit.commands._activations import check_merge_mode, load_dataset
 @click.option("--reestimate-bn", "reestimate_bn", is_flag=True,
               help="--mode data: after merging, set the BatchNormalization statistics to the merged model's on the "
                    "calibration sample.")
+@click.option("--heads", "heads", type=click.Choice(["uniform", "global"]), default="uniform", show_default=True,
+              help="--mode data with --ratio: uniform removes the ratio of every attention layer's heads; global "
+                   "removes the ratio of all the model's heads, one at a time, where the outputs on DATA move least "
+                   "(slower: a merged model per candidate head and step).")
 @click.option("--samples", type=Whole(min=1), default=None,
               help="--mode data: calibration inputs drawn (seeded) from DATA's training split [default: all of "
                    "them, up to 2,048].")
@@ -70,7 +74,7 @@ from weightkit.commands._activations import check_merge_mode, load_dataset
 @quiet_option
 @debug_option
 def merge(model, output, metric, threshold, ratio, layers, include_bias, twin_tolerance, data, mode, max_error, refit,
-          max_drop, fine_tune, reestimate_bn, samples, force, unsafe):
+          max_drop, fine_tune, reestimate_bn, heads, samples, force, unsafe):
     """Merge redundant neurons of MODEL and save a smaller model to OUT (.keras).
 
     Each removed neuron's outgoing weights are added, scaled, to its kept twin's in the next layer:
@@ -83,13 +87,17 @@ def merge(model, output, metric, threshold, ratio, layers, include_bias, twin_to
     asked = [name for name, value in (("--refit" if refit else "--no-refit", refit is not None),
                                       ("--reestimate-bn", reestimate_bn),
                                       ("--max-drop", max_drop is not None), ("--fine-tune", fine_tune),
-                                      ("--samples", samples is not None)) if value]
+                                      ("--samples", samples is not None),
+                                      (f"--heads {heads}", heads != "uniform")) if value]
     if mode != "data" and asked:
         raise WeightkitError(f"{asked[0]}: only with --mode data, which calibrates on DATA; add --mode data "
                              "--data DATA.")
     if max_drop is not None and (ratio is not None or max_error is not None):
         raise WeightkitError(f"--max-drop and {'--ratio' if ratio is not None else '--max-error'}: give one of "
                              "them; --max-drop finds the largest merge within the budget, the others fix its size.")
+    if heads != "uniform" and (ratio is None or max_drop is not None):
+        raise WeightkitError(f"--heads {heads}: spreads --ratio over all the model's heads; give --ratio (not "
+                             "--max-drop, which allocates its budget itself).")
     if not output.lower().endswith(".keras"):
         raise WeightkitError(f"-o {output}: the merged model is saved as a Keras 3 archive; give a name ending "
                              "in .keras.")
@@ -113,11 +121,12 @@ def merge(model, output, metric, threshold, ratio, layers, include_bias, twin_to
             from weightkit.compress.shrink import guided_merge
 
             merged, report = guided_merge(loaded.model, dataset, max_drop=max_drop, fine_tune=fine_tune, ratio=ratio,
-                                          layers=list(layers) or None, progress=progress, **options)
+                                          layers=list(layers) or None, progress=progress,
+                                          **({"heads": heads} if heads != "uniform" else {}), **options)
         else:
             merged, report = merge_neurons(loaded.model, mode, dataset if mode == "data" else None,
                                            evaluate_on=dataset, ratio=ratio, layers=list(layers) or None,
-                                           progress=progress, **options)
+                                           heads=heads, progress=progress, **options)
     report.notes.extend(loaded.notes)
     if not report.layers:
         raise WeightkitError(nothing_to_merge(model, report))
