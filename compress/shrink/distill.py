@@ -342,7 +342,7 @@ def fine_tune_merged(original, merged, x_train, x_validation, *, y_train=None, y
         accuracy 0.939): 3e-4 and 1e-3 / T=2 0.983, but 3e-3 / T=2 fell to 0.106 at once (epoch 0
         kept). Hence 1e-3 and T=2. Epochs, same CNN by half, seeds 0-8 (``bench_merge_default.py``,
         2026-12-07): the test-half drop averaged 0.76 points after 10 epochs (11 runs), 0.66 after
-        30 (11 runs), 0.09 after 60 (6 runs); patience 4 or 30 gave the same models.
+        30 (11 runs), 0.09 after 60 (6 runs); patience 4 or 30 gave the same accuracies (20 pairs).
     mixup, schedule : float, str, default=0.0, "constant"
         Mixtures of pairs of training inputs added each epoch (function matching) and Adam's
         schedule; see :func:`distill`. Measured 2026-12-07 (``bench_merge_default.py``, residual
