@@ -66,12 +66,14 @@ def quantize_stage(run, model):
     Returns
     -------
     contents : dict of str to bytes
+        Every mode as converted (the sizes ``quantization`` reports).
     quantization : QuantizationReport
         Its ``exported`` names shrink's choice.
     exported : bytes
         The chosen ``.tflite``. Every mode is slimmed before the choice (:func:`slim_export`: names
         stripped and repeats stored once where that changes no output), so the sizes compared, shown
-        and exported are those of the files written; ``bytes_as_converted`` keeps the converter's.
+        and exported are those of ``model.tflite`` as it would be written; ``bytes_as_converted`` keeps the
+        converter's.
     """
     options, result, splits = run.options, run.result, run.splits
     started = time.perf_counter()
@@ -89,10 +91,9 @@ def quantize_stage(run, model):
             continue
         runner = tflite_runner(model, contents[row.mode])
         validation, test = run.judge.score(runner), run.test_judge.score(runner)
-        contents[row.mode], steps = slim_export(contents[row.mode], splits.x_validation,
-                                                runner=lambda c: tflite_runner(model, c))
-        slimmed[row.mode] = steps
-        rows[row.mode] = {"bytes": len(contents[row.mode]), "bytes_as_converted": int(row.bytes),
+        slimmed[row.mode] = slim_export(contents[row.mode], splits.x_validation,
+                                        runner=lambda c: tflite_runner(model, c))
+        rows[row.mode] = {"bytes": len(slimmed[row.mode][0]), "bytes_as_converted": int(row.bytes),
                           "validation_accuracy": run.judge.metric(validation),
                           "drop": validation["drop"], "test_accuracy": run.test_judge.metric(test),
                           "test_drop": test["drop"], "test_agreement": test.get("agreement"),
@@ -108,8 +109,8 @@ def quantize_stage(run, model):
                                            removed=result.merged["removed"],
                                            within_budget=row["drop"] <= options.max_drop + _SLACK,
                                            chosen=mode == export, title=f"merged, {mode} .tflite"))
-    exported = contents[export]
-    for what, saved in slimmed[export]:
+    exported, steps = slimmed[export]
+    for what, saved in steps:
         result.notes.append(f"model.tflite: {what} ({saved:,} bytes less, outputs identical on the validation "
                             "split)")
     result.quantized = {"mode": export, "remaining_budget": max(0.0, options.max_drop - result.merged["drop"]),
