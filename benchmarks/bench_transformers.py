@@ -193,6 +193,21 @@ def _timed(run):
     return result, time.perf_counter() - start
 
 
+def trained_subjects(folder, args, trained):
+    """Yield ``(label, model, data)`` for each subject ``args`` asks for (``--wide``, ``--only-wide``, ``--quick``),
+    trained, saved and reloaded in ``folder``; a line on each is printed and appended to ``trained``."""
+    from tests.zoo_transformers import TRANSFORMER_TASKS, TRANSFORMER_ZOO
+
+    subjects = ([] if args.only_wide else list(SUBJECTS)) + ([WIDE_SUBJECT] if args.wide or args.only_wide else [])
+    for label, name, epochs, quick_epochs in subjects:
+        options = WIDE_VIT if label == WIDE_SUBJECT[0] else {}
+        model, seconds = _timed(lambda: TRANSFORMER_ZOO[name](folder, epochs=quick_epochs if args.quick else epochs,
+                                                              **options))
+        trained.append(f"{label}: {model.count_params():,} parameters, trained and reloaded in {seconds:.0f} s")
+        print(trained[-1], flush=True)
+        yield label, model, TRANSFORMER_TASKS[name]()
+
+
 def compare_subject(label, model, data, args):
     """Table rows ``(subject, what, method, heads kept, params, accuracy, agreement, seconds)`` for one model."""
     from weightkit.compress.merge import merge_by_data
@@ -250,7 +265,7 @@ def main():
     if args.samples is None:
         args.samples = 300 if args.quick else 2048
 
-    from tests.zoo_transformers import TRANSFORMER_TASKS, TRANSFORMER_ZOO
+    from tests.zoo_transformers import TRANSFORMER_ZOO  # noqa: F401 (fail before any training)
     from weightkit.compress.merge import merge_neurons, remove_heads  # noqa: F401 (fail before any training)
 
     load = os.getloadavg()
@@ -259,14 +274,7 @@ def main():
           f"{load[1]:.2f} / {load[2]:.2f}{', --quick' if args.quick else ''})\n", flush=True)
     rows, trained = [], []
     with tempfile.TemporaryDirectory(prefix="bench-transformers-") as folder:
-        subjects = ([] if args.only_wide else list(SUBJECTS)) + ([WIDE_SUBJECT] if args.wide or args.only_wide else [])
-        for label, name, epochs, quick_epochs in subjects:
-            options = WIDE_VIT if label == WIDE_SUBJECT[0] else {}
-            model, seconds = _timed(lambda: TRANSFORMER_ZOO[name](folder, epochs=quick_epochs if args.quick else epochs,
-                                                                  **options))
-            data = TRANSFORMER_TASKS[name]()
-            trained.append(f"{label}: {model.count_params():,} parameters, trained and reloaded in {seconds:.0f} s")
-            print(trained[-1], flush=True)
+        for label, model, data in trained_subjects(folder, args, trained):
             rows += compare_subject(label, model, data, args)
     print("\n| subject | removed | allocation | method | heads kept | parameters | held-out accuracy | drop (points) | "
           "agreement | seconds |")

@@ -26,7 +26,7 @@ import tempfile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests.zoo, from the repository
 
-from benchmarks.bench_transformers import SUBJECTS, WIDE_SUBJECT, WIDE_VIT, _timed  # noqa: E402
+from benchmarks.bench_transformers import _timed, trained_subjects  # noqa: E402
 
 
 def flatbuffer_parts(blob):
@@ -60,7 +60,7 @@ def main():
     parser.add_argument("--only-wide", action="store_true", help="the wider ViT alone")
     args = parser.parse_args()
 
-    from tests.zoo_transformers import TRANSFORMER_TASKS, TRANSFORMER_ZOO
+    from tests.zoo_transformers import TRANSFORMER_ZOO  # noqa: F401 (fail before any training)
     from weightkit.compress.shrink import shrink_model  # noqa: F401 (fail before any training)
 
     load = os.getloadavg()
@@ -70,14 +70,7 @@ def main():
           f"{', --quick' if args.quick else ''})\n", flush=True)
     shrunk, trained = [], []
     with tempfile.TemporaryDirectory(prefix="bench-transformers-shrink-") as folder:
-        subjects = ([] if args.only_wide else list(SUBJECTS)) + ([WIDE_SUBJECT] if args.wide or args.only_wide else [])
-        for label, name, epochs, quick_epochs in subjects:
-            options = WIDE_VIT if label == WIDE_SUBJECT[0] else {}
-            model, seconds = _timed(lambda: TRANSFORMER_ZOO[name](folder, epochs=quick_epochs if args.quick else epochs,
-                                                                  **options))
-            data = TRANSFORMER_TASKS[name]()
-            trained.append(f"{label}: {model.count_params():,} parameters, trained and reloaded in {seconds:.0f} s")
-            print(trained[-1], flush=True)
+        for label, model, data in trained_subjects(folder, args, trained):
             shrunk.append(shrink_subject(label, model, data, args))
             print("  " + " | ".join(map(str, shrunk[-1])), flush=True)
     print(f"\n| subject | float32 .tflite bytes | shrink --max-drop {args.max_drop:g}: mode | bytes | x smaller | "
