@@ -11,6 +11,12 @@ removal moves the model's outputs the least
 (:func:`weightkit.compress.merge.fitting.head_choice.output_divergence`: KL for probabilities) goes, and
 the search goes on from there (a greedy forward selection; ties: the earlier layer, the lower head).
 
+Lazily: removing more heads moves the outputs at least as far, so a candidate's cost measured at an
+earlier step is a lower bound of its cost now. Each step measures the candidates in the order of their
+last cost and stops when the best cost found is at most the next candidate's last cost (Minoux's lazy
+greedy): the same choice as measuring every candidate, where that bound holds, with far fewer merged
+models (after the first step, usually one or two per step).
+
 The merging itself is the caller's ``build(removals, cache)`` (the sequential merge of
 :mod:`weightkit.compress.merge.heads`), so this module only searches; ``cache`` keeps the merged model
 after each prefix of layers, so a candidate in a late layer does not merge the early ones again.
@@ -36,6 +42,14 @@ def _predict(model, x, batch_size=256):
     if isinstance(parts[0], (list, tuple)):
         return [np.concatenate([np.asarray(p[i]) for p in parts]) for i in range(len(parts[0]))]
     return np.concatenate([np.asarray(p) for p in parts])
+
+
+def _by_known_cost(heads, removals, blocked, known):
+    """The heads that may still go, those never measured first, then by the cost measured last (lowest first);
+    ties in model order."""
+    order = [(name, head) for name, n in heads.items() if name not in blocked and len(removals[name]) < n - 1
+             for head in range(n) if head not in removals[name]]
+    return sorted(order, key=lambda candidate: known.get(candidate, -np.inf))
 
 
 def global_removals(model, targets, x, ratio, build, *, samples, seed=0, progress=None):
@@ -69,19 +83,21 @@ def global_removals(model, targets, x, ratio, build, *, samples, seed=0, progres
     total = min(int(round(float(ratio) * sum(heads.values()))), sum(n - 1 for n in heads.values()))
     sample = take(x, sample_indices(n_samples(x), samples, seed))
     reference = _predict(model, sample)
-    removals, cache, blocked, chosen = {name: [] for name in heads}, {}, set(), []
+    removals, cache, blocked, chosen, known = {name: [] for name in heads}, {}, set(), [], {}
     while len(chosen) < total:
         best = None
-        for name, n in heads.items():
-            candidates = [h for h in range(n) if h not in removals[name]] if len(removals[name]) < n - 1 else []
-            for head in candidates if name not in blocked else []:
-                merged, _, skipped = build({**removals, name: sorted(removals[name] + [head])}, cache)
-                if any(s.name == f"{name}/heads" for s in skipped):
-                    blocked.add(name)  # its heads cannot be replayed: it keeps them all
-                    break
-                cost = output_divergence(reference, _predict(merged, sample))
-                if best is None or cost < best[0]:
-                    best = (cost, name, head)
+        for name, head in _by_known_cost(heads, removals, blocked, known):
+            if best is not None and known.get((name, head), -np.inf) >= best[0]:
+                break  # no candidate left can beat the best: each known cost is a lower bound of its own
+            if name in blocked:
+                continue
+            merged, _, skipped = build({**removals, name: sorted(removals[name] + [head])}, cache)
+            if any(s.name == f"{name}/heads" for s in skipped):
+                blocked.add(name)  # its heads cannot be replayed: it keeps them all
+                continue
+            known[name, head] = cost = output_divergence(reference, _predict(merged, sample))
+            if best is None or cost < best[0]:
+                best = (cost, name, head)
         if best is None:
             break
         removals[best[1]] = sorted(removals[best[1]] + [best[2]])
