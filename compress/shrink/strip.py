@@ -44,14 +44,8 @@ def strip_names(content, x, runner=TFLiteModel):
     saved : int
         Bytes saved (0 when the given one is returned).
     """
-    try:
-        stripped = _stripped(content)
-        same = _same(runner(content).predict(x), runner(stripped).predict(x))
-    except (ImportError, RuntimeError, ValueError, AttributeError, KeyError):
-        return content, 0
-    if not same or len(stripped) >= len(content):
-        return content, 0
-    return stripped, len(content) - len(stripped)
+    content, kept = _kept_steps(content, x, runner, _STEPS[:1])
+    return content, sum(saved for _, saved in kept)
 
 
 def _stripped(content):
@@ -82,19 +76,28 @@ def slim_export(content, x, runner=TFLiteModel):
     steps : list of (str, int)
         The steps kept, with the bytes each saved.
     """
-    steps = []
+    return _kept_steps(content, x, runner, _STEPS)
+
+
+#: ``(what the note says, bytes -> smaller bytes)``, in the order they are tried.
+_STEPS = (("tensor names stripped", _stripped), ("repeated vectors and tables stored once", compact_flatbuffer))
+
+
+def _kept_steps(content, x, runner, steps):
+    """``content`` after each of ``steps`` that makes it smaller with the outputs on ``x`` bit-identical, and
+    ``(label, bytes saved)`` per step kept; the given bytes when the model does not run."""
+    kept = []
     try:
         expected = runner(content).predict(x)
     except (RuntimeError, ValueError, AttributeError, KeyError):
-        return content, steps
-    for label, step in (("tensor names stripped", _stripped),
-                        ("repeated vectors and tables stored once", compact_flatbuffer)):
+        return content, kept
+    for label, step in steps:
         try:
             slimmer = step(content)
             same = len(slimmer) < len(content) and _same(expected, runner(slimmer).predict(x))
         except (ImportError, RuntimeError, ValueError, AttributeError, KeyError):
             continue
         if same:
-            steps.append((label, len(content) - len(slimmer)))
+            kept.append((label, len(content) - len(slimmer)))
             content = slimmer
-    return content, steps
+    return content, kept
