@@ -145,7 +145,7 @@ def merge_neurons(model, mode="weights", data=None, *, evaluate_on=None, heads=T
         (``mode="data"`` with ``ratio``): ``round(ratio · all heads)`` of the model, removed one at a
         time where the model's outputs move least
         (:func:`weightkit.compress.merge.heads.merge_heads_by_data`, ``allocation="global"``; a
-        merged model is run for every candidate head at every step). Each appears in
+        merged model is run for every head it tries: all of them at the first step, lazily after). Each appears in
         ``report.layers`` as ``name/heads``, its heads counted as neurons. False: only this heads pass is skipped (every attention layer is then
         left alone, with its reason); the neurons and the FFNs inside composite layers (keras-hub's
         TransformerEncoder, TransformerDecoder, Gemma's blocks:

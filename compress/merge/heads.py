@@ -252,9 +252,9 @@ def merge_heads_by_data(model, x, *, ratio=None, max_error=None, layers=None, sa
     allocation : {"uniform", "global"}, default="uniform"
         ``"uniform"``: each layer loses its share, the heads chosen greedily by the error they leave in
         the layer's output. ``"global"``: the model's share goes where it costs the least end to end:
-        one head at a time, every head of every layer is tried with its least-squares rebuild (and the
-        later layers refitted) and the one whose removal moves the model's outputs on the calibration
-        inputs the least (:func:`weightkit.compress.merge.fitting.head_choice.output_divergence`: KL
+        one head at a time, the heads of every layer are tried with their least-squares rebuild (and
+        the later layers refitted; lazily after the first step) and the one whose removal moves the
+        model's outputs on the calibration inputs the least (:func:`weightkit.compress.merge.fitting.head_choice.output_divergence`: KL
         for probabilities) is removed (:mod:`weightkit.compress.merge.heads_global`). Needs ``ratio``.
     refit_values : bool, default=True
         Rebuild the removed heads through the kept heads' value kernels as well as their output
@@ -275,9 +275,10 @@ def merge_heads_by_data(model, x, *, ratio=None, max_error=None, layers=None, sa
 
     Notes
     -----
-    The global choice builds and runs a merged model for every head still in the model at each of
-    the ``round(ratio · all heads)`` steps: ``O(ratio · H²)`` probes and predictions for ``H`` heads in
-    all. Fine for a few layers of a few heads; slow for a large model.
+    The global choice builds and runs a merged model for every head at its first step; later steps
+    re-measure candidates lazily, in the order of their last cost, until none left can do better
+    (:mod:`weightkit.compress.merge.heads_global`): ``H`` merged models and then usually a few per step
+    for ``H`` heads in all. Fine for a few layers of a few heads; slow for a model of hundreds.
 
     Examples
     --------

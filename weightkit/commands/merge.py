@@ -65,7 +65,7 @@ from weightkit.commands._activations import check_merge_mode, load_dataset
 @click.option("--heads", "heads", type=click.Choice(["uniform", "global"]), default="uniform", show_default=True,
               help="--mode data with --ratio: uniform removes the ratio of every attention layer's heads; global "
                    "removes the ratio of all the model's heads, one at a time, where the outputs on DATA move least "
-                   "(slower: a merged model per candidate head and step).")
+                   "(slower: a merged model for each head it tries).")
 @click.option("--samples", type=Whole(min=1), default=None,
               help="--mode data: calibration inputs drawn (seeded) from DATA's training split [default: all of "
                    "them, up to 2,048].")
