@@ -12,12 +12,16 @@ GemmaBackbone: its decoder blocks' attention projections and gated FFN, with the
 :data:`FEED_FORWARDS` describes the feed-forward network inside a composite (its up, or gate and up,
 projections, its down projection, the config key of its width and its activation), so that a merge can
 cut its intermediate neurons and fold them into the down projection: :func:`composite_ffn`.
+:data:`ATTENTION_HEADS` describes the grouped-query attention inside a composite whose config sets its query-head
+count apart from its head size (Gemma's decoder block), so that a merge can remove query heads:
+:func:`composite_heads`. A composite absent from it (keras-hub's TransformerEncoder: its key_dim is
+``hidden_dim // num_heads``) keeps its heads.
 """
 
 from dataclasses import dataclass
 
-__all__ = ["BACKBONES", "COMPOSITES", "FEED_FORWARDS", "CompositeFFN", "StoredSublayer", "composite_ffn",
-           "composite_sublayers", "stored_sublayers"]
+__all__ = ["ATTENTION_HEADS", "BACKBONES", "COMPOSITES", "FEED_FORWARDS", "CompositeFFN", "CompositeHeads",
+           "StoredSublayer", "composite_ffn", "composite_heads", "composite_sublayers", "stored_sublayers"]
 
 #: Registered name -> ((saved attribute, layer name, Keras class name), ...), in the layer's tracking order.
 COMPOSITES = {
@@ -198,14 +202,70 @@ FEED_FORWARDS = {
 }
 
 
-def composite_ffn(layer):
-    """The :class:`CompositeFFN` of a live composite layer (its class or a base class in :data:`FEED_FORWARDS`),
-    or None."""
+def _described(layer, table):
+    """The entry of ``table`` for a live layer's class or a base class (registered name or ``module>Class``), or None."""
     from weightkit.analysis._tf import import_keras
 
     registered = import_keras().saving.get_registered_name
     for cls in type(layer).__mro__:
         for key in (registered(cls), f"{cls.__module__}>{cls.__name__}"):
-            if key in FEED_FORWARDS:
-                return FEED_FORWARDS[key]
+            if key in table:
+                return table[key]
     return None
+
+
+def composite_ffn(layer):
+    """The :class:`CompositeFFN` of a live composite layer (its class or a base class in :data:`FEED_FORWARDS`),
+    or None."""
+    return _described(layer, FEED_FORWARDS)
+
+
+@dataclass(frozen=True)
+class CompositeHeads:
+    """Grouped-query attention inside a composite layer, whose query heads can be removed.
+
+    The attention sublayer's query projection writes ``heads`` query heads (kernel ``(heads, d, head_dim)``,
+    equation ``btd,ndh->btnh``), its key and value projections ``groups`` key/value heads (kernels
+    ``(groups, d, head_dim)``), and query head ``i`` attends with key/value head ``i // (heads // groups)``. Its
+    output projection reads every head's attention-weighted values (input ``(batch, T, heads, head_dim)``,
+    kernel ``(heads, head_dim, d_out)``, equation ``btnh,nhd->btd``). Removing a query head removes its slice
+    ``[i]`` of both kernels (the head axis is the first of each); head_dim, the key and the value stay.
+
+    A model that builds all its blocks from its own config (keras-hub's GemmaBackbone: the config key is on it)
+    has one head count for every block: every block loses the same number of query heads, and the count must
+    stay a multiple of the key/value head count, so each block loses the same number from every key/value group.
+
+    Attributes
+    ----------
+    attention : str
+        Attribute of the attention sublayer on the composite layer.
+    query, key, value, output : str
+        Attributes of the projections on the attention sublayer.
+    heads_key : str
+        The config key of the query-head count, on the layer and on a model that builds it from its own config.
+    groups_key : str
+        The config key of the key/value head count (``heads_key``'s value is a multiple of it).
+    """
+
+    attention: str
+    query: str
+    key: str
+    value: str
+    output: str
+    heads_key: str
+    groups_key: str
+
+
+#: Registered name (``package>Class``, or ``module>Class``) of a composite layer -> its attention heads.
+ATTENTION_HEADS = {
+    # keras_hub/src/models/gemma/gemma_attention.py: q reshaped to (kv heads, q heads per kv head, head_dim)
+    "keras_hub.src.models.gemma.gemma_decoder_block>GemmaDecoderBlock": CompositeHeads(
+        "attention", "query_dense", "key_dense", "value_dense", "output_dense", "num_query_heads",
+        "num_key_value_heads"),
+}
+
+
+def composite_heads(layer):
+    """The :class:`CompositeHeads` of a live composite layer (its class or a base class in
+    :data:`ATTENTION_HEADS`), or None."""
+    return _described(layer, ATTENTION_HEADS)

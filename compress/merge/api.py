@@ -1,7 +1,8 @@
 """One verb for both ways of merging: :func:`merge_neurons` with ``mode="weights"`` or ``mode="data"``.
 
-Attention heads merge first (:mod:`weightkit.compress.merge.heads`, the same mode and budget; ``heads=False``
-skips this pass alone), then the neurons of the model that gives, then the FFNs inside composite layers
+Attention heads merge first (:mod:`weightkit.compress.merge.heads`, then the query heads inside composite layers,
+:mod:`weightkit.compress.merge.composite_heads`; the same mode and budget; ``heads=False`` skips this pass alone),
+then the neurons of the model that gives, then the FFNs inside composite layers
 (:mod:`weightkit.compress.merge.composites`); one report holds all three
 (:mod:`weightkit.compress.merge.reporting.heads`).
 """
@@ -13,6 +14,7 @@ from weightkit.analysis.data.inputs import as_dataset, as_inputs, as_model, is_p
 from weightkit.analysis.errors import WeightkitError
 from weightkit.compress.merge.by_data import DEFAULT_MAX_ERROR, calibration_count, merge_by_data
 from weightkit.compress.merge.by_weights import merge_redundant
+from weightkit.compress.merge.composite_heads import merge_composite_heads
 from weightkit.compress.merge.composites import ffn_layer_names, merge_composite_ffns
 from weightkit.compress.merge.fitting.data_fit import DEFAULT_RIDGE
 from weightkit.compress.merge.heads import merge_heads_by_data, merge_heads_by_weights
@@ -145,7 +147,10 @@ def merge_neurons(model, mode="weights", data=None, *, evaluate_on=None, heads=T
         (``mode="data"`` with ``ratio``): ``round(ratio · all heads)`` of the model, removed one at a
         time where the model's outputs move least
         (:func:`weightkit.compress.merge.heads.merge_heads_by_data`, ``allocation="global"``; a
-        merged model is run for every head it tries: all of them at the first step, lazily after). Each appears in
+        merged model is run for every head it tries: all of them at the first step, lazily after). The query heads
+        of grouped-query attention inside composite layers (keras-hub's Gemma blocks) merge in this pass too, the
+        same number from every block and key/value group, ``ratio`` needed by data, whatever the allocation
+        (:func:`weightkit.compress.merge.composite_heads.merge_composite_heads`). Each appears in
         ``report.layers`` as ``name/heads``, its heads counted as neurons. False: only this heads pass is skipped (every attention layer is then
         left alone, with its reason); the neurons and the FFNs inside composite layers (keras-hub's
         TransformerEncoder, TransformerDecoder, Gemma's blocks:
@@ -195,6 +200,9 @@ def merge_neurons(model, mode="weights", data=None, *, evaluate_on=None, heads=T
         data = as_dataset(data, original, seed=options.get("seed", 0))
     headed, entries, skipped = (HEADS_MODES[mode](original, data, options, allocation) if heads
                                 else (original, [], []))
+    if heads and not _invalid_budget(options, "threshold" if mode == "weights" else "max_error"):
+        headed, more, left = merge_composite_heads(headed, mode, data, options)  # Gemma's query heads
+        entries, skipped = entries + more, skipped + left
     options["layers"] = _neuron_layers(options.get("layers"), headed)
     merged, report = dispatch(headed, data, **options)
     merged = merge_composite_ffns(merged, report, mode, data, options)  # FFNs inside composite layers

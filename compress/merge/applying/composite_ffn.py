@@ -17,7 +17,7 @@ from weightkit.analysis.kinds.composites import composite_ffn
 from weightkit.compress.merge.applying.math import fold_into_kernel
 from weightkit.compress.merge.planning.plan import HOMOGENEOUS_ACTIVATIONS
 
-__all__ = ["FfnSite", "ffn_sites"]
+__all__ = ["FfnSite", "described_layers", "ffn_sites"]
 
 
 def _numpy(variable):
@@ -154,15 +154,15 @@ class FfnSite:
             int(self.consumer.kernel.shape[1]) if self.consumer_has_bias else 0)
 
 
-def ffn_sites(model):
-    """Every composite layer's FFN in ``model`` (nested models opened), in model order.
+def described_layers(model, describe, key):
+    """``[(layer, owner, description)]``: every layer of ``model`` (nested models opened) that ``describe`` knows.
 
-    Returns
-    -------
-    list of FfnSite
+    ``describe(layer)`` gives a kind's description (:func:`~weightkit.analysis.kinds.composites.composite_ffn`) or
+    None; ``owner`` is the innermost model holding the layer whose config has ``key(description)`` (keras-hub's
+    GemmaBackbone builds its blocks from its own config), or None. In model order.
     """
     keras = import_keras()
-    sites, seen = [], set()
+    found, seen = [], set()
 
     def visit(container, models):
         for layer in container.layers:
@@ -172,11 +172,21 @@ def ffn_sites(model):
             if isinstance(layer, keras.Model):
                 visit(layer, models + [layer])
                 continue
-            ffn = composite_ffn(layer)
-            if ffn is not None:
-                owner = next((m for m in reversed(models) if ffn.config_key in m.get_config()), None)
-                sites.append(FfnSite(layer, owner, ffn, [getattr(layer, a) for a in ffn.producers],
-                                     getattr(layer, ffn.consumer)))
+            description = describe(layer)
+            if description is not None:
+                owner = next((m for m in reversed(models) if key(description) in m.get_config()), None)
+                found.append((layer, owner, description))
 
     visit(model, [])
-    return sites
+    return found
+
+
+def ffn_sites(model):
+    """Every composite layer's FFN in ``model`` (nested models opened), in model order.
+
+    Returns
+    -------
+    list of FfnSite
+    """
+    return [FfnSite(layer, owner, ffn, [getattr(layer, a) for a in ffn.producers], getattr(layer, ffn.consumer))
+            for layer, owner, ffn in described_layers(model, composite_ffn, lambda ffn: ffn.config_key)]

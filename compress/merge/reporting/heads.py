@@ -65,9 +65,14 @@ def attach_heads(report, entries, skipped, original, merged):
     handled = {_layer_of(item.name) for item in [*entries, *skipped]}
     report.skipped = [item for item in report.skipped if item.name not in handled] + list(skipped)
     order = {layer.name: index for index, layer in enumerate(walk_layers(original))}
+
+    def place(name, default):  # a composite's sublayer (decoder_block_0/attention/heads) sits where its block
+        # does, its attention before its FFN
+        return order.get(_layer_of(name), order.get(name.split("/")[0], default))
+
     for entry in entries:
-        position = order.get(_layer_of(entry.name), len(order))
-        at = next((i for i, layer in enumerate(report.layers) if order.get(layer.name, -1) > position),
+        position = place(entry.name, len(order))
+        at = next((i for i, layer in enumerate(report.layers) if place(layer.name, -1) >= position),
                   len(report.layers))
         report.layers.insert(at, entry)
         if entry.params_before != entry.params_after:
