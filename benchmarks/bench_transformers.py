@@ -193,14 +193,28 @@ def _timed(run):
     return result, time.perf_counter() - start
 
 
+def vit_at_width(spec):
+    """``(subject, builder options)`` of the zoo's ViT form at ``spec``: ``"W"`` (width W, 4 heads of key_dim W/4,
+    FFN 2W) or ``"WxK"`` (key_dim K), for ``--widths``."""
+    width, _, key_dim = spec.partition("x")
+    width, key_dim = int(width), int(key_dim) if key_dim else int(width) // 4
+    label = f"ViT w{width}" + (f"x{key_dim}" if key_dim != width // 4 else "")
+    return (label, "vit_digits", 12, 6), {"width": width, "heads": 4, "key_dim": key_dim,
+                                          "name": f"vit_digits_w{width}x{key_dim}"}
+
+
 def trained_subjects(folder, args, trained):
-    """Yield ``(label, model, data)`` for each subject ``args`` asks for (``--wide``, ``--only-wide``, ``--quick``),
+    """Yield ``(label, model, data)`` for each subject ``args`` asks for (``--wide``, ``--only-wide``, ``--widths``,
+    ``--seed``, ``--quick``),
     trained, saved and reloaded in ``folder``; a line on each is printed and appended to ``trained``."""
     from tests.zoo_transformers import TRANSFORMER_TASKS, TRANSFORMER_ZOO
 
-    subjects = ([] if args.only_wide else list(SUBJECTS)) + ([WIDE_SUBJECT] if args.wide or args.only_wide else [])
-    for label, name, epochs, quick_epochs in subjects:
-        options = WIDE_VIT if label == WIDE_SUBJECT[0] else {}
+    seed = {"seed": getattr(args, "seed", 0)}
+    widths = [vit_at_width(spec) for spec in getattr(args, "widths", None) or []]
+    subjects = ([] if args.only_wide or widths else [(subject, {}) for subject in SUBJECTS])
+    subjects += [(WIDE_SUBJECT, WIDE_VIT)] if args.wide or args.only_wide else []
+    for (label, name, epochs, quick_epochs), options in subjects + widths:
+        options = dict(options, **seed)
         model, seconds = _timed(lambda: TRANSFORMER_ZOO[name](folder, epochs=quick_epochs if args.quick else epochs,
                                                               **options))
         trained.append(f"{label}: {model.count_params():,} parameters, trained and reloaded in {seconds:.0f} s")
@@ -231,7 +245,7 @@ def compare_subject(label, model, data, args):
     for name in michel:
         print(f"  {label} {name}: L1 {np.round(l1[name], 2).tolist()}  Michel {np.round(michel[name], 4).tolist()}")
     allocations = ALLOCATIONS if len(l1) > 1 else ALLOCATIONS[:1]
-    for ratio, allocation in [(r, a) for r in HEAD_RATIOS for a in allocations]:
+    for ratio, allocation in [(r, a) for r in getattr(args, "ratios", HEAD_RATIOS) for a in allocations]:
         what = f"heads {ratio:.0%}"
         if not any(heads_removed(ratio, len(scores)) for scores in l1.values()):
             rows.append((label, what, allocation, f"none: round({ratio:g} x {heads_kept(model)} heads) = 0",
@@ -245,6 +259,8 @@ def compare_subject(label, model, data, args):
         row(what, "L1 magnitude", small, s + l1_s, allocation)
         small, s = _timed(lambda: prune_heads(model, lowest_heads(michel, ratio, allocation, normalize=True)))
         row(what, "Michel importance", small, s + michel_s, allocation)
+    if getattr(args, "no_ffn", False):
+        return rows
     what = f"FFN {FFN_RATIO:.0%}"
     ffn = [first for first, _ in ffn_pairs(model)]
     small, s = _timed(lambda: merge_by_data(model, data, ratio=FFN_RATIO, layers=ffn, samples=args.samples)[0])
@@ -261,6 +277,11 @@ def main():
     parser.add_argument("--samples", type=int, default=None, help="calibration / importance inputs (default all)")
     parser.add_argument("--wide", action="store_true", help="add the zoo's ViT form at width 128 (key_dim 32)")
     parser.add_argument("--only-wide", action="store_true", help="the wide ViT alone")
+    parser.add_argument("--seed", type=int, default=0, help="training seed of the subjects (initial weights, order)")
+    parser.add_argument("--widths", nargs="+", metavar="W[xK]",
+                        help="instead: the zoo's ViT form at these widths (4 heads of key_dim W/4, or K)")
+    parser.add_argument("--ratios", nargs="+", type=float, default=HEAD_RATIOS, help="heads removed (default 0.25 0.5)")
+    parser.add_argument("--no-ffn", action="store_true", help="leave out the FFN rows")
     args = parser.parse_args()
     if args.samples is None:
         args.samples = 300 if args.quick else 2048

@@ -58,6 +58,9 @@ def main():
     parser.add_argument("--max-drop", type=float, default=1.0)
     parser.add_argument("--wide", action="store_true", help="add a wider ViT (width 128, key_dim 32)")
     parser.add_argument("--only-wide", action="store_true", help="the wider ViT alone")
+    parser.add_argument("--seed", type=int, default=0, help="training seed of the subjects (initial weights, order)")
+    parser.add_argument("--widths", nargs="+", metavar="W[xK]",
+                        help="instead: the zoo's ViT form at these widths (4 heads of key_dim W/4, or K)")
     args = parser.parse_args()
 
     from tests.zoo_transformers import TRANSFORMER_ZOO  # noqa: F401 (fail before any training)

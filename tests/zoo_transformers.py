@@ -74,13 +74,14 @@ def order_task(length=12, vocab=VOCAB, n=1200, n_train=900, seed=0):
     return Dataset(x[:n_train], y[:n_train], x[n_train:], y[n_train:], "synthetic token order", "classification")
 
 
-def vit_digits(directory, epochs=6, *, width=32, heads=4, key_dim=8, name="vit_digits"):
+def vit_digits(directory, epochs=6, *, width=32, heads=4, key_dim=8, name="vit_digits", seed=0):
     """A ViT on digits: 16 patches of 2x2, Dense patch embedding + position embedding, 2 pre-norm blocks of
     MultiHeadAttention(4 heads, key_dim 8) and a Dense FFN (32-64-32), residual Adds, mean pool, softmax head.
 
     ``width`` (the model dimension; the FFN is twice as wide), ``heads`` and ``key_dim`` make a wider ViT of the
-    same form (``benchmarks/bench_transformers_shrink.py --wide``); ``name`` names the model and its file."""
-    keras.utils.set_random_seed(0)
+    same form (``benchmarks/bench_transformers_shrink.py --wide``); ``name`` names the model and its file; ``seed``
+    seeds the initial weights and the training order (``--seed`` of the benchmarks)."""
+    keras.utils.set_random_seed(seed)
     d, n = width, 16
     image = keras.Input((8, 8, 1), name="image")
     x = L.Reshape((4, 2, 4, 2), name="grid")(image)
@@ -98,10 +99,10 @@ def vit_digits(directory, epochs=6, *, width=32, heads=4, key_dim=8, name="vit_d
     return reloaded(model, directory, name)
 
 
-def text_attention(directory, epochs=10):
+def text_attention(directory, epochs=10, *, seed=0):
     """int32 tokens (length 12) -> Embedding + position embedding -> one block of MultiHeadAttention(2 heads) and
-    a Dense FFN -> mean pool -> softmax; trained on :func:`order_task`."""
-    keras.utils.set_random_seed(0)
+    a Dense FFN -> mean pool -> softmax; trained on :func:`order_task` (``seed``: initial weights, training order)."""
+    keras.utils.set_random_seed(seed)
     length, d = 12, 32
     tokens = keras.Input((length,), dtype="int32", name="tokens")
     x = L.Embedding(VOCAB, d, name="token_embed")(tokens)
