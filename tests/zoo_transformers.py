@@ -2,16 +2,17 @@
 
 ``TRANSFORMER_ZOO`` maps a name to its builder (``builder(directory, epochs=...) -> reloaded model``) and
 ``TRANSFORMER_TASKS`` to the data it learns: a ViT on scikit-learn's digits as patches, a text classifier whose
-label says which of two marker tokens comes first, a keras-hub TransformerEncoder classifier on the same task and a
-tiny keras-hub GemmaBackbone with a classification head. The keras-hub builders import keras_hub when called.
+label says which of two marker tokens comes first, a keras-hub TransformerEncoder classifier on the same task and
+tiny keras-hub GemmaBackbone and LlamaBackbone models with a classification head. The keras-hub builders import
+keras_hub when called.
 """
 
 import numpy as np
 
 from tests.zoo import VOCAB, L, keras, reloaded
 
-__all__ = ["TRANSFORMER_TASKS", "TRANSFORMER_ZOO", "digits_images", "hub_encoder", "hub_gemma", "order_task",
-           "text_attention", "vit_digits"]
+__all__ = ["TRANSFORMER_TASKS", "TRANSFORMER_ZOO", "digits_images", "hub_encoder", "hub_gemma", "hub_llama",
+           "order_task", "save_token_pairs", "text_attention", "vit_digits"]
 
 def _positions(ids_source, length):
     """Symbolic position ids (batch, length) built from an integer tensor of that shape, all int32.
@@ -150,6 +151,25 @@ def hub_gemma(directory, epochs=4):
     return reloaded(model, directory, "hub_gemma")
 
 
+def hub_llama(directory, epochs=4):
+    """A tiny keras_hub LlamaBackbone (vocabulary 50, 2 layers, 4 query heads, 2 key/value heads, hidden 32,
+    intermediate 64: head size 32 // 4 = 8) with a mean-pool softmax head, trained on :func:`order_task` (length 12)
+    with inputs as :func:`gemma_task`'s."""
+    import keras_hub
+
+    keras.utils.set_random_seed(0)
+    length = 12
+    backbone = keras_hub.models.LlamaBackbone(vocabulary_size=50, num_layers=2, num_query_heads=4,
+                                              num_key_value_heads=2, hidden_dim=32, intermediate_dim=64, name="llama")
+    tokens = keras.Input((length,), dtype="int32", name="token_ids")
+    mask = keras.Input((length,), dtype="int32", name="padding_mask")
+    x = backbone({"token_ids": tokens, "padding_mask": mask})
+    out = L.Dense(2, activation="softmax", name="probs")(L.GlobalAveragePooling1D(name="pool")(x))
+    model = keras.Model([tokens, mask], out, name="hub_llama")
+    _fit(model, gemma_task(), epochs)
+    return reloaded(model, directory, "hub_llama")
+
+
 def gemma_task():
     """:func:`order_task` for :func:`hub_gemma`: inputs ``[token_ids, padding_mask]`` (the mask all ones)."""
     from weightkit.analysis.data.datasets import Dataset
@@ -159,7 +179,15 @@ def gemma_task():
     return Dataset(both[0], data.y_train, both[1], data.y_test, data.source, data.task)
 
 
+def save_token_pairs(data, path):
+    """Write a :func:`gemma_task`-shaped ``Dataset`` (inputs ``[token_ids, padding_mask]``) as the ``.npz`` the CLI's
+    ``--data`` reads (``x0_train``, ``x1_train``, ...); returns ``path``."""
+    np.savez(path, x0_train=data.x_train[0], x1_train=data.x_train[1], y_train=data.y_train,
+             x0_test=data.x_test[0], x1_test=data.x_test[1], y_test=data.y_test)
+    return path
+
+
 #: Transformer builders (``name -> builder(directory)``) and the task each was trained on (``name -> Dataset``).
-TRANSFORMER_ZOO = {f.__name__: f for f in (vit_digits, text_attention, hub_encoder, hub_gemma)}
+TRANSFORMER_ZOO = {f.__name__: f for f in (vit_digits, text_attention, hub_encoder, hub_gemma, hub_llama)}
 TRANSFORMER_TASKS = {"vit_digits": digits_images, "text_attention": order_task, "hub_encoder": order_task,
-                     "hub_gemma": gemma_task}
+                     "hub_gemma": gemma_task, "hub_llama": gemma_task}

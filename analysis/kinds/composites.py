@@ -6,8 +6,8 @@ holds. This table says it, per registered class, for the sublayers with neuron r
 own path finds them on the live layer, :func:`weightkit.analysis.rows.composite_leaves`, in the
 same order): the attribute Keras saves the sublayer under, its layer name, and its Keras class.
 :data:`BACKBONES` does the same for a layer that builds its sublayers from its own config (keras-hub's
-GemmaBackbone: its decoder blocks' attention projections and gated FFN, with their EinsumDense equations):
-:func:`stored_sublayers` gives either table's sublayers.
+GemmaBackbone and LlamaBackbone: their decoder blocks' attention projections, with their EinsumDense equations,
+and gated FFN): :func:`stored_sublayers` gives either table's sublayers.
 
 :data:`FEED_FORWARDS` describes the feed-forward network inside a composite (its up, or gate and up,
 projections, its down projection, the config key of its width and its activation), so that a merge can
@@ -15,13 +15,15 @@ cut its intermediate neurons and fold them into the down projection: :func:`comp
 :data:`ATTENTION_HEADS` describes the grouped-query attention inside a composite whose config sets its query-head
 count apart from its head size (Gemma's decoder block), so that a merge can remove query heads:
 :func:`composite_heads`. A composite absent from it (keras-hub's TransformerEncoder: its key_dim is
-``hidden_dim // num_heads``) keeps its heads.
+``hidden_dim // num_heads``) keeps its heads; :data:`TIED_HEADS` names the grouped-query ones whose head size
+follows from the head count (keras-hub's Llama), so that a merge says why: :func:`tied_heads`.
 """
 
 from dataclasses import dataclass
 
-__all__ = ["ATTENTION_HEADS", "BACKBONES", "COMPOSITES", "FEED_FORWARDS", "CompositeFFN", "CompositeHeads",
-           "StoredSublayer", "composite_ffn", "composite_heads", "composite_sublayers", "stored_sublayers"]
+__all__ = ["ATTENTION_HEADS", "BACKBONES", "COMPOSITES", "FEED_FORWARDS", "TIED_HEADS", "CompositeFFN",
+           "CompositeHeads", "StoredSublayer", "composite_ffn", "composite_heads", "composite_sublayers",
+           "stored_sublayers", "tied_heads"]
 
 #: Registered name -> ((saved attribute, layer name, Keras class name), ...), in the layer's tracking order.
 COMPOSITES = {
@@ -68,45 +70,85 @@ class StoredSublayer:
 _MAX_BLOCKS = 1024  # Gemma's largest has 62 decoder blocks
 
 
+def _einsum(equation, shape):
+    """The config an EinsumDense kind reads: its equation and output shape, no bias."""
+    return {"equation": equation, "output_shape": list(shape), "bias_axes": None}
+
+
+def _backbone_sizes(config, head_dim_key=None):
+    """``(blocks, heads, kv_heads, head_dim, hidden, width)`` of a decoder backbone's config, checked.
+
+    ``head_dim_key``: the config key of the head size, or None where the attention derives it as
+    ``hidden_dim // num_query_heads`` (keras-hub's Llama)."""
+    heads, kv_heads = int(config["num_query_heads"]), int(config["num_key_value_heads"])
+    hidden, width, blocks = int(config["hidden_dim"]), int(config["intermediate_dim"]), int(config["num_layers"])
+    if not 0 <= blocks <= _MAX_BLOCKS:  # an untrusted file's config: never plan millions of entries
+        raise ValueError(f"Expected 0 to {_MAX_BLOCKS} decoder blocks. Received: num_layers={blocks}.")
+    if heads < 1:
+        raise ValueError(f"Expected at least one query head. Received: num_query_heads={heads}.")
+    head_dim = int(config[head_dim_key]) if head_dim_key else hidden // heads
+    return blocks, heads, kv_heads, head_dim, hidden, width
+
+
+def _decoder_blocks(blocks, group, path, projections):
+    """The :class:`StoredSublayer` list of a backbone's ``blocks`` decoder blocks, saved under ``layers/{group}``,
+    ``layers/{group}_1``... and named ``{path}_0``, ``{path}_1``... by Keras' path; ``projections``: ``(attribute
+    under the block's group, name under its path, Keras class, config)`` of each sublayer, in tracking order."""
+    return [StoredSublayer(f"layers/{group}" + (f"_{i}" if i else "") + f"/{attribute}", f"{path}_{i}/{name}",
+                           class_name, class_name, config)
+            for i in range(blocks) for attribute, name, class_name, config in projections]
+
+
 def _gemma_backbone(config):
     """keras-hub's GemmaBackbone (``keras_hub/src/models/gemma/gemma_backbone.py``): its token embedding, each
     decoder block's attention projections (``gemma_attention.py``) and gated FFN (``gemma_decoder_block.py``),
     its final normalization. The backbone is Functional: its layers are saved as a container, after its two
     inputs, one group per class made unique (``gemma_decoder_block``, ``gemma_decoder_block_1``...)."""
-    heads, kv_heads = int(config["num_query_heads"]), int(config["num_key_value_heads"])
-    head_dim, hidden, width = int(config["head_dim"]), int(config["hidden_dim"]), int(config["intermediate_dim"])
-    blocks = int(config["num_layers"])
-    if not 0 <= blocks <= _MAX_BLOCKS:  # an untrusted file's config: never plan millions of entries
-        raise ValueError(f"Expected 0 to {_MAX_BLOCKS} decoder blocks. Received: num_layers={blocks}.")
+    blocks, heads, kv_heads, head_dim, hidden, width = _backbone_sizes(config, "head_dim")
+    projections = [(f"attention/{attribute}", f"attention/{name}", "EinsumDense", _einsum(equation, shape))
+                   for attribute, name, equation, shape in (
+                       ("query_dense", "query", "btd,ndh->btnh", (None, heads, head_dim)),
+                       ("key_dense", "key", "bsd,kdh->bskh", (None, kv_heads, head_dim)),
+                       ("value_dense", "value", "bsd,kdh->bskh", (None, kv_heads, head_dim)),
+                       ("output_dense", "attention_output", "btnh,nhd->btd", (None, hidden)))]
+    projections += [(attribute, name, "EinsumDense", _einsum(equation, shape)) for attribute, name, equation, shape in (
+        ("gating_ffw", "ffw_gating", "btd,df->btf", (None, width // 2)),
+        ("gating_ffw_2", "ffw_gating_2", "btd,df->btf", (None, width // 2)),
+        ("ffw_linear", "ffw_linear", "btf,fd->btd", (None, hidden)))]
+    return [StoredSublayer("layers/reversible_embedding", "token_embedding", "Embedding", "ReversibleEmbedding", {}),
+            *_decoder_blocks(blocks, "gemma_decoder_block", "decoder_block", projections),
+            StoredSublayer("layers/rms_normalization", "final_normalization", "RMSNormalization", "RMSNormalization",
+                           {})]
 
-    def einsum(equation, shape):
-        return {"equation": equation, "output_shape": list(shape), "bias_axes": None}
 
-    subs = [StoredSublayer("layers/reversible_embedding", "token_embedding", "Embedding", "ReversibleEmbedding", {})]
-    for i in range(blocks):
-        group, path = "layers/gemma_decoder_block" + (f"_{i}" if i else ""), f"decoder_block_{i}"
-        for attribute, name, equation, shape in (
-                ("query_dense", "query", "btd,ndh->btnh", (None, heads, head_dim)),
-                ("key_dense", "key", "bsd,kdh->bskh", (None, kv_heads, head_dim)),
-                ("value_dense", "value", "bsd,kdh->bskh", (None, kv_heads, head_dim)),
-                ("output_dense", "attention_output", "btnh,nhd->btd", (None, hidden))):
-            subs.append(StoredSublayer(f"{group}/attention/{attribute}", f"{path}/attention/{name}", "EinsumDense",
-                                       "EinsumDense", einsum(equation, shape)))
-        for attribute, name, equation, shape in (
-                ("gating_ffw", "ffw_gating", "btd,df->btf", (None, width // 2)),
-                ("gating_ffw_2", "ffw_gating_2", "btd,df->btf", (None, width // 2)),
-                ("ffw_linear", "ffw_linear", "btf,fd->btd", (None, hidden))):
-            subs.append(StoredSublayer(f"{group}/{attribute}", f"{path}/{name}", "EinsumDense", "EinsumDense",
-                                       einsum(equation, shape)))
-    subs.append(StoredSublayer("layers/rms_normalization", "final_normalization", "RMSNormalization",
-                               "RMSNormalization", {}))
-    return subs
+def _llama_backbone(config):
+    """keras-hub's LlamaBackbone (``keras_hub/src/models/llama/llama_backbone.py``; Llama3Backbone is its subclass):
+    its token embedding, each decoder block's attention projections (``llama_attention.py``: head size
+    ``hidden_dim // num_query_heads``) and gated FFN (``llama_decoder.py``: Dense kernels, no biases, in the
+    block's tracking order intermediate (up), gate, output), its final LlamaLayerNorm. Saved as Gemma's, under
+    ``llama_transformer_decoder``, ``llama_transformer_decoder_1``..., each attribute under its own name."""
+    blocks, heads, kv_heads, head_dim, hidden, width = _backbone_sizes(config)
+    projections = [(f"_self_attention_layer/{attribute}", f"self_attention/{name}", "EinsumDense",
+                    _einsum(equation, shape)) for attribute, name, equation, shape in (
+                        ("_query_dense", "query", "bqm,muh->bquh", (None, heads, head_dim)),
+                        ("_key_dense", "key", "bkm,mvh->bkvh", (None, kv_heads, head_dim)),
+                        ("_value_dense", "value", "bkm,mvh->bkvh", (None, kv_heads, head_dim)),
+                        ("_output_dense", "attention_output", "bquh,uhm->bqm", (None, hidden)))]
+    projections += [(f"_{name}", name, "Dense", {"units": units, "use_bias": False}) for name, units in (
+        ("feedforward_intermediate_dense", width), ("feedforward_gate_dense", width),
+        ("feedforward_output_dense", hidden))]
+    return [StoredSublayer("layers/reversible_embedding", "token_embedding", "Embedding", "ReversibleEmbedding", {}),
+            *_decoder_blocks(blocks, "llama_transformer_decoder", "transformer_layer", projections),
+            StoredSublayer("layers/llama_layer_norm", "sequence_output_layernorm", "LlamaLayerNorm", "LlamaLayerNorm",
+                           {})]
 
 
 #: Registered name -> function(config) -> [StoredSublayer]: layers that build their sublayers from their own
 #: config (keras-hub backbones), whose saved config lists none of them.
 BACKBONES = {
     "keras_hub>GemmaBackbone": _gemma_backbone,
+    "keras_hub>LlamaBackbone": _llama_backbone,
+    "keras_hub>Llama3Backbone": _llama_backbone,
 }
 
 
@@ -187,6 +229,13 @@ class CompositeFFN:
         return int(self.per_neuron * neurons)
 
 
+def _silu_gated(prefix="_", **activation):
+    """keras-hub's Llama-family FFN: ``feedforward_output_dense(silu(feedforward_gate_dense(x)) *
+    feedforward_intermediate_dense(x))``, three Dense without bias, width ``intermediate_dim``."""
+    return CompositeFFN((f"{prefix}feedforward_gate_dense", f"{prefix}feedforward_intermediate_dense"),
+                        f"{prefix}feedforward_output_dense", "intermediate_dim", **activation)
+
+
 #: Registered name (``package>Class``, or ``module>Class`` for a class Keras has no name for) -> its FFN.
 FEED_FORWARDS = {
     "keras_hub>TransformerEncoder": CompositeFFN(
@@ -199,6 +248,15 @@ FEED_FORWARDS = {
     "keras_hub.src.models.gemma.gemma_decoder_block>GemmaDecoderBlock": CompositeFFN(
         ("gating_ffw", "gating_ffw_2"), "ffw_linear", "intermediate_dim", per_neuron=2,
         activation="gelu_approximate"),
+    # keras_hub/src/models/llama/llama_decoder.py (Llama3Backbone's blocks too). LlamaBackbone passes ops.silu, and
+    # the block's get_config fails in keras-hub 0.32 (it reads rope_scaling_factor, never set): silu is fixed here.
+    "keras_hub.src.models.llama.llama_decoder>LlamaTransformerDecoder": _silu_gated(activation="silu"),
+    # The same FFN under the same attributes; their get_config gives the activation (silu from their backbones).
+    "keras_hub.src.models.mistral.mistral_transformer_decoder>MistralTransformerDecoder": _silu_gated(
+        activation_key="activation"),
+    "keras_hub.src.models.qwen.qwen_decoder>QwenTransformerDecoder": _silu_gated(activation_key="activation"),
+    "keras_hub.src.models.qwen3.qwen3_decoder>Qwen3TransformerDecoder": _silu_gated(activation_key="activation"),
+    "keras_hub.src.models.phi3.phi3_decoder>Phi3Decoder": _silu_gated("", activation_key="activation"),
 }
 
 
@@ -269,3 +327,29 @@ def composite_heads(layer):
     """The :class:`CompositeHeads` of a live composite layer (its class or a base class in
     :data:`ATTENTION_HEADS`), or None."""
     return _described(layer, ATTENTION_HEADS)
+
+
+#: Registered name (``package>Class``) of a composite layer -> (attribute of its attention sublayer, its head size):
+#: grouped-query attention whose head size follows from the query-head count, so that fewer query heads would
+#: resize every head kept. Their heads stay: :func:`tied_heads`.
+TIED_HEADS = {
+    "keras_hub.src.models.llama.llama_decoder>LlamaTransformerDecoder": (
+        "_self_attention_layer", "hidden_dim // num_query_heads"),  # llama_attention.py, build
+    "keras_hub.src.models.qwen.qwen_decoder>QwenTransformerDecoder": (
+        "_self_attention_layer", "hidden_dim // num_query_heads"),  # qwen_attention.py, build
+    "keras_hub.src.models.phi3.phi3_decoder>Phi3Decoder": (
+        "attention", "hidden_dim // num_query_heads"),  # phi3_attention.py, build
+}
+
+
+def tied_heads(layer):
+    """``(attention sublayer, reason)`` of a live composite layer in :data:`TIED_HEADS`, or None.
+
+    The reason is the one line a merge reports for its ``path/heads``."""
+    described = _described(layer, TIED_HEADS)
+    if described is None:
+        return None
+    attribute, size = described
+    attention = getattr(layer, attribute)
+    return attention, (f"{type(attention).__name__} sets its head size to {size}: fewer query heads would resize "
+                       "every head kept, so weightkit leaves its heads alone")

@@ -28,6 +28,7 @@ the neurons.
 import numpy as np
 
 from weightkit.analysis.kinds.attention import head_rows
+from weightkit.analysis.kinds.composites import tied_heads
 from weightkit.analysis.kinds.registry import kind_for
 from weightkit.analysis.files.loading import walk_layers
 from weightkit.analysis.model_analysis import analyze_rows
@@ -74,8 +75,9 @@ def attention_targets(model, layers=None):
     targets : list of keras.layers.Layer
         In model order.
     skipped : list of SkippedLayer
-        Named ``name/heads``: one head only, a layer whose heads cannot be sliced, or an attention
-        layer inside a composite layer (keras-hub's TransformerEncoder) that weightkit cannot rebuild.
+        Named ``name/heads``: one head only, a layer whose heads cannot be sliced, an attention
+        layer inside a composite layer (keras-hub's TransformerEncoder) that weightkit cannot rebuild, or a
+        composite's attention whose head size follows from its head count (keras-hub's Llama).
     """
     wanted = None if layers is None else {name.split("/heads")[0] for name in layers}
     targets, skipped = [], []
@@ -84,6 +86,9 @@ def attention_targets(model, layers=None):
         if wanted is not None and layer.name not in wanted:
             continue
         if kind is None:
+            tied = tied_heads(layer)  # keras-hub's Llama: its head size follows from its head count
+            if tied is not None:
+                skipped.append(SkippedLayer(f"{layer.name}/{tied[0].name}/heads", type(tied[0]).__name__, tied[1]))
             for path, sub in composite_leaves(layer):
                 if getattr(kind_for(sub), "merges_heads", False):
                     skipped.append(SkippedLayer(

@@ -87,6 +87,8 @@ class FfnSite:
         return None
 
     def activation(self):
+        if self.ffn.activation is not None:  # a class's own: its get_config is not asked (keras-hub 0.32's Llama
+            return self.ffn.activation       # decoder block fails there)
         return self.ffn.activation_of(self.layer.get_config())
 
     def requirement(self):
