@@ -94,7 +94,8 @@ def test_a_backbones_blocks_are_one_unit(tmp_path, keras):
     model = reloaded(keras.Model([tokens, mask], keras.layers.Dense(2, activation="softmax", name="probs")(pooled)),
                      tmp_path, "tiny_gemma")
     x = [np.random.default_rng(0).integers(1, 20, (64, 6)).astype("int32"), np.ones((64, 6), "int32")]
-    assert mergeable_layers(model) == {"decoder_block_0/ffw_gating": 16}
+    # its query heads (2 on 1 key/value head) are a unit too: tests/test_shrink_gemma_heads.py
+    assert mergeable_layers(model) == {"decoder_block_0/attention/heads": 2, "decoder_block_0/ffw_gating": 16}
     merged, removed = merge_allocation(model, x, {"decoder_block_0/ffw_gating": 4})
     assert removed == {"decoder_block_0/ffw_gating": 4}
     assert [(site.name, site.n_neurons) for site in ffn_sites(merged)] == [("decoder_block_0", 12),

@@ -16,7 +16,8 @@ The composite is re-created with the smaller width (``intermediate_dim``); a mod
 blocks from its own config (GemmaBackbone) is re-created with it, all its blocks cut to one width.
 
 ``shrink`` and ``merge --max-drop`` allocate their budget over the same FFNs as units (:func:`ffn_units`,
-merged by :func:`merge_ffn_unit`, reported by :func:`ffn_entries` and :func:`attach_ffns`).
+merged by :func:`merge_ffn_unit`, reported by :func:`ffn_entries` and :func:`attach_ffns`), beside the query heads
+of the same composites (:func:`weightkit.compress.merge.composite_heads.head_units`).
 """
 
 import numpy as np
@@ -43,7 +44,8 @@ from weightkit.compress.merge.fitting.data_fit import DEFAULT_RIDGE, plan_data_m
 from weightkit.compress.merge.reporting.data_report import LayerDataMerge
 from weightkit.compress.merge.reporting.report import LayerMerge
 
-__all__ = ["attach_ffns", "ffn_entries", "ffn_layer_names", "ffn_units", "merge_composite_ffns", "merge_ffn_unit"]
+__all__ = ["attach_ffns", "ffn_entries", "ffn_layer_names", "ffn_units", "merge_composite_ffns", "merge_ffn_unit",
+           "owner_units"]
 
 _EXACT_TOLERANCE = 1e-4
 
@@ -75,12 +77,32 @@ def ffn_units(model):
     -------
     dict of str to list of FfnSite
     """
+    return owner_units(ffn_sites(model), lambda site: site.paths[0])
+
+
+def owner_units(sites, name_of):
+    """``{unit: sites}``: the sites of one owner (a model building all its blocks from one config) as one unit.
+
+    The one grouping behind :func:`ffn_units` and :func:`~weightkit.compress.merge.composite_heads.head_units`.
+
+    Parameters
+    ----------
+    sites : list of FfnSite or HeadSite
+        In model order; each has ``owner`` (None: the site is its own unit) and ``problem()``.
+    name_of : callable
+        ``name_of(site) -> str``: a unit is named by its first site's.
+
+    Returns
+    -------
+    dict of str to list
+        In model order; a unit with a site that cannot be cut (its ``problem()`` is not None) left out.
+    """
     units, keys = {}, {}
-    for site in ffn_sites(model):
+    for site in sites:
         key = id(site) if site.owner is None else id(site.owner)
-        keys.setdefault(key, site.paths[0])
+        keys.setdefault(key, name_of(site))
         units.setdefault(keys[key], []).append(site)
-    return {name: sites for name, sites in units.items() if all(s.problem() is None for s in sites)}
+    return {name: found for name, found in units.items() if all(s.problem() is None for s in found)}
 
 
 def ffn_layer_names(model):

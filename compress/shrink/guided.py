@@ -13,6 +13,7 @@ from weightkit.analysis.data.datasets import Dataset
 from weightkit.analysis.errors import WeightkitError
 from weightkit.analysis.data.inputs import as_dataset, as_inputs, as_model, is_path
 from weightkit.compress.merge.api import merge_neurons
+from weightkit.compress.merge.composite_heads import head_entries, head_units
 from weightkit.compress.merge.composites import attach_ffns, ffn_entries, ffn_units
 from weightkit.compress.merge.reporting.data_report import DataMergeReport, LayerDataMerge
 from weightkit.compress.merge.reporting.heads import HeadsDataMerge, attach_heads
@@ -54,11 +55,15 @@ def _budget_report(model, merged, summary, data_source, samples):
     report = DataMergeReport(model=model.name, samples=samples, calibration=data_source,
                              params_before=int(model.count_params()))
     units, heads, ffns, ffn_merges = mergeable_layers(model), [], ffn_units(model), []
+    composite = head_units(model)
     for name, removed in summary["removed"].items():
         if not removed:
             continue
         if name in ffns:  # FFNs inside composite layers: reported as merge_neurons reports them
             ffn_merges.extend(ffn_entries(ffns[name], removed))
+            continue
+        if name in composite:  # query heads inside composite layers: one entry per block, as merge_neurons'
+            heads.extend(head_entries(composite[name], removed))
             continue
         if name.endswith(HEADS_SUFFIX):  # an attention layer's heads: reported as merge_neurons reports them
             layer = name[:-len(HEADS_SUFFIX)]

@@ -14,6 +14,7 @@ from weightkit.analysis.kinds.registry import kind_for
 from weightkit.compress.merge import merge_by_data, plan_groups
 from weightkit.compress.merge.group_data import group_taps
 from weightkit.compress.merge.applying.rebuild import find_layer
+from weightkit.compress.merge.composite_heads import head_units, merge_head_unit
 from weightkit.compress.merge.composites import ffn_units, merge_ffn_unit
 from weightkit.compress.merge.heads import attention_targets, merge_heads_by_data
 from weightkit.compress.merge.recurrent import recurrent_site
@@ -67,7 +68,11 @@ def mergeable_layers(model):
     :func:`weightkit.compress.merge.plan_groups`) named after its first producer:
     ``merge_by_data(layers=[that name])`` merges the whole group, counted once. An attention layer
     whose heads merge (:func:`weightkit.compress.merge.merge_heads_by_data`) is the unit ``name/heads``,
-    its heads counted as neurons; these come first, as ``merge_neurons`` merges heads before neurons.
+    its heads counted as neurons; these come first, as ``merge_neurons`` merges heads before neurons. The
+    query heads of grouped-query attention inside composite layers follow
+    (:func:`weightkit.compress.merge.composite_heads.head_units`): a GemmaBackbone's blocks are one unit named
+    ``decoder_block_0/attention/heads``, counting the query heads per key/value head (removing ``k`` removes
+    ``k`` from every key/value group of every block).
     The feed-forward networks inside composite layers (keras-hub's TransformerEncoder, Gemma's gated
     MLP; :func:`weightkit.compress.merge.composites.ffn_units`) come last, as ``merge_neurons`` merges
     them last: one unit per FFN named by its first producer's path
@@ -76,6 +81,7 @@ def mergeable_layers(model):
     """
     units = {f"{layer.name}{HEADS_SUFFIX}": int(layer.get_config()["num_heads"])
              for layer in attention_targets(model)[0]}
+    units.update({name: int(sites[0].group_size) for name, sites in head_units(model).items()})
     plan = plan_groups(model)
     members = {u.layer for group in plan.groups for u in group.members}
     groups = {group.producers[0]: group for group in plan.groups
@@ -129,6 +135,10 @@ def merge_allocation(model, x_calibration, removals, *, seed=0, samples=None, re
             continue
         count = min(int(count), n - 1)
         ratio = (count - 0.25) / n  # both merges remove round(ratio * n): exactly `count`
+        if name in head_units(model):  # a composite's query heads: `count` from every key/value group and block
+            model, removed[name], _ = merge_head_unit(model, x_calibration, name, ratio=ratio, samples=samples,
+                                                      seed=seed)
+            continue
         if name.endswith(HEADS_SUFFIX):
             model, removed[name] = _merge_heads(model, x_calibration, name, ratio, samples, seed)
             continue
