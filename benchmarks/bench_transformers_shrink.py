@@ -13,7 +13,8 @@ tensors, quantization parameters, metadata).
 parameters), where the weights rather than the graph dominate the file, as in the ViTs people train.
 
 Run: ``python benchmarks/bench_transformers_shrink.py`` (``--quick``: fewer epochs, 5 fine-tune epochs, 2 probes;
-``--only-wide``: the wide ViT alone).
+``--only-wide``: the wide ViT alone; ``--modes float32,dynamic,...``: the quantization modes the export is chosen
+from, each one's bytes and drop printed).
 """
 
 import argparse
@@ -45,8 +46,12 @@ def shrink_subject(label, model, data, args):
     from weightkit.compress.shrink import shrink_model
 
     options = {"fine_tune_epochs": 5, "max_probes": 2} if args.quick else {}
+    if args.modes:
+        options["modes"] = args.modes.split(",")
     outcome, seconds = _timed(lambda: shrink_model(model, data, max_drop=args.max_drop, seed=0, **options))
     original, export = outcome.result.original, outcome.result.export
+    print("  " + "; ".join(f"{mode}: {row['bytes']:,} bytes, validation drop {row['drop']:.3g}, test accuracy "
+                           f"{row['test_accuracy']:.4f}" for mode, row in outcome.result.quantized["modes"].items()))
     return (label, original["float32_tflite_bytes"], export["mode"], export["bytes"],
             original["float32_tflite_bytes"] / export["bytes"], original["test_accuracy"], export["test_accuracy"],
             outcome.model.count_params(), flatbuffer_parts(outcome.tflite), seconds)
@@ -61,6 +66,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0, help="training seed of the subjects (initial weights, order)")
     parser.add_argument("--widths", nargs="+", metavar="W[xK]",
                         help="instead: the zoo's ViT form at these widths (4 heads of key_dim W/4, or K)")
+    parser.add_argument("--modes", help="comma-separated quantization modes of shrink_model (default: DEFAULT_MODES)")
     args = parser.parse_args()
 
     from tests.zoo_transformers import TRANSFORMER_ZOO  # noqa: F401 (fail before any training)

@@ -375,6 +375,6 @@ def test_refusals_of_every_command_come_before_tensorflow(corpus, tmp_path):
     assert {argv[0] for argv in cases} == commands
     assert (existing.read_bytes(), os.listdir(full)) == (b"keep", ["mine.txt"])
     modes = ("--modes: unknown mode 'int9'; expected a comma-separated list of float32, dynamic, float16, int8, "
-             "int8-io, int16x8, keras-int8, keras-int4, keras-float8, mixed, onnx.")
+             "int8-io, int16x8, dynamic-int4, int4, keras-int8, keras-int4, keras-float8, mixed, onnx.")
     assert [line for line in lines if "--modes" in line] == [
         f"weightkit {command}: error: {modes}" for command in ("quantize", "shrink", "demo")]

@@ -37,8 +37,8 @@ def test_quantize_options_count_the_timed_samples_and_tell_progress_only_when_gi
 
 @pytest.mark.parametrize("modes, data, export, message", [
     (["float32", "int9"], None, None,
-     "--modes: unknown mode 'int9'; expected some of float32, dynamic, float16, int8, int8-io, int16x8, keras-int8, "
-     "keras-int4, keras-float8, mixed, onnx."),
+     "--modes: unknown mode 'int9'; expected some of float32, dynamic, float16, int8, int8-io, int16x8, "
+     "dynamic-int4, int4, keras-int8, keras-int4, keras-float8, mixed, onnx."),
     (["float32", "int8", "int8-io"], None, None,
      "--modes int8,int8-io: need calibration data for the representative dataset; pass --data DATA (training "
      "inputs) or leave them out of --modes."),

@@ -261,14 +261,15 @@ def test_cli_without_data_runs_the_data_free_modes_on_random_inputs(mlp_path, tm
 
 @pytest.mark.parametrize("argv, message", [
     (["--modes", "float32,int8"], "--modes int8: needs calibration data for the representative dataset; pass "
-                                  "--data DATA (training inputs) or choose from float32, dynamic, float16, keras-int8, "
-                                  "keras-int4, keras-float8, onnx."),
+                                  "--data DATA (training inputs) or choose from float32, dynamic, float16, "
+                                  "dynamic-int4, keras-int8, keras-int4, keras-float8, onnx."),
     (["--export", "int8-io"], "--export int8-io: needs calibration data for the representative dataset; pass "
-                              "--data DATA (training inputs) or choose from float32, dynamic, float16, keras-int8, "
-                              "keras-int4, keras-float8, onnx."),
+                              "--data DATA (training inputs) or choose from float32, dynamic, float16, "
+                              "dynamic-int4, keras-int8, keras-int4, keras-float8, onnx."),
     (["--modes", "float32", "--export", "dynamic"], "--export dynamic: not among --modes float32; add it to --modes."),
     (["--modes", "float8"], "--modes: unknown mode 'float8'; expected a comma-separated list of float32, dynamic, "
-                            "float16, int8, int8-io, int16x8, keras-int8, keras-int4, keras-float8, mixed, onnx."),
+                            "float16, int8, int8-io, int16x8, dynamic-int4, int4, keras-int8, keras-int4, "
+                            "keras-float8, mixed, onnx."),
 ])
 def test_cli_option_errors_are_one_line(mlp_path, tmp_path, capsys, argv, message):
     code, stdout, stderr = _cli(["quantize", mlp_path, "-o", str(tmp_path / "q")] + argv, capsys)

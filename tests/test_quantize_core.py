@@ -136,10 +136,10 @@ def test_choose_export_honours_export_and_refuses_a_missing_mode():
 def test_parse_modes_keeps_order_and_refuses_unknown():
     assert parse_modes("int8, float32,int8") == ["int8", "float32"]
     with pytest.raises(WeightkitError) as error:
-        parse_modes("float32,int4")
-    assert str(error.value) == ("--modes: unknown mode 'int4'; expected a comma-separated list of float32, "
-                                "dynamic, float16, int8, int8-io, int16x8, keras-int8, keras-int4, keras-float8, "
-                                "mixed, onnx.")
+        parse_modes("float32,int3")
+    assert str(error.value) == ("--modes: unknown mode 'int3'; expected a comma-separated list of float32, "
+                                "dynamic, float16, int8, int8-io, int16x8, dynamic-int4, int4, keras-int8, "
+                                "keras-int4, keras-float8, mixed, onnx.")
 
 
 @settings(max_examples=50, deadline=None)

@@ -7,6 +7,7 @@ sensitivity report when it was asked for (or needed by ``mixed``).
 
 from weightkit.compress.quantize.convert import Conversion, convert_modes
 from weightkit.compress.quantize.inputs import integer_input_notes
+from weightkit.compress.quantize.int4 import convert_int4
 from weightkit.compress.quantize.int16x8 import float32_for_quantizer, rescue_int16x8
 from weightkit.compress.quantize.modes import MODES
 from weightkit.compress.quantize.native import convert_keras_mode
@@ -59,13 +60,17 @@ def convert_every_mode(source, evaluation, reference, options, notes):
 
 
 def _convert_tflite(source, calibration, options, notes):
-    """The TFLite converter's modes, int16x8 rescued by ai-edge-quantizer where the converter failed it."""
-    tflite = [m for m in options.modes if MODES[m].backend == "tflite"]
+    """The TFLite converter's modes, int16x8 rescued by ai-edge-quantizer where the converter failed it, then the
+    modes ai-edge-quantizer makes from the float32 model (int4 weights)."""
+    tflite = [m for m in options.modes if MODES[m].backend == "tflite" and not MODES[m].post_conversion]
     conversions = convert_modes(source, tflite, calibration=calibration,
                                 calibration_samples=options.calibration_samples, seed=options.seed,
                                 verbose=options.verbose, progress=options.progress, notes=notes)
     conversions = rescue_int16x8(conversions, source, calibration, calibration_samples=options.calibration_samples,
                                  seed=options.seed, verbose=options.verbose, notes=notes)
+    conversions += convert_int4(options.modes, conversions, source, calibration,
+                                calibration_samples=options.calibration_samples, seed=options.seed,
+                                verbose=options.verbose, notes=notes)
     notes.extend(integer_input_notes(source))
     return conversions
 

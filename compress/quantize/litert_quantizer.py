@@ -24,8 +24,8 @@ def quantizer(float_content):
     try:
         from ai_edge_quantizer import quantizer as module
     except ImportError as error:
-        raise WeightkitError("--sensitivity, mixed and int16x8 with integer inputs need ai-edge-quantizer "
-                             "(pip install 'weightkit[litert-quantizer]').") from error
+        raise WeightkitError("--sensitivity, mixed, the int4 modes and int16x8 with integer inputs need "
+                             "ai-edge-quantizer (pip install 'weightkit[litert-quantizer]').") from error
     return module.Quantizer(bytearray(float_content))
 
 
@@ -136,7 +136,7 @@ def widen_empty_ranges(result):
     return result
 
 
-def quantize_with(float_content, regexes, calibration_result, activation_bits=8, weight_bits=8):
+def quantize_with(float_content, regexes, calibration_result, activation_bits=8, weight_bits=8, float_io=False):
     """The float model with the ops matched by each regex quantized (``activation_bits`` activations, ``weight_bits``
     weights, per channel).
 
@@ -149,6 +149,9 @@ def quantize_with(float_content, regexes, calibration_result, activation_bits=8,
         From :func:`calibrate` with the same ``activation_bits``.
     activation_bits : {8, 16}, default=8
     weight_bits : {4, 8}, default=8
+    float_io : bool, default=False
+        Keep the model's inputs and outputs float (a QUANTIZE after each input, a DEQUANTIZE before
+        each output) instead of quantized ones.
 
     Returns
     -------
@@ -158,5 +161,7 @@ def quantize_with(float_content, regexes, calibration_result, activation_bits=8,
     for regex in regexes:
         q.add_static_config(regex=regex, operation_name="*", activation_num_bits=activation_bits,
                             weight_num_bits=weight_bits)
+    for edge in ("INPUT", "OUTPUT") if float_io else ():
+        q.update_quantization_recipe(regex=".*", operation_name=edge, algorithm_key="no_quantize")
     with _quiet(False):
         return bytes(q.quantize(calibration_result).quantized_model)

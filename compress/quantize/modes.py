@@ -14,6 +14,11 @@ int16x8    ``DEFAULT`` + representative dataset + ``supported_ops=[EXPERIMENTAL_
            ACTIVATIONS_INT16_WEIGHTS_INT8]``: int16 activations, int8 weights (reference kernels:
            slow on CPU, its latency is not comparable)
 =========  ===================================================================================
+
+``dynamic-int4`` and ``int4`` are ``.tflite`` files too, but made after conversion by LiteRT's
+quantizer (ai-edge-quantizer) from the float32 model (:mod:`.int4`, ``post_conversion``): int4
+weights (two a byte, per channel) with float activations (its dynamic recipe), or with int8
+activations and float input and output (its static recipe, calibrated like int8).
 """
 
 from dataclasses import dataclass
@@ -43,6 +48,9 @@ class QuantizationMode:
         ``model.quantize`` (a ``.keras`` file run by Keras), or ``model.export(format="onnx")``
         run in onnxruntime; ``mixed`` is a TFLite model quantized per layer after conversion
         (:mod:`weightkit.compress.quantize.sensitivity`).
+    post_conversion : bool, default=False
+        A ``tflite`` mode that LiteRT's quantizer (ai-edge-quantizer) makes from the float32
+        ``.tflite`` (:mod:`weightkit.compress.quantize.int4`), not the converter's settings.
     """
 
     name: str
@@ -50,6 +58,7 @@ class QuantizationMode:
     integer_only: bool
     description: str
     backend: str = "tflite"
+    post_conversion: bool = False
 
     @property
     def extension(self):
@@ -64,6 +73,10 @@ MODES = {mode.name: mode for mode in (
     QuantizationMode("int8", True, True, "int8 weights and activations, float input and output"),
     QuantizationMode("int8-io", True, True, "int8 weights and activations, int8 input and output"),
     QuantizationMode("int16x8", True, True, "int16 activations, int8 weights"),
+    QuantizationMode("dynamic-int4", False, False, "int4 weights per channel, float activations (dynamic range), "
+                                                   "by ai-edge-quantizer", post_conversion=True),
+    QuantizationMode("int4", True, False, "int4 weights per channel, int8 activations, float input and output, by "
+                                          "ai-edge-quantizer", post_conversion=True),
     QuantizationMode("keras-int8", False, False, "Keras model.quantize('int8'): int8 weights of Dense, EinsumDense, "
                                                  "Embedding", "keras"),
     QuantizationMode("keras-int4", False, False, "Keras model.quantize('int4'): int4 weights of Dense, EinsumDense",
@@ -139,6 +152,9 @@ def configure_converter(converter, mode, representative_dataset=None, integer_in
     """
     tf = import_tensorflow()
     spec = MODES[mode]
+    if spec.post_conversion:
+        raise WeightkitError(f"mode {mode}: made by ai-edge-quantizer from the float32 model, not by the converter "
+                             "(weightkit.compress.quantize.int4.convert_int4).")
     if spec.needs_data and representative_dataset is None:
         raise WeightkitError(f"mode {mode}: needs calibration data; pass --data DATA or leave {mode} out of --modes.")
     if mode == "float32":

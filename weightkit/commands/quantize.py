@@ -39,7 +39,8 @@ def _progress():
               help="Calibration and test data: PATH.npz, PATH.csv, an image folder or sklearn:NAME.")
 @click.option("--modes", default=None, metavar="LIST", show_default=False,
               help=f"Comma-separated modes [default: {_ALL_MODES}; without --data only the modes that "
-                   "need no calibration data]; also keras-int8, keras-int4, keras-float8 (Keras' own "
+                   "need no calibration data]; also dynamic-int4 and int4 (int4 weights by ai-edge-quantizer, "
+                   "float or int8 activations), keras-int8, keras-int4, keras-float8 (Keras' own "
                    "quantization, .keras files), onnx (onnxruntime) and mixed.")
 @click.option("--calibration-samples", type=Whole(min=1), default=200, show_default=True,
               help="Training inputs (a seeded random sample) in the representative dataset.")
