@@ -149,7 +149,7 @@ def test_resume_with_other_settings_is_refused(digits, keras, tiny_path, tmp_pat
 
 @pytest.mark.parametrize("argv, expected", [
     (["--data", "sklearn:diabetes"], "--data sklearn:diabetes: "),
-    (["--data", "sklearn:digits", "--modes", "int4"], "--modes: unknown mode 'int4'"),
+    (["--data", "sklearn:digits", "--modes", "int3"], "--modes: unknown mode 'int3'"),
     (["--data", "sklearn:digits", "--max-drop", "-1"], "Invalid value for '--max-drop'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tiny_path, tmp_path, capsys, argv, expected):
