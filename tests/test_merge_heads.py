@@ -153,6 +153,7 @@ def test_cli_merge_by_data_removes_heads_and_neurons_and_reports_heads(transform
     out, err = capsys.readouterr()
     assert status == 0, err
     assert re.search(r"b0_mha/heads\s*│\s*b0_mha\s*│\s*4 → 3", out), out
+    assert "--heads global would choose which heads go across the 2 attention layers" in " ".join((out + err).split())
     small = keras.saving.load_model(output)
     assert small.get_layer("b1_mha").num_heads == 3 and small.count_params() < model.count_params()
     document = json.loads((tmp_path / "vit_small.json").read_text())

@@ -142,5 +142,18 @@ def merge(model, output, metric, threshold, ratio, layers, include_bias, twin_to
     else:
         print_merge_report(report, stdout_console())
     print_groups(report, stdout_console())
+    if mode == "data" and ratio is not None and heads == "uniform" and max_drop is None and not fine_tune:
+        _suggest_global_heads(loaded.model, layers)
     note(f"wrote {output} and {report_path}")
+
+
+def _suggest_global_heads(model, layers):
+    """A note when a uniform heads merge by data had several attention layers to spread the ratio over."""
+    from weightkit.compress.merge.heads import attention_targets
+
+    targets, _ = attention_targets(model, list(layers) or None)
+    if len(targets) > 1:
+        note(f"--heads global would choose which heads go across the {len(targets)} attention layers by the model's "
+             "outputs on DATA (slower: a merged model per candidate head); on the benchmarks' ViTs it lost less than "
+             "the same share from every layer (docs: merge, attention heads)")
 
