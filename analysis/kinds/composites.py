@@ -13,7 +13,7 @@ and gated FFN): :func:`stored_sublayers` gives either table's sublayers.
 projections, its down projection, the config key of its width and its activation), so that a merge can
 cut its intermediate neurons and fold them into the down projection: :func:`composite_ffn`.
 :data:`ATTENTION_HEADS` describes the grouped-query attention inside a composite whose config sets its query-head
-count apart from its head size (Gemma's decoder block), so that a merge can remove query heads:
+count apart from its head size (Gemma's, Mistral's and Qwen3's decoder blocks), so that a merge can remove query heads:
 :func:`composite_heads`. A composite absent from it (keras-hub's TransformerEncoder: its key_dim is
 ``hidden_dim // num_heads``) keeps its heads; :data:`TIED_HEADS` names the grouped-query ones whose head size
 follows from the head count (keras-hub's Llama), so that a merge says why: :func:`tied_heads`.
@@ -282,12 +282,13 @@ def composite_ffn(layer):
 class CompositeHeads:
     """Grouped-query attention inside a composite layer, whose query heads can be removed.
 
-    The attention sublayer's query projection writes ``heads`` query heads (kernel ``(heads, d, head_dim)``,
-    equation ``btd,ndh->btnh``), its key and value projections ``groups`` key/value heads (kernels
-    ``(groups, d, head_dim)``), and query head ``i`` attends with key/value head ``i // (heads // groups)``. Its
-    output projection reads every head's attention-weighted values (input ``(batch, T, heads, head_dim)``,
-    kernel ``(heads, head_dim, d_out)``, equation ``btnh,nhd->btd``). Removing a query head removes its slice
-    ``[i]`` of both kernels (the head axis is the first of each); head_dim, the key and the value stay.
+    The attention sublayer's query projection writes ``heads`` query heads (Gemma: kernel ``(heads, d, head_dim)``,
+    equation ``btd,ndh->btnh``; Mistral, Qwen3: ``(d, heads, head_dim)``, ``bqm,muh->bquh``), its key and value
+    projections ``groups`` key/value heads (kernels with the head axis in the same place), and query head ``i``
+    attends with key/value head ``i // (heads // groups)``. Its output projection reads every head's
+    attention-weighted values (input ``(batch, T, heads, head_dim)``, kernel ``(heads, head_dim, d_out)``, equation
+    ``btnh,nhd->btd`` or ``bquh,uhm->bqm``). Removing a query head removes its slice along :attr:`head_axis` of the
+    query kernel and its slice ``[i]`` of the output kernel; head_dim, the key and the value stay.
 
     A model that builds all its blocks from its own config (keras-hub's GemmaBackbone: the config key is on it)
     has one head count for every block: every block loses the same number of query heads, and the count must
@@ -303,6 +304,12 @@ class CompositeHeads:
         The config key of the query-head count, on the layer and on a model that builds it from its own config.
     groups_key : str
         The config key of the key/value head count (``heads_key``'s value is a multiple of it).
+    head_axis : int, default=0
+        The head axis of the query, key and value kernels: 0 for ``(heads, d, head_dim)``, 1 for
+        ``(d, heads, head_dim)``.
+    head_dim_key : str or None, default=None
+        The config key of the head size where a None value means ``hidden_dim // heads`` (keras-hub's Mistral):
+        a re-created holder gets the size it had, so that fewer query heads keep it.
     """
 
     attention: str
@@ -312,6 +319,17 @@ class CompositeHeads:
     output: str
     heads_key: str
     groups_key: str
+    head_axis: int = 0
+    head_dim_key: str = None
+
+
+def _bquh_heads():
+    """keras-hub's Mistral and Qwen3 attention (``mistral_attention.py``, ``qwen3_attention.py``): EinsumDense
+    projections without biases, query ``bqm,muh->bquh``, key and value ``bkm,mvh->bkvh``, output ``bquh,uhm->bqm``;
+    their ``head_dim`` is set apart (Mistral: None derives it as ``hidden_dim // num_query_heads``). Qwen3's
+    query/key normalization and both rotary embeddings act within a head: removing heads leaves them alone."""
+    return CompositeHeads("_self_attention_layer", "_query_dense", "_key_dense", "_value_dense", "_output_dense",
+                          "num_query_heads", "num_key_value_heads", head_axis=1, head_dim_key="head_dim")
 
 
 #: Registered name (``package>Class``, or ``module>Class``) of a composite layer -> its attention heads.
@@ -320,6 +338,8 @@ ATTENTION_HEADS = {
     "keras_hub.src.models.gemma.gemma_decoder_block>GemmaDecoderBlock": CompositeHeads(
         "attention", "query_dense", "key_dense", "value_dense", "output_dense", "num_query_heads",
         "num_key_value_heads"),
+    "keras_hub.src.models.mistral.mistral_transformer_decoder>MistralTransformerDecoder": _bquh_heads(),
+    "keras_hub.src.models.qwen3.qwen3_decoder>Qwen3TransformerDecoder": _bquh_heads(),
 }
 
 

@@ -1,7 +1,8 @@
-"""Merge the query heads of grouped-query attention inside composite layers (keras-hub's Gemma decoder blocks).
+"""Merge the query heads of grouped-query attention inside composite layers (keras-hub's Gemma, Mistral, Qwen3 blocks).
 
-keras-hub's GemmaBackbone sets ``num_query_heads``, ``num_key_value_heads`` and ``head_dim`` apart, so its blocks can
-be re-created with fewer query heads and the same head size (:class:`~weightkit.analysis.kinds.composites.CompositeHeads`).
+keras-hub's GemmaBackbone, MistralBackbone and Qwen3Backbone set ``num_query_heads``, ``num_key_value_heads`` and
+``head_dim`` apart, so their blocks can be re-created with fewer query heads and the same head size
+(:class:`~weightkit.analysis.kinds.composites.CompositeHeads`; a Mistral ``head_dim`` of None is written out).
 A query head reads its key/value group's keys and values; the backbone builds every block from one config, so
 every block keeps the same number of query heads, a multiple of the key/value heads: each block loses the same
 number of query heads from every key/value group.
