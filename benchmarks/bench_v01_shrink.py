@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, sys.argv[1])
 from analysis.data import Dataset
 from compress.shrink import shrink_model
-d = np.load(sys.argv[3])
+d = np.load(sys.argv[3], allow_pickle=False)
 data = Dataset(d["x_train"], d["y_train"], d["x_test"], d["y_test"], "digits", "classification")
 result = shrink_model(sys.argv[2], data, max_drop=1.0, seed=0).result
 print("RESULT " + json.dumps({"original": result.original, "export": result.export}, default=float))
