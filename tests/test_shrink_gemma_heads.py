@@ -74,7 +74,7 @@ def test_merge_max_drop_removes_query_heads_within_the_budget(gemma, tmp_path, c
     tokens = save_token_pairs(data, tmp_path / "tokens.npz")
     output = tmp_path / "merged.keras"
     status = run_cli(cli, ["merge", str(folder / "hub_gemma.keras"), "-o", str(output), "--mode", "data",
-                           "--max-drop", "1", "--data", str(tokens)])
+                           "--max-drop", "1", "--samples", "300", "--data", str(tokens)])
     printed = capsys.readouterr().out
     assert status == 0 and HEADS[0] in printed and "from each key/value group" in printed
     document = json.loads(output.with_suffix(".json").read_text())
