@@ -112,3 +112,23 @@ def test_shrink_removes_query_heads_within_the_budget(gemma):
     drop = judge.score(outcome.model)["drop"]
     assert drop == pytest.approx(outcome.result.merged["drop"])
     assert drop <= 0.75 * 1.0 + 1e-9  # the merge's share (quantize_reserve 0.25)
+
+
+def test_two_backbones_whose_blocks_share_names_are_no_unit(keras, tmp_path):
+    """Two GemmaBackbones in one model both name their block ``decoder_block_0``: a unit named so could be either,
+    so neither's query heads nor FFN is a budget unit (one backbone alone is, as above)."""
+    import keras_hub
+
+    from weightkit.compress.merge.composite_heads import head_units
+    from weightkit.compress.merge.composites import ffn_units
+
+    keras.utils.set_random_seed(0)
+    tokens, mask = keras.Input((6,), dtype="int32", name="token_ids"), keras.Input((6,), dtype="int32", name="mask")
+    pooled = []
+    for name, query in (("gemma_a", 4), ("gemma_b", 2)):
+        backbone = keras_hub.models.GemmaBackbone(vocabulary_size=20, num_layers=1, num_query_heads=query,
+                                                  num_key_value_heads=1, hidden_dim=16, intermediate_dim=32,
+                                                  head_dim=8, name=name)
+        pooled.append(keras.layers.GlobalAveragePooling1D()(backbone({"token_ids": tokens, "padding_mask": mask})))
+    model = reloaded(keras.Model([tokens, mask], keras.layers.Concatenate()(pooled)), tmp_path, "two_gemmas")
+    assert head_units(model) == {} and ffn_units(model) == {}

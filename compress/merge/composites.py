@@ -95,14 +95,18 @@ def owner_units(sites, name_of):
     Returns
     -------
     dict of str to list
-        In model order; a unit with a site that cannot be cut (its ``problem()`` is not None) left out.
+        In model order; a unit with a site that cannot be cut (its ``problem()`` is not None) left out, and so
+        is a name two owners share (two backbones whose blocks have the same names: a budget that names a unit
+        could not tell them apart).
     """
-    units, keys = {}, {}
+    units, keys, owners = {}, {}, {}
     for site in sites:
         key = id(site) if site.owner is None else id(site.owner)
-        keys.setdefault(key, name_of(site))
-        units.setdefault(keys[key], []).append(site)
-    return {name: found for name, found in units.items() if all(s.problem() is None for s in found)}
+        name = keys.setdefault(key, name_of(site))
+        units.setdefault(name, []).append(site)
+        owners.setdefault(name, set()).add(key)
+    return {name: found for name, found in units.items()
+            if len(owners[name]) == 1 and all(s.problem() is None for s in found)}
 
 
 def ffn_layer_names(model):
