@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from tests.test_merge_gemma_heads import _untrained_gemma
+from tests.test_shrink_composites import assert_max_drop_budget_holds, assert_merge_within_its_share
 from tests.zoo import reloaded
 from tests.zoo_transformers import save_token_pairs
 from weightkit._common import run_cli
@@ -67,7 +68,6 @@ def test_a_unit_counts_query_heads_per_key_value_group(keras, tmp_path):
 def test_merge_max_drop_removes_query_heads_within_the_budget(gemma, tmp_path, capsys):
     from weightkit.analysis.files.loading import load_model
     from weightkit.cli import cli
-    from weightkit.compress.shrink import Judge
     from weightkit.compress.shrink.budget import split_held_out
 
     folder, model, data = gemma
@@ -89,29 +89,24 @@ def test_merge_max_drop_removes_query_heads_within_the_budget(gemma, tmp_path, c
     assert _heads_of(merged) == 4 - per_group
     assert merged.count_params() == document["totals"]["params_after"] < model.count_params()
     # The saved model is the one the report evaluated on the test half (drawn as merge --max-drop draws it).
-    (x_val, y_val), (x_test, _), _ = split_held_out(data.x_test, data.y_test, n_train=len(data.y_train))
+    _, (x_test, _), _ = split_held_out(data.x_test, data.y_test, n_train=len(data.y_train))
     before, after = model.predict(x_test, verbose=0), merged.predict(x_test, verbose=0)
     evaluation = document["evaluation"]
     assert np.abs(after - before).max() == pytest.approx(evaluation["max_abs_output_difference"], rel=1e-4)
     assert np.mean(after.argmax(1) == before.argmax(1)) == pytest.approx(evaluation["agreement"])
     assert evaluation["agreement"] >= AGREEMENT_FLOOR
-    drop = Judge(model, x_val, y_val).score(merged)["drop"]
-    assert drop == pytest.approx(document["budget"]["drop"]) and drop <= 1.0
+    assert_max_drop_budget_holds(model, data, merged, document)
 
 
 def test_shrink_removes_query_heads_within_the_budget(gemma):
-    from weightkit.compress.shrink import Judge, shrink_model, split_for_shrink
+    from weightkit.compress.shrink import shrink_model
 
     _, model, data = gemma
     outcome = shrink_model(model, data, max_drop=1.0, **FAST)
     removed = outcome.result.merged["removed"]
     assert set(removed) <= {HEADS[0], FFN} and removed.get(HEADS[0], 0) == 2  # 0.5 · 4 from the one group
     assert _heads_of(outcome.model) == 2
-    splits = split_for_shrink(data)
-    judge = Judge(model, splits.x_validation, splits.first_labels("validation"))
-    drop = judge.score(outcome.model)["drop"]
-    assert drop == pytest.approx(outcome.result.merged["drop"])
-    assert drop <= 0.75 * 1.0 + 1e-9  # the merge's share (quantize_reserve 0.25)
+    assert_merge_within_its_share(model, data, outcome)
 
 
 def test_two_backbones_whose_blocks_share_names_are_no_unit(keras, tmp_path):

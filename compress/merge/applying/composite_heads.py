@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from weightkit.analysis._tf import import_keras
+from weightkit.analysis.kinds.base import value_of
 from weightkit.analysis.kinds.composites import composite_heads
 from weightkit.compress.merge.applying.composite_ffn import described_layers
 from weightkit.compress.merge.applying.composite_rebuild import rebuild_with
@@ -22,7 +22,7 @@ __all__ = ["HeadSite", "cut_composite_heads", "head_sites"]
 
 
 def _numpy(variable):
-    return np.asarray(import_keras().ops.convert_to_numpy(variable), dtype=np.float64)
+    return np.asarray(value_of(variable), dtype=np.float64)
 
 
 @dataclass

@@ -13,7 +13,7 @@ import numpy as np
 from weightkit.analysis._tf import import_keras
 from weightkit.analysis.activations.collect import sample_indices
 from weightkit.analysis.data.batches import n_samples, rows, take
-from weightkit.compress.merge.fitting.composite_probe import _spy
+from weightkit.compress.merge.fitting.composite_probe import spy_inputs
 from weightkit.compress.merge.fitting.heads import head_moments
 
 __all__ = ["composite_head_moments"]
@@ -49,9 +49,9 @@ def composite_head_moments(model, site, original, original_site, x, *, samples, 
     chosen = take(x, sample_indices(n_samples(x), samples, seed))
     spied = list({id(s.sub("output")): s.sub("output") for s in (site, original_site)}.values())
     heads, reference = [], []
-    _spy(spied[0], heads)
+    spy_inputs(spied[0], heads)
     if len(spied) > 1:
-        _spy(spied[1], reference)
+        spy_inputs(spied[1], reference)
     moments, n_rows = 0.0, 0
     try:
         for start in range(0, n_samples(chosen), batch_size):

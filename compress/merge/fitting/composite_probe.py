@@ -11,12 +11,12 @@ import numpy as np
 from weightkit.analysis._tf import import_keras
 from weightkit.analysis.data.batches import n_samples, rows, take
 
-__all__ = ["probe_intermediates"]
+__all__ = ["probe_intermediates", "spy_inputs"]
 
 _BATCH = 128
 
 
-def _spy(layer, records):
+def spy_inputs(layer, records):
     """Make ``layer`` record its first input on every call (undone by deleting the instance's ``call``)."""
     keras = import_keras()
     original = layer.call
@@ -66,7 +66,7 @@ def probe_intermediates(model, sites, x, *, samples, positions=16, seed=0):
     sample = take(x, chosen)
     records = {site.name: [] for site in sites}
     for site in sites:
-        _spy(site.consumer, records[site.name])
+        spy_inputs(site.consumer, records[site.name])
     try:
         for start in range(0, len(chosen), _BATCH):
             model(rows(sample, start, start + _BATCH), training=False)
