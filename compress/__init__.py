@@ -7,11 +7,14 @@ the ``.tflite`` files) first and a result with ``to_dict()`` second:
 - :func:`retrain` ``(model, dataset, ...) -> (model, RetrainResult)``;
 - :func:`quantize_model` ``(model, modes, data, ...) -> (contents, QuantizationReport)``;
 - :func:`fold_linear` ``(model, ...) -> (model, FoldReport)``: layers with no nonlinearity between them, folded;
+- :func:`slice_streams` ``(model, x, keep=0.5 | energy=0.99) -> (model, streams)``: a pre-norm transformer's
+  residual stream turned to its principal directions and cut (SliceGPT);
 - :func:`shrink_model` ``(model, dataset, max_drop=1, ...) -> ShrinkOutcome``: merge, fine-tune and quantize
   to the smallest model within an accuracy budget.
 
-Five subpackages hold the rest: :mod:`weightkit.compress.merge`, :mod:`weightkit.compress.decorrelate`,
-:mod:`weightkit.compress.quantize`, :mod:`weightkit.compress.fold`, :mod:`weightkit.compress.shrink`.
+Six subpackages hold the rest: :mod:`weightkit.compress.merge`, :mod:`weightkit.compress.decorrelate`,
+:mod:`weightkit.compress.quantize`, :mod:`weightkit.compress.fold`, :mod:`weightkit.compress.stream`,
+:mod:`weightkit.compress.shrink`.
 
 Names are imported on first use (PEP 562), so ``import weightkit.compress`` (or one of its light modules, such
 as :mod:`weightkit.compress.quantize.modes`) does not load TensorFlow.
@@ -34,6 +37,7 @@ _LAZY = {
     "DataMergeReport": "weightkit.compress.merge",
     "MergeReport": "weightkit.compress.merge",
     "merge_neurons": "weightkit.compress.merge",
+    "slice_streams": "weightkit.compress.stream",
     "QuantizationReport": "weightkit.compress.quantize",
     "TFLiteModel": "weightkit.compress.quantize",
     "quantize_model": "weightkit.compress.quantize",

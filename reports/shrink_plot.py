@@ -5,6 +5,7 @@ __all__ = ["plot_frontier"]
 #: stage -> (colour, marker, legend label)
 _STYLE = {
     "original": ("tab:gray", "s", "original"),
+    "stream": ("tab:brown", "v", "residual stream sliced (+ fine-tune)"),
     "merge": ("tab:orange", "o", "merged (path step)"),
     "fine-tune": ("tab:green", "o", "merged + distillation fine-tune"),
     "quantize": ("tab:blue", "D", "merged + quantized (.tflite)"),
@@ -44,7 +45,7 @@ def plot_frontier(frontier, path):
         axes.scatter(x, y, s=45, marker=marker, zorder=3, label=None if label in seen else label,
                      facecolors="none" if hollow else colour, edgecolors=colour)
         seen.add(label)
-        if candidate["stage"] not in ("merge", "fine-tune") or candidate.get("chosen"):
+        if candidate["stage"] not in ("merge", "fine-tune", "stream") or candidate.get("chosen"):
             # Labels of points close together (a factor 1.6 in size, a point of accuracy) stack downwards.
             crowd = sum(1 for px, py in placed if 1 / 1.6 < x / px < 1.6 and abs(y - py) < 1.0)
             placed.append((x, y))

@@ -119,9 +119,9 @@ def test_greedy_path_takes_the_cheapest_error_per_parameter_first():
 def test_resume_runs_only_the_stages_left(shrunk, tiny_path, digits, keras):
     status, _, seen, checkpoint, err = shrunk
     assert status == 0
-    assert seen == [("original", False), ("sensitivity", False), ("search", False)]
+    assert seen == [("original", False), ("stream", False), ("sensitivity", False), ("search", False)]
     assert checkpoint == [".weightkit-output", "merged.keras", "state.json"]  # the marker: shrink's own folder
-    for stage in ("original", "sensitivity", "search"):
+    for stage in ("original", "stream", "sensitivity", "search"):
         assert f"weightkit: stage {stage}: read from the checkpoint\n" in err
     assert "weightkit: stage quantize: done in " in err
 

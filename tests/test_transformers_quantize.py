@@ -50,8 +50,8 @@ def test_transformer_converts_in_every_mode_and_agrees_with_keras(reports, name)
 def test_the_report_says_which_normalization_layers_were_rewritten(reports):
     _, report = reports("vit_digits")
     assert ("normalization layers (b0_ln1, b0_ln2, b1_ln1, b1_ln2, final_ln) exported as MEAN, SUB, MUL, RSQRT and "
-            "ADD, which all have int8 kernels (Keras' LayerNormalization computes a NEG that TFLite's int8 quantizer "
-            "leaves in float); the values are the same in float") in report.notes
+            "ADD, which all have int8 kernels (Keras' LayerNormalization computes a NEG and RMSNormalization a SQUARE "
+            "that TFLite's int8 quantizer leaves in float); the values are the same in float") in report.notes
 
 
 def test_keras_native_int8_keeps_the_attention_float_and_says_why(reports):

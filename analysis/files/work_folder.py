@@ -36,7 +36,7 @@ MARKER = OUTPUT_MARKER
 OWNED = {
     "retrain": ("latest.weights.h5", "training_metadata.json", "history.csv", "outputs.json",
                 ".latest.part.weights.h5", "training_metadata.json.part", "*.bkp"),
-    "shrink": ("state.json", "merged.keras"),
+    "shrink": ("state.json", "merged.keras", "sliced.keras"),
 }
 
 #: What each command keeps there, for messages.

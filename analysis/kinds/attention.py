@@ -110,6 +110,25 @@ class MultiHeadAttentionKind(LayerKind):
             return f"it holds weights no head slice covers ({', '.join(extra[:3])})"
         return None
 
+    call_arguments = ("query", "value", "key")
+
+    def stream_writes(self, layer):
+        """Its output projection's columns (``output_kernel`` of shape (heads, value_dim, d))."""
+        return [("output_kernel", -1)] + ([("output_bias", 0)] if layer.get_config().get("use_bias") else [])
+
+    def stream_width_config(self, config, width):
+        config["output_shape"] = int(width)
+        return config
+
+    def stream_reads(self, layer, carried, passed):
+        """The query, value and key projections reading the stream (the key is the value when not given)."""
+        use_bias = layer.get_config().get("use_bias")
+        names = set(carried) | ({"key"} if "value" in carried and "key" not in passed else set())
+        if names - {"query", "value", "key"}:
+            return None  # a mask
+        return [(f"{name}_kernel", f"{name}_bias" if use_bias else None) for name in ("query", "key", "value")
+                if name in names]
+
     def unmergeable_reason(self, layer):
         return "its heads merge as heads (merge_neurons, name/heads), not as neurons of its output"
 

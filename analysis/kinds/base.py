@@ -13,6 +13,7 @@ import numpy as np
 from weightkit.analysis._tf import import_keras
 from weightkit.analysis.kinds.config_rules import ConfigRules
 from weightkit.analysis.kinds.data_rules import DataRules
+from weightkit.analysis.kinds.stream_rules import StreamRules
 
 __all__ = ["GENERIC_SKIP", "MERGE_STEPS", "Kernel", "LayerKind", "channels_last", "grouped"]
 
@@ -81,14 +82,15 @@ def attribute(obj, path):
     return obj
 
 
-class LayerKind(ConfigRules, DataRules):
+class LayerKind(ConfigRules, DataRules, StreamRules):
     """What weightkit knows about, and does with, one family of Keras layer classes.
 
     Subclass it for a new family and register an instance for each class
     (:func:`weightkit.analysis.kinds.register_layer_kind`). The class attributes below are data
     (readable without Keras); the methods take live layers or configs. What the file reader asks of a
     config is in :class:`~weightkit.analysis.kinds.config_rules.ConfigRules`, what probing activations and
-    checking data ask in :class:`~weightkit.analysis.kinds.data_rules.DataRules`.
+    checking data ask in :class:`~weightkit.analysis.kinds.data_rules.DataRules`, what slicing a residual stream
+    asks in :class:`~weightkit.analysis.kinds.stream_rules.StreamRules`.
 
     Attributes
     ----------

@@ -57,5 +57,17 @@ class DenseKind(LayerKind):
     def consumer_problem(self, layer, after_flatten):
         return None
 
+    def stream_writes(self, layer):
+        if layer.get_config().get("activation") != "linear":
+            return None  # an activation after x W + b: not linear in its columns
+        return [("kernel", -1)] + ([("bias", 0)] if layer.use_bias else [])
+
+    def stream_width_config(self, config, width):
+        config["units"] = int(width)
+        return config
+
+    def stream_reads(self, layer, carried, passed):
+        return [("kernel", "bias" if layer.use_bias else None)]
+
 
 KINDS = {"Dense": DenseKind()}

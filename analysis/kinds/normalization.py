@@ -2,7 +2,7 @@
 
 from weightkit.analysis.kinds.base import LayerKind, value_of
 
-__all__ = ["BatchNormalizationKind", "KINDS", "normalized_axis"]
+__all__ = ["BatchNormalizationKind", "KINDS", "LayerNormalizationKind", "RMSNormalizationKind", "normalized_axis"]
 
 
 def normalized_axis(layer):
@@ -32,9 +32,43 @@ class BatchNormalizationKind(LayerKind):
         return problem
 
 
+class LayerNormalizationKind(LayerKind):
+    """LayerNormalization: ``(x - mean) / sqrt(var + eps) * gamma + beta`` over its axis; a stream's reader."""
+
+    skip = "normalization layer: per-feature scale and shift, no neurons"
+    same_shape = True
+
+    def stream_norm_problem(self, layer, rank):
+        if normalized_axis(layer) not in (-1, rank - 1):
+            return f"normalizes axis {layer.axis}, not the channels alone"
+        if getattr(layer, "rms_scaling", False):
+            return "rms_scaling=True divides by the centered variance without centering"
+        return None
+
+    def stream_norm(self, layer, rank):
+        if self.stream_norm_problem(layer, rank) is not None:
+            return None
+        return ("gamma" if layer.scale else None, "beta" if layer.center else None, True, float(layer.epsilon))
+
+
+class RMSNormalizationKind(LayerKind):
+    """RMSNormalization: ``x / sqrt(mean(x²) + eps) * scale`` over its axis; what a sliced stream's readers use."""
+
+    skip = "normalization layer: per-feature scale, no neurons"
+    same_shape = True
+
+    def stream_norm_problem(self, layer, rank):
+        return None if normalized_axis(layer) in (-1, rank - 1) else f"normalizes axis {layer.axis}, not the channels alone"
+
+    def stream_norm(self, layer, rank):
+        if self.stream_norm_problem(layer, rank) is not None:
+            return None
+        return "scale", None, False, float(layer.epsilon)
+
+
 KINDS = {
     "BatchNormalization": BatchNormalizationKind(),
     "GroupNormalization": LayerKind(skip="normalization layer: per-channel scale and shift, no neurons"),
-    "LayerNormalization": LayerKind(skip="normalization layer: per-feature scale and shift, no neurons",
-                                    same_shape=True),
+    "LayerNormalization": LayerNormalizationKind(),
+    "RMSNormalization": RMSNormalizationKind(),
 }

@@ -21,6 +21,13 @@ class EmbeddingKind(LayerKind):
     def vocabulary_size(self, layer):
         return int(layer.input_dim)
 
+    def stream_writes(self, layer):
+        return [("embeddings", -1)]
+
+    def stream_width_config(self, config, width):
+        config["output_dim"] = int(width)
+        return config
+
 
 KINDS = {
     "Embedding": EmbeddingKind(),

@@ -66,6 +66,24 @@ class GraphNode:
         """str : The layer's name qualified by its path, ``"encoder/dense"``."""
         return "/".join(self.path + (self.layer.name,))
 
+    def arguments(self, positional=()):
+        """The call's tensor arguments by name: ``{name: set of flat tensor ids}``.
+
+        Parameters
+        ----------
+        positional : sequence of str
+            Names of the positional arguments in order (``("query", "value", "key")``); ``arg<i>`` beyond them.
+            Keyword arguments keep their keyword.
+        """
+        keras = import_keras()
+        named = [(positional[i] if i < len(positional) else f"arg{i}", value) for i, value in enumerate(self._args)]
+        found = {}
+        for name, value in named + list(self._kwargs.items()):
+            ids = {x.tid for x in keras.tree.flatten(value) if isinstance(x, _Ref)}
+            if ids:
+                found[name] = ids
+        return found
+
     def replay(self, tensors):
         """Call the layer again on new tensors, with the node's other arguments unchanged.
 

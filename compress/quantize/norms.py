@@ -6,7 +6,9 @@ kernel except the NEG of ``-mean``, so a transformer converted with ``TFLITE_BUI
 keeps NEG in float and is not integer-only. The same normalization written as
 ``(x - mean) * rsqrt(mean((x - mean)²) + epsilon) * gamma + beta`` uses MEAN, SUB, MUL, RSQRT
 and ADD only, each with an int8 kernel. keras-hub's ``RMSNormalization`` (Gemma) divides by a
-SQRT and squares with SQUARE; it is written ``x * rsqrt(mean(x * x) + epsilon) * (1 + scale)``.
+SQRT and squares with SQUARE; it is written ``x * rsqrt(mean(x * x) + epsilon) * (1 + scale)``. Keras' own
+``RMSNormalization`` (what a sliced residual stream's norms become, :mod:`weightkit.compress.stream`) squares
+with SQUARE too; it is written ``x * rsqrt(mean(x * x) + epsilon) * scale``.
 
 :func:`integer_friendly_norms` swaps the ``call`` of every such layer of a model, nested
 sublayers included (keras-hub's TransformerEncoder keeps its norms as attributes), for the
@@ -48,10 +50,18 @@ def _rms_norm_call(self, inputs):
     return ops.cast(outputs * (1 + ops.cast(self.scale, "float32")), self.compute_dtype)
 
 
+def _keras_rms_norm_call(self, inputs):
+    ops = import_keras().ops
+    x = ops.cast(inputs, "float32")
+    outputs = x * ops.rsqrt(ops.mean(x * x, axis=self.axis, keepdims=True) + self.epsilon)
+    return ops.cast(outputs * ops.cast(self.scale, "float32"), self.compute_dtype)
+
+
 def _rewrites():
     """``(class, "call", integer-friendly call)`` for each normalization class this process can have in a model."""
     keras = import_keras()
-    found = [(keras.layers.LayerNormalization, "call", _layer_norm_call)]
+    found = [(keras.layers.LayerNormalization, "call", _layer_norm_call),
+             (keras.layers.RMSNormalization, "call", _keras_rms_norm_call)]
     if "keras_hub" in sys.modules:  # a model holding keras-hub layers has imported it; never import it here
         from keras_hub.src.models.gemma.rms_normalization import RMSNormalization
 
@@ -108,5 +118,5 @@ def norms_note(model):
     if not names:
         return []
     return [f"normalization layers ({', '.join(names)}) exported as MEAN, SUB, MUL, RSQRT and ADD, which all have "
-            "int8 kernels (Keras' LayerNormalization computes a NEG that TFLite's int8 quantizer leaves in float); "
-            "the values are the same in float"]
+            "int8 kernels (Keras' LayerNormalization computes a NEG and RMSNormalization a SQUARE that TFLite's int8 "
+            "quantizer leaves in float); the values are the same in float"]

@@ -15,7 +15,7 @@ from weightkit.analysis.files.work_folder import OWNED, WorkFolder
 __all__ = ["STAGES", "STATE", "Checkpoint"]
 
 #: The stages of a run, in order; each one's results are stored when it finishes.
-STAGES = ("original", "sensitivity", "search", "quantize")
+STAGES = ("original", "stream", "sensitivity", "search", "quantize")
 
 #: The file holding the finished stages' results (and the settings a resumed run must match).
 STATE = "state.json"

@@ -77,7 +77,7 @@ def quantize_stage(run, model):
     """
     options, result, splits = run.options, run.result, run.splits
     started = time.perf_counter()
-    options.report(3, f"quantize: {', '.join(options.modes)}")
+    options.report(4, f"quantize: {', '.join(options.modes)}")
     contents, quantization = quantize_model(model, options.modes, splits.quantize_view(),
                                             calibration_samples=min(options.calibration_samples,
                                                                     n_samples(splits.x_calibration)),

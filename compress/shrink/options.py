@@ -41,6 +41,8 @@ class ShrinkOptions:
     resume : bool
     progress, on_stage : callable or None
     unsafe : bool
+    stream : bool
+        Slice the residual streams (:mod:`weightkit.compress.shrink.stream_stage`) before merging.
     """
 
     max_drop: float = 1.0
@@ -60,6 +62,7 @@ class ShrinkOptions:
     progress: object = None
     on_stage: object = None
     unsafe: bool = False
+    stream: bool = True
 
     def __post_init__(self):
         self.max_drop, self.quantize_reserve = float(self.max_drop), float(self.quantize_reserve)
@@ -84,6 +87,11 @@ class ShrinkOptions:
         """The share of ``max_drop`` merging (and fine-tuning) may spend; quantization gets the rest."""
         return self.max_drop * (1.0 - self.quantize_reserve)
 
+    @property
+    def stream_budget(self):
+        """The share of the merge budget slicing the residual streams may spend (half): the merges spend the rest."""
+        return self.merge_budget / 2.0
+
     def report(self, done, what):
         """``progress(done, n_stages, what)`` when there is a progress callback."""
         if self.progress is not None:
@@ -101,4 +109,4 @@ class ShrinkOptions:
                 "fine_tune": self.fine_tune, "modes": list(self.modes), "fractions": list(self.fractions),
                 "quantize_reserve": self.quantize_reserve, "max_probes": self.max_probes,
                 "temperature": self.temperature, "alpha": self.alpha, "calibration_samples": self.calibration_samples,
-                "seed": self.seed, "data": source, "splits": dict(sizes)}
+                "seed": self.seed, "stream": self.stream, "data": source, "splits": dict(sizes)}

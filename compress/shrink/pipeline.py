@@ -1,6 +1,7 @@
 """``shrink_model``: the smallest model within a budget, in stages that resume.
 
-1. ``original``, 2. ``sensitivity``, 3. ``search`` (:mod:`.stages`), 4. ``quantize`` (:mod:`.export`),
+1. ``original``, 2. ``stream`` (:mod:`.stream_stage`), 3. ``sensitivity``, 4. ``search`` (:mod:`.stages`),
+5. ``quantize`` (:mod:`.export`),
 over one :class:`~weightkit.compress.shrink.run.ShrinkRun` built from the checked
 :class:`~weightkit.compress.shrink.options.ShrinkOptions`.
 
@@ -18,6 +19,7 @@ from weightkit.compress.shrink.run import ShrinkRun
 from weightkit.compress.shrink.budget import BUDGET_FRACTIONS, BUDGET_PROBES
 from weightkit.compress.shrink.splits import split_for_shrink
 from weightkit.compress.shrink.stages import original_stage, search_stage, sensitivity_stage
+from weightkit.compress.shrink.stream_stage import stream_stage
 
 __all__ = ["DEFAULT_MODES", "ShrinkOutcome", "shrink_model"]
 
@@ -34,7 +36,7 @@ class ShrinkOutcome:
 def shrink_model(model, dataset, *, max_drop=1.0, target="size", fine_tune_epochs=30, fine_tune=None,
                  modes=DEFAULT_MODES, fractions=BUDGET_FRACTIONS, quantize_reserve=0.25, max_probes=BUDGET_PROBES,
                  temperature=4.0, alpha=0.7, calibration_samples=200, seed=0, work_dir=None, resume=False,
-                 progress=None, on_stage=None, unsafe=False):
+                 progress=None, on_stage=None, unsafe=False, stream=True):
     """Merge, fine-tune and quantize a model to the smallest one within ``max_drop`` of the original.
 
     Parameters
@@ -79,6 +81,9 @@ def shrink_model(model, dataset, *, max_drop=1.0, target="size", fine_tune_epoch
     on_stage : callable, default=None
         ``on_stage(stage, seconds, resumed)`` when a stage is finished (or read from the checkpoint).
     unsafe : bool, default=False
+    stream : bool, default=True
+        Slice each residual stream that can be (a pre-norm transformer's) to the fewest principal directions
+        within half the merge budget before merging (:mod:`weightkit.compress.shrink.stream_stage`).
 
     Returns
     -------
@@ -88,11 +93,12 @@ def shrink_model(model, dataset, *, max_drop=1.0, target="size", fine_tune_epoch
                             fine_tune=fine_tune, modes=modes, fractions=fractions, quantize_reserve=quantize_reserve,
                             max_probes=max_probes, temperature=temperature, alpha=alpha,
                             calibration_samples=calibration_samples, seed=seed, work_dir=work_dir, resume=resume,
-                            progress=progress, on_stage=on_stage, unsafe=unsafe)
+                            progress=progress, on_stage=on_stage, unsafe=unsafe, stream=stream)
     loaded = as_model(model, unsafe=unsafe)
     dataset = as_dataset(dataset, loaded.model, seed=options.seed)
     run = ShrinkRun(loaded.model, split_for_shrink(dataset, seed=options.seed), options, notes=loaded.notes)
     original_stage(run)
+    stream_stage(run)
     merged = search_stage(run, sensitivity_stage(run))
     contents, quantization, exported = quantize_stage(run, merged)
     return ShrinkOutcome(merged, exported, contents, quantization, run.result)

@@ -66,7 +66,7 @@ class Candidate:
     key : str
         ``original``, ``original:float32``, ``merge:3`` (the third allocation of the greedy path),
         ``merge:3+fine-tune``, ``quantize:int8``, or a stage a caller added (``demo:merged-ratio``).
-    stage : {"original", "merge", "fine-tune", "quantize"} or str
+    stage : {"original", "stream", "merge", "fine-tune", "quantize"} or str
     kind : {"keras", "tflite"}
     params : int
     bytes : int
@@ -127,6 +127,9 @@ class ShrinkResult:
         :class:`weightkit.compress.shrink.sensitivity.LayerSensitivity` as dicts.
     path : list of dict
         The greedy allocations (:class:`weightkit.compress.shrink.allocation.Allocation`), with ``removals``.
+    stream : dict
+        The residual streams (:mod:`weightkit.compress.shrink.stream_stage`): ``streams`` sliced or tried, each
+        with its width, the width kept and its probes; ``left``: those left alone, with the reason.
     probes : list of dict
         Each allocation the search merged: its validation accuracy before and after fine-tuning,
         whether it stayed within the merge budget.
@@ -161,6 +164,7 @@ class ShrinkResult:
     original: dict = field(default_factory=dict)
     sensitivity: list = field(default_factory=list)
     path: list = field(default_factory=list)
+    stream: dict = field(default_factory=dict)
     probes: list = field(default_factory=list)
     merged: dict = field(default_factory=dict)
     quantized: dict = field(default_factory=dict)
@@ -195,7 +199,7 @@ class ShrinkResult:
         document = {"model": self.model, "data": self.data, "max_drop": self.max_drop, "target": self.target,
                     "unit": self.unit, "metric": self.metric, "settings": dict(self.settings),
                     "splits": dict(self.splits), "original": dict(self.original),
-                    "sensitivity": list(self.sensitivity), "path": list(self.path), "probes": list(self.probes),
+                    "stream": dict(self.stream), "sensitivity": list(self.sensitivity), "path": list(self.path), "probes": list(self.probes),
                     "merged": dict(self.merged), "quantized": dict(self.quantized), "export": dict(self.export),
                     "stages": dict(self.stages), "candidates": [c.to_dict() for c in self.candidates],
                     "notes": list(self.notes)}

@@ -56,6 +56,8 @@ class ShrinkRun:
                                    target=options.target, settings=settings, splits=splits.sizes(), notes=list(notes),
                                    unit=self.judge.unit, metric=self.judge.metric_key)
         self.merged = None
+        self.sliced = None  # the stream stage's model, when it sliced a stream
+        self.start = original  # what the merges start from (the stream stage sets it)
 
     def tune(self):
         """``tune(student) -> (model, DistillResult)``, the distillation from the original (every output, early
@@ -71,6 +73,6 @@ class ShrinkRun:
             return distill(student, self.original, splits.x_fine_tune, self.judge, teacher_outputs=teacher,
                            y_train=splits.first_labels("fine_tune"), epochs=options.fine_tune_epochs,
                            temperature=options.temperature, alpha=options.alpha, seed=options.seed,
-                           progress=options.reporter(2))
+                           progress=options.reporter(3))
 
         return tune

@@ -1,22 +1,24 @@
-"""The first three stages of a shrink run, each stored in the checkpoint when it finishes.
+"""The stages of a shrink run before quantization, each stored in the checkpoint when it finishes.
 
 1. :func:`original_stage`: the original's scores and its float32 ``.tflite`` size.
-2. :func:`sensitivity_stage`: per-layer merge curves
-   (:func:`weightkit.compress.shrink.budget.budget_curves`) on the calibration inputs, scored on the
-   validation split.
-3. :func:`search_stage`: the greedy path through them, bisected
+2. :func:`~weightkit.compress.shrink.stream_stage.stream_stage` (its own module): the residual streams sliced.
+3. :func:`sensitivity_stage`: per-layer merge curves
+   (:func:`weightkit.compress.shrink.budget.budget_curves`) of ``run.start`` (the sliced model, or the
+   original) on the calibration inputs, scored on the validation split.
+4. :func:`search_stage`: the greedy path through them, bisected
    (:func:`weightkit.compress.shrink.search.search_removals`) for the deepest allocation whose validation
    drop, after a distillation fine-tune where the merge cost more than half the budget, stays within
    the merge share of the budget.
 
 The same curves, path and search as ``merge --max-drop``
-(:func:`weightkit.compress.shrink.budget.merge_within_budget`). The fourth stage is in :mod:`.export`.
+(:func:`weightkit.compress.shrink.budget.merge_within_budget`). The last stage is in :mod:`.export`.
 """
 
 import time
 
 from weightkit.compress.quantize import quantize_model
 from weightkit.compress.shrink.budget import budget_curves, budget_removals
+from weightkit.compress.shrink.checkpoint import STAGES
 from weightkit.compress.shrink.result import FLOAT_BYTES, Candidate
 from weightkit.compress.shrink.run import tflite_runner
 from weightkit.compress.shrink.search import search_removals
@@ -25,13 +27,13 @@ from weightkit.compress.shrink.sensitivity import LayerSensitivity
 __all__ = ["original_stage", "run_stage", "search_stage", "sensitivity_stage"]
 
 
-def run_stage(run, name, index, what, compute):
-    """Stage ``name``'s stored results: read from the checkpoint, or ``compute()`` -> ``(results, models)`` and
+def run_stage(run, name, what, compute):
+    """Stage ``name``'s (one of :data:`~weightkit.compress.shrink.checkpoint.STAGES`) stored results: read from the checkpoint, or ``compute()`` -> ``(results, models)`` and
     stored; its seconds go to ``run.result.stages`` and ``on_stage``."""
     started, stored = time.perf_counter(), run.checkpoint.done(name)
     resumed = stored is not None
     if not resumed:
-        run.options.report(index, what)
+        run.options.report(STAGES.index(name), what)
         stored, models = compute()
         stored = {**stored, "seconds": time.perf_counter() - started}
         run.checkpoint.finish(name, stored, models=models)
@@ -54,7 +56,7 @@ def original_stage(run):
                 "test_accuracy": test.metric(test.reference), "float32_tflite_bytes": len(contents["float32"]),
                 "float32_tflite_test_accuracy": test.metric(tflite)}, None
 
-    stored = run_stage(run, "original", 0, "original: scoring and converting to float32 .tflite", compute)
+    stored = run_stage(run, "original", "original: scoring and converting to float32 .tflite", compute)
     run.result.original = base = {k: v for k, v in stored.items() if k != "seconds"}
     run.result.candidates.append(Candidate("original", "original", "keras", base["params"],
                                            base["params"] * FLOAT_BYTES, base["validation_accuracy"],
@@ -72,11 +74,11 @@ def sensitivity_stage(run):
     options = run.options
 
     def compute():
-        curves = budget_curves(run.original, run.splits.x_calibration, run.judge, fractions=options.fractions,
-                               target=options.target, seed=options.seed, progress=options.reporter(1))
+        curves = budget_curves(run.start, run.splits.x_calibration, run.judge, fractions=options.fractions,
+                               target=options.target, seed=options.seed, progress=options.reporter(2))
         return {"curves": [c.to_dict() for c in curves]}, None
 
-    stored = run_stage(run, "sensitivity", 1, "sensitivity: merging each layer alone", compute)
+    stored = run_stage(run, "sensitivity", "sensitivity: merging each layer alone", compute)
     run.result.sensitivity = stored["curves"]
     return [LayerSensitivity(**c) for c in stored["curves"]]
 
@@ -93,14 +95,14 @@ def search_stage(run, curves):
         return {**scores, "test_accuracy": test.metric(test.score(model))}
 
     def compute():
-        found = search_removals(run.original, run.splits.x_calibration, removals, score,
+        found = search_removals(run.start, run.splits.x_calibration, removals, score,
                                 budget=options.merge_budget, max_drop=options.max_drop, tune=run.tune(),
                                 fine_tune=options.fine_tune, max_probes=options.max_probes, seed=options.seed,
-                                progress=options.reporter(2))
+                                progress=options.reporter(3))
         run.merged = found.pop("model")
         return found, {"merged": run.merged}
 
-    stored = run_stage(run, "search", 2, "search: merging along the greedy path", compute)
+    stored = run_stage(run, "search", "search: merging along the greedy path", compute)
     result.probes, result.merged = stored["probes"], stored["merged"]
     for probe in result.probes:
         for suffix, key in (("", "before"), ("+fine-tune", "after")):

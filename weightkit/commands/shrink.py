@@ -50,17 +50,20 @@ def work_folder(output):
 @click.option("--target-column", "target_column", default=None, metavar="COLUMN",
               help="CSV label column (default: the last).")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the splits, merges and fine-tune.")
+@click.option("--no-stream", "no_stream", is_flag=True,
+              help="Leave the residual streams of pre-norm transformers whole (by default each is turned to its "
+                   "principal directions and cut to the fewest within half the merge budget, then fine-tuned).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last finished stage.")
 @force_option
 @unsafe_option
 @quiet_option
 @debug_option
-def shrink(model, data, output, max_drop, target, fine_tune_epochs, modes, target_column, seed, resume, force,
-           unsafe):
+def shrink(model, data, output, max_drop, target, fine_tune_epochs, modes, target_column, seed, no_stream, resume,
+           force, unsafe):
     """Find the smallest model within --max-drop of MODEL (accuracy points, or MAE for a regression; any number
     of inputs and outputs, the budget on the first): per-layer merge sensitivity, an
     allocation of removals, a distillation fine-tune, then the smallest quantization mode; every candidate
-    goes on DIR/frontier.png."""
+    goes on DIR/frontier.png. A pre-norm transformer's residual stream is sliced first (SliceGPT)."""
     from weightkit.analysis.errors import WeightkitError
     from weightkit.analysis.files.io import check_output
     from weightkit.analysis.files.work_folder import WorkFolder
@@ -81,7 +84,7 @@ def shrink(model, data, output, max_drop, target, fine_tune_epochs, modes, targe
             note(f"--resume: no checkpoint in {checkpoints.path}; starting from the first stage")
         try:
             _shrink(model, data, output, checkpoints.path, max_drop, target, fine_tune_epochs, chosen_modes,
-                    target_column, seed, resume, force, unsafe)
+                    target_column, seed, resume, force, unsafe, stream=not no_stream)
         except Exception as error:
             # A refusal or a failure: a rerun with --resume would meet it again, so nothing is kept; only an
             # interrupted run (KeyboardInterrupt) keeps its finished stages, and a --resume refused for its own
@@ -93,7 +96,7 @@ def shrink(model, data, output, max_drop, target, fine_tune_epochs, modes, targe
 
 
 def _shrink(model, data, output, work, max_drop, target, fine_tune_epochs, chosen_modes, target_column, seed, resume,
-            force, unsafe):
+            force, unsafe, stream=True):
     loaded = load_model_or_exit(model, unsafe=unsafe, compile=False, finite=True)
     from weightkit.analysis.data.checks import load_data_for_model
     from weightkit.analysis.files.io import atomic_directory, atomic_write_bytes, atomic_write_json
@@ -113,7 +116,7 @@ def _shrink(model, data, output, work, max_drop, target, fine_tune_epochs, chose
         with progress_lines("shrinking") as progress:
             outcome = shrink_model(loaded.model, dataset, max_drop=max_drop, target=target,
                                    fine_tune_epochs=fine_tune_epochs, modes=chosen_modes, seed=seed, work_dir=work,
-                                   resume=resume, progress=progress, on_stage=stage)
+                                   resume=resume, progress=progress, on_stage=stage, stream=stream)
     except KeyboardInterrupt:
         note(f"interrupted; finished stages are kept in {work}: rerun with --resume to continue")
         raise

@@ -20,7 +20,8 @@ def print_shrink_result(result, console):
                         f"(target {result.target}; splits {', '.join(f'{k} {v}' for k, v in result.splits.items())})")
     for column in ("candidate", "params", "bytes", f"validation {metric}", f"test {metric}", ""):
         table.add_column(column, justify="left" if column in ("candidate", "") else "right")
-    shown = [c for c in result.candidates if c.stage in ("original", "quantize")
+    kept = [f"stream:{s['kept']}" for s in getattr(result, "stream", {}).get("streams", []) if s["kept"] < s["width"]]
+    shown = [c for c in result.candidates if c.stage in ("original", "quantize") or c.key in kept
              or c.key.startswith(f"merge:{result.merged.get('index')}")]
     for candidate in shown:
         table.add_row(candidate.title or candidate.key, f"{candidate.params:,}",

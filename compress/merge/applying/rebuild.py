@@ -34,6 +34,8 @@ class WeightState:
         self.untouched = {}  # layers whose variables share a name: copied as they are
         self.cuts = {}  # (layer, variable, axis) -> (width, set of indices): deleted when rebuilding
         self.layers = {}  # name -> the original layer (its kind says which arrays fold and cut)
+        self.reconfigured = {}  # name -> config_change(config, layer) -> config, beyond ``resized``
+        self.replaced = {}  # name -> make(layer) -> a layer of another class in its place (a sliced stream's norms)
         for layer in walk_layers(model):
             self.layers[layer.name] = layer
             names = weight_keys(layer)
@@ -132,6 +134,8 @@ def rebuild_model(model, state):
     """
 
     def clone(layer):
+        if layer.name in state.replaced:
+            return state.replaced[layer.name](layer)
         config = layer.get_config()
         kind = kind_for(layer) or LayerKind()
         wrapped = kind.wrapped_configs(config)
@@ -139,6 +143,8 @@ def rebuild_model(model, state):
             inner.pop("build_config", None)  # built again on the (maybe narrower) input it gets
         if layer.name in state.resized:
             kind.resized_config(config, state.resized[layer.name])
+        if layer.name in state.reconfigured:
+            config = state.reconfigured[layer.name](config, layer)
         if layer.name in state.added_bias:
             for target in [inner["config"] for inner in wrapped] or [config]:
                 target["use_bias"] = True
