@@ -9,12 +9,17 @@ against the exported .tflite, the ratio, the test accuracies, and the export's b
 ``tensorflow.lite.tools.flatbuffer_utils`` into constant buffers (the weights) and everything else (operators,
 tensors, quantization parameters, metadata).
 
+Each row also gives the stream stage (:mod:`weightkit.compress.shrink.stream_stage`, on by default): the
+residual stream's width before -> kept (``—`` when no stream was sliced) and the stage's seconds; ``--no-stream``
+turns the stage off (``shrink_model(..., stream=False)``) for a same-run comparison.
+
 ``--wide`` adds a wider ViT of the same form (model dimension 128, 4 heads of key_dim 32, FFN 256; about 280k
 parameters), where the weights rather than the graph dominate the file, as in the ViTs people train.
 
 Run: ``python benchmarks/bench_transformers_shrink.py`` (``--quick``: fewer epochs, 5 fine-tune epochs, 2 probes;
 ``--only-wide``: the wide ViT alone; ``--modes float32,dynamic,...``: the quantization modes the export is chosen
-from, each one's bytes and drop printed).
+from, each one's bytes and drop printed; ``--widths 32 64 96``: the zoo's ViT form at these widths; ``--seed 1``:
+another training seed; ``--no-stream``: without the stream stage).
 """
 
 import argparse
@@ -40,21 +45,40 @@ def flatbuffer_parts(blob):
     return weights, len(blob) - weights, sum(len(graph.operators) for graph in model.subgraphs)
 
 
+def stream_widths(stream):
+    """``"64 -> 16"`` per sliced residual stream of ``outcome.result.stream`` (``, `` between several), or ``—``."""
+    sliced = [f"{r['width']} -> {r['kept']}" for r in stream.get("streams", []) if r["kept"] < r["width"]]
+    return ", ".join(sliced) or "—"
+
+
 def shrink_subject(label, model, data, args):
     """``(subject, original float32 .tflite bytes, exported mode, bytes, x smaller, test accuracy of the original
-    and the export, parameters after, seconds)`` of ``shrink_model(max_drop=args.max_drop)``."""
+    and the export, test drop in points, validation drop in points, stream width -> kept, stream stage seconds,
+    parameters after, export parts, seconds)`` of ``shrink_model(max_drop=args.max_drop)``."""
     from weightkit.compress.shrink import shrink_model
 
     options = {"fine_tune_epochs": 5, "max_probes": 2} if args.quick else {}
+    if args.no_stream:
+        options["stream"] = False
     if args.modes:
         options["modes"] = args.modes.split(",")
     outcome, seconds = _timed(lambda: shrink_model(model, data, max_drop=args.max_drop, seed=0, **options))
     original, export = outcome.result.original, outcome.result.export
     print("  " + "; ".join(f"{mode}: {row['bytes']:,} bytes, validation drop {row['drop']:.3g}, test accuracy "
                            f"{row['test_accuracy']:.4f}" for mode, row in outcome.result.quantized["modes"].items()))
+    stream = outcome.result.stream
+    for record in stream.get("streams", []):
+        print(f"  stream {record['width']} -> {record['kept']}: probes " + ", ".join(
+            f"{p['width']} ({p['params']:,} parameters, drop {p['drop']:.3g}, {'ok' if p['ok'] else 'over'})"
+            for p in record["probes"]))
+    for record in stream.get("left", []):
+        print(f"  stream left alone: {record['reason']}")
+    validation_drop = 100 * (original["validation_accuracy"] - export["validation_accuracy"])
     return (label, original["float32_tflite_bytes"], export["mode"], export["bytes"],
             original["float32_tflite_bytes"] / export["bytes"], original["test_accuracy"], export["test_accuracy"],
-            outcome.model.count_params(), flatbuffer_parts(outcome.tflite), seconds)
+            export["test_drop_points"], validation_drop, stream_widths(stream),
+            outcome.result.stages.get("stream", 0.0), outcome.model.count_params(),
+            flatbuffer_parts(outcome.tflite), seconds)
 
 
 def main():
@@ -66,6 +90,8 @@ def main():
     parser.add_argument("--seed", type=int, default=0, help="training seed of the subjects (initial weights, order)")
     parser.add_argument("--widths", nargs="+", metavar="W[xK]",
                         help="instead: the zoo's ViT form at these widths (4 heads of key_dim W/4, or K)")
+    parser.add_argument("--no-stream", action="store_true",
+                        help="without the stream stage (shrink_model(stream=False))")
     parser.add_argument("--modes", help="comma-separated quantization modes of shrink_model (default: DEFAULT_MODES)")
     args = parser.parse_args()
 
@@ -76,19 +102,23 @@ def main():
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
     print(f"# shrink --max-drop {args.max_drop:g} on the zoo's transformers ({stamp} UTC, {platform.machine()}, "
           f"{os.cpu_count()} cores, load average at start {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}"
-          f"{', --quick' if args.quick else ''})\n", flush=True)
+          f"{', --quick' if args.quick else ''}{', --no-stream' if args.no_stream else ''}, "
+          f"training seed {args.seed})\n", flush=True)
     shrunk, trained = [], []
     with tempfile.TemporaryDirectory(prefix="bench-transformers-shrink-") as folder:
         for label, model, data in trained_subjects(folder, args, trained):
             shrunk.append(shrink_subject(label, model, data, args))
             print("  " + " | ".join(map(str, shrunk[-1])), flush=True)
-    print(f"\n| subject | float32 .tflite bytes | shrink --max-drop {args.max_drop:g}: mode | bytes | x smaller | "
-          "test accuracy before | after | parameters after | export: weight buffers / other bytes / ops | "
+    print(f"\n| subject | seed | float32 .tflite bytes | shrink --max-drop {args.max_drop:g}: mode | bytes | "
+          "x smaller | test accuracy before | after | test drop (points) | validation drop (points) | "
+          "stream width -> kept | stream stage s | parameters after | export: weight buffers / other bytes / ops | "
           "seconds |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
-    for label, before, mode, after, ratio, acc0, acc1, params, (weights, other, ops), seconds in shrunk:
-        print(f"| {label} | {before:,} | {mode} | {after:,} | {ratio:.1f} | {acc0:.4f} | {acc1:.4f} | "
-              f"{params:,} | {weights:,} / {other:,} / {ops} | {seconds:.0f} |")
+    print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|")
+    for (label, before, mode, after, ratio, acc0, acc1, test_drop, validation_drop, widths, stream_seconds, params,
+         (weights, other, ops), seconds) in shrunk:
+        print(f"| {label} | {args.seed} | {before:,} | {mode} | {after:,} | {ratio:.1f} | {acc0:.4f} | {acc1:.4f} | "
+              f"{test_drop:.2f} | {validation_drop:.2f} | {widths} | {stream_seconds:.0f} | {params:,} | "
+              f"{weights:,} / {other:,} / {ops} | {seconds:.0f} |")
     print("\n" + "; ".join(trained))
     load = os.getloadavg()
     print(f"load average at the end: {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}")
