@@ -149,7 +149,7 @@ def test_cli_merge_by_data_removes_heads_and_neurons_and_reports_heads(transform
     output = tmp_path / "vit_small.keras"
     capsys.readouterr()
     status = run_cli(cli, ["merge", str(folder / "vit_digits.keras"), "-o", str(output), "--mode", "data",
-                           "--ratio", "0.25", "--data", "sklearn:digits"])
+                           "--ratio", "0.25", "--heads", "uniform", "--data", "sklearn:digits"])
     out, err = capsys.readouterr()
     assert status == 0, err
     assert re.search(r"b0_mha/heads\s*│\s*b0_mha\s*│\s*4 → 3", out), out

@@ -335,7 +335,7 @@ REFUSALS = {
                                       "channels"),
     "relu_writer": (_relu_writer, "res1", "relu_writer (Dense) writes into it and is not linear in its output "
                                           "channels"),
-    "input_added": (_input_added, "res1", "it starts at a model input, which no weight writes"),
+    "input_added": (_input_added, "res1", "it starts at model input 'x', which no weight writes"),
     "activation_reader": (_activation_reader, "res1", "squash (Activation) reads it and is neither a normalization "
                                                       "over its channels nor a kernel over them"),
     "direct_reader": (_direct_reader, "res1", "direct reads it without a normalization, while its "

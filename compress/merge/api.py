@@ -17,7 +17,7 @@ from weightkit.compress.merge.by_weights import merge_redundant
 from weightkit.compress.merge.composite_heads import merge_composite_heads
 from weightkit.compress.merge.composites import ffn_layer_names, merge_composite_ffns
 from weightkit.compress.merge.fitting.data_fit import DEFAULT_RIDGE
-from weightkit.compress.merge.heads import merge_heads_by_data, merge_heads_by_weights
+from weightkit.compress.merge.heads import GLOBAL_MAX_HEADS, auto_allocation, merge_heads_by_data, merge_heads_by_weights
 from weightkit.compress.merge.reporting.heads import attach_heads
 
 __all__ = ["MERGE_MODES", "merge_neurons"]
@@ -97,16 +97,32 @@ def _neuron_layers(layers, model):
 
 
 def _heads_allocation(heads, mode, options):
-    """The heads pass's allocation (``"uniform"`` or ``"global"``) for ``merge_neurons(heads=...)``; refuses a bad one."""
-    if heads is True or heads is False or heads == "uniform":
+    """The heads pass's allocation (``"auto"``, ``"uniform"`` or ``"global"``) for ``merge_neurons(heads=...)``;
+    refuses a bad one. ``"auto"`` is resolved on the model (:func:`_resolved`)."""
+    if heads is True or heads is False or heads == "auto":
+        return "auto"
+    if heads == "uniform":
         return "uniform"
     if heads != "global":
-        raise WeightkitError(f"Invalid value for heads. Expected True, False, 'uniform' or 'global'. Received: "
-                             f"heads={heads!r}.")
+        raise WeightkitError(f"Invalid value for heads. Expected True, False, 'auto', 'uniform' or 'global'. "
+                             f"Received: heads={heads!r}.")
     if mode != "data" or options.get("ratio") is None:
         raise WeightkitError("heads='global' spreads a ratio over all the model's attention heads by their effect "
                              "on the outputs: use it with mode='data' and ratio=.")
     return "global"
+
+
+def _resolved(allocation, model, mode, options):
+    """``"auto"`` made ``"global"`` (a data merge by ratio over a few tens of heads: :func:`auto_allocation`) or
+    ``"uniform"``, and the note that says so; ``(allocation, notes)``."""
+    if allocation != "auto":
+        return allocation, []
+    if mode != "data" or options.get("ratio") is None:
+        return "uniform", []
+    chosen = auto_allocation(model, options.get("layers"))
+    return chosen, ([f"heads: the ratio is spread over all the model's attention heads (global allocation, as "
+                     f"heads='global'; a model of at most {GLOBAL_MAX_HEADS} heads in several attention layers)"]
+                    if chosen == "global" else [])
 
 
 def _check_options(mode, function, options):
@@ -139,11 +155,14 @@ def merge_neurons(model, mode="weights", data=None, *, evaluate_on=None, heads=T
     evaluate_on : Dataset, ndarray, str or os.PathLike, default=None
         Held-out data to compare the merged model with the original on; fills
         ``report.evaluation`` (accuracy before and after, agreement, output difference).
-    heads : bool or {"uniform", "global"}, default=True
+    heads : bool or {"auto", "uniform", "global"}, default=True
         First merge the heads of every ``keras.layers.MultiHeadAttention`` with the same mode and
         budget (:mod:`weightkit.compress.merge.heads`): by weights, heads that duplicate another
         exactly; by data, ``round(ratio · heads)`` heads of each layer (or within ``max_error``)
-        rebuilt in the kept heads' value and output projections. ``"uniform"`` is True. ``"global"``
+        rebuilt in the kept heads' value and output projections (``"uniform"``). True is ``"auto"``:
+        ``"global"`` for a data merge by ``ratio`` of a model whose attention layers are several and hold at most
+        :data:`~weightkit.compress.merge.heads.GLOBAL_MAX_HEADS` heads in all (a note says so), ``"uniform"``
+        otherwise. ``"global"``
         (``mode="data"`` with ``ratio``): ``round(ratio · all heads)`` of the model, removed one at a
         time where the model's outputs move least
         (:func:`weightkit.compress.merge.heads.merge_heads_by_data`, ``allocation="global"``; a
@@ -198,6 +217,7 @@ def merge_neurons(model, mode="weights", data=None, *, evaluate_on=None, heads=T
     original = loaded.model
     if is_path(data):  # a specification is loaded once, for the heads and the neurons
         data = as_dataset(data, original, seed=options.get("seed", 0))
+    allocation, allocation_notes = _resolved(allocation, original, mode, options) if heads else ("uniform", [])
     headed, entries, skipped = (HEADS_MODES[mode](original, data, options, allocation) if heads
                                 else (original, [], []))
     if heads and not _invalid_budget(options, "threshold" if mode == "weights" else "max_error"):
@@ -207,7 +227,7 @@ def merge_neurons(model, mode="weights", data=None, *, evaluate_on=None, heads=T
     merged, report = dispatch(headed, data, **options)
     merged = merge_composite_ffns(merged, report, mode, data, options)  # FFNs inside composite layers
     attach_heads(report, entries, skipped, original, merged)
-    report.notes.extend(loaded.notes)
+    report.notes.extend(loaded.notes + allocation_notes)
     if evaluate_on is not None:
         report.evaluate(original, merged, evaluate_on)
     return merged, report

@@ -154,7 +154,8 @@ class _Reading:
     def writer(self, tensor):
         node = self.graph.producer(tensor)
         if node is None:
-            return self.fail("it starts at a model input, which no weight writes")
+            name = dict(zip(self.graph.input_ids, self.graph.input_names)).get(tensor, "?")
+            return self.fail(f"it starts at model input {name!r}, which no weight writes")
         if id(node) in self.joins or self.shared(node.layer):
             return None
         kind = kind_for(node.layer)

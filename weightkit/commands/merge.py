@@ -62,10 +62,11 @@ from weightkit.commands._activations import check_merge_mode, load_dataset
 @click.option("--reestimate-bn", "reestimate_bn", is_flag=True,
               help="--mode data: after merging, set the BatchNormalization statistics to the merged model's on the "
                    "calibration sample.")
-@click.option("--heads", "heads", type=click.Choice(["uniform", "global"]), default="uniform", show_default=True,
+@click.option("--heads", "heads", type=click.Choice(["auto", "uniform", "global"]), default="auto", show_default=True,
               help="--mode data with --ratio: uniform removes the ratio of every attention layer's heads; global "
                    "removes the ratio of all the model's heads, one at a time, where the outputs on DATA move least "
-                   "(slower: a merged model for each head it tries).")
+                   "(slower: a merged model for each head it tries); auto is global for several attention layers "
+                   "of at most 32 heads in all, uniform otherwise.")
 @click.option("--samples", type=Whole(min=1), default=None,
               help="--mode data: calibration inputs drawn (seeded) from DATA's training split [default: all of "
                    "them, up to 2,048].")
@@ -88,14 +89,14 @@ def merge(model, output, metric, threshold, ratio, layers, include_bias, twin_to
                                       ("--reestimate-bn", reestimate_bn),
                                       ("--max-drop", max_drop is not None), ("--fine-tune", fine_tune),
                                       ("--samples", samples is not None),
-                                      (f"--heads {heads}", heads != "uniform")) if value]
+                                      (f"--heads {heads}", heads == "global")) if value]
     if mode != "data" and asked:
         raise WeightkitError(f"{asked[0]}: only with --mode data, which calibrates on DATA; add --mode data "
                              "--data DATA.")
     if max_drop is not None and (ratio is not None or max_error is not None):
         raise WeightkitError(f"--max-drop and {'--ratio' if ratio is not None else '--max-error'}: give one of "
                              "them; --max-drop finds the largest merge within the budget, the others fix its size.")
-    if heads != "uniform" and (ratio is None or max_drop is not None):
+    if heads == "global" and (ratio is None or max_drop is not None):
         raise WeightkitError(f"--heads {heads}: spreads --ratio over all the model's heads; give --ratio (not "
                              "--max-drop, which allocates its budget itself).")
     if not output.lower().endswith(".keras"):
@@ -122,7 +123,7 @@ def merge(model, output, metric, threshold, ratio, layers, include_bias, twin_to
 
             merged, report = guided_merge(loaded.model, dataset, max_drop=max_drop, fine_tune=fine_tune, ratio=ratio,
                                           layers=list(layers) or None, progress=progress,
-                                          **({"heads": heads} if heads != "uniform" else {}), **options)
+                                          heads=heads, **options)
         else:
             merged, report = merge_neurons(loaded.model, mode, dataset if mode == "data" else None,
                                            evaluate_on=dataset, ratio=ratio, layers=list(layers) or None,
@@ -142,7 +143,9 @@ def merge(model, output, metric, threshold, ratio, layers, include_bias, twin_to
     else:
         print_merge_report(report, stdout_console())
     print_groups(report, stdout_console())
-    if mode == "data" and ratio is not None and heads == "uniform" and max_drop is None and not fine_tune:
+    chose_global = any(n.startswith("heads: the ratio is spread over all") for n in report.notes)
+    if mode == "data" and ratio is not None and heads != "global" and not chose_global and max_drop is None \
+            and not fine_tune:
         _suggest_global_heads(loaded.model, layers)
     note(f"wrote {output} and {report_path}")
 
