@@ -58,10 +58,12 @@ class ShrinkRun:
         self.merged = None
         self.sliced = None  # the stream stage's model, when it sliced a stream
         self.start = original  # what the merges start from (the stream stage sets it)
+        self.start_drop = 0.0  # its validation drop against the original (the stream stage sets it)
 
-    def tune(self):
+    def tune(self, choose="score"):
         """``tune(student) -> (model, DistillResult)``, the distillation from the original (every output, early
-        stopping on the validation Judge); None when the options ask for no fine-tune."""
+        stopping on the validation Judge; ``choose``: see :func:`~weightkit.compress.shrink.distill.distill`); None
+        when the options ask for no fine-tune."""
         options = self.options
         if not options.fine_tune_epochs or options.fine_tune is False:
             return None
@@ -73,6 +75,6 @@ class ShrinkRun:
             return distill(student, self.original, splits.x_fine_tune, self.judge, teacher_outputs=teacher,
                            y_train=splits.first_labels("fine_tune"), epochs=options.fine_tune_epochs,
                            temperature=options.temperature, alpha=options.alpha, seed=options.seed,
-                           progress=options.reporter(3))
+                           progress=options.reporter(3), choose=choose)
 
         return tune

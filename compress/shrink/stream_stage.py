@@ -7,7 +7,13 @@ the calibration inputs and keeps the fewest of them whose model, fine-tuned by d
 than half the budget (as the search's probes), stays within :attr:`ShrinkOptions.stream_budget
 <weightkit.compress.shrink.options.ShrinkOptions.stream_budget>` on the validation split: a bisection over
 :data:`STREAM_FRACTIONS` of its width, at most ``max_probes`` models per stream. The merges then start from the
-sliced model (and spend the rest of the merge budget: every drop is read against the original).
+sliced model, and a merge's drop is read against the sliced model where that scores better than the original on
+validation (``run.start_drop`` < 0): what the sliced model seems to gain there (a fine-tune can) is no credit for
+the merges to spend, since the split's few hundred samples cannot vouch for it.
+
+A probe's fine-tune keeps the epoch of the lowest divergence from the original
+(:func:`~weightkit.compress.shrink.distill.distill`, ``choose="error"``), not of the best validation accuracy,
+so the budget read after it on the same split is not biased upwards by the choice of the epoch.
 """
 
 from weightkit.compress.shrink.result import FLOAT_BYTES, Candidate
@@ -77,7 +83,7 @@ def stream_stage(run):
         model, records = run.original, []
         if options.stream:
             for stream in [s for s in streams if s.problem is None]:
-                model, record = _slice_one(run, model, stream.joins, score, run.tune())
+                model, record = _slice_one(run, model, stream.joins, score, run.tune(choose="error"))
                 records.append(record)
         sliced = any(r["kept"] < r["width"] for r in records)
         run.sliced = model if sliced else None
@@ -95,8 +101,10 @@ def stream_stage(run):
                 within_budget=probe["ok"],
                 title=f"residual stream {record['width']} -> {probe['width']} channels"
                       + (", fine-tuned" if probe["after"] is not None else "")))
-    if not any(r["kept"] < r["width"] for r in run.result.stream["streams"]):
+    sliced = [r for r in run.result.stream["streams"] if r["kept"] < r["width"]]
+    if not sliced:
         run.start = run.original
     else:
         run.start = run.sliced if run.sliced is not None else run.checkpoint.model("sliced")
+        run.start_drop = float(sliced[-1]["drop"])
     return run.start
