@@ -51,6 +51,13 @@ def stream_widths(stream):
     return ", ".join(sliced) or "—"
 
 
+def probe_scores(probe):
+    """The scores a stream probe was judged by: after its fine-tune where that was kept, else before (as
+    ``stream_stage`` reads them)."""
+    after = probe.get("after")
+    return after if after is not None and probe["drop"] == after["drop"] else probe["before"]
+
+
 def shrink_subject(label, model, data, args):
     """``(subject, original float32 .tflite bytes, exported mode, bytes, x smaller, test accuracy of the original
     and the export, test drop in points, validation drop in points, stream width -> kept, stream stage seconds,
@@ -69,7 +76,8 @@ def shrink_subject(label, model, data, args):
     stream = outcome.result.stream
     for record in stream.get("streams", []):
         print(f"  stream {record['width']} -> {record['kept']}: probes " + ", ".join(
-            f"{p['width']} ({p['params']:,} parameters, drop {p['drop']:.3g}, {'ok' if p['ok'] else 'over'})"
+            f"{p['width']} ({p['params']:,} parameters, validation drop {p['drop']:.3g}, "
+            f"{'ok' if p['ok'] else 'over'}, test accuracy {probe_scores(p).get('test_accuracy', float('nan')):.4f})"
             for p in record["probes"]))
     for record in stream.get("left", []):
         print(f"  stream left alone: {record['reason']}")
