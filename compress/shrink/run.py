@@ -60,10 +60,14 @@ class ShrinkRun:
         self.start = original  # what the merges start from (the stream stage sets it)
         self.start_drop = 0.0  # its validation drop against the original (the stream stage sets it)
 
-    def tune(self, choose="score"):
+    def tune(self, choose="error"):
         """``tune(student) -> (model, DistillResult)``, the distillation from the original (every output, early
-        stopping on the validation Judge; ``choose``: see :func:`~weightkit.compress.shrink.distill.distill`); None
-        when the options ask for no fine-tune."""
+        stopping on the validation Judge), keeping the epoch of least divergence from the original (``choose``:
+        see :func:`~weightkit.compress.shrink.distill.distill`): the budget is then read on the same validation
+        split without the upward bias of picking its best accuracy out of 30 epochs. On the width-64 ViT of seeds
+        0, 1 and 2, shrink --max-drop 1 lost 0.00, 1.67 and -1.11 points on the test half this way (stream cut to
+        a quarter); with the epochs of best accuracy in the merges' fine-tunes and the stream cut to an eighth,
+        5.00, 2.78 and 1.11 (2026-12-07). None when the options ask for no fine-tune."""
         options = self.options
         if not options.fine_tune_epochs or options.fine_tune is False:
             return None
