@@ -10,7 +10,7 @@ removes more at every step, so its accuracy falls roughly monotonically.
 from weightkit.compress.shrink.scores import predict_probabilities, score_outputs
 from weightkit.compress.shrink.sensitivity import merge_allocation
 
-__all__ = ["search_path", "search_removals"]
+__all__ = ["scored_probe", "search_path", "search_removals"]
 
 
 def _scores(model, splits, teacher, activation, reference):
@@ -20,6 +20,41 @@ def _scores(model, splits, teacher, activation, reference):
     scores["test_accuracy"] = score_outputs(predict_probabilities(model, splits.x_test, activation),
                                             splits.y_test)["accuracy"]
     return scores
+
+
+def scored_probe(model, score, *, tune=None, fine_tune=None, max_drop=1.0):
+    """Score a probe, and fine-tune it where that is wanted and helps: ``(model kept, record)``.
+
+    Parameters
+    ----------
+    model : keras.Model
+    score : callable
+        ``score(model) -> dict`` with ``drop``.
+    tune : callable, default=None
+        ``tune(model) -> (model, DistillResult)``; None: no fine-tune.
+    fine_tune : bool, default=None
+        None: fine-tune when the drop exceeds half of ``max_drop``; True: whenever it is positive; False: never.
+    max_drop : float, default=1.0
+
+    Returns
+    -------
+    model : keras.Model
+        The fine-tuned model when its drop is no larger, else the given one.
+    record : dict
+        ``before`` and ``after`` (None without a fine-tune) scores, ``fine_tune`` (the DistillResult as a dict, or
+        None) and ``drop`` (the kept model's).
+    """
+    before = score(model)
+    record, final = {"before": before, "after": None, "fine_tune": None}, before
+    wanted = fine_tune if fine_tune is not None else before["drop"] > max_drop / 2
+    if tune is not None and wanted and before["drop"] > 0:
+        tuned, distilled = tune(model)
+        after = score(tuned)
+        record.update(after=after, fine_tune=distilled.to_dict())
+        if after["drop"] <= before["drop"]:
+            model, final = tuned, after
+    record["drop"] = final["drop"]
+    return model, record
 
 
 def search_path(original, splits, teacher, activation, removals, reference, *, budget, max_drop, tune=None,
@@ -103,19 +138,10 @@ def search_removals(original, x_calibration, removals, score, *, budget, max_dro
         if progress is not None:
             progress(f"search: merging path step {index} of {len(removals) - 1}")
         merged, removed = merge_allocation(original, x_calibration, removals[index], seed=seed, refit=refit)
-        before = score(merged)
         record = {"index": index, "requested": removals[index], "removed": removed,
-                  "params": int(merged.count_params()), "before": before, "after": None, "fine_tune": None}
-        final = before
-        wanted = fine_tune if fine_tune is not None else before["drop"] > max_drop / 2
-        if tune is not None and wanted and before["drop"] > 0:
-            tuned, distilled = tune(merged)
-            after = score(tuned)
-            record.update(after=after, fine_tune=distilled.to_dict())
-            if after["drop"] <= before["drop"]:
-                merged, final = tuned, after
-        record["ok"] = final["drop"] <= budget
-        record["drop"] = final["drop"]
+                  "params": int(merged.count_params())}
+        merged, scores = scored_probe(merged, score, tune=tune, fine_tune=fine_tune, max_drop=max_drop)
+        record.update(scores, ok=scores["drop"] <= budget)
         probes.append(record)
         models[index] = merged
         return record

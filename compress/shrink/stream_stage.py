@@ -17,6 +17,7 @@ after it on the same split is not biased upwards by the choice of the epoch.
 """
 
 from weightkit.compress.shrink.result import FLOAT_BYTES, Candidate
+from weightkit.compress.shrink.search import scored_probe
 from weightkit.compress.stream import find_streams, sliced_model, stream_basis
 
 __all__ = ["STREAM_FRACTIONS", "stream_stage"]
@@ -44,21 +45,13 @@ def _slice_one(run, model, joins, score, tune):
     while low < high and len(record["probes"]) < options.max_probes:
         middle = (low + high + 1) // 2
         sliced = sliced_model(model, stream, basis, widths[middle])
-        before = score(sliced)
-        probe = {"width": widths[middle], "params": int(sliced.count_params()), "before": before, "after": None}
-        final = before
-        wanted = options.fine_tune if options.fine_tune is not None else before["drop"] > options.max_drop / 2
-        if tune is not None and wanted and before["drop"] > 0:
-            tuned, distilled = tune(sliced)
-            after = score(tuned)
-            probe.update(after=after, fine_tune=distilled.to_dict())
-            if after["drop"] <= before["drop"]:
-                sliced, final = tuned, after
-        probe.update(drop=final["drop"], ok=final["drop"] <= options.stream_budget)
+        probe = {"width": widths[middle], "params": int(sliced.count_params())}
+        sliced, scores = scored_probe(sliced, score, tune=tune, fine_tune=options.fine_tune, max_drop=options.max_drop)
+        probe.update(scores, ok=scores["drop"] <= options.stream_budget)
         record["probes"].append(probe)
         if probe["ok"]:
             low, chosen = middle, sliced
-            record.update(kept=widths[middle], drop=final["drop"])
+            record.update(kept=widths[middle], drop=scores["drop"])
         else:
             high = middle - 1
     return chosen, record
