@@ -324,6 +324,12 @@ def _shared_writer():
     return keras.Model(inputs, _head(L.Add(name="res2")([x, mix(L.LayerNormalization(name="ln2")(x))])))
 
 
+def _bias_free_reader():
+    inputs, x = _embedded()
+    x = L.Add(name="res1")([x, L.Dense(8, use_bias=False, name="plain")(L.LayerNormalization(name="ln1")(x))])
+    return keras.Model(inputs, _head(x))
+
+
 def _mixed_norms():
     inputs, x = _embedded()
     x = L.Add(name="res1")([x, L.Dense(8, name="mix")(L.RMSNormalization(name="rms1")(x))])
@@ -342,6 +348,7 @@ REFUSALS = {
                                               "LayerNormalizations need it centered"),
     "stream_output": (_stream_output, "res1", "it is a model output"),
     "shared_writer": (_shared_writer, "res1", "shared_mix (Dense) is called more than once (a shared layer)"),
+    "bias_free_reader": (_bias_free_reader, "res1", "plain (Dense) has no bias to take the offset of ln1"),
     "mixed_norms": (_mixed_norms, "res1", "its normalizations mix centering (LayerNormalization) and not "
                                           "(RMSNormalization)"),
 }

@@ -180,6 +180,9 @@ class _Reading:
                              "channels nor a kernel over them")
         if self.shared(node.layer):
             return None
+        offset = next((n.offset for n in self.stream.norms if n.layer == norm), None)
+        if offset is not None and any(bias is None for _, bias in kernels):
+            return self.fail(f"{_describe(node.layer)} has no bias to take the offset of {norm}")
         for kernel, _ in kernels:
             if (node.layer.name, kernel) in self.seen_kernels:
                 return self.fail(f"{_describe(node.layer)} reads it twice into {kernel}")
