@@ -7,11 +7,9 @@ models built here, each saved and reloaded before use. What is checked:
   graph (its saved config) has them;
 - :func:`sliced_model` at full width computes the original's function, with RMSNormalization layers that a
   safe-mode load accepts; narrower it keeps fewer parameters and still predicts;
-- a stream that lives in a ``k``-dimensional subspace slices to ``k`` channels exactly, with LayerNormalization or
-  RMSNormalization norms, and no narrower;
-- models that break a rule (post-norm, a ReLU writer, a model input in the sum, an Activation reading the
-  stream, ...) get a problem naming why, and are left alone;
-- a sliced ViT converts to integer-only int8, and ``shrink``'s stream stage keeps a width within its budget.
+- a stream in a ``k``-dimensional subspace slices to ``k`` channels exactly (LayerNormalization or RMSNormalization);
+- models that break a rule (post-norm, a ReLU writer, ...) get a problem naming why, and are left alone;
+- a sliced ViT converts to integer-only int8; ``shrink``'s stream stage keeps a width within its budget.
 """
 
 import os

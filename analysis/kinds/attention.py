@@ -120,6 +120,12 @@ class MultiHeadAttentionKind(LayerKind):
         config["output_shape"] = int(width)
         return config
 
+    def stream_read_config(self, config, layer):
+        """Its output width pinned to what it is (``output_shape`` None follows the query's width)."""
+        if config.get("output_shape") is None:
+            config["output_shape"] = int(attribute(layer, "output_dense.kernel").shape[-1])
+        return config
+
     def stream_reads(self, layer, carried, passed):
         """The query, value and key projections reading the stream (the key is the value when not given)."""
         use_bias = layer.get_config().get("use_bias")

@@ -58,6 +58,12 @@ class StreamRules:
         return None
 
     def stream_passes(self, layer):
-        """Whether it maps each channel alone and the same way (dropout, average pooling over positions), so it
-        commutes with turning the channels."""
-        return getattr(self, "merge", None) in ("identity", "linear")
+        """Whether it maps each channel alone and the same way (dropout, average pooling over positions, channels
+        last), so it commutes with turning the channels."""
+        channels_first = getattr(layer, "data_format", None) == "channels_first"
+        return getattr(self, "merge", None) in ("identity", "linear") and not channels_first
+
+    def stream_read_config(self, config, layer):
+        """``config`` (a copy's, changed in place and returned) of a layer that reads a stream and writes elsewhere,
+        so that its output keeps its width when the stream narrows (a MultiHeadAttention infers it from the query)."""
+        return config

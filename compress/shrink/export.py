@@ -98,7 +98,10 @@ def quantize_stage(run, model):
                           "drop": validation["drop"], "test_accuracy": run.test_judge.metric(test),
                           "test_drop": test["drop"], "test_agreement": test.get("agreement"),
                           "latency_ms": row.latency_ms}
-    export, within = choose_export(rows, options.max_drop, options.target)
+    # After a sliced stream that scored better than the original on validation, the export too stays within the
+    # budget of the sliced model: its gain is no credit to spend (stages.search_stage).
+    budget = options.max_drop + min(0.0, run.start_drop)
+    export, within = choose_export(rows, budget, options.target)
     chosen = rows[export]
     reason = export_reason(chosen, within, options.max_drop, options.target, result.unit)
     quantization.exported.mode, quantization.exported.reason = export, reason
@@ -107,7 +110,7 @@ def quantize_stage(run, model):
         result.candidates.append(Candidate(f"quantize:{mode}", "quantize", "tflite", params, row["bytes"],
                                            row["validation_accuracy"], row["test_accuracy"], None,
                                            removed=result.merged["removed"],
-                                           within_budget=row["drop"] <= options.max_drop + _SLACK,
+                                           within_budget=row["drop"] <= budget + _SLACK,
                                            chosen=mode == export, title=f"merged, {mode} .tflite"))
     exported, steps = slimmed[export]
     for what, saved in steps:

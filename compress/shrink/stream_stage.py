@@ -46,7 +46,9 @@ def _slice_one(run, model, joins, score, tune):
         middle = (low + high + 1) // 2
         sliced = sliced_model(model, stream, basis, widths[middle])
         probe = {"width": widths[middle], "params": int(sliced.count_params())}
-        sliced, scores = scored_probe(sliced, score, tune=tune, fine_tune=options.fine_tune, max_drop=options.max_drop)
+        # Fine-tuned where it lost more than half the stream's budget (scored_probe halves its max_drop).
+        sliced, scores = scored_probe(sliced, score, tune=tune, fine_tune=options.fine_tune,
+                                      max_drop=options.stream_budget)
         probe.update(scores, ok=scores["drop"] <= options.stream_budget)
         record["probes"].append(probe)
         if probe["ok"]:

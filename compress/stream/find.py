@@ -168,9 +168,13 @@ class _Reading:
 
     def reader(self, node, tensor, norm):
         """A layer reading ``tensor`` (the stream, or a norm's output) through kernels; passes are walked."""
+        if (self.graph.shape(tensor) or (None,))[-1] != self.stream.width:
+            return self.fail(f"{_describe(node.layer)} reads it where its channels are not the last axis")
         kind = kind_for(node.layer)
-        if kind is not None and kind.stream_passes(node.layer) and len(node.inputs) == len(node.outputs) == 1:
-            return self.readers_of(node.outputs[0], norm)
+        if kind is not None and kind.stream_passes(node.layer):
+            if len(node.inputs) == len(node.outputs) == 1:
+                return self.readers_of(node.outputs[0], norm)
+            return self.fail(f"{_describe(node.layer)} reads it together with another tensor (a mask)")
         arguments = node.arguments(getattr(kind, "call_arguments", ()))
         carried = {name for name, ids in arguments.items() if tensor in ids}
         kernels = None if kind is None else kind.stream_reads(node.layer, carried, set(arguments))

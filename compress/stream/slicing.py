@@ -150,6 +150,8 @@ def sliced_model(model, stream, basis, width):
     keras = import_keras()
     state = WeightState(model)
     epsilons = slice_stream_weights(state, stream, basis, width)
+    for reader in stream.readers:  # a reader writing elsewhere keeps its output's width
+        state.reconfigured[reader.layer] = lambda config, layer: kind_for(layer).stream_read_config(config, layer)
     for writer in stream.writers:
         state.reconfigured[writer.layer] = lambda config, layer: kind_for(layer).stream_width_config(config, width)
     for name, epsilon in epsilons.items():
