@@ -100,7 +100,7 @@ def quantize_stage(run, model):
                           "latency_ms": row.latency_ms}
     # After a sliced stream that scored better than the original on validation, the export too stays within the
     # budget of the sliced model: its gain is no credit to spend (stages.search_stage).
-    budget = options.max_drop + min(0.0, run.start_drop)
+    budget = options.max_drop + run.credit
     export, within = choose_export(rows, budget, options.target)
     chosen = rows[export]
     reason = export_reason(chosen, within, options.max_drop, options.target, result.unit)

@@ -60,6 +60,19 @@ class ShrinkRun:
         self.start = original  # what the merges start from (the stream stage sets it)
         self.start_drop = 0.0  # its validation drop against the original (the stream stage sets it)
 
+    @property
+    def credit(self):
+        """What a sliced stream gained on validation (its drop, when negative; else 0): never spent, so later drops
+        are read against the sliced model (the merges', the export's)."""
+        return min(0.0, self.start_drop)
+
+    def score(self, model):
+        """The validation Judge's scores of ``model``, its ``drop`` read past :attr:`credit`, and its test score
+        (``test_accuracy``, reported only)."""
+        scores = self.judge.score(model)
+        return {**scores, "drop": scores["drop"] - self.credit,
+                "test_accuracy": self.test_judge.metric(self.test_judge.score(model))}
+
     def tune(self, choose="error"):
         """``tune(student) -> (model, DistillResult)``, the distillation from the original (every output, early
         stopping on the validation Judge), keeping the epoch of least divergence from the original (``choose``:

@@ -10,7 +10,7 @@ removes more at every step, so its accuracy falls roughly monotonically.
 from weightkit.compress.shrink.scores import predict_probabilities, score_outputs
 from weightkit.compress.shrink.sensitivity import merge_allocation
 
-__all__ = ["scored_probe", "search_path", "search_removals"]
+__all__ = ["kept_scores", "scored_probe", "search_path", "search_removals"]
 
 
 def _scores(model, splits, teacher, activation, reference):
@@ -55,6 +55,12 @@ def scored_probe(model, score, *, tune=None, fine_tune=None, max_drop=1.0):
             model, final = tuned, after
     record["drop"] = final["drop"]
     return model, record
+
+
+def kept_scores(record):
+    """The scores of the model a :func:`scored_probe` record kept: after its fine-tune when that was kept."""
+    after = record["after"]
+    return after if after is not None and record["drop"] == after["drop"] else record["before"]
 
 
 def search_path(original, splits, teacher, activation, removals, reference, *, budget, max_drop, tune=None,
@@ -153,8 +159,7 @@ def search_removals(original, x_calibration, removals, score, *, budget, max_dro
         if record["ok"]:
             low = middle
             chosen = {"index": middle, "removed": record["removed"], "params": record["params"],
-                      "scores": record["after"] if record["after"] is not None and record["drop"] == record["after"][
-                          "drop"] else record["before"], "drop": record["drop"], "fine_tune": record["fine_tune"]}
+                      "scores": kept_scores(record), "drop": record["drop"], "fine_tune": record["fine_tune"]}
         else:
             high = middle - 1
     return {"probes": probes, "merged": chosen, "model": models[chosen["index"]]}

@@ -88,18 +88,11 @@ def search_stage(run, curves):
     options, result = run.options, run.result
     path, removals = budget_removals(curves)
     result.path = [{**a.to_dict(), "removals": r} for a, r in zip(path, removals)]
-    test = run.test_judge
-
-    # From a sliced stream that scores better than the original on validation, a merge's drop is read against the
-    # sliced model: that gain is no credit to spend (a fine-tune chose it on the same few hundred samples).
-    credit = min(0.0, run.start_drop)
-
-    def score(model):
-        scores = run.judge.score(model)
-        return {**scores, "drop": scores["drop"] - credit, "test_accuracy": test.metric(test.score(model))}
 
     def compute():
-        found = search_removals(run.start, run.splits.x_calibration, removals, score,
+        # run.score reads a merge's drop against a sliced stream that scored better than the original on validation:
+        # that gain is no credit to spend (a fine-tune chose it on the same few hundred samples).
+        found = search_removals(run.start, run.splits.x_calibration, removals, run.score,
                                 budget=options.merge_budget, max_drop=options.max_drop, tune=run.tune(),
                                 fine_tune=options.fine_tune, max_probes=options.max_probes, seed=options.seed,
                                 progress=options.reporter(3))

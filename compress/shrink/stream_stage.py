@@ -17,8 +17,9 @@ after it on the same split is not biased upwards by the choice of the epoch.
 """
 
 from weightkit.compress.shrink.result import FLOAT_BYTES, Candidate
-from weightkit.compress.shrink.search import scored_probe
-from weightkit.compress.stream import find_streams, sliced_model, stream_basis
+from weightkit.compress.shrink.search import kept_scores, scored_probe
+from weightkit.compress.shrink.stages import run_stage
+from weightkit.compress.stream import find_stream, find_streams, sliced_model, stream_basis
 
 __all__ = ["STREAM_FRACTIONS", "stream_stage"]
 
@@ -30,13 +31,14 @@ STREAM_FRACTIONS = (0.75, 0.625, 0.5, 0.375, 0.25)
 
 def _widths(width):
     """The widths tried for a stream of ``width`` channels: the original first, then narrower, each once."""
-    return list(dict.fromkeys([width] + [max(1, round(f * width)) for f in STREAM_FRACTIONS if round(f * width) < width]))
+    narrower = [max(1, round(f * width)) for f in STREAM_FRACTIONS if round(f * width) < width]
+    return list(dict.fromkeys([width] + narrower))
 
 
-def _slice_one(run, model, joins, score, tune):
+def _slice_one(run, model, joins, tune):
     """Bisect the widths of the stream made by ``joins`` in ``model``: ``(model, record)``."""
     options = run.options
-    stream = next(s for s in find_streams(model) if s.joins == joins)
+    stream = find_stream(model, joins)
     basis = stream_basis(model, stream, run.splits.x_calibration)
     widths = _widths(stream.width)
     record = {"joins": joins, "width": stream.width, "kept": stream.width, "probes": [],
@@ -47,7 +49,7 @@ def _slice_one(run, model, joins, score, tune):
         sliced = sliced_model(model, stream, basis, widths[middle])
         probe = {"width": widths[middle], "params": int(sliced.count_params())}
         # Fine-tuned where it lost more than half the stream's budget (scored_probe halves its max_drop).
-        sliced, scores = scored_probe(sliced, score, tune=tune, fine_tune=options.fine_tune,
+        sliced, scores = scored_probe(sliced, run.score, tune=tune, fine_tune=options.fine_tune,
                                       max_drop=options.stream_budget)
         probe.update(scores, ok=scores["drop"] <= options.stream_budget)
         record["probes"].append(probe)
@@ -66,13 +68,7 @@ def stream_stage(run):
     Fills ``run.result.stream`` (``streams``: per stream its joins, width, width kept, each probe; ``left``:
     the streams left alone, with the reason) and adds a candidate per probe.
     """
-    from weightkit.compress.shrink.stages import run_stage
-
-    options, test = run.options, run.test_judge
-
-    def score(model):
-        scores = run.judge.score(model)
-        return {**scores, "test_accuracy": test.metric(test.score(model))}
+    options = run.options
 
     def compute():
         streams = find_streams(run.original)
@@ -80,7 +76,7 @@ def stream_stage(run):
         model, records = run.original, []
         if options.stream:
             for stream in [s for s in streams if s.problem is None]:
-                model, record = _slice_one(run, model, stream.joins, score, run.tune())
+                model, record = _slice_one(run, model, stream.joins, run.tune())
                 records.append(record)
         sliced = any(r["kept"] < r["width"] for r in records)
         run.sliced = model if sliced else None
@@ -90,8 +86,7 @@ def stream_stage(run):
     run.result.stream = {k: v for k, v in stored.items() if k != "seconds"}
     for record in run.result.stream["streams"]:
         for probe in record["probes"]:
-            scores = probe["after"] if probe["after"] is not None and probe["drop"] == probe["after"]["drop"] \
-                else probe["before"]
+            scores = kept_scores(probe)
             run.result.candidates.append(Candidate(
                 f"stream:{probe['width']}", "stream", "keras", probe["params"], probe["params"] * FLOAT_BYTES,
                 run.judge.metric(scores), scores.get("test_accuracy"), scores.get("agreement"), estimated=True,

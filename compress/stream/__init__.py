@@ -7,8 +7,8 @@ budget (:mod:`weightkit.compress.shrink.stream_stage`).
 """
 
 from weightkit.compress.stream.api import slice_streams
-from weightkit.compress.stream.find import Norm, Reader, Stream, Writer, find_streams
+from weightkit.compress.stream.find import Norm, Reader, Stream, Writer, find_stream, find_streams
 from weightkit.compress.stream.slicing import StreamBasis, slice_stream_weights, sliced_model, stream_basis
 
-__all__ = ["Norm", "Reader", "Stream", "StreamBasis", "Writer", "find_streams", "slice_stream_weights",
+__all__ = ["Norm", "Reader", "Stream", "StreamBasis", "Writer", "find_stream", "find_streams", "slice_stream_weights",
            "slice_streams", "sliced_model", "stream_basis"]

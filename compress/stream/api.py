@@ -2,7 +2,7 @@
 
 from weightkit.analysis.data.inputs import as_model
 from weightkit.analysis.errors import WeightkitError
-from weightkit.compress.stream.find import find_streams
+from weightkit.compress.stream.find import find_stream, find_streams
 from weightkit.compress.stream.slicing import sliced_model, stream_basis
 
 __all__ = ["slice_streams"]
@@ -53,8 +53,7 @@ def slice_streams(model, x, *, keep=None, energy=None, unsafe=False):
         if stream.problem:
             done.append({"joins": stream.joins, "width": stream.width, "reason": stream.problem})
             continue
-        # The model changed since the streams were found: find this one again in the current model.
-        stream = next(s for s in find_streams(current) if s.joins == stream.joins)
+        stream = find_stream(current, stream.joins)  # the model may have changed since: find it again
         basis = stream_basis(current, stream, x)
         width = _width(keep, energy, basis, stream.width)
         if width < stream.width:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from weightkit.analysis.kinds.registry import kind_for
 from weightkit.analysis.structure.graph import ModelGraph
 
-__all__ = ["Norm", "Reader", "Stream", "Writer", "find_streams"]
+__all__ = ["Norm", "Reader", "Stream", "Writer", "find_stream", "find_streams"]
 
 
 @dataclass
@@ -211,7 +211,8 @@ class _Reading:
                 return self.fail(f"{_describe(node.layer)} {problem}")
             before = len(self.stream.readers)
             self.reader(node, tensor, None)
-            self.stream._direct.extend([tensor] * (len(self.stream.readers) > before))
+            if len(self.stream.readers) > before:  # a kernel reads the stream itself: measured there too
+                self.stream._direct.append(tensor)
             return None
         if self.shared(node.layer):
             return None
@@ -254,3 +255,8 @@ def find_streams(model, graph=None):
     graph = graph or ModelGraph(model)
     streams = [_Reading(graph, joins, tensors).read() for joins, tensors in _components(graph)]
     return sorted(streams, key=lambda s: min(s.tensors))
+
+
+def find_stream(model, joins):
+    """The stream of ``model`` made by the joins named ``joins`` (found again after another stream was sliced)."""
+    return next(stream for stream in find_streams(model) if stream.joins == joins)

@@ -125,7 +125,8 @@ def slice_stream_weights(state, stream, basis, width):
             flat = kernel.reshape(d, -1)
             if offset is not None and bias_key is not None:
                 bias = arrays[bias_key]
-                arrays[bias_key] = (bias + (np.asarray(offset, np.float64) @ flat).reshape(bias.shape)).astype(np.float32)
+                shift = (np.asarray(offset, np.float64) @ flat).reshape(bias.shape)
+                arrays[bias_key] = (bias + shift).astype(np.float32)
             if scale is not None:
                 flat = np.asarray(scale, np.float64)[:, None] * flat
             arrays[kernel_key] = (kept.T @ flat).reshape((width,) + kernel.shape[1:]).astype(np.float32)
